@@ -1,0 +1,189 @@
+"""Every exception plait raises, named by cause.
+
+::
+
+    BaseException
+    └── asyncio.CancelledError
+        └── Cancelled ............... a strand was cancelled (threads see this one)
+    Exception
+    ├── PlaitError .................. base of plait's own errors
+    │   ├── ClosedError ............. you closed it (queue, pool, pipe end)
+    │   ├── BrokenResourceError ..... something else broke it (owner died, peer crashed)
+    │   ├── BusyResourceError ....... two users at once where one is allowed
+    │   ├── DeadlockError ........... a cycle in the wait-for graph
+    │   ├── RemoteError ............. a remote exception that could not be rebuilt here
+    │   └── SerializationError ...... (also pickle.PicklingError) an object cannot cross
+    ├── WouldBlock .................. an ``X_nowait`` call could not proceed at once
+    └── concurrent.futures.process.BrokenProcessPool
+        └── WorkerCrashed ........... (also PlaitError) a worker process died mid-task
+
+Errors that may cross a process boundary define ``__reduce__`` and keep their named
+attributes, so a pickled error arrives with the same fields it left with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import pickle
+import signal
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+__all__ = [
+    "BrokenResourceError",
+    "BusyResourceError",
+    "Cancelled",
+    "ClosedError",
+    "DeadlockError",
+    "PlaitError",
+    "RemoteError",
+    "SerializationError",
+    "WorkerCrashed",
+    "WouldBlock",
+]
+
+
+class PlaitError(Exception):
+    """Base class of plait's own errors."""
+
+
+class Cancelled(asyncio.CancelledError):  # noqa: N818 - the name follows trio and asyncio
+    """Raised inside a strand that was cancelled.
+
+    It subclasses :class:`asyncio.CancelledError`, so one ``except`` clause serves coroutine
+    strands (which see asyncio's own error) and thread strands (which see this one).
+    """
+
+
+class ClosedError(PlaitError):
+    """The resource was closed by its user; no more work goes through it."""
+
+
+class BrokenResourceError(PlaitError):
+    """The resource was broken by something else: its owner exited, its peer crashed."""
+
+
+class BusyResourceError(PlaitError):
+    """Two users at once where only one is allowed."""
+
+
+class WouldBlock(Exception):  # noqa: N818 - trio's name, kept
+    """An ``X_nowait`` operation could not complete without waiting."""
+
+
+class DeadlockError(PlaitError):
+    """A cycle in the wait-for graph: these strands wait on each other forever.
+
+    ``cycle`` lists ``(strand description, resource description)`` pairs in order.
+    """
+
+    def __init__(self, message: str, cycle: tuple[tuple[str, str], ...] = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        self.cycle = cycle
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.message, self.cycle))
+
+
+class RemoteError(PlaitError):
+    """An exception raised in another process that could not be rebuilt here.
+
+    Carries the remote type's name, its message and the formatted remote traceback.
+    """
+
+    def __init__(self, type_name: str, message: str, traceback_text: str = "") -> None:
+        super().__init__(f"{type_name}: {message}")
+        self.type_name = type_name
+        self.message = message
+        self.traceback_text = traceback_text
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.type_name, self.message, self.traceback_text))
+
+    def __str__(self) -> str:
+        text = f"{self.type_name}: {self.message}"
+        if self.traceback_text:
+            text += "\n\nRemote traceback:\n" + self.traceback_text
+        return text
+
+
+class SerializationError(PlaitError, pickle.PicklingError):
+    """An object cannot be pickled to cross into another process.
+
+    ``path`` names where in the arguments the culprit sits (``args[1]['conn']``), and
+    ``culprit`` describes it (its type and repr), so the message says what to change.
+    """
+
+    def __init__(self, message: str, path: str = "", culprit: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = path
+        self.culprit = culprit
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.message, self.path, self.culprit))
+
+
+def describe_exit(exitcode: int | None) -> str:
+    """Say in words how a process ended, from its exit code (negative means a signal)."""
+    if exitcode is None:
+        return "still running"
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        hint = {
+            "SIGKILL": " (killed: out of memory, a timeout, or `kill -9`)",
+            "SIGSEGV": " (segmentation fault in native code)",
+            "SIGABRT": " (aborted by native code)",
+            "SIGBUS": " (bus error in native code)",
+            "SIGTERM": " (terminated)",
+        }.get(name, "")
+        return f"killed by {name}{hint}"
+    return f"exited with code {exitcode}"
+
+
+class WorkerCrashed(BrokenProcessPool, PlaitError):
+    """A worker process died while it ran a task.
+
+    Subclasses :class:`concurrent.futures.process.BrokenProcessPool` so that existing
+    ``except`` clauses keep working. ``pid``, ``exitcode`` (negative: killed by a signal),
+    ``signal`` (the signal number or ``None``) and ``task`` (a description of what ran) say
+    what happened.
+    """
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        pid: int | None = None,
+        exitcode: int | None = None,
+        task: str | None = None,
+    ) -> None:
+        if not message:
+            message = f"worker process {pid} {describe_exit(exitcode)}"
+            if task:
+                message += f" while running {task}"
+        super().__init__(message)
+        self.message = message
+        self.pid = pid
+        self.exitcode = exitcode
+        self.task = task
+
+    @property
+    def signal(self) -> int | None:
+        """The signal that killed the worker, or ``None`` if it exited by itself."""
+        if self.exitcode is not None and self.exitcode < 0:
+            return -self.exitcode
+        return None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_worker_crashed, (self.message, self.pid, self.exitcode, self.task))
+
+
+def _rebuild_worker_crashed(
+    message: str, pid: int | None, exitcode: int | None, task: str | None
+) -> WorkerCrashed:
+    return WorkerCrashed(message, pid=pid, exitcode=exitcode, task=task)

@@ -1,0 +1,1 @@
+"""What crosses processes: serialisation, start context, lifelines, transport, shared memory."""
