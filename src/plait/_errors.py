@@ -47,7 +47,7 @@ class PlaitError(Exception):
     """Base class of plait's own errors."""
 
 
-class Cancelled(asyncio.CancelledError):  # noqa: N818 - the name follows trio and asyncio
+class Cancelled(asyncio.CancelledError):
     """Raised inside a strand that was cancelled.
 
     It subclasses :class:`asyncio.CancelledError`, so one ``except`` clause serves coroutine
@@ -67,7 +67,7 @@ class BusyResourceError(PlaitError):
     """Two users at once where only one is allowed."""
 
 
-class WouldBlock(Exception):  # noqa: N818 - trio's name, kept
+class WouldBlock(Exception):
     """An ``X_nowait`` operation could not complete without waiting."""
 
 

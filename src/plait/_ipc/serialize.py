@@ -131,7 +131,7 @@ def find_unpicklable(
     return _path, f"{type(obj).__qualname__} {text}", reason
 
 
-class RemoteTraceback(Exception):  # noqa: N818 - mirrors concurrent.futures' name
+class RemoteTraceback(Exception):
     """Carries the formatted traceback of a remote exception; set as its ``__cause__``."""
 
     def __init__(self, text: str) -> None:

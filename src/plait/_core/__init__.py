@@ -1,0 +1,92 @@
+"""The kernel: strands, parking, cancellation, instruments and the runtime.
+
+Everything above the kernel uses only what this module exports.
+
+* :func:`current_strand` / :class:`Strand` / :func:`all_strands` -- who is running.
+* :class:`WaitQueue`, :func:`park`, :func:`async_park` -- the one way to block
+  (read ``parking.py``'s docstring for the protocol every primitive follows).
+* :class:`CancelScope`, :func:`move_on_after`, :func:`fail_after`, :func:`checkpoint`.
+* :class:`Instrument`, :data:`hooks` -- what tracing and diagnostics observe.
+* :data:`runtime`, :func:`run` -- the background loop and the entry point.
+"""
+
+from plait._core.cancel import (
+    CancelScope,
+    async_checkpoint,
+    async_sleep,
+    checkpoint,
+    fail_after,
+    fail_at,
+    move_on_after,
+    move_on_at,
+    sleep,
+)
+from plait._core.instruments import Instrument, add_instrument, hooks, remove_instrument
+from plait._core.parking import (
+    CANCELLED,
+    QUEUED,
+    TIMED_OUT,
+    WOKEN,
+    Mutex,
+    Waiter,
+    WaitQueue,
+    async_park,
+    check_timeout,
+    interrupt,
+    new_mutex,
+    park,
+)
+from plait._core.runtime import Runtime, run, runtime
+from plait._core.strands import (
+    Strand,
+    StrandKind,
+    all_strands,
+    bind_thread,
+    current_strand,
+    current_thread_strand,
+    iter_parked,
+    register,
+    unbind_thread,
+    unregister,
+)
+
+__all__ = [
+    "CANCELLED",
+    "QUEUED",
+    "TIMED_OUT",
+    "WOKEN",
+    "CancelScope",
+    "Instrument",
+    "Mutex",
+    "Runtime",
+    "Strand",
+    "StrandKind",
+    "WaitQueue",
+    "Waiter",
+    "add_instrument",
+    "all_strands",
+    "async_checkpoint",
+    "async_park",
+    "async_sleep",
+    "bind_thread",
+    "check_timeout",
+    "checkpoint",
+    "current_strand",
+    "current_thread_strand",
+    "fail_after",
+    "fail_at",
+    "hooks",
+    "interrupt",
+    "iter_parked",
+    "move_on_after",
+    "move_on_at",
+    "new_mutex",
+    "park",
+    "register",
+    "remove_instrument",
+    "run",
+    "runtime",
+    "sleep",
+    "unbind_thread",
+    "unregister",
+]

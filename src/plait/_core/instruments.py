@@ -1,0 +1,115 @@
+"""Instrument hooks: the one source that tracing and diagnostics read.
+
+An :class:`Instrument` overrides the hooks it cares about. With none installed, each hook
+site in plait costs one attribute check (``if hooks.active:``), so instruments are free
+until someone asks for them.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from plait._core.strands import Strand
+
+__all__ = ["Instrument", "add_instrument", "hooks", "remove_instrument"]
+
+
+class Instrument:
+    """Base class: override any of these; each is called on the strand's own thread."""
+
+    def strand_spawned(self, strand: Strand) -> None:
+        """``strand`` was created and is about to start."""
+
+    def strand_started(self, strand: Strand) -> None:
+        """``strand`` began to run."""
+
+    def strand_parked(self, strand: Strand, on: object) -> None:
+        """``strand`` is about to wait for ``on``."""
+
+    def strand_unparked(self, strand: Strand, on: object, outcome: str) -> None:
+        """``strand`` stopped waiting for ``on``: ``outcome`` is woken/timeout/cancelled."""
+
+    def strand_exited(self, strand: Strand, error: BaseException | None) -> None:
+        """``strand`` finished, with ``error`` if it raised."""
+
+    def acquired(self, strand: Strand, resource: object) -> None:
+        """``strand`` now holds ``resource`` (a lock, a permit)."""
+
+    def released(self, strand: Strand, resource: object) -> None:
+        """``strand`` gave ``resource`` back."""
+
+    def sent(self, strand: Strand, channel: object, item: Any) -> None:
+        """``strand`` put ``item`` into ``channel``."""
+
+    def received(self, strand: Strand, channel: object, item: Any) -> None:
+        """``strand`` took ``item`` from ``channel``."""
+
+
+class _Hooks:
+    """Fans each hook out to the installed instruments; ``active`` is falsy when none."""
+
+    __slots__ = ("_lock", "active")
+
+    def __init__(self) -> None:
+        self.active: tuple[Instrument, ...] = ()
+        self._lock = threading.Lock()
+
+    def add(self, instrument: Instrument) -> None:
+        with self._lock:
+            if instrument not in self.active:
+                self.active = (*self.active, instrument)
+
+    def remove(self, instrument: Instrument) -> None:
+        with self._lock:
+            self.active = tuple(i for i in self.active if i is not instrument)
+
+    def spawned(self, strand: Strand) -> None:
+        for i in self.active:
+            i.strand_spawned(strand)
+
+    def started(self, strand: Strand) -> None:
+        for i in self.active:
+            i.strand_started(strand)
+
+    def parked(self, strand: Strand, on: object) -> None:
+        for i in self.active:
+            i.strand_parked(strand, on)
+
+    def unparked(self, strand: Strand, on: object, outcome: str) -> None:
+        for i in self.active:
+            i.strand_unparked(strand, on, outcome)
+
+    def exited(self, strand: Strand, error: BaseException | None) -> None:
+        for i in self.active:
+            i.strand_exited(strand, error)
+
+    def acquired(self, strand: Strand, resource: object) -> None:
+        for i in self.active:
+            i.acquired(strand, resource)
+
+    def released(self, strand: Strand, resource: object) -> None:
+        for i in self.active:
+            i.released(strand, resource)
+
+    def sent(self, strand: Strand, channel: object, item: Any) -> None:
+        for i in self.active:
+            i.sent(strand, channel, item)
+
+    def received(self, strand: Strand, channel: object, item: Any) -> None:
+        for i in self.active:
+            i.received(strand, channel, item)
+
+
+hooks = _Hooks()
+
+
+def add_instrument(instrument: Instrument) -> None:
+    """Install ``instrument`` process-wide."""
+    hooks.add(instrument)
+
+
+def remove_instrument(instrument: Instrument) -> None:
+    """Uninstall ``instrument``; unknown instruments are ignored."""
+    hooks.remove(instrument)

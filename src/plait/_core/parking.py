@@ -1,0 +1,359 @@
+"""Parking: the one way every plait wait blocks.
+
+Every blocking wait in plait -- on a lock, an event, a queue, a result -- is *park the current
+strand on a wait queue until it is unparked or times out*. Primitives are written once over
+this and so work from every strand kind.
+
+The protocol (the primitive's own ``mutex`` guards its state and its :class:`WaitQueue`)::
+
+    with mutex:                               # waiting side
+        if <can proceed>: ...; return
+        waiter = queue.enqueue_current(on=self)
+    ok = park(waiter, timeout)                # or: await async_park(waiter, timeout, undo)
+
+    with mutex:                               # waking side
+        waiter = queue.pop(value)             # marks it WOKEN and hands over ``value``
+    if waiter is not None:
+        waiter.wake()                         # thread-safe, from any strand kind
+
+A waiter leaves the queue exactly once, under the mutex: popped by a waker (``WOKEN``), or
+removed by its own timeout or cancellation. Whoever removes it decides the outcome, so a wake
+that races a timeout never loses what it hands over: if the waker won, the waiting side
+returns ``True`` and owns the value even though its timer also fired. A coroutine that is
+cancelled *after* it was handed something gives it back through ``undo(value)`` (a lock
+passes itself to the next waiter, a queue puts the item back in front) and re-raises.
+
+Each strand kind has one parker: a ``_thread`` lock for a thread, a future on the strand's
+own loop for a coroutine (woken with ``call_soon_threadsafe`` from other threads).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+import time
+from _thread import allocate_lock
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, Protocol
+
+from plait._core.instruments import hooks
+from plait._core.strands import Strand, current_strand
+
+if TYPE_CHECKING:
+    from plait._core.cancel import CancelScope
+
+__all__ = [
+    "CANCELLED",
+    "QUEUED",
+    "TIMED_OUT",
+    "WOKEN",
+    "Mutex",
+    "WaitQueue",
+    "Waiter",
+    "async_park",
+    "check_timeout",
+    "park",
+]
+
+QUEUED = 0
+WOKEN = 1
+TIMED_OUT = 2
+CANCELLED = 3
+
+_get_running_loop = asyncio._get_running_loop
+_monotonic = time.monotonic
+_TIMEOUT_MAX = threading.TIMEOUT_MAX
+
+
+class Mutex(Protocol):
+    """What a wait queue needs of its guard: a context-manager lock."""
+
+    def __enter__(self) -> Any: ...
+
+    def __exit__(self, *exc: object) -> Any: ...
+
+
+class Waiter:
+    """One parked strand in one wait queue.
+
+    ``value`` is what the waker handed over; ``data`` is the primitive's own note (for
+    example how many permits this waiter asks for).
+    """
+
+    __slots__ = ("data", "fut", "lock", "loop", "on", "queue", "state", "strand", "value")
+
+    def __init__(self, queue: WaitQueue, strand: Strand, on: object, data: Any) -> None:
+        self.queue = queue
+        self.strand = strand
+        self.on = on
+        self.data = data
+        self.state = QUEUED
+        self.value: Any = None
+        self.lock: Any = None
+        self.fut: asyncio.Future[Any] | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def wake(self) -> None:
+        """Deliver the wake-up decided under the mutex; safe from any thread or loop."""
+        fut = self.fut
+        if fut is None:
+            self.lock.release()
+            return
+        loop = self.loop
+        assert loop is not None
+        if _get_running_loop() is loop:
+            if not fut.done():
+                fut.set_result(None)
+        else:
+            try:
+                loop.call_soon_threadsafe(_resolve, fut)
+            except RuntimeError:  # the loop is closed: its strand is gone already
+                pass
+
+    def __repr__(self) -> str:
+        state = ("queued", "woken", "timed out", "cancelled")[self.state]
+        return f"<Waiter {self.strand!r} on {self.on!r} {state}>"
+
+
+def _resolve(fut: asyncio.Future[Any]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+class WaitQueue:
+    """A FIFO of waiters. Every method must be called with ``mutex`` held.
+
+    Removal is O(1): a removed waiter stays in the deque, marked, and is skipped later.
+    """
+
+    __slots__ = ("_count", "_dq", "mutex")
+
+    def __init__(self, mutex: Mutex) -> None:
+        self.mutex = mutex
+        self._dq: deque[Waiter] = deque()
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __bool__(self) -> bool:
+        return self._count > 0
+
+    def __iter__(self) -> Iterator[Waiter]:
+        return (w for w in self._dq if w.state == QUEUED)
+
+    def enqueue_current(self, on: object, data: Any = None) -> Waiter:
+        """Queue a waiter for a *blocking* wait of the calling strand (see :func:`park`).
+
+        A sync call from inside a coroutine blocks its loop's thread, exactly as the
+        stdlib's would; the waiter still belongs to the coroutine's strand.
+        """
+        waiter = Waiter(self, current_strand(), on, data)
+        lock = allocate_lock()
+        lock.acquire()
+        waiter.lock = lock
+        self._dq.append(waiter)
+        self._count += 1
+        return waiter
+
+    def async_enqueue_current(self, on: object, data: Any = None) -> Waiter:
+        """Queue a waiter for the calling coroutine (see :func:`async_park`)."""
+        loop = _get_running_loop()
+        if loop is None:
+            raise RuntimeError("an async_* method must be awaited inside a running event loop")
+        waiter = Waiter(self, current_strand(), on, data)
+        waiter.loop = loop
+        waiter.fut = loop.create_future()
+        self._dq.append(waiter)
+        self._count += 1
+        return waiter
+
+    def remove(self, waiter: Waiter, state: int = TIMED_OUT) -> bool:
+        """Take ``waiter`` out if it is still queued; ``False`` if someone woke it first."""
+        if waiter.state != QUEUED:
+            return False
+        waiter.state = state
+        self._count -= 1
+        dq = self._dq
+        if dq and dq[-1] is waiter:
+            dq.pop()
+        return True
+
+    def peek(self) -> Waiter | None:
+        """The first queued waiter, left in place."""
+        dq = self._dq
+        while dq:
+            w = dq[0]
+            if w.state == QUEUED:
+                return w
+            dq.popleft()
+        return None
+
+    def pop(self, value: Any = None) -> Waiter | None:
+        """Take the first queued waiter, hand it ``value`` and mark it woken.
+
+        The caller calls ``waiter.wake()`` afterwards (it may do so after the mutex).
+        """
+        dq = self._dq
+        while dq:
+            w = dq.popleft()
+            if w.state == QUEUED:
+                w.state = WOKEN
+                w.value = value
+                self._count -= 1
+                return w
+        return None
+
+    def pop_all(self, value: Any = None) -> list[Waiter]:
+        """Take every queued waiter, each handed ``value``."""
+        woken = []
+        dq = self._dq
+        while dq:
+            w = dq.popleft()
+            if w.state == QUEUED:
+                w.state = WOKEN
+                w.value = value
+                woken.append(w)
+        self._count = 0
+        return woken
+
+
+def check_timeout(timeout: float | None) -> float | None:
+    """Validate a ``timeout=`` argument: ``None`` or a number >= 0."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise TypeError(f"timeout must be a number of seconds or None, not {timeout!r}")
+    if math.isnan(timeout) or timeout < 0:
+        raise ValueError(f"timeout must be a non-negative number of seconds, not {timeout!r}")
+    return float(timeout)
+
+
+def _cancelled_scope(strand: Strand, now: float) -> CancelScope | None:
+    for scope in strand.cancel_scopes:
+        if scope.cancel_called or scope.deadline <= now:
+            return scope
+    return None
+
+
+def _nearest_deadline(strand: Strand) -> float:
+    deadline = math.inf
+    for scope in strand.cancel_scopes:
+        deadline = min(deadline, scope.deadline)
+    return deadline
+
+
+def park(waiter: Waiter, timeout: float | None) -> bool:
+    """Block the calling thread until ``waiter`` is woken (``True``) or times out (``False``).
+
+    The caller enqueued ``waiter`` with :meth:`WaitQueue.enqueue_current` and released the
+    mutex. A sync cancel scope around the call that is cancelled or whose deadline passes
+    makes this raise :class:`plait.Cancelled` -- unless a wake won the race, in which case
+    the value is kept and the cancellation is seen at the next plait call.
+    """
+    strand = waiter.strand
+    lock = waiter.lock
+    scoped = bool(strand.cancel_scopes)
+    if scoped:
+        now = _monotonic()
+        end = _nearest_deadline(strand)
+        if timeout is not None and now + timeout < end:
+            end = now + timeout
+        wait = end - now
+        if _cancelled_scope(strand, now) is not None:
+            wait = 0.0
+    else:
+        wait = -1.0 if timeout is None else timeout
+    strand.state = "parked"
+    strand.parked_on = waiter.on
+    strand.waiter = waiter
+    if hooks.active:
+        hooks.parked(strand, waiter.on)
+    try:
+        if wait > _TIMEOUT_MAX:
+            wait = -1.0
+        got = lock.acquire(True, wait) if wait != 0 else lock.acquire(False)
+        if not got:
+            with waiter.queue.mutex:
+                waiter.queue.remove(waiter)
+            if waiter.state != TIMED_OUT:
+                lock.acquire()  # a wake or an interrupt is in flight: take it
+    finally:
+        strand.state = "running"
+        strand.parked_on = None
+        strand.waiter = None
+    state = waiter.state
+    if hooks.active:
+        hooks.unparked(strand, waiter.on, ("queued", "woken", "timeout", "cancelled")[state])
+    if state == WOKEN:
+        return True
+    if scoped:
+        scope = _cancelled_scope(strand, _monotonic())
+        if scope is not None:
+            scope.raise_cancelled()
+    return False
+
+
+def interrupt(strand: Strand) -> None:
+    """Wake ``strand`` out of a sync park so that it sees its cancellation (thread-safe)."""
+    waiter = strand.waiter
+    if waiter is None or waiter.fut is not None:
+        return
+    with waiter.queue.mutex:
+        removed = waiter.queue.remove(waiter, CANCELLED)
+    if removed:
+        waiter.wake()
+
+
+async def async_park(
+    waiter: Waiter,
+    timeout: float | None,
+    undo: Callable[[Any], None] | None = None,
+) -> bool:
+    """Suspend the calling coroutine until ``waiter`` is woken (``True``) or times out.
+
+    On cancellation the waiter is removed; if it had already been handed a value,
+    ``undo(value)`` gives it back before the cancellation propagates.
+    """
+    fut = waiter.fut
+    assert fut is not None
+    strand = waiter.strand
+    handle = None
+    if timeout is not None:
+        loop = waiter.loop
+        assert loop is not None
+        handle = loop.call_later(timeout, _resolve, fut)
+    strand.state = "parked"
+    strand.parked_on = waiter.on
+    strand.waiter = waiter
+    if hooks.active:
+        hooks.parked(strand, waiter.on)
+    try:
+        await fut
+    except BaseException:
+        with waiter.queue.mutex:
+            removed = waiter.queue.remove(waiter, CANCELLED)
+        if not removed and undo is not None:
+            undo(waiter.value)
+        raise
+    finally:
+        if handle is not None:
+            handle.cancel()
+        strand.state = "running"
+        strand.parked_on = None
+        strand.waiter = None
+    if waiter.state == QUEUED:  # the timer fired first
+        with waiter.queue.mutex:
+            waiter.queue.remove(waiter)
+    if hooks.active:
+        hooks.unparked(
+            strand, waiter.on, ("queued", "woken", "timeout", "cancelled")[waiter.state]
+        )
+    return waiter.state == WOKEN
+
+
+def new_mutex() -> Any:
+    """A fresh mutex for a primitive's state (a plain, fast, non-reentrant lock)."""
+    return allocate_lock()

@@ -1,0 +1,239 @@
+"""Strands: every unit of execution plait knows about, and the registry that lists them.
+
+A strand is a coroutine task, a thread, a process or a green task. Each has an id, a kind,
+a name, the scope that owns it, and a state (running, parked on *what*, done). Diagnostics
+and tracing read only this registry.
+
+``current_strand()`` is on the hot path of every primitive, so it is two C calls and a dict
+lookup: the running loop, its current task, and the task's strand. Threads and tasks that
+plait did not start (the main thread, a foreign ``asyncio.create_task``) are adopted on first
+sight as *implicit* strands and leave the registry when they end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from plait._core.cancel import CancelScope
+    from plait._core.parking import Waiter
+
+__all__ = [
+    "Strand",
+    "StrandKind",
+    "all_strands",
+    "current_strand",
+    "register",
+    "unregister",
+]
+
+StrandKind = Literal["async", "thread", "process", "green"]
+
+_get_running_loop = asyncio._get_running_loop
+_current_task = asyncio.current_task
+
+
+class Strand:
+    """One unit of execution and its observable state.
+
+    ``state`` is ``"new"``, ``"running"``, ``"parked"`` or ``"done"``; while parked,
+    ``parked_on`` is the object it waits for and ``waiter`` its waiter (so a cancellation
+    can wake it). ``cancel_scopes`` is the stack of sync cancel scopes of a thread strand.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "cancel_scopes",
+        "cancelled",
+        "ident",
+        "implicit",
+        "kind",
+        "loop",
+        "name",
+        "parent",
+        "parked_on",
+        "pid",
+        "sid",
+        "state",
+        "task",
+        "waiter",
+    )
+
+    sid: int
+    kind: StrandKind
+    name: str
+    parent: Any
+    state: str
+    parked_on: object | None
+    waiter: Waiter | None
+    loop: asyncio.AbstractEventLoop | None
+    task: asyncio.Task[Any] | None
+    ident: int | None
+    pid: int | None
+    implicit: bool
+    cancel_scopes: list[CancelScope]
+    cancelled: BaseException | None
+
+    def __init__(
+        self,
+        kind: StrandKind,
+        name: str | None = None,
+        parent: Any = None,
+        *,
+        implicit: bool = False,
+    ) -> None:
+        self.sid = next(_ids)
+        self.kind = kind
+        self.name = name if name is not None else f"{kind}-{self.sid}"
+        self.parent = parent
+        self.state = "new"
+        self.parked_on = None
+        self.waiter = None
+        self.loop = None
+        self.task = None
+        self.ident = None
+        self.pid = None
+        self.implicit = implicit
+        self.cancel_scopes = []
+        self.cancelled = None
+
+    @property
+    def id(self) -> int:
+        """The strand's unique id in this process."""
+        return self.sid
+
+    def __repr__(self) -> str:
+        where = f" on {self.parked_on!r}" if self.state == "parked" else ""
+        return f"<Strand #{self.sid} {self.kind} {self.name!r} {self.state}{where}>"
+
+
+_ids = itertools.count(1)
+
+
+class _Registry:
+    """The live strands of this process, by id.
+
+    Plain dict operations are atomic under the GIL; the lock only guards snapshots
+    against concurrent resizing on free-threaded builds.
+    """
+
+    __slots__ = ("by_id", "by_task", "local", "lock")
+
+    def __init__(self) -> None:
+        self.by_id: dict[int, Strand] = {}
+        self.by_task: dict[asyncio.Task[Any], Strand] = {}
+        self.local = threading.local()
+        self.lock = threading.Lock()
+
+
+_registry = _Registry()
+_by_task = _registry.by_task
+_local = _registry.local
+
+
+def register(strand: Strand) -> None:
+    """Add ``strand`` to the registry (and map its task, if it has one)."""
+    _registry.by_id[strand.sid] = strand
+    if strand.task is not None:
+        _by_task[strand.task] = strand
+
+
+def unregister(strand: Strand) -> None:
+    """Remove ``strand`` from the registry; it is done."""
+    strand.state = "done"
+    _registry.by_id.pop(strand.sid, None)
+    if strand.task is not None:
+        _by_task.pop(strand.task, None)
+
+
+def bind_thread(strand: Strand) -> None:
+    """Make ``strand`` the current strand of the calling thread."""
+    strand.ident = threading.get_ident()
+    _local.strand = strand
+
+
+def unbind_thread() -> None:
+    """Forget the calling thread's strand (at the end of a thread strand)."""
+    _local.__dict__.pop("strand", None)
+
+
+class _ThreadReaper:
+    """Held in a thread's local storage: when the thread ends, its implicit strand goes."""
+
+    __slots__ = ("strand",)
+
+    def __init__(self, strand: Strand) -> None:
+        self.strand = strand
+
+    def __del__(self) -> None:
+        unregister(self.strand)
+
+
+def _adopt_thread() -> Strand:
+    thread = threading.current_thread()
+    strand = Strand("thread", thread.name, implicit=True)
+    strand.state = "running"
+    strand.ident = thread.ident
+    _local.strand = strand
+    _local.reaper = _ThreadReaper(strand)
+    register(strand)
+    return strand
+
+
+def _forget_task(task: asyncio.Task[Any]) -> None:
+    strand = _by_task.pop(task, None)
+    if strand is not None:
+        strand.state = "done"
+        _registry.by_id.pop(strand.sid, None)
+
+
+def _adopt_task(task: asyncio.Task[Any], loop: asyncio.AbstractEventLoop) -> Strand:
+    strand = Strand("async", task.get_name(), implicit=True)
+    strand.state = "running"
+    strand.task = task
+    strand.loop = loop
+    register(strand)
+    task.add_done_callback(_forget_task)
+    return strand
+
+
+def current_strand() -> Strand:
+    """The strand that is running this code (a task's strand inside a coroutine)."""
+    loop = _get_running_loop()
+    if loop is not None:
+        task = _current_task(loop)
+        if task is not None:
+            strand = _by_task.get(task)
+            if strand is None:
+                return _adopt_task(task, loop)
+            return strand
+    try:
+        return _local.strand  # type: ignore[no-any-return]
+    except AttributeError:
+        return _adopt_thread()
+
+
+def current_thread_strand() -> Strand:
+    """The strand of the calling thread, ignoring any coroutine running on it."""
+    try:
+        return _local.strand  # type: ignore[no-any-return]
+    except AttributeError:
+        return _adopt_thread()
+
+
+def all_strands() -> list[Strand]:
+    """A snapshot of every live strand of this process, oldest first."""
+    with _registry.lock:
+        strands = list(_registry.by_id.values())
+    strands.sort(key=lambda s: s.sid)
+    return strands
+
+
+def iter_parked() -> Iterator[Strand]:
+    """The live strands that are parked right now."""
+    return (s for s in all_strands() if s.state == "parked")
+
