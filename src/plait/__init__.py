@@ -5,9 +5,30 @@ This module only re-exports; ``__all__`` is the public API (a test checks it).
 
 from __future__ import annotations
 
+import threading as _threading
+
+from plait._core import (
+    CancelScope,
+    Instrument,
+    Strand,
+    add_instrument,
+    all_strands,
+    async_checkpoint,
+    async_sleep,
+    checkpoint,
+    current_strand,
+    fail_after,
+    fail_at,
+    move_on_after,
+    move_on_at,
+    remove_instrument,
+    run,
+    sleep,
+)
 from plait._errors import (
     BrokenResourceError,
     BusyResourceError,
+    CancellationIgnored,
     Cancelled,
     ClosedError,
     DeadlockError,
@@ -17,19 +38,70 @@ from plait._errors import (
     WorkerCrashed,
     WouldBlock,
 )
+from plait._tasks import Task, TaskGroup, gil_enabled
+from plait._threads import Thread
 
 __version__ = "0.1.0"
 
+# threading's module-level helpers, so that `import plait as threading` keeps working.
+active_count = _threading.active_count
+current_thread = _threading.current_thread
+currentThread = _threading.current_thread
+enumerate = _threading.enumerate
+get_ident = _threading.get_ident
+local = _threading.local
+main_thread = _threading.main_thread
+TIMEOUT_MAX = _threading.TIMEOUT_MAX
+
 __all__ = [
+    "TIMEOUT_MAX",
     "BrokenResourceError",
     "BusyResourceError",
+    "CancelScope",
+    "CancellationIgnored",
     "Cancelled",
     "ClosedError",
     "DeadlockError",
+    "Instrument",
     "PlaitError",
     "RemoteError",
     "SerializationError",
+    "Strand",
+    "Task",
+    "TaskGroup",
+    "Thread",
     "WorkerCrashed",
     "WouldBlock",
     "__version__",
+    "active_count",
+    "add_instrument",
+    "all_strands",
+    "async_checkpoint",
+    "async_sleep",
+    "checkpoint",
+    "currentThread",
+    "current_strand",
+    "current_thread",
+    "enumerate",
+    "fail_after",
+    "fail_at",
+    "get_ident",
+    "gil_enabled",
+    "local",
+    "main_thread",
+    "move_on_after",
+    "move_on_at",
+    "remove_instrument",
+    "run",
+    "sleep",
 ]
+
+# Public objects show as plait.X in reprs, tracebacks and pickles.
+for _name in __all__:
+    _obj = globals()[_name]
+    if getattr(_obj, "__module__", "").startswith("plait."):
+        try:
+            _obj.__module__ = "plait"
+        except (AttributeError, TypeError):
+            pass
+del _name, _obj

@@ -10,6 +10,7 @@
     │   ├── ClosedError ............. you closed it (queue, pool, pipe end)
     │   ├── BrokenResourceError ..... something else broke it (owner died, peer crashed)
     │   ├── BusyResourceError ....... two users at once where one is allowed
+    │   ├── CancellationIgnored ..... a cancelled thread strand kept running past its grace
     │   ├── DeadlockError ........... a cycle in the wait-for graph
     │   ├── RemoteError ............. a remote exception that could not be rebuilt here
     │   └── SerializationError ...... (also pickle.PicklingError) an object cannot cross
@@ -32,6 +33,7 @@ from typing import Any
 __all__ = [
     "BrokenResourceError",
     "BusyResourceError",
+    "CancellationIgnored",
     "Cancelled",
     "ClosedError",
     "DeadlockError",
@@ -65,6 +67,26 @@ class BrokenResourceError(PlaitError):
 
 class BusyResourceError(PlaitError):
     """Two users at once where only one is allowed."""
+
+
+class CancellationIgnored(PlaitError):
+    """A cancelled thread strand was still running ``grace`` seconds later.
+
+    Threads cannot be killed: the group stops waiting for it and names it here. Long loops
+    in thread strands should call ``plait.checkpoint()`` so that cancellation reaches them.
+    """
+
+    def __init__(self, strand_name: str, grace: float) -> None:
+        super().__init__(
+            f"thread strand {strand_name!r} ignored cancellation for {grace} s and was "
+            f"abandoned while still running; call plait.checkpoint() (or wait with plait's "
+            f"primitives) in long-running thread code so cancellation can reach it"
+        )
+        self.strand_name = strand_name
+        self.grace = grace
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.strand_name, self.grace))
 
 
 class WouldBlock(Exception):

@@ -48,7 +48,6 @@ class Strand:
     __slots__ = (
         "__weakref__",
         "cancel_scopes",
-        "cancelled",
         "ident",
         "implicit",
         "kind",
@@ -76,7 +75,6 @@ class Strand:
     pid: int | None
     implicit: bool
     cancel_scopes: list[CancelScope]
-    cancelled: BaseException | None
 
     def __init__(
         self,
@@ -99,7 +97,6 @@ class Strand:
         self.pid = None
         self.implicit = implicit
         self.cancel_scopes = []
-        self.cancelled = None
 
     @property
     def id(self) -> int:
