@@ -1,0 +1,43 @@
+"""``plait tour``: run the seed's scenes, list them, or run the ones named."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register ``tour`` on the top-level parser's subparsers."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "tour",
+        help="run the seed tutorial's scenes and print what each one measured",
+        description=(
+            "Run the seed tutorial's scenes, each one short and with no input. "
+            "With NAMEs, run only those (a topic such as 'threads' runs all its scenes)."
+        ),
+    )
+    parser.add_argument("names", nargs="*", metavar="NAME", help="scene or topic to run")
+    parser.add_argument("--list", action="store_true", help="list the scenes and exit")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """``plait tour``'s body; returns the exit code."""
+    from plait.tour import UnknownSceneError, all_scenes, run_scenes, select
+
+    scenes = all_scenes()
+    if args.list:
+        width = max(len(s.name) for s in scenes)
+        for scene in scenes:
+            print(f"{scene.name:<{width}}  {scene.title}")
+        return 0
+    try:
+        chosen = select(args.names, scenes) if args.names else scenes
+    except UnknownSceneError as exc:
+        print(f"plait tour: {exc}", file=sys.stderr)
+        return 2
+    run_scenes(chosen)
+    return 0

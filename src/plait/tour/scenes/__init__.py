@@ -1,0 +1,18 @@
+"""The tour's scene modules, in tour order.
+
+To add scenes: write ``plait/tour/scenes/<topic>.py`` exposing ``SCENES: list[Scene]``
+(see :mod:`plait.tour._framework`; name each scene ``<topic>-<what>``, keep it under a few
+seconds on 2 cores, no input, print what it measured), then add ``"<topic>"`` to
+``MODULES`` below — that one line is the whole registration. ``tests/test_tour.py`` runs
+every registered scene.
+"""
+
+from __future__ import annotations
+
+__all__ = ["MODULES"]
+
+MODULES: tuple[str, ...] = (
+    "threads",
+    "processes",
+    "gil",
+)

@@ -1,0 +1,120 @@
+"""Suite-wide guards: stacks on hang, no child process left behind, no leaked /dev/shm.
+
+* faulthandler is on, so a hung or crashed test shows every thread's stack
+  (pytest's ``faulthandler_timeout`` in pyproject dumps them before the per-test timeout).
+* After each test, every child process of this test process must be gone (given ~2 s to
+  exit); the multiprocessing fork server and resource tracker are long-lived helpers and
+  are ignored. A leftover child fails the test that left it, and is killed.
+* At the end of the session, no new ``/dev/shm`` entry whose name starts with ``plait``
+  may remain.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+faulthandler.enable()
+
+CHILD_GRACE_S = 2.0
+SHM_DIR = Path("/dev/shm")
+_HELPER_MARKERS = (
+    "multiprocessing.forkserver",
+    "multiprocessing.resource_tracker",
+    "multiprocessing.semaphore_tracker",
+)
+
+
+def _is_helper(proc: psutil.Process, me: int) -> bool:
+    """The fork server or the resource tracker: a direct child whose command line names
+    them. A process the fork server forked carries the same command line but is a
+    grandchild, so it counts as a leftover."""
+    try:
+        if proc.ppid() != me:
+            return False
+        cmdline = " ".join(proc.cmdline())
+    except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+        return True  # gone (or going) already
+    return any(marker in cmdline for marker in _HELPER_MARKERS)
+
+
+def _live_children() -> list[psutil.Process]:
+    """Children of this process (recursively) that are alive and are not helpers."""
+    me = psutil.Process()
+    try:
+        children = me.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    found: list[psutil.Process] = []
+    for child in children:
+        try:
+            if child.status() == psutil.STATUS_ZOMBIE or _is_helper(child, me.pid):
+                continue
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
+        found.append(child)
+    return found
+
+
+def _still_alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return False
+
+
+def _describe(proc: psutil.Process) -> str:
+    try:
+        return f"pid {proc.pid} {' '.join(proc.cmdline())[:160]!r} ({proc.status()})"
+    except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+        return f"pid {proc.pid} (gone)"
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_children() -> Iterator[None]:
+    """Fail a test that leaves a child process alive (it is killed afterwards)."""
+    yield
+    leftovers = _live_children()
+    if not leftovers:
+        return
+    _gone, alive = psutil.wait_procs(leftovers, timeout=CHILD_GRACE_S)
+    alive = [p for p in alive if _still_alive(p)]
+    if not alive:
+        return
+    described = [_describe(p) for p in alive]
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=CHILD_GRACE_S)
+    pytest.fail(
+        f"test left child processes alive after {CHILD_GRACE_S} s:\n  " + "\n  ".join(described),
+        pytrace=False,
+    )
+
+
+def _plait_shm_entries() -> set[str]:
+    try:
+        return {p.name for p in SHM_DIR.iterdir() if p.name.startswith(("plait", "/plait"))}
+    except OSError:  # no /dev/shm on this platform
+        return set()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_leaked_shared_memory() -> Iterator[None]:
+    """Fail the session if it leaves new ``plait*`` entries in /dev/shm."""
+    before = _plait_shm_entries()
+    yield
+    leaked = _plait_shm_entries() - before
+    if leaked:
+        pytest.fail(f"/dev/shm entries leaked by the test session: {sorted(leaked)}", pytrace=False)
+
+
+def pytest_report_header() -> str:
+    return f"plait test guards: child processes checked after each test (pid {os.getpid()})"

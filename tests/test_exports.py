@@ -1,0 +1,67 @@
+"""The public API is exactly ``plait.__all__``, and exported objects show as ``plait.X``."""
+
+from __future__ import annotations
+import __future__
+
+import inspect
+import types
+
+import pytest
+
+import plait
+
+
+def _public_names() -> set[str]:
+    """Public names of the package, less submodules and ``from __future__`` features."""
+    return {
+        name
+        for name in dir(plait)
+        if not name.startswith("_")
+        and not isinstance(getattr(plait, name), types.ModuleType | __future__._Feature)
+    }
+
+
+def test_all_has_no_duplicates() -> None:
+    assert len(plait.__all__) == len(set(plait.__all__))
+
+
+def test_every_name_in_all_exists() -> None:
+    missing = [name for name in plait.__all__ if not hasattr(plait, name)]
+    assert missing == []
+
+
+def test_every_public_name_is_in_all() -> None:
+    extra = sorted(_public_names() - set(plait.__all__))
+    assert extra == [], f"public names missing from plait.__all__ (add or rename with _): {extra}"
+
+
+def test_star_import_gives_exactly_all() -> None:
+    namespace: dict[str, object] = {}
+    exec("from plait import *", namespace)
+    namespace.pop("__builtins__")
+    assert set(namespace) == set(plait.__all__)
+
+
+@pytest.mark.parametrize(
+    "name",
+    sorted(n for n in plait.__all__ if inspect.isclass(getattr(plait, n, None))),
+)
+def test_exported_class_shows_as_plait(name: str) -> None:
+    """STYLE.md: tracebacks, pickles and reprs show ``plait.Lock``, not ``plait._sync.Lock``."""
+    obj = getattr(plait, name)
+    assert obj.__module__ == "plait", f"{name}.__module__ is {obj.__module__!r}"
+    assert obj.__qualname__ == name
+
+
+@pytest.mark.parametrize(
+    "name",
+    sorted(n for n in plait.__all__ if inspect.isfunction(getattr(plait, n, None))),
+)
+def test_exported_function_shows_as_plait(name: str) -> None:
+    obj = getattr(plait, name)
+    assert obj.__module__ == "plait", f"{name}.__module__ is {obj.__module__!r}"
+
+
+def test_version_is_a_string() -> None:
+    assert isinstance(plait.__version__, str)
+    assert plait.__version__.count(".") >= 1
