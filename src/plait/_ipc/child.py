@@ -3,4 +3,5 @@
 from __future__ import annotations
 
 import plait._ipc.lifeline
-import plait._ipc.serialize  # noqa: F401 - preloaded so a forked child starts warm
+import plait._ipc.serialize
+import plait._processes  # noqa: F401 - the class every plait child is rebuilt as

@@ -1,0 +1,311 @@
+"""``plait.Process``: ``multiprocessing.Process`` with a result, a lifeline and a watcher.
+
+It *is* a :class:`multiprocessing.process.BaseProcess` (so ``start``/``join``/``is_alive``/
+``terminate``/``kill``/``close``, ``pid``/``ident``/``exitcode``/``name``/``daemon``/
+``authkey``/``sentinel``, subclassing with ``run()`` and ``active_children()`` all keep
+multiprocessing's semantics), with four differences that each fix a pitfall:
+
+* The start method is plait's (``forkserver``, else ``spawn``; ``fork`` only when asked),
+  not the platform default, which forks on Linux whatever threads are alive.
+* What crosses to the child is pickled *at* ``start()`` with plait's pickler: lambdas,
+  closures and ``__main__`` functions work, and an unpicklable argument raises
+  :class:`plait.SerializationError` naming it, before any process exists.
+* The child arms a lifeline first (it dies with its parent) and sends back what ``run()``
+  returned or raised: ``result()`` returns it or re-raises with the remote traceback as
+  ``__cause__``; a child killed by a signal makes ``result()`` raise ``WorkerCrashed``.
+* One watcher thread reaps every child and reads every result (see ``_watcher.py``), so
+  ``join`` never deadlocks on a large result and many threads may ``join`` at once.
+
+``ProcessCall`` (the process strand of ``TaskGroup.spawn(on="process")``) is this same
+class started in *quiet* mode: an exception goes back to the parent without being printed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+import io
+import os
+import pickle
+from collections import ChainMap
+from collections.abc import Callable, Iterable, Mapping
+from multiprocessing import context as mp_context
+from multiprocessing import process as mp_process
+from multiprocessing.connection import Connection, Pipe
+from multiprocessing.reduction import ForkingPickler
+from typing import Any, cast
+
+import cloudpickle
+
+from plait._errors import SerializationError, WorkerCrashed
+from plait._ipc import serialize
+from plait._ipc.context import StartMethod, default_start_method, get_context
+from plait._ipc.lifeline import install_in_child
+from plait._processes._watcher import (
+    RESULT_ERR,
+    RESULT_OK,
+    Outcome,
+    WatchedPopen,
+    get_watcher,
+    popen_class,
+)
+
+__all__ = ["Process"]
+
+# Attributes that live only in the parent and never cross to the child.
+_PARENT_ONLY = frozenset({"_plait_future", "_plait_reader", "_popen"})
+
+
+class _ChildPickler(ForkingPickler):
+    """multiprocessing's pickler (connections, locks, queues cross as they should) that
+    ships lambdas, closures and ``__main__`` functions by value, as plait's pickler does."""
+
+    reducer_override = serialize._Pickler.reducer_override
+
+
+class _ChildCloudPickler(cloudpickle.Pickler):  # type: ignore[misc]
+    """The fallback: cloudpickle (local classes, anything by value) that still knows
+    multiprocessing's reducers, so a connection inside never crosses as a bare fd number."""
+
+    dispatch_table = ChainMap(
+        ForkingPickler._extra_reducers,  # type: ignore[attr-defined]
+        cloudpickle.Pickler.dispatch_table,
+    )
+
+
+def _pickle_for_child(obj: Any) -> bytes:
+    buf = io.BytesIO()
+    try:
+        _ChildPickler(buf, serialize.PROTOCOL).dump(obj)
+    except Exception:
+        buf = io.BytesIO()
+        _ChildCloudPickler(buf, protocol=serialize.PROTOCOL).dump(obj)
+    return buf.getvalue()
+
+
+def _rebuild_process(payload: bytes) -> Process:
+    """In the child: the Process object as it was in the parent at ``start()``."""
+    cls, state = pickle.loads(payload)
+    obj: Process = cls.__new__(cls)
+    obj.__dict__.update(state)
+    return obj
+
+
+def _describe_callable(fn: Any) -> str:
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+    return f"{name}()" if name else repr(fn)
+
+
+class Process(mp_process.BaseProcess):
+    """Drop-in for :class:`multiprocessing.Process`, plus :meth:`result`.
+
+    ``exitcode`` keeps multiprocessing's meaning: 0 on return, 1 when ``run()`` raised (the
+    traceback is printed in the child, as multiprocessing does), ``-N`` when killed by
+    signal ``N``.
+    """
+
+    _popen: Any  # multiprocessing's, undeclared in its stubs
+
+    def __init__(
+        self,
+        group: None = None,
+        target: Callable[..., object] | None = None,
+        name: str | None = None,
+        args: Iterable[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        daemon: bool | None = None,
+    ) -> None:
+        super().__init__(group, target, name, args, kwargs or {}, daemon=daemon)
+        self._plait_requested_method: StartMethod | None = None
+        self._plait_quiet = False
+        self._plait_future: concurrent.futures.Future[Any] | None = None
+
+    # -- what the child runs ---------------------------------------------------------------
+
+    def run(self) -> Any:
+        """Call the target; its return value is what :meth:`result` returns."""
+        if self._target:  # type: ignore[attr-defined]
+            return self._target(*self._args, **self._kwargs)  # type: ignore[attr-defined]
+        return None
+
+    def _bootstrap(self, *args: Any, **kwargs: Any) -> int:
+        # In the child, before multiprocessing's bootstrap: arm the lifeline, and route
+        # what run() returns or raises to the parent.
+        install_in_child(self._plait_parent_pid, start_method=self._plait_method)
+        writer = self.__dict__.pop("_plait_writer")
+        self.run = _Reporter(self.run, writer, self._plait_label, self._plait_quiet)  # type: ignore[method-assign]
+        code: int = super()._bootstrap(*args, **kwargs)  # type: ignore[misc]
+        return code
+
+    # -- starting --------------------------------------------------------------------------
+
+    @staticmethod
+    def _Popen(process_obj: Process) -> WatchedPopen:
+        method = process_obj._plait_method
+        get_context(method)  # configures the fork server's preload on first use
+        popen: WatchedPopen = popen_class(method)(process_obj)
+        return popen
+
+    def start(self) -> None:
+        """Start the child (``multiprocessing.Process.start``), pickling what it needs now.
+
+        Raises :class:`plait.SerializationError` naming an object that cannot cross.
+        """
+        if self._popen is not None:
+            raise AssertionError("cannot start a process twice")
+        method = self._plait_requested_method or default_start_method()
+        self._plait_method: StartMethod = method
+        self._start_method = method  # the child's multiprocessing default, as in the parent
+        self._plait_parent_pid = os.getpid()
+        target = self._target  # type: ignore[attr-defined]
+        if type(self).run is not Process.run or target is None:
+            self._plait_label = f"{type(self).__qualname__}.run()"
+        else:
+            self._plait_label = _describe_callable(target)
+        reader, writer = Pipe(duplex=False)
+        self._plait_writer = writer
+        try:
+            super().start()
+        except BaseException:
+            reader.close()
+            raise
+        finally:
+            self.__dict__.pop("_plait_writer", None)
+            writer.close()
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        future.set_running_or_notify_cancel()
+        self._plait_future = future
+        popen = cast(WatchedPopen, self._popen)
+        get_watcher().watch(
+            popen, reader, self._plait_label, functools.partial(self._plait_done, popen)
+        )
+
+    def _plait_done(self, popen: WatchedPopen, outcome: Outcome) -> None:
+        # On the watcher thread, after the exit code is published (so join() has returned
+        # and close() may already have dropped self._popen).
+        future = self._plait_future
+        assert future is not None
+        if outcome is None:
+            future.set_exception(
+                WorkerCrashed(pid=popen.pid, exitcode=popen.returncode, task=self._plait_label)
+            )
+        elif outcome[0] == "ok":
+            future.set_result(outcome[1])
+        else:
+            future.set_exception(outcome[1])
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        if mp_context.get_spawning_popen() is None:
+            raise TypeError(
+                f"{type(self).__name__} objects cross to a child only while being started; "
+                "pass its pid, or a plait queue, instead"
+            )
+        state = {k: v for k, v in self.__dict__.items() if k not in _PARENT_ONLY}
+        return (_rebuild_process, (self._plait_payload(state),))
+
+    def _plait_payload(self, state: dict[str, Any]) -> bytes:
+        obj = (type(self), state)
+        try:
+            return _pickle_for_child(obj)
+        except Exception as exc:
+            first = exc
+        # Name the culprit by the part it sits in: the target, its arguments, or the rest.
+        label = self._plait_label
+        parts: list[tuple[Any, str]] = [
+            (state.get("_target"), f"the target of {self.name}"),
+            (state.get("_args"), f"the arguments of {label}"),
+            (state.get("_kwargs"), f"the keyword arguments of {label}"),
+        ]
+        rest = {k: v for k, v in state.items() if k not in ("_target", "_args", "_kwargs")}
+        parts.append((type(self), f"the class {type(self).__qualname__}"))
+        parts.append((rest, f"the attributes of {self.name}"))
+        for part, what in parts:
+            try:
+                _pickle_for_child(part)
+            except Exception as exc:
+                serialize.dumps(part, what=what)  # raises SerializationError naming it
+                raise SerializationError(  # plait's pickler took it alone: say what failed
+                    f"cannot send {what} to the child process: {type(exc).__name__}: {exc}"
+                ) from exc
+        raise SerializationError(
+            f"cannot send the process {self.name} to the child: {type(first).__name__}: {first}"
+        ) from first
+
+    # -- the result ------------------------------------------------------------------------
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Wait for the child and return what ``run()`` returned, or raise what it raised.
+
+        The remote traceback is the exception's ``__cause__``; a child that died without a
+        result (a signal, ``os._exit``) raises :class:`plait.WorkerCrashed`. Raises
+        ``TimeoutError`` if the child is still running after ``timeout`` seconds.
+        """
+        return self._plait_started_future().result(timeout)
+
+    async def async_result(self, timeout: float | None = None) -> Any:
+        """:meth:`result` for coroutines."""
+        future = asyncio.wrap_future(self._plait_started_future())
+        return await asyncio.wait_for(asyncio.shield(future), timeout)
+
+    async def async_join(self, timeout: float | None = None) -> None:
+        """:meth:`join` for coroutines."""
+        future = asyncio.wrap_future(self._plait_started_future())
+        done, _ = await asyncio.wait([future], timeout=timeout)
+        if done:
+            self.join(0)
+
+    def _plait_started_future(self) -> concurrent.futures.Future[Any]:
+        future = self._plait_future
+        if future is None:
+            raise RuntimeError(f"{self.name} has not been started: call start() before result()")
+        return future
+
+    def _plait_use(self, *, method: StartMethod | None, quiet: bool) -> None:
+        """Set how :meth:`start` starts this process (used by process calls)."""
+        if method is not None:
+            get_context(method)  # validates the name
+        self._plait_requested_method = method
+        self._plait_quiet = quiet
+
+
+class _Reporter:
+    """Runs in the child in place of ``run``: sends its outcome to the parent."""
+
+    __slots__ = ("label", "quiet", "run", "writer")
+
+    def __init__(self, run: Callable[[], Any], writer: Connection, label: str, quiet: bool) -> None:
+        self.run = run
+        self.writer = writer
+        self.label = label
+        self.quiet = quiet
+
+    def __call__(self) -> None:
+        try:
+            try:
+                value = self.run()
+            except BaseException as exc:
+                if exc.__traceback__ is not None:  # hide this frame from the traceback
+                    exc.__traceback__ = exc.__traceback__.tb_next
+                self._send(_pack_error(exc))
+                if self.quiet and not isinstance(exc, SystemExit):
+                    raise SystemExit(1) from None
+                raise
+            try:
+                data = RESULT_OK + serialize.dumps(value, what=f"the result of {self.label}")
+            except SerializationError as exc:
+                data = _pack_error(exc)
+            self._send(data)
+        finally:
+            self.writer.close()
+
+    def _send(self, data: bytes) -> None:
+        try:
+            self.writer.send_bytes(data)
+        except OSError:  # the parent is gone; the lifeline ends this process
+            pass
+
+
+def _pack_error(exc: BaseException) -> bytes:
+    return RESULT_ERR + serialize.dumps(serialize.pack_error(exc), what="an exception")

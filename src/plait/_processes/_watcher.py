@@ -1,0 +1,325 @@
+"""One thread watches every plait child process: its result pipe and its exit.
+
+::
+
+    parent                                              child
+    ------                                              -----
+    Process.start() --pickles--> fork server --forks--> _bootstrap: lifeline, run()
+         |                                                   |
+         |  watch(popen, reader)                             | result (or error) pickled
+         v                                                   v
+    watcher thread: wait([self-pipe, readers..., sentinels...])
+         |  reader ready   -> read the whole result now (a large result never blocks
+         |                    the child on a full pipe, whether or not anyone joins)
+         |  sentinel ready -> reap the exit code (the watcher is the only reaper)
+         |  kill deadline  -> SIGKILL a child that outlived its grace after SIGTERM
+         v
+    both in: publish the exit code (join/is_alive see it), then run ``on_done(outcome)``
+
+Why one watcher and not ``join()`` in the caller: a thread per process costs a thread per
+process, and reading the exit code of a fork-server child is a read from a socket that two
+threads must never race on (the loser sees end-of-file and records exit code 255). So the
+watcher is the only one that reaps; :class:`WatchedPopen` answers ``poll``/``wait`` from what
+the watcher recorded.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+from plait._errors import SerializationError
+from plait._ipc.serialize import PackedError, loads, unpack_error
+
+__all__ = ["RESULT_ERR", "RESULT_OK", "Outcome", "WatchedPopen", "get_watcher", "popen_class"]
+
+# What the watcher hands to ``on_done``: ("ok", value), ("err", exception) or None when the
+# child sent nothing (it was killed or called os._exit).
+Outcome = tuple[str, Any] | None
+
+# The first byte of a result message; the pickle follows.
+RESULT_OK = b"\x00"
+RESULT_ERR = b"\x01"
+
+
+class WatchedPopen:
+    """Mixin over a multiprocessing ``Popen`` class: the watcher thread alone reaps.
+
+    ``poll``/``wait`` answer from the exit code the watcher published, so any number of
+    threads (and multiprocessing's own ``active_children()``) may ask at once.
+    """
+
+    returncode: int | None
+    sentinel: int
+    pid: int
+
+    def __init__(self, process_obj: Any) -> None:
+        self._plait_exited = threading.Event()
+        super().__init__(process_obj)  # type: ignore[call-arg]
+
+    def poll(self, flag: int = os.WNOHANG) -> int | None:
+        if self.returncode is None and flag != os.WNOHANG:
+            self._plait_exited.wait()
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        self._plait_exited.wait(timeout)
+        return self.returncode
+
+    def _plait_reap(self) -> int:
+        """Read the exit code (the sentinel is ready); keep it private until published."""
+        code: int | None = super().poll(0)  # type: ignore[misc]
+        self.returncode = None
+        return 255 if code is None else code
+
+    def _plait_publish(self, code: int) -> None:
+        self.returncode = code
+        self._plait_exited.set()
+
+
+_popen_classes: dict[type, type] = {}
+
+
+def popen_class(method: str) -> type:
+    """The watched ``Popen`` class for a start method (created once per method)."""
+    base: type
+    if method == "forkserver":
+        from multiprocessing import popen_forkserver
+
+        base = popen_forkserver.Popen
+    elif method == "spawn":
+        from multiprocessing import popen_spawn_posix
+
+        base = popen_spawn_posix.Popen
+    elif method == "fork":
+        from multiprocessing import popen_fork
+
+        base = popen_fork.Popen
+    else:  # pragma: no cover - get_context() validated the name
+        raise ValueError(f"unknown start method {method!r}")
+    cls = _popen_classes.get(base)
+    if cls is None:
+        cls = type(f"Watched{method.capitalize()}Popen", (WatchedPopen, base), {})
+        _popen_classes[base] = cls
+    return cls
+
+
+class _Entry:
+    __slots__ = ("code", "describe", "kill_at", "on_done", "outcome", "popen", "reader")
+
+    def __init__(
+        self,
+        popen: WatchedPopen,
+        reader: Connection,
+        describe: str,
+        on_done: Callable[[Outcome], None],
+    ) -> None:
+        self.popen = popen
+        self.reader: Connection | None = reader
+        self.describe = describe
+        self.on_done = on_done
+        self.outcome: Outcome = None
+        self.code: int | None = None
+        self.kill_at: float | None = None
+
+
+class Watcher:
+    """The watcher thread and the calls it watches (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[int, _Entry] = {}  # by sentinel fd
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._thread = threading.Thread(target=self._run, name="plait-process-watcher", daemon=True)
+        self._thread.start()
+
+    def watch(
+        self,
+        popen: WatchedPopen,
+        reader: Connection,
+        describe: str,
+        on_done: Callable[[Outcome], None],
+    ) -> None:
+        """Watch a started child; ``on_done`` runs on the watcher thread when it is over."""
+        with self._lock:
+            self._entries[popen.sentinel] = _Entry(popen, reader, describe, on_done)
+        self._wake()
+
+    def kill_after(self, popen: WatchedPopen, delay: float) -> None:
+        """SIGKILL the child ``delay`` seconds from now unless it has exited by then."""
+        with self._lock:
+            entry = self._entries.get(popen.sentinel)
+            if entry is None or entry.popen is not popen:
+                return
+            deadline = time.monotonic() + max(0.0, delay)
+            if entry.kill_at is None or deadline < entry.kill_at:
+                entry.kill_at = deadline
+        self._wake()
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"\0")
+        except BlockingIOError:  # the pipe is full: the watcher is awake anyway
+            pass
+
+    def _run(self) -> None:
+        while True:
+            owners: dict[Any, tuple[_Entry, bool]] = {}  # waitable -> (entry, is_reader)
+            with self._lock:
+                deadline = None
+                for entry in self._entries.values():
+                    if entry.reader is not None:
+                        owners[entry.reader] = (entry, True)
+                    if entry.code is None:
+                        owners[entry.popen.sentinel] = (entry, False)
+                    if entry.kill_at is not None and (deadline is None or entry.kill_at < deadline):
+                        deadline = entry.kill_at
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready = wait([self._wake_r, *owners], timeout)
+            for obj in ready:
+                if obj == self._wake_r and not isinstance(obj, Connection):
+                    self._drain_wake()
+                    continue
+                entry, is_reader = owners[obj]
+                try:
+                    if is_reader:
+                        if entry.reader is obj:  # not already read while reaping
+                            self._read_result(entry)
+                    elif entry.code is None:
+                        self._reap(entry)
+                except Exception as exc:  # pragma: no cover - a bug must not kill the watcher
+                    self._report(exc)
+            if deadline is not None:
+                self._kill_overdue()
+            self._finish_ready()
+
+    def _drain_wake(self) -> None:
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    def _read_result(self, entry: _Entry) -> None:
+        reader = entry.reader
+        assert reader is not None
+        try:
+            data = reader.recv_bytes()
+        except (EOFError, OSError):
+            pass  # the child ended without a (complete) result
+        else:
+            entry.outcome = _decode(data, entry.describe)
+        entry.reader = None
+        reader.close()
+
+    def _reap(self, entry: _Entry) -> None:
+        entry.code = entry.popen._plait_reap()
+        entry.kill_at = None
+        # A child that wrote its result and exited may be reported by its sentinel first.
+        if entry.reader is not None:
+            if entry.reader.poll(0):
+                self._read_result(entry)
+            else:
+                entry.reader.close()
+                entry.reader = None
+
+    def _kill_overdue(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            overdue = [
+                e for e in self._entries.values() if e.kill_at is not None and e.kill_at <= now
+            ]
+            for entry in overdue:
+                entry.kill_at = None
+        for entry in overdue:
+            if entry.code is None:
+                try:
+                    os.kill(entry.popen.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+
+    def _finish_ready(self) -> None:
+        with self._lock:
+            done = [e for e in self._entries.values() if e.code is not None and e.reader is None]
+            for entry in done:
+                del self._entries[entry.popen.sentinel]
+        for entry in done:
+            assert entry.code is not None
+            entry.popen._plait_publish(entry.code)
+            try:
+                entry.on_done(entry.outcome)
+            except Exception as exc:
+                self._report(exc)
+
+    @staticmethod
+    def _report(exc: BaseException) -> None:
+        hook = sys.unraisablehook
+        hook(_Unraisable(exc, "plait process watcher"))  # type: ignore[arg-type]
+
+
+class _Unraisable:
+    def __init__(self, exc: BaseException, what: str) -> None:
+        self.exc_type = type(exc)
+        self.exc_value = exc
+        self.exc_traceback = exc.__traceback__
+        self.err_msg = f"Exception in {what}"
+        self.object = None
+
+
+def _decode(data: bytes, describe: str) -> Outcome:
+    tag = data[:1]
+    try:
+        payload = loads(memoryview(data)[1:])
+    except Exception as exc:
+        error = SerializationError(
+            f"the result of {describe} arrived but cannot be unpickled here "
+            f"({type(exc).__name__}: {exc}); return something the parent can import"
+        )
+        error.__cause__ = exc
+        return ("err", error)
+    if tag == RESULT_ERR:
+        assert isinstance(payload, PackedError)
+        return ("err", unpack_error(payload))
+    return ("ok", payload)
+
+
+_guard = threading.Lock()
+_watcher: Watcher | None = None
+
+
+def get_watcher() -> Watcher:
+    """The process-wide watcher, started on first use."""
+    global _watcher
+    watcher = _watcher
+    if watcher is None:
+        with _guard:
+            watcher = _watcher
+            if watcher is None:
+                watcher = _watcher = Watcher()
+    return watcher
+
+
+def _after_fork_in_child() -> None:
+    # The watcher thread does not exist in a forked child; its pipe belongs to the parent.
+    global _watcher, _guard
+    old = _watcher
+    _watcher = None
+    _guard = threading.Lock()
+    if old is not None:
+        for fd in (old._wake_r, old._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
