@@ -10,19 +10,17 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 import time
 from typing import TYPE_CHECKING
 
 import plait
+from plait import Thread, gil_enabled
 from plait._ipc.context import get_context
 from plait.tour._framework import Scene
 
 if TYPE_CHECKING:
     from multiprocessing import Process
-    from threading import Thread
-else:  # plait's drop-ins once they exist, else the stdlib's
-    Thread = getattr(plait, "Thread", None) or threading.Thread
+else:  # plait.Process once it exists, else the stdlib's from plait's start context
     Process = getattr(plait, "Process", None) or get_context().Process
 
 __all__ = ["SCENES"]
@@ -47,12 +45,6 @@ def _calibrate() -> int:
         if elapsed > 0.05:
             return max(1, int(n * TARGET_SECONDS / elapsed))
         n *= 4
-
-
-def gil_enabled() -> bool:
-    """False on a free-threaded build running without the GIL."""
-    check = getattr(sys, "_is_gil_enabled", None)
-    return True if check is None else bool(check())
 
 
 def _usable_cores() -> int:

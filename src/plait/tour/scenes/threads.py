@@ -11,18 +11,12 @@ import os
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import plait
+from plait import Thread
 from plait.tour._framework import Scene, stamp
-
-if TYPE_CHECKING:
-    from threading import Thread
-else:  # plait.Thread once it exists, else the stdlib's (same signature and semantics)
-    Thread = getattr(plait, "Thread", None) or threading.Thread
 
 __all__ = ["SCENES"]
 
@@ -60,7 +54,7 @@ def _timing() -> None:
     _sayhi(LONG, t0)
     sequential = time.perf_counter() - t0
 
-    print(f"\nthe same in two {Thread.__module__}.Thread(target=sayhi, args=(n,)):")
+    print("\nthe same in two plait.Thread(target=sayhi, args=(n,)):")
     t0 = time.perf_counter()
     threads = [Thread(target=_sayhi, args=(n, t0)) for n in (SHORT, LONG)]
     for t in threads:
@@ -97,8 +91,7 @@ def stamp():
 def say(line):  # one write per line, so two threads' lines never interleave
     sys.stdout.write(line + "\\n")
     sys.stdout.flush()
-import plait
-threading = plait if hasattr(plait, "Thread") else __import__("threading")
+import plait as threading  # the seed's program, with plait's drop-in Thread
 def music(name):
     say("Begin listening to %s. %s" % (name, stamp()))
     time.sleep({SHORT})
