@@ -1,4 +1,5 @@
 # ruff: noqa
+# fmt: off
 # Seed S2, join right after each start.
 # Unchanged but for the import and the sleeps (3 s / 5 s -> 0.1 s / 0.5 s).
 import plait as threading

@@ -1,4 +1,5 @@
 # ruff: noqa
+# fmt: off
 # Seed S10, direct call. Unchanged but for the import and the sleep (1 s -> 0.2 s).
 from plait import Process
 import time

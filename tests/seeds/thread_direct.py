@@ -1,4 +1,5 @@
 # ruff: noqa
+# fmt: off
 # Seed S1, direct call. Unchanged but for the import and the sleeps (1 s / 2 s -> 0.1 / 0.2).
 import plait as threading
 import time
