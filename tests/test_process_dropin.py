@@ -1,0 +1,368 @@
+"""``plait.Process`` as a drop-in for ``multiprocessing.Process``, plus ``result()``."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from multiprocessing.connection import Connection, Pipe
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import plait
+from plait._errors import SerializationError, WorkerCrashed
+from plait._ipc.serialize import RemoteTraceback
+from plait._processes import Process
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+# -- what the children run -------------------------------------------------------------------
+
+
+def return_sum(a: int, b: int, *, c: int = 0) -> int:
+    return a + b + c
+
+
+def raise_key_error() -> None:
+    raise KeyError("missing")
+
+
+def exit_with(code: Any) -> None:
+    sys.exit(code)
+
+
+def say_ready_then_sleep(conn: Connection) -> None:
+    conn.send("ready")
+    conn.close()
+    time.sleep(60)
+
+
+class Squarer(Process):
+    """A subclass whose state (set in __init__) must travel to the child."""
+
+    def __init__(self, value: int) -> None:
+        super().__init__()
+        self.value = value
+
+    def run(self) -> int:
+        return self.value * self.value
+
+
+class NameReporter(Process):
+    def __init__(self) -> None:
+        super(NameReporter, self).__init__()
+
+    def run(self) -> str:
+        return self.name
+
+
+class Failing(Process):
+    def run(self) -> None:
+        raise RuntimeError("from run")
+
+
+def _sleeper() -> tuple[Process, Any]:
+    reader, writer = Pipe(duplex=False)
+    p = Process(target=say_ready_then_sleep, args=(writer,))
+    p.start()
+    writer.close()
+    try:
+        assert reader.poll(20) and reader.recv() == "ready"
+    finally:
+        reader.close()
+    return p, None
+
+
+# -- the stdlib surface ----------------------------------------------------------------------
+
+
+def test_is_a_multiprocessing_process() -> None:
+    p = Process(target=return_sum, args=(1, 2))
+    assert isinstance(p, multiprocessing.process.BaseProcess)
+    assert p.name.startswith("Process-")
+    assert not p.is_alive()
+    assert p.exitcode is None
+    assert p.pid is None
+    assert p.daemon is False
+    assert isinstance(p.authkey, bytes)
+
+
+def test_target_args_kwargs_and_result() -> None:
+    p = Process(target=return_sum, args=(1, 2), kwargs={"c": 3})
+    p.start()
+    assert p.pid is not None
+    assert p.ident == p.pid
+    assert isinstance(p.sentinel, int)
+    p.join(20)
+    assert p.exitcode == 0
+    assert not p.is_alive()
+    assert p.result() == 6
+    p.close()
+
+
+def test_positional_signature_like_multiprocessing() -> None:
+    p = Process(None, return_sum, "named", (4, 5), {"c": 1}, daemon=True)
+    assert p.name == "named"
+    assert p.daemon is True
+    p.start()
+    assert p.result(20) == 10
+    p.join()
+
+
+def test_subclass_state_travels_to_the_child() -> None:
+    p = Squarer(7)
+    p.start()
+    p.join(20)
+    assert p.exitcode == 0
+    assert p.result() == 49
+
+
+def test_subclass_name_is_class_name_and_counter() -> None:
+    p = NameReporter()
+    assert p.name.startswith("NameReporter-")
+    p.start()
+    assert p.result(20) == p.name  # the child sees the same name
+
+
+def test_run_raising_gives_exitcode_1_and_result_reraises() -> None:
+    p = Process(target=raise_key_error)
+    p.start()
+    p.join(20)
+    assert p.exitcode == 1
+    with pytest.raises(KeyError, match="missing") as info:
+        p.result()
+    assert isinstance(info.value.__cause__, RemoteTraceback)
+    assert "raise_key_error" in str(info.value.__cause__)
+
+
+def test_subclass_run_raising() -> None:
+    p = Failing()
+    p.start()
+    with pytest.raises(RuntimeError, match="from run"):
+        p.result(20)
+    assert p.exitcode == 1
+
+
+@pytest.mark.parametrize(("code", "exitcode"), [(0, 0), (None, 0), (5, 5)])
+def test_sys_exit_codes(code: Any, exitcode: int) -> None:
+    p = Process(target=exit_with, args=(code,))
+    p.start()
+    p.join(20)
+    assert p.exitcode == exitcode
+    with pytest.raises(SystemExit):
+        p.result()
+
+
+def test_terminate_gives_minus_sigterm() -> None:
+    p, _ = _sleeper()
+    assert p.is_alive()
+    p.terminate()
+    p.join(20)
+    assert p.exitcode == -signal.SIGTERM
+    with pytest.raises(WorkerCrashed) as info:
+        p.result()
+    assert info.value.pid == p.pid
+    assert info.value.signal == signal.SIGTERM
+
+
+def test_kill_gives_minus_sigkill() -> None:
+    p, _ = _sleeper()
+    p.kill()
+    p.join(20)
+    assert p.exitcode == -signal.SIGKILL
+    with pytest.raises(WorkerCrashed):
+        p.result()
+
+
+def test_join_timeout_returns_while_alive() -> None:
+    p, _ = _sleeper()
+    started = time.monotonic()
+    p.join(0.05)
+    assert time.monotonic() - started < 5
+    assert p.is_alive()
+    assert p.exitcode is None
+    with pytest.raises(TimeoutError):
+        p.result(timeout=0.01)
+    p.kill()
+    p.join()
+    assert not p.is_alive()
+
+
+def test_many_threads_join_at_once() -> None:
+    import threading
+
+    p, _ = _sleeper()
+    codes: list[int | None] = []
+    joiners = [
+        threading.Thread(target=lambda: (p.join(), codes.append(p.exitcode))) for _ in range(8)
+    ]
+    for t in joiners:
+        t.start()
+    p.terminate()
+    for t in joiners:
+        t.join(20)
+    assert codes == [-signal.SIGTERM] * 8
+
+
+def test_active_children_sees_it() -> None:
+    p, _ = _sleeper()
+    assert p in multiprocessing.active_children()
+    p.kill()
+    p.join()
+    assert p not in multiprocessing.active_children()
+
+
+def test_start_twice_and_misuse() -> None:
+    p = Process(target=return_sum, args=(1, 1))
+    with pytest.raises(RuntimeError, match="start"):
+        p.result()
+    p.start()
+    with pytest.raises(AssertionError):
+        p.start()
+    p.join()
+    p.close()
+    with pytest.raises(ValueError, match="closed"):
+        p.is_alive()
+
+
+def test_close_while_running_refuses() -> None:
+    p, _ = _sleeper()
+    with pytest.raises(ValueError, match="still running"):
+        p.close()
+    p.kill()
+    p.join()
+    p.close()
+
+
+def test_unpicklable_argument_raises_at_start() -> None:
+    import threading
+
+    p = Process(target=return_sum, args=(1, threading.Lock()))
+    with pytest.raises(SerializationError, match=r"arguments of return_sum\(\)"):
+        p.start()
+    assert p.pid is None
+    assert not p.is_alive()
+
+
+def test_lambda_target() -> None:
+    p = Process(target=lambda: os.getpid())
+    p.start()
+    assert p.result(20) == p.pid
+
+
+def test_pipe_argument_crosses() -> None:
+    parent_end, child_end = Pipe()
+
+    def echo(conn: Connection) -> None:
+        conn.send(conn.recv() * 2)
+
+    p = Process(target=echo, args=(child_end,))
+    p.start()
+    child_end.close()
+    parent_end.send(21)
+    assert parent_end.recv() == 42
+    p.join(20)
+    parent_end.close()
+    assert p.exitcode == 0
+
+
+def test_cannot_pickle_a_process_outside_start() -> None:
+    import pickle
+
+    with pytest.raises(TypeError, match="while being started"):
+        pickle.dumps(Process(target=return_sum))
+
+
+def test_async_join_and_result() -> None:
+    async def main() -> tuple[Any, int | None]:
+        p = Process(target=return_sum, args=(2, 2))
+        p.start()
+        await p.async_join()
+        return await p.async_result(), p.exitcode
+
+    assert asyncio.run(main()) == (4, 0)
+
+
+# -- the seed's programs, unchanged but for the import ---------------------------------------
+
+SEED_DIRECT = """
+from plait import Process
+import time
+def f(name):
+    print('hello', name, time.ctime())
+    time.sleep(1)
+if __name__ == '__main__':
+    p_list = []
+    for i in range(3):
+        p = Process(target=f, args=('alvin:%s' % i,))
+        p_list.append(p)
+        p.start()
+    for p in p_list:
+        p.join()
+    print('end')
+"""
+
+SEED_SUBCLASS = """
+from plait import Process
+import time
+class MyProcess(Process):
+    def __init__(self):
+        super(MyProcess, self).__init__()
+    def run(self):
+        print('hello', self.name, time.ctime())
+        time.sleep(1)
+if __name__ == '__main__':
+    p_list = []
+    for i in range(3):
+        p = MyProcess()
+        p_list.append(p)
+        p.start()
+    for p in p_list:
+        p.join()
+    print('end')
+"""
+
+
+def _run_seed(tmp_path: Path, source: str) -> tuple[list[str], float]:
+    if not hasattr(plait, "Process"):
+        pytest.skip("plait.Process is not exported yet")
+    script = tmp_path / "seed.py"
+    # The seed sleeps 1 s per child; 0.2 s keeps the test quick and shows the same thing.
+    script.write_text(textwrap.dedent(source).replace("time.sleep(1)", "time.sleep(0.2)"))
+    env = dict(os.environ, PYTHONPATH=str(SRC))
+    started = time.monotonic()
+    out = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=50,
+        env=env,
+        check=False,
+        cwd=tmp_path,
+    )
+    elapsed = time.monotonic() - started
+    assert out.returncode == 0, out.stderr
+    assert out.stderr == ""
+    return out.stdout.splitlines(), elapsed
+
+
+def test_seed_direct_program(tmp_path: Path) -> None:
+    lines, _ = _run_seed(tmp_path, SEED_DIRECT)
+    assert lines[-1] == "end"
+    hellos = sorted(line.split()[1] for line in lines[:-1])
+    assert hellos == ["alvin:0", "alvin:1", "alvin:2"]
+
+
+def test_seed_subclass_program(tmp_path: Path) -> None:
+    lines, _ = _run_seed(tmp_path, SEED_SUBCLASS)
+    assert lines[-1] == "end"
+    names = sorted(line.split()[1] for line in lines[:-1])
+    assert names == ["MyProcess-1", "MyProcess-2", "MyProcess-3"]
