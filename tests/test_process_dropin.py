@@ -58,7 +58,7 @@ class Squarer(Process):
 
 class NameReporter(Process):
     def __init__(self) -> None:
-        super(NameReporter, self).__init__()
+        super(NameReporter, self).__init__()  # noqa: UP008 - the seed's spelling
 
     def run(self) -> str:
         return self.name
@@ -75,7 +75,8 @@ def _sleeper() -> tuple[Process, Any]:
     p.start()
     writer.close()
     try:
-        assert reader.poll(20) and reader.recv() == "ready"
+        assert reader.poll(20)
+        assert reader.recv() == "ready"
     finally:
         reader.close()
     return p, None
@@ -253,9 +254,9 @@ def test_unpicklable_argument_raises_at_start() -> None:
 
 
 def test_lambda_target() -> None:
-    p = Process(target=lambda: os.getpid())
+    p = Process(target=lambda base: base + os.getpid(), args=(1,))
     p.start()
-    assert p.result(20) == p.pid
+    assert p.result(20) == p.pid + 1
 
 
 def test_pipe_argument_crosses() -> None:

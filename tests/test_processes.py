@@ -22,7 +22,6 @@ from plait._errors import RemoteError, SerializationError, WorkerCrashed
 from plait._ipc.serialize import RemoteTraceback
 from plait._processes import ProcessCall, start_process_call
 
-
 # -- functions the children run (module level: found by reference in the child) -----------
 
 
