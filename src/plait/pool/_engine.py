@@ -1,0 +1,814 @@
+"""The machinery under :class:`plait.Pool`: workers, the queue of tasks, two threads.
+
+* The **result thread** waits on every worker's pipe and process sentinel at once. It
+  reads replies and hands them to their sinks, notices a dead worker the moment its
+  sentinel fires (and, from the worker's marker row, which task, item and stage it was
+  in), kills a worker whose task ran past its ``task_timeout``, and hands small tasks
+  straight to a worker that just finished one.
+* The **feeder thread** does what may block: starting replacement workers, reading more
+  input for ``imap`` (user generators run there), and sending large payloads.
+
+The lock guards the queue, each worker's ``inflight`` table and the counters. Nothing
+blocking and no user code runs under it; sinks (and so user callbacks) run outside it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import CancelledError
+from multiprocessing.connection import wait
+from typing import Any
+
+from plait._errors import ClosedError, WorkerCrashed
+from plait._ipc.context import StartMethod, get_context
+from plait._ipc.serialize import dumps, loads, unpack_error
+from plait.pool._chunking import Source
+from plait.pool._protocol import (
+    HEADER,
+    KIND_CALL,
+    KIND_STOP,
+    MARKER_WIDTH,
+    REPLY_DONE,
+    REPLY_FAILED,
+    REPLY_INIT_FAILED,
+    STAGE_LOAD,
+    STAGE_RUN,
+    STAGE_SEND,
+    STAGES,
+)
+from plait.pool._tasks import FutureSink, Sink, Task
+from plait.pool._workers import WorkerHandle, spawn_worker
+
+__all__ = ["RUN", "TERMINATE", "Engine", "PoolClosedError", "SourceEntry"]
+
+log = logging.getLogger("plait.pool")
+
+RUN, CLOSE, TERMINATE = "running", "closed", "terminated"
+SMALL_PAYLOAD = 32 * 1024  # sent by whichever thread has it; larger ones by the feeder
+MAX_REQUEUES = 3  # a task put back this often without ever starting fails instead
+_STOP = HEADER.pack(0, KIND_STOP)
+
+
+def _note(exc: BaseException, text: str) -> BaseException:
+    try:
+        exc.add_note(text)
+    except Exception:
+        pass
+    return exc
+
+
+class SourceEntry:
+    """An ``imap`` input being read: where its items go and how a chunk is serialised."""
+
+    __slots__ = ("build", "label", "on_length", "retries", "sink", "source", "timeout")
+
+    def __init__(
+        self,
+        source: Source,
+        sink: Sink,
+        build: Callable[[list[Any]], bytes],
+        on_length: Callable[[int], None],
+        *,
+        label: str,
+        retries: int,
+        timeout: float | None,
+    ) -> None:
+        self.source = source
+        self.sink = sink
+        self.build = build
+        self.on_length = on_length
+        self.label = label
+        self.retries = retries
+        self.timeout = timeout
+
+
+class Engine:
+    """Workers and the two threads that serve them; :class:`plait.Pool` is its face."""
+
+    def __init__(
+        self,
+        *,
+        processes: int,
+        initializer: Callable[..., object] | None,
+        initargs: Sequence[Any],
+        maxtasksperchild: int | None,
+        max_memory_per_child: int | None,
+        concurrency: int,
+        start_method: StartMethod | None,
+        grace: float,
+    ) -> None:
+        self.processes = processes
+        self.concurrency = concurrency
+        self.maxtasksperchild = maxtasksperchild
+        self.max_memory_per_child = max_memory_per_child
+        self.grace = grace
+        self.ctx = get_context(start_method)
+        self.state = RUN
+        self.init_payload = (
+            None
+            if initializer is None
+            else dumps((initializer, tuple(initargs)), what="the initializer")
+        )
+        self.depth = 1 if concurrency == 1 else concurrency + 1
+        self.item_seconds: float | None = None  # measured seconds per item (moving average)
+        self.chunk_seconds: float | None = None  # and per message
+
+        self.lock = threading.Lock()
+        self.feed_cond = threading.Condition(self.lock)
+        self.idle_cond = threading.Condition(self.lock)
+        self.pending: deque[Task] = deque()
+        self.sources: list[SourceEntry] = []
+        self.workers: dict[int, WorkerHandle] = {}  # by row, retiring ones included
+        self.outstanding = 0  # tasks not yet delivered to their sink
+        self.ids = itertools.count(1)
+        self.timed_inflight = 0
+        self.init_failures = 0
+        self.stats = {"completed": 0, "crashed": 0, "timed_out": 0, "replaced": 0, "retried": 0}
+        self._logged: set[str] = set()
+        self._free_rows = list(range(2 * processes - 1, -1, -1))
+        self.marker = self.ctx.RawArray("q", 2 * processes * MARKER_WIDTH)  # type: ignore[attr-defined]
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+        self._threads_stop = False
+        try:
+            for _ in range(processes):
+                self._spawn()
+        except BaseException:
+            self.terminate()
+            raise
+        self.result_thread = threading.Thread(
+            target=self._result_loop, name="plait-pool-results", daemon=True
+        )
+        self.feeder_thread = threading.Thread(
+            target=self._feed_loop, name="plait-pool-feeder", daemon=True
+        )
+        self.result_thread.start()
+        self.feeder_thread.start()
+
+    # -- workers ---------------------------------------------------------------------------
+    def _spawn(self) -> WorkerHandle:
+        with self.lock:
+            row = self._free_rows.pop()
+        try:
+            handle = spawn_worker(
+                self.ctx,
+                row=row,
+                marker=self.marker,
+                init_payload=self.init_payload,
+                concurrency=self.concurrency,
+                name=f"plait-pool-worker-{row}",
+            )
+        except BaseException:
+            with self.lock:
+                self._free_rows.append(row)
+            raise
+        with self.lock:
+            self.workers[row] = handle
+        self._wake()
+        return handle
+
+    def _log_once(self, key: str, message: str, *args: Any) -> None:
+        if key not in self._logged:
+            self._logged.add(key)
+            log.info(message, *args)
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"x")
+        except (BlockingIOError, OSError):
+            pass
+
+    # -- submitting ------------------------------------------------------------------------
+    def new_id(self) -> int:
+        return next(self.ids)
+
+    def check_open(self) -> None:
+        if self.state != RUN:
+            raise PoolClosedError(f"the pool is {self.state}: it takes no new work")
+
+    def enqueue(self, tasks: Iterable[Task]) -> None:
+        """Queue tasks (already serialised) and hand out what can go at once."""
+        with self.lock:
+            if self.state != RUN:
+                raise PoolClosedError(f"the pool is {self.state}: it takes no new work")
+            for task in tasks:
+                self.pending.append(task)
+                self.outstanding += 1
+            assignments, need_feeder = self._assign_locked(small_only=True)
+            if need_feeder:
+                self.feed_cond.notify()
+        self._send(assignments)
+
+    def add_source(self, entry: SourceEntry) -> None:
+        with self.lock:
+            if self.state != RUN:
+                raise PoolClosedError(f"the pool is {self.state}: it takes no new work")
+            self.sources.append(entry)
+            self.feed_cond.notify()
+
+    def source_consumed(self, source: Source) -> None:
+        if source.mark_consumed():
+            with self.lock:
+                self.feed_cond.notify()
+
+    def _assign_locked(self, small_only: bool) -> tuple[list[tuple[WorkerHandle, Task]], bool]:
+        """Pair queued tasks with workers that have room, oldest task first."""
+        out: list[tuple[WorkerHandle, Task]] = []
+        pending = self.pending
+        if not pending:
+            return out, False
+        depth = self.depth
+        candidates = [w for w in self.workers.values() if not w.retiring]
+        while pending:
+            best: WorkerHandle | None = None
+            for w in candidates:
+                n = len(w.inflight)
+                if n < depth and (best is None or n < len(best.inflight)):
+                    best = w
+                    if n == 0:
+                        break
+            if best is None:
+                return out, False
+            task = pending[0]
+            if small_only and len(task.payload) > SMALL_PAYLOAD:
+                return out, True
+            pending.popleft()
+            if task.sent_ns == 0 and isinstance(task.sink, FutureSink):
+                if not task.sink.start():  # cancelled before it started
+                    self.outstanding -= 1
+                    self._maybe_idle_locked()
+                    continue
+            best.inflight[task.id] = task
+            task.worker = best
+            task.sent_ns = 1
+            if task.timeout is not None:
+                self.timed_inflight += 1
+            best.dispatched += 1
+            if self.maxtasksperchild is not None and best.dispatched >= self.maxtasksperchild:
+                self._retire_locked(best, "maxtasksperchild", "reached maxtasksperchild")
+                candidates.remove(best)
+            out.append((best, task))
+        return out, False
+
+    def _send(self, assignments: list[tuple[WorkerHandle, Task]]) -> None:
+        timed = False
+        for worker, task in assignments:
+            task.sent_ns = time.monotonic_ns()
+            worker.send(task.payload)  # a dead worker's tasks are put back by its death
+            timed = timed or task.timeout is not None
+        if timed:
+            self._wake()
+
+    def _retire_locked(self, worker: WorkerHandle, key: str, why: str) -> None:
+        if worker.retiring:
+            return
+        worker.retiring = True
+        self._log_once(key, "plait.Pool: replacing worker %s (%s); logged once", worker.pid, why)
+        self.feed_cond.notify()  # start its replacement
+
+    # -- the result thread ---------------------------------------------------------------
+    def _result_loop(self) -> None:
+        while True:
+            with self.lock:
+                if self._threads_stop:
+                    return
+                workers = list(self.workers.values())
+            by_conn: dict[Any, WorkerHandle] = {w.conn: w for w in workers}
+            by_sentinel = {w.sentinel: w for w in workers}
+            timeout = self._check_deadlines(workers) if self.timed_inflight else None
+            try:
+                ready = wait([self._wake_r, *by_conn, *by_sentinel], timeout)
+            except OSError:  # a pipe closed by terminate() under us
+                continue
+            dead: list[WorkerHandle] = []
+            for obj in ready:
+                if obj == self._wake_r:
+                    try:
+                        os.read(self._wake_r, 4096)
+                    except OSError:
+                        pass
+                elif obj in by_conn:
+                    worker = by_conn[obj]
+                    try:
+                        data = worker.conn.recv_bytes()
+                    except (EOFError, OSError):
+                        dead.append(worker)
+                        continue
+                    self._guarded(self._on_reply, worker, data)
+                elif obj in by_sentinel:
+                    dead.append(by_sentinel[obj])
+            for worker in dict.fromkeys(dead):
+                self._guarded(self._on_death, worker)
+
+    def _guarded(self, fn: Callable[..., None], *args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception:  # the result thread must outlive any bug: log it, go on
+            log.exception("plait.Pool: internal error in the result thread")
+
+    def _on_reply(self, worker: WorkerHandle, data: bytes) -> None:
+        task_id, kind = HEADER.unpack_from(data)
+        if kind == REPLY_INIT_FAILED:
+            try:
+                worker.init_error = unpack_error(loads(memoryview(data)[HEADER.size :]))
+            except Exception as exc:
+                worker.init_error = exc
+            _note(worker.init_error, f"raised in the initializer of worker {worker.pid}")
+            return
+        with self.lock:
+            task = worker.inflight.pop(task_id, None)
+            if task is None:
+                return
+            if task.timeout is not None:
+                self.timed_inflight -= 1
+            self.init_failures = 0
+            stop_it = worker.retiring and not worker.inflight and not worker.stopped
+            if stop_it:
+                worker.stopped = True
+            assignments, need_feeder = self._assign_locked(small_only=True)
+            if need_feeder:
+                self.feed_cond.notify()
+        self._send(assignments)
+        if stop_it:
+            worker.send(_STOP)
+        outcomes = self._decode(task, worker, kind, data)
+        self._deliver(task, task.indices, outcomes)
+        if self.max_memory_per_child is not None and not worker.retiring:
+            self._check_memory(worker)
+
+    def _decode(
+        self, task: Task, worker: WorkerHandle, kind: int, data: bytes
+    ) -> list[tuple[bool, Any]]:
+        n = len(task.indices)
+        try:
+            body = loads(memoryview(data)[HEADER.size :])
+        except BaseException as exc:
+            error = _note(exc, f"raised while unpickling the result of {task.label} (task #{task.id})")
+            return [(False, error)] * n
+        if kind == REPLY_FAILED:
+            stage, packed = body
+            error = _note(
+                unpack_error(packed),
+                f"raised {STAGES.get(stage, 'in the worker')} {task.label} in worker {worker.pid}",
+            )
+            return [(False, error)] * n
+        results, elapsed = body
+        if elapsed > 0 and n:
+            per_item = elapsed / n
+            prev = self.item_seconds
+            self.item_seconds = per_item if prev is None else 0.7 * prev + 0.3 * per_item
+            chunk = self.chunk_seconds
+            self.chunk_seconds = elapsed if chunk is None else 0.7 * chunk + 0.3 * elapsed
+            if self.concurrency == 1:
+                # Short tasks: keep one queued behind the running one (no idle gap between
+                # them). Long tasks: one at a time, so an idle worker takes the next.
+                self.depth = 2 if self.chunk_seconds < 0.05 else 1
+        outcomes: list[tuple[bool, Any]] = []
+        for status, value in results:
+            if status == 0:
+                outcomes.append((True, value))
+            else:
+                error = unpack_error(value)
+                if status == STAGE_SEND:
+                    _note(error, f"raised while pickling the result of {task.label} in worker {worker.pid}")
+                outcomes.append((False, error))
+        return outcomes
+
+    def _deliver(
+        self, task: Task, indices: Sequence[int], outcomes: Sequence[tuple[bool, Any]]
+    ) -> None:
+        try:
+            task.sink.deliver(indices, outcomes)
+        finally:
+            with self.lock:
+                self.outstanding -= 1
+                self.stats["completed"] += 1
+                self._maybe_idle_locked()
+
+    def _maybe_idle_locked(self) -> None:
+        if self.outstanding == 0:
+            self.idle_cond.notify_all()
+            if self.state == CLOSE:
+                self.feed_cond.notify()
+
+    def _check_memory(self, worker: WorkerHandle) -> None:
+        try:
+            import psutil
+
+            rss = psutil.Process(worker.pid).memory_info().rss
+        except Exception:
+            return
+        limit = self.max_memory_per_child
+        if limit is not None and rss > limit:
+            with self.lock:
+                self._retire_locked(
+                    worker, "max_memory", f"RSS {rss} bytes over max_memory_per_child={limit}"
+                )
+                stop_it = not worker.inflight and not worker.stopped
+                if stop_it:
+                    worker.stopped = True
+            if stop_it:
+                worker.send(_STOP)
+
+    def _check_deadlines(self, workers: list[WorkerHandle]) -> float:
+        """Kill workers whose task ran out of time; return seconds to the next deadline."""
+        now = time.monotonic_ns()
+        soonest = 0.5
+        marker = self.marker
+        for worker in workers:
+            if worker.kill_reason is not None or not worker.inflight:
+                continue
+            base = worker.row * MARKER_WIDTH
+            if self.concurrency > 1:
+                # Coroutines time out inside the worker; this is only the backstop.
+                for task in list(worker.inflight.values()):
+                    if task.timeout is not None and task.sent_ns > 1:
+                        left = task.sent_ns + int((task.timeout + 2 * self.grace + 1) * 1e9) - now
+                        if left <= 0:
+                            worker.kill_reason = ("timeout", task.id)
+                            worker.kill(signal.SIGKILL)
+                            break
+                        soonest = min(soonest, left / 1e9)
+                continue
+            tid = marker[base]
+            task = worker.inflight.get(tid)
+            if task is None or task.timeout is None or marker[base + 2] != STAGE_RUN:
+                continue
+            left = marker[base + 3] + int(task.timeout * 1e9) - now
+            if left <= 0:
+                worker.kill_reason = ("timeout", tid)
+                worker.kill(signal.SIGKILL)
+            else:
+                soonest = min(soonest, left / 1e9)
+        return max(soonest, 0.001)
+
+    # -- worker death ----------------------------------------------------------------------
+    def _on_death(self, worker: WorkerHandle) -> None:
+        # Replies the worker sent before it died are still in the pipe: take them first.
+        try:
+            while worker.conn.poll(0):
+                self._on_reply(worker, worker.conn.recv_bytes())
+        except (EOFError, OSError):
+            pass
+        worker.process.join(1.0)
+        exitcode = worker.process.exitcode
+        base = worker.row * MARKER_WIDTH
+        tid, item, stage = (self.marker[base], self.marker[base + 1], self.marker[base + 2])
+        with self.lock:
+            if self.workers.get(worker.row) is not worker:
+                return
+            del self.workers[worker.row]
+            self._free_rows.append(worker.row)
+            tasks = list(worker.inflight.values())
+            worker.inflight.clear()
+            for task in tasks:
+                if task.timeout is not None:
+                    self.timed_inflight -= 1
+            if worker.init_error is not None:
+                self.init_failures += 1
+            expected = worker.stopped and not tasks and worker.kill_reason is None
+            if not expected:
+                self.stats["replaced"] += 1
+            self.feed_cond.notify()  # replace it
+        try:
+            worker.conn.close()
+        except OSError:
+            pass
+        if expected and exitcode == 0:
+            return
+        requeue: list[Task] = []
+        for task in tasks:
+            if worker.init_error is not None:
+                self.stats["crashed"] += 1
+                self._deliver(task, task.indices, [(False, worker.init_error)] * len(task.indices))
+            elif self.concurrency > 1 or (task.id == tid and stage in STAGES and stage != 0):
+                requeue.extend(self._crashed(task, worker, exitcode, item, stage))
+            else:
+                task.requeues += 1
+                if task.requeues > MAX_REQUEUES:
+                    requeue.extend(self._crashed(task, worker, exitcode, 0, 0))
+                else:
+                    requeue.append(task)
+        if requeue:
+            with self.lock:
+                for task in reversed(requeue):
+                    self.pending.appendleft(task)
+                self.feed_cond.notify()
+
+    def _crashed(
+        self, task: Task, worker: WorkerHandle, exitcode: int | None, item: int, stage: int
+    ) -> list[Task]:
+        """Fail the item that was running when ``worker`` died; return what to run again."""
+        n = len(task.indices)
+        if worker.kill_reason == ("timeout", task.id):
+            self.stats["timed_out"] += 1
+            error: BaseException = TimeoutError(
+                f"{task.label} ran longer than task_timeout={task.timeout} s; its worker "
+                f"(pid {worker.pid}) was killed and replaced"
+            )
+        elif task.retries > 0:
+            task.retries -= 1
+            self.stats["retried"] += 1
+            log.warning(
+                "plait.Pool: worker %s %s while running %s; retrying it",
+                worker.pid, _describe(exitcode), task.label,
+            )
+            return [task]
+        else:
+            self.stats["crashed"] += 1
+            where = STAGES.get(stage, "")
+            what = task.label if n == 1 else f"{task.label} (item {item + 1} of {n})"
+            if stage in (STAGE_LOAD, STAGE_SEND):
+                what += f" {where}"
+            if self.concurrency > 1:
+                what += f" (one of {len(worker.inflight) or 'the'} tasks running at once)"
+            error = WorkerCrashed(pid=worker.pid, exitcode=exitcode, task=what)
+        if n == 1 or stage != STAGE_RUN or self.concurrency > 1:
+            self._deliver(task, task.indices, [(False, error)] * n)
+            return []
+        # A chunk: only the item that was running fails; the others run again.
+        rest = self._split(task, [k for k in range(n) if k != item])
+        if rest is None:
+            self._deliver(task, task.indices, [(False, error)] * n)
+            return []
+        with self.lock:
+            self.outstanding += 1  # the split-off task; _deliver below retires the old one
+        self._deliver(task, [task.indices[item]], [(False, error)])
+        return [rest]
+
+    def _split(self, task: Task, keep: list[int]) -> Task | None:
+        try:
+            fn, items, star, timeout = loads(memoryview(task.payload)[HEADER.size :])
+            new_id = self.new_id()
+            payload = HEADER.pack(new_id, KIND_CALL) + dumps(
+                (fn, [items[k] for k in keep], star, timeout), what=f"the arguments of {task.label}"
+            )
+        except Exception:
+            return None
+        return Task(
+            new_id,
+            payload,
+            [task.indices[k] for k in keep],
+            task.sink,
+            label=task.label,
+            retries=task.retries,
+            timeout=task.timeout,
+        )
+
+    # -- the feeder thread -----------------------------------------------------------------
+    def _feed_loop(self) -> None:
+        while True:
+            with self.lock:
+                if self._threads_stop:
+                    return
+                stalled = any(e.source.stalled for e in self.sources)
+                self.feed_cond.wait(0.1 if stalled else 1.0)
+                if self._threads_stop:
+                    return
+            try:
+                self._feed_once()
+            except Exception:
+                log.exception("plait.Pool: internal error in the feeder thread")
+
+    def _feed_once(self) -> None:
+        # 1. keep the pool at full strength
+        while True:
+            with self.lock:
+                if self.state == TERMINATE:
+                    return
+                # A retiring worker is replaced once it has exited, so the pool never
+                # holds more than ``processes`` workers.
+                missing = self.processes - len(self.workers)
+                lazy = self.init_failures >= 3 and not self.pending
+                if missing <= 0 or lazy or (self.state == CLOSE and self.outstanding == 0):
+                    break
+            try:
+                self._spawn()
+            except Exception:
+                log.exception("plait.Pool: could not start a worker")
+                time.sleep(0.1)
+                break
+        # 2. read more input where there is room
+        for entry in list(self.sources):
+            self._refill(entry)
+        # 3. hand out queued tasks, large ones included
+        with self.lock:
+            assignments, _ = self._assign_locked(small_only=False)
+            stop = self.state == CLOSE and self.outstanding == 0 and not self.sources
+        self._send(assignments)
+        if stop:
+            self._stop_idle_workers()
+
+    def _refill(self, entry: SourceEntry) -> None:
+        source = entry.source
+        while source.room():
+            size = source.next_size(self.item_seconds)
+            try:
+                first, chunk = source.pull(size)
+            except BaseException as exc:
+                index = source.pulled
+                with self.lock:
+                    self.outstanding += 1
+                dummy = Task(0, b"", [index], entry.sink, label="input", retries=0, timeout=None)
+                self._deliver(dummy, [index], [(False, exc)])
+                entry.on_length(index + 1)
+                break
+            if chunk:
+                tasks = self._chunk_tasks(entry, first, chunk)
+                with self.lock:
+                    for task in tasks:
+                        self.pending.append(task)
+                        self.outstanding += 1
+            if source.exhausted:
+                entry.on_length(source.pulled)
+                break
+        with self.lock:
+            if source.exhausted:
+                if entry in self.sources:
+                    self.sources.remove(entry)
+                self._maybe_idle_locked()
+            else:
+                source.stalled = True
+
+    def _chunk_tasks(self, entry: SourceEntry, first: int, chunk: list[Any]) -> list[Task]:
+        """Tasks for one chunk; an item that will not pickle fails alone, at its index."""
+        try:
+            return [self._task_for(entry, first, chunk)]
+        except Exception:
+            pass
+        tasks: list[Task] = []
+        for offset, item in enumerate(chunk):
+            try:
+                tasks.append(self._task_for(entry, first + offset, [item]))
+            except Exception as exc:
+                with self.lock:
+                    self.outstanding += 1
+                index = first + offset
+                dummy = Task(0, b"", [index], entry.sink, label="input", retries=0, timeout=None)
+                self._deliver(dummy, [index], [(False, exc)])
+        return tasks
+
+    def _task_for(self, entry: SourceEntry, first: int, items: list[Any]) -> Task:
+        task_id = self.new_id()
+        payload = HEADER.pack(task_id, KIND_CALL) + entry.build(items)
+        return Task(
+            task_id,
+            payload,
+            range(first, first + len(items)),
+            entry.sink,
+            label=entry.label,
+            retries=entry.retries,
+            timeout=entry.timeout,
+        )
+
+    def _stop_idle_workers(self) -> None:
+        with self.lock:
+            to_stop = [w for w in self.workers.values() if not w.stopped and not w.inflight]
+            for w in to_stop:
+                w.stopped = True
+                w.retiring = True
+        for w in to_stop:
+            w.send(_STOP)
+
+    # -- closing ---------------------------------------------------------------------------
+    def close(self) -> None:
+        with self.lock:
+            if self.state == RUN:
+                self.state = CLOSE
+            self.feed_cond.notify()
+
+    def cancel_pending(self) -> None:
+        """Drop every task that has not started (``shutdown(cancel_futures=True)``)."""
+        with self.lock:
+            dropped = list(self.pending)
+            self.pending.clear()
+            for entry in self.sources:
+                entry.source.exhausted = True
+                entry.on_length(entry.source.pulled)
+            self.sources.clear()
+        for task in dropped:
+            if isinstance(task.sink, FutureSink):
+                task.sink.cancel()
+                with self.lock:
+                    self.outstanding -= 1
+                    self._maybe_idle_locked()
+            else:
+                error = CancelledError("cancelled by shutdown(cancel_futures=True)")
+                self._deliver(task, task.indices, [(False, error)] * len(task.indices))
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self.lock:
+            while self.outstanding > 0 or self.sources:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self.idle_cond.wait(remaining if remaining is not None else 0.5)
+        return True
+
+    def join(self) -> None:
+        """Wait for every task, then stop the workers and the threads."""
+        if self.state == RUN:
+            raise ValueError("Pool is still running: call close() or terminate() first")
+        if self.state == CLOSE:
+            self.wait_idle()
+            self._stop_idle_workers()
+            deadline = time.monotonic() + 5.0
+            for w in self._snapshot_workers():
+                w.process.join(max(0.0, deadline - time.monotonic()))
+        self._shutdown_threads()
+        self._reap_all()
+
+    def _snapshot_workers(self) -> list[WorkerHandle]:
+        with self.lock:
+            return list(self.workers.values())
+
+    def terminate(self) -> None:
+        """Stop now: unfinished tasks fail with ClosedError; workers get SIGTERM, then
+        SIGKILL after ``grace`` seconds."""
+        with self.lock:
+            if self.state == TERMINATE and not self.workers:
+                return
+            self.state = TERMINATE
+            tasks = list(self.pending)
+            self.pending.clear()
+            workers = list(self.workers.values())
+            for w in workers:
+                tasks.extend(w.inflight.values())
+                w.inflight.clear()
+                w.retiring = w.stopped = True
+            sources = list(self.sources)
+            self.sources.clear()
+            self.feed_cond.notify_all()
+        self._shutdown_threads()
+        for w in workers:
+            w.kill(signal.SIGTERM)
+        deadline = time.monotonic() + self.grace
+        for w in workers:
+            w.process.join(max(0.0, deadline - time.monotonic()))
+        for w in workers:
+            if w.process.exitcode is None:
+                w.kill(signal.SIGKILL)
+        for w in workers:
+            w.process.join(1.0)
+        self._reap_all()
+        error = ClosedError("the pool was terminated before this task finished")
+        for task in tasks:
+            self._deliver(task, task.indices, [(False, error)] * len(task.indices))
+        for entry in sources:
+            entry.on_length(entry.source.pulled)
+
+    def _shutdown_threads(self) -> None:
+        with self.lock:
+            self._threads_stop = True
+            self.feed_cond.notify_all()
+        self._wake()
+        current = threading.current_thread()
+        for thread in (getattr(self, "result_thread", None), getattr(self, "feeder_thread", None)):
+            if thread is not None and thread is not current and thread.is_alive():
+                thread.join(5.0)
+
+    def _reap_all(self) -> None:
+        with self.lock:
+            workers = list(self.workers.values())
+            self.workers.clear()
+        for w in workers:
+            if w.process.exitcode is None:
+                w.kill(signal.SIGKILL)
+                w.process.join(1.0)
+            try:
+                w.conn.close()
+            except OSError:
+                pass
+            try:
+                w.process.close()
+            except ValueError:
+                pass
+        for fd in (self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._wake_r = self._wake_w = -1
+
+
+def _describe(exitcode: int | None) -> str:
+    from plait._errors import describe_exit
+
+    return describe_exit(exitcode)
+
+
+class PoolClosedError(ClosedError, ValueError, RuntimeError):
+    """The pool was closed or terminated and takes no new work.
+
+    Also a :class:`ValueError` (what ``multiprocessing.Pool`` raises) and a
+    :class:`RuntimeError` (what ``concurrent.futures`` raises), so old ``except`` clauses
+    keep working.
+    """

@@ -1,0 +1,87 @@
+"""The wire format between the pool and its workers, and the worker's progress marker.
+
+Kept tiny and import-light: both the parent and every worker import it.
+
+Parent → worker (one ``send_bytes`` per message)::
+
+    HEADER (task id: u64, kind: u8)  +  pickle((fn, items, star))    kind == KIND_CALL
+    HEADER (0, KIND_STOP)                                            the worker exits cleanly
+
+``items`` is a list of argument tuples (one per task item; ``apply`` sends a list of one
+``(args, kwargs)`` pair with ``star=STAR_KW``). ``star`` says how an item is applied::
+
+    STAR_ONE  fn(item)           map, imap
+    STAR_ARGS fn(*item)          starmap
+    STAR_KW   fn(*item[0], **item[1])   apply, submit
+
+Worker → parent (the same header, then a pickled body, so that the parent knows which
+task a reply belongs to even when the body will not unpickle)::
+
+    HEADER (task id, REPLY_DONE)        + pickle(([(status, value), ...], seconds))
+    HEADER (task id, REPLY_FAILED)      + pickle((stage, PackedError))  the whole task failed
+    HEADER (0, REPLY_INIT_FAILED)       + pickle(PackedError)  the initializer raised; exit
+
+``status`` is 0 for a value, else the stage whose failure the ``PackedError`` describes
+(``STAGE_RUN``: the function raised; ``STAGE_SEND``: its result would not pickle).
+
+The progress marker is a row of four signed 64-bit integers in shared memory, one row per
+worker slot, written by the worker and read by the parent only after the worker died or
+when a task's deadline passes::
+
+    [task id, item index, stage, start time (monotonic ns)]
+
+Writing it costs four stores; it tells the parent exactly which task, which item and which
+stage a dead worker was in, without a message per item.
+"""
+
+from __future__ import annotations
+
+import struct
+
+__all__ = [
+    "HEADER",
+    "KIND_CALL",
+    "KIND_STOP",
+    "MARKER_WIDTH",
+    "REPLY_DONE",
+    "REPLY_FAILED",
+    "REPLY_INIT_FAILED",
+    "STAGES",
+    "STAGE_IDLE",
+    "STAGE_INIT",
+    "STAGE_LOAD",
+    "STAGE_RUN",
+    "STAGE_SEND",
+    "STAR_ARGS",
+    "STAR_KW",
+    "STAR_ONE",
+]
+
+HEADER = struct.Struct("<QB")
+
+KIND_CALL = 1
+KIND_STOP = 2
+
+STAR_ONE = 0
+STAR_ARGS = 1
+STAR_KW = 2
+
+REPLY_DONE = 1
+REPLY_FAILED = 2
+REPLY_INIT_FAILED = 3
+
+STAGE_IDLE = 0
+STAGE_LOAD = 1
+STAGE_RUN = 2
+STAGE_SEND = 3
+STAGE_INIT = 4
+
+STAGES = {
+    STAGE_IDLE: "between tasks (in the pool's own code)",
+    STAGE_LOAD: "while unpickling the task",
+    STAGE_RUN: "while running the function",
+    STAGE_SEND: "while pickling the result",
+    STAGE_INIT: "in the initializer",
+}
+
+MARKER_WIDTH = 4

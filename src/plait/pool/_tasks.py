@@ -1,0 +1,228 @@
+"""A task (one message to a worker: one or more items) and the sinks its results go to.
+
+A *sink* is whoever waits for the items: a :class:`concurrent.futures.Future` (``apply``,
+``submit``), a list being filled (``map``), or an ``imap`` iterator. Sinks are called from
+the pool's result thread, outside the pool's lock; a sink never blocks.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from typing import Any, Protocol
+
+from plait.pool._progress import Progress
+from plait.pool._results import IMapIterator
+
+__all__ = ["FutureSink", "IterSink", "ListSink", "Sink", "Task"]
+
+log = logging.getLogger("plait.pool")
+
+
+class Sink(Protocol):
+    def deliver(self, indices: Sequence[int], outcomes: Sequence[tuple[bool, Any]]) -> None:
+        """Item ``indices[k]`` ended with ``outcomes[k]`` = ``(ok, value or exception)``."""
+
+    def cancel(self) -> bool:
+        """Drop work that has not started; ``False`` if the sink no longer wants that."""
+
+
+class Task:
+    """One message's worth of work: ``payload`` is the header plus the pickled call."""
+
+    __slots__ = (
+        "id",
+        "indices",
+        "label",
+        "payload",
+        "requeues",
+        "retries",
+        "sent_ns",
+        "sink",
+        "timeout",
+        "worker",
+    )
+
+    def __init__(
+        self,
+        task_id: int,
+        payload: bytes,
+        indices: Sequence[int],
+        sink: Sink,
+        *,
+        label: str,
+        retries: int,
+        timeout: float | None,
+    ) -> None:
+        self.id = task_id
+        self.payload = payload
+        self.indices = indices
+        self.sink = sink
+        self.label = label
+        self.retries = retries
+        self.timeout = timeout
+        self.requeues = 0
+        self.worker: Any = None
+        self.sent_ns = 0
+
+    def __repr__(self) -> str:
+        return f"<Task #{self.id} {self.label} x{len(self.indices)}>"
+
+
+def _run_callback(cb: Callable[[Any], object], value: Any, what: str) -> None:
+    try:
+        cb(value)
+    except Exception:
+        log.exception("plait.Pool: the %s raised; the pool goes on", what)
+
+
+class FutureSink:
+    """One item resolves one future (``apply_async``, ``submit``), callbacks first."""
+
+    __slots__ = ("callback", "error_callback", "future", "on_done")
+
+    def __init__(
+        self,
+        future: Future[Any],
+        callback: Callable[[Any], object] | None = None,
+        error_callback: Callable[[BaseException], object] | None = None,
+        on_done: Callable[[], None] | None = None,
+    ) -> None:
+        self.future = future
+        self.callback = callback
+        self.error_callback = error_callback
+        self.on_done = on_done
+
+    def deliver(self, indices: Sequence[int], outcomes: Sequence[tuple[bool, Any]]) -> None:
+        ok, value = outcomes[0]
+        if ok:
+            if self.callback is not None:
+                _run_callback(self.callback, value, "callback")
+        elif self.error_callback is not None:
+            _run_callback(self.error_callback, value, "error_callback")
+        if not self.future.done():  # cancelled futures stay cancelled
+            try:
+                if ok:
+                    self.future.set_result(value)
+                else:
+                    self.future.set_exception(value)
+            except Exception:  # InvalidStateError: cancelled meanwhile
+                pass
+        if self.on_done is not None:
+            self.on_done()
+
+    def cancel(self) -> bool:
+        cancelled = self.future.cancel()
+        if cancelled and self.on_done is not None:
+            self.on_done()
+        return cancelled
+
+    def start(self) -> bool:
+        """Called when the task is handed to a worker; ``False`` if it was cancelled."""
+        if self.future.set_running_or_notify_cancel():
+            return True
+        if self.on_done is not None:
+            self.on_done()
+        return False
+
+
+class ListSink:
+    """``map``: fill a list; the first failure fails the whole call (as the stdlib does)."""
+
+    def __init__(
+        self,
+        length: int,
+        future: Future[Any],
+        callback: Callable[[Any], object] | None = None,
+        error_callback: Callable[[BaseException], object] | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        self.values: list[Any] = [None] * length
+        self.remaining = length
+        self.future = future
+        self.callback = callback
+        self.error_callback = error_callback
+        self.progress = progress
+        self._lock = threading.Lock()
+        self._failed = False
+        if length == 0:
+            self._finish()
+
+    def deliver(self, indices: Sequence[int], outcomes: Sequence[tuple[bool, Any]]) -> None:
+        error: BaseException | None = None
+        with self._lock:
+            if self._failed:
+                return
+            values = self.values
+            for index, (ok, value) in zip(indices, outcomes, strict=True):
+                if not ok:
+                    self._failed = True
+                    error = value
+                    break
+                values[index] = value
+            self.remaining -= len(indices)
+            done = self.remaining == 0 and error is None
+        if self.progress is not None:
+            self.progress.update(len(indices))
+        if error is not None:
+            if self.error_callback is not None:
+                _run_callback(self.error_callback, error, "error_callback")
+            self._close_progress()
+            if not self.future.done():
+                self.future.set_exception(error)
+        elif done:
+            self._finish()
+
+    def _finish(self) -> None:
+        if self.callback is not None:
+            _run_callback(self.callback, self.values, "callback")
+        self._close_progress()
+        if not self.future.done():
+            self.future.set_result(self.values)
+
+    def _close_progress(self) -> None:
+        if self.progress is not None:
+            self.progress.close()
+
+    def cancel(self) -> bool:
+        with self._lock:
+            self._failed = True
+        self._close_progress()
+        return self.future.cancel() or True
+
+
+class IterSink:
+    """``imap``/``imap_unordered``: hand each item to the iterator as it arrives."""
+
+    def __init__(self, iterator: IMapIterator[Any], progress: Progress | None = None) -> None:
+        self.iterator = iterator
+        self.progress = progress
+        self.delivered = 0
+        self.length: int | None = None
+        self._lock = threading.Lock()
+
+    def deliver(self, indices: Sequence[int], outcomes: Sequence[tuple[bool, Any]]) -> None:
+        put = self.iterator._put
+        for index, (ok, value) in zip(indices, outcomes, strict=True):
+            put(index, ok, value)
+        if self.progress is not None:
+            self.progress.update(len(indices))
+            with self._lock:
+                self.delivered += len(indices)
+            self._maybe_close()
+
+    def set_length(self, length: int) -> None:
+        self.length = length
+        self._maybe_close()
+
+    def _maybe_close(self) -> None:
+        if self.progress is not None and self.length is not None:
+            with self._lock:
+                done = self.delivered >= self.length
+            if done:
+                self.progress.close()
+
+    def cancel(self) -> bool:
+        return True

@@ -1,0 +1,225 @@
+"""The worker process's main loop. Cheap to import: the fork server preloads it.
+
+A worker owns one end of a duplex pipe. It reads one task message at a time, runs each item,
+and sends one reply per task. Before each stage it writes the progress marker (see
+:mod:`plait.pool._protocol`), so that if it dies the parent knows what it was doing.
+
+With ``concurrency > 1`` the worker runs an asyncio loop instead and keeps up to
+``concurrency`` coroutine items in flight at once (processes × coroutines); plain functions
+still run one at a time, inline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import signal
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
+
+from plait._ipc.lifeline import install_in_child
+from plait._ipc.serialize import dumps, loads, pack_error
+from plait.pool._protocol import (
+    HEADER,
+    KIND_STOP,
+    REPLY_DONE,
+    REPLY_FAILED,
+    REPLY_INIT_FAILED,
+    STAGE_IDLE,
+    STAGE_INIT,
+    STAGE_LOAD,
+    STAGE_RUN,
+    STAGE_SEND,
+    STAR_ARGS,
+    STAR_ONE,
+)
+
+__all__ = ["main"]
+
+Marker = Any  # a ctypes array of c_int64 (multiprocessing.sharedctypes.RawArray)
+
+_EXIT_INIT_FAILED = 3
+
+
+def main(
+    conn: Connection,
+    parent_pid: int,
+    start_method: str,
+    marker: Marker,
+    slot: int,
+    init_payload: bytes | None,
+    concurrency: int,
+) -> None:
+    """Entry point of a worker process (the ``target`` of its ``Process``)."""
+    install_in_child(parent_pid, start_method=start_method)
+    # Ctrl-C goes to the whole process group; the parent decides what happens to workers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    base = slot * 4
+    if init_payload is not None:
+        marker[base + 2] = STAGE_INIT
+        try:
+            initializer, initargs = loads(init_payload)
+            initializer(*initargs)
+        except BaseException as exc:
+            _send_quietly(conn, 0, REPLY_INIT_FAILED, pack_error(exc))
+            raise SystemExit(_EXIT_INIT_FAILED) from None
+        marker[base + 2] = STAGE_IDLE
+    if concurrency > 1:
+        asyncio.run(_serve_async(conn, marker, base, concurrency))
+    else:
+        _serve(conn, marker, base)
+
+
+def _send_quietly(conn: Connection, task_id: int, kind: int, body: Any) -> None:
+    try:
+        conn.send_bytes(HEADER.pack(task_id, kind) + dumps(body, what="a reply"))
+    except Exception:
+        pass
+
+
+def _call(fn: Callable[..., Any], item: Any, star: int) -> Any:
+    if star == STAR_ONE:
+        return fn(item)
+    if star == STAR_ARGS:
+        return fn(*item)
+    args, kwargs = item
+    return fn(*args, **kwargs)
+
+
+def _encode(task_id: int, results: list[tuple[int, Any]], elapsed: float, name: str) -> bytes:
+    """Pickle the reply; an item whose result will not pickle becomes an error of its own."""
+    head = HEADER.pack(task_id, REPLY_DONE)
+    try:
+        return head + dumps((results, elapsed), what=f"the result of {name}")
+    except Exception:
+        pass
+    fixed: list[tuple[int, Any]] = []
+    for status, value in results:
+        try:
+            dumps(value, what=f"the result of {name}")
+        except Exception as exc:
+            fixed.append((STAGE_SEND, pack_error(exc)))
+        else:
+            fixed.append((status, value))
+    return head + dumps((fixed, elapsed), what=f"the result of {name}")
+
+
+def _name(fn: Any) -> str:
+    return f"{getattr(fn, '__qualname__', None) or type(fn).__name__}()"
+
+
+def _serve(conn: Connection, marker: Marker, base: int) -> None:
+    recv = conn.recv_bytes
+    send = conn.send_bytes
+    clock = time.monotonic_ns
+    loop: asyncio.AbstractEventLoop | None = None
+    try:
+        while True:
+            try:
+                buf = recv()
+            except (EOFError, OSError):
+                return
+            task_id, kind = HEADER.unpack_from(buf)
+            if kind == KIND_STOP:
+                return
+            marker[base + 1] = 0
+            marker[base + 2] = STAGE_LOAD
+            marker[base + 3] = clock()
+            marker[base] = task_id
+            try:
+                fn, items, star, _timeout = loads(memoryview(buf)[HEADER.size :])
+            except BaseException as exc:
+                marker[base + 2] = STAGE_SEND
+                _send_quietly(conn, task_id, REPLY_FAILED, (STAGE_LOAD, pack_error(exc)))
+                marker[base + 2] = STAGE_IDLE
+                marker[base] = 0
+                continue
+            del buf
+            started = time.perf_counter()
+            marker[base + 2] = STAGE_RUN
+            results: list[tuple[int, Any]] = []
+            append = results.append
+            for index, item in enumerate(items):
+                if index:
+                    marker[base + 1] = index
+                    marker[base + 3] = clock()
+                try:
+                    value = _call(fn, item, star)
+                    if inspect.isawaitable(value):
+                        if loop is None:
+                            loop = asyncio.new_event_loop()
+                        value = loop.run_until_complete(_await(value))
+                    append((0, value))
+                except BaseException as exc:
+                    append((STAGE_RUN, pack_error(exc)))
+            elapsed = time.perf_counter() - started
+            marker[base + 2] = STAGE_SEND
+            send(_encode(task_id, results, elapsed, _name(fn)))
+            del results, items, fn
+            marker[base + 2] = STAGE_IDLE
+            marker[base] = 0
+    finally:
+        if loop is not None:
+            loop.close()
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable
+
+
+async def _serve_async(conn: Connection, marker: Marker, base: int, concurrency: int) -> None:
+    """Run up to ``concurrency`` coroutine items at once in this worker's own loop."""
+    loop = asyncio.get_running_loop()
+    limit = asyncio.Semaphore(concurrency)
+    stopped = loop.create_future()
+    running: set[asyncio.Task[None]] = set()
+
+    async def run_item(fn: Any, item: Any, star: int, timeout: float | None) -> tuple[int, Any]:
+        try:
+            value = _call(fn, item, star)
+            if inspect.isawaitable(value):
+                async with limit:
+                    value = await asyncio.wait_for(_await(value), timeout)
+            return (0, value)
+        except BaseException as exc:
+            return (STAGE_RUN, pack_error(exc))
+
+    async def run_task(task_id: int, payload: memoryview) -> None:
+        marker[base] = task_id
+        marker[base + 3] = time.monotonic_ns()
+        try:
+            fn, items, star, timeout = loads(payload)
+        except BaseException as exc:
+            _send_quietly(conn, task_id, REPLY_FAILED, (STAGE_LOAD, pack_error(exc)))
+            return
+        started = time.perf_counter()
+        results = list(
+            await asyncio.gather(*(run_item(fn, item, star, timeout) for item in items))
+        )
+        conn.send_bytes(_encode(task_id, results, time.perf_counter() - started, _name(fn)))
+
+    def readable() -> None:
+        try:
+            while conn.poll():
+                buf = conn.recv_bytes()
+                task_id, kind = HEADER.unpack_from(buf)
+                if kind == KIND_STOP:
+                    if not stopped.done():
+                        stopped.set_result(None)
+                    return
+                task = loop.create_task(run_task(task_id, memoryview(buf)[HEADER.size :]))
+                running.add(task)
+                task.add_done_callback(running.discard)
+        except (EOFError, OSError):
+            if not stopped.done():
+                stopped.set_result(None)
+
+    loop.add_reader(conn.fileno(), readable)
+    try:
+        await stopped
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
+    finally:
+        loop.remove_reader(conn.fileno())
