@@ -1,0 +1,186 @@
+"""``Barrier``: threading's barrier, for threads and coroutines together.
+
+It is a small state machine over a plait :class:`Condition`, so parties of any strand
+kind meet at the same barrier. Phases: *filling* (parties arrive), *draining* (the last
+one arrived; everyone leaves), *resetting* (``reset()`` while parties waited: they leave
+with :class:`BrokenBarrierError`), *broken*.
+
+:class:`BrokenBarrierError` is both ``threading.BrokenBarrierError`` and
+``asyncio.BrokenBarrierError``, so either ``except`` clause catches it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from plait._core import current_strand, hooks
+from plait._sync._condition import Condition
+from plait._sync._lock import Lock
+from plait._sync._stats import BarrierStatistics
+
+__all__ = ["Barrier", "BrokenBarrierError"]
+
+_FILLING, _DRAINING, _RESETTING, _BROKEN = 0, 1, -1, -2
+_STATE_NAMES = {
+    _FILLING: "filling",
+    _DRAINING: "draining",
+    _RESETTING: "resetting",
+    _BROKEN: "broken",
+}
+
+
+class BrokenBarrierError(threading.BrokenBarrierError, asyncio.BrokenBarrierError):
+    """The barrier is broken, or was reset or aborted while this party waited."""
+
+
+class Barrier:
+    """``threading.Barrier``'s API (``parties``, ``action``, ``timeout``), plus ``async_wait``."""
+
+    def __init__(
+        self,
+        parties: int,
+        action: Callable[[], object] | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        if parties < 1:
+            raise ValueError("parties must be >= 1")
+        self._cond = Condition(Lock())
+        self._parties = parties
+        self._action = action
+        self._timeout = timeout
+        self._state = _FILLING
+        self._count = 0
+
+    # -- the state machine (every method here runs with the condition's lock held) -----
+
+    def _arrive(self) -> int:
+        if self._state == _BROKEN:
+            raise BrokenBarrierError
+        index = self._count
+        self._count += 1
+        return index
+
+    def _trip(self) -> None:
+        """The last party arrived: run the action, then let everyone go."""
+        try:
+            if self._action is not None:
+                self._action()
+            self._state = _DRAINING
+            self._cond.notify_all()
+        except BaseException:
+            self._break()
+            raise
+
+    def _passed(self, released: bool) -> None:
+        if not released:
+            self._break()
+            raise BrokenBarrierError
+        if self._state < 0:
+            raise BrokenBarrierError
+
+    def _leave(self) -> None:
+        self._count -= 1
+        if self._count == 0 and self._state in (_RESETTING, _DRAINING):
+            self._state = _FILLING
+            self._cond.notify_all()
+
+    def _break(self) -> None:
+        self._state = _BROKEN
+        self._cond.notify_all()
+
+    def _not_filling(self) -> bool:
+        return self._state != _FILLING
+
+    def _settled(self) -> bool:
+        return self._state not in (_DRAINING, _RESETTING)
+
+    # -- waiting -----------------------------------------------------------------------
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for all parties; return this party's arrival index (0 .. parties-1)."""
+        if timeout is None:
+            timeout = self._timeout
+        with self._cond:
+            self._cond.wait_for(self._settled)
+            index = self._arrive()
+            try:
+                if index + 1 == self._parties:
+                    self._trip()
+                else:
+                    self._passed(bool(self._cond.wait_for(self._not_filling, timeout)))
+                if hooks.active:
+                    hooks.acquired(current_strand(), self)
+                return index
+            finally:
+                self._leave()
+
+    def async_wait(self, timeout: float | None = None) -> Coroutine[Any, Any, int]:
+        """Coroutine form of :meth:`wait`; a cancelled party simply leaves the barrier."""
+        return self._async_wait(self._timeout if timeout is None else timeout)
+
+    async def _async_wait(self, timeout: float | None) -> int:
+        cond = self._cond
+        async with cond:
+            await cond.async_wait_for(self._settled)
+            index = self._arrive()
+            try:
+                if index + 1 == self._parties:
+                    self._trip()
+                else:
+                    self._passed(bool(await cond.async_wait_for(self._not_filling, timeout)))
+                if hooks.active:
+                    hooks.acquired(current_strand(), self)
+                return index
+            finally:
+                self._leave()
+
+    # -- control -----------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Back to the initial state; parties waiting now get :class:`BrokenBarrierError`."""
+        with self._cond:
+            if self._count > 0:
+                if self._state in (_FILLING, _BROKEN):
+                    self._state = _RESETTING
+            else:
+                self._state = _FILLING
+            self._cond.notify_all()
+
+    def abort(self) -> None:
+        """Break the barrier: current and future waits raise :class:`BrokenBarrierError`."""
+        with self._cond:
+            self._break()
+
+    @property
+    def parties(self) -> int:
+        """How many parties must arrive to trip the barrier."""
+        return self._parties
+
+    @property
+    def n_waiting(self) -> int:
+        """How many parties wait in the filling phase now."""
+        return self._count if self._state == _FILLING else 0
+
+    @property
+    def broken(self) -> bool:
+        """Whether the barrier is broken."""
+        return self._state == _BROKEN
+
+    def statistics(self) -> BarrierStatistics:
+        """A snapshot: parties, waiting parties by kind, and the phase."""
+        cond_stats = self._cond.statistics()
+        return BarrierStatistics(
+            parties=self._parties,
+            n_waiting=self.n_waiting,
+            broken=self.broken,
+            state=_STATE_NAMES[self._state],
+            waiting_by_kind=cond_stats.waiting_by_kind,
+        )
+
+    def __repr__(self) -> str:
+        if self.broken:
+            return f"<plait.Barrier at {id(self):#x}: broken>"
+        return f"<plait.Barrier at {id(self):#x}: waiters={self.n_waiting}/{self.parties}>"

@@ -1,0 +1,88 @@
+"""``Event``: threading's event flag, waited on by threads and coroutines on any loop.
+
+``set()`` wakes every waiter of every kind at once; a waiter that was woken returns
+``True`` even if the flag was cleared again before it ran, exactly as threading's does.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Coroutine
+from typing import Any
+
+from plait._core import WaitQueue, async_park, new_mutex, park
+from plait._sync._common import waiting_by_kind
+from plait._sync._stats import EventStatistics
+
+__all__ = ["Event"]
+
+
+class Event:
+    """``threading.Event``'s API, plus ``async_wait``."""
+
+    __slots__ = ("__weakref__", "_flag", "_mutex", "_queue")
+
+    def __init__(self) -> None:
+        self._flag = False
+        self._mutex = new_mutex()
+        self._queue = WaitQueue(self._mutex)
+
+    def is_set(self) -> bool:
+        """Whether the flag is set."""
+        return self._flag
+
+    def isSet(self) -> bool:
+        """Deprecated alias of :meth:`is_set`, as in threading."""
+        warnings.warn(
+            "isSet() is deprecated, use is_set() instead", DeprecationWarning, stacklevel=2
+        )
+        return self._flag
+
+    def set(self) -> None:
+        """Set the flag and wake every waiter."""
+        with self._mutex:
+            self._flag = True
+            woken = self._queue.pop_all(True)
+        for waiter in woken:
+            waiter.wake()
+
+    def clear(self) -> None:
+        """Reset the flag; later waits block until :meth:`set` again."""
+        with self._mutex:
+            self._flag = False
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the flag is set or ``timeout``; return the flag (``False`` on timeout)."""
+        with self._mutex:
+            if self._flag:
+                return True
+            if timeout is not None and not timeout > 0:
+                return False
+            waiter = self._queue.enqueue_current(self)
+        return park(waiter, timeout)
+
+    def async_wait(self, timeout: float | None = None) -> Coroutine[Any, Any, bool]:
+        """Coroutine form of :meth:`wait`."""
+        return self._async_wait(timeout)
+
+    async def _async_wait(self, timeout: float | None) -> bool:
+        with self._mutex:
+            if self._flag:
+                return True
+            if timeout is not None and not timeout > 0:
+                return False
+            waiter = self._queue.async_enqueue_current(self)
+        return await async_park(waiter, timeout)
+
+    def statistics(self) -> EventStatistics:
+        """A snapshot: the flag and waiters by kind."""
+        with self._mutex:
+            return EventStatistics(
+                is_set=self._flag,
+                waiting=len(self._queue),
+                waiting_by_kind=waiting_by_kind(self._queue),
+            )
+
+    def __repr__(self) -> str:
+        status = "set" if self._flag else "unset"
+        return f"<plait.Event at {id(self):#x}: {status}>"

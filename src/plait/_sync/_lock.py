@@ -1,0 +1,270 @@
+"""``Lock``: threading's lock, usable from threads and from coroutines on any loop at once.
+
+The lock's state is a private ``_thread`` lock (``_inner``): taking it with a non-blocking
+acquire is the whole uncontended fast path, so ``with lock:`` costs little more than the
+stdlib's. The primitive's mutex and wait queue are touched only when someone must wait.
+
+Hand-off keeps FIFO fairness across strand kinds: a release that finds waiters does not
+free ``_inner``; it passes the held lock to the first waiter, so a newcomer's fast path
+cannot barge ahead of the queue. Two rules close the lost-wakeup race between the
+lock-free fast paths and the queue:
+
+* a waiter enqueues *before* its final try-acquire (both under the mutex), and
+* a releaser frees ``_inner`` *before* it looks at the queue a second time; if a waiter
+  arrived in between, it re-takes ``_inner`` under the mutex and hands it over.
+
+Ownership belongs to a strand. ``async_acquire()`` records its caller when it is *called*,
+not when its coroutine first runs, so ``asyncio.wait_for(lock.async_acquire(), t)`` (which
+on Python 3.11 runs the coroutine in a new task) still gives the lock to the caller.
+"""
+
+from __future__ import annotations
+
+from _thread import allocate_lock
+from collections.abc import Awaitable, Coroutine
+from types import TracebackType
+from typing import Any
+
+from plait._core import Strand, WaitQueue, async_park, current_strand, hooks, new_mutex, park
+from plait._sync._common import READY, check_lock_args, waiting_by_kind
+from plait._sync._stats import LockStatistics
+
+__all__ = ["Lock"]
+
+
+class _LockCore:
+    """The parts ``Lock`` and ``RLock`` share: state, queue, slow paths and hand-off."""
+
+    __slots__ = ("__weakref__", "_count", "_inner", "_mutex", "_owner", "_queue")
+
+    _inner: Any
+    _owner: Strand | None
+    _count: int
+
+    def __init__(self) -> None:
+        self._inner = allocate_lock()
+        self._mutex = new_mutex()
+        self._queue = WaitQueue(self._mutex)
+        self._owner = None
+        self._count = 0
+
+    # -- taking the lock ---------------------------------------------------------------
+
+    def _took(self, me: Strand) -> None:
+        """Record ``me`` as the owner of the just-taken ``_inner``."""
+        self._owner = me
+        self._count = 1
+        if hooks.active:
+            hooks.acquired(me, self)
+
+    def _acquire_slow(self, me: Strand, wait: float | None) -> bool:
+        """Queue up (enqueue first, then the final try), then park; ``wait=0`` tries once."""
+        if wait == 0.0:
+            if self._inner.acquire(False):
+                self._took(me)
+                return True
+            return False
+        with self._mutex:
+            waiter = self._queue.enqueue_current(self, me)
+            if self._inner.acquire(False):
+                self._queue.remove(waiter)
+                got = True
+            else:
+                got = False
+        if got or park(waiter, wait):
+            if got:
+                self._owner = me
+                self._count = 1
+            if hooks.active:
+                hooks.acquired(me, self)
+            return True
+        return False
+
+    async def _async_acquire_slow(self, me: Strand, wait: float | None) -> bool:
+        if wait == 0.0:
+            if self._inner.acquire(False):
+                self._took(me)
+                return True
+            return False
+        with self._mutex:
+            waiter = self._queue.async_enqueue_current(self, me)
+            if self._inner.acquire(False):
+                self._queue.remove(waiter)
+                got = True
+            else:
+                got = False
+        if got or await async_park(waiter, wait, self._undo):
+            if got:
+                self._owner = me
+                self._count = 1
+            if hooks.active:
+                hooks.acquired(me, self)
+            return True
+        return False
+
+    def _undo(self, _value: object) -> None:
+        """A coroutine handed the lock was cancelled: pass the lock on, unseen."""
+        self._pass_on()
+
+    # -- giving it back ----------------------------------------------------------------
+
+    def _pass_on(self) -> None:
+        """Free the lock held by the owner that is leaving, or hand it to the next waiter."""
+        if self._queue._count == 0:  # unlocked read; the re-check below closes the race
+            self._owner = None
+            self._count = 0
+            self._inner.release()
+            if self._queue._count:
+                self._after_free()
+            return
+        with self._mutex:
+            if not self._inner.locked():
+                raise RuntimeError("release unlocked lock")
+            waiter = self._queue.pop()
+            if waiter is None:
+                self._owner = None
+                self._count = 0
+                self._inner.release()
+                return
+            self._owner = waiter.data
+            self._count = 1
+        waiter.wake()
+
+    def _after_free(self) -> None:
+        """A waiter arrived while we freed the lock: re-take it for them if still free."""
+        with self._mutex:
+            if not self._queue or not self._inner.acquire(False):
+                return  # no one left, or someone took it (and will hand it on at release)
+            waiter = self._queue.pop()
+            assert waiter is not None
+            self._owner = waiter.data
+            self._count = 1
+        waiter.wake()
+
+    # -- shared API --------------------------------------------------------------------
+
+    def locked(self) -> bool:
+        """Whether the lock is held."""
+        return bool(self._inner.locked())
+
+    def statistics(self) -> LockStatistics:
+        """A snapshot: held or not, the owner strand, depth, and waiters by kind."""
+        with self._mutex:
+            return LockStatistics(
+                locked=bool(self._inner.locked()),
+                owner=self._owner,
+                count=self._count,
+                waiting=len(self._queue),
+                waiting_by_kind=waiting_by_kind(self._queue),
+            )
+
+
+class Lock(_LockCore):
+    """A primitive lock: ``threading.Lock``'s API, plus ``async with`` and ``async_acquire``.
+
+    Any strand may release it, as with threading. The owner strand is recorded when the
+    lock is handed over through its queue or instruments are installed; the uncontended
+    fast path skips it (finding the current task costs more than the lock itself).
+    """
+
+    __slots__ = ()
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        """Take the lock; ``blocking``/``timeout`` exactly as ``threading.Lock.acquire``."""
+        if blocking is True and timeout == -1:
+            if self._inner.acquire(False):
+                if hooks.active:
+                    self._took(current_strand())
+                return True
+            return self._acquire_slow(current_strand(), None)
+        return self._acquire_slow(current_strand(), check_lock_args(blocking, timeout))
+
+    def release(self) -> None:
+        """Release the lock (from any strand); ``RuntimeError`` if it is not held."""
+        if hooks.active:
+            hooks.released(current_strand(), self)
+        if self._queue._count == 0:
+            self._owner = None
+            self._inner.release()  # RuntimeError("release unlocked lock"), as threading
+            if self._queue._count:
+                self._after_free()
+            return
+        self._pass_on()
+
+    def __enter__(self) -> bool:
+        if self._inner.acquire(False):
+            if hooks.active:
+                self._took(current_strand())
+            return True
+        return self._acquire_slow(current_strand(), None)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+    def async_acquire(
+        self, blocking: bool = True, timeout: float = -1
+    ) -> Coroutine[Any, Any, bool]:
+        """Coroutine form of :meth:`acquire` (cancel-safe: a cancelled wait holds nothing)."""
+        wait = None if blocking is True and timeout == -1 else check_lock_args(blocking, timeout)
+        return self._async_acquire(current_strand(), wait)
+
+    async def _async_acquire(self, me: Strand, wait: float | None) -> bool:
+        if self._inner.acquire(False):
+            self._took(me)
+            return True
+        return await self._async_acquire_slow(me, wait)
+
+    def __aenter__(self) -> Awaitable[Any]:
+        if self._inner.acquire(False):
+            if hooks.active:
+                self._took(current_strand())
+            return READY
+        return self._async_acquire_slow(current_strand(), None)
+
+    def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> Awaitable[None]:
+        if hooks.active:
+            hooks.released(current_strand(), self)
+        if self._queue._count == 0:
+            self._owner = None
+            self._inner.release()
+            if self._queue._count:
+                self._after_free()
+            return READY
+        self._pass_on()
+        return READY
+
+    # -- Condition support (threading's private protocol, plus the strand) --------------
+
+    def _is_owned(self) -> bool:
+        return bool(self._inner.locked())
+
+    def _plait_is_owned(self, me: Strand) -> bool:
+        return bool(self._inner.locked())
+
+    def _plait_release_save(self, me: Strand) -> Any:
+        self.release()
+        return None
+
+    def _plait_acquire_restore(self, state: Any, me: Strand) -> None:
+        if self._inner.acquire(False):
+            self._took(me)
+            return
+        while not self._acquire_slow(me, None):
+            pass  # interrupted by a cancel scope: Condition re-raises after this
+
+    async def _plait_async_acquire_restore(self, state: Any, me: Strand) -> None:
+        await self._async_acquire(me, None)
+
+    def __repr__(self) -> str:
+        state = "locked" if self._inner.locked() else "unlocked"
+        return f"<{state} plait.Lock object waiting={len(self._queue)} at {id(self):#x}>"

@@ -1,0 +1,190 @@
+"""``Semaphore`` and ``BoundedSemaphore``: threading's, for every strand kind, FIFO.
+
+A release that finds waiters hands its permits straight to them (FIFO, any mix of threads
+and coroutines) instead of raising the counter, so a newcomer cannot take a permit that a
+waiter was promised. A coroutine cancelled after it was handed a permit gives it back.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Coroutine
+from types import TracebackType
+from typing import Any
+
+from plait._core import WaitQueue, async_park, current_strand, hooks, new_mutex, park
+from plait._sync._common import READY, waiting_by_kind
+from plait._sync._stats import SemaphoreStatistics
+
+__all__ = ["BoundedSemaphore", "Semaphore"]
+
+_monotonic = time.monotonic
+
+
+class Semaphore:
+    """``threading.Semaphore``'s API, plus ``async with`` and ``async_acquire``."""
+
+    __slots__ = ("__weakref__", "_initial", "_mutex", "_queue", "_value")
+
+    def __init__(self, value: int = 1) -> None:
+        if value < 0:
+            raise ValueError("semaphore initial value must be >= 0")
+        self._value = value
+        self._initial = value
+        self._mutex = new_mutex()
+        self._queue = WaitQueue(self._mutex)
+
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        """Take a permit; ``blocking``/``timeout`` exactly as ``threading.Semaphore``."""
+        got = self._try_sync(blocking, timeout)
+        if got is True:
+            if hooks.active:
+                hooks.acquired(current_strand(), self)
+            return True
+        if got is False:
+            return False
+        if park(got, timeout):
+            if hooks.active:
+                hooks.acquired(current_strand(), self)
+            return True
+        return False
+
+    def _try_sync(self, blocking: bool, timeout: float | None) -> Any:
+        if not blocking and timeout is not None:
+            raise ValueError("can't specify timeout for non-blocking acquire")
+        with self._mutex:
+            if self._value > 0:
+                self._value -= 1
+                return True
+            if not blocking or not _will_wait(timeout):
+                return False
+            return self._queue.enqueue_current(self)
+
+    def _try_async(self, blocking: bool, timeout: float | None) -> Any:
+        if not blocking and timeout is not None:
+            raise ValueError("can't specify timeout for non-blocking acquire")
+        with self._mutex:
+            if self._value > 0:
+                self._value -= 1
+                return True
+            if not blocking or not _will_wait(timeout):
+                return False
+            return self._queue.async_enqueue_current(self)
+
+    def async_acquire(
+        self, blocking: bool = True, timeout: float | None = None
+    ) -> Coroutine[Any, Any, bool]:
+        """Coroutine form of :meth:`acquire`; a cancelled wait never loses a permit."""
+        return self._async_acquire(blocking, timeout)
+
+    async def _async_acquire(self, blocking: bool, timeout: float | None) -> bool:
+        got = self._try_async(blocking, timeout)
+        if got is True:
+            if hooks.active:
+                hooks.acquired(current_strand(), self)
+            return True
+        if got is False:
+            return False
+        if await async_park(got, timeout, self._give_back):
+            if hooks.active:
+                hooks.acquired(current_strand(), self)
+            return True
+        return False
+
+    def _give_back(self, _value: object) -> None:
+        self._add(1)
+
+    def _add(self, n: int, bounded: bool = False) -> None:
+        """Hand ``n`` permits to waiters in FIFO order; the rest raise the counter."""
+        woken = []
+        with self._mutex:
+            if bounded and self._value + n > self._initial:
+                raise ValueError("Semaphore released too many times")
+            while n:
+                waiter = self._queue.pop()
+                if waiter is None:
+                    break
+                woken.append(waiter)
+                n -= 1
+            self._value += n
+        for waiter in woken:
+            waiter.wake()
+
+    def release(self, n: int = 1) -> None:
+        """Give back ``n`` permits, waking up to ``n`` waiters."""
+        if n < 1:
+            raise ValueError("n must be one or more")
+        if hooks.active:
+            hooks.released(current_strand(), self)
+        self._add(n)
+
+    def locked(self) -> bool:
+        """Whether an ``acquire()`` would have to wait now (asyncio's ``locked()``)."""
+        return self._value == 0
+
+    def __enter__(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        return self.acquire(blocking, timeout)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+    def __aenter__(self) -> Awaitable[Any]:
+        with self._mutex:
+            if self._value > 0:
+                self._value -= 1
+                if hooks.active:
+                    hooks.acquired(current_strand(), self)
+                return READY
+        return self._async_acquire(True, None)
+
+    def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> Awaitable[None]:
+        self.release()
+        return READY
+
+    def statistics(self) -> SemaphoreStatistics:
+        """A snapshot: permits left, the initial value, and waiters by kind."""
+        with self._mutex:
+            return SemaphoreStatistics(
+                value=self._value,
+                initial_value=self._initial,
+                waiting=len(self._queue),
+                waiting_by_kind=waiting_by_kind(self._queue),
+            )
+
+    def __repr__(self) -> str:
+        return f"<plait.{type(self).__name__} at {id(self):#x}: value={self._value}>"
+
+
+def _will_wait(timeout: float | None) -> bool:
+    """Whether a blocking acquire with ``timeout`` waits at all (threading's rules)."""
+    if timeout is None:
+        return True
+    _monotonic() + timeout  # raises threading's TypeError for a bad type
+    return timeout > 0
+
+
+class BoundedSemaphore(Semaphore):
+    """A semaphore that refuses to be released above its initial value."""
+
+    __slots__ = ()
+
+    def release(self, n: int = 1) -> None:
+        """Give back ``n`` permits; ``ValueError`` if that exceeds the initial value."""
+        if n < 1:
+            raise ValueError("n must be one or more")
+        self._add(n, bounded=True)
+        if hooks.active:
+            hooks.released(current_strand(), self)
+
+    def __repr__(self) -> str:
+        return f"<plait.BoundedSemaphore at {id(self):#x}: value={self._value}/{self._initial}>"
