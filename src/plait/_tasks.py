@@ -501,7 +501,9 @@ class TaskGroup:
                 if not self._aborting:
                     first_failure = True
                     self._aborting = True
-            woken = self._waitq.pop_all() if not self._pending else []
+            # The exit waits for the last child; after the first failure it also needs a
+            # wake-up to start counting the grace period of stuck threads.
+            woken = self._waitq.pop_all() if first_failure or not self._pending else []
         for w in woken:
             w.wake()
         if first_failure:
@@ -601,6 +603,13 @@ class TaskGroup:
         assert parent is not None
         if self._parent_cancel_requested and parent.uncancel() == 0:
             propagate = None  # we caused that cancellation; nothing else is pending
+            # Before 3.13, uncancel() leaves a cancellation that was requested but not yet
+            # delivered armed: it would fire at the parent's next await. Take it here.
+            try:
+                await asyncio.sleep(0)
+            except asyncio.CancelledError:
+                if parent.cancelling():
+                    raise
         if propagate is not None and not self._errors:
             raise propagate
         body_error = exc if et is not None and not issubclass(et, asyncio.CancelledError) else None

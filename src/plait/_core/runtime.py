@@ -125,13 +125,13 @@ def run(main: Callable[..., Any], *args: Any, use_uvloop: bool = False) -> Any:
     is closed at the end, as :func:`asyncio.run`. A plain function runs in the calling
     thread; the coroutine strands it spawns run on the runtime's background loop.
     """
-    if not callable(main):
-        raise TypeError(f"run() needs a function to call, got {main!r}")
     if inspect.iscoroutine(main):
         raise TypeError(
             "run() takes the coroutine function and its arguments, not a coroutine object: "
             "write plait.run(main, arg) instead of plait.run(main(arg))"
         )
+    if not callable(main):
+        raise TypeError(f"run() needs a function to call, got {main!r}")
     if inspect.iscoroutinefunction(main):
         if asyncio._get_running_loop() is not None:
             raise RuntimeError(

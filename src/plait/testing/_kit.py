@@ -14,6 +14,19 @@ __all__ = ["Sequencer", "async_wait_parked", "parked_on", "wait_parked"]
 _POLL = 0.0005
 
 
+def _blocked(s: Strand) -> bool:
+    """Parked in a plait wait, or a coroutine suspended on any future (asyncio.sleep...)."""
+    if s.state == "parked":
+        return True
+    task = s.task
+    return (
+        s.kind == "async"
+        and task is not None
+        and not task.done()
+        and getattr(task, "_fut_waiter", None) is not None
+    )
+
+
 def parked_on(obj: object) -> list[Strand]:
     """The live strands parked on ``obj`` right now."""
     return [s for s in all_strands() if s.state == "parked" and s.parked_on is obj]
@@ -21,9 +34,9 @@ def parked_on(obj: object) -> list[Strand]:
 
 def _condition(on: object | None, count: int | None, strands: list[Strand] | None) -> bool:
     if strands is not None:
-        return all(s.state in ("parked", "done") for s in strands)
+        return all(s.state == "done" or _blocked(s) for s in strands)
     me = current_strand()
-    parked = [s for s in all_strands() if s is not me and s.state == "parked"]
+    parked = [s for s in all_strands() if s is not me and _blocked(s)]
     if on is not None:
         parked = [s for s in parked if s.parked_on is on]
     if count is None:
@@ -44,6 +57,8 @@ def wait_parked(
     timeout: float = 10.0,
 ) -> None:
     """Block until ``count`` strands are parked on ``on`` (or the given ``strands`` are).
+
+    Without ``on``, a coroutine strand suspended on any future counts as parked too.
 
     Raises :class:`TimeoutError` after ``timeout`` seconds, describing what it waited for,
     so a test that goes wrong fails instead of hanging.
