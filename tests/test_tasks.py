@@ -115,8 +115,8 @@ def test_contextvars_are_copied_into_thread_strands() -> None:
 def test_failure_of_each_kind_cancels_siblings(fn, on, exc_type) -> None:  # type: ignore[no-untyped-def]
     async def main() -> None:
         async with plait.TaskGroup() as tg:
-            slow_coro = tg.spawn(asyncio.sleep, 30)
-            slow_thread = tg.spawn(plait.sleep, 30)
+            tg.spawn(asyncio.sleep, 30)
+            tg.spawn(plait.sleep, 30)
             tg.spawn(fn, "boom", on=on)
         pytest.fail("group did not raise")  # pragma: no cover
 
