@@ -80,20 +80,21 @@ class Source:
         self.chunksize = size
         return size
 
-    def pull(self, size: int) -> tuple[int, list[Any]]:
-        """Read up to ``size`` items: ``(index of the first, items)``; raises what the
-        input raises (the caller records it and treats the input as exhausted)."""
+    def pull(self, size: int) -> tuple[int, list[Any], BaseException | None]:
+        """Read up to ``size`` items: ``(index of the first, items, error)``. An error
+        raised by the input ends it; the items read before it are kept."""
         with self._lock:
             first = self.pulled
+            chunk: list[Any] = []
+            error: BaseException | None = None
             try:
-                chunk = list(islice(self._items, size))
-            except BaseException:
-                self.exhausted = True
-                raise
+                chunk.extend(islice(self._items, size))
+            except Exception as exc:
+                error = exc
             self.pulled += len(chunk)
-            if len(chunk) < size:
+            if error is not None or len(chunk) < size:
                 self.exhausted = True
-            return first, chunk
+            return first, chunk, error
 
     def mark_consumed(self) -> bool:
         """One item was handed to the caller; ``True`` if that made room for a stalled read."""

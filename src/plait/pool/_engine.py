@@ -610,22 +610,21 @@ class Engine:
         source = entry.source
         while source.room():
             size = source.next_size(self.item_seconds)
-            try:
-                first, chunk = source.pull(size)
-            except BaseException as exc:
-                index = source.pulled
-                with self.lock:
-                    self.outstanding += 1
-                dummy = Task(0, b"", [index], entry.sink, label="input", retries=0, timeout=None)
-                self._deliver(dummy, [index], [(False, exc)])
-                entry.on_length(index + 1)
-                break
+            first, chunk, error = source.pull(size)
             if chunk:
                 tasks = self._chunk_tasks(entry, first, chunk)
                 with self.lock:
                     for task in tasks:
                         self.pending.append(task)
                         self.outstanding += 1
+            if error is not None:
+                index = source.pulled
+                with self.lock:
+                    self.outstanding += 1
+                dummy = Task(0, b"", [index], entry.sink, label="input", retries=0, timeout=None)
+                self._deliver(dummy, [index], [(False, error)])
+                entry.on_length(index + 1)
+                break
             if source.exhausted:
                 entry.on_length(source.pulled)
                 break

@@ -1,0 +1,175 @@
+"""Functions the pool tests run in workers (importable by reference from a worker)."""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from typing import Any
+
+
+def square(x: int) -> int:
+    return x * x
+
+
+def add(a: int, b: int = 0) -> int:
+    return a + b
+
+
+def identity(x: Any) -> Any:
+    return x
+
+
+def noop() -> None:
+    return None
+
+
+def pid(_: Any = None) -> int:
+    return os.getpid()
+
+
+def nap(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+def boom(x: Any = None) -> None:
+    raise ValueError(f"boom {x}")
+
+
+def kill_self(x: Any = None) -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def segfault(x: Any = None) -> None:
+    ctypes.string_at(0)
+
+
+def hard_exit(x: Any = None) -> None:
+    os._exit(7)
+
+
+def die_on(x: int, bad: int) -> int:
+    if x == bad:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return x
+
+
+def die_once(path: str) -> str:
+    """Die the first time (leaving a mark in ``path``), succeed the second."""
+    if not os.path.exists(path):
+        with open(path, "w") as fh:
+            fh.write("x")
+        os.kill(os.getpid(), signal.SIGKILL)
+    return "second try"
+
+
+def return_lock(_: Any = None) -> Any:
+    return threading.Lock()
+
+
+def _refuse_in_parent(value: Any) -> Any:
+    if multiprocessing.parent_process() is None:
+        raise RuntimeError("this result only unpickles inside a worker")
+    return value
+
+
+class OnlyInWorker:
+    """Unpickles in a worker, refuses to unpickle in the parent."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __reduce__(self) -> Any:
+        return (_refuse_in_parent, (self.value,))
+
+
+def make_only_in_worker(x: Any) -> OnlyInWorker:
+    return OnlyInWorker(x)
+
+
+def _refuse_in_worker(value: Any) -> Any:
+    if multiprocessing.parent_process() is not None:
+        raise RuntimeError("this argument refuses to unpickle in a worker")
+    return value
+
+
+class RefusesInWorker:
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __reduce__(self) -> Any:
+        return (_refuse_in_worker, (self.value,))
+
+
+def failing_initializer() -> None:
+    raise RuntimeError("initializer failed on purpose")
+
+
+_initialized: list[Any] = []
+
+
+def remember(value: Any) -> None:
+    _initialized.append(value)
+
+
+def initialized(_: Any = None) -> list[Any]:
+    return list(_initialized)
+
+
+def grow(megabytes: int) -> int:
+    """Keep ``megabytes`` alive in the worker (for max_memory_per_child)."""
+    _hoard.append(bytearray(megabytes * 1024 * 1024))
+    return os.getpid()
+
+
+_hoard: list[bytearray] = []
+
+
+async def async_square(x: int) -> int:
+    await asyncio.sleep(0)
+    return x * x
+
+
+async def async_nap(seconds: float) -> int:
+    await asyncio.sleep(seconds)
+    return os.getpid()
+
+
+async def async_boom(x: Any = None) -> None:
+    await asyncio.sleep(0)
+    raise KeyError(f"async boom {x}")
+
+
+def endless() -> Any:
+    n = 0
+    while True:
+        yield n
+        n += 1
+
+
+def mark_and_nap(path: str, seconds: float) -> float:
+    """Say that the task started (a file appears), then sleep."""
+    with open(path, "w") as fh:
+        fh.write(str(os.getpid()))
+    time.sleep(seconds)
+    return seconds
+
+
+def wait_for_file(path: str, timeout: float = 10.0) -> int:
+    """The pid written by :func:`mark_and_nap`, once the task started."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(path) as fh:
+                text = fh.read()
+            if text:
+                return int(text)
+        except FileNotFoundError:
+            pass
+        time.sleep(0.002)
+    raise TimeoutError(f"{path} did not appear")
