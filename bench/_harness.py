@@ -146,6 +146,7 @@ class Result:
     ratio: float | None = None
     target: str | None = None
     target_ratio: float | None = None
+    target_value: float | None = None
     meets: bool | None = None
     note: str = ""
     samples: list[float] = field(default_factory=list)
@@ -191,12 +192,15 @@ class Bench:
         better: Better | None = None,
         target: str | None = None,
         target_ratio: float | None = None,
+        target_value: float | None = None,
         note: str = "",
         samples: Sequence[float] = (),
     ) -> Result:
         """Record ``impl``'s median ``value`` for ``case``; ``baseline`` names the impl of
         the same case that ratios are taken against (it may be recorded before or after).
-        ``better`` defaults to "higher" for rates (unit ending in ``/s``), else "lower"."""
+        ``better`` defaults to "higher" for rates (unit ending in ``/s``), else "lower".
+        ``target_value`` is an absolute bound on ``value`` (same unit), for targets such as
+        "<= 150 ns"; ``target_ratio`` a bound on the ratio."""
         if better is None:
             better = "higher" if unit.endswith("/s") else "lower"
         result = Result(
@@ -208,6 +212,7 @@ class Bench:
             baseline=baseline,
             target=target,
             target_ratio=target_ratio,
+            target_value=target_value,
             note=note,
             samples=[float(s) for s in samples],
         )
@@ -218,6 +223,10 @@ class Bench:
     def _resolve_ratios(self) -> None:
         by_key = {(r.case, r.impl): r for r in self.results}
         for r in self.results:
+            if r.target_value is not None:
+                r.meets = (
+                    r.value <= r.target_value if r.better == "lower" else r.value >= r.target_value
+                )
             if r.baseline is None:
                 continue
             base = by_key.get((r.case, r.baseline))
@@ -226,7 +235,7 @@ class Bench:
                 continue
             r.ratio = r.value / base.value
             if r.target_ratio is not None:
-                r.meets = (
+                r.meets = (r.meets is not False) and (
                     r.ratio <= r.target_ratio if r.better == "lower" else r.ratio >= r.target_ratio
                 )
 
