@@ -30,7 +30,11 @@ def _set_pdeathsig() -> bool:
     if not sys.platform.startswith("linux"):
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        # The interpreter's own symbols include libc's prctl; ctypes.util.find_library would
+        # run ldconfig in a subprocess (~7 ms) in every child.
+        libc = ctypes.CDLL(None, use_errno=True)
+        if not hasattr(libc, "prctl"):
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         return bool(libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0)
     except (OSError, AttributeError):
         return False

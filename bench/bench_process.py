@@ -1,0 +1,112 @@
+"""Process strands (issue 2, point 8): what one call in a fresh child process costs.
+
+    python bench/bench_process.py [--quick]
+
+One round trip = start a child, run ``os.getpid()`` in it, have the result (and the exit)
+back in the parent. Every implementation uses the fork server (plait's default), so the
+figures compare the machinery, not the start method:
+
+* ``plait start_process_call`` -- the process strand of ``TaskGroup.spawn(on="process")``;
+* ``plait.Process`` -- start, join, ``result()``;
+* ``multiprocessing.Process`` -- start + join (no result channel at all);
+* ``ProcessPoolExecutor`` cold -- a new one-worker executor per call (start + shutdown);
+* ``ProcessPoolExecutor`` warm -- ``submit().result()`` on a running pool: no process start,
+  only the IPC, shown so the price of a fresh process per call is visible.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+
+from _harness import Bench, samples
+from plait._ipc.context import get_context
+from plait._processes import Process, start_process_call
+
+COLD = "round trip, a new process each"
+WARM = "round trip vs a warm pool"
+POOL_COLD = "ProcessPoolExecutor (new each)"
+POOL_WARM = "ProcessPoolExecutor.submit (warm)"
+
+
+def main() -> None:
+    bench = Bench.from_argv("process", description=__doc__)
+    repeat = bench.scale(7, quick=3)
+    number = bench.scale(20, quick=5)
+    ctx = get_context("forkserver")  # plait's context: the fork server preloads plait
+    mp_ctx = multiprocessing.get_context("forkserver")
+
+    def plait_call() -> None:
+        call = start_process_call(os.getpid)
+        call.future.result()
+
+    def plait_process() -> None:
+        p = Process(target=os.getpid)
+        p.start()
+        p.join()
+        p.result()
+        p.close()
+
+    def mp_process() -> None:
+        p = mp_ctx.Process(target=os.getpid)
+        p.start()
+        p.join()
+        p.close()
+
+    def pool_cold() -> None:
+        with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+            pool.submit(os.getpid).result()
+
+    cold = [
+        ("plait start_process_call", plait_call),
+        ("plait.Process start+join+result", plait_process),
+        ("multiprocessing.Process start+join", mp_process),
+        (POOL_COLD, pool_cold),
+    ]
+    print(f"{COLD} ({repeat} x {number} calls each):")
+    for impl, fn in cold:
+        got = samples(fn, repeat=repeat, number=number, warmup=2)
+        bench.record(
+            COLD,
+            impl,
+            _median(got),
+            "s/call",
+            baseline=POOL_COLD,
+            samples=got,
+        )
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+        pool.submit(os.getpid).result()
+
+        def pool_warm() -> None:
+            pool.submit(os.getpid).result()
+
+        print(f"{WARM}:")
+        got = samples(pool_warm, repeat=repeat, number=number * 10, warmup=5)
+        bench.record(WARM, POOL_WARM, _median(got), "s/call", samples=got)
+    got = samples(plait_call, repeat=repeat, number=number, warmup=2)
+    bench.record(
+        WARM,
+        "plait start_process_call",
+        _median(got),
+        "s/call",
+        baseline=POOL_WARM,
+        samples=got,
+    )
+    bench.note(
+        "All on the fork server. A process strand starts a fresh child per call (isolation, "
+        "a lifeline, its own exit code); a warm pool reuses one, so it pays only the IPC. "
+        "plait.Pool is the answer when per-call start-up matters."
+    )
+    bench.save()
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+if __name__ == "__main__":
+    main()
