@@ -70,8 +70,9 @@ def render_topic(data: dict[str, Any]) -> str:
             ratio, vs = "1.00x", "(baseline)"
         else:
             ratio, vs = "", ""
+        impl = f"{r['impl']} ({r['note']})" if r.get("note") else r["impl"]
         lines.append(
-            f"| {r['case']} | {r['impl']} | {format_value(r['value'], r['unit'])} | "
+            f"| {r['case']} | {impl} | {format_value(r['value'], r['unit'])} | "
             f"{ratio} | {vs} | {target} |"
         )
     notes = data.get("notes") or []
