@@ -40,6 +40,7 @@ class _LockCore:
     _inner: Any
     _owner: Strand | None
     _count: int
+    _reentrant = False
 
     def __init__(self) -> None:
         self._inner = allocate_lock()
@@ -150,10 +151,11 @@ class _LockCore:
     def statistics(self) -> LockStatistics:
         """A snapshot: held or not, the owner strand, depth, and waiters by kind."""
         with self._mutex:
+            locked = bool(self._inner.locked())
             return LockStatistics(
-                locked=bool(self._inner.locked()),
-                owner=self._owner,
-                count=self._count,
+                locked=locked,
+                owner=self._owner if locked else None,
+                count=(self._count if self._reentrant else 1) if locked else 0,
                 waiting=len(self._queue),
                 waiting_by_kind=waiting_by_kind(self._queue),
             )

@@ -23,6 +23,7 @@ class RLock(_LockCore):
     """``threading.RLock``'s API and semantics, plus ``async with`` and ``async_acquire``."""
 
     __slots__ = ()
+    _reentrant = True
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         """Take the lock, or go one level deeper if the calling strand holds it."""
@@ -91,6 +92,12 @@ class RLock(_LockCore):
 
     def _is_owned(self) -> bool:
         return self._owner is current_strand()
+
+    def _release_save(self) -> Any:  # threading.Condition's protocol
+        return self._plait_release_save(current_strand())
+
+    def _acquire_restore(self, state: Any) -> None:  # threading.Condition's protocol
+        self._plait_acquire_restore(state, current_strand())
 
     def _plait_is_owned(self, me: Strand) -> bool:
         return self._owner is me
