@@ -36,6 +36,7 @@ from plait._core import (
     CancelScope,
     Strand,
     StrandKind,
+    Waiter,
     WaitQueue,
     async_park,
     check_timeout,
@@ -48,6 +49,7 @@ from plait._core import (
     runtime,
     unregister,
 )
+from plait._core.strands import _by_task, _ids
 from plait._errors import CancellationIgnored, Cancelled
 
 __all__ = ["On", "Task", "TaskGroup", "gil_enabled"]
@@ -57,6 +59,16 @@ On = Literal["async", "thread", "process", "cpu", "green"]
 _KINDS = ("async", "thread", "process", "cpu", "green")
 
 _get_running_loop = asyncio._get_running_loop
+_CO_COROUTINE = inspect.CO_COROUTINE
+
+
+async def _probe() -> None:
+    return None
+
+
+_probe_coro = _probe()
+_Coroutine = type(_probe_coro)
+_probe_coro.close()
 
 
 def gil_enabled() -> bool:
@@ -74,7 +86,6 @@ class Task(Strand, Generic[T]):
     """
 
     __slots__ = (
-        "_atask",
         "_callbacks",
         "_error",
         "_finished",
@@ -92,16 +103,30 @@ class Task(Strand, Generic[T]):
     def __init__(
         self, kind: StrandKind, name: str | None, group: TaskGroup | None, timeout: float | None
     ) -> None:
-        super().__init__(kind, name, group)
+        # Strand.__init__, inlined: spawning is on the hot path.
+        self.sid = next(_ids)
+        self.kind = kind
+        self.name = name if name is not None else f"{kind}-{self.sid}"
+        self.parent = group
+        self.state = "new"
+        self.parked_on = None
+        self.waiter = None
+        self.loop = None
+        self.task = None
+        self.ident = None
+        self.pid = None
+        self.implicit = False
+        self.cancel_scopes = []
         self._group = group
-        self._mutex = new_mutex()
-        self._waitq = WaitQueue(self._mutex)
+        # Tasks of a group share its mutex; wait queue and callbacks are made on first use,
+        # so a parked task costs little more than asyncio's own.
+        self._mutex = group._mutex if group is not None else new_mutex()
+        self._waitq: WaitQueue | None = None
         self._finished = False
         self._result: Any = None
         self._error: BaseException | None = None
         self._was_cancelled = False
-        self._callbacks: list[Callable[[Task[T]], None]] = []
-        self._atask: asyncio.Task[Any] | None = None
+        self._callbacks: list[Callable[[Task[T]], None]] | None = None
         self._pcall: Any = None
         self._root: CancelScope | None = None
         self._timeout = timeout
@@ -154,7 +179,7 @@ class Task(Strand, Generic[T]):
         return True
 
     def _cancel_async(self, msg: str | None) -> None:
-        atask = self._atask
+        atask = self.task
         if atask is None:  # not started yet on its loop: it will start cancelled
             self._was_cancelled = True
         elif not atask.done():
@@ -216,6 +241,8 @@ class Task(Strand, Generic[T]):
         with self._mutex:
             if self._finished:
                 return True
+            if self._waitq is None:
+                self._waitq = WaitQueue(self._mutex)
             waiter = self._waitq.enqueue_current(self)
         return park(waiter, timeout) or self._finished
 
@@ -224,6 +251,8 @@ class Task(Strand, Generic[T]):
         with self._mutex:
             if self._finished:
                 return
+            if self._waitq is None:
+                self._waitq = WaitQueue(self._mutex)
             waiter = self._waitq.async_enqueue_current(self)
         await async_park(waiter, None)
 
@@ -239,32 +268,44 @@ class Task(Strand, Generic[T]):
         """Call ``fn(task)`` when the strand finishes (at once if it already has)."""
         with self._mutex:
             if not self._finished:
+                if self._callbacks is None:
+                    self._callbacks = []
                 self._callbacks.append(fn)
                 return
         fn(self)
 
     def _finish(self, result: Any, error: BaseException | None, cancelled: bool) -> None:
         """Record the outcome exactly once and wake everything that waits for it."""
-        with self._mutex:
+        group = self._group
+        first_failure = False
+        with self._mutex:  # the group's mutex too, when there is a group
             if self._finished:
                 return
             self._result = result
             self._error = error
             self._was_cancelled = cancelled or self._was_cancelled
             self._finished = True
-            waiters = self._waitq.pop_all()
-            callbacks, self._callbacks = self._callbacks, []
-        for w in waiters:
-            w.wake()
-        for cb in callbacks:
-            cb(self)
-        if self._group is not None:
-            self._group._child_done(self)
+            waiters = self._waitq.pop_all() if self._waitq is not None else None
+            callbacks, self._callbacks = self._callbacks, None
+            if group is not None:
+                first_failure, group_waiters = group._child_done_locked(self)
+                if group_waiters:
+                    waiters = group_waiters if not waiters else waiters + group_waiters
+        if waiters:
+            for w in waiters:
+                w.wake()
+        if callbacks:
+            for cb in callbacks:
+                cb(self)
+        if first_failure:
+            assert group is not None
+            group._abort(stop_body=True)
 
     # -- kind-specific completion ------------------------------------------------------
 
     def _on_async_done(self, atask: asyncio.Task[Any]) -> None:
-        unregister(self)
+        _by_task.pop(atask, None)
+        self.state = "done"
         if atask.cancelled():
             error = None
             cancelled = True
@@ -340,6 +381,33 @@ class TaskGroup:
         self._parent_task: asyncio.Task[Any] | None = None
         self._parent_cancel_requested = False
         self._body: CancelScope | None = None
+        # One bound method for every coroutine child, not one per spawn.
+        self._async_done = self._on_async_done
+
+    def _on_async_done(self, atask: asyncio.Task[Any]) -> None:
+        task: Task[Any] | None = _by_task.pop(atask, None)  # type: ignore[assignment]
+        if task is None:
+            return
+        if atask.cancelled() or atask.exception() is not None or hooks.active:
+            task._on_async_done(atask)
+            return
+        # Fast path: a coroutine child returned normally.
+        task.state = "done"
+        with self._mutex:
+            if task._waitq or task._callbacks or task._group is not self:
+                fast = False
+            else:
+                fast = True
+                task._result = atask.result()
+                task._finished = True
+                pending = self._pending
+                pending.discard(task)
+                woken = self._waitq.pop_all() if not pending and self._waitq else None
+        if not fast:
+            task._on_async_done(atask)
+        elif woken:
+            for w in woken:
+                w.wake()
 
     def __repr__(self) -> str:
         name = f" {self.name!r}" if self.name else ""
@@ -379,26 +447,42 @@ class TaskGroup:
         function becomes a coroutine strand and a plain function a thread strand.
         ``timeout`` fails the strand with :class:`TimeoutError` after that many seconds.
         """
-        if inspect.iscoroutine(fn):
-            raise TypeError(
-                "spawn() takes a function and its arguments, not a coroutine object: "
-                "write tg.spawn(fetch, url) instead of tg.spawn(fetch(url))"
-            )
-        if not callable(fn):
-            raise TypeError(f"spawn() needs a callable to run, got {fn!r}")
-        kind = self._kind_of(fn, on)
-        timeout = check_timeout(timeout)
-        if self._state != "open":
-            what = "has not been entered" if self._state == "new" else "has exited"
-            raise RuntimeError(
-                f"cannot spawn into {self!r}: it {what}; spawn inside its `with` block"
-            )
-        if self._aborting:
-            raise RuntimeError(
-                f"cannot spawn into {self!r}: it is shutting down after a failure or "
-                f"cancellation"
-            )
+        code = getattr(fn, "__code__", None)
+        if on is None and code is not None:  # the common case, without inspect's unwrapping
+            kind: StrandKind = "async" if code.co_flags & _CO_COROUTINE else "thread"
+        else:
+            if inspect.iscoroutine(fn):
+                raise TypeError(
+                    "spawn() takes a function and its arguments, not a coroutine object: "
+                    "write tg.spawn(fetch, url) instead of tg.spawn(fetch(url))"
+                )
+            if not callable(fn):
+                raise TypeError(f"spawn() needs a callable to run, got {fn!r}")
+            kind = self._kind_of(fn, on)
+        if timeout is not None:
+            timeout = check_timeout(timeout)
+        if self._state != "open" or self._aborting:
+            self._refuse()
         task: Task[Any] = Task(kind, name or getattr(fn, "__qualname__", None), self, timeout)
+        loop = self._loop
+        if (
+            kind == "async"
+            and timeout is None
+            and loop is not None
+            and _get_running_loop() is loop
+        ):
+            # Fast path: a coroutine strand spawned on the group's own loop.
+            atask = loop.create_task(fn(*args), name=task.name)
+            task.task = atask
+            task.loop = loop
+            task.state = "running"
+            _by_task[atask] = task
+            with self._mutex:
+                self._pending.add(task)
+            atask.add_done_callback(self._async_done)
+            if hooks.active:
+                hooks.spawned(task)
+            return task
         with self._mutex:
             self._pending.add(task)
         try:
@@ -414,11 +498,21 @@ class TaskGroup:
             raise
         return task
 
+    def _refuse(self) -> None:
+        if self._state != "open":
+            what = "has not been entered" if self._state == "new" else "has exited"
+            raise RuntimeError(
+                f"cannot spawn into {self!r}: it {what}; spawn inside its `with` block"
+            )
+        raise RuntimeError(
+            f"cannot spawn into {self!r}: it is shutting down after a failure or cancellation"
+        )
+
     def _start_async(self, task: Task[Any], fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
         loop = self._loop if self._loop is not None else runtime.loop()
         task.loop = loop
         coro = fn(*args)
-        if not inspect.isawaitable(coro):
+        if type(coro) is not _Coroutine and not inspect.isawaitable(coro):
             raise TypeError(
                 f"on='async' needs a coroutine function; {fn!r} returned {type(coro).__name__}"
             )
@@ -442,7 +536,6 @@ class TaskGroup:
             task._finish(None, None, True)
             return
         atask = loop.create_task(coro, name=task.name, context=context)
-        task._atask = atask
         task.task = atask
         task.state = "running"
         register(task)
@@ -492,22 +585,21 @@ class TaskGroup:
 
     # -- completion and abort ---------------------------------------------------------
 
-    def _child_done(self, task: Task[Any]) -> None:
+    def _child_done_locked(self, task: Task[Any]) -> tuple[bool, list[Waiter] | None]:
+        """Account for a finished child (mutex held); says whether it is the first failure."""
+        pending = self._pending
+        pending.discard(task)
         first_failure = False
-        with self._mutex:
-            self._pending.discard(task)
-            if task._error is not None:
-                self._errors.append(task._error)
-                if not self._aborting:
-                    first_failure = True
-                    self._aborting = True
-            # The exit waits for the last child; after the first failure it also needs a
-            # wake-up to start counting the grace period of stuck threads.
-            woken = self._waitq.pop_all() if first_failure or not self._pending else []
-        for w in woken:
-            w.wake()
-        if first_failure:
-            self._abort(stop_body=True)
+        if task._error is not None:
+            self._errors.append(task._error)
+            if not self._aborting:
+                first_failure = True
+                self._aborting = True
+        # The exit waits for the last child; after the first failure it also needs a
+        # wake-up to start counting the grace period of stuck threads.
+        if (first_failure or not pending) and self._waitq:
+            return first_failure, self._waitq.pop_all()
+        return first_failure, None
 
     def _abort(self, *, stop_body: bool) -> None:
         """Cancel every running child; with ``stop_body`` also the code inside ``with``."""

@@ -133,18 +133,20 @@ _local = _registry.local
 
 
 def register(strand: Strand) -> None:
-    """Add ``strand`` to the registry (and map its task, if it has one)."""
-    _registry.by_id[strand.sid] = strand
+    """Add ``strand`` to the registry: coroutine strands by task, the others by id."""
     if strand.task is not None:
         _by_task[strand.task] = strand
+    else:
+        _registry.by_id[strand.sid] = strand
 
 
 def unregister(strand: Strand) -> None:
     """Remove ``strand`` from the registry; it is done."""
     strand.state = "done"
-    _registry.by_id.pop(strand.sid, None)
     if strand.task is not None:
         _by_task.pop(strand.task, None)
+    else:
+        _registry.by_id.pop(strand.sid, None)
 
 
 def bind_thread(strand: Strand) -> None:
@@ -185,7 +187,6 @@ def _forget_task(task: asyncio.Task[Any]) -> None:
     strand = _by_task.pop(task, None)
     if strand is not None:
         strand.state = "done"
-        _registry.by_id.pop(strand.sid, None)
 
 
 def _adopt_task(task: asyncio.Task[Any], loop: asyncio.AbstractEventLoop) -> Strand:
@@ -225,7 +226,14 @@ def current_thread_strand() -> Strand:
 def all_strands() -> list[Strand]:
     """A snapshot of every live strand of this process, oldest first."""
     with _registry.lock:
-        strands = list(_registry.by_id.values())
+        for _ in range(5):
+            try:
+                strands = [*_registry.by_id.values(), *_by_task.values()]
+                break
+            except RuntimeError:  # resized by another thread while we copied: again
+                continue
+        else:  # pragma: no cover - only under extreme churn
+            strands = []
     strands.sort(key=lambda s: s.sid)
     return strands
 
