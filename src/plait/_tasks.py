@@ -749,7 +749,13 @@ class TaskGroup:
                     if not self._pending:
                         break
                     waiter = self._waitq.enqueue_current(self)
-                park(waiter, self._wait_deadline())
+                try:
+                    park(waiter, self._wait_deadline())
+                except BaseException:
+                    # Ctrl-C (or another signal's exception) while we wait for children:
+                    # cancel them all and leave; nothing keeps running unowned for long.
+                    self._abort(stop_body=False)
+                    raise
                 if waiter.state != WOKEN:  # not woken: interrupted by an outer cancel, or timed out
                     outer = next((s for s in scopes if s.cancel_called), None)
                     if outer is not None and not self._aborting:

@@ -245,13 +245,17 @@ def _nearest_deadline(strand: Strand) -> float:
     return deadline
 
 
-def park(waiter: Waiter, timeout: float | None) -> bool:
+def park(
+    waiter: Waiter, timeout: float | None, undo: Callable[[Any], None] | None = None
+) -> bool:
     """Block the calling thread until ``waiter`` is woken (``True``) or times out (``False``).
 
     The caller enqueued ``waiter`` with :meth:`WaitQueue.enqueue_current` and released the
     mutex. A sync cancel scope around the call that is cancelled or whose deadline passes
     makes this raise :class:`plait.Cancelled` -- unless a wake won the race, in which case
-    the value is kept and the cancellation is seen at the next plait call.
+    the value is kept and the cancellation is seen at the next plait call. An exception
+    raised while parked (``KeyboardInterrupt`` from a signal handler) removes the waiter; if
+    it had already been handed a value, ``undo(value)`` gives it back before it propagates.
     """
     strand = waiter.strand
     lock = waiter.lock
@@ -274,7 +278,14 @@ def park(waiter: Waiter, timeout: float | None) -> bool:
     try:
         if wait > _TIMEOUT_MAX:
             wait = -1.0
-        got = lock.acquire(True, wait) if wait != 0 else lock.acquire(False)
+        try:
+            got = lock.acquire(True, wait) if wait != 0 else lock.acquire(False)
+        except BaseException:
+            with waiter.queue.mutex:
+                removed = waiter.queue.remove(waiter, CANCELLED)
+            if not removed and waiter.state == WOKEN and undo is not None:
+                undo(waiter.value)
+            raise
         if not got:
             with waiter.queue.mutex:
                 waiter.queue.remove(waiter)

@@ -1,0 +1,70 @@
+"""Ctrl-C in a program that waits on a TaskGroup stops everything, with no child left."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import psutil
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    import plait
+
+    def nap(seconds):
+        time.sleep(seconds)
+
+    if __name__ == "__main__":
+        try:
+            with plait.TaskGroup(grace=0.5) as tg:
+                tg.spawn(plait.sleep, 60)
+                p = tg.spawn(nap, 60, on="process")
+                while p.pid is None:
+                    plait.sleep(0.01)
+                print("ready", p.pid, flush=True)
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+            sys.exit(3)
+    """
+)
+
+
+def test_sigint_cancels_every_strand_and_leaves_no_child(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    script = tmp_path / "prog.py"
+    script.write_text(SCRIPT)
+    proc = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, text=True, cwd=tmp_path
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().split()
+        assert line[0] == "ready", line
+        child_pid = int(line[1])
+        t0 = time.monotonic()
+        os.kill(proc.pid, signal.SIGINT)
+        assert proc.wait(10) == 3
+        assert time.monotonic() - t0 < 0.5 + 1.5
+        assert proc.stdout.read().strip() == "interrupted"
+        deadline = time.monotonic() + 2
+        while psutil.pid_exists(child_pid) and time.monotonic() < deadline:
+            try:
+                if psutil.Process(child_pid).status() == psutil.STATUS_ZOMBIE:
+                    break
+            except psutil.NoSuchProcess:
+                break
+            time.sleep(0.02)
+        alive = psutil.pid_exists(child_pid) and (
+            psutil.Process(child_pid).status() != psutil.STATUS_ZOMBIE
+        )
+        assert not alive, "the process strand outlived its interrupted parent"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
