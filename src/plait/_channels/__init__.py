@@ -1,0 +1,27 @@
+"""Channels: the queue family, ``Pipe`` and ``select`` -- for coroutines, threads, processes."""
+
+
+from plait._channels._queue import (
+    Empty,
+    Full,
+    LifoQueue,
+    PriorityQueue,
+    Queue,
+    QueueStatistics,
+    SimpleQueue,
+)
+from plait._channels._select import SelectCase, Selected, async_select, select
+
+__all__ = [
+    "Empty",
+    "Full",
+    "LifoQueue",
+    "PriorityQueue",
+    "Queue",
+    "QueueStatistics",
+    "SelectCase",
+    "Selected",
+    "SimpleQueue",
+    "async_select",
+    "select",
+]

@@ -1,0 +1,623 @@
+"""The queue family: one object for coroutines, threads and processes.
+
+A :class:`Queue` is an in-process object guarded by one plain lock (its ``mutex``) with three
+kernel wait queues: getters, putters and joiners. Every wait parks through the kernel, so a
+thread, a coroutine on any loop and (after promotion, see ``_xproc``) a process can use the
+same queue at once.
+
+Hand-offs keep FIFO order and never lose an item:
+
+* a put that finds a getter parked hands the item to it directly (``pop(item)``); a coroutine
+  getter cancelled after the hand-off puts the item back in front (``undo``);
+* a get that frees a slot while putters are parked *reserves* the slot for the first of them
+  (``_reserved``), so a late put cannot barge in; a putter cancelled after it was given a
+  slot passes the slot on. A put that raises did not put.
+
+``close()`` ends the stream: later puts raise :class:`ClosedError`, getters drain what is left
+and then raise it, and iteration (``for``/``async for``) stops there.
+
+Select support: a waiter whose ``data`` is an :class:`~plait._channels._select.Arm` belongs to
+a ``select``; the waker offers it the item with ``arm.fire(item)``, which claims the select
+(only one case of a select fires) or declines, in which case the next waiter is tried.
+"""
+
+from __future__ import annotations
+
+import heapq
+import sys
+import queue as _stdqueue
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from plait._core import (
+    CANCELLED,
+    Waiter,
+    WaitQueue,
+    async_park,
+    check_timeout,
+    current_strand,
+    hooks,
+    new_mutex,
+    park,
+)
+from plait._errors import ClosedError, WouldBlock
+
+if TYPE_CHECKING:
+    from plait._channels._select import Arm, SelectCase
+
+__all__ = [
+    "Empty",
+    "Full",
+    "LifoQueue",
+    "PriorityQueue",
+    "Queue",
+    "QueueStatistics",
+    "SimpleQueue",
+]
+
+T = TypeVar("T")
+
+
+class Empty(_stdqueue.Empty, WouldBlock):
+    """No item: raised by ``get_nowait()`` and by a ``get`` that timed out (a ``queue.Empty``)."""
+
+
+class Full(_stdqueue.Full, WouldBlock):
+    """No room: raised by ``put_nowait()`` and by a ``put`` that timed out (a ``queue.Full``)."""
+
+
+class _Token:
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+CLOSED: Any = _Token("CLOSED")  # handed to waiters when the queue closes under them
+RESERVED: Any = _Token("RESERVED")  # handed to a putter: a slot is kept for it
+_SLOW: Any = _Token("SLOW")
+
+
+@dataclass(frozen=True)
+class QueueStatistics:
+    """A snapshot of a queue, for diagnostics and tests."""
+
+    qsize: int
+    maxsize: int
+    getters_waiting: int
+    putters_waiting: int
+    unfinished_tasks: int
+    closed: bool
+    shared: bool
+
+
+def _check_maxsize(maxsize: object) -> int:
+    if isinstance(maxsize, bool) or not isinstance(maxsize, int):
+        raise TypeError(f"maxsize must be an int (0 or less: unbounded), not {maxsize!r}")
+    return maxsize
+
+
+def _check_timeout(block: bool, timeout: float | None) -> float | None:
+    if not block:
+        return 0.0
+    if timeout is None:
+        return None
+    try:
+        return check_timeout(timeout)
+    except ValueError:
+        raise ValueError("'timeout' must be a non-negative number") from None
+
+
+def _pop_waiter(wq: WaitQueue, value: Any) -> tuple[Waiter | None, bool]:
+    """Hand ``value`` to the first waiter that takes it (mutex held).
+
+    Returns ``(waiter to wake, delivered)``. A select's waiter that declines (its select
+    already fired elsewhere) is skipped; one that accepts wakes its select itself.
+    """
+    while True:
+        w = wq.pop(value)
+        if w is None:
+            return None, False
+        arm: Arm | None = w.data
+        if arm is None:
+            return w, True
+        if arm.fire(value):
+            return None, True
+        w.state = CANCELLED
+        w.value = None
+
+
+class Queue(Generic[T]):
+    """A FIFO queue with :class:`queue.Queue`'s sync API, ``async_*`` forms and ``close()``."""
+
+    def __init__(self, maxsize: int = 0) -> None:
+        self.maxsize = _check_maxsize(maxsize)
+        self._limit = maxsize if maxsize > 0 else sys.maxsize  # -1 once closed or shared
+        self.mutex = new_mutex()
+        self._getters = WaitQueue(self.mutex)
+        self._putters = WaitQueue(self.mutex)
+        self._joiners = WaitQueue(self.mutex)
+        self._reserved = 0
+        self._unfinished = 0
+        self._closed = False
+        self._shared: Any = None
+        self._init(maxsize)
+
+    # -- storage (the stdlib's extension points) --------------------------------------
+
+    def _init(self, maxsize: int) -> None:
+        self.queue: Any = deque()
+        self._put: Callable[[Any], None] = self.queue.append
+        self._get: Callable[[], Any] = self.queue.popleft
+        self._putback: Callable[[Any], None] = self.queue.appendleft
+
+    def _qsize(self) -> int:
+        return len(self.queue)
+
+    # -- sizes --------------------------------------------------------------------------
+
+    def qsize(self) -> int:
+        """The number of items queued now (a snapshot, as in :mod:`queue`)."""
+        if self._shared is not None:
+            return int(self._shared.qsize())
+        return self._qsize()
+
+    def empty(self) -> bool:
+        """Whether no item is queued now (a snapshot)."""
+        return self.qsize() == 0
+
+    def full(self) -> bool:
+        """Whether a put would wait now (a snapshot)."""
+        if self._shared is not None:
+            return bool(self._shared.full())
+        return 0 < self.maxsize <= self._qsize() + self._reserved
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        if self._shared is not None:
+            return bool(self._shared.closed)
+        return self._closed
+
+    def statistics(self) -> QueueStatistics:
+        """A frozen snapshot of the queue's state."""
+        if self._shared is not None:
+            return self._shared.statistics()  # type: ignore[no-any-return]
+        with self.mutex:
+            return QueueStatistics(
+                qsize=self._qsize(),
+                maxsize=self.maxsize,
+                getters_waiting=len(self._getters),
+                putters_waiting=len(self._putters),
+                unfinished_tasks=self._unfinished,
+                closed=self._closed,
+                shared=False,
+            )
+
+    def __repr__(self) -> str:
+        state = " closed" if self._closed else ""
+        where = " shared" if self._shared is not None else ""
+        return f"<plait.{type(self).__name__}{where} size={self.qsize()}/{self.maxsize}{state}>"
+
+    # -- put ----------------------------------------------------------------------------
+
+    def _store(self, item: Any) -> Waiter | None:
+        """Queue ``item`` or hand it to a getter (mutex held); returns a waiter to wake."""
+        self._unfinished += 1
+        if self._getters._count:
+            w, delivered = _pop_waiter(self._getters, item)
+            if delivered:
+                return w
+        self._put(item)
+        return None
+
+    def put(self, item: T, block: bool = True, timeout: float | None = None) -> None:
+        """Put ``item``, waiting for room if the queue is bounded and full.
+
+        Raises :class:`Full` (a ``queue.Full``) when it cannot within ``timeout`` (or at once
+        with ``block=False``), and :class:`ClosedError` once the queue is closed.
+        """
+        if timeout is not None and block and self.maxsize > 0:
+            _check_timeout(block, timeout)
+        with self.mutex:  # fast path: there is room
+            if len(self.queue) + self._reserved < self._limit:
+                self._unfinished += 1
+                if self._getters._count:
+                    w, delivered = _pop_waiter(self._getters, item)
+                    if not delivered:
+                        self._put(item)
+                else:
+                    self._put(item)
+                    w = None
+                room = True
+            else:
+                room = False
+        if room:
+            if w is not None:
+                w.wake()
+            if hooks.active:
+                hooks.sent(current_strand(), self, item)
+            return
+        self._put_slow(item, block, timeout)
+
+    def _put_slow(self, item: Any, block: bool, timeout: float | None) -> None:
+        if self._shared is not None:
+            self._shared.put(item, block, timeout)
+            return
+        wait = _check_timeout(block, timeout)
+        with self.mutex:
+            waiter = self._put_or_enqueue(item, wait, False)
+        if waiter is None:
+            return
+        if not park(waiter, wait):
+            raise Full
+        self._after_reserved(waiter.value, item)
+
+    async def async_put(self, item: T, block: bool = True, timeout: float | None = None) -> None:
+        """Coroutine form of :meth:`put`."""
+        if timeout is not None and block and self.maxsize > 0:
+            _check_timeout(block, timeout)
+        with self.mutex:
+            if len(self.queue) + self._reserved < self._limit:
+                self._unfinished += 1
+                if self._getters._count:
+                    w, delivered = _pop_waiter(self._getters, item)
+                    if not delivered:
+                        self._put(item)
+                else:
+                    self._put(item)
+                    w = None
+                room = True
+            else:
+                room = False
+        if room:
+            if w is not None:
+                w.wake()
+            if hooks.active:
+                hooks.sent(current_strand(), self, item)
+            return
+        if self._shared is not None:
+            await self._shared.async_put(item, block, timeout)
+            return
+        wait = _check_timeout(block, timeout)
+        with self.mutex:
+            waiter = self._put_or_enqueue(item, wait, True)
+        if waiter is None:
+            return
+        if not await async_park(waiter, wait, self._undo_put):
+            raise Full
+        self._after_reserved(waiter.value, item)
+
+    def _put_or_enqueue(self, item: Any, wait: float | None, is_async: bool) -> Waiter | None:
+        """Put now if possible (mutex held), else return a fresh putter waiter."""
+        if self._closed:
+            raise ClosedError(f"put() on a closed queue {self!r}")
+        if len(self.queue) + self._reserved < self._limit:
+            w = self._store(item)
+            if w is not None:
+                w.wake()
+            if hooks.active:
+                hooks.sent(current_strand(), self, item)
+            return None
+        if wait == 0.0:
+            raise Full
+        if is_async:
+            return self._putters.async_enqueue_current(on=self)
+        return self._putters.enqueue_current(on=self)
+
+    def put_nowait(self, item: T) -> None:
+        """Put ``item`` if there is room now, else raise :class:`Full`."""
+        self.put(item, False)
+
+    def _after_reserved(self, value: Any, item: Any) -> None:
+        """A parked putter was woken: store its item in the slot kept for it."""
+        with self.mutex:
+            if value is CLOSED:
+                raise ClosedError(f"put() on a closed queue {self!r}")
+            self._reserved -= 1
+            if self._closed:
+                raise ClosedError(f"put() on a closed queue {self!r}")
+            w = self._store(item)
+            w2 = self._offer_slot() if self._putters._count else None
+        if w is not None:
+            w.wake()
+        if w2 is not None:
+            w2.wake()
+        if hooks.active:
+            hooks.sent(current_strand(), self, item)
+
+    def _undo_put(self, value: Any) -> None:
+        """A putter cancelled after it was given a slot: pass the slot on."""
+        if value is CLOSED:
+            return
+        with self.mutex:
+            self._reserved -= 1
+            w = self._offer_slot()
+        if w is not None:
+            w.wake()
+
+    def _offer_slot(self) -> Waiter | None:
+        """If there is room and a putter parked, reserve the room for it (mutex held)."""
+        while (
+            self._putters._count
+            and not self._closed
+            and len(self.queue) + self._reserved < self._limit
+        ):
+            self._reserved += 1
+            w, delivered = _pop_waiter(self._putters, RESERVED)
+            if delivered:
+                return w
+            self._reserved -= 1
+        return None
+
+    # -- get ----------------------------------------------------------------------------
+
+    def get(self, block: bool = True, timeout: float | None = None) -> T:
+        """Take the next item, waiting for one if needed.
+
+        Raises :class:`Empty` (a ``queue.Empty``) when none comes within ``timeout`` (or at
+        once with ``block=False``), and :class:`ClosedError` once the queue is closed and
+        drained.
+        """
+        if timeout is not None and block:
+            _check_timeout(block, timeout)
+        waiter = None
+        with self.mutex:  # fast paths: an item is there, or a plain wait
+            if self.queue:
+                item = self._get()
+                w = self._offer_slot() if self._putters._count else None
+            elif timeout is None and block and self._limit >= 0:
+                waiter = self._getters.enqueue_current(on=self)
+            else:
+                waiter = _SLOW
+        if waiter is _SLOW:
+            return self._get_slow(block, timeout)  # type: ignore[no-any-return]
+        if waiter is not None:
+            return self._got(park(waiter, None), waiter)  # type: ignore[no-any-return]
+        if w is not None:
+            w.wake()
+        if hooks.active:
+            hooks.received(current_strand(), self, item)
+        return item  # type: ignore[no-any-return]
+
+    def _get_slow(self, block: bool, timeout: float | None) -> Any:
+        if self._shared is not None:
+            return self._shared.get(block, timeout)
+        wait = _check_timeout(block, timeout)
+        with self.mutex:
+            ready, got = self._take_or_enqueue(wait, False)
+        if ready:
+            return got
+        return self._got(park(got, wait), got)
+
+    async def async_get(self, block: bool = True, timeout: float | None = None) -> T:
+        """Coroutine form of :meth:`get`."""
+        if timeout is not None and block:
+            _check_timeout(block, timeout)
+        waiter = None
+        with self.mutex:
+            if self.queue:
+                item = self._get()
+                w = self._offer_slot() if self._putters._count else None
+                ready = True
+            elif timeout is None and block and self._limit >= 0:
+                waiter = self._getters.async_enqueue_current(on=self)
+                ready = False
+            else:
+                ready = False
+        if waiter is not None:
+            woken = await async_park(waiter, None, self._undo_get)
+            return self._got(woken, waiter)  # type: ignore[no-any-return]
+        if ready:
+            if w is not None:
+                w.wake()
+            if hooks.active:
+                hooks.received(current_strand(), self, item)
+            return item  # type: ignore[no-any-return]
+        if self._shared is not None:
+            return await self._shared.async_get(block, timeout)  # type: ignore[no-any-return]
+        wait = _check_timeout(block, timeout)
+        with self.mutex:
+            ready, got = self._take_or_enqueue(wait, True)
+        if ready:
+            return got  # type: ignore[no-any-return]
+        woken = await async_park(got, wait, self._undo_get)
+        return self._got(woken, got)  # type: ignore[no-any-return]
+
+    def _take_or_enqueue(self, wait: float | None, is_async: bool) -> tuple[bool, Any]:
+        """``(True, item)`` if one can be taken now (mutex held), else ``(False, waiter)``."""
+        if self.queue:
+            item = self._get()
+            w = self._offer_slot() if self._putters._count else None
+            if w is not None:
+                w.wake()
+            if hooks.active:
+                hooks.received(current_strand(), self, item)
+            return True, item
+        if self._closed:
+            raise ClosedError(f"get() on a closed, drained queue {self!r}")
+        if wait == 0.0:
+            raise Empty
+        if is_async:
+            return False, self._getters.async_enqueue_current(on=self)
+        return False, self._getters.enqueue_current(on=self)
+
+    def get_nowait(self) -> T:
+        """Take an item if one is queued now, else raise :class:`Empty`."""
+        return self.get(False)
+
+    def _got(self, woken: bool, waiter: Waiter) -> Any:
+        if not woken:
+            raise Empty
+        item = waiter.value
+        if item is CLOSED:
+            raise ClosedError(f"get() on a closed, drained queue {self!r}")
+        if hooks.active:
+            hooks.received(current_strand(), self, item)
+        return item
+
+    def _undo_get(self, item: Any) -> None:
+        """A getter cancelled after it was handed ``item``: give it back, in front."""
+        if item is CLOSED:
+            return
+        self._give_back(item)
+
+    def _give_back(self, item: Any) -> None:
+        with self.mutex:
+            self._unfinished -= 1
+            w = self._store_front(item)
+        if w is not None:
+            w.wake()
+
+    def _store_front(self, item: Any) -> Waiter | None:
+        self._unfinished += 1
+        if self._getters._count:
+            w, delivered = _pop_waiter(self._getters, item)
+            if delivered:
+                return w
+        self._putback(item)
+        return None
+
+    # -- tasks --------------------------------------------------------------------------
+
+    def task_done(self) -> None:
+        """Mark one item taken earlier as processed (for :meth:`join`)."""
+        if self._shared is not None:
+            self._shared.task_done()
+            return
+        with self.mutex:
+            if self._unfinished <= 0:
+                raise ValueError("task_done() called too many times")
+            self._unfinished -= 1
+            woken = self._joiners.pop_all() if self._unfinished == 0 else []
+        for w in woken:
+            w.wake()
+
+    def join(self) -> None:
+        """Wait until every item put has been marked done with :meth:`task_done`."""
+        if self._shared is not None:
+            self._shared.join()
+            return
+        with self.mutex:
+            if self._unfinished == 0:
+                return
+            waiter = self._joiners.enqueue_current(on=self)
+        park(waiter, None)
+
+    async def async_join(self) -> None:
+        """Coroutine form of :meth:`join`."""
+        if self._shared is not None:
+            await self._shared.async_join()
+            return
+        with self.mutex:
+            if self._unfinished == 0:
+                return
+            waiter = self._joiners.async_enqueue_current(on=self)
+        await async_park(waiter, None)
+
+    @property
+    def unfinished_tasks(self) -> int:
+        """Items put and not yet marked done."""
+        return self._unfinished
+
+    # -- close and iteration ------------------------------------------------------------
+
+    def close(self) -> None:
+        """End the stream: later puts raise :class:`ClosedError`; getters drain, then raise it.
+
+        Parked putters raise :class:`ClosedError` (their items were not put). Idempotent.
+        """
+        if self._shared is not None:
+            self._shared.close()
+            return
+        with self.mutex:
+            if self._closed:
+                return
+            self._closed = True
+            self._limit = -1
+            woken = self._putters.pop_all(CLOSED)
+            if not self._qsize():
+                woken += self._getters.pop_all(CLOSED)
+        for w in woken:
+            arm = w.data
+            if arm is None:
+                w.wake()
+            else:
+                arm.fire(CLOSED)
+
+    def __iter__(self) -> Iterator[T]:
+        """Yield items until the queue is closed and drained."""
+        while True:
+            try:
+                yield self.get()
+            except ClosedError:
+                return
+
+    def __aiter__(self) -> AsyncIterator[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        try:
+            return await self.async_get()
+        except ClosedError:
+            raise StopAsyncIteration from None
+
+    # -- select cases -------------------------------------------------------------------
+
+    def get_op(self) -> SelectCase:
+        """A select case that takes an item (see :func:`plait.select`)."""
+        from plait._channels._select import GetCase
+
+        return GetCase(self)
+
+    def put_op(self, item: T) -> SelectCase:
+        """A select case that puts ``item`` (see :func:`plait.select`)."""
+        from plait._channels._select import PutCase
+
+        return PutCase(self, item)
+
+    # -- across processes ---------------------------------------------------------------
+
+    def __reduce__(self) -> Any:
+        from plait._channels._xproc import reduce_queue
+
+        return reduce_queue(self)
+
+    def join_thread(self) -> None:
+        """``multiprocessing.Queue`` compatibility: puts never leave data behind a thread."""
+
+    def cancel_join_thread(self) -> None:
+        """``multiprocessing.Queue`` compatibility: exit never waits on unread data."""
+
+
+class LifoQueue(Queue[T]):
+    """A last-in, first-out queue (:class:`queue.LifoQueue`'s API)."""
+
+    def _init(self, maxsize: int) -> None:
+        self.queue = []
+        self._put = self.queue.append
+        self._get = self.queue.pop
+        self._putback = self.queue.append
+
+
+class PriorityQueue(Queue[T]):
+    """Lowest item first (:class:`queue.PriorityQueue`'s API); items must be comparable."""
+
+    def _init(self, maxsize: int) -> None:
+        self.queue = []
+        items = self.queue
+        self._put = lambda item: heapq.heappush(items, item)
+        self._get = lambda: heapq.heappop(items)
+        self._putback = self._put
+
+
+class SimpleQueue(Queue[T]):
+    """An unbounded FIFO queue (:class:`queue.SimpleQueue`'s API, plus close and async)."""
+
+    def __init__(self) -> None:
+        super().__init__(0)

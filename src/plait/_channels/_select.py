@@ -1,0 +1,461 @@
+"""``select``: wait on several channel operations at once, like Go's ``select``.
+
+::
+
+    r = plait.select(q1.get_op(), q2.put_op(x), done_event, timeout=1.0)
+    r.index, r.value          # which case fired (its position) and what it gave
+
+The cases are tried in the order given; the first that can complete now does. Otherwise the
+caller parks on all of them and exactly one fires -- the others are withdrawn and nothing is
+taken from them. ``default=`` makes the call non-blocking (Go's ``default:`` case):
+if nothing is ready it returns ``Selected(-1, default, None)`` at once. ``timeout=`` raises
+:class:`TimeoutError` when nothing fired in time.
+
+**The selectable protocol.** A case is any object with these five methods (``SelectCase``);
+an object that is not a case but has ``__select_case__()`` is asked for one (this is how an
+``Event``, a ``Task`` or any future-like object joins a select)::
+
+    poll() -> (ready, value)   complete now if possible, without waiting
+    arm(arm)                   register ``arm``; re-check readiness *under your own lock*
+                               and call ``arm.fire(value)`` if ready now; else remember it
+                               and call ``arm.fire(value)`` when the case becomes ready
+    disarm(arm)                forget ``arm`` (it may have fired already: then do nothing)
+    finish(value) -> result    runs in the selecting strand after the case won
+    undo(value)                the selecting coroutine was cancelled after the case won with
+                               ``value``: give back whatever was taken
+
+``arm.fire(value)`` returns ``True`` if this case won the select (the value now belongs to
+the select) and ``False`` if another case won first (keep the value: nothing was taken).
+For a case that consumes nothing (an event being set, a task finishing) the return value
+can be ignored. ``fire`` is thread-safe and cheap; it may be called with the case's own
+lock held.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import math
+import time
+from _thread import allocate_lock
+from typing import Any, NamedTuple, Protocol, runtime_checkable
+
+from plait._channels._queue import CLOSED, RESERVED, Queue
+from plait._core import CANCELLED, check_timeout, current_strand, hooks
+from plait._errors import ClosedError
+
+__all__ = [
+    "Arm",
+    "FutureCase",
+    "GetCase",
+    "PutCase",
+    "SelectCase",
+    "Selected",
+    "async_select",
+    "select",
+]
+
+_NO_DEFAULT: Any = object()
+_monotonic = time.monotonic
+_get_running_loop = asyncio._get_running_loop
+
+
+@runtime_checkable
+class SelectCase(Protocol):
+    """One operation a select can wait for (see the module docstring)."""
+
+    def poll(self) -> tuple[bool, Any]: ...
+
+    def arm(self, arm: Arm) -> None: ...
+
+    def disarm(self, arm: Arm) -> None: ...
+
+    def finish(self, value: Any) -> Any: ...
+
+    def undo(self, value: Any) -> None: ...
+
+
+class Selected(NamedTuple):
+    """What a select did: ``index`` of the case that fired (-1: the default), its value."""
+
+    index: int
+    value: Any
+    case: Any
+
+
+class _Selector:
+    """One select call: a claim (only one case wins) and the selecting strand's parker."""
+
+    __slots__ = ("claim", "fut", "lock", "loop", "won")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        self.claim = allocate_lock()
+        self.won: tuple[Arm, Any] | None = None
+        self.loop = loop
+        if loop is None:
+            self.lock: Any = allocate_lock()
+            self.lock.acquire()
+            self.fut: asyncio.Future[None] | None = None
+        else:
+            self.lock = None
+            self.fut = loop.create_future()
+
+    def wake(self) -> None:
+        fut = self.fut
+        if fut is None:
+            self.lock.release()
+            return
+        loop = self.loop
+        assert loop is not None
+        if _get_running_loop() is loop:
+            if not fut.done():
+                fut.set_result(None)
+        else:
+            try:
+                loop.call_soon_threadsafe(_resolve, fut)
+            except RuntimeError:
+                pass
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+class Arm:
+    """A case's registration in one select; ``fire(value)`` tries to win the select."""
+
+    __slots__ = ("case", "index", "note", "selector")
+
+    def __init__(self, selector: _Selector, case: SelectCase, index: int) -> None:
+        self.selector = selector
+        self.case = case
+        self.index = index
+        self.note: Any = None  # the case's own bookkeeping (e.g. its waiter)
+
+    def fire(self, value: Any) -> bool:
+        """Win the select with ``value`` (``True``), or learn another case won (``False``)."""
+        sel = self.selector
+        if not sel.claim.acquire(False):
+            return False
+        sel.won = (self, value)
+        sel.wake()
+        return True
+
+
+# -- queue cases ---------------------------------------------------------------------------
+
+
+class GetCase:
+    """Take one item from a plait queue."""
+
+    __slots__ = ("queue",)
+
+    def __init__(self, queue: Queue[Any]) -> None:
+        if queue._shared is not None:
+            raise NotImplementedError("select() on a queue shared with processes")
+        self.queue = queue
+
+    def poll(self) -> tuple[bool, Any]:
+        q = self.queue
+        with q.mutex:
+            if q._qsize():
+                item = q._get()
+                w = q._offer_slot() if q._putters._count else None
+            elif q._closed:
+                return True, CLOSED
+            else:
+                return False, None
+        if w is not None:
+            w.wake()
+        return True, item
+
+    def arm(self, arm: Arm) -> None:
+        q = self.queue
+        w = None
+        with q.mutex:
+            if q._qsize():
+                item = q._get()
+                if arm.fire(item):
+                    w = q._offer_slot() if q._putters._count else None
+                else:
+                    q._putback(item)
+            elif q._closed:
+                arm.fire(CLOSED)
+            else:
+                arm.note = q._getters.enqueue_current(on=q, data=arm)
+        if w is not None:
+            w.wake()
+
+    def disarm(self, arm: Arm) -> None:
+        w = arm.note
+        if w is not None:
+            q = self.queue
+            with q.mutex:
+                q._getters.remove(w, CANCELLED)
+
+    def finish(self, value: Any) -> Any:
+        q = self.queue
+        if value is CLOSED:
+            raise ClosedError(f"get() on a closed, drained queue {q!r}")
+        if hooks.active:
+            hooks.received(current_strand(), q, value)
+        return value
+
+    def undo(self, value: Any) -> None:
+        self.queue._undo_get(value)
+
+
+class PutCase:
+    """Put one item into a plait queue."""
+
+    __slots__ = ("item", "queue")
+
+    def __init__(self, queue: Queue[Any], item: Any) -> None:
+        if queue._shared is not None:
+            raise NotImplementedError("select() on a queue shared with processes")
+        self.queue = queue
+        self.item = item
+
+    def poll(self) -> tuple[bool, Any]:
+        q = self.queue
+        with q.mutex:
+            if q._closed:
+                return True, CLOSED
+            if len(q.queue) + q._reserved < q._limit:
+                w = q._store(self.item)
+            else:
+                return False, None
+        if w is not None:
+            w.wake()
+        if hooks.active:
+            hooks.sent(current_strand(), q, self.item)
+        return True, None
+
+    def arm(self, arm: Arm) -> None:
+        q = self.queue
+        with q.mutex:
+            if q._closed:
+                arm.fire(CLOSED)
+            elif len(q.queue) + q._reserved < q._limit:
+                q._reserved += 1
+                if not arm.fire(RESERVED):
+                    q._reserved -= 1
+            else:
+                arm.note = q._putters.enqueue_current(on=q, data=arm)
+
+    def disarm(self, arm: Arm) -> None:
+        w = arm.note
+        if w is not None:
+            q = self.queue
+            with q.mutex:
+                q._putters.remove(w, CANCELLED)
+
+    def finish(self, value: Any) -> Any:
+        if value is None:  # put by poll()
+            return None
+        self.queue._after_reserved(value, self.item)
+        return None
+
+    def undo(self, value: Any) -> None:
+        self.queue._undo_put(value)
+
+
+# -- futures and tasks ---------------------------------------------------------------------
+
+
+class FutureCase:
+    """Wait for a future (``asyncio`` or ``concurrent.futures``) to finish; value: the future."""
+
+    __slots__ = ("future",)
+
+    def __init__(self, future: Any) -> None:
+        self.future = future
+
+    def poll(self) -> tuple[bool, Any]:
+        return (True, self.future) if self.future.done() else (False, None)
+
+    def arm(self, arm: Arm) -> None:
+        fut = self.future
+
+        def callback(_f: Any) -> None:
+            arm.fire(fut)
+
+        arm.note = callback
+        if isinstance(fut, asyncio.Future):
+            loop = fut.get_loop()
+            if _get_running_loop() is loop:
+                fut.add_done_callback(callback)
+            else:
+                loop.call_soon_threadsafe(fut.add_done_callback, callback)
+        else:
+            fut.add_done_callback(callback)
+
+    def disarm(self, arm: Arm) -> None:
+        fut = self.future
+        if arm.note is None:
+            return
+        if isinstance(fut, asyncio.Future):
+            loop = fut.get_loop()
+            if _get_running_loop() is loop:
+                fut.remove_done_callback(arm.note)
+            else:
+                try:
+                    loop.call_soon_threadsafe(fut.remove_done_callback, arm.note)
+                except RuntimeError:
+                    pass
+        # concurrent.futures cannot forget a callback; a late fire() just returns False.
+
+    def finish(self, value: Any) -> Any:
+        return value
+
+    def undo(self, value: Any) -> None:
+        return None
+
+
+def _as_case(obj: Any) -> SelectCase:
+    if isinstance(obj, SelectCase):
+        return obj
+    make = getattr(obj, "__select_case__", None)
+    if make is not None:
+        case = make()
+        if not isinstance(case, SelectCase):
+            raise TypeError(f"{obj!r}.__select_case__() returned {case!r}, not a select case")
+        return case
+    if isinstance(obj, asyncio.Future | concurrent.futures.Future):
+        return FutureCase(obj)
+    raise TypeError(
+        f"select() cannot wait on {obj!r}: pass q.get_op(), q.put_op(item), a future, or an "
+        "object with __select_case__()"
+    )
+
+
+def _prepare(cases: tuple[Any, ...], timeout: float | None) -> tuple[list[SelectCase], float]:
+    if not cases:
+        raise ValueError("select() needs at least one case")
+    prepared = [_as_case(c) for c in cases]
+    timeout = check_timeout(timeout)
+    return prepared, (math.inf if timeout is None else timeout)
+
+
+def _poll(cases: list[SelectCase]) -> Selected | None:
+    for i, case in enumerate(cases):
+        ready, value = case.poll()
+        if ready:
+            return Selected(i, case.finish(value), case)
+    return None
+
+
+def _arm_all(cases: list[SelectCase], sel: _Selector) -> list[Arm]:
+    arms: list[Arm] = []
+    try:
+        for i, case in enumerate(cases):
+            arm = Arm(sel, case, i)
+            arms.append(arm)
+            case.arm(arm)
+            if sel.won is not None:
+                break
+    except BaseException:
+        _disarm_all(arms)
+        raise
+    return arms
+
+
+def _disarm_all(arms: list[Arm]) -> None:
+    for arm in arms:
+        arm.case.disarm(arm)
+
+
+def select(
+    *cases: Any, timeout: float | None = None, default: Any = _NO_DEFAULT
+) -> Selected:
+    """Wait until one of ``cases`` completes; return which one (see the module docstring).
+
+    Raises :class:`TimeoutError` if none does within ``timeout`` seconds. With ``default=``
+    it never waits: ``Selected(-1, default, None)`` when nothing is ready.
+    """
+    prepared, wait = _prepare(cases, timeout)
+    done = _poll(prepared)
+    if done is not None:
+        return done
+    if default is not _NO_DEFAULT:
+        return Selected(-1, default, None)
+    strand = current_strand()
+    deadline = _monotonic() + wait
+    for scope in strand.cancel_scopes:
+        deadline = min(deadline, scope.deadline)
+    sel = _Selector(None)
+    arms = _arm_all(prepared, sel)
+    strand.state = "parked"
+    strand.parked_on = sel
+    try:
+        if sel.won is None:
+            left = deadline - _monotonic()
+            if left == math.inf:
+                sel.lock.acquire()
+            elif not sel.lock.acquire(True, max(0.0, min(left, 1e9))):
+                if sel.claim.acquire(False):  # nobody fired: we timed out
+                    _disarm_all(arms)
+                    for scope in strand.cancel_scopes:
+                        if scope.cancel_called or scope.deadline <= _monotonic():
+                            scope.raise_cancelled()
+                    raise TimeoutError(f"select() timed out after {timeout}s")
+                sel.lock.acquire()  # a case won the race with the timeout: take it
+    finally:
+        strand.state = "running"
+        strand.parked_on = None
+    _disarm_all(arms)
+    won = sel.won
+    assert won is not None
+    arm, value = won
+    return Selected(arm.index, arm.case.finish(value), arm.case)
+
+
+async def async_select(
+    *cases: Any, timeout: float | None = None, default: Any = _NO_DEFAULT
+) -> Selected:
+    """Coroutine form of :func:`select`."""
+    prepared, wait = _prepare(cases, timeout)
+    done = _poll(prepared)
+    if done is not None:
+        return done
+    if default is not _NO_DEFAULT:
+        return Selected(-1, default, None)
+    loop = asyncio.get_running_loop()
+    strand = current_strand()
+    sel = _Selector(loop)
+    fut = sel.fut
+    assert fut is not None
+    arms = _arm_all(prepared, sel)
+    handle = loop.call_later(wait, _resolve, fut) if wait != math.inf else None
+    strand.state = "parked"
+    strand.parked_on = sel
+    try:
+        if sel.won is None:
+            await fut
+    except BaseException:
+        _disarm_all(arms)
+        if not sel.claim.acquire(False):
+            won = _await_winner(sel)
+            won[0].case.undo(won[1])
+        raise
+    finally:
+        if handle is not None:
+            handle.cancel()
+        strand.state = "running"
+        strand.parked_on = None
+    _disarm_all(arms)
+    if sel.won is None and sel.claim.acquire(False):
+        raise TimeoutError(f"select() timed out after {timeout}s")
+    arm, value = _await_winner(sel)
+    return Selected(arm.index, arm.case.finish(value), arm.case)
+
+
+def _await_winner(sel: _Selector) -> tuple[Arm, Any]:
+    # The claim is taken: the winner sets ``won`` a few bytecodes later, maybe in another
+    # thread; yield the GIL until it has.
+    while sel.won is None:
+        time.sleep(0)
+    return sel.won
+
+

@@ -1,0 +1,374 @@
+"""The queue family in one process: stdlib parity, async forms, close, mixed strands."""
+
+from __future__ import annotations
+
+import asyncio
+import queue as stdqueue
+import threading
+
+import pytest
+
+from plait._channels import Empty, Full, LifoQueue, PriorityQueue, Queue, SimpleQueue
+from plait._errors import ClosedError, WouldBlock
+from plait.testing import wait_parked
+from plait.testing._kit import async_wait_parked
+
+PAIRS = [
+    (stdqueue.Queue, Queue),
+    (stdqueue.LifoQueue, LifoQueue),
+    (stdqueue.PriorityQueue, PriorityQueue),
+]
+
+
+def _outcome(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+    try:
+        return ("ok", fn(*args, **kwargs))
+    except Exception as exc:
+        for base in (stdqueue.Empty, stdqueue.Full, ValueError, TypeError):
+            if isinstance(exc, base):
+                return ("raise", base.__name__)
+        raise
+
+
+SCRIPT = [
+    ("put", (3,), {}),
+    ("put", (1,), {}),
+    ("put_nowait", (2,), {}),
+    ("qsize", (), {}),
+    ("full", (), {}),
+    ("put", (9,), {"block": False}),
+    ("put", (9,), {"timeout": 0}),
+    ("put", (9,), {"timeout": 0.01}),
+    ("get", (), {}),
+    ("get", (), {"timeout": -1}),
+    ("put", (5,), {"timeout": -1}),
+    ("empty", (), {}),
+    ("get_nowait", (), {}),
+    ("task_done", (), {}),
+    ("task_done", (), {}),
+    ("get", (), {"block": False}),
+    ("get", (), {"block": True, "timeout": 0}),
+    ("get", (), {"block": False, "timeout": -1}),
+    ("get", (), {"timeout": 0.01}),
+    ("empty", (), {}),
+    ("task_done", (), {}),
+    ("task_done", (), {}),
+    ("put", (4,), {}),
+    ("get", (), {}),
+    ("task_done", (), {}),
+    ("join", (), {}),
+    ("qsize", (), {}),
+]
+
+
+@pytest.mark.parametrize(("std", "ours"), PAIRS)
+def test_same_calls_same_outcomes_as_stdlib(std, ours):  # type: ignore[no-untyped-def]
+    a, b = std(3), ours(3)
+    for name, args, kwargs in SCRIPT:
+        expected = _outcome(getattr(a, name), *args, **kwargs)
+        got = _outcome(getattr(b, name), *args, **kwargs)
+        assert got == expected, (name, args, kwargs)
+    assert a.maxsize == b.maxsize
+
+
+def test_simple_queue_matches_stdlib() -> None:
+    a, b = stdqueue.SimpleQueue(), SimpleQueue()
+    for q in (a, b):
+        q.put(1)
+        q.put_nowait(2)
+        q.put(3, block=False, timeout=5)
+    assert [b.get(), b.get_nowait(), b.get(timeout=1)] == [a.get(), a.get_nowait(), a.get(1)]
+    assert b.empty() and a.empty() and b.qsize() == a.qsize() == 0
+    with pytest.raises(stdqueue.Empty):
+        b.get(timeout=0.001)
+
+
+def test_errors_are_stdlib_and_would_block() -> None:
+    q: Queue[int] = Queue(1)
+    with pytest.raises(stdqueue.Empty) as empty:
+        q.get_nowait()
+    assert isinstance(empty.value, WouldBlock) and isinstance(empty.value, Empty)
+    q.put(1)
+    with pytest.raises(stdqueue.Full) as full:
+        q.put_nowait(2)
+    assert isinstance(full.value, WouldBlock) and isinstance(full.value, Full)
+
+
+@pytest.mark.parametrize("bad", ["3", 2.5, None, True])
+def test_maxsize_of_wrong_type(bad: object) -> None:
+    with pytest.raises(TypeError, match="maxsize must be an int"):
+        Queue(bad)  # type: ignore[arg-type]
+
+
+def test_negative_timeout_keeps_items() -> None:
+    q: Queue[int] = Queue()
+    q.put(1)
+    with pytest.raises(ValueError, match="non-negative"):
+        q.get(timeout=-1)
+    assert q.get_nowait() == 1
+
+
+def test_priority_and_lifo_order() -> None:
+    p: PriorityQueue[int] = PriorityQueue()
+    lifo: LifoQueue[int] = LifoQueue()
+    for x in (5, 1, 3):
+        p.put(x)
+        lifo.put(x)
+    assert [p.get() for _ in range(3)] == [1, 3, 5]
+    assert [lifo.get() for _ in range(3)] == [3, 1, 5]
+
+
+# -- close -------------------------------------------------------------------------------
+
+
+def test_close_drains_then_raises() -> None:
+    q: Queue[int] = Queue()
+    q.put(1)
+    q.put(2)
+    q.close()
+    q.close()  # idempotent
+    assert q.closed
+    with pytest.raises(ClosedError):
+        q.put(3)
+    assert list(q) == [1, 2]
+    with pytest.raises(ClosedError):
+        q.get()
+    with pytest.raises(ClosedError):
+        q.get_nowait()
+
+
+def test_close_wakes_parked_getters_and_putters() -> None:
+    q: Queue[int] = Queue(1)
+    q.put(0)
+    errors: list[BaseException] = []
+
+    def putter() -> None:
+        try:
+            q.put(1)
+        except ClosedError as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=putter)
+    t.start()
+    wait_parked(on=q, count=1)
+    q.close()
+    t.join()
+    assert len(errors) == 1
+    assert q.get() == 0  # what was queued is not lost
+
+    g: Queue[int] = Queue()
+    got: list[object] = []
+
+    def getter() -> None:
+        try:
+            got.append(g.get())
+        except ClosedError as exc:
+            got.append(exc)
+
+    threads = [threading.Thread(target=getter) for _ in range(3)]
+    for th in threads:
+        th.start()
+    wait_parked(on=g, count=3)
+    g.close()
+    for th in threads:
+        th.join()
+    assert all(isinstance(x, ClosedError) for x in got)
+
+
+def test_iteration_ends_on_close_sync_and_async() -> None:
+    q: Queue[int] = Queue(2)
+    out: list[int] = []
+
+    async def consume() -> None:
+        async for x in q:
+            out.append(x)
+
+    def produce() -> None:
+        for i in range(100):
+            q.put(i)
+        q.close()
+
+    t = threading.Thread(target=produce)
+    t.start()
+    asyncio.run(consume())
+    t.join()
+    assert out == list(range(100))
+
+
+async def test_async_close_wakes_async_getter() -> None:
+    q: Queue[int] = Queue()
+    task = asyncio.ensure_future(q.async_get())
+    await async_wait_parked(on=q, count=1)
+    q.close()
+    with pytest.raises(ClosedError):
+        await task
+
+
+# -- waiting, timeouts, join -------------------------------------------------------------
+
+
+def test_put_blocks_until_room_fifo_between_putters() -> None:
+    q: Queue[int] = Queue(1)
+    q.put(0)
+    threads = []
+    for i in (1, 2, 3):
+        t = threading.Thread(target=q.put, args=(i,))
+        t.start()
+        threads.append(t)
+        wait_parked(on=q, count=i)
+    assert [q.get() for _ in range(4)] == [0, 1, 2, 3]
+    for t in threads:
+        t.join()
+
+
+def test_timeouts_raise_stdlib_errors() -> None:
+    q: Queue[int] = Queue(1)
+    with pytest.raises(stdqueue.Empty):
+        q.get(timeout=0.01)
+    q.put(1)
+    with pytest.raises(stdqueue.Full):
+        q.put(2, timeout=0.01)
+    assert q.get() == 1 and q.empty()
+
+
+async def test_async_timeouts() -> None:
+    q: Queue[int] = Queue(1)
+    with pytest.raises(stdqueue.Empty):
+        await q.async_get(timeout=0.01)
+    await q.async_put(1)
+    with pytest.raises(stdqueue.Full):
+        await q.async_put(2, timeout=0.01)
+    with pytest.raises(stdqueue.Full):
+        await q.async_put(2, block=False)
+    assert await q.async_get() == 1
+    with pytest.raises(stdqueue.Empty):
+        await q.async_get(block=False)
+
+
+def test_join_waits_for_task_done() -> None:
+    q: Queue[int] = Queue()
+    done: list[int] = []
+
+    def worker() -> None:
+        for item in q:
+            done.append(item)
+            q.task_done()
+
+    t = threading.Thread(target=worker)
+    t.start()
+    for i in range(50):
+        q.put(i)
+    q.join()
+    assert done == list(range(50))
+    assert q.unfinished_tasks == 0
+    q.close()
+    t.join()
+
+
+async def test_async_join() -> None:
+    q: Queue[int] = Queue()
+    await q.async_put(1)
+
+    async def worker() -> None:
+        await q.async_get()
+        q.task_done()
+
+    task = asyncio.ensure_future(worker())
+    await q.async_join()
+    await task
+
+
+# -- cancellation keeps items ------------------------------------------------------------
+
+
+async def test_cancelled_getter_after_handoff_gives_item_back() -> None:
+    q: Queue[int] = Queue()
+    task = asyncio.ensure_future(q.async_get())
+    await async_wait_parked(on=q, count=1)
+    q.put(1)  # handed to the parked task...
+    q.put(2)
+    task.cancel()  # ...which is cancelled before it runs
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert [q.get_nowait(), q.get_nowait()] == [1, 2]
+    assert q.unfinished_tasks == 2
+
+
+async def test_cancelled_putter_after_slot_passes_it_on() -> None:
+    q: Queue[int] = Queue(1)
+    q.put(0)
+    first = asyncio.ensure_future(q.async_put(1))
+    second = asyncio.ensure_future(q.async_put(2))
+    await async_wait_parked(on=q, count=2)
+    assert q.get_nowait() == 0  # slot reserved for `first`...
+    first.cancel()  # ...which is cancelled: the slot goes to `second`
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    await second
+    assert q.get_nowait() == 2
+    assert q.empty()
+
+
+# -- mixed strands -----------------------------------------------------------------------
+
+
+def test_threads_and_coroutines_on_two_loops_share_one_queue() -> None:
+    q: Queue[tuple[str, int]] = Queue(8)
+    n = 300
+    results: dict[str, list[tuple[str, int]]] = {}
+
+    async def aconsume(name: str) -> None:
+        got = results.setdefault(name, [])
+        async for item in q:
+            got.append(item)
+
+    produced: list[threading.Event] = [threading.Event() for _ in range(3)]
+
+    async def aproduce(name: str) -> None:
+        for i in range(n):
+            await q.async_put((name, i))
+        produced[int(name[-1])].set()
+
+    def loop_thread(name: str) -> None:
+        async def main() -> None:
+            await asyncio.gather(aproduce(name), aconsume(name))
+
+        asyncio.run(main())
+
+    def tconsume(name: str) -> None:
+        got = results.setdefault(name, [])
+        for item in q:
+            got.append(item)
+
+    def tproduce(name: str) -> None:
+        for i in range(n):
+            q.put((name, i))
+        produced[0].set()
+
+    producers = [threading.Thread(target=tproduce, args=("t",))]
+    consumers = [threading.Thread(target=tconsume, args=("tc",))]
+    loops = [threading.Thread(target=loop_thread, args=(f"loop{i}",)) for i in (1, 2)]
+    for th in producers + consumers + loops:
+        th.start()
+    for ev in produced:
+        assert ev.wait(30)
+    q.close()
+    for th in producers:
+        th.join()
+    for th in consumers + loops:
+        th.join()
+    everything = [x for got in results.values() for x in got]
+    assert len(everything) == 3 * n
+    assert sorted(everything) == sorted([(p, i) for p in ("t", "loop1", "loop2") for i in range(n)])
+    for got in results.values():
+        for producer in ("t", "loop1", "loop2"):
+            seq = [i for p, i in got if p == producer]
+            assert seq == sorted(seq)
+
+
+def test_statistics() -> None:
+    q: Queue[int] = Queue(4)
+    q.put(1)
+    s = q.statistics()
+    assert (s.qsize, s.maxsize, s.unfinished_tasks, s.closed, s.shared) == (1, 4, 1, False, False)
+    assert "size=1/4" in repr(q)
