@@ -1,6 +1,6 @@
 """Channels: the queue family, ``Pipe`` and ``select`` -- for coroutines, threads, processes."""
 
-
+from plait._channels._pipe import Connection, Pipe
 from plait._channels._queue import (
     Empty,
     Full,
@@ -13,9 +13,11 @@ from plait._channels._queue import (
 from plait._channels._select import SelectCase, Selected, async_select, select
 
 __all__ = [
+    "Connection",
     "Empty",
     "Full",
     "LifoQueue",
+    "Pipe",
     "PriorityQueue",
     "Queue",
     "QueueStatistics",

@@ -24,8 +24,8 @@ a ``select``; the waker offers it the item with ``arm.fire(item)``, which claims
 from __future__ import annotations
 
 import heapq
-import sys
 import queue as _stdqueue
+import sys
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass

@@ -366,9 +366,7 @@ def _disarm_all(arms: list[Arm]) -> None:
         arm.case.disarm(arm)
 
 
-def select(
-    *cases: Any, timeout: float | None = None, default: Any = _NO_DEFAULT
-) -> Selected:
+def select(*cases: Any, timeout: float | None = None, default: Any = _NO_DEFAULT) -> Selected:
     """Wait until one of ``cases`` completes; return which one (see the module docstring).
 
     Raises :class:`TimeoutError` if none does within ``timeout`` seconds. With ``default=``
@@ -457,5 +455,3 @@ def _await_winner(sel: _Selector) -> tuple[Arm, Any]:
     while sel.won is None:
         time.sleep(0)
     return sel.won
-
-
