@@ -322,6 +322,7 @@ class Engine:
                 worker.init_error = exc
             _note(worker.init_error, f"raised in the initializer of worker {worker.pid}")
             return
+        rss = self._over_memory(worker) if self.max_memory_per_child is not None else None
         with self.lock:
             task = worker.inflight.pop(task_id, None)
             if task is None:
@@ -329,6 +330,12 @@ class Engine:
             if task.timeout is not None:
                 self.timed_inflight -= 1
             self.init_failures = 0
+            if rss is not None:  # replaced before it is given another task
+                self._retire_locked(
+                    worker,
+                    "max_memory",
+                    f"RSS {rss} bytes over max_memory_per_child={self.max_memory_per_child}",
+                )
             stop_it = worker.retiring and not worker.inflight and not worker.stopped
             if stop_it:
                 worker.stopped = True
@@ -340,8 +347,6 @@ class Engine:
             worker.send(_STOP)
         outcomes = self._decode(task, worker, kind, data)
         self._deliver(task, task.indices, outcomes)
-        if self.max_memory_per_child is not None and not worker.retiring:
-            self._check_memory(worker)
 
     def _decode(
         self, task: Task, worker: WorkerHandle, kind: int, data: bytes
@@ -398,24 +403,18 @@ class Engine:
             if self.state == CLOSE:
                 self.feed_cond.notify()
 
-    def _check_memory(self, worker: WorkerHandle) -> None:
+    def _over_memory(self, worker: WorkerHandle) -> int | None:
+        """The worker's RSS if it is over ``max_memory_per_child``, else ``None``."""
+        if worker.retiring:
+            return None
         try:
             import psutil
 
-            rss = psutil.Process(worker.pid).memory_info().rss
+            rss = int(psutil.Process(worker.pid).memory_info().rss)
         except Exception:
-            return
+            return None
         limit = self.max_memory_per_child
-        if limit is not None and rss > limit:
-            with self.lock:
-                self._retire_locked(
-                    worker, "max_memory", f"RSS {rss} bytes over max_memory_per_child={limit}"
-                )
-                stop_it = not worker.inflight and not worker.stopped
-                if stop_it:
-                    worker.stopped = True
-            if stop_it:
-                worker.send(_STOP)
+        return rss if limit is not None and rss > limit else None
 
     def _check_deadlines(self, workers: list[WorkerHandle]) -> float:
         """Kill workers whose task ran out of time; return seconds to the next deadline."""

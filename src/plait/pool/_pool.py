@@ -265,7 +265,7 @@ class Pool(Executor):
         self._check(fn)
         retries, timeout = self._opts(retries, task_timeout)
         data = items if isinstance(items, list | tuple) else list(items)
-        size = chunksize if chunksize else map_chunksize(len(data), self._processes)
+        size = map_chunksize(len(data), self._processes) if chunksize is None else chunksize
         if size < 1:
             raise ValueError(f"chunksize must be at least 1, not {chunksize!r}")
         label = f"{_fn_name(fn)}()"
