@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # workers import poolhelpers by reference
 
-from plait.pool import Pool  # noqa: E402
+from plait.pool import Pool
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""From coroutines (any loop) and coroutines inside workers (processes × coroutines)."""
+"""From coroutines (any loop) and coroutines inside workers (processes x coroutines)."""
 
 from __future__ import annotations
 

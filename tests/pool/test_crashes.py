@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import poolhelpers as h
-import psutil
 import pytest
 
 from plait import WorkerCrashed

@@ -35,7 +35,6 @@ from plait.pool._protocol import (
     KIND_CALL,
     KIND_STOP,
     MARKER_WIDTH,
-    REPLY_DONE,
     REPLY_FAILED,
     REPLY_INIT_FAILED,
     STAGE_LOAD,
@@ -133,7 +132,7 @@ class Engine:
         self.stats = {"completed": 0, "crashed": 0, "timed_out": 0, "replaced": 0, "retried": 0}
         self._logged: set[str] = set()
         self._free_rows = list(range(2 * processes - 1, -1, -1))
-        self.marker = self.ctx.RawArray("q", 2 * processes * MARKER_WIDTH)  # type: ignore[attr-defined]
+        self.marker = self.ctx.RawArray("q", 2 * processes * MARKER_WIDTH)
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         self._threads_stop = False
@@ -191,13 +190,13 @@ class Engine:
 
     def check_open(self) -> None:
         if self.state != RUN:
-            raise PoolClosedError(f"the pool is {self.state}: it takes no new work")
+            raise PoolClosedError(f"Pool not running: it is {self.state} and takes no new work")
 
     def enqueue(self, tasks: Iterable[Task]) -> None:
         """Queue tasks (already serialised) and hand out what can go at once."""
         with self.lock:
             if self.state != RUN:
-                raise PoolClosedError(f"the pool is {self.state}: it takes no new work")
+                raise PoolClosedError(f"Pool not running: it is {self.state} and takes no new work")
             for task in tasks:
                 self.pending.append(task)
                 self.outstanding += 1
@@ -209,7 +208,7 @@ class Engine:
     def add_source(self, entry: SourceEntry) -> None:
         with self.lock:
             if self.state != RUN:
-                raise PoolClosedError(f"the pool is {self.state}: it takes no new work")
+                raise PoolClosedError(f"Pool not running: it is {self.state} and takes no new work")
             self.sources.append(entry)
             self.feed_cond.notify()
 
@@ -240,11 +239,11 @@ class Engine:
             if small_only and len(task.payload) > SMALL_PAYLOAD:
                 return out, True
             pending.popleft()
-            if task.sent_ns == 0 and isinstance(task.sink, FutureSink):
-                if not task.sink.start():  # cancelled before it started
-                    self.outstanding -= 1
-                    self._maybe_idle_locked()
-                    continue
+            first_send = task.sent_ns == 0
+            if first_send and isinstance(task.sink, FutureSink) and not task.sink.start():
+                self.outstanding -= 1  # cancelled before it started
+                self._maybe_idle_locked()
+                continue
             best.inflight[task.id] = task
             task.worker = best
             task.sent_ns = 1
@@ -355,7 +354,9 @@ class Engine:
         try:
             body = loads(memoryview(data)[HEADER.size :])
         except BaseException as exc:
-            error = _note(exc, f"raised while unpickling the result of {task.label} (task #{task.id})")
+            error = _note(
+                exc, f"raised while unpickling the result of {task.label} (task #{task.id})"
+            )
             return [(False, error)] * n
         if kind == REPLY_FAILED:
             stage, packed = body
@@ -382,7 +383,10 @@ class Engine:
             else:
                 error = unpack_error(value)
                 if status == STAGE_SEND:
-                    _note(error, f"raised while pickling the result of {task.label} in worker {worker.pid}")
+                    _note(
+                        error,
+                        f"raised while pickling the result of {task.label} in worker {worker.pid}",
+                    )
                 outcomes.append((False, error))
         return outcomes
 
@@ -437,10 +441,10 @@ class Engine:
                         soonest = min(soonest, left / 1e9)
                 continue
             tid = marker[base]
-            task = worker.inflight.get(tid)
-            if task is None or task.timeout is None or marker[base + 2] != STAGE_RUN:
+            running = worker.inflight.get(tid)
+            if running is None or running.timeout is None or marker[base + 2] != STAGE_RUN:
                 continue
-            left = marker[base + 3] + int(task.timeout * 1e9) - now
+            left = marker[base + 3] + int(running.timeout * 1e9) - now
             if left <= 0:
                 worker.kill_reason = ("timeout", tid)
                 worker.kill(signal.SIGKILL)
@@ -517,7 +521,9 @@ class Engine:
             self.stats["retried"] += 1
             log.warning(
                 "plait.Pool: worker %s %s while running %s; retrying it",
-                worker.pid, _describe(exitcode), task.label,
+                worker.pid,
+                _describe(exitcode),
+                task.label,
             )
             return [task]
         else:
@@ -569,12 +575,16 @@ class Engine:
                     return
                 stalled = any(e.source.stalled for e in self.sources)
                 self.feed_cond.wait(0.1 if stalled else 1.0)
-                if self._threads_stop:
-                    return
+            if self._stopping():
+                return
             try:
                 self._feed_once()
             except Exception:
                 log.exception("plait.Pool: internal error in the feeder thread")
+
+    def _stopping(self) -> bool:
+        with self.lock:
+            return self._threads_stop
 
     def _feed_once(self) -> None:
         # 1. keep the pool at full strength

@@ -32,7 +32,7 @@ T = TypeVar("T")
 
 _repr = reprlib.Repr()
 _repr.maxlevel = 2
-_repr.maxargs = _repr.maxlist = _repr.maxtuple = _repr.maxdict = 4
+_repr.maxlist = _repr.maxtuple = _repr.maxdict = 4
 _repr.maxstring = _repr.maxother = 24
 
 
@@ -83,7 +83,7 @@ class Pool(Executor):
 
     * ``max_memory_per_child``: replace a worker whose RSS passes this many bytes;
     * ``concurrency``: coroutine functions run in each worker's own event loop, this many
-      at once per worker (processes × coroutines);
+      at once per worker (processes x coroutines);
     * ``max_pending``: ``submit``/``apply_async`` wait while this many tasks are unfinished;
     * ``retries``: re-run a task whose worker died this many times before failing it;
     * ``task_timeout``: seconds a task may run; past it its worker is killed and replaced
@@ -244,9 +244,7 @@ class Pool(Executor):
         task_timeout: float | None = None,
     ) -> T:
         """``multiprocessing.Pool.apply``: run in a worker and wait for the result."""
-        return self.apply_async(
-            func, args, kwds, retries=retries, task_timeout=task_timeout
-        ).get()
+        return self.apply_async(func, args, kwds, retries=retries, task_timeout=task_timeout).get()
 
     # -- many calls ------------------------------------------------------------------------
     def _map_future(
@@ -314,13 +312,23 @@ class Pool(Executor):
             more = ()
         if more:
             future = self._map_future(
-                func, zip(iterable, *more, strict=False), STAR_ARGS, chunksize,
-                progress=progress, retries=retries, task_timeout=task_timeout,
+                func,
+                zip(iterable, *more, strict=False),
+                STAR_ARGS,
+                chunksize,
+                progress=progress,
+                retries=retries,
+                task_timeout=task_timeout,
             )
         else:
             future = self._map_future(
-                func, iterable, STAR_ONE, chunksize,
-                progress=progress, retries=retries, task_timeout=task_timeout,
+                func,
+                iterable,
+                STAR_ONE,
+                chunksize,
+                progress=progress,
+                retries=retries,
+                task_timeout=task_timeout,
             )
         return AsyncResult(future).get(timeout)
 
@@ -338,8 +346,15 @@ class Pool(Executor):
     ) -> AsyncResult[list[T]]:
         return AsyncResult(
             self._map_future(
-                func, iterable, STAR_ONE, chunksize, callback, error_callback,
-                progress=progress, retries=retries, task_timeout=task_timeout,
+                func,
+                iterable,
+                STAR_ONE,
+                chunksize,
+                callback,
+                error_callback,
+                progress=progress,
+                retries=retries,
+                task_timeout=task_timeout,
             )
         )
 
@@ -354,8 +369,12 @@ class Pool(Executor):
         task_timeout: float | None = None,
     ) -> list[T]:
         return self.starmap_async(
-            func, iterable, chunksize,
-            progress=progress, retries=retries, task_timeout=task_timeout,
+            func,
+            iterable,
+            chunksize,
+            progress=progress,
+            retries=retries,
+            task_timeout=task_timeout,
         ).get()
 
     def starmap_async(
@@ -373,8 +392,15 @@ class Pool(Executor):
         items = [tuple(args) for args in iterable]
         return AsyncResult(
             self._map_future(
-                func, items, STAR_ARGS, chunksize, callback, error_callback,
-                progress=progress, retries=retries, task_timeout=task_timeout,
+                func,
+                items,
+                STAR_ARGS,
+                chunksize,
+                callback,
+                error_callback,
+                progress=progress,
+                retries=retries,
+                task_timeout=task_timeout,
             )
         )
 
@@ -456,7 +482,9 @@ class Pool(Executor):
         )
 
     # -- async faces -----------------------------------------------------------------------
-    async def async_submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> asyncio.Future[T]:
+    async def async_submit(
+        self, fn: Callable[..., T], /, *args: Any, **kwargs: Any
+    ) -> asyncio.Future[T]:
         """Submit from a coroutine: waits (without blocking the loop) for ``max_pending``
         room, then returns an awaitable future of the result."""
         if self._gate is not None:
@@ -500,14 +528,20 @@ class Pool(Executor):
         )
 
     def async_imap(
-        self, func: Callable[..., T], iterable: Iterable[Any], chunksize: int | None = None,
+        self,
+        func: Callable[..., T],
+        iterable: Iterable[Any],
+        chunksize: int | None = None,
         **options: Any,
     ) -> AsyncIterator[T]:
         """``async for r in pool.async_imap(fn, xs)``: results in order."""
         return self.imap(func, iterable, chunksize, **options).__aiter__()
 
     def async_imap_unordered(
-        self, func: Callable[..., T], iterable: Iterable[Any], chunksize: int | None = None,
+        self,
+        func: Callable[..., T],
+        iterable: Iterable[Any],
+        chunksize: int | None = None,
         **options: Any,
     ) -> AsyncIterator[T]:
         """``async for r in pool.async_imap_unordered(fn, xs)``: results as they finish."""
@@ -577,4 +611,3 @@ class Pool(Executor):
 
     def __reduce__(self) -> Any:
         raise NotImplementedError("a pool cannot be passed to another process")
-

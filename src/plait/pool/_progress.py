@@ -61,9 +61,7 @@ class PlainProgress:
             self._draw(time.monotonic(), end="\n")
 
 
-def open_progress(
-    total: int | None, desc: str, *, use_tqdm: bool | None = None
-) -> Progress:
+def open_progress(total: int | None, desc: str, *, use_tqdm: bool | None = None) -> Progress:
     """A progress bar for ``total`` items (``None``: unknown)."""
     if use_tqdm is not False:
         try:

@@ -5,7 +5,7 @@ and sends one reply per task. Before each stage it writes the progress marker (s
 :mod:`plait.pool._protocol`), so that if it dies the parent knows what it was doing.
 
 With ``concurrency > 1`` the worker runs an asyncio loop instead and keeps up to
-``concurrency`` coroutine items in flight at once (processes × coroutines); plain functions
+``concurrency`` coroutine items in flight at once (processes x coroutines); plain functions
 still run one at a time, inline.
 """
 
@@ -195,9 +195,7 @@ async def _serve_async(conn: Connection, marker: Marker, base: int, concurrency:
             _send_quietly(conn, task_id, REPLY_FAILED, (STAGE_LOAD, pack_error(exc)))
             return
         started = time.perf_counter()
-        results = list(
-            await asyncio.gather(*(run_item(fn, item, star, timeout) for item in items))
-        )
+        results = list(await asyncio.gather(*(run_item(fn, item, star, timeout) for item in items)))
         conn.send_bytes(_encode(task_id, results, time.perf_counter() - started, _name(fn)))
 
     def readable() -> None:
