@@ -17,13 +17,13 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import selectors
 import signal
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import CancelledError
-from multiprocessing.connection import wait
 from typing import Any
 
 from plait._errors import ClosedError, WorkerCrashed
@@ -61,6 +61,13 @@ def _note(exc: BaseException, text: str) -> BaseException:
     except Exception:
         pass
     return exc
+
+
+Errors = dict[int, BaseException] | None  # position in a task's items -> its exception
+
+
+def _all_failed(n: int, error: BaseException) -> tuple[list[Any], Errors]:
+    return [None] * n, dict.fromkeys(range(n), error)
 
 
 class SourceEntry:
@@ -136,6 +143,7 @@ class Engine:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         self._threads_stop = False
+        self._feed_requested = False
         try:
             for _ in range(processes):
                 self._spawn()
@@ -202,7 +210,7 @@ class Engine:
                 self.outstanding += 1
             assignments, need_feeder = self._assign_locked(small_only=True)
             if need_feeder:
-                self.feed_cond.notify()
+                self._request_feed_locked()
         self._send(assignments)
 
     def add_source(self, entry: SourceEntry) -> None:
@@ -210,12 +218,12 @@ class Engine:
             if self.state != RUN:
                 raise PoolClosedError(f"Pool not running: it is {self.state} and takes no new work")
             self.sources.append(entry)
-            self.feed_cond.notify()
+            self._request_feed_locked()
 
     def source_consumed(self, source: Source) -> None:
         if source.mark_consumed():
             with self.lock:
-                self.feed_cond.notify()
+                self._request_feed_locked()
 
     def _assign_locked(self, small_only: bool) -> tuple[list[tuple[WorkerHandle, Task]], bool]:
         """Pair queued tasks with workers that have room, oldest task first."""
@@ -270,41 +278,82 @@ class Engine:
             return
         worker.retiring = True
         self._log_once(key, "plait.Pool: replacing worker %s (%s); logged once", worker.pid, why)
-        self.feed_cond.notify()  # start its replacement
+        self._request_feed_locked()  # start its replacement
 
     # -- the result thread ---------------------------------------------------------------
     def _result_loop(self) -> None:
-        while True:
-            with self.lock:
-                if self._threads_stop:
-                    return
-                workers = list(self.workers.values())
-            by_conn: dict[Any, WorkerHandle] = {w.conn: w for w in workers}
-            by_sentinel = {w.sentinel: w for w in workers}
-            timeout = self._check_deadlines(workers) if self.timed_inflight else None
-            try:
-                ready = wait([self._wake_r, *by_conn, *by_sentinel], timeout)
-            except OSError:  # a pipe closed by terminate() under us
-                continue
-            dead: list[WorkerHandle] = []
-            for obj in ready:
-                if obj == self._wake_r:
-                    try:
-                        os.read(self._wake_r, 4096)
-                    except OSError:
-                        pass
-                elif obj in by_conn:
-                    worker = by_conn[obj]
-                    try:
-                        data = worker.conn.recv_bytes()
-                    except (EOFError, OSError):
-                        dead.append(worker)
+        # One epoll set for the thread's whole life (rebuilding a selector per wait costs
+        # more than the round trip of a tiny task); updated when the workers change.
+        selector = selectors.DefaultSelector()
+        try:
+            selector.register(self._wake_r, selectors.EVENT_READ, None)
+            watched: dict[int, WorkerHandle] = {}
+            while True:
+                with self.lock:
+                    if self._threads_stop:
+                        return
+                    workers = dict(self.workers)
+                    timed = self.timed_inflight > 0
+                if workers.keys() != watched.keys() or any(
+                    watched[row] is not w for row, w in workers.items()
+                ):
+                    self._rewatch(selector, watched, workers)
+                timeout = self._check_deadlines(list(workers.values())) if timed else None
+                dead: list[WorkerHandle] = []
+                for key, _ in selector.select(timeout):
+                    if key.data is None:
+                        try:
+                            os.read(self._wake_r, 4096)
+                        except OSError:
+                            pass
                         continue
-                    self._guarded(self._on_reply, worker, data)
-                elif obj in by_sentinel:
-                    dead.append(by_sentinel[obj])
-            for worker in dict.fromkeys(dead):
-                self._guarded(self._on_death, worker)
+                    what, worker = key.data
+                    if what == "conn":
+                        try:
+                            data = worker.conn.recv_bytes()
+                        except (EOFError, OSError):
+                            dead.append(worker)
+                            continue
+                        self._guarded(self._on_reply, worker, data)
+                    else:
+                        dead.append(worker)
+                for worker in dict.fromkeys(dead):
+                    self._unwatch(selector, watched, worker)
+                    self._guarded(self._on_death, worker)
+        finally:
+            selector.close()
+
+    def _rewatch(
+        self,
+        selector: selectors.BaseSelector,
+        watched: dict[int, WorkerHandle],
+        workers: dict[int, WorkerHandle],
+    ) -> None:
+        for row, worker in list(watched.items()):
+            if workers.get(row) is not worker:
+                self._unwatch(selector, watched, worker)
+        for row, worker in workers.items():
+            if row not in watched:
+                try:
+                    selector.register(worker.conn.fileno(), selectors.EVENT_READ, ("conn", worker))
+                    selector.register(worker.sentinel, selectors.EVENT_READ, ("sentinel", worker))
+                except (OSError, ValueError, KeyError):
+                    pass
+                watched[row] = worker
+
+    def _unwatch(
+        self,
+        selector: selectors.BaseSelector,
+        watched: dict[int, WorkerHandle],
+        worker: WorkerHandle,
+    ) -> None:
+        if watched.get(worker.row) is worker:
+            del watched[worker.row]
+        for fd in (worker.conn_fd, worker.sentinel):
+            try:
+                selector.unregister(fd)
+            except (KeyError, ValueError, OSError):
+                pass
 
     def _guarded(self, fn: Callable[..., None], *args: Any) -> None:
         try:
@@ -340,16 +389,16 @@ class Engine:
                 worker.stopped = True
             assignments, need_feeder = self._assign_locked(small_only=True)
             if need_feeder:
-                self.feed_cond.notify()
+                self._request_feed_locked()
         self._send(assignments)
         if stop_it:
             worker.send(_STOP)
-        outcomes = self._decode(task, worker, kind, data)
-        self._deliver(task, task.indices, outcomes)
+        values, errors = self._decode(task, worker, kind, data)
+        self._deliver(task, task.indices, values, errors)
 
     def _decode(
         self, task: Task, worker: WorkerHandle, kind: int, data: bytes
-    ) -> list[tuple[bool, Any]]:
+    ) -> tuple[list[Any], Errors]:
         n = len(task.indices)
         try:
             body = loads(memoryview(data)[HEADER.size :])
@@ -357,15 +406,15 @@ class Engine:
             error = _note(
                 exc, f"raised while unpickling the result of {task.label} (task #{task.id})"
             )
-            return [(False, error)] * n
+            return _all_failed(n, error)
         if kind == REPLY_FAILED:
             stage, packed = body
             error = _note(
                 unpack_error(packed),
                 f"raised {STAGES.get(stage, 'in the worker')} {task.label} in worker {worker.pid}",
             )
-            return [(False, error)] * n
-        results, elapsed = body
+            return _all_failed(n, error)
+        values, packed_errors, elapsed = body
         if elapsed > 0 and n:
             per_item = elapsed / n
             prev = self.item_seconds
@@ -376,25 +425,28 @@ class Engine:
                 # Short tasks: keep one queued behind the running one (no idle gap between
                 # them). Long tasks: one at a time, so an idle worker takes the next.
                 self.depth = 2 if self.chunk_seconds < 0.05 else 1
-        outcomes: list[tuple[bool, Any]] = []
-        for status, value in results:
-            if status == 0:
-                outcomes.append((True, value))
-            else:
-                error = unpack_error(value)
-                if status == STAGE_SEND:
-                    _note(
-                        error,
-                        f"raised while pickling the result of {task.label} in worker {worker.pid}",
-                    )
-                outcomes.append((False, error))
-        return outcomes
+        if not packed_errors:
+            return values, None
+        errors: dict[int, BaseException] = {}
+        for position, (stage, packed) in packed_errors.items():
+            error = unpack_error(packed)
+            if stage == STAGE_SEND:
+                _note(
+                    error,
+                    f"raised while pickling the result of {task.label} in worker {worker.pid}",
+                )
+            errors[position] = error
+        return values, errors
 
     def _deliver(
-        self, task: Task, indices: Sequence[int], outcomes: Sequence[tuple[bool, Any]]
+        self,
+        task: Task,
+        indices: Sequence[int],
+        values: list[Any],
+        errors: Errors,
     ) -> None:
         try:
-            task.sink.deliver(indices, outcomes)
+            task.sink.deliver(indices, values, errors)
         finally:
             with self.lock:
                 self.outstanding -= 1
@@ -405,7 +457,7 @@ class Engine:
         if self.outstanding == 0:
             self.idle_cond.notify_all()
             if self.state == CLOSE:
-                self.feed_cond.notify()
+                self._request_feed_locked()
 
     def _over_memory(self, worker: WorkerHandle) -> int | None:
         """The worker's RSS if it is over ``max_memory_per_child``, else ``None``."""
@@ -479,7 +531,7 @@ class Engine:
             expected = worker.stopped and not tasks and worker.kill_reason is None
             if not expected:
                 self.stats["replaced"] += 1
-            self.feed_cond.notify()  # replace it
+            self._request_feed_locked()  # replace it
         try:
             worker.conn.close()
         except OSError:
@@ -490,7 +542,9 @@ class Engine:
         for task in tasks:
             if worker.init_error is not None:
                 self.stats["crashed"] += 1
-                self._deliver(task, task.indices, [(False, worker.init_error)] * len(task.indices))
+                self._deliver(
+                    task, task.indices, *_all_failed(len(task.indices), worker.init_error)
+                )
             elif self.concurrency > 1 or (task.id == tid and stage in STAGES and stage != 0):
                 requeue.extend(self._crashed(task, worker, exitcode, item, stage))
             else:
@@ -503,7 +557,7 @@ class Engine:
             with self.lock:
                 for task in reversed(requeue):
                     self.pending.appendleft(task)
-                self.feed_cond.notify()
+                self._request_feed_locked()
 
     def _crashed(
         self, task: Task, worker: WorkerHandle, exitcode: int | None, item: int, stage: int
@@ -536,16 +590,16 @@ class Engine:
                 what += f" (one of {len(worker.inflight) or 'the'} tasks running at once)"
             error = WorkerCrashed(pid=worker.pid, exitcode=exitcode, task=what)
         if n == 1 or stage != STAGE_RUN or self.concurrency > 1:
-            self._deliver(task, task.indices, [(False, error)] * n)
+            self._deliver(task, task.indices, *_all_failed(n, error))
             return []
         # A chunk: only the item that was running fails; the others run again.
         rest = self._split(task, [k for k in range(n) if k != item])
         if rest is None:
-            self._deliver(task, task.indices, [(False, error)] * n)
+            self._deliver(task, task.indices, *_all_failed(n, error))
             return []
         with self.lock:
             self.outstanding += 1  # the split-off task; _deliver below retires the old one
-        self._deliver(task, [task.indices[item]], [(False, error)])
+        self._deliver(task, [task.indices[item]], *_all_failed(1, error))
         return [rest]
 
     def _split(self, task: Task, keep: list[int]) -> Task | None:
@@ -573,14 +627,21 @@ class Engine:
             with self.lock:
                 if self._threads_stop:
                     return
-                stalled = any(e.source.stalled for e in self.sources)
-                self.feed_cond.wait(0.1 if stalled else 1.0)
+                if not self._feed_requested:
+                    self.feed_cond.wait(0.5)
+                self._feed_requested = False
             if self._stopping():
                 return
             try:
                 self._feed_once()
             except Exception:
                 log.exception("plait.Pool: internal error in the feeder thread")
+
+    def _request_feed_locked(self) -> None:
+        """Ask the feeder for a pass; the flag means a request made while it was busy is
+        not lost (a bare notify would be)."""
+        self._feed_requested = True
+        self.feed_cond.notify()
 
     def _stopping(self) -> bool:
         with self.lock:
@@ -617,7 +678,14 @@ class Engine:
 
     def _refill(self, entry: SourceEntry) -> None:
         source = entry.source
-        while source.room():
+        while not source.exhausted:
+            if not source.room():
+                # Say "stalled" first, then look again: a consumer that makes room after
+                # this sees the flag and asks for another pass; one before it, we see.
+                source.stalled = True
+                if not source.room():
+                    break
+                source.stalled = False
             size = source.next_size(self.item_seconds)
             first, chunk, error = source.pull(size)
             if chunk:
@@ -626,24 +694,24 @@ class Engine:
                     for task in tasks:
                         self.pending.append(task)
                         self.outstanding += 1
+                    assignments, _ = self._assign_locked(small_only=False)
+                self._send(assignments)
             if error is not None:
                 index = source.pulled
                 with self.lock:
                     self.outstanding += 1
                 dummy = Task(0, b"", [index], entry.sink, label="input", retries=0, timeout=None)
-                self._deliver(dummy, [index], [(False, error)])
+                self._deliver(dummy, [index], *_all_failed(1, error))
                 entry.on_length(index + 1)
                 break
             if source.exhausted:
                 entry.on_length(source.pulled)
                 break
-        with self.lock:
-            if source.exhausted:
+        if source.exhausted:
+            with self.lock:
                 if entry in self.sources:
                     self.sources.remove(entry)
                 self._maybe_idle_locked()
-            else:
-                source.stalled = True
 
     def _chunk_tasks(self, entry: SourceEntry, first: int, chunk: list[Any]) -> list[Task]:
         """Tasks for one chunk; an item that will not pickle fails alone, at its index."""
@@ -660,7 +728,7 @@ class Engine:
                     self.outstanding += 1
                 index = first + offset
                 dummy = Task(0, b"", [index], entry.sink, label="input", retries=0, timeout=None)
-                self._deliver(dummy, [index], [(False, exc)])
+                self._deliver(dummy, [index], *_all_failed(1, exc))
         return tasks
 
     def _task_for(self, entry: SourceEntry, first: int, items: list[Any]) -> Task:
@@ -690,7 +758,7 @@ class Engine:
         with self.lock:
             if self.state == RUN:
                 self.state = CLOSE
-            self.feed_cond.notify()
+            self._request_feed_locked()
 
     def cancel_pending(self) -> None:
         """Drop every task that has not started (``shutdown(cancel_futures=True)``)."""
@@ -709,7 +777,7 @@ class Engine:
                     self._maybe_idle_locked()
             else:
                 error = CancelledError("cancelled by shutdown(cancel_futures=True)")
-                self._deliver(task, task.indices, [(False, error)] * len(task.indices))
+                self._deliver(task, task.indices, *_all_failed(len(task.indices), error))
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -754,7 +822,7 @@ class Engine:
                 w.retiring = w.stopped = True
             sources = list(self.sources)
             self.sources.clear()
-            self.feed_cond.notify_all()
+            self._request_feed_locked()
         self._shutdown_threads()
         for w in workers:
             w.kill(signal.SIGTERM)
@@ -769,14 +837,14 @@ class Engine:
         self._reap_all()
         error = ClosedError("the pool was terminated before this task finished")
         for task in tasks:
-            self._deliver(task, task.indices, [(False, error)] * len(task.indices))
+            self._deliver(task, task.indices, *_all_failed(len(task.indices), error))
         for entry in sources:
             entry.on_length(entry.source.pulled)
 
     def _shutdown_threads(self) -> None:
         with self.lock:
             self._threads_stop = True
-            self.feed_cond.notify_all()
+            self._request_feed_locked()
         self._wake()
         current = threading.current_thread()
         for thread in (getattr(self, "result_thread", None), getattr(self, "feeder_thread", None)):

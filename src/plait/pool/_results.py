@@ -12,7 +12,7 @@ import multiprocessing
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Generator, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FuturesTimeoutError
 from typing import Any, Generic, TypeVar
@@ -108,6 +108,31 @@ class IMapIterator(Generic[T]):
                     self._next_index += 1
             else:
                 self._ready.append((ok, value))
+            self._wake_locked()
+
+    def _put_many(
+        self,
+        indices: Sequence[int],
+        values: list[Any],
+        errors: dict[int, BaseException] | None,
+    ) -> None:
+        if errors:
+            entries = [
+                (False, errors[k]) if k in errors else (True, v) for k, v in enumerate(values)
+            ]
+        else:
+            entries = [(True, v) for v in values]
+        with self._cond:
+            if self._ordered:
+                pending = self._by_index
+                for index, entry in zip(indices, entries, strict=True):
+                    pending[index] = entry
+                ready = self._ready
+                while self._next_index in pending:
+                    ready.append(pending.pop(self._next_index))
+                    self._next_index += 1
+            else:
+                self._ready.extend(entries)
             self._wake_locked()
 
     def _set_length(self, length: int) -> None:

@@ -21,9 +21,12 @@ __all__ = ["FutureSink", "IterSink", "ListSink", "Sink", "Task"]
 log = logging.getLogger("plait.pool")
 
 
+Errors = dict[int, BaseException] | None
+
+
 class Sink(Protocol):
-    def deliver(self, indices: Sequence[int], outcomes: Sequence[tuple[bool, Any]]) -> None:
-        """Item ``indices[k]`` ended with ``outcomes[k]`` = ``(ok, value or exception)``."""
+    def deliver(self, indices: Sequence[int], values: list[Any], errors: Errors) -> None:
+        """Item ``indices[k]`` ended with ``values[k]``, or raised ``errors[k]``."""
 
     def cancel(self) -> bool:
         """Drop work that has not started; ``False`` if the sink no longer wants that."""
@@ -95,8 +98,9 @@ class FutureSink:
         self.error_callback = error_callback
         self.on_done = on_done
 
-    def deliver(self, indices: Sequence[int], outcomes: Sequence[tuple[bool, Any]]) -> None:
-        ok, value = outcomes[0]
+    def deliver(self, indices: Sequence[int], values: list[Any], errors: Errors) -> None:
+        ok = not errors
+        value = values[0] if ok else errors[0]  # type: ignore[index]
         if ok:
             if self.callback is not None:
                 _run_callback(self.callback, value, "callback")
@@ -150,18 +154,20 @@ class ListSink:
         if length == 0:
             self._finish()
 
-    def deliver(self, indices: Sequence[int], outcomes: Sequence[tuple[bool, Any]]) -> None:
+    def deliver(self, indices: Sequence[int], values: list[Any], errors: Errors) -> None:
         error: BaseException | None = None
         with self._lock:
             if self._failed:
                 return
-            values = self.values
-            for index, (ok, value) in zip(indices, outcomes, strict=True):
-                if not ok:
-                    self._failed = True
-                    error = value
-                    break
-                values[index] = value
+            if errors:
+                self._failed = True
+                error = errors[min(errors)]
+            elif isinstance(indices, range) and indices.step == 1:
+                self.values[indices.start : indices.stop] = values
+            else:
+                mine = self.values
+                for index, value in zip(indices, values, strict=True):
+                    mine[index] = value
             self.remaining -= len(indices)
             done = self.remaining == 0 and error is None
         if self.progress is not None:
@@ -203,10 +209,8 @@ class IterSink:
         self.length: int | None = None
         self._lock = threading.Lock()
 
-    def deliver(self, indices: Sequence[int], outcomes: Sequence[tuple[bool, Any]]) -> None:
-        put = self.iterator._put
-        for index, (ok, value) in zip(indices, outcomes, strict=True):
-            put(index, ok, value)
+    def deliver(self, indices: Sequence[int], values: list[Any], errors: Errors) -> None:
+        self.iterator._put_many(indices, values, errors)
         if self.progress is not None:
             self.progress.update(len(indices))
             with self._lock:

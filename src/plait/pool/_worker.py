@@ -12,6 +12,7 @@ still run one at a time, inline.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import signal
 import time
@@ -88,33 +89,91 @@ def _call(fn: Callable[..., Any], item: Any, star: int) -> Any:
     return fn(*args, **kwargs)
 
 
-def _encode(task_id: int, results: list[tuple[int, Any]], elapsed: float, name: str) -> bytes:
+Errors = dict[int, tuple[int, Any]] | None  # item position -> (stage, PackedError)
+
+
+def _encode(task_id: int, values: list[Any], errors: Errors, elapsed: float, name: str) -> bytes:
     """Pickle the reply; an item whose result will not pickle becomes an error of its own."""
     head = HEADER.pack(task_id, REPLY_DONE)
     try:
-        return head + dumps((results, elapsed), what=f"the result of {name}")
+        return head + dumps((values, errors, elapsed), what=f"the result of {name}")
     except Exception:
         pass
-    fixed: list[tuple[int, Any]] = []
-    for status, value in results:
+    errors = dict(errors or {})
+    for position, value in enumerate(values):
         try:
             dumps(value, what=f"the result of {name}")
         except Exception as exc:
-            fixed.append((STAGE_SEND, pack_error(exc)))
-        else:
-            fixed.append((status, value))
-    return head + dumps((fixed, elapsed), what=f"the result of {name}")
+            values[position] = None
+            errors[position] = (STAGE_SEND, pack_error(exc))
+    return head + dumps((values, errors, elapsed), what=f"the result of {name}")
 
 
 def _name(fn: Any) -> str:
     return f"{getattr(fn, '__qualname__', None) or type(fn).__name__}()"
 
 
+def _is_coroutine_function(fn: Any) -> bool:
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)  # noqa: B004 - a callable object's async __call__
+    )
+
+
+class _Runner:
+    """Runs the items of one task; its own event loop for coroutine functions."""
+
+    def __init__(self, marker: Marker, base: int) -> None:
+        self.marker = marker
+        self.base = base
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def run(self, fn: Any, items: list[Any], star: int, timed: bool) -> tuple[list[Any], Errors]:
+        marker = self.marker
+        slot = self.base + 1
+        values: list[Any] = []
+        append = values.append
+        errors: Errors = None
+        if star == STAR_ONE and not timed and not _is_coroutine_function(fn):
+            # The hot loop for tiny tasks: one store per item says which item runs.
+            for index, item in enumerate(items):
+                marker[slot] = index
+                try:
+                    append(fn(item))
+                except BaseException as exc:
+                    append(None)
+                    errors = errors or {}
+                    errors[index] = (STAGE_RUN, pack_error(exc))
+            return values, errors
+        clock = time.monotonic_ns
+        for index, item in enumerate(items):
+            marker[slot] = index
+            if timed:
+                marker[slot + 2] = clock()
+            try:
+                value = _call(fn, item, star)
+                if inspect.isawaitable(value):
+                    if self.loop is None:
+                        self.loop = asyncio.new_event_loop()
+                    value = self.loop.run_until_complete(_await(value))
+                append(value)
+            except BaseException as exc:
+                append(None)
+                errors = errors or {}
+                errors[index] = (STAGE_RUN, pack_error(exc))
+        return values, errors
+
+    def close(self) -> None:
+        if self.loop is not None:
+            self.loop.close()
+
+
 def _serve(conn: Connection, marker: Marker, base: int) -> None:
     recv = conn.recv_bytes
     send = conn.send_bytes
     clock = time.monotonic_ns
-    loop: asyncio.AbstractEventLoop | None = None
+    runner = _Runner(marker, base)
     try:
         while True:
             try:
@@ -129,7 +188,7 @@ def _serve(conn: Connection, marker: Marker, base: int) -> None:
             marker[base + 3] = clock()
             marker[base] = task_id
             try:
-                fn, items, star, _timeout = loads(memoryview(buf)[HEADER.size :])
+                fn, items, star, timeout = loads(memoryview(buf)[HEADER.size :])
             except BaseException as exc:
                 marker[base + 2] = STAGE_SEND
                 _send_quietly(conn, task_id, REPLY_FAILED, (STAGE_LOAD, pack_error(exc)))
@@ -138,31 +197,17 @@ def _serve(conn: Connection, marker: Marker, base: int) -> None:
                 continue
             del buf
             started = time.perf_counter()
+            marker[base + 3] = clock()
             marker[base + 2] = STAGE_RUN
-            results: list[tuple[int, Any]] = []
-            append = results.append
-            for index, item in enumerate(items):
-                if index:
-                    marker[base + 1] = index
-                    marker[base + 3] = clock()
-                try:
-                    value = _call(fn, item, star)
-                    if inspect.isawaitable(value):
-                        if loop is None:
-                            loop = asyncio.new_event_loop()
-                        value = loop.run_until_complete(_await(value))
-                    append((0, value))
-                except BaseException as exc:
-                    append((STAGE_RUN, pack_error(exc)))
+            values, errors = runner.run(fn, items, star, timeout is not None)
             elapsed = time.perf_counter() - started
             marker[base + 2] = STAGE_SEND
-            send(_encode(task_id, results, elapsed, _name(fn)))
-            del results, items, fn
+            send(_encode(task_id, values, errors, elapsed, _name(fn)))
+            del values, errors, items, fn
             marker[base + 2] = STAGE_IDLE
             marker[base] = 0
     finally:
-        if loop is not None:
-            loop.close()
+        runner.close()
 
 
 async def _await(awaitable: Any) -> Any:
@@ -186,6 +231,18 @@ async def _serve_async(conn: Connection, marker: Marker, base: int, concurrency:
         except BaseException as exc:
             return (STAGE_RUN, pack_error(exc))
 
+    def split(outcomes: list[tuple[int, Any]]) -> tuple[list[Any], Errors]:
+        values: list[Any] = []
+        errors: Errors = None
+        for position, (status, value) in enumerate(outcomes):
+            if status:
+                values.append(None)
+                errors = errors or {}
+                errors[position] = (status, value)
+            else:
+                values.append(value)
+        return values, errors
+
     async def run_task(task_id: int, payload: memoryview) -> None:
         marker[base] = task_id
         marker[base + 3] = time.monotonic_ns()
@@ -195,8 +252,10 @@ async def _serve_async(conn: Connection, marker: Marker, base: int, concurrency:
             _send_quietly(conn, task_id, REPLY_FAILED, (STAGE_LOAD, pack_error(exc)))
             return
         started = time.perf_counter()
-        results = list(await asyncio.gather(*(run_item(fn, item, star, timeout) for item in items)))
-        conn.send_bytes(_encode(task_id, results, time.perf_counter() - started, _name(fn)))
+        outcomes = await asyncio.gather(*(run_item(fn, item, star, timeout) for item in items))
+        values, errors = split(list(outcomes))
+        elapsed = time.perf_counter() - started
+        conn.send_bytes(_encode(task_id, values, errors, elapsed, _name(fn)))
 
     def readable() -> None:
         try:

@@ -21,6 +21,7 @@ class WorkerHandle:
 
     __slots__ = (
         "conn",
+        "conn_fd",
         "dispatched",
         "inflight",
         "init_error",
@@ -37,6 +38,7 @@ class WorkerHandle:
     def __init__(self, process: Any, conn: Connection, row: int) -> None:
         self.process = process
         self.conn = conn
+        self.conn_fd = conn.fileno()
         self.row = row
         self.pid: int = process.pid
         self.sentinel: int = process.sentinel
