@@ -81,6 +81,7 @@ class _Token:
 CLOSED: Any = _Token("CLOSED")  # handed to waiters when the queue closes under them
 RESERVED: Any = _Token("RESERVED")  # handed to a putter: a slot is kept for it
 _SLOW: Any = _Token("SLOW")
+PROMOTED: Any = _Token("PROMOTED")  # handed to waiters when the queue became shared
 
 
 @dataclass(frozen=True)
@@ -158,6 +159,9 @@ class Queue(Generic[T]):
 
     def _qsize(self) -> int:
         return len(self.queue)
+
+    def _backend(self) -> Any:
+        return self._shared
 
     # -- sizes --------------------------------------------------------------------------
 
@@ -316,6 +320,9 @@ class Queue(Generic[T]):
 
     def _after_reserved(self, value: Any, item: Any) -> None:
         """A parked putter was woken: store its item in the slot kept for it."""
+        if value is PROMOTED:  # the queue was shared with a process while we waited
+            self._shared.put(item)
+            return
         with self.mutex:
             if value is CLOSED:
                 raise ClosedError(f"put() on a closed queue {self!r}")
@@ -333,7 +340,7 @@ class Queue(Generic[T]):
 
     def _undo_put(self, value: Any) -> None:
         """A putter cancelled after it was given a slot: pass the slot on."""
-        if value is CLOSED:
+        if value is CLOSED or value is PROMOTED:
             return
         with self.mutex:
             self._reserved -= 1
@@ -412,6 +419,8 @@ class Queue(Generic[T]):
                 ready = False
         if waiter is not None:
             woken = await async_park(waiter, None, self._undo_get)
+            if woken and waiter.value is PROMOTED:
+                return await self._shared.async_get()  # type: ignore[no-any-return]
             return self._got(woken, waiter)  # type: ignore[no-any-return]
         if ready:
             if w is not None:
@@ -427,6 +436,8 @@ class Queue(Generic[T]):
         if ready:
             return got  # type: ignore[no-any-return]
         woken = await async_park(got, wait, self._undo_get)
+        if woken and got.value is PROMOTED:
+            return await self._backend().async_get(block, timeout)  # type: ignore[no-any-return]
         return self._got(woken, got)  # type: ignore[no-any-return]
 
     def _take_or_enqueue(self, wait: float | None, is_async: bool) -> tuple[bool, Any]:
@@ -455,6 +466,8 @@ class Queue(Generic[T]):
         if not woken:
             raise Empty
         item = waiter.value
+        if item is PROMOTED:  # the queue was shared with a process while we waited
+            return self._shared.get()
         if item is CLOSED:
             raise ClosedError(f"get() on a closed, drained queue {self!r}")
         if hooks.active:
@@ -463,7 +476,7 @@ class Queue(Generic[T]):
 
     def _undo_get(self, item: Any) -> None:
         """A getter cancelled after it was handed ``item``: give it back, in front."""
-        if item is CLOSED:
+        if item is CLOSED or item is PROMOTED:
             return
         self._give_back(item)
 
@@ -508,6 +521,8 @@ class Queue(Generic[T]):
                 return
             waiter = self._joiners.enqueue_current(on=self)
         park(waiter, None)
+        if waiter.value is PROMOTED:
+            self._backend().join()
 
     async def async_join(self) -> None:
         """Coroutine form of :meth:`join`."""
@@ -519,10 +534,14 @@ class Queue(Generic[T]):
                 return
             waiter = self._joiners.async_enqueue_current(on=self)
         await async_park(waiter, None)
+        if waiter.value is PROMOTED:
+            await self._backend().async_join()
 
     @property
     def unfinished_tasks(self) -> int:
         """Items put and not yet marked done."""
+        if self._shared is not None:
+            return self._shared.unfinished()  # type: ignore[no-any-return]
         return self._unfinished
 
     # -- close and iteration ------------------------------------------------------------

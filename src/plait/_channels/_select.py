@@ -38,7 +38,8 @@ import concurrent.futures
 import math
 import time
 from _thread import allocate_lock
-from typing import Any, NamedTuple, Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
 
 from plait._channels._queue import CLOSED, RESERVED, Queue
 from plait._core import CANCELLED, check_timeout, current_strand, hooks
@@ -75,7 +76,8 @@ class SelectCase(Protocol):
     def undo(self, value: Any) -> None: ...
 
 
-class Selected(NamedTuple):
+@dataclass(frozen=True)
+class Selected:
     """What a select did: ``index`` of the case that fired (-1: the default), its value."""
 
     index: int

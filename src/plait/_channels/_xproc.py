@@ -1,0 +1,580 @@
+"""Queues across processes: promote-on-pickle to a shared-memory backend.
+
+A :class:`~plait._channels._queue.Queue` lives in its process until it is first pickled
+(passed to a process at spawn, or later through another queue or pipe). Then it is
+*promoted*: a :class:`SharedQueue` is created, the items already queued move into it in
+order, waiters parked on the local queue retry on the shared one, and from then on every
+operation in every process goes through it. Queues that never cross pay nothing.
+
+The shared backend is one shared-memory segment (a ring of framed messages, see
+``plait._ipc.transport``) and four named process-shared semaphores::
+
+    lock    guards the ring and its counters
+    items   posted once per parked getter when an item arrives (or the queue closes)
+    space   posted once per parked putter when room appears (bounded queues)
+    done    posted once per parked joiner when the last task is done
+
+A waiter announces itself in the header (``GETTERS``/``PUTTERS``/``JOINERS``) under the lock
+and then sleeps on its semaphore outside it; a waker posts only when someone announced, so
+a burst with nobody parked makes no system call. A waiter that times out takes back a post
+that raced with its timeout, so counts never drift.
+
+``put()`` pickles in the caller (an unpicklable item raises there, nothing is queued) and
+returns as soon as the frame is in shared memory: a child that puts 10 MB and exits loses
+nothing, and never waits on exit. Coroutines wait in a helper thread, cancellably: a getter
+cancelled after its helper took an item puts it back in front, in this process.
+
+Only FIFO queues cross processes (``LifoQueue``/``PriorityQueue`` raise a clear error).
+The process that promoted a queue owns its segment and semaphores and removes them -- and
+any big-buffer segment a crashed process left behind -- when the queue is collected or the
+owner exits.
+"""
+
+from __future__ import annotations
+
+import _multiprocessing  # type: ignore[import-not-found]
+import asyncio
+import pickle
+import threading
+import time
+import weakref
+from collections import deque
+from typing import Any
+
+from plait._channels._queue import (
+    CLOSED,
+    PROMOTED,
+    Empty,
+    Full,
+    Queue,
+    QueueStatistics,
+)
+from plait._core import check_timeout, current_strand, hooks, new_mutex
+from plait._errors import ClosedError
+from plait._ipc import shm, transport
+from plait._ipc.transport import Ring
+
+__all__ = ["SharedQueue", "reduce_queue"]
+
+RING_BYTES = 8 * 1024 * 1024
+_SEM_MAX = _multiprocessing.SemLock.SEM_VALUE_MAX
+_SEMAPHORE = 1
+_SLICE = 0.05  # a helper thread re-checks cancellation this often
+_SEM_NAMES = ("lock", "items", "space", "done")
+_COUNT, _GETTERS, _PUTTERS, _CLOSED = Ring.COUNT, Ring.GETTERS, Ring.PUTTERS, Ring.CLOSED
+_INLINE = transport.INLINE
+_SPIN = 300
+_dumps = pickle.dumps
+_loads = pickle.loads
+
+# Shared queues known in this process, by segment name: unpickling a queue that is
+# already here returns the same object.
+_known: weakref.WeakValueDictionary[str, Queue[Any]] = weakref.WeakValueDictionary()
+_known_lock = threading.Lock()
+
+
+def _new_sem(name: str, value: int, maxvalue: int) -> Any:
+    return _multiprocessing.SemLock(_SEMAPHORE, value, maxvalue, "/" + name, False)
+
+
+def _open_sem(name: str, maxvalue: int) -> Any:
+    return _multiprocessing.SemLock._rebuild(0, _SEMAPHORE, maxvalue, "/" + name)
+
+
+def _owner_cleanup(prefix: str, ring: Ring, segment: shm.Segment) -> None:
+    segment.unlink()
+    for sem in _SEM_NAMES:
+        try:
+            _multiprocessing.sem_unlink("/" + prefix + sem)
+        except OSError:
+            pass
+    shm.sweep(prefix)
+
+
+class SharedQueue:
+    """The cross-process state of one promoted queue (see the module docstring)."""
+
+    def __init__(self, prefix: str, maxsize: int, *, create: bool) -> None:
+        self.prefix = prefix
+        self.maxsize = maxsize
+        if create:
+            self.segment = shm.Segment(prefix + "ring", Ring.size_for(RING_BYTES), create=True)
+            self.lock = _new_sem(prefix + "lock", 1, 1)
+            self.items = _new_sem(prefix + "items", 0, _SEM_MAX)
+            self.space = _new_sem(prefix + "space", 0, _SEM_MAX)
+            self.done = _new_sem(prefix + "done", 0, _SEM_MAX)
+        else:
+            self.segment = shm.Segment(prefix + "ring")
+            self.lock = _open_sem(prefix + "lock", 1)
+            self.items = _open_sem(prefix + "items", _SEM_MAX)
+            self.space = _open_sem(prefix + "space", _SEM_MAX)
+            self.done = _open_sem(prefix + "done", _SEM_MAX)
+        self.ring = Ring(self.segment)
+        self.hdr = self.ring.hdr
+        if create:
+            self.ring.hdr[Ring.MAXSIZE] = maxsize
+        # Items a cancelled coroutine getter gave back: served first, in this process.
+        self.local_mutex = new_mutex()
+        self.pushback: deque[Any] = deque()
+        self.owner = create
+        if create:
+            self._finalizer = weakref.finalize(
+                self, _owner_cleanup, prefix, self.ring, self.segment
+            )
+
+    # -- put ----------------------------------------------------------------------------
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        buffers: list[Any] = []
+        try:
+            payload = _dumps(item, 5, buffer_callback=buffers.append)
+        except Exception:
+            payload = b""
+        if buffers or not payload or len(payload) > transport.SPILL:
+            kind, payload, seg = transport.encode(item, self.prefix)
+        else:
+            kind, seg = _INLINE, None
+        hdr = self.hdr
+        lock = self.lock
+        if seg is None and timeout is None:  # fast path: room in the ring, no waiting
+            if not lock.acquire(False):
+                _spin_acquire(lock)
+            try:
+                if (
+                    not hdr[_CLOSED]
+                    and (self.maxsize <= 0 or hdr[_COUNT] < self.maxsize)
+                    and self._push(kind, payload)
+                ):
+                    if hooks.active:
+                        hooks.sent(current_strand(), self, item)
+                    return
+            finally:
+                lock.release()
+        self._put_wait(item, kind, payload, seg, block, timeout)
+
+    def _put_wait(
+        self,
+        item: Any,
+        kind: int,
+        payload: bytes,
+        seg: shm.Segment | None,
+        block: bool,
+        timeout: float | None,
+    ) -> None:
+        deadline = _deadline(block, timeout)
+        hdr = self.hdr
+        lock = self.lock
+        try:
+            while True:
+                lock.acquire()
+                try:
+                    if hdr[_CLOSED]:
+                        raise ClosedError("put() on a closed queue")
+                    if (self.maxsize <= 0 or hdr[_COUNT] < self.maxsize) and self._push(
+                        kind, payload
+                    ):
+                        seg = None
+                        break
+                    if deadline == 0.0:
+                        raise Full
+                    hdr[_PUTTERS] += 1
+                finally:
+                    lock.release()
+                if not self._sleep(self.space, _PUTTERS, deadline):
+                    raise Full
+        finally:
+            if seg is not None:  # not queued: its segment must not outlive the call
+                seg.unlink()
+        if hooks.active:
+            hooks.sent(current_strand(), self, item)
+
+    def _push(self, kind: int, payload: bytes) -> bool:
+        """Append a frame (lock held); ``False`` if the ring has no room for it now."""
+        ring = self.ring
+        if not ring.push(kind, payload):
+            if kind != transport.INLINE or len(payload) <= 64:
+                return False
+            # The ring is full of bytes (not of items): this one goes to its own segment.
+            kind, meta, seg = _spill(payload, self.prefix)
+            if not ring.push(kind, meta):
+                seg.unlink()
+                return False
+        hdr = ring.hdr
+        hdr[Ring.UNFINISHED] += 1
+        if hdr[Ring.GETTERS]:
+            hdr[Ring.GETTERS] -= 1
+            self.items.release()
+        return True
+
+    # -- get ----------------------------------------------------------------------------
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        if self.pushback:
+            with self.local_mutex:
+                if self.pushback:
+                    return self.pushback.popleft()
+        hdr = self.hdr
+        lock = self.lock
+        if not lock.acquire(False):
+            _spin_acquire(lock)
+        try:
+            if hdr[_COUNT]:
+                kind, payload = self.ring.pop()
+                if hdr[_PUTTERS]:
+                    hdr[_PUTTERS] -= 1
+                    self.space.release()
+            else:
+                kind = -1
+        finally:
+            lock.release()
+        if kind < 0:
+            if block:  # an item is often a few microseconds away: look before sleeping
+                for _ in range(_SPIN):
+                    if hdr[_COUNT]:
+                        return self.get(block, timeout)
+            return self._get_wait(block, timeout)
+        item = _loads(payload) if kind == _INLINE else transport.decode(kind, payload)
+        if hooks.active:
+            hooks.received(current_strand(), self, item)
+        return item
+
+    def _get_wait(self, block: bool, timeout: float | None) -> Any:
+        deadline = _deadline(block, timeout)
+        hdr = self.hdr
+        lock = self.lock
+        while True:
+            lock.acquire()
+            try:
+                if hdr[_COUNT]:
+                    kind, payload = self.ring.pop()
+                    if hdr[_PUTTERS]:
+                        hdr[_PUTTERS] -= 1
+                        self.space.release()
+                    break
+                if hdr[_CLOSED]:
+                    raise ClosedError("get() on a closed, drained queue")
+                if deadline == 0.0:
+                    raise Empty
+                hdr[_GETTERS] += 1
+            finally:
+                lock.release()
+            if not self._sleep(self.items, _GETTERS, deadline):
+                raise Empty
+        item = transport.decode(kind, payload)
+        if hooks.active:
+            hooks.received(current_strand(), self, item)
+        return item
+
+    def _sleep(self, sem: Any, slot: int, deadline: float | None, cancel: Any = None) -> bool:
+        """Sleep on ``sem`` after announcing in ``slot``; ``False`` on timeout (or cancel)."""
+        while True:
+            if deadline is None:
+                left = _SLICE if cancel is not None else None
+            else:
+                left = deadline - time.monotonic()
+                if cancel is not None:
+                    left = min(left, _SLICE)
+            if left is None:
+                sem.acquire()
+                return True
+            if left > 0 and sem.acquire(True, left):
+                return True
+            expired = deadline is not None and time.monotonic() >= deadline
+            if not expired and not (cancel is not None and cancel.is_set()):
+                continue
+            # Give up -- unless a post raced with us: then take it and go on.
+            self.lock.acquire()
+            try:
+                if sem.acquire(False):
+                    return True
+                self.ring.hdr[slot] -= 1
+                return False
+            finally:
+                self.lock.release()
+
+    # -- async forms --------------------------------------------------------------------
+
+    async def async_put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        try:
+            self.put(item, False)
+            return
+        except Full:
+            if not block or timeout == 0:
+                raise
+        await _in_thread(lambda cancel: self._put_cancellable(item, timeout, cancel))
+
+    def _put_cancellable(self, item: Any, timeout: float | None, cancel: Any) -> Any:
+        deadline = _deadline(True, timeout)
+        kind, payload, seg = transport.encode(item, self.prefix)
+        hdr = self.ring.hdr
+        try:
+            while True:
+                with _Held(self.lock):
+                    if hdr[Ring.CLOSED]:
+                        raise ClosedError("put() on a closed queue")
+                    if cancel.is_set():
+                        raise asyncio.CancelledError
+                    if (self.maxsize <= 0 or hdr[Ring.COUNT] < self.maxsize) and self._push(
+                        kind, payload
+                    ):
+                        seg = None
+                        return None
+                    hdr[Ring.PUTTERS] += 1
+                if not self._sleep(self.space, Ring.PUTTERS, deadline, cancel):
+                    if cancel.is_set():
+                        raise asyncio.CancelledError
+                    raise Full
+        finally:
+            if seg is not None:
+                seg.unlink()
+
+    async def async_get(self, block: bool = True, timeout: float | None = None) -> Any:
+        try:
+            return self.get(False)
+        except Empty:
+            if not block or timeout == 0:
+                raise
+        return await _in_thread(lambda cancel: self._get_cancellable(timeout, cancel), self)
+
+    def _get_cancellable(self, timeout: float | None, cancel: Any) -> Any:
+        deadline = _deadline(True, timeout)
+        hdr = self.ring.hdr
+        while True:
+            with _Held(self.lock):
+                if cancel.is_set():
+                    if hdr[Ring.COUNT] and hdr[Ring.GETTERS]:  # pass our wake-up on
+                        hdr[Ring.GETTERS] -= 1
+                        self.items.release()
+                    raise asyncio.CancelledError
+                if hdr[Ring.COUNT]:
+                    kind, payload = self.ring.pop()
+                    if hdr[Ring.PUTTERS]:
+                        hdr[Ring.PUTTERS] -= 1
+                        self.space.release()
+                    break
+                if hdr[Ring.CLOSED]:
+                    raise ClosedError("get() on a closed, drained queue")
+                hdr[Ring.GETTERS] += 1
+            if not self._sleep(self.items, Ring.GETTERS, deadline, cancel):
+                if cancel.is_set():
+                    continue  # re-check under the lock, passing on a wake-up if needed
+                raise Empty
+        return transport.decode(kind, payload)
+
+    def give_back(self, item: Any) -> None:
+        with self.local_mutex:
+            self.pushback.appendleft(item)
+
+    # -- tasks, close, sizes -------------------------------------------------------------
+
+    def task_done(self) -> None:
+        hdr = self.ring.hdr
+        with _Held(self.lock):
+            if hdr[Ring.UNFINISHED] <= 0:
+                raise ValueError("task_done() called too many times")
+            hdr[Ring.UNFINISHED] -= 1
+            if hdr[Ring.UNFINISHED] == 0:
+                for _ in range(hdr[Ring.JOINERS]):
+                    self.done.release()
+                hdr[Ring.JOINERS] = 0
+
+    def join(self) -> None:
+        hdr = self.ring.hdr
+        with _Held(self.lock):
+            if hdr[Ring.UNFINISHED] == 0:
+                return
+            hdr[Ring.JOINERS] += 1
+        self._sleep(self.done, Ring.JOINERS, None)
+
+    async def async_join(self) -> None:
+        hdr = self.ring.hdr
+        with _Held(self.lock):
+            if hdr[Ring.UNFINISHED] == 0:
+                return
+            hdr[Ring.JOINERS] += 1
+
+        def wait(cancel: Any) -> None:
+            if not self._sleep(self.done, Ring.JOINERS, None, cancel):
+                raise asyncio.CancelledError
+
+        await _in_thread(wait)
+
+    def close(self) -> None:
+        hdr = self.ring.hdr
+        with _Held(self.lock):
+            if hdr[Ring.CLOSED]:
+                return
+            hdr[Ring.CLOSED] = 1
+            for _ in range(hdr[Ring.GETTERS]):
+                self.items.release()
+            for _ in range(hdr[Ring.PUTTERS]):
+                self.space.release()
+            hdr[Ring.GETTERS] = hdr[Ring.PUTTERS] = 0
+
+    @property
+    def closed(self) -> bool:
+        return bool(self.ring.hdr[Ring.CLOSED])
+
+    def qsize(self) -> int:
+        return int(self.ring.hdr[Ring.COUNT]) + len(self.pushback)
+
+    def full(self) -> bool:
+        return 0 < self.maxsize <= self.qsize()
+
+    def statistics(self) -> QueueStatistics:
+        hdr = self.ring.hdr
+        with _Held(self.lock):
+            return QueueStatistics(
+                qsize=int(hdr[Ring.COUNT]) + len(self.pushback),
+                maxsize=self.maxsize,
+                getters_waiting=int(hdr[Ring.GETTERS]),
+                putters_waiting=int(hdr[Ring.PUTTERS]),
+                unfinished_tasks=int(hdr[Ring.UNFINISHED]),
+                closed=bool(hdr[Ring.CLOSED]),
+                shared=True,
+            )
+
+    def unfinished(self) -> int:
+        return int(self.ring.hdr[Ring.UNFINISHED])
+
+    def __repr__(self) -> str:
+        return f"<plait shared queue {self.prefix}>"
+
+
+class _Held:
+    """``with _Held(semlock):`` -- a SemLock as a plain context manager."""
+
+    __slots__ = ("sem",)
+
+    def __init__(self, sem: Any) -> None:
+        self.sem = sem
+
+    def __enter__(self) -> None:
+        self.sem.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.sem.release()
+
+
+def _spill(payload: bytes, prefix: str) -> tuple[int, bytes, shm.Segment]:
+    seg = shm.Segment.create(prefix, len(payload))
+    seg.buf[: len(payload)] = payload
+    seg.close()
+    return transport.SEGMENT, pickle.dumps((seg.name, len(payload), []), 5), seg
+
+
+def _spin_acquire(lock: Any) -> None:
+    """Take a contended process-shared lock: its holder keeps it for about a microsecond,
+    so a short spin usually beats sleeping in the kernel."""
+    for _ in range(_SPIN):
+        if lock.acquire(False):
+            return
+    lock.acquire()
+
+
+def _deadline(block: bool, timeout: float | None) -> float | None:
+    if not block:
+        return 0.0
+    if timeout is None:
+        return None
+    try:
+        wait = check_timeout(timeout)
+    except ValueError:
+        raise ValueError("'timeout' must be a non-negative number") from None
+    assert wait is not None
+    return 0.0 if wait == 0 else time.monotonic() + wait
+
+
+async def _in_thread(fn: Any, backend: SharedQueue | None = None) -> Any:
+    """Run the blocking ``fn(cancel)`` in a helper thread; on cancellation, stop it and
+    hand back anything it already took (to ``backend``'s pushback)."""
+    loop = asyncio.get_running_loop()
+    cancel = threading.Event()
+    state = {"taken": False, "cancelled": False, "value": None}
+    guard = threading.Lock()
+
+    def run() -> Any:
+        value = fn(cancel)
+        with guard:
+            if state["cancelled"] and backend is not None:
+                backend.give_back(value)
+            state["taken"] = True
+            state["value"] = value
+        return value
+
+    fut = loop.run_in_executor(None, run)
+    try:
+        return await fut
+    except asyncio.CancelledError:
+        cancel.set()
+        with guard:
+            state["cancelled"] = True
+            if state["taken"] and backend is not None:
+                backend.give_back(state["value"])
+        raise
+
+
+# -- promotion and pickling ------------------------------------------------------------
+
+
+def promote(q: Queue[Any]) -> SharedQueue:
+    """Move ``q`` onto a new shared backend (idempotent)."""
+
+    if type(q).__name__ in ("LifoQueue", "PriorityQueue"):
+        raise TypeError(
+            f"a {type(q).__name__} cannot be shared with processes yet; use plait.Queue"
+        )
+    with q.mutex:
+        if q._shared is not None:
+            return q._shared  # type: ignore[no-any-return]
+        backend = SharedQueue(shm.new_prefix("q"), q.maxsize, create=True)
+        items = list(q.queue)
+        encoded = [transport.encode(item, backend.prefix) for item in items]
+        with _Held(backend.lock):
+            hdr = backend.ring.hdr
+            for kind, payload, _seg in encoded:
+                if not backend._push(kind, payload):
+                    raise RuntimeError("too many items queued to share this queue")
+            hdr[Ring.UNFINISHED] = q._unfinished
+            if q._closed:
+                hdr[Ring.CLOSED] = 1
+        q.queue.clear()
+        q._shared = backend
+        q._limit = -1
+        _bind(q, backend)
+        woken = q._getters.pop_all(PROMOTED) + q._putters.pop_all(PROMOTED)
+        woken += q._joiners.pop_all(PROMOTED)
+    for w in woken:
+        arm = w.data
+        if arm is None:
+            w.wake()
+        else:
+            arm.fire(CLOSED)
+    with _known_lock:
+        _known[backend.prefix] = q
+    return backend
+
+
+def _bind(q: Queue[Any], backend: SharedQueue) -> None:
+    # Instance attributes shadow the in-process methods: a shared queue's calls go
+    # straight to its backend.
+    q.__dict__.update(put=backend.put, get=backend.get)
+    q.__dict__.update(async_put=backend.async_put, async_get=backend.async_get)
+
+
+def reduce_queue(q: Queue[Any]) -> Any:
+    backend = q._shared if q._shared is not None else promote(q)
+    return (_rebuild_queue, (backend.prefix, backend.maxsize))
+
+
+def _rebuild_queue(prefix: str, maxsize: int) -> Queue[Any]:
+    with _known_lock:
+        known = _known.get(prefix)
+        if known is not None:
+            return known
+        q: Queue[Any] = Queue(maxsize)
+        q._shared = SharedQueue(prefix, maxsize, create=False)
+        q._limit = -1
+        _bind(q, q._shared)
+        _known[prefix] = q
+    return q

@@ -1,0 +1,188 @@
+"""The cross-process transport: a shared-memory ring of framed messages, plus big-buffer spill.
+
+::
+
+    put() in any process                         get() in any process
+    ───────────────────                          ─────────────────────
+    pickle (protocol 5, out-of-band buffers)
+      small ─► frame into the ring  ──────────►  frame out of the ring ─► unpickle
+      large ─► new shm segment, its name as  ─►  map segment, unlink its name,
+               the frame                          unpickle over views of it (no copy)
+
+The ring lives in one shared-memory segment: a header of 64-bit counters, then a byte
+ring of 8-byte-aligned frames ``[length][kind][payload]``. Writers append under the
+queue's process-shared lock; readers take one frame at a time under the same lock. No
+system call is made per message while a burst is queued -- the lock is a futex that only
+enters the kernel when contended, and wake-ups are posted only to parked waiters. A frame
+that does not fit the free space, or a payload over :data:`SPILL`, goes through its own
+segment (``shm.Segment``), so a full ring never blocks a writer and a 1 GiB array is
+written once, into shared memory, and read in place.
+"""
+
+from __future__ import annotations
+
+import pickle
+import struct
+from typing import Any
+
+from plait._ipc import serialize
+from plait._ipc.shm import Segment
+
+__all__ = ["SPILL", "Ring", "decode", "encode"]
+
+SPILL = 256 * 1024  # payloads larger than this travel in their own segment
+HEADER_WORDS = 16
+HEADER = HEADER_WORDS * 8
+_FRAME = struct.Struct("qq")  # length, kind
+INLINE, SEGMENT = 0, 1
+_WRAP = -1
+
+
+def _dumps(obj: Any, buffers: list[pickle.PickleBuffer] | None) -> bytes:
+    try:
+        if buffers is None:
+            return pickle.dumps(obj, 5)
+        return pickle.dumps(obj, 5, buffer_callback=buffers.append)
+    except Exception:
+        # Lambdas and closures go by value; anything else raises a SerializationError
+        # that names the culprit -- here, in the caller, before anything is queued.
+        return serialize.dumps(obj, what="the item put into the queue")
+
+
+def encode(obj: Any, prefix: str) -> tuple[int, bytes, Segment | None]:
+    """``(kind, payload, segment)`` for ``obj``; a big one is written into a new segment."""
+    buffers: list[pickle.PickleBuffer] = []
+    data = _dumps(obj, buffers)
+    if not buffers:
+        if len(data) <= SPILL:
+            return INLINE, data, None
+        sizes: list[int] = []
+    else:
+        sizes = [memoryview(b).nbytes for b in buffers]
+        if len(data) + sum(sizes) <= SPILL:
+            return INLINE, _dumps(obj, None), None
+    total = len(data) + sum(sizes)
+    seg = Segment.create(prefix, total)
+    try:
+        view = seg.buf
+        view[: len(data)] = data
+        pos = len(data)
+        for buf, size in zip(buffers, sizes, strict=True):
+            raw = memoryview(buf).cast("B")
+            view[pos : pos + size] = raw
+            pos += size
+    except BaseException:
+        seg.unlink()
+        seg.close()
+        raise
+    meta = pickle.dumps((seg.name, len(data), sizes), 5)
+    seg.close()
+    return SEGMENT, meta, seg
+
+
+def decode(kind: int, payload: bytes | memoryview) -> Any:
+    """The object back from :func:`encode`'s output (unlinks a segment it reads)."""
+    if kind == INLINE:
+        return pickle.loads(payload)
+    name, pickled, sizes = pickle.loads(payload)
+    seg = Segment(name)
+    seg.unlink()  # one reader: the name can go now; the mapping lives while it is used
+    view = seg.buf
+    pos = pickled
+    buffers = []
+    for size in sizes:
+        buffers.append(view[pos : pos + size])
+        pos += size
+    obj = pickle.loads(view[:pickled], buffers=buffers)
+    if not sizes:
+        seg.close()
+    return obj
+
+
+def discard(kind: int, payload: bytes | memoryview) -> None:
+    """Forget a frame without reading it: remove its segment, if it has one."""
+    if kind == SEGMENT:
+        from plait._ipc.shm import _unlink
+
+        _unlink(pickle.loads(payload)[0])
+
+
+class Ring:
+    """The header counters and byte ring inside a queue's segment (caller holds the lock)."""
+
+    __slots__ = ("cap", "data", "hdr", "segment")
+
+    # header word indexes
+    MAGIC, HEAD, TAIL, COUNT, GETTERS, PUTTERS, UNFINISHED, JOINERS, CLOSED, MAXSIZE = range(
+        1, 11
+    )
+
+    def __init__(self, segment: Segment) -> None:
+        self.segment = segment
+        self.hdr = segment.buf[:HEADER].cast("q")
+        self.data = segment.buf[HEADER:]
+        self.cap = len(self.data)
+
+    @staticmethod
+    def size_for(capacity: int) -> int:
+        """Bytes of segment needed for a ring of ``capacity`` bytes."""
+        return HEADER + (capacity + 7) // 8 * 8
+
+    def free(self) -> int:
+        hdr = self.hdr
+        return self.cap - (hdr[self.TAIL] - hdr[self.HEAD])
+
+    def push(self, kind: int, payload: bytes) -> bool:
+        """Append one frame; ``False`` if it does not fit (the caller spills it)."""
+        hdr = self.hdr
+        n = len(payload)
+        need = 16 + (n + 7) // 8 * 8
+        cap = self.cap
+        tail = hdr[self.TAIL]
+        used = tail - hdr[self.HEAD]
+        pos = tail % cap
+        to_end = cap - pos
+        if need > to_end:  # wrap: a marker, then the frame at 0
+            if used + to_end + need > cap:
+                return False
+            if to_end >= 16:
+                _FRAME.pack_into(self.data, pos, _WRAP, 0)
+            tail += to_end
+            pos = 0
+        elif used + need > cap:
+            return False
+        data = self.data
+        _FRAME.pack_into(data, pos, n, kind)
+        data[pos + 16 : pos + 16 + n] = payload
+        hdr[self.TAIL] = tail + need
+        hdr[self.COUNT] += 1
+        return True
+
+    def pop(self) -> tuple[int, bytes]:
+        """Take the oldest frame (``COUNT`` must be > 0)."""
+        hdr = self.hdr
+        cap = self.cap
+        head = hdr[self.HEAD]
+        pos = head % cap
+        to_end = cap - pos
+        if to_end < 16:
+            head += to_end
+            pos = 0
+        else:
+            n, kind = _FRAME.unpack_from(self.data, pos)
+            if n == _WRAP:
+                head += to_end
+                pos = 0
+        n, kind = _FRAME.unpack_from(self.data, pos)
+        payload = bytes(self.data[pos + 16 : pos + 16 + n])
+        head += 16 + (n + 7) // 8 * 8
+        if head == hdr[self.TAIL]:
+            head = hdr[self.TAIL] = 0
+        hdr[self.HEAD] = head
+        hdr[self.COUNT] -= 1
+        return kind, payload
+
+    def release(self) -> None:
+        """Drop this process's views of the segment."""
+        self.hdr.release()
+        self.data.release()
