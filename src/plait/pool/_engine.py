@@ -704,7 +704,7 @@ class Engine:
                 self._deliver(dummy, [index], *_all_failed(1, error))
                 entry.on_length(index + 1)
                 break
-            if source.exhausted:
+            if len(chunk) < size:  # the input ended (pull marked it exhausted)
                 entry.on_length(source.pulled)
                 break
         if source.exhausted:
