@@ -113,9 +113,7 @@ class Ring:
     __slots__ = ("cap", "data", "hdr", "segment")
 
     # header word indexes
-    MAGIC, HEAD, TAIL, COUNT, GETTERS, PUTTERS, UNFINISHED, JOINERS, CLOSED, MAXSIZE = range(
-        1, 11
-    )
+    MAGIC, HEAD, TAIL, COUNT, GETTERS, PUTTERS, UNFINISHED, JOINERS, CLOSED, MAXSIZE = range(1, 11)
 
     def __init__(self, segment: Segment) -> None:
         self.segment = segment

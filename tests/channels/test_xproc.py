@@ -1,0 +1,193 @@
+"""Queues across processes: promote-on-pickle, semantics kept, nothing lost, no shm leaked."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import signal
+import threading
+from typing import Any
+
+import numpy as np
+import pytest
+
+from plait._channels import Empty, LifoQueue, Queue
+from plait._errors import ClosedError, SerializationError
+from plait._ipc import shm
+from plait._ipc.context import get_context
+from plait.testing import wait_parked
+
+
+def _start(target: Any, *args: Any) -> Any:
+    p = get_context().Process(target=target, args=args)
+    p.start()
+    return p
+
+
+def _shm_names(prefix: str) -> list[str]:
+    return [n for n in os.listdir(shm.SHM_DIR) if prefix in n]
+
+
+# -- children ------------------------------------------------------------------------------
+
+
+def put_range(q: Queue[Any], tag: str, n: int) -> None:
+    for i in range(n):
+        q.put((tag, i))
+
+
+def echo_until_closed(inbox: Queue[Any], outbox: Queue[Any]) -> None:
+    for item in inbox:
+        outbox.put(item)
+        inbox.task_done()
+
+
+def get_queue_then_put(control: Queue[Any]) -> None:
+    q = control.get()
+    q.put(("late", os.getpid()))
+
+
+def put_big_and_exit(q: Queue[Any]) -> None:
+    q.put(b"x" * (10 * 1024 * 1024))
+    q.put(bytearray(3 * 1024 * 1024))
+    q.put(np.arange(1_000_000, dtype=np.int64))
+    for i in range(20_000):  # and plenty of small ones
+        q.put(i)
+
+
+def put_forever(q: Queue[Any], ready: Queue[Any]) -> None:
+    block = np.ones(2 * 1024 * 1024, dtype=np.uint8)
+    ready.put("go")
+    while True:
+        q.put(block)
+
+
+# -- tests ---------------------------------------------------------------------------------
+
+
+def test_passed_at_spawn_keeps_fifo_per_producer_and_items_queued_before() -> None:
+    q: Queue[Any] = Queue()
+    q.put(("parent", -1))
+    procs = [_start(put_range, q, f"c{k}", 300) for k in range(2)]
+    q.put(("parent", 0))
+    got = [q.get(timeout=20) for _ in range(602)]
+    for p in procs:
+        p.join(10)
+        assert p.exitcode == 0
+    assert got[0] == ("parent", -1)
+    for tag in ("c0", "c1"):
+        assert [i for t, i in got if t == tag] == list(range(300))
+    assert q.statistics().shared and q.empty()
+
+
+def test_close_task_done_and_join_across_processes() -> None:
+    inbox: Queue[Any] = Queue(4)
+    outbox: Queue[Any] = Queue()
+    p = _start(echo_until_closed, inbox, outbox)
+    for i in range(50):
+        inbox.put(i)
+    inbox.join()  # the child marks each one done
+    assert [outbox.get(timeout=10) for _ in range(50)] == list(range(50))
+    inbox.close()
+    p.join(10)
+    assert p.exitcode == 0  # its `for item in inbox` ended on close
+    with pytest.raises(ClosedError):
+        inbox.put(1)
+    with pytest.raises(ClosedError):
+        inbox.get()
+
+
+def test_passed_later_to_a_running_worker() -> None:
+    control: Queue[Any] = Queue()
+    p = _start(get_queue_then_put, control)
+    fresh: Queue[Any] = Queue()
+    control.put(fresh)  # promoted here, after the worker started
+    tag, pid = fresh.get(timeout=20)
+    assert tag == "late" and pid == p.pid
+    p.join(10)
+
+
+def test_local_waiters_follow_the_promotion() -> None:
+    q: Queue[Any] = Queue()
+    got: list[Any] = []
+    t = threading.Thread(target=lambda: got.append(q.get(timeout=20)))
+    t.start()
+    wait_parked(on=q, count=1)
+    p = _start(put_range, q, "child", 1)  # pickling q promotes it under the parked getter
+    t.join()
+    p.join(10)
+    assert got == [("child", 0)]
+
+
+def test_unpicklable_item_raises_at_the_call_and_loses_nothing() -> None:
+    q: Queue[Any] = Queue()
+    q.put("first")
+    p = _start(put_range, q, "c", 0)
+    p.join(10)
+    with pytest.raises(SerializationError, match="lock"):
+        q.put({"conn": threading.Lock()})
+    assert q.get(timeout=5) == "first"
+    with pytest.raises(Empty):
+        q.get(timeout=0.01)
+    with pytest.raises(ValueError, match="non-negative"):
+        q.get(timeout=-1)
+
+
+def test_child_that_puts_10mb_and_exits_loses_nothing() -> None:
+    q: Queue[Any] = Queue()
+    p = _start(put_big_and_exit, q)
+    p.join(30)  # it exits before anything is read: no feeder thread to wait for
+    assert p.exitcode == 0
+    assert q.get() == b"x" * (10 * 1024 * 1024)
+    assert q.get() == bytearray(3 * 1024 * 1024)
+    arr = q.get()
+    assert isinstance(arr, np.ndarray) and arr[-1] == 999_999 and arr.sum() == 499999500000
+    assert [q.get() for _ in range(20_000)] == list(range(20_000))
+    prefix = q._shared.prefix
+    del arr
+    del q, p
+    gc.collect()
+    assert _shm_names(prefix) == []
+
+
+def test_sigkill_mid_transfer_leaves_no_shared_memory() -> None:
+    q: Queue[Any] = Queue(3)
+    ready: Queue[Any] = Queue()
+    p = _start(put_forever, q, ready)
+    assert ready.get(timeout=20) == "go"
+    first = q.get(timeout=20)
+    assert first.shape == (2 * 1024 * 1024,)
+    os.kill(p.pid, signal.SIGKILL)
+    p.join(10)
+    prefix = q._shared.prefix
+    del q, ready, first
+    gc.collect()
+    assert _shm_names(prefix) == []
+
+
+def test_coroutine_get_on_a_shared_queue_with_cancel() -> None:
+    q: Queue[Any] = Queue()
+    p = _start(put_range, q, "c", 0)
+    p.join(10)
+
+    async def main() -> None:
+        waiting = asyncio.ensure_future(q.async_get())
+        await asyncio.sleep(0.05)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        await q.async_put("a")
+        q.put("b")
+        assert await q.async_get() == "a"
+        assert await q.async_get(timeout=5) == "b"
+        with pytest.raises(Empty):
+            await q.async_get(timeout=0.01)
+
+    asyncio.run(main())
+
+
+def test_lifo_queue_cannot_cross_yet() -> None:
+    p = get_context().Process(target=put_range, args=(LifoQueue(), "x", 0))
+    with pytest.raises(TypeError, match="LifoQueue cannot be shared"):
+        p.start()
