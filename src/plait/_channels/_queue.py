@@ -143,7 +143,8 @@ class Queue(Generic[T]):
         self._getters = WaitQueue(self.mutex)
         self._putters = WaitQueue(self.mutex)
         self._joiners = WaitQueue(self.mutex)
-        self._reserved = 0
+        self._reserved = 0  # free slots kept for woken putters
+        self._ready = 0  # queued items kept for woken getters
         self._unfinished = 0
         self._closed = False
         self._shared: Any = None
@@ -211,13 +212,19 @@ class Queue(Generic[T]):
     # -- put ----------------------------------------------------------------------------
 
     def _store(self, item: Any) -> Waiter | None:
-        """Queue ``item`` or hand it to a getter (mutex held); returns a waiter to wake."""
+        """Queue ``item`` (mutex held); returns a getter to wake, if one was given it."""
         self._unfinished += 1
-        if self._getters._count:
-            w, delivered = _pop_waiter(self._getters, item)
+        self._put(item)
+        return self._offer_item() if self._getters._count else None
+
+    def _offer_item(self) -> Waiter | None:
+        """If an unclaimed item is queued and a getter parked, keep it for the getter."""
+        while self._getters._count and len(self.queue) > self._ready:
+            self._ready += 1
+            w, delivered = _pop_waiter(self._getters, RESERVED)
             if delivered:
                 return w
-        self._put(item)
+            self._ready -= 1
         return None
 
     def put(self, item: T, block: bool = True, timeout: float | None = None) -> None:
@@ -231,13 +238,8 @@ class Queue(Generic[T]):
         with self.mutex:  # fast path: there is room
             if len(self.queue) + self._reserved < self._limit:
                 self._unfinished += 1
-                if self._getters._count:
-                    w, delivered = _pop_waiter(self._getters, item)
-                    if not delivered:
-                        self._put(item)
-                else:
-                    self._put(item)
-                    w = None
+                self._put(item)
+                w = self._offer_item() if self._getters._count else None
                 room = True
             else:
                 room = False
@@ -269,13 +271,8 @@ class Queue(Generic[T]):
         with self.mutex:
             if len(self.queue) + self._reserved < self._limit:
                 self._unfinished += 1
-                if self._getters._count:
-                    w, delivered = _pop_waiter(self._getters, item)
-                    if not delivered:
-                        self._put(item)
-                else:
-                    self._put(item)
-                    w = None
+                self._put(item)
+                w = self._offer_item() if self._getters._count else None
                 room = True
             else:
                 room = False
@@ -321,16 +318,21 @@ class Queue(Generic[T]):
     def _after_reserved(self, value: Any, item: Any) -> None:
         """A parked putter was woken: store its item in the slot kept for it."""
         if value is PROMOTED:  # the queue was shared with a process while we waited
-            self._shared.put(item)
+            self._backend().put(item)
             return
         with self.mutex:
             if value is CLOSED:
                 raise ClosedError(f"put() on a closed queue {self!r}")
-            self._reserved -= 1
-            if self._closed:
-                raise ClosedError(f"put() on a closed queue {self!r}")
-            w = self._store(item)
-            w2 = self._offer_slot() if self._putters._count else None
+            shared = self._shared is not None
+            if not shared:
+                self._reserved -= 1
+                if self._closed:
+                    raise ClosedError(f"put() on a closed queue {self!r}")
+                w = self._store(item)
+                w2 = self._offer_slot() if self._putters._count else None
+        if shared:  # promoted meanwhile
+            self._backend().put(item)
+            return
         if w is not None:
             w.wake()
         if w2 is not None:
@@ -375,7 +377,7 @@ class Queue(Generic[T]):
             _check_timeout(block, timeout)
         waiter = None
         with self.mutex:  # fast paths: an item is there, or a plain wait
-            if self.queue:
+            if len(self.queue) > self._ready:
                 item = self._get()
                 w = self._offer_slot() if self._putters._count else None
             elif timeout is None and block and self._limit >= 0:
@@ -408,7 +410,7 @@ class Queue(Generic[T]):
             _check_timeout(block, timeout)
         waiter = None
         with self.mutex:
-            if self.queue:
+            if len(self.queue) > self._ready:
                 item = self._get()
                 w = self._offer_slot() if self._putters._count else None
                 ready = True
@@ -442,7 +444,7 @@ class Queue(Generic[T]):
 
     def _take_or_enqueue(self, wait: float | None, is_async: bool) -> tuple[bool, Any]:
         """``(True, item)`` if one can be taken now (mutex held), else ``(False, waiter)``."""
-        if self.queue:
+        if len(self.queue) > self._ready:
             item = self._get()
             w = self._offer_slot() if self._putters._count else None
             if w is not None:
@@ -465,36 +467,41 @@ class Queue(Generic[T]):
     def _got(self, woken: bool, waiter: Waiter) -> Any:
         if not woken:
             raise Empty
-        item = waiter.value
-        if item is PROMOTED:  # the queue was shared with a process while we waited
+        value = waiter.value
+        if value is RESERVED:
+            return self._take_reserved()
+        if value is PROMOTED:  # the queue was shared with a process while we waited
             return self._shared.get()
-        if item is CLOSED:
-            raise ClosedError(f"get() on a closed, drained queue {self!r}")
+        raise ClosedError(f"get() on a closed, drained queue {self!r}")
+
+    def _take_reserved(self) -> Any:
+        """A woken getter takes the front item; one was kept for it (``_ready``)."""
+        with self.mutex:
+            if self._shared is not None:
+                item = _SLOW
+            else:
+                self._ready -= 1
+                item = self._get()
+                w = self._offer_slot() if self._putters._count else None
+        if item is _SLOW:  # promoted meanwhile: the items moved to the shared backend
+            return self._backend().get()
+        if w is not None:
+            w.wake()
         if hooks.active:
             hooks.received(current_strand(), self, item)
         return item
 
-    def _undo_get(self, item: Any) -> None:
-        """A getter cancelled after it was handed ``item``: give it back, in front."""
-        if item is CLOSED or item is PROMOTED:
+    def _undo_get(self, value: Any) -> None:
+        """A getter cancelled after an item was kept for it: offer the item to the next."""
+        if value is not RESERVED:
             return
-        self._give_back(item)
-
-    def _give_back(self, item: Any) -> None:
         with self.mutex:
-            self._unfinished -= 1
-            w = self._store_front(item)
+            if self._shared is not None:
+                return
+            self._ready -= 1
+            w = self._offer_item()
         if w is not None:
             w.wake()
-
-    def _store_front(self, item: Any) -> Waiter | None:
-        self._unfinished += 1
-        if self._getters._count:
-            w, delivered = _pop_waiter(self._getters, item)
-            if delivered:
-                return w
-        self._putback(item)
-        return None
 
     # -- tasks --------------------------------------------------------------------------
 
@@ -560,7 +567,7 @@ class Queue(Generic[T]):
             self._closed = True
             self._limit = -1
             woken = self._putters.pop_all(CLOSED)
-            if not self._qsize():
+            if len(self.queue) <= self._ready:  # nothing left for a parked getter
                 woken += self._getters.pop_all(CLOSED)
         for w in woken:
             arm = w.data

@@ -161,7 +161,7 @@ class GetCase:
     def poll(self) -> tuple[bool, Any]:
         q = self.queue
         with q.mutex:
-            if q._qsize():
+            if len(q.queue) > q._ready:
                 item = q._get()
                 w = q._offer_slot() if q._putters._count else None
             elif q._closed:
@@ -170,24 +170,19 @@ class GetCase:
                 return False, None
         if w is not None:
             w.wake()
-        return True, item
+        return True, _Taken(item)
 
     def arm(self, arm: Arm) -> None:
         q = self.queue
-        w = None
         with q.mutex:
-            if q._qsize():
-                item = q._get()
-                if arm.fire(item):
-                    w = q._offer_slot() if q._putters._count else None
-                else:
-                    q._putback(item)
+            if len(q.queue) > q._ready:
+                q._ready += 1  # keep the item for this select, if it wins
+                if not arm.fire(RESERVED):
+                    q._ready -= 1
             elif q._closed:
                 arm.fire(CLOSED)
             else:
                 arm.note = q._getters.enqueue_current(on=q, data=arm)
-        if w is not None:
-            w.wake()
 
     def disarm(self, arm: Arm) -> None:
         w = arm.note
@@ -200,12 +195,24 @@ class GetCase:
         q = self.queue
         if value is CLOSED:
             raise ClosedError(f"get() on a closed, drained queue {q!r}")
+        if value is RESERVED:
+            return q._take_reserved()
+        item = value.item
         if hooks.active:
-            hooks.received(current_strand(), q, value)
-        return value
+            hooks.received(current_strand(), q, item)
+        return item
 
     def undo(self, value: Any) -> None:
         self.queue._undo_get(value)
+
+
+class _Taken:
+    """An item ``poll()`` took already (distinct from the protocol's markers)."""
+
+    __slots__ = ("item",)
+
+    def __init__(self, item: Any) -> None:
+        self.item = item
 
 
 class PutCase:

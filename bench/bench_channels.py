@@ -1,0 +1,287 @@
+"""Channels (issue 4, point 7): plait's queues against asyncio, queue, janus/culsans,
+multiprocessing and faster-fifo, all in the same run.
+
+    python bench/bench_channels.py [--quick]
+
+Every figure is messages per second (median of several runs); ratios are against the peer
+named as baseline in the same run.
+
+* coroutine -> coroutine stream on one loop (unbounded, and maxsize=16);
+* ping-pong between two coroutines over two queues on one loop;
+* thread -> thread stream (maxsize=1000);
+* thread -> coroutine stream (maxsize=1000): janus, culsans;
+* process -> parent, small ints: multiprocessing.Queue, faster-fifo;
+* process -> parent, 1 MiB ``bytes`` buffers: faster-fifo, multiprocessing.Queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from _harness import Bench
+from plait._channels import Queue
+from plait._ipc.context import get_context
+
+# -- in-process --------------------------------------------------------------------------
+
+
+def coro_stream(make: Callable[[], Any], plait_api: bool, n: int) -> float:
+    async def main() -> float:
+        q = make()
+        put = q.async_put if plait_api else q.put
+        get = q.async_get if plait_api else q.get
+
+        async def produce() -> None:
+            for i in range(n):
+                await put(i)
+
+        async def consume() -> None:
+            for _ in range(n):
+                await get()
+
+        t0 = time.perf_counter()
+        await asyncio.gather(consume(), produce())
+        return n / (time.perf_counter() - t0)
+
+    return asyncio.run(main())
+
+
+def ping_pong(make: Callable[[], Any], plait_api: bool, n: int) -> float:
+    async def main() -> float:
+        a, b = make(), make()
+        aput, aget = (a.async_put, a.async_get) if plait_api else (a.put, a.get)
+        bput, bget = (b.async_put, b.async_get) if plait_api else (b.put, b.get)
+
+        async def left() -> None:
+            for i in range(n):
+                await aput(i)
+                await bget()
+
+        async def right() -> None:
+            for _ in range(n):
+                await bput(await aget())
+
+        t0 = time.perf_counter()
+        await asyncio.gather(left(), right())
+        return 2 * n / (time.perf_counter() - t0)  # messages, both ways
+
+    return asyncio.run(main())
+
+
+def thread_stream(q: Any, n: int) -> float:
+    def produce() -> None:
+        for i in range(n):
+            q.put(i)
+
+    t = threading.Thread(target=produce)
+    t0 = time.perf_counter()
+    t.start()
+    get = q.get
+    for _ in range(n):
+        get()
+    t.join()
+    return n / (time.perf_counter() - t0)
+
+
+def thread_to_coro(impl: str, n: int) -> float:
+    async def main() -> float:
+        if impl == "janus":
+            import janus
+
+            jq: Any = janus.Queue(1000)
+            put, aget = jq.sync_q.put, jq.async_q.get
+        elif impl == "culsans":
+            import culsans
+
+            jq = culsans.Queue(1000)
+            put, aget = jq.sync_q.put, jq.async_q.get
+        else:
+            jq = Queue(1000)
+            put, aget = jq.put, jq.async_get
+
+        def produce() -> None:
+            for i in range(n):
+                put(i)
+
+        t0 = time.perf_counter()
+        t = threading.Thread(target=produce)
+        t.start()
+        for _ in range(n):
+            await aget()
+        elapsed = time.perf_counter() - t0
+        await asyncio.to_thread(t.join)
+        if impl in ("janus", "culsans"):
+            jq.close()
+            await jq.wait_closed()
+        return n / elapsed
+
+    return asyncio.run(main())
+
+
+# -- across processes --------------------------------------------------------------------
+
+
+def _child_put(q: Any, n: int, size: int) -> None:
+    item: Any = b"x" * size if size else 0
+    for i in range(n):
+        q.put(item if size else i)
+    q.put(None)
+
+
+class _FF:
+    """faster-fifo with a blocking ``get`` like the others."""
+
+    def __init__(self) -> None:
+        import faster_fifo
+
+        self.q = faster_fifo.Queue(max_size_bytes=64 * 1024 * 1024)
+
+    def put(self, item: Any) -> None:
+        self.q.put(item, timeout=60)
+
+    def get(self) -> Any:
+        return self.q.get(timeout=60)
+
+
+def xproc_stream(impl: str, n: int, size: int) -> float:
+    ctx = get_context()
+    if impl == "plait":
+        q: Any = Queue(1000)
+    elif impl == "multiprocessing.Queue":
+        q = ctx.Queue(1000)
+    else:
+        q = _FF()
+    p = ctx.Process(target=_child_put, args=(q, n, size))
+    p.start()
+    first = q.get()  # the child is up and streaming: time from here
+    t0 = time.perf_counter()
+    count = 0
+    get = q.get
+    while get() is not None:
+        count += 1
+    elapsed = time.perf_counter() - t0
+    p.join()
+    del first
+    return count / elapsed
+
+
+def median_rate(fn: Callable[[], float], repeat: int) -> tuple[float, list[float]]:
+    fn()  # warm-up
+    runs = [fn() for _ in range(repeat)]
+    return statistics.median(runs), runs
+
+
+def main() -> None:
+    bench = Bench.from_argv("channels")
+    r = bench.scale(5, 2)
+    n = bench.scale(200_000, 20_000)
+
+    def rec(case: str, impl: str, fn: Callable[[], float], base: str, **target: Any) -> None:
+        value, runs = median_rate(fn, r)
+        bench.record(case, impl, value, "msg/s", baseline=base, samples=runs, **target)
+
+    case = "coroutine->coroutine stream, unbounded"
+    rec(case, "asyncio.Queue", lambda: coro_stream(asyncio.Queue, False, n), "asyncio.Queue")
+    rec(
+        case,
+        "plait.Queue",
+        lambda: coro_stream(Queue, True, n),
+        "asyncio.Queue",
+        target=">= 2x asyncio.Queue",
+        target_ratio=2.0,
+    )
+    case = "coroutine->coroutine stream, maxsize=16"
+    rec(
+        case,
+        "asyncio.Queue",
+        lambda: coro_stream(lambda: asyncio.Queue(16), False, n),
+        "asyncio.Queue",
+    )
+    rec(
+        case,
+        "plait.Queue",
+        lambda: coro_stream(lambda: Queue(16), True, n),
+        "asyncio.Queue",
+        target=">= 2x asyncio.Queue",
+        target_ratio=2.0,
+    )
+    case = "ping-pong, one loop"
+    rec(case, "asyncio.Queue", lambda: ping_pong(asyncio.Queue, False, n // 4), "asyncio.Queue")
+    rec(
+        case,
+        "plait.Queue",
+        lambda: ping_pong(Queue, True, n // 4),
+        "asyncio.Queue",
+        target=">= 1x asyncio.Queue",
+        target_ratio=1.0,
+    )
+    case = "thread->thread stream, maxsize=1000"
+    rec(case, "queue.Queue", lambda: thread_stream(queue.Queue(1000), n), "queue.Queue")
+    rec(
+        case,
+        "plait.Queue",
+        lambda: thread_stream(Queue(1000), n),
+        "queue.Queue",
+        target=">= 1x queue.Queue",
+        target_ratio=1.0,
+    )
+    case = "thread->coroutine stream, maxsize=1000"
+    rec(case, "janus", lambda: thread_to_coro("janus", n // 2), "janus")
+    rec(case, "culsans", lambda: thread_to_coro("culsans", n // 2), "janus")
+    rec(
+        case,
+        "plait.Queue",
+        lambda: thread_to_coro("plait", n // 2),
+        "janus",
+        target=">= 1.5x janus",
+        target_ratio=1.5,
+    )
+    case = "process->parent, small ints"
+    rec(
+        case,
+        "multiprocessing.Queue",
+        lambda: xproc_stream("multiprocessing.Queue", n, 0),
+        "multiprocessing.Queue",
+    )
+    rec(case, "faster-fifo", lambda: xproc_stream("faster-fifo", n, 0), "multiprocessing.Queue")
+    rec(
+        case,
+        "plait.Queue",
+        lambda: xproc_stream("plait", n, 0),
+        "multiprocessing.Queue",
+        target=">= 3x multiprocessing.Queue",
+        target_ratio=3.0,
+    )
+    case = "process->parent, 1 MiB bytes"
+    m = bench.scale(1000, 100)
+    rec(case, "faster-fifo", lambda: xproc_stream("faster-fifo", m, 1 << 20), "faster-fifo")
+    rec(
+        case,
+        "multiprocessing.Queue",
+        lambda: xproc_stream("multiprocessing.Queue", m, 1 << 20),
+        "faster-fifo",
+    )
+    rec(
+        case,
+        "plait.Queue",
+        lambda: xproc_stream("plait", m, 1 << 20),
+        "faster-fifo",
+        target=">= 1x faster-fifo",
+        target_ratio=1.0,
+    )
+    bench.note(
+        "msg/s, median of runs; in-process cases on asyncio's default loop. Cross-process: "
+        "a forkserver child puts, the parent gets; 1 MiB items are `bytes` (plait: through "
+        "a shared-memory segment per item)."
+    )
+    bench.save()
+
+
+if __name__ == "__main__":
+    main()
