@@ -213,6 +213,34 @@ def test_many_threads_join_at_once() -> None:
     assert codes == [-signal.SIGTERM] * 8
 
 
+def test_join_parks_on_the_process() -> None:
+    import threading
+
+    from plait.testing import wait_parked
+
+    p, _ = _sleeper()
+    joiner = threading.Thread(target=p.join)
+    joiner.start()
+    wait_parked(on=p, count=1)  # diagnostics see the joining thread parked on p
+    p.kill()
+    joiner.join(20)
+    assert not joiner.is_alive()
+    assert p.exitcode == -signal.SIGKILL
+
+
+def test_join_leaves_on_cancellation() -> None:
+    from plait._core import CancelScope
+
+    p, _ = _sleeper()
+    with CancelScope() as scope:
+        scope.cancel()
+        p.join()  # a cancelled scope makes the park raise Cancelled, absorbed at exit
+    assert scope.cancelled_caught
+    assert p.is_alive()
+    p.kill()
+    p.join()
+
+
 def test_active_children_sees_it() -> None:
     p, _ = _sleeper()
     assert p in multiprocessing.active_children()

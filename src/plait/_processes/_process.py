@@ -38,6 +38,7 @@ from typing import Any, cast
 
 import cloudpickle
 
+from plait._core import check_timeout
 from plait._errors import SerializationError, WorkerCrashed
 from plait._ipc import serialize
 from plait._ipc.context import StartMethod, default_start_method, get_context
@@ -54,7 +55,7 @@ from plait._processes._watcher import (
 __all__ = ["Process"]
 
 # Attributes that live only in the parent and never cross to the child.
-_PARENT_ONLY = frozenset({"_plait_future", "_plait_reader", "_popen"})
+_PARENT_ONLY = frozenset({"_plait_future", "_plait_popen", "_popen"})
 
 
 class _ChildPickler(ForkingPickler):
@@ -178,6 +179,7 @@ class Process(mp_process.BaseProcess):
         future.set_running_or_notify_cancel()
         self._plait_future = future
         popen = cast(WatchedPopen, self._popen)
+        self._plait_popen = popen
         get_watcher().watch(
             popen, reader, self._plait_label, functools.partial(self._plait_done, popen)
         )
@@ -242,19 +244,30 @@ class Process(mp_process.BaseProcess):
         result (a signal, ``os._exit``) raises :class:`plait.WorkerCrashed`. Raises
         ``TimeoutError`` if the child is still running after ``timeout`` seconds.
         """
-        return self._plait_started_future().result(timeout)
+        future = self._plait_started_future()
+        if not future.done():
+            popen = self._plait_popen
+            if popen.wait(check_timeout(timeout)) is None:
+                raise TimeoutError(f"{self.name} is still running after {timeout} s")
+        # The exit code is published just before the outcome: at most a moment to wait.
+        return future.result()
 
     async def async_result(self, timeout: float | None = None) -> Any:
         """:meth:`result` for coroutines."""
-        future = asyncio.wrap_future(self._plait_started_future())
-        return await asyncio.wait_for(asyncio.shield(future), timeout)
+        future = self._plait_started_future()
+        if not future.done():
+            popen = self._plait_popen
+            if await popen.async_wait(check_timeout(timeout)) is None:
+                raise TimeoutError(f"{self.name} is still running after {timeout} s")
+        return await asyncio.wrap_future(future)
 
     async def async_join(self, timeout: float | None = None) -> None:
         """:meth:`join` for coroutines."""
-        future = asyncio.wrap_future(self._plait_started_future())
-        done, _ = await asyncio.wait([future], timeout=timeout)
-        if done:
-            self.join(0)
+        self._check_closed()  # type: ignore[attr-defined]
+        if self._popen is None:
+            raise AssertionError("can only join a started process")
+        if await self._plait_popen.async_wait(check_timeout(timeout)) is not None:
+            self.join(0)  # lets multiprocessing forget the child, as join() does
 
     def _plait_started_future(self) -> concurrent.futures.Future[Any]:
         future = self._plait_future

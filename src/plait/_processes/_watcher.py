@@ -30,10 +30,12 @@ import signal
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from plait._core import WaitQueue, async_park, new_mutex, park
 from plait._errors import SerializationError
 from plait._ipc.serialize import PackedError, loads, unpack_error
 
@@ -52,7 +54,9 @@ class WatchedPopen:
     """Mixin over a multiprocessing ``Popen`` class: the watcher thread alone reaps.
 
     ``poll``/``wait`` answer from the exit code the watcher published, so any number of
-    threads (and multiprocessing's own ``active_children()``) may ask at once.
+    threads (and multiprocessing's own ``active_children()``) may ask at once. A blocking
+    ``wait`` parks the calling strand on the kernel's wait queue: diagnostics see it parked
+    on the process, and a cancelled thread strand leaves it with ``Cancelled``.
     """
 
     returncode: int | None
@@ -60,16 +64,32 @@ class WatchedPopen:
     pid: int
 
     def __init__(self, process_obj: Any) -> None:
-        self._plait_exited = threading.Event()
+        self._plait_mutex = new_mutex()
+        self._plait_waiters = WaitQueue(self._plait_mutex)
+        self._plait_exited = False
+        self._plait_process = weakref.ref(process_obj)
         super().__init__(process_obj)  # type: ignore[call-arg]
 
     def poll(self, flag: int = os.WNOHANG) -> int | None:
-        if self.returncode is None and flag != os.WNOHANG:
-            self._plait_exited.wait()
+        if flag != os.WNOHANG:
+            return self.wait(None)
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int | None:
-        self._plait_exited.wait(timeout)
+        with self._plait_mutex:
+            if self._plait_exited or timeout == 0:
+                return self.returncode
+            waiter = self._plait_waiters.enqueue_current(on=self._plait_process() or self)
+        park(waiter, timeout)
+        return self.returncode
+
+    async def async_wait(self, timeout: float | None = None) -> int | None:
+        """:meth:`wait` for coroutines."""
+        with self._plait_mutex:
+            if self._plait_exited or timeout == 0:
+                return self.returncode
+            waiter = self._plait_waiters.async_enqueue_current(on=self._plait_process() or self)
+        await async_park(waiter, timeout)
         return self.returncode
 
     def _plait_reap(self) -> int:
@@ -79,8 +99,12 @@ class WatchedPopen:
         return 255 if code is None else code
 
     def _plait_publish(self, code: int) -> None:
-        self.returncode = code
-        self._plait_exited.set()
+        with self._plait_mutex:
+            self.returncode = code
+            self._plait_exited = True
+            woken = self._plait_waiters.pop_all()
+        for waiter in woken:
+            waiter.wake()
 
 
 _popen_classes: dict[type, type] = {}
