@@ -7,12 +7,18 @@
   are ignored. A leftover child fails the test that left it, and is killed.
 * At the end of the session, no new ``/dev/shm`` entry whose name starts with ``plait``
   may remain.
+* A non-daemon thread still alive when pytest is done would keep the interpreter from
+  exiting (a hung CI job instead of a red one): its stack is printed and the run exits
+  non-zero.
 """
 
 from __future__ import annotations
 
 import faulthandler
 import os
+import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -114,6 +120,39 @@ def _no_leaked_shared_memory() -> Iterator[None]:
     leaked = _plait_shm_entries() - before
     if leaked:
         pytest.fail(f"/dev/shm entries leaked by the test session: {sorted(leaked)}", pytrace=False)
+
+
+_exit_status = 0
+THREAD_GRACE_S = 5.0
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    global _exit_status
+    _exit_status = int(exitstatus)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Exit instead of hanging when a test left a non-daemon thread behind."""
+    deadline = time.monotonic() + THREAD_GRACE_S
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join(max(0.0, deadline - time.monotonic()))
+    stuck = [
+        t
+        for t in threading.enumerate()
+        if t is not threading.main_thread() and not t.daemon and t.is_alive()
+    ]
+    if not stuck:
+        return
+    names = ", ".join(t.name for t in stuck)
+    sys.stderr.write(
+        f"\nconftest: {len(stuck)} non-daemon thread(s) still alive after the session "
+        f"({names}); they would hang interpreter exit. Stacks:\n"
+    )
+    sys.stderr.flush()
+    faulthandler.dump_traceback(all_threads=True)
+    sys.stdout.flush()
+    os._exit(_exit_status or 1)
 
 
 def pytest_report_header() -> str:
