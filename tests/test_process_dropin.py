@@ -303,6 +303,29 @@ def test_pipe_argument_crosses() -> None:
     assert p.exitcode == 0
 
 
+def put_square(q: Any, n: int) -> None:
+    q.put(n * n)
+
+
+def test_multiprocessing_queue_of_the_same_context_crosses() -> None:
+    q = multiprocessing.get_context("forkserver").Queue()
+    procs = [Process(target=put_square, args=(q, n)) for n in range(3)]
+    for p in procs:
+        p.start()
+    assert sorted(q.get(timeout=20) for _ in procs) == [0, 1, 4]
+    for p in procs:
+        p.join(20)
+    q.close()
+    q.join_thread()
+
+
+def test_lock_of_another_context_is_refused_with_multiprocessing_reason() -> None:
+    lock = multiprocessing.get_context("fork").Lock()
+    p = Process(target=return_sum, args=(lock, 1))
+    with pytest.raises(SerializationError, match="same context"):
+        p.start()
+
+
 def test_cannot_pickle_a_process_outside_start() -> None:
     import pickle
 

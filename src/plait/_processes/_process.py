@@ -227,7 +227,16 @@ class Process(mp_process.BaseProcess):
             try:
                 _pickle_for_child(part)
             except Exception as exc:
-                serialize.dumps(part, what=what)  # raises SerializationError naming it
+                try:
+                    serialize.dumps(part, what=what)  # raises SerializationError naming it
+                except SerializationError as named:
+                    if isinstance(exc, RuntimeError):  # multiprocessing's refusal says why
+                        raise SerializationError(
+                            f"cannot send {what} to the child process: {exc}",
+                            path=named.path,
+                            culprit=named.culprit,
+                        ) from exc
+                    raise
                 raise SerializationError(  # plait's pickler took it alone: say what failed
                     f"cannot send {what} to the child process: {type(exc).__name__}: {exc}"
                 ) from exc
