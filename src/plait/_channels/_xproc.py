@@ -64,6 +64,7 @@ _SEM_NAMES = ("lock", "items", "space", "done")
 _COUNT, _GETTERS, _PUTTERS, _CLOSED = Ring.COUNT, Ring.GETTERS, Ring.PUTTERS, Ring.CLOSED
 _INLINE = transport.INLINE
 _SPIN = 300
+_RING_WAIT = 0.02  # how long a big frame waits for ring space before it spills
 _dumps = pickle.dumps
 _loads = pickle.loads
 
@@ -98,13 +99,14 @@ class SharedQueue:
         self.prefix = prefix
         self.maxsize = maxsize
         if create:
-            self.segment = shm.Segment(prefix + "ring", Ring.size_for(RING_BYTES), create=True)
+            size = Ring.size_for(RING_BYTES)
+            self.segment = shm.Segment(prefix + "ring", size, create=True, populate=False)
             self.lock = _new_sem(prefix + "lock", 1, 1)
             self.items = _new_sem(prefix + "items", 0, _SEM_MAX)
             self.space = _new_sem(prefix + "space", 0, _SEM_MAX)
             self.done = _new_sem(prefix + "done", 0, _SEM_MAX)
         else:
-            self.segment = shm.Segment(prefix + "ring")
+            self.segment = shm.Segment(prefix + "ring", populate=False)
             self.lock = _open_sem(prefix + "lock", 1)
             self.items = _open_sem(prefix + "items", _SEM_MAX)
             self.space = _open_sem(prefix + "space", _SEM_MAX)
@@ -125,15 +127,19 @@ class SharedQueue:
     # -- put ----------------------------------------------------------------------------
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
-        buffers: list[Any] = []
-        try:
-            payload = _dumps(item, 5, buffer_callback=buffers.append)
-        except Exception:
-            payload = b""
-        if buffers or not payload or len(payload) > transport.SPILL:
+        t = type(item)
+        if t is bytes or t is bytearray:
             kind, payload, seg = transport.encode(item, self.prefix)
         else:
-            kind, seg = _INLINE, None
+            buffers: list[Any] = []
+            try:
+                payload = _dumps(item, 5, buffer_callback=buffers.append)
+            except Exception:
+                payload = b""
+            if buffers or not payload or len(payload) > transport.SPILL:
+                kind, payload, seg = transport.encode(item, self.prefix)
+            else:
+                kind, seg = _INLINE, None
         hdr = self.hdr
         lock = self.lock
         if seg is None and timeout is None:  # fast path: room in the ring, no waiting
@@ -156,49 +162,66 @@ class SharedQueue:
         self,
         item: Any,
         kind: int,
-        payload: bytes,
+        payload: Any,
         seg: shm.Segment | None,
         block: bool,
         timeout: float | None,
+        cancel: Any = None,
     ) -> None:
+        """Put, waiting for room (``maxsize``) or for ring space.
+
+        A big frame that finds the ring full of bytes waits a little for readers to make
+        space, then goes to its own segment: a writer never waits long on unread data.
+        """
         deadline = _deadline(block, timeout)
         hdr = self.hdr
         lock = self.lock
+        spill_at = None if kind == transport.SEGMENT else time.monotonic() + _RING_WAIT
         try:
             while True:
+                spill = False
                 lock.acquire()
                 try:
                     if hdr[_CLOSED]:
                         raise ClosedError("put() on a closed queue")
-                    if (self.maxsize <= 0 or hdr[_COUNT] < self.maxsize) and self._push(
-                        kind, payload
-                    ):
+                    if cancel is not None and cancel.is_set():
+                        raise asyncio.CancelledError
+                    room = self.maxsize <= 0 or hdr[_COUNT] < self.maxsize
+                    if room and self._push(kind, payload):
                         seg = None
                         break
-                    if deadline == 0.0:
+                    if room and spill_at is not None and len(payload) > 64:
+                        # room for the item, not for its bytes: wait for space or spill
+                        spill = deadline == 0.0 or time.monotonic() >= spill_at
+                    elif deadline == 0.0:
                         raise Full
-                    hdr[_PUTTERS] += 1
+                    if not spill:
+                        hdr[_PUTTERS] += 1
                 finally:
                     lock.release()
-                if not self._sleep(self.space, _PUTTERS, deadline):
-                    raise Full
+                if spill:
+                    kind, payload, seg = transport.spill(payload, self.prefix, kind)
+                    spill_at = None
+                    continue
+                until = deadline
+                if room and spill_at is not None:
+                    until = spill_at if until is None else min(until, spill_at)
+                if not self._sleep(self.space, _PUTTERS, until, cancel):
+                    if cancel is not None and cancel.is_set():
+                        raise asyncio.CancelledError
+                    if until is deadline:
+                        raise Full
         finally:
             if seg is not None:  # not queued: its segment must not outlive the call
                 seg.unlink()
         if hooks.active:
             hooks.sent(current_strand(), self, item)
 
-    def _push(self, kind: int, payload: bytes) -> bool:
+    def _push(self, kind: int, payload: Any) -> bool:
         """Append a frame (lock held); ``False`` if the ring has no room for it now."""
         ring = self.ring
         if not ring.push(kind, payload):
-            if kind != transport.INLINE or len(payload) <= 64:
-                return False
-            # The ring is full of bytes (not of items): this one goes to its own segment.
-            kind, meta, seg = _spill(payload, self.prefix)
-            if not ring.push(kind, meta):
-                seg.unlink()
-                return False
+            return False
         hdr = ring.hdr
         hdr[Ring.UNFINISHED] += 1
         if hdr[Ring.GETTERS]:
@@ -304,29 +327,8 @@ class SharedQueue:
         await _in_thread(lambda cancel: self._put_cancellable(item, timeout, cancel))
 
     def _put_cancellable(self, item: Any, timeout: float | None, cancel: Any) -> Any:
-        deadline = _deadline(True, timeout)
         kind, payload, seg = transport.encode(item, self.prefix)
-        hdr = self.ring.hdr
-        try:
-            while True:
-                with _Held(self.lock):
-                    if hdr[Ring.CLOSED]:
-                        raise ClosedError("put() on a closed queue")
-                    if cancel.is_set():
-                        raise asyncio.CancelledError
-                    if (self.maxsize <= 0 or hdr[Ring.COUNT] < self.maxsize) and self._push(
-                        kind, payload
-                    ):
-                        seg = None
-                        return None
-                    hdr[Ring.PUTTERS] += 1
-                if not self._sleep(self.space, Ring.PUTTERS, deadline, cancel):
-                    if cancel.is_set():
-                        raise asyncio.CancelledError
-                    raise Full
-        finally:
-            if seg is not None:
-                seg.unlink()
+        self._put_wait(item, kind, payload, seg, True, timeout, cancel)
 
     async def async_get(self, block: bool = True, timeout: float | None = None) -> Any:
         try:
@@ -454,13 +456,6 @@ class _Held:
 
     def __exit__(self, *exc: object) -> None:
         self.sem.release()
-
-
-def _spill(payload: bytes, prefix: str) -> tuple[int, bytes, shm.Segment]:
-    seg = shm.Segment.create(prefix, len(payload))
-    seg.buf[: len(payload)] = payload
-    seg.close()
-    return transport.SEGMENT, pickle.dumps((seg.name, len(payload), []), 5), seg
 
 
 def _spin_acquire(lock: Any) -> None:

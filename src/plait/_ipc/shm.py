@@ -31,6 +31,7 @@ __all__ = ["SHM_DIR", "Segment", "new_prefix", "sweep"]
 
 SHM_DIR = "/dev/shm"
 _counter = itertools.count()
+_POPULATE = getattr(mmap, "MAP_POPULATE", 0)
 _lock = threading.Lock()
 
 
@@ -49,7 +50,9 @@ class Segment:
 
     __slots__ = ("__weakref__", "buf", "map", "name", "size")
 
-    def __init__(self, name: str, size: int = 0, *, create: bool = False) -> None:
+    def __init__(
+        self, name: str, size: int = 0, *, create: bool = False, populate: bool = True
+    ) -> None:
         self.name = name
         flags = os.O_RDWR | (os.O_CREAT | os.O_EXCL if create else 0)
         fd = _posixshmem.shm_open("/" + name, flags, mode=0o600)
@@ -58,7 +61,9 @@ class Segment:
                 os.ftruncate(fd, max(size, 1))
             else:
                 size = os.fstat(fd).st_size
-            self.map = mmap.mmap(fd, max(size, 1))
+            # A message segment is written or read in full: fault every page in at once.
+            flags = mmap.MAP_SHARED | (_POPULATE if populate else 0)
+            self.map = mmap.mmap(fd, max(size, 1), flags=flags)
         except BaseException:
             os.close(fd)
             if create:

@@ -30,11 +30,12 @@ from plait._ipc.shm import Segment
 
 __all__ = ["SPILL", "Ring", "decode", "encode"]
 
-SPILL = 256 * 1024  # payloads larger than this travel in their own segment
+SPILL = 2 * 1024 * 1024  # payloads larger than this travel in their own segment
 HEADER_WORDS = 16
 HEADER = HEADER_WORDS * 8
 _FRAME = struct.Struct("qq")  # length, kind
-INLINE, SEGMENT = 0, 1
+INLINE, SEGMENT, BYTES, BYTEARRAY = 0, 1, 2, 3  # frame kinds
+RAW_MIN = 4096  # bytes/bytearray items at least this big travel raw, not pickled
 _WRAP = -1
 
 
@@ -50,7 +51,17 @@ def _dumps(obj: Any, buffers: list[pickle.PickleBuffer] | None) -> bytes:
 
 
 def encode(obj: Any, prefix: str) -> tuple[int, bytes, Segment | None]:
-    """``(kind, payload, segment)`` for ``obj``; a big one is written into a new segment."""
+    """``(kind, payload, segment)`` for ``obj``; a big one is written into a new segment.
+
+    ``bytes`` and ``bytearray`` items are not pickled: their bytes are the payload, copied
+    once into shared memory and once out of it.
+    """
+    t = type(obj)
+    if (t is bytes or t is bytearray) and len(obj) >= RAW_MIN:
+        kind = BYTES if t is bytes else BYTEARRAY
+        if len(obj) <= SPILL:
+            return kind, obj, None
+        return spill(obj, prefix, kind)
     buffers: list[pickle.PickleBuffer] = []
     data = _dumps(obj, buffers)
     if not buffers:
@@ -75,19 +86,42 @@ def encode(obj: Any, prefix: str) -> tuple[int, bytes, Segment | None]:
         seg.unlink()
         seg.close()
         raise
-    meta = pickle.dumps((seg.name, len(data), sizes), 5)
+    meta = pickle.dumps((seg.name, len(data), sizes, INLINE), 5)
     seg.close()
     return SEGMENT, meta, seg
+
+
+def spill(payload: Any, prefix: str, kind: int) -> tuple[int, bytes, Segment]:
+    """Write a frame's payload into its own segment; returns the frame that points to it."""
+    n = len(payload)
+    seg = Segment.create(prefix, n)
+    try:
+        seg.buf[:n] = payload
+    except BaseException:
+        seg.unlink()
+        seg.close()
+        raise
+    seg.close()
+    return SEGMENT, pickle.dumps((seg.name, n, [], kind), 5), seg
 
 
 def decode(kind: int, payload: bytes | memoryview) -> Any:
     """The object back from :func:`encode`'s output (unlinks a segment it reads)."""
     if kind == INLINE:
         return pickle.loads(payload)
-    name, pickled, sizes = pickle.loads(payload)
+    if kind == BYTES:
+        return bytes(payload)
+    if kind == BYTEARRAY:
+        return bytearray(payload)
+    name, pickled, sizes, inner = pickle.loads(payload)
     seg = Segment(name)
     seg.unlink()  # one reader: the name can go now; the mapping lives while it is used
     view = seg.buf
+    if inner != INLINE:
+        try:
+            return bytes(view[:pickled]) if inner == BYTES else bytearray(view[:pickled])
+        finally:
+            seg.close()
     pos = pickled
     buffers = []
     for size in sizes:
