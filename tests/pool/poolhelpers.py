@@ -173,3 +173,8 @@ def wait_for_file(path: str, timeout: float = 10.0) -> int:
             pass
         time.sleep(0.002)
     raise TimeoutError(f"{path} did not appear")
+
+
+def echo_size(blob: bytes) -> bytes:
+    """Return a blob as large as the one received (large payloads both ways)."""
+    return bytes(len(blob))

@@ -135,7 +135,7 @@ class Engine:
         self.outstanding = 0  # tasks not yet delivered to their sink
         self.ids = itertools.count(1)
         self.timed_inflight = 0
-        self.init_failures = 0
+        self.start_failures = 0  # workers in a row that died before their first reply
         self.stats = {"completed": 0, "crashed": 0, "timed_out": 0, "replaced": 0, "retried": 0}
         self._logged: set[str] = set()
         self._free_rows = list(range(2 * processes - 1, -1, -1))
@@ -377,7 +377,8 @@ class Engine:
                 return
             if task.timeout is not None:
                 self.timed_inflight -= 1
-            self.init_failures = 0
+            self.start_failures = 0
+            worker.replies += 1
             if rss is not None:  # replaced before it is given another task
                 self._retire_locked(
                     worker,
@@ -526,11 +527,18 @@ class Engine:
             for task in tasks:
                 if task.timeout is not None:
                     self.timed_inflight -= 1
-            if worker.init_error is not None:
-                self.init_failures += 1
             expected = worker.stopped and not tasks and worker.kill_reason is None
             if not expected:
                 self.stats["replaced"] += 1
+                if worker.replies == 0 and worker.kill_reason is None:
+                    self.start_failures += 1
+            if (
+                self.state == CLOSE
+                and not self.workers
+                and self.outstanding == 0
+                and not self.sources
+            ):
+                self._threads_stop = True  # closed and done: the threads end by themselves
             self._request_feed_locked()  # replace it
         try:
             worker.conn.close()
@@ -656,9 +664,14 @@ class Engine:
                 # A retiring worker is replaced once it has exited, so the pool never
                 # holds more than ``processes`` workers.
                 missing = self.processes - len(self.workers)
-                lazy = self.init_failures >= 3 and not self.pending
+                # Workers that keep dying before their first reply (a failing initializer,
+                # a broken environment): start them only when there is work, and slower.
+                failures = self.start_failures
+                lazy = failures >= 3 and not self.pending
                 if missing <= 0 or lazy or (self.state == CLOSE and self.outstanding == 0):
                     break
+            if failures >= 5:
+                time.sleep(min(0.02 * failures, 0.5))
             try:
                 self._spawn()
             except Exception:

@@ -28,6 +28,7 @@ class WorkerHandle:
         "kill_reason",
         "pid",
         "process",
+        "replies",
         "retiring",
         "row",
         "send_lock",
@@ -44,6 +45,7 @@ class WorkerHandle:
         self.sentinel: int = process.sentinel
         self.inflight: dict[int, Task] = {}
         self.dispatched = 0
+        self.replies = 0
         self.retiring = False  # no new tasks; stopped once its tasks are done
         self.stopped = False  # the stop message was sent
         self.kill_reason: tuple[str, int] | None = None  # ("timeout", task id) when we killed it

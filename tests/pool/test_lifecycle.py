@@ -1,0 +1,44 @@
+"""Large payloads both ways, threads that end by themselves, no busy restart loop."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import poolhelpers as h
+
+from plait.pool import Pool
+
+
+def test_large_arguments_and_results_do_not_deadlock() -> None:
+    blob = bytes(4 * 1024 * 1024)
+    with Pool(1) as p:  # one worker, several 4 MB tasks queued behind each other
+        results = [p.apply_async(h.echo_size, (blob,)) for _ in range(6)]
+        assert [len(r.get(30)) for r in results] == [len(blob)] * 6
+        assert [len(x) for x in p.map(h.echo_size, [blob] * 4, 1)] == [len(blob)] * 4
+
+
+def _pool_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("plait-pool-")]
+
+
+def test_shutdown_without_wait_lets_everything_end() -> None:
+    before = set(_pool_threads())
+    p = Pool(2)
+    futures = [p.submit(h.nap, 0.05) for _ in range(4)]
+    p.shutdown(wait=False)
+    assert [f.result(10) for f in futures] == [0.05] * 4
+    deadline = time.monotonic() + 5
+    while set(_pool_threads()) - before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not set(_pool_threads()) - before
+    p.join()
+
+
+def test_failing_initializer_does_not_spin() -> None:
+    with Pool(2, initializer=h.failing_initializer) as p:
+        time.sleep(0.5)  # idle: after a few failures workers start only on demand
+        started = p.statistics().workers_replaced
+        time.sleep(0.5)
+        assert p.statistics().workers_replaced - started <= 1
+        assert p.statistics().workers_replaced < 10
