@@ -84,6 +84,11 @@ def parent_pid() -> int:
     return os.getppid()
 
 
+def call_in_grandchild(method: str) -> tuple[int, int]:
+    call = start_process_call(parent_pid, start_method=method)  # type: ignore[arg-type]
+    return os.getpid(), call.future.result(20)
+
+
 # -- helpers ---------------------------------------------------------------------------------
 
 
@@ -180,6 +185,33 @@ def test_start_methods(method: str) -> None:
     else:
         call = start_process_call(add, (1, 2), start_method=method)  # type: ignore[arg-type]
         assert _result(call) == 3
+
+
+@pytest.mark.parametrize(("outer", "inner"), [("forkserver", "forkserver"), ("fork", "fork")])
+def test_a_child_starts_its_own_process_calls(outer: str, inner: str) -> None:
+    call = start_process_call(call_in_grandchild, (inner,), start_method=outer)  # type: ignore[arg-type]
+    child, grandchilds_parent = _result(call)
+    assert child == call.pid
+    if inner == "fork":
+        assert grandchilds_parent == child  # a fresh watcher in the forked child reaped it
+
+
+def test_calls_started_from_many_threads() -> None:
+    results: list[int] = []
+    lock = threading.Lock()
+
+    def starter(base: int) -> None:
+        calls = [start_process_call(add, (base, i)) for i in range(4)]
+        values = [_result(c) for c in calls]
+        with lock:
+            results.extend(values)
+
+    threads = [threading.Thread(target=starter, args=(100 * k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(results) == sorted(100 * k + i for k in range(4) for i in range(4))
 
 
 def test_forkserver_is_the_default() -> None:
