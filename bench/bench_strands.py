@@ -110,7 +110,8 @@ def child_spawn(impl: str, loop: str, n: int, runs: int) -> list[float]:
     if impl.startswith("anyio"):
         import anyio
 
-        return anyio.run(main, backend="asyncio", backend_options={"use_uvloop": use_uvloop})  # type: ignore[no-any-return]
+        options = {"use_uvloop": use_uvloop}
+        return anyio.run(main, backend="asyncio", backend_options=options)
     if impl == "plait.TaskGroup":
         import plait
 
@@ -457,8 +458,6 @@ def _square(x: int) -> int:
 
 
 def bench_process_round_trip(bench: Bench) -> None:
-    import multiprocessing
-
     import plait
     from plait._ipc.context import get_context
 
@@ -473,13 +472,15 @@ def bench_process_round_trip(bench: Bench) -> None:
             assert ex.submit(_square, 7).result() == 49
 
     def mp_process() -> None:
-        p = ctx.Process(target=_square, args=(7,))
+        p = ctx.Process(target=_square, args=(7,))  # type: ignore[attr-defined]
         p.start()
         p.join()
 
-    process_cls = getattr(plait, "Process", None)
+    process_cls: Any = getattr(plait, "Process", None)
     if process_cls is None:
-        from plait._processes import Process as process_cls
+        from plait._processes import Process
+
+        process_cls = Process
 
     def plait_process() -> None:
         p = process_cls(target=_square, args=(7,))
@@ -530,7 +531,6 @@ def bench_process_round_trip(bench: Bench) -> None:
         baseline="ProcessPoolExecutor.submit+result",
         note="plait.Pool (issue 5) is the comparable plait figure",
     )
-    del multiprocessing
 
 
 def bench_spawn(bench: Bench) -> None:
