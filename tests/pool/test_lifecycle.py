@@ -42,3 +42,22 @@ def test_failing_initializer_does_not_spin() -> None:
         time.sleep(0.5)
         assert p.statistics().workers_replaced - started <= 1
         assert p.statistics().workers_replaced < 10
+
+
+def test_breaking_out_of_imap_over_an_endless_input_does_not_hang_join() -> None:
+    with Pool(2) as p:
+        for x in p.imap(h.square, h.endless()):
+            if x > 100:
+                break
+        for x in p.imap_unordered(h.square, h.endless()):
+            if x > 100:
+                break
+    # leaving the block closed and joined the pool: the dropped inputs were not read on
+
+
+def test_join_before_consuming_reads_the_whole_input() -> None:
+    p = Pool(2)
+    it = p.imap(h.square, iter(range(5000)))
+    p.close()
+    p.join()  # as multiprocessing: join() finishes every task, results wait in `it`
+    assert list(it) == [x * x for x in range(5000)]

@@ -62,12 +62,13 @@ class Source:
         self.consumed = 0
         self.exhausted = False
         self.stalled = False
+        self.unbounded = False  # join() waits: read to the end, as multiprocessing does
         self._lock = threading.Lock()
 
     def room(self) -> bool:
         """Whether another chunk may be read now."""
         return not self.exhausted and (
-            self.pulled - self.consumed < self.window * max(self.chunksize, 1)
+            self.unbounded or self.pulled - self.consumed < self.window * max(self.chunksize, 1)
         )
 
     def next_size(self, item_seconds: float | None) -> int:

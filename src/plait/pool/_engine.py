@@ -220,6 +220,15 @@ class Engine:
             self.sources.append(entry)
             self._request_feed_locked()
 
+    def drop_source(self, entry: SourceEntry) -> None:
+        """The caller dropped the iterator: read no more of its input (what was read still
+        runs; its results are discarded)."""
+        with self.lock:
+            entry.source.exhausted = True
+            if entry in self.sources:
+                self.sources.remove(entry)
+            self._maybe_idle_locked()
+
     def source_consumed(self, source: Source) -> None:
         if source.mark_consumed():
             with self.lock:
@@ -595,7 +604,7 @@ class Engine:
             if stage in (STAGE_LOAD, STAGE_SEND):
                 what += f" {where}"
             if self.concurrency > 1:
-                what += f" (one of {len(worker.inflight) or 'the'} tasks running at once)"
+                what += " (the worker ran its tasks' coroutines at once; all of them failed)"
             error = WorkerCrashed(pid=worker.pid, exitcode=exitcode, task=what)
         if n == 1 or stage != STAGE_RUN or self.concurrency > 1:
             self._deliver(task, task.indices, *_all_failed(n, error))
@@ -807,6 +816,12 @@ class Engine:
         if self.state == RUN:
             raise ValueError("Pool is still running: call close() or terminate() first")
         if self.state == CLOSE:
+            with self.lock:
+                # Nobody consumes while we wait here: read imap inputs to their end, as
+                # multiprocessing does (results wait in their iterators).
+                for entry in self.sources:
+                    entry.source.unbounded = True
+                self._request_feed_locked()
             self.wait_idle()
             self._stop_idle_workers()
             deadline = time.monotonic() + 5.0

@@ -432,8 +432,12 @@ class Pool(Executor):
         bar = self._progress_bar(progress, total, fn)
         sink = IterSink(iterator, bar)
 
+        iterator_ref = weakref.ref(iterator)  # the engine must not keep the iterator alive
+
         def on_length(length: int) -> None:
-            iterator._set_length(length)
+            it = iterator_ref()
+            if it is not None:
+                it._set_length(length)
             sink.set_length(length)
 
         def build(items: list[Any]) -> bytes:
@@ -449,6 +453,7 @@ class Pool(Executor):
             timeout=timeout,
         )
         engine.add_source(entry)
+        weakref.finalize(iterator, engine.drop_source, entry)
         return iterator
 
     def imap(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any, Protocol
@@ -203,14 +204,18 @@ class IterSink:
     """``imap``/``imap_unordered``: hand each item to the iterator as it arrives."""
 
     def __init__(self, iterator: IMapIterator[Any], progress: Progress | None = None) -> None:
-        self.iterator = iterator
+        # Weakly: an iterator its caller dropped (``break`` out of the loop) is collected,
+        # and the pool stops reading its input (see Engine.drop_source).
+        self.iterator = weakref.ref(iterator)
         self.progress = progress
         self.delivered = 0
         self.length: int | None = None
         self._lock = threading.Lock()
 
     def deliver(self, indices: Sequence[int], values: list[Any], errors: Errors) -> None:
-        self.iterator._put_many(indices, values, errors)
+        iterator = self.iterator()
+        if iterator is not None:
+            iterator._put_many(indices, values, errors)
         if self.progress is not None:
             self.progress.update(len(indices))
             with self._lock:
