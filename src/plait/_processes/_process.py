@@ -50,6 +50,7 @@ from plait._processes._watcher import (
     WatchedPopen,
     get_watcher,
     popen_class,
+    write_message,
 )
 
 __all__ = ["Process"]
@@ -310,24 +311,25 @@ class _Reporter:
             except BaseException as exc:
                 if exc.__traceback__ is not None:  # hide this frame from the traceback
                     exc.__traceback__ = exc.__traceback__.tb_next
-                self._send(_pack_error(exc))
+                self._send(RESULT_ERR, _pack_error(exc))
                 if self.quiet and not isinstance(exc, SystemExit):
                     raise SystemExit(1) from None
                 raise
             try:
-                data = RESULT_OK + serialize.dumps(value, what=f"the result of {self.label}")
+                data = serialize.dumps(value, what=f"the result of {self.label}")
             except SerializationError as exc:
-                data = _pack_error(exc)
-            self._send(data)
+                self._send(RESULT_ERR, _pack_error(exc))
+            else:
+                self._send(RESULT_OK, data)
         finally:
             self.writer.close()
 
-    def _send(self, data: bytes) -> None:
+    def _send(self, tag: bytes, data: bytes) -> None:
         try:
-            self.writer.send_bytes(data)
+            write_message(self.writer.fileno(), tag, data)
         except OSError:  # the parent is gone; the lifeline ends this process
             pass
 
 
 def _pack_error(exc: BaseException) -> bytes:
-    return RESULT_ERR + serialize.dumps(serialize.pack_error(exc), what="an exception")
+    return serialize.dumps(serialize.pack_error(exc), what="an exception")

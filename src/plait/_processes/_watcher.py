@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import signal
+import struct
 import sys
 import threading
 import time
@@ -39,7 +40,16 @@ from plait._core import WaitQueue, async_park, new_mutex, park
 from plait._errors import SerializationError
 from plait._ipc.serialize import PackedError, loads, unpack_error
 
-__all__ = ["RESULT_ERR", "RESULT_OK", "Outcome", "WatchedPopen", "get_watcher", "popen_class"]
+__all__ = [
+    "RESULT_ERR",
+    "RESULT_OK",
+    "Outcome",
+    "ResultReader",
+    "WatchedPopen",
+    "get_watcher",
+    "popen_class",
+    "write_message",
+]
 
 # What the watcher hands to ``on_done``: ("ok", value), ("err", exception) or None when the
 # child sent nothing (it was killed or called os._exit).
@@ -134,18 +144,92 @@ def popen_class(method: str) -> type:
     return cls
 
 
+FRAME = struct.Struct("!Q")  # a result message: its length, then a tag byte and a pickle
+
+
+def write_message(fd: int, tag: bytes, payload: bytes) -> None:
+    """In the child: write one framed message to the result pipe (blocking)."""
+    _write_all(fd, FRAME.pack(len(tag) + len(payload)) + tag)
+    _write_all(fd, payload)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    with memoryview(data) as view:
+        done = 0
+        while done < len(view):
+            done += os.write(fd, view[done:])
+
+
+class ResultReader:
+    """Reads one framed message from a non-blocking pipe, a piece at a time.
+
+    The watcher never blocks on one child: a slow or stopped writer, or a writer end that
+    a forked grandchild still holds, cannot stall the results of every other child.
+    """
+
+    __slots__ = ("_body", "_got", "_header", "conn", "fd")
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.fd = conn.fileno()
+        os.set_blocking(self.fd, False)
+        self._header = bytearray()
+        self._body: bytearray | None = None
+        self._got = 0
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def pump(self) -> bool:
+        """Read what the pipe holds; ``True`` once the message is whole or the pipe ended."""
+        while True:
+            try:
+                body = self._body
+                if body is None:
+                    chunk = os.read(self.fd, FRAME.size - len(self._header))
+                    if not chunk:
+                        return True
+                    self._header += chunk
+                    if len(self._header) == FRAME.size:
+                        self._body = bytearray(FRAME.unpack(self._header)[0])
+                        if not self._body:
+                            return True
+                    continue
+                with memoryview(body) as view:
+                    n = os.readv(self.fd, [view[self._got :]])
+                if n == 0:
+                    return True
+                self._got += n
+                if self._got == len(body):
+                    return True
+            except BlockingIOError:
+                return False
+            except OSError:
+                return True
+
+    def message(self) -> bytearray | None:
+        """The whole message, or ``None`` if the pipe ended before it was complete."""
+        body = self._body
+        if body is None or self._got != len(body) or not body:
+            return None
+        return body
+
+    def close(self) -> None:
+        self.conn.close()
+
+
 class _Entry:
     __slots__ = ("code", "describe", "kill_at", "on_done", "outcome", "popen", "reader")
 
     def __init__(
         self,
         popen: WatchedPopen,
-        reader: Connection,
+        reader: ResultReader,
         describe: str,
         on_done: Callable[[Outcome], None],
     ) -> None:
         self.popen = popen
-        self.reader: Connection | None = reader
+        self.reader: ResultReader | None = reader
         self.describe = describe
         self.on_done = on_done
         self.outcome: Outcome = None
@@ -173,8 +257,9 @@ class Watcher:
         on_done: Callable[[Outcome], None],
     ) -> None:
         """Watch a started child; ``on_done`` runs on the watcher thread when it is over."""
+        entry = _Entry(popen, ResultReader(reader), describe, on_done)
         with self._lock:
-            self._entries[popen.sentinel] = _Entry(popen, reader, describe, on_done)
+            self._entries[popen.sentinel] = entry
         self._wake()
 
     def kill_after(self, popen: WatchedPopen, delay: float) -> None:
@@ -207,9 +292,9 @@ class Watcher:
                     if entry.kill_at is not None and (deadline is None or entry.kill_at < deadline):
                         deadline = entry.kill_at
             timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-            ready = wait([self._wake_r, *owners], timeout)
+            ready: list[Any] = wait([self._wake_r, *owners], timeout)
             for obj in ready:
-                if obj == self._wake_r and not isinstance(obj, Connection):
+                if obj is self._wake_r:  # wait() returns the very objects it was given
                     self._drain_wake()
                     continue
                 entry, is_reader = owners[obj]
@@ -235,11 +320,10 @@ class Watcher:
     def _read_result(self, entry: _Entry) -> None:
         reader = entry.reader
         assert reader is not None
-        try:
-            data = reader.recv_bytes()
-        except (EOFError, OSError):
-            pass  # the child ended without a (complete) result
-        else:
+        if not reader.pump():
+            return  # more to come
+        data = reader.message()
+        if data is not None:
             entry.outcome = _decode(data, entry.describe)
         entry.reader = None
         reader.close()
@@ -247,13 +331,16 @@ class Watcher:
     def _reap(self, entry: _Entry) -> None:
         entry.code = entry.popen._plait_reap()
         entry.kill_at = None
-        # A child that wrote its result and exited may be reported by its sentinel first.
-        if entry.reader is not None:
-            if entry.reader.poll(0):
-                self._read_result(entry)
-            else:
-                entry.reader.close()
-                entry.reader = None
+        # A child that wrote its result and exited may be reported by its sentinel first;
+        # what it wrote is in the pipe now, whole or not at all.
+        reader = entry.reader
+        if reader is not None:
+            reader.pump()
+            data = reader.message()
+            if data is not None:
+                entry.outcome = _decode(data, entry.describe)
+            entry.reader = None
+            reader.close()
 
     def _kill_overdue(self) -> None:
         now = time.monotonic()
@@ -298,7 +385,7 @@ class _Unraisable:
         self.object = None
 
 
-def _decode(data: bytes, describe: str) -> Outcome:
+def _decode(data: bytearray, describe: str) -> Outcome:
     tag = data[:1]
     try:
         payload = loads(memoryview(data)[1:])
