@@ -9,12 +9,16 @@
          |  watch(popen, reader)                             | result (or error) pickled
          v                                                   v
     watcher thread: wait([self-pipe, readers..., sentinels...])
-         |  reader ready   -> read the whole result now (a large result never blocks
-         |                    the child on a full pipe, whether or not anyone joins)
+         |  reader ready   -> read what the pipe holds, never blocking (a large result
+         |                    never stalls the child on a full pipe, whether or not
+         |                    anyone joins; a stalled child never stalls the others)
          |  sentinel ready -> reap the exit code (the watcher is the only reaper)
          |  kill deadline  -> SIGKILL a child that outlived its grace after SIGTERM
          v
     both in: publish the exit code (join/is_alive see it), then run ``on_done(outcome)``
+
+The result pipe carries one message: an 8-byte length, a tag byte (ok / error) and a
+pickle. ``on_done`` runs on the watcher thread: it must be quick (set a future, wake a strand).
 
 Why one watcher and not ``join()`` in the caller: a thread per process costs a thread per
 process, and reading the exit code of a fork-server child is a read from a socket that two
@@ -55,7 +59,7 @@ __all__ = [
 # child sent nothing (it was killed or called os._exit).
 Outcome = tuple[str, Any] | None
 
-# The first byte of a result message; the pickle follows.
+# The tag byte of a result message; the pickle follows.
 RESULT_OK = b"\x00"
 RESULT_ERR = b"\x01"
 
