@@ -539,7 +539,11 @@ class Engine:
             expected = worker.stopped and not tasks and worker.kill_reason is None
             if not expected:
                 self.stats["replaced"] += 1
-                if worker.replies == 0 and worker.kill_reason is None:
+                # Died by itself (not by a signal) before its first reply: a failing
+                # initializer or a broken environment; starting more at once won't help.
+                if worker.replies == 0 and (
+                    worker.init_error is not None or (exitcode is not None and exitcode > 0)
+                ):
                     self.start_failures += 1
             if (
                 self.state == CLOSE
