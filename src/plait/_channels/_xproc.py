@@ -21,8 +21,9 @@ that raced with its timeout, so counts never drift.
 
 ``put()`` pickles in the caller (an unpicklable item raises there, nothing is queued) and
 returns as soon as the frame is in shared memory: a child that puts 10 MB and exits loses
-nothing, and never waits on exit. Coroutines wait in a helper thread, cancellably: a getter
-cancelled after its helper took an item puts it back in front, in this process.
+nothing, and never waits on exit. A coroutine waits in a helper thread that only *waits*
+(it never takes an item or a slot); the coroutine then takes for itself, so one cancelled
+meanwhile leaves nothing in limbo and nothing out of order.
 
 Only FIFO queues cross processes (``LifoQueue``/``PriorityQueue`` raise a clear error).
 The process that promoted a queue owns its segment and semaphores and removes them -- and
@@ -38,7 +39,6 @@ import pickle
 import threading
 import time
 import weakref
-from collections import deque
 from typing import Any
 
 from plait._channels._queue import (
@@ -49,7 +49,7 @@ from plait._channels._queue import (
     Queue,
     QueueStatistics,
 )
-from plait._core import check_timeout, current_strand, hooks, new_mutex
+from plait._core import check_timeout, current_strand, hooks
 from plait._errors import ClosedError
 from plait._ipc import shm, transport
 from plait._ipc.transport import Ring
@@ -115,9 +115,6 @@ class SharedQueue:
         self.hdr = self.ring.hdr
         if create:
             self.ring.hdr[Ring.MAXSIZE] = maxsize
-        # Items a cancelled coroutine getter gave back: served first, in this process.
-        self.local_mutex = new_mutex()
-        self.pushback: deque[Any] = deque()
         self.owner = create
         if create:
             self._finalizer = weakref.finalize(
@@ -232,10 +229,6 @@ class SharedQueue:
     # -- get ----------------------------------------------------------------------------
 
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
-        if self.pushback:
-            with self.local_mutex:
-                if self.pushback:
-                    return self.pushback.popleft()
         hdr = self.hdr
         lock = self.lock
         if not lock.acquire(False):
@@ -318,54 +311,67 @@ class SharedQueue:
     # -- async forms --------------------------------------------------------------------
 
     async def async_put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
-        try:
-            self.put(item, False)
-            return
-        except Full:
-            if not block or timeout == 0:
-                raise
-        await _in_thread(lambda cancel: self._put_cancellable(item, timeout, cancel))
-
-    def _put_cancellable(self, item: Any, timeout: float | None, cancel: Any) -> Any:
-        kind, payload, seg = transport.encode(item, self.prefix)
-        self._put_wait(item, kind, payload, seg, True, timeout, cancel)
+        deadline = _deadline(block, timeout)
+        while True:
+            try:
+                self.put(item, False)
+                return
+            except Full:
+                if deadline == 0.0 or (deadline is not None and time.monotonic() >= deadline):
+                    raise
+            await self._async_wait(self.space, _PUTTERS, self._can_put, deadline)
 
     async def async_get(self, block: bool = True, timeout: float | None = None) -> Any:
-        try:
-            return self.get(False)
-        except Empty:
-            if not block or timeout == 0:
-                raise
-        return await _in_thread(lambda cancel: self._get_cancellable(timeout, cancel), self)
-
-    def _get_cancellable(self, timeout: float | None, cancel: Any) -> Any:
-        deadline = _deadline(True, timeout)
-        hdr = self.ring.hdr
+        deadline = _deadline(block, timeout)
         while True:
-            with _Held(self.lock):
-                if cancel.is_set():
-                    if hdr[Ring.COUNT] and hdr[Ring.GETTERS]:  # pass our wake-up on
-                        hdr[Ring.GETTERS] -= 1
-                        self.items.release()
-                    raise asyncio.CancelledError
-                if hdr[Ring.COUNT]:
-                    kind, payload = self.ring.pop()
-                    if hdr[Ring.PUTTERS]:
-                        hdr[Ring.PUTTERS] -= 1
-                        self.space.release()
-                    break
-                if hdr[Ring.CLOSED]:
-                    raise ClosedError("get() on a closed, drained queue")
-                hdr[Ring.GETTERS] += 1
-            if not self._sleep(self.items, Ring.GETTERS, deadline, cancel):
-                if cancel.is_set():
-                    continue  # re-check under the lock, passing on a wake-up if needed
-                raise Empty
-        return transport.decode(kind, payload)
+            try:
+                return self.get(False)
+            except Empty:
+                if deadline == 0.0 or (deadline is not None and time.monotonic() >= deadline):
+                    raise
+            await self._async_wait(self.items, _GETTERS, self._can_get, deadline)
 
-    def give_back(self, item: Any) -> None:
-        with self.local_mutex:
-            self.pushback.appendleft(item)
+    def _can_get(self) -> bool:
+        hdr = self.hdr
+        return bool(hdr[_COUNT] or hdr[_CLOSED])
+
+    def _can_put(self) -> bool:
+        hdr = self.hdr
+        if hdr[_CLOSED]:
+            return True
+        return (self.maxsize <= 0 or hdr[_COUNT] < self.maxsize) and self.ring.free() > 4096
+
+    async def _async_wait(self, sem: Any, slot: int, ready: Any, deadline: float | None) -> None:
+        """Wait, in a helper thread, until ``ready()`` may hold; the coroutine then retries.
+
+        The helper only waits: it never takes an item or a slot, so a coroutine cancelled
+        meanwhile leaves nothing in limbo. A wake-up the helper consumed for a cancelled
+        coroutine is passed on to the next waiter.
+        """
+        cancel = threading.Event()
+
+        def wait() -> bool:
+            with _Held(self.lock):
+                if ready():
+                    return False  # nothing consumed: just retry
+                self.hdr[slot] += 1
+            return self._sleep(sem, slot, deadline, cancel)
+
+        fut = asyncio.get_running_loop().run_in_executor(None, wait)
+        try:
+            await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            cancel.set()
+            try:
+                woke = await fut  # the helper notices within _SLICE seconds
+            except BaseException:
+                woke = False
+            if woke:
+                with _Held(self.lock):
+                    if self.hdr[slot]:
+                        self.hdr[slot] -= 1
+                        sem.release()
+            raise
 
     # -- tasks, close, sizes -------------------------------------------------------------
 
@@ -389,17 +395,10 @@ class SharedQueue:
         self._sleep(self.done, Ring.JOINERS, None)
 
     async def async_join(self) -> None:
-        hdr = self.ring.hdr
-        with _Held(self.lock):
-            if hdr[Ring.UNFINISHED] == 0:
-                return
-            hdr[Ring.JOINERS] += 1
-
-        def wait(cancel: Any) -> None:
-            if not self._sleep(self.done, Ring.JOINERS, None, cancel):
-                raise asyncio.CancelledError
-
-        await _in_thread(wait)
+        while self.hdr[Ring.UNFINISHED]:
+            await self._async_wait(
+                self.done, Ring.JOINERS, lambda: not self.hdr[Ring.UNFINISHED], None
+            )
 
     def close(self) -> None:
         hdr = self.ring.hdr
@@ -418,7 +417,7 @@ class SharedQueue:
         return bool(self.ring.hdr[Ring.CLOSED])
 
     def qsize(self) -> int:
-        return int(self.ring.hdr[Ring.COUNT]) + len(self.pushback)
+        return int(self.ring.hdr[Ring.COUNT])
 
     def full(self) -> bool:
         return 0 < self.maxsize <= self.qsize()
@@ -427,7 +426,7 @@ class SharedQueue:
         hdr = self.ring.hdr
         with _Held(self.lock):
             return QueueStatistics(
-                qsize=int(hdr[Ring.COUNT]) + len(self.pushback),
+                qsize=int(hdr[Ring.COUNT]),
                 maxsize=self.maxsize,
                 getters_waiting=int(hdr[Ring.GETTERS]),
                 putters_waiting=int(hdr[Ring.PUTTERS]),
@@ -478,35 +477,6 @@ def _deadline(block: bool, timeout: float | None) -> float | None:
         raise ValueError("'timeout' must be a non-negative number") from None
     assert wait is not None
     return 0.0 if wait == 0 else time.monotonic() + wait
-
-
-async def _in_thread(fn: Any, backend: SharedQueue | None = None) -> Any:
-    """Run the blocking ``fn(cancel)`` in a helper thread; on cancellation, stop it and
-    hand back anything it already took (to ``backend``'s pushback)."""
-    loop = asyncio.get_running_loop()
-    cancel = threading.Event()
-    state = {"taken": False, "cancelled": False, "value": None}
-    guard = threading.Lock()
-
-    def run() -> Any:
-        value = fn(cancel)
-        with guard:
-            if state["cancelled"] and backend is not None:
-                backend.give_back(value)
-            state["taken"] = True
-            state["value"] = value
-        return value
-
-    fut = loop.run_in_executor(None, run)
-    try:
-        return await fut
-    except asyncio.CancelledError:
-        cancel.set()
-        with guard:
-            state["cancelled"] = True
-            if state["taken"] and backend is not None:
-                backend.give_back(state["value"])
-        raise
 
 
 # -- promotion and pickling ------------------------------------------------------------
