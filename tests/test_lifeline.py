@@ -21,26 +21,41 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src"
 DEADLINE_S = 1.5
 
+# Each helper prints its strands' pids once both run their function (a strand still
+# booting its interpreter arms its lifeline when it gets there, and exits then).
 HELPER_CALLS = """
 import sys, time
+from multiprocessing.connection import Pipe
 from plait._processes import start_process_call
+def up_then_sleep(conn):
+    conn.send("up")
+    time.sleep(60)
 if __name__ == "__main__":
     method = sys.argv[1]
-    calls = [start_process_call(time.sleep, (60,), start_method=method) for _ in range(2)]
+    reader, writer = Pipe(duplex=False)
+    calls = [start_process_call(up_then_sleep, (writer,), start_method=method) for _ in range(2)]
+    assert [reader.recv() for _ in calls] == ["up", "up"]
     print(*(c.pid for c in calls), flush=True)
     time.sleep(60)
 """
 
 HELPER_PROCESS = """
 import sys, time
+from multiprocessing.connection import Pipe
 from plait._processes import Process
 class Sleeper(Process):
+    def __init__(self, conn):
+        super().__init__()
+        self.conn = conn
     def run(self):
+        self.conn.send("up")
         time.sleep(60)
 if __name__ == "__main__":
-    procs = [Sleeper(), Sleeper()]
+    reader, writer = Pipe(duplex=False)
+    procs = [Sleeper(writer), Sleeper(writer)]
     for p in procs:
         p.start()
+    assert [reader.recv() for _ in procs] == ["up", "up"]
     print(*(p.pid for p in procs), flush=True)
     time.sleep(60)
 """
