@@ -68,7 +68,8 @@ EXPECTED = {
     "threads-join-daemon": ["variant 7", "all over", "[interpreter exits at"],
     "processes-direct": ["hello alvin:0", "hello alvin:2", "end", "exit codes: [0, 0, 0]"],
     "processes-subclass": ["hello MyProcess", "exit codes [0, 0, 0]"],
-    "gil-cpu-work": ["2 units in 2 threads", "2 units in 2 processes", "(speed-up vs this line)", "-> "],
+    "processes-results": ["results [1, 4, 9]", "ValueError: -1 is not positive", "remote"],
+    "gil-cpu-work": ["2 units in 2 threads", "2 units in 2 processes", "(speed-up vs", "-> "],
 }
 
 

@@ -77,6 +77,40 @@ def _subclassed() -> None:
     print(f"\nmeasured: {elapsed:.2f} s for {COUNT} children; exit codes {codes}")
 
 
+def square(x: int) -> int:
+    """Work for a process strand: its return value comes back to the parent."""
+    return x * x
+
+
+def check_positive(x: int) -> int:
+    """Fails in the child; the parent sees the error with the child's traceback."""
+    if x <= 0:
+        raise ValueError(f"{x} is not positive (raised in pid {os.getpid()})")
+    return x
+
+
+def _results() -> None:
+    print("the seed's processes return nothing; plait's process strands return values:")
+    t0 = time.perf_counter()
+    with plait.TaskGroup() as tg:
+        tasks = [tg.spawn(square, i, on="process") for i in range(1, 4)]
+    print(f"  results {[t.result() for t in tasks]} in {time.perf_counter() - t0:.2f} s")
+
+    print("\nand an exception in a child comes back with the child's traceback:")
+    try:
+        with plait.TaskGroup() as tg:
+            tg.spawn(check_positive, -1, on="process")
+    except* ValueError as group:
+        error = group.exceptions[0]
+        print(f"  {type(error).__name__}: {error}")
+        cause = error.__cause__
+        if cause is not None:
+            lines = [ln for ln in str(cause).splitlines() if ln.strip() not in ("", '"""')]
+            print("  its __cause__, the remote traceback, ends with:")
+            for line in lines[-3:]:
+                print(f"    {line}")
+
+
 SCENES: list[Scene] = [
     Scene(
         name="processes-direct",
@@ -90,6 +124,13 @@ SCENES: list[Scene] = [
         title="a Process subclass that overrides run()",
         shows="the subclassed form works the same; each child has its own name and pid",
         run=_subclassed,
+        seed="S10",
+    ),
+    Scene(
+        name="processes-results",
+        title="process strands return values and raise with the remote traceback",
+        shows="a TaskGroup runs functions in processes; results and errors come back",
+        run=_results,
         seed="S10",
     ),
 ]
