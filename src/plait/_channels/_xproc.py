@@ -528,16 +528,18 @@ def _bind(q: Queue[Any], backend: SharedQueue) -> None:
 
 
 def reduce_queue(q: Queue[Any]) -> Any:
+    """``__reduce__`` of every plait queue: promote it, then travel as its backend's name."""
     backend = q._shared if q._shared is not None else promote(q)
-    return (_rebuild_queue, (backend.prefix, backend.maxsize))
+    return (_rebuild_queue, (type(q), backend.prefix, backend.maxsize))
 
 
-def _rebuild_queue(prefix: str, maxsize: int) -> Queue[Any]:
+def _rebuild_queue(cls: type[Queue[Any]], prefix: str, maxsize: int) -> Queue[Any]:
     with _known_lock:
         known = _known.get(prefix)
         if known is not None:
             return known
-        q: Queue[Any] = Queue(maxsize)
+        q: Queue[Any] = cls.__new__(cls)
+        Queue.__init__(q, maxsize)
         q._shared = SharedQueue(prefix, maxsize, create=False)
         q._limit = -1
         _bind(q, q._shared)
