@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
+from typing import Any
 
 import pytest
 
@@ -165,3 +166,39 @@ def test_many_selects_no_item_lost_or_duplicated() -> None:
     for t in consumers:
         t.join(30)
     assert sorted(got) == list(range(n))
+
+
+class ToyEvent:
+    """What a primitive adds to join a select: an ArmSet and __select_case__."""
+
+    def __init__(self) -> None:
+        from plait._channels._select import ArmSet
+
+        self._flag = False
+        self._arms = ArmSet()
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    def set(self) -> None:
+        self._flag = True
+        self._arms.fire_all(True)
+
+    def __select_case__(self) -> Any:
+        return self._arms.case(lambda: (self.is_set(), True))
+
+
+def test_selectable_protocol_for_events() -> None:
+    ev = ToyEvent()
+    q: Queue[int] = Queue()
+    assert select(q.get_op(), ev, default=None).index == -1
+    out: list[Selected] = []
+    t = threading.Thread(target=lambda: out.append(select(q.get_op(), ev)))
+    t.start()
+    wait_parked(count=1)
+    ev.set()
+    t.join()
+    assert (out[0].index, out[0].value) == (1, True)
+    q.put(1)
+    assert select(ev, q.get_op()).index == 0  # still set: ready at once
+    assert q.get_nowait() == 1

@@ -29,6 +29,13 @@ the select) and ``False`` if another case won first (keep the value: nothing was
 For a case that consumes nothing (an event being set, a task finishing) the return value
 can be ignored. ``fire`` is thread-safe and cheap; it may be called with the case's own
 lock held.
+
+For such level-triggered objects :class:`ArmSet` does the bookkeeping; an ``Event`` joins
+a select with three lines::
+
+    self._arms = ArmSet()                                     # in __init__
+    def __select_case__(self): return self._arms.case(lambda: (self.is_set(), True))
+    # in set(), after the flag is set:   self._arms.fire_all(True)
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ from plait._errors import ClosedError
 
 __all__ = [
     "Arm",
+    "ArmSet",
     "FutureCase",
     "GetCase",
     "PutCase",
@@ -314,6 +322,59 @@ class FutureCase:
                 except RuntimeError:
                     pass
         # concurrent.futures cannot forget a callback; a late fire() just returns False.
+
+    def finish(self, value: Any) -> Any:
+        return value
+
+    def undo(self, value: Any) -> None:
+        return None
+
+
+class ArmSet:
+    """The selects waiting on one level-triggered object (an event, a task); thread-safe."""
+
+    __slots__ = ("_arms", "_lock")
+
+    def __init__(self) -> None:
+        self._lock = allocate_lock()
+        self._arms: list[Arm] = []
+
+    def case(self, poll: Any) -> SelectCase:
+        """A case that is ready when ``poll()`` returns ``(True, value)``."""
+        return _LevelCase(self, poll)
+
+    def fire_all(self, value: Any) -> None:
+        """The object became ready: offer ``value`` to every select waiting on it."""
+        with self._lock:
+            arms, self._arms = self._arms, []
+        for arm in arms:
+            arm.fire(value)
+
+
+class _LevelCase:
+    __slots__ = ("_poll", "_set")
+
+    def __init__(self, arm_set: ArmSet, poll: Any) -> None:
+        self._set = arm_set
+        self._poll = poll
+
+    def poll(self) -> tuple[bool, Any]:
+        return self._poll()  # type: ignore[no-any-return]
+
+    def arm(self, arm: Arm) -> None:
+        with self._set._lock:
+            ready, value = self._poll()
+            if not ready:
+                self._set._arms.append(arm)
+                return
+        arm.fire(value)
+
+    def disarm(self, arm: Arm) -> None:
+        with self._set._lock:
+            try:
+                self._set._arms.remove(arm)
+            except ValueError:
+                pass
 
     def finish(self, value: Any) -> Any:
         return value
