@@ -87,8 +87,12 @@ def _rlock_depth(m: Any) -> Any:
 def _cond_wait_poll(m: Any) -> Any:
     c = m.Condition(m.Lock())
     with c:
-        return c.wait(0), c.wait(-1), c.wait(0.01), c.wait_for(lambda: 5), c.wait_for(
-            lambda: 0, 0.01
+        return (
+            c.wait(0),
+            c.wait(-1),
+            c.wait(0.01),
+            c.wait_for(lambda: 5),
+            c.wait_for(lambda: 0, 0.01),
         )
 
 
@@ -133,6 +137,17 @@ def _barrier_action_raises(m: Any) -> Any:
     return outcome(b.wait), b.broken
 
 
+def _sem_above_initial(m: Any) -> Any:
+    s = m.Semaphore(0)
+    return s.release(3), s.acquire(False)
+
+
+def _cond_str_timeout(m: Any) -> Any:
+    c = m.Condition()
+    c.acquire()
+    return c.wait("x")
+
+
 CASES: dict[str, Callable[[Any], Any]] = {
     "lock-acquire-nonblocking-timeout": lambda m: m.Lock().acquire(False, 1),
     "lock-acquire-negative-timeout": lambda m: m.Lock().acquire(True, -2),
@@ -164,9 +179,7 @@ CASES: dict[str, Callable[[Any], Any]] = {
     "sem-str-timeout-free": lambda m: m.Semaphore(1).acquire(timeout="x"),
     "sem-release-zero": lambda m: m.Semaphore(1).release(0),
     "sem-seq": _semaphore_seq,
-    "sem-release-above-initial": lambda m: (lambda s: (s.release(3), s.acquire(False)))(
-        m.Semaphore(0)
-    ),
+    "sem-release-above-initial": _sem_above_initial,
     "bounded-negative": lambda m: m.BoundedSemaphore(-1),
     "bounded-too-many": _bounded_seq,
     "bounded-release-n": _bounded_release_n,
@@ -176,7 +189,7 @@ CASES: dict[str, Callable[[Any], Any]] = {
     "cond-wait-rlock-unowned": lambda m: m.Condition().wait(0),
     "cond-wait-poll": _cond_wait_poll,
     "cond-rlock-nested": _cond_rlock_nested,
-    "cond-wait-str-timeout": lambda m: (lambda c: (c.acquire(), c.wait("x")))(m.Condition()),
+    "cond-wait-str-timeout": _cond_str_timeout,
     "event-seq": _event_seq,
     "event-str-timeout": lambda m: m.Event().wait("x"),
     "barrier-one": _barrier_one,

@@ -36,8 +36,9 @@ def run_seed(source: str) -> tuple[dict[str, Any], str]:
         if line.startswith("import ") and "threading" in line:
             names = [n.strip() for n in line[len("import ") :].split(",")]
             others = [n for n in names if n != "threading"]
-            line = "threading = PLAIT" + (f"; import {', '.join(others)}" if others else "")
-        lines.append(line)
+            lines.append("threading = PLAIT" + (f"; import {', '.join(others)}" if others else ""))
+        else:
+            lines.append(line)
     code = "\n".join(lines)
     env: dict[str, Any] = {"PLAIT": _plait_as_threading(), "__name__": "__main__"}
     out = io.StringIO()

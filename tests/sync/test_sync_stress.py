@@ -290,4 +290,3 @@ def test_condition_stress_short() -> None:
 @pytest.mark.parametrize("seed", [3, 4])
 def test_condition_stress_long(seed: int) -> None:
     _run_condition_stress(LONG, seed)
-
