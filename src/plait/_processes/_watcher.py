@@ -81,6 +81,7 @@ class WatchedPopen:
         self._plait_mutex = new_mutex()
         self._plait_waiters = WaitQueue(self._plait_mutex)
         self._plait_exited = False
+        self._plait_reaped = False
         self._plait_process = weakref.ref(process_obj)
         super().__init__(process_obj)  # type: ignore[call-arg]
 
@@ -106,9 +107,15 @@ class WatchedPopen:
         await async_park(waiter, timeout)
         return self.returncode
 
+    def _send_signal(self, sig: int) -> None:
+        # Once reaped, the pid may belong to another process: never signal it.
+        if not self._plait_reaped:
+            super()._send_signal(sig)  # type: ignore[misc]
+
     def _plait_reap(self) -> int:
         """Read the exit code (the sentinel is ready); keep it private until published."""
         code: int | None = super().poll(0)  # type: ignore[misc]
+        self._plait_reaped = True
         self.returncode = None
         return 255 if code is None else code
 
