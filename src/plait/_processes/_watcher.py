@@ -303,7 +303,14 @@ class Watcher:
                     if entry.kill_at is not None and (deadline is None or entry.kill_at < deadline):
                         deadline = entry.kill_at
             timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-            ready: list[Any] = wait([self._wake_r, *owners], timeout)
+            try:
+                ready: list[Any] = wait([self._wake_r, *owners], timeout)
+            except (OSError, ValueError) as exc:
+                # A descriptor was closed under us (it should not be): drop what is broken
+                # rather than die, since every join in the program relies on this thread.
+                self._report(exc)
+                self._drop_broken(owners)
+                continue
             for obj in ready:
                 if obj is self._wake_r:  # wait() returns the very objects it was given
                     self._drain_wake()
@@ -320,6 +327,18 @@ class Watcher:
             if deadline is not None:
                 self._kill_overdue()
             self._finish_ready()
+
+    def _drop_broken(self, owners: dict[Any, tuple[_Entry, bool]]) -> None:
+        for obj, (entry, is_reader) in owners.items():
+            try:
+                os.fstat(obj if isinstance(obj, int) else obj.fileno())
+            except (OSError, ValueError):
+                if is_reader:
+                    entry.reader = None
+                elif entry.code is None:
+                    entry.code = 255
+                    entry.popen._plait_reaped = True
+        self._finish_ready()
 
     def _drain_wake(self) -> None:
         try:
