@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import statistics
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 
 from _harness import Bench, samples
@@ -32,8 +34,8 @@ POOL_WARM = "ProcessPoolExecutor.submit (warm)"
 
 def main() -> None:
     bench = Bench.from_argv("process", description=__doc__)
-    repeat = bench.scale(7, quick=3)
-    number = bench.scale(20, quick=5)
+    repeat = bench.scale(15, quick=3)
+    number = bench.scale(10, quick=4)
     ctx = get_context("forkserver")  # plait's context: the fork server preloads plait
     mp_ctx = multiprocessing.get_context("forkserver")
 
@@ -64,32 +66,30 @@ def main() -> None:
         ("multiprocessing.Process start+join", mp_process),
         (POOL_COLD, pool_cold),
     ]
-    print(f"{COLD} ({repeat} x {number} calls each):")
-    for impl, fn in cold:
-        got = samples(fn, repeat=repeat, number=number, warmup=2)
-        bench.record(
-            COLD,
-            impl,
-            _median(got),
-            "s/call",
-            baseline=POOL_COLD,
-            samples=got,
-        )
+    print(f"{COLD} ({repeat} rounds x {number} calls each, interleaved):")
+    for impl, got in _interleaved(cold, repeat, number).items():
+        bench.record(COLD, impl, statistics.median(got), "s/call", baseline=POOL_COLD, samples=got)
 
     with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
         pool.submit(os.getpid).result()
 
         def pool_warm() -> None:
-            pool.submit(os.getpid).result()
+            for _ in range(10):  # so one sample is not just timer noise
+                pool.submit(os.getpid).result()
 
         print(f"{WARM}:")
-        got = samples(pool_warm, repeat=repeat, number=number * 10, warmup=5)
-        bench.record(WARM, POOL_WARM, _median(got), "s/call", samples=got)
-    got = samples(plait_call, repeat=repeat, number=number, warmup=2)
+        warm = _interleaved(
+            [(POOL_WARM, pool_warm), ("plait start_process_call", plait_call)], repeat, number
+        )
+    warm[POOL_WARM] = [v / 10 for v in warm[POOL_WARM]]
+    bench.record(
+        WARM, POOL_WARM, statistics.median(warm[POOL_WARM]), "s/call", samples=warm[POOL_WARM]
+    )
+    got = warm["plait start_process_call"]
     bench.record(
         WARM,
         "plait start_process_call",
-        _median(got),
+        statistics.median(got),
         "s/call",
         baseline=POOL_WARM,
         samples=got,
@@ -102,10 +102,18 @@ def main() -> None:
     bench.save()
 
 
-def _median(values: list[float]) -> float:
-    ordered = sorted(values)
-    mid = len(ordered) // 2
-    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+def _interleaved(
+    impls: list[tuple[str, Callable[[], None]]], rounds: int, number: int
+) -> dict[str, list[float]]:
+    """Seconds per call of each impl, one sample per round, the impls taking turns in
+    every round: a machine that gets busier or quieter moves every impl alike."""
+    out: dict[str, list[float]] = {impl: [] for impl, _ in impls}
+    for _impl, fn in impls:  # warm-up: the fork server, imports, the pool
+        samples(fn, repeat=1, number=2, warmup=0)
+    for _ in range(rounds):
+        for impl, fn in impls:
+            out[impl].extend(samples(fn, repeat=1, number=number, warmup=0))
+    return out
 
 
 if __name__ == "__main__":
