@@ -260,7 +260,7 @@ class Queue(Generic[T]):
             waiter = self._put_or_enqueue(item, wait, False)
         if waiter is None:
             return
-        if not park(waiter, wait):
+        if not park(waiter, wait, self._undo_put):
             raise Full
         self._after_reserved(waiter.value, item)
 
@@ -387,7 +387,7 @@ class Queue(Generic[T]):
         if waiter is _SLOW:
             return self._get_slow(block, timeout)  # type: ignore[no-any-return]
         if waiter is not None:
-            return self._got(park(waiter, None), waiter)  # type: ignore[no-any-return]
+            return self._got(park(waiter, None, self._undo_get), waiter)  # type: ignore[no-any-return]
         if w is not None:
             w.wake()
         if hooks.active:
@@ -402,7 +402,7 @@ class Queue(Generic[T]):
             ready, got = self._take_or_enqueue(wait, False)
         if ready:
             return got
-        return self._got(park(got, wait), got)
+        return self._got(park(got, wait, self._undo_get), got)
 
     async def async_get(self, block: bool = True, timeout: float | None = None) -> T:
         """Coroutine form of :meth:`get`."""
