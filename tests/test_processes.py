@@ -294,6 +294,21 @@ def test_result_that_cannot_be_unpickled_in_the_parent() -> None:
         _result(call)
 
 
+class FailsToLoad:
+    """Pickles fine here; loading it in the child raises ValueError."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (int, ("not a number",))
+
+
+def test_argument_that_cannot_be_unpickled_in_the_child() -> None:
+    call = start_process_call(add, (FailsToLoad(), 1))
+    with pytest.raises(SerializationError, match="could not unpickle") as info:
+        _result(call)
+    assert isinstance(info.value.__cause__, RemoteTraceback)
+    assert "not a number" in str(info.value)
+
+
 # -- crashes and termination -----------------------------------------------------------------
 
 

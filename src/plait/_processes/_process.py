@@ -56,7 +56,7 @@ from plait._processes._watcher import (
 __all__ = ["Process"]
 
 # Attributes that live only in the parent and never cross to the child.
-_PARENT_ONLY = frozenset({"_plait_future", "_plait_popen", "_popen"})
+_PARENT_ONLY = frozenset({"_plait_future", "_plait_popen", "_plait_writer", "_popen"})
 
 
 class _ChildPickler(ForkingPickler):
@@ -86,11 +86,31 @@ def _pickle_for_child(obj: Any) -> bytes:
     return buf.getvalue()
 
 
-def _rebuild_process(payload: bytes) -> Process:
-    """In the child: the Process object as it was in the parent at ``start()``."""
-    cls, state = pickle.loads(payload)
+def _rebuild_process(writer: Connection, label: str, quiet: bool, payload: bytes) -> Process:
+    """In the child: the Process object as it was in the parent at ``start()``.
+
+    The result pipe travels outside the payload, so that a payload which fails to load here
+    (a module the child cannot import, a ``__setstate__`` that raises) is reported to the
+    parent as what it is rather than as a bare exit code.
+    """
+    try:
+        cls, state = pickle.loads(payload)
+    except BaseException as exc:
+        error = SerializationError(
+            f"the child process could not unpickle {label} and what it needs "
+            f"({type(exc).__name__}: {exc}); make sure the child can import them"
+        )
+        error.__cause__ = exc
+        try:
+            write_message(writer.fileno(), RESULT_ERR, _pack_error(error))
+        except OSError:
+            pass
+        if quiet:  # delivered to the parent: no traceback on the child's stderr
+            os._exit(1)
+        raise
     obj: Process = cls.__new__(cls)
     obj.__dict__.update(state)
+    obj._plait_writer = writer
     return obj
 
 
@@ -206,7 +226,9 @@ class Process(mp_process.BaseProcess):
                 "pass its pid, or a plait queue, instead"
             )
         state = {k: v for k, v in self.__dict__.items() if k not in _PARENT_ONLY}
-        return (_rebuild_process, (self._plait_payload(state),))
+        payload = self._plait_payload(state)
+        args = (self._plait_writer, self._plait_label, self._plait_quiet, payload)
+        return (_rebuild_process, args)
 
     def _plait_payload(self, state: dict[str, Any]) -> bytes:
         obj = (type(self), state)
