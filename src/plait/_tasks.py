@@ -116,7 +116,7 @@ class Task(Strand, Generic[T]):
         self.ident = None
         self.pid = None
         self.implicit = False
-        self.cancel_scopes = []
+        self.cancel_scopes = ()
         self._group = group
         # Tasks of a group share its mutex; wait queue and callbacks are made on first use,
         # so a parked task costs little more than asyncio's own.
@@ -551,7 +551,7 @@ class TaskGroup:
         )
         root._strand = task
         task._root = root
-        task.cancel_scopes.append(root)
+        task.cancel_scopes = [root]
         run_in_thread(task, fn, args, {}, contextvars.copy_context(), task._on_thread_done)
 
     def _start_process(
@@ -742,7 +742,7 @@ class TaskGroup:
                 self._abort(stop_body=False)
         self._state = "exiting"
         strand = current_strand()
-        scopes, strand.cancel_scopes = strand.cancel_scopes, []  # shield the wait
+        scopes, strand.cancel_scopes = strand.cancel_scopes, ()  # shield the wait
         try:
             while True:
                 with self._mutex:

@@ -126,7 +126,10 @@ class CancelScope:
             )
         self._entered = True
         self._strand = strand
-        strand.cancel_scopes.append(self)
+        if isinstance(strand.cancel_scopes, list):
+            strand.cancel_scopes.append(self)
+        else:
+            strand.cancel_scopes = [self]
         return self
 
     def __exit__(
@@ -137,10 +140,9 @@ class CancelScope:
     ) -> bool:
         strand = self._strand
         assert strand is not None
-        try:
-            strand.cancel_scopes.remove(self)
-        except ValueError:  # pragma: no cover - unbalanced use
-            pass
+        scopes = strand.cancel_scopes
+        if isinstance(scopes, list) and self in scopes:
+            scopes.remove(self)
         if isinstance(exc, Cancelled) and getattr(exc, "scope", None) is self:
             self.cancelled_caught = True
             if self._raise_on_timeout and not self.cancel_called:

@@ -35,7 +35,7 @@ import threading
 import time
 from _thread import allocate_lock
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 from plait._core.instruments import hooks
@@ -318,51 +318,116 @@ def interrupt(strand: Strand) -> None:
         waiter.wake()
 
 
-async def async_park(
+class _AsyncPark:
+    """The awaitable :func:`async_park` returns: an iterator, not a coroutine.
+
+    A parked coroutine strand is one of the things plait must keep cheap (10,000 parked
+    strands are normal). A coroutine here would add a frame to every parked strand; this
+    object is a few slots, and it speaks the same protocol as ``asyncio.Future.__await__``:
+    it yields the waiter's future once, then returns whether the waiter was woken.
+    """
+
+    __slots__ = ("_handle", "_started", "_undo", "_waiter")
+
+    def __init__(
+        self, waiter: Waiter, timeout: float | None, undo: Callable[[Any], None] | None
+    ) -> None:
+        self._waiter = waiter
+        self._undo = undo
+        self._started = False
+        self._handle: asyncio.TimerHandle | None = None
+        if timeout is not None:
+            loop = waiter.loop
+            assert loop is not None
+            assert waiter.fut is not None
+            self._handle = loop.call_later(timeout, _resolve, waiter.fut)
+
+    def __await__(self) -> Generator[Any, Any, bool]:
+        return self  # type: ignore[return-value] # an iterator with send/throw, like a Future
+
+    def __iter__(self) -> _AsyncPark:
+        return self
+
+    def __next__(self) -> Any:
+        return self.send(None)
+
+    def send(self, _value: Any) -> Any:
+        waiter = self._waiter
+        if not self._started:
+            self._started = True
+            fut = waiter.fut
+            assert fut is not None
+            strand = waiter.strand
+            strand.state = "parked"
+            strand.parked_on = waiter.on
+            strand.waiter = waiter
+            if hooks.active:
+                hooks.parked(strand, waiter.on)
+            if not fut.done():
+                fut._asyncio_future_blocking = True
+                return fut
+        raise StopIteration(self._finish())
+
+    def _unpark(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        strand = self._waiter.strand
+        strand.state = "running"
+        strand.parked_on = None
+        strand.waiter = None
+
+    def _finish(self) -> bool:
+        self._unpark()
+        waiter = self._waiter
+        if waiter.state == QUEUED:  # the timer fired first
+            with waiter.queue.mutex:
+                waiter.queue.remove(waiter)
+        if hooks.active:
+            hooks.unparked(
+                waiter.strand, waiter.on, ("queued", "woken", "timeout", "cancelled")[waiter.state]
+            )
+        return waiter.state == WOKEN
+
+    def _abandon(self) -> None:
+        self._unpark()
+        waiter = self._waiter
+        with waiter.queue.mutex:
+            removed = waiter.queue.remove(waiter, CANCELLED)
+        if not removed and waiter.state == WOKEN and self._undo is not None:
+            self._undo(waiter.value)
+        if hooks.active:
+            hooks.unparked(waiter.strand, waiter.on, "cancelled")
+
+    def throw(
+        self,
+        typ: type[BaseException] | BaseException,
+        val: BaseException | None = None,
+        tb: Any = None,
+    ) -> Any:
+        self._abandon()
+        if isinstance(typ, BaseException):
+            raise typ
+        if val is None:
+            val = typ()
+        raise val.with_traceback(tb) if tb is not None else val
+
+    def close(self) -> None:
+        if self._started and self._waiter.strand.waiter is self._waiter:
+            self._abandon()
+
+
+def async_park(
     waiter: Waiter,
     timeout: float | None,
     undo: Callable[[Any], None] | None = None,
-) -> bool:
-    """Suspend the calling coroutine until ``waiter`` is woken (``True``) or times out.
+) -> Awaitable[bool]:
+    """Suspend the awaiting coroutine until ``waiter`` is woken (``True``) or times out.
 
     On cancellation the waiter is removed; if it had already been handed a value,
     ``undo(value)`` gives it back before the cancellation propagates.
     """
-    fut = waiter.fut
-    assert fut is not None
-    strand = waiter.strand
-    handle = None
-    if timeout is not None:
-        loop = waiter.loop
-        assert loop is not None
-        handle = loop.call_later(timeout, _resolve, fut)
-    strand.state = "parked"
-    strand.parked_on = waiter.on
-    strand.waiter = waiter
-    if hooks.active:
-        hooks.parked(strand, waiter.on)
-    try:
-        await fut
-    except BaseException:
-        with waiter.queue.mutex:
-            removed = waiter.queue.remove(waiter, CANCELLED)
-        if not removed and undo is not None:
-            undo(waiter.value)
-        raise
-    finally:
-        if handle is not None:
-            handle.cancel()
-        strand.state = "running"
-        strand.parked_on = None
-        strand.waiter = None
-    if waiter.state == QUEUED:  # the timer fired first
-        with waiter.queue.mutex:
-            waiter.queue.remove(waiter)
-    if hooks.active:
-        hooks.unparked(
-            strand, waiter.on, ("queued", "woken", "timeout", "cancelled")[waiter.state]
-        )
-    return waiter.state == WOKEN
+    return _AsyncPark(waiter, timeout, undo)
 
 
 def new_mutex() -> Any:

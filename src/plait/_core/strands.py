@@ -74,7 +74,7 @@ class Strand:
     ident: int | None
     pid: int | None
     implicit: bool
-    cancel_scopes: list[CancelScope]
+    cancel_scopes: list[CancelScope] | tuple[()]
 
     def __init__(
         self,
@@ -96,7 +96,7 @@ class Strand:
         self.ident = None
         self.pid = None
         self.implicit = implicit
-        self.cancel_scopes = []
+        self.cancel_scopes = ()  # a list once a sync scope is entered
 
     @property
     def id(self) -> int:
@@ -129,6 +129,7 @@ class _Registry:
 
 _registry = _Registry()
 _by_task = _registry.by_task
+_by_id_ref = _registry.by_id
 _local = _registry.local
 
 
@@ -169,7 +170,11 @@ class _ThreadReaper:
         self.strand = strand
 
     def __del__(self) -> None:
-        unregister(self.strand)
+        strand = self.strand
+        strand.state = "done"
+        by_id = _by_id_ref  # a module global may already be None at interpreter exit
+        if by_id is not None:
+            by_id.pop(strand.sid, None)
 
 
 def _adopt_thread() -> Strand:
