@@ -169,6 +169,12 @@ class Barrier:
         """Whether the barrier is broken."""
         return self._state == _BROKEN
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        from plait._sync._xproc import not_shareable
+
+        not_shareable(self)
+        raise AssertionError  # pragma: no cover
+
     def statistics(self) -> BarrierStatistics:
         """A snapshot: parties, waiting parties by kind, and the phase."""
         cond_stats = self._cond.statistics()

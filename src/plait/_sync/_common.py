@@ -15,7 +15,11 @@ from typing import Any
 
 from plait._core import WaitQueue
 
-__all__ = ["READY", "check_lock_args", "waiting_by_kind"]
+__all__ = ["MIGRATED", "READY", "check_lock_args", "waiting_by_kind"]
+
+#: What a waiter is handed when its primitive was promoted to the cross-process backend
+#: while it waited: it must wait again, on the shared state.
+MIGRATED: Any = type("Migrated", (), {"__repr__": lambda self: "<migrated>"})()
 
 
 class _NoLoop:

@@ -244,6 +244,12 @@ class Condition:
         )
         self.notify_all()
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        from plait._sync._xproc import not_shareable
+
+        not_shareable(self)
+        raise AssertionError  # pragma: no cover
+
     def statistics(self) -> ConditionStatistics:
         """A snapshot: strands in ``wait()`` by kind, and the lock's own statistics."""
         with self._mutex:

@@ -10,8 +10,8 @@ import warnings
 from collections.abc import Coroutine
 from typing import Any
 
-from plait._core import WaitQueue, async_park, new_mutex, park
-from plait._sync._common import waiting_by_kind
+from plait._core import WOKEN, WaitQueue, async_park, new_mutex, park
+from plait._sync._common import MIGRATED, waiting_by_kind
 from plait._sync._stats import EventStatistics
 
 __all__ = ["Event"]
@@ -20,12 +20,13 @@ __all__ = ["Event"]
 class Event:
     """``threading.Event``'s API, plus ``async_wait``."""
 
-    __slots__ = ("__weakref__", "_flag", "_mutex", "_queue")
+    __slots__ = ("__weakref__", "_flag", "_mutex", "_queue", "_shared")
 
     def __init__(self) -> None:
         self._flag = False
         self._mutex = new_mutex()
         self._queue = WaitQueue(self._mutex)
+        self._shared: Any = None  # the cross-process state, once promoted (see _xproc)
 
     def is_set(self) -> bool:
         """Whether the flag is set."""
@@ -54,12 +55,17 @@ class Event:
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the flag is set or ``timeout``; return the flag (``False`` on timeout)."""
         with self._mutex:
-            if self._flag:
+            if self._shared is not None:
+                waiter = None
+            elif self._flag:
                 return True
-            if timeout is not None and not timeout > 0:
+            elif timeout is not None and not timeout > 0:
                 return False
-            waiter = self._queue.enqueue_current(self)
-        return park(waiter, timeout)
+            else:
+                waiter = self._queue.enqueue_current(self)
+        if waiter is None or (park(waiter, timeout) and waiter.value is MIGRATED):
+            return bool(self.wait(timeout))  # promoted meanwhile: wait on the shared flag
+        return waiter.state == WOKEN
 
     def async_wait(self, timeout: float | None = None) -> Coroutine[Any, Any, bool]:
         """Coroutine form of :meth:`wait`."""
@@ -67,12 +73,24 @@ class Event:
 
     async def _async_wait(self, timeout: float | None) -> bool:
         with self._mutex:
-            if self._flag:
+            if self._shared is not None:
+                waiter = None
+            elif self._flag:
                 return True
-            if timeout is not None and not timeout > 0:
+            elif timeout is not None and not timeout > 0:
                 return False
-            waiter = self._queue.async_enqueue_current(self)
-        return await async_park(waiter, timeout)
+            else:
+                waiter = self._queue.async_enqueue_current(self)
+        if waiter is None or (await async_park(waiter, timeout) and waiter.value is MIGRATED):
+            return bool(await self._async_wait(timeout))
+        return waiter.state == WOKEN
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickling shares the event with another process (see ``_xproc``)."""
+        from plait._sync._xproc import promote
+
+        promote(self)
+        return self.__reduce__()
 
     def statistics(self) -> EventStatistics:
         """A snapshot: the flag and waiters by kind."""

@@ -207,6 +207,12 @@ class CapacityLimiter:
         self.release()
         return READY
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        from plait._sync._xproc import not_shareable
+
+        not_shareable(self)
+        raise AssertionError  # pragma: no cover
+
     def statistics(self) -> CapacityLimiterStatistics:
         """A snapshot: tokens lent and to whom, the total, and waiters by kind."""
         with self._mutex:

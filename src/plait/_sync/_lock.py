@@ -26,7 +26,7 @@ from types import TracebackType
 from typing import Any
 
 from plait._core import Strand, WaitQueue, async_park, current_strand, hooks, new_mutex, park
-from plait._sync._common import READY, check_lock_args, waiting_by_kind
+from plait._sync._common import MIGRATED, READY, check_lock_args, waiting_by_kind
 from plait._sync._stats import LockStatistics
 
 __all__ = ["Lock"]
@@ -35,7 +35,7 @@ __all__ = ["Lock"]
 class _LockCore:
     """The parts ``Lock`` and ``RLock`` share: state, queue, slow paths and hand-off."""
 
-    __slots__ = ("__weakref__", "_count", "_inner", "_mutex", "_owner", "_queue")
+    __slots__ = ("__weakref__", "_count", "_inner", "_mutex", "_owner", "_queue", "_shared")
 
     _inner: Any
     _owner: Strand | None
@@ -48,6 +48,7 @@ class _LockCore:
         self._queue = WaitQueue(self._mutex)
         self._owner = None
         self._count = 0
+        self._shared: Any = None  # the cross-process state, once promoted (see _xproc)
 
     # -- taking the lock ---------------------------------------------------------------
 
@@ -66,13 +67,17 @@ class _LockCore:
                 return True
             return False
         with self._mutex:
-            waiter = self._queue.enqueue_current(self, me)
-            if self._inner.acquire(False):
-                self._queue.remove(waiter)
-                got = True
-            else:
-                got = False
+            shared = self._shared is not None
+            if not shared:
+                waiter = self._queue.enqueue_current(self, me)
+                got = bool(self._inner.acquire(False))
+                if got:
+                    self._queue.remove(waiter)
+        if shared:  # promoted meanwhile: wait on the shared state
+            return bool(self._acquire_slow(me, wait))
         if got or park(waiter, wait):
+            if waiter.value is MIGRATED:
+                return bool(self._acquire_slow(me, wait))
             if got:
                 self._owner = me
                 self._count = 1
@@ -88,13 +93,17 @@ class _LockCore:
                 return True
             return False
         with self._mutex:
-            waiter = self._queue.async_enqueue_current(self, me)
-            if self._inner.acquire(False):
-                self._queue.remove(waiter)
-                got = True
-            else:
-                got = False
+            shared = self._shared is not None
+            if not shared:
+                waiter = self._queue.async_enqueue_current(self, me)
+                got = bool(self._inner.acquire(False))
+                if got:
+                    self._queue.remove(waiter)
+        if shared:  # promoted meanwhile: wait on the shared state
+            return bool(await self._async_acquire_slow(me, wait))
         if got or await async_park(waiter, wait, self._undo):
+            if waiter.value is MIGRATED:
+                return bool(await self._async_acquire_slow(me, wait))
             if got:
                 self._owner = me
                 self._count = 1
@@ -270,3 +279,10 @@ class Lock(_LockCore):
     def __repr__(self) -> str:
         state = "locked" if self._inner.locked() else "unlocked"
         return f"<{state} plait.Lock object waiting={len(self._queue)} at {id(self):#x}>"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickling shares the lock with another process (see ``plait._sync._xproc``)."""
+        from plait._sync._xproc import promote
+
+        promote(self)
+        return self.__reduce__()

@@ -133,3 +133,9 @@ class RLock(_LockCore):
             f"<{state} plait.RLock object owner={self._owner!r} count={self._count} "
             f"at {id(self):#x}>"
         )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        from plait._sync._xproc import not_shareable
+
+        not_shareable(self)
+        raise AssertionError  # pragma: no cover

@@ -13,7 +13,7 @@ from types import TracebackType
 from typing import Any
 
 from plait._core import WaitQueue, async_park, current_strand, hooks, new_mutex, park
-from plait._sync._common import READY, waiting_by_kind
+from plait._sync._common import MIGRATED, READY, waiting_by_kind
 from plait._sync._stats import SemaphoreStatistics
 
 __all__ = ["BoundedSemaphore", "Semaphore"]
@@ -24,7 +24,7 @@ _monotonic = time.monotonic
 class Semaphore:
     """``threading.Semaphore``'s API, plus ``async with`` and ``async_acquire``."""
 
-    __slots__ = ("__weakref__", "_initial", "_mutex", "_queue", "_value")
+    __slots__ = ("__weakref__", "_initial", "_mutex", "_queue", "_shared", "_value")
 
     def __init__(self, value: int = 1) -> None:
         if value < 0:
@@ -33,6 +33,7 @@ class Semaphore:
         self._initial = value
         self._mutex = new_mutex()
         self._queue = WaitQueue(self._mutex)
+        self._shared: Any = None  # the cross-process state, once promoted (see _xproc)
 
     def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
         """Take a permit; ``blocking``/``timeout`` exactly as ``threading.Semaphore``."""
@@ -43,7 +44,11 @@ class Semaphore:
             return True
         if got is False:
             return False
+        if got is MIGRATED:
+            return bool(self.acquire(blocking, timeout))
         if park(got, timeout):
+            if got.value is MIGRATED:
+                return bool(self.acquire(blocking, timeout))
             if hooks.active:
                 hooks.acquired(current_strand(), self)
             return True
@@ -53,6 +58,8 @@ class Semaphore:
         if not blocking and timeout is not None:
             raise ValueError("can't specify timeout for non-blocking acquire")
         with self._mutex:
+            if self._shared is not None:
+                return MIGRATED
             if self._value > 0:
                 self._value -= 1
                 return True
@@ -64,6 +71,8 @@ class Semaphore:
         if not blocking and timeout is not None:
             raise ValueError("can't specify timeout for non-blocking acquire")
         with self._mutex:
+            if self._shared is not None:
+                return MIGRATED
             if self._value > 0:
                 self._value -= 1
                 return True
@@ -85,7 +94,11 @@ class Semaphore:
             return True
         if got is False:
             return False
+        if got is MIGRATED:
+            return bool(await self._async_acquire(blocking, timeout))
         if await async_park(got, timeout, self._give_back):
+            if got.value is MIGRATED:
+                return bool(await self._async_acquire(blocking, timeout))
             if hooks.active:
                 hooks.acquired(current_strand(), self)
             return True
@@ -135,7 +148,7 @@ class Semaphore:
 
     def __aenter__(self) -> Awaitable[Any]:
         with self._mutex:
-            if self._value > 0:
+            if self._value > 0 and self._shared is None:
                 self._value -= 1
                 if hooks.active:
                     hooks.acquired(current_strand(), self)
@@ -150,6 +163,13 @@ class Semaphore:
     ) -> Awaitable[None]:
         self.release()
         return READY
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickling shares the semaphore with another process (see ``_xproc``)."""
+        from plait._sync._xproc import promote
+
+        promote(self)
+        return self.__reduce__()
 
     def statistics(self) -> SemaphoreStatistics:
         """A snapshot: permits left, the initial value, and waiters by kind."""

@@ -1,0 +1,109 @@
+"""Functions that run in child processes for the cross-process primitive tests."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pickle
+import signal
+import time
+from typing import Any
+
+
+def count_under_lock(lock: Any, value: Any, n: int) -> None:
+    for _ in range(n):
+        with lock:
+            v = value.value
+            time.sleep(0)
+            value.value = v + 1
+
+
+def count_under_lock_async(lock: Any, value: Any, n: int) -> None:
+    async def main() -> None:
+        async def one(k: int) -> None:
+            for _ in range(k):
+                async with lock:
+                    v = value.value
+                    await asyncio.sleep(0)
+                    value.value = v + 1
+
+        await asyncio.gather(one(n // 2), one(n - n // 2))
+
+    asyncio.run(main())
+
+
+def try_lock(lock: Any, timeout: float) -> None:
+    got = lock.acquire(timeout=timeout)
+    if got:
+        lock.release()
+    raise SystemExit(0 if got else 3)
+
+
+def hold_until(lock: Any, held: Any, go: Any) -> None:
+    with lock:
+        held.set()
+        go.wait(30)
+
+
+def hold_forever(lock: Any, held: Any) -> None:
+    lock.acquire()
+    held.set()
+    time.sleep(60)
+
+
+def serve_queue(inbox: Any, outbox: Any) -> None:
+    """A worker that is already running when the primitives reach it."""
+    while True:
+        item = inbox.get()
+        if item is None:
+            return
+        what, obj = item
+        if what == "lock-try":
+            outbox.put(obj.acquire(False))
+        elif what == "lock-take":
+            obj.acquire()
+            outbox.put("taken")
+        elif what == "lock-release":
+            obj.release()
+            outbox.put("released")
+        elif what == "event-set":
+            obj.set()
+            outbox.put("set")
+        elif what == "event-wait":
+            outbox.put(obj.wait(10))
+        elif what == "sem-take":
+            outbox.put(obj.acquire(timeout=10))
+        elif what == "echo":
+            outbox.put(obj)
+
+
+def semaphore_peak(sem: Any, guard: Any, inside: Any, peak: Any, n: int) -> None:
+    for _ in range(n):
+        with sem:
+            with guard:
+                inside.value += 1
+                peak.value = max(peak.value, inside.value)
+            time.sleep(0.001)
+            with guard:
+                inside.value -= 1
+
+
+def wait_event(event: Any, timeout: float) -> None:
+    raise SystemExit(0 if event.wait(timeout) else 4)
+
+
+def set_event_after(event: Any, delay: float) -> None:
+    time.sleep(delay)
+    event.set()
+
+
+def promote_and_die(conn: Any) -> None:
+    """Create and share primitives here (this process is their home), then crash."""
+    import plait._sync as ps
+
+    lock, sem, ev = ps.Lock(), ps.Semaphore(2), ps.Event()
+    data = [pickle.dumps(o) for o in (lock, sem, ev)]
+    conn.send([o._shared.prefix for o in (lock, sem, ev)])
+    conn.send(data)
+    conn.close()
+    os.kill(os.getpid(), signal.SIGKILL)

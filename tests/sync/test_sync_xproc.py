@@ -1,0 +1,303 @@
+"""Primitives across processes: the same objects, passed at spawn or later, keep their
+semantics; unshareable ones fail at the call; no named semaphore outlives its users."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import pickle
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import _xproc_children as kids
+import pytest
+
+import plait._sync as ps
+from plait._errors import BrokenResourceError
+from plait._ipc.context import get_context
+
+SHM = Path("/dev/shm")
+
+
+def _sems() -> set[str]:
+    return {p.name for p in SHM.iterdir() if p.name.startswith("sem.plait_sync_")}
+
+
+@pytest.fixture
+def ctx() -> Any:
+    return get_context()
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_semaphores() -> Any:
+    before = _sems()
+    yield
+    gc.collect()
+    deadline = time.monotonic() + 5
+    while _sems() - before and time.monotonic() < deadline:
+        gc.collect()
+        time.sleep(0.02)
+    assert not (_sems() - before), f"leaked: {sorted(_sems() - before)}"
+
+
+def _run(ctx: Any, target: Any, *args: Any) -> Any:
+    p = ctx.Process(target=target, args=args)
+    p.start()
+    return p
+
+
+def _join_ok(*procs: Any) -> None:
+    for p in procs:
+        p.join(30)
+        assert p.exitcode == 0, p.exitcode
+
+
+def test_unshared_objects_stay_in_process() -> None:
+    lock = ps.Lock()
+    assert type(lock) is ps.Lock and lock._shared is None
+
+
+def test_lock_mutual_exclusion_across_processes(ctx: Any) -> None:
+    lock = ps.Lock()
+    value = ctx.RawValue("i", 0)
+    procs = [_run(ctx, kids.count_under_lock, lock, value, 200) for _ in range(2)]
+    procs.append(_run(ctx, kids.count_under_lock_async, lock, value, 200))
+    kids.count_under_lock(lock, value, 200)  # this process too, through the same object
+    _join_ok(*procs)
+    assert value.value == 800
+    assert not lock.locked()
+    assert lock.statistics().waiting == 0
+
+
+def test_lock_held_here_is_seen_there(ctx: Any) -> None:
+    lock = ps.Lock()
+    lock.acquire()
+    p = _run(ctx, kids.try_lock, lock, 0.05)
+    p.join(30)
+    assert p.exitcode == 3  # it timed out: the lock was held by the parent
+    lock.release()
+    p = _run(ctx, kids.try_lock, lock, 5)
+    _join_ok(p)
+    with pytest.raises(RuntimeError, match="release unlocked lock"):
+        lock.release()
+
+
+def test_primitives_sent_to_a_running_worker(ctx: Any) -> None:
+    inbox, outbox = ctx.Queue(), ctx.Queue()
+    worker = _run(ctx, kids.serve_queue, inbox, outbox)
+    try:
+        lock = ps.Lock()
+        inbox.put(("lock-take", lock))  # promoted as it is pickled into the queue
+        assert outbox.get(timeout=30) == "taken"
+        assert lock.locked()
+        assert lock.acquire(timeout=0.05) is False
+        inbox.put(("lock-release", lock))
+        assert outbox.get(timeout=30) == "released"
+        assert lock.acquire(timeout=5) is True
+        inbox.put(("lock-try", lock))
+        assert outbox.get(timeout=30) is False
+        lock.release()
+
+        event = ps.Event()
+        inbox.put(("event-wait", event))
+        time.sleep(0.05)
+        event.set()
+        assert outbox.get(timeout=30) is True
+        event2 = ps.Event()
+        inbox.put(("event-set", event2))
+        assert event2.wait(10) is True
+        assert outbox.get(timeout=30) == "set"
+
+        sem = ps.BoundedSemaphore(1)
+        sem.acquire()
+        inbox.put(("sem-take", sem))
+        time.sleep(0.05)
+        sem.release()
+        assert outbox.get(timeout=30) is True
+        assert sem.acquire(False) is False
+        inbox.put(("echo", sem))  # comes back as the very same object
+        assert outbox.get(timeout=30) is sem
+    finally:
+        inbox.put(None)
+        worker.join(30)
+        inbox.close()
+        outbox.close()
+        inbox.join_thread()
+        outbox.join_thread()
+    assert worker.exitcode == 0
+
+
+def test_coroutines_wait_for_a_lock_held_by_a_process(ctx: Any) -> None:
+    lock, held, go = ps.Lock(), ps.Event(), ps.Event()
+    p = _run(ctx, kids.hold_until, lock, held, go)
+
+    async def main() -> int:
+        assert await held.async_wait(30)
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.001)
+
+        tick = asyncio.create_task(ticker())
+        waiter = asyncio.create_task(lock.async_acquire())
+        cancelled = asyncio.create_task(lock.async_acquire())
+        timed = await lock.async_acquire(timeout=0.05)
+        assert timed is False
+        await asyncio.sleep(0.05)
+        cancelled.cancel()
+        go.set()
+        assert await asyncio.wait_for(waiter, 30) is True
+        lock.release()
+        tick.cancel()
+        await asyncio.gather(tick, cancelled, return_exceptions=True)
+        return ticks
+
+    ticks = asyncio.run(main())
+    assert ticks > 10  # the loop kept running while the coroutines waited
+    _join_ok(p)
+    assert not lock.locked()
+
+
+def test_semaphore_caps_processes(ctx: Any) -> None:
+    sem = ps.Semaphore(2)
+    guard = ps.Lock()
+    inside, peak = ctx.RawValue("i", 0), ctx.RawValue("i", 0)
+    procs = [_run(ctx, kids.semaphore_peak, sem, guard, inside, peak, 20) for _ in range(4)]
+    _join_ok(*procs)
+    assert 1 <= peak.value <= 2
+    assert sem.statistics().value == 2
+    with pytest.raises(ValueError, match="n must be one or more"):
+        sem.release(0)
+
+
+def test_bounded_semaphore_bound_holds_when_shared() -> None:
+    sem = ps.BoundedSemaphore(2)
+    pickle.dumps(sem)
+    sem.acquire()
+    sem.release()
+    with pytest.raises(ValueError, match="released too many times"):
+        sem.release()
+    assert sem.statistics().value == 2
+
+
+def test_event_between_processes(ctx: Any) -> None:
+    event = ps.Event()
+    p = _run(ctx, kids.wait_event, event, 30)
+    time.sleep(0.05)
+    event.set()
+    _join_ok(p)
+    event.clear()
+    assert not event.is_set()
+    p = _run(ctx, kids.wait_event, event, 0.05)
+    p.join(30)
+    assert p.exitcode == 4
+    p = _run(ctx, kids.set_event_after, event, 0.05)
+
+    async def main() -> bool:
+        return bool(await event.async_wait(30))
+
+    assert asyncio.run(main()) is True
+    _join_ok(p)
+
+
+def test_local_waiters_move_to_the_shared_state_on_promotion(ctx: Any) -> None:
+    import threading
+
+    from plait.testing import wait_parked
+
+    lock = ps.Lock()
+    lock.acquire()
+    got: list[bool] = []
+    t = threading.Thread(target=lambda: got.append(lock.acquire(timeout=30)))
+    t.start()
+    wait_parked(on=lock, count=1)
+    pickle.dumps(lock)  # promotion while a thread waits locally and the lock is held
+    p = _run(ctx, kids.try_lock, lock, 0.05)
+    p.join(30)
+    assert p.exitcode == 3
+    lock.release()
+    t.join(30)
+    assert got == [True]
+    lock.release()
+    assert not lock.locked()
+
+
+@pytest.mark.parametrize("cls", [ps.RLock, ps.Condition, ps.CapacityLimiter, ps.Barrier])
+def test_unshareable_primitives_fail_at_the_call(cls: type) -> None:
+    obj = cls(1) if cls in (ps.CapacityLimiter, ps.Barrier) else cls()
+    with pytest.raises(TypeError, match="cannot be shared with another process"):
+        pickle.dumps(obj)
+
+
+def test_unshareable_primitive_fails_when_passed_to_a_process(ctx: Any) -> None:
+    p = ctx.Process(target=kids.try_lock, args=(ps.RLock(), 0.1))
+    with pytest.raises(TypeError, match=r"plait\.RLock cannot be shared"):
+        p.start()
+
+
+def test_use_after_release_is_a_clear_error() -> None:
+    lock = ps.Lock()
+    data = pickle.dumps(lock)
+    del lock
+    gc.collect()
+    with pytest.raises(BrokenResourceError, match="released its process resources"):
+        pickle.loads(data)
+
+
+def test_crashed_holder_and_crashed_home_leave_nothing_behind(ctx: Any) -> None:
+    before = _sems()
+    # a child killed while it holds a lock and while others wait
+    lock, held = ps.Lock(), ps.Event()
+    p = _run(ctx, kids.hold_forever, lock, held)
+    assert held.wait(30)
+    waiter = _run(ctx, kids.try_lock, lock, 0.2)
+    os.kill(p.pid, signal.SIGKILL)
+    p.join(30)
+    waiter.join(30)
+    assert waiter.exitcode == 3
+    assert p.exitcode == -signal.SIGKILL
+    del lock, held
+    gc.collect()
+    assert _sems() - before == set()
+    # the home process itself killed after sharing: the resource tracker removes them
+    parent_end, child_end = ctx.Pipe()
+    home = _run(ctx, kids.promote_and_die, child_end)
+    child_end.close()
+    prefixes = parent_end.recv()
+    data = parent_end.recv()
+    peers = [pickle.loads(d) for d in data]  # this process opens them before the crash
+    home.join(30)
+    parent_end.close()
+    assert home.exitcode == -signal.SIGKILL
+    assert peers[0].acquire(timeout=5)  # still usable here: POSIX keeps an open one alive
+    peers[0].release()
+    del peers
+    gc.collect()  # the last participant lets go: the home is dead, so it cleans up
+    deadline = time.monotonic() + 10
+    while any(n.startswith(f"sem.{p}") for p in prefixes for n in _sems()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"left behind: {sorted(_sems() - before)}")
+        time.sleep(0.05)
+    with pytest.raises(BrokenResourceError):
+        pickle.loads(data[0])
+
+
+def test_sweep_removes_names_of_dead_homes(ctx: Any) -> None:
+    from plait._sync import _xproc
+
+    parent_end, child_end = ctx.Pipe()
+    home = _run(ctx, kids.promote_and_die, child_end)
+    child_end.close()
+    prefixes = parent_end.recv()
+    parent_end.recv()
+    home.join(30)
+    parent_end.close()
+    assert any(n.startswith(f"sem.{p}") for p in prefixes for n in _sems())
+    _xproc.sweep()
+    assert not any(n.startswith(f"sem.{p}") for p in prefixes for n in _sems())
