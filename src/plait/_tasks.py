@@ -750,7 +750,7 @@ class TaskGroup:
                         break
                     waiter = self._waitq.enqueue_current(self)
                 try:
-                    park(waiter, self._wait_deadline())
+                    park(waiter, self._wait_deadline(), interruptible=True)
                 except BaseException:
                     # Ctrl-C (or another signal's exception) while we wait for children:
                     # cancel them all and leave; nothing keeps running unowned for long.

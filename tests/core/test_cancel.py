@@ -124,3 +124,38 @@ def test_bad_timeouts() -> None:
         plait.move_on_after(-1)
     with pytest.raises(TypeError, match="number of seconds"):
         plait.fail_after("soon")  # type: ignore[arg-type]
+
+
+def test_shielded_park_is_not_cut_short_by_cancel() -> None:
+    from plait._core import WaitQueue, current_strand, new_mutex, park
+
+    mutex = new_mutex()
+    queue = WaitQueue(mutex)
+    scope = plait.CancelScope()
+    outcome: list[object] = []
+
+    def worker() -> None:
+        with scope:
+            me = current_strand()
+            saved, me.cancel_scopes = me.cancel_scopes, ()  # set the scopes aside
+            try:
+                with mutex:
+                    waiter = queue.enqueue_current("shielded")
+                outcome.append(park(waiter, None))
+                outcome.append(waiter.value)
+            finally:
+                me.cancel_scopes = saved
+            plait.checkpoint()  # the cancellation arrives here, after the shielded wait
+            outcome.append("not cancelled")  # pragma: no cover
+
+    t = threading.Thread(target=worker)
+    t.start()
+    wait_parked("shielded", count=1)
+    scope.cancel()
+    with mutex:
+        w = queue.pop("handed")
+    assert w is not None
+    w.wake()
+    t.join(5)
+    assert outcome == [True, "handed"]
+    assert scope.cancelled_caught

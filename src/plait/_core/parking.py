@@ -82,7 +82,18 @@ class Waiter:
     example how many permits this waiter asks for).
     """
 
-    __slots__ = ("data", "fut", "lock", "loop", "on", "queue", "state", "strand", "value")
+    __slots__ = (
+        "data",
+        "fut",
+        "interruptible",
+        "lock",
+        "loop",
+        "on",
+        "queue",
+        "state",
+        "strand",
+        "value",
+    )
 
     def __init__(self, queue: WaitQueue, strand: Strand, on: object, data: Any) -> None:
         self.queue = queue
@@ -94,6 +105,7 @@ class Waiter:
         self.lock: Any = None
         self.fut: asyncio.Future[Any] | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.interruptible = False
 
     def wake(self) -> None:
         """Deliver the wake-up decided under the mutex; safe from any thread or loop."""
@@ -246,7 +258,11 @@ def _nearest_deadline(strand: Strand) -> float:
 
 
 def park(
-    waiter: Waiter, timeout: float | None, undo: Callable[[Any], None] | None = None
+    waiter: Waiter,
+    timeout: float | None,
+    undo: Callable[[Any], None] | None = None,
+    *,
+    interruptible: bool = False,
 ) -> bool:
     """Block the calling thread until ``waiter`` is woken (``True``) or times out (``False``).
 
@@ -256,10 +272,15 @@ def park(
     the value is kept and the cancellation is seen at the next plait call. An exception
     raised while parked (``KeyboardInterrupt`` from a signal handler) removes the waiter; if
     it had already been handed a value, ``undo(value)`` gives it back before it propagates.
+
+    Only a park inside a cancel scope (or one that asks to be ``interruptible``) can be
+    woken by a scope's ``cancel()``: a shielded wait (the strand's scopes set aside, as a
+    lock being re-taken after a condition wait) is never cut short.
     """
     strand = waiter.strand
     lock = waiter.lock
     scoped = bool(strand.cancel_scopes)
+    waiter.interruptible = scoped or interruptible
     if scoped:
         now = _monotonic()
         end = _nearest_deadline(strand)
@@ -310,7 +331,7 @@ def park(
 def interrupt(strand: Strand) -> None:
     """Wake ``strand`` out of a sync park so that it sees its cancellation (thread-safe)."""
     waiter = strand.waiter
-    if waiter is None or waiter.fut is not None:
+    if waiter is None or waiter.fut is not None or not waiter.interruptible:
         return
     with waiter.queue.mutex:
         removed = waiter.queue.remove(waiter, CANCELLED)
