@@ -241,6 +241,19 @@ def test_join_leaves_on_cancellation() -> None:
     p.join()
 
 
+def test_a_started_process_is_a_strand() -> None:
+    p, _ = _sleeper()
+    strands = [s for s in plait.all_strands() if s.kind == "process" and s.pid == p.pid]
+    assert len(strands) == 1
+    assert strands[0].name == p.name
+    assert strands[0].state == "running"
+    p.kill()
+    p.join()
+    with pytest.raises(WorkerCrashed):
+        p.result()
+    assert not [s for s in plait.all_strands() if s.kind == "process" and s.pid == p.pid]
+
+
 def test_active_children_sees_it() -> None:
     p, _ = _sleeper()
     assert p in multiprocessing.active_children()

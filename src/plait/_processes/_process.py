@@ -38,7 +38,7 @@ from typing import Any, cast
 
 import cloudpickle
 
-from plait._core import check_timeout
+from plait._core import Strand, check_timeout, hooks, register, unregister
 from plait._errors import SerializationError, WorkerCrashed
 from plait._ipc import serialize
 from plait._ipc.context import StartMethod, default_start_method, get_context
@@ -56,7 +56,9 @@ from plait._processes._watcher import (
 __all__ = ["Process"]
 
 # Attributes that live only in the parent and never cross to the child.
-_PARENT_ONLY = frozenset({"_plait_future", "_plait_popen", "_plait_writer", "_popen"})
+_PARENT_ONLY = frozenset(
+    {"_plait_future", "_plait_popen", "_plait_strand", "_plait_writer", "_popen"}
+)
 
 
 class _ChildPickler(ForkingPickler):
@@ -201,6 +203,16 @@ class Process(mp_process.BaseProcess):
         self._plait_future = future
         popen = cast(WatchedPopen, self._popen)
         self._plait_popen = popen
+        strand: Strand | None = None
+        if not self._plait_quiet:  # a process call is registered as its task by the group
+            strand = Strand("process", self.name)
+            strand.pid = popen.pid
+            strand.state = "running"
+            register(strand)
+            if hooks.active:
+                hooks.spawned(strand)
+                hooks.started(strand)
+        self._plait_strand = strand
         get_watcher().watch(
             popen, reader, self._plait_label, functools.partial(self._plait_done, popen)
         )
@@ -210,14 +222,21 @@ class Process(mp_process.BaseProcess):
         # and close() may already have dropped self._popen).
         future = self._plait_future
         assert future is not None
+        error: BaseException | None = None
         if outcome is None:
-            future.set_exception(
-                WorkerCrashed(pid=popen.pid, exitcode=popen.returncode, task=self._plait_label)
-            )
-        elif outcome[0] == "ok":
+            error = WorkerCrashed(pid=popen.pid, exitcode=popen.returncode, task=self._plait_label)
+        elif outcome[0] != "ok":
+            error = outcome[1]
+        strand = self._plait_strand
+        if strand is not None:
+            unregister(strand)
+            if hooks.active:
+                hooks.exited(strand, error)
+        if error is None:
+            assert outcome is not None
             future.set_result(outcome[1])
         else:
-            future.set_exception(outcome[1])
+            future.set_exception(error)
 
     def __reduce__(self) -> tuple[Any, ...]:
         if mp_context.get_spawning_popen() is None:
