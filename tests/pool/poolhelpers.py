@@ -178,3 +178,10 @@ def wait_for_file(path: str, timeout: float = 10.0) -> int:
 def echo_size(blob: bytes) -> bytes:
     """Return a blob as large as the one received (large payloads both ways)."""
     return bytes(len(blob))
+
+
+def crash_at_777(x: int) -> int:
+    """A tiny task, except that item 777 kills its worker (every time it runs)."""
+    if x == 777:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return x

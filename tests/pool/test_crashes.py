@@ -167,3 +167,18 @@ def test_random_kills_short() -> None:
 @pytest.mark.timeout(600)
 def test_random_kills_1000() -> None:
     _stress(kills=1000, tasks=2000)
+
+
+def test_crash_among_tiny_items_is_found_and_only_it_fails(pool: Pool) -> None:
+    # tiny items are marked once per 64 in the worker; the pool runs that window again
+    # item by item to find the one that crashes
+    it = pool.imap(h.crash_at_777, range(2000), chunksize=1000)
+    results: list[object] = []
+    for _ in range(2000):
+        try:
+            results.append(next(it))
+        except WorkerCrashed as exc:
+            results.append(exc)
+    assert isinstance(results[777], WorkerCrashed)
+    assert "#777" in str(results[777])
+    assert results[:777] + results[778:] == [x for x in range(2000) if x != 777]

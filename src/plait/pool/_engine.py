@@ -50,7 +50,6 @@ __all__ = ["RUN", "TERMINATE", "Engine", "PoolClosedError", "SourceEntry"]
 log = logging.getLogger("plait.pool")
 
 RUN, CLOSE, TERMINATE = "running", "closed", "terminated"
-SMALL_PAYLOAD = 32 * 1024  # sent by whichever thread has it; larger ones by the feeder
 MAX_REQUEUES = 3  # a task put back this often without ever starting fails instead
 _STOP = HEADER.pack(0, KIND_STOP)
 
@@ -208,9 +207,7 @@ class Engine:
             for task in tasks:
                 self.pending.append(task)
                 self.outstanding += 1
-            assignments, need_feeder = self._assign_locked(small_only=True)
-            if need_feeder:
-                self._request_feed_locked()
+            assignments = self._assign_locked()
         self._send(assignments)
 
     def add_source(self, entry: SourceEntry) -> None:
@@ -219,6 +216,14 @@ class Engine:
                 raise PoolClosedError(f"Pool not running: it is {self.state} and takes no new work")
             self.sources.append(entry)
             self._request_feed_locked()
+
+    def withdraw(self, sink: Sink) -> None:
+        """Drop the queued tasks of ``sink`` (a call that failed half-way through)."""
+        with self.lock:
+            kept = [t for t in self.pending if t.sink is not sink]
+            self.outstanding -= len(self.pending) - len(kept)
+            self.pending = deque(kept)
+            self._maybe_idle_locked()
 
     def drop_source(self, entry: SourceEntry) -> None:
         """The caller dropped the iterator: read no more of its input (what was read still
@@ -234,12 +239,12 @@ class Engine:
             with self.lock:
                 self._request_feed_locked()
 
-    def _assign_locked(self, small_only: bool) -> tuple[list[tuple[WorkerHandle, Task]], bool]:
+    def _assign_locked(self) -> list[tuple[WorkerHandle, Task]]:
         """Pair queued tasks with workers that have room, oldest task first."""
         out: list[tuple[WorkerHandle, Task]] = []
         pending = self.pending
         if not pending:
-            return out, False
+            return out
         depth = self.depth
         candidates = [w for w in self.workers.values() if not w.retiring]
         while pending:
@@ -251,11 +256,8 @@ class Engine:
                     if n == 0:
                         break
             if best is None:
-                return out, False
-            task = pending[0]
-            if small_only and len(task.payload) > SMALL_PAYLOAD:
-                return out, True
-            pending.popleft()
+                return out
+            task = pending.popleft()
             first_send = task.sent_ns == 0
             if first_send and isinstance(task.sink, FutureSink) and not task.sink.start():
                 self.outstanding -= 1  # cancelled before it started
@@ -271,13 +273,13 @@ class Engine:
                 self._retire_locked(best, "maxtasksperchild", "reached maxtasksperchild")
                 candidates.remove(best)
             out.append((best, task))
-        return out, False
+        return out
 
     def _send(self, assignments: list[tuple[WorkerHandle, Task]]) -> None:
         timed = False
         for worker, task in assignments:
             task.sent_ns = time.monotonic_ns()
-            worker.send(task.payload)  # a dead worker's tasks are put back by its death
+            worker.post(task.payload)  # a dead worker's tasks are put back by its death
             timed = timed or task.timeout is not None
         if timed:
             self._wake()
@@ -397,12 +399,10 @@ class Engine:
             stop_it = worker.retiring and not worker.inflight and not worker.stopped
             if stop_it:
                 worker.stopped = True
-            assignments, need_feeder = self._assign_locked(small_only=True)
-            if need_feeder:
-                self._request_feed_locked()
+            assignments = self._assign_locked()
         self._send(assignments)
         if stop_it:
-            worker.send(_STOP)
+            worker.post(_STOP)
         values, errors = self._decode(task, worker, kind, data)
         self._deliver(task, task.indices, values, errors)
 
@@ -526,6 +526,7 @@ class Engine:
         exitcode = worker.process.exitcode
         base = worker.row * MARKER_WIDTH
         tid, item, stage = (self.marker[base], self.marker[base + 1], self.marker[base + 2])
+        span = max(1, self.marker[base + 4])
         with self.lock:
             if self.workers.get(worker.row) is not worker:
                 return
@@ -553,6 +554,7 @@ class Engine:
             ):
                 self._threads_stop = True  # closed and done: the threads end by themselves
             self._request_feed_locked()  # replace it
+        worker.mark_dead()
         try:
             worker.conn.close()
         except OSError:
@@ -567,11 +569,11 @@ class Engine:
                     task, task.indices, *_all_failed(len(task.indices), worker.init_error)
                 )
             elif self.concurrency > 1 or (task.id == tid and stage in STAGES and stage != 0):
-                requeue.extend(self._crashed(task, worker, exitcode, item, stage))
+                requeue.extend(self._crashed(task, worker, exitcode, item, stage, span))
             else:
                 task.requeues += 1
                 if task.requeues > MAX_REQUEUES:
-                    requeue.extend(self._crashed(task, worker, exitcode, 0, 0))
+                    requeue.extend(self._crashed(task, worker, exitcode, 0, 0, 1))
                 else:
                     requeue.append(task)
         if requeue:
@@ -581,10 +583,19 @@ class Engine:
                 self._request_feed_locked()
 
     def _crashed(
-        self, task: Task, worker: WorkerHandle, exitcode: int | None, item: int, stage: int
+        self,
+        task: Task,
+        worker: WorkerHandle,
+        exitcode: int | None,
+        item: int,
+        stage: int,
+        span: int,
     ) -> list[Task]:
         """Fail the item that was running when ``worker`` died; return what to run again."""
         n = len(task.indices)
+        window = list(range(item, min(item + span, n)))
+        if stage == STAGE_RUN and len(window) > 1 and worker.kill_reason is None:
+            return self._bisect(task, worker, exitcode, window)
         if worker.kill_reason == ("timeout", task.id):
             self.stats["timed_out"] += 1
             error: BaseException = TimeoutError(
@@ -622,6 +633,28 @@ class Engine:
             self.outstanding += 1  # the split-off task; _deliver below retires the old one
         self._deliver(task, [task.indices[item]], *_all_failed(1, error))
         return [rest]
+
+    def _bisect(
+        self, task: Task, worker: WorkerHandle, exitcode: int | None, window: list[int]
+    ) -> list[Task]:
+        """The worker died somewhere in ``window`` (tiny items are marked in strides): run
+        those items again one by one, and the rest as one task. Only an item that crashes
+        when run alone fails."""
+        n = len(task.indices)
+        inside = set(window)
+        new: list[Task] = []
+        rest = [k for k in range(n) if k not in inside]
+        parts = ([rest] if rest else []) + [[k] for k in window]
+        for part in parts:
+            piece = self._split(task, part)
+            if piece is None:  # cannot re-pickle: fail the chunk as a whole
+                return self._crashed(task, worker, exitcode, window[0], STAGE_RUN, 1)
+            new.append(piece)
+        with self.lock:
+            self.outstanding += len(new) - 1  # the old task is replaced by its pieces
+        for piece in new[-len(window) :]:
+            piece.label = f"{task.label} (input item #{piece.indices[0]})"
+        return new
 
     def _split(self, task: Task, keep: list[int]) -> Task | None:
         try:
@@ -696,7 +729,7 @@ class Engine:
             self._refill(entry)
         # 3. hand out queued tasks, large ones included
         with self.lock:
-            assignments, _ = self._assign_locked(small_only=False)
+            assignments = self._assign_locked()
             stop = self.state == CLOSE and self.outstanding == 0 and not self.sources
         self._send(assignments)
         if stop:
@@ -720,7 +753,7 @@ class Engine:
                     for task in tasks:
                         self.pending.append(task)
                         self.outstanding += 1
-                    assignments, _ = self._assign_locked(small_only=False)
+                    assignments = self._assign_locked()
                 self._send(assignments)
             if error is not None:
                 index = source.pulled
@@ -777,7 +810,7 @@ class Engine:
                 w.stopped = True
                 w.retiring = True
         for w in to_stop:
-            w.send(_STOP)
+            w.post(_STOP)
 
     # -- closing ---------------------------------------------------------------------------
     def close(self) -> None:
@@ -888,6 +921,7 @@ class Engine:
             workers = list(self.workers.values())
             self.workers.clear()
         for w in workers:
+            w.mark_dead()
             if w.process.exitcode is None:
                 w.kill(signal.SIGKILL)
                 w.process.join(1.0)

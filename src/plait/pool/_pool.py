@@ -267,17 +267,19 @@ class Pool(Executor):
         if size < 1:
             raise ValueError(f"chunksize must be at least 1, not {chunksize!r}")
         label = f"{_fn_name(fn)}()"
-        tasks = []
         future: Future[list[Any]] = Future()
         sink = ListSink(
             len(data), future, callback, error_callback, self._progress_bar(progress, len(data), fn)
         )
-        for first in range(0, len(data), size):
-            chunk = list(data[first : first + size])
-            task_id = self._engine.new_id()
-            payload = self._payload(task_id, fn, chunk, star, timeout)
-            tasks.append(
-                Task(
+        # Each chunk is queued as soon as it is pickled, so workers start while later
+        # chunks are still being pickled. If one will not pickle, the call raises and
+        # its earlier chunks are withdrawn; nothing submitted before is touched.
+        try:
+            for first in range(0, len(data), size):
+                chunk = list(data[first : first + size])
+                task_id = self._engine.new_id()
+                payload = self._payload(task_id, fn, chunk, star, timeout)
+                task = Task(
                     task_id,
                     payload,
                     range(first, first + len(chunk)),
@@ -286,8 +288,11 @@ class Pool(Executor):
                     retries=retries,
                     timeout=timeout,
                 )
-            )
-        self._engine.enqueue(tasks)
+                self._engine.enqueue((task,))
+        except BaseException:
+            sink.cancel()
+            self._engine.withdraw(sink)
+            raise
         return future
 
     def map(  # type: ignore[override]

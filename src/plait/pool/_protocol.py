@@ -24,14 +24,17 @@ task a reply belongs to even when the body will not unpickle)::
 ``status`` is 0 for a value, else the stage whose failure the ``PackedError`` describes
 (``STAGE_RUN``: the function raised; ``STAGE_SEND``: its result would not pickle).
 
-The progress marker is a row of four signed 64-bit integers in shared memory, one row per
+The progress marker is a row of five signed 64-bit integers in shared memory, one row per
 worker slot, written by the worker and read by the parent only after the worker died or
 when a task's deadline passes::
 
-    [task id, item index, stage, start time (monotonic ns)]
+    [task id, item index, stage, start time (monotonic ns), span]
 
-Writing it costs four stores; it tells the parent exactly which task, which item and which
-stage a dead worker was in, without a message per item.
+It tells the parent which task, which item and which stage a dead worker was in, without
+a message per item. ``span`` is how many items from ``item index`` may be the one running:
+1 (exact) for slow items; for items of a few microseconds the worker writes the marker
+once per 64 items (a store per item would cost more than the item), and the parent runs
+those 64 again one by one to find the one that crashes.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ __all__ = [
     "STAR_ARGS",
     "STAR_KW",
     "STAR_ONE",
+    "STRIDE",
 ]
 
 HEADER = struct.Struct("<QB")
@@ -84,4 +88,5 @@ STAGES = {
     STAGE_INIT: "in the initializer",
 }
 
-MARKER_WIDTH = 4
+MARKER_WIDTH = 5
+STRIDE = 64  # items per marker write in the hot loop

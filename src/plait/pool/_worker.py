@@ -25,6 +25,7 @@ from plait._ipc.serialize import dumps, loads, pack_error
 from plait.pool._protocol import (
     HEADER,
     KIND_STOP,
+    MARKER_WIDTH,
     REPLY_DONE,
     REPLY_FAILED,
     REPLY_INIT_FAILED,
@@ -35,6 +36,7 @@ from plait.pool._protocol import (
     STAGE_SEND,
     STAR_ARGS,
     STAR_ONE,
+    STRIDE,
 )
 
 __all__ = ["main"]
@@ -57,7 +59,7 @@ def main(
     install_in_child(parent_pid, start_method=start_method)
     # Ctrl-C goes to the whole process group; the parent decides what happens to workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    base = slot * 4
+    base = slot * MARKER_WIDTH
     if init_payload is not None:
         marker[base + 2] = STAGE_INIT
         try:
@@ -136,16 +138,7 @@ class _Runner:
         append = values.append
         errors: Errors = None
         if star == STAR_ONE and not timed and not _is_coroutine_function(fn):
-            # The hot loop for tiny tasks: one store per item says which item runs.
-            for index, item in enumerate(items):
-                marker[slot] = index
-                try:
-                    append(fn(item))
-                except BaseException as exc:
-                    append(None)
-                    errors = errors or {}
-                    errors[index] = (STAGE_RUN, pack_error(exc))
-            return values, errors
+            return self._hot(fn, items)
         clock = time.monotonic_ns
         for index, item in enumerate(items):
             marker[slot] = index
@@ -162,6 +155,51 @@ class _Runner:
                 append(None)
                 errors = errors or {}
                 errors[index] = (STAGE_RUN, pack_error(exc))
+        return values, errors
+
+    def _hot(self, fn: Any, items: list[Any]) -> tuple[list[Any], Errors]:
+        """The loop for plain ``fn(item)``: a few probe items marked one by one; if they
+        take microseconds, the rest are marked once per ``STRIDE`` items."""
+        marker = self.marker
+        slot = self.base + 1
+        span = self.base + 4
+        values: list[Any] = []
+        append = values.append
+        errors: Errors = None
+        n = len(items)
+        probe = min(n, 16)
+        started = time.perf_counter()
+        for index in range(probe):
+            marker[slot] = index
+            try:
+                append(fn(items[index]))
+            except BaseException as exc:
+                append(None)
+                errors = errors or {}
+                errors[index] = (STAGE_RUN, pack_error(exc))
+        if probe == n:
+            return values, errors
+        if time.perf_counter() - started > probe * 5e-6:  # not tiny: exact marks
+            for index in range(probe, n):
+                marker[slot] = index
+                try:
+                    append(fn(items[index]))
+                except BaseException as exc:
+                    append(None)
+                    errors = errors or {}
+                    errors[index] = (STAGE_RUN, pack_error(exc))
+            return values, errors
+        marker[span] = STRIDE
+        for first in range(probe, n, STRIDE):
+            marker[slot] = first
+            for item in items[first : first + STRIDE]:
+                try:
+                    append(fn(item))
+                except BaseException as exc:
+                    errors = errors or {}
+                    errors[len(values)] = (STAGE_RUN, pack_error(exc))
+                    append(None)
+        marker[span] = 1
         return values, errors
 
     def close(self) -> None:
@@ -184,6 +222,7 @@ def _serve(conn: Connection, marker: Marker, base: int) -> None:
             if kind == KIND_STOP:
                 return
             marker[base + 1] = 0
+            marker[base + 4] = 1
             marker[base + 2] = STAGE_LOAD
             marker[base + 3] = clock()
             marker[base] = task_id

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import deque
 from multiprocessing.connection import Connection
 from multiprocessing.context import BaseContext
 from typing import Any
@@ -12,7 +13,9 @@ from plait.pool import _worker
 from plait.pool._protocol import MARKER_WIDTH
 from plait.pool._tasks import Task
 
-__all__ = ["WorkerHandle", "spawn_worker"]
+__all__ = ["SMALL_PAYLOAD", "WorkerHandle", "spawn_worker"]
+
+SMALL_PAYLOAD = 32 * 1024  # surely fits in a socket buffer with room to spare
 
 
 class WorkerHandle:
@@ -22,16 +25,20 @@ class WorkerHandle:
     __slots__ = (
         "conn",
         "conn_fd",
+        "dead",
         "dispatched",
         "inflight",
         "init_error",
         "kill_reason",
+        "out_cond",
+        "outbox",
         "pid",
         "process",
         "replies",
         "retiring",
         "row",
         "send_lock",
+        "sender",
         "sentinel",
         "stopped",
     )
@@ -51,15 +58,67 @@ class WorkerHandle:
         self.kill_reason: tuple[str, int] | None = None  # ("timeout", task id) when we killed it
         self.init_error: BaseException | None = None
         self.send_lock = threading.Lock()
+        self.dead = False
+        self.outbox: deque[bytes] = deque()
+        self.out_cond = threading.Condition(threading.Lock())
+        self.sender: threading.Thread | None = None
 
     def send(self, payload: bytes) -> bool:
-        """Send one message; ``False`` if the worker is gone (its death is handled elsewhere)."""
+        """Send one message, blocking; ``False`` if the worker is gone (its death is
+        handled by the result thread)."""
         try:
             with self.send_lock:
                 self.conn.send_bytes(payload)
         except (OSError, ValueError):
             return False
         return True
+
+    def post(self, payload: bytes) -> None:
+        """Send without ever blocking the calling thread.
+
+        A small message goes at once when no other send to this worker is under way (it
+        fits in the socket buffer). Otherwise this worker's own sender thread sends it, so
+        a large payload waits only for *this* worker to read it: no other worker, and not
+        the result thread, is held up behind it (which could deadlock: the worker would
+        wait for us to read its large result while we wait for it to read our task).
+        """
+        if len(payload) <= SMALL_PAYLOAD and not self.outbox and self.send_lock.acquire(False):
+            try:
+                self.conn.send_bytes(payload)
+            except (OSError, ValueError):
+                pass
+            finally:
+                self.send_lock.release()
+            return
+        with self.out_cond:
+            self.outbox.append(payload)
+            if self.sender is None:
+                self.sender = threading.Thread(
+                    target=self._send_loop, name=f"plait-pool-sender-{self.pid}", daemon=True
+                )
+                self.sender.start()
+            else:
+                self.out_cond.notify()
+
+    def _send_loop(self) -> None:
+        while True:
+            with self.out_cond:
+                while not self.outbox and not self.dead:
+                    self.out_cond.wait()
+                if self.dead:
+                    self.outbox.clear()
+                    return
+                payload = self.outbox.popleft()
+            if not self.send(payload):
+                with self.out_cond:
+                    self.outbox.clear()
+                return
+
+    def mark_dead(self) -> None:
+        """No more sends: the worker exited or the pool is stopping."""
+        with self.out_cond:
+            self.dead = True
+            self.out_cond.notify_all()
 
     def kill(self, sig: int) -> None:
         try:
