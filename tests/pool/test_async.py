@@ -104,3 +104,18 @@ def test_coroutine_timeout_in_concurrent_worker() -> None:
         with pytest.raises(TimeoutError):
             slow.get(5)
         assert quick.get(5) > 0
+
+
+def test_async_shutdown_and_terminate() -> None:
+    async def main() -> None:
+        p = Pool(1)
+        fut = await p.async_submit(h.nap, 0.05)
+        await p.async_shutdown()
+        assert fut.done()
+        q = Pool(1)
+        slow = q.apply_async(h.nap, (30,))
+        await q.async_terminate()
+        assert slow.ready()
+        q.join()
+
+    asyncio.run(main())

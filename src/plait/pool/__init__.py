@@ -4,29 +4,32 @@ How work flows through the pool::
 
     caller (any thread or coroutine)
       |  apply_async / submit / map: pickled HERE (plait._ipc.serialize.dumps), so a bad
-      |  argument fails at the call; map chunks its input; imap registers a Source
+      |  argument fails at the call; map queues each chunk as soon as it is pickled;
+      |  imap registers a Source (its input is read later, a bounded window ahead)
       v
-    +-------------+   small payload, a worker has room: sent at once by the caller
-    | Engine      |------------------------------------------------------+
-    |  pending    |                                                      |
-    |  (deque)    |<-- feeder thread: reads imap input a bounded window  |
-    |  sources    |    ahead, starts replacement workers, sends large    |
-    +-------------+    payloads                                          |
-          |                                                              v
-          |  one duplex pipe per worker, at most `depth` tasks     +-----------+
-          +------------------------------------------------------->| worker 0  |--+
-          |                                                        +-----------+  |
-          |              ...                                       | worker N  |--+
-          |                                                        +-----------+  |
-          |   marker rows in shared memory: [task, item, stage, start]            |
-          |   (written by each worker, read by the parent after a death/timeout)  |
-          v                                                                       |
-    result thread: wait(pipes + process sentinels) <------------------------------+
-      |  reply -> sink (Future / list / imap iterator), callbacks run here;
-      |           then the next small task goes to the worker that just finished
-      |  sentinel -> the task named by the dead worker's marker fails with
-      |              WorkerCrashed (or TimeoutError when we killed it), its other
-      |              tasks go back to the front of the queue, the worker is replaced
+    +-------------+  a worker with room (< depth tasks in flight) gets the oldest task
+    | Engine      |  at once, from whichever thread noticed the room:
+    |  pending    |    small payload -> straight down the worker's pipe
+    |  (deque)    |    large payload -> that worker's own sender thread, so no other
+    |  sources    |                     worker (and no result) waits behind it
+    +-------------+
+       ^     |      feeder thread: reads imap inputs, starts replacement workers
+       |     |
+       |     |  one duplex pipe per worker                          +-----------+
+       |     +----------------------------------------------------->| worker 0  |--+
+       |     |                                                      +-----------+  |
+       |     +------------------ ... ---------------------------->  | worker N  |--+
+       |                                                            +-----------+  |
+       |   marker rows in shared memory: [task, item, stage, start, span]          |
+       |   (written by each worker, read by the parent after a death or timeout)   |
+       |                                                                           |
+    result thread: epoll on every pipe and process sentinel <----------------------+
+      |  reply    -> sink (Future / list / imap iterator), callbacks run here;
+      |              the worker now has room: give it the next task
+      |  sentinel -> the task (and item) named by the dead worker's marker fails with
+      |              WorkerCrashed (TimeoutError when we killed it for task_timeout);
+      |              tasks it had not started go back to the front of the queue;
+      |              the feeder starts a replacement
       v
     AsyncResult.get() / Future.result() / next(it) / await / async for
 

@@ -1,12 +1,14 @@
 """The machinery under :class:`plait.Pool`: workers, the queue of tasks, two threads.
 
-* The **result thread** waits on every worker's pipe and process sentinel at once. It
-  reads replies and hands them to their sinks, notices a dead worker the moment its
-  sentinel fires (and, from the worker's marker row, which task, item and stage it was
-  in), kills a worker whose task ran past its ``task_timeout``, and hands small tasks
-  straight to a worker that just finished one.
-* The **feeder thread** does what may block: starting replacement workers, reading more
-  input for ``imap`` (user generators run there), and sending large payloads.
+* The **result thread** waits (one epoll set) on every worker's pipe and process
+  sentinel. It reads replies and hands them to their sinks, notices a dead worker the
+  moment its sentinel fires (and, from the worker's marker row, which task, item and stage
+  it was in), kills a worker whose task ran past its ``task_timeout``, and gives the next
+  task to a worker that just finished one.
+* The **feeder thread** does what may block: starting replacement workers and reading
+  more input for ``imap`` (user generators run there).
+* Each worker's **sender thread** (started on first need) sends that worker's large
+  payloads, so a send blocks nobody but that worker's queue (see ``WorkerHandle.post``).
 
 The lock guards the queue, each worker's ``inflight`` table and the counters. Nothing
 blocking and no user code runs under it; sinks (and so user callbacks) run outside it.

@@ -558,7 +558,20 @@ class Pool(Executor):
         return self.imap_unordered(func, iterable, chunksize, **options).__aiter__()
 
     async def async_join(self) -> None:
+        """:meth:`join` from a coroutine, without blocking its loop."""
         await asyncio.get_running_loop().run_in_executor(None, self.join)
+
+    async def async_shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """:meth:`shutdown` from a coroutine, without blocking its loop."""
+        if cancel_futures:
+            self._engine.cancel_pending()
+        self.close()
+        if wait:
+            await self.async_join()
+
+    async def async_terminate(self) -> None:
+        """:meth:`terminate` from a coroutine (it waits up to ``grace`` for workers)."""
+        await asyncio.get_running_loop().run_in_executor(None, self.terminate)
 
     # -- lifetime --------------------------------------------------------------------------
     def close(self) -> None:
