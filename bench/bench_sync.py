@@ -8,8 +8,8 @@
 * contended hand-off: two strands taking turns on one lock -- coroutine<->coroutine (vs
   ``asyncio.Lock``), thread<->thread (vs ``threading.Lock``), thread<->coroutine (plait
   only: no stdlib lock serves both);
-* cross-process: a lock passed to a child process vs ``multiprocessing.Lock``
-  (target <= 2x), when plait's primitives can be shared with processes.
+* cross-process: a plait lock once shared (promoted to a named semaphore) vs
+  ``multiprocessing.Lock`` (target <= 2x), uncontended and two processes taking turns.
 
 All figures are medians of repeats, seconds per pair (shown in ns), in one run.
 """
@@ -130,6 +130,45 @@ def _thread_coro_handoff(n: int) -> Callable[[], None]:
     return run
 
 
+def _xproc_pair(lock: Any, n: int) -> Callable[[], None]:
+    """acquire+release in this process of a lock that a child process also holds open."""
+    return _sync_with(lock, n)
+
+
+def _pingpong_child(ping: Any, pong: Any, n: int) -> None:
+    for _ in range(n):
+        ping.acquire()
+        pong.release()
+
+
+def _xproc_handoff(make: Callable[[], Any], n: int) -> Callable[[], None]:
+    """This process and a child strictly alternating through two shared locks."""
+    from plait._ipc.context import get_context
+
+    ctx = get_context()
+
+    def run() -> None:
+        ping, pong = make(), make()
+        ping.acquire()
+        pong.acquire()
+        child = ctx.Process(target=_pingpong_child, args=(ping, pong, n))
+        child.start()
+        for _ in range(n):
+            ping.release()
+            pong.acquire()
+        child.join()
+
+    return run
+
+
+def _shared_plait_lock() -> Any:
+    import pickle
+
+    lock = ps.Lock()
+    pickle.dumps(lock)  # promote: from now on it is a cross-process lock
+    return lock
+
+
 def main() -> None:
     bench = Bench.from_argv("sync", description=__doc__)
     n = bench.scale(200_000, quick=20_000)
@@ -210,6 +249,43 @@ def main() -> None:
     rec(case, "plait.Lock", _thread_handoff(ps.Lock, h), h, baseline="threading.Lock")
     case = "hand-off thread<->coroutine"
     rec(case, "plait.Lock", _thread_coro_handoff(h), h)
+
+    from plait._ipc.context import get_context
+
+    mp_ctx = get_context()
+    case = "cross-process lock, with (uncontended)"
+    rec(
+        case,
+        "multiprocessing.Lock",
+        _xproc_pair(mp_ctx.Lock(), n),
+        n,
+        baseline="multiprocessing.Lock",
+    )
+    rec(
+        case,
+        "plait.Lock (shared)",
+        _xproc_pair(_shared_plait_lock(), n),
+        n,
+        baseline="multiprocessing.Lock",
+        target="<= 2x multiprocessing.Lock",
+        target_ratio=2.0,
+    )
+    x = bench.scale(4_000, quick=1_000)
+    case = "cross-process hand-off (2 processes)"
+    rec(
+        case,
+        "multiprocessing.Lock",
+        _xproc_handoff(mp_ctx.Lock, x),
+        2 * x,
+        baseline="multiprocessing.Lock",
+    )
+    rec(
+        case,
+        "plait.Lock (shared)",
+        _xproc_handoff(_shared_plait_lock, x),
+        2 * x,
+        baseline="multiprocessing.Lock",
+    )
 
     bench.note(
         "plait.Lock's uncontended path is one non-blocking acquire of a private _thread lock; "

@@ -131,13 +131,12 @@ def sweep() -> None:
 class SharedState:
     """The named semaphores behind one promoted primitive, plus its coroutine bridge."""
 
-    __slots__ = ("__weakref__", "bridge", "finalizer", "pending", "prefix", "sems")
+    __slots__ = ("__weakref__", "bridge", "finalizer", "prefix", "sems")
 
     def __init__(self, prefix: str, sems: list[Any], *, home: bool) -> None:
         self.prefix = prefix
         self.sems = sems
         self.bridge: _Bridge | None = None
-        self.pending = False  # a local holder's release is still owed to the semaphore
         names = tuple(f"/{prefix}{i}" for i in range(len(sems)))
         if home:
             self.finalizer = weakref.finalize(self, _unlink_all, names, os.getpid())
@@ -194,11 +193,9 @@ def _sem_wait(state: SharedState, sem: Any, on: object, wait: float | None) -> b
     outcome = "timeout"
     try:
         while True:
-            sliced = bool(strand.cancel_scopes) or state.pending
-            if strand.cancel_scopes:
+            sliced = bool(strand.cancel_scopes)
+            if sliced:
                 checkpoint()
-            if state.pending:
-                _repair(state, on)
             left = None if deadline is None else deadline - _monotonic()
             if left is not None and left <= 0:
                 return False
@@ -217,13 +214,6 @@ def _sem_wait(state: SharedState, sem: Any, on: object, wait: float | None) -> b
         strand.parked_on = None
         if hooks.active:
             hooks.unparked(strand, on, outcome)
-
-
-def _repair(state: SharedState, obj: Any) -> None:
-    """A release that was under way in the old class freed the local lock: pass it on."""
-    if state.pending and obj._inner.acquire(False):
-        state.pending = False
-        state.sems[0].release()
 
 
 class _Bridge:
@@ -262,14 +252,12 @@ class _Bridge:
         self.sem.release()
 
     def _serve(self) -> None:
-        obj, sem, state = self.obj, self.sem, self.state
+        obj, sem = self.obj, self.sem
         while True:
             with obj._mutex:
                 if not obj._queue:
                     self.running = False
                     return
-            if state.pending:
-                _repair(state, obj)
             if sem.acquire(True, _SLICE):
                 with obj._mutex:
                     waiter = obj._queue.pop()
@@ -295,12 +283,21 @@ class SharedLock(Lock):
 
     __slots__ = ()
 
+    # ``_inner`` *is* the named semaphore now, so the base class's lock-free fast paths
+    # (and any call that was half-way through one when the lock was promoted) take and
+    # free the shared lock itself.
+
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        wait = None if blocking is True and timeout == -1 else check_lock_args(blocking, timeout)
-        return self._acquire_slow(current_strand(), wait)
+        if blocking is True and timeout == -1:
+            if self._inner.acquire(False):
+                if hooks.active:
+                    hooks.acquired(current_strand(), self)
+                return True
+            return self._acquire_slow(current_strand(), None)
+        return self._acquire_slow(current_strand(), check_lock_args(blocking, timeout))
 
     def _acquire_slow(self, me: Any, wait: float | None) -> bool:
-        if _sem_wait(self._shared, self._shared.sems[0], self, wait):
+        if _sem_wait(self._shared, self._inner, self, wait):
             if hooks.active:
                 hooks.acquired(me, self)
             return True
@@ -309,11 +306,8 @@ class SharedLock(Lock):
     def release(self) -> None:
         if hooks.active:
             hooks.released(current_strand(), self)
-        state = self._shared
-        if state.pending:  # the local holder at promotion time gives it back
-            state.pending = False
         try:
-            state.sems[0].release()
+            self._inner.release()
         except ValueError:
             raise RuntimeError("release unlocked lock") from None
 
@@ -321,9 +315,13 @@ class SharedLock(Lock):
         self.release()
 
     def _after_free(self) -> None:
-        _repair(self._shared, self)
+        pass  # a release that began before promotion freed the semaphore already
 
     def __enter__(self) -> bool:
+        if self._inner.acquire(False):
+            if hooks.active:
+                hooks.acquired(current_strand(), self)
+            return True
         return self._acquire_slow(current_strand(), None)
 
     def __exit__(
@@ -332,7 +330,12 @@ class SharedLock(Lock):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.release()
+        if hooks.active:
+            hooks.released(current_strand(), self)
+        try:
+            self._inner.release()
+        except ValueError:
+            raise RuntimeError("release unlocked lock") from None
 
     def async_acquire(
         self, blocking: bool = True, timeout: float = -1
@@ -588,9 +591,11 @@ def promote(obj: Any) -> SharedState:
         if state is not None:
             return state
         if isinstance(obj, Lock):
-            free = obj._inner.acquire(False)  # held from now on: old fast paths must fail
+            # A local holder keeps holding: the semaphore starts taken and its release
+            # (through either class: ``_inner`` is swapped too) frees it.
+            free = obj._inner.acquire(False)  # if free, the old lock stays taken for good
             state = SharedState.create("lk", [(1 if free else 0, 1)])
-            state.pending = not free
+            obj._inner = state.sems[0]
             new_cls: type = SharedLock
         elif isinstance(obj, Semaphore):
             bounded = isinstance(obj, BoundedSemaphore)
@@ -623,7 +628,7 @@ def _rebuild(kind: str, prefix: str, initial: int = 0) -> Any:
         state = SharedState.open(prefix, [1], "plait.Lock")
         obj = Lock.__new__(SharedLock)
         Lock.__init__(obj)
-        obj._inner.acquire()
+        obj._inner = state.sems[0]
     elif kind in ("sem", "bsem"):
         maxvalue = max(initial, 1) if kind == "bsem" else SEM_MAX
         state = SharedState.open(prefix, [maxvalue], "plait.Semaphore")
