@@ -65,7 +65,7 @@ def test_run_scenes_prints_headers_and_total() -> None:
 
 EXPECTED = {
     "threads-timing": ["measured: sequential", "two threads", "the waits overlap"],
-    "threads-join-daemon": ["variant 7", "all over", "[interpreter exits at"],
+    "threads-join-daemon": ["variant 8", "all over", "[interpreter exits at"],
     "processes-direct": ["hello alvin:0", "hello alvin:2", "end", "exit codes: [0, 0, 0]"],
     "processes-subclass": ["hello MyProcess", "exit codes [0, 0, 0]"],
     "processes-results": ["results [1, 4, 9]", "ValueError: -1 is not positive", "remote"],

@@ -91,6 +91,7 @@ def stamp():
 def say(line):  # one write per line, so two threads' lines never interleave
     sys.stdout.write(line + "\\n")
     sys.stdout.flush()
+import plait
 import plait as threading  # the seed's program, with plait's drop-in Thread
 def music(name):
     say("Begin listening to %s. %s" % (name, stamp()))
@@ -169,6 +170,15 @@ _VARIANTS: tuple[tuple[str, str], ...] = (
         say("all over %s" % stamp())
         """,
         "t2 daemon: the program waits only for t1; t2 is cut off without its 'end' line",
+    ),
+    (
+        """
+        with plait.TaskGroup() as tg:  # plait's structured form: the group owns both
+            tg.spawn(music, "a song")
+            tg.spawn(blog, "blog")
+        say("all over %s" % stamp())
+        """,
+        "plait.TaskGroup: the block ends when both threads have, so nothing is abandoned",
     ),
 )
 
