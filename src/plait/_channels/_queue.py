@@ -239,7 +239,20 @@ class Queue(Generic[T]):
             if len(self.queue) + self._reserved < self._limit:
                 self._unfinished += 1
                 self._put(item)
-                w = self._offer_item() if self._getters._count else None
+                if self._getters._count:  # hand the new item to a parked getter
+                    self._ready += 1
+                    w = self._getters.pop(RESERVED)
+                    if w is not None and w.data is not None:  # a select's waiter
+                        if w.data.fire(RESERVED):
+                            w = None
+                        else:
+                            w.state = CANCELLED
+                            self._ready -= 1
+                            w = self._offer_item()
+                    elif w is None:
+                        self._ready -= 1
+                else:
+                    w = None
                 room = True
             else:
                 room = False
@@ -272,7 +285,20 @@ class Queue(Generic[T]):
             if len(self.queue) + self._reserved < self._limit:
                 self._unfinished += 1
                 self._put(item)
-                w = self._offer_item() if self._getters._count else None
+                if self._getters._count:  # hand the new item to a parked getter
+                    self._ready += 1
+                    w = self._getters.pop(RESERVED)
+                    if w is not None and w.data is not None:  # a select's waiter
+                        if w.data.fire(RESERVED):
+                            w = None
+                        else:
+                            w.state = CANCELLED
+                            self._ready -= 1
+                            w = self._offer_item()
+                    elif w is None:
+                        self._ready -= 1
+                else:
+                    w = None
                 room = True
             else:
                 room = False
@@ -420,10 +446,20 @@ class Queue(Generic[T]):
             else:
                 ready = False
         if waiter is not None:
-            woken = await async_park(waiter, None, self._undo_get)
-            if woken and waiter.value is PROMOTED:
-                return await self._shared.async_get()  # type: ignore[no-any-return]
-            return self._got(woken, waiter)  # type: ignore[no-any-return]
+            await async_park(waiter, None, self._undo_get)
+            if waiter.value is RESERVED:  # the common case, inlined: take the kept item
+                with self.mutex:
+                    if self._shared is None:
+                        self._ready -= 1
+                        item = self._get()
+                        w = self._offer_slot() if self._putters._count else None
+                        ready = True
+                if not ready:
+                    return await self._backend().async_get()  # type: ignore[no-any-return]
+            elif waiter.value is PROMOTED:
+                return await self._backend().async_get()  # type: ignore[no-any-return]
+            else:
+                return self._got(True, waiter)  # type: ignore[no-any-return]
         if ready:
             if w is not None:
                 w.wake()

@@ -10,8 +10,9 @@ Lifetime rules:
 * A segment that carries one message (a large buffer) has one reader: the reader maps it
   and unlinks the name at once; the mapping -- and any NumPy array or ``memoryview`` built
   on it, without a copy -- stays valid until the last reference goes.
-* A long-lived segment (a shared queue's ring) counts the processes attached in its first
-  word (:meth:`Segment.attach_count`); its owner unlinks it when the owner finalises.
+* A long-lived segment (a shared queue's ring) is unlinked by its owner -- the process
+  that created it -- when the owner finalises; processes still attached keep their
+  mapping (the kernel counts the mappings and frees the memory after the last one).
 * Every name starts with a per-owner prefix, so whatever a crashed process left behind
   (a writer killed after it created a segment, a reader killed before it unlinked one) is
   removed by :func:`sweep` when the owner finalises.
@@ -25,7 +26,6 @@ import mmap
 import os
 import secrets
 import threading
-from typing import Any
 
 __all__ = ["SHM_DIR", "Segment", "new_prefix", "sweep"]
 
@@ -90,15 +90,6 @@ class Segment:
         except BufferError:
             pass
 
-    def attach_count(self, delta: int) -> int:
-        """Add ``delta`` to the attach count stored in the first word; return the new count."""
-        view = self.buf[:8].cast("q")
-        try:
-            view[0] += delta
-            return int(view[0])
-        finally:
-            view.release()
-
     def __repr__(self) -> str:
         return f"<plait shm {self.name} {self.size} bytes>"
 
@@ -119,8 +110,3 @@ def sweep(prefix: str) -> list[str]:
     for name in names:
         _unlink(name)
     return names
-
-
-def map_view(segment: Segment, start: int, length: int) -> Any:
-    """A ``memoryview`` of ``length`` bytes at ``start`` (keeps the mapping alive)."""
-    return segment.buf[start : start + length]

@@ -133,14 +133,6 @@ def decode(kind: int, payload: bytes | memoryview) -> Any:
     return obj
 
 
-def discard(kind: int, payload: bytes | memoryview) -> None:
-    """Forget a frame without reading it: remove its segment, if it has one."""
-    if kind == SEGMENT:
-        from plait._ipc.shm import _unlink
-
-        _unlink(pickle.loads(payload)[0])
-
-
 class Ring:
     """The header counters and byte ring inside a queue's segment (caller holds the lock)."""
 
