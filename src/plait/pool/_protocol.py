@@ -84,7 +84,7 @@ STAGES = {
     STAGE_IDLE: "between tasks (in the pool's own code)",
     STAGE_LOAD: "while unpickling the task",
     STAGE_RUN: "while running the function",
-    STAGE_SEND: "while pickling the result",
+    STAGE_SEND: "while pickling or sending the result",
     STAGE_INIT: "in the initializer",
 }
 
