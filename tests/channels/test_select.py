@@ -202,3 +202,16 @@ def test_selectable_protocol_for_events() -> None:
     q.put(1)
     assert select(ev, q.get_op()).index == 0  # still set: ready at once
     assert q.get_nowait() == 1
+
+
+def test_plait_task_is_selectable() -> None:
+    from plait._tasks import TaskGroup
+
+    q: Queue[int] = Queue()
+    go = threading.Event()
+    with TaskGroup() as tg:
+        task = tg.spawn(go.wait)
+        assert select(q.get_op(), task, default=None).index == -1
+        go.set()
+        r = select(q.get_op(), task, timeout=10)
+        assert r.index == 1 and r.value is task

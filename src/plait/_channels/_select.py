@@ -282,7 +282,8 @@ class PutCase:
 
 
 class FutureCase:
-    """Wait for a future (``asyncio`` or ``concurrent.futures``) to finish; value: the future."""
+    """Wait for a future or task to finish (anything with ``done()`` and a thread-safe
+    ``add_done_callback``); the value is the future itself."""
 
     __slots__ = ("future",)
 
@@ -392,7 +393,9 @@ def _as_case(obj: Any) -> SelectCase:
         if not isinstance(case, SelectCase):
             raise TypeError(f"{obj!r}.__select_case__() returned {case!r}, not a select case")
         return case
-    if isinstance(obj, asyncio.Future | concurrent.futures.Future):
+    if isinstance(obj, asyncio.Future | concurrent.futures.Future) or (
+        callable(getattr(obj, "done", None)) and callable(getattr(obj, "add_done_callback", None))
+    ):  # a future, or anything future-like (a plait Task)
         return FutureCase(obj)
     raise TypeError(
         f"select() cannot wait on {obj!r}: pass q.get_op(), q.put_op(item), a future, or an "
