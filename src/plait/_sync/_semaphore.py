@@ -25,6 +25,7 @@ class Semaphore:
     """``threading.Semaphore``'s API, plus ``async with`` and ``async_acquire``."""
 
     __slots__ = ("__weakref__", "_initial", "_mutex", "_queue", "_shared", "_value")
+    _bounded = False
 
     def __init__(self, value: int = 1) -> None:
         if value < 0:
@@ -113,6 +114,9 @@ class Semaphore:
         with self._mutex:
             if bounded and self._value + n > self._initial:
                 raise ValueError("Semaphore released too many times")
+            if not self._queue._count:  # nobody waits: just count
+                self._value += n
+                return
             while n:
                 waiter = self._queue.pop()
                 if waiter is None:
@@ -161,7 +165,15 @@ class Semaphore:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> Awaitable[None]:
-        self.release()
+        if hooks.active:
+            hooks.released(current_strand(), self)
+        with self._mutex:
+            if not self._queue._count and self._shared is None:
+                if self._bounded and self._value >= self._initial:
+                    raise ValueError("Semaphore released too many times")
+                self._value += 1
+                return READY
+        self._add(1, self._bounded)
         return READY
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -197,6 +209,7 @@ class BoundedSemaphore(Semaphore):
     """A semaphore that refuses to be released above its initial value."""
 
     __slots__ = ()
+    _bounded = True
 
     def release(self, n: int = 1) -> None:
         """Give back ``n`` permits; ``ValueError`` if that exceeds the initial value."""
