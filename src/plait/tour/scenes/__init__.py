@@ -12,7 +12,10 @@ from __future__ import annotations
 __all__ = ["MODULES"]
 
 MODULES: tuple[str, ...] = (
-    "threads",
-    "processes",
-    "gil",
+    "threads",  # S1, S2
+    "primitives",  # S3-S8
+    "processes",  # S10
+    "queues",  # S9, S11, S16
+    "pool",  # S14, S19
+    "gil",  # S15
 )
