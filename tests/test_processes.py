@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from plait._errors import RemoteError, SerializationError, WorkerCrashed
+from plait._errors import Cancelled, RemoteError, SerializationError, WorkerCrashed
 from plait._ipc.serialize import RemoteTraceback
 from plait._processes import ProcessCall, start_process_call
 
@@ -74,6 +74,20 @@ def ready_then_sleep(conn: Connection, ignore_term: bool) -> None:
     conn.send("ready")
     conn.close()
     time.sleep(60)
+
+
+def cleanup_on_cancel(conn: Connection, swallow: bool) -> None:
+    try:
+        conn.send("ready")
+        time.sleep(60)
+    except Cancelled:
+        conn.send("cancelled")
+        if swallow:  # ignore the cancellation: SIGKILL comes after the grace
+            time.sleep(60)
+        raise
+    finally:
+        conn.send("cleaned up")
+        conn.close()
 
 
 def my_pid() -> int:
@@ -359,6 +373,30 @@ def test_terminate_kills_a_child_that_ignores_sigterm_after_the_grace() -> None:
         _result(call)
     assert info.value.signal == signal.SIGKILL
     assert time.monotonic() - started >= 0.3
+
+
+@pytest.mark.parametrize("swallow", [False, True])
+def test_terminate_lets_the_child_clean_up_within_the_grace(swallow: bool) -> None:
+    reader, writer = Pipe(duplex=False)
+    try:
+        call = start_process_call(cleanup_on_cancel, (writer, swallow))
+    finally:
+        writer.close()
+    try:
+        assert reader.poll(20)
+        assert reader.recv() == "ready"
+        call.terminate(grace=0.3 if swallow else 30)
+        assert reader.poll(20)
+        assert reader.recv() == "cancelled"  # SIGTERM raised Cancelled in the child
+        with pytest.raises(WorkerCrashed) as info:
+            _result(call)
+        if swallow:
+            assert info.value.signal == signal.SIGKILL
+        else:
+            assert reader.recv() == "cleaned up"  # the finally block ran
+            assert info.value.signal == signal.SIGTERM
+    finally:
+        reader.close()
 
 
 def test_terminate_after_done_is_a_no_op() -> None:

@@ -58,7 +58,11 @@ class ProcessCall:
         return self.future.done()
 
     def terminate(self, grace: float = 2.0) -> None:
-        """SIGTERM now, SIGKILL if still running ``grace`` seconds later. Never blocks."""
+        """SIGTERM now, SIGKILL if still running ``grace`` seconds later. Never blocks.
+
+        In the child, SIGTERM raises :class:`plait.Cancelled` in the main thread: its
+        ``finally`` blocks run, then it dies of SIGTERM (``WorkerCrashed``, signal 15).
+        """
         if self.future.done():
             return
         popen: WatchedPopen = self._process._popen

@@ -17,7 +17,9 @@ multiprocessing's semantics), with four differences that each fix a pitfall:
   ``join`` never deadlocks on a large result and many threads may ``join`` at once.
 
 ``ProcessCall`` (the process strand of ``TaskGroup.spawn(on="process")``) is this same
-class started in *quiet* mode: an exception goes back to the parent without being printed.
+class started in *quiet* mode: an exception goes back to the parent without being printed,
+and SIGTERM (a cancelled task) raises :class:`plait.Cancelled` in the child so that its
+``finally`` blocks run during the grace period before SIGKILL.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import functools
 import io
 import os
 import pickle
+import signal
 from collections import ChainMap
 from collections.abc import Callable, Iterable, Mapping
 from multiprocessing import context as mp_context
@@ -39,7 +42,7 @@ from typing import Any, cast
 import cloudpickle
 
 from plait._core import Strand, check_timeout, hooks, register, unregister
-from plait._errors import SerializationError, WorkerCrashed
+from plait._errors import Cancelled, SerializationError, WorkerCrashed
 from plait._ipc import serialize
 from plait._ipc.context import StartMethod, default_start_method, get_context
 from plait._ipc.lifeline import install_in_child
@@ -334,8 +337,22 @@ class Process(mp_process.BaseProcess):
         self._plait_quiet = quiet
 
 
+class _Terminated(Cancelled):
+    """Raised in a process call's main thread by SIGTERM (its task was cancelled)."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise _Terminated("terminated by the parent process (SIGTERM)")
+
+
 class _Reporter:
-    """Runs in the child in place of ``run``: sends its outcome to the parent."""
+    """Runs in the child in place of ``run``: sends its outcome to the parent.
+
+    In a process call (quiet), SIGTERM raises :class:`plait.Cancelled` in the main thread,
+    so ``finally`` blocks and ``with`` exits run during the grace period before SIGKILL;
+    then the child dies of SIGTERM as asked. A drop-in ``Process`` keeps multiprocessing's
+    behaviour: SIGTERM ends it at once.
+    """
 
     __slots__ = ("label", "quiet", "run", "writer")
 
@@ -346,16 +363,23 @@ class _Reporter:
         self.quiet = quiet
 
     def __call__(self) -> None:
+        if self.quiet:
+            signal.signal(signal.SIGTERM, _raise_terminated)
         try:
             try:
                 value = self.run()
+            except _Terminated:
+                self._die_of_sigterm()
+                raise  # pragma: no cover - not reached
             except BaseException as exc:
+                self._restore_sigterm()
                 if exc.__traceback__ is not None:  # hide this frame from the traceback
                     exc.__traceback__ = exc.__traceback__.tb_next
                 self._send(RESULT_ERR, _pack_error(exc))
                 if self.quiet and not isinstance(exc, SystemExit):
                     raise SystemExit(1) from None
                 raise
+            self._restore_sigterm()
             try:
                 data = serialize.dumps(value, what=f"the result of {self.label}")
             except SerializationError as exc:
@@ -364,6 +388,16 @@ class _Reporter:
                 self._send(RESULT_OK, data)
         finally:
             self.writer.close()
+
+    def _restore_sigterm(self) -> None:
+        if self.quiet:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    def _die_of_sigterm(self) -> None:
+        self.writer.close()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+        os._exit(128 + signal.SIGTERM)  # pragma: no cover - the signal ends us first
 
     def _send(self, tag: bytes, data: bytes) -> None:
         try:
