@@ -114,6 +114,12 @@ def _check_timeout(block: bool, timeout: float | None) -> float | None:
         raise ValueError("'timeout' must be a non-negative number") from None
 
 
+def _unpark(strand: Any) -> None:
+    strand.state = "running"
+    strand.parked_on = None
+    strand.waiter = None
+
+
 def _pop_waiter(wq: WaitQueue, value: Any) -> tuple[Waiter | None, bool]:
     """Hand ``value`` to the first waiter that takes it (mutex held).
 
@@ -217,6 +223,20 @@ class Queue(Generic[T]):
         self._put(item)
         return self._offer_item() if self._getters._count else None
 
+    def _handoff(self) -> Waiter | None:
+        """The item just queued goes to the first parked getter (mutex held)."""
+        self._ready += 1
+        w = self._getters.pop(RESERVED)
+        if w is None:
+            self._ready -= 1
+        elif w.data is not None:  # a select's waiter: it may have fired elsewhere
+            if w.data.fire(RESERVED):
+                return None
+            w.state = CANCELLED
+            self._ready -= 1
+            return self._offer_item()
+        return w
+
     def _offer_item(self) -> Waiter | None:
         """If an unclaimed item is queued and a getter parked, keep it for the getter."""
         while self._getters._count and len(self.queue) > self._ready:
@@ -235,34 +255,24 @@ class Queue(Generic[T]):
         """
         if timeout is not None and block and self.maxsize > 0:
             _check_timeout(block, timeout)
-        with self.mutex:  # fast path: there is room
-            if len(self.queue) + self._reserved < self._limit:
-                self._unfinished += 1
+        mutex = self.mutex
+        mutex.acquire()  # (plain acquire/release: cheaper than `with` on this hot path)
+        try:
+            if len(self.queue) + self._reserved < self._limit:  # fast path: there is room
                 self._put(item)
-                if self._getters._count:  # hand the new item to a parked getter
-                    self._ready += 1
-                    w = self._getters.pop(RESERVED)
-                    if w is not None and w.data is not None:  # a select's waiter
-                        if w.data.fire(RESERVED):
-                            w = None
-                        else:
-                            w.state = CANCELLED
-                            self._ready -= 1
-                            w = self._offer_item()
-                    elif w is None:
-                        self._ready -= 1
-                else:
-                    w = None
-                room = True
+                self._unfinished += 1
+                w = self._handoff() if self._getters._count else None
             else:
-                room = False
-        if room:
-            if w is not None:
-                w.wake()
-            if hooks.active:
-                hooks.sent(current_strand(), self, item)
+                w = _SLOW
+        finally:
+            mutex.release()
+        if w is _SLOW:
+            self._put_slow(item, block, timeout)
             return
-        self._put_slow(item, block, timeout)
+        if w is not None:
+            w.wake()
+        if hooks.active:
+            hooks.sent(current_strand(), self, item)
 
     def _put_slow(self, item: Any, block: bool, timeout: float | None) -> None:
         if self._shared is not None:
@@ -281,28 +291,18 @@ class Queue(Generic[T]):
         """Coroutine form of :meth:`put`."""
         if timeout is not None and block and self.maxsize > 0:
             _check_timeout(block, timeout)
-        with self.mutex:
+        mutex = self.mutex
+        mutex.acquire()
+        try:
             if len(self.queue) + self._reserved < self._limit:
-                self._unfinished += 1
                 self._put(item)
-                if self._getters._count:  # hand the new item to a parked getter
-                    self._ready += 1
-                    w = self._getters.pop(RESERVED)
-                    if w is not None and w.data is not None:  # a select's waiter
-                        if w.data.fire(RESERVED):
-                            w = None
-                        else:
-                            w.state = CANCELLED
-                            self._ready -= 1
-                            w = self._offer_item()
-                    elif w is None:
-                        self._ready -= 1
-                else:
-                    w = None
-                room = True
+                self._unfinished += 1
+                w = self._handoff() if self._getters._count else None
             else:
-                room = False
-        if room:
+                w = _SLOW
+        finally:
+            mutex.release()
+        if w is not _SLOW:
             if w is not None:
                 w.wake()
             if hooks.active:
@@ -402,7 +402,9 @@ class Queue(Generic[T]):
         if timeout is not None and block:
             _check_timeout(block, timeout)
         waiter = None
-        with self.mutex:  # fast paths: an item is there, or a plain wait
+        mutex = self.mutex
+        mutex.acquire()
+        try:  # fast paths: an item is there, or a plain wait
             if len(self.queue) > self._ready:
                 item = self._get()
                 w = self._offer_slot() if self._putters._count else None
@@ -410,6 +412,8 @@ class Queue(Generic[T]):
                 waiter = self._getters.enqueue_current(on=self)
             else:
                 waiter = _SLOW
+        finally:
+            mutex.release()
         if waiter is _SLOW:
             return self._get_slow(block, timeout)  # type: ignore[no-any-return]
         if waiter is not None:
@@ -435,7 +439,9 @@ class Queue(Generic[T]):
         if timeout is not None and block:
             _check_timeout(block, timeout)
         waiter = None
-        with self.mutex:
+        mutex = self.mutex
+        mutex.acquire()
+        try:
             if len(self.queue) > self._ready:
                 item = self._get()
                 w = self._offer_slot() if self._putters._count else None
@@ -445,8 +451,31 @@ class Queue(Generic[T]):
                 ready = False
             else:
                 ready = False
+        finally:
+            mutex.release()
         if waiter is not None:
-            await async_park(waiter, None, self._undo_get)
+            # async_park's protocol, inlined for the hottest wait in plait: park the strand,
+            # await the waiter's future, give back a kept item if cancelled after the wake.
+            strand = waiter.strand
+            strand.state = "parked"
+            strand.parked_on = self
+            strand.waiter = waiter
+            if hooks.active:
+                hooks.parked(strand, self)
+            try:
+                await waiter.fut  # type: ignore[misc]
+            except BaseException:
+                _unpark(strand)
+                with self.mutex:
+                    removed = self._getters.remove(waiter, CANCELLED)
+                if not removed:
+                    self._undo_get(waiter.value)
+                if hooks.active:
+                    hooks.unparked(strand, self, "cancelled")
+                raise
+            _unpark(strand)
+            if hooks.active:
+                hooks.unparked(strand, self, "woken")
             if waiter.value is RESERVED:  # the common case, inlined: take the kept item
                 with self.mutex:
                     if self._shared is None:
