@@ -12,8 +12,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from plait._ipc.context import StartMethod
+from plait._processes._popen import WatchedPopen
 from plait._processes._process import Process, _describe_callable
-from plait._processes._watcher import WatchedPopen, get_watcher
+from plait._processes._watcher import get_watcher
 
 __all__ = ["ProcessCall", "start_process_call"]
 

@@ -46,15 +46,9 @@ from plait._errors import Cancelled, SerializationError, WorkerCrashed
 from plait._ipc import serialize
 from plait._ipc.context import StartMethod, default_start_method, get_context
 from plait._ipc.lifeline import install_in_child
-from plait._processes._watcher import (
-    RESULT_ERR,
-    RESULT_OK,
-    Outcome,
-    WatchedPopen,
-    get_watcher,
-    popen_class,
-    write_message,
-)
+from plait._processes._popen import WatchedPopen, popen_class
+from plait._processes._result import RESULT_ERR, RESULT_OK, Outcome, write_message
+from plait._processes._watcher import get_watcher
 
 __all__ = ["Process"]
 

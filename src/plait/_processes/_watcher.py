@@ -31,202 +31,17 @@ from __future__ import annotations
 
 import os
 import signal
-import struct
 import sys
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from plait._core import WaitQueue, async_park, new_mutex, park
-from plait._errors import SerializationError
-from plait._ipc.serialize import PackedError, loads, unpack_error
+from plait._processes._popen import WatchedPopen
+from plait._processes._result import Outcome, ResultReader, decode
 
-__all__ = [
-    "RESULT_ERR",
-    "RESULT_OK",
-    "Outcome",
-    "ResultReader",
-    "WatchedPopen",
-    "get_watcher",
-    "popen_class",
-    "write_message",
-]
-
-# What the watcher hands to ``on_done``: ("ok", value), ("err", exception) or None when the
-# child sent nothing (it was killed or called os._exit).
-Outcome = tuple[str, Any] | None
-
-# The tag byte of a result message; the pickle follows.
-RESULT_OK = b"\x00"
-RESULT_ERR = b"\x01"
-
-
-class WatchedPopen:
-    """Mixin over a multiprocessing ``Popen`` class: the watcher thread alone reaps.
-
-    ``poll``/``wait`` answer from the exit code the watcher published, so any number of
-    threads (and multiprocessing's own ``active_children()``) may ask at once. A blocking
-    ``wait`` parks the calling strand on the kernel's wait queue: diagnostics see it parked
-    on the process, and a cancelled thread strand leaves it with ``Cancelled``.
-    """
-
-    returncode: int | None
-    sentinel: int
-    pid: int
-
-    def __init__(self, process_obj: Any) -> None:
-        self._plait_mutex = new_mutex()
-        self._plait_waiters = WaitQueue(self._plait_mutex)
-        self._plait_exited = False
-        self._plait_reaped = False
-        self._plait_process = weakref.ref(process_obj)
-        super().__init__(process_obj)  # type: ignore[call-arg]
-
-    def poll(self, flag: int = os.WNOHANG) -> int | None:
-        if flag != os.WNOHANG:
-            return self.wait(None)
-        return self.returncode
-
-    def wait(self, timeout: float | None = None) -> int | None:
-        with self._plait_mutex:
-            if self._plait_exited or timeout == 0:
-                return self.returncode
-            waiter = self._plait_waiters.enqueue_current(on=self._plait_process() or self)
-        park(waiter, timeout)
-        return self.returncode
-
-    async def async_wait(self, timeout: float | None = None) -> int | None:
-        """:meth:`wait` for coroutines."""
-        with self._plait_mutex:
-            if self._plait_exited or timeout == 0:
-                return self.returncode
-            waiter = self._plait_waiters.async_enqueue_current(on=self._plait_process() or self)
-        await async_park(waiter, timeout)
-        return self.returncode
-
-    def _send_signal(self, sig: int) -> None:
-        # Once reaped, the pid may belong to another process: never signal it.
-        if not self._plait_reaped:
-            super()._send_signal(sig)  # type: ignore[misc]
-
-    def _plait_reap(self) -> int:
-        """Read the exit code (the sentinel is ready); keep it private until published."""
-        code: int | None = super().poll(0)  # type: ignore[misc]
-        self._plait_reaped = True
-        self.returncode = None
-        return 255 if code is None else code
-
-    def _plait_publish(self, code: int) -> None:
-        with self._plait_mutex:
-            self.returncode = code
-            self._plait_exited = True
-            woken = self._plait_waiters.pop_all()
-        for waiter in woken:
-            waiter.wake()
-
-
-_popen_classes: dict[type, type] = {}
-
-
-def popen_class(method: str) -> type:
-    """The watched ``Popen`` class for a start method (created once per method)."""
-    base: type
-    if method == "forkserver":
-        from multiprocessing import popen_forkserver
-
-        base = popen_forkserver.Popen
-    elif method == "spawn":
-        from multiprocessing import popen_spawn_posix
-
-        base = popen_spawn_posix.Popen
-    elif method == "fork":
-        from multiprocessing import popen_fork
-
-        base = popen_fork.Popen
-    else:  # pragma: no cover - get_context() validated the name
-        raise ValueError(f"unknown start method {method!r}")
-    cls = _popen_classes.get(base)
-    if cls is None:
-        cls = type(f"Watched{method.capitalize()}Popen", (WatchedPopen, base), {})
-        _popen_classes[base] = cls
-    return cls
-
-
-FRAME = struct.Struct("!Q")  # a result message: its length, then a tag byte and a pickle
-
-
-def write_message(fd: int, tag: bytes, payload: bytes) -> None:
-    """In the child: write one framed message to the result pipe (blocking)."""
-    _write_all(fd, FRAME.pack(len(tag) + len(payload)) + tag)
-    _write_all(fd, payload)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    with memoryview(data) as view:
-        done = 0
-        while done < len(view):
-            done += os.write(fd, view[done:])
-
-
-class ResultReader:
-    """Reads one framed message from a non-blocking pipe, a piece at a time.
-
-    The watcher never blocks on one child: a slow or stopped writer, or a writer end that
-    a forked grandchild still holds, cannot stall the results of every other child.
-    """
-
-    __slots__ = ("_body", "_got", "_header", "conn", "fd")
-
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-        self.fd = conn.fileno()
-        os.set_blocking(self.fd, False)
-        self._header = bytearray()
-        self._body: bytearray | None = None
-        self._got = 0
-
-    def fileno(self) -> int:
-        return self.fd
-
-    def pump(self) -> bool:
-        """Read what the pipe holds; ``True`` once the message is whole or the pipe ended."""
-        while True:
-            try:
-                body = self._body
-                if body is None:
-                    chunk = os.read(self.fd, FRAME.size - len(self._header))
-                    if not chunk:
-                        return True
-                    self._header += chunk
-                    if len(self._header) == FRAME.size:
-                        self._body = bytearray(FRAME.unpack(self._header)[0])
-                        if not self._body:
-                            return True
-                    continue
-                with memoryview(body) as view:
-                    n = os.readv(self.fd, [view[self._got :]])
-                if n == 0:
-                    return True
-                self._got += n
-                if self._got == len(body):
-                    return True
-            except BlockingIOError:
-                return False
-            except OSError:
-                return True
-
-    def message(self) -> bytearray | None:
-        """The whole message, or ``None`` if the pipe ended before it was complete."""
-        body = self._body
-        if body is None or self._got != len(body) or not body:
-            return None
-        return body
-
-    def close(self) -> None:
-        self.conn.close()
+__all__ = ["Watcher", "get_watcher"]
 
 
 class _Entry:
@@ -354,7 +169,7 @@ class Watcher:
             return  # more to come
         data = reader.message()
         if data is not None:
-            entry.outcome = _decode(data, entry.describe)
+            entry.outcome = decode(data, entry.describe)
         entry.reader = None
         reader.close()
 
@@ -368,7 +183,7 @@ class Watcher:
             reader.pump()
             data = reader.message()
             if data is not None:
-                entry.outcome = _decode(data, entry.describe)
+                entry.outcome = decode(data, entry.describe)
             entry.reader = None
             reader.close()
 
@@ -413,23 +228,6 @@ class _Unraisable:
         self.exc_traceback = exc.__traceback__
         self.err_msg = f"Exception in {what}"
         self.object = None
-
-
-def _decode(data: bytearray, describe: str) -> Outcome:
-    tag = data[:1]
-    try:
-        payload = loads(memoryview(data)[1:])
-    except Exception as exc:
-        error = SerializationError(
-            f"the result of {describe} arrived but cannot be unpickled here "
-            f"({type(exc).__name__}: {exc}); return something the parent can import"
-        )
-        error.__cause__ = exc
-        return ("err", error)
-    if tag == RESULT_ERR:
-        assert isinstance(payload, PackedError)
-        return ("err", unpack_error(payload))
-    return ("ok", payload)
 
 
 _guard = threading.Lock()

@@ -1,0 +1,108 @@
+"""The ``Popen`` of every plait child: the watcher thread alone reaps it.
+
+multiprocessing's ``Popen.poll``/``wait`` read the exit code themselves; two threads doing
+so at once race (a fork-server child's exit code is read from a socket, and the loser records
+255). Here the watcher thread reaps (``_plait_reap``) and publishes (``_plait_publish``), and
+everyone else reads what it published, parked on the kernel's wait queue.
+"""
+
+from __future__ import annotations
+
+import os
+import weakref
+from typing import Any
+
+from plait._core import WaitQueue, async_park, new_mutex, park
+
+__all__ = ["WatchedPopen", "popen_class"]
+
+
+class WatchedPopen:
+    """Mixin over a multiprocessing ``Popen`` class: the watcher thread alone reaps.
+
+    ``poll``/``wait`` answer from the exit code the watcher published, so any number of
+    threads (and multiprocessing's own ``active_children()``) may ask at once. A blocking
+    ``wait`` parks the calling strand on the kernel's wait queue: diagnostics see it parked
+    on the process, and a cancelled thread strand leaves it with ``Cancelled``.
+    """
+
+    returncode: int | None
+    sentinel: int
+    pid: int
+
+    def __init__(self, process_obj: Any) -> None:
+        self._plait_mutex = new_mutex()
+        self._plait_waiters = WaitQueue(self._plait_mutex)
+        self._plait_exited = False
+        self._plait_reaped = False
+        self._plait_process = weakref.ref(process_obj)
+        super().__init__(process_obj)  # type: ignore[call-arg]
+
+    def poll(self, flag: int = os.WNOHANG) -> int | None:
+        if flag != os.WNOHANG:
+            return self.wait(None)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        with self._plait_mutex:
+            if self._plait_exited or timeout == 0:
+                return self.returncode
+            waiter = self._plait_waiters.enqueue_current(on=self._plait_process() or self)
+        park(waiter, timeout)
+        return self.returncode
+
+    async def async_wait(self, timeout: float | None = None) -> int | None:
+        """:meth:`wait` for coroutines."""
+        with self._plait_mutex:
+            if self._plait_exited or timeout == 0:
+                return self.returncode
+            waiter = self._plait_waiters.async_enqueue_current(on=self._plait_process() or self)
+        await async_park(waiter, timeout)
+        return self.returncode
+
+    def _send_signal(self, sig: int) -> None:
+        # Once reaped, the pid may belong to another process: never signal it.
+        if not self._plait_reaped:
+            super()._send_signal(sig)  # type: ignore[misc]
+
+    def _plait_reap(self) -> int:
+        """Read the exit code (the sentinel is ready); keep it private until published."""
+        code: int | None = super().poll(0)  # type: ignore[misc]
+        self._plait_reaped = True
+        self.returncode = None
+        return 255 if code is None else code
+
+    def _plait_publish(self, code: int) -> None:
+        with self._plait_mutex:
+            self.returncode = code
+            self._plait_exited = True
+            woken = self._plait_waiters.pop_all()
+        for waiter in woken:
+            waiter.wake()
+
+
+_popen_classes: dict[type, type] = {}
+
+
+def popen_class(method: str) -> type:
+    """The watched ``Popen`` class for a start method (created once per method)."""
+    base: type
+    if method == "forkserver":
+        from multiprocessing import popen_forkserver
+
+        base = popen_forkserver.Popen
+    elif method == "spawn":
+        from multiprocessing import popen_spawn_posix
+
+        base = popen_spawn_posix.Popen
+    elif method == "fork":
+        from multiprocessing import popen_fork
+
+        base = popen_fork.Popen
+    else:  # pragma: no cover - get_context() validated the name
+        raise ValueError(f"unknown start method {method!r}")
+    cls = _popen_classes.get(base)
+    if cls is None:
+        cls = type(f"Watched{method.capitalize()}Popen", (WatchedPopen, base), {})
+        _popen_classes[base] = cls
+    return cls
