@@ -44,6 +44,16 @@ def fail_unpicklable() -> None:
     raise Unpicklable("left", "right")
 
 
+class HoldsALock(Exception):
+    def __init__(self) -> None:
+        super().__init__("holding a lock")
+        self.lock = threading.Lock()
+
+
+def fail_with_unpicklable_attribute() -> None:
+    raise HoldsALock()
+
+
 def return_lock() -> Any:
     return threading.Lock()
 
@@ -277,6 +287,15 @@ def test_exception_that_cannot_be_unpickled_arrives_as_remote_error() -> None:
     assert error.message == "left/right"
     assert "fail_unpicklable" in error.traceback_text
     assert isinstance(error.__cause__, RemoteTraceback)
+
+
+def test_exception_that_cannot_be_pickled_arrives_as_remote_error() -> None:
+    call = start_process_call(fail_with_unpicklable_attribute)
+    with pytest.raises(RemoteError) as info:
+        _result(call)
+    assert info.value.type_name == "HoldsALock"
+    assert info.value.message == "holding a lock"
+    assert "fail_with_unpicklable_attribute" in info.value.traceback_text
 
 
 def test_unpicklable_argument_raises_at_the_call_naming_it() -> None:
