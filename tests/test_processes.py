@@ -430,3 +430,32 @@ def _children() -> list[Any]:
     import psutil
 
     return psutil.Process().children(recursive=True)
+
+
+def sleep_then_return(seconds: float, value: int) -> int:
+    time.sleep(seconds)
+    return value
+
+
+@pytest.mark.slow
+def test_stress_many_calls_with_kills_and_terminates() -> None:
+    import random
+
+    rng = random.Random(1234)
+    for _wave in range(4):
+        calls = [start_process_call(sleep_then_return, (rng.random() * 0.2, i)) for i in range(40)]
+        fates = {}
+        for i, call in enumerate(calls):
+            fate = rng.choice(["wait", "wait", "kill", "terminate"])
+            fates[i] = fate
+            if fate == "kill":
+                call.kill()
+            elif fate == "terminate":
+                call.terminate(grace=0.1)
+        for i, call in enumerate(calls):
+            error = call.future.exception(60)
+            if error is None:
+                assert call.future.result() == i
+            else:
+                assert isinstance(error, WorkerCrashed), error
+                assert fates[i] != "wait", f"call {i} crashed without being killed: {error}"
