@@ -10,6 +10,7 @@ the ``slow`` ones run far longer.
 from __future__ import annotations
 
 import asyncio
+import pickle
 import random
 import threading
 import time
@@ -49,6 +50,14 @@ class Guard:
 
 
 def _make(kind: str) -> tuple[Any, int]:
+    if kind == "shared-lock":  # promoted to the cross-process backend first
+        lock = Lock()
+        pickle.dumps(lock)
+        return lock, 1
+    if kind == "shared-semaphore":
+        sem = Semaphore(3)
+        pickle.dumps(sem)
+        return sem, 3
     if kind == "lock":
         return Lock(), 1
     if kind == "rlock":
@@ -90,8 +99,6 @@ async def _async_acquire(obj: Any, kind: str, rng: random.Random) -> bool:
         return bool(await obj.async_acquire(False))
     if how < 0.35:
         timeout = rng.random() * 0.003
-        if kind == "semaphore":
-            return bool(await obj.async_acquire(True, timeout))
         return bool(await obj.async_acquire(True, timeout))
     if how < 0.55:
         try:
@@ -171,15 +178,15 @@ def _run_stress(kind: str, seconds: float, seed: int) -> None:
     assert guard.entries > 0
     stats = obj.statistics()
     assert stats.waiting == 0
-    if kind in ("lock", "rlock"):
+    if kind in ("lock", "rlock", "shared-lock"):
         assert not stats.locked, stats
-    elif kind == "semaphore":
+    elif kind in ("semaphore", "shared-semaphore"):
         assert stats.value == 3, stats
     else:
         assert stats.borrowed_tokens == 0, stats
 
 
-KINDS = ["lock", "rlock", "semaphore", "limiter"]
+KINDS = ["lock", "rlock", "semaphore", "limiter", "shared-lock", "shared-semaphore"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
