@@ -481,3 +481,17 @@ def test_loop_not_blocked_while_coroutines_wait() -> None:
         lock.release()
 
     arun(main())
+
+
+def test_async_acquire_belongs_to_the_strand_that_calls_it() -> None:
+    """The owner is whoever *calls* ``async_acquire()``, even if another task awaits it
+    (``asyncio.wait_for`` on 3.11, ``create_task``, ``ensure_future``)."""
+
+    async def main() -> None:
+        rlock = RLock()
+        assert await asyncio.create_task(rlock.async_acquire()) is True
+        assert rlock._is_owned()  # this task owns it, not the finished helper task
+        rlock.release()
+        assert not rlock.locked()
+
+    arun(main())
