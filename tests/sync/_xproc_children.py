@@ -18,6 +18,15 @@ def count_under_lock(lock: Any, value: Any, n: int) -> None:
             value.value = v + 1
 
 
+def count_under_rlock(lock: Any, value: Any, n: int) -> None:
+    for _ in range(n):
+        with lock:
+            with lock:
+                v = value.value
+            time.sleep(0)
+            value.value = v + 1
+
+
 def count_under_lock_async(lock: Any, value: Any, n: int) -> None:
     async def main() -> None:
         async def one(k: int) -> None:

@@ -23,6 +23,7 @@ from plait._core import move_on_after
 from plait._sync import CapacityLimiter, Condition, Lock, RLock, Semaphore
 
 SHORT, LONG = 0.4, 8.0
+MIN_ROUNDS = 50  # each worker's share even when a busy machine starts it late
 
 
 class Guard:
@@ -54,6 +55,10 @@ def _make(kind: str) -> tuple[Any, int]:
         lock = Lock()
         pickle.dumps(lock)
         return lock, 1
+    if kind == "shared-rlock":
+        rlock = RLock()
+        pickle.dumps(rlock)
+        return rlock, 1
     if kind == "shared-semaphore":
         sem = Semaphore(3)
         pickle.dumps(sem)
@@ -122,11 +127,13 @@ def _run_stress(kind: str, seconds: float, seed: int) -> None:
 
     def thread_worker(n: int) -> None:
         rng = random.Random(seed * 100 + n)
+        rounds = 0
         try:
-            while time.monotonic() < deadline:
+            while time.monotonic() < deadline or rounds < MIN_ROUNDS:
+                rounds += 1
                 if not _sync_acquire(obj, kind, rng):
                     continue
-                if kind == "rlock" and rng.random() < 0.3:
+                if kind.endswith("rlock") and rng.random() < 0.3:
                     obj.acquire()
                     obj.release()
                 guard.enter()
@@ -139,7 +146,9 @@ def _run_stress(kind: str, seconds: float, seed: int) -> None:
 
     async def coro_worker(n: int) -> None:
         rng = random.Random(seed * 1000 + n)
-        while time.monotonic() < deadline:
+        rounds = 0
+        while time.monotonic() < deadline or rounds < MIN_ROUNDS:
+            rounds += 1
             if rng.random() < 0.15:
                 # The coroutine is made here, so this strand owns what it acquires even
                 # though another task runs it (as asyncio.wait_for does on 3.11).
@@ -178,7 +187,7 @@ def _run_stress(kind: str, seconds: float, seed: int) -> None:
     assert guard.entries > 0
     stats = obj.statistics()
     assert stats.waiting == 0
-    if kind in ("lock", "rlock", "shared-lock"):
+    if kind in ("lock", "rlock", "shared-lock", "shared-rlock"):
         assert not stats.locked, stats
     elif kind in ("semaphore", "shared-semaphore"):
         assert stats.value == 3, stats
@@ -186,7 +195,15 @@ def _run_stress(kind: str, seconds: float, seed: int) -> None:
         assert stats.borrowed_tokens == 0, stats
 
 
-KINDS = ["lock", "rlock", "semaphore", "limiter", "shared-lock", "shared-semaphore"]
+KINDS = [
+    "lock",
+    "rlock",
+    "semaphore",
+    "limiter",
+    "shared-lock",
+    "shared-rlock",
+    "shared-semaphore",
+]
 
 
 @pytest.mark.parametrize("kind", KINDS)

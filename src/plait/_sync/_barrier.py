@@ -170,7 +170,7 @@ class Barrier:
         return self._state == _BROKEN
 
     def __reduce__(self) -> tuple[Any, ...]:
-        from plait._sync._xproc import not_shareable
+        from plait._sync._shared import not_shareable
 
         not_shareable(self)
         raise AssertionError  # pragma: no cover

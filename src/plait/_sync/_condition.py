@@ -245,7 +245,7 @@ class Condition:
         self.notify_all()
 
     def __reduce__(self) -> tuple[Any, ...]:
-        from plait._sync._xproc import not_shareable
+        from plait._sync._shared import not_shareable
 
         not_shareable(self)
         raise AssertionError  # pragma: no cover

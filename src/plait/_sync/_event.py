@@ -87,7 +87,7 @@ class Event:
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickling shares the event with another process (see ``_xproc``)."""
-        from plait._sync._xproc import promote
+        from plait._sync._shared import promote
 
         promote(self)
         return self.__reduce__()

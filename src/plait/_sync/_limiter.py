@@ -208,7 +208,7 @@ class CapacityLimiter:
         return READY
 
     def __reduce__(self) -> tuple[Any, ...]:
-        from plait._sync._xproc import not_shareable
+        from plait._sync._shared import not_shareable
 
         not_shareable(self)
         raise AssertionError  # pragma: no cover

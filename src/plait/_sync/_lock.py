@@ -282,7 +282,7 @@ class Lock(_LockCore):
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickling shares the lock with another process (see ``plait._sync._xproc``)."""
-        from plait._sync._xproc import promote
+        from plait._sync._shared import promote
 
         promote(self)
         return self.__reduce__()

@@ -135,7 +135,8 @@ class RLock(_LockCore):
         )
 
     def __reduce__(self) -> tuple[Any, ...]:
-        from plait._sync._xproc import not_shareable
+        """Pickling shares the lock with another process (see ``plait._sync._xproc``)."""
+        from plait._sync._shared import promote
 
-        not_shareable(self)
-        raise AssertionError  # pragma: no cover
+        promote(self)
+        return self.__reduce__()

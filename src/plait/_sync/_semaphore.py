@@ -178,7 +178,7 @@ class Semaphore:
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickling shares the semaphore with another process (see ``_xproc``)."""
-        from plait._sync._xproc import promote
+        from plait._sync._shared import promote
 
         promote(self)
         return self.__reduce__()
