@@ -63,12 +63,17 @@ class Source:
         self.exhausted = False
         self.stalled = False
         self.unbounded = False  # join() waits: read to the end, as multiprocessing does
+        self.dropped = False  # the caller dropped the iterator: read no more
         self._lock = threading.Lock()
 
     def room(self) -> bool:
         """Whether another chunk may be read now."""
-        return not self.exhausted and (
-            self.unbounded or self.pulled - self.consumed < self.window * max(self.chunksize, 1)
+        return (
+            not self.exhausted
+            and not self.dropped
+            and (
+                self.unbounded or self.pulled - self.consumed < self.window * max(self.chunksize, 1)
+            )
         )
 
     def next_size(self, item_seconds: float | None) -> int:

@@ -5,8 +5,9 @@
   moment its sentinel fires (and, from the worker's marker row, which task, item and stage
   it was in), kills a worker whose task ran past its ``task_timeout``, and gives the next
   task to a worker that just finished one.
-* The **feeder thread** does what may block: starting replacement workers and reading
-  more input for ``imap`` (user generators run there).
+* The **feeder thread** starts replacement workers (and makes a periodic dispatch pass).
+* The **input thread** reads ``imap`` inputs a bounded window ahead. User generators run
+  there, so one that blocks delays only its own input, never a replacement worker.
 * Each worker's **sender thread** (started on first need) sends that worker's large
   payloads, so a send blocks nobody but that worker's queue (see ``WorkerHandle.post``).
 
@@ -129,6 +130,7 @@ class Engine:
 
         self.lock = threading.Lock()
         self.feed_cond = threading.Condition(self.lock)
+        self.input_cond = threading.Condition(self.lock)
         self.idle_cond = threading.Condition(self.lock)
         self.pending: deque[Task] = deque()
         self.sources: list[SourceEntry] = []
@@ -145,6 +147,7 @@ class Engine:
         os.set_blocking(self._wake_w, False)
         self._threads_stop = False
         self._feed_requested = False
+        self._input_requested = False
         try:
             for _ in range(processes):
                 self._spawn()
@@ -157,8 +160,12 @@ class Engine:
         self.feeder_thread = threading.Thread(
             target=self._feed_loop, name="plait-pool-feeder", daemon=True
         )
+        self.input_thread = threading.Thread(
+            target=self._input_loop, name="plait-pool-input", daemon=True
+        )
         self.result_thread.start()
         self.feeder_thread.start()
+        self.input_thread.start()
 
     # -- workers ---------------------------------------------------------------------------
     def _spawn(self) -> WorkerHandle:
@@ -217,7 +224,7 @@ class Engine:
             if self.state != RUN:
                 raise PoolClosedError(f"Pool not running: it is {self.state} and takes no new work")
             self.sources.append(entry)
-            self._request_feed_locked()
+            self._request_input_locked()
 
     def withdraw(self, sink: Sink) -> None:
         """Drop the queued tasks of ``sink`` (a call that failed half-way through)."""
@@ -229,17 +236,23 @@ class Engine:
 
     def drop_source(self, entry: SourceEntry) -> None:
         """The caller dropped the iterator: read no more of its input (what was read still
-        runs; its results are discarded)."""
-        with self.lock:
-            entry.source.exhausted = True
-            if entry in self.sources:
-                self.sources.remove(entry)
-            self._maybe_idle_locked()
+        runs; its results are discarded).
+
+        Runs from a finalizer, in whatever thread dropped the last reference, perhaps one
+        that holds our lock: so it only sets a flag, and wakes the input thread if the
+        lock is free (else that thread's periodic pass removes the entry).
+        """
+        entry.source.dropped = True
+        if self.lock.acquire(blocking=False):
+            try:
+                self._request_input_locked()
+            finally:
+                self.lock.release()
 
     def source_consumed(self, source: Source) -> None:
         if source.mark_consumed():
             with self.lock:
-                self._request_feed_locked()
+                self._request_input_locked()
 
     def _assign_locked(self) -> list[tuple[WorkerHandle, Task]]:
         """Pair queued tasks with workers that have room, oldest task first."""
@@ -524,8 +537,7 @@ class Engine:
                 self._on_reply(worker, worker.conn.recv_bytes())
         except (EOFError, OSError):
             pass
-        worker.process.join(1.0)
-        exitcode = worker.process.exitcode
+        exitcode = _join_quietly(worker, 1.0)
         base = worker.row * MARKER_WIDTH
         tid, item, stage = (self.marker[base], self.marker[base + 1], self.marker[base + 2])
         span = max(1, self.marker[base + 4])
@@ -693,6 +705,27 @@ class Engine:
             except Exception:
                 log.exception("plait.Pool: internal error in the feeder thread")
 
+    def _input_loop(self) -> None:
+        """Reads ``imap`` inputs (user generators may block: only this thread waits)."""
+        while True:
+            with self.lock:
+                if self._threads_stop:
+                    return
+                if not self._input_requested:
+                    self.input_cond.wait(0.5)
+                self._input_requested = False
+            if self._stopping():
+                return
+            try:
+                for entry in list(self.sources):
+                    self._refill(entry)
+            except Exception:
+                log.exception("plait.Pool: internal error in the input thread")
+
+    def _request_input_locked(self) -> None:
+        self._input_requested = True
+        self.input_cond.notify()
+
     def _request_feed_locked(self) -> None:
         """Ask the feeder for a pass; the flag means a request made while it was busy is
         not lost (a bare notify would be)."""
@@ -726,10 +759,7 @@ class Engine:
                 log.exception("plait.Pool: could not start a worker")
                 time.sleep(0.1)
                 break
-        # 2. read more input where there is room
-        for entry in list(self.sources):
-            self._refill(entry)
-        # 3. hand out queued tasks, large ones included
+        # 2. hand out queued tasks (a pass here also catches anything missed)
         with self.lock:
             assignments = self._assign_locked()
             stop = self.state == CLOSE and self.outstanding == 0 and not self.sources
@@ -739,6 +769,8 @@ class Engine:
 
     def _refill(self, entry: SourceEntry) -> None:
         source = entry.source
+        if source.dropped:
+            source.exhausted = True
         while not source.exhausted:
             if not source.room():
                 # Say "stalled" first, then look again: a consumer that makes room after
@@ -826,10 +858,13 @@ class Engine:
         with self.lock:
             dropped = list(self.pending)
             self.pending.clear()
-            for entry in self.sources:
+            sources = list(self.sources)
+            for entry in sources:
                 entry.source.exhausted = True
-                entry.on_length(entry.source.pulled)
             self.sources.clear()
+            self._maybe_idle_locked()
+        for entry in sources:  # outside the lock: it may free an iterator (a finalizer)
+            entry.on_length(entry.source.pulled)
         for task in dropped:
             if isinstance(task.sink, FutureSink):
                 task.sink.cancel()
@@ -860,12 +895,12 @@ class Engine:
                 # multiprocessing does (results wait in their iterators).
                 for entry in self.sources:
                     entry.source.unbounded = True
-                self._request_feed_locked()
+                self._request_input_locked()
             self.wait_idle()
             self._stop_idle_workers()
             deadline = time.monotonic() + 5.0
             for w in self._snapshot_workers():
-                w.process.join(max(0.0, deadline - time.monotonic()))
+                _join_quietly(w, max(0.0, deadline - time.monotonic()))
         self._shutdown_threads()
         self._reap_all()
 
@@ -895,12 +930,12 @@ class Engine:
             w.kill(signal.SIGTERM)
         deadline = time.monotonic() + self.grace
         for w in workers:
-            w.process.join(max(0.0, deadline - time.monotonic()))
+            _join_quietly(w, max(0.0, deadline - time.monotonic()))
         for w in workers:
-            if w.process.exitcode is None:
+            if _join_quietly(w, 0) is None:
                 w.kill(signal.SIGKILL)
         for w in workers:
-            w.process.join(1.0)
+            _join_quietly(w, 1.0)
         self._reap_all()
         error = ClosedError("the pool was terminated before this task finished")
         for task in tasks:
@@ -912,9 +947,11 @@ class Engine:
         with self.lock:
             self._threads_stop = True
             self._request_feed_locked()
+            self._request_input_locked()
         self._wake()
         current = threading.current_thread()
-        for thread in (getattr(self, "result_thread", None), getattr(self, "feeder_thread", None)):
+        threads = ("result_thread", "feeder_thread", "input_thread")
+        for thread in (getattr(self, name, None) for name in threads):
             if thread is not None and thread is not current and thread.is_alive():
                 thread.join(5.0)
 
@@ -924,16 +961,13 @@ class Engine:
             self.workers.clear()
         for w in workers:
             w.mark_dead()
-            if w.process.exitcode is None:
-                w.kill(signal.SIGKILL)
-                w.process.join(1.0)
             try:
+                if w.process.exitcode is None:
+                    w.kill(signal.SIGKILL)
+                    w.process.join(1.0)
                 w.conn.close()
-            except OSError:
-                pass
-            try:
                 w.process.close()
-            except ValueError:
+            except (OSError, ValueError, AssertionError):  # closed meanwhile: nothing left
                 pass
         for fd in (self._wake_r, self._wake_w):
             try:
@@ -941,6 +975,17 @@ class Engine:
             except OSError:
                 pass
         self._wake_r = self._wake_w = -1
+
+
+def _join_quietly(worker: WorkerHandle, timeout: float) -> int | None:
+    """Wait for a worker to exit; its exit code, or ``None`` if it still runs. A process
+    object that another thread closed or reaped meanwhile counts as gone."""
+    try:
+        worker.process.join(timeout)
+        code: int | None = worker.process.exitcode
+    except (ValueError, AssertionError, OSError):
+        return -1
+    return code
 
 
 def _describe(exitcode: int | None) -> str:
