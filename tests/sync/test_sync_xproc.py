@@ -337,3 +337,37 @@ def test_sweep_removes_names_of_dead_homes(ctx: Any) -> None:
     assert any(n.startswith(f"sem.{p}") for p in prefixes for n in _sems())
     _xproc.sweep()
     assert not any(n.startswith(f"sem.{p}") for p in prefixes for n in _sems())
+
+
+def test_shared_statistics_count_local_waiters() -> None:
+    import threading
+
+    from _sync_helpers import LoopThread
+
+    from plait.testing import wait_parked
+
+    lock = ps.Lock()
+    pickle.dumps(lock)
+    lock.acquire()
+    thread = threading.Thread(target=lambda: lock.acquire(timeout=30) and lock.release())
+    thread.start()
+    with LoopThread() as loop:
+        fut = loop.submit(lock.async_acquire(timeout=30))
+        wait_parked(on=lock, count=2)
+        stats = lock.statistics()
+        assert stats.locked and stats.waiting == 2
+        assert dict(stats.waiting_by_kind) == {"thread": 1, "async": 1}
+        lock.release()
+        assert fut.result(30) is True
+        lock.release()
+        thread.join(30)
+    assert lock.statistics().waiting == 0 and not lock.locked()
+    event = ps.Event()
+    pickle.dumps(event)
+    waiter = threading.Thread(target=event.wait, args=(30,))
+    waiter.start()
+    wait_parked(on=event, count=1)
+    assert event.statistics().waiting == 1
+    event.set()
+    waiter.join(30)
+    assert event.statistics().waiting == 0

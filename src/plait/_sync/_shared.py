@@ -12,7 +12,7 @@ import threading
 import time
 import weakref
 from collections.abc import Awaitable, Coroutine
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 from typing import Any
 
 from plait._core import WaitQueue, checkpoint, current_strand, hooks
@@ -36,7 +36,6 @@ __all__ = [
 
 _POLL_MIN, _POLL_MAX = 0.00005, 0.005
 _monotonic = time.monotonic
-_EMPTY: Any = {}
 
 # Shared primitives known in this process by name prefix, so unpickling one that is
 # already here (sent back by a child) returns the very same object.
@@ -151,15 +150,14 @@ class SharedLock(Lock):
         await self._async_acquire_slow(me, None)
 
     def statistics(self) -> LockStatistics:
-        with self._mutex:
-            waiting = len(self._queue)
+        waiting, by_kind = _waiting(self)
         locked = self.locked()
         return LockStatistics(
             locked=locked,
             owner=None,
             count=int(locked),
             waiting=waiting,
-            waiting_by_kind=_kinds(self),
+            waiting_by_kind=by_kind,
         )
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -226,15 +224,14 @@ class SharedRLock(RLock):
         return bool(self._inner._get_value() == 0)
 
     def statistics(self) -> LockStatistics:
-        with self._mutex:
-            waiting = len(self._queue)
+        waiting, by_kind = _waiting(self)
         owner = self._owner
         return LockStatistics(
             locked=self.locked(),
             owner=owner,
             count=self._count if owner is not None else int(self.locked()),
             waiting=waiting,
-            waiting_by_kind=_kinds(self),
+            waiting_by_kind=by_kind,
         )
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -248,9 +245,15 @@ class SharedRLock(RLock):
         )
 
 
-def _kinds(obj: Any) -> Any:
+def _waiting(obj: Any) -> tuple[int, Any]:
+    """Waiters of this process: coroutines in the local queue, strands blocked in the OS."""
     with obj._mutex:
-        return waiting_by_kind(obj._queue)
+        counts = dict(waiting_by_kind(obj._queue))
+    state: SharedState = obj._shared
+    with state._guard:
+        for kind, n in state.blocked.items():
+            counts[kind] = counts.get(kind, 0) + n
+    return sum(counts.values()), MappingProxyType(counts)
 
 
 class _SharedSemaphoreBase:
@@ -310,13 +313,12 @@ class _SharedSemaphoreBase:
         return self._async_acquire(True, None)
 
     def statistics(self) -> SemaphoreStatistics:
-        with self._mutex:
-            waiting = len(self._queue)
+        waiting, by_kind = _waiting(self)
         return SemaphoreStatistics(
             value=int(self._shared.sems[0]._get_value()),
             initial_value=self._initial,
             waiting=waiting,
-            waiting_by_kind=_kinds(self),
+            waiting_by_kind=by_kind,
         )
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -378,6 +380,7 @@ class SharedEvent(Event):
         deadline = None if timeout is None else _monotonic() + timeout
         strand = current_strand()
         strand.state, strand.parked_on = "parked", self
+        self._shared.enter(strand.kind)
         pause = _POLL_MIN
         try:
             while not self._signalled(gen0):
@@ -390,6 +393,7 @@ class SharedEvent(Event):
             return True
         finally:
             strand.state, strand.parked_on = "running", None
+            self._shared.leave(strand.kind)
 
     def async_wait(self, timeout: float | None = None) -> Coroutine[Any, Any, bool]:
         return self._async_wait(timeout)
@@ -403,6 +407,7 @@ class SharedEvent(Event):
         deadline = None if timeout is None else _monotonic() + timeout
         strand = current_strand()
         strand.state, strand.parked_on = "parked", self
+        self._shared.enter(strand.kind)
         pause = _POLL_MIN
         try:
             while not self._signalled(gen0):
@@ -413,9 +418,11 @@ class SharedEvent(Event):
             return True
         finally:
             strand.state, strand.parked_on = "running", None
+            self._shared.leave(strand.kind)
 
     def statistics(self) -> EventStatistics:
-        return EventStatistics(is_set=self.is_set(), waiting=0, waiting_by_kind=_EMPTY)
+        waiting, by_kind = _waiting(self)
+        return EventStatistics(is_set=self.is_set(), waiting=waiting, waiting_by_kind=by_kind)
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild, ("event", self._shared.prefix))

@@ -121,17 +121,32 @@ def sweep() -> None:
 class SharedState:
     """The named semaphores behind one promoted primitive, plus its coroutine bridge."""
 
-    __slots__ = ("__weakref__", "bridge", "finalizer", "prefix", "sems")
+    __slots__ = ("__weakref__", "_guard", "blocked", "bridge", "finalizer", "prefix", "sems")
 
     def __init__(self, prefix: str, sems: list[Any], *, home: bool) -> None:
         self.prefix = prefix
         self.sems = sems
         self.bridge: _Bridge | None = None
+        self.blocked: dict[str, int] = {}  # strands of this process blocked here, by kind
+        self._guard = threading.Lock()
         names = tuple(f"/{prefix}{i}" for i in range(len(sems)))
         if home:
             self.finalizer = weakref.finalize(self, _unlink_all, names, os.getpid())
         else:
             self.finalizer = weakref.finalize(self, _peer_cleanup, names, _home_pid(prefix))
+
+    def enter(self, kind: str) -> None:
+        """A strand of this process starts blocking on the semaphores (for statistics)."""
+        with self._guard:
+            self.blocked[kind] = self.blocked.get(kind, 0) + 1
+
+    def leave(self, kind: str) -> None:
+        with self._guard:
+            left = self.blocked[kind] - 1
+            if left:
+                self.blocked[kind] = left
+            else:
+                del self.blocked[kind]
 
     @classmethod
     def create(cls, kind: str, specs: list[tuple[int, int]]) -> SharedState:
@@ -178,6 +193,7 @@ def sem_wait(state: SharedState, sem: Any, on: object, wait: float | None) -> bo
     deadline = None if wait is None else _monotonic() + wait
     strand.state = "parked"
     strand.parked_on = on
+    state.enter(strand.kind)
     if hooks.active:
         hooks.parked(strand, on)
     outcome = "timeout"
@@ -202,6 +218,7 @@ def sem_wait(state: SharedState, sem: Any, on: object, wait: float | None) -> bo
     finally:
         strand.state = "running"
         strand.parked_on = None
+        state.leave(strand.kind)
         if hooks.active:
             hooks.unparked(strand, on, outcome)
 
