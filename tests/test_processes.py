@@ -152,6 +152,23 @@ def test_kwargs_and_name() -> None:
     assert "adder" in repr(call)
 
 
+def test_handle_surface() -> None:
+    call = start_process_call(add, (1, 2))
+    assert isinstance(call.sentinel, int)
+    assert call.process.pid == call.pid
+    assert _result(call) == 3
+    assert call.done()
+    call.join()
+    assert call.exitcode == 0
+    assert "done" in repr(call)
+
+
+def test_daemon_call_cannot_start_children() -> None:
+    call = start_process_call(call_in_grandchild, ("forkserver",), daemon=True)
+    with pytest.raises(AssertionError, match="daemonic"):
+        _result(call)
+
+
 def test_default_name_is_the_function() -> None:
     call = start_process_call(add, (1, 1))
     assert call.name == "add"
