@@ -61,6 +61,23 @@ if __name__ == "__main__":
 """
 
 
+HELPER_TASKGROUP = """
+import time
+from multiprocessing.connection import Pipe
+import plait
+def up_then_sleep(conn):
+    conn.send("up")
+    time.sleep(60)
+if __name__ == "__main__":
+    reader, writer = Pipe(duplex=False)
+    with plait.TaskGroup() as tg:
+        tasks = [tg.spawn(up_then_sleep, writer, on="process") for _ in range(2)]
+        assert [reader.recv() for _ in tasks] == ["up", "up"]
+        print(*(t.pid for t in tasks), flush=True)
+        time.sleep(60)
+"""
+
+
 def _alive(proc: psutil.Process) -> bool:
     try:
         return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
@@ -112,3 +129,8 @@ def test_process_calls_die_with_their_parent(tmp_path: Path, method: str) -> Non
 
 def test_process_objects_die_with_their_parent(tmp_path: Path) -> None:
     _kill_parent_and_check(tmp_path, HELPER_PROCESS)
+
+
+def test_task_group_process_strands_die_with_their_parent(tmp_path: Path) -> None:
+    _kill_parent_and_check(tmp_path, HELPER_TASKGROUP)
+
