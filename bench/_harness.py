@@ -4,13 +4,14 @@ Every ``bench/bench_<topic>.py`` runs plait and its peers *in the same run* and 
 medians through one :class:`Bench`; ratios are computed against a baseline measured in
 that same run, so a slow or busy machine moves both sides. ::
 
-    from _harness import Bench, measure
+    from _harness import Bench, compare, measure
 
     bench = Bench.from_argv("queues")             # parses --quick
     n = bench.scale(100_000, quick=10_000)
     for impl, fn in (("queue.Queue", put_get_std), ("plait", put_get_plait)):
         bench.record("put+get, 1 thread", impl, measure(fn, repeat=5, number=n), "s/op",
                      baseline="queue.Queue", target="<= 1.5x queue.Queue", target_ratio=1.5)
+    figures = compare({"a": fn_a, "b": fn_b}, repeat=5, number=n)  # interleaved repeats
     bench.save()                                  # bench/results/queues.json + a table
 
 ``better`` says which way is good ("lower" for seconds and bytes, "higher" for ops/s);
@@ -40,6 +41,7 @@ __all__ = [
     "RESULTS_DIR",
     "Bench",
     "Result",
+    "compare",
     "format_value",
     "machine_info",
     "measure",
@@ -97,6 +99,26 @@ def measure(
 ) -> float:
     """Median seconds per call of ``fn()`` over ``repeat`` repeats (see :func:`samples`)."""
     return statistics.median(samples(fn, repeat=repeat, number=number, warmup=warmup, setup=setup))
+
+
+def compare(
+    fns: dict[str, Callable[[], object]],
+    *,
+    repeat: int = 5,
+    number: int = 1,
+    warmup: int = 1,
+) -> dict[str, float]:
+    """Median seconds per call for each of ``fns``, taking their repeats in turn (a, b, c,
+    a, b, c, ...) so that a change in machine load lands on all of them alike — better
+    than measuring one after the other on a shared machine."""
+    per_fn: dict[str, list[float]] = {name: [] for name in fns}
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            per_fn[name] += samples(fn, repeat=1, number=number, warmup=0)
+    return {name: statistics.median(values) for name, values in per_fn.items()}
 
 
 def _cpu_model() -> str:

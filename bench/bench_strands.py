@@ -30,7 +30,7 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
-from _harness import Bench, measure
+from _harness import Bench, compare, measure
 
 SPAWN_IMPLS_ASYNCIO = ["asyncio.TaskGroup", "plait.TaskGroup", "anyio (asyncio)", "trio", "gevent"]
 SPAWN_IMPLS_UVLOOP = ["asyncio.TaskGroup", "plait.TaskGroup", "anyio (uvloop)"]
@@ -425,18 +425,14 @@ def bench_thread_start(bench: Bench) -> None:
             tg.spawn(_noop)
 
     base = "threading.Thread"
-    bench.record(case, base, measure(std, repeat=repeat, number=number), "s/op", baseline=base)
-    bench.record(
-        case, "plait.Thread", measure(pl, repeat=repeat, number=number), "s/op", baseline=base
+    figures = compare(
+        {base: std, "plait.Thread": pl, "plait.TaskGroup: spawn(on='thread')": group},
+        repeat=repeat,
+        number=number,
     )
-    bench.record(
-        case,
-        "plait.TaskGroup: spawn(on='thread')",
-        measure(group, repeat=repeat, number=number),
-        "s/op",
-        baseline=base,
-        note="one group per thread: group enter/exit included",
-    )
+    for impl, value in figures.items():
+        note = "one group per thread: group enter/exit included" if "TaskGroup" in impl else ""
+        bench.record(case, impl, value, "s/op", baseline=base, note=note)
 
     batch = 100
 
@@ -454,20 +450,11 @@ def bench_thread_start(bench: Bench) -> None:
 
     case = f"{batch} threads started, then all joined"
     n = max(1, number // batch)
-    bench.record(
-        case,
-        "threading.Thread",
-        measure(std_batch, repeat=repeat, number=n) / batch,
-        "s/op",
-        baseline="threading.Thread",
+    figures = compare(
+        {"threading.Thread": std_batch, "plait.TaskGroup": group_batch}, repeat=repeat, number=n
     )
-    bench.record(
-        case,
-        "plait.TaskGroup",
-        measure(group_batch, repeat=repeat, number=n) / batch,
-        "s/op",
-        baseline="threading.Thread",
-    )
+    for impl, value in figures.items():
+        bench.record(case, impl, value / batch, "s/op", baseline="threading.Thread")
 
 
 def _square(x: int) -> int:
@@ -509,30 +496,18 @@ def bench_process_round_trip(bench: Bench) -> None:
             task = tg.spawn(_square, 7, on="process")
         assert task.result() == 49
 
-    bench.record(
-        case, base, measure(executor_cold, repeat=repeat, number=number), "s/op", baseline=base
+    figures = compare(
+        {
+            base: executor_cold,
+            f"multiprocessing.Process ({ctx.get_start_method()})": mp_process,
+            "plait.Process": plait_process,
+            "plait.TaskGroup: spawn(on='process') + result": plait_spawn,
+        },
+        repeat=repeat,
+        number=number,
     )
-    bench.record(
-        case,
-        f"multiprocessing.Process ({ctx.get_start_method()})",
-        measure(mp_process, repeat=repeat, number=number),
-        "s/op",
-        baseline=base,
-    )
-    bench.record(
-        case,
-        "plait.Process",
-        measure(plait_process, repeat=repeat, number=number),
-        "s/op",
-        baseline=base,
-    )
-    bench.record(
-        case,
-        "plait.TaskGroup: spawn(on='process') + result",
-        measure(plait_spawn, repeat=repeat, number=number),
-        "s/op",
-        baseline=base,
-    )
+    for impl, value in figures.items():
+        bench.record(case, impl, value, "s/op", baseline=base)
 
     case = "process round trip, warm worker"
     with ProcessPoolExecutor(1, mp_context=ctx) as ex:
