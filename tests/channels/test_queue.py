@@ -372,3 +372,33 @@ def test_statistics() -> None:
     s = q.statistics()
     assert (s.qsize, s.maxsize, s.unfinished_tasks, s.closed, s.shared) == (1, 4, 1, False, False)
     assert "size=1/4" in repr(q)
+
+
+def test_stdlib_clear_idiom_under_the_mutex() -> None:
+    q: Queue[int] = Queue()
+    got: list[int] = []
+    t = threading.Thread(target=lambda: got.append(q.get(timeout=10)))
+    t.start()
+    wait_parked(on=q, count=1)
+    with q.mutex:  # what queue.Queue users do to drop everything queued
+        q.queue.clear()
+    q.put(5)
+    t.join()
+    assert got == [5]
+    q.put(1)
+    with q.mutex:
+        q.queue.clear()
+    assert q.empty()
+
+
+async def test_cleared_while_an_item_was_kept_for_a_getter() -> None:
+    q: Queue[int] = Queue()
+    task = asyncio.ensure_future(q.async_get())
+    await async_wait_parked(on=q, count=1)
+    q.put(1)  # kept for the parked task...
+    with q.mutex:
+        q.queue.clear()  # ...and dropped before it resumes
+    await asyncio.sleep(0)
+    assert not task.done()  # it waits again instead of failing
+    q.put(2)
+    assert await task == 2

@@ -515,13 +515,15 @@ class Queue(Generic[T]):
                 hooks.unparked(strand, self, "woken")
             if waiter.value is RESERVED:  # the common case, inlined: take the kept item
                 with self.mutex:
-                    if self._shared is None:
+                    if self._shared is None and self.queue:
                         self._ready -= 1
                         item = self._get()
                         w = self._offer_slot() if self._putters._count else None
                         ready = True
-                if not ready:
-                    return await self._backend().async_get()  # type: ignore[no-any-return]
+                    elif self._shared is None:  # emptied under us: wait again
+                        self._ready = max(0, self._ready - 1)
+                if not ready:  # promoted, or cleared, meanwhile: get the usual way
+                    return await self.async_get()
             elif waiter.value is PROMOTED:
                 return await self._backend().async_get()  # type: ignore[no-any-return]
             else:
@@ -581,12 +583,15 @@ class Queue(Generic[T]):
         with self.mutex:
             if self._shared is not None:
                 item = _SLOW
+            elif not self.queue:  # emptied under us (``with q.mutex: q.queue.clear()``)
+                self._ready = max(0, self._ready - 1)
+                item = _SLOW
             else:
                 self._ready -= 1
                 item = self._get()
                 w = self._offer_slot() if self._putters._count else None
-        if item is _SLOW:  # promoted meanwhile: the items moved to the shared backend
-            return self._backend().get()
+        if item is _SLOW:  # promoted, or cleared, meanwhile: get the usual way
+            return self.get()
         if w is not None:
             _wake(w)
         if hooks.active:
