@@ -431,3 +431,38 @@ def test_seed_subclass_program(tmp_path: Path) -> None:
     assert lines[-1] == "end"
     names = sorted(line.split()[1] for line in lines[:-1])
     assert names == ["MyProcess-1", "MyProcess-2", "MyProcess-3"]
+
+
+SEED_LOCK = """
+from plait._processes import Process
+from plait._sync import Lock
+
+def f(l, i):
+    with l:
+        print('hello world %s' % i)
+
+if __name__ == '__main__':
+    lock = Lock()
+    for num in range(10):
+        Process(target=f, args=(lock, num)).start()
+"""
+
+
+def test_seed_lock_program_children_never_joined(tmp_path: Path) -> None:
+    # The seed never joins: the children are joined at exit before the lock they share is
+    # released, as multiprocessing does.
+    script = tmp_path / "seed_lock.py"
+    script.write_text(textwrap.dedent(SEED_LOCK))
+    out = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=50,
+        env=dict(os.environ, PYTHONPATH=str(SRC)),
+        check=False,
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stderr == ""
+    assert sorted(out.stdout.splitlines()) == sorted(f"hello world {i}" for i in range(10))
+

@@ -25,6 +25,7 @@ and SIGTERM (a cancelled task) raises :class:`plait.Cancelled` in the child so t
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
 import functools
 import io
@@ -195,6 +196,7 @@ class Process(mp_process.BaseProcess):
         finally:
             self.__dict__.pop("_plait_writer", None)
             writer.close()
+        _join_children_first_at_exit()
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         future.set_running_or_notify_cancel()
         self._plait_future = future
@@ -329,6 +331,27 @@ class Process(mp_process.BaseProcess):
             get_context(method)  # validates the name
         self._plait_requested_method = method
         self._plait_quiet = quiet
+
+
+def _join_children_first_at_exit() -> None:
+    """Keep :func:`_join_children_at_exit` the next exit hook to run.
+
+    multiprocessing joins children at exit *before* it releases what they share; but an exit
+    hook registered later (``weakref.finalize`` of an object promoted while pickling the
+    arguments) runs earlier, and could release a shared lock before a child that was never
+    joined has even unpickled it. Re-registering after every start puts the join first.
+    """
+    atexit.unregister(_join_children_at_exit)
+    atexit.register(_join_children_at_exit)
+
+
+def _join_children_at_exit() -> None:
+    # What multiprocessing's own exit hook does, done first (see above).
+    for child in mp_process.active_children():
+        if child.daemon:
+            child.terminate()
+    for child in mp_process.active_children():
+        child.join()
 
 
 class _Terminated(Cancelled):
