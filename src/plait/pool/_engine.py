@@ -29,31 +29,32 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import CancelledError
 from typing import Any
 
-from plait._errors import ClosedError, WorkerCrashed
+from plait._errors import ClosedError
 from plait._ipc.context import StartMethod, get_context
 from plait._ipc.serialize import dumps, loads, unpack_error
 from plait.pool._chunking import Source
+from plait.pool._crashes import handle_death
+from plait.pool._input import SourceEntry, input_loop
 from plait.pool._protocol import (
+    CLOSE,
     HEADER,
-    KIND_CALL,
     KIND_STOP,
     MARKER_WIDTH,
     REPLY_FAILED,
     REPLY_INIT_FAILED,
-    STAGE_LOAD,
+    RUN,
     STAGE_RUN,
     STAGE_SEND,
     STAGES,
+    TERMINATE,
 )
-from plait.pool._tasks import FutureSink, Sink, Task
-from plait.pool._workers import WorkerHandle, spawn_worker
+from plait.pool._tasks import FutureSink, Sink, Task, all_failed
+from plait.pool._workers import WorkerHandle, join_quietly, spawn_worker
 
 __all__ = ["RUN", "TERMINATE", "Engine", "PoolClosedError", "SourceEntry"]
 
 log = logging.getLogger("plait.pool")
 
-RUN, CLOSE, TERMINATE = "running", "closed", "terminated"
-MAX_REQUEUES = 3  # a task put back this often without ever starting fails instead
 _STOP = HEADER.pack(0, KIND_STOP)
 
 
@@ -66,35 +67,6 @@ def _note(exc: BaseException, text: str) -> BaseException:
 
 
 Errors = dict[int, BaseException] | None  # position in a task's items -> its exception
-
-
-def _all_failed(n: int, error: BaseException) -> tuple[list[Any], Errors]:
-    return [None] * n, dict.fromkeys(range(n), error)
-
-
-class SourceEntry:
-    """An ``imap`` input being read: where its items go and how a chunk is serialised."""
-
-    __slots__ = ("build", "label", "on_length", "retries", "sink", "source", "timeout")
-
-    def __init__(
-        self,
-        source: Source,
-        sink: Sink,
-        build: Callable[[list[Any]], bytes],
-        on_length: Callable[[int], None],
-        *,
-        label: str,
-        retries: int,
-        timeout: float | None,
-    ) -> None:
-        self.source = source
-        self.sink = sink
-        self.build = build
-        self.on_length = on_length
-        self.label = label
-        self.retries = retries
-        self.timeout = timeout
 
 
 class Engine:
@@ -141,13 +113,13 @@ class Engine:
         self.start_failures = 0  # workers in a row that died before their first reply
         self.stats = {"completed": 0, "crashed": 0, "timed_out": 0, "replaced": 0, "retried": 0}
         self._logged: set[str] = set()
-        self._free_rows = list(range(2 * processes - 1, -1, -1))
+        self.free_rows = list(range(2 * processes - 1, -1, -1))
         self.marker = self.ctx.RawArray("q", 2 * processes * MARKER_WIDTH)
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
-        self._threads_stop = False
-        self._feed_requested = False
-        self._input_requested = False
+        self.threads_stop = False
+        self.feed_requested = False
+        self.input_requested = False
         try:
             for _ in range(processes):
                 self._spawn()
@@ -170,7 +142,7 @@ class Engine:
     # -- workers ---------------------------------------------------------------------------
     def _spawn(self) -> WorkerHandle:
         with self.lock:
-            row = self._free_rows.pop()
+            row = self.free_rows.pop()
         try:
             handle = spawn_worker(
                 self.ctx,
@@ -182,7 +154,7 @@ class Engine:
             )
         except BaseException:
             with self.lock:
-                self._free_rows.append(row)
+                self.free_rows.append(row)
             raise
         with self.lock:
             self.workers[row] = handle
@@ -216,15 +188,15 @@ class Engine:
             for task in tasks:
                 self.pending.append(task)
                 self.outstanding += 1
-            assignments = self._assign_locked()
-        self._send(assignments)
+            assignments = self.assign_locked()
+        self.send(assignments)
 
     def add_source(self, entry: SourceEntry) -> None:
         with self.lock:
             if self.state != RUN:
                 raise PoolClosedError(f"Pool not running: it is {self.state} and takes no new work")
             self.sources.append(entry)
-            self._request_input_locked()
+            self.request_input_locked()
 
     def withdraw(self, sink: Sink) -> None:
         """Drop the queued tasks of ``sink`` (a call that failed half-way through)."""
@@ -232,7 +204,7 @@ class Engine:
             kept = [t for t in self.pending if t.sink is not sink]
             self.outstanding -= len(self.pending) - len(kept)
             self.pending = deque(kept)
-            self._maybe_idle_locked()
+            self.maybe_idle_locked()
 
     def drop_source(self, entry: SourceEntry) -> None:
         """The caller dropped the iterator: read no more of its input (what was read still
@@ -245,16 +217,16 @@ class Engine:
         entry.source.dropped = True
         if self.lock.acquire(blocking=False):
             try:
-                self._request_input_locked()
+                self.request_input_locked()
             finally:
                 self.lock.release()
 
     def source_consumed(self, source: Source) -> None:
         if source.mark_consumed():
             with self.lock:
-                self._request_input_locked()
+                self.request_input_locked()
 
-    def _assign_locked(self) -> list[tuple[WorkerHandle, Task]]:
+    def assign_locked(self) -> list[tuple[WorkerHandle, Task]]:
         """Pair queued tasks with workers that have room, oldest task first."""
         out: list[tuple[WorkerHandle, Task]] = []
         pending = self.pending
@@ -276,7 +248,7 @@ class Engine:
             first_send = task.sent_ns == 0
             if first_send and isinstance(task.sink, FutureSink) and not task.sink.start():
                 self.outstanding -= 1  # cancelled before it started
-                self._maybe_idle_locked()
+                self.maybe_idle_locked()
                 continue
             best.inflight[task.id] = task
             task.worker = best
@@ -290,7 +262,7 @@ class Engine:
             out.append((best, task))
         return out
 
-    def _send(self, assignments: list[tuple[WorkerHandle, Task]]) -> None:
+    def send(self, assignments: list[tuple[WorkerHandle, Task]]) -> None:
         timed = False
         for worker, task in assignments:
             task.sent_ns = time.monotonic_ns()
@@ -304,7 +276,7 @@ class Engine:
             return
         worker.retiring = True
         self._log_once(key, "plait.Pool: replacing worker %s (%s); logged once", worker.pid, why)
-        self._request_feed_locked()  # start its replacement
+        self.request_feed_locked()  # start its replacement
 
     # -- the result thread ---------------------------------------------------------------
     def _result_loop(self) -> None:
@@ -316,7 +288,7 @@ class Engine:
             watched: dict[int, WorkerHandle] = {}
             while True:
                 with self.lock:
-                    if self._threads_stop:
+                    if self.threads_stop:
                         return
                     workers = dict(self.workers)
                     timed = self.timed_inflight > 0
@@ -340,7 +312,7 @@ class Engine:
                         except (EOFError, OSError):
                             dead.append(worker)
                             continue
-                        self._guarded(self._on_reply, worker, data)
+                        self._guarded(self.on_reply, worker, data)
                     else:
                         dead.append(worker)
                 for worker in dict.fromkeys(dead):
@@ -387,7 +359,7 @@ class Engine:
         except Exception:  # the result thread must outlive any bug: log it, go on
             log.exception("plait.Pool: internal error in the result thread")
 
-    def _on_reply(self, worker: WorkerHandle, data: bytes) -> None:
+    def on_reply(self, worker: WorkerHandle, data: bytes) -> None:
         task_id, kind = HEADER.unpack_from(data)
         if kind == REPLY_INIT_FAILED:
             try:
@@ -414,12 +386,12 @@ class Engine:
             stop_it = worker.retiring and not worker.inflight and not worker.stopped
             if stop_it:
                 worker.stopped = True
-            assignments = self._assign_locked()
-        self._send(assignments)
+            assignments = self.assign_locked()
+        self.send(assignments)
         if stop_it:
             worker.post(_STOP)
         values, errors = self._decode(task, worker, kind, data)
-        self._deliver(task, task.indices, values, errors)
+        self.deliver(task, task.indices, values, errors)
 
     def _decode(
         self, task: Task, worker: WorkerHandle, kind: int, data: bytes
@@ -431,14 +403,14 @@ class Engine:
             error = _note(
                 exc, f"raised while unpickling the result of {task.label} (task #{task.id})"
             )
-            return _all_failed(n, error)
+            return all_failed(n, error)
         if kind == REPLY_FAILED:
             stage, packed = body
             error = _note(
                 unpack_error(packed),
                 f"raised {STAGES.get(stage, 'in the worker')} {task.label} in worker {worker.pid}",
             )
-            return _all_failed(n, error)
+            return all_failed(n, error)
         values, packed_errors, elapsed = body
         if elapsed > 0 and n:
             per_item = elapsed / n
@@ -463,7 +435,7 @@ class Engine:
             errors[position] = error
         return values, errors
 
-    def _deliver(
+    def deliver(
         self,
         task: Task,
         indices: Sequence[int],
@@ -476,13 +448,13 @@ class Engine:
             with self.lock:
                 self.outstanding -= 1
                 self.stats["completed"] += 1
-                self._maybe_idle_locked()
+                self.maybe_idle_locked()
 
-    def _maybe_idle_locked(self) -> None:
+    def maybe_idle_locked(self) -> None:
         if self.outstanding == 0:
             self.idle_cond.notify_all()
             if self.state == CLOSE:
-                self._request_feed_locked()
+                self.request_feed_locked()
 
     def _over_memory(self, worker: WorkerHandle) -> int | None:
         """The worker's RSS if it is over ``max_memory_per_child``, else ``None``."""
@@ -529,176 +501,20 @@ class Engine:
                 soonest = min(soonest, left / 1e9)
         return max(soonest, 0.001)
 
-    # -- worker death ----------------------------------------------------------------------
+    # -- worker death: see plait.pool._crashes ----------------------------------------------
     def _on_death(self, worker: WorkerHandle) -> None:
-        # Replies the worker sent before it died are still in the pipe: take them first.
-        try:
-            while worker.conn.poll(0):
-                self._on_reply(worker, worker.conn.recv_bytes())
-        except (EOFError, OSError):
-            pass
-        exitcode = _join_quietly(worker, 1.0)
-        base = worker.row * MARKER_WIDTH
-        tid, item, stage = (self.marker[base], self.marker[base + 1], self.marker[base + 2])
-        span = max(1, self.marker[base + 4])
-        with self.lock:
-            if self.workers.get(worker.row) is not worker:
-                return
-            del self.workers[worker.row]
-            self._free_rows.append(worker.row)
-            tasks = list(worker.inflight.values())
-            worker.inflight.clear()
-            for task in tasks:
-                if task.timeout is not None:
-                    self.timed_inflight -= 1
-            expected = worker.stopped and not tasks and worker.kill_reason is None
-            if not expected:
-                self.stats["replaced"] += 1
-                # Died by itself (not by a signal) before its first reply: a failing
-                # initializer or a broken environment; starting more at once won't help.
-                if worker.replies == 0 and (
-                    worker.init_error is not None or (exitcode is not None and exitcode > 0)
-                ):
-                    self.start_failures += 1
-            if (
-                self.state == CLOSE
-                and not self.workers
-                and self.outstanding == 0
-                and not self.sources
-            ):
-                self._threads_stop = True  # closed and done: the threads end by themselves
-            self._request_feed_locked()  # replace it
-        worker.mark_dead()
-        try:
-            worker.conn.close()
-        except OSError:
-            pass
-        if expected and exitcode == 0:
-            return
-        requeue: list[Task] = []
-        for task in tasks:
-            if worker.init_error is not None:
-                self.stats["crashed"] += 1
-                self._deliver(
-                    task, task.indices, *_all_failed(len(task.indices), worker.init_error)
-                )
-            elif self.concurrency > 1 or (task.id == tid and stage in STAGES and stage != 0):
-                requeue.extend(self._crashed(task, worker, exitcode, item, stage, span))
-            else:
-                task.requeues += 1
-                if task.requeues > MAX_REQUEUES:
-                    requeue.extend(self._crashed(task, worker, exitcode, 0, 0, 1))
-                else:
-                    requeue.append(task)
-        if requeue:
-            with self.lock:
-                for task in reversed(requeue):
-                    self.pending.appendleft(task)
-                self._request_feed_locked()
-
-    def _crashed(
-        self,
-        task: Task,
-        worker: WorkerHandle,
-        exitcode: int | None,
-        item: int,
-        stage: int,
-        span: int,
-    ) -> list[Task]:
-        """Fail the item that was running when ``worker`` died; return what to run again."""
-        n = len(task.indices)
-        window = list(range(item, min(item + span, n)))
-        if stage == STAGE_RUN and len(window) > 1 and worker.kill_reason is None:
-            return self._bisect(task, worker, exitcode, window)
-        if worker.kill_reason == ("timeout", task.id):
-            self.stats["timed_out"] += 1
-            error: BaseException = TimeoutError(
-                f"{task.label} ran longer than task_timeout={task.timeout} s; its worker "
-                f"(pid {worker.pid}) was killed and replaced"
-            )
-        elif task.retries > 0:
-            task.retries -= 1
-            self.stats["retried"] += 1
-            log.warning(
-                "plait.Pool: worker %s %s while running %s; retrying it",
-                worker.pid,
-                _describe(exitcode),
-                task.label,
-            )
-            return [task]
-        else:
-            self.stats["crashed"] += 1
-            where = STAGES.get(stage, "")
-            what = task.label if n == 1 else f"{task.label} (item {item + 1} of {n})"
-            if stage in (STAGE_LOAD, STAGE_SEND):
-                what += f" {where}"
-            if self.concurrency > 1:
-                what += " (the worker ran its tasks' coroutines at once; all of them failed)"
-            error = WorkerCrashed(pid=worker.pid, exitcode=exitcode, task=what)
-        if n == 1 or stage != STAGE_RUN or self.concurrency > 1:
-            self._deliver(task, task.indices, *_all_failed(n, error))
-            return []
-        # A chunk: only the item that was running fails; the others run again.
-        rest = self._split(task, [k for k in range(n) if k != item])
-        if rest is None:
-            self._deliver(task, task.indices, *_all_failed(n, error))
-            return []
-        with self.lock:
-            self.outstanding += 1  # the split-off task; _deliver below retires the old one
-        self._deliver(task, [task.indices[item]], *_all_failed(1, error))
-        return [rest]
-
-    def _bisect(
-        self, task: Task, worker: WorkerHandle, exitcode: int | None, window: list[int]
-    ) -> list[Task]:
-        """The worker died somewhere in ``window`` (tiny items are marked in strides): run
-        those items again one by one, and the rest as one task. Only an item that crashes
-        when run alone fails."""
-        n = len(task.indices)
-        inside = set(window)
-        new: list[Task] = []
-        rest = [k for k in range(n) if k not in inside]
-        parts = ([rest] if rest else []) + [[k] for k in window]
-        for part in parts:
-            piece = self._split(task, part)
-            if piece is None:  # cannot re-pickle: fail the chunk as a whole
-                return self._crashed(task, worker, exitcode, window[0], STAGE_RUN, 1)
-            new.append(piece)
-        with self.lock:
-            self.outstanding += len(new) - 1  # the old task is replaced by its pieces
-        for piece in new[-len(window) :]:
-            piece.label = f"{task.label} (input item #{piece.indices[0]})"
-        return new
-
-    def _split(self, task: Task, keep: list[int]) -> Task | None:
-        try:
-            fn, items, star, timeout = loads(memoryview(task.payload)[HEADER.size :])
-            new_id = self.new_id()
-            payload = HEADER.pack(new_id, KIND_CALL) + dumps(
-                (fn, [items[k] for k in keep], star, timeout), what=f"the arguments of {task.label}"
-            )
-        except Exception:
-            return None
-        return Task(
-            new_id,
-            payload,
-            [task.indices[k] for k in keep],
-            task.sink,
-            label=task.label,
-            retries=task.retries,
-            timeout=task.timeout,
-        )
+        handle_death(self, worker)
 
     # -- the feeder thread -----------------------------------------------------------------
     def _feed_loop(self) -> None:
         while True:
             with self.lock:
-                if self._threads_stop:
+                if self.threads_stop:
                     return
-                if not self._feed_requested:
+                if not self.feed_requested:
                     self.feed_cond.wait(0.5)
-                self._feed_requested = False
-            if self._stopping():
+                self.feed_requested = False
+            if self.stopping():
                 return
             try:
                 self._feed_once()
@@ -706,35 +522,21 @@ class Engine:
                 log.exception("plait.Pool: internal error in the feeder thread")
 
     def _input_loop(self) -> None:
-        """Reads ``imap`` inputs (user generators may block: only this thread waits)."""
-        while True:
-            with self.lock:
-                if self._threads_stop:
-                    return
-                if not self._input_requested:
-                    self.input_cond.wait(0.5)
-                self._input_requested = False
-            if self._stopping():
-                return
-            try:
-                for entry in list(self.sources):
-                    self._refill(entry)
-            except Exception:
-                log.exception("plait.Pool: internal error in the input thread")
+        input_loop(self)
 
-    def _request_input_locked(self) -> None:
-        self._input_requested = True
+    def request_input_locked(self) -> None:
+        self.input_requested = True
         self.input_cond.notify()
 
-    def _request_feed_locked(self) -> None:
+    def request_feed_locked(self) -> None:
         """Ask the feeder for a pass; the flag means a request made while it was busy is
         not lost (a bare notify would be)."""
-        self._feed_requested = True
+        self.feed_requested = True
         self.feed_cond.notify()
 
-    def _stopping(self) -> bool:
+    def stopping(self) -> bool:
         with self.lock:
-            return self._threads_stop
+            return self.threads_stop
 
     def _feed_once(self) -> None:
         # 1. keep the pool at full strength
@@ -761,81 +563,11 @@ class Engine:
                 break
         # 2. hand out queued tasks (a pass here also catches anything missed)
         with self.lock:
-            assignments = self._assign_locked()
+            assignments = self.assign_locked()
             stop = self.state == CLOSE and self.outstanding == 0 and not self.sources
-        self._send(assignments)
+        self.send(assignments)
         if stop:
             self._stop_idle_workers()
-
-    def _refill(self, entry: SourceEntry) -> None:
-        source = entry.source
-        if source.dropped:
-            source.exhausted = True
-        while not source.exhausted:
-            if not source.room():
-                # Say "stalled" first, then look again: a consumer that makes room after
-                # this sees the flag and asks for another pass; one before it, we see.
-                source.stalled = True
-                if not source.room():
-                    break
-                source.stalled = False
-            size = source.next_size(self.item_seconds)
-            first, chunk, error = source.pull(size)
-            if chunk:
-                tasks = self._chunk_tasks(entry, first, chunk)
-                with self.lock:
-                    for task in tasks:
-                        self.pending.append(task)
-                        self.outstanding += 1
-                    assignments = self._assign_locked()
-                self._send(assignments)
-            if error is not None:
-                index = source.pulled
-                with self.lock:
-                    self.outstanding += 1
-                dummy = Task(0, b"", [index], entry.sink, label="input", retries=0, timeout=None)
-                self._deliver(dummy, [index], *_all_failed(1, error))
-                entry.on_length(index + 1)
-                break
-            if len(chunk) < size:  # the input ended (pull marked it exhausted)
-                entry.on_length(source.pulled)
-                break
-        if source.exhausted:
-            with self.lock:
-                if entry in self.sources:
-                    self.sources.remove(entry)
-                self._maybe_idle_locked()
-
-    def _chunk_tasks(self, entry: SourceEntry, first: int, chunk: list[Any]) -> list[Task]:
-        """Tasks for one chunk; an item that will not pickle fails alone, at its index."""
-        try:
-            return [self._task_for(entry, first, chunk)]
-        except Exception:
-            pass
-        tasks: list[Task] = []
-        for offset, item in enumerate(chunk):
-            try:
-                tasks.append(self._task_for(entry, first + offset, [item]))
-            except Exception as exc:
-                with self.lock:
-                    self.outstanding += 1
-                index = first + offset
-                dummy = Task(0, b"", [index], entry.sink, label="input", retries=0, timeout=None)
-                self._deliver(dummy, [index], *_all_failed(1, exc))
-        return tasks
-
-    def _task_for(self, entry: SourceEntry, first: int, items: list[Any]) -> Task:
-        task_id = self.new_id()
-        payload = HEADER.pack(task_id, KIND_CALL) + entry.build(items)
-        return Task(
-            task_id,
-            payload,
-            range(first, first + len(items)),
-            entry.sink,
-            label=entry.label,
-            retries=entry.retries,
-            timeout=entry.timeout,
-        )
 
     def _stop_idle_workers(self) -> None:
         with self.lock:
@@ -851,7 +583,7 @@ class Engine:
         with self.lock:
             if self.state == RUN:
                 self.state = CLOSE
-            self._request_feed_locked()
+            self.request_feed_locked()
 
     def cancel_pending(self) -> None:
         """Drop every task that has not started (``shutdown(cancel_futures=True)``)."""
@@ -862,7 +594,7 @@ class Engine:
             for entry in sources:
                 entry.source.exhausted = True
             self.sources.clear()
-            self._maybe_idle_locked()
+            self.maybe_idle_locked()
         for entry in sources:  # outside the lock: it may free an iterator (a finalizer)
             entry.on_length(entry.source.pulled)
         for task in dropped:
@@ -870,10 +602,10 @@ class Engine:
                 task.sink.cancel()
                 with self.lock:
                     self.outstanding -= 1
-                    self._maybe_idle_locked()
+                    self.maybe_idle_locked()
             else:
                 error = CancelledError("cancelled by shutdown(cancel_futures=True)")
-                self._deliver(task, task.indices, *_all_failed(len(task.indices), error))
+                self.deliver(task, task.indices, *all_failed(len(task.indices), error))
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -895,12 +627,12 @@ class Engine:
                 # multiprocessing does (results wait in their iterators).
                 for entry in self.sources:
                     entry.source.unbounded = True
-                self._request_input_locked()
+                self.request_input_locked()
             self.wait_idle()
             self._stop_idle_workers()
             deadline = time.monotonic() + 5.0
             for w in self._snapshot_workers():
-                _join_quietly(w, max(0.0, deadline - time.monotonic()))
+                join_quietly(w, max(0.0, deadline - time.monotonic()))
         self._shutdown_threads()
         self._reap_all()
 
@@ -924,30 +656,30 @@ class Engine:
                 w.retiring = w.stopped = True
             sources = list(self.sources)
             self.sources.clear()
-            self._request_feed_locked()
+            self.request_feed_locked()
         self._shutdown_threads()
         for w in workers:
             w.kill(signal.SIGTERM)
         deadline = time.monotonic() + self.grace
         for w in workers:
-            _join_quietly(w, max(0.0, deadline - time.monotonic()))
+            join_quietly(w, max(0.0, deadline - time.monotonic()))
         for w in workers:
-            if _join_quietly(w, 0) is None:
+            if join_quietly(w, 0) is None:
                 w.kill(signal.SIGKILL)
         for w in workers:
-            _join_quietly(w, 1.0)
+            join_quietly(w, 1.0)
         self._reap_all()
         error = ClosedError("the pool was terminated before this task finished")
         for task in tasks:
-            self._deliver(task, task.indices, *_all_failed(len(task.indices), error))
+            self.deliver(task, task.indices, *all_failed(len(task.indices), error))
         for entry in sources:
             entry.on_length(entry.source.pulled)
 
     def _shutdown_threads(self) -> None:
         with self.lock:
-            self._threads_stop = True
-            self._request_feed_locked()
-            self._request_input_locked()
+            self.threads_stop = True
+            self.request_feed_locked()
+            self.request_input_locked()
         self._wake()
         current = threading.current_thread()
         threads = ("result_thread", "feeder_thread", "input_thread")
@@ -975,23 +707,6 @@ class Engine:
             except OSError:
                 pass
         self._wake_r = self._wake_w = -1
-
-
-def _join_quietly(worker: WorkerHandle, timeout: float) -> int | None:
-    """Wait for a worker to exit; its exit code, or ``None`` if it still runs. A process
-    object that another thread closed or reaped meanwhile counts as gone."""
-    try:
-        worker.process.join(timeout)
-        code: int | None = worker.process.exitcode
-    except (ValueError, AssertionError, OSError):
-        return -1
-    return code
-
-
-def _describe(exitcode: int | None) -> str:
-    from plait._errors import describe_exit
-
-    return describe_exit(exitcode)
 
 
 class PoolClosedError(ClosedError, ValueError, RuntimeError):

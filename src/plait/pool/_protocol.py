@@ -42,6 +42,7 @@ from __future__ import annotations
 import struct
 
 __all__ = [
+    "CLOSE",
     "HEADER",
     "KIND_CALL",
     "KIND_STOP",
@@ -49,6 +50,7 @@ __all__ = [
     "REPLY_DONE",
     "REPLY_FAILED",
     "REPLY_INIT_FAILED",
+    "RUN",
     "STAGES",
     "STAGE_IDLE",
     "STAGE_INIT",
@@ -59,6 +61,7 @@ __all__ = [
     "STAR_KW",
     "STAR_ONE",
     "STRIDE",
+    "TERMINATE",
 ]
 
 HEADER = struct.Struct("<QB")
@@ -87,6 +90,9 @@ STAGES = {
     STAGE_SEND: "while pickling or sending the result",
     STAGE_INIT: "in the initializer",
 }
+
+# The pool's states (parent side only; here so that every module names them alike).
+RUN, CLOSE, TERMINATE = "running", "closed", "terminated"
 
 MARKER_WIDTH = 5
 STRIDE = 64  # items per marker write in the hot loop

@@ -17,12 +17,17 @@ from typing import Any, Protocol
 from plait.pool._progress import Progress
 from plait.pool._results import IMapIterator
 
-__all__ = ["FutureSink", "IterSink", "ListSink", "Sink", "Task"]
+__all__ = ["FutureSink", "IterSink", "ListSink", "Sink", "Task", "all_failed"]
 
 log = logging.getLogger("plait.pool")
 
 
 Errors = dict[int, BaseException] | None
+
+
+def all_failed(n: int, error: BaseException) -> tuple[list[Any], dict[int, BaseException]]:
+    """``(values, errors)`` for ``n`` items that all failed with ``error``."""
+    return [None] * n, dict.fromkeys(range(n), error)
 
 
 class Sink(Protocol):

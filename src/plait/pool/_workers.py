@@ -13,7 +13,7 @@ from plait.pool import _worker
 from plait.pool._protocol import MARKER_WIDTH
 from plait.pool._tasks import Task
 
-__all__ = ["SMALL_PAYLOAD", "WorkerHandle", "spawn_worker"]
+__all__ = ["SMALL_PAYLOAD", "WorkerHandle", "join_quietly", "spawn_worker"]
 
 SMALL_PAYLOAD = 32 * 1024  # surely fits in a socket buffer with room to spare
 
@@ -163,3 +163,14 @@ def spawn_worker(
     finally:
         child_end.close()
     return WorkerHandle(process, parent_end, row)
+
+
+def join_quietly(worker: WorkerHandle, timeout: float) -> int | None:
+    """Wait for a worker to exit; its exit code, or ``None`` if it still runs. A process
+    object that another thread closed or reaped meanwhile counts as gone."""
+    try:
+        worker.process.join(timeout)
+        code: int | None = worker.process.exitcode
+    except (ValueError, AssertionError, OSError):
+        return -1
+    return code
