@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 PROGRAM = """
 import sys, time
@@ -27,9 +28,23 @@ if __name__ == "__main__":
 """
 
 
-def _start(tmp_path: Path) -> tuple[subprocess.Popen[str], list[int]]:
+IN_WITH_BLOCK = """
+import sys, time
+sys.path.insert(0, {helpers!r})
+import poolhelpers as h
+from plait.pool import Pool
+
+if __name__ == "__main__":
+    with Pool(2, grace=0.5) as pool:
+        pool.map(h.square, range(10), 1)
+        print("pids", *pool.pids, flush=True)
+        pool.map(h.nap, [30] * 4, 1)
+"""
+
+
+def _start(tmp_path: Path, program: str = PROGRAM) -> tuple[subprocess.Popen[str], list[int]]:
     script = tmp_path / "prog.py"
-    script.write_text(textwrap.dedent(PROGRAM.format(helpers=str(Path(__file__).parent))))
+    script.write_text(textwrap.dedent(program.format(helpers=str(Path(__file__).parent))))
     proc = subprocess.Popen(
         [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -55,8 +70,9 @@ def _gone_within(pids: list[int], seconds: float) -> bool:
     return False
 
 
-def test_ctrl_c_raises_keyboard_interrupt_and_leaves_no_child(tmp_path: Path) -> None:
-    proc, pids = _start(tmp_path)
+@pytest.mark.parametrize("program", [PROGRAM, IN_WITH_BLOCK], ids=["bare", "with-block"])
+def test_ctrl_c_raises_keyboard_interrupt_and_leaves_no_child(tmp_path: Path, program: str) -> None:
+    proc, pids = _start(tmp_path, program)
     descendants = [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
     t0 = time.monotonic()
     os.kill(proc.pid, signal.SIGINT)
