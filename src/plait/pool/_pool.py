@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import reprlib
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import Executor, Future
@@ -30,25 +29,9 @@ __all__ = ["Pool", "PoolStatistics"]
 
 T = TypeVar("T")
 
-_repr = reprlib.Repr()
-_repr.maxlevel = 2
-_repr.maxlist = _repr.maxtuple = _repr.maxdict = 4
-_repr.maxstring = _repr.maxother = 24
-
 
 def _fn_name(fn: Any) -> str:
     return getattr(fn, "__qualname__", None) or type(fn).__name__
-
-
-def _call_label(fn: Any, args: Sequence[Any], kwargs: dict[str, Any]) -> str:
-    try:
-        parts = [_repr.repr(a) for a in args[:4]]
-        if len(args) > 4:
-            parts.append("...")
-        parts += [f"{k}={_repr.repr(v)}" for k, v in list(kwargs.items())[:3]]
-        return f"{_fn_name(fn)}({', '.join(parts)})"
-    except Exception:
-        return f"{_fn_name(fn)}(...)"
 
 
 def _default_processes() -> int:
@@ -195,7 +178,7 @@ class Pool(Executor):
             payload,
             (0,),
             sink,
-            label=_call_label(fn, args, kwargs),
+            label=None,  # described from the payload if it is ever needed (a crash)
             retries=retries,
             timeout=timeout,
         )

@@ -8,13 +8,16 @@ the pool's result thread, outside the pool's lock; a sink never blocks.
 from __future__ import annotations
 
 import logging
+import reprlib
 import threading
 import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any, Protocol
 
+from plait._ipc.serialize import loads
 from plait.pool._progress import Progress
+from plait.pool._protocol import HEADER, STAR_KW
 from plait.pool._results import IMapIterator
 
 __all__ = ["FutureSink", "IterSink", "ListSink", "Sink", "Task", "all_failed"]
@@ -42,9 +45,9 @@ class Task:
     """One message's worth of work: ``payload`` is the header plus the pickled call."""
 
     __slots__ = (
+        "_label",
         "id",
         "indices",
-        "label",
         "payload",
         "requeues",
         "retries",
@@ -61,7 +64,7 @@ class Task:
         indices: Sequence[int],
         sink: Sink,
         *,
-        label: str,
+        label: str | None,
         retries: int,
         timeout: float | None,
     ) -> None:
@@ -69,15 +72,59 @@ class Task:
         self.payload = payload
         self.indices = indices
         self.sink = sink
-        self.label = label
+        self._label = label
         self.retries = retries
         self.timeout = timeout
         self.requeues = 0
         self.worker: Any = None
         self.sent_ns = 0
 
+    @property
+    def label(self) -> str:
+        """What ran, for messages: ``crunch(3, 'a')``. Worked out from the payload only
+        when needed, so that submitting pays nothing for it."""
+        if self._label is None:
+            self._label = describe_payload(self.payload, f"task #{self.id}")
+        return self._label
+
+    @label.setter
+    def label(self, text: str) -> None:
+        self._label = text
+
     def __repr__(self) -> str:
         return f"<Task #{self.id} {self.label} x{len(self.indices)}>"
+
+
+_repr = reprlib.Repr()
+_repr.maxlevel = 2
+_repr.maxlist = _repr.maxtuple = _repr.maxdict = 4
+_repr.maxstring = _repr.maxother = 24
+
+
+def describe_call(fn: Any, args: Sequence[Any], kwargs: dict[str, Any]) -> str:
+    """``fn(arg, ..., key=value)`` with long values shortened."""
+    name = getattr(fn, "__qualname__", None) or type(fn).__name__
+    try:
+        parts = [_repr.repr(a) for a in args[:4]]
+        if len(args) > 4:
+            parts.append("...")
+        parts += [f"{k}={_repr.repr(v)}" for k, v in list(kwargs.items())[:3]]
+        return f"{name}({', '.join(parts)})"
+    except Exception:
+        return f"{name}(...)"
+
+
+def describe_payload(payload: bytes, fallback: str) -> str:
+    """Describe the call a task payload carries (``apply``/``submit``: with its args)."""
+    try:
+        fn, items, star, _timeout = loads(memoryview(payload)[HEADER.size :])
+        if star == STAR_KW and len(items) == 1:
+            args, kwargs = items[0]
+            return describe_call(fn, args, kwargs)
+        name = getattr(fn, "__qualname__", None) or type(fn).__name__
+        return f"{name}()"
+    except Exception:
+        return fallback
 
 
 def _run_callback(cb: Callable[[Any], object], value: Any, what: str) -> None:
