@@ -139,7 +139,8 @@ class SharedQueue:
                 kind, seg = _INLINE, None
         hdr = self.hdr
         lock = self.lock
-        if seg is None and timeout is None:  # fast path: room in the ring, no waiting
+        spins = _SPIN if block and self.maxsize > 0 else 0
+        while seg is None and timeout is None:  # fast path: room in the ring, no waiting
             if not lock.acquire(False):
                 _spin_acquire(lock)
             try:
@@ -153,6 +154,14 @@ class SharedQueue:
                     return
             finally:
                 lock.release()
+            # Full: a reader usually makes room within microseconds; look before sleeping,
+            # so a steady stream through a full queue makes no system call per item.
+            if not spins or hdr[_CLOSED]:
+                break
+            spins -= 1
+            maxsize = self.maxsize
+            while spins and hdr[_COUNT] >= maxsize:
+                spins -= 1
         self._put_wait(item, kind, payload, seg, block, timeout)
 
     def _put_wait(
