@@ -82,7 +82,9 @@ def _open_sem(name: str, maxvalue: int) -> Any:
     return _multiprocessing.SemLock._rebuild(0, _SEMAPHORE, maxvalue, "/" + name)
 
 
-def _owner_cleanup(prefix: str, ring: Ring, segment: shm.Segment) -> None:
+def _owner_cleanup(prefix: str, segment: shm.Segment) -> None:
+    """Remove a shared queue's names: its ring, its semaphores, any leftover big-item
+    segment (a writer or reader that crashed mid-transfer leaves one behind)."""
     segment.unlink()
     for sem in _SEM_NAMES:
         try:
@@ -101,10 +103,14 @@ class SharedQueue:
         if create:
             size = Ring.size_for(RING_BYTES)
             self.segment = shm.Segment(prefix + "ring", size, create=True, populate=False)
-            self.lock = _new_sem(prefix + "lock", 1, 1)
-            self.items = _new_sem(prefix + "items", 0, _SEM_MAX)
-            self.space = _new_sem(prefix + "space", 0, _SEM_MAX)
-            self.done = _new_sem(prefix + "done", 0, _SEM_MAX)
+            try:
+                self.lock = _new_sem(prefix + "lock", 1, 1)
+                self.items = _new_sem(prefix + "items", 0, _SEM_MAX)
+                self.space = _new_sem(prefix + "space", 0, _SEM_MAX)
+                self.done = _new_sem(prefix + "done", 0, _SEM_MAX)
+            except BaseException:
+                _owner_cleanup(prefix, self.segment)
+                raise
         else:
             self.segment = shm.Segment(prefix + "ring", populate=False)
             self.lock = _open_sem(prefix + "lock", 1)
@@ -117,9 +123,7 @@ class SharedQueue:
             self.ring.hdr[Ring.MAXSIZE] = maxsize
         self.owner = create
         if create:
-            self._finalizer = weakref.finalize(
-                self, _owner_cleanup, prefix, self.ring, self.segment
-            )
+            self._finalizer = weakref.finalize(self, _owner_cleanup, prefix, self.segment)
 
     # -- put ----------------------------------------------------------------------------
 
