@@ -136,3 +136,14 @@ async def test_coroutine_talks_to_process() -> None:
     a.close()
     await asyncio.to_thread(p.join, 10)
     assert p.exitcode == 0
+
+
+def test_statistics() -> None:
+    a, b = Pipe()
+    assert not b.statistics().message_waiting
+    a.send(1)
+    s = b.statistics()
+    assert s.message_waiting and s.readable and s.writable and not s.closed
+    a.close()
+    b.close()
+    assert b.statistics().closed

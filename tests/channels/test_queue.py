@@ -402,3 +402,30 @@ async def test_cleared_while_an_item_was_kept_for_a_getter() -> None:
     assert not task.done()  # it waits again instead of failing
     q.put(2)
     assert await task == 2
+
+
+def test_uvloop_coroutines_and_a_thread() -> None:
+    uvloop = pytest.importorskip("uvloop")
+    q: Queue[int] = Queue(4)
+    back: Queue[int] = Queue()
+
+    def thread_side() -> None:
+        for i in range(300):
+            q.put(i)
+        q.close()
+
+    async def main() -> list[int]:
+        async def relay() -> None:
+            async for x in q:
+                await back.async_put(x)
+            back.close()
+
+        task = asyncio.ensure_future(relay())
+        got = [x async for x in back]
+        await task
+        return got
+
+    t = threading.Thread(target=thread_side)
+    t.start()
+    assert uvloop.run(main()) == list(range(300))
+    t.join()

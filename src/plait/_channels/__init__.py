@@ -1,6 +1,6 @@
 """Channels: the queue family, ``Pipe`` and ``select`` -- for coroutines, threads, processes."""
 
-from plait._channels._pipe import Connection, Pipe
+from plait._channels._pipe import Connection, ConnectionStatistics, Pipe
 from plait._channels._queue import (
     Empty,
     Full,
@@ -10,10 +10,12 @@ from plait._channels._queue import (
     QueueStatistics,
     SimpleQueue,
 )
-from plait._channels._select import SelectCase, Selected, async_select, select
+from plait._channels._select import ArmSet, SelectCase, Selected, async_select, select
 
 __all__ = [
+    "ArmSet",
     "Connection",
+    "ConnectionStatistics",
     "Empty",
     "Full",
     "LifoQueue",

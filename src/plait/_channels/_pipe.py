@@ -20,15 +20,26 @@ from __future__ import annotations
 import asyncio
 import multiprocessing.connection as mpc
 import threading
+from dataclasses import dataclass
 from multiprocessing import reduction
 from typing import Any
 
 from plait._core import check_timeout
 from plait._ipc.serialize import dumps, loads
 
-__all__ = ["Connection", "Pipe"]
+__all__ = ["Connection", "ConnectionStatistics", "Pipe"]
 
 _SMALL = 16 * 1024  # messages up to this size are written straight from the loop thread
+
+
+@dataclass(frozen=True)
+class ConnectionStatistics:
+    """A snapshot of one pipe end, for diagnostics and tests."""
+
+    closed: bool
+    readable: bool
+    writable: bool
+    message_waiting: bool
 
 
 class Connection:
@@ -63,6 +74,12 @@ class Connection:
     def close(self) -> None:
         """Close this end; the other end's ``recv`` then raises ``EOFError``."""
         self._raw.close()
+
+    def statistics(self) -> ConnectionStatistics:
+        """A frozen snapshot of this end."""
+        raw = self._raw
+        waiting = not raw.closed and raw.readable and raw.poll(0)
+        return ConnectionStatistics(raw.closed, raw.readable, raw.writable, waiting)
 
     def __enter__(self) -> Connection:
         return self
