@@ -116,3 +116,21 @@ def promote_and_die(conn: Any) -> None:
     conn.send(data)
     conn.close()
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def wait_condition(cond: Any, value: Any, timeout: float) -> None:
+    with cond:
+        ok = cond.wait_for(lambda: value.value > 0, timeout)
+    raise SystemExit(0 if ok else 5)
+
+
+def wait_condition_once(cond: Any, timeout: float) -> None:
+    with cond:
+        ok = cond.wait(timeout)
+    raise SystemExit(0 if ok else 5)
+
+
+def notify_condition(cond: Any, value: Any) -> None:
+    with cond:
+        value.value = 1
+        cond.notify_all()

@@ -218,9 +218,11 @@ def test_stress_long(kind: str, seed: int) -> None:
     _run_stress(kind, LONG, seed)
 
 
-def _run_condition_stress(seconds: float, seed: int) -> None:
+def _run_condition_stress(seconds: float, seed: int, shared: bool = False) -> None:
     """Producers and consumers of both kinds over one Condition: no item lost or doubled."""
     cond = Condition(Lock() if seed % 2 else RLock())
+    if shared:  # the cross-process protocol, exercised by threads and coroutines here
+        pickle.dumps(cond)
     items: list[int] = []
     consumed: list[int] = []
     produced = 0
@@ -310,7 +312,13 @@ def test_condition_stress_short() -> None:
     _run_condition_stress(SHORT / 2, seed=2)
 
 
+def test_shared_condition_stress_short() -> None:
+    _run_condition_stress(SHORT, seed=1, shared=True)
+    _run_condition_stress(SHORT / 2, seed=2, shared=True)
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("shared", [False, True])
 @pytest.mark.parametrize("seed", [3, 4])
-def test_condition_stress_long(seed: int) -> None:
-    _run_condition_stress(LONG, seed)
+def test_condition_stress_long(seed: int, shared: bool) -> None:
+    _run_condition_stress(LONG, seed, shared)

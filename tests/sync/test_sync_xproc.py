@@ -264,17 +264,21 @@ def test_local_waiters_move_to_the_shared_state_on_promotion(ctx: Any) -> None:
     assert not lock.locked()
 
 
-@pytest.mark.parametrize("cls", [ps.Condition, ps.CapacityLimiter, ps.Barrier])
+@pytest.mark.parametrize("cls", [ps.CapacityLimiter, ps.Barrier])
 def test_unshareable_primitives_fail_at_the_call(cls: type) -> None:
-    obj = cls(1) if cls in (ps.CapacityLimiter, ps.Barrier) else cls()
+    obj = cls(1)
     with pytest.raises(TypeError, match="cannot be shared with another process"):
         pickle.dumps(obj)
 
 
 def test_unshareable_primitive_fails_when_passed_to_a_process(ctx: Any) -> None:
-    p = ctx.Process(target=kids.try_lock, args=(ps.Condition(), 0.1))
-    with pytest.raises(TypeError, match=r"plait\.Condition cannot be shared"):
+    p = ctx.Process(target=kids.try_lock, args=(ps.Barrier(2), 0.1))
+    with pytest.raises(TypeError, match=r"plait\.Barrier cannot be shared"):
         p.start()
+    import threading
+
+    with pytest.raises(TypeError, match=r"give it a plait\.Lock"):
+        pickle.dumps(ps.Condition(threading.Lock()))
 
 
 def test_use_after_release_is_a_clear_error() -> None:
@@ -371,3 +375,44 @@ def test_shared_statistics_count_local_waiters() -> None:
     event.set()
     waiter.join(30)
     assert event.statistics().waiting == 0
+
+
+@pytest.mark.parametrize("lock", [ps.Lock, ps.RLock])
+def test_condition_across_processes(ctx: Any, lock: type) -> None:
+    cond = ps.Condition(lock())
+    value = ctx.RawValue("i", 0)
+    waiters = [_run(ctx, kids.wait_condition, cond, value, 30) for _ in range(2)]
+    # wait until both children announced themselves (the sleepers semaphore counts them)
+    deadline = time.monotonic() + 30
+    while cond._shared is None or cond._shared.sems[0]._get_value() < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+
+    async def main() -> bool:
+        async with cond:
+            return bool(await cond.async_wait_for(lambda: value.value > 0, 30))
+
+    notifier = _run(ctx, kids.notify_condition, cond, value)
+    assert asyncio.run(main()) is True
+    _join_ok(notifier, *waiters)
+    with cond:
+        assert cond.wait(0.01) is False  # nobody notifies: a plain timeout
+    stats = cond.statistics()
+    assert stats.waiting == 0 and stats.lock is not None and not stats.lock.locked
+    assert cond._shared.sems[0]._get_value() == 0  # every announcement withdrawn
+
+
+def test_condition_notify_one_wakes_one_process(ctx: Any) -> None:
+    cond = ps.Condition(ps.Lock())
+    pickle.dumps(cond)
+    waiters = [_run(ctx, kids.wait_condition_once, cond, 1.0) for _ in range(2)]
+    deadline = time.monotonic() + 30
+    while cond._shared.sems[0]._get_value() < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    with cond:
+        cond.notify(1)
+    for p in waiters:
+        p.join(30)
+    assert sorted(p.exitcode for p in waiters) == [0, 5]  # one notified, one timed out
+    assert cond._shared.sems[0]._get_value() == 0

@@ -42,6 +42,7 @@ class Condition:
         self._plait = isinstance(lock, Lock | RLock)
         self._mutex = new_mutex()
         self._queue = WaitQueue(self._mutex)
+        self._shared: Any = None  # the cross-process state, once promoted (see _shared)
 
     def __enter__(self) -> Any:
         return self._lock.__enter__()
@@ -245,10 +246,10 @@ class Condition:
         self.notify_all()
 
     def __reduce__(self) -> tuple[Any, ...]:
-        from plait._sync._shared import not_shareable
+        """Pickling shares the condition (and its lock) with another process."""
+        from plait._sync._shared import promote_condition
 
-        not_shareable(self)
-        raise AssertionError  # pragma: no cover
+        return promote_condition(self)
 
     def statistics(self) -> ConditionStatistics:
         """A snapshot: strands in ``wait()`` by kind, and the lock's own statistics."""

@@ -231,17 +231,20 @@ class _Bridge:
     nobody waits any more.
     """
 
-    __slots__ = ("obj", "running", "sem", "state")
+    __slots__ = ("ack", "obj", "running", "sem", "state")
 
-    def __init__(self, obj: Any, state: SharedState, sem: Any) -> None:
+    def __init__(self, obj: Any, state: SharedState, sem: Any, ack: Any = None) -> None:
         self.obj = obj
         self.state = state
         self.sem = sem
+        self.ack = ack  # posted once per unit taken for a coroutine (Condition's handshake)
         self.running = False
 
-    async def wait(self, wait: float | None) -> bool:
+    async def wait(self, wait: float | None, undo: Any = None) -> bool:
         sem = self.sem
         if sem.acquire(False):
+            if self.ack is not None:
+                self.ack.release()
             return True
         if wait == 0:
             return False
@@ -253,7 +256,7 @@ class _Bridge:
                 threading.Thread(
                     target=self._serve, name=f"plait-bridge-{self.state.prefix}", daemon=True
                 ).start()
-        return await async_park(waiter, wait, self._give_back)
+        return await async_park(waiter, wait, self._give_back if undo is None else undo)
 
     def _give_back(self, _value: object) -> None:
         self.sem.release()
@@ -271,12 +274,16 @@ class _Bridge:
                 if waiter is None:
                     sem.release()
                 else:
+                    if self.ack is not None:
+                        self.ack.release()
                     waiter.wake()
 
 
-def bridge(obj: Any) -> _Bridge:
+def bridge(obj: Any, index: int = 0, ack: int | None = None) -> _Bridge:
+    """The coroutine bridge of ``obj``'s semaphore ``index`` (acking on ``ack``)."""
     state: SharedState = obj._shared
     bridge = state.bridge
     if bridge is None:
-        bridge = state.bridge = _Bridge(obj, state, state.sems[0])
+        ack_sem = None if ack is None else state.sems[ack]
+        bridge = state.bridge = _Bridge(obj, state, state.sems[index], ack_sem)
     return bridge
