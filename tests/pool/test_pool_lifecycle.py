@@ -61,3 +61,19 @@ def test_join_before_consuming_reads_the_whole_input() -> None:
     p.close()
     p.join()  # as multiprocessing: join() finishes every task, results wait in `it`
     assert list(it) == [x * x for x in range(5000)]
+
+
+def test_statistics_snapshot() -> None:
+    with Pool(2) as p:
+        assert p.map(h.square, range(10), 1) == [x * x for x in range(10)]
+        stats = p.statistics()
+        assert stats.state == "running"
+        assert stats.processes == 2
+        assert stats.workers_alive == 2
+        assert stats.completed == 10
+        assert stats.tasks_outstanding == stats.tasks_queued == stats.tasks_running == 0
+        assert stats.crashed == stats.timed_out == stats.retried == 0
+        assert len(p.pids) == 2
+        assert "running" in repr(p)
+    assert p.statistics().state == "closed"
+    assert p.statistics().workers_alive == 0
