@@ -134,3 +134,13 @@ def notify_condition(cond: Any, value: Any) -> None:
     with cond:
         value.value = 1
         cond.notify_all()
+
+
+def barrier_wait(barrier: Any, timeout: float) -> None:
+    import threading
+
+    try:
+        index = barrier.wait(timeout)
+    except threading.BrokenBarrierError:
+        raise SystemExit(6) from None
+    raise SystemExit(10 + index)

@@ -264,16 +264,15 @@ def test_local_waiters_move_to_the_shared_state_on_promotion(ctx: Any) -> None:
     assert not lock.locked()
 
 
-@pytest.mark.parametrize("cls", [ps.CapacityLimiter, ps.Barrier])
-def test_unshareable_primitives_fail_at_the_call(cls: type) -> None:
-    obj = cls(1)
+def test_unshareable_primitives_fail_at_the_call() -> None:
+    obj = ps.CapacityLimiter(1)
     with pytest.raises(TypeError, match="cannot be shared with another process"):
         pickle.dumps(obj)
 
 
 def test_unshareable_primitive_fails_when_passed_to_a_process(ctx: Any) -> None:
-    p = ctx.Process(target=kids.try_lock, args=(ps.Barrier(2), 0.1))
-    with pytest.raises(TypeError, match=r"plait\.Barrier cannot be shared"):
+    p = ctx.Process(target=kids.try_lock, args=(ps.CapacityLimiter(2), 0.1))
+    with pytest.raises(TypeError, match=r"plait\.CapacityLimiter cannot be shared"):
         p.start()
     import threading
 
@@ -416,3 +415,36 @@ def test_condition_notify_one_wakes_one_process(ctx: Any) -> None:
         p.join(30)
     assert sorted(p.exitcode for p in waiters) == [0, 5]  # one notified, one timed out
     assert cond._shared.sems[0]._get_value() == 0
+
+
+def test_barrier_across_processes(ctx: Any) -> None:
+    import threading
+
+    barrier = ps.Barrier(4)
+    procs = [_run(ctx, kids.barrier_wait, barrier, 30) for _ in range(2)]
+    results: list[int] = []
+    thread = threading.Thread(target=lambda: results.append(barrier.wait(30)))
+    thread.start()
+
+    async def main() -> int:
+        return await barrier.async_wait(30)
+
+    results.append(asyncio.run(main()))
+    thread.join(30)
+    for p in procs:
+        p.join(30)
+    indices = sorted(results + [p.exitcode - 10 for p in procs])
+    assert indices == [0, 1, 2, 3]
+    assert barrier.n_waiting == 0 and not barrier.broken
+    # a second round works too, and abort() here breaks a wait there
+    p = _run(ctx, kids.barrier_wait, barrier, 30)
+    deadline = time.monotonic() + 30
+    while barrier.n_waiting < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    barrier.abort()
+    p.join(30)
+    assert p.exitcode == 6
+    assert barrier.broken
+    barrier.reset()
+    assert not barrier.broken

@@ -6,10 +6,9 @@ lock-like) and ``async_X`` forms of its waits. ``CapacityLimiter`` is trio's and
 All are written over the kernel's parking (``plait._core``), so a thread and coroutines on
 several event loops can use one object at the same time, FIFO.
 
-``Lock``, ``RLock``, ``Semaphore``, ``BoundedSemaphore`` and ``Event`` also cross processes:
-the first pickling promotes the object to named POSIX semaphores (``_xproc``/``_shared``);
-objects never shared pay nothing. ``Condition``, ``Barrier`` and ``CapacityLimiter`` refuse
-to be pickled with a ``TypeError`` that says so.
+All but ``CapacityLimiter`` also cross processes: the first pickling promotes the object
+to named POSIX semaphores (``_xproc``/``_shared``); objects never shared pay nothing.
+``CapacityLimiter`` refuses to be pickled with a ``TypeError`` that says so.
 """
 
 from __future__ import annotations

@@ -53,6 +53,7 @@ class Barrier:
         self._timeout = timeout
         self._state = _FILLING
         self._count = 0
+        self._shared: Any = None  # the cross-process state, once promoted (see _shared)
 
     # -- the state machine (every method here runs with the condition's lock held) -----
 
@@ -170,10 +171,10 @@ class Barrier:
         return self._state == _BROKEN
 
     def __reduce__(self) -> tuple[Any, ...]:
-        from plait._sync._shared import not_shareable
+        """Pickling shares the barrier (its phase, count and condition) with a process."""
+        from plait._sync._shared import promote_barrier
 
-        not_shareable(self)
-        raise AssertionError  # pragma: no cover
+        return promote_barrier(self)
 
     def statistics(self) -> BarrierStatistics:
         """A snapshot: parties, waiting parties by kind, and the phase."""

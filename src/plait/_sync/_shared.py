@@ -16,6 +16,7 @@ from types import MappingProxyType, TracebackType
 from typing import Any
 
 from plait._core import WaitQueue, checkpoint, current_strand, hooks
+from plait._sync._barrier import Barrier
 from plait._sync._common import MIGRATED, READY, check_lock_args, waiting_by_kind
 from plait._sync._condition import Condition
 from plait._sync._event import Event
@@ -31,6 +32,7 @@ from plait._sync._stats import (
 from plait._sync._xproc import SEM_MAX, SharedState, bridge, sem_wait
 
 __all__ = [
+    "SharedBarrier",
     "SharedBoundedSemaphore",
     "SharedCondition",
     "SharedEvent",
@@ -39,6 +41,7 @@ __all__ = [
     "SharedSemaphore",
     "not_shareable",
     "promote",
+    "promote_barrier",
     "promote_condition",
 ]
 
@@ -606,6 +609,86 @@ def _rebuild_condition(lock: Any, prefix: str) -> Any:
     return cond
 
 
+def _set_value(sem: Any, value: int) -> None:
+    """Move ``sem`` to exactly ``value`` (only ever done under the owner's shared lock)."""
+    current = sem._get_value()
+    while current < value:
+        sem.release()
+        current += 1
+    while current > value and sem.acquire(False):
+        current -= 1
+
+
+class SharedBarrier(Barrier):
+    """A promoted :class:`plait.Barrier`: its count and phase live in two semaphores.
+
+    The barrier's state machine is unchanged: it reads and writes ``_count`` and
+    ``_state`` only while holding its (shared) condition's lock, and here those two
+    attributes are the semaphores' values.
+    """
+
+    _shared: SharedState
+
+    @property
+    def _count(self) -> int:
+        return int(self._shared.sems[0]._get_value())
+
+    @_count.setter
+    def _count(self, value: int) -> None:
+        _set_value(self._shared.sems[0], value)
+
+    @property
+    def _state(self) -> int:
+        return int(self._shared.sems[1]._get_value()) - 2
+
+    @_state.setter
+    def _state(self, value: int) -> None:
+        _set_value(self._shared.sems[1], value + 2)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            _rebuild_barrier,
+            (self._parties, self._action, self._timeout, self._cond, self._shared.prefix),
+        )
+
+
+def promote_barrier(barrier: Barrier) -> tuple[Any, ...]:
+    """Share ``barrier`` (its condition and lock too); return what pickles it."""
+    if barrier._shared is None:
+        with barrier._cond:
+            if barrier._shared is None:
+                count, phase = barrier._count, barrier._state
+                state = SharedState.create("br", [(count, SEM_MAX), (phase + 2, 3)])
+                barrier.__dict__.pop("_count", None)
+                barrier.__dict__.pop("_state", None)
+                barrier._shared = state
+                barrier.__class__ = SharedBarrier
+                with _known_lock:
+                    _known[state.prefix] = barrier
+            promote_condition(barrier._cond)
+    return barrier.__reduce__()
+
+
+def _rebuild_barrier(
+    parties: int, action: Any, timeout: float | None, cond: Any, prefix: str
+) -> Any:
+    with _known_lock:
+        obj = _known.get(prefix)
+        if obj is not None:
+            return obj
+    state = SharedState.open(prefix, [SEM_MAX, 3], "plait.Barrier")
+    barrier = SharedBarrier.__new__(SharedBarrier)
+    barrier.__dict__.update(
+        _cond=cond, _parties=parties, _action=action, _timeout=timeout, _shared=state
+    )
+    with _known_lock:
+        known = _known.get(prefix)
+        if known is not None:
+            return known
+        _known[prefix] = barrier
+    return barrier
+
+
 # -- promotion and rebuilding -----------------------------------------------------------
 
 
@@ -684,6 +767,6 @@ def not_shareable(obj: object) -> None:
     name = type(obj).__name__
     raise TypeError(
         f"a plait.{name} cannot be shared with another process (Lock, RLock, Condition, "
-        f"Semaphore, BoundedSemaphore and Event can); create the {name} in the process "
-        "that uses it"
+        f"Semaphore, BoundedSemaphore, Event and Barrier can); create the {name} in the "
+        "process that uses it"
     )

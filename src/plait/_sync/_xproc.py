@@ -1,7 +1,7 @@
 """Primitives across processes: promote-on-pickle to named POSIX semaphores.
 
-A ``Lock``, ``RLock``, ``Semaphore``, ``BoundedSemaphore`` or ``Event`` lives in its
-process until it is first pickled -- passed to a process at spawn, or later through a
+A ``Lock``, ``RLock``, ``Condition``, ``Semaphore``, ``BoundedSemaphore``, ``Event`` or
+``Barrier`` lives in its process until it is first pickled -- passed to a process at spawn, or later through a
 queue or pipe to a worker that already runs. Then it is *promoted*: its state moves into
 named semaphores (``/dev/shm/sem.plait_*``), its class becomes the shared variant
 (``obj.__class__`` is swapped, so objects that are never shared keep the lean in-process
@@ -13,6 +13,10 @@ the same semaphores::
                        stay in the owner's process (only the owner reads or writes them)
     Semaphore          one semaphore (the permits); BoundedSemaphore: max = initial value
     Event              mutex (max 1), flag (0/1), generation (counts set() calls)
+    Condition          its lock's, plus sleepers / wake / acks (a notify hands over one
+                       wake per announced waiter and waits for each to be taken)
+    Barrier            its condition's, plus count and phase (read and written only
+                       under that condition's lock)
 
 How each strand kind waits on a shared primitive:
 
@@ -32,8 +36,8 @@ resource tracker (they are registered there) removes them when the process famil
 A process that already opened
 a semaphore keeps using it after the name is gone (POSIX keeps it alive while open); a
 process that unpickles it *after* that gets :class:`plait.BrokenResourceError`, never a
-hang. ``Condition``, ``Barrier`` and ``CapacityLimiter`` do not cross processes yet:
-pickling one raises ``TypeError`` at that call.
+hang. ``CapacityLimiter`` does not cross processes (its borrowers are objects of one
+process): pickling one raises ``TypeError`` at that call.
 
 The shared classes themselves, and promotion, are in ``_shared``; this module is the
 backend they stand on (names, lifetime, how each strand kind waits on a semaphore).
