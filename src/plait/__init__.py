@@ -5,6 +5,7 @@ This module only re-exports; ``__all__`` is the public API (a test checks it).
 
 from __future__ import annotations
 
+import multiprocessing as _multiprocessing
 import threading as _threading
 
 from plait._core import (
@@ -38,6 +39,7 @@ from plait._errors import (
     WorkerCrashed,
     WouldBlock,
 )
+from plait._processes import Process
 from plait._tasks import Task, TaskGroup, gil_enabled
 from plait._threads import Thread
 
@@ -53,6 +55,12 @@ local = _threading.local
 main_thread = _threading.main_thread
 TIMEOUT_MAX = _threading.TIMEOUT_MAX
 
+# multiprocessing's module-level helpers, so that `import plait as multiprocessing` works.
+active_children = _multiprocessing.active_children
+cpu_count = _multiprocessing.cpu_count
+current_process = _multiprocessing.current_process
+parent_process = _multiprocessing.parent_process
+
 __all__ = [
     "TIMEOUT_MAX",
     "BrokenResourceError",
@@ -64,6 +72,7 @@ __all__ = [
     "DeadlockError",
     "Instrument",
     "PlaitError",
+    "Process",
     "RemoteError",
     "SerializationError",
     "Strand",
@@ -73,13 +82,16 @@ __all__ = [
     "WorkerCrashed",
     "WouldBlock",
     "__version__",
+    "active_children",
     "active_count",
     "add_instrument",
     "all_strands",
     "async_checkpoint",
     "async_sleep",
     "checkpoint",
+    "cpu_count",
     "currentThread",
+    "current_process",
     "current_strand",
     "current_thread",
     "enumerate",
@@ -91,6 +103,7 @@ __all__ = [
     "main_thread",
     "move_on_after",
     "move_on_at",
+    "parent_process",
     "remove_instrument",
     "run",
     "sleep",
