@@ -4,8 +4,8 @@ A ``Lock``, ``RLock``, ``Condition``, ``Semaphore``, ``BoundedSemaphore``, ``Eve
 ``Barrier`` lives in its process until it is first pickled -- passed to a process at spawn,
 or later through a queue or pipe to a worker that already runs. Then it is *promoted*: its
 state moves into named semaphores (``/dev/shm/sem.plait_*``), its class becomes the shared
-variant (``obj.__class__`` is swapped, so objects that are never shared keep the lean in-
-process fast paths), and local strands parked on it are woken to wait again on the shared
+variant (``obj.__class__`` is swapped, so objects that are never shared keep the lean
+in-process fast paths), and local strands parked on it are woken to wait again on the shared
 state. Every process then uses the same semaphores::
 
     Lock, RLock        one semaphore, max 1 (1 = free); an RLock's owner strand and depth
