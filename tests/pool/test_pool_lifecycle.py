@@ -77,3 +77,21 @@ def test_statistics_snapshot() -> None:
         assert "running" in repr(p)
     assert p.statistics().state == "closed"
     assert p.statistics().workers_alive == 0
+
+
+def test_waiting_inside_a_callback_raises_instead_of_deadlocking() -> None:
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def callback(_: object) -> None:
+        try:
+            p.apply(h.square, (2,))
+        except RuntimeError as exc:
+            errors.append(exc)
+        done.set()
+
+    with Pool(1) as p:
+        p.apply_async(h.square, (1,), callback=callback)
+        assert done.wait(10)
+    assert errors
+    assert "deadlock" in str(errors[0])

@@ -176,6 +176,17 @@ class Engine:
     def new_id(self) -> int:
         return next(self.ids)
 
+    def forbid_wait_here(self) -> None:
+        """Raise instead of a deadlock: the result thread runs callbacks *and* delivers
+        results, so a callback that waits for a result of this pool would wait forever."""
+        if threading.current_thread() is getattr(self, "result_thread", None):
+            raise RuntimeError(
+                "waiting for a result of this pool inside one of its callbacks would "
+                "deadlock (the callback runs in the thread that delivers results): "
+                "submit with apply_async/submit and a callback instead, or wait in "
+                "another thread"
+            )
+
     def check_open(self) -> None:
         if self.state != RUN:
             raise PoolClosedError(f"Pool not running: it is {self.state} and takes no new work")

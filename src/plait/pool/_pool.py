@@ -215,7 +215,7 @@ class Pool(Executor):
             retries=retries,
             task_timeout=task_timeout,
         )
-        return AsyncResult(future)
+        return AsyncResult(future, self._engine.forbid_wait_here)
 
     def apply(
         self,
@@ -318,7 +318,7 @@ class Pool(Executor):
                 retries=retries,
                 task_timeout=task_timeout,
             )
-        return AsyncResult(future).get(timeout)
+        return AsyncResult(future, self._engine.forbid_wait_here).get(timeout)
 
     def map_async(
         self,
@@ -343,7 +343,8 @@ class Pool(Executor):
                 progress=progress,
                 retries=retries,
                 task_timeout=task_timeout,
-            )
+            ),
+            self._engine.forbid_wait_here,
         )
 
     def starmap(
@@ -389,7 +390,8 @@ class Pool(Executor):
                 progress=progress,
                 retries=retries,
                 task_timeout=task_timeout,
-            )
+            ),
+            self._engine.forbid_wait_here,
         )
 
     def _imap(
@@ -416,7 +418,9 @@ class Pool(Executor):
             limit=None if total is None else map_chunksize(total, self._processes),
         )
         engine = self._engine
-        iterator: IMapIterator[Any] = IMapIterator(ordered, lambda: engine.source_consumed(source))
+        iterator: IMapIterator[Any] = IMapIterator(
+            ordered, lambda: engine.source_consumed(source), engine.forbid_wait_here
+        )
         bar = self._progress_bar(progress, total, fn)
         sink = IterSink(iterator, bar)
 

@@ -38,10 +38,11 @@ class AsyncResult(Generic[T]):
     works from a coroutine on any loop.
     """
 
-    __slots__ = ("future",)
+    __slots__ = ("_guard", "future")
 
-    def __init__(self, future: Future[T]) -> None:
+    def __init__(self, future: Future[T], guard: Callable[[], None] | None = None) -> None:
         self.future = future
+        self._guard = guard  # raises instead of waiting where the wait would deadlock
 
     def ready(self) -> bool:
         return self.future.done()
@@ -53,6 +54,8 @@ class AsyncResult(Generic[T]):
         return not self.future.cancelled() and self.future.exception() is None
 
     def wait(self, timeout: float | None = None) -> None:
+        if self._guard is not None and not self.future.done():
+            self._guard()
         try:
             self.future.exception(timeout)
         except FuturesTimeoutError:
@@ -61,6 +64,8 @@ class AsyncResult(Generic[T]):
             pass
 
     def get(self, timeout: float | None = None) -> T:
+        if self._guard is not None and not self.future.done():
+            self._guard()
         try:
             return self.future.result(timeout)
         except FuturesTimeoutError as exc:
@@ -87,7 +92,13 @@ class IMapIterator(Generic[T]):
     it. ``on_consumed`` tells the pool that room was made, so it reads more input.
     """
 
-    def __init__(self, ordered: bool, on_consumed: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        ordered: bool,
+        on_consumed: Callable[[], None],
+        guard: Callable[[], None] | None = None,
+    ) -> None:
+        self._guard = guard
         self._ordered = ordered
         self._on_consumed = on_consumed
         self._cond = threading.Condition(threading.Lock())
@@ -177,6 +188,8 @@ class IMapIterator(Generic[T]):
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     raise PoolTimeoutError(f"no result within {timeout} s")
+                if self._guard is not None:
+                    self._guard()
                 self._cond.wait(remaining)
         return self._deliver(entry)
 
