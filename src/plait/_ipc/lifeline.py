@@ -6,8 +6,9 @@ Two mechanisms, because neither alone covers every case:
   that exits as soon as the plait parent dies. ``PR_SET_PDEATHSIG`` (Linux) makes the kernel
   send the child SIGKILL at that moment. It is *not* used under ``spawn``, where the OS
   parent is whichever parent thread started the child: that thread's exit would kill it.
-* Everywhere, a daemon thread in the child checks every 100 ms that the plait parent still
-  exists and ends the child with ``os._exit`` when it does not.
+* Everywhere else (``spawn``, or no ``prctl``), a daemon thread in the child checks every
+  100 ms that the plait parent still exists and ends the child with ``os._exit`` when it
+  does not.
 """
 
 from __future__ import annotations
@@ -57,14 +58,42 @@ def _watch(parent_pid: int, original_ppid: int) -> None:
             os._exit(70)
 
 
+def _detach_from_fork_server() -> None:
+    """Drop this child's copy of the fork server's "parent alive" pipe.
+
+    multiprocessing hands every fork-server child the write end of that pipe (so that it
+    can reuse the server for its own children); while any child holds it, the server never
+    sees the parent's death and never exits, and the death signal never comes. A plait
+    child that starts processes of its own gets a fork server of its own instead.
+    """
+    from multiprocessing import forkserver
+
+    server = getattr(forkserver, "_forkserver", None)
+    fd = getattr(server, "_forkserver_alive_fd", None)
+    if server is None or fd is None:
+        return
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+    server._forkserver_alive_fd = None
+    server._forkserver_address = None
+    if hasattr(server, "_forkserver_pid"):
+        server._forkserver_pid = None
+
+
 def install_in_child(parent_pid: int, *, start_method: str) -> None:
     """Arrange for this process to end when the process ``parent_pid`` ends."""
     original_ppid = os.getppid()
     if start_method == "forkserver":
-        _set_pdeathsig()
+        _detach_from_fork_server()
+    if start_method == "forkserver" and _set_pdeathsig():
         # The fork server may already be gone by the time the signal was armed.
         if os.getppid() != original_ppid:
             os._exit(70)
+        # The fork server exits as soon as the parent dies, and the kernel then kills us:
+        # no thread needed (starting one costs about half a millisecond per child).
+        return
     watcher = threading.Thread(
         target=_watch, args=(parent_pid, original_ppid), name="plait-lifeline", daemon=True
     )
