@@ -81,3 +81,14 @@ def test_endless_generator_with_slow_consumer_stays_bounded() -> None:
         stats = p.statistics()
         assert stats.tasks_outstanding < 100
         p.terminate()
+
+
+def test_callbacks_may_submit_past_max_pending() -> None:
+    done = threading.Event()
+    with Pool(1, max_pending=1) as p:
+
+        def again(value: int) -> None:  # runs in the result thread, with the gate full
+            p.apply_async(h.square, (value,), callback=lambda _: done.set())
+
+        p.apply_async(h.square, (2,), callback=again)
+        assert done.wait(10)

@@ -36,6 +36,11 @@ class Gate:
             self.count += 1
             return True
 
+    def force(self) -> None:
+        """Take a place even past the limit (for a thread that must never wait)."""
+        with self._cond:
+            self.count += 1
+
     async def async_acquire(self) -> None:
         loop = asyncio.get_running_loop()
         while True:

@@ -176,10 +176,13 @@ class Engine:
     def new_id(self) -> int:
         return next(self.ids)
 
+    def in_result_thread(self) -> bool:
+        return threading.current_thread() is getattr(self, "result_thread", None)
+
     def forbid_wait_here(self) -> None:
         """Raise instead of a deadlock: the result thread runs callbacks *and* delivers
         results, so a callback that waits for a result of this pool would wait forever."""
-        if threading.current_thread() is getattr(self, "result_thread", None):
+        if self.in_result_thread():
             raise RuntimeError(
                 "waiting for a result of this pool inside one of its callbacks would "
                 "deadlock (the callback runs in the thread that delivers results): "

@@ -170,7 +170,10 @@ class Pool(Executor):
         payload = self._payload(task_id, fn, [(tuple(args), dict(kwargs))], STAR_KW, timeout)
         gate = self._gate if gated else None
         if gate is not None:
-            gate.acquire()
+            if self._engine.in_result_thread():
+                gate.force()  # a callback submitting: waiting here would deadlock
+            else:
+                gate.acquire()
         future: Future[Any] = Future()
         sink = FutureSink(future, callback, error_callback, gate.release if gate else None)
         task = Task(
