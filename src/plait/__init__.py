@@ -8,6 +8,22 @@ from __future__ import annotations
 import multiprocessing as _multiprocessing
 import threading as _threading
 
+from plait._channels import (
+    Connection,
+    ConnectionStatistics,
+    Empty,
+    Full,
+    LifoQueue,
+    Pipe,
+    PriorityQueue,
+    Queue,
+    QueueStatistics,
+    SelectCase,
+    Selected,
+    SimpleQueue,
+    async_select,
+    select,
+)
 from plait._core import (
     CancelScope,
     Instrument,
@@ -40,8 +56,26 @@ from plait._errors import (
     WouldBlock,
 )
 from plait._processes import Process
+from plait._sync import (
+    Barrier,
+    BarrierStatistics,
+    BoundedSemaphore,
+    BrokenBarrierError,
+    CapacityLimiter,
+    CapacityLimiterStatistics,
+    Condition,
+    ConditionStatistics,
+    Event,
+    EventStatistics,
+    Lock,
+    LockStatistics,
+    RLock,
+    Semaphore,
+    SemaphoreStatistics,
+)
 from plait._tasks import Task, TaskGroup, gil_enabled
 from plait._threads import Thread
+from plait.pool import AsyncResult, Pool, PoolClosedError, PoolStatistics, PoolTimeoutError
 
 __version__ = "0.1.0"
 
@@ -60,25 +94,63 @@ active_children = _multiprocessing.active_children
 cpu_count = _multiprocessing.cpu_count
 current_process = _multiprocessing.current_process
 parent_process = _multiprocessing.parent_process
+# The stdlib's Manager for now, so the seed's Manager program runs under
+# `import plait as multiprocessing`; plait's own shared state (plait.shared) will replace it.
+Manager = _multiprocessing.Manager
+TimeoutError = PoolTimeoutError
 
 __all__ = [
     "TIMEOUT_MAX",
+    "AsyncResult",
+    "Barrier",
+    "BarrierStatistics",
+    "BoundedSemaphore",
+    "BrokenBarrierError",
     "BrokenResourceError",
     "BusyResourceError",
     "CancelScope",
     "CancellationIgnored",
     "Cancelled",
+    "CapacityLimiter",
+    "CapacityLimiterStatistics",
     "ClosedError",
+    "Condition",
+    "ConditionStatistics",
+    "Connection",
+    "ConnectionStatistics",
     "DeadlockError",
+    "Empty",
+    "Event",
+    "EventStatistics",
+    "Full",
     "Instrument",
+    "LifoQueue",
+    "Lock",
+    "LockStatistics",
+    "Manager",
+    "Pipe",
     "PlaitError",
+    "Pool",
+    "PoolClosedError",
+    "PoolStatistics",
+    "PoolTimeoutError",
+    "PriorityQueue",
     "Process",
+    "Queue",
+    "QueueStatistics",
+    "RLock",
     "RemoteError",
+    "SelectCase",
+    "Selected",
+    "Semaphore",
+    "SemaphoreStatistics",
     "SerializationError",
+    "SimpleQueue",
     "Strand",
     "Task",
     "TaskGroup",
     "Thread",
+    "TimeoutError",
     "WorkerCrashed",
     "WouldBlock",
     "__version__",
@@ -87,6 +159,7 @@ __all__ = [
     "add_instrument",
     "all_strands",
     "async_checkpoint",
+    "async_select",
     "async_sleep",
     "checkpoint",
     "cpu_count",
@@ -106,6 +179,7 @@ __all__ = [
     "parent_process",
     "remove_instrument",
     "run",
+    "select",
     "sleep",
 ]
 
