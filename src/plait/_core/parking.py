@@ -39,7 +39,7 @@ from collections.abc import Awaitable, Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 from plait._core.instruments import hooks
-from plait._core.strands import Strand, current_strand
+from plait._core.strands import Strand, _by_task, current_strand
 
 if TYPE_CHECKING:
     from plait._core.cancel import CancelScope
@@ -63,6 +63,8 @@ TIMED_OUT = 2
 CANCELLED = 3
 
 _get_running_loop = asyncio._get_running_loop
+_current_task = asyncio.current_task
+_get_ident = threading.get_ident
 _monotonic = time.monotonic
 _TIMEOUT_MAX = threading.TIMEOUT_MAX
 
@@ -85,6 +87,7 @@ class Waiter:
     __slots__ = (
         "data",
         "fut",
+        "ident",
         "interruptible",
         "lock",
         "loop",
@@ -106,6 +109,7 @@ class Waiter:
         self.fut: asyncio.Future[Any] | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.interruptible = False
+        self.ident = 0  # the thread of ``loop`` (an async waiter is made on it)
 
     def wake(self) -> None:
         """Deliver the wake-up decided under the mutex; safe from any thread or loop."""
@@ -113,12 +117,12 @@ class Waiter:
         if fut is None:
             self.lock.release()
             return
-        loop = self.loop
-        assert loop is not None
-        if _get_running_loop() is loop:
+        if _get_ident() == self.ident:  # on the loop's own thread: no hand-off needed
             if not fut.done():
                 fut.set_result(None)
         else:
+            loop = self.loop
+            assert loop is not None
             try:
                 loop.call_soon_threadsafe(_resolve, fut)
             except RuntimeError:  # the loop is closed: its strand is gone already
@@ -175,8 +179,11 @@ class WaitQueue:
         loop = _get_running_loop()
         if loop is None:
             raise RuntimeError("an async_* method must be awaited inside a running event loop")
-        waiter = Waiter(self, current_strand(), on, data)
+        task = _current_task(loop)
+        strand = _by_task.get(task) if task is not None else None
+        waiter = Waiter(self, strand if strand is not None else current_strand(), on, data)
         waiter.loop = loop
+        waiter.ident = _get_ident()
         waiter.fut = loop.create_future()
         self._dq.append(waiter)
         self._count += 1
