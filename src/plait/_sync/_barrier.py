@@ -172,7 +172,7 @@ class Barrier:
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickling shares the barrier (its phase, count and condition) with a process."""
-        from plait._sync._shared import promote_barrier
+        from plait._sync._shared_wait import promote_barrier
 
         return promote_barrier(self)
 

@@ -247,7 +247,7 @@ class Condition:
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickling shares the condition (and its lock) with another process."""
-        from plait._sync._shared import promote_condition
+        from plait._sync._shared_wait import promote_condition
 
         return promote_condition(self)
 

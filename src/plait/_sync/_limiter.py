@@ -124,7 +124,7 @@ class CapacityLimiter:
                 waiter = None
             else:
                 waiter = self._queue.enqueue_current(self, borrower)
-        if waiter is None or park(waiter, timeout):
+        if waiter is None or park(waiter, timeout, self._undo(borrower)):
             if hooks.active:
                 hooks.acquired(current_strand(), self)
             return True

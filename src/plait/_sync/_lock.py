@@ -75,7 +75,7 @@ class _LockCore:
                     self._queue.remove(waiter)
         if shared:  # promoted meanwhile: wait on the shared state
             return bool(self._acquire_slow(me, wait))
-        if got or park(waiter, wait):
+        if got or park(waiter, wait, self._undo):
             if waiter.value is MIGRATED:
                 return bool(self._acquire_slow(me, wait))
             if got:

@@ -47,7 +47,7 @@ class Semaphore:
             return False
         if got is MIGRATED:
             return bool(self.acquire(blocking, timeout))
-        if park(got, timeout):
+        if park(got, timeout, self._give_back):
             if got.value is MIGRATED:
                 return bool(self.acquire(blocking, timeout))
             if hooks.active:

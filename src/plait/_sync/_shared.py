@@ -1,8 +1,8 @@
-"""The shared (promoted) classes, and promotion itself: see ``_xproc`` for the design.
+"""The shared (promoted) lock-like classes and Event, and promotion: see ``_xproc``.
 
 Each class here is the cross-process form of a primitive, with the same API; an object
 becomes one when its ``__reduce__`` first runs (``obj.__class__`` is swapped in place), or
-is built as one when a process unpickles it.
+is built as one when a process unpickles it. Condition and Barrier are in ``_shared_wait``.
 """
 
 from __future__ import annotations
@@ -16,15 +16,12 @@ from types import MappingProxyType, TracebackType
 from typing import Any
 
 from plait._core import WaitQueue, checkpoint, current_strand, hooks
-from plait._sync._barrier import Barrier
 from plait._sync._common import MIGRATED, READY, check_lock_args, waiting_by_kind
-from plait._sync._condition import Condition
 from plait._sync._event import Event
 from plait._sync._lock import Lock
 from plait._sync._rlock import RLock
 from plait._sync._semaphore import BoundedSemaphore, Semaphore, _will_wait
 from plait._sync._stats import (
-    ConditionStatistics,
     EventStatistics,
     LockStatistics,
     SemaphoreStatistics,
@@ -32,20 +29,14 @@ from plait._sync._stats import (
 from plait._sync._xproc import SEM_MAX, SharedState, bridge, sem_wait
 
 __all__ = [
-    "SharedBarrier",
     "SharedBoundedSemaphore",
-    "SharedCondition",
     "SharedEvent",
     "SharedLock",
     "SharedRLock",
     "SharedSemaphore",
     "not_shareable",
     "promote",
-    "promote_barrier",
-    "promote_condition",
 ]
-
-_ACK_LIMIT = 5.0  # how long notify waits for a woken waiter that may have died
 
 _POLL_MIN, _POLL_MAX = 0.00005, 0.005
 _monotonic = time.monotonic
@@ -443,250 +434,6 @@ class SharedEvent(Event):
     def __repr__(self) -> str:
         status = "set" if self.is_set() else "unset"
         return f"<plait.Event at {id(self):#x}: {status}, shared>"
-
-
-class SharedCondition(Condition):
-    """A promoted :class:`plait.Condition` over a shared lock.
-
-    Three semaphores: ``sleepers`` (waiters that announced themselves, under the lock),
-    ``wake`` (one post per notified waiter) and ``acks``. ``notify(n)`` takes up to ``n``
-    announcements, posts that many wakes and, still holding the lock, waits until each
-    was taken, so a waiter that arrives later cannot take a wake meant for an earlier
-    one. A waiter that times out takes its announcement back; if a notify took it first,
-    the wake is owed to it, and it takes that instead (and returns ``True``: notified).
-    Coroutines take wakes through the bridge thread, which acks for them, so a notify
-    made on their own loop never waits for them to run.
-    """
-
-    _shared: SharedState
-
-    def wait(self, timeout: float | None = None) -> bool:
-        me = current_strand()
-        if not self._is_owned(me):
-            raise RuntimeError("cannot wait on un-acquired lock")
-        wait = None if timeout is None else (timeout if timeout > 0 else 0.0)
-        sleepers, wake, acks = self._shared.sems
-        sleepers.release()  # announce, while holding the lock
-        saved = self._release_save(me)
-        pass_on = False
-        try:
-            try:
-                got = sem_wait(self._shared, wake, self, wait)
-            except BaseException:
-                pass_on = self._withdraw()  # notified, but cancelled: hand it on below
-                raise
-            if got:
-                acks.release()
-                return True
-            return self._withdraw()
-        finally:
-            self._acquire_restore(saved, me)
-            if pass_on:
-                self._notify(1)
-
-    def _withdraw(self) -> bool:
-        """Take the announcement back; ``True`` if a notify had counted us already."""
-        sleepers, wake, acks = self._shared.sems
-        if sleepers.acquire(False):
-            return False
-        wake.acquire()  # the notifier posts it right after taking our announcement
-        acks.release()
-        return True
-
-    async def _async_wait(self, me: Any, timeout: float | None) -> bool:
-        if not self._is_owned(me):
-            raise RuntimeError("cannot wait on un-acquired lock")
-        wait = None if timeout is None else (timeout if timeout > 0 else 0.0)
-        gate = bridge(self, index=1, ack=2)
-        handed: list[object] = []
-        cancel: BaseException | None = None
-        self._shared.sems[0].release()  # announce, while holding the lock
-        saved = self._release_save(me)
-        try:
-            notified = bool(await gate.wait(wait, handed.append))
-        except BaseException as exc:  # cancelled; maybe after it was handed a wake
-            cancel = exc
-            notified = bool(handed)
-        if not notified:
-            notified, again = await self._async_withdraw(gate)
-            cancel = cancel or again
-        while True:  # re-take the lock whatever happens, as asyncio.Condition does
-            try:
-                await self._lock._plait_async_acquire_restore(saved, me)
-                break
-            except BaseException as exc:
-                cancel = cancel or exc
-        if cancel is not None:
-            if notified:
-                self._notify(1)  # notified, but cancelled: the notification goes on
-            raise cancel
-        return notified
-
-    async def _async_withdraw(self, gate: Any) -> tuple[bool, BaseException | None]:
-        """Withdraw (see :meth:`_withdraw`); a cancel cannot interrupt it, only be noted."""
-        if self._shared.sems[0].acquire(False):
-            return False, None
-        got: list[object] = []
-        cancel: BaseException | None = None
-        while True:
-            try:
-                await gate.wait(None, got.append)
-                return True, cancel
-            except BaseException as exc:
-                cancel = exc
-                if got:
-                    return True, cancel
-
-    def notify(self, n: int = 1) -> None:
-        if not self._is_owned():
-            raise RuntimeError("cannot notify on un-acquired lock")
-        self._notify(n)
-
-    def _notify(self, n: int) -> None:
-        sleepers, wake, acks = self._shared.sems
-        woken = 0
-        while woken < n and sleepers.acquire(False):
-            wake.release()
-            woken += 1
-        for _ in range(woken):
-            if not acks.acquire(True, _ACK_LIMIT):
-                break  # a waiter that announced itself has died; do not hang on it
-
-    def notify_all(self) -> None:
-        self.notify(SEM_MAX)
-
-    def statistics(self) -> ConditionStatistics:
-        waiting, by_kind = _waiting(self)
-        return ConditionStatistics(
-            waiting=waiting, waiting_by_kind=by_kind, lock=self._lock.statistics()
-        )
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild_condition, (self._lock, self._shared.prefix))
-
-    def __repr__(self) -> str:
-        return f"<plait.Condition({self._lock!r}) shared={self._shared.prefix!r}>"
-
-
-def promote_condition(cond: Condition) -> tuple[Any, ...]:
-    """Share ``cond`` and its lock; return what pickles it."""
-    if not cond._plait:
-        raise TypeError(
-            f"a plait.Condition over {cond._lock!r} cannot be shared with another process: "
-            "give it a plait.Lock or plait.RLock"
-        )
-    promote(cond._lock)
-    woken = []
-    with cond._mutex:
-        if cond._shared is None:
-            state = SharedState.create("cv", [(0, SEM_MAX), (0, SEM_MAX), (0, SEM_MAX)])
-            cond._shared = state
-            cond.__class__ = SharedCondition
-            # Local waiters wake up (a spurious wake-up, which wait_for absorbs) and
-            # from then on wait on the shared semaphores.
-            woken = cond._queue.pop_all(MIGRATED)
-            with _known_lock:
-                _known[state.prefix] = cond
-    for waiter in woken:
-        waiter.wake()
-    return cond.__reduce__()
-
-
-def _rebuild_condition(lock: Any, prefix: str) -> Any:
-    with _known_lock:
-        obj = _known.get(prefix)
-        if obj is not None:
-            return obj
-    state = SharedState.open(prefix, [SEM_MAX, SEM_MAX, SEM_MAX], "plait.Condition")
-    cond = SharedCondition.__new__(SharedCondition)
-    Condition.__init__(cond, lock)
-    cond._shared = state
-    with _known_lock:
-        known = _known.get(prefix)
-        if known is not None:
-            return known
-        _known[prefix] = cond
-    return cond
-
-
-def _set_value(sem: Any, value: int) -> None:
-    """Move ``sem`` to exactly ``value`` (only ever done under the owner's shared lock)."""
-    current = sem._get_value()
-    while current < value:
-        sem.release()
-        current += 1
-    while current > value and sem.acquire(False):
-        current -= 1
-
-
-class SharedBarrier(Barrier):
-    """A promoted :class:`plait.Barrier`: its count and phase live in two semaphores.
-
-    The barrier's state machine is unchanged: it reads and writes ``_count`` and
-    ``_state`` only while holding its (shared) condition's lock, and here those two
-    attributes are the semaphores' values.
-    """
-
-    _shared: SharedState
-
-    @property
-    def _count(self) -> int:
-        return int(self._shared.sems[0]._get_value())
-
-    @_count.setter
-    def _count(self, value: int) -> None:
-        _set_value(self._shared.sems[0], value)
-
-    @property
-    def _state(self) -> int:
-        return int(self._shared.sems[1]._get_value()) - 2
-
-    @_state.setter
-    def _state(self, value: int) -> None:
-        _set_value(self._shared.sems[1], value + 2)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (
-            _rebuild_barrier,
-            (self._parties, self._action, self._timeout, self._cond, self._shared.prefix),
-        )
-
-
-def promote_barrier(barrier: Barrier) -> tuple[Any, ...]:
-    """Share ``barrier`` (its condition and lock too); return what pickles it."""
-    if barrier._shared is None:
-        with barrier._cond:
-            if barrier._shared is None:
-                count, phase = barrier._count, barrier._state
-                state = SharedState.create("br", [(count, SEM_MAX), (phase + 2, 3)])
-                barrier.__dict__.pop("_count", None)
-                barrier.__dict__.pop("_state", None)
-                barrier._shared = state
-                barrier.__class__ = SharedBarrier
-                with _known_lock:
-                    _known[state.prefix] = barrier
-            promote_condition(barrier._cond)
-    return barrier.__reduce__()
-
-
-def _rebuild_barrier(
-    parties: int, action: Any, timeout: float | None, cond: Any, prefix: str
-) -> Any:
-    with _known_lock:
-        obj = _known.get(prefix)
-        if obj is not None:
-            return obj
-    state = SharedState.open(prefix, [SEM_MAX, 3], "plait.Barrier")
-    barrier = SharedBarrier.__new__(SharedBarrier)
-    barrier.__dict__.update(
-        _cond=cond, _parties=parties, _action=action, _timeout=timeout, _shared=state
-    )
-    with _known_lock:
-        known = _known.get(prefix)
-        if known is not None:
-            return known
-        _known[prefix] = barrier
-    return barrier
 
 
 # -- promotion and rebuilding -----------------------------------------------------------
