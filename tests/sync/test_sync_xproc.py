@@ -22,8 +22,18 @@ from plait._ipc.context import get_context
 SHM = Path("/dev/shm")
 
 
-def _sems() -> set[str]:
-    return {p.name for p in SHM.iterdir() if p.name.startswith("sem.plait_sync_")}
+def _sems(everyone: bool = False) -> set[str]:
+    """Named semaphores of shared primitives whose home is this test process.
+
+    Names carry their home pid (``sem.plait_sync_<kind>_<pid>_...``), so another test run
+    on the same machine at the same time never shows up here; ``everyone`` lists all.
+    """
+    mine = f"_{os.getpid()}_"
+    return {
+        p.name
+        for p in SHM.iterdir()
+        if p.name.startswith("sem.plait_sync_") and (everyone or mine in p.name)
+    }
 
 
 @pytest.fixture
@@ -319,9 +329,9 @@ def test_crashed_holder_and_crashed_home_leave_nothing_behind(ctx: Any) -> None:
     del peers
     gc.collect()  # the last participant lets go: the home is dead, so it cleans up
     deadline = time.monotonic() + 10
-    while any(n.startswith(f"sem.{p}") for p in prefixes for n in _sems()):
+    while any(n.startswith(f"sem.{p}") for p in prefixes for n in _sems(everyone=True)):
         if time.monotonic() > deadline:
-            pytest.fail(f"left behind: {sorted(_sems() - before)}")
+            pytest.fail(f"left behind: {sorted(_sems(everyone=True) - before)}")
         time.sleep(0.05)
     with pytest.raises(BrokenResourceError):
         pickle.loads(data[0])
@@ -337,9 +347,9 @@ def test_sweep_removes_names_of_dead_homes(ctx: Any) -> None:
     parent_end.recv()
     home.join(30)
     parent_end.close()
-    assert any(n.startswith(f"sem.{p}") for p in prefixes for n in _sems())
+    assert any(n.startswith(f"sem.{p}") for p in prefixes for n in _sems(everyone=True))
     _xproc.sweep()
-    assert not any(n.startswith(f"sem.{p}") for p in prefixes for n in _sems())
+    assert not any(n.startswith(f"sem.{p}") for p in prefixes for n in _sems(everyone=True))
 
 
 def test_shared_statistics_count_local_waiters() -> None:
