@@ -114,6 +114,7 @@ def promote_and_die(conn: Any) -> None:
     data = [pickle.dumps(o) for o in (lock, sem, ev)]
     conn.send([o._shared.prefix for o in (lock, sem, ev)])
     conn.send(data)
+    conn.recv()  # the parent has opened them (or does not want to)
     conn.close()
     os.kill(os.getpid(), signal.SIGKILL)
 
