@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import threading
 from collections import deque
 from multiprocessing.connection import Connection
@@ -15,7 +16,29 @@ from plait.pool._tasks import Task
 
 __all__ = ["SMALL_PAYLOAD", "WorkerHandle", "join_quietly", "spawn_worker"]
 
-SMALL_PAYLOAD = 32 * 1024  # surely fits in a socket buffer with room to spare
+SMALL_PAYLOAD = 32 * 1024  # surely fits in any socket buffer with room to spare
+SEND_BUFFER = 4 * 1024 * 1024  # asked for (the kernel caps it at net.core.wmem_max)
+
+
+def _grow_send_buffer(fd: int) -> int:
+    """Enlarge the socket's send buffer where allowed; return a safe in-flight budget."""
+    try:
+        sock = socket.socket(fileno=os.dup(fd))
+    except OSError:
+        return SMALL_PAYLOAD
+    try:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
+        except OSError:
+            pass
+        size = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+    except OSError:
+        return SMALL_PAYLOAD
+    finally:
+        sock.close()
+    # The kernel reports twice what it grants for data (the rest is bookkeeping): keep a
+    # wide margin under that.
+    return max(SMALL_PAYLOAD, size // 3)
 
 
 class WorkerHandle:
@@ -23,6 +46,7 @@ class WorkerHandle:
     ``inflight``; the worker writes its progress to row ``row`` of the shared marker."""
 
     __slots__ = (
+        "budget",
         "conn",
         "conn_fd",
         "dead",
@@ -47,6 +71,7 @@ class WorkerHandle:
         self.process = process
         self.conn = conn
         self.conn_fd = conn.fileno()
+        self.budget = _grow_send_buffer(self.conn_fd)
         self.row = row
         self.pid: int = process.pid
         self.sentinel: int = process.sentinel
@@ -76,13 +101,19 @@ class WorkerHandle:
     def post(self, payload: bytes) -> None:
         """Send without ever blocking the calling thread.
 
-        A small message goes at once when no other send to this worker is under way (it
-        fits in the socket buffer). Otherwise this worker's own sender thread sends it, so
+        A message goes at once when no other send to this worker is under way and it
+        surely fits in the socket buffer: everything this worker holds (``inflight``, which
+        includes this message, and whatever of it the worker has not read yet) stays under
+        ``budget`` bytes. Otherwise this worker's own sender thread sends it, so
         a large payload waits only for *this* worker to read it: no other worker, and not
         the result thread, is held up behind it (which could deadlock: the worker would
         wait for us to read its large result while we wait for it to read our task).
         """
-        if len(payload) <= SMALL_PAYLOAD and not self.outbox and self.send_lock.acquire(False):
+        if (
+            not self.outbox
+            and sum(len(t.payload) for t in list(self.inflight.values())) <= self.budget
+            and self.send_lock.acquire(False)
+        ):
             try:
                 self.conn.send_bytes(payload)
             except (OSError, ValueError):
