@@ -403,6 +403,9 @@ def _run_seed(tmp_path: Path, source: str) -> tuple[list[str], float]:
     # The seed sleeps 1 s per child; 0.2 s keeps the test quick and shows the same thing.
     script.write_text(textwrap.dedent(source).replace("time.sleep(1)", "time.sleep(0.2)"))
     env = dict(os.environ, PYTHONPATH=str(SRC))
+    # Buffered children write each line whole at exit; unbuffered, the seed's multi-piece
+    # print() calls from three children interleave (as with multiprocessing itself).
+    env.pop("PYTHONUNBUFFERED", None)
     started = time.monotonic()
     out = subprocess.run(
         [sys.executable, str(script)],

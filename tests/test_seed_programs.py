@@ -33,9 +33,17 @@ needs_process = pytest.mark.skipif(
 )
 
 
-def run_seed(name: str) -> str:
-    """Run ``tests/seeds/<name>.py`` as ``__main__``; return its stdout, fail on an error."""
+def run_seed(name: str, *, unbuffered: bool = True) -> str:
+    """Run ``tests/seeds/<name>.py`` as ``__main__``; return its stdout, fail on an error.
+
+    Thread programs run unbuffered so that lines appear in the order they were printed.
+    Process programs run buffered: the seed's ``print('hello', name, ...)`` writes its
+    pieces one by one, and unbuffered children writing at once interleave the pieces
+    (as they would with multiprocessing); buffered, each child writes its lines at exit.
+    """
     env = dict(os.environ, PYTHONIOENCODING="utf-8", PYTHONUNBUFFERED="1")
+    if not unbuffered:
+        env.pop("PYTHONUNBUFFERED")
     done = subprocess.run(
         [sys.executable, str(SEEDS / f"{name}.py")],
         capture_output=True,
@@ -143,7 +151,7 @@ def test_daemon_t2_is_cut_off() -> None:
 
 @needs_process
 def test_process_direct() -> None:
-    out = run_seed("process_direct")
+    out = run_seed("process_direct", unbuffered=False)
     for i in range(3):
         in_order(out, f"hello alvin:{i}", "end")
     assert out.rstrip().endswith("end")
@@ -151,7 +159,7 @@ def test_process_direct() -> None:
 
 @needs_process
 def test_process_subclass() -> None:
-    out = run_seed("process_subclass")
+    out = run_seed("process_subclass", unbuffered=False)
     for i in range(1, 4):
         in_order(out, f"hello MyProcess-{i}", "end")
     assert out.rstrip().endswith("end")
