@@ -120,6 +120,9 @@ class Engine:
         self.threads_stop = False
         self.feed_requested = False
         self.input_requested = False
+        # All workers now, as multiprocessing.Pool does: a bad start method or environment
+        # fails here, at the call, and work is spread over every worker from the start
+        # (a worker started later would find the first one's queue already full).
         try:
             for _ in range(processes):
                 self._spawn()
@@ -138,6 +141,8 @@ class Engine:
         self.result_thread.start()
         self.feeder_thread.start()
         self.input_thread.start()
+        with self.lock:
+            self.request_feed_locked()
 
     # -- workers ---------------------------------------------------------------------------
     def _spawn(self) -> WorkerHandle:
@@ -158,6 +163,9 @@ class Engine:
             raise
         with self.lock:
             self.workers[row] = handle
+            terminated = self.state == TERMINATE
+        if terminated:  # terminate() ran while this one started: it must not outlive it
+            handle.kill(signal.SIGKILL)
         self._wake()
         return handle
 
@@ -575,6 +583,9 @@ class Engine:
                 log.exception("plait.Pool: could not start a worker")
                 time.sleep(0.1)
                 break
+            with self.lock:
+                assignments = self.assign_locked()  # the new worker takes queued work now
+            self.send(assignments)
         # 2. hand out queued tasks (a pass here also catches anything missed)
         with self.lock:
             assignments = self.assign_locked()
