@@ -101,7 +101,7 @@ def test_coroutine_timeout_in_concurrent_worker() -> None:
     with Pool(1, concurrency=4) as p:
         slow = p.apply_async(h.async_nap, (10,), task_timeout=0.2)
         quick = p.apply_async(h.async_nap, (0.1,))
-        with pytest.raises(TimeoutError):
+        with pytest.raises(TimeoutError, match="cancelled in its worker"):
             slow.get(5)
         assert quick.get(5) > 0
 

@@ -265,7 +265,13 @@ async def _serve_async(conn: Connection, marker: Marker, base: int, concurrency:
             value = _call(fn, item, star)
             if inspect.isawaitable(value):
                 async with limit:
-                    value = await asyncio.wait_for(_await(value), timeout)
+                    try:
+                        value = await asyncio.wait_for(_await(value), timeout)
+                    except TimeoutError:
+                        raise TimeoutError(
+                            f"{_name(fn)} ran longer than task_timeout={timeout} s; it was "
+                            "cancelled in its worker (the worker and its other tasks go on)"
+                        ) from None
             return (0, value)
         except BaseException as exc:
             return (STAGE_RUN, pack_error(exc))
