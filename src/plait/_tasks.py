@@ -26,6 +26,7 @@ import contextvars
 import inspect
 import math
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable, Generator
 from types import TracebackType
@@ -59,6 +60,7 @@ On = Literal["async", "thread", "process", "cpu", "green"]
 _KINDS = ("async", "thread", "process", "cpu", "green")
 
 _get_running_loop = asyncio._get_running_loop
+_get_ident = threading.get_ident
 _CO_COROUTINE = inspect.CO_COROUTINE
 
 
@@ -381,6 +383,7 @@ class TaskGroup:
         self._parent_task: asyncio.Task[Any] | None = None
         self._parent_cancel_requested = False
         self._body: CancelScope | None = None
+        self._loop_ident = 0
         # One bound method for every coroutine child, not one per spawn.
         self._async_done = self._on_async_done
 
@@ -469,10 +472,11 @@ class TaskGroup:
             kind == "async"
             and timeout is None
             and loop is not None
-            and _get_running_loop() is loop
+            and _get_ident() == self._loop_ident
         ):
             # Fast path: a coroutine strand spawned on the group's own loop.
-            atask = loop.create_task(fn(*args), name=task.name)
+            # No name= for asyncio: setting one costs more than the task; the strand has it.
+            atask = loop.create_task(fn(*args))
             task.task = atask
             task.loop = loop
             task.state = "running"
@@ -535,7 +539,7 @@ class TaskGroup:
             coro.close()
             task._finish(None, None, True)
             return
-        atask = loop.create_task(coro, name=task.name, context=context)
+        atask = loop.create_task(coro, context=context)
         task.task = atask
         task.state = "running"
         register(task)
@@ -571,8 +575,6 @@ class TaskGroup:
         pcall.future.add_done_callback(task._on_process_done)
 
     def _arm_process_timeout(self, task: Task[Any], seconds: float) -> None:
-        import threading
-
         def expire() -> None:
             if not task._finished:
                 task._timed_out = True
@@ -658,6 +660,7 @@ class TaskGroup:
         if self._state != "new":
             raise RuntimeError(f"{self!r} can be entered only once")
         self._loop = asyncio.get_running_loop()
+        self._loop_ident = _get_ident()
         self._parent_task = asyncio.current_task()
         if self._parent_task is None:
             raise RuntimeError("`async with TaskGroup()` needs to run inside a task")
