@@ -120,12 +120,13 @@ class Engine:
         self.threads_stop = False
         self.feed_requested = False
         self.input_requested = False
-        # All workers now, as multiprocessing.Pool does: a bad start method or environment
-        # fails here, at the call, and work is spread over every worker from the start
-        # (a worker started later would find the first one's queue already full).
+        # One worker now, so that a bad start method or environment fails here, at the
+        # call; the feeder starts the others meanwhile, so the first result comes sooner.
+        # Until they are all up, each worker holds one task at most ("filling"), so that
+        # the first worker does not take a whole burst that the others should share.
+        self.filling = processes > 1
         try:
-            for _ in range(processes):
-                self._spawn()
+            self._spawn()
         except BaseException:
             self.terminate()
             raise
@@ -254,7 +255,7 @@ class Engine:
         pending = self.pending
         if not pending:
             return out
-        depth = self.depth
+        depth = 1 if self.filling else self.depth
         candidates = [w for w in self.workers.values() if not w.retiring]
         while pending:
             best: WorkerHandle | None = None
@@ -574,6 +575,7 @@ class Engine:
                 failures = self.start_failures
                 lazy = failures >= 3 and not self.pending
                 if missing <= 0 or lazy or (self.state == CLOSE and self.outstanding == 0):
+                    self.filling = False
                     break
             if failures >= 5:
                 time.sleep(min(0.02 * failures, 0.5))
@@ -581,6 +583,8 @@ class Engine:
                 self._spawn()
             except Exception:
                 log.exception("plait.Pool: could not start a worker")
+                with self.lock:
+                    self.filling = False
                 time.sleep(0.1)
                 break
             with self.lock:
