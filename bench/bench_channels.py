@@ -171,112 +171,131 @@ def xproc_stream(impl: str, n: int, size: int) -> float:
     return count / elapsed
 
 
-def median_rate(fn: Callable[[], float], repeat: int) -> tuple[float, list[float]]:
-    fn()  # warm-up
-    runs = [fn() for _ in range(repeat)]
-    return statistics.median(runs), runs
+def interleaved(fns: dict[str, Callable[[], float]], repeat: int) -> dict[str, list[float]]:
+    """Rates of each of ``fns``, their runs taken in turn (a, b, c, a, b, c, ...): on this
+    shared machine a change of load then lands on every implementation alike."""
+    for fn in fns.values():
+        fn()  # warm-up
+    runs: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            runs[name].append(fn())
+    return runs
 
 
 def main() -> None:
     bench = Bench.from_argv("channels")
-    r = bench.scale(5, 2)
+    r = bench.scale(7, 3)
     n = bench.scale(200_000, 20_000)
 
-    def rec(case: str, impl: str, fn: Callable[[], float], base: str, **target: Any) -> None:
-        value, runs = median_rate(fn, r)
-        bench.record(case, impl, value, "msg/s", baseline=base, samples=runs, **target)
+    def case(
+        name: str,
+        base: str,
+        fns: dict[str, Callable[[], float]],
+        target: str | None = None,
+        target_ratio: float | None = None,
+    ) -> None:
+        runs = interleaved(fns, r)
+        for impl, values in runs.items():
+            extra: dict[str, Any] = {}
+            if impl == "plait.Queue":
+                # the ratio of each round's pair, measured back to back: steadier than the
+                # ratio of two medians when the machine's load moves
+                paired = [p / b for p, b in zip(values, runs[base], strict=True)]
+                extra = {
+                    "target": target,
+                    "target_ratio": target_ratio,
+                    "note": f"paired ratio median {statistics.median(paired):.2f} "
+                    f"(range {min(paired):.2f}-{max(paired):.2f})",
+                }
+            bench.record(
+                name,
+                impl,
+                statistics.median(values),
+                "msg/s",
+                baseline=base,
+                samples=values,
+                **extra,
+            )
 
-    case = "coroutine->coroutine stream, unbounded"
-    rec(case, "asyncio.Queue", lambda: coro_stream(asyncio.Queue, False, n), "asyncio.Queue")
-    rec(
-        case,
-        "plait.Queue",
-        lambda: coro_stream(Queue, True, n),
+    case(
+        "coroutine->coroutine stream, unbounded",
         "asyncio.Queue",
-        target=">= 2x asyncio.Queue",
-        target_ratio=2.0,
+        {
+            "asyncio.Queue": lambda: coro_stream(asyncio.Queue, False, n),
+            "plait.Queue": lambda: coro_stream(Queue, True, n),
+        },
+        ">= 2x asyncio.Queue",
+        2.0,
     )
-    case = "coroutine->coroutine stream, maxsize=16"
-    rec(
-        case,
+    case(
+        "coroutine->coroutine stream, maxsize=16",
         "asyncio.Queue",
-        lambda: coro_stream(lambda: asyncio.Queue(16), False, n),
-        "asyncio.Queue",
+        {
+            "asyncio.Queue": lambda: coro_stream(lambda: asyncio.Queue(16), False, n),
+            "plait.Queue": lambda: coro_stream(lambda: Queue(16), True, n),
+        },
+        ">= 2x asyncio.Queue",
+        2.0,
     )
-    rec(
-        case,
-        "plait.Queue",
-        lambda: coro_stream(lambda: Queue(16), True, n),
+    case(
+        "ping-pong, one loop",
         "asyncio.Queue",
-        target=">= 2x asyncio.Queue",
-        target_ratio=2.0,
+        {
+            "asyncio.Queue": lambda: ping_pong(asyncio.Queue, False, n // 4),
+            "plait.Queue": lambda: ping_pong(Queue, True, n // 4),
+        },
+        ">= 1x asyncio.Queue",
+        1.0,
     )
-    case = "ping-pong, one loop"
-    rec(case, "asyncio.Queue", lambda: ping_pong(asyncio.Queue, False, n // 4), "asyncio.Queue")
-    rec(
-        case,
-        "plait.Queue",
-        lambda: ping_pong(Queue, True, n // 4),
-        "asyncio.Queue",
-        target=">= 1x asyncio.Queue",
-        target_ratio=1.0,
-    )
-    case = "thread->thread stream, maxsize=1000"
-    rec(case, "queue.Queue", lambda: thread_stream(queue.Queue(1000), n), "queue.Queue")
-    rec(
-        case,
-        "plait.Queue",
-        lambda: thread_stream(Queue(1000), n),
+    case(
+        "thread->thread stream, maxsize=1000",
         "queue.Queue",
-        target=">= 1x queue.Queue",
-        target_ratio=1.0,
+        {
+            "queue.Queue": lambda: thread_stream(queue.Queue(1000), n),
+            "plait.Queue": lambda: thread_stream(Queue(1000), n),
+        },
+        ">= 1x queue.Queue",
+        1.0,
     )
-    case = "thread->coroutine stream, maxsize=1000"
-    rec(case, "janus", lambda: thread_to_coro("janus", n // 2), "janus")
-    rec(case, "culsans", lambda: thread_to_coro("culsans", n // 2), "janus")
-    rec(
-        case,
-        "plait.Queue",
-        lambda: thread_to_coro("plait", n // 2),
+    case(
+        "thread->coroutine stream, maxsize=1000",
         "janus",
-        target=">= 1.5x janus",
-        target_ratio=1.5,
+        {
+            "janus": lambda: thread_to_coro("janus", n // 2),
+            "culsans": lambda: thread_to_coro("culsans", n // 2),
+            "plait.Queue": lambda: thread_to_coro("plait", n // 2),
+        },
+        ">= 1.5x janus",
+        1.5,
     )
-    case = "process->parent, small ints"
-    rec(
-        case,
+    case(
+        "process->parent, small ints",
         "multiprocessing.Queue",
-        lambda: xproc_stream("multiprocessing.Queue", n, 0),
-        "multiprocessing.Queue",
+        {
+            "multiprocessing.Queue": lambda: xproc_stream("multiprocessing.Queue", n, 0),
+            "faster-fifo": lambda: xproc_stream("faster-fifo", n, 0),
+            "plait.Queue": lambda: xproc_stream("plait", n, 0),
+        },
+        ">= 3x multiprocessing.Queue",
+        3.0,
     )
-    rec(case, "faster-fifo", lambda: xproc_stream("faster-fifo", n, 0), "multiprocessing.Queue")
-    rec(
-        case,
-        "plait.Queue",
-        lambda: xproc_stream("plait", n, 0),
-        "multiprocessing.Queue",
-        target=">= 3x multiprocessing.Queue",
-        target_ratio=3.0,
-    )
-    case = "process->parent, 1 MiB bytes"
     m = bench.scale(1000, 100)
-    rec(case, "faster-fifo", lambda: xproc_stream("faster-fifo", m, 1 << 20), "faster-fifo")
-    rec(
-        case,
-        "multiprocessing.Queue",
-        lambda: xproc_stream("multiprocessing.Queue", m, 1 << 20),
+    case(
+        "process->parent, 1 MiB bytes",
         "faster-fifo",
-    )
-    rec(
-        case,
-        "plait.Queue",
-        lambda: xproc_stream("plait", m, 1 << 20),
-        "faster-fifo",
-        target=">= 1x faster-fifo",
-        target_ratio=1.0,
+        {
+            "faster-fifo": lambda: xproc_stream("faster-fifo", m, 1 << 20),
+            "multiprocessing.Queue": lambda: xproc_stream("multiprocessing.Queue", m, 1 << 20),
+            "plait.Queue": lambda: xproc_stream("plait", m, 1 << 20),
+        },
+        ">= 1x faster-fifo",
+        1.0,
     )
     bench.note(
-        "msg/s, median of runs; in-process cases on asyncio's default loop. Cross-process: "
+        "msg/s, median of runs; the implementations of a case run in turn, round after round "
+        "(so a change of machine load hits them alike), and plait's row notes the median of "
+        "the per-round ratios. In-process cases on asyncio's default loop. Cross-process: "
         "a forkserver child puts, the parent gets; 1 MiB items are `bytes` (plait: through "
         "a shared-memory segment per item)."
     )

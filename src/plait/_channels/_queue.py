@@ -31,9 +31,11 @@ tried.
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import queue as _stdqueue
 import sys
+from _thread import _local as _thread_local
 from _thread import get_ident as _get_ident
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -51,6 +53,7 @@ from plait._core import (
     new_mutex,
     park,
 )
+from plait._core import strands as _strands
 from plait._errors import ClosedError, WouldBlock
 
 if TYPE_CHECKING:
@@ -67,6 +70,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+_get_running_loop = asyncio._get_running_loop
 
 
 class Empty(_stdqueue.Empty, WouldBlock):
@@ -123,13 +127,39 @@ def _check_timeout(block: bool, timeout: float | None) -> float | None:
         raise ValueError("'timeout' must be a non-negative number") from None
 
 
-def _async_waiter(wq: WaitQueue, on: object) -> Waiter:
-    """``wq.async_enqueue_current(on)`` with one running-loop lookup instead of two.
+_tls = _thread_local()
+_current_tasks: Any = getattr(asyncio.tasks, "_current_tasks", None)
+_by_task: Any = getattr(_strands, "_by_task", None)
 
-    On Python 3.11 every ``asyncio._get_running_loop()`` makes a ``getpid()`` system call;
-    the strand already knows its loop.
+
+def _async_strand() -> Any:
+    """``current_strand()`` inside a coroutine, without a system call on the way.
+
+    On Python 3.11 every ``asyncio._get_running_loop()`` makes a ``getpid()`` system call
+    (about as costly as the rest of a park). A thread runs one loop at a time and a running
+    asyncio loop records its thread, so the loop last seen on this thread is still the
+    running one while its ``_thread_id`` is this thread's; its current task maps to the
+    strand. Anything unusual (no such attribute, a task plait has not seen yet) falls back
+    to ``current_strand()``.
     """
-    strand = current_strand()
+    if _current_tasks is None or _by_task is None:
+        return current_strand()
+    ident = _get_ident()
+    loop = getattr(_tls, "loop", None)
+    if loop is None or getattr(loop, "_thread_id", None) != ident:
+        loop = _get_running_loop()
+        if loop is None:
+            return current_strand()
+        _tls.loop = loop
+    strand = _by_task.get(_current_tasks.get(loop))
+    if strand is None:
+        return current_strand()
+    return strand
+
+
+def _async_waiter(wq: WaitQueue, on: object) -> Waiter:
+    """``wq.async_enqueue_current(on)`` with no running-loop lookup: the strand knows its loop."""
+    strand = _async_strand()
     loop = strand.loop
     if loop is None or strand.kind != "async":
         return wq.async_enqueue_current(on=on)

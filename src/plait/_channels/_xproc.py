@@ -62,6 +62,7 @@ _SEMAPHORE = 1
 _SLICE = 0.05  # a helper thread re-checks cancellation this often
 _SEM_NAMES = ("lock", "items", "space", "done")
 _COUNT, _GETTERS, _PUTTERS, _CLOSED = Ring.COUNT, Ring.GETTERS, Ring.PUTTERS, Ring.CLOSED
+_UNFINISHED = Ring.UNFINISHED
 _INLINE = transport.INLINE
 _SPIN = 300
 _RING_WAIT = 0.02  # how long a big frame waits for ring space before it spills
@@ -129,7 +130,13 @@ class SharedQueue:
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
         t = type(item)
-        if t is bytes or t is bytearray:
+        if t is int or t is str or t is float:  # no out-of-band buffers: plain pickle
+            payload = _dumps(item, 5)
+            if len(payload) <= transport.SPILL:
+                kind, seg = _INLINE, None
+            else:
+                kind, payload, seg = transport.encode(item, self.prefix)
+        elif t is bytes or t is bytearray:
             kind, payload, seg = transport.encode(item, self.prefix)
         else:
             buffers: list[Any] = []
@@ -148,16 +155,22 @@ class SharedQueue:
             if not lock.acquire(False):
                 _spin_acquire(lock)
             try:
-                if (
+                pushed = (
                     not hdr[_CLOSED]
                     and (self.maxsize <= 0 or hdr[_COUNT] < self.maxsize)
-                    and self._push(kind, payload)
-                ):
-                    if hooks.active:
-                        hooks.sent(current_strand(), self, item)
-                    return
+                    and self.ring.push(kind, payload)
+                )
+                if pushed:  # self._push's bookkeeping, inlined
+                    hdr[_UNFINISHED] += 1
+                    if hdr[_GETTERS]:
+                        hdr[_GETTERS] -= 1
+                        self.items.release()
             finally:
                 lock.release()
+            if pushed:
+                if hooks.active:
+                    hooks.sent(current_strand(), self, item)
+                return
             # Full: a reader usually makes room within microseconds; look before sleeping,
             # so a steady stream through a full queue makes no system call per item.
             if not spins or hdr[_CLOSED]:

@@ -37,6 +37,9 @@ _FRAME = struct.Struct("qq")  # length, kind
 INLINE, SEGMENT, BYTES, BYTEARRAY = 0, 1, 2, 3  # frame kinds
 RAW_MIN = 4096  # bytes/bytearray items at least this big travel raw, not pickled
 _WRAP = -1
+_pack_into = _FRAME.pack_into
+_unpack_from = _FRAME.unpack_from
+_HEAD, _TAIL, _COUNT = 2, 3, 4  # header word indexes (see Ring)
 
 
 def _dumps(obj: Any, buffers: list[pickle.PickleBuffer] | None) -> bytes:
@@ -162,48 +165,49 @@ class Ring:
         n = len(payload)
         need = 16 + (n + 7) // 8 * 8
         cap = self.cap
-        tail = hdr[self.TAIL]
-        used = tail - hdr[self.HEAD]
+        tail = hdr[_TAIL]
+        used = tail - hdr[_HEAD]
         pos = tail % cap
         to_end = cap - pos
+        data = self.data
         if need > to_end:  # wrap: a marker, then the frame at 0
             if used + to_end + need > cap:
                 return False
             if to_end >= 16:
-                _FRAME.pack_into(self.data, pos, _WRAP, 0)
+                _pack_into(data, pos, _WRAP, 0)
             tail += to_end
             pos = 0
         elif used + need > cap:
             return False
-        data = self.data
-        _FRAME.pack_into(data, pos, n, kind)
+        _pack_into(data, pos, n, kind)
         data[pos + 16 : pos + 16 + n] = payload
-        hdr[self.TAIL] = tail + need
-        hdr[self.COUNT] += 1
+        hdr[_TAIL] = tail + need
+        hdr[_COUNT] += 1
         return True
 
     def pop(self) -> tuple[int, bytes]:
         """Take the oldest frame (``COUNT`` must be > 0)."""
         hdr = self.hdr
+        data = self.data
         cap = self.cap
-        head = hdr[self.HEAD]
+        head = hdr[_HEAD]
         pos = head % cap
-        to_end = cap - pos
-        if to_end < 16:
-            head += to_end
+        if cap - pos < 16:  # no room for a frame header before the end: wrapped
+            head += cap - pos
             pos = 0
+            n, kind = _unpack_from(data, 0)
         else:
-            n, kind = _FRAME.unpack_from(self.data, pos)
+            n, kind = _unpack_from(data, pos)
             if n == _WRAP:
-                head += to_end
+                head += cap - pos
                 pos = 0
-        n, kind = _FRAME.unpack_from(self.data, pos)
-        payload = bytes(self.data[pos + 16 : pos + 16 + n])
+                n, kind = _unpack_from(data, 0)
+        payload = data[pos + 16 : pos + 16 + n].tobytes()
         head += 16 + (n + 7) // 8 * 8
-        if head == hdr[self.TAIL]:
-            head = hdr[self.TAIL] = 0
-        hdr[self.HEAD] = head
-        hdr[self.COUNT] -= 1
+        if head == hdr[_TAIL]:
+            head = hdr[_TAIL] = 0
+        hdr[_HEAD] = head
+        hdr[_COUNT] -= 1
         return kind, payload
 
     def release(self) -> None:
