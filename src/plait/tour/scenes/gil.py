@@ -11,17 +11,9 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import TYPE_CHECKING
 
-import plait
-from plait import Thread, gil_enabled
-from plait._ipc.context import get_context
+from plait import Process, Thread, gil_enabled
 from plait.tour._framework import Scene
-
-if TYPE_CHECKING:
-    from multiprocessing import Process
-else:  # plait.Process once it exists, else the stdlib's from plait's start context
-    Process = getattr(plait, "Process", None) or get_context().Process
 
 __all__ = ["SCENES"]
 

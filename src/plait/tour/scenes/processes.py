@@ -1,8 +1,7 @@
 """Processes (seed S10): the seed's ``Process`` programs, direct and subclassed.
 
 Each child sleeps 0.2 s instead of the seed's 1 s. Children start from plait's context
-(forkserver: never a fork of a process with threads), so the target must be importable or
-picklable — module-level functions and classes are.
+(forkserver: never a fork of a process with threads).
 """
 
 from __future__ import annotations
@@ -10,16 +9,10 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import TYPE_CHECKING
 
 import plait
-from plait._ipc.context import get_context
+from plait import Process
 from plait.tour._framework import Scene
-
-if TYPE_CHECKING:
-    from multiprocessing import Process
-else:  # plait.Process once it exists, else the stdlib's from plait's start context
-    Process = getattr(plait, "Process", None) or get_context().Process
 
 __all__ = ["SCENES"]
 
