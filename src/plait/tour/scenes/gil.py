@@ -46,6 +46,13 @@ def _usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def _load_average() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):  # not on every platform
+        return None
+
+
 def _run_two(kind: str, n: int) -> float:
     workers: list[Thread] | list[Process]
     if kind == "threads":
@@ -64,6 +71,10 @@ def _gil() -> None:
     cores = _usable_cores()
     gil = "on" if gil_enabled() else "off"
     print(f"Python {sys.version.split()[0]}, GIL {gil}, {cores} usable core(s)")
+    load = _load_average()
+    if load is not None:
+        busy = " - busy: other work competes for the cores" if load >= cores * 0.5 else ""
+        print(f"load average (1 min): {load:.1f}{busy}")
     n = _calibrate()
     print(f"one unit of work: burn({n:,}) ~ {TARGET_SECONDS} s here\n")
     # Start the process machinery once so the timing shows the work, not the first start.
