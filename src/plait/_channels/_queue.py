@@ -328,6 +328,8 @@ class Queue(Generic[T]):
             if len(self.queue) + self._reserved < self._limit:  # fast path: there is room
                 self._put(item)
                 self._unfinished += 1
+                if not self._getters._count and not hooks.active:
+                    return  # (the mutex is released on the way out)
                 w = self._handoff() if self._getters._count else None
             else:
                 w = _SLOW
@@ -364,6 +366,8 @@ class Queue(Generic[T]):
             if len(self.queue) + self._reserved < self._limit:
                 self._put(item)
                 self._unfinished += 1
+                if not self._getters._count and not hooks.active:
+                    return
                 w = self._handoff() if self._getters._count else None
             else:
                 w = _SLOW
@@ -474,6 +478,8 @@ class Queue(Generic[T]):
         try:  # fast paths: an item is there, or a plain wait
             if len(self.queue) > self._ready:
                 item = self._get()
+                if not self._putters._count and not hooks.active:
+                    return item  # type: ignore[no-any-return]
                 w = self._offer_slot() if self._putters._count else None
             elif timeout is None and block and self._limit >= 0:
                 waiter = self._getters.enqueue_current(on=self)
@@ -511,6 +517,8 @@ class Queue(Generic[T]):
         try:
             if len(self.queue) > self._ready:
                 item = self._get()
+                if not self._putters._count and not hooks.active:
+                    return item  # type: ignore[no-any-return]
                 w = self._offer_slot() if self._putters._count else None
                 ready = True
             elif timeout is None and block and self._limit >= 0:
@@ -544,7 +552,8 @@ class Queue(Generic[T]):
             if hooks.active:
                 hooks.unparked(strand, self, "woken")
             if waiter.value is RESERVED:  # the common case, inlined: take the kept item
-                with self.mutex:
+                mutex.acquire()
+                try:
                     if self._shared is None and self.queue:
                         self._ready -= 1
                         item = self._get()
@@ -552,6 +561,8 @@ class Queue(Generic[T]):
                         ready = True
                     elif self._shared is None:  # emptied under us: wait again
                         self._ready = max(0, self._ready - 1)
+                finally:
+                    mutex.release()
                 if not ready:  # promoted, or cleared, meanwhile: get the usual way
                     return await self.async_get()
             elif waiter.value is PROMOTED:
