@@ -21,6 +21,7 @@ from plait.pool._protocol import (
     HEADER,
     KIND_CALL,
     MARKER_WIDTH,
+    STAGE_IDLE,
     STAGE_LOAD,
     STAGE_RUN,
     STAGE_SEND,
@@ -141,6 +142,8 @@ def crashed(
         what = task.label if n == 1 else f"{task.label} (item {item + 1} of {n})"
         if stage in (STAGE_LOAD, STAGE_SEND):
             what += f" {where}"
+        elif stage == STAGE_IDLE:
+            what = f"{task.label} (not started: {MAX_REQUEUES + 1} workers died holding it)"
         if engine.concurrency > 1:
             what += " (the worker ran its tasks' coroutines at once; all of them failed)"
         error = WorkerCrashed(pid=worker.pid, exitcode=exitcode, task=what)
