@@ -429,3 +429,36 @@ def test_uvloop_coroutines_and_a_thread() -> None:
     t.start()
     assert uvloop.run(main()) == list(range(300))
     t.join()
+
+
+def test_parked_coroutine_is_its_own_strand_loop_after_loop() -> None:
+    """A coroutine getter parks as its task's strand, on each new loop of a thread (the queue
+    remembers the thread's loop to skip a system call; a closed loop must not fool it)."""
+    from plait._core import current_strand
+
+    async def once() -> None:
+        q: Queue[int] = Queue()
+        me: list[object] = []
+
+        async def getter() -> int:
+            me.append(current_strand())
+            return await q.async_get()
+
+        task = asyncio.ensure_future(getter())
+        await async_wait_parked(on=q, count=1)
+        (strand,) = me
+        assert strand.state == "parked"  # type: ignore[attr-defined]
+        assert strand.parked_on is q  # type: ignore[attr-defined]
+        q.put(7)
+        assert await task == 7
+        assert strand.state != "parked"  # type: ignore[attr-defined]
+
+    for _ in range(3):
+        asyncio.run(once())
+    uvloop = pytest.importorskip("uvloop")
+    uvloop.run(once())
+    done: list[bool] = []
+    t = threading.Thread(target=lambda: (asyncio.run(once()), done.append(True)))
+    t.start()
+    t.join()
+    assert done == [True]

@@ -41,6 +41,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from weakref import ref as _weakref
 
 from plait._core import (
     CANCELLED,
@@ -145,12 +146,13 @@ def _async_strand() -> Any:
     if _current_tasks is None or _by_task is None:
         return current_strand()
     ident = _get_ident()
-    loop = getattr(_tls, "loop", None)
+    ref = getattr(_tls, "loop", None)  # a weak reference: a closed loop is not kept alive
+    loop = ref() if ref is not None else None
     if loop is None or getattr(loop, "_thread_id", None) != ident:
         loop = _get_running_loop()
         if loop is None:
             return current_strand()
-        _tls.loop = loop
+        _tls.loop = _weakref(loop)
     strand = _by_task.get(_current_tasks.get(loop))
     if strand is None:
         return current_strand()
