@@ -372,3 +372,24 @@ def test_run_accepts_plain_and_async_main() -> None:
     with pytest.raises(TypeError, match="not a coroutine object"):
         plait.run(coro)  # type: ignore[arg-type]
     coro.close()
+
+
+def test_keyboard_interrupt_and_system_exit_are_not_wrapped() -> None:
+    with pytest.raises(KeyboardInterrupt), plait.TaskGroup() as tg:
+        t = tg.spawn(plait.sleep, 30)
+        raise KeyboardInterrupt
+    assert t.cancelled()
+
+    def leave() -> None:
+        raise SystemExit(3)
+
+    with pytest.raises(SystemExit), plait.TaskGroup() as tg:
+        tg.spawn(leave)
+
+    async def main() -> None:
+        async with plait.TaskGroup() as tg:
+            tg.spawn(asyncio.sleep, 30)
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        plait.run(main)

@@ -651,6 +651,11 @@ class TaskGroup:
         if body_error is not None:
             self._errors.append(body_error)
         errors, self._errors = self._errors, []
+        for error in errors:
+            # Ctrl-C and sys.exit() stay themselves, as with asyncio.TaskGroup, so that
+            # `except KeyboardInterrupt` still works around a group.
+            if isinstance(error, KeyboardInterrupt | SystemExit):
+                raise error
         if errors:
             raise BaseExceptionGroup(f"unhandled errors in {self!r}", errors)
 
