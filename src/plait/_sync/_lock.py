@@ -35,7 +35,16 @@ __all__ = ["Lock"]
 class _LockCore:
     """The parts ``Lock`` and ``RLock`` share: state, queue, slow paths and hand-off."""
 
-    __slots__ = ("__weakref__", "_count", "_inner", "_mutex", "_owner", "_queue", "_shared")
+    __slots__ = (
+        "__weakref__",
+        "_count",
+        "_inner",
+        "_mutex",
+        "_owed",
+        "_owner",
+        "_queue",
+        "_shared",
+    )
 
     _inner: Any
     _owner: Strand | None
@@ -44,6 +53,7 @@ class _LockCore:
 
     def __init__(self) -> None:
         self._inner = allocate_lock()
+        self._owed = False  # promotion found it held: the holder's release owes one
         self._mutex = new_mutex()
         self._queue = WaitQueue(self._mutex)
         self._owner = None
@@ -123,7 +133,10 @@ class _LockCore:
         if self._queue._count == 0:  # unlocked read; the re-check below closes the race
             self._owner = None
             self._count = 0
-            self._inner.release()
+            inner = self._inner
+            inner.release()
+            if inner is not self._inner:  # promoted while we released the old lock
+                self._settle_promotion()
             if self._queue._count:
                 self._after_free()
             return
@@ -139,6 +152,17 @@ class _LockCore:
             self._owner = waiter.data
             self._count = 1
         waiter.wake()
+
+    def _settle_promotion(self) -> None:
+        """A release began on the in-process lock and the object was shared meanwhile.
+
+        If the promotion found the lock held, the shared semaphore started taken on the
+        holder's behalf: this release is the one it was waiting for, so pay it there too.
+        """
+        with self._mutex:
+            owed, self._owed = self._owed, False
+        if owed:
+            self._inner.release()
 
     def _after_free(self) -> None:
         """A waiter arrived while we freed the lock: re-take it for them if still free."""
@@ -196,7 +220,10 @@ class Lock(_LockCore):
             hooks.released(current_strand(), self)
         if self._queue._count == 0:
             self._owner = None
-            self._inner.release()  # RuntimeError("release unlocked lock"), as threading
+            inner = self._inner
+            inner.release()  # RuntimeError("release unlocked lock"), as threading
+            if inner is not self._inner:  # promoted while we released the old lock
+                self._settle_promotion()
             if self._queue._count:
                 self._after_free()
             return
@@ -247,7 +274,10 @@ class Lock(_LockCore):
             hooks.released(current_strand(), self)
         if self._queue._count == 0:
             self._owner = None
-            self._inner.release()
+            inner = self._inner
+            inner.release()
+            if inner is not self._inner:  # promoted while we released the old lock
+                self._settle_promotion()
             if self._queue._count:
                 self._after_free()
             return READY

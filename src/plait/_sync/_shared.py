@@ -451,6 +451,7 @@ def promote(obj: Any) -> SharedState:
             # (through either class: ``_inner`` is swapped too) frees it.
             free = obj._inner.acquire(False)  # if free, the old lock stays taken for good
             state = SharedState.create("lk", [(1 if free else 0, 1)])
+            obj._owed = not free  # a release in flight on the old lock must pay it here
             obj._inner = state.sems[0]
             new_cls: type = SharedLock if isinstance(obj, Lock) else SharedRLock
         elif isinstance(obj, Semaphore):
