@@ -53,3 +53,38 @@ def test_release_after_promotion_is_not_counted_twice() -> None:
     assert not lock.locked()
     with pytest.raises(RuntimeError, match="release unlocked lock"):
         lock.release()
+
+
+@pytest.mark.parametrize("kind", ["lock", "semaphore", "event"])
+def test_a_wait_moved_by_promotion_keeps_its_deadline(kind: str) -> None:
+    import threading
+    import time
+
+    from plait.testing import wait_parked
+
+    if kind == "lock":
+        obj: Any = plait.Lock()
+        obj.acquire()
+        wait = lambda: obj.acquire(timeout=1.0)  # noqa: E731
+    elif kind == "semaphore":
+        obj = plait.Semaphore(0)
+        wait = lambda: obj.acquire(timeout=1.0)  # noqa: E731
+    else:
+        obj = plait.Event()
+        wait = lambda: obj.wait(timeout=1.0)  # noqa: E731
+    outcome: list[tuple[bool, float]] = []
+
+    def waiter() -> None:
+        t0 = time.monotonic()
+        got = wait()
+        outcome.append((got, time.monotonic() - t0))
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    wait_parked(obj, count=1)
+    time.sleep(0.5)  # a real half of the timeout must pass before the move
+    pickle.dumps(obj)  # promotion moves the waiter to the shared state
+    t.join(10)
+    (got, elapsed) = outcome[0]
+    assert got is False
+    assert elapsed < 1.45, f"the timeout restarted at the move: waited {elapsed:.2f} s"

@@ -8,6 +8,7 @@ messages never drift from the running interpreter's.
 from __future__ import annotations
 
 import asyncio
+import time
 from _thread import allocate_lock
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -15,7 +16,7 @@ from typing import Any
 
 from plait._core import WaitQueue
 
-__all__ = ["MIGRATED", "READY", "check_lock_args", "waiting_by_kind"]
+__all__ = ["MIGRATED", "READY", "check_lock_args", "time_left", "waiting_by_kind"]
 
 #: What a waiter is handed when its primitive was promoted to the cross-process backend
 #: while it waited: it must wait again, on the shared state.
@@ -57,3 +58,14 @@ def waiting_by_kind(queue: WaitQueue) -> Mapping[str, int]:
         kind = waiter.strand.kind
         counts[kind] = counts.get(kind, 0) + 1
     return MappingProxyType(counts)
+
+
+def time_left(timeout: float | None, started: float) -> float | None:
+    """What is left of ``timeout`` seconds counted from ``started`` (``time.monotonic``).
+
+    A wait that moves to the shared state mid-way (the object was sent to a process)
+    continues with this, so its timeout still counts from the original call.
+    """
+    if timeout is None:
+        return None
+    return max(0.0, timeout - (time.monotonic() - started))

@@ -6,12 +6,13 @@
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import Coroutine
 from typing import Any
 
 from plait._core import WOKEN, WaitQueue, async_park, new_mutex, park
-from plait._sync._common import MIGRATED, waiting_by_kind
+from plait._sync._common import MIGRATED, time_left, waiting_by_kind
 from plait._sync._stats import EventStatistics
 
 __all__ = ["Event"]
@@ -82,8 +83,11 @@ class Event:
                 return False
             else:
                 waiter = self._queue.enqueue_current(self)
-        if waiter is None or (park(waiter, timeout) and waiter.value is MIGRATED):
+        if waiter is None:
             return bool(self.wait(timeout))  # promoted meanwhile: wait on the shared flag
+        started = time.monotonic()
+        if park(waiter, timeout) and waiter.value is MIGRATED:
+            return bool(self.wait(time_left(timeout, started)))
         return waiter.state == WOKEN
 
     def async_wait(self, timeout: float | None = None) -> Coroutine[Any, Any, bool]:
@@ -100,8 +104,11 @@ class Event:
                 return False
             else:
                 waiter = self._queue.async_enqueue_current(self)
-        if waiter is None or (await async_park(waiter, timeout) and waiter.value is MIGRATED):
+        if waiter is None:
             return bool(await self._async_wait(timeout))
+        started = time.monotonic()
+        if await async_park(waiter, timeout) and waiter.value is MIGRATED:
+            return bool(await self._async_wait(time_left(timeout, started)))
         return waiter.state == WOKEN
 
     def __reduce__(self) -> tuple[Any, ...]:

@@ -20,13 +20,14 @@ on Python 3.11 runs the coroutine in a new task) still gives the lock to the cal
 
 from __future__ import annotations
 
+import time
 from _thread import allocate_lock
 from collections.abc import Awaitable, Coroutine
 from types import TracebackType
 from typing import Any
 
 from plait._core import Strand, WaitQueue, async_park, current_strand, hooks, new_mutex, park
-from plait._sync._common import MIGRATED, READY, check_lock_args, waiting_by_kind
+from plait._sync._common import MIGRATED, READY, check_lock_args, time_left, waiting_by_kind
 from plait._sync._stats import LockStatistics
 
 __all__ = ["Lock"]
@@ -85,9 +86,10 @@ class _LockCore:
                     self._queue.remove(waiter)
         if shared:  # promoted meanwhile: wait on the shared state
             return bool(self._acquire_slow(me, wait))
+        started = time.monotonic()
         if got or park(waiter, wait, self._undo):
             if waiter.value is MIGRATED:
-                return bool(self._acquire_slow(me, wait))
+                return bool(self._acquire_slow(me, time_left(wait, started)))
             if got:
                 self._owner = me
                 self._count = 1
@@ -111,9 +113,10 @@ class _LockCore:
                     self._queue.remove(waiter)
         if shared:  # promoted meanwhile: wait on the shared state
             return bool(await self._async_acquire_slow(me, wait))
+        started = time.monotonic()
         if got or await async_park(waiter, wait, self._undo):
             if waiter.value is MIGRATED:
-                return bool(await self._async_acquire_slow(me, wait))
+                return bool(await self._async_acquire_slow(me, time_left(wait, started)))
             if got:
                 self._owner = me
                 self._count = 1

@@ -13,7 +13,7 @@ from types import TracebackType
 from typing import Any
 
 from plait._core import WaitQueue, async_park, current_strand, hooks, new_mutex, park
-from plait._sync._common import MIGRATED, READY, waiting_by_kind
+from plait._sync._common import MIGRATED, READY, time_left, waiting_by_kind
 from plait._sync._stats import SemaphoreStatistics
 
 __all__ = ["BoundedSemaphore", "Semaphore"]
@@ -47,9 +47,10 @@ class Semaphore:
             return False
         if got is MIGRATED:
             return bool(self.acquire(blocking, timeout))
+        started = time.monotonic()
         if park(got, timeout, self._give_back):
             if got.value is MIGRATED:
-                return bool(self.acquire(blocking, timeout))
+                return bool(self.acquire(blocking, time_left(timeout, started)))
             if hooks.active:
                 hooks.acquired(current_strand(), self)
             return True
@@ -97,9 +98,10 @@ class Semaphore:
             return False
         if got is MIGRATED:
             return bool(await self._async_acquire(blocking, timeout))
+        started = time.monotonic()
         if await async_park(got, timeout, self._give_back):
             if got.value is MIGRATED:
-                return bool(await self._async_acquire(blocking, timeout))
+                return bool(await self._async_acquire(blocking, time_left(timeout, started)))
             if hooks.active:
                 hooks.acquired(current_strand(), self)
             return True
