@@ -178,3 +178,30 @@ def test_async_enqueue_outside_loop_is_a_clear_error() -> None:
     box = Box()
     with box.mutex, pytest.raises(RuntimeError, match="running event loop"):
         box.q.async_enqueue_current(box)
+
+
+def test_handover_to_a_coroutine_whose_loop_closed_is_given_back() -> None:
+    box = Box()
+    loop = asyncio.new_event_loop()
+    parked = threading.Event()
+
+    async def getter() -> None:
+        with box.mutex:
+            w = box.q.async_enqueue_current(box)
+        parked.set()
+        await async_park(w, None, undo=box._put_back)
+
+    task = loop.create_task(getter())
+    loop.run_until_complete(asyncio.sleep(0.01))
+    assert parked.is_set()
+    loop.close()  # the loop dies with the coroutine still parked (a bug in user code)
+
+    def put_from_thread() -> None:
+        box.put("kept")
+
+    t = threading.Thread(target=put_from_thread)
+    t.start()
+    t.join(5)
+    assert box.items == ["kept"]
+    task.get_coro().close()  # what garbage collection would do: no second give-back
+    assert box.items == ["kept"]

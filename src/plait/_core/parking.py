@@ -95,6 +95,7 @@ class Waiter:
         "queue",
         "state",
         "strand",
+        "undo",
         "value",
     )
 
@@ -110,6 +111,7 @@ class Waiter:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.interruptible = False
         self.ident = 0  # the thread of ``loop`` (an async waiter is made on it)
+        self.undo: Callable[[Any], None] | None = None
 
     def wake(self) -> None:
         """Deliver the wake-up decided under the mutex; safe from any thread or loop."""
@@ -125,8 +127,12 @@ class Waiter:
             assert loop is not None
             try:
                 loop.call_soon_threadsafe(_resolve, fut)
-            except RuntimeError:  # the loop is closed: its strand is gone already
-                pass
+            except RuntimeError:
+                # The loop is closed: its coroutine will never run again. Give back what
+                # it was handed (a lock, a permit, an item) rather than lose it for good.
+                if self.undo is not None and self.state == WOKEN:
+                    self.state = CANCELLED  # given back once, here, never again
+                    self.undo(self.value)
 
     def __repr__(self) -> str:
         state = ("queued", "woken", "timed out", "cancelled")[self.state]
@@ -362,6 +368,7 @@ class _AsyncPark:
     ) -> None:
         self._waiter = waiter
         self._undo = undo
+        waiter.undo = undo
         self._started = False
         self._handle: asyncio.TimerHandle | None = None
         if timeout is not None:
