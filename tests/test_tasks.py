@@ -393,3 +393,19 @@ def test_keyboard_interrupt_and_system_exit_are_not_wrapped() -> None:
 
     with pytest.raises(KeyboardInterrupt):
         plait.run(main)
+
+
+def exit_three() -> None:
+    import sys
+
+    sys.exit(3)
+
+
+def test_process_that_exits_without_a_result_says_why() -> None:
+    with pytest.raises(BaseExceptionGroup) as info, plait.TaskGroup() as tg:
+        tg.spawn(exit_three, on="process")
+    (exc,) = info.value.exceptions
+    assert isinstance(exc, plait.WorkerCrashed)
+    assert exc.exitcode == 3
+    assert exc.signal is None
+    assert "SystemExit(3)" in str(exc)

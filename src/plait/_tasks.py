@@ -51,7 +51,7 @@ from plait._core import (
     unregister,
 )
 from plait._core.strands import _by_task, _ids
-from plait._errors import CancellationIgnored, Cancelled
+from plait._errors import CancellationIgnored, Cancelled, WorkerCrashed
 
 __all__ = ["On", "Task", "TaskGroup", "gil_enabled"]
 
@@ -346,6 +346,18 @@ class Task(Strand, Generic[T]):
             return
         try:
             result = fut.result()
+        except (SystemExit, KeyboardInterrupt) as exc:
+            # The child's own exit is not the parent's: it must never end this process.
+            code = exc.code if isinstance(exc, SystemExit) else None
+            crashed = WorkerCrashed(
+                f"process strand {self.name!r} (pid {self.pid}) ended by "
+                f"{type(exc).__name__}({code!r}) before returning a result",
+                pid=self.pid,
+                exitcode=code if isinstance(code, int) else 1,
+                task=self.name,
+            )
+            crashed.__cause__ = exc
+            self._finish(None, crashed, False)
         except BaseException as exc:
             self._finish(None, exc, False)
         else:

@@ -224,6 +224,14 @@ class Process(mp_process.BaseProcess):
         error: BaseException | None = None
         if outcome is None:
             error = WorkerCrashed(pid=popen.pid, exitcode=popen.returncode, task=self._plait_label)
+            if popen.returncode is not None and popen.returncode > 0:
+                error.message += (
+                    " before reporting a result (sys.exit() in it, or a failure while the child"
+                    " imported the main module: see the child's traceback on stderr; a main"
+                    " module that starts processes at import time needs"
+                    " `if __name__ == '__main__':`)"
+                )
+                error.args = (error.message,)
         elif outcome[0] != "ok":
             error = outcome[1]
         strand = self._plait_strand
