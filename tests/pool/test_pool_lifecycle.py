@@ -66,6 +66,11 @@ def test_join_before_consuming_reads_the_whole_input() -> None:
 def test_statistics_snapshot() -> None:
     with Pool(2) as p:
         assert p.map(h.square, range(10), 1) == [x * x for x in range(10)]
+        # The second worker may still be starting on a loaded machine: wait for it (with a
+        # deadline) rather than assume it beat ten tiny tasks.
+        deadline = time.monotonic() + 10
+        while p.statistics().workers_alive < 2 and time.monotonic() < deadline:
+            time.sleep(0.005)
         stats = p.statistics()
         assert stats.state == "running"
         assert stats.processes == 2
