@@ -389,7 +389,28 @@ class Queue(Generic[T]):
             waiter = self._put_or_enqueue(item, wait, True)
         if waiter is None:
             return
-        if not await async_park(waiter, wait, self._undo_put):
+        if wait is None:  # async_park's protocol inlined, as for a getter (a bounded stream)
+            strand = waiter.strand
+            strand.state = "parked"
+            strand.parked_on = self
+            strand.waiter = waiter
+            if hooks.active:
+                hooks.parked(strand, self)
+            try:
+                await waiter.fut  # type: ignore[misc]
+            except BaseException:
+                _unpark(strand)
+                with self.mutex:
+                    removed = self._putters.remove(waiter, CANCELLED)
+                if not removed:
+                    self._undo_put(waiter.value)
+                if hooks.active:
+                    hooks.unparked(strand, self, "cancelled")
+                raise
+            _unpark(strand)
+            if hooks.active:
+                hooks.unparked(strand, self, "woken")
+        elif not await async_park(waiter, wait, self._undo_put):
             raise Full
         self._after_reserved(waiter.value, item)
 
