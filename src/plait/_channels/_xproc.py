@@ -63,6 +63,7 @@ _SLICE = 0.05  # a helper thread re-checks cancellation this often
 _SEM_NAMES = ("lock", "items", "space", "done")
 _COUNT, _GETTERS, _PUTTERS, _CLOSED = Ring.COUNT, Ring.GETTERS, Ring.PUTTERS, Ring.CLOSED
 _UNFINISHED = Ring.UNFINISHED
+_SPILL = transport.SPILL
 _INLINE = transport.INLINE
 _SPIN = 300
 _RING_WAIT = 0.02  # how long a big frame waits for ring space before it spills
@@ -132,7 +133,7 @@ class SharedQueue:
         t = type(item)
         if t is int or t is str or t is float:  # no out-of-band buffers: plain pickle
             payload = _dumps(item, 5)
-            if len(payload) <= transport.SPILL:
+            if len(payload) <= _SPILL:
                 kind, seg = _INLINE, None
             else:
                 kind, payload, seg = transport.encode(item, self.prefix)
@@ -150,14 +151,15 @@ class SharedQueue:
                 kind, seg = _INLINE, None
         hdr = self.hdr
         lock = self.lock
-        spins = _SPIN if block and self.maxsize > 0 else 0
+        maxsize = self.maxsize
+        spins = _SPIN if block and maxsize > 0 else 0
         while seg is None and timeout is None:  # fast path: room in the ring, no waiting
             if not lock.acquire(False):
                 _spin_acquire(lock)
             try:
                 pushed = (
                     not hdr[_CLOSED]
-                    and (self.maxsize <= 0 or hdr[_COUNT] < self.maxsize)
+                    and (maxsize <= 0 or hdr[_COUNT] < maxsize)
                     and self.ring.push(kind, payload)
                 )
                 if pushed:  # self._push's bookkeeping, inlined
@@ -176,7 +178,6 @@ class SharedQueue:
             if not spins or hdr[_CLOSED]:
                 break
             spins -= 1
-            maxsize = self.maxsize
             while spins and hdr[_COUNT] >= maxsize:
                 spins -= 1
         self._put_wait(item, kind, payload, seg, block, timeout)

@@ -163,25 +163,36 @@ class Ring:
         """Append one frame; ``False`` if it does not fit (the caller spills it)."""
         hdr = self.hdr
         n = len(payload)
-        need = 16 + (n + 7) // 8 * 8
+        need = 16 + ((n + 7) & -8)
         cap = self.cap
         tail = hdr[_TAIL]
-        used = tail - hdr[_HEAD]
         pos = tail % cap
-        to_end = cap - pos
-        data = self.data
-        if need > to_end:  # wrap: a marker, then the frame at 0
-            if used + to_end + need > cap:
-                return False
-            if to_end >= 16:
-                _pack_into(data, pos, _WRAP, 0)
-            tail += to_end
-            pos = 0
-        elif used + need > cap:
+        if need > cap - pos:
+            return self._push_wrapped(kind, payload, tail, pos)
+        if tail - hdr[_HEAD] + need > cap:
             return False
+        data = self.data
         _pack_into(data, pos, n, kind)
         data[pos + 16 : pos + 16 + n] = payload
         hdr[_TAIL] = tail + need
+        hdr[_COUNT] += 1
+        return True
+
+    def _push_wrapped(self, kind: int, payload: bytes, tail: int, pos: int) -> bool:
+        """The frame does not fit before the end: a wrap marker, then the frame at 0."""
+        hdr = self.hdr
+        n = len(payload)
+        need = 16 + ((n + 7) & -8)
+        cap = self.cap
+        to_end = cap - pos
+        if tail - hdr[_HEAD] + to_end + need > cap:
+            return False
+        data = self.data
+        if to_end >= 16:
+            _pack_into(data, pos, _WRAP, 0)
+        _pack_into(data, 0, n, kind)
+        data[16 : 16 + n] = payload
+        hdr[_TAIL] = tail + to_end + need
         hdr[_COUNT] += 1
         return True
 
@@ -203,7 +214,7 @@ class Ring:
                 pos = 0
                 n, kind = _unpack_from(data, 0)
         payload = data[pos + 16 : pos + 16 + n].tobytes()
-        head += 16 + (n + 7) // 8 * 8
+        head += 16 + ((n + 7) & -8)
         if head == hdr[_TAIL]:
             head = hdr[_TAIL] = 0
         hdr[_HEAD] = head
