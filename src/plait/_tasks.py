@@ -387,6 +387,9 @@ class TaskGroup:
         self._mutex = new_mutex()
         self._waitq = WaitQueue(self._mutex)
         self._pending: set[Task[Any]] = set()
+        # Coroutine children spawned on the fast path are counted, not kept in _pending:
+        # _by_task already holds them (see _children), and a set entry per child costs.
+        self._n_fast = 0
         self._errors: list[BaseException] = []
         self._state = "new"
         self._aborting = False
@@ -415,9 +418,9 @@ class TaskGroup:
                 fast = True
                 task._result = atask.result()
                 task._finished = True
-                pending = self._pending
-                pending.discard(task)
-                woken = self._waitq.pop_all() if not pending and self._waitq else None
+                self._n_fast -= 1
+                idle = not self._n_fast and not self._pending
+                woken = self._waitq.pop_all() if idle and self._waitq else None
         if not fast:
             task._on_async_done(atask)
         elif woken:
@@ -426,7 +429,8 @@ class TaskGroup:
 
     def __repr__(self) -> str:
         name = f" {self.name!r}" if self.name else ""
-        return f"<plait.TaskGroup{name} {self._state}, {len(self._pending)} running>"
+        running = len(self._pending) + self._n_fast
+        return f"<plait.TaskGroup{name} {self._state}, {running} running>"
 
     # -- spawning ---------------------------------------------------------------------
 
@@ -494,7 +498,7 @@ class TaskGroup:
             task.state = "running"
             _by_task[atask] = task
             with self._mutex:
-                self._pending.add(task)
+                self._n_fast += 1
             atask.add_done_callback(self._async_done)
             if hooks.active:
                 hooks.spawned(task)
@@ -602,7 +606,10 @@ class TaskGroup:
     def _child_done_locked(self, task: Task[Any]) -> tuple[bool, list[Waiter] | None]:
         """Account for a finished child (mutex held); says whether it is the first failure."""
         pending = self._pending
-        pending.discard(task)
+        if task in pending:
+            pending.discard(task)
+        else:  # a coroutine child of the fast path
+            self._n_fast -= 1
         first_failure = False
         if task._error is not None:
             self._errors.append(task._error)
@@ -611,7 +618,7 @@ class TaskGroup:
                 self._aborting = True
         # The exit waits for the last child; after the first failure it also needs a
         # wake-up to start counting the grace period of stuck threads.
-        if (first_failure or not pending) and self._waitq:
+        if (first_failure or (not pending and not self._n_fast)) and self._waitq:
             return first_failure, self._waitq.pop_all()
         return first_failure, None
 
@@ -622,6 +629,8 @@ class TaskGroup:
             if self._abort_time == math.inf:
                 self._abort_time = time.monotonic()
             children = list(self._pending)
+        if self._n_fast:
+            children.extend(self._fast_children())
         for child in children:
             child.cancel()
         if not stop_body or self._state != "open":
@@ -636,6 +645,19 @@ class TaskGroup:
                 self._parent_task.cancel()
             else:
                 loop.call_soon_threadsafe(self._parent_task.cancel)
+
+    def _fast_children(self) -> list[Task[Any]]:
+        """The running coroutine children that are not in _pending (found by their task)."""
+        for _ in range(5):
+            try:
+                return [
+                    t
+                    for t in list(_by_task.values())
+                    if t.parent is self and isinstance(t, Task)
+                ]
+            except RuntimeError:  # resized by another thread while we copied: again
+                continue
+        return []  # pragma: no cover - only under extreme churn
 
     def cancel(self) -> None:
         """Cancel every strand of the group and the code in its body. Thread-safe."""
@@ -698,7 +720,7 @@ class TaskGroup:
         self._state = "exiting"
         while True:
             with self._mutex:
-                if not self._pending:
+                if not self._pending and not self._n_fast:
                     break
                 waiter = self._waitq.async_enqueue_current(self)
             try:
@@ -708,7 +730,7 @@ class TaskGroup:
                     propagate = cancel
                     self._abort(stop_body=False)
             else:
-                if self._pending and self._wait_deadline() == 0.0:
+                if (self._pending or self._n_fast) and self._wait_deadline() == 0.0:
                     self._errors.extend(self._abandoned())
         self._state = "exited"
         parent = self._parent_task
@@ -766,7 +788,7 @@ class TaskGroup:
         try:
             while True:
                 with self._mutex:
-                    if not self._pending:
+                    if not self._pending and not self._n_fast:
                         break
                     waiter = self._waitq.enqueue_current(self)
                 try:
@@ -780,7 +802,7 @@ class TaskGroup:
                     outer = next((s for s in scopes if s.cancel_called), None)
                     if outer is not None and not self._aborting:
                         self._abort(stop_body=False)
-                    if self._pending and self._wait_deadline() == 0.0:
+                    if (self._pending or self._n_fast) and self._wait_deadline() == 0.0:
                         self._errors.extend(self._abandoned())
         finally:
             strand.cancel_scopes = scopes

@@ -87,12 +87,14 @@ class Waiter:
     __slots__ = (
         "data",
         "fut",
+        "handle",
         "ident",
         "interruptible",
         "lock",
         "loop",
         "on",
         "queue",
+        "started",
         "state",
         "strand",
         "undo",
@@ -112,6 +114,8 @@ class Waiter:
         self.interruptible = False
         self.ident = 0  # the thread of ``loop`` (an async waiter is made on it)
         self.undo: Callable[[Any], None] | None = None
+        self.handle: asyncio.TimerHandle | None = None  # an async park's timeout timer
+        self.started = False  # an async park has yielded its future
 
     def wake(self) -> None:
         """Deliver the wake-up decided under the mutex; safe from any thread or loop."""
@@ -133,6 +137,31 @@ class Waiter:
                 if self.undo is not None and self.state == WOKEN:
                     self.state = CANCELLED  # given back once, here, never again
                     self.undo(self.value)
+
+    # -- awaitable protocol (see async_park) ---------------------------------------------
+
+    def __await__(self) -> Generator[Any, Any, bool]:
+        return self  # type: ignore[return-value] # an iterator with send/throw, like a Future
+
+    def __iter__(self) -> Waiter:
+        return self
+
+    def __next__(self) -> Any:
+        return _park_send(self, None)
+
+    def send(self, value: Any) -> Any:
+        return _park_send(self, value)
+
+    def throw(
+        self,
+        typ: type[BaseException] | BaseException,
+        val: BaseException | None = None,
+        tb: Any = None,
+    ) -> Any:
+        return _park_throw(self, typ, val, tb)
+
+    def close(self) -> None:
+        _park_close(self)
 
     def __repr__(self) -> str:
         state = ("queued", "woken", "timed out", "cancelled")[self.state]
@@ -352,104 +381,75 @@ def interrupt(strand: Strand) -> None:
         waiter.wake()
 
 
-class _AsyncPark:
-    """The awaitable :func:`async_park` returns: an iterator, not a coroutine.
-
-    A parked coroutine strand is one of the things plait must keep cheap (10,000 parked
-    strands are normal). A coroutine here would add a frame to every parked strand; this
-    object is a few slots, and it speaks the same protocol as ``asyncio.Future.__await__``:
-    it yields the waiter's future once, then returns whether the waiter was woken.
-    """
-
-    __slots__ = ("_handle", "_started", "_undo", "_waiter")
-
-    def __init__(
-        self, waiter: Waiter, timeout: float | None, undo: Callable[[Any], None] | None
-    ) -> None:
-        self._waiter = waiter
-        self._undo = undo
-        waiter.undo = undo
-        self._started = False
-        self._handle: asyncio.TimerHandle | None = None
-        if timeout is not None:
-            loop = waiter.loop
-            assert loop is not None
-            assert waiter.fut is not None
-            self._handle = loop.call_later(timeout, _resolve, waiter.fut)
-
-    def __await__(self) -> Generator[Any, Any, bool]:
-        return self  # type: ignore[return-value] # an iterator with send/throw, like a Future
-
-    def __iter__(self) -> _AsyncPark:
-        return self
-
-    def __next__(self) -> Any:
-        return self.send(None)
-
-    def send(self, _value: Any) -> Any:
-        waiter = self._waiter
-        if not self._started:
-            self._started = True
-            fut = waiter.fut
-            assert fut is not None
-            strand = waiter.strand
-            strand.state = "parked"
-            strand.parked_on = waiter.on
-            strand.waiter = waiter
-            if hooks.active:
-                hooks.parked(strand, waiter.on)
-            if not fut.done():
-                fut._asyncio_future_blocking = True
-                return fut
-        raise StopIteration(self._finish())
-
-    def _unpark(self) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
-        strand = self._waiter.strand
-        strand.state = "running"
-        strand.parked_on = None
-        strand.waiter = None
-
-    def _finish(self) -> bool:
-        self._unpark()
-        waiter = self._waiter
-        if waiter.state == QUEUED:  # the timer fired first
-            with waiter.queue.mutex:
-                waiter.queue.remove(waiter)
+def _park_send(waiter: Waiter, _value: Any) -> Any:
+    """First call: mark the strand parked and yield the future; then: finish."""
+    if not waiter.started:
+        waiter.started = True
+        fut = waiter.fut
+        assert fut is not None
+        strand = waiter.strand
+        strand.state = "parked"
+        strand.parked_on = waiter.on
+        strand.waiter = waiter
         if hooks.active:
-            hooks.unparked(
-                waiter.strand, waiter.on, ("queued", "woken", "timeout", "cancelled")[waiter.state]
-            )
-        return waiter.state == WOKEN
+            hooks.parked(strand, waiter.on)
+        if not fut.done():
+            fut._asyncio_future_blocking = True
+            return fut
+    raise StopIteration(_park_finish(waiter))
 
-    def _abandon(self) -> None:
-        self._unpark()
-        waiter = self._waiter
+
+def _park_unpark(waiter: Waiter) -> None:
+    handle = waiter.handle
+    if handle is not None:
+        handle.cancel()
+        waiter.handle = None
+    strand = waiter.strand
+    strand.state = "running"
+    strand.parked_on = None
+    strand.waiter = None
+
+
+def _park_finish(waiter: Waiter) -> bool:
+    _park_unpark(waiter)
+    if waiter.state == QUEUED:  # the timer fired first
         with waiter.queue.mutex:
-            removed = waiter.queue.remove(waiter, CANCELLED)
-        if not removed and waiter.state == WOKEN and self._undo is not None:
-            self._undo(waiter.value)
-        if hooks.active:
-            hooks.unparked(waiter.strand, waiter.on, "cancelled")
+            waiter.queue.remove(waiter)
+    if hooks.active:
+        hooks.unparked(
+            waiter.strand, waiter.on, ("queued", "woken", "timeout", "cancelled")[waiter.state]
+        )
+    return waiter.state == WOKEN
 
-    def throw(
-        self,
-        typ: type[BaseException] | BaseException,
-        val: BaseException | None = None,
-        tb: Any = None,
-    ) -> Any:
-        self._abandon()
-        if isinstance(typ, BaseException):
-            raise typ
-        if val is None:
-            val = typ()
-        raise val.with_traceback(tb) if tb is not None else val
 
-    def close(self) -> None:
-        if self._started and self._waiter.strand.waiter is self._waiter:
-            self._abandon()
+def _park_abandon(waiter: Waiter) -> None:
+    _park_unpark(waiter)
+    with waiter.queue.mutex:
+        removed = waiter.queue.remove(waiter, CANCELLED)
+    if not removed and waiter.state == WOKEN and waiter.undo is not None:
+        waiter.state = CANCELLED  # given back once, here, never again
+        waiter.undo(waiter.value)
+    if hooks.active:
+        hooks.unparked(waiter.strand, waiter.on, "cancelled")
+
+
+def _park_throw(
+    waiter: Waiter,
+    typ: type[BaseException] | BaseException,
+    val: BaseException | None = None,
+    tb: Any = None,
+) -> Any:
+    _park_abandon(waiter)
+    if isinstance(typ, BaseException):
+        raise typ
+    if val is None:
+        val = typ()
+    raise val.with_traceback(tb) if tb is not None else val
+
+
+def _park_close(waiter: Waiter) -> None:
+    if waiter.started and waiter.strand.waiter is waiter:
+        _park_abandon(waiter)
 
 
 def async_park(
@@ -461,8 +461,19 @@ def async_park(
 
     On cancellation the waiter is removed; if it had already been handed a value,
     ``undo(value)`` gives it back before the cancellation propagates.
+
+    The awaitable is the waiter itself: a parked coroutine strand is one of the things plait
+    must keep cheap (10,000 parked strands are normal), so there is no coroutine frame and
+    no extra object. It speaks ``asyncio.Future.__await__``'s protocol: it yields the
+    waiter's future once, then returns whether the waiter was woken.
     """
-    return _AsyncPark(waiter, timeout, undo)
+    waiter.undo = undo
+    if timeout is not None:
+        loop = waiter.loop
+        assert loop is not None
+        assert waiter.fut is not None
+        waiter.handle = loop.call_later(timeout, _resolve, waiter.fut)
+    return waiter
 
 
 def new_mutex() -> Any:

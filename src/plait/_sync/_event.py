@@ -85,7 +85,7 @@ class Event:
                 waiter = self._queue.enqueue_current(self)
         if waiter is None:
             return bool(self.wait(timeout))  # promoted meanwhile: wait on the shared flag
-        started = time.monotonic()
+        started = time.monotonic() if timeout is not None else 0.0
         if park(waiter, timeout) and waiter.value is MIGRATED:
             return bool(self.wait(time_left(timeout, started)))
         return waiter.state == WOKEN
@@ -106,7 +106,7 @@ class Event:
                 waiter = self._queue.async_enqueue_current(self)
         if waiter is None:
             return bool(await self._async_wait(timeout))
-        started = time.monotonic()
+        started = time.monotonic() if timeout is not None else 0.0
         if await async_park(waiter, timeout) and waiter.value is MIGRATED:
             return bool(await self._async_wait(time_left(timeout, started)))
         return waiter.state == WOKEN

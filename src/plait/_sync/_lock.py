@@ -86,7 +86,7 @@ class _LockCore:
                     self._queue.remove(waiter)
         if shared:  # promoted meanwhile: wait on the shared state
             return bool(self._acquire_slow(me, wait))
-        started = time.monotonic()
+        started = time.monotonic() if wait is not None else 0.0
         if got or park(waiter, wait, self._undo):
             if waiter.value is MIGRATED:
                 return bool(self._acquire_slow(me, time_left(wait, started)))
@@ -113,7 +113,7 @@ class _LockCore:
                     self._queue.remove(waiter)
         if shared:  # promoted meanwhile: wait on the shared state
             return bool(await self._async_acquire_slow(me, wait))
-        started = time.monotonic()
+        started = time.monotonic() if wait is not None else 0.0
         if got or await async_park(waiter, wait, self._undo):
             if waiter.value is MIGRATED:
                 return bool(await self._async_acquire_slow(me, time_left(wait, started)))

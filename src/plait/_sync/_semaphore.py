@@ -47,7 +47,7 @@ class Semaphore:
             return False
         if got is MIGRATED:
             return bool(self.acquire(blocking, timeout))
-        started = time.monotonic()
+        started = time.monotonic() if timeout is not None else 0.0
         if park(got, timeout, self._give_back):
             if got.value is MIGRATED:
                 return bool(self.acquire(blocking, time_left(timeout, started)))
@@ -98,7 +98,7 @@ class Semaphore:
             return False
         if got is MIGRATED:
             return bool(await self._async_acquire(blocking, timeout))
-        started = time.monotonic()
+        started = time.monotonic() if timeout is not None else 0.0
         if await async_park(got, timeout, self._give_back):
             if got.value is MIGRATED:
                 return bool(await self._async_acquire(blocking, time_left(timeout, started)))
