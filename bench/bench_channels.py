@@ -205,8 +205,8 @@ def main() -> None:
                 extra = {
                     "target": target,
                     "target_ratio": target_ratio,
-                    "note": f"paired ratio median {statistics.median(paired):.2f} "
-                    f"(range {min(paired):.2f}-{max(paired):.2f})",
+                    "note": f"paired ratios: median {statistics.median(paired):.2f}x, "
+                    f"{min(paired):.2f}-{max(paired):.2f}x",
                 }
             bench.record(
                 name,
@@ -294,8 +294,9 @@ def main() -> None:
     )
     bench.note(
         "msg/s, median of runs; the implementations of a case run in turn, round after round "
-        "(so a change of machine load hits them alike), and plait's row notes the median of "
-        "the per-round ratios. In-process cases on asyncio's default loop. Cross-process: "
+        "(so a change of machine load hits them alike); plait's row notes the median and "
+        "range of the per-round ratios (plait / baseline, same round). In-process cases on "
+        "asyncio's default loop. Cross-process: "
         "a forkserver child puts, the parent gets; 1 MiB items are `bytes` (plait: through "
         "a shared-memory segment per item)."
     )
