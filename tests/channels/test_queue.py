@@ -462,3 +462,43 @@ def test_parked_coroutine_is_its_own_strand_loop_after_loop() -> None:
     t.start()
     t.join()
     assert done == [True]
+
+
+@pytest.mark.parametrize("timeout", [None, 30.0])
+@pytest.mark.parametrize("from_thread", [False, True])
+def test_item_kept_for_a_coroutine_whose_loop_closed_goes_to_the_next_getter(
+    timeout: float | None, from_thread: bool
+) -> None:
+    """A loop closed with a coroutine still parked on a get (a bug in user code): the item a
+    later put keeps for it is given back, not lost, and the next getter takes it."""
+    q: Queue[str] = Queue()
+    loop = asyncio.new_event_loop()
+    task = loop.create_task(q.async_get(timeout=timeout))
+    loop.run_until_complete(async_wait_parked(on=q, count=1))
+    loop.close()
+    if from_thread:
+        t = threading.Thread(target=q.put, args=("kept",))
+        t.start()
+        t.join()
+    else:
+        q.put("kept")
+    assert q.get(timeout=5) == "kept"
+    task.get_coro().close()  # what garbage collection would do: no second give-back
+    task._log_destroy_pending = False  # type: ignore[attr-defined] # (its loop is gone)
+    assert q.qsize() == 0
+    assert q.statistics().getters_waiting == 0
+
+
+def test_slot_kept_for_a_coroutine_putter_whose_loop_closed_goes_to_the_next_putter() -> None:
+    q: Queue[str] = Queue(1)
+    q.put("first")
+    loop = asyncio.new_event_loop()
+    task = loop.create_task(q.async_put("lost with its loop"))
+    loop.run_until_complete(async_wait_parked(on=q, count=1))
+    loop.close()
+    assert q.get() == "first"  # frees the slot, kept for the dead putter: it is given back
+    q.put("second", timeout=5)
+    assert q.get_nowait() == "second"
+    task.get_coro().close()
+    task._log_destroy_pending = False  # type: ignore[attr-defined] # (its loop is gone)
+    assert q.empty()

@@ -45,6 +45,7 @@ from weakref import ref as _weakref
 
 from plait._core import (
     CANCELLED,
+    WOKEN,
     Waiter,
     WaitQueue,
     async_park,
@@ -167,6 +168,7 @@ def _async_waiter(wq: WaitQueue, on: object) -> Waiter:
         return wq.async_enqueue_current(on=on)
     w = Waiter(wq, strand, on, None)
     w.loop = loop
+    w.ident = _get_ident()  # the loop's thread: a wake from it needs no hand-off
     w.fut = loop.create_future()
     wq._dq.append(w)
     wq._count += 1
@@ -176,9 +178,14 @@ def _async_waiter(wq: WaitQueue, on: object) -> Waiter:
 def _wake(w: Waiter) -> None:
     """``w.wake()``, knowing "am I on the waiter's loop thread" without a system call."""
     fut = w.fut
-    if fut is not None and getattr(w.loop, "_thread_id", None) == _get_ident():
+    if fut is not None and w.ident == _get_ident():
         if not fut.done():
-            fut.set_result(None)
+            try:
+                fut.set_result(None)
+            except RuntimeError:  # its loop is closed: the coroutine never runs again
+                if w.undo is not None and w.state == WOKEN:
+                    w.state = CANCELLED  # give back what it was handed, once
+                    w.undo(w.value)
         return
     w.wake()
 
@@ -351,8 +358,10 @@ class Queue(Generic[T]):
             return
         wait = _check_timeout(block, timeout)
         with self.mutex:
-            waiter = self._put_or_enqueue(item, wait, False)
+            waiter, woken = self._put_or_enqueue(item, wait, False)
         if waiter is None:
+            if woken is not None:
+                _wake(woken)
             return
         if not park(waiter, wait, self._undo_put):
             raise Full
@@ -386,10 +395,13 @@ class Queue(Generic[T]):
             return
         wait = _check_timeout(block, timeout)
         with self.mutex:
-            waiter = self._put_or_enqueue(item, wait, True)
+            waiter, woken = self._put_or_enqueue(item, wait, True)
         if waiter is None:
+            if woken is not None:
+                _wake(woken)
             return
         if wait is None:  # async_park's protocol inlined, as for a getter (a bounded stream)
+            waiter.undo = self._undo_put
             strand = waiter.strand
             strand.state = "parked"
             strand.parked_on = self
@@ -399,13 +411,7 @@ class Queue(Generic[T]):
             try:
                 await waiter.fut  # type: ignore[misc]
             except BaseException:
-                _unpark(strand)
-                with self.mutex:
-                    removed = self._putters.remove(waiter, CANCELLED)
-                if not removed:
-                    self._undo_put(waiter.value)
-                if hooks.active:
-                    hooks.unparked(strand, self, "cancelled")
+                self._abandon(waiter, self._putters)
                 raise
             _unpark(strand)
             if hooks.active:
@@ -414,22 +420,27 @@ class Queue(Generic[T]):
             raise Full
         self._after_reserved(waiter.value, item)
 
-    def _put_or_enqueue(self, item: Any, wait: float | None, is_async: bool) -> Waiter | None:
-        """Put now if possible (mutex held), else return a fresh putter waiter."""
+    def _put_or_enqueue(
+        self, item: Any, wait: float | None, is_async: bool
+    ) -> tuple[Waiter | None, Waiter | None]:
+        """Put now if possible (mutex held), else make a putter waiter to park.
+
+        Returns ``(None, getter to wake or None)`` or ``(putter waiter, None)``. The caller
+        wakes after releasing the mutex: a wake can call back into the queue (a coroutine
+        whose loop has closed gives its kept item back).
+        """
         if self._closed:
             raise ClosedError(f"put() on a closed queue {self!r}")
         if len(self.queue) + self._reserved < self._limit:
             w = self._store(item)
-            if w is not None:
-                _wake(w)
             if hooks.active:
                 hooks.sent(current_strand(), self, item)
-            return None
+            return None, w
         if wait == 0.0:
             raise Full
         if is_async:
-            return _async_waiter(self._putters, self)
-        return self._putters.enqueue_current(on=self)
+            return _async_waiter(self._putters, self), None
+        return self._putters.enqueue_current(on=self), None
 
     def put_nowait(self, item: T) -> None:
         """Put ``item`` if there is room now, else raise :class:`Full`."""
@@ -525,8 +536,10 @@ class Queue(Generic[T]):
             return self._shared.get(block, timeout)
         wait = _check_timeout(block, timeout)
         with self.mutex:
-            ready, got = self._take_or_enqueue(wait, False)
+            ready, got, woken = self._take_or_enqueue(wait, False)
         if ready:
+            if woken is not None:
+                _wake(woken)
             return got
         return self._got(park(got, wait, self._undo_get), got)
 
@@ -554,6 +567,7 @@ class Queue(Generic[T]):
         if waiter is not None:
             # async_park's protocol, inlined for the hottest wait in plait: park the strand,
             # await the waiter's future, give back a kept item if cancelled after the wake.
+            waiter.undo = self._undo_get  # (a wake that finds the loop closed gives back)
             strand = waiter.strand
             strand.state = "parked"
             strand.parked_on = self
@@ -563,13 +577,7 @@ class Queue(Generic[T]):
             try:
                 await waiter.fut  # type: ignore[misc]
             except BaseException:
-                _unpark(strand)
-                with self.mutex:
-                    removed = self._getters.remove(waiter, CANCELLED)
-                if not removed:
-                    self._undo_get(waiter.value)
-                if hooks.active:
-                    hooks.unparked(strand, self, "cancelled")
+                self._abandon(waiter, self._getters)
                 raise
             _unpark(strand)
             if hooks.active:
@@ -602,31 +610,34 @@ class Queue(Generic[T]):
             return await self._shared.async_get(block, timeout)  # type: ignore[no-any-return]
         wait = _check_timeout(block, timeout)
         with self.mutex:
-            ready, got = self._take_or_enqueue(wait, True)
+            ready, got, putter = self._take_or_enqueue(wait, True)
         if ready:
+            if putter is not None:
+                _wake(putter)
             return got  # type: ignore[no-any-return]
         woken = await async_park(got, wait, self._undo_get)
         if woken and got.value is PROMOTED:
             return await self._backend().async_get(block, timeout)  # type: ignore[no-any-return]
         return self._got(woken, got)  # type: ignore[no-any-return]
 
-    def _take_or_enqueue(self, wait: float | None, is_async: bool) -> tuple[bool, Any]:
-        """``(True, item)`` if one can be taken now (mutex held), else ``(False, waiter)``."""
+    def _take_or_enqueue(
+        self, wait: float | None, is_async: bool
+    ) -> tuple[bool, Any, Waiter | None]:
+        """``(True, item, putter to wake or None)`` if one can be taken now (mutex held),
+        else ``(False, waiter, None)``; the caller wakes after releasing the mutex."""
         if len(self.queue) > self._ready:
             item = self._get()
             w = self._offer_slot() if self._putters._count else None
-            if w is not None:
-                _wake(w)
             if hooks.active:
                 hooks.received(current_strand(), self, item)
-            return True, item
+            return True, item, w
         if self._closed:
             raise ClosedError(f"get() on a closed, drained queue {self!r}")
         if wait == 0.0:
             raise Empty
         if is_async:
-            return False, _async_waiter(self._getters, self)
-        return False, self._getters.enqueue_current(on=self)
+            return False, _async_waiter(self._getters, self), None
+        return False, self._getters.enqueue_current(on=self), None
 
     def get_nowait(self) -> T:
         """Take an item if one is queued now, else raise :class:`Empty`."""
@@ -661,6 +672,19 @@ class Queue(Generic[T]):
         if hooks.active:
             hooks.received(current_strand(), self, item)
         return item
+
+    def _abandon(self, waiter: Waiter, wq: WaitQueue) -> None:
+        """An inlined coroutine park was cancelled (or closed): leave the wait queue, or
+        give back what the waiter was handed -- once, as the kernel's park does."""
+        strand = waiter.strand
+        _unpark(strand)
+        with self.mutex:
+            removed = wq.remove(waiter, CANCELLED)
+        if not removed and waiter.state == WOKEN and waiter.undo is not None:
+            waiter.state = CANCELLED  # given back once, here, never again
+            waiter.undo(waiter.value)
+        if hooks.active:
+            hooks.unparked(strand, self, "cancelled")
 
     def _undo_get(self, value: Any) -> None:
         """A getter cancelled after an item was kept for it: offer the item to the next."""
