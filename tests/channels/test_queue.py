@@ -502,3 +502,25 @@ def test_slot_kept_for_a_coroutine_putter_whose_loop_closed_goes_to_the_next_put
     task.get_coro().close()
     task._log_destroy_pending = False  # type: ignore[attr-defined] # (its loop is gone)
     assert q.empty()
+
+
+async def test_coroutine_strand_of_a_task_group_parks_as_itself() -> None:
+    """A coroutine spawned by a plait TaskGroup parks on a queue as its own strand."""
+    import plait
+    from plait._core import current_strand
+
+    q: Queue[int] = Queue()
+    seen: list[object] = []
+
+    async def getter() -> int:
+        seen.append(current_strand())
+        return await q.async_get()
+
+    async with plait.TaskGroup() as tg:
+        task = tg.spawn(getter)
+        await async_wait_parked(on=q, count=1)
+        (strand,) = seen
+        assert strand.state == "parked"  # type: ignore[attr-defined]
+        assert strand.parked_on is q  # type: ignore[attr-defined]
+        await q.async_put(5)
+    assert task.result() == 5

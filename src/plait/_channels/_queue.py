@@ -132,6 +132,8 @@ def _check_timeout(block: bool, timeout: float | None) -> float | None:
 _tls = _thread_local()
 _current_tasks: Any = getattr(asyncio.tasks, "_current_tasks", None)
 _by_task: Any = getattr(_strands, "_by_task", None)
+# task types that are their own strand (the kernel fills this set in place), if any
+_self_strand_types: Any = getattr(_strands, "_self_strand_types", frozenset())
 
 
 def _async_strand() -> Any:
@@ -154,7 +156,10 @@ def _async_strand() -> Any:
         if loop is None:
             return current_strand()
         _tls.loop = _weakref(loop)
-    strand = _by_task.get(_current_tasks.get(loop))
+    task = _current_tasks.get(loop)
+    if type(task) in _self_strand_types:
+        return task
+    strand = _by_task.get(task)
     if strand is None:
         return current_strand()
     return strand
