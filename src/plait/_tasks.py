@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import functools
 import inspect
 import math
 import sys
@@ -50,7 +51,12 @@ from plait._core import (
     runtime,
     unregister,
 )
-from plait._core.strands import _by_task, _ids
+from plait._core.strands import (
+    _by_task,
+    _ids,
+    note_self_strand_loop,
+    register_self_strand_type,
+)
 from plait._errors import CancellationIgnored, Cancelled, WorkerCrashed
 
 __all__ = ["On", "Task", "TaskGroup", "gil_enabled"]
@@ -79,7 +85,7 @@ def gil_enabled() -> bool:
     return True if probe is None else bool(probe())
 
 
-class Task(Strand, Generic[T]):
+class Task(Strand, Generic[T]):  # an ABC (via Strand): _CoroStrand registers as one
     """A strand started by :meth:`TaskGroup.spawn`, and the handle to its outcome.
 
     Await it (``await task``) or wait with ``task.result(timeout=...)``. ``result()``
@@ -364,6 +370,154 @@ class Task(Strand, Generic[T]):
             self._finish(result, None, False)
 
 
+class _CoroStrand(asyncio.Task):  # type: ignore[type-arg]
+    """A coroutine strand spawned on its group's own loop: the asyncio task *is* the strand.
+
+    This is the fast path of ``spawn``: one object per strand (asyncio's own task, with a
+    few slots of plait's), no registry entry (asyncio lists tasks per loop), so spawning a
+    coroutine strand costs about what ``asyncio.TaskGroup.create_task`` costs. It has the
+    :class:`Task` API (``result(timeout=)``, ``wait``, ``async_wait``, ``kind``, ``name``,
+    thread-safe ``cancel``) and is registered as a :class:`Task` and a :class:`Strand`.
+    """
+
+    __slots__ = ("_name", "parent", "parked_on", "sid", "state", "waiter")
+
+    _name: str
+    parent: Any
+    parked_on: object | None
+    sid: int
+    state: str
+    waiter: Any
+    kind: StrandKind = "async"
+    implicit = False
+    ident = None
+    pid = None
+    cancel_scopes: tuple[()] = ()
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self.get_loop()
+
+    @property
+    def task(self) -> asyncio.Task[Any]:
+        return self
+
+    @property
+    def id(self) -> int:
+        return self.sid
+
+    @property
+    def name(self) -> str:
+        try:
+            return self._name
+        except AttributeError:  # not named at spawn: the coroutine's function names it
+            return str(getattr(self.get_coro(), "__qualname__", f"async-{self.sid}"))
+
+    def __repr__(self) -> str:
+        if not self.done():
+            state = self.state
+        elif self.cancelled():
+            state = "cancelled"
+        elif self.exception() is not None:
+            state = f"failed: {type(self.exception()).__name__}"
+        else:
+            state = "done"
+        return f"<plait.Task #{self.sid} async {self.name!r} {state}>"
+
+    def cancel(self, msg: Any = None) -> bool:
+        """Ask the strand to stop; ``False`` if it already finished. Thread-safe."""
+        if self.done():
+            return False
+        loop = self.get_loop()
+        if _get_running_loop() is loop:
+            return super().cancel(msg)
+        try:
+            loop.call_soon_threadsafe(self._cancel_here, msg)
+        except RuntimeError:
+            return False
+        return True
+
+    def _cancel_here(self, msg: Any) -> None:
+        if not self.done():
+            super().cancel(msg)
+
+    def result(self, timeout: float | None = 0) -> Any:
+        """As :meth:`Task.result`: ``timeout=0`` does not wait."""
+        if not self.done():
+            timeout = check_timeout(timeout)
+            if timeout == 0:
+                raise asyncio.InvalidStateError(
+                    f"{self!r} is not done yet: `await` it, let its TaskGroup exit, "
+                    f"or call result(timeout=SECONDS) to wait"
+                )
+            if not self.wait(timeout):
+                raise TimeoutError(f"{self!r} did not finish within {timeout} s")
+        return super().result()
+
+    def exception(self, timeout: float | None = 0) -> BaseException | None:
+        """As :meth:`Task.exception`."""
+        if not self.done():
+            self.result(timeout)  # waits, or raises as result() does
+        return super().exception()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the strand is done; ``False`` if ``timeout`` passed first."""
+        timeout = check_timeout(timeout)
+        if self.done():
+            return True
+        if _get_running_loop() is self.get_loop():
+            raise RuntimeError(
+                f"waiting for {self!r} with a blocking call from a coroutine of its own "
+                f"event loop would deadlock: use `await task` instead"
+            )
+        group: TaskGroup = self.parent
+        with group._mutex:
+            queue = group._task_waitq(self)
+            waiter = queue.enqueue_current(self)
+            if self.state == "done":  # enqueued first, then looked (see _on_coro_done)
+                queue.remove(waiter)
+                return True
+        return park(waiter, timeout) or self.done()
+
+    async def async_wait(self) -> None:
+        """Suspend the calling coroutine (on any loop) until the strand is done."""
+        if self.done():
+            return
+        if _get_running_loop() is self.get_loop():
+            await asyncio.wait((self,))
+            return
+        group: TaskGroup = self.parent
+        with group._mutex:
+            queue = group._task_waitq(self)
+            waiter = queue.async_enqueue_current(self)
+            if self.state == "done":  # enqueued first, then looked (see _on_coro_done)
+                queue.remove(waiter)
+                return
+        await async_park(waiter, None)
+
+    async def async_result(self) -> Any:
+        """Await the strand and return its result."""
+        await self.async_wait()
+        return super().result()
+
+    def add_done_callback(self, fn: Any, *, context: Any = None) -> None:
+        """Call ``fn(task)`` when the strand finishes; thread-safe."""
+        loop = self.get_loop()
+        if _get_running_loop() is loop:
+            super().add_done_callback(fn, context=context)
+        else:
+            loop.call_soon_threadsafe(
+                functools.partial(super().add_done_callback, fn, context=context)
+            )
+
+
+register_self_strand_type(_CoroStrand)
+Task.register(_CoroStrand)
+# asyncio's own (C) methods, skipping the overrides above where plait calls them itself.
+_add_done = asyncio.Task.add_done_callback
+_exception = asyncio.Task.exception
+
+
 async def _run_with_timeout(coro: Awaitable[T], seconds: float, task: Task[T]) -> T:
     scope = CancelScope(deadline=time.monotonic() + seconds, raise_on_timeout=True)
     try:
@@ -400,32 +554,48 @@ class TaskGroup:
         self._body: CancelScope | None = None
         self._loop_ident = 0
         # One bound method for every coroutine child, not one per spawn.
-        self._async_done = self._on_async_done
+        self._coro_done = self._on_coro_done
+        self._waits: dict[_CoroStrand, WaitQueue] = {}  # blocking waits on coroutine children
 
-    def _on_async_done(self, atask: asyncio.Task[Any]) -> None:
-        task: Task[Any] | None = _by_task.pop(atask, None)  # type: ignore[assignment]
-        if task is None:
-            return
-        if atask.cancelled() or atask.exception() is not None or hooks.active:
-            task._on_async_done(atask)
-            return
-        # Fast path: a coroutine child returned normally.
-        task.state = "done"
+    def _task_waitq(self, task: _CoroStrand) -> WaitQueue:
+        """The wait queue of ``task`` (mutex held), made on first use."""
+        q = self._waits.get(task)
+        if q is None:
+            q = self._waits[task] = WaitQueue(self._mutex)
+        return q
+
+    def _on_coro_done(self, t: _CoroStrand) -> None:
+        """A coroutine child finished (on the group's loop thread)."""
+        error = None if t.cancelled() else _exception(t)
+        # State first, then look for waiters: a waiter enqueues first, then looks at the
+        # state (see _CoroStrand.wait), so one of the two always sees the other.
+        t.state = "done"
+        self._n_fast -= 1  # only this thread changes it
+        if (
+            error is None
+            and not self._waits
+            and (self._n_fast or self._pending or not self._waitq)
+        ):
+            if hooks.active:
+                hooks.exited(t, None)  # type: ignore[arg-type]
+            return  # the common case: nobody to wake, nothing to report
+        first_failure = False
         with self._mutex:
-            if task._waitq or task._callbacks or task._group is not self:
-                fast = False
-            else:
-                fast = True
-                task._result = atask.result()
-                task._finished = True
-                self._n_fast -= 1
-                idle = not self._n_fast and not self._pending
-                woken = self._waitq.pop_all() if idle and self._waitq else None
-        if not fast:
-            task._on_async_done(atask)
-        elif woken:
-            for w in woken:
-                w.wake()
+            if error is not None:
+                self._errors.append(error)
+                if not self._aborting:
+                    first_failure = self._aborting = True
+            q = self._waits.pop(t, None) if self._waits else None
+            woken = q.pop_all() if q else []
+            idle = not self._n_fast and not self._pending
+            if (first_failure or idle) and self._waitq:
+                woken += self._waitq.pop_all()
+        for w in woken:
+            w.wake()
+        if hooks.active:
+            hooks.exited(t, error)  # type: ignore[arg-type]
+        if first_failure:
+            self._abort(stop_body=True)
 
     def __repr__(self) -> str:
         name = f" {self.name!r}" if self.name else ""
@@ -482,7 +652,6 @@ class TaskGroup:
             timeout = check_timeout(timeout)
         if self._state != "open" or self._aborting:
             self._refuse()
-        task: Task[Any] = Task(kind, name or getattr(fn, "__qualname__", None), self, timeout)
         loop = self._loop
         if (
             kind == "async"
@@ -490,19 +659,22 @@ class TaskGroup:
             and loop is not None
             and _get_ident() == self._loop_ident
         ):
-            # Fast path: a coroutine strand spawned on the group's own loop.
-            # No name= for asyncio: setting one costs more than the task; the strand has it.
-            atask = loop.create_task(fn(*args))
-            task.task = atask
-            task.loop = loop
-            task.state = "running"
-            _by_task[atask] = task
-            with self._mutex:
-                self._n_fast += 1
-            atask.add_done_callback(self._async_done)
+            # Fast path: a coroutine strand spawned on the group's own loop is the asyncio
+            # task itself. (No name= for asyncio: setting one costs more than the task.)
+            strand = _CoroStrand(fn(*args), loop=loop)
+            strand.sid = next(_ids)
+            strand.parent = self
+            if name is not None:
+                strand._name = name
+            strand.state = "running"
+            strand.parked_on = strand.waiter = None
+            # Only this loop's thread changes _n_fast (here and in _on_coro_done): no mutex.
+            self._n_fast += 1
+            _add_done(strand, self._coro_done)
             if hooks.active:
-                hooks.spawned(task)
-            return task
+                hooks.spawned(strand)  # type: ignore[arg-type]
+            return strand  # type: ignore[return-value]
+        task: Task[Any] = Task(kind, name or getattr(fn, "__qualname__", None), self, timeout)
         with self._mutex:
             self._pending.add(task)
         try:
@@ -606,10 +778,7 @@ class TaskGroup:
     def _child_done_locked(self, task: Task[Any]) -> tuple[bool, list[Waiter] | None]:
         """Account for a finished child (mutex held); says whether it is the first failure."""
         pending = self._pending
-        if task in pending:
-            pending.discard(task)
-        else:  # a coroutine child of the fast path
-            self._n_fast -= 1
+        pending.discard(task)
         first_failure = False
         if task._error is not None:
             self._errors.append(task._error)
@@ -646,18 +815,20 @@ class TaskGroup:
             else:
                 loop.call_soon_threadsafe(self._parent_task.cancel)
 
-    def _fast_children(self) -> list[Task[Any]]:
-        """The running coroutine children that are not in _pending (found by their task)."""
+    def _fast_children(self) -> list[Any]:
+        """The running coroutine children that are not in _pending (asyncio lists them)."""
+        loop = self._loop
+        if loop is None:
+            return []
         for _ in range(5):
             try:
-                return [
-                    t
-                    for t in list(_by_task.values())
-                    if t.parent is self and isinstance(t, Task)
-                ]
-            except RuntimeError:  # resized by another thread while we copied: again
+                tasks = asyncio.all_tasks(loop)
+                break
+            except RuntimeError:  # the task set changed while it was copied: again
                 continue
-        return []  # pragma: no cover - only under extreme churn
+        else:  # pragma: no cover - only under extreme churn
+            return []
+        return [t for t in tasks if type(t) is _CoroStrand and t.parent is self]
 
     def cancel(self) -> None:
         """Cancel every strand of the group and the code in its body. Thread-safe."""
@@ -700,6 +871,7 @@ class TaskGroup:
             raise RuntimeError(f"{self!r} can be entered only once")
         self._loop = asyncio.get_running_loop()
         self._loop_ident = _get_ident()
+        note_self_strand_loop(self._loop)
         self._parent_task = asyncio.current_task()
         if self._parent_task is None:
             raise RuntimeError("`async with TaskGroup()` needs to run inside a task")

@@ -12,9 +12,11 @@ sight as *implicit* strands and leave the registry when they end.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import itertools
 import threading
+import weakref
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -37,7 +39,7 @@ _get_running_loop = asyncio._get_running_loop
 _current_task = asyncio.current_task
 
 
-class Strand:
+class Strand(metaclass=abc.ABCMeta):
     """One unit of execution and its observable state.
 
     ``state`` is ``"new"``, ``"running"``, ``"parked"`` or ``"done"``; while parked,
@@ -204,12 +206,50 @@ def _adopt_task(task: asyncio.Task[Any], loop: asyncio.AbstractEventLoop) -> Str
     return strand
 
 
+# Task types whose instances are their own strand (the coroutine strands a TaskGroup spawns
+# on its own loop: see plait._tasks). They are not kept in the registry -- asyncio already
+# lists them per loop -- so spawning one costs no registry entry.
+_self_strand_types: set[type] = set()
+_self_strand_loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+
+
+def register_self_strand_type(cls: type) -> None:
+    """Declare that tasks of type ``cls`` carry the strand fields themselves."""
+    _self_strand_types.add(cls)
+    Strand.register(cls)
+
+
+def note_self_strand_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Remember ``loop`` as one whose tasks may be self-strands (for :func:`all_strands`)."""
+    if loop not in _self_strand_loops:
+        _self_strand_loops.add(loop)
+
+
+def _self_strands() -> list[Strand]:
+    found: list[Any] = []
+    for loop in list(_self_strand_loops):
+        if loop.is_closed():
+            continue
+        for _ in range(5):
+            try:
+                tasks = asyncio.all_tasks(loop)
+                break
+            except RuntimeError:  # the task set changed while it was copied: again
+                continue
+        else:  # pragma: no cover - only under extreme churn
+            tasks = set()
+        found.extend(t for t in tasks if type(t) in _self_strand_types)
+    return found
+
+
 def current_strand() -> Strand:
     """The strand that is running this code (a task's strand inside a coroutine)."""
     loop = _get_running_loop()
     if loop is not None:
         task = _current_task(loop)
         if task is not None:
+            if type(task) in _self_strand_types:
+                return task  # type: ignore[return-value]
             strand = _by_task.get(task)
             if strand is None:
                 return _adopt_task(task, loop)
@@ -233,7 +273,7 @@ def all_strands() -> list[Strand]:
     with _registry.lock:
         for _ in range(5):
             try:
-                strands = [*_registry.by_id.values(), *_by_task.values()]
+                strands = [*_registry.by_id.values(), *_by_task.values(), *_self_strands()]
                 break
             except RuntimeError:  # resized by another thread while we copied: again
                 continue
