@@ -380,12 +380,12 @@ class _CoroStrand(asyncio.Task):  # type: ignore[type-arg]
     thread-safe ``cancel``) and is registered as a :class:`Task` and a :class:`Strand`.
     """
 
-    __slots__ = ("_name", "parent", "parked_on", "sid", "state", "waiter")
+    __slots__ = ("_name", "_sid", "parent", "parked_on", "state", "waiter")
 
     _name: str
+    _sid: int
     parent: Any
     parked_on: object | None
-    sid: int
     state: str
     waiter: Any
     kind: StrandKind = "async"
@@ -401,6 +401,15 @@ class _CoroStrand(asyncio.Task):  # type: ignore[type-arg]
     @property
     def task(self) -> asyncio.Task[Any]:
         return self
+
+    @property
+    def sid(self) -> int:
+        """The strand's id, given on first use (spawning stays as cheap as asyncio's)."""
+        try:
+            return self._sid
+        except AttributeError:
+            self._sid = sid = next(_ids)
+            return sid
 
     @property
     def id(self) -> int:
@@ -662,7 +671,6 @@ class TaskGroup:
             # Fast path: a coroutine strand spawned on the group's own loop is the asyncio
             # task itself. (No name= for asyncio: setting one costs more than the task.)
             strand = _CoroStrand(fn(*args), loop=loop)
-            strand.sid = next(_ids)
             strand.parent = self
             if name is not None:
                 strand._name = name
