@@ -315,7 +315,9 @@ def test_outer_group_failure_cancels_nested_group_in_thread() -> None:
 
     with pytest.raises(BaseExceptionGroup) as info, plait.TaskGroup() as tg:
         b = tg.spawn(branch)
-        wait_parked(count=3)
+        # The branch parks only in its nested group's exit, once both sleepers are spawned.
+        # (Not `count=3`: strands of earlier tests may still be parked in this process.)
+        wait_parked(strands=[b])
         tg.spawn(fail_thread, "outer")
     assert info.group_contains(KeyError)
     assert b.cancelled()

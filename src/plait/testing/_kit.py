@@ -36,7 +36,13 @@ def _condition(on: object | None, count: int | None, strands: list[Strand] | Non
     if strands is not None:
         return all(s.state == "done" or _blocked(s) for s in strands)
     me = current_strand()
-    parked = [s for s in all_strands() if s is not me and _blocked(s)]
+    parked = [
+        s
+        for s in all_strands()
+        # plait's own service threads (plait-loop, plait-bridge-..., plait-pool-...) may
+        # park too; they are never the strands a test is waiting for.
+        if s is not me and _blocked(s) and (on is not None or not s.name.startswith("plait-"))
+    ]
     if on is not None:
         parked = [s for s in parked if s.parked_on is on]
     if count is None:
