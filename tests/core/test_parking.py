@@ -205,3 +205,21 @@ def test_handover_to_a_coroutine_whose_loop_closed_is_given_back() -> None:
     assert box.items == ["kept"]
     task.get_coro().close()  # what garbage collection would do: no second give-back
     assert box.items == ["kept"]
+
+
+def test_handover_on_the_closed_loops_own_thread_is_given_back() -> None:
+    box = Box()
+    loop = asyncio.new_event_loop()
+
+    async def getter() -> None:
+        with box.mutex:
+            w = box.q.async_enqueue_current(box)
+        await async_park(w, None, undo=box._put_back)
+
+    task = loop.create_task(getter())
+    loop.run_until_complete(asyncio.sleep(0.01))
+    loop.close()
+    box.put("kept")  # same thread as the dead loop: set_result would fail on the loop
+    assert box.items == ["kept"]
+    task.get_coro().close()
+    assert box.items == ["kept"]

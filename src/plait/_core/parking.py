@@ -123,20 +123,20 @@ class Waiter:
         if fut is None:
             self.lock.release()
             return
-        if _get_ident() == self.ident:  # on the loop's own thread: no hand-off needed
-            if not fut.done():
-                fut.set_result(None)
-        else:
-            loop = self.loop
-            assert loop is not None
-            try:
+        try:
+            if _get_ident() == self.ident:  # on the loop's own thread: no hand-off needed
+                if not fut.done():
+                    fut.set_result(None)
+            else:
+                loop = self.loop
+                assert loop is not None
                 loop.call_soon_threadsafe(_resolve, fut)
-            except RuntimeError:
-                # The loop is closed: its coroutine will never run again. Give back what
-                # it was handed (a lock, a permit, an item) rather than lose it for good.
-                if self.undo is not None and self.state == WOKEN:
-                    self.state = CANCELLED  # given back once, here, never again
-                    self.undo(self.value)
+        except RuntimeError:
+            # The loop is closed: its coroutine will never run again. Give back what it
+            # was handed (a lock, a permit, an item) rather than lose it for good.
+            if self.undo is not None and self.state == WOKEN:
+                self.state = CANCELLED  # given back once, here, never again
+                self.undo(self.value)
 
     # -- awaitable protocol (see async_park) ---------------------------------------------
 
