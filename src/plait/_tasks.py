@@ -645,9 +645,12 @@ class TaskGroup:
         function becomes a coroutine strand and a plain function a thread strand.
         ``timeout`` fails the strand with :class:`TimeoutError` after that many seconds.
         """
-        code = getattr(fn, "__code__", None)
-        if on is None and code is not None:  # the common case, without inspect's unwrapping
-            kind: StrandKind = "async" if code.co_flags & _CO_COROUTINE else "thread"
+        try:
+            flags = fn.__code__.co_flags
+        except AttributeError:
+            flags = None
+        if on is None and flags is not None:  # the common case, without inspect's unwrapping
+            kind: StrandKind = "async" if flags & _CO_COROUTINE else "thread"
         else:
             if inspect.iscoroutine(fn):
                 raise TypeError(
@@ -675,7 +678,8 @@ class TaskGroup:
             if name is not None:
                 strand._name = name
             strand.state = "running"
-            strand.parked_on = strand.waiter = None
+            # (parked_on and waiter stay unset until the strand first parks: nothing reads
+            # them before, and every store here counts.)
             # Only this loop's thread changes _n_fast (here and in _on_coro_done): no mutex.
             self._n_fast += 1
             _add_done(strand, self._coro_done)

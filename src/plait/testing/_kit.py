@@ -44,7 +44,7 @@ def _condition(on: object | None, count: int | None, strands: list[Strand] | Non
         if s is not me and _blocked(s) and (on is not None or not s.name.startswith("plait-"))
     ]
     if on is not None:
-        parked = [s for s in parked if s.parked_on is on]
+        parked = [s for s in parked if getattr(s, "parked_on", None) is on]
     if count is None:
         return bool(parked)
     return len(parked) >= count
