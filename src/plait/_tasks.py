@@ -575,7 +575,10 @@ class TaskGroup:
 
     def _on_coro_done(self, t: _CoroStrand) -> None:
         """A coroutine child finished (on the group's loop thread)."""
-        error = None if t.cancelled() else _exception(t)
+        try:
+            error = _exception(t)
+        except asyncio.CancelledError:
+            error = None
         # State first, then look for waiters: a waiter enqueues first, then looks at the
         # state (see _CoroStrand.wait), so one of the two always sees the other.
         t.state = "done"
@@ -649,31 +652,43 @@ class TaskGroup:
             flags = fn.__code__.co_flags
         except AttributeError:
             flags = None
-        if on is None and flags is not None:  # the common case, without inspect's unwrapping
-            kind: StrandKind = "async" if flags & _CO_COROUTINE else "thread"
-        else:
-            if inspect.iscoroutine(fn):
-                raise TypeError(
-                    "spawn() takes a function and its arguments, not a coroutine object: "
-                    "write tg.spawn(fetch, url) instead of tg.spawn(fetch(url))"
-                )
-            if not callable(fn):
-                raise TypeError(f"spawn() needs a callable to run, got {fn!r}")
-            kind = self._kind_of(fn, on)
-        if timeout is not None:
-            timeout = check_timeout(timeout)
-        if self._state != "open" or self._aborting:
-            self._refuse()
-        loop = self._loop
-        if (
-            kind == "async"
+        # The common case decides at once: a coroutine function spawned on the group's own
+        # loop (``_loop_ident`` is 0 outside ``async with``, so never equal there).
+        fast = (
+            flags is not None
+            and flags & _CO_COROUTINE
+            and on is None
             and timeout is None
-            and loop is not None
             and _get_ident() == self._loop_ident
-        ):
-            # Fast path: a coroutine strand spawned on the group's own loop is the asyncio
-            # task itself. (No name= for asyncio: setting one costs more than the task.)
-            strand = _CoroStrand(fn(*args), loop=loop)
+            and self._state == "open"
+            and not self._aborting
+        )
+        if not fast:
+            if on is None and flags is not None:  # a plain function, without inspect's help
+                kind: StrandKind = "async" if flags & _CO_COROUTINE else "thread"
+            else:
+                if inspect.iscoroutine(fn):
+                    raise TypeError(
+                        "spawn() takes a function and its arguments, not a coroutine object: "
+                        "write tg.spawn(fetch, url) instead of tg.spawn(fetch(url))"
+                    )
+                if not callable(fn):
+                    raise TypeError(f"spawn() needs a callable to run, got {fn!r}")
+                kind = self._kind_of(fn, on)
+            if timeout is not None:
+                timeout = check_timeout(timeout)
+            if self._state != "open" or self._aborting:
+                self._refuse()
+            fast = (
+                kind == "async"
+                and timeout is None
+                and _get_ident() == self._loop_ident
+                and inspect.iscoroutinefunction(fn)  # e.g. a partial of one
+            )
+        if fast:
+            # The coroutine strand is the asyncio task itself. (No name= for asyncio:
+            # setting one costs more than the task.)
+            strand = _CoroStrand(fn(*args), loop=self._loop)
             strand.parent = self
             if name is not None:
                 strand._name = name
