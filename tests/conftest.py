@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import faulthandler
+import gc
 import os
 import sys
 import threading
@@ -139,6 +140,9 @@ def _no_leaked_shared_memory() -> Iterator[None]:
     live process maps them (then they belong to someone still running)."""
     before = _plait_shm_entries()
     yield
+    # Shared objects that are only garbage now (in reference cycles: frames, tracebacks)
+    # release their names in their finalizers; run those before looking.
+    gc.collect()
     deadline = time.monotonic() + SHM_GRACE_S
     while True:
         leaked = _plait_shm_entries() - before
