@@ -15,7 +15,9 @@ How cancellation reaches each kind:
 * process   -- SIGTERM, then SIGKILL after ``grace`` seconds.
 
 A :class:`Task` *is* the strand it runs (a :class:`~plait._core.Strand` subclass), so
-diagnostics see the same object the user holds.
+diagnostics see the same object the user holds. A coroutine strand spawned on its group's
+own loop goes further: it is the asyncio task itself (:class:`_CoroStrand`, registered as a
+``Task`` and a ``Strand``), so spawning one costs what ``asyncio.TaskGroup`` pays.
 """
 
 from __future__ import annotations
@@ -550,8 +552,9 @@ class TaskGroup:
         self._mutex = new_mutex()
         self._waitq = WaitQueue(self._mutex)
         self._pending: set[Task[Any]] = set()
-        # Coroutine children spawned on the fast path are counted, not kept in _pending:
-        # _by_task already holds them (see _children), and a set entry per child costs.
+        # Coroutine children spawned on the fast path (_CoroStrand) are counted, not kept in
+        # _pending: asyncio already lists them per loop (see _fast_children), and a set
+        # entry per child costs.
         self._n_fast = 0
         self._errors: list[BaseException] = []
         self._state = "new"
