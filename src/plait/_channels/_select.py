@@ -48,8 +48,28 @@ from _thread import allocate_lock
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from plait._channels._queue import CLOSED, RESERVED, Queue
-from plait._core import CANCELLED, check_timeout, current_strand, hooks
+from plait._channels._queue import CLOSED, PROMOTED, RESERVED, Empty, Full, Queue
+from plait._channels._select_shared import (
+    READY,
+    RESTART,
+    SelectRetry,
+    SharedEventCase,
+    shared_arm,
+    shared_disarm,
+    shared_get,
+    shared_put,
+    shared_undo,
+)
+from plait._core import (
+    CANCELLED,
+    Strand,
+    Waiter,
+    WaitQueue,
+    check_timeout,
+    current_strand,
+    hooks,
+    new_mutex,
+)
 from plait._errors import ClosedError
 
 __all__ = [
@@ -65,6 +85,8 @@ __all__ = [
 ]
 
 _NO_DEFAULT: Any = object()
+_TIMED_OUT: Any = object()  # the selecting strand ended the select: its time was up
+_CANCELLED: Any = object()  # ... it was cancelled (or interrupted by an exception)
 _monotonic = time.monotonic
 _get_running_loop = asyncio._get_running_loop
 
@@ -94,13 +116,18 @@ class Selected:
 
 
 class _Selector:
-    """One select call: a claim (only one case wins) and the selecting strand's parker."""
+    """One wait of a select call: who won (only one case, or the selecting strand itself
+    giving up) and the selecting strand's parker.
 
-    __slots__ = ("claim", "fut", "lock", "loop", "won")
+    ``won`` goes from ``None`` to ``(arm, value)`` -- or ``(None, _TIMED_OUT/_CANCELLED)``
+    when the selecting strand ends the wait -- exactly once, under ``state``.
+    """
+
+    __slots__ = ("fut", "lock", "loop", "state", "won")
 
     def __init__(self, loop: asyncio.AbstractEventLoop | None) -> None:
-        self.claim = allocate_lock()
-        self.won: tuple[Arm, Any] | None = None
+        self.state = allocate_lock()
+        self.won: tuple[Arm | None, Any] | None = None
         self.loop = loop
         if loop is None:
             self.lock: Any = allocate_lock()
@@ -109,6 +136,24 @@ class _Selector:
         else:
             self.lock = None
             self.fut = loop.create_future()
+
+    def end(self, why: Any) -> tuple[Arm | None, Any] | None:
+        """The selecting strand gives up (``why``): ``None`` if no case fired (and none can
+        now), else what won first -- whose wake-up is on its way."""
+        with self.state:
+            won = self.won
+            if won is None:
+                self.won = (None, why)
+        return won
+
+    def release(self) -> None:
+        """A cancel scope's ``cancel()`` interrupts the parked thread (the kernel calls this
+        as the parked waiter's ``lock.release()``): end the wait unless a case won first."""
+        with self.state:
+            if self.won is not None:
+                return
+            self.won = (None, _CANCELLED)
+        self.wake()
 
     def wake(self) -> None:
         fut = self.fut
@@ -146,14 +191,20 @@ class Arm:
     def fire(self, value: Any) -> bool:
         """Win the select with ``value`` (``True``), or learn another case won (``False``)."""
         sel = self.selector
-        if not sel.claim.acquire(False):
-            return False
-        sel.won = (self, value)
+        with sel.state:
+            if sel.won is not None:
+                return False
+            sel.won = (self, value)
         sel.wake()
         return True
 
 
 # -- queue cases ---------------------------------------------------------------------------
+#
+# A queue shared with processes (``queue._shared``: its backend) is waited on through a
+# watcher (see ``_select_shared``); each method checks, since a queue may be shared at any
+# moment. Promotion hands a select armed on the local queue ``CLOSED`` (or ``PROMOTED``):
+# its finish() then tries the shared queue instead.
 
 
 class GetCase:
@@ -162,12 +213,18 @@ class GetCase:
     __slots__ = ("queue",)
 
     def __init__(self, queue: Queue[Any]) -> None:
-        if queue._shared is not None:
-            raise NotImplementedError("select() on a queue shared with processes")
         self.queue = queue
 
     def poll(self) -> tuple[bool, Any]:
         q = self.queue
+        backend = q._shared
+        if backend is not None:
+            try:
+                return True, _Taken(backend.get(False))
+            except Empty:
+                return False, None
+            except ClosedError:
+                return True, CLOSED
         with q.mutex:
             if len(q.queue) > q._ready:
                 item = q._get()
@@ -178,40 +235,56 @@ class GetCase:
                 return False, None
         if w is not None:
             w.wake()
+        if hooks.active:
+            hooks.received(current_strand(), q, item)
         return True, _Taken(item)
 
     def arm(self, arm: Arm) -> None:
         q = self.queue
         with q.mutex:
-            if len(q.queue) > q._ready:
-                q._ready += 1  # keep the item for this select, if it wins
-                if not arm.fire(RESERVED):
-                    q._ready -= 1
-            elif q._closed:
-                arm.fire(CLOSED)
-            else:
-                arm.note = q._getters.enqueue_current(on=q, data=arm)
+            backend = q._shared
+            if backend is None:
+                if len(q.queue) > q._ready:
+                    q._ready += 1  # keep the item for this select, if it wins
+                    if not arm.fire(RESERVED):
+                        q._ready -= 1
+                elif q._closed:
+                    arm.fire(CLOSED)
+                else:
+                    arm.note = q._getters.enqueue_current(on=q, data=arm)
+                return
+        if backend._can_get():
+            arm.fire(READY)
+        else:
+            shared_arm(backend, False, arm)
 
     def disarm(self, arm: Arm) -> None:
         w = arm.note
-        if w is not None:
+        if isinstance(w, Waiter):
             q = self.queue
             with q.mutex:
                 q._getters.remove(w, CANCELLED)
+        elif w is not None:
+            shared_disarm(arm)
 
     def finish(self, value: Any) -> Any:
         q = self.queue
-        if value is CLOSED:
+        if value is READY or value is CLOSED or value is PROMOTED or value is RESERVED:
+            backend = q._shared
+            if backend is not None:  # shared (maybe while this select waited)
+                return shared_get(backend)
+            if value is RESERVED:
+                return q._take_reserved()
             raise ClosedError(f"get() on a closed, drained queue {q!r}")
-        if value is RESERVED:
-            return q._take_reserved()
-        item = value.item
-        if hooks.active:
-            hooks.received(current_strand(), q, item)
-        return item
+        return value.item
 
     def undo(self, value: Any) -> None:
-        self.queue._undo_get(value)
+        q = self.queue
+        if value is READY:
+            if q._shared is not None:
+                shared_undo(q._shared, False)
+        else:
+            q._undo_get(value)
 
 
 class _Taken:
@@ -229,13 +302,20 @@ class PutCase:
     __slots__ = ("item", "queue")
 
     def __init__(self, queue: Queue[Any], item: Any) -> None:
-        if queue._shared is not None:
-            raise NotImplementedError("select() on a queue shared with processes")
         self.queue = queue
         self.item = item
 
     def poll(self) -> tuple[bool, Any]:
         q = self.queue
+        backend = q._shared
+        if backend is not None:
+            try:
+                backend.put(self.item, False)  # pickles here: a bad item raises at the call
+                return True, None
+            except Full:
+                return False, None
+            except ClosedError:
+                return True, CLOSED
         with q.mutex:
             if q._closed:
                 return True, CLOSED
@@ -252,30 +332,51 @@ class PutCase:
     def arm(self, arm: Arm) -> None:
         q = self.queue
         with q.mutex:
-            if q._closed:
-                arm.fire(CLOSED)
-            elif len(q.queue) + q._reserved < q._limit:
-                q._reserved += 1
-                if not arm.fire(RESERVED):
-                    q._reserved -= 1
-            else:
-                arm.note = q._putters.enqueue_current(on=q, data=arm)
+            backend = q._shared
+            if backend is None:
+                if q._closed:
+                    arm.fire(CLOSED)
+                elif len(q.queue) + q._reserved < q._limit:
+                    q._reserved += 1
+                    if not arm.fire(RESERVED):
+                        q._reserved -= 1
+                else:
+                    arm.note = q._putters.enqueue_current(on=q, data=arm)
+                return
+        if backend._can_put():
+            arm.fire(READY)
+        else:
+            shared_arm(backend, True, arm)
 
     def disarm(self, arm: Arm) -> None:
         w = arm.note
-        if w is not None:
+        if isinstance(w, Waiter):
             q = self.queue
             with q.mutex:
                 q._putters.remove(w, CANCELLED)
+        elif w is not None:
+            shared_disarm(arm)
 
     def finish(self, value: Any) -> Any:
         if value is None:  # put by poll()
             return None
-        self.queue._after_reserved(value, self.item)
+        q = self.queue
+        backend = q._shared
+        if backend is not None:  # shared (maybe while this select waited)
+            shared_put(backend, self.item)
+        elif value is READY:  # (cannot happen: READY comes only from a shared queue)
+            raise SelectRetry
+        else:
+            q._after_reserved(value, self.item)
         return None
 
     def undo(self, value: Any) -> None:
-        self.queue._undo_put(value)
+        q = self.queue
+        if value is READY:
+            if q._shared is not None:
+                shared_undo(q._shared, True)
+        else:
+            q._undo_put(value)
 
 
 # -- futures and tasks ---------------------------------------------------------------------
@@ -351,6 +452,11 @@ class ArmSet:
         for arm in arms:
             arm.fire(value)
 
+    def restart_all(self) -> None:
+        """The object changed under its selects (it became shared with processes): each
+        starts again, and asks the object for a fresh case."""
+        self.fire_all(RESTART)
+
 
 class _LevelCase:
     __slots__ = ("_poll", "_set")
@@ -378,10 +484,25 @@ class _LevelCase:
                 pass
 
     def finish(self, value: Any) -> Any:
+        if value is RESTART:
+            raise SelectRetry
         return value
 
     def undo(self, value: Any) -> None:
         return None
+
+
+_shared_event_type: Any = None
+
+
+def _shared_event(obj: Any) -> bool:
+    """Whether ``obj`` is a plait ``Event`` shared with processes (it has its own case)."""
+    global _shared_event_type
+    if _shared_event_type is None:
+        from plait._sync._shared import SharedEvent
+
+        _shared_event_type = SharedEvent
+    return isinstance(obj, _shared_event_type)
 
 
 def _as_case(obj: Any) -> SelectCase:
@@ -389,6 +510,8 @@ def _as_case(obj: Any) -> SelectCase:
         return obj
     make = getattr(obj, "__select_case__", None)
     if make is not None:
+        if _shared_event(obj):
+            return SharedEventCase(obj)
         case = make()
         if not isinstance(case, SelectCase):
             raise TypeError(f"{obj!r}.__select_case__() returned {case!r}, not a select case")
@@ -415,7 +538,10 @@ def _poll(cases: list[SelectCase]) -> Selected | None:
     for i, case in enumerate(cases):
         ready, value = case.poll()
         if ready:
-            return Selected(i, case.finish(value), case)
+            try:
+                return Selected(i, case.finish(value), case)
+            except SelectRetry:
+                continue
     return None
 
 
@@ -439,11 +565,30 @@ def _disarm_all(arms: list[Arm]) -> None:
         arm.case.disarm(arm)
 
 
+def _give_up(sel: _Selector, arms: list[Arm]) -> None:
+    """The selecting strand leaves with an exception: withdraw every case, and give back
+    what a case that won meanwhile was handed."""
+    _disarm_all(arms)
+    won = sel.end(_CANCELLED)
+    if won is not None and won[0] is not None:
+        won[0].case.undo(won[1])
+
+
+def _cancelled_scope(strand: Strand) -> Any:
+    now = _monotonic()
+    for scope in strand.cancel_scopes:  # the outermost cancelled scope's cancellation
+        if scope.cancel_called or scope.deadline <= now:
+            return scope
+    return None
+
+
 def select(*cases: Any, timeout: float | None = None, default: Any = _NO_DEFAULT) -> Selected:
     """Wait until one of ``cases`` completes; return which one (see the module docstring).
 
     Raises :class:`TimeoutError` if none does within ``timeout`` seconds. With ``default=``
-    it never waits: ``Selected(-1, default, None)`` when nothing is ready.
+    it never waits: ``Selected(-1, default, None)`` when nothing is ready. Inside a cancel
+    scope, the scope's ``cancel()`` (from any strand) or deadline wakes the thread at once
+    and raises its :class:`plait.Cancelled`; every case is withdrawn, nothing is taken.
     """
     prepared, wait = _prepare(cases, timeout)
     done = _poll(prepared)
@@ -455,31 +600,65 @@ def select(*cases: Any, timeout: float | None = None, default: Any = _NO_DEFAULT
     deadline = _monotonic() + wait
     for scope in strand.cancel_scopes:
         deadline = min(deadline, scope.deadline)
+    while True:
+        arm, value = _wait(prepared, strand, deadline, timeout)
+        try:
+            return Selected(arm.index, arm.case.finish(value), arm.case)
+        except SelectRetry:  # another strand was faster: start again with the time left
+            pass
+        prepared = [_as_case(c) for c in cases]
+        done = _poll(prepared)
+        if done is not None:
+            return done
+
+
+def _wait(
+    cases: list[SelectCase], strand: Strand, deadline: float, timeout: float | None
+) -> tuple[Arm, Any]:
+    """Park the calling thread until a case fires; raise on timeout or cancellation."""
     sel = _Selector(None)
-    arms = _arm_all(prepared, sel)
+    arms = _arm_all(cases, sel)
+    waiter = None
+    if strand.cancel_scopes:
+        # The kernel's cancel() interrupts a thread through its parked waiter: this one's
+        # "lock" is the selector, whose release() ends the wait (see _Selector.release).
+        wq = WaitQueue(new_mutex())
+        with wq.mutex:
+            waiter = wq.enqueue_current(on=sel)
+        waiter.lock = sel
+        waiter.interruptible = True
     strand.state = "parked"
     strand.parked_on = sel
+    strand.waiter = waiter
     try:
+        if waiter is not None and _cancelled_scope(strand) is not None:
+            sel.release()  # cancelled before it parked (the waiter was not there to see)
         if sel.won is None:
             left = deadline - _monotonic()
             if left == math.inf:
                 sel.lock.acquire()
-            elif not sel.lock.acquire(True, max(0.0, min(left, 1e9))):
-                if sel.claim.acquire(False):  # nobody fired: we timed out
-                    _disarm_all(arms)
-                    for scope in strand.cancel_scopes:
-                        if scope.cancel_called or scope.deadline <= _monotonic():
-                            scope.raise_cancelled()
-                    raise TimeoutError(f"select() timed out after {timeout}s")
+            elif (
+                not sel.lock.acquire(True, max(0.0, min(left, 1e9)))
+                and sel.end(_TIMED_OUT) is not None
+            ):
                 sel.lock.acquire()  # a case won the race with the timeout: take it
+    except BaseException:  # (KeyboardInterrupt raised while parked)
+        _give_up(sel, arms)
+        raise
     finally:
         strand.state = "running"
         strand.parked_on = None
+        strand.waiter = None
     _disarm_all(arms)
     won = sel.won
     assert won is not None
     arm, value = won
-    return Selected(arm.index, arm.case.finish(value), arm.case)
+    if arm is None:
+        scope = _cancelled_scope(strand)
+        if scope is not None:
+            scope.raise_cancelled()
+        raise TimeoutError(f"select() timed out after {timeout}s")
+    return arm, value
 
 
 async def async_select(
@@ -494,21 +673,39 @@ async def async_select(
         return Selected(-1, default, None)
     loop = asyncio.get_running_loop()
     strand = current_strand()
+    deadline = _monotonic() + wait
+    while True:
+        arm, value = await _async_wait(prepared, loop, strand, deadline, timeout)
+        try:
+            return Selected(arm.index, arm.case.finish(value), arm.case)
+        except SelectRetry:
+            pass
+        prepared = [_as_case(c) for c in cases]
+        done = _poll(prepared)
+        if done is not None:
+            return done
+
+
+async def _async_wait(
+    cases: list[SelectCase],
+    loop: asyncio.AbstractEventLoop,
+    strand: Strand,
+    deadline: float,
+    timeout: float | None,
+) -> tuple[Arm, Any]:
     sel = _Selector(loop)
     fut = sel.fut
     assert fut is not None
-    arms = _arm_all(prepared, sel)
-    handle = loop.call_later(wait, _resolve, fut) if wait != math.inf else None
+    arms = _arm_all(cases, sel)
+    left = deadline - _monotonic()
+    handle = loop.call_later(max(0.0, left), _resolve, fut) if left != math.inf else None
     strand.state = "parked"
     strand.parked_on = sel
     try:
         if sel.won is None:
             await fut
-    except BaseException:
-        _disarm_all(arms)
-        if not sel.claim.acquire(False):
-            won = _await_winner(sel)
-            won[0].case.undo(won[1])
+    except BaseException:  # cancelled: maybe after a case won, which gives back its value
+        _give_up(sel, arms)
         raise
     finally:
         if handle is not None:
@@ -516,15 +713,9 @@ async def async_select(
         strand.state = "running"
         strand.parked_on = None
     _disarm_all(arms)
-    if sel.won is None and sel.claim.acquire(False):
+    won = sel.end(_TIMED_OUT)
+    if won is None:
         raise TimeoutError(f"select() timed out after {timeout}s")
-    arm, value = _await_winner(sel)
-    return Selected(arm.index, arm.case.finish(value), arm.case)
-
-
-def _await_winner(sel: _Selector) -> tuple[Arm, Any]:
-    # The claim is taken: the winner sets ``won`` a few bytecodes later, maybe in another
-    # thread; yield the GIL until it has.
-    while sel.won is None:
-        time.sleep(0)
-    return sel.won
+    arm, value = won
+    assert arm is not None
+    return arm, value

@@ -1,0 +1,278 @@
+"""``select`` cases on objects shared with other processes (queues, events).
+
+A shared queue's waiters sleep on named semaphores (see ``_xproc``), which no thread can
+wait on together with anything else; a shared event has no semaphore to sleep on at all.
+So a select waits for them through a *watcher*: one helper thread per shared object and
+direction in this process, whatever the number of selects waiting on it::
+
+    select A --arm--+                          +-- fire(READY) --> select A wakes, takes
+    select B --arm--+--> watcher (one thread) -+-- fire(READY) --> select B wakes, takes
+                         sleeps on the queue's items / space semaphore (announced),
+                         or polls the event's flag
+
+The watcher never takes an item or a slot. It fires ``READY``, which *claims* the select
+(no other case of it can fire any more); the selecting strand then tries the operation
+itself without blocking (``get(block=False)`` / ``put(item, block=False)``). If that
+fails -- another process or strand was faster -- the select starts again (re-polls and
+re-arms every case with the time left): nothing was taken from any case meanwhile, since a
+case that fired while the select was claimed was told so and kept its value. A select
+cancelled after ``READY`` took nothing either; it passes on the semaphore post the watcher
+consumed for it, so a process sleeping on the same queue is not left asleep next to an
+item.
+
+A watcher fires every select waiting when its object looks ready (several may then race
+for one item: the losers start again) and stops as soon as no select waits: within one
+50 ms sleep slice, after withdrawing its announcement.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+from plait._channels._queue import Empty, Full
+
+if TYPE_CHECKING:
+    from plait._channels._select import Arm
+
+__all__ = [
+    "READY",
+    "RESTART",
+    "SelectRetry",
+    "SharedEventCase",
+    "shared_arm",
+    "shared_disarm",
+    "shared_get",
+    "shared_put",
+    "shared_undo",
+    "watcher_threads",
+]
+
+_POLL_MIN = 0.00005  # a shared event is polled with this backoff (as its own wait does)
+_POLL_MAX = 0.005
+
+
+class _Token:
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+READY: Any = _Token("READY")  # a watcher saw the shared object ready: the select tries it
+RESTART: Any = _Token("RESTART")  # the object changed under the select (it became shared)
+
+
+class SelectRetry(Exception):
+    """Raised by a case's ``finish``: the operation could not be done after all (another
+    strand or process was faster); the select starts again with the time it has left."""
+
+
+# -- shared queues: the operation itself, done by the selecting strand ------------------
+
+
+def shared_get(backend: Any) -> Any:
+    """Take one item without blocking; :class:`SelectRetry` if there is none now."""
+    try:
+        return backend.get(False)
+    except Empty:
+        raise SelectRetry from None
+
+
+def shared_put(backend: Any, item: Any) -> None:
+    """Put ``item`` without blocking; :class:`SelectRetry` if there is no room now."""
+    try:
+        backend.put(item, False)
+    except Full:
+        raise SelectRetry from None
+
+
+def shared_undo(backend: Any, put: bool) -> None:
+    """A select that won with ``READY`` will not take: pass the watcher's post on."""
+    sem, slot, _ready = _direction(backend, put)
+    _pass_on(backend, sem, slot)
+
+
+# -- watchers ------------------------------------------------------------------------------
+
+
+class _Watcher:
+    """The selects of this process waiting on one shared object in one direction."""
+
+    __slots__ = ("arms", "key", "obj", "put", "stop")
+
+    def __init__(self, key: tuple[int, bool], obj: Any, put: bool) -> None:
+        self.key = key
+        self.obj = obj
+        self.put = put
+        self.arms: dict[Arm, Any] = {}  # arm -> its note (an event's generation at arm time)
+        self.stop = threading.Event()  # set while no select waits: the thread winds down
+
+
+_watchers: dict[tuple[int, bool], _Watcher] = {}
+_watchers_lock = threading.Lock()
+
+
+def watcher_threads() -> list[threading.Thread]:
+    """The live watcher threads of this process (for tests and diagnostics)."""
+    return [t for t in threading.enumerate() if t.name.startswith("plait-select-")]
+
+
+def shared_arm(obj: Any, put: bool, arm: Arm, note: Any = None) -> None:
+    """Have ``arm`` fired with ``READY`` once the shared ``obj`` looks ready.
+
+    ``obj`` is a queue's backend (``put`` picks the direction) or a shared event.
+    """
+    key = (id(obj), put)
+    with _watchers_lock:
+        w = _watchers.get(key)
+        start = w is None
+        if w is None:
+            w = _watchers[key] = _Watcher(key, obj, put)
+        w.arms[arm] = note
+        w.stop.clear()
+        arm.note = w
+    if start:
+        target = _watch_event if _is_event(obj) else _watch_queue
+        name = f"plait-select-{getattr(obj, 'prefix', None) or obj._shared.prefix}"
+        threading.Thread(target=target, args=(w,), name=name, daemon=True).start()
+
+
+def shared_disarm(arm: Arm) -> None:
+    w = arm.note
+    if not isinstance(w, _Watcher):
+        return
+    with _watchers_lock:
+        w.arms.pop(arm, None)
+        if not w.arms:
+            w.stop.set()
+
+
+def _take_arms(w: _Watcher, ready: Any = None) -> list[Arm]:
+    """Remove (and return) the arms to fire: all of them, or those ``ready(note)`` picks."""
+    with _watchers_lock:
+        if ready is None:
+            arms = list(w.arms)
+            w.arms.clear()
+        else:
+            arms = [arm for arm, note in w.arms.items() if ready(note)]
+            for arm in arms:
+                del w.arms[arm]
+        if not w.arms:
+            w.stop.set()
+    return arms
+
+
+def _retire(w: _Watcher) -> bool:
+    """The thread's exit check: ``True`` (and unregistered) if no select waits any more."""
+    with _watchers_lock:
+        if w.arms:
+            return False
+        if _watchers.get(w.key) is w:
+            del _watchers[w.key]
+        return True
+
+
+def _direction(backend: Any, put: bool) -> tuple[Any, int, Any]:
+    """``(semaphore, header slot, ready())`` of a shared queue for gets or puts."""
+    from plait._ipc.transport import Ring
+
+    if put:
+        return backend.space, Ring.PUTTERS, backend._can_put
+    return backend.items, Ring.GETTERS, backend._can_get
+
+
+def _pass_on(backend: Any, sem: Any, slot: int) -> None:
+    """Hand a consumed post to the next announced waiter (any process), if there is one."""
+    backend.lock.acquire()
+    try:
+        if backend.hdr[slot]:
+            backend.hdr[slot] -= 1
+            sem.release()
+    finally:
+        backend.lock.release()
+
+
+def _watch_queue(w: _Watcher) -> None:
+    backend = w.obj
+    sem, slot, ready = _direction(backend, w.put)
+    hdr = backend.hdr
+    while not _retire(w):
+        # Look, and announce ourselves if not ready, under the queue's lock: a put/get made
+        # after that posts to us (the protocol every waiter of a shared queue follows).
+        backend.lock.acquire()
+        try:
+            announced = not ready()
+            if announced:
+                hdr[slot] += 1
+        finally:
+            backend.lock.release()
+        posted = False
+        if announced:
+            # Wakes on a post, or -- announcement withdrawn -- when no select waits any more.
+            posted = backend._sleep(sem, slot, None, w.stop)
+            if not posted or not ready():
+                continue
+        fired = False
+        for arm in _take_arms(w):
+            fired = arm.fire(READY) or fired
+        if posted and not fired:  # every select had finished already: the post goes on
+            _pass_on(backend, sem, slot)
+
+
+# -- shared events -------------------------------------------------------------------------
+
+
+def _is_event(obj: Any) -> bool:
+    return hasattr(obj, "_signalled")
+
+
+def _watch_event(w: _Watcher) -> None:
+    event = w.obj
+    pause = _POLL_MIN
+    while not _retire(w):
+        arms = _take_arms(w, event._signalled)
+        for arm in arms:
+            arm.fire(True)
+        if arms:
+            pause = _POLL_MIN
+        elif not w.stop.wait(pause):
+            pause = min(pause * 2, _POLL_MAX)
+
+
+def _generation(event: Any) -> int:
+    return int(event._shared.sems[2]._get_value())
+
+
+class SharedEventCase:
+    """Wait for an ``Event`` shared with other processes to be set (value ``True``).
+
+    A set-then-clear made while the select waited counts, as for a waiter.
+    """
+
+    __slots__ = ("event", "gen0")
+
+    def __init__(self, event: Any) -> None:
+        self.event = event
+        self.gen0 = _generation(event)
+
+    def poll(self) -> tuple[bool, Any]:
+        return (True, True) if self.event.is_set() else (False, None)
+
+    def arm(self, arm: Arm) -> None:
+        if self.event._signalled(self.gen0):
+            arm.fire(True)
+        else:
+            shared_arm(self.event, False, arm, self.gen0)
+
+    def disarm(self, arm: Arm) -> None:
+        shared_disarm(arm)
+
+    def finish(self, value: Any) -> Any:
+        return True
+
+    def undo(self, value: Any) -> None:
+        return None
