@@ -21,8 +21,9 @@ consumed for it, so a process sleeping on the same queue is not left asleep next
 item.
 
 A watcher fires every select waiting when its object looks ready (several may then race
-for one item: the losers start again) and stops as soon as no select waits: within one
-50 ms sleep slice, after withdrawing its announcement.
+for one item: the losers start again) and stops as soon as no select waits (the last select
+to leave wakes it with a post, as a put would; at worst it notices within a 50 ms sleep
+slice and withdraws its announcement).
 """
 
 from __future__ import annotations
@@ -102,7 +103,7 @@ def shared_undo(backend: Any, put: bool) -> None:
 class _Watcher:
     """The selects of this process waiting on one shared object in one direction."""
 
-    __slots__ = ("arms", "key", "obj", "put", "stop")
+    __slots__ = ("arms", "asleep", "key", "obj", "put", "stop")
 
     def __init__(self, key: tuple[int, bool], obj: Any, put: bool) -> None:
         self.key = key
@@ -110,6 +111,7 @@ class _Watcher:
         self.put = put
         self.arms: dict[Arm, Any] = {}  # arm -> its note (an event's generation at arm time)
         self.stop = threading.Event()  # set while no select waits: the thread winds down
+        self.asleep = False  # announced on a shared queue's semaphore
 
 
 _watchers: dict[tuple[int, bool], _Watcher] = {}
@@ -147,8 +149,15 @@ def shared_disarm(arm: Arm) -> None:
         return
     with _watchers_lock:
         w.arms.pop(arm, None)
-        if not w.arms:
+        idle = not w.arms
+        if idle:
             w.stop.set()
+    if idle and w.asleep:
+        # Wake the watcher now rather than at the end of its sleep slice, with a post made
+        # the way a put (or get) makes one: it may wake another process's waiter instead,
+        # which then just looks and waits again; the counts stay right either way.
+        sem, slot, _ready = _direction(w.obj, w.put)
+        _pass_on(w.obj, sem, slot)
 
 
 def _take_arms(w: _Watcher, ready: Any = None) -> list[Arm]:
@@ -208,12 +217,14 @@ def _watch_queue(w: _Watcher) -> None:
             announced = not ready()
             if announced:
                 hdr[slot] += 1
+                w.asleep = True
         finally:
             backend.lock.release()
         posted = False
         if announced:
             # Wakes on a post, or -- announcement withdrawn -- when no select waits any more.
             posted = backend._sleep(sem, slot, None, w.stop)
+            w.asleep = False
             if not posted or not ready():
                 continue
         fired = False
