@@ -6,7 +6,11 @@
   exit); the multiprocessing fork server and resource tracker are long-lived helpers and
   are ignored. A leftover child fails the test that left it, and is killed.
 * At the end of the session, no new ``/dev/shm`` entry whose name starts with ``plait``
-  (or ``sem.plait``, a named semaphore) may remain unless a live process still maps it.
+  (or ``sem.plait``, a named semaphore) may remain. Owner-tagged names
+  (``plait_<kind>_<family>_<pid>_<start>_...``, see ``plait._ipc.shm``) count when their
+  family is this session -- this process and every process descended from it -- and then
+  strictly; another session's names never count. Names without that tag count unless a
+  live process of another session still maps them.
 * A non-daemon thread still alive when pytest is done would keep the interpreter from
   exiting (a hung CI job instead of a red one): its stack is printed and the run exits
   non-zero.
@@ -25,6 +29,12 @@ from pathlib import Path
 
 import psutil
 import pytest
+
+# Every shared-memory name this session and its descendants create carries our pid as its
+# family (plait._ipc.shm reads this when it names something; children inherit it).
+os.environ["PLAIT_SHM_FAMILY"] = str(os.getpid())
+
+from plait._ipc.shm import owner_of  # (after the family is set)
 
 faulthandler.enable()
 
@@ -136,8 +146,12 @@ def _in_use(names: set[str]) -> set[str]:
 
 @pytest.fixture(autouse=True, scope="session")
 def _no_leaked_shared_memory() -> Iterator[None]:
-    """Fail the session if it leaves new ``plait*`` entries in /dev/shm, unless another
-    live process maps them (then they belong to someone still running)."""
+    """Fail the session if it leaves new ``plait*`` entries of its own in /dev/shm.
+
+    An owner-tagged name is ours when its family is this session's pid (strict: even if a
+    live process still maps it). An untagged one is ours unless a live process of another
+    session maps it."""
+    family = os.getpid()
     before = _plait_shm_entries()
     yield
     # Shared objects that are only garbage now (in reference cycles: frames, tracebacks)
@@ -145,16 +159,22 @@ def _no_leaked_shared_memory() -> Iterator[None]:
     gc.collect()
     deadline = time.monotonic() + SHM_GRACE_S
     while True:
-        leaked = _plait_shm_entries() - before
-        if leaked:
-            leaked -= _in_use(leaked)
+        leaked = set()
+        untagged = set()
+        for name in _plait_shm_entries() - before:
+            owner = owner_of(name)
+            if owner is None:
+                untagged.add(name)
+            elif owner[1] == family:
+                leaked.add(name)
+        if untagged:
+            leaked |= untagged - _in_use(untagged)
         if not leaked or time.monotonic() >= deadline:
             break
         time.sleep(0.1)
     if leaked:
         pytest.fail(
-            f"/dev/shm entries leaked by the test session: {sorted(leaked)} "
-            "(another test session on this machine at the same time can also leave them)",
+            f"/dev/shm entries leaked by the test session: {sorted(leaked)}",
             pytrace=False,
         )
 

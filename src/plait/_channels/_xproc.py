@@ -26,9 +26,13 @@ nothing, and never waits on exit. A coroutine waits in a helper thread that only
 meanwhile leaves nothing in limbo and nothing out of order.
 
 Only FIFO queues cross processes (``LifoQueue``/``PriorityQueue`` raise a clear error).
-The process that promoted a queue owns its segment and semaphores and removes them -- and
-any big-buffer segment a crashed process left behind -- when the queue is collected or the
-owner exits.
+
+Lifetime. Every name of a shared queue (ring, semaphores, big-item segments) carries the
+promoting process's pid and start time (``shm.new_prefix``). Every process attached holds
+the ring (a shared ``flock``); the last one to let go -- its queue collected, or at its
+exit -- removes every name. Processes killed before letting go leave them behind; the next
+promotion in any plait process (and every plait process's exit) sweeps the names of dead
+owners that no live process holds any more. A live process's queue is never removed.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ import pickle
 import threading
 import time
 import weakref
+from multiprocessing import util as mp_util
 from typing import Any
 
 from plait._channels._queue import (
@@ -50,7 +55,7 @@ from plait._channels._queue import (
     QueueStatistics,
 )
 from plait._core import check_timeout, current_strand, hooks
-from plait._errors import ClosedError
+from plait._errors import BrokenResourceError, ClosedError
 from plait._ipc import shm, transport
 from plait._ipc.transport import Ring
 
@@ -74,6 +79,9 @@ _loads = pickle.loads
 # already here returns the same object.
 _known: weakref.WeakValueDictionary[str, Queue[Any]] = weakref.WeakValueDictionary()
 _known_lock = threading.Lock()
+_ANCHOR = "ring"  # the segment every attached process holds (see shm.held)
+_finalizers: dict[int, Any] = {}  # weakref.finalize of each shared queue attached here
+_deferred: set[str] = set()  # let go of here while others still held them
 
 
 def _new_sem(name: str, value: int, maxvalue: int) -> Any:
@@ -84,16 +92,55 @@ def _open_sem(name: str, maxvalue: int) -> Any:
     return _multiprocessing.SemLock._rebuild(0, _SEMAPHORE, maxvalue, "/" + name)
 
 
-def _owner_cleanup(prefix: str, segment: shm.Segment) -> None:
-    """Remove a shared queue's names: its ring, its semaphores, any leftover big-item
-    segment (a writer or reader that crashed mid-transfer leaves one behind)."""
-    segment.unlink()
-    for sem in _SEM_NAMES:
-        try:
-            _multiprocessing.sem_unlink("/" + prefix + sem)
-        except OSError:
-            pass
-    shm.sweep(prefix)
+def _let_go(prefix: str, segment: shm.Segment) -> None:
+    """This process lets go of a shared queue: the last process to do so removes its
+    names -- its ring, its semaphores, any big-item segment still queued or left behind
+    by a writer or reader that crashed mid-transfer. Processes still attached keep going."""
+    segment.let_go()
+    if shm.held(prefix + _ANCHOR):
+        _deferred.add(prefix)  # someone still uses it: they remove it (or a later sweep)
+    else:
+        _deferred.discard(prefix)
+        shm.remove(prefix, _ANCHOR)
+
+
+def _release(key: int, prefix: str, segment: shm.Segment) -> None:
+    _finalizers.pop(key, None)
+    _let_go(prefix, segment)
+
+
+def _exit_hook() -> None:
+    """At exit (after multiprocessing ended its daemonic children): let go of every shared
+    queue still attached here, retry the ones others held earlier, sweep dead owners'."""
+    for fin in list(_finalizers.values()):
+        # (detach, not call: weakref's own exit hook may have run, and a finalizer called
+        # after it does nothing)
+        detached = fin.detach()
+        if detached is not None:
+            _obj, func, args, _kwargs = detached
+            func(*args)
+    for prefix in list(_deferred):
+        if not shm.held(prefix + _ANCHOR):
+            shm.remove(prefix, _ANCHOR)
+        _deferred.discard(prefix)
+    shm.sweep_dead(_ANCHOR)
+
+
+class _ExitAnchor:
+    """Re-arms the exit hook in a child: multiprocessing clears its finalizer registry
+    when a child starts running, after the queue it was given was already unpickled."""
+
+
+_exit_anchor = _ExitAnchor()
+
+
+def _arm_exit_hook(_anchor: object = None) -> None:
+    # a negative priority runs after multiprocessing terminated and joined daemonic children
+    mp_util.Finalize(None, _exit_hook, exitpriority=-10)
+
+
+_arm_exit_hook()
+mp_util.register_after_fork(_exit_anchor, _arm_exit_hook)
 
 
 class SharedQueue:
@@ -104,28 +151,42 @@ class SharedQueue:
         self.maxsize = maxsize
         if create:
             size = Ring.size_for(RING_BYTES)
-            self.segment = shm.Segment(prefix + "ring", size, create=True, populate=False)
+            self.segment = shm.Segment(
+                prefix + _ANCHOR, size, create=True, populate=False, hold=True
+            )
             try:
                 self.lock = _new_sem(prefix + "lock", 1, 1)
                 self.items = _new_sem(prefix + "items", 0, _SEM_MAX)
                 self.space = _new_sem(prefix + "space", 0, _SEM_MAX)
                 self.done = _new_sem(prefix + "done", 0, _SEM_MAX)
             except BaseException:
-                _owner_cleanup(prefix, self.segment)
+                self.segment.let_go()
+                shm.remove(prefix, _ANCHOR)
                 raise
         else:
-            self.segment = shm.Segment(prefix + "ring", populate=False)
-            self.lock = _open_sem(prefix + "lock", 1)
-            self.items = _open_sem(prefix + "items", _SEM_MAX)
-            self.space = _open_sem(prefix + "space", _SEM_MAX)
-            self.done = _open_sem(prefix + "done", _SEM_MAX)
+            try:
+                self.segment = shm.Segment(prefix + _ANCHOR, populate=False, hold=True)
+                try:
+                    self.lock = _open_sem(prefix + "lock", 1)
+                    self.items = _open_sem(prefix + "items", _SEM_MAX)
+                    self.space = _open_sem(prefix + "space", _SEM_MAX)
+                    self.done = _open_sem(prefix + "done", _SEM_MAX)
+                except BaseException:
+                    _let_go(prefix, self.segment)
+                    raise
+            except FileNotFoundError:
+                raise BrokenResourceError(
+                    "this queue can no longer be used here: every process that used it "
+                    "has let go of it (it was removed)"
+                ) from None
         self.ring = Ring(self.segment)
         self.hdr = self.ring.hdr
         if create:
             self.ring.hdr[Ring.MAXSIZE] = maxsize
         self.owner = create
-        if create:
-            self._finalizer = weakref.finalize(self, _owner_cleanup, prefix, self.segment)
+        fin = weakref.finalize(self, _release, id(self), prefix, self.segment)
+        fin.atexit = False  # at exit, _exit_hook lets go (after daemonic children ended)
+        _finalizers[id(self)] = fin
 
     # -- put ----------------------------------------------------------------------------
 
@@ -519,6 +580,7 @@ def promote(q: Queue[Any]) -> SharedQueue:
     with q.mutex:
         if q._shared is not None:
             return q._shared  # type: ignore[no-any-return]
+        shm.sweep_dead(_ANCHOR)  # names that processes killed before letting go left
         backend = SharedQueue(shm.new_prefix("q"), q.maxsize, create=True)
         items = list(q.queue)
         encoded = [transport.encode(item, backend.prefix) for item in items]
