@@ -49,7 +49,7 @@ class Cases:
         assert self.full.get_nowait() == 0 and self.full.empty()
         self.empty.put(5)
         assert self.empty.get_nowait() == 5
-        assert self.event._arms is None or not self.event._arms._arms
+        assert self.event.statistics().waiting == 0
 
 
 def _in_thread(fn: Callable[[], object]) -> threading.Thread:

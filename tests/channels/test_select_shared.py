@@ -238,6 +238,23 @@ def test_a_queue_shared_while_a_select_waits_on_it() -> None:
     _no_watchers_left()
 
 
+def test_an_event_shared_while_a_select_waits_on_it() -> None:
+    ev = Event()
+    go: Queue[Any] = Queue()
+    _share(go)
+    out: list[Selected] = []
+    t = threading.Thread(target=lambda: out.append(select(ev, timeout=JOIN_S)))
+    t.start()
+    wait_parked(count=1)
+    p = _start(set_after_go, go, ev)  # pickling ev shares it under the parked select
+    go.put(1)
+    t.join(JOIN_S)
+    _join(p)
+    assert (out[0].index, out[0].value) == (0, True)
+    assert ev.statistics().waiting == 0
+    _no_watchers_left()
+
+
 def test_cancel_a_thread_parked_on_a_shared_queue() -> None:
     q: Queue[Any] = Queue()
     _share(q)

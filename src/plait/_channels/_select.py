@@ -52,6 +52,7 @@ from plait._channels._queue import CLOSED, PROMOTED, RESERVED, Empty, Full, Queu
 from plait._channels._select_shared import (
     READY,
     RESTART,
+    EventCase,
     SelectRetry,
     SharedEventCase,
     shared_arm,
@@ -492,17 +493,23 @@ class _LevelCase:
         return None
 
 
-_shared_event_type: Any = None
+_event_types: Any = None
 
 
-def _shared_event(obj: Any) -> bool:
-    """Whether ``obj`` is a plait ``Event`` shared with processes (it has its own case)."""
-    global _shared_event_type
-    if _shared_event_type is None:
+def _event_case(obj: Any) -> SelectCase | None:
+    """The case of a plait ``Event`` (made here: it follows the event's promotion)."""
+    global _event_types
+    if _event_types is None:
+        from plait._sync._event import Event
         from plait._sync._shared import SharedEvent
 
-        _shared_event_type = SharedEvent
-    return isinstance(obj, _shared_event_type)
+        _event_types = (Event, SharedEvent)
+    event, shared = _event_types
+    if isinstance(obj, shared):
+        return SharedEventCase(obj)
+    if isinstance(obj, event):
+        return EventCase(obj)
+    return None
 
 
 def _as_case(obj: Any) -> SelectCase:
@@ -510,8 +517,9 @@ def _as_case(obj: Any) -> SelectCase:
         return obj
     make = getattr(obj, "__select_case__", None)
     if make is not None:
-        if _shared_event(obj):
-            return SharedEventCase(obj)
+        case = _event_case(obj)
+        if case is not None:
+            return case
         case = make()
         if not isinstance(case, SelectCase):
             raise TypeError(f"{obj!r}.__select_case__() returned {case!r}, not a select case")

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 __all__ = [
     "READY",
     "RESTART",
+    "EventCase",
     "SelectRetry",
     "SharedEventCase",
     "shared_arm",
@@ -283,6 +284,70 @@ class SharedEventCase:
         shared_disarm(arm)
 
     def finish(self, value: Any) -> Any:
+        return True
+
+    def undo(self, value: Any) -> None:
+        return None
+
+
+class _FireOnWake:
+    """Stands in for a parked thread's lock in an ``Event``'s wait queue: the event's
+    ``set()`` (or its promotion) "releases" it, which fires the select's arm instead."""
+
+    __slots__ = ("arm", "waiter")
+
+    def __init__(self, arm: Arm) -> None:
+        self.arm = arm
+        self.waiter: Any = None
+
+    def release(self) -> None:
+        from plait._sync._common import MIGRATED
+
+        self.arm.fire(RESTART if self.waiter.value is MIGRATED else True)
+
+
+class EventCase:
+    """Wait for a plait ``Event`` to be set (value ``True``).
+
+    The select waits in the event's own wait queue, like a thread would, so that the
+    event's promotion (shared with a process while the select waits) reaches it too: the
+    select then starts again on the shared event (:class:`SharedEventCase`).
+    """
+
+    __slots__ = ("event",)
+
+    def __init__(self, event: Any) -> None:
+        self.event = event
+
+    def poll(self) -> tuple[bool, Any]:
+        return (True, True) if self.event.is_set() else (False, None)
+
+    def arm(self, arm: Arm) -> None:
+        ev = self.event
+        with ev._mutex:
+            if ev._shared is not None:
+                ready = None
+            elif ev._flag:
+                ready = True
+            else:
+                waker = _FireOnWake(arm)
+                waker.waiter = arm.note = ev._queue.enqueue_current(ev)
+                arm.note.lock = waker
+                return
+        arm.fire(True if ready else RESTART)
+
+    def disarm(self, arm: Arm) -> None:
+        from plait._core import CANCELLED
+
+        waiter = arm.note
+        if waiter is not None:
+            ev = self.event
+            with ev._mutex:
+                ev._queue.remove(waiter, CANCELLED)
+
+    def finish(self, value: Any) -> Any:
+        if value is RESTART:
+            raise SelectRetry
         return True
 
     def undo(self, value: Any) -> None:
