@@ -156,11 +156,12 @@ class _Selector:
             self.won = (None, _CANCELLED)
         self.wake()
 
-    def wake(self) -> None:
+    def wake(self) -> bool:
+        """Resume the selecting strand; ``False`` if it never will (its loop is closed)."""
         fut = self.fut
         if fut is None:
             self.lock.release()
-            return
+            return True
         loop = self.loop
         assert loop is not None
         if _get_running_loop() is loop:
@@ -170,7 +171,8 @@ class _Selector:
             try:
                 loop.call_soon_threadsafe(_resolve, fut)
             except RuntimeError:
-                pass
+                return False
+        return True
 
 
 def _resolve(fut: asyncio.Future[None]) -> None:
@@ -196,7 +198,10 @@ class Arm:
             if sel.won is not None:
                 return False
             sel.won = (self, value)
-        sel.wake()
+        if not sel.wake() and value is READY:
+            # A coroutine on a closed loop: it will not take. (Only a watcher fires READY,
+            # holding no lock, so giving back here cannot deadlock.)
+            self.case.undo(value)
         return True
 
 

@@ -28,6 +28,7 @@ slice and withdraws its announcement).
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -117,6 +118,16 @@ class _Watcher:
 
 _watchers: dict[tuple[int, bool], _Watcher] = {}
 _watchers_lock = threading.Lock()
+
+
+def _after_fork() -> None:
+    # A forked child has none of its parent's threads: forget their watchers.
+    global _watchers_lock
+    _watchers_lock = threading.Lock()
+    _watchers.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 def watcher_threads() -> list[threading.Thread]:
