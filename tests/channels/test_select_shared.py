@@ -13,10 +13,12 @@ import time
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from plait._channels import Queue, Selected, async_select, select
 from plait._channels._select_shared import watcher_threads
-from plait._core import CancelScope
+from plait._core import CancelScope, move_on_after
 from plait._errors import ClosedError
 from plait._ipc.context import get_context
 from plait._sync import Event
@@ -106,6 +108,24 @@ def test_get_from_a_shared_queue_fed_by_a_process_or_a_local_one() -> None:
     local.put("local")
     r = select(shared.get_op(), local.get_op(), timeout=5)
     assert (r.index, r.value) == (1, "local")
+    _no_watchers_left()
+
+
+def test_select_with_a_process_strand_of_a_task_group() -> None:
+    from plait._tasks import TaskGroup
+
+    shared: Queue[Any] = Queue()
+    local: Queue[Any] = Queue()
+    go: Queue[Any] = Queue()
+    with TaskGroup() as tg:
+        task = tg.spawn(put_after_go, go, shared, ["x", "y"], on="process")
+        r = select(local.get_op(), task, default=None)
+        assert r.index == -1
+        go.put(1)
+        got = [select(local.get_op(), shared.get_op(), timeout=JOIN_S).value for _ in range(2)]
+        assert got == ["x", "y"]
+        r = select(local.get_op(), shared.get_op(), task, timeout=JOIN_S)
+        assert r.index == 2 and r.value is task
     _no_watchers_left()
 
 
@@ -387,4 +407,83 @@ def test_selects_put_into_a_shared_queue_a_process_consumes() -> None:
     assert sorted(out.get(timeout=JOIN_S)) == list(range(n))
     _join(p)
     assert other.get_nowait() == "full" and other.empty()
+    _no_watchers_left()
+
+
+# -- property: with cancellations and timeouts mixed in, nothing is lost or duplicated ------
+
+
+def _consume_with_cancels(
+    qs: list[Queue[Any]], got: list[Any], lock: threading.Lock, cancel_after: float
+) -> None:
+    live = list(qs)
+    while live:
+        try:
+            with move_on_after(cancel_after):  # a select cut short takes nothing
+                r = select(*(q.get_op() for q in live), timeout=JOIN_S)
+                with lock:
+                    got.append(r.value)
+        except ClosedError:
+            live = [q for q in live if not (q.closed and q.empty())]
+
+
+async def _async_consume_with_cancels(
+    qs: list[Queue[Any]], got: list[Any], lock: threading.Lock, cancel_after: float
+) -> None:
+    live = list(qs)
+    while live:
+        try:
+            async with move_on_after(cancel_after):
+                r = await async_select(*(q.get_op() for q in live), timeout=JOIN_S)
+                with lock:
+                    got.append(r.value)
+        except ClosedError:
+            live = [q for q in live if not (q.closed and q.empty())]
+
+
+@settings(
+    max_examples=6,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    n=st.integers(1, 300),
+    maxsize=st.integers(0, 3),
+    threads=st.integers(0, 2),
+    coroutine=st.booleans(),
+    cancel_after=st.sampled_from([0.0, 0.0005, 0.005, 1.0]),
+)
+def test_property_no_loss_with_cancels(
+    n: int, maxsize: int, threads: int, coroutine: bool, cancel_after: float
+) -> None:
+    if not threads and not coroutine:
+        threads = 1
+    shared: Queue[Any] = Queue(maxsize)
+    local: Queue[Any] = Queue(maxsize)
+    qs = [shared, local]
+    got: list[Any] = []
+    lock = threading.Lock()
+    half = n // 2
+    p = _start(put_range, shared, 0, half)
+    consumers = [
+        threading.Thread(target=_consume_with_cancels, args=(qs, got, lock, cancel_after))
+        for _ in range(threads)
+    ]
+    if coroutine:
+        consumers.append(
+            threading.Thread(
+                target=lambda: asyncio.run(_async_consume_with_cancels(qs, got, lock, cancel_after))
+            )
+        )
+    for t in consumers:
+        t.start()
+    for i in range(half, n):
+        local.put(i, timeout=JOIN_S)
+    _join(p)
+    for q in qs:
+        q.close()
+    for t in consumers:
+        t.join(JOIN_S)
+        assert not t.is_alive()
+    assert sorted(got) == list(range(n))
     _no_watchers_left()

@@ -11,6 +11,20 @@ taken from them. ``default=`` makes the call non-blocking (Go's ``default:`` cas
 if nothing is ready it returns ``Selected(-1, default, None)`` at once. ``timeout=`` raises
 :class:`TimeoutError` when nothing fired in time.
 
+**Cancellation.** A coroutine's select is cancelled like any ``await``. A thread parked in
+a select inside a cancel scope is woken at once when another strand calls the scope's
+``cancel()`` (the kernel's ``interrupt`` reaches it through the strand's parked waiter,
+whose "lock" is the select's :class:`_Selector`) and raises the scope's
+:class:`plait.Cancelled`. Either way every case is withdrawn, and a case that had won
+just before gives back what it was handed (``undo``). A case that won before the cancel
+arrived wins: the select returns it, and the cancellation is seen at the next plait call.
+
+**Shared with processes.** A queue or an ``Event`` shared with other processes is waited
+on through a watcher thread (see ``_select_shared``): it fires ``READY``, the select then
+tries the operation itself without blocking, and if another strand was faster it starts
+again with the time left (a case's ``finish`` raises ``SelectRetry``). A case never takes
+anything it does not return.
+
 **The selectable protocol.** A case is any object with these five methods (``SelectCase``);
 an object that is not a case but has ``__select_case__()`` is asked for one (this is how an
 ``Event``, a ``Task`` or any future-like object joins a select)::
@@ -20,8 +34,9 @@ an object that is not a case but has ``__select_case__()`` is asked for one (thi
                                and call ``arm.fire(value)`` if ready now; else remember it
                                and call ``arm.fire(value)`` when the case becomes ready
     disarm(arm)                forget ``arm`` (it may have fired already: then do nothing)
-    finish(value) -> result    runs in the selecting strand after the case won
-    undo(value)                the selecting coroutine was cancelled after the case won with
+    finish(value) -> result    runs in the selecting strand after the case won; may raise
+                               ``SelectRetry`` (nothing done after all: the select restarts)
+    undo(value)                the selecting strand was cancelled after the case won with
                                ``value``: give back whatever was taken
 
 ``arm.fire(value)`` returns ``True`` if this case won the select (the value now belongs to
@@ -30,8 +45,9 @@ For a case that consumes nothing (an event being set, a task finishing) the retu
 can be ignored. ``fire`` is thread-safe and cheap; it may be called with the case's own
 lock held.
 
-For such level-triggered objects :class:`ArmSet` does the bookkeeping; an ``Event`` joins
-a select with three lines::
+For such level-triggered objects :class:`ArmSet` does the bookkeeping; an event-like
+object joins a select with three lines (plait's own ``Event`` gets ``EventCase`` instead,
+which waits in the event's wait queue so that it also follows the event's promotion)::
 
     self._arms = ArmSet()                                     # in __init__
     def __select_case__(self): return self._arms.case(lambda: (self.is_set(), True))

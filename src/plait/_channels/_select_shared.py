@@ -152,7 +152,13 @@ def shared_arm(obj: Any, put: bool, arm: Arm, note: Any = None) -> None:
     if start:
         target = _watch_event if _is_event(obj) else _watch_queue
         name = f"plait-select-{getattr(obj, 'prefix', None) or obj._shared.prefix}"
-        threading.Thread(target=target, args=(w,), name=name, daemon=True).start()
+        try:
+            threading.Thread(target=target, args=(w,), name=name, daemon=True).start()
+        except BaseException:  # no thread: the next select must be able to start one
+            with _watchers_lock:
+                if _watchers.get(key) is w:
+                    del _watchers[key]
+            raise
 
 
 def shared_disarm(arm: Arm) -> None:
