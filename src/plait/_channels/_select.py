@@ -514,6 +514,7 @@ class _LevelCase:
         return None
 
 
+_CASE_TYPES = frozenset({GetCase, PutCase, FutureCase, _LevelCase, EventCase, SharedEventCase})
 _event_types: Any = None
 
 
@@ -534,6 +535,8 @@ def _event_case(obj: Any) -> SelectCase | None:
 
 
 def _as_case(obj: Any) -> SelectCase:
+    if type(obj) in _CASE_TYPES:  # (a Protocol isinstance check costs microseconds)
+        return obj  # type: ignore[no-any-return]
     if isinstance(obj, SelectCase):
         return obj
     make = getattr(obj, "__select_case__", None)
