@@ -423,7 +423,8 @@ def _end_session(proc: subprocess.Popen[bytes], grace: float) -> int:
         proc.kill()
         killed += 1
     proc.wait()
-    trackers, others = [], []
+    trackers: list[Any] = []
+    others: list[Any] = []
     for member in _session(proc.pid):
         try:
             cmd = " ".join(member.cmdline())
@@ -568,7 +569,10 @@ def main(argv: list[str] | None = None) -> int:
 
     quick = args.quick
     began = time.monotonic()
-    cores = os.cpu_count() or 1
+    try:
+        cores = len(os.sched_getaffinity(0))  # what this process may use, not the host's
+    except AttributeError:
+        cores = os.cpu_count() or 1
     budget = args.budget or (50.0 if quick else 260.0)
     driver = Driver(budget, cap=20.0 if quick else 40.0)
     repeat = 2 if quick else 3
@@ -677,7 +681,7 @@ def main(argv: list[str] | None = None) -> int:
     results = derive(scaling)
     runtime = time.monotonic() - began
     machine = {
-        "cpu_count": cores,
+        "cpu_count": os.cpu_count(),
         "physical_cores": physical,
         "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "cpu": _cpu_model(),
