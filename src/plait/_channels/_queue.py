@@ -33,12 +33,13 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import os
 import queue as _stdqueue
 import sys
 from _thread import _local as _thread_local
 from _thread import get_ident as _get_ident
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from weakref import ref as _weakref
@@ -73,6 +74,23 @@ __all__ = [
 
 T = TypeVar("T")
 _get_running_loop = asyncio._get_running_loop
+
+# The C accelerator (plait/_speedups.c) gives the queue its fast paths; without it (not
+# built, or PLAIT_NO_SPEEDUPS=1) the same methods run in pure Python, only slower.
+_speedups: Any = None
+if not os.environ.get("PLAIT_NO_SPEEDUPS"):
+    try:
+        from plait import _speedups as _c
+    except ImportError:  # pragma: no cover - depends on the build
+        pass
+    else:
+        _speedups = _c
+if _speedups is not None:
+    from collections.abc import Coroutine as _Coroutine
+
+    from plait._core.instruments import hooks as _hooks
+
+    _Coroutine.register(_speedups.QueueOp)  # asyncio takes it wherever a coroutine goes
 
 
 class Empty(_stdqueue.Empty, WouldBlock):
@@ -220,13 +238,55 @@ def _pop_waiter(wq: WaitQueue, value: Any) -> tuple[Waiter | None, bool]:
         w.value = None
 
 
-class Queue(Generic[T]):
-    """A FIFO queue with :class:`queue.Queue`'s sync API, ``async_*`` forms and ``close()``."""
+if _speedups is not None:
+    from plait._core.parking import QUEUED as _QUEUED
+
+    try:
+        _speedups.configure(
+            WaitQueue=WaitQueue,
+            Waiter=Waiter,
+            hooks=_hooks,
+            wake=_wake,
+            current_tasks=_current_tasks,
+            by_task=_by_task,
+            self_strand_types=_self_strand_types,
+            get_running_loop=_get_running_loop,
+            RESERVED=RESERVED,
+            QUEUED=_QUEUED,
+            WOKEN=WOKEN,
+            CANCELLED=CANCELLED,
+        )
+    except (TypeError, AttributeError):  # pragma: no cover - an asyncio without the C parts
+        _speedups = None
+
+SPEEDUPS = _speedups is not None  # whether the C fast paths are in use
+
+
+class _PyCore:
+    """The base of :class:`Queue` when the C accelerator is not in use: no fast paths."""
+
+    __slots__ = ()
+
+
+if TYPE_CHECKING:
+    _Core = _PyCore
+else:
+    _Core = _speedups.QueueCore if _speedups is not None else _PyCore
+
+
+class Queue(_Core, Generic[T]):
+    """A FIFO queue with :class:`queue.Queue`'s sync API, ``async_*`` forms and ``close()``.
+
+    ``put``/``get``/``async_put``/``async_get`` are the ``*_locked`` methods below; with the
+    C accelerator, its fast paths answer first and call those for everything else.
+    ``async_put``/``async_get`` then return an awaitable that may already be done (asyncio
+    takes it wherever a coroutine goes).
+    """
 
     def __init__(self, maxsize: int = 0) -> None:
         self.maxsize = _check_maxsize(maxsize)
         self._limit = maxsize if maxsize > 0 else sys.maxsize  # -1 once closed or shared
-        self.mutex = new_mutex()
+        self.mutex = _speedups.Mutex() if _speedups is not None else new_mutex()
         self._getters = WaitQueue(self.mutex)
         self._putters = WaitQueue(self.mutex)
         self._joiners = WaitQueue(self.mutex)
@@ -328,7 +388,7 @@ class Queue(Generic[T]):
             self._ready -= 1
         return None
 
-    def put(self, item: T, block: bool = True, timeout: float | None = None) -> None:
+    def _put_locked(self, item: T, block: bool = True, timeout: float | None = None) -> None:
         """Put ``item``, waiting for room if the queue is bounded and full.
 
         Raises :class:`Full` (a ``queue.Full``) when it cannot within ``timeout`` (or at once
@@ -372,7 +432,9 @@ class Queue(Generic[T]):
             raise Full
         self._after_reserved(waiter.value, item)
 
-    async def async_put(self, item: T, block: bool = True, timeout: float | None = None) -> None:
+    async def _async_put_locked(
+        self, item: T, block: bool = True, timeout: float | None = None
+    ) -> None:
         """Coroutine form of :meth:`put`."""
         if timeout is not None and block and self.maxsize > 0:
             _check_timeout(block, timeout)
@@ -406,21 +468,15 @@ class Queue(Generic[T]):
                 _wake(woken)
             return
         if wait is None:  # async_park's protocol inlined, as for a getter (a bounded stream)
-            waiter.undo = self._undo_put
-            strand = waiter.strand
-            strand.state = "parked"
-            strand.parked_on = self
-            strand.waiter = waiter
-            if hooks.active:
-                hooks.parked(strand, self)
+            self._mark_parked(waiter, self._undo_put)
             try:
                 await waiter.fut  # type: ignore[misc]
             except BaseException:
                 self._abandon(waiter, self._putters)
                 raise
-            _unpark(strand)
+            _unpark(waiter.strand)
             if hooks.active:
-                hooks.unparked(strand, self, "woken")
+                hooks.unparked(waiter.strand, self, "woken")
         elif not await async_park(waiter, wait, self._undo_put):
             raise Full
         self._after_reserved(waiter.value, item)
@@ -447,9 +503,9 @@ class Queue(Generic[T]):
             return _async_waiter(self._putters, self), None
         return self._putters.enqueue_current(on=self), None
 
-    def put_nowait(self, item: T) -> None:
+    def _put_nowait(self, item: T) -> None:
         """Put ``item`` if there is room now, else raise :class:`Full`."""
-        self.put(item, False)
+        self._put_locked(item, False)
 
     def _after_reserved(self, value: Any, item: Any) -> None:
         """A parked putter was woken: store its item in the slot kept for it."""
@@ -502,7 +558,7 @@ class Queue(Generic[T]):
 
     # -- get ----------------------------------------------------------------------------
 
-    def get(self, block: bool = True, timeout: float | None = None) -> T:
+    def _get_locked(self, block: bool = True, timeout: float | None = None) -> T:
         """Take the next item, waiting for one if needed.
 
         Raises :class:`Empty` (a ``queue.Empty``) when none comes within ``timeout`` (or at
@@ -548,7 +604,7 @@ class Queue(Generic[T]):
             return got
         return self._got(park(got, wait, self._undo_get), got)
 
-    async def async_get(self, block: bool = True, timeout: float | None = None) -> T:
+    async def _async_get_locked(self, block: bool = True, timeout: float | None = None) -> T:
         """Coroutine form of :meth:`get`."""
         if timeout is not None and block:
             _check_timeout(block, timeout)
@@ -572,39 +628,14 @@ class Queue(Generic[T]):
         if waiter is not None:
             # async_park's protocol, inlined for the hottest wait in plait: park the strand,
             # await the waiter's future, give back a kept item if cancelled after the wake.
-            waiter.undo = self._undo_get  # (a wake that finds the loop closed gives back)
-            strand = waiter.strand
-            strand.state = "parked"
-            strand.parked_on = self
-            strand.waiter = waiter
-            if hooks.active:
-                hooks.parked(strand, self)
+            self._mark_parked(waiter, self._undo_get)
             try:
                 await waiter.fut  # type: ignore[misc]
             except BaseException:
                 self._abandon(waiter, self._getters)
                 raise
-            _unpark(strand)
-            if hooks.active:
-                hooks.unparked(strand, self, "woken")
-            if waiter.value is RESERVED:  # the common case, inlined: take the kept item
-                mutex.acquire()
-                try:
-                    if self._shared is None and self.queue:
-                        self._ready -= 1
-                        item = self._get()
-                        w = self._offer_slot() if self._putters._count else None
-                        ready = True
-                    elif self._shared is None:  # emptied under us: wait again
-                        self._ready = max(0, self._ready - 1)
-                finally:
-                    mutex.release()
-                if not ready:  # promoted, or cleared, meanwhile: get the usual way
-                    return await self.async_get()
-            elif waiter.value is PROMOTED:
-                return await self._backend().async_get()  # type: ignore[no-any-return]
-            else:
-                return self._got(True, waiter)  # type: ignore[no-any-return]
+            done, got = self._woken_getter(waiter, False)
+            return got if done else await got  # type: ignore[no-any-return]
         if ready:
             if w is not None:
                 _wake(w)
@@ -625,6 +656,57 @@ class Queue(Generic[T]):
             return await self._backend().async_get(block, timeout)  # type: ignore[no-any-return]
         return self._got(woken, got)  # type: ignore[no-any-return]
 
+    def _mark_parked(self, waiter: Waiter, undo: Callable[[Any], None]) -> None:
+        """A coroutine's plain wait begins: the strand shows where it is parked; ``undo``
+        gives back what a wake hands it if it never takes it (its loop closed, say)."""
+        waiter.undo = undo
+        strand = waiter.strand
+        strand.state = "parked"
+        strand.parked_on = self
+        strand.waiter = waiter
+        if hooks.active:
+            hooks.parked(strand, self)
+
+    def _woken_getter(self, waiter: Waiter, anext: bool) -> tuple[bool, Any]:
+        """After a coroutine getter's plain wait: ``(True, item)``, or ``(False, awaitable)``
+        to await for the item when the queue changed meanwhile (shared, or cleared).
+
+        ``anext``: raise :class:`StopAsyncIteration` rather than :class:`ClosedError`.
+        """
+        strand = waiter.strand
+        strand.state = "running"  # (_unpark, inlined)
+        strand.parked_on = None
+        strand.waiter = None
+        if hooks.active:
+            hooks.unparked(strand, self, "woken")
+        value = waiter.value
+        if value is RESERVED:  # the common case: take the item kept for us
+            mutex = self.mutex
+            mutex.acquire()
+            try:
+                if self._shared is None and self.queue:
+                    item = self._get()
+                    self._ready -= 1
+                    w = self._offer_slot() if self._putters._count else None
+                else:
+                    if self._shared is None:  # emptied under us: wait again
+                        self._ready = max(0, self._ready - 1)
+                    item = w = _SLOW
+            finally:
+                mutex.release()
+            if item is _SLOW:  # promoted, or cleared, meanwhile: get the usual way
+                return False, (self._anext_locked() if anext else self._async_get_locked())
+            if w is not None:
+                _wake(w)
+            if hooks.active:
+                hooks.received(current_strand(), self, item)
+            return True, item
+        if value is PROMOTED:  # shared with a process meanwhile: get from the backend
+            return False, (self._anext_locked() if anext else self._backend().async_get())
+        if anext and value is CLOSED:
+            raise StopAsyncIteration
+        return True, self._got(True, waiter)
+
     def _take_or_enqueue(
         self, wait: float | None, is_async: bool
     ) -> tuple[bool, Any, Waiter | None]:
@@ -644,9 +726,9 @@ class Queue(Generic[T]):
             return False, _async_waiter(self._getters, self), None
         return False, self._getters.enqueue_current(on=self), None
 
-    def get_nowait(self) -> T:
+    def _get_nowait(self) -> T:
         """Take an item if one is queued now, else raise :class:`Empty`."""
-        return self.get(False)
+        return self._get_locked(False)
 
     def _got(self, woken: bool, waiter: Waiter) -> Any:
         if not woken:
@@ -787,11 +869,34 @@ class Queue(Generic[T]):
     def __aiter__(self) -> AsyncIterator[T]:
         return self
 
-    async def __anext__(self) -> T:
+    async def _anext_locked(self) -> T:
         try:
-            return await self.async_get()
+            return await self._async_get_locked()
         except ClosedError:
             raise StopAsyncIteration from None
+
+    # -- the public names: C fast paths in front of the methods above, or those methods -----
+
+    if TYPE_CHECKING:
+
+        def put(self, item: T, block: bool = True, timeout: float | None = None) -> None: ...
+        def put_nowait(self, item: T) -> None: ...
+        def async_put(
+            self, item: T, block: bool = True, timeout: float | None = None
+        ) -> Awaitable[None]: ...
+        def get(self, block: bool = True, timeout: float | None = None) -> T: ...
+        def get_nowait(self) -> T: ...
+        def async_get(self, block: bool = True, timeout: float | None = None) -> Awaitable[T]: ...
+        def __anext__(self) -> Awaitable[T]: ...
+
+    elif _speedups is None:
+        put = _put_locked
+        put_nowait = _put_nowait
+        async_put = _async_put_locked
+        get = _get_locked
+        get_nowait = _get_nowait
+        async_get = _async_get_locked
+        __anext__ = _anext_locked
 
     # -- select cases -------------------------------------------------------------------
 
@@ -837,9 +942,21 @@ class PriorityQueue(Queue[T]):
     def _init(self, maxsize: int) -> None:
         self.queue = []
         items = self.queue
-        self._put = lambda item: heapq.heappush(items, item)
+
+        def put(item: Any) -> None:
+            try:
+                heapq.heappush(items, item)
+            except BaseException:  # not comparable: the heap keeps nothing of it
+                for i, queued in enumerate(items):
+                    if queued is item:
+                        del items[i]
+                        heapq.heapify(items)
+                        break
+                raise
+
+        self._put = put
         self._get = lambda: heapq.heappop(items)
-        self._putback = self._put
+        self._putback = put
 
 
 class SimpleQueue(Queue[T]):

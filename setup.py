@@ -1,0 +1,23 @@
+"""Build plait's optional C accelerator (``plait._speedups``, the queue's hot paths).
+
+Everything else is in pyproject.toml. The extension is optional: where it cannot be built
+(no compiler, another Python implementation, a free-threaded build) plait installs and runs
+in pure Python, only slower; ``PLAIT_NO_SPEEDUPS=1`` at run time also turns it off.
+"""
+
+from __future__ import annotations
+
+import platform
+import sysconfig
+
+from setuptools import Extension, setup
+
+_wanted = platform.python_implementation() == "CPython" and not sysconfig.get_config_var(
+    "Py_GIL_DISABLED"
+)
+
+setup(
+    ext_modules=[Extension("plait._speedups", ["src/plait/_speedups.c"], optional=True)]
+    if _wanted
+    else [],
+)

@@ -1,0 +1,1602 @@
+/* plait._speedups: the queue's hot paths in C.
+ *
+ * Why this exists: bench/bench_channels.py shows that a pure-Python thread-safe queue cannot
+ * reach twice asyncio.Queue's coroutine stream; the coroutine frame and the lock calls alone
+ * cost more than the whole budget. This module gives plait.Queue the fast paths only --
+ * "there is room, nobody waits: append" and "an unclaimed item is there, nobody waits: take it"
+ * -- and hands every other case to the Python methods (plait/_channels/_queue.py), which stay
+ * the reference implementation and the fallback when this module cannot be built.
+ *
+ * Three types:
+ *   Mutex      a plain non-reentrant lock (the queue's ``mutex``) whose fast paths can try
+ *              it without a Python call;
+ *   QueueCore  the base class of plait.Queue: the state the fast paths need, as C fields the
+ *              Python code reads and writes as attributes, and put/get/async_put/async_get/
+ *              __anext__ that finish in C or call the Python ``*_locked`` forms;
+ *   QueueOp    what async_put/async_get/__anext__ return: a coroutine-like object that does
+ *              nothing until it is awaited (so a task cancelled before it starts takes no
+ *              item), then tries the fast path and, if that declines, runs the Python
+ *              coroutine ``_async_*_locked`` in its place. It has send/throw/close, so
+ *              asyncio takes it wherever a coroutine goes.
+ *
+ * A fast path holds the queue's mutex (acquired without blocking) for its whole critical
+ * section, exactly like the Python code, so the two can interleave freely.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+#include <pythread.h>
+
+/* -- module state (set once by configure()) ------------------------------------------- */
+
+/* Where the kernel's objects keep their state (configure() fills these in from the
+ * classes' __slots__; until then no fast path is taken). */
+static PyTypeObject *waitqueue_type = NULL;
+static Py_ssize_t wq_count = -1, wq_dq = -1;
+static PyTypeObject *waiter_type = NULL;
+static Py_ssize_t w_queue, w_strand, w_on, w_data, w_state, w_value, w_lock, w_fut, w_loop;
+static Py_ssize_t w_interruptible, w_ident, w_undo, w_handle, w_started;
+static PyObject *hooks = NULL;        /* plait._core.instruments.hooks */
+static Py_ssize_t active_offset = -1; /* Hooks.active slot */
+static PyObject *current_tasks = NULL;     /* asyncio.tasks._current_tasks */
+static PyObject *by_task = NULL;           /* plait's task -> strand dict */
+static PyObject *self_strand_types = NULL; /* task types that are their own strand */
+static PyObject *get_running_loop = NULL;  /* asyncio._get_running_loop */
+static PyObject *RESERVED = NULL, *QUEUED = NULL, *WOKEN = NULL, *CANCELLED = NULL;
+static PyObject *str_put_locked, *str_get_locked, *str_async_put_locked;
+static PyObject *str_async_get_locked, *str_anext_locked;
+static PyObject *str_handoff, *str_offer_slot, *str_woken_getter;
+static PyObject *str_abandon, *str_blocking, *str_done, *str_close;
+static PyObject *str_popleft, *str_append, *str_set_result, *str_create_future, *str_undo_get;
+static PyObject *str_loop, *str_kind, *str_async, *str_thread_id, *str_state, *str_parked_on;
+static PyObject *str_waiter, *str_running, *str_parked, *str_tls_key;
+static PyObject *wake_fn = NULL;      /* plait._channels._queue._wake */
+
+/* -- Mutex ---------------------------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    PyThread_type_lock lock;
+    char locked;
+    PyObject *weakreflist;
+} MutexObject;
+
+static PyTypeObject MutexType;
+
+static PyObject *
+mutex_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    if (PyTuple_GET_SIZE(args) || (kwds && PyDict_GET_SIZE(kwds))) {
+        PyErr_SetString(PyExc_TypeError, "Mutex() takes no arguments");
+        return NULL;
+    }
+    MutexObject *self = (MutexObject *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->lock = PyThread_allocate_lock();
+    if (self->lock == NULL) {
+        Py_DECREF(self);
+        PyErr_SetString(PyExc_MemoryError, "cannot allocate a lock");
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static void
+mutex_dealloc(MutexObject *self)
+{
+    if (self->weakreflist != NULL)
+        PyObject_ClearWeakRefs((PyObject *)self);
+    if (self->lock != NULL) {
+        if (self->locked)
+            PyThread_release_lock(self->lock);
+        PyThread_free_lock(self->lock);
+    }
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static inline int
+mutex_try(MutexObject *m)
+{
+    if (PyThread_acquire_lock_timed(m->lock, 0, 0) == PY_LOCK_ACQUIRED) {
+        m->locked = 1;
+        return 1;
+    }
+    return 0;
+}
+
+static inline void
+mutex_unlock(MutexObject *m)
+{
+    m->locked = 0;
+    PyThread_release_lock(m->lock);
+}
+
+/* Blocks with the GIL released. Held only for short critical sections, so the wait is not
+ * interruptible by signals (as a C-level mutex, unlike threading.Lock). */
+static int
+mutex_lock(MutexObject *m, long long us)
+{
+    if (mutex_try(m))
+        return 1;
+    if (us == 0)
+        return 0;
+    PyLockStatus r;
+    Py_BEGIN_ALLOW_THREADS
+    r = PyThread_acquire_lock_timed(m->lock, us, 0);
+    Py_END_ALLOW_THREADS
+    if (r == PY_LOCK_ACQUIRED) {
+        m->locked = 1;
+        return 1;
+    }
+    return 0;
+}
+
+static PyObject *
+mutex_acquire(MutexObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    int blocking = 1;
+    double timeout = -1.0;
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    if (nargs > 2 || nargs + nkw > 2) {
+        PyErr_SetString(PyExc_TypeError, "acquire() takes at most 2 arguments");
+        return NULL;
+    }
+    PyObject *blocking_obj = nargs > 0 ? args[0] : NULL;
+    PyObject *timeout_obj = nargs > 1 ? args[1] : NULL;
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        PyObject *name = PyTuple_GET_ITEM(kwnames, i);
+        if (PyUnicode_CompareWithASCIIString(name, "blocking") == 0 && blocking_obj == NULL)
+            blocking_obj = args[nargs + i];
+        else if (PyUnicode_CompareWithASCIIString(name, "timeout") == 0 && timeout_obj == NULL)
+            timeout_obj = args[nargs + i];
+        else {
+            PyErr_Format(PyExc_TypeError, "acquire() got an unexpected keyword argument %R", name);
+            return NULL;
+        }
+    }
+    if (blocking_obj != NULL && (blocking = PyObject_IsTrue(blocking_obj)) < 0)
+        return NULL;
+    if (timeout_obj != NULL) {
+        timeout = PyFloat_AsDouble(timeout_obj);
+        if (timeout == -1.0 && PyErr_Occurred())
+            return NULL;
+    }
+    if (!blocking && timeout != -1.0) {
+        PyErr_SetString(PyExc_ValueError, "can't specify a timeout for a non-blocking call");
+        return NULL;
+    }
+    if (timeout < 0 && timeout != -1.0) {
+        PyErr_SetString(PyExc_ValueError, "timeout value must be a non-negative number");
+        return NULL;
+    }
+    long long us;
+    if (!blocking)
+        us = 0;
+    else if (timeout == -1.0)
+        us = -1;
+    else {
+        double d = timeout * 1e6;
+        if (d > (double)PY_TIMEOUT_MAX) {
+            PyErr_SetString(PyExc_OverflowError, "timeout value is too large");
+            return NULL;
+        }
+        us = (long long)d;
+    }
+    return PyBool_FromLong(mutex_lock(self, us));
+}
+
+static PyObject *
+mutex_enter(MutexObject *self, PyObject *Py_UNUSED(ignored))
+{
+    mutex_lock(self, -1);
+    Py_RETURN_TRUE;
+}
+
+static PyObject *
+mutex_release(MutexObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (!self->locked) {
+        PyErr_SetString(PyExc_RuntimeError, "release unlocked lock");
+        return NULL;
+    }
+    mutex_unlock(self);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+mutex_exit(MutexObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return mutex_release(self, NULL);
+}
+
+static PyObject *
+mutex_locked(MutexObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(self->locked);
+}
+
+static PyObject *
+mutex_repr(MutexObject *self)
+{
+    return PyUnicode_FromFormat("<plait Mutex %s at %p>", self->locked ? "locked" : "unlocked",
+                                self);
+}
+
+static PyMethodDef mutex_methods[] = {
+    {"acquire", (PyCFunction)(void (*)(void))mutex_acquire, METH_FASTCALL | METH_KEYWORDS,
+     "acquire(blocking=True, timeout=-1) -> bool: take the lock, as threading.Lock does."},
+    {"release", (PyCFunction)mutex_release, METH_NOARGS, "Release the lock."},
+    {"locked", (PyCFunction)mutex_locked, METH_NOARGS, "Whether the lock is held."},
+    {"__enter__", (PyCFunction)mutex_enter, METH_NOARGS, NULL},
+    {"__exit__", (PyCFunction)(void (*)(void))mutex_exit, METH_FASTCALL, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject MutexType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "plait._speedups.Mutex",
+    .tp_basicsize = sizeof(MutexObject),
+    .tp_dealloc = (destructor)mutex_dealloc,
+    .tp_repr = (reprfunc)mutex_repr,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A plain, non-reentrant lock with threading.Lock's API (a queue's mutex).",
+    .tp_weaklistoffset = offsetof(MutexObject, weakreflist),
+    .tp_methods = mutex_methods,
+    .tp_new = mutex_new,
+};
+
+/* -- QueueCore ------------------------------------------------------------------------ */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *queue;   /* the storage (a deque, a list...) */
+    PyObject *put_fn;  /* _put(item) */
+    PyObject *get_fn;  /* _get() -> item */
+    PyObject *mutex;
+    PyObject *getters; /* WaitQueue */
+    PyObject *putters; /* WaitQueue */
+    Py_ssize_t limit;  /* maxsize, or PY_SSIZE_T_MAX unbounded, or -1 once closed/shared */
+    Py_ssize_t reserved;
+    Py_ssize_t ready;
+    Py_ssize_t unfinished;
+    PyObject *shared;  /* the process-shared backend, once promoted (None before) */
+} CoreObject;
+
+static int
+core_traverse(CoreObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->queue);
+    Py_VISIT(self->put_fn);
+    Py_VISIT(self->get_fn);
+    Py_VISIT(self->mutex);
+    Py_VISIT(self->getters);
+    Py_VISIT(self->putters);
+    Py_VISIT(self->shared);
+    return 0;
+}
+
+static int
+core_clear(CoreObject *self)
+{
+    Py_CLEAR(self->queue);
+    Py_CLEAR(self->put_fn);
+    Py_CLEAR(self->get_fn);
+    Py_CLEAR(self->mutex);
+    Py_CLEAR(self->getters);
+    Py_CLEAR(self->putters);
+    Py_CLEAR(self->shared);
+    return 0;
+}
+
+static void
+core_dealloc(CoreObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    core_clear(self);
+    tp->tp_free((PyObject *)self);  /* (a Python subclass's dealloc drops its type) */
+}
+
+/* Whether anybody is parked on the wait queue (its ``_count`` slot is not 0). */
+static inline int
+has_waiters(PyObject *wq)
+{
+    if (wq == NULL || waitqueue_type == NULL || !Py_IS_TYPE(wq, waitqueue_type))
+        return 1;
+    PyObject *count = *(PyObject **)((char *)wq + wq_count);
+    if (count == NULL || !PyLong_CheckExact(count))
+        return 1;
+    return PyLong_AsSsize_t(count) != 0;
+}
+
+static inline int
+hooks_active(void)
+{
+    if (hooks == NULL)
+        return 1;
+    PyObject *active = *(PyObject **)((char *)hooks + active_offset);
+    return active == NULL || !PyTuple_Check(active) || PyTuple_GET_SIZE(active) != 0;
+}
+
+static inline int
+usable(CoreObject *self)
+{
+    return self->queue != NULL && self->put_fn != NULL && self->get_fn != NULL &&
+           self->mutex != NULL && Py_IS_TYPE(self->mutex, &MutexType) && wake_fn != NULL &&
+           waiter_type != NULL && self->getters != NULL && self->putters != NULL &&
+           Py_IS_TYPE(self->getters, waitqueue_type) && Py_IS_TYPE(self->putters, waitqueue_type);
+}
+
+/* -- the kernel's park protocol, for the hottest waits --------------------------------------
+ * The same steps as plait/_core/parking.py and the Python queue take, on the same objects:
+ * a Waiter in the WaitQueue's deque, its state and value, the strand's bookkeeping. Anything
+ * unusual (a select's waiter, an instrument, another thread's loop) goes to the Python code. */
+
+#define SLOT(obj, off) (*(PyObject **)((char *)(obj) + (off)))
+
+static inline void
+slot_set(PyObject *obj, Py_ssize_t off, PyObject *value)
+{
+    PyObject *old = SLOT(obj, off);
+    Py_INCREF(value);
+    SLOT(obj, off) = value;
+    Py_XDECREF(old);
+}
+
+static inline int
+is_queued(PyObject *w)
+{
+    PyObject *state = SLOT(w, w_state);
+    return state == QUEUED || (state != NULL && PyObject_RichCompareBool(state, QUEUED, Py_EQ) == 1);
+}
+
+static int
+count_add(PyObject *wq, Py_ssize_t delta)
+{
+    PyObject *count = SLOT(wq, wq_count);
+    Py_ssize_t n = count ? PyLong_AsSsize_t(count) : 0;
+    if (n == -1 && PyErr_Occurred())
+        return -1;
+    PyObject *v = PyLong_FromSsize_t(n + delta);
+    if (v == NULL)
+        return -1;
+    SLOT(wq, wq_count) = v;
+    Py_XDECREF(count);
+    return 0;
+}
+
+/* The first queued waiter of a WaitQueue, left in place (stale ones dropped, as peek() does).
+ * New reference; NULL: none (or an error, if one is set). */
+static PyObject *
+wq_first(PyObject *wq)
+{
+    PyObject *dq = SLOT(wq, wq_dq);
+    if (dq == NULL)
+        return NULL;
+    for (;;) {
+        Py_ssize_t n = PyObject_Length(dq);
+        if (n <= 0)
+            return NULL;
+        PyObject *w = PySequence_GetItem(dq, 0);
+        if (w == NULL)
+            return NULL;
+        if (!Py_IS_TYPE(w, waiter_type) || is_queued(w))
+            return w;
+        Py_DECREF(w);
+        PyObject *gone = PyObject_CallMethodNoArgs(dq, str_popleft);
+        if (gone == NULL)
+            return NULL;
+        Py_DECREF(gone);
+    }
+}
+
+/* Queue._handoff (mutex held): keep the item just queued for the first parked getter.
+ * New reference to the waiter to wake, or None. */
+static PyObject *
+handoff(CoreObject *self)
+{
+    PyObject *w = wq_first(self->getters);
+    if (w == NULL) {
+        if (PyErr_Occurred())
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    if (!Py_IS_TYPE(w, waiter_type) || SLOT(w, w_data) != Py_None) {
+        Py_DECREF(w);  /* a select's waiter: the Python code knows how to offer it */
+        return PyObject_CallMethodNoArgs((PyObject *)self, str_handoff);
+    }
+    PyObject *gone = PyObject_CallMethodNoArgs(SLOT(self->getters, wq_dq), str_popleft);
+    if (gone == NULL || count_add(self->getters, -1) < 0) {
+        Py_XDECREF(gone);
+        Py_DECREF(w);
+        return NULL;
+    }
+    Py_DECREF(gone);
+    self->ready++;
+    slot_set(w, w_state, WOKEN);
+    slot_set(w, w_value, RESERVED);
+    return w;
+}
+
+/* _wake(w): on the waiter's own loop thread, resolve its future here; else the Python code. */
+static void
+wake(PyObject *owner, PyObject *w)
+{
+    if (Py_IS_TYPE(w, waiter_type)) {
+        PyObject *fut = SLOT(w, w_fut), *ident = SLOT(w, w_ident);
+        if (fut != NULL && fut != Py_None && ident != NULL && PyLong_CheckExact(ident) &&
+            PyLong_AsUnsignedLong(ident) == PyThread_get_thread_ident()) {
+            PyObject *done = PyObject_CallMethodNoArgs(fut, str_done);
+            if (done == Py_False) {
+                PyObject *r = PyObject_CallMethodOneArg(fut, str_set_result, Py_None);
+                if (r != NULL) {
+                    Py_DECREF(r);
+                    Py_DECREF(done);
+                    return;
+                }
+                Py_DECREF(done);
+                if (!PyErr_ExceptionMatches(PyExc_RuntimeError)) {
+                    PyErr_WriteUnraisable(owner);
+                    return;
+                }
+                /* Its loop is closed: the coroutine never runs again. Give back what it was
+                 * handed rather than lose it -- once (as _wake does). */
+                PyErr_Clear();
+                PyObject *undo = SLOT(w, w_undo), *state = SLOT(w, w_state);
+                if (undo != NULL && undo != Py_None && state != NULL &&
+                    PyObject_RichCompareBool(state, WOKEN, Py_EQ) == 1) {
+                    slot_set(w, w_state, CANCELLED);
+                    Py_INCREF(undo);
+                    PyObject *r2 = PyObject_CallOneArg(undo, SLOT(w, w_value));
+                    Py_DECREF(undo);
+                    if (r2 == NULL)
+                        PyErr_WriteUnraisable(owner);
+                    Py_XDECREF(r2);
+                }
+                PyErr_Clear();
+                return;
+            }
+            else if (done == Py_True) {
+                Py_DECREF(done);
+                return;
+            }
+            Py_XDECREF(done);
+            PyErr_Clear();
+        }
+    }
+    PyObject *r = PyObject_CallOneArg(wake_fn, w);
+    if (r == NULL)
+        PyErr_WriteUnraisable(owner);
+    Py_XDECREF(r);
+}
+
+/* The object a weak reference points to (new reference), or NULL (dead; no error set). */
+static PyObject *
+weak_get(PyObject *ref)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    PyObject *obj = NULL;
+    if (PyWeakref_GetRef(ref, &obj) <= 0) {
+        PyErr_Clear();
+        return NULL;
+    }
+    return obj;
+#else
+    PyObject *obj = PyWeakref_GetObject(ref);
+    if (obj == NULL || obj == Py_None) {
+        PyErr_Clear();
+        return NULL;
+    }
+    Py_INCREF(obj);
+    return obj;
+#endif
+}
+
+/* The strand of the running coroutine (new reference), or None if anything is unusual. The
+ * running loop is cached per thread (asyncio's lookup makes a system call on 3.11). */
+static PyObject *
+async_strand(void)
+{
+    unsigned long ident = PyThread_get_thread_ident();
+    PyObject *tsd = PyThreadState_GetDict(); /* borrowed */
+    PyObject *loop = NULL;
+    if (tsd != NULL) {
+        PyObject *ref = PyDict_GetItemWithError(tsd, str_tls_key); /* borrowed */
+        if (ref != NULL && PyWeakref_CheckRef(ref))
+            loop = weak_get(ref);
+    }
+    if (loop != NULL) {
+        PyObject *tid = PyObject_GetAttr(loop, str_thread_id);
+        int same = tid != NULL && PyLong_CheckExact(tid) && PyLong_AsUnsignedLong(tid) == ident;
+        Py_XDECREF(tid);
+        PyErr_Clear();
+        if (!same)
+            Py_CLEAR(loop);
+    }
+    if (loop == NULL) {
+        loop = PyObject_CallNoArgs(get_running_loop);
+        if (loop == NULL)
+            return NULL;
+        if (loop == Py_None)
+            return loop;
+        if (tsd != NULL) {
+            PyObject *ref = PyWeakref_NewRef(loop, NULL);
+            if (ref == NULL || PyDict_SetItem(tsd, str_tls_key, ref) < 0)
+                PyErr_Clear();
+            Py_XDECREF(ref);
+        }
+    }
+    PyObject *task = PyDict_GetItemWithError(current_tasks, loop); /* borrowed */
+    Py_DECREF(loop);
+    if (task == NULL) {
+        if (PyErr_Occurred())
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    int own = PySet_Contains(self_strand_types, (PyObject *)Py_TYPE(task));
+    if (own < 0)
+        return NULL;
+    PyObject *strand = own ? task : PyDict_GetItemWithError(by_task, task);
+    if (strand == NULL) {
+        if (PyErr_Occurred())
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    Py_INCREF(strand);
+    return strand;
+}
+
+/* Queue._park_getter in C: a plain wait of the running coroutine, parked. A new reference
+ * to the waiter; None: declined, nothing changed (the Python coroutine takes over). */
+static PyObject *
+park_getter(CoreObject *self)
+{
+    if (hooks_active() || waiter_type == NULL || !usable(self) || self->limit < 0)
+        Py_RETURN_NONE;
+    PyObject *strand = async_strand();
+    if (strand == NULL || strand == Py_None)
+        return strand;
+    PyObject *loop = NULL, *kind = NULL, *fut = NULL, *w = NULL, *ident = NULL;
+    loop = PyObject_GetAttr(strand, str_loop);
+    kind = loop ? PyObject_GetAttr(strand, str_kind) : NULL;
+    if (kind == NULL)
+        goto error;
+    int is_async = PyUnicode_Check(kind) && PyUnicode_Compare(kind, str_async) == 0;
+    if (loop == Py_None || !is_async)
+        goto decline;
+    fut = PyObject_CallMethodNoArgs(loop, str_create_future);
+    ident = fut ? PyLong_FromUnsignedLong(PyThread_get_thread_ident()) : NULL;
+    if (ident == NULL)
+        goto error;
+    MutexObject *m = (MutexObject *)self->mutex;
+    mutex_lock(m, -1);
+    Py_ssize_t n = PyObject_Length(self->queue);
+    if (n < 0 || n > self->ready || self->limit < 0) {
+        mutex_unlock(m);
+        if (n < 0)
+            goto error;
+        goto decline;
+    }
+    w = waiter_type->tp_alloc(waiter_type, 0);
+    if (w == NULL) {
+        mutex_unlock(m);
+        goto error;
+    }
+    slot_set(w, w_queue, self->getters);
+    slot_set(w, w_strand, strand);
+    slot_set(w, w_on, (PyObject *)self);
+    slot_set(w, w_data, Py_None);
+    slot_set(w, w_state, QUEUED);
+    slot_set(w, w_value, Py_None);
+    slot_set(w, w_lock, Py_None);
+    slot_set(w, w_fut, fut);
+    slot_set(w, w_loop, loop);
+    slot_set(w, w_interruptible, Py_False);
+    slot_set(w, w_ident, ident);
+    slot_set(w, w_undo, Py_None);
+    slot_set(w, w_handle, Py_None);
+    slot_set(w, w_started, Py_False);
+    PyObject *r = PyObject_CallMethodOneArg(SLOT(self->getters, wq_dq), str_append, w);
+    if (r == NULL || count_add(self->getters, 1) < 0) {
+        /* not queued (append failed) or queued but miscounted: either way never woken */
+        Py_XDECREF(r);
+        mutex_unlock(m);
+        goto error;
+    }
+    Py_DECREF(r);
+    mutex_unlock(m);
+    PyObject *undo = PyObject_GetAttr((PyObject *)self, str_undo_get);
+    if (undo == NULL) {
+        /* cannot happen for a Queue; leave the wait rather than park without a give-back */
+        PyErr_Clear();
+        undo = Py_None;
+        Py_INCREF(undo);
+    }
+    slot_set(w, w_undo, undo);
+    Py_DECREF(undo);
+    if (PyObject_SetAttr(strand, str_state, str_parked) < 0 ||
+        PyObject_SetAttr(strand, str_parked_on, (PyObject *)self) < 0 ||
+        PyObject_SetAttr(strand, str_waiter, w) < 0)
+        PyErr_Clear(); /* bookkeeping only: the wait itself is in place */
+    Py_DECREF(strand);
+    Py_DECREF(loop);
+    Py_DECREF(kind);
+    Py_DECREF(fut);
+    Py_DECREF(ident);
+    return w;
+decline:
+    Py_XDECREF(strand);
+    Py_XDECREF(loop);
+    Py_XDECREF(kind);
+    Py_XDECREF(fut);
+    Py_XDECREF(ident);
+    Py_RETURN_NONE;
+error:
+    Py_XDECREF(strand);
+    Py_XDECREF(loop);
+    Py_XDECREF(kind);
+    Py_XDECREF(fut);
+    Py_XDECREF(ident);
+    Py_XDECREF(w);
+    return NULL;
+}
+
+/* Queue._woken_getter's common case in C: the strand runs again and takes the item kept for
+ * it. Returns the item (new reference), or NULL with no error: the Python code decides. */
+static PyObject *
+woken_getter(CoreObject *self, PyObject *w)
+{
+    if (hooks_active() || !Py_IS_TYPE(w, waiter_type) || SLOT(w, w_value) != RESERVED ||
+        !usable(self))
+        return NULL;
+    MutexObject *m = (MutexObject *)self->mutex;
+    mutex_lock(m, -1);
+    Py_ssize_t n = PyObject_Length(self->queue);
+    if (n <= 0 || (self->shared != NULL && self->shared != Py_None)) {
+        mutex_unlock(m);
+        PyErr_Clear();
+        return NULL;
+    }
+    PyObject *item = PyObject_Vectorcall(self->get_fn, NULL, 0, NULL);
+    if (item == NULL) {
+        mutex_unlock(m);
+        return NULL;
+    }
+    self->ready--;
+    PyObject *putter = NULL;
+    if (has_waiters(self->putters)) {
+        putter = PyObject_CallMethodNoArgs((PyObject *)self, str_offer_slot);
+        if (putter == NULL)
+            PyErr_WriteUnraisable((PyObject *)self);
+    }
+    mutex_unlock(m);
+    PyObject *strand = SLOT(w, w_strand);
+    if (strand != NULL &&
+        (PyObject_SetAttr(strand, str_state, str_running) < 0 ||
+         PyObject_SetAttr(strand, str_parked_on, Py_None) < 0 ||
+         PyObject_SetAttr(strand, str_waiter, Py_None) < 0))
+        PyErr_Clear();
+    if (putter != NULL && putter != Py_None)
+        wake((PyObject *)self, putter);
+    Py_XDECREF(putter);
+    return item;
+}
+
+/* Call wake_fn(waiter) after the mutex is released; an error here is a bug in plait (the
+ * item is already where it belongs), so it is reported, not raised. */
+static void
+wake_after(PyObject *self, PyObject *waiter)
+{
+    if (waiter == NULL) {
+        PyErr_WriteUnraisable(self);
+        return;
+    }
+    if (waiter != Py_None) {
+        PyObject *r = PyObject_CallOneArg(wake_fn, waiter);
+        if (r == NULL)
+            PyErr_WriteUnraisable(self);
+        Py_XDECREF(r);
+    }
+    Py_DECREF(waiter);
+}
+
+/* Put if there is room and no instrument listens (a parked getter is handed the item, as the
+ * Python code does). 1: put done; 0: not taken (nothing changed); -1: error (nothing put). */
+static int
+fast_put(CoreObject *self, PyObject *item)
+{
+    if (!usable(self))
+        return 0;
+    MutexObject *m = (MutexObject *)self->mutex;
+    if (!mutex_try(m))
+        return 0;
+    Py_ssize_t n = PyObject_Length(self->queue);
+    if (n < 0) {
+        mutex_unlock(m);
+        return -1;
+    }
+    if (n + self->reserved >= self->limit || hooks_active()) {
+        mutex_unlock(m);
+        return 0;
+    }
+    PyObject *res = PyObject_Vectorcall(self->put_fn, &item, 1, NULL);
+    if (res == NULL) {
+        mutex_unlock(m);
+        return -1;
+    }
+    Py_DECREF(res);
+    self->unfinished++;
+    if (!has_waiters(self->getters)) {
+        mutex_unlock(m);
+        return 1;
+    }
+    PyObject *waiter = handoff(self);
+    mutex_unlock(m);
+    if (waiter == NULL)
+        PyErr_WriteUnraisable((PyObject *)self); /* the item is queued all the same */
+    else {
+        if (waiter != Py_None)
+            wake((PyObject *)self, waiter);
+        Py_DECREF(waiter);
+    }
+    return 1;
+}
+
+/* Take the next unclaimed item if no instrument listens (a parked putter is given the slot).
+ * An item (new reference); NULL with no error set: not taken; NULL with an error. */
+static PyObject *
+fast_get(CoreObject *self)
+{
+    if (!usable(self))
+        return NULL;
+    MutexObject *m = (MutexObject *)self->mutex;
+    if (!mutex_try(m))
+        return NULL;
+    Py_ssize_t n = PyObject_Length(self->queue);
+    if (n < 0) {
+        mutex_unlock(m);
+        return NULL;
+    }
+    if (n <= self->ready || hooks_active()) {
+        mutex_unlock(m);
+        return NULL;
+    }
+    PyObject *item = PyObject_Vectorcall(self->get_fn, NULL, 0, NULL);
+    if (item == NULL || !has_waiters(self->putters)) {
+        mutex_unlock(m);
+        return item;
+    }
+    PyObject *waiter = PyObject_CallMethodNoArgs((PyObject *)self, str_offer_slot);
+    mutex_unlock(m);
+    wake_after((PyObject *)self, waiter);
+    return item;
+}
+
+/* Parse (item?, block=True, timeout=None). Returns 0 on success. */
+static int
+parse_args(const char *fname, int with_item, PyObject *const *args, Py_ssize_t nargs,
+           PyObject *kwnames, PyObject **item, PyObject **block, PyObject **timeout)
+{
+    static const char *names[] = {"item", "block", "timeout"};
+    PyObject *slots[3] = {NULL, Py_True, Py_None};
+    int first = with_item ? 0 : 1;
+    Py_ssize_t max = 3 - first;
+    if (nargs > max) {
+        PyErr_Format(PyExc_TypeError, "%s() takes at most %zd positional arguments (%zd given)",
+                     fname, max, nargs);
+        return -1;
+    }
+    int seen[3] = {0, 0, 0};
+    for (Py_ssize_t i = 0; i < nargs; i++) {
+        slots[first + i] = args[i];
+        seen[first + i] = 1;
+    }
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    for (Py_ssize_t k = 0; k < nkw; k++) {
+        PyObject *name = PyTuple_GET_ITEM(kwnames, k);
+        int j;
+        for (j = first; j < 3; j++)
+            if (PyUnicode_CompareWithASCIIString(name, names[j]) == 0)
+                break;
+        if (j == 3) {
+            PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument %R", fname,
+                         name);
+            return -1;
+        }
+        if (seen[j]) {
+            PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument '%s'", fname,
+                         names[j]);
+            return -1;
+        }
+        seen[j] = 1;
+        slots[j] = args[nargs + k];
+    }
+    if (with_item && !seen[0]) {
+        PyErr_Format(PyExc_TypeError, "%s() missing required argument: 'item'", fname);
+        return -1;
+    }
+    if (item)
+        *item = slots[0];
+    *block = slots[1];
+    *timeout = slots[2];
+    return 0;
+}
+
+static PyObject *
+call_locked(CoreObject *self, PyObject *name, PyObject *item, PyObject *block, PyObject *timeout)
+{
+    if (item != NULL) {
+        PyObject *a[4] = {(PyObject *)self, item, block, timeout};
+        return PyObject_VectorcallMethod(name, a, 4 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    }
+    PyObject *a[3] = {(PyObject *)self, block, timeout};
+    return PyObject_VectorcallMethod(name, a, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+}
+
+static PyObject *
+core_put(CoreObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *item, *block, *timeout;
+    if (nargs == 1 && kwnames == NULL) {
+        item = args[0];
+        block = Py_True;
+        timeout = Py_None;
+    }
+    else if (parse_args("put", 1, args, nargs, kwnames, &item, &block, &timeout) < 0)
+        return NULL;
+    if (timeout == Py_None) {
+        int r = fast_put(self, item);
+        if (r > 0)
+            Py_RETURN_NONE;
+        if (r < 0)
+            return NULL;
+    }
+    return call_locked(self, str_put_locked, item, block, timeout);
+}
+
+static PyObject *
+core_put_nowait(CoreObject *self, PyObject *item)
+{
+    int r = fast_put(self, item);
+    if (r > 0)
+        Py_RETURN_NONE;
+    if (r < 0)
+        return NULL;
+    return call_locked(self, str_put_locked, item, Py_False, Py_None);
+}
+
+static PyObject *
+core_get(CoreObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *block = Py_True, *timeout = Py_None;
+    if ((nargs || kwnames) &&
+        parse_args("get", 0, args, nargs, kwnames, NULL, &block, &timeout) < 0)
+        return NULL;
+    if (timeout == Py_None) {
+        PyObject *item = fast_get(self);
+        if (item != NULL || PyErr_Occurred())
+            return item;
+    }
+    return call_locked(self, str_get_locked, NULL, block, timeout);
+}
+
+static PyObject *
+core_get_nowait(CoreObject *self, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *item = fast_get(self);
+    if (item != NULL || PyErr_Occurred())
+        return item;
+    return call_locked(self, str_get_locked, NULL, Py_False, Py_None);
+}
+
+/* -- QueueOp: the lazy awaitable of async_put/async_get/__anext__ ---------------------- */
+
+enum { OP_PUT, OP_GET, OP_ANEXT };
+enum { OP_FRESH, OP_RUNNING, OP_PARKED, OP_DONE };
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *queue;   /* a CoreObject */
+    PyObject *item;    /* put: the item */
+    PyObject *block;
+    PyObject *timeout;
+    PyObject *inner;   /* the Python coroutine running in our place, once started */
+    PyObject *waiter;  /* a get parked by _park_getter (OP_PARKED) */
+    PyObject *fut;     /* its future, which we yielded to the task */
+    char kind;
+    char state;
+} OpObject;
+
+static PyTypeObject OpType;
+
+static PyObject *
+op_make(PyObject *queue, int kind, PyObject *item, PyObject *block, PyObject *timeout)
+{
+    OpObject *op = PyObject_GC_New(OpObject, &OpType);
+    if (op == NULL)
+        return NULL;
+    Py_INCREF(queue);
+    op->queue = queue;
+    Py_XINCREF(item);
+    op->item = item;
+    Py_INCREF(block);
+    op->block = block;
+    Py_INCREF(timeout);
+    op->timeout = timeout;
+    op->inner = NULL;
+    op->waiter = NULL;
+    op->fut = NULL;
+    op->kind = (char)kind;
+    op->state = OP_FRESH;
+    PyObject_GC_Track(op);
+    return (PyObject *)op;
+}
+
+static int
+op_traverse(OpObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->queue);
+    Py_VISIT(self->item);
+    Py_VISIT(self->block);
+    Py_VISIT(self->timeout);
+    Py_VISIT(self->inner);
+    Py_VISIT(self->waiter);
+    Py_VISIT(self->fut);
+    return 0;
+}
+
+static int
+op_clear(OpObject *self)
+{
+    Py_CLEAR(self->queue);
+    Py_CLEAR(self->item);
+    Py_CLEAR(self->block);
+    Py_CLEAR(self->timeout);
+    Py_CLEAR(self->inner);
+    Py_CLEAR(self->waiter);
+    Py_CLEAR(self->fut);
+    return 0;
+}
+
+/* A parked get leaves the wait (or gives back what it was handed): Queue._abandon. */
+static int
+op_abandon(OpObject *self)
+{
+    PyObject *waiter = self->waiter;
+    self->waiter = NULL;
+    Py_CLEAR(self->fut);
+    self->state = OP_DONE;
+    if (waiter == NULL)
+        return 0;
+    PyObject *getters = ((CoreObject *)self->queue)->getters;
+    PyObject *a[3] = {self->queue, waiter, getters ? getters : Py_None};
+    PyObject *r =
+        PyObject_VectorcallMethod(str_abandon, a, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    Py_DECREF(waiter);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+static const char *
+op_name(OpObject *self)
+{
+    return self->kind == OP_PUT ? "async_put" : self->kind == OP_GET ? "async_get" : "__anext__";
+}
+
+static void
+op_dealloc(OpObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    if (self->state == OP_FRESH && self->queue != NULL) {
+        /* Like a coroutine that was never awaited: say so, as Python does. */
+        PyObject *et, *ev, *tb;
+        PyErr_Fetch(&et, &ev, &tb);
+        if (PyErr_WarnFormat(PyExc_RuntimeWarning, 1, "coroutine '%s.%s' was never awaited",
+                             Py_TYPE(self->queue)->tp_name, op_name(self)) < 0)
+            PyErr_WriteUnraisable((PyObject *)self);
+        PyErr_Restore(et, ev, tb);
+    }
+    else if (self->state == OP_PARKED) {
+        PyObject *et, *ev, *tb;
+        PyErr_Fetch(&et, &ev, &tb);
+        if (op_abandon(self) < 0)
+            PyErr_WriteUnraisable((PyObject *)self);
+        PyErr_Restore(et, ev, tb);
+    }
+    else if (self->state == OP_RUNNING && self->inner != NULL) {
+        /* Dropped while suspended: close the coroutine now, as a coroutine would be. */
+        PyObject *et, *ev, *tb;
+        PyErr_Fetch(&et, &ev, &tb);
+        PyObject *r = PyObject_CallMethodNoArgs(self->inner, str_close);
+        if (r == NULL)
+            PyErr_WriteUnraisable((PyObject *)self);
+        Py_XDECREF(r);
+        PyErr_Restore(et, ev, tb);
+    }
+    op_clear(self);
+    PyObject_GC_Del(self);
+}
+
+static PyObject *
+op_await(PyObject *self)
+{
+    Py_INCREF(self);
+    return self;
+}
+
+static PySendResult
+op_am_send(OpObject *self, PyObject *arg, PyObject **result)
+{
+    if (self->state == OP_FRESH) {
+        CoreObject *q = (CoreObject *)self->queue;
+        self->state = OP_DONE;
+        if (self->timeout == Py_None) {
+            if (self->kind == OP_PUT) {
+                int r = fast_put(q, self->item);
+                if (r != 0) {
+                    if (r < 0) {
+                        *result = NULL;
+                        return PYGEN_ERROR;
+                    }
+                    Py_INCREF(Py_None);
+                    *result = Py_None;
+                    return PYGEN_RETURN;
+                }
+            }
+            else {
+                PyObject *item = fast_get(q);
+                if (item != NULL) {
+                    *result = item;
+                    return PYGEN_RETURN;
+                }
+                if (PyErr_Occurred()) {
+                    *result = NULL;
+                    return PYGEN_ERROR;
+                }
+            }
+        }
+        if (self->kind != OP_PUT && self->timeout == Py_None && self->block == Py_True) {
+            /* The plain wait, without a Python coroutine: park, then yield the future. */
+            PyObject *waiter = park_getter(q);
+            if (waiter == NULL) {
+                *result = NULL;
+                return PYGEN_ERROR;
+            }
+            if (waiter != Py_None) {
+                PyObject *fut = PyObject_GetAttrString(waiter, "fut");
+                self->waiter = waiter;
+                self->state = OP_PARKED;
+                if (fut == NULL || PyObject_SetAttr(fut, str_blocking, Py_True) < 0) {
+                    Py_XDECREF(fut);
+                    PyObject *et, *ev, *tb;
+                    PyErr_Fetch(&et, &ev, &tb);
+                    if (op_abandon(self) < 0)
+                        PyErr_WriteUnraisable((PyObject *)self);
+                    PyErr_Restore(et, ev, tb);
+                    *result = NULL;
+                    return PYGEN_ERROR;
+                }
+                self->fut = fut;
+                Py_INCREF(fut);
+                *result = fut;
+                return PYGEN_NEXT;
+            }
+            Py_DECREF(waiter);
+        }
+        PyObject *inner;
+        if (self->kind == OP_PUT)
+            inner = call_locked(q, str_async_put_locked, self->item, self->block, self->timeout);
+        else if (self->kind == OP_GET)
+            inner = call_locked(q, str_async_get_locked, NULL, self->block, self->timeout);
+        else {
+            PyObject *a[1] = {(PyObject *)q};
+            inner = PyObject_VectorcallMethod(str_anext_locked, a,
+                                              1 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        }
+        if (inner == NULL) {
+            *result = NULL;
+            return PYGEN_ERROR;
+        }
+        self->inner = inner;
+        self->state = OP_RUNNING;
+        arg = Py_None;
+    }
+    else if (self->state == OP_PARKED) {
+        /* Resumed by the task: the future is done (woken) -- take what we were kept. */
+        PyObject *done = PyObject_CallMethodNoArgs(self->fut, str_done);
+        if (done == NULL || done != Py_True) {
+            Py_XDECREF(done);
+            PyObject *et, *ev, *tb;
+            PyErr_Fetch(&et, &ev, &tb);
+            if (op_abandon(self) < 0)
+                PyErr_WriteUnraisable((PyObject *)self);
+            PyErr_Restore(et, ev, tb);
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_RuntimeError, "await wasn't used with future");
+            *result = NULL;
+            return PYGEN_ERROR;
+        }
+        Py_DECREF(done);
+        PyObject *waiter = self->waiter;
+        self->waiter = NULL;
+        Py_CLEAR(self->fut);
+        self->state = OP_DONE;
+        PyObject *item = woken_getter((CoreObject *)self->queue, waiter);
+        if (item != NULL || PyErr_Occurred()) {
+            Py_DECREF(waiter);
+            *result = item;
+            return item != NULL ? PYGEN_RETURN : PYGEN_ERROR;
+        }
+        PyObject *a[3] = {self->queue, waiter, self->kind == OP_ANEXT ? Py_True : Py_False};
+        PyObject *t = PyObject_VectorcallMethod(str_woken_getter, a,
+                                                3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        Py_DECREF(waiter);
+        if (t == NULL) {
+            *result = NULL;
+            return PYGEN_ERROR;
+        }
+        if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 2) {
+            Py_DECREF(t);
+            PyErr_SetString(PyExc_SystemError, "_woken_getter must return a pair");
+            *result = NULL;
+            return PYGEN_ERROR;
+        }
+        PyObject *value = PyTuple_GET_ITEM(t, 1);
+        Py_INCREF(value);
+        int finished = PyTuple_GET_ITEM(t, 0) == Py_True;
+        Py_DECREF(t);
+        if (finished) {
+            *result = value;
+            return PYGEN_RETURN;
+        }
+        self->inner = value; /* an awaitable to finish the get with */
+        self->state = OP_RUNNING;
+        arg = Py_None;
+    }
+    else if (self->state == OP_DONE || self->inner == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "cannot reuse already awaited coroutine");
+        *result = NULL;
+        return PYGEN_ERROR;
+    }
+    PySendResult r = PyIter_Send(self->inner, arg, result);
+    if (r != PYGEN_NEXT) {
+        self->state = OP_DONE;
+        Py_CLEAR(self->inner);
+    }
+    return r;
+}
+
+static PyObject *
+op_result(PySendResult r, PyObject *result)
+{
+    if (r == PYGEN_NEXT)
+        return result;
+    if (r == PYGEN_ERROR)
+        return NULL;
+    if (result == Py_None)
+        PyErr_SetNone(PyExc_StopIteration);
+    else {
+        PyObject *exc = PyObject_CallOneArg(PyExc_StopIteration, result);
+        if (exc != NULL) {
+            PyErr_SetObject(PyExc_StopIteration, exc);
+            Py_DECREF(exc);
+        }
+    }
+    Py_DECREF(result);
+    return NULL;
+}
+
+static PyObject *
+op_iternext(OpObject *self)
+{
+    PyObject *result = NULL;
+    PySendResult r = op_am_send(self, Py_None, &result);
+    return op_result(r, result);
+}
+
+static PyObject *
+op_send(OpObject *self, PyObject *arg)
+{
+    PyObject *result = NULL;
+    if (self->state == OP_FRESH && arg != Py_None) {
+        PyErr_SetString(PyExc_TypeError,
+                        "can't send non-None value to a just-started coroutine");
+        return NULL;
+    }
+    PySendResult r = op_am_send(self, arg, &result);
+    return op_result(r, result);
+}
+
+static PyObject *
+op_throw(OpObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 1 || nargs > 3) {
+        PyErr_SetString(PyExc_TypeError, "throw() takes 1 to 3 arguments");
+        return NULL;
+    }
+    if (self->state == OP_RUNNING && self->inner != NULL) {
+        PyObject *meth = PyObject_GetAttrString(self->inner, "throw");
+        if (meth == NULL)
+            return NULL;
+        PyObject *r = PyObject_Vectorcall(meth, args, nargs, NULL);
+        Py_DECREF(meth);
+        if (r == NULL) {
+            self->state = OP_DONE;
+            Py_CLEAR(self->inner);
+        }
+        return r;
+    }
+    /* Parked: leave the wait (or give back what we were handed), then raise. Not started:
+     * nothing was done, nothing to undo. Finished: just raise. */
+    if (self->state == OP_PARKED && op_abandon(self) < 0)
+        return NULL;
+    self->state = OP_DONE;
+    PyObject *typ = args[0];
+    if (PyExceptionInstance_Check(typ))
+        PyErr_SetObject((PyObject *)Py_TYPE(typ), typ);
+    else if (PyExceptionClass_Check(typ)) {
+        PyObject *val = nargs > 1 ? args[1] : Py_None;
+        PyErr_SetObject(typ, val);
+    }
+    else
+        PyErr_SetString(PyExc_TypeError, "exceptions must derive from BaseException");
+    return NULL;
+}
+
+static PyObject *
+op_close(OpObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->state == OP_RUNNING && self->inner != NULL) {
+        self->state = OP_DONE;
+        PyObject *inner = self->inner;
+        self->inner = NULL;
+        PyObject *r = PyObject_CallMethodNoArgs(inner, str_close);
+        Py_DECREF(inner);
+        return r;
+    }
+    if (self->state == OP_PARKED && op_abandon(self) < 0)
+        return NULL;
+    self->state = OP_DONE;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+op_get_name(OpObject *self, void *closure)
+{
+    return PyUnicode_FromString(op_name(self));
+}
+
+static PyObject *
+op_get_qualname(OpObject *self, void *closure)
+{
+    const char *cls = self->queue ? Py_TYPE(self->queue)->tp_name : "Queue";
+    return PyUnicode_FromFormat("%s.%s", cls, op_name(self));
+}
+
+static PyObject *
+op_get_frame(OpObject *self, void *closure)
+{
+    /* The running Python coroutine's frame, so stack dumps and asyncio reprs see it. */
+    if (self->inner != NULL)
+        return PyObject_GetAttrString(self->inner, "cr_frame");
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+op_get_running(OpObject *self, void *closure)
+{
+    if (self->inner != NULL)
+        return PyObject_GetAttrString(self->inner, "cr_running");
+    Py_RETURN_FALSE;
+}
+
+static PyObject *
+op_get_await(OpObject *self, void *closure)
+{
+    if (self->inner != NULL)
+        return PyObject_GetAttrString(self->inner, "cr_await");
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+op_repr(OpObject *self)
+{
+    static const char *states[] = {"not started", "running", "parked", "done"};
+    const char *cls = self->queue ? Py_TYPE(self->queue)->tp_name : "Queue";
+    return PyUnicode_FromFormat("<plait %s.%s %s>", cls, op_name(self), states[(int)self->state]);
+}
+
+static PyGetSetDef op_getset[] = {
+    {"__name__", (getter)op_get_name, NULL, NULL, NULL},
+    {"__qualname__", (getter)op_get_qualname, NULL, NULL, NULL},
+    {"cr_frame", (getter)op_get_frame, NULL, NULL, NULL},
+    {"cr_running", (getter)op_get_running, NULL, NULL, NULL},
+    {"cr_await", (getter)op_get_await, NULL, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyMethodDef op_methods[] = {
+    {"send", (PyCFunction)op_send, METH_O, "Start or resume, as a coroutine's send()."},
+    {"throw", (PyCFunction)(void (*)(void))op_throw, METH_FASTCALL,
+     "Raise inside, as a coroutine's throw(); before it starts, nothing was done."},
+    {"close", (PyCFunction)op_close, METH_NOARGS, "Close, as a coroutine's close()."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyAsyncMethods op_as_async = {
+    .am_await = op_await,
+    .am_send = (sendfunc)op_am_send,
+};
+
+static PyTypeObject OpType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "plait._speedups.QueueOp",
+    .tp_basicsize = sizeof(OpObject),
+    .tp_dealloc = (destructor)op_dealloc,
+    .tp_as_async = &op_as_async,
+    .tp_repr = (reprfunc)op_repr,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "A queue operation to await (what async_put/async_get return): a coroutine.",
+    .tp_traverse = (traverseproc)op_traverse,
+    .tp_clear = (inquiry)op_clear,
+    .tp_iter = PyObject_SelfIter,
+    .tp_iternext = (iternextfunc)op_iternext,
+    .tp_methods = op_methods,
+    .tp_getset = op_getset,
+};
+
+static PyObject *
+core_async_put(CoreObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *item, *block, *timeout;
+    if (nargs == 1 && kwnames == NULL) {
+        item = args[0];
+        block = Py_True;
+        timeout = Py_None;
+    }
+    else if (parse_args("async_put", 1, args, nargs, kwnames, &item, &block, &timeout) < 0)
+        return NULL;
+    return op_make((PyObject *)self, OP_PUT, item, block, timeout);
+}
+
+static PyObject *
+core_async_get(CoreObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *block = Py_True, *timeout = Py_None;
+    if ((nargs || kwnames) &&
+        parse_args("async_get", 0, args, nargs, kwnames, NULL, &block, &timeout) < 0)
+        return NULL;
+    return op_make((PyObject *)self, OP_GET, NULL, block, timeout);
+}
+
+static PyObject *
+core_anext(CoreObject *self)
+{
+    return op_make((PyObject *)self, OP_ANEXT, NULL, Py_True, Py_None);
+}
+
+static PyObject *
+core_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    CoreObject *self = (CoreObject *)type->tp_alloc(type, 0);
+    if (self != NULL)
+        self->limit = PY_SSIZE_T_MAX;
+    return (PyObject *)self;
+}
+
+static PyMethodDef core_methods[] = {
+    {"put", (PyCFunction)(void (*)(void))core_put, METH_FASTCALL | METH_KEYWORDS,
+     "put(item, block=True, timeout=None): put item, waiting for room if the queue is bounded\n"
+     "and full. Raises Full (a queue.Full) when it cannot within timeout (or at once with\n"
+     "block=False), and ClosedError once the queue is closed."},
+    {"put_nowait", (PyCFunction)core_put_nowait, METH_O,
+     "put_nowait(item): put item if there is room now, else raise Full."},
+    {"async_put", (PyCFunction)(void (*)(void))core_async_put, METH_FASTCALL | METH_KEYWORDS,
+     "async_put(item, block=True, timeout=None): awaitable form of put()."},
+    {"get", (PyCFunction)(void (*)(void))core_get, METH_FASTCALL | METH_KEYWORDS,
+     "get(block=True, timeout=None): take the next item, waiting for one if needed.\n"
+     "Raises Empty (a queue.Empty) when none comes within timeout (or at once with\n"
+     "block=False), and ClosedError once the queue is closed and drained."},
+    {"get_nowait", (PyCFunction)core_get_nowait, METH_NOARGS,
+     "get_nowait(): take an item if one is queued now, else raise Empty."},
+    {"async_get", (PyCFunction)(void (*)(void))core_async_get, METH_FASTCALL | METH_KEYWORDS,
+     "async_get(block=True, timeout=None): awaitable form of get()."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef core_members[] = {
+    {"queue", T_OBJECT_EX, offsetof(CoreObject, queue), 0, "the items (the storage)"},
+    {"_put", T_OBJECT_EX, offsetof(CoreObject, put_fn), 0, NULL},
+    {"_get", T_OBJECT_EX, offsetof(CoreObject, get_fn), 0, NULL},
+    {"mutex", T_OBJECT_EX, offsetof(CoreObject, mutex), 0, "the lock that guards the state"},
+    {"_getters", T_OBJECT_EX, offsetof(CoreObject, getters), 0, NULL},
+    {"_putters", T_OBJECT_EX, offsetof(CoreObject, putters), 0, NULL},
+    {"_limit", T_PYSSIZET, offsetof(CoreObject, limit), 0, NULL},
+    {"_reserved", T_PYSSIZET, offsetof(CoreObject, reserved), 0, NULL},
+    {"_ready", T_PYSSIZET, offsetof(CoreObject, ready), 0, NULL},
+    {"_unfinished", T_PYSSIZET, offsetof(CoreObject, unfinished), 0, NULL},
+    {"_shared", T_OBJECT, offsetof(CoreObject, shared), 0, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyAsyncMethods core_as_async = {
+    .am_anext = (unaryfunc)core_anext,
+};
+
+static PyTypeObject CoreType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "plait._speedups.QueueCore",
+    .tp_basicsize = sizeof(CoreObject),
+    .tp_dealloc = (destructor)core_dealloc,
+    .tp_as_async = &core_as_async,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The state and fast paths of plait.Queue (see plait/_speedups.c).",
+    .tp_traverse = (traverseproc)core_traverse,
+    .tp_clear = (inquiry)core_clear,
+    .tp_methods = core_methods,
+    .tp_members = core_members,
+    .tp_new = core_new,
+};
+
+/* -- module --------------------------------------------------------------------------- */
+
+static Py_ssize_t
+slot_offset(PyObject *descr, const char *what)
+{
+    if (!PyObject_TypeCheck(descr, &PyMemberDescr_Type)) {
+        PyErr_Format(PyExc_TypeError, "%s must be a __slots__ member descriptor", what);
+        return -1;
+    }
+    PyMemberDef *def = ((PyMemberDescrObject *)descr)->d_member;
+    if (def->type != T_OBJECT_EX && def->type != T_OBJECT) {
+        PyErr_Format(PyExc_TypeError, "%s must be an object slot", what);
+        return -1;
+    }
+    return def->offset;
+}
+
+static int
+offset_of(PyObject *cls, const char *name, Py_ssize_t *out)
+{
+    PyObject *descr = PyObject_GetAttrString(cls, name);
+    if (descr == NULL)
+        return -1;
+    Py_ssize_t off = slot_offset(descr, name);
+    Py_DECREF(descr);
+    if (off < 0)
+        return -1;
+    *out = off;
+    return 0;
+}
+
+static PyObject *
+kw(PyObject *kwargs, const char *name)
+{
+    PyObject *v = kwargs ? PyDict_GetItemString(kwargs, name) : NULL;
+    if (v == NULL && !PyErr_Occurred())
+        PyErr_Format(PyExc_TypeError, "configure() needs %s=", name);
+    return v; /* borrowed */
+}
+
+static PyObject *
+configure(PyObject *module, PyObject *args, PyObject *kwargs)
+{
+    if (PyTuple_GET_SIZE(args)) {
+        PyErr_SetString(PyExc_TypeError, "configure() takes keyword arguments only");
+        return NULL;
+    }
+    PyObject *wq_t = kw(kwargs, "WaitQueue"), *w_t = kw(kwargs, "Waiter");
+    PyObject *hk = kw(kwargs, "hooks"), *wk = kw(kwargs, "wake");
+    PyObject *ct = kw(kwargs, "current_tasks"), *bt = kw(kwargs, "by_task");
+    PyObject *sst = kw(kwargs, "self_strand_types"), *grl = kw(kwargs, "get_running_loop");
+    PyObject *res = kw(kwargs, "RESERVED"), *qd = kw(kwargs, "QUEUED"), *wn = kw(kwargs, "WOKEN");
+    PyObject *cn = kw(kwargs, "CANCELLED");
+    if (!wq_t || !w_t || !hk || !wk || !ct || !bt || !sst || !grl || !res || !qd || !wn || !cn)
+        return NULL;
+    if (!PyType_Check(wq_t) || !PyType_Check(w_t) || !PyCallable_Check(wk) ||
+        !PyDict_Check(ct) || !PyDict_Check(bt) || !PyAnySet_Check(sst) || !PyCallable_Check(grl)) {
+        PyErr_SetString(PyExc_TypeError, "configure(): an argument has the wrong type");
+        return NULL;
+    }
+    Py_ssize_t offs[18];
+    static const char *wnames[] = {"queue", "strand", "on", "data", "state", "value", "lock",
+                                   "fut", "loop", "interruptible", "ident", "undo", "handle",
+                                   "started"};
+    for (int i = 0; i < 14; i++)
+        if (offset_of(w_t, wnames[i], &offs[i]) < 0)
+            return NULL;
+    if (offset_of(wq_t, "_count", &offs[14]) < 0 || offset_of(wq_t, "_dq", &offs[15]) < 0 ||
+        offset_of((PyObject *)Py_TYPE(hk), "active", &offs[16]) < 0)
+        return NULL;
+    w_queue = offs[0], w_strand = offs[1], w_on = offs[2], w_data = offs[3];
+    w_state = offs[4], w_value = offs[5], w_lock = offs[6], w_fut = offs[7], w_loop = offs[8];
+    w_interruptible = offs[9], w_ident = offs[10], w_undo = offs[11], w_handle = offs[12];
+    w_started = offs[13];
+    wq_count = offs[14], wq_dq = offs[15], active_offset = offs[16];
+#define KEEP(var, value) do { Py_INCREF(value); Py_XSETREF(var, value); } while (0)
+    KEEP(waitqueue_type, (PyTypeObject *)wq_t);
+    KEEP(waiter_type, (PyTypeObject *)w_t);
+    KEEP(hooks, hk);
+    KEEP(wake_fn, wk);
+    KEEP(current_tasks, ct);
+    KEEP(by_task, bt);
+    KEEP(self_strand_types, sst);
+    KEEP(get_running_loop, grl);
+    KEEP(RESERVED, res);
+    KEEP(QUEUED, qd);
+    KEEP(WOKEN, wn);
+    KEEP(CANCELLED, cn);
+#undef KEEP
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef module_methods[] = {
+    {"configure", (PyCFunction)(void (*)(void))configure, METH_VARARGS | METH_KEYWORDS,
+     "configure(**kernel): the kernel's classes and objects the fast paths work with\n"
+     "(WaitQueue, Waiter, hooks, wake, current_tasks, by_task, self_strand_types,\n"
+     "get_running_loop, RESERVED, QUEUED, WOKEN, CANCELLED). Until called, no fast path is taken."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "plait._speedups",
+    .m_doc = "The queue's hot paths in C; plait falls back to pure Python without it.",
+    .m_size = -1,
+    .m_methods = module_methods,
+};
+
+PyMODINIT_FUNC
+PyInit__speedups(void)
+{
+    if (PyType_Ready(&MutexType) < 0 || PyType_Ready(&OpType) < 0 ||
+        PyType_Ready(&CoreType) < 0)
+        return NULL;
+    str_put_locked = PyUnicode_InternFromString("_put_locked");
+    str_get_locked = PyUnicode_InternFromString("_get_locked");
+    str_async_put_locked = PyUnicode_InternFromString("_async_put_locked");
+    str_async_get_locked = PyUnicode_InternFromString("_async_get_locked");
+    str_anext_locked = PyUnicode_InternFromString("_anext_locked");
+    str_handoff = PyUnicode_InternFromString("_handoff");
+    str_offer_slot = PyUnicode_InternFromString("_offer_slot");
+    str_woken_getter = PyUnicode_InternFromString("_woken_getter");
+    str_abandon = PyUnicode_InternFromString("_abandon");
+    str_blocking = PyUnicode_InternFromString("_asyncio_future_blocking");
+    str_done = PyUnicode_InternFromString("done");
+    str_close = PyUnicode_InternFromString("close");
+    str_popleft = PyUnicode_InternFromString("popleft");
+    str_append = PyUnicode_InternFromString("append");
+    str_set_result = PyUnicode_InternFromString("set_result");
+    str_create_future = PyUnicode_InternFromString("create_future");
+    str_undo_get = PyUnicode_InternFromString("_undo_get");
+    str_loop = PyUnicode_InternFromString("loop");
+    str_kind = PyUnicode_InternFromString("kind");
+    str_async = PyUnicode_InternFromString("async");
+    str_thread_id = PyUnicode_InternFromString("_thread_id");
+    str_state = PyUnicode_InternFromString("state");
+    str_parked_on = PyUnicode_InternFromString("parked_on");
+    str_waiter = PyUnicode_InternFromString("waiter");
+    str_running = PyUnicode_InternFromString("running");
+    str_parked = PyUnicode_InternFromString("parked");
+    str_tls_key = PyUnicode_InternFromString("plait._speedups.loop");
+    if (!str_put_locked || !str_get_locked || !str_async_put_locked || !str_async_get_locked ||
+        !str_anext_locked || !str_handoff || !str_offer_slot ||
+        !str_woken_getter || !str_abandon || !str_blocking || !str_done || !str_close ||
+        !str_popleft || !str_append || !str_set_result || !str_create_future || !str_undo_get ||
+        !str_loop || !str_kind || !str_async || !str_thread_id || !str_state || !str_parked_on ||
+        !str_waiter || !str_running || !str_parked || !str_tls_key)
+        return NULL;
+    PyObject *m = PyModule_Create(&module_def);
+    if (m == NULL)
+        return NULL;
+    if (PyModule_AddObjectRef(m, "Mutex", (PyObject *)&MutexType) < 0 ||
+        PyModule_AddObjectRef(m, "QueueOp", (PyObject *)&OpType) < 0 ||
+        PyModule_AddObjectRef(m, "QueueCore", (PyObject *)&CoreType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

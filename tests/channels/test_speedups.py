@@ -1,0 +1,225 @@
+"""The C accelerator (plait._speedups): its awaitables behave as coroutines, its mutex as a
+lock, and nothing it does loses an item.
+
+These tests run against whichever implementation is in use (CI runs the channel tests a second
+time with ``PLAIT_NO_SPEEDUPS=1``); the ones about the C types themselves skip without them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import inspect
+import threading
+import warnings
+
+import pytest
+
+from plait import ClosedError, Instrument, add_instrument, remove_instrument
+from plait._channels import PriorityQueue, Queue
+from plait._channels import _queue as queue_module
+from plait.testing import async_wait_parked
+
+needs_speedups = pytest.mark.skipif(
+    not queue_module.SPEEDUPS, reason="the C accelerator is not built or PLAIT_NO_SPEEDUPS=1"
+)
+
+
+async def test_async_forms_are_coroutines_to_asyncio() -> None:
+    q: Queue[int] = Queue()
+    q.put(1)
+    for op in (q.async_get(), q.async_put(2), q.__anext__()):
+        assert asyncio.iscoroutine(op) and inspect.isawaitable(op)
+        assert op.__qualname__.startswith("Queue.")
+        await op
+    q.put(3)
+    assert await asyncio.create_task(q.async_get()) == 3
+
+
+async def test_a_task_cancelled_before_it_starts_takes_no_item() -> None:
+    """Nothing happens until the awaitable runs, as with a coroutine: no item lost."""
+    q: Queue[str] = Queue()
+    q.put("kept")
+    task = asyncio.create_task(q.async_get())
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert q.get_nowait() == "kept"
+    put = asyncio.create_task(q.async_put("never"))
+    put.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await put
+    assert q.empty()
+
+
+async def test_a_parked_getter_cancelled_leaves_the_wait_and_loses_nothing() -> None:
+    q: Queue[int] = Queue()
+    first = asyncio.create_task(q.async_get())
+    second = asyncio.create_task(q.async_get())
+    await async_wait_parked(on=q, count=2)
+    q.put(1)  # kept for `first`...
+    first.cancel()  # ...which is cancelled before it runs: the item passes to `second`
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert await second == 1
+    assert q.statistics().getters_waiting == 0
+
+
+async def test_a_parked_anext_ends_on_close() -> None:
+    q: Queue[int] = Queue()
+
+    async def consume() -> list[int]:
+        return [x async for x in q]
+
+    task = asyncio.create_task(consume())
+    await async_wait_parked(on=q, count=1)
+    q.put(1)
+    await async_wait_parked(on=q, count=1)
+    q.close()
+    assert await task == [1]
+    with pytest.raises(ClosedError):
+        await q.async_get()
+
+
+async def test_awaiting_twice_is_an_error_as_for_a_coroutine() -> None:
+    q: Queue[int] = Queue()
+    q.put(1)
+    op = q.async_get()
+    assert await op == 1
+    with pytest.raises(RuntimeError, match="cannot reuse"):
+        await op
+
+
+def test_an_awaitable_never_awaited_warns_and_does_nothing() -> None:
+    q: Queue[int] = Queue()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        q.async_put(1)  # (the forgotten await)
+        gc.collect()
+    assert q.empty()
+    assert any("was never awaited" in str(w.message) for w in caught)
+
+
+async def test_throw_and_close_before_start_and_while_parked() -> None:
+    q: Queue[int] = Queue()
+    op = q.async_get()
+    with pytest.raises(KeyError):
+        op.throw(KeyError("x"))
+    q.async_get().close()  # closed before start: nothing happened, no warning
+    parked = q.async_get()
+    fut = parked.send(None)  # parks, and yields its future to the "task" (us)
+    assert isinstance(fut, asyncio.Future)
+    assert q.statistics().getters_waiting == 1
+    parked.close()  # leaves the wait
+    assert q.statistics().getters_waiting == 0
+    q.put(5)
+    assert q.get_nowait() == 5
+
+
+async def test_instruments_see_fast_path_traffic() -> None:
+    """An installed instrument turns the fast paths off: every put and get is reported."""
+    seen: list[str] = []
+
+    class Spy(Instrument):
+        def sent(self, strand: object, channel: object, item: object) -> None:
+            seen.append(f"sent {item}")
+
+        def received(self, strand: object, channel: object, item: object) -> None:
+            seen.append(f"received {item}")
+
+    q: Queue[int] = Queue()
+    spy = Spy()
+    add_instrument(spy)
+    try:
+        q.put(1)
+        await q.async_put(2)
+        assert q.get() == 1
+        assert await q.async_get() == 2
+    finally:
+        remove_instrument(spy)
+    assert seen == ["sent 1", "sent 2", "received 1", "received 2"]
+
+
+def test_priority_queue_keeps_nothing_of_an_item_it_cannot_compare() -> None:
+    q: PriorityQueue[object] = PriorityQueue()
+    for x in (3, 1, 2):
+        q.put(x)
+    with pytest.raises(TypeError):
+        q.put("not an int")
+    assert q.qsize() == 3 and q.unfinished_tasks == 3
+    assert [q.get_nowait() for _ in range(3)] == [1, 2, 3]
+
+
+def test_many_threads_and_coroutines_share_one_queue() -> None:
+    """Fast paths from several threads and a loop interleave with the slow ones: no item
+    lost or duplicated, FIFO per producer."""
+    q: Queue[tuple[str, int]] = Queue(8)
+    n = 3000
+    got: list[list[tuple[str, int]]] = [[], [], []]
+    coro_produced = threading.Event()
+
+    def producer(name: str) -> None:
+        for i in range(n):
+            q.put((name, i))
+
+    def consumer(out: list[tuple[str, int]]) -> None:
+        out.extend(q)
+
+    async def coro_side() -> None:
+        async def produce() -> None:
+            for i in range(n):
+                await q.async_put(("coro", i))
+            coro_produced.set()
+
+        async def consume() -> None:
+            async for item in q:
+                got[2].append(item)
+
+        await asyncio.gather(produce(), consume())
+
+    producers = [threading.Thread(target=producer, args=(f"t{k}",)) for k in range(2)]
+    consumers = [threading.Thread(target=consumer, args=(got[k],)) for k in range(2)]
+    loop_thread = threading.Thread(target=asyncio.run, args=(coro_side(),))
+    for t in (*producers, *consumers, loop_thread):
+        t.start()
+    for t in producers:
+        t.join(30)
+    assert coro_produced.wait(30)
+    q.close()
+    for t in (*consumers, loop_thread):
+        t.join(30)
+    everything = [item for part in got for item in part]
+    expected = [(name, i) for name in ("t0", "t1", "coro") for i in range(n)]
+    assert sorted(everything) == sorted(expected)
+    for part in got:  # each consumer saw each producer's items in order
+        for name in ("t0", "t1", "coro"):
+            mine = [i for who, i in part if who == name]
+            assert mine == sorted(mine)
+
+
+@needs_speedups
+def test_mutex_has_the_lock_api() -> None:
+    from plait import _speedups
+
+    m = _speedups.Mutex()
+    assert m.acquire() and m.locked()
+    assert not m.acquire(False)
+    assert not m.acquire(timeout=0.01)
+    with pytest.raises(ValueError, match="non-blocking"):
+        m.acquire(False, 1)
+    with pytest.raises(ValueError, match="non-negative"):
+        m.acquire(timeout=-5)
+    m.release()
+    with pytest.raises(RuntimeError, match="release unlocked lock"):
+        m.release()
+    with m:
+        assert m.locked()
+    assert not m.locked()
+    released = threading.Event()
+    m.acquire()
+    t = threading.Thread(target=lambda: (m.acquire(), released.set(), m.release()))
+    t.start()
+    assert not released.wait(0.05)
+    m.release()  # (another thread may release it, as with threading.Lock)
+    t.join(5)
+    assert released.is_set()
