@@ -144,13 +144,30 @@ def _in_use(names: set[str]) -> set[str]:
     return used
 
 
+def _sync_home(name: str) -> int | None:
+    """The pid in a shared primitive's name (``[sem.]plait_sync_<kind>_<pid>_...``)."""
+    parts = name.removeprefix("sem.").split("_")
+    if len(parts) > 3 and parts[1] == "sync" and parts[3].isdigit():
+        return int(parts[3])
+    return None
+
+
+def _is_descendant(pid: int, ancestor: int) -> bool:
+    try:
+        return any(p.pid == ancestor for p in psutil.Process(pid).parents())
+    except psutil.Error:
+        return False
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _no_leaked_shared_memory() -> Iterator[None]:
     """Fail the session if it leaves new ``plait*`` entries of its own in /dev/shm.
 
     An owner-tagged name is ours when its family is this session's pid (strict: even if a
-    live process still maps it). An untagged one is ours unless a live process of another
-    session maps it."""
+    live process still maps it). A name of a shared primitive (``plait_sync_<kind>_<pid>_``)
+    is ours when that pid is this process or a live descendant; when that pid is gone,
+    unless a live process of another session maps it. Any other name is not ours (plait
+    names everything it creates one of these two ways)."""
     family = os.getpid()
     before = _plait_shm_entries()
     yield
@@ -163,10 +180,17 @@ def _no_leaked_shared_memory() -> Iterator[None]:
         untagged = set()
         for name in _plait_shm_entries() - before:
             owner = owner_of(name)
-            if owner is None:
-                untagged.add(name)
-            elif owner[1] == family:
+            if owner is not None:
+                if owner[1] == family:
+                    leaked.add(name)
+                continue
+            home = _sync_home(name)
+            if home is None:
+                continue
+            if home == family or _is_descendant(home, family):
                 leaked.add(name)
+            elif not psutil.pid_exists(home):
+                untagged.add(name)
         if untagged:
             leaked |= untagged - _in_use(untagged)
         if not leaked or time.monotonic() >= deadline:

@@ -1,5 +1,6 @@
 """The byte ring of the cross-process transport: frames come out as they went in, across
-wrap-arounds (with and without room for a wrap marker), and a full ring refuses a frame."""
+wrap-arounds (with and without room for a wrap marker), and a full ring refuses a frame.
+The store of LIFO and priority queues gives frames back in its order."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ from collections import deque
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from plait._ipc.ordered import LIFO, PRIORITY, Store
 from plait._ipc.transport import Ring
 
 
@@ -51,3 +54,58 @@ def test_an_empty_ring_takes_any_frame_that_fits() -> None:
         assert ring.push(1, b"x" * size)
         assert ring.pop() == (1, b"x" * size)
     ring.release()
+
+
+# -- the store of LIFO and priority queues ------------------------------------------------
+
+
+def _store(capacity: int, slots: int, order: int) -> Store:
+    segment: Any = SimpleNamespace(buf=memoryview(bytearray(Store.size_for(capacity, slots))))
+    return Store(segment, order, slots)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    order=st.sampled_from([LIFO, PRIORITY]),
+    capacity=st.sampled_from([64, 120, 256]),
+    slots=st.sampled_from([2, 5, 64]),
+    ops=st.lists(st.tuples(st.booleans(), st.integers(0, 40), st.integers(0, 9)), max_size=200),
+)
+def test_store_gives_frames_back_in_its_order(
+    order: int, capacity: int, slots: int, ops: list[tuple[bool, int, int]]
+) -> None:
+    """LIFO: the newest first; priority: the lowest item first -- through holes and
+    compactions; a push is refused only when the bytes or the slots are used up."""
+    store = _store(capacity, slots, order)
+    model: list[tuple[int, int, bytes]] = []  # (key, seq, payload)
+    for seq, (push, size, key) in enumerate(ops):
+        if push or not model:
+            item = (key, seq)
+            payload = bytes([seq % 251]) * size
+            live = sum((len(p) + 7) // 8 * 8 for _k, _s, p in model)
+            fits = len(model) < slots and live + (size + 7) // 8 * 8 <= capacity
+            assert store.push(seq % 4, payload, item) == fits
+            if fits:
+                model.append((key, seq, payload))
+        else:
+            if order == LIFO:
+                _k, s, payload = model.pop()
+            else:
+                best = min(model)
+                model.remove(best)
+                _k, s, payload = best
+            assert store.pop() == (s % 4, payload)
+        assert store.hdr[Ring.COUNT] == len(model)
+    store.release()
+
+
+def test_store_refuses_an_item_it_cannot_order_without_a_change() -> None:
+    store = _store(256, 8, PRIORITY)
+    assert store.push(0, b"a", 1)
+    assert store.push(0, b"b", 3)
+    before = (bytes(store.idx), store.hdr[Ring.COUNT], store.hdr[Ring.TAIL])
+    with pytest.raises(TypeError, match="comparable"):
+        store.push(0, b"c", "three")
+    assert (bytes(store.idx), store.hdr[Ring.COUNT], store.hdr[Ring.TAIL]) == before
+    assert [store.pop(), store.pop()] == [(0, b"a"), (0, b"b")]
+    store.release()

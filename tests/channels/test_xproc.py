@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import pickle
+import random
 import signal
 import threading
 from typing import Any
@@ -12,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from plait._channels import Empty, LifoQueue, Queue
+from plait._channels import Empty, Full, LifoQueue, PriorityQueue, Queue
 from plait._errors import ClosedError, SerializationError
 from plait._ipc import shm
 from plait._ipc.context import get_context
@@ -187,7 +189,128 @@ def test_coroutine_get_on_a_shared_queue_with_cancel() -> None:
     asyncio.run(main())
 
 
-def test_lifo_queue_cannot_cross_yet() -> None:
-    p = get_context().Process(target=put_range, args=(LifoQueue(), "x", 0))
-    with pytest.raises(TypeError, match="LifoQueue cannot be shared"):
-        p.start()
+# -- LIFO and priority queues across processes ---------------------------------------------
+
+
+def put_items(q: Queue[Any], items: list[Any]) -> None:
+    for item in items:
+        q.put(item)
+
+
+def put_then_wait_for_room(q: Queue[Any], done: Queue[Any]) -> None:
+    q.put(1)  # the queue (maxsize=1) is full now: this one waits for the parent's get
+    q.put(0)
+    done.put("both in")
+
+
+def test_lifo_queue_crosses_and_keeps_lifo_order() -> None:
+    q: LifoQueue[Any] = LifoQueue()
+    q.put(("parent", 0))  # queued before the queue is shared: it stays at the bottom
+    for tag in ("a", "b"):  # one after the other: the order across them is known
+        p = _start(put_items, q, [(tag, i) for i in range(50)])
+        p.join(20)
+        assert p.exitcode == 0
+    got = [q.get(timeout=5) for _ in range(101)]
+    expected = [("b", i) for i in reversed(range(50))] + [("a", i) for i in reversed(range(50))]
+    assert got == [*expected, ("parent", 0)]
+    q.put("x")
+    q.put("y")
+    assert q.get_nowait() == "y"  # and in this process too
+
+
+def test_priority_queue_crosses_and_gives_the_lowest_first() -> None:
+    q: PriorityQueue[Any] = PriorityQueue()
+    q.put((5, "parent"))
+    rnd = random.Random(7)
+    batches = [[(rnd.randrange(1000), tag, i) for i in range(300)] for tag in ("a", "b")]
+    big = (500, "big", np.arange(600_000))  # over the spill size: compared from its segment
+    batches[0].insert(150, big)
+    procs = [_start(put_items, q, batch) for batch in batches]  # both at once
+    for p in procs:
+        p.join(20)
+        assert p.exitcode == 0
+    got = [q.get(timeout=5) for _ in range(602)]
+    plain = [item for item in got if item[1] != "big"]
+    assert plain == sorted(plain)
+    assert [i for i, item in enumerate(got) if item[1] == "big"] == [
+        sum(1 for item in plain if item < (500, "big"))
+    ]
+    big_got = next(item for item in got if item[1] == "big")
+    assert (big_got[2] == big[2]).all()
+    assert q.empty()
+
+
+def test_priority_queue_rejects_an_item_it_cannot_order_and_loses_nothing() -> None:
+    q: PriorityQueue[Any] = PriorityQueue()
+    pickle.dumps(q)  # shared
+    q.put((1, "one"))
+    q.put((3, "three"))
+    with pytest.raises(TypeError, match="PriorityQueue item must be comparable"):
+        q.put(("x", "a string where a number was"))
+    with pytest.raises(TypeError, match="comparable"):
+        q.put(["big", bytes(3 * 1024 * 1024)])  # spilled before the comparison: removed
+    assert [n for n in _shm_names(q._shared.prefix) if not n.endswith(_FIXED)] == []
+    assert q.qsize() == 2 and q.unfinished_tasks == 2
+    assert [q.get_nowait(), q.get_nowait()] == [(1, "one"), (3, "three")]
+
+
+_FIXED = ("_ring", "_lock", "_items", "_space", "_done")
+
+
+@pytest.mark.parametrize("cls", [Queue, LifoQueue, PriorityQueue])
+def test_every_kind_keeps_the_queue_semantics_across_processes(cls: type[Queue[Any]]) -> None:
+    inbox: Queue[Any] = cls(4)
+    outbox: Queue[Any] = Queue()
+    p = _start(echo_until_closed, inbox, outbox)
+    for i in range(40):
+        inbox.put(i)
+    inbox.join()  # task_done in the child
+    assert sorted(outbox.get(timeout=10) for _ in range(40)) == list(range(40))
+    inbox.close()
+    p.join(10)
+    assert p.exitcode == 0  # `for item in inbox` ended on close
+    with pytest.raises(ClosedError):
+        inbox.put(1)
+    with pytest.raises(ClosedError):
+        inbox.get(timeout=1)
+
+    small: Queue[Any] = cls(1)
+    done: Queue[Any] = Queue()
+    p = _start(put_then_wait_for_room, small, done)
+    assert small.get(timeout=10) == 1  # the child's first put; its second one waited
+    assert done.get(timeout=10) == "both in"
+    with pytest.raises(Full):
+        small.put_nowait(2)
+    with pytest.raises(Full):
+        small.put(2, timeout=0.01)
+    assert small.get_nowait() == 0
+    with pytest.raises(Empty):
+        small.get(timeout=0.01)
+    p.join(10)
+
+    async def main() -> None:
+        waiting = asyncio.ensure_future(small.async_get())
+        await asyncio.sleep(0.02)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        await small.async_put(7)
+        with pytest.raises(Full):
+            await small.async_put(8, timeout=0.01)
+        assert await small.async_get(timeout=5) == 7
+        small.task_done()
+        small.task_done()
+        small.task_done()
+        await small.async_join()
+
+    asyncio.run(main())
+
+
+class _CustomStorage(Queue[Any]):
+    def _init(self, maxsize: int) -> None:
+        super()._init(maxsize)
+
+
+def test_a_queue_with_its_own_storage_cannot_cross() -> None:
+    with pytest.raises(TypeError, match="its own storage"):
+        pickle.dumps(_CustomStorage())

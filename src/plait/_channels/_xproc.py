@@ -25,7 +25,11 @@ nothing, and never waits on exit. A coroutine waits in a helper thread that only
 (it never takes an item or a slot); the coroutine then takes for itself, so one cancelled
 meanwhile leaves nothing in limbo and nothing out of order.
 
-Only FIFO queues cross processes (``LifoQueue``/``PriorityQueue`` raise a clear error).
+A ``LifoQueue`` or ``PriorityQueue`` crosses the same way, its segment a
+:class:`~plait._ipc.ordered.Store` (a stack, or a heap ordered by the items, compared in
+the process that puts or takes) instead of a ring; the protocol above is the same. An item
+a ``PriorityQueue`` cannot order raises ``TypeError`` at ``put`` and nothing changes. A
+queue class with storage of its own (``_init`` overridden) cannot cross.
 
 Lifetime. Every name of a shared queue (ring, semaphores, big-item segments) carries the
 promoting process's pid and start time (``shm.new_prefix``). Every process attached holds
@@ -51,17 +55,22 @@ from plait._channels._queue import (
     PROMOTED,
     Empty,
     Full,
+    LifoQueue,
+    PriorityQueue,
     Queue,
     QueueStatistics,
 )
 from plait._core import check_timeout, current_strand, hooks
 from plait._errors import BrokenResourceError, ClosedError
 from plait._ipc import shm, transport
+from plait._ipc.ordered import LIFO, PRIORITY, Store
 from plait._ipc.transport import Ring
 
 __all__ = ["SharedQueue", "reduce_queue"]
 
 RING_BYTES = 8 * 1024 * 1024
+STORE_SLOTS = 1 << 18  # items a LIFO or priority queue's store can index at once
+FIFO = 0
 _SEM_MAX = _multiprocessing.SemLock.SEM_VALUE_MAX
 _SEMAPHORE = 1
 _SLICE = 0.05  # a helper thread re-checks cancellation this often
@@ -146,11 +155,16 @@ mp_util.register_after_fork(_exit_anchor, _arm_exit_hook)
 class SharedQueue:
     """The cross-process state of one promoted queue (see the module docstring)."""
 
+    order = FIFO
+
     def __init__(self, prefix: str, maxsize: int, *, create: bool) -> None:
         self.prefix = prefix
         self.maxsize = maxsize
         if create:
-            size = Ring.size_for(RING_BYTES)
+            if self.order == FIFO:
+                size = Ring.size_for(RING_BYTES)
+            else:
+                size = Store.size_for(RING_BYTES, STORE_SLOTS)
             self.segment = shm.Segment(
                 prefix + _ANCHOR, size, create=True, populate=False, hold=True
             )
@@ -179,7 +193,11 @@ class SharedQueue:
                     "this queue can no longer be used here: every process that used it "
                     "has let go of it (it was removed)"
                 ) from None
-        self.ring = Ring(self.segment)
+        self.ring: Any = (
+            Ring(self.segment)
+            if self.order == FIFO
+            else Store(self.segment, self.order, STORE_SLOTS if create else 0)
+        )
         self.hdr = self.ring.hdr
         if create:
             self.ring.hdr[Ring.MAXSIZE] = maxsize
@@ -272,7 +290,7 @@ class SharedQueue:
                     if cancel is not None and cancel.is_set():
                         raise asyncio.CancelledError
                     room = self.maxsize <= 0 or hdr[_COUNT] < self.maxsize
-                    if room and self._push(kind, payload):
+                    if room and self._push(kind, payload, item):
                         seg = None
                         break
                     if room and spill_at is not None and len(payload) > 64:
@@ -302,10 +320,11 @@ class SharedQueue:
         if hooks.active:
             hooks.sent(current_strand(), self, item)
 
-    def _push(self, kind: int, payload: Any) -> bool:
-        """Append a frame (lock held); ``False`` if the ring has no room for it now."""
+    def _push(self, kind: int, payload: Any, item: Any = None) -> bool:
+        """Append a frame (lock held); ``False`` if the ring has no room for it now.
+        (``item``: a priority store orders by it; ``TypeError`` if it cannot.)"""
         ring = self.ring
-        if not ring.push(kind, payload):
+        if not ring.push(kind, payload, item):
             return False
         hdr = ring.hdr
         hdr[Ring.UNFINISHED] += 1
@@ -530,6 +549,26 @@ class SharedQueue:
         return f"<plait shared queue {self.prefix}>"
 
 
+class OrderedSharedQueue(SharedQueue):
+    """A shared ``LifoQueue`` or ``PriorityQueue``: the same protocol over a
+    :class:`~plait._ipc.ordered.Store` instead of a ring (no inlined fast path)."""
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        kind, payload, seg = transport.encode(item, self.prefix)
+        self._put_wait(item, kind, payload, seg, block, timeout)
+
+
+class _LifoShared(OrderedSharedQueue):
+    order = LIFO
+
+
+class _PriorityShared(OrderedSharedQueue):
+    order = PRIORITY
+
+
+_ORDERED: dict[int, type[SharedQueue]] = {LIFO: _LifoShared, PRIORITY: _PriorityShared}
+
+
 class _Held:
     """``with _Held(semlock):`` -- a SemLock as a plain context manager."""
 
@@ -570,24 +609,40 @@ def _deadline(block: bool, timeout: float | None) -> float | None:
 # -- promotion and pickling ------------------------------------------------------------
 
 
+def _order_of(q: Queue[Any]) -> int:
+    """How ``q`` orders its items: FIFO, LIFO or PRIORITY (custom storage cannot cross)."""
+    init = type(q)._init
+    if init is Queue._init:
+        return FIFO
+    if init is LifoQueue._init:
+        return LIFO
+    if init is PriorityQueue._init:
+        return PRIORITY
+    raise TypeError(
+        f"a {type(q).__name__} keeps its items in its own storage (it overrides _init), "
+        "so it cannot be shared with processes; derive from plait.Queue, LifoQueue or "
+        "PriorityQueue without overriding their storage"
+    )
+
+
+def _backend_class(order: int) -> type[SharedQueue]:
+    return _ORDERED.get(order, SharedQueue)
+
+
 def promote(q: Queue[Any]) -> SharedQueue:
     """Move ``q`` onto a new shared backend (idempotent)."""
-
-    if type(q).__name__ in ("LifoQueue", "PriorityQueue"):
-        raise TypeError(
-            f"a {type(q).__name__} cannot be shared with processes yet; use plait.Queue"
-        )
+    cls = _backend_class(_order_of(q))
     with q.mutex:
         if q._shared is not None:
             return q._shared  # type: ignore[no-any-return]
         shm.sweep_dead(_ANCHOR)  # names that processes killed before letting go left
-        backend = SharedQueue(shm.new_prefix("q"), q.maxsize, create=True)
+        backend = cls(shm.new_prefix("q"), q.maxsize, create=True)
         items = list(q.queue)
         encoded = [transport.encode(item, backend.prefix) for item in items]
         with _Held(backend.lock):
             hdr = backend.ring.hdr
-            for kind, payload, _seg in encoded:
-                if not backend._push(kind, payload):
+            for item, (kind, payload, _seg) in zip(items, encoded, strict=True):
+                if not backend._push(kind, payload, item):
                     raise RuntimeError("too many items queued to share this queue")
             hdr[Ring.UNFINISHED] = q._unfinished
             if q._closed:
@@ -619,17 +674,19 @@ def _bind(q: Queue[Any], backend: SharedQueue) -> None:
 def reduce_queue(q: Queue[Any]) -> Any:
     """``__reduce__`` of every plait queue: promote it, then travel as its backend's name."""
     backend = q._shared if q._shared is not None else promote(q)
-    return (_rebuild_queue, (type(q), backend.prefix, backend.maxsize))
+    return (_rebuild_queue, (type(q), backend.prefix, backend.maxsize, backend.order))
 
 
-def _rebuild_queue(cls: type[Queue[Any]], prefix: str, maxsize: int) -> Queue[Any]:
+def _rebuild_queue(
+    cls: type[Queue[Any]], prefix: str, maxsize: int, order: int = FIFO
+) -> Queue[Any]:
     with _known_lock:
         known = _known.get(prefix)
         if known is not None:
             return known
         q: Queue[Any] = cls.__new__(cls)
         Queue.__init__(q, maxsize)
-        q._shared = SharedQueue(prefix, maxsize, create=False)
+        q._shared = _backend_class(order)(prefix, maxsize, create=False)
         q._limit = -1
         _bind(q, q._shared)
         _known[prefix] = q

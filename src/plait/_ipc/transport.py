@@ -28,7 +28,7 @@ from typing import Any
 from plait._ipc import serialize
 from plait._ipc.shm import Segment
 
-__all__ = ["SPILL", "Ring", "decode", "encode"]
+__all__ = ["SPILL", "Ring", "decode", "encode", "peek"]
 
 SPILL = 2 * 1024 * 1024  # payloads larger than this travel in their own segment
 HEADER_WORDS = 16
@@ -136,6 +136,32 @@ def decode(kind: int, payload: bytes | memoryview) -> Any:
     return obj
 
 
+def peek(kind: int, payload: bytes | memoryview) -> Any:
+    """The object of a frame without taking it: a segment stays for its reader (the
+    object is a copy, for comparing items in a priority store)."""
+    if kind == INLINE:
+        return pickle.loads(payload)
+    if kind == BYTES:
+        return bytes(payload)
+    if kind == BYTEARRAY:
+        return bytearray(payload)
+    name, pickled, sizes, inner = pickle.loads(payload)
+    seg = Segment(name)
+    try:
+        view = seg.buf
+        if inner != INLINE:
+            return bytes(view[:pickled]) if inner == BYTES else bytearray(view[:pickled])
+        pos = pickled
+        buffers = []
+        for size in sizes:
+            buffers.append(bytearray(view[pos : pos + size]))
+            pos += size
+        with view[:pickled] as head:
+            return pickle.loads(head, buffers=buffers)
+    finally:
+        seg.close()
+
+
 class Ring:
     """The header counters and byte ring inside a queue's segment (caller holds the lock)."""
 
@@ -159,8 +185,9 @@ class Ring:
         hdr = self.hdr
         return self.cap - (hdr[self.TAIL] - hdr[self.HEAD])
 
-    def push(self, kind: int, payload: bytes) -> bool:
-        """Append one frame; ``False`` if it does not fit (the caller spills it)."""
+    def push(self, kind: int, payload: bytes, item: Any = None) -> bool:
+        """Append one frame; ``False`` if it does not fit (the caller spills it).
+        (``item`` is for ordered stores' sake: a ring keeps arrival order.)"""
         hdr = self.hdr
         n = len(payload)
         need = 16 + ((n + 7) & -8)
