@@ -20,6 +20,7 @@ from plait._sync import Event
 from plait.testing import async_wait_parked, wait_parked
 
 JOIN_S = 10.0  # a select that missed the cancel would wait forever: fail, do not hang
+LONG = 30.0  # (and its thread still ends, later)
 
 
 class Cases:
@@ -68,7 +69,7 @@ def test_thread_select_wakes_when_another_thread_cancels(kind: str) -> None:
         with CancelScope() as scope:
             scopes.append(scope)
             try:
-                out.append(select(*cases.pick(kind)))
+                out.append(select(*cases.pick(kind), timeout=LONG))
             except Cancelled:
                 out.append("cancelled")
                 raise
@@ -92,7 +93,7 @@ def test_thread_select_wakes_when_a_coroutine_cancels(kind: str) -> None:
     def run() -> None:
         with CancelScope() as scope:
             scopes.append(scope)
-            select(*cases.pick(kind), timeout=60)
+            select(*cases.pick(kind), timeout=LONG)
         out.append(scope.cancelled_caught)
 
     t = _in_thread(run)
@@ -112,7 +113,7 @@ def test_thread_select_in_a_scope_already_cancelled() -> None:
     cases = Cases()
     with CancelScope() as scope:
         scope.cancel()
-        select(*cases.pick("get"))
+        select(*cases.pick("get"), timeout=LONG)
     assert scope.cancelled_caught
     cases.check_untouched()
 
@@ -120,7 +121,7 @@ def test_thread_select_in_a_scope_already_cancelled() -> None:
 def test_scope_deadline_still_ends_a_thread_select() -> None:
     cases = Cases()
     with move_on_after(0.02) as scope:
-        select(*cases.pick("event"))
+        select(*cases.pick("event"), timeout=LONG)
     assert scope.cancelled_caught
     cases.check_untouched()
 
@@ -134,7 +135,7 @@ def test_outer_scope_cancel_reaches_past_an_inner_one() -> None:
         with CancelScope() as outer:
             with CancelScope() as inner:
                 scopes.append(outer)
-                select(*cases.pick("get"))
+                select(*cases.pick("get"), timeout=LONG)
             out.append("inner exited normally")
         out.append((outer.cancelled_caught, inner.cancelled_caught))
 
@@ -154,7 +155,7 @@ async def test_coroutine_select_cancelled_from_a_thread(kind: str) -> None:
     async def body() -> bool:
         async with CancelScope() as scope:
             scopes.append(scope)
-            await async_select(*cases.pick(kind))
+            await async_select(*cases.pick(kind), timeout=LONG)
         return scope.cancelled_caught
 
     task = asyncio.ensure_future(body())
@@ -173,7 +174,7 @@ async def test_coroutine_select_cancelled_from_its_loop(kind: str) -> None:
     async def body() -> bool:
         async with CancelScope() as scope:
             scopes.append(scope)
-            await async_select(*cases.pick(kind))
+            await async_select(*cases.pick(kind), timeout=LONG)
         return scope.cancelled_caught
 
     task = asyncio.ensure_future(body())
@@ -197,7 +198,7 @@ def _race_thread_get(i: int) -> None:
     def run() -> None:
         with CancelScope() as scope:
             scopes.append(scope)
-            got.append(select(q.get_op(), other.get_op()).value)
+            got.append(select(q.get_op(), other.get_op(), timeout=LONG).value)
 
     t = _in_thread(run)
     wait_parked(count=1)
@@ -226,7 +227,7 @@ def _race_thread_put(i: int) -> None:
     def run() -> None:
         with CancelScope() as scope:
             scopes.append(scope)
-            select(q.put_op(i), other.get_op())
+            select(q.put_op(i), other.get_op(), timeout=LONG)
             done.append(True)
 
     t = _in_thread(run)
@@ -255,7 +256,7 @@ async def _race_coroutine_get(i: int) -> None:
     async def body() -> None:
         async with CancelScope() as scope:
             scopes.append(scope)
-            got.append((await async_select(q.get_op(), other.get_op())).value)
+            got.append((await async_select(q.get_op(), other.get_op(), timeout=LONG)).value)
 
     task = asyncio.ensure_future(body())
     await async_wait_parked(count=1)

@@ -95,7 +95,9 @@ def test_get_from_a_shared_queue_fed_by_a_process_or_a_local_one() -> None:
     go: Queue[Any] = Queue()
     p = _start(put_after_go, go, shared, ["from child"])
     out: list[Selected] = []
-    t = threading.Thread(target=lambda: out.append(select(local.get_op(), shared.get_op())))
+    t = threading.Thread(
+        target=lambda: out.append(select(local.get_op(), shared.get_op(), timeout=JOIN_S))
+    )
     t.start()
     wait_parked(count=1)
     assert shared._shared is not None
@@ -137,7 +139,9 @@ def test_put_on_a_full_shared_queue_that_a_process_drains() -> None:
     p = _start(drain_after_go, go, q, 2, out)
     never: Queue[Any] = Queue()
     results: list[Selected] = []
-    t = threading.Thread(target=lambda: results.append(select(never.get_op(), q.put_op("second"))))
+    t = threading.Thread(
+        target=lambda: results.append(select(never.get_op(), q.put_op("second"), timeout=JOIN_S))
+    )
     t.start()
     wait_parked(count=1)
     go.put(1)
@@ -156,7 +160,7 @@ def test_shared_event_set_by_a_process() -> None:
     p = _start(set_after_go, go, ev)
     assert select(local.get_op(), ev, default="idle").value == "idle"
     out: list[Selected] = []
-    t = threading.Thread(target=lambda: out.append(select(local.get_op(), ev)))
+    t = threading.Thread(target=lambda: out.append(select(local.get_op(), ev, timeout=JOIN_S)))
     t.start()
     wait_parked(count=1)
     go.put(1)
@@ -231,7 +235,7 @@ def test_closing_a_shared_queue_wakes_its_select() -> None:
 
     def run() -> None:
         try:
-            select(q.get_op())
+            select(q.get_op(), timeout=JOIN_S)
         except ClosedError as exc:
             errors.append(exc)
 
@@ -284,7 +288,7 @@ def test_cancel_a_thread_parked_on_a_shared_queue() -> None:
     def run() -> None:
         with CancelScope() as scope:
             scopes.append(scope)
-            select(q.get_op())
+            select(q.get_op(), timeout=JOIN_S)
         out.append(scope.cancelled_caught)
 
     t = threading.Thread(target=run)

@@ -648,6 +648,9 @@ def _wait(
     cases: list[SelectCase], strand: Strand, deadline: float, timeout: float | None
 ) -> tuple[Arm, Any]:
     """Park the calling thread until a case fires; raise on timeout or cancellation."""
+    scope = _cancelled_scope(strand) if strand.cancel_scopes else None
+    if scope is not None:  # nothing was ready and the scope is cancelled: do not arm
+        scope.raise_cancelled()
     sel = _Selector(None)
     arms = _arm_all(cases, sel)
     waiter = None

@@ -21,9 +21,10 @@ consumed for it, so a process sleeping on the same queue is not left asleep next
 item.
 
 A watcher fires every select waiting when its object looks ready (several may then race
-for one item: the losers start again) and stops as soon as no select waits (the last select
-to leave wakes it with a post, as a put would; at worst it notices within a 50 ms sleep
-slice and withdraws its announcement).
+for one item: the losers start again). When no select waits it withdraws its announcement
+at once (the last select to leave wakes it with a post, as a put would; at worst it
+notices within a 50 ms sleep slice), then lingers 50 ms for the next select -- a loop of
+selects keeps one thread -- and ends.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ __all__ = [
 
 _POLL_MIN = 0.00005  # a shared event is polled with this backoff (as its own wait does)
 _POLL_MAX = 0.005
+_LINGER = 0.05  # an idle watcher waits this long for the next select before it ends
 
 
 class _Token:
@@ -105,7 +107,7 @@ def shared_undo(backend: Any, put: bool) -> None:
 class _Watcher:
     """The selects of this process waiting on one shared object in one direction."""
 
-    __slots__ = ("arms", "asleep", "key", "obj", "put", "stop")
+    __slots__ = ("armed", "arms", "asleep", "key", "obj", "put", "stop")
 
     def __init__(self, key: tuple[int, bool], obj: Any, put: bool) -> None:
         self.key = key
@@ -113,6 +115,7 @@ class _Watcher:
         self.put = put
         self.arms: dict[Arm, Any] = {}  # arm -> its note (an event's generation at arm time)
         self.stop = threading.Event()  # set while no select waits: the thread winds down
+        self.armed = threading.Event()  # set when a select arrives (ends the linger)
         self.asleep = False  # announced on a shared queue's semaphore
 
 
@@ -148,6 +151,7 @@ def shared_arm(obj: Any, put: bool, arm: Arm, note: Any = None) -> None:
             w = _watchers[key] = _Watcher(key, obj, put)
         w.arms[arm] = note
         w.stop.clear()
+        w.armed.set()
         arm.note = w
     if start:
         target = _watch_event if _is_event(obj) else _watch_queue
@@ -194,7 +198,14 @@ def _take_arms(w: _Watcher, ready: Any = None) -> list[Arm]:
 
 
 def _retire(w: _Watcher) -> bool:
-    """The thread's exit check: ``True`` (and unregistered) if no select waits any more."""
+    """The thread's exit check: ``True`` (and unregistered) if no select waits any more
+    and none came within ``_LINGER`` seconds (a loop of selects keeps one thread)."""
+    with _watchers_lock:
+        if w.arms:
+            return False
+        w.armed.clear()
+    if w.armed.wait(_LINGER):
+        return False
     with _watchers_lock:
         if w.arms:
             return False
