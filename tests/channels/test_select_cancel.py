@@ -271,3 +271,15 @@ async def _race_coroutine_get(i: int) -> None:
 async def test_coroutine_cancel_racing_a_get_loses_nothing() -> None:
     for i in range(ROUNDS):
         await _race_coroutine_get(i)
+
+
+def test_cancelling_a_thread_strand_of_a_task_group_wakes_its_select() -> None:
+    from plait._tasks import TaskGroup
+
+    q: Queue[int] = Queue()
+    with TaskGroup() as tg:
+        task = tg.spawn(lambda: select(q.get_op(), timeout=LONG), on="thread")
+        wait_parked(strands=[task])
+        task.cancel()
+    assert task.cancelled()
+    assert q.statistics().getters_waiting == 0
