@@ -6,7 +6,8 @@ multiprocessing and faster-fifo, all in the same run.
 Every figure is messages per second (median of several runs); ratios are against the peer
 named as baseline in the same run.
 
-* coroutine -> coroutine stream on one loop (unbounded, and maxsize=16);
+* coroutine -> coroutine stream on one loop (unbounded, and maxsize=16); trio's and anyio's
+  memory channels and gevent's queue (between greenlets) as peers of the unbounded one;
 * ping-pong between two coroutines over two queues on one loop;
 * thread -> thread stream (maxsize=1000);
 * thread -> coroutine stream (maxsize=1000): janus, culsans;
@@ -50,6 +51,87 @@ def coro_stream(make: Callable[[], Any], plait_api: bool, n: int) -> float:
         return n / (time.perf_counter() - t0)
 
     return asyncio.run(main())
+
+
+def trio_stream(n: int) -> float:
+    """trio's memory channel (unbounded), the same stream on trio's own loop."""
+    import math
+
+    import trio
+
+    async def main() -> float:
+        send, receive = trio.open_memory_channel[int](math.inf)
+
+        async def produce() -> None:
+            for i in range(n):
+                await send.send(i)
+
+        async def consume() -> None:
+            for _ in range(n):
+                await receive.receive()
+
+        t0 = time.perf_counter()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(consume)
+            nursery.start_soon(produce)
+        return n / (time.perf_counter() - t0)
+
+    return trio.run(main)
+
+
+def anyio_stream(n: int) -> float:
+    """anyio's memory object stream (unbounded) on asyncio."""
+    import math
+
+    import anyio
+
+    async def main() -> float:
+        send, receive = anyio.create_memory_object_stream[int](math.inf)
+
+        async def produce() -> None:
+            for i in range(n):
+                await send.send(i)
+
+        async def consume() -> None:
+            for _ in range(n):
+                await receive.receive()
+
+        t0 = time.perf_counter()
+        async with send, receive, anyio.create_task_group() as tg:
+            tg.start_soon(consume)
+            tg.start_soon(produce)
+        return n / (time.perf_counter() - t0)
+
+    return anyio.run(main)
+
+
+def gevent_stream(n: int) -> float:
+    """gevent's queue between two greenlets (no monkey-patching needed)."""
+    import gevent
+    import gevent.queue
+
+    q: Any = gevent.queue.Queue()
+
+    def produce() -> None:
+        for i in range(n):
+            q.put(i)
+
+    def consume() -> None:
+        for _ in range(n):
+            q.get()
+
+    t0 = time.perf_counter()
+    gevent.joinall([gevent.spawn(consume), gevent.spawn(produce)])
+    return n / (time.perf_counter() - t0)
+
+
+def _optional(fns: dict[str, Callable[[], float]], **peers: Callable[[], float]) -> None:
+    """Add the peers whose library is installed (``pip install -e '.[bench]'`` has them all)."""
+    import importlib.util
+
+    for name, fn in peers.items():
+        if importlib.util.find_spec(name.split()[0].split(".")[0]) is not None:
+            fns[name] = fn
 
 
 def ping_pong(make: Callable[[], Any], plait_api: bool, n: int) -> float:
@@ -218,13 +300,22 @@ def main() -> None:
                 **extra,
             )
 
+    streams: dict[str, Callable[[], float]] = {
+        "asyncio.Queue": lambda: coro_stream(asyncio.Queue, False, n),
+        "plait.Queue": lambda: coro_stream(Queue, True, n),
+    }
+    _optional(
+        streams,
+        **{
+            "trio memory channel": lambda: trio_stream(n),
+            "anyio memory stream": lambda: anyio_stream(n),
+            "gevent.queue.Queue": lambda: gevent_stream(n),
+        },
+    )
     case(
         "coroutine->coroutine stream, unbounded",
         "asyncio.Queue",
-        {
-            "asyncio.Queue": lambda: coro_stream(asyncio.Queue, False, n),
-            "plait.Queue": lambda: coro_stream(Queue, True, n),
-        },
+        streams,
         ">= 2x asyncio.Queue",
         2.0,
     )
