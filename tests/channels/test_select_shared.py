@@ -77,6 +77,10 @@ def get_n(q: Queue[Any], n: int, out: Queue[Any]) -> None:
     out.put([q.get() for _ in range(n)])
 
 
+def get_one(q: Queue[Any], out: Queue[Any]) -> None:
+    out.put(q.get())
+
+
 def nothing(*_args: Any) -> None:
     return None
 
@@ -301,6 +305,30 @@ def test_cancel_a_thread_parked_on_a_shared_queue() -> None:
     assert q.get(timeout=5) == "kept"
     assert q.statistics().getters_waiting == 0
     _no_watchers_left()
+
+
+async def _select_cancelled_next_to_a_sleeping_process() -> None:
+    q: Queue[Any] = Queue()
+    out: Queue[Any] = Queue()
+    p = _start(get_one, q, out)
+    waiting = asyncio.ensure_future(async_select(q.get_op(), timeout=JOIN_S))
+    await async_wait_parked(count=1)
+    deadline = time.monotonic() + JOIN_S
+    while q.statistics().getters_waiting < 2:  # the select's watcher and the child sleep
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.001)
+    q.put("x")  # its post may go to the watcher, which fires the select...
+    waiting.cancel()  # ...which is cancelled before it can take: the post must go on
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert await asyncio.to_thread(out.get, timeout=JOIN_S) == "x"
+    await asyncio.to_thread(_join, p)
+
+
+async def test_a_cancelled_select_passes_its_wakeup_on_to_a_process() -> None:
+    for _ in range(3):
+        await _select_cancelled_next_to_a_sleeping_process()
+    await asyncio.to_thread(_no_watchers_left)
 
 
 def test_many_selects_share_one_watcher_thread() -> None:
