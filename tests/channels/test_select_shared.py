@@ -81,6 +81,13 @@ def get_one(q: Queue[Any], out: Queue[Any]) -> None:
     out.put(q.get())
 
 
+def select_in_child(q: Queue[Any], ev: Event, out: Queue[Any]) -> None:
+    local: Queue[Any] = Queue()
+    first = select(local.get_op(), q.get_op(), ev, timeout=JOIN_S)
+    second = select(local.get_op(), ev, timeout=JOIN_S)
+    out.put([(first.index, first.value), (second.index, second.value)])
+
+
 def nothing(*_args: Any) -> None:
     return None
 
@@ -133,6 +140,21 @@ def test_select_with_a_process_strand_of_a_task_group() -> None:
         r = select(local.get_op(), shared.get_op(), task, timeout=JOIN_S)
         assert r.index == 2 and r.value is task
     _no_watchers_left()
+
+
+def test_a_process_selects_on_what_its_parent_shared() -> None:
+    q: Queue[Any] = Queue()
+    ev = Event()
+    out: Queue[Any] = Queue()
+    p = _start(select_in_child, q, ev, out)
+    deadline = time.monotonic() + JOIN_S
+    while not q.statistics().getters_waiting:  # the child's select waits (its watcher)
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    q.put("item")
+    ev.set()
+    assert out.get(timeout=JOIN_S) == [(1, "item"), (1, True)]
+    _join(p)
 
 
 def test_put_on_a_full_shared_queue_that_a_process_drains() -> None:
