@@ -83,7 +83,7 @@ def get_one(q: Queue[Any], out: Queue[Any]) -> None:
 
 def select_in_child(q: Queue[Any], ev: Event, out: Queue[Any]) -> None:
     local: Queue[Any] = Queue()
-    first = select(local.get_op(), q.get_op(), ev, timeout=JOIN_S)
+    first = select(local.get_op(), q.get_op(), timeout=JOIN_S)
     second = select(local.get_op(), ev, timeout=JOIN_S)
     out.put([(first.index, first.value), (second.index, second.value)])
 
