@@ -261,6 +261,7 @@ typedef struct {
     Py_ssize_t ready;
     Py_ssize_t unfinished;
     PyObject *shared;  /* the process-shared backend, once promoted (None before) */
+    PyObject *undo_get; /* self._undo_get, cached by the C park */
 } CoreObject;
 
 static int
@@ -273,6 +274,7 @@ core_traverse(CoreObject *self, visitproc visit, void *arg)
     Py_VISIT(self->getters);
     Py_VISIT(self->putters);
     Py_VISIT(self->shared);
+    Py_VISIT(self->undo_get);
     return 0;
 }
 
@@ -286,6 +288,7 @@ core_clear(CoreObject *self)
     Py_CLEAR(self->getters);
     Py_CLEAR(self->putters);
     Py_CLEAR(self->shared);
+    Py_CLEAR(self->undo_get);
     return 0;
 }
 
@@ -471,18 +474,11 @@ wake(PyObject *owner, PyObject *w)
     Py_XDECREF(r);
 }
 
+#if PY_VERSION_HEX < 0x030C0000
 /* The object a weak reference points to (new reference), or NULL (dead; no error set). */
 static PyObject *
 weak_get(PyObject *ref)
 {
-#if PY_VERSION_HEX >= 0x030D0000
-    PyObject *obj = NULL;
-    if (PyWeakref_GetRef(ref, &obj) <= 0) {
-        PyErr_Clear();
-        return NULL;
-    }
-    return obj;
-#else
     PyObject *obj = PyWeakref_GetObject(ref);
     if (obj == NULL || obj == Py_None) {
         PyErr_Clear();
@@ -490,14 +486,19 @@ weak_get(PyObject *ref)
     }
     Py_INCREF(obj);
     return obj;
-#endif
 }
+#endif
 
-/* The strand of the running coroutine (new reference), or None if anything is unusual. The
- * running loop is cached per thread (asyncio's lookup makes a system call on 3.11). */
+/* The running loop (new reference), or None. From 3.12 asyncio's own lookup is cheap; on 3.11
+ * it makes a system call (getpid), so the loop last seen on this thread is kept in the thread
+ * state and trusted while its _thread_id is this thread (an asyncio loop records it while it
+ * runs). A loop without _thread_id (uvloop) is looked up every time. */
 static PyObject *
-async_strand(void)
+running_loop(void)
 {
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyObject_CallNoArgs(get_running_loop);
+#else
     unsigned long ident = PyThread_get_thread_ident();
     PyObject *tsd = PyThreadState_GetDict(); /* borrowed */
     PyObject *loop = NULL;
@@ -505,28 +506,41 @@ async_strand(void)
         PyObject *ref = PyDict_GetItemWithError(tsd, str_tls_key); /* borrowed */
         if (ref != NULL && PyWeakref_CheckRef(ref))
             loop = weak_get(ref);
+        PyErr_Clear();
     }
     if (loop != NULL) {
-        PyObject *tid = PyObject_GetAttr(loop, str_thread_id);
-        int same = tid != NULL && PyLong_CheckExact(tid) && PyLong_AsUnsignedLong(tid) == ident;
+        PyObject *tid = NULL;
+        int found = _PyObject_LookupAttr(loop, str_thread_id, &tid);
+        int same = found > 0 && PyLong_CheckExact(tid) && PyLong_AsUnsignedLong(tid) == ident;
         Py_XDECREF(tid);
         PyErr_Clear();
-        if (!same)
-            Py_CLEAR(loop);
-    }
-    if (loop == NULL) {
-        loop = PyObject_CallNoArgs(get_running_loop);
-        if (loop == NULL)
-            return NULL;
-        if (loop == Py_None)
+        if (same)
             return loop;
-        if (tsd != NULL) {
-            PyObject *ref = PyWeakref_NewRef(loop, NULL);
-            if (ref == NULL || PyDict_SetItem(tsd, str_tls_key, ref) < 0)
-                PyErr_Clear();
-            Py_XDECREF(ref);
-        }
+        Py_CLEAR(loop);
     }
+    loop = PyObject_CallNoArgs(get_running_loop);
+    if (loop == NULL || loop == Py_None || tsd == NULL)
+        return loop;
+    PyObject *tid = NULL;
+    if (_PyObject_LookupAttr(loop, str_thread_id, &tid) > 0) { /* worth caching */
+        PyObject *ref = PyWeakref_NewRef(loop, NULL);
+        if (ref == NULL || PyDict_SetItem(tsd, str_tls_key, ref) < 0)
+            PyErr_Clear();
+        Py_XDECREF(ref);
+    }
+    Py_XDECREF(tid);
+    PyErr_Clear();
+    return loop;
+#endif
+}
+
+/* The strand of the running coroutine (new reference), or None if anything is unusual. */
+static PyObject *
+async_strand(void)
+{
+    PyObject *loop = running_loop();
+    if (loop == NULL || loop == Py_None)
+        return loop;
     PyObject *task = PyDict_GetItemWithError(current_tasks, loop); /* borrowed */
     Py_DECREF(loop);
     if (task == NULL) {
@@ -606,15 +620,14 @@ park_getter(CoreObject *self)
     }
     Py_DECREF(r);
     mutex_unlock(m);
-    PyObject *undo = PyObject_GetAttr((PyObject *)self, str_undo_get);
-    if (undo == NULL) {
-        /* cannot happen for a Queue; leave the wait rather than park without a give-back */
-        PyErr_Clear();
-        undo = Py_None;
-        Py_INCREF(undo);
+    if (self->undo_get == NULL) /* the bound method, made once per queue */
+        self->undo_get = PyObject_GetAttr((PyObject *)self, str_undo_get);
+    if (self->undo_get == NULL) {
+        PyErr_Clear(); /* cannot happen for a Queue */
+        slot_set(w, w_undo, Py_None);
     }
-    slot_set(w, w_undo, undo);
-    Py_DECREF(undo);
+    else
+        slot_set(w, w_undo, self->undo_get);
     if (PyObject_SetAttr(strand, str_state, str_parked) < 0 ||
         PyObject_SetAttr(strand, str_parked_on, (PyObject *)self) < 0 ||
         PyObject_SetAttr(strand, str_waiter, w) < 0)
@@ -1066,7 +1079,8 @@ op_am_send(OpObject *self, PyObject *arg, PyObject **result)
                 return PYGEN_ERROR;
             }
             if (waiter != Py_None) {
-                PyObject *fut = PyObject_GetAttrString(waiter, "fut");
+                PyObject *fut = SLOT(waiter, w_fut);
+                Py_XINCREF(fut);
                 self->waiter = waiter;
                 self->state = OP_PARKED;
                 if (fut == NULL || PyObject_SetAttr(fut, str_blocking, Py_True) < 0) {
