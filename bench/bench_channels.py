@@ -8,7 +8,7 @@ named as baseline in the same run.
 
 * coroutine -> coroutine stream on one loop (unbounded, and maxsize=16); trio's and anyio's
   memory channels and gevent's queue (between greenlets) as peers of the unbounded one;
-* ping-pong between two coroutines over two queues on one loop;
+* ping-pong between two coroutines over two queues on one loop (asyncio's, and uvloop's);
 * thread -> thread stream (maxsize=1000);
 * thread -> coroutine stream (maxsize=1000): janus, culsans;
 * process -> parent, small ints: multiprocessing.Queue, faster-fifo;
@@ -134,7 +134,9 @@ def _optional(fns: dict[str, Callable[[], float]], **peers: Callable[[], float])
             fns[name] = fn
 
 
-def ping_pong(make: Callable[[], Any], plait_api: bool, n: int) -> float:
+def ping_pong(
+    make: Callable[[], Any], plait_api: bool, n: int, loop_factory: Callable[[], Any] | None = None
+) -> float:
     async def main() -> float:
         a, b = make(), make()
         aput, aget = (a.async_put, a.async_get) if plait_api else (a.put, a.get)
@@ -153,7 +155,8 @@ def ping_pong(make: Callable[[], Any], plait_api: bool, n: int) -> float:
         await asyncio.gather(left(), right())
         return 2 * n / (time.perf_counter() - t0)  # messages, both ways
 
-    return asyncio.run(main())
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        return runner.run(main())
 
 
 def thread_stream(q: Any, n: int) -> float:
@@ -337,6 +340,21 @@ def main() -> None:
         ">= 1x asyncio.Queue",
         1.0,
     )
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - the bench extra installs it
+        uvloop = None
+    if uvloop is not None:
+        case(
+            "ping-pong, one uvloop loop",
+            "asyncio.Queue",
+            {
+                "asyncio.Queue": lambda: ping_pong(
+                    asyncio.Queue, False, n // 4, uvloop.new_event_loop
+                ),
+                "plait.Queue": lambda: ping_pong(Queue, True, n // 4, uvloop.new_event_loop),
+            },
+        )
     case(
         "thread->thread stream, maxsize=1000",
         "queue.Queue",
