@@ -254,9 +254,8 @@ def _waiting(obj: Any) -> tuple[int, Any]:
     with obj._mutex:
         counts = dict(waiting_by_kind(obj._queue))
     state: SharedState = obj._shared
-    with state._guard:
-        for kind, n in state.blocked.items():
-            counts[kind] = counts.get(kind, 0) + n
+    for kind, n in state.blocked_by_kind().items():
+        counts[kind] = counts.get(kind, 0) + n
     return sum(counts.values()), MappingProxyType(counts)
 
 
@@ -384,7 +383,7 @@ class SharedEvent(Event):
         deadline = None if timeout is None else _monotonic() + timeout
         strand = current_strand()
         strand.state, strand.parked_on = "parked", self
-        self._shared.enter(strand.kind)
+        self._shared.enter(strand)
         pause = _POLL_MIN
         try:
             while not self._signalled(gen0):
@@ -397,7 +396,7 @@ class SharedEvent(Event):
             return True
         finally:
             strand.state, strand.parked_on = "running", None
-            self._shared.leave(strand.kind)
+            self._shared.leave(strand)
 
     def async_wait(self, timeout: float | None = None) -> Coroutine[Any, Any, bool]:
         return self._async_wait(timeout)
@@ -411,7 +410,7 @@ class SharedEvent(Event):
         deadline = None if timeout is None else _monotonic() + timeout
         strand = current_strand()
         strand.state, strand.parked_on = "parked", self
-        self._shared.enter(strand.kind)
+        self._shared.enter(strand)
         pause = _POLL_MIN
         try:
             while not self._signalled(gen0):
@@ -422,7 +421,7 @@ class SharedEvent(Event):
             return True
         finally:
             strand.state, strand.parked_on = "running", None
-            self._shared.leave(strand.kind)
+            self._shared.leave(strand)
 
     def statistics(self) -> EventStatistics:
         waiting, by_kind = _waiting(self)

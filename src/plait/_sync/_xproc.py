@@ -124,32 +124,35 @@ def sweep() -> None:
 class SharedState:
     """The named semaphores behind one promoted primitive, plus its coroutine bridge."""
 
-    __slots__ = ("__weakref__", "_guard", "blocked", "bridge", "finalizer", "prefix", "sems")
+    __slots__ = ("__weakref__", "blocked", "bridge", "finalizer", "prefix", "sems")
 
     def __init__(self, prefix: str, sems: list[Any], *, home: bool) -> None:
         self.prefix = prefix
         self.sems = sems
         self.bridge: _Bridge | None = None
-        self.blocked: dict[str, int] = {}  # strands of this process blocked here, by kind
-        self._guard = threading.Lock()
+        # strands of this process blocked here (set.add/discard are single steps under the
+        # GIL: no lock, so a strand that just took a contended semaphore holds it no longer
+        # than needed before its critical section runs)
+        self.blocked: set[Any] = set()
         names = tuple(f"/{prefix}{i}" for i in range(len(sems)))
         if home:
             self.finalizer = weakref.finalize(self, _unlink_all, names, os.getpid())
         else:
             self.finalizer = weakref.finalize(self, _peer_cleanup, names, _home_pid(prefix))
 
-    def enter(self, kind: str) -> None:
+    def enter(self, strand: Any) -> None:
         """A strand of this process starts blocking on the semaphores (for statistics)."""
-        with self._guard:
-            self.blocked[kind] = self.blocked.get(kind, 0) + 1
+        self.blocked.add(strand)
 
-    def leave(self, kind: str) -> None:
-        with self._guard:
-            left = self.blocked[kind] - 1
-            if left:
-                self.blocked[kind] = left
-            else:
-                del self.blocked[kind]
+    def leave(self, strand: Any) -> None:
+        self.blocked.discard(strand)
+
+    def blocked_by_kind(self) -> dict[str, int]:
+        """How many strands of this process block here now, by kind."""
+        counts: dict[str, int] = {}
+        for strand in list(self.blocked):  # (a copy taken in one step)
+            counts[strand.kind] = counts.get(strand.kind, 0) + 1
+        return counts
 
     @classmethod
     def create(cls, kind: str, specs: list[tuple[int, int]]) -> SharedState:
@@ -196,7 +199,7 @@ def sem_wait(state: SharedState, sem: Any, on: object, wait: float | None) -> bo
     deadline = None if wait is None else _monotonic() + wait
     strand.state = "parked"
     strand.parked_on = on
-    state.enter(strand.kind)
+    state.enter(strand)
     if hooks.active:
         hooks.parked(strand, on)
     outcome = "timeout"
@@ -221,7 +224,7 @@ def sem_wait(state: SharedState, sem: Any, on: object, wait: float | None) -> bo
     finally:
         strand.state = "running"
         strand.parked_on = None
-        state.leave(strand.kind)
+        state.leave(strand)
         if hooks.active:
             hooks.unparked(strand, on, outcome)
 
