@@ -25,6 +25,12 @@ for one item: the losers start again). When no select waits it withdraws its ann
 at once (the last select to leave wakes it with a post, as a put would; at worst it
 notices within a 50 ms sleep slice), then lingers 50 ms for the next select -- a loop of
 selects keeps one thread -- and ends.
+
+Objects can become shared while a select waits on them. A local queue's promotion hands
+its select waiters ``CLOSED`` (or ``PROMOTED``); the queue cases then try the shared queue
+(see ``_select``). A plait ``Event`` is waited on by :class:`EventCase`, which sits in the
+event's own wait queue, so its promotion reaches the select (``RESTART``): the select
+starts again on the shared event (:class:`SharedEventCase`).
 """
 
 from __future__ import annotations
