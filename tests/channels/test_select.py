@@ -215,3 +215,33 @@ def test_plait_task_is_selectable() -> None:
         go.set()
         r = select(q.get_op(), task, timeout=10)
         assert r.index == 1 and r.value is task
+
+
+def test_instruments_see_a_select_park_and_unpark() -> None:
+    from plait._core import Instrument, add_instrument, remove_instrument
+
+    seen: list[tuple[str, str]] = []
+
+    class Recorder(Instrument):
+        def strand_parked(self, strand: Any, on: object) -> None:
+            if type(on).__name__ == "_Selector":
+                seen.append(("parked", ""))
+
+        def strand_unparked(self, strand: Any, on: object, outcome: str) -> None:
+            if type(on).__name__ == "_Selector":
+                seen.append(("unparked", outcome))
+
+    recorder = Recorder()
+    add_instrument(recorder)
+    try:
+        a: Queue[int] = Queue()
+        with pytest.raises(TimeoutError):
+            select(a.get_op(), timeout=0.01)
+        t = threading.Thread(target=lambda: select(a.get_op(), timeout=10))
+        t.start()
+        wait_parked(count=1)
+        a.put(1)
+        t.join()
+    finally:
+        remove_instrument(recorder)
+    assert seen == [("parked", ""), ("unparked", "timeout"), ("parked", ""), ("unparked", "woken")]

@@ -606,6 +606,14 @@ def _give_up(sel: _Selector, arms: list[Arm]) -> None:
         won[0].case.undo(won[1])
 
 
+def _outcome(sel: _Selector) -> str:
+    """How a select's wait ended, in the kernel's words (for instruments)."""
+    won = sel.won
+    if won is None or won[0] is not None:
+        return "woken" if won is not None else "timeout"
+    return "timeout" if won[1] is _TIMED_OUT else "cancelled"
+
+
 def _cancelled_scope(strand: Strand) -> Any:
     now = _monotonic()
     for scope in strand.cancel_scopes:  # the outermost cancelled scope's cancellation
@@ -665,6 +673,8 @@ def _wait(
     strand.state = "parked"
     strand.parked_on = sel
     strand.waiter = waiter
+    if hooks.active:
+        hooks.parked(strand, sel)
     try:
         if waiter is not None and _cancelled_scope(strand) is not None:
             sel.release()  # cancelled before it parked (the waiter was not there to see)
@@ -684,6 +694,8 @@ def _wait(
         strand.state = "running"
         strand.parked_on = None
         strand.waiter = None
+        if hooks.active:
+            hooks.unparked(strand, sel, _outcome(sel))
     _disarm_all(arms)
     won = sel.won
     assert won is not None
@@ -736,6 +748,8 @@ async def _async_wait(
     handle = loop.call_later(max(0.0, left), _resolve, fut) if left != math.inf else None
     strand.state = "parked"
     strand.parked_on = sel
+    if hooks.active:
+        hooks.parked(strand, sel)
     try:
         if sel.won is None:
             await fut
@@ -747,6 +761,8 @@ async def _async_wait(
             handle.cancel()
         strand.state = "running"
         strand.parked_on = None
+        if hooks.active:
+            hooks.unparked(strand, sel, _outcome(sel))
     _disarm_all(arms)
     won = sel.end(_TIMED_OUT)
     if won is None:
