@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from plait._ipc.ordered import LIFO, PRIORITY, Store
-from plait._ipc.transport import Ring
+from plait._ipc.transport import INT, INT_MAX, INT_MIN, Ring, decode, int_frame
 
 
 def _ring(capacity: int) -> Ring:
@@ -36,7 +36,7 @@ def test_frames_come_out_in_order(capacity: int, ops: list[tuple[bool, int]]) ->
             if ring.push(i % 4, payload):
                 model.append((i % 4, payload))
             else:  # refused only when it cannot fit now: an empty ring takes what fits at all
-                assert model or 16 + (size + 7) // 8 * 8 > capacity
+                assert model or 8 + (size + 7) // 8 * 8 > capacity
         else:
             assert ring.pop() == model.popleft()
         assert ring.hdr[Ring.COUNT] == len(model)
@@ -50,9 +50,19 @@ def test_an_empty_ring_takes_any_frame_that_fits() -> None:
     rnd = random.Random(4)
     ring = _ring(256)
     for _ in range(2000):
-        size = rnd.randrange(0, 241)  # 16 + 240 = 256: the largest frame that fits
+        size = rnd.randrange(0, 249)  # 8 + 248 = 256: the largest frame that fits
         assert ring.push(1, b"x" * size)
         assert ring.pop() == (1, b"x" * size)
+    ring.release()
+
+
+def test_ints_travel_as_their_own_frame() -> None:
+    ring = _ring(64)
+    values = [0, -1, 7, INT_MIN, INT_MAX]
+    for v in values * 3:  # through wrap-arounds
+        assert ring.push(INT, int_frame(v))
+        kind, payload = ring.pop()
+        assert kind == INT and decode(kind, payload) == v
     ring.release()
 
 

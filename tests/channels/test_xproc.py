@@ -189,6 +189,15 @@ def test_coroutine_get_on_a_shared_queue_with_cancel() -> None:
     asyncio.run(main())
 
 
+def test_ints_of_every_size_cross_as_themselves() -> None:
+    q: Queue[Any] = Queue()
+    items = [0, -5, 2**63 - 1, -(2**63), 2**63, -(2**100), True, False, 1.5, "7"]
+    p = _start(put_items, q, items)
+    p.join(20)
+    got = [q.get(timeout=5) for _ in items]
+    assert got == items and [type(x) for x in got] == [type(x) for x in items]
+
+
 # -- LIFO and priority queues across processes ---------------------------------------------
 
 

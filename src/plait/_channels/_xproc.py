@@ -76,9 +76,11 @@ _SEMAPHORE = 1
 _SLICE = 0.05  # a helper thread re-checks cancellation this often
 _SEM_NAMES = ("lock", "items", "space", "done")
 _COUNT, _GETTERS, _PUTTERS, _CLOSED = Ring.COUNT, Ring.GETTERS, Ring.PUTTERS, Ring.CLOSED
-_UNFINISHED = Ring.UNFINISHED
+_UNFINISHED, _HEAD, _TAIL = Ring.UNFINISHED, Ring.HEAD, Ring.TAIL
 _SPILL = transport.SPILL
 _INLINE = transport.INLINE
+_INT, _INT_WORD, _WRAP = transport.INT, transport.INT_WORD, transport.WRAP
+_INT_MIN, _INT_MAX = transport.INT_MIN, transport.INT_MAX
 _SPIN = 300
 _RING_WAIT = 0.02  # how long a big frame waits for ring space before it spills
 _dumps = pickle.dumps
@@ -199,6 +201,10 @@ class SharedQueue:
             else Store(self.segment, self.order, STORE_SLOTS if create else 0)
         )
         self.hdr = self.ring.hdr
+        self.cap = self.ring.cap
+        if isinstance(self.ring, Ring):
+            self.words = self.ring.words
+            self.data = self.ring.data
         if create:
             self.ring.hdr[Ring.MAXSIZE] = maxsize
         self.owner = create
@@ -210,55 +216,82 @@ class SharedQueue:
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
         t = type(item)
-        if t is int or t is str or t is float:  # no out-of-band buffers: plain pickle
+        seg = None
+        if t is int and _INT_MIN <= item <= _INT_MAX:  # travels unpickled
+            kind, payload, n = _INT, b"", 8
+        elif t is int or t is str or t is float:  # no out-of-band buffers: plain pickle
             payload = _dumps(item, 5)
-            if len(payload) <= _SPILL:
-                kind, seg = _INLINE, None
+            n = len(payload)
+            if n <= _SPILL:
+                kind = _INLINE
             else:
                 kind, payload, seg = transport.encode(item, self.prefix)
         elif t is bytes or t is bytearray:
             kind, payload, seg = transport.encode(item, self.prefix)
+            n = len(payload)
         else:
             buffers: list[Any] = []
             try:
                 payload = _dumps(item, 5, buffer_callback=buffers.append)
             except Exception:
                 payload = b""
-            if buffers or not payload or len(payload) > transport.SPILL:
+            n = len(payload)
+            if buffers or not payload or n > transport.SPILL:
                 kind, payload, seg = transport.encode(item, self.prefix)
+                n = len(payload)
             else:
-                kind, seg = _INLINE, None
-        hdr = self.hdr
-        lock = self.lock
-        maxsize = self.maxsize
-        spins = _SPIN if block and maxsize > 0 else 0
-        while seg is None and timeout is None:  # fast path: room in the ring, no waiting
-            if not lock.acquire(False):
-                _spin_acquire(lock)
-            try:
-                pushed = (
-                    not hdr[_CLOSED]
-                    and (maxsize <= 0 or hdr[_COUNT] < maxsize)
-                    and self.ring.push(kind, payload)
-                )
-                if pushed:  # self._push's bookkeeping, inlined
-                    hdr[_UNFINISHED] += 1
-                    if hdr[_GETTERS]:
-                        hdr[_GETTERS] -= 1
-                        self.items.release()
-            finally:
-                lock.release()
-            if pushed:
-                if hooks.active:
-                    hooks.sent(current_strand(), self, item)
-                return
-            # Full: a reader usually makes room within microseconds; look before sleeping,
-            # so a steady stream through a full queue makes no system call per item.
-            if not spins or hdr[_CLOSED]:
-                break
-            spins -= 1
-            while spins and hdr[_COUNT] >= maxsize:
+                kind = _INLINE
+        if seg is None and timeout is None:  # fast path: room in the ring, no waiting
+            hdr = self.hdr
+            lock = self.lock
+            maxsize = self.maxsize
+            cap = self.cap
+            need = 8 + ((n + 7) & -8)
+            spins = _SPIN if block and maxsize > 0 else 0
+            while True:
+                if not lock.acquire(False):
+                    _spin_acquire(lock)
+                try:
+                    pushed = False
+                    if not hdr[_CLOSED] and (maxsize <= 0 or hdr[_COUNT] < maxsize):
+                        tail = hdr[_TAIL]
+                        pos = tail % cap
+                        if need <= cap - pos:  # the frame fits before the end: write it here
+                            if tail - hdr[_HEAD] + need <= cap:
+                                if kind == _INT:
+                                    words = self.words
+                                    words[pos >> 3] = _INT_WORD
+                                    words[(pos >> 3) + 1] = item
+                                else:
+                                    self.words[pos >> 3] = n << 8 | kind
+                                    self.data[pos + 8 : pos + 8 + n] = payload
+                                hdr[_TAIL] = tail + need
+                                hdr[_COUNT] += 1
+                                pushed = True
+                        else:  # it wraps around: the ring's own push
+                            if kind == _INT:
+                                payload = transport.int_frame(item)
+                            pushed = self.ring.push(kind, payload)
+                        if pushed:
+                            hdr[_UNFINISHED] += 1
+                            if hdr[_GETTERS]:
+                                hdr[_GETTERS] -= 1
+                                self.items.release()
+                finally:
+                    lock.release()
+                if pushed:
+                    if hooks.active:
+                        hooks.sent(current_strand(), self, item)
+                    return
+                # Full: a reader usually makes room within microseconds; look before
+                # sleeping, so a stream through a full queue makes no system call per item.
+                if not spins or hdr[_CLOSED]:
+                    break
                 spins -= 1
+                while spins and hdr[_COUNT] >= maxsize:
+                    spins -= 1
+        if kind == _INT:
+            payload = transport.int_frame(item)
         self._put_wait(item, kind, payload, seg, block, timeout)
 
     def _put_wait(
@@ -341,6 +374,61 @@ class SharedQueue:
         if not lock.acquire(False):
             _spin_acquire(lock)
         try:
+            count = hdr[_COUNT]
+            if count:  # Ring.pop, inlined
+                cap = self.cap
+                words = self.words
+                head = hdr[_HEAD]
+                pos = head % cap
+                w = words[pos >> 3]
+                if w == _WRAP:
+                    head += cap - pos
+                    pos = 0
+                    w = words[0]
+                if w == _INT_WORD:
+                    kind = _INT
+                    item = words[(pos >> 3) + 1]
+                    head += 16
+                else:
+                    kind = w & 255
+                    n = w >> 8
+                    payload = self.data[pos + 8 : pos + 8 + n].tobytes()
+                    head += 8 + ((n + 7) & -8)
+                if head == hdr[_TAIL]:
+                    hdr[_HEAD] = hdr[_TAIL] = 0
+                else:
+                    hdr[_HEAD] = head
+                hdr[_COUNT] = count - 1
+                if hdr[_PUTTERS]:
+                    hdr[_PUTTERS] -= 1
+                    self.space.release()
+            else:
+                kind = -1
+        finally:
+            lock.release()
+        if kind == _INT:
+            pass
+        elif kind == _INLINE:
+            item = _loads(payload)
+        elif kind < 0:
+            if block:  # an item is often a few microseconds away: look before sleeping
+                for _ in range(_SPIN):
+                    if hdr[_COUNT]:
+                        return self.get(block, timeout)
+            return self._get_wait(block, timeout)
+        else:
+            item = transport.decode(kind, payload)
+        if hooks.active:
+            hooks.received(current_strand(), self, item)
+        return item
+
+    def _get_one(self, block: bool = True, timeout: float | None = None) -> Any:
+        """``get`` through the store's own ``pop`` (ordered stores)."""
+        hdr = self.hdr
+        lock = self.lock
+        if not lock.acquire(False):
+            _spin_acquire(lock)
+        try:
             if hdr[_COUNT]:
                 kind, payload = self.ring.pop()
                 if hdr[_PUTTERS]:
@@ -351,12 +439,12 @@ class SharedQueue:
         finally:
             lock.release()
         if kind < 0:
-            if block:  # an item is often a few microseconds away: look before sleeping
+            if block:
                 for _ in range(_SPIN):
                     if hdr[_COUNT]:
-                        return self.get(block, timeout)
+                        return self._get_one(block, timeout)
             return self._get_wait(block, timeout)
-        item = _loads(payload) if kind == _INLINE else transport.decode(kind, payload)
+        item = transport.decode(kind, payload)
         if hooks.active:
             hooks.received(current_strand(), self, item)
         return item
@@ -556,6 +644,8 @@ class OrderedSharedQueue(SharedQueue):
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
         kind, payload, seg = transport.encode(item, self.prefix)
         self._put_wait(item, kind, payload, seg, block, timeout)
+
+    get = SharedQueue._get_one
 
 
 class _LifoShared(OrderedSharedQueue):

@@ -10,7 +10,8 @@
                the frame                          unpickle over views of it (no copy)
 
 The ring lives in one shared-memory segment: a header of 64-bit counters, then a byte
-ring of 8-byte-aligned frames ``[length][kind][payload]``. Writers append under the
+ring of 8-byte-aligned frames ``[length|kind][payload]`` (a small ``int`` is its own
+payload: no pickle). Writers append under the
 queue's process-shared lock; readers take one frame at a time under the same lock. No
 system call is made per message while a burst is queued -- the lock is a futex that only
 enters the kernel when contended, and wake-ups are posted only to parked waiters. A frame
@@ -22,23 +23,22 @@ written once, into shared memory, and read in place.
 from __future__ import annotations
 
 import pickle
-import struct
+import sys
 from typing import Any
 
 from plait._ipc import serialize
 from plait._ipc.shm import Segment
 
-__all__ = ["SPILL", "Ring", "decode", "encode", "peek"]
+__all__ = ["INT", "SPILL", "Ring", "decode", "encode", "int_frame", "peek"]
 
 SPILL = 2 * 1024 * 1024  # payloads larger than this travel in their own segment
 HEADER_WORDS = 16
 HEADER = HEADER_WORDS * 8
-_FRAME = struct.Struct("qq")  # length, kind
-INLINE, SEGMENT, BYTES, BYTEARRAY = 0, 1, 2, 3  # frame kinds
+INLINE, SEGMENT, BYTES, BYTEARRAY, INT = 0, 1, 2, 3, 4  # frame kinds
 RAW_MIN = 4096  # bytes/bytearray items at least this big travel raw, not pickled
-_WRAP = -1
-_pack_into = _FRAME.pack_into
-_unpack_from = _FRAME.unpack_from
+WRAP = -1  # a ring word: the next frame starts at 0
+INT_WORD = 8 << 8 | INT  # the first word of an int's frame (its value is the second)
+INT_MIN, INT_MAX = -(1 << 63), (1 << 63) - 1
 _HEAD, _TAIL, _COUNT = 2, 3, 4  # header word indexes (see Ring)
 
 
@@ -108,10 +108,17 @@ def spill(payload: Any, prefix: str, kind: int) -> tuple[int, bytes, Segment]:
     return SEGMENT, pickle.dumps((seg.name, n, [], kind), 5), seg
 
 
+def int_frame(value: int) -> bytes:
+    """The payload of an ``INT`` frame (``value`` must fit 64 bits)."""
+    return value.to_bytes(8, sys.byteorder, signed=True)
+
+
 def decode(kind: int, payload: bytes | memoryview) -> Any:
     """The object back from :func:`encode`'s output (unlinks a segment it reads)."""
     if kind == INLINE:
         return pickle.loads(payload)
+    if kind == INT:
+        return int.from_bytes(payload, sys.byteorder, signed=True)
     if kind == BYTES:
         return bytes(payload)
     if kind == BYTEARRAY:
@@ -141,6 +148,8 @@ def peek(kind: int, payload: bytes | memoryview) -> Any:
     object is a copy, for comparing items in a priority store)."""
     if kind == INLINE:
         return pickle.loads(payload)
+    if kind == INT:
+        return int.from_bytes(payload, sys.byteorder, signed=True)
     if kind == BYTES:
         return bytes(payload)
     if kind == BYTEARRAY:
@@ -163,9 +172,14 @@ def peek(kind: int, payload: bytes | memoryview) -> Any:
 
 
 class Ring:
-    """The header counters and byte ring inside a queue's segment (caller holds the lock)."""
+    """The header counters and byte ring inside a queue's segment (caller holds the lock).
 
-    __slots__ = ("cap", "data", "hdr", "segment")
+    A frame is one 64-bit word ``length << 8 | kind`` and the payload, padded to 8 bytes;
+    a word :data:`WRAP` says "the next frame starts at 0". An ``int`` that fits 64 bits
+    travels unpickled, as the frame ``INT_WORD, value`` (see :func:`int_frame`).
+    """
+
+    __slots__ = ("cap", "data", "hdr", "segment", "words")
 
     # header word indexes
     MAGIC, HEAD, TAIL, COUNT, GETTERS, PUTTERS, UNFINISHED, JOINERS, CLOSED, MAXSIZE = range(1, 11)
@@ -174,6 +188,7 @@ class Ring:
         self.segment = segment
         self.hdr = segment.buf[:HEADER].cast("q")
         self.data = segment.buf[HEADER:]
+        self.words = self.data.cast("q")
         self.cap = len(self.data)
 
     @staticmethod
@@ -185,70 +200,53 @@ class Ring:
         hdr = self.hdr
         return self.cap - (hdr[self.TAIL] - hdr[self.HEAD])
 
-    def push(self, kind: int, payload: bytes, item: Any = None) -> bool:
+    def push(self, kind: int, payload: Any, item: Any = None) -> bool:
         """Append one frame; ``False`` if it does not fit (the caller spills it).
         (``item`` is for ordered stores' sake: a ring keeps arrival order.)"""
         hdr = self.hdr
         n = len(payload)
-        need = 16 + ((n + 7) & -8)
+        need = 8 + ((n + 7) & -8)
         cap = self.cap
         tail = hdr[_TAIL]
         pos = tail % cap
-        if need > cap - pos:
-            return self._push_wrapped(kind, payload, tail, pos)
-        if tail - hdr[_HEAD] + need > cap:
-            return False
-        data = self.data
-        _pack_into(data, pos, n, kind)
-        data[pos + 16 : pos + 16 + n] = payload
-        hdr[_TAIL] = tail + need
-        hdr[_COUNT] += 1
-        return True
-
-    def _push_wrapped(self, kind: int, payload: bytes, tail: int, pos: int) -> bool:
-        """The frame does not fit before the end: a wrap marker, then the frame at 0."""
-        hdr = self.hdr
-        n = len(payload)
-        need = 16 + ((n + 7) & -8)
-        cap = self.cap
         to_end = cap - pos
-        if tail - hdr[_HEAD] + to_end + need > cap:
+        if need > to_end:  # not before the end: a wrap marker, then the frame at 0
+            if tail - hdr[_HEAD] + to_end + need > cap:
+                return False
+            self.words[pos >> 3] = WRAP
+            tail += to_end
+            pos = 0
+        elif tail - hdr[_HEAD] + need > cap:
             return False
-        data = self.data
-        if to_end >= 16:
-            _pack_into(data, pos, _WRAP, 0)
-        _pack_into(data, 0, n, kind)
-        data[16 : 16 + n] = payload
-        hdr[_TAIL] = tail + to_end + need
+        self.words[pos >> 3] = n << 8 | kind
+        self.data[pos + 8 : pos + 8 + n] = payload
+        hdr[_TAIL] = tail + need
         hdr[_COUNT] += 1
         return True
 
     def pop(self) -> tuple[int, bytes]:
         """Take the oldest frame (``COUNT`` must be > 0)."""
         hdr = self.hdr
-        data = self.data
+        words = self.words
         cap = self.cap
         head = hdr[_HEAD]
         pos = head % cap
-        if cap - pos < 16:  # no room for a frame header before the end: wrapped
+        w = words[pos >> 3]
+        if w == WRAP:
             head += cap - pos
             pos = 0
-            n, kind = _unpack_from(data, 0)
-        else:
-            n, kind = _unpack_from(data, pos)
-            if n == _WRAP:
-                head += cap - pos
-                pos = 0
-                n, kind = _unpack_from(data, 0)
-        payload = data[pos + 16 : pos + 16 + n].tobytes()
-        head += 16 + ((n + 7) & -8)
+            w = words[0]
+        n = w >> 8
+        payload = self.data[pos + 8 : pos + 8 + n].tobytes()
+        head += 8 + ((n + 7) & -8)
         if head == hdr[_TAIL]:
             head = hdr[_TAIL] = 0
         hdr[_HEAD] = head
         hdr[_COUNT] -= 1
-        return kind, payload
+        return w & 255, payload
 
     def release(self) -> None:
         """Drop this process's views of the segment."""
+        self.words.release()
         self.hdr.release()
         self.data.release()
