@@ -4,6 +4,7 @@ The store of LIFO and priority queues gives frames back in its order."""
 
 from __future__ import annotations
 
+import pickle
 import random
 from collections import deque
 from types import SimpleNamespace
@@ -77,7 +78,7 @@ def _store(capacity: int, slots: int, order: int) -> Store:
 @settings(max_examples=200, deadline=None)
 @given(
     order=st.sampled_from([LIFO, PRIORITY]),
-    capacity=st.sampled_from([64, 120, 256]),
+    capacity=st.sampled_from([64, 120, 256, 512]),
     slots=st.sampled_from([2, 5, 64]),
     ops=st.lists(st.tuples(st.booleans(), st.integers(0, 40), st.integers(0, 9)), max_size=200),
 )
@@ -87,35 +88,35 @@ def test_store_gives_frames_back_in_its_order(
     """LIFO: the newest first; priority: the lowest item first -- through holes and
     compactions; a push is refused only when the bytes or the slots are used up."""
     store = _store(capacity, slots, order)
-    model: list[tuple[int, int, bytes]] = []  # (key, seq, payload)
+    model: list[tuple[tuple[int, int, bytes], bytes]] = []  # (item, payload)
     for seq, (push, size, key) in enumerate(ops):
         if push or not model:
-            item = (key, seq)
-            payload = bytes([seq % 251]) * size
-            live = sum((len(p) + 7) // 8 * 8 for _k, _s, p in model)
-            fits = len(model) < slots and live + (size + 7) // 8 * 8 <= capacity
-            assert store.push(seq % 4, payload, item) == fits
+            item = (key, seq, b"x" * size)
+            payload = pickle.dumps(item)  # what a priority store compares, unpickled
+            live = sum((len(p) + 7) // 8 * 8 for _i, p in model)
+            fits = len(model) < slots and live + (len(payload) + 7) // 8 * 8 <= capacity
+            assert store.push(0, payload, item) == fits
             if fits:
-                model.append((key, seq, payload))
+                model.append((item, payload))
         else:
             if order == LIFO:
-                _k, s, payload = model.pop()
+                _item, payload = model.pop()
             else:
                 best = min(model)
                 model.remove(best)
-                _k, s, payload = best
-            assert store.pop() == (s % 4, payload)
+                _item, payload = best
+            assert store.pop() == (0, payload)
         assert store.hdr[Ring.COUNT] == len(model)
     store.release()
 
 
 def test_store_refuses_an_item_it_cannot_order_without_a_change() -> None:
     store = _store(256, 8, PRIORITY)
-    assert store.push(0, b"a", 1)
-    assert store.push(0, b"b", 3)
+    for item in (1, 3):
+        assert store.push(0, pickle.dumps(item), item)
     before = (bytes(store.idx), store.hdr[Ring.COUNT], store.hdr[Ring.TAIL])
     with pytest.raises(TypeError, match="comparable"):
-        store.push(0, b"c", "three")
+        store.push(0, pickle.dumps("three"), "three")
     assert (bytes(store.idx), store.hdr[Ring.COUNT], store.hdr[Ring.TAIL]) == before
-    assert [store.pop(), store.pop()] == [(0, b"a"), (0, b"b")]
+    assert [store.pop(), store.pop()] == [(0, pickle.dumps(1)), (0, pickle.dumps(3))]
     store.release()

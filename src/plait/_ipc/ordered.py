@@ -10,7 +10,8 @@ or ``PriorityQueue`` takes them out in another order, so its segment holds::
   written, so a pop gives its bytes back at once.
 * Priority: the index is a binary heap ordered by the *items*, compared with ``<`` (as
   :mod:`heapq` does) in the process that puts or takes: it unpickles the entries on its
-  path (``log n`` of them, cached per process by their sequence number). A put finds its
+  path (``log n`` of them, cached per process by their sequence number; never the caller's
+own object, which it may still change). A put finds its
   place before it changes anything, so an item that cannot be compared raises
   ``TypeError`` there with the store untouched. Payloads taken out of the middle leave
   holes; when the tail reaches the end, the live payloads are moved down (amortised: each
@@ -96,8 +97,6 @@ class Store:
         idx[_W * pos] = seq
         idx[_W * pos + 1] = tail
         idx[_W * pos + 2] = n << 4 | kind
-        if self.order == PRIORITY:
-            self._cache[seq] = item
         hdr[_TAIL] = tail + need
         hdr[_LIVE] += need
         hdr[_COUNT] = count + 1

@@ -276,12 +276,15 @@ def sweep_dead(anchor: str) -> list[str]:
     owner is dead and whose ``prefix + anchor`` segment no live process holds (or is gone).
     Returns the names removed."""
     dead: dict[str, bool] = {}
+    alive: dict[tuple[int, int], bool] = {}
     for name in _listdir():
         owner = owner_of(name)
         if owner is None or owner[0] in dead:
             continue
         prefix, _fam, pid, start = owner
-        dead[prefix] = not owner_alive(pid, start)
+        if (pid, start) not in alive:
+            alive[pid, start] = owner_alive(pid, start)
+        dead[prefix] = not alive[pid, start]
     removed: list[str] = []
     for prefix, is_dead in dead.items():
         if is_dead and not held(prefix + anchor):
