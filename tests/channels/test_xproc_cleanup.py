@@ -12,7 +12,7 @@ from typing import Any
 
 import psutil
 
-from plait._channels import Queue, _xproc
+from plait._channels import Queue
 from plait._ipc import shm
 from plait._ipc.context import get_context
 
@@ -143,6 +143,18 @@ def test_exit_hook_removes_what_this_process_let_go_last() -> None:
     q.put("small")
     prefix = q._shared.prefix
     assert len(_names(prefix)) == 6  # ring, 4 semaphores, the big item
-    _xproc._exit_hook()  # what runs at exit: lets go of every queue still attached
+    shm.exit_hook()  # what runs at exit: lets go of every queue still attached
     assert _names(prefix) == set()
     assert q.qsize() == 2  # (the mapping stays usable to the end)
+
+
+def test_owner_tags_tell_a_reused_pid_from_its_owner() -> None:
+    prefix = shm.new_prefix("q")
+    owner = shm.owner_of(prefix + "ring")
+    assert owner is not None
+    _, fam, pid, start = owner
+    assert pid == os.getpid() and str(fam) == os.environ[shm.FAMILY_ENV]
+    assert shm.owner_alive(pid, start)
+    assert not shm.owner_alive(pid, start + 1)  # the same pid, started later: a reuse
+    assert shm.owner_of("sem." + prefix + "lock") == owner
+    assert shm.owner_of("plait_sync_lk_123_0a1b_0") is None  # not owner-tagged

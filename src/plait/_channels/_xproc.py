@@ -47,7 +47,6 @@ import pickle
 import threading
 import time
 import weakref
-from multiprocessing import util as mp_util
 from typing import Any
 
 from plait._channels._queue import (
@@ -74,7 +73,6 @@ FIFO = 0
 _SEM_MAX = _multiprocessing.SemLock.SEM_VALUE_MAX
 _SEMAPHORE = 1
 _SLICE = 0.05  # a helper thread re-checks cancellation this often
-_SEM_NAMES = ("lock", "items", "space", "done")
 _COUNT, _GETTERS, _PUTTERS, _CLOSED = Ring.COUNT, Ring.GETTERS, Ring.PUTTERS, Ring.CLOSED
 _UNFINISHED, _HEAD, _TAIL = Ring.UNFINISHED, Ring.HEAD, Ring.TAIL
 _SPILL = transport.SPILL
@@ -91,8 +89,6 @@ _loads = pickle.loads
 _known: weakref.WeakValueDictionary[str, Queue[Any]] = weakref.WeakValueDictionary()
 _known_lock = threading.Lock()
 _ANCHOR = "ring"  # the segment every attached process holds (see shm.held)
-_finalizers: dict[int, Any] = {}  # weakref.finalize of each shared queue attached here
-_deferred: set[str] = set()  # let go of here while others still held them
 
 
 def _new_sem(name: str, value: int, maxvalue: int) -> Any:
@@ -101,57 +97,6 @@ def _new_sem(name: str, value: int, maxvalue: int) -> Any:
 
 def _open_sem(name: str, maxvalue: int) -> Any:
     return _multiprocessing.SemLock._rebuild(0, _SEMAPHORE, maxvalue, "/" + name)
-
-
-def _let_go(prefix: str, segment: shm.Segment) -> None:
-    """This process lets go of a shared queue: the last process to do so removes its
-    names -- its ring, its semaphores, any big-item segment still queued or left behind
-    by a writer or reader that crashed mid-transfer. Processes still attached keep going."""
-    segment.let_go()
-    if shm.held(prefix + _ANCHOR):
-        _deferred.add(prefix)  # someone still uses it: they remove it (or a later sweep)
-    else:
-        _deferred.discard(prefix)
-        shm.remove(prefix, _ANCHOR)
-
-
-def _release(key: int, prefix: str, segment: shm.Segment) -> None:
-    _finalizers.pop(key, None)
-    _let_go(prefix, segment)
-
-
-def _exit_hook() -> None:
-    """At exit (after multiprocessing ended its daemonic children): let go of every shared
-    queue still attached here, retry the ones others held earlier, sweep dead owners'."""
-    for fin in list(_finalizers.values()):
-        # (detach, not call: weakref's own exit hook may have run, and a finalizer called
-        # after it does nothing)
-        detached = fin.detach()
-        if detached is not None:
-            _obj, func, args, _kwargs = detached
-            func(*args)
-    for prefix in list(_deferred):
-        if not shm.held(prefix + _ANCHOR):
-            shm.remove(prefix, _ANCHOR)
-        _deferred.discard(prefix)
-    shm.sweep_dead(_ANCHOR)
-
-
-class _ExitAnchor:
-    """Re-arms the exit hook in a child: multiprocessing clears its finalizer registry
-    when a child starts running, after the queue it was given was already unpickled."""
-
-
-_exit_anchor = _ExitAnchor()
-
-
-def _arm_exit_hook(_anchor: object = None) -> None:
-    # a negative priority runs after multiprocessing terminated and joined daemonic children
-    mp_util.Finalize(None, _exit_hook, exitpriority=-10)
-
-
-_arm_exit_hook()
-mp_util.register_after_fork(_exit_anchor, _arm_exit_hook)
 
 
 class SharedQueue:
@@ -188,7 +133,7 @@ class SharedQueue:
                     self.space = _open_sem(prefix + "space", _SEM_MAX)
                     self.done = _open_sem(prefix + "done", _SEM_MAX)
                 except BaseException:
-                    _let_go(prefix, self.segment)
+                    shm.let_go(prefix, self.segment)
                     raise
             except FileNotFoundError:
                 raise BrokenResourceError(
@@ -208,9 +153,7 @@ class SharedQueue:
         if create:
             self.ring.hdr[Ring.MAXSIZE] = maxsize
         self.owner = create
-        fin = weakref.finalize(self, _release, id(self), prefix, self.segment)
-        fin.atexit = False  # at exit, _exit_hook lets go (after daemonic children ended)
-        _finalizers[id(self)] = fin
+        shm.track(self, prefix, self.segment)  # let go when collected, or at exit
 
     # -- put ----------------------------------------------------------------------------
 

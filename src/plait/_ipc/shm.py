@@ -26,9 +26,10 @@ Lifetime rules:
 * A segment that carries one message (a large buffer) has one reader: the reader maps it
   and unlinks the name at once; the mapping -- and any NumPy array or ``memoryview`` built
   on it, without a copy -- stays valid until the last reference goes.
-* A long-lived object is removed by the last process that lets go of it (see
-  ``plait._channels._xproc``): processes still attached keep their mappings (the kernel
-  frees the memory after the last one).
+* A long-lived name set is removed by the last process that lets go of it (:func:`track`:
+  when the object using it is collected, or at exit -- multiprocessing children too):
+  processes still attached keep their mappings (the kernel frees the memory after the
+  last one).
 * If every holder was killed, :func:`sweep_dead` -- run by the next promotion in any plait
   process, and at exit -- removes every name under a prefix whose owner is dead and whose
   anchor segment no live process holds. A live owner's names are never touched (it may be
@@ -45,18 +46,24 @@ import os
 import re
 import secrets
 import threading
+import weakref
+from multiprocessing import util as mp_util
+from typing import Any
 
 __all__ = [
     "SHM_DIR",
     "Segment",
+    "exit_hook",
     "family",
     "held",
+    "let_go",
     "new_prefix",
     "owner_alive",
     "owner_of",
     "remove",
     "start_ticks",
     "sweep_dead",
+    "track",
 ]
 
 SHM_DIR = "/dev/shm"
@@ -66,6 +73,7 @@ _POPULATE = getattr(mmap, "MAP_POPULATE", 0)
 _lock = threading.Lock()
 # plait_<kind>_<family>_<pid>_<start>_<random>_ (a named semaphore's file: "sem." first)
 _OWNED = re.compile(r"(?:sem\.)?(plait_[a-z]+_(\d+)_(\d+)_(\d+)_[0-9a-f]+_)")
+ANCHOR = "ring"  # the held segment of every owner-tagged name set (a shared queue's ring)
 
 
 def family() -> str:
@@ -271,7 +279,7 @@ def remove(prefix: str, anchor: str | None = None) -> list[str]:
     return names
 
 
-def sweep_dead(anchor: str) -> list[str]:
+def sweep_dead(anchor: str = ANCHOR) -> list[str]:
     """Remove what crashed processes left: every name under an owner-tagged prefix whose
     owner is dead and whose ``prefix + anchor`` segment no live process holds (or is gone).
     Returns the names removed."""
@@ -290,3 +298,69 @@ def sweep_dead(anchor: str) -> list[str]:
         if is_dead and not held(prefix + anchor):
             removed += remove(prefix, anchor)
     return removed
+
+
+# -- letting go: collected, or at exit ------------------------------------------------------
+
+_finalizers: dict[int, Any] = {}  # a weakref.finalize per name set this process holds
+_deferred: set[str] = set()  # prefixes let go of here while other processes held them
+
+
+def let_go(prefix: str, anchor: Segment) -> None:
+    """This process lets go of the names under ``prefix`` (``anchor`` is the segment it
+    holds): the last process to do so removes them all -- anything a writer or reader that
+    crashed mid-transfer left under the prefix too. Processes still attached keep going."""
+    anchor.let_go()
+    if held(prefix + ANCHOR):
+        _deferred.add(prefix)  # someone still uses it: they remove it (or a later sweep)
+    else:
+        _deferred.discard(prefix)
+        remove(prefix, ANCHOR)
+
+
+def _release(key: int, prefix: str, anchor: Segment) -> None:
+    _finalizers.pop(key, None)
+    let_go(prefix, anchor)
+
+
+def track(owner: object, prefix: str, anchor: Segment) -> None:
+    """Let go of ``prefix`` when ``owner`` is collected, or when this process exits."""
+    fin = weakref.finalize(owner, _release, id(owner), prefix, anchor)
+    fin.atexit = False  # at exit, exit_hook lets go (after daemonic children ended)
+    _finalizers[id(owner)] = fin
+
+
+def exit_hook() -> None:
+    """At exit (after multiprocessing ended its daemonic children): let go of every name
+    set still held here, retry the ones others held earlier, sweep dead owners' names."""
+    for fin in list(_finalizers.values()):
+        # (detach, not call: weakref's own exit hook may have run already, and a
+        # finalizer called after it does nothing)
+        detached = fin.detach()
+        if detached is not None:
+            _obj, func, args, _kwargs = detached
+            func(*args)
+    for prefix in list(_deferred):
+        if not held(prefix + ANCHOR):
+            remove(prefix, ANCHOR)
+        _deferred.discard(prefix)
+    sweep_dead(ANCHOR)
+
+
+class _ExitAnchor:
+    """Re-arms the exit hook in a child: multiprocessing clears its finalizer registry
+    when a child starts running -- after the objects it was given were unpickled."""
+
+
+_exit_anchor = _ExitAnchor()
+
+
+def _arm_exit_hook(_anchor: object = None) -> None:
+    # multiprocessing runs this at exit in the main process and in its children (which
+    # leave through os._exit, without atexit); a negative priority runs after it ended and
+    # joined the daemonic children
+    mp_util.Finalize(None, exit_hook, exitpriority=-10)
+
+
+_arm_exit_hook()
+mp_util.register_after_fork(_exit_anchor, _arm_exit_hook)
