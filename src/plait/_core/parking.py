@@ -336,6 +336,8 @@ def park(
     strand.state = "parked"
     strand.parked_on = waiter.on
     strand.waiter = waiter
+    if scoped and wait != 0 and _cancelled_scope(strand, _monotonic()) is not None:
+        wait = 0.0  # a cancel() that came before the waiter was visible to it: seen here
     if hooks.active:
         hooks.parked(strand, waiter.on)
     try:

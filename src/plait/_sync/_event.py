@@ -21,14 +21,13 @@ __all__ = ["Event"]
 class Event:
     """``threading.Event``'s API, plus ``async_wait``."""
 
-    __slots__ = ("__weakref__", "_arms", "_flag", "_mutex", "_queue", "_shared")
+    __slots__ = ("__weakref__", "_flag", "_mutex", "_queue", "_shared")
 
     def __init__(self) -> None:
         self._flag = False
         self._mutex = new_mutex()
         self._queue = WaitQueue(self._mutex)
         self._shared: Any = None  # the cross-process state, once promoted (see _xproc)
-        self._arms: Any = None  # the selects waiting on this event, made on first use
 
     def is_set(self) -> bool:
         """Whether the flag is set."""
@@ -42,30 +41,19 @@ class Event:
         return self._flag
 
     def set(self) -> None:
-        """Set the flag and wake every waiter (and every select waiting on it)."""
+        """Set the flag and wake every waiter (a select waiting on it is one of them)."""
         with self._mutex:
             self._flag = True
             woken = self._queue.pop_all(True)
         for waiter in woken:
             waiter.wake()
-        arms = self._arms
-        if arms is not None:
-            arms.fire_all(True)
 
     def __select_case__(self) -> Any:
-        """The case for ``plait.select``: ready (with value ``True``) once the flag is set."""
-        if self._shared is not None:
-            raise NotImplementedError(
-                "select() on an Event shared with other processes is not supported yet; "
-                "wait on it with wait()/async_wait() instead"
-            )
-        from plait._channels._select import ArmSet
+        """The case for ``plait.select``: ready (with value ``True``) once the flag is set,
+        here or -- once shared -- in any process."""
+        from plait._channels._select_shared import EventCase, SharedEventCase
 
-        with self._mutex:
-            if self._arms is None:
-                self._arms = ArmSet()
-            arms = self._arms
-        return arms.case(lambda: (self._flag, True))
+        return SharedEventCase(self) if self._shared is not None else EventCase(self)
 
     def clear(self) -> None:
         """Reset the flag; later waits block until :meth:`set` again."""
