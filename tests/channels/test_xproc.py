@@ -315,6 +315,33 @@ def test_every_kind_keeps_the_queue_semantics_across_processes(cls: type[Queue[A
     asyncio.run(main())
 
 
+def drain_into(inbox: Queue[Any], outbox: Queue[Any]) -> None:
+    got = list(inbox)  # until closed and drained
+    outbox.put(got)
+
+
+@pytest.mark.parametrize("cls", [LifoQueue, PriorityQueue])
+def test_ordered_queues_lose_nothing_with_processes_on_both_sides(
+    cls: type[Queue[Any]],
+) -> None:
+    q: Queue[Any] = cls(16)  # bounded: producers and consumers wait on each other
+    out: Queue[Any] = Queue()
+    consumers = [_start(drain_into, q, out) for _ in range(2)]
+    producers = [
+        _start(put_items, q, [(i * 7919 % 1000, tag, i) for i in range(400)]) for tag in ("a", "b")
+    ]
+    for p in producers:
+        p.join(30)
+        assert p.exitcode == 0
+    q.close()
+    lists = [out.get(timeout=30) for _ in consumers]
+    for p in consumers:
+        p.join(10)
+        assert p.exitcode == 0
+    got = sorted(item for part in lists for item in part)
+    assert got == sorted((i * 7919 % 1000, tag, i) for tag in ("a", "b") for i in range(400))
+
+
 class _CustomStorage(Queue[Any]):
     def _init(self, maxsize: int) -> None:
         super()._init(maxsize)
