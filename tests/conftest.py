@@ -82,7 +82,7 @@ def _live_children() -> list[psutil.Process]:
 
 def _still_alive(proc: psutil.Process) -> bool:
     try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+        return bool(proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE)
     except (psutil.NoSuchProcess, psutil.ZombieProcess):
         return False
 

@@ -21,8 +21,12 @@ from plait._ipc.context import get_context
 from plait.testing import wait_parked
 
 
+def _ctx() -> Any:
+    return get_context()  # (typed Any: a BaseContext has no Process in the stubs)
+
+
 def _start(target: Any, *args: Any) -> Any:
-    p = get_context().Process(target=target, args=args)
+    p = _ctx().Process(target=target, args=args)
     p.start()
     return p
 
@@ -231,7 +235,9 @@ def test_priority_queue_crosses_and_gives_the_lowest_first() -> None:
     q: PriorityQueue[Any] = PriorityQueue()
     q.put((5, "parent"))
     rnd = random.Random(7)
-    batches = [[(rnd.randrange(1000), tag, i) for i in range(300)] for tag in ("a", "b")]
+    batches: list[list[Any]] = [
+        [(rnd.randrange(1000), tag, i) for i in range(300)] for tag in ("a", "b")
+    ]
     big = (500, "big", np.arange(600_000))  # over the spill size: compared from its segment
     batches[0].insert(150, big)
     procs = [_start(put_items, q, batch) for batch in batches]  # both at once

@@ -16,6 +16,11 @@ from plait._channels import Queue
 from plait._ipc import shm
 from plait._ipc.context import get_context
 
+
+def _ctx() -> Any:
+    return get_context()  # (typed Any: a BaseContext has no Process in the stubs)
+
+
 BIG = 3 * 1024 * 1024  # over transport.SPILL: travels in a segment of its own
 
 
@@ -31,7 +36,7 @@ def hold_until_killed(q: Queue[Any], conn: Any) -> None:
 def owner(conn: Any) -> None:
     """Promote a queue, have a child of ours hold it, fill it (one big item), then wait."""
     q: Queue[Any] = Queue()
-    ctx = get_context()
+    ctx = _ctx()
     mine, theirs = ctx.Pipe()
     holder = ctx.Process(target=hold_until_killed, args=(q, theirs))  # promotes q here
     holder.start()
@@ -72,7 +77,7 @@ def _kill_and_wait(pid: int) -> None:
 
 
 def test_sigkilled_owner_and_holder_leave_nothing_after_the_next_promotion() -> None:
-    ctx = get_context()
+    ctx = _ctx()
     mine, theirs = ctx.Pipe()
     p = ctx.Process(target=owner, args=(theirs,))
     p.start()
@@ -110,7 +115,7 @@ def test_sigkilled_owner_and_holder_leave_nothing_after_the_next_promotion() -> 
 
 
 def test_survivor_keeps_a_dead_owners_queue_and_removes_it_when_done() -> None:
-    ctx = get_context()
+    ctx = _ctx()
     mine, theirs = ctx.Pipe()
     p = ctx.Process(target=owner_shares, args=(theirs,))
     p.start()
