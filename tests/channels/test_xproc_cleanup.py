@@ -141,6 +141,31 @@ def test_survivor_keeps_a_dead_owners_queue_and_removes_it_when_done() -> None:
         theirs.close()
 
 
+def test_a_queue_let_go_of_here_goes_once_its_other_holders_are_killed() -> None:
+    q: Queue[Any] = Queue()
+    ctx = _ctx()
+    mine, theirs = ctx.Pipe()
+    p = ctx.Process(target=hold_until_killed, args=(q, theirs))
+    p.start()
+    try:
+        assert mine.recv()[0] == "holding"
+        q.put(bytes(BIG))
+        prefix = q._shared.prefix
+        del q
+        gc.collect()  # we let go; the child still holds it: nothing removed
+        assert any(n.endswith("_ring") for n in _names(prefix))
+        os.kill(p.pid, signal.SIGKILL)
+        p.join(10)
+        pickle.dumps(Queue())  # the next promotion here retries what we let go of
+        assert _names(prefix) == set()
+    finally:
+        if p.is_alive():
+            p.kill()
+            p.join(10)
+        mine.close()
+        theirs.close()
+
+
 def test_exit_hook_removes_what_this_process_let_go_last() -> None:
     q: Queue[Any] = Queue()
     pickle.dumps(q)

@@ -281,8 +281,14 @@ def remove(prefix: str, anchor: str | None = None) -> list[str]:
 
 def sweep_dead(anchor: str = ANCHOR) -> list[str]:
     """Remove what crashed processes left: every name under an owner-tagged prefix whose
-    owner is dead and whose ``prefix + anchor`` segment no live process holds (or is gone).
-    Returns the names removed."""
+    owner is dead, or that this process let go of earlier (:func:`let_go`), and whose
+    ``prefix + anchor`` segment no live process holds (or is gone). Returns the names
+    removed."""
+    removed: list[str] = []
+    for prefix in list(_deferred):  # ours: the processes that held them may have died
+        if not held(prefix + anchor):
+            _deferred.discard(prefix)
+            removed += remove(prefix, anchor)
     dead: dict[str, bool] = {}
     alive: dict[tuple[int, int], bool] = {}
     for name in _listdir():
@@ -293,7 +299,6 @@ def sweep_dead(anchor: str = ANCHOR) -> list[str]:
         if (pid, start) not in alive:
             alive[pid, start] = owner_alive(pid, start)
         dead[prefix] = not alive[pid, start]
-    removed: list[str] = []
     for prefix, is_dead in dead.items():
         if is_dead and not held(prefix + anchor):
             removed += remove(prefix, anchor)
@@ -340,11 +345,8 @@ def exit_hook() -> None:
         if detached is not None:
             _obj, func, args, _kwargs = detached
             func(*args)
-    for prefix in list(_deferred):
-        if not held(prefix + ANCHOR):
-            remove(prefix, ANCHOR)
-        _deferred.discard(prefix)
-    sweep_dead(ANCHOR)
+    sweep_dead(ANCHOR)  # (with the ones let go of earlier here)
+    _deferred.clear()
 
 
 class _ExitAnchor:
