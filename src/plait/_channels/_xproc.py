@@ -75,6 +75,7 @@ _SEMAPHORE = 1
 _SLICE = 0.05  # a helper thread re-checks cancellation this often
 _COUNT, _GETTERS, _PUTTERS, _CLOSED = Ring.COUNT, Ring.GETTERS, Ring.PUTTERS, Ring.CLOSED
 _UNFINISHED, _HEAD, _TAIL = Ring.UNFINISHED, Ring.HEAD, Ring.TAIL
+_OVF_FIRST = Ring.OVF_FIRST
 _SPILL = transport.SPILL
 _INLINE = transport.INLINE
 _INT, _INT_WORD, _WRAP = transport.INT, transport.INT_WORD, transport.WRAP
@@ -141,7 +142,7 @@ class SharedQueue:
                     "has let go of it (it was removed)"
                 ) from None
         self.ring: Any = (
-            Ring(self.segment)
+            Ring(self.segment, prefix)
             if self.order == FIFO
             else Store(self.segment, self.order, STORE_SLOTS if create else 0)
         )
@@ -199,19 +200,22 @@ class SharedQueue:
                     if not hdr[_CLOSED] and (maxsize <= 0 or hdr[_COUNT] < maxsize):
                         tail = hdr[_TAIL]
                         pos = tail % cap
-                        if need <= cap - pos:  # the frame fits before the end: write it here
-                            if tail - hdr[_HEAD] + need <= cap:
-                                if kind == _INT:
-                                    words = self.words
-                                    words[pos >> 3] = _INT_WORD
-                                    words[(pos >> 3) + 1] = item
-                                else:
-                                    self.words[pos >> 3] = n << 8 | kind
-                                    self.data[pos + 8 : pos + 8 + n] = payload
-                                hdr[_TAIL] = tail + need
-                                hdr[_COUNT] += 1
-                                pushed = True
-                        else:  # it wraps around: the ring's own push
+                        if (  # the frame fits before the end, and no overflow: write it here
+                            need <= cap - pos
+                            and tail - hdr[_HEAD] + need <= cap
+                            and not hdr[_OVF_FIRST]
+                        ):
+                            if kind == _INT:
+                                words = self.words
+                                words[pos >> 3] = _INT_WORD
+                                words[(pos >> 3) + 1] = item
+                            else:
+                                self.words[pos >> 3] = n << 8 | kind
+                                self.data[pos + 8 : pos + 8 + n] = payload
+                            hdr[_TAIL] = tail + need
+                            hdr[_COUNT] += 1
+                            pushed = True
+                        else:  # it wraps around, or overflows: the ring's own push
                             if kind == _INT:
                                 payload = transport.int_frame(item)
                             pushed = self.ring.push(kind, payload)
@@ -318,7 +322,14 @@ class SharedQueue:
             _spin_acquire(lock)
         try:
             count = hdr[_COUNT]
-            if count:  # Ring.pop, inlined
+            if count and hdr[_OVF_FIRST] and hdr[_HEAD] == hdr[_TAIL]:  # from the overflow
+                kind, payload = self.ring.pop_overflow()
+                if kind == _INT:
+                    item = transport.decode(kind, payload)
+                if hdr[_PUTTERS]:
+                    hdr[_PUTTERS] -= 1
+                    self.space.release()
+            elif count:  # Ring.pop, inlined
                 cap = self.cap
                 words = self.words
                 head = hdr[_HEAD]

@@ -18,6 +18,13 @@ enters the kernel when contended, and wake-ups are posted only to parked waiters
 that does not fit the free space, or a payload over :data:`SPILL`, goes through its own
 segment (``shm.Segment``), so a full ring never blocks a writer and a 1 GiB array is
 written once, into shared memory, and read in place.
+
+When the ring itself is full (more than its capacity queued and unread), frames go on to an
+*overflow chain*: append-only segments ``<prefix>ovf<k>``, each at least the ring's size,
+written in order and read in order after the ring's own frames. While a chain exists every
+new frame joins it, so order holds; the reader that empties a segment removes it, and the
+ring is used again once the chain is gone. So a put is never turned away for lack of bytes
+-- only ``maxsize`` makes a writer wait, as with ``multiprocessing.Queue``.
 """
 
 from __future__ import annotations
@@ -40,6 +47,8 @@ WRAP = -1  # a ring word: the next frame starts at 0
 INT_WORD = 8 << 8 | INT  # the first word of an int's frame (its value is the second)
 INT_MIN, INT_MAX = -(1 << 63), (1 << 63) - 1
 _HEAD, _TAIL, _COUNT = 2, 3, 4  # header word indexes (see Ring)
+_OVF_FIRST, _OVF_LAST = 14, 15  # the overflow chain: first live id (0: none), last id made
+_LOG_HEADER = 16  # an overflow segment's header: write offset, read offset
 
 
 def _dumps(obj: Any, buffers: list[pickle.PickleBuffer] | None) -> bytes:
@@ -179,17 +188,20 @@ class Ring:
     travels unpickled, as the frame ``INT_WORD, value`` (see :func:`int_frame`).
     """
 
-    __slots__ = ("cap", "data", "hdr", "segment", "words")
+    __slots__ = ("cap", "chain", "data", "hdr", "prefix", "segment", "words")
 
     # header word indexes
     MAGIC, HEAD, TAIL, COUNT, GETTERS, PUTTERS, UNFINISHED, JOINERS, CLOSED, MAXSIZE = range(1, 11)
+    OVF_FIRST, OVF_LAST = _OVF_FIRST, _OVF_LAST
 
-    def __init__(self, segment: Segment) -> None:
+    def __init__(self, segment: Segment, prefix: str | None = None) -> None:
         self.segment = segment
         self.hdr = segment.buf[:HEADER].cast("q")
         self.data = segment.buf[HEADER:]
         self.words = self.data.cast("q")
         self.cap = len(self.data)
+        self.prefix = prefix  # names the overflow segments; None: no overflow
+        self.chain: dict[int, _Log] = {}  # the overflow segments mapped here, by id
 
     @staticmethod
     def size_for(capacity: int) -> int:
@@ -210,14 +222,16 @@ class Ring:
         tail = hdr[_TAIL]
         pos = tail % cap
         to_end = cap - pos
+        if hdr[_OVF_FIRST]:  # a chain exists: later frames join it, in order
+            return self._overflow(kind, payload)
         if need > to_end:  # not before the end: a wrap marker, then the frame at 0
             if tail - hdr[_HEAD] + to_end + need > cap:
-                return False
+                return self._overflow(kind, payload)
             self.words[pos >> 3] = WRAP
             tail += to_end
             pos = 0
         elif tail - hdr[_HEAD] + need > cap:
-            return False
+            return self._overflow(kind, payload)
         self.words[pos >> 3] = n << 8 | kind
         self.data[pos + 8 : pos + 8 + n] = payload
         hdr[_TAIL] = tail + need
@@ -227,6 +241,8 @@ class Ring:
     def pop(self) -> tuple[int, bytes]:
         """Take the oldest frame (``COUNT`` must be > 0)."""
         hdr = self.hdr
+        if hdr[_OVF_FIRST] and hdr[_HEAD] == hdr[_TAIL]:  # the ring is drained: the chain
+            return self.pop_overflow()
         words = self.words
         cap = self.cap
         head = hdr[_HEAD]
@@ -247,6 +263,107 @@ class Ring:
 
     def release(self) -> None:
         """Drop this process's views of the segment."""
+        for log in self.chain.values():
+            log.close()
+        self.chain.clear()
         self.words.release()
         self.hdr.release()
         self.data.release()
+
+    # -- the overflow chain (lock held) -----------------------------------------------------
+
+    def _overflow(self, kind: int, payload: Any) -> bool:
+        """Append a frame to the chain (starting one if there is none); ``False`` where
+        there can be no chain (no prefix) or no segment can be made (``/dev/shm`` full)."""
+        if self.prefix is None:
+            return False
+        hdr = self.hdr
+        need = 8 + ((len(payload) + 7) & -8)
+        log = self._log(hdr[_OVF_LAST]) if hdr[_OVF_FIRST] else None
+        if log is None or log.room() < need:
+            k = hdr[_OVF_LAST] + 1  # ids never repeat: a stale mapping is never reused
+            try:
+                log = _Log.create(f"{self.prefix}ovf{k}", max(self.cap, need))
+            except OSError:
+                return False
+            self.chain[k] = log
+            hdr[_OVF_LAST] = k
+            if not hdr[_OVF_FIRST]:
+                hdr[_OVF_FIRST] = k
+        log.append(kind, payload)
+        hdr[_COUNT] += 1
+        return True
+
+    def pop_overflow(self) -> tuple[int, bytes]:
+        """Take the oldest frame of the chain (the ring is drained, ``COUNT`` > 0)."""
+        hdr = self.hdr
+        first = hdr[_OVF_FIRST]
+        log = self._log(first)
+        assert log is not None, "the overflow chain lost a segment"
+        frame = log.pop()
+        hdr[_COUNT] -= 1
+        if log.drained():  # its last frame: remove it, go on to the next (or the ring)
+            hdr[_OVF_FIRST] = 0 if first == hdr[_OVF_LAST] else first + 1
+            log.segment.unlink()
+            log.close()
+            del self.chain[first]
+        return frame
+
+    def _log(self, k: int) -> _Log | None:
+        """Overflow segment ``k``, mapped here on first use; mappings of segments the
+        chain has moved past are dropped on the way."""
+        chain = self.chain
+        log = chain.get(k)
+        if log is not None:
+            return log
+        first = self.hdr[_OVF_FIRST]
+        for old in [i for i in chain if not first or i < first]:
+            chain.pop(old).close()
+        try:
+            log = chain[k] = _Log(Segment(f"{self.prefix}ovf{k}", populate=False))
+        except FileNotFoundError:
+            return None
+        return log
+
+
+class _Log:
+    """One overflow segment: frames appended in order, read in order (lock held)."""
+
+    __slots__ = ("cap", "data", "segment", "words")
+
+    def __init__(self, segment: Segment) -> None:
+        self.segment = segment
+        self.words = segment.buf[:_LOG_HEADER].cast("q")  # [write offset, read offset]
+        self.data = segment.buf[_LOG_HEADER:]
+        self.cap = len(self.data)
+
+    @classmethod
+    def create(cls, name: str, capacity: int) -> _Log:
+        size = _LOG_HEADER + (capacity + 7) // 8 * 8
+        return cls(Segment(name, size, create=True, populate=False))
+
+    def room(self) -> int:
+        return self.cap - self.words[0]
+
+    def append(self, kind: int, payload: Any) -> None:
+        w = self.words[0]
+        n = len(payload)
+        self.data[w : w + 8] = (n << 8 | kind).to_bytes(8, sys.byteorder, signed=True)
+        self.data[w + 8 : w + 8 + n] = payload
+        self.words[0] = w + 8 + ((n + 7) & -8)
+
+    def pop(self) -> tuple[int, bytes]:
+        r = self.words[1]
+        word = int.from_bytes(self.data[r : r + 8], sys.byteorder, signed=True)
+        n = word >> 8
+        payload = self.data[r + 8 : r + 8 + n].tobytes()
+        self.words[1] = r + 8 + ((n + 7) & -8)
+        return word & 255, payload
+
+    def drained(self) -> bool:
+        return self.words[1] >= self.words[0]
+
+    def close(self) -> None:
+        self.words.release()
+        self.data.release()
+        self.segment.close()
