@@ -684,7 +684,7 @@ def main(argv: list[str] | None = None) -> int:
         "cpu_count": os.cpu_count(),
         "physical_cores": physical,
         "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "cpu": _cpu_model(),
+        "cpu": _harness_cpu_model(),
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "platform": platform.platform(terse=True),
         "plait": info.get("plait", "?"),
@@ -734,14 +734,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+def _harness_cpu_model() -> str:
+    sys.path.insert(0, str(BENCH_DIR))
+    from _harness import _cpu_model
+
+    return _cpu_model()
 
 
 def derive(scaling: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
