@@ -134,3 +134,22 @@ def test_a_queue_dropped_with_a_chain_leaves_nothing() -> None:
     del q
     gc.collect()
     assert [n for n in os.listdir(shm.SHM_DIR) if prefix in n] == []
+
+
+def put_megabytes(q: Queue[Any], n: int) -> None:
+    for i in range(n):
+        q.put(bytes([i]) * (1024 * 1024))
+
+
+def test_big_frames_take_segments_of_their_own_not_the_chain() -> None:
+    """Frames over OVERFLOW_MAX wait a moment for the ring, then spill: the chain holds
+    only their small references (big data never piles up in it)."""
+    q: Queue[bytes] = Queue()
+    p = _start(put_megabytes, q, 24)  # 24 MiB, three times the ring, nobody reading
+    p.join(60)
+    assert p.exitcode == 0
+    prefix = q._shared.prefix
+    chain = _chain_names(prefix)
+    chain_bytes = sum(os.stat(os.path.join(shm.SHM_DIR, n)).st_blocks * 512 for n in chain)
+    assert chain_bytes < 1024 * 1024
+    assert [q.get()[:1] for _ in range(24)] == [bytes([i]) for i in range(24)]

@@ -19,9 +19,11 @@ that does not fit the free space, or a payload over :data:`SPILL`, goes through 
 segment (``shm.Segment``), so a full ring never blocks a writer and a 1 GiB array is
 written once, into shared memory, and read in place.
 
-When the ring itself is full (more than its capacity queued and unread), frames go on to an
-*overflow chain*: append-only segments ``<prefix>ovf<k>``, each at least the ring's size,
-written in order and read in order after the ring's own frames. While a chain exists every
+When the ring itself is full (more than its capacity queued and unread), frames of up to
+:data:`OVERFLOW_MAX` bytes go on to an *overflow chain*: append-only segments
+``<prefix>ovf<k>``, each at least the ring's size, written in order and read in order after
+the ring's own frames. (A bigger frame waits a moment for ring space, then takes a segment of
+its own, its small reference joining the chain.) While a chain exists every
 new frame joins it, so order holds; the reader that empties a segment removes it, and the
 ring is used again once the chain is gone. So a put is never turned away for lack of bytes
 -- only ``maxsize`` makes a writer wait, as with ``multiprocessing.Queue``.
@@ -49,6 +51,7 @@ INT_MIN, INT_MAX = -(1 << 63), (1 << 63) - 1
 _HEAD, _TAIL, _COUNT = 2, 3, 4  # header word indexes (see Ring)
 _OVF_FIRST, _OVF_LAST = 14, 15  # the overflow chain: first live id (0: none), last id made
 _LOG_HEADER = 16  # an overflow segment's header: write offset, read offset
+OVERFLOW_MAX = 256 * 1024  # bigger frames wait a moment for the ring, then spill instead
 
 
 def _dumps(obj: Any, buffers: list[pickle.PickleBuffer] | None) -> bytes:
@@ -273,9 +276,12 @@ class Ring:
     # -- the overflow chain (lock held) -----------------------------------------------------
 
     def _overflow(self, kind: int, payload: Any) -> bool:
-        """Append a frame to the chain (starting one if there is none); ``False`` where
-        there can be no chain (no prefix) or no segment can be made (``/dev/shm`` full)."""
-        if self.prefix is None:
+        """Append a frame to the chain (starting one if there is none); ``False`` for a
+        frame over :data:`OVERFLOW_MAX` (its writer waits a moment for ring space, then
+        spills it to a segment of its own and queues the small reference: big frames
+        never pile up in the chain), where there can be no chain (no prefix), or where no
+        segment can be made (``/dev/shm`` full)."""
+        if self.prefix is None or len(payload) > OVERFLOW_MAX:
             return False
         hdr = self.hdr
         need = 8 + ((len(payload) + 7) & -8)
