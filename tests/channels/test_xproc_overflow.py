@@ -153,3 +153,26 @@ def test_big_frames_take_segments_of_their_own_not_the_chain() -> None:
     chain_bytes = sum(os.stat(os.path.join(shm.SHM_DIR, n)).st_blocks * 512 for n in chain)
     assert chain_bytes < 1024 * 1024
     assert [q.get()[:1] for _ in range(24)] == [bytes([i]) for i in range(24)]
+
+
+def test_a_writer_lets_go_of_segments_read_elsewhere() -> None:
+    """The process that wrote a chain unmaps its segments once another process has read
+    them (a mapping would keep their memory alive), the next time it overflows."""
+    q: Queue[int] = Queue()
+    pickle.dumps(q)  # shared: this process writes, a child reads
+    ring = q._shared.ring
+    for _round in range(2):
+        for i in range(RING_ITEMS + 1000):
+            q.put(i)
+        first_ids = set(ring.chain)
+        assert first_ids
+        p = _start(get_n, q, RING_ITEMS + 1000)
+        p.join(60)
+        assert p.exitcode == 0
+        assert q.qsize() == 0
+    assert len(ring.chain) <= 1  # only the newest segment is still mapped here
+
+
+def get_n(q: Queue[Any], n: int) -> None:
+    for _ in range(n):
+        q.get(timeout=30)

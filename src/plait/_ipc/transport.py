@@ -288,6 +288,7 @@ class Ring:
         log = self._log(hdr[_OVF_LAST]) if hdr[_OVF_FIRST] else None
         if log is None or log.room() < need:
             k = hdr[_OVF_LAST] + 1  # ids never repeat: a stale mapping is never reused
+            self._forget_read()
             try:
                 log = _Log.create(f"{self.prefix}ovf{k}", max(self.cap, need))
             except OSError:
@@ -315,6 +316,14 @@ class Ring:
             del self.chain[first]
         return frame
 
+    def _forget_read(self) -> None:
+        """Unmap the segments the chain has moved past (read, and removed, elsewhere): a
+        mapping would keep their memory alive after their names are gone."""
+        chain = self.chain
+        first = self.hdr[_OVF_FIRST]
+        for old in [i for i in chain if not first or i < first]:
+            chain.pop(old).close()
+
     def _log(self, k: int) -> _Log | None:
         """Overflow segment ``k``, mapped here on first use; mappings of segments the
         chain has moved past are dropped on the way."""
@@ -322,9 +331,7 @@ class Ring:
         log = chain.get(k)
         if log is not None:
             return log
-        first = self.hdr[_OVF_FIRST]
-        for old in [i for i in chain if not first or i < first]:
-            chain.pop(old).close()
+        self._forget_read()
         try:
             log = chain[k] = _Log(Segment(f"{self.prefix}ovf{k}", populate=False))
         except FileNotFoundError:
