@@ -681,25 +681,9 @@ class Queue(_Core, Generic[T]):
             hooks.unparked(strand, self, "woken")
         value = waiter.value
         if value is RESERVED:  # the common case: take the item kept for us
-            mutex = self.mutex
-            mutex.acquire()
-            try:
-                if self._shared is None and self.queue:
-                    item = self._get()
-                    self._ready -= 1
-                    w = self._offer_slot() if self._putters._count else None
-                else:
-                    if self._shared is None:  # emptied under us: wait again
-                        self._ready = max(0, self._ready - 1)
-                    item = w = _SLOW
-            finally:
-                mutex.release()
+            item = self._take_kept()
             if item is _SLOW:  # promoted, or cleared, meanwhile: get the usual way
                 return False, (self._anext_locked() if anext else self._async_get_locked())
-            if w is not None:
-                _wake(w)
-            if hooks.active:
-                hooks.received(current_strand(), self, item)
             return True, item
         if value is PROMOTED:  # shared with a process meanwhile: get from the backend
             return False, (self._anext_locked() if anext else self._backend().async_get())
@@ -735,25 +719,24 @@ class Queue(_Core, Generic[T]):
             raise Empty
         value = waiter.value
         if value is RESERVED:
-            return self._take_reserved()
+            item = self._take_kept()
+            return self.get() if item is _SLOW else item  # (_SLOW: promoted or cleared)
         if value is PROMOTED:  # the queue was shared with a process while we waited
             return self._shared.get()
         raise ClosedError(f"get() on a closed, drained queue {self!r}")
 
-    def _take_reserved(self) -> Any:
-        """A woken getter takes the front item; one was kept for it (``_ready``)."""
+    def _take_kept(self) -> Any:
+        """A woken getter takes the front item, kept for it (``_ready``) -- or ``_SLOW``
+        if the queue was promoted or cleared meanwhile (the caller gets the usual way)."""
         with self.mutex:
             if self._shared is not None:
-                item = _SLOW
-            elif not self.queue:  # emptied under us (``with q.mutex: q.queue.clear()``)
+                return _SLOW
+            if not self.queue:  # emptied under us (``with q.mutex: q.queue.clear()``)
                 self._ready = max(0, self._ready - 1)
-                item = _SLOW
-            else:
-                self._ready -= 1
-                item = self._get()
-                w = self._offer_slot() if self._putters._count else None
-        if item is _SLOW:  # promoted, or cleared, meanwhile: get the usual way
-            return self.get()
+                return _SLOW
+            self._ready -= 1
+            item = self._get()
+            w = self._offer_slot() if self._putters._count else None
         if w is not None:
             _wake(w)
         if hooks.active:

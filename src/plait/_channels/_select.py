@@ -64,7 +64,7 @@ from _thread import allocate_lock
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from plait._channels._queue import CLOSED, PROMOTED, RESERVED, Empty, Full, Queue
+from plait._channels._queue import _SLOW, CLOSED, PROMOTED, RESERVED, Empty, Full, Queue
 from plait._channels._select_shared import (
     READY,
     RESTART,
@@ -296,7 +296,8 @@ class GetCase:
             if backend is not None:  # shared (maybe while this select waited)
                 return shared_get(backend)
             if value is RESERVED:
-                return q._take_reserved()
+                item = q._take_kept()
+                return q.get() if item is _SLOW else item  # (_SLOW: cleared meanwhile)
             raise ClosedError(f"get() on a closed, drained queue {q!r}")
         return value.item
 

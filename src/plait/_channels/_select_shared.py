@@ -39,7 +39,7 @@ import os
 import threading
 from typing import TYPE_CHECKING, Any
 
-from plait._channels._queue import Empty, Full
+from plait._channels._queue import Empty, Full, _Token
 
 if TYPE_CHECKING:
     from plait._channels._select import Arm
@@ -61,16 +61,6 @@ __all__ = [
 _POLL_MIN = 0.00005  # a shared event is polled with this backoff (as its own wait does)
 _POLL_MAX = 0.005
 _LINGER = 0.05  # an idle watcher waits this long for the next select before it ends
-
-
-class _Token:
-    __slots__ = ("name",)
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __repr__(self) -> str:
-        return self.name
 
 
 READY: Any = _Token("READY")  # a watcher saw the shared object ready: the select tries it
