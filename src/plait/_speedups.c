@@ -696,8 +696,9 @@ woken_getter(CoreObject *self, PyObject *w)
     return item;
 }
 
-/* Call wake_fn(waiter) after the mutex is released; an error here is a bug in plait (the
- * item is already where it belongs), so it is reported, not raised. */
+/* Wake the waiter a Python call under the mutex returned (NULL: that call failed), after the
+ * mutex is released; an error here is a bug in plait (the item is already where it
+ * belongs), so it is reported, not raised. */
 static void
 wake_after(PyObject *self, PyObject *waiter)
 {
@@ -705,12 +706,8 @@ wake_after(PyObject *self, PyObject *waiter)
         PyErr_WriteUnraisable(self);
         return;
     }
-    if (waiter != Py_None) {
-        PyObject *r = PyObject_CallOneArg(wake_fn, waiter);
-        if (r == NULL)
-            PyErr_WriteUnraisable(self);
-        Py_XDECREF(r);
-    }
+    if (waiter != Py_None)
+        wake(self, waiter);
     Py_DECREF(waiter);
 }
 

@@ -158,14 +158,8 @@ def decode(kind: int, payload: bytes | memoryview) -> Any:
 def peek(kind: int, payload: bytes | memoryview) -> Any:
     """The object of a frame without taking it: a segment stays for its reader (the
     object is a copy, for comparing items in a priority store)."""
-    if kind == INLINE:
-        return pickle.loads(payload)
-    if kind == INT:
-        return int.from_bytes(payload, sys.byteorder, signed=True)
-    if kind == BYTES:
-        return bytes(payload)
-    if kind == BYTEARRAY:
-        return bytearray(payload)
+    if kind != SEGMENT:
+        return decode(kind, payload)  # (only a segment frame has a side effect there)
     name, pickled, sizes, inner = pickle.loads(payload)
     seg = Segment(name)
     try:
