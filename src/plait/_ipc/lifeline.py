@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 
-__all__ = ["install_in_child"]
+__all__ = ["install_in_child", "pid_alive"]
 
 _PR_SET_PDEATHSIG = 1
 POLL_INTERVAL = 0.1
@@ -41,7 +41,8 @@ def _set_pdeathsig() -> bool:
         return False
 
 
-def _parent_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (one we may not signal counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -54,7 +55,7 @@ def _parent_alive(pid: int) -> bool:
 def _watch(parent_pid: int, original_ppid: int) -> None:
     while True:
         time.sleep(POLL_INTERVAL)
-        if os.getppid() != original_ppid or not _parent_alive(parent_pid):
+        if os.getppid() != original_ppid or not pid_alive(parent_pid):
             os._exit(70)
 
 

@@ -182,33 +182,14 @@ class SharedRLock(RLock):
 
     __slots__ = ()
 
-    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        wait = None if blocking is True and timeout == -1 else check_lock_args(blocking, timeout)
-        me = current_strand()
-        if self._owner is me:
-            self._count += 1
-            return True
-        if self._inner.acquire(False):
-            self._took(me)
-            return True
-        return self._acquire_slow(me, wait)
-
-    __enter__ = acquire
+    # acquire/__enter__/_async_acquire are RLock's: ``_inner`` is the named semaphore, and
+    # the slow paths below wait on it across processes.
 
     def _acquire_slow(self, me: Any, wait: float | None) -> bool:
         if sem_wait(self._shared, self._inner, self, wait):
             self._took(me)
             return True
         return False
-
-    async def _async_acquire(self, me: Any, wait: float | None) -> bool:
-        if self._owner is me:
-            self._count += 1
-            return True
-        if self._inner.acquire(False):
-            self._took(me)
-            return True
-        return await self._async_acquire_slow(me, wait)
 
     async def _async_acquire_slow(self, me: Any, wait: float | None) -> bool:
         if await bridge(self).wait(wait):

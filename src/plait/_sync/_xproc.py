@@ -55,6 +55,7 @@ from typing import Any
 
 from plait._core import async_park, checkpoint, current_strand, hooks
 from plait._errors import BrokenResourceError
+from plait._ipc.lifeline import pid_alive
 
 __all__ = ["SEM_MAX", "SharedState", "bridge", "sem_wait", "sweep"]
 
@@ -83,16 +84,6 @@ def _unlink(names: tuple[str, ...]) -> None:
             pass
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _home_pid(prefix: str) -> int:
     """The home process's pid, written into every name: ``plait_sync_<kind>_<pid>_<hex>_``."""
     return int(prefix.split("_")[3])
@@ -100,7 +91,7 @@ def _home_pid(prefix: str) -> int:
 
 def _peer_cleanup(names: tuple[str, ...], home_pid: int) -> None:
     """A participant lets go: if the home process died without cleaning up, clean up."""
-    if not _alive(home_pid):
+    if not pid_alive(home_pid):
         _unlink(names)
 
 
@@ -117,7 +108,7 @@ def sweep() -> None:
         if not entry.startswith("sem.plait_sync_"):
             continue
         parts = entry[4:].split("_")
-        if len(parts) == 6 and parts[3].isdigit() and not _alive(int(parts[3])):
+        if len(parts) == 6 and parts[3].isdigit() and not pid_alive(int(parts[3])):
             _unlink(("/" + entry[4:],))
 
 
