@@ -108,3 +108,98 @@ def test_scene_runs_and_reports(name: str, tour_output: str) -> None:
     assert "(scene took" in section
     for expected in EXPECTED.get(name, []):
         assert expected in section, f"{expected!r} missing from the output of {name}"
+
+
+# -- the conclusions follow the numbers -------------------------------------------------
+
+
+def test_compare_reads_small_differences_as_about_the_same() -> None:
+    from plait.tour._verdict import compare, describe_ratio
+
+    assert compare(1.0) == compare(1.1) == compare(0.9) == "same"
+    assert compare(1.2) == "faster"
+    assert compare(0.8) == "slower"
+    assert describe_ratio(1.85, "sequential") == "1.85x faster than sequential"
+    assert describe_ratio(0.98, "sequential") == "about the same as sequential (0.98x)"
+    assert describe_ratio(0.5, "sequential") == "slower than sequential (0.50x)"
+
+
+def _gil_measured(**changes: object) -> object:
+    from dataclasses import replace
+
+    from plait.tour.scenes.gil import GilRun, Measured
+
+    quiet = Measured(
+        gil=True,
+        cores=2,
+        load=0.1,
+        startup=0.012,
+        sequential=GilRun(wall=1.0, cpu=1.0),
+        threads=GilRun(wall=1.02, cpu=1.0),
+        processes=GilRun(wall=0.52, cpu=1.0),
+    )
+    return replace(quiet, **changes)  # type: ignore[arg-type]
+
+
+def _gil_text(**changes: object) -> str:
+    from plait.tour.scenes.gil import gil_conclusions
+
+    return "\n".join(gil_conclusions(_gil_measured(**changes)))  # type: ignore[arg-type]
+
+
+def test_gil_conclusions_on_a_quiet_two_core_machine() -> None:
+    text = _gil_text()
+    assert "threads: about the same as sequential (0.98x)" in text
+    assert "took turns" in text
+    assert "processes: 1.92x faster than sequential" in text
+    assert "1.92 cores busy" in text
+    assert "did not beat" not in text
+    assert "note:" not in text
+
+
+def test_gil_conclusions_flip_when_processes_do_not_speed_up() -> None:
+    from plait.tour.scenes.gil import GilRun
+
+    text = _gil_text(processes=GilRun(wall=1.03, cpu=1.0), load=6.0)
+    assert "processes: on this machine they did not beat sequential" in text
+    assert "about the same as sequential (0.97x)" in text
+    assert "0.97 cores busy: other programs were using the rest (load average 6.0)" in text
+    assert "so they ran at the same time" not in text
+    assert "note: other programs took CPU time" in text
+
+
+def test_gil_conclusions_name_one_core_and_a_slow_start_up() -> None:
+    from plait.tour.scenes.gil import GilRun
+
+    text = _gil_text(cores=1, processes=GilRun(wall=1.4, cpu=1.0), startup=0.3)
+    assert "did not beat sequential (slower than sequential (0.71x))" in text
+    assert "only 1 usable core" in text
+    assert "start-up took 300 ms per process, 21% of the run" in text
+
+
+def test_gil_conclusions_own_up_to_threads_beating_the_gil() -> None:
+    from plait.tour.scenes.gil import GilRun
+
+    text = _gil_text(sequential=GilRun(wall=1.5, cpu=0.6), load=4.0)
+    assert "threads: 1.47x faster than sequential, which the GIL does not allow" in text
+    assert "the sequential run kept 0.40 of 1 core(s) busy" in text
+    assert "took turns" not in text
+
+
+def test_gil_conclusions_on_a_free_threaded_build() -> None:
+    from plait.tour.scenes.gil import GilRun
+
+    text = _gil_text(gil=False, threads=GilRun(wall=0.52, cpu=1.0))
+    assert "threads: 1.92x faster than sequential" in text
+    assert "no GIL on this build, they ran in parallel" in text
+    text = _gil_text(gil=False)
+    assert "about the same as sequential (0.98x) although this build has no GIL" in text
+
+
+def test_gil_processes_below_ideal_say_why() -> None:
+    from plait.tour.scenes.gil import GilRun
+
+    text = _gil_text(processes=GilRun(wall=0.7, cpu=1.0), load=3.0)
+    assert "processes: 1.43x faster than sequential" in text
+    assert "below the ideal 2x: start-up took 12 ms, 2% of the run" in text
+    assert "they kept 1.43 of 2 cores busy" in text
