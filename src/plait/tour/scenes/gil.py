@@ -32,9 +32,9 @@ from plait.tour._verdict import (
 
 __all__ = ["SCENES", "GilRun", "Measured", "burn", "gil_conclusions"]
 
-TARGET_SECONDS = 0.25  # one unit of work at least, in CPU time on this machine
+TARGET_SECONDS = 0.2  # one unit of work at least, in CPU time on this machine
 STARTUP_FACTOR = 20  # ... and at least this many process start-ups
-MAX_UNIT_SECONDS = 1.0  # a very slow start-up cannot make the scene run for minutes
+MAX_UNIT_SECONDS = 0.4  # a very slow start-up cannot make the scene run for minutes
 ROUNDS = 3
 STARTUP_SAMPLES = 5
 FULL_CORE = 0.8  # a run that kept less than 80% of its ideal cores busy was crowded out
@@ -247,7 +247,7 @@ def gil_conclusions(m: Measured) -> list[str]:
             )
         if not causes:
             causes.append("no cause shows in these numbers; rerun on a quiet machine")
-        lines.append(f"processes: on this machine they did not beat sequential ({said}):")
+        lines.append(f"processes: on this machine they did not beat sequential ({r_procs:.2f}x):")
         lines.append("  " + "; ".join(causes) + ".")
     if crowded:
         lines.append(

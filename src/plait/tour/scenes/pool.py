@@ -191,47 +191,64 @@ def _run_requests(server: _Server, processes: int) -> RequestsRun:
     return RequestsRun(processes, startup, wall, server.served - served_before, here, workers)
 
 
+BUSY_WORKER = 0.7  # a worker that kept less of a core busy was mostly waiting
+
+
 def coroutines_conclusions(
     one: RequestsRun, many: RequestsRun, cores: int, load: float | None
 ) -> list[str]:
     """What the two runs show, in words; the text follows the numbers."""
     ratio = one.wall / many.wall
-    said = describe_ratio(ratio, "one")
     n = many.processes
+    load_text = f"load average {load:.1f}" if load is not None else "no load average here"
+    busy = (
+        f"one worker kept {one.workers_busy:.2f} cores busy, {n} workers kept "
+        f"{many.workers_busy:.2f}"
+    )
+    waited = one.workers_busy < BUSY_WORKER
     if compare(ratio) == "faster":
-        lines = [
-            f"{n} processes were {said}: one event loop runs thousands of coroutines on "
-            f"one core (the one worker kept {one.workers_busy:.2f} cores busy); more "
-            f"processes add cores ({n} workers kept {many.workers_busy:.2f} busy)."
-        ]
+        lines = [f"{n} processes were {describe_ratio(ratio, 'one')}; {busy}."]
+        if not waited:
+            lines.append(
+                f"One event loop ran {CONCURRENCY} coroutines at a time on one core, and that "
+                "core was the limit; more processes add cores."
+            )
+        else:
+            lines.append(
+                "Not for more cores, though: the single worker's coroutines mostly waited "
+                f"(on the server and on the operating system's scheduler, {load_text}); "
+                f"{n} workers simply had {n}x as many requests in flight."
+            )
         if ratio > n * (1 + TOLERANCE):
             lines.append(
-                f"(more than {n} cores can give: the single worker was held back by other "
-                f"programs - it kept only {one.workers_busy:.2f} cores busy - so the ratio "
-                "is skewed.)"
+                f"(more than {n} cores can give: the single worker was held back, so the "
+                "ratio is skewed.)"
             )
-        elif ratio < 0.8 * n:
+        elif ratio < 0.8 * n and not waited:
             lines.append(
                 f"(below {n}x: the server runs in this process and shares the cores; "
-                f"here it kept {many.here_busy:.2f} cores busy.)"
+                f"it kept {many.here_busy:.2f} cores busy.)"
             )
         return lines
-    causes = [
-        f"{n} workers kept {many.workers_busy:.2f} cores busy, one kept {one.workers_busy:.2f}"
-    ]
+    causes = [busy]
     if many.here_busy >= 0.8:
         causes.append(
             f"the server, one thread in this process, kept {many.here_busy:.2f} cores "
             "busy: it sets the pace, not the workers"
         )
+    if waited:
+        causes.append(
+            "the coroutines mostly waited (on the server and on the operating system's "
+            "scheduler) instead of computing"
+        )
     if cores <= n:
         causes.append(f"{cores} usable cores for {n} worker processes and the server")
     if busy_machine(load, cores):
-        causes.append(f"other programs compete for the cores (load average {load:.1f})")
+        causes.append(f"other programs compete for the cores ({load_text})")
     if len(causes) == 1:
         causes.append("no cause shows in these numbers; rerun on a quiet machine")
     return [
-        f"on this machine {n} processes were not faster than one ({said}):",
+        f"on this machine {n} processes were not faster than one ({ratio:.2f}x):",
         "  " + "; ".join(causes) + ".",
     ]
 
