@@ -275,7 +275,8 @@ def test_pool_seed_conclusion_counts_workers_and_waves() -> None:
     five = [(pid, 10.3 + 0.2 * (i // 5)) for i, pid in enumerate([1, 2, 3, 4, 5] * 2)]
     text = seed_conclusion(five, 10.0, 0.75)
     assert text.startswith("5 worker(s) took the 10 tasks, at most 2 each: 2 wave(s)")
-    assert "after 0.30 s of start-up" in text
+    assert "first task between 0.30 s and 0.30 s (start-up)" in text
+    assert "the last task ended at 0.70 s and close()/join() took 0.05 s more" in text
     one = [(1, 10.3 + 0.2 * i) for i in range(10)]
     assert "1 worker(s) took the 10 tasks, at most 10 each" in seed_conclusion(one, 10.0, 2.4)
 

@@ -48,18 +48,22 @@ def foo(args: int) -> tuple[int, float]:
 
 
 def seed_conclusion(tasks: list[tuple[int, float]], t0: float, elapsed: float) -> str:
-    """What the ten tasks' workers and start times show, in words."""
+    """What the ten tasks' workers and start times (wall clock; ``t0`` when the pool was
+    created, ``elapsed`` until ``join()`` returned) show, in words."""
+    first: dict[int, float] = {}
     per_worker: dict[int, int] = {}
-    for pid, _ in tasks:
+    for pid, began in tasks:
         per_worker[pid] = per_worker.get(pid, 0) + 1
+        first[pid] = min(first.get(pid, began), began)
     waves = max(per_worker.values())
-    startup = min(began for _, began in tasks) - t0
-    rest = elapsed - startup - waves * NAP
+    last_end = max(began for _, began in tasks) + NAP - t0
     return (
         f"{len(per_worker)} worker(s) took the {len(tasks)} tasks, at most {waves} each: "
-        f"{waves} wave(s) of {NAP} s = {waves * NAP:.1f} s, after {startup:.2f} s of start-up "
-        f"(until the first task began) and {max(rest, 0.0):.2f} s of hand-over and shut-down; "
-        f"one worker alone would need {len(tasks) * NAP:.0f} s of naps"
+        f"{waves} wave(s) of {NAP} s. The workers began their first task between "
+        f"{min(first.values()) - t0:.2f} s and {max(first.values()) - t0:.2f} s (start-up), "
+        f"the last task ended at {last_end:.2f} s and close()/join() took "
+        f"{max(elapsed - last_end, 0.0):.2f} s more; one worker alone would need "
+        f"{len(tasks) * NAP:.0f} s of naps."
     )
 
 
