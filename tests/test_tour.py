@@ -195,6 +195,7 @@ def test_gil_conclusions_own_up_to_threads_beating_the_gil() -> None:
 
     text = _gil_text(sequential=GilRun(wall=1.5, cpu=0.6), load=4.0)
     assert "threads: 1.47x faster than sequential, which the GIL does not allow" in text
+    assert "the sequential run got less CPU (0.40 cores busy) than the threads (0.98)" in text
     assert "the sequential run kept 0.40 of 1 core(s) busy" in text
     assert "took turns" not in text
 
@@ -207,6 +208,24 @@ def test_gil_conclusions_on_a_free_threaded_build() -> None:
     assert "no GIL on this build, they ran in parallel" in text
     text = _gil_text(gil=False)
     assert "about the same as sequential (0.98x) although this build has no GIL" in text
+
+
+def test_gil_conclusions_name_the_kernels_session_share() -> None:
+    """Linux autogroup: two processes get one session's share while other sessions are
+    busy, so they cannot beat one sequential run -- the scene says so when it fits."""
+    from plait.tour.scenes.gil import GilRun
+
+    text = _gil_text(
+        autogroup=True,
+        load=5.0,
+        sequential=GilRun(wall=1.4, cpu=1.0),
+        processes=GilRun(wall=1.45, cpu=1.0),
+    )
+    assert "did not beat sequential (0.97x)" in text
+    assert "shares the CPU between sessions, not processes (autogroup)" in text
+    assert "the sequential run got 0.71 cores, the two processes 0.69 together" in text
+    assert "autogroup" not in _gil_text(autogroup=False, processes=GilRun(wall=1.45, cpu=1.0))
+    assert "autogroup" not in _gil_text(autogroup=True)  # two cores busy: the share is no limit
 
 
 def test_gil_processes_below_ideal_say_why() -> None:

@@ -13,6 +13,7 @@ from typing import Literal
 __all__ = [
     "TOLERANCE",
     "Comparison",
+    "autogroup_enabled",
     "busy_machine",
     "compare",
     "describe_ratio",
@@ -63,3 +64,14 @@ def load_average() -> float | None:
 def busy_machine(load: float | None, cores: int) -> bool:
     """Other programs keep at least half the usable cores busy: timings will be noisy."""
     return load is not None and load >= cores * 0.5
+
+
+def autogroup_enabled() -> bool | None:
+    """Whether Linux shares the CPU between sessions rather than processes (autogroup):
+    then a program's processes together get one session's share while other sessions are
+    busy, so more processes cannot buy more CPU. None where the platform cannot tell."""
+    try:
+        with open("/proc/sys/kernel/sched_autogroup_enabled", encoding="ascii") as f:
+            return f.read().strip() == "1"
+    except OSError:
+        return None

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from plait import Process, Thread, gil_enabled
 from plait.tour._framework import Scene
 from plait.tour._verdict import (
+    autogroup_enabled,
     busy_machine,
     compare,
     describe_ratio,
@@ -33,8 +34,8 @@ from plait.tour._verdict import (
 __all__ = ["SCENES", "GilRun", "Measured", "burn", "gil_conclusions"]
 
 TARGET_SECONDS = 0.2  # one unit of work at least, in CPU time on this machine
-STARTUP_FACTOR = 20  # ... and at least this many process start-ups
-MAX_UNIT_SECONDS = 0.4  # a very slow start-up cannot make the scene run for minutes
+STARTUP_FACTOR = 15  # ... and at least this many process start-ups
+MAX_UNIT_SECONDS = 0.3  # a very slow start-up cannot make the scene run for minutes
 ROUNDS = 3
 STARTUP_SAMPLES = 5
 FULL_CORE = 0.8  # a run that kept less than 80% of its ideal cores busy was crowded out
@@ -79,6 +80,7 @@ class Measured:
     sequential: GilRun
     threads: GilRun
     processes: GilRun
+    autogroup: bool | None = None  # Linux shares CPU per session (see autogroup_enabled)
 
 
 def _calibrate(startup: float) -> int:
@@ -172,6 +174,7 @@ def measure() -> tuple[Measured, int]:
             sequential=_fastest(runs["sequential"]),
             threads=_fastest(runs["threads"]),
             processes=_fastest(runs["processes"]),
+            autogroup=autogroup_enabled(),
         ),
         n,
     )
@@ -191,6 +194,19 @@ def _crowded(m: Measured) -> list[str]:
     ]
 
 
+def _session_share(m: Measured) -> str | None:
+    """The autogroup explanation, when the numbers fit it: two processes got no more CPU
+    than the one sequential run did."""
+    if not m.autogroup or m.cores < 2 or m.processes.cores_busy > 1.2 * m.sequential.cores_busy:
+        return None
+    return (
+        "this kernel shares the CPU between sessions, not processes (autogroup): while "
+        "other sessions are busy, all of this program's processes together get one "
+        f"session's share -- the sequential run got {m.sequential.cores_busy:.2f} cores, "
+        f"the two processes {m.processes.cores_busy:.2f} together"
+    )
+
+
 def gil_conclusions(m: Measured) -> list[str]:
     """What the measurements in ``m`` show, in words; the text follows the numbers."""
     lines: list[str] = []
@@ -202,9 +218,15 @@ def gil_conclusions(m: Measured) -> list[str]:
     busy = f"together they kept {m.threads.cores_busy:.2f} cores busy"
     if m.gil:
         if compare(r_threads) == "faster":
+            seq_busy, thr_busy = m.sequential.cores_busy, m.threads.cores_busy
+            why = (
+                f"the sequential run got less CPU ({seq_busy:.2f} cores busy) than the "
+                f"threads ({thr_busy:.2f}): other programs slowed it down ({load})"
+                if seq_busy < thr_busy
+                else "no cause shows in these numbers"
+            )
             lines.append(
-                f"threads: {said}, which the GIL does not allow ({busy}): the sequential "
-                f"run was slowed down by other programs ({load}); rerun on a quiet machine."
+                f"threads: {said}, which the GIL does not allow: {why}; rerun on a quiet machine."
             )
         else:
             lines.append(
@@ -229,7 +251,10 @@ def gil_conclusions(m: Measured) -> list[str]:
         )
         if r_procs < 1.8 and m.cores >= 2:
             shortfall = [f"start-up took {startup_ms:.0f} ms, {startup_share:.0%} of the run"]
-            if m.processes.cores_busy < 1.8:
+            share = _session_share(m)
+            if share is not None:
+                shortfall.append(share)
+            elif m.processes.cores_busy < 1.8:
                 shortfall.append(
                     f"they kept {m.processes.cores_busy:.2f} of 2 cores busy: other "
                     f"programs share the cores ({load})"
@@ -241,6 +266,9 @@ def gil_conclusions(m: Measured) -> list[str]:
             causes.append("only 1 usable core, so the two processes had to take turns")
         elif m.processes.cores_busy < 1.5:
             causes.append(f"{busy}: other programs were using the rest ({load})")
+            share = _session_share(m)
+            if share is not None:
+                causes.append(share)
         if startup_share > 0.1:
             causes.append(
                 f"start-up took {startup_ms:.0f} ms per process, {startup_share:.0%} of the run"
