@@ -1,9 +1,11 @@
-"""The GIL (seed S15): threads do not speed up pure-Python CPU work; processes do.
+"""The GIL (seed S15): threads do not speed up pure-Python CPU work; processes can.
 
 The same CPU-bound function runs twice: one after the other, in two threads, and in two
 processes. Every worker reports how much CPU time it got, so the scene can say not only
 how long each way took but why: with the GIL the two threads keep about one core busy
-between them (they take turns), two processes keep two busy.
+between them (they take turns), two processes keep two busy -- when the machine has two
+to give. On a busy Linux machine it may not: with autogroup the kernel shares the CPU
+between sessions, so all of a program's processes together get one session's share.
 
 Honest under noise: the unit of work is sized from a calibration so that it dwarfs the
 process start-up (measured first, and printed); the three ways run interleaved for
