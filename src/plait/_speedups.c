@@ -42,6 +42,8 @@
 #include <structmember.h>
 #include <pythread.h>
 
+#define SEAM_VERSION 2
+
 /* -- module state (set once by configure()) ------------------------------------------- */
 
 /* Where the kernel's objects keep their state (configure() fills these in from the
@@ -1674,7 +1676,10 @@ PyInit__speedups(void)
     PyObject *m = PyModule_Create(&module_def);
     if (m == NULL)
         return NULL;
-    if (PyModule_AddObjectRef(m, "Mutex", (PyObject *)&MutexType) < 0 ||
+    /* The version of the seam with plait/_channels/_queue.py (configure()'s arguments, the
+     * entry points, the members): _queue.py refuses a module built from another version. */
+    if (PyModule_AddIntConstant(m, "SEAM", SEAM_VERSION) < 0 ||
+        PyModule_AddObjectRef(m, "Mutex", (PyObject *)&MutexType) < 0 ||
         PyModule_AddObjectRef(m, "QueueOp", (PyObject *)&OpType) < 0 ||
         PyModule_AddObjectRef(m, "QueueCore", (PyObject *)&CoreType) < 0) {
         Py_DECREF(m);

@@ -1000,17 +1000,24 @@ class Queue(_Core, Generic[T]):
         """``multiprocessing.Queue`` compatibility: exit never waits on unread data."""
 
 
-if _speedups is not None:
-    # The accelerator's whole seam with Python (see the top of _speedups.c). Any failure
-    # here -- a renamed slot, method or field -- raises: the import fails loudly rather than
-    # running without the fast paths, or with a fast path that calls a name that is gone.
-    from plait._core.parking import QUEUED as _QUEUED
-    from plait._core.strands import Strand as _Strand
+def _configure_speedups() -> None:
+    """Hand the C accelerator its whole seam with Python (see the top of _speedups.c).
 
+    Called at import, unguarded: a renamed slot, method or strand field raises there, so the
+    accelerator is never silently off nor calling into something that is gone.
+    """
+    from plait._core.parking import QUEUED
+    from plait._core.strands import Strand
+
+    if getattr(_speedups, "SEAM", None) != _SEAM:
+        raise ImportError(
+            f"plait._speedups ({_speedups.__file__}) was built from another version of plait: "
+            "rebuild it (pip install -e .), or set PLAIT_NO_SPEEDUPS=1"
+        )
     _speedups.configure(
         WaitQueue=WaitQueue,
         Waiter=Waiter,
-        Strand=_Strand,
+        Strand=Strand,
         hooks=_hooks,
         wake=_wake,
         current_tasks=_current_tasks,  # (None in an asyncio without it: no C coroutine park)
@@ -1018,25 +1025,31 @@ if _speedups is not None:
         self_strand_types=_self_strand_types,
         get_running_loop=_get_running_loop,
         RESERVED=RESERVED,
-        QUEUED=_QUEUED,
+        QUEUED=QUEUED,
         WOKEN=WOKEN,
         CANCELLED=CANCELLED,
-        entry={
-            name: Queue.__dict__[name]
-            for name in (
-                "_put_locked",
-                "_get_locked",
-                "_async_put_locked",
-                "_async_get_locked",
-                "_anext_locked",
-                "_handoff",
-                "_offer_slot",
-                "_woken_getter",
-                "_abandon",
-                "_undo_get",
-            )
-        },
+        entry={name: Queue.__dict__[name] for name in _ENTRY_POINTS},
     )
+
+
+_SEAM = 2  # the version of the seam, as _speedups.c's SEAM_VERSION
+
+# The Python slow paths the C fast paths fall back on (each called with the queue first).
+_ENTRY_POINTS = (
+    "_put_locked",
+    "_get_locked",
+    "_async_put_locked",
+    "_async_get_locked",
+    "_anext_locked",
+    "_handoff",
+    "_offer_slot",
+    "_woken_getter",
+    "_abandon",
+    "_undo_get",
+)
+
+if _speedups is not None:
+    _configure_speedups()
 
 
 class LifoQueue(Queue[T]):
