@@ -250,6 +250,33 @@ def _pop_waiter(wq: WaitQueue, value: Any) -> tuple[Waiter | None, bool]:
 SPEEDUPS = _speedups is not None  # whether the C fast paths are in use (configured below)
 
 
+class _StorageHooks:
+    """The storage hooks of a queue whose class overrides one, for the queue's methods.
+
+    Holds the queue weakly: bound methods kept on the queue would make it a reference cycle.
+    """
+
+    __slots__ = ("_queue",)
+
+    def __init__(self, queue: Queue[Any]) -> None:
+        self._queue = _weakref(queue)
+
+    def __len__(self) -> int:
+        return self._q()._qsize()
+
+    def put(self, item: Any) -> None:
+        self._q()._put(item)
+
+    def get(self) -> Any:
+        return self._q()._get()
+
+    def _q(self) -> Queue[Any]:
+        q = self._queue()
+        if q is None:  # pragma: no cover - a method of the queue runs, so it is alive
+            raise ReferenceError("the queue is gone")
+        return q
+
+
 class _PyCore:
     """The base of :class:`Queue` when the C accelerator is not in use: no fast paths."""
 
@@ -298,6 +325,11 @@ class Queue(_Core, Generic[T]):
         self._init(maxsize)
         if type(self)._plain_storage:
             self._bind_storage()
+        else:
+            hooks = _StorageHooks(self)
+            self._store_put: Callable[[Any], None] = hooks.put
+            self._store_get: Callable[[], Any] = hooks.get
+            self._sized: Any = hooks
 
     @property
     def maxsize(self) -> int:
@@ -318,8 +350,10 @@ class Queue(_Core, Generic[T]):
     # -- storage (the stdlib's extension points: _init, _qsize, _put, _get) ---------------
     #
     # A subclass may override any of them, as with queue.Queue; every put and get then goes
-    # through them. For the family's own storage, _bind_storage shadows them with the
-    # storage's bound methods (the same behaviour, without a Python call on the hot paths).
+    # through them. The methods below call them as ``_store_put``/``_store_get`` and
+    # ``len(_sized)``: for the family's own storage, the storage's own bound methods (the
+    # same behaviour, without a Python call on the hot paths); for a subclass that
+    # overrides a hook, _StorageHooks, which calls the hooks.
 
     def _init(self, maxsize: int) -> None:
         self.queue: Any = deque()
@@ -338,7 +372,9 @@ class Queue(_Core, Generic[T]):
         self._attach_storage(self.queue.append, self.queue.popleft)
 
     def _attach_storage(self, put: Callable[[Any], None], get: Callable[[], Any]) -> None:
-        self.__dict__.update(_put=put, _get=get, _qsize=self.queue.__len__)
+        self._store_put = put
+        self._store_get = get
+        self._sized = self.queue
         if _speedups is not None:
             self._fast_put = put  # the C fast paths call these; unset, they defer to Python
             self._fast_get = get
@@ -352,7 +388,7 @@ class Queue(_Core, Generic[T]):
         """The number of items queued now (a snapshot, as in :mod:`queue`)."""
         if self._shared is not None:
             return int(self._shared.qsize())
-        return self._qsize()
+        return len(self._sized)
 
     def empty(self) -> bool:
         """Whether no item is queued now (a snapshot)."""
@@ -362,7 +398,7 @@ class Queue(_Core, Generic[T]):
         """Whether a put would wait now (a snapshot)."""
         if self._shared is not None:
             return bool(self._shared.full())
-        return 0 < self.maxsize <= self._qsize() + self._reserved
+        return 0 < self.maxsize <= len(self._sized) + self._reserved
 
     @property
     def closed(self) -> bool:
@@ -377,7 +413,7 @@ class Queue(_Core, Generic[T]):
             return self._shared.statistics()  # type: ignore[no-any-return]
         with self.mutex:
             return QueueStatistics(
-                qsize=self._qsize(),
+                qsize=len(self._sized),
                 maxsize=self.maxsize,
                 getters_waiting=len(self._getters),
                 putters_waiting=len(self._putters),
@@ -395,7 +431,7 @@ class Queue(_Core, Generic[T]):
 
     def _store(self, item: Any) -> Waiter | None:
         """Queue ``item`` (mutex held); returns a getter to wake, if one was given it."""
-        self._put(item)  # (first: a subclass's _put that raises put nothing)
+        self._store_put(item)  # (first: a subclass's _put that raises put nothing)
         self._unfinished += 1
         return self._offer_item() if self._getters._count else None
 
@@ -415,7 +451,7 @@ class Queue(_Core, Generic[T]):
 
     def _offer_item(self) -> Waiter | None:
         """If an unclaimed item is queued and a getter parked, keep it for the getter."""
-        while self._getters._count and self._qsize() > self._ready:
+        while self._getters._count and len(self._sized) > self._ready:
             self._ready += 1
             w, delivered = _pop_waiter(self._getters, RESERVED)
             if delivered:
@@ -434,8 +470,8 @@ class Queue(_Core, Generic[T]):
         mutex = self.mutex
         mutex.acquire()  # (plain acquire/release: cheaper than `with` on this hot path)
         try:
-            if self._qsize() + self._reserved < self._limit:  # fast path: there is room
-                self._put(item)
+            if len(self._sized) + self._reserved < self._limit:  # fast path: there is room
+                self._store_put(item)
                 self._unfinished += 1
                 if not self._getters._count and not hooks.active:
                     return  # (the mutex is released on the way out)
@@ -476,8 +512,8 @@ class Queue(_Core, Generic[T]):
         mutex = self.mutex
         mutex.acquire()
         try:
-            if self._qsize() + self._reserved < self._limit:
-                self._put(item)
+            if len(self._sized) + self._reserved < self._limit:
+                self._store_put(item)
                 self._unfinished += 1
                 if not self._getters._count and not hooks.active:
                     return
@@ -527,7 +563,7 @@ class Queue(_Core, Generic[T]):
         """
         if self._closed:
             raise ShutDown(f"put() on a closed queue {self!r}")
-        if self._qsize() + self._reserved < self._limit:
+        if len(self._sized) + self._reserved < self._limit:
             w = self._store(item)
             if hooks.active:
                 hooks.sent(current_strand(), self, item)
@@ -592,7 +628,7 @@ class Queue(_Core, Generic[T]):
         while (
             self._putters._count
             and not self._closed
-            and self._qsize() + self._reserved < self._limit
+            and len(self._sized) + self._reserved < self._limit
         ):
             self._reserved += 1
             w, delivered = _pop_waiter(self._putters, RESERVED)
@@ -616,8 +652,8 @@ class Queue(_Core, Generic[T]):
         mutex = self.mutex
         mutex.acquire()
         try:  # fast paths: an item is there, or a plain wait
-            if self._qsize() > self._ready:
-                item = self._get()
+            if len(self._sized) > self._ready:
+                item = self._store_get()
                 if not self._putters._count and not hooks.active:
                     return item  # type: ignore[no-any-return]
                 w = self._offer_slot() if self._putters._count else None
@@ -657,8 +693,8 @@ class Queue(_Core, Generic[T]):
         mutex = self.mutex
         mutex.acquire()
         try:
-            if self._qsize() > self._ready:
-                item = self._get()
+            if len(self._sized) > self._ready:
+                item = self._store_get()
                 if not self._putters._count and not hooks.active:
                     return item  # type: ignore[no-any-return]
                 w = self._offer_slot() if self._putters._count else None
@@ -741,8 +777,8 @@ class Queue(_Core, Generic[T]):
     ) -> tuple[bool, Any, Waiter | None]:
         """``(True, item, putter to wake or None)`` if one can be taken now (mutex held),
         else ``(False, waiter, None)``; the caller wakes after releasing the mutex."""
-        if self._qsize() > self._ready:
-            item = self._get()
+        if len(self._sized) > self._ready:
+            item = self._store_get()
             w = self._offer_slot() if self._putters._count else None
             if hooks.active:
                 hooks.received(current_strand(), self, item)
@@ -776,13 +812,13 @@ class Queue(_Core, Generic[T]):
         with self.mutex:
             if self._shared is not None:
                 return _SLOW
-            if not self._qsize():  # emptied under us (``with q.mutex: q.queue.clear()``)
+            if not len(self._sized):  # emptied under us (``with q.mutex: q.queue.clear()``)
                 self._ready = max(0, self._ready - 1)
                 return _SLOW
             self._ready -= 1
             error: BaseException | None = None
             try:
-                item = self._get()
+                item = self._store_get()
             except BaseException as exc:  # a subclass's _get failed: the item is anyone's again
                 error = exc
                 w = self._offer_item()
@@ -896,8 +932,8 @@ class Queue(_Core, Generic[T]):
         with self.mutex:
             woken = []
             if immediate:
-                while self._qsize():
-                    self._get()
+                while len(self._sized):
+                    self._store_get()
                     if self._unfinished > 0:
                         self._unfinished -= 1
                 if self._unfinished == 0:
@@ -906,7 +942,7 @@ class Queue(_Core, Generic[T]):
                 self._closed = True
                 self._limit = -1
                 woken += self._putters.pop_all(CLOSED)
-            if self._qsize() <= self._ready:  # nothing left for a parked getter
+            if len(self._sized) <= self._ready:  # nothing left for a parked getter
                 woken += self._getters.pop_all(CLOSED)
         for w in woken:
             arm = w.data
