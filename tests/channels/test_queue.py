@@ -583,6 +583,20 @@ async def test_a_subclass_storage_hooks_are_called_by_the_async_forms(
     assert [c for c in q.calls if c != "qsize"] == ["put 1", "get 1", "put 2", "get 2"]
 
 
+def test_select_on_a_subclass_calls_its_storage_hooks() -> None:
+    from plait import select
+
+    q = _recording(Queue)(1)
+    assert select(q.put_op(1), timeout=10).index == 0
+    assert select(q.get_op(), timeout=10).value == 1
+    getter = threading.Thread(target=lambda: select(q.get_op(), timeout=10))
+    getter.start()
+    wait_parked(count=1)  # (a select parks on itself, not on the queue)
+    q.put(2)  # offered to the parked select, taken through _get
+    getter.join(10)
+    assert [c for c in q.calls if c != "qsize"] == ["put 1", "get 1", "put 2", "get 2"]
+
+
 def test_a_subclass_with_its_own_storage_works_across_threads() -> None:
     """_init with another container: a set that drops duplicates, popped smallest first."""
 
