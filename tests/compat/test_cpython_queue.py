@@ -23,7 +23,7 @@ plait_queue = types.SimpleNamespace(
     SimpleQueue=plait.SimpleQueue,
     Empty=plait.Empty,
     Full=plait.Full,
-    ShutDown=getattr(plait, "ShutDown", None),
+    ShutDown=plait.ShutDown,
 )
 
 
