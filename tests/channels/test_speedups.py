@@ -103,7 +103,7 @@ def test_configure_refuses_a_seam_it_cannot_use(
 
     if break_it == "rename a slow path":
         monkeypatch.delattr(Queue, "_offer_slot")
-        expected: type[Exception] = KeyError
+        expected: type[Exception] = ImportError
     elif break_it == "rename a Waiter slot":
         monkeypatch.setattr(queue_module, "Waiter", type("Waiter", (), {"__slots__": ("q",)}))
         expected = AttributeError

@@ -1050,6 +1050,12 @@ def _configure_speedups() -> None:
             f"plait._speedups ({_speedups.__file__}) was built from another version of plait: "
             "rebuild it (pip install -e .), or set PLAIT_NO_SPEEDUPS=1"
         )
+    missing = [name for name in _ENTRY_POINTS if name not in Queue.__dict__]
+    if missing:
+        raise ImportError(
+            f"plait._speedups falls back on Queue.{', Queue.'.join(missing)}, which is gone: "
+            "update _ENTRY_POINTS and _speedups.c together"
+        )
     _speedups.configure(
         WaitQueue=WaitQueue,
         Waiter=Waiter,
