@@ -52,6 +52,7 @@ from plait._errors import (
     PlaitError,
     RemoteError,
     SerializationError,
+    ShutDown,
     WorkerCrashed,
     WouldBlock,
 )
@@ -145,6 +146,7 @@ __all__ = [
     "Semaphore",
     "SemaphoreStatistics",
     "SerializationError",
+    "ShutDown",
     "SimpleQueue",
     "Strand",
     "Task",
