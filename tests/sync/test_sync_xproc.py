@@ -309,7 +309,7 @@ def test_crashed_holder_and_crashed_home_leave_nothing_behind(ctx: Any) -> None:
     os.kill(p.pid, signal.SIGKILL)
     p.join(30)
     waiter.join(30)
-    assert waiter.exitcode == 3
+    assert waiter.exitcode in (3, 7)  # timed out before the kill, or told of it after
     assert p.exitcode == -signal.SIGKILL
     del lock, held
     gc.collect()

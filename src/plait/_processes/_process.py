@@ -32,6 +32,7 @@ import io
 import os
 import pickle
 import signal
+import sys
 from collections import ChainMap
 from collections.abc import Callable, Iterable, Mapping
 from multiprocessing import context as mp_context
@@ -42,7 +43,7 @@ from typing import Any, cast
 
 import cloudpickle
 
-from plait._core import Strand, check_timeout, hooks, register, unregister
+from plait._core import Strand, check_timeout, hooks, register, safepoint, unregister
 from plait._errors import Cancelled, SerializationError, WorkerCrashed
 from plait._ipc import serialize
 from plait._ipc.context import StartMethod, default_start_method, get_context
@@ -367,7 +368,21 @@ class _Terminated(Cancelled):
 
 
 def _raise_terminated(signum: int, frame: object) -> None:
+    # Never inside one of plait's critical sections (a shared lock's bookkeeping, a
+    # ring's push): there it waits for the section to end (see ``_core.safepoint``).
+    safepoint.deliver(_terminated)
+
+
+def _terminated() -> None:
     raise _Terminated("terminated by the parent process (SIGTERM)")
+
+
+def _let_go_of_shared() -> None:
+    """The process ends, cancelled: give back the shared units it still holds (a
+    cancellation that landed entering or leaving a ``with`` block, or a bare acquire)."""
+    xproc = sys.modules.get("plait._sync._xproc")
+    if xproc is not None:
+        xproc.let_go_of_mine()
 
 
 class _Reporter:
@@ -419,6 +434,8 @@ class _Reporter:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
     def _die_of_sigterm(self) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # (a second one changes nothing)
+        _let_go_of_shared()
         self.writer.close()
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGTERM)

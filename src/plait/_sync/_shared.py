@@ -15,7 +15,8 @@ from collections.abc import Awaitable, Coroutine
 from types import MappingProxyType, TracebackType
 from typing import Any
 
-from plait._core import WaitQueue, checkpoint, current_strand, hooks
+from plait._core import WaitQueue, checkpoint, current_strand, hooks, safepoint
+from plait._errors import BrokenResourceError
 from plait._sync._common import MIGRATED, READY, check_lock_args, waiting_by_kind
 from plait._sync._event import Event
 from plait._sync._lock import Lock
@@ -26,7 +27,14 @@ from plait._sync._stats import (
     LockStatistics,
     SemaphoreStatistics,
 )
-from plait._sync._xproc import SEM_MAX, SharedState, bridge, sem_wait
+from plait._sync._xproc import (
+    SEM_MAX,
+    SharedState,
+    bridge,
+    repair_owner,
+    repair_permits,
+    sem_wait,
+)
 
 __all__ = [
     "SharedBoundedSemaphore",
@@ -51,35 +59,48 @@ _known_lock = threading.Lock()
 
 
 class SharedLock(Lock):
-    """A promoted :class:`plait.Lock`: the same API over one named semaphore."""
+    """A promoted :class:`plait.Lock`: the same API over one named semaphore.
+
+    The holding process is recorded beside it (see ``_robust``). If that process dies
+    holding the lock, the next strand that would wait for it gets
+    :class:`plait.BrokenResourceError` naming the dead pid, and the lock is free again
+    (what it guarded may be half-updated: the error says so once, then the lock serves
+    as before). A process strand that is cancelled gives back what it holds.
+    """
 
     __slots__ = ()
 
-    # ``_inner`` *is* the named semaphore now, so the base class's lock-free fast paths
-    # (and any call that was half-way through one when the lock was promoted) take and
-    # free the shared lock itself.
+    # ``_inner`` *is* the named semaphore now, so a call that was half-way through a
+    # local fast path when the lock was promoted takes and frees the shared lock itself.
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         if blocking is True and timeout == -1:
-            if self._inner.acquire(False):
-                if hooks.active:
-                    hooks.acquired(current_strand(), self)
-                return True
             return self._acquire_slow(current_strand(), None)
         return self._acquire_slow(current_strand(), check_lock_args(blocking, timeout))
 
     def _acquire_slow(self, me: Any, wait: float | None) -> bool:
-        if sem_wait(self._shared, self._inner, self, wait):
+        state: SharedState = self._shared
+        if sem_wait(
+            state, self._inner, self, wait, self._check, state.took_mutex, state.give_mutex
+        ):
             if hooks.active:
                 hooks.acquired(me, self)
             return True
         return False
 
+    def _check(self, report: bool = True) -> bool:
+        """A waiter's look at the holder: repair (and report) a dead one."""
+        return repair_owner(self._shared, "lock", report=report)
+
+    def _took_restored(self, me: Any) -> None:
+        if hooks.active:
+            hooks.acquired(me, self)
+
     def release(self) -> None:
         if hooks.active:
             hooks.released(current_strand(), self)
         try:
-            self._inner.release()
+            self._shared.give_mutex()
         except ValueError:
             raise RuntimeError("release unlocked lock") from None
 
@@ -90,10 +111,6 @@ class SharedLock(Lock):
         pass  # a release that began before promotion freed the semaphore already
 
     def __enter__(self) -> bool:
-        if self._inner.acquire(False):
-            if hooks.active:
-                hooks.acquired(current_strand(), self)
-            return True
         return self._acquire_slow(current_strand(), None)
 
     def __exit__(
@@ -102,12 +119,7 @@ class SharedLock(Lock):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if hooks.active:
-            hooks.released(current_strand(), self)
-        try:
-            self._inner.release()
-        except ValueError:
-            raise RuntimeError("release unlocked lock") from None
+        self.release()
 
     def async_acquire(
         self, blocking: bool = True, timeout: float = -1
@@ -119,7 +131,9 @@ class SharedLock(Lock):
         return await self._async_acquire_slow(me, wait)
 
     async def _async_acquire_slow(self, me: Any, wait: float | None) -> bool:
-        if await bridge(self).wait(wait):
+        state: SharedState = self._shared
+        gate = bridge(self, check=self._check, took=state.took_mutex, untake=state.give_mutex)
+        if await gate.wait(wait):
             if hooks.active:
                 hooks.acquired(me, self)
             return True
@@ -147,8 +161,7 @@ class SharedLock(Lock):
         return self.locked()
 
     def _plait_acquire_restore(self, state: Any, me: Any) -> None:
-        while not self._acquire_slow(me, None):
-            pass
+        _restore(self, me)
 
     async def _plait_async_acquire_restore(self, state: Any, me: Any) -> None:
         await self._async_acquire_slow(me, None)
@@ -172,38 +185,97 @@ class SharedLock(Lock):
         return f"<{state} plait.Lock object shared={self._shared.prefix!r} at {id(self):#x}>"
 
 
+def _restore(lock: Any, me: Any) -> None:
+    """Re-take a shared lock after a condition wait, whatever happens: a dead holder is
+    repaired silently first, and reported once the lock is ours again (so the caller's
+    ``with`` block releases it on the way out)."""
+    dead: list[bool] = []
+
+    def check() -> bool:
+        repaired = lock._check(report=False)
+        if repaired:
+            dead.append(True)
+        return bool(repaired)
+
+    state: SharedState = lock._shared
+    while not sem_wait(state, lock._inner, lock, None, check, state.took_mutex, state.give_mutex):
+        pass
+    lock._took_restored(me)
+    if dead:
+        raise BrokenResourceError(
+            "the shared lock of this condition was held by a process that died holding "
+            "it: it is yours again, but what it guarded may be half-updated"
+        )
+
+
 class SharedRLock(RLock):
     """A promoted :class:`plait.RLock`: one named semaphore, the owner kept per process.
 
     Only the owner ever sets the owner, so each process keeps the owner strand and depth
     locally (a strand of another process never matches); the semaphore says whether *some*
-    strand, anywhere, holds the lock.
+    strand, anywhere, holds the lock, and the holding process is recorded beside it: a
+    dead holder is reported as for :class:`SharedLock`.
     """
 
     __slots__ = ()
 
-    # acquire/__enter__/_async_acquire are RLock's: ``_inner`` is the named semaphore, and
-    # the slow paths below wait on it across processes.
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        wait = None if blocking is True and timeout == -1 else check_lock_args(blocking, timeout)
+        me = current_strand()
+        if self._owner is me:
+            self._count += 1
+            return True
+        return self._acquire_slow(me, wait)
+
+    __enter__ = acquire
+
+    async def _async_acquire(self, me: Any, wait: float | None) -> bool:
+        if self._owner is me:
+            self._count += 1
+            return True
+        return await self._async_acquire_slow(me, wait)
 
     def _acquire_slow(self, me: Any, wait: float | None) -> bool:
-        if sem_wait(self._shared, self._inner, self, wait):
+        state: SharedState = self._shared
+        if sem_wait(
+            state, self._inner, self, wait, self._check, state.took_mutex, state.give_mutex
+        ):
             self._took(me)
             return True
         return False
 
     async def _async_acquire_slow(self, me: Any, wait: float | None) -> bool:
-        if await bridge(self).wait(wait):
+        state: SharedState = self._shared
+        gate = bridge(self, check=self._check, took=state.took_mutex, untake=state.give_mutex)
+        if await gate.wait(wait):
             self._took(me)
             return True
         return False
 
+    def _check(self, report: bool = True) -> bool:
+        return repair_owner(self._shared, "lock", report=report)
+
+    def _took_restored(self, me: Any) -> None:
+        self._took(me)
+
     def _pass_on(self) -> None:
         self._owner = None
         self._count = 0
-        self._inner.release()
+        self._shared.give_mutex()
 
     def _after_free(self) -> None:
         pass  # a release that began before promotion freed the semaphore already
+
+    def _plait_acquire_restore(self, state: Any, me: Any) -> None:
+        try:
+            _restore(self, me)
+        finally:
+            if self._owner is me:
+                self._count = state
+
+    async def _plait_async_acquire_restore(self, state: Any, me: Any) -> None:
+        await self._async_acquire_slow(me, None)
+        self._count = state
 
     def locked(self) -> bool:
         return bool(self._inner._get_value() == 0)
@@ -240,8 +312,18 @@ def _waiting(obj: Any) -> tuple[int, Any]:
     return sum(counts.values()), MappingProxyType(counts)
 
 
+_VALUE_SLOT: Any = Semaphore.__dict__["_value"]
+
+
 class _SharedSemaphoreBase:
-    """The promoted form of a semaphore: permits live in one named semaphore."""
+    """The promoted form of a semaphore: permits live in one named semaphore.
+
+    Each process's count of permits it took and has not given back is recorded beside it
+    (see ``_robust``). When a strand finds no permit free and a process that died still
+    held some, those permits are given back (never more than the initial value minus the
+    free ones, so a semaphore used to signal never gains permits) and that strand gets
+    :class:`plait.BrokenResourceError` naming the dead pid; later ones proceed as usual.
+    """
 
     __slots__ = ()
     _shared: SharedState
@@ -253,11 +335,29 @@ class _SharedSemaphoreBase:
         if not blocking and timeout is not None:
             raise ValueError("can't specify timeout for non-blocking acquire")
         wait = 0.0 if not blocking or not _will_wait(timeout) else timeout
-        if sem_wait(self._shared, self._shared.sems[0], self, wait):
+        state = self._shared
+        if sem_wait(
+            state, state.sems[0], self, wait, self._check, state.took_permit, state.give_permit
+        ):
             if hooks.active:
                 hooks.acquired(current_strand(), self)
             return True
         return False
+
+    def _check(self) -> bool:
+        return repair_permits(self._shared, "semaphore")
+
+    @property
+    def _value(self) -> int:
+        """The permits free now, in every process (not this process's old copy)."""
+        state = self._shared
+        if state is None:  # (being built by ``_rebuild``)
+            return int(_VALUE_SLOT.__get__(self))
+        return int(state.sems[0]._get_value())
+
+    @_value.setter
+    def _value(self, value: int) -> None:
+        _VALUE_SLOT.__set__(self, value)  # only ever the initial value, while being built
 
     def _try_sync(self, blocking: bool, timeout: float | None) -> Any:
         return MIGRATED
@@ -271,21 +371,22 @@ class _SharedSemaphoreBase:
 
     async def _async_acquire(self, blocking: bool, timeout: float | None) -> bool:
         wait = 0.0 if not blocking or not _will_wait(timeout) else timeout
-        if await bridge(self).wait(wait):
+        state = self._shared
+        gate = bridge(self, check=self._check, took=state.took_permit, untake=state.give_permit)
+        if await gate.wait(wait):
             if hooks.active:
                 hooks.acquired(current_strand(), self)
             return True
         return False
 
     def _add(self, n: int, bounded: bool = False) -> None:
-        sem = self._shared.sems[0]
-        if bounded and sem._get_value() + n > self._initial:
+        state = self._shared
+        if bounded and state.sems[0]._get_value() + n > self._initial:
             raise ValueError("Semaphore released too many times")
-        for _ in range(n):
-            try:
-                sem.release()
-            except ValueError:
-                raise ValueError("Semaphore released too many times") from None
+        try:
+            state.give_permits(n)
+        except ValueError:
+            raise ValueError("Semaphore released too many times") from None
 
     def _give_back(self, _value: object) -> None:
         self._add(1)
@@ -305,6 +406,10 @@ class _SharedSemaphoreBase:
             waiting_by_kind=by_kind,
         )
 
+    def __repr__(self) -> str:
+        value = int(self._shared.sems[0]._get_value())
+        return f"<plait.{type(self).__name__} at {id(self):#x}: value={value}, shared>"
+
     def __reduce__(self) -> tuple[Any, ...]:
         kind = "bsem" if isinstance(self, BoundedSemaphore) else "sem"
         return (_rebuild, (kind, self._shared.prefix, self._initial))
@@ -323,33 +428,52 @@ class SharedBoundedSemaphore(_SharedSemaphoreBase, BoundedSemaphore):
 
 
 class SharedEvent(Event):
-    """A promoted :class:`plait.Event`: flag and generation in named semaphores."""
+    """A promoted :class:`plait.Event`: flag and generation in named semaphores.
+
+    ``set``/``clear`` change them under a shared mutex whose holder is recorded: a
+    process that died inside one is repaired silently (its change was one step).
+    """
 
     __slots__ = ()
 
     def is_set(self) -> bool:
         return bool(self._shared.sems[1]._get_value() == 1)
 
+    def _lock_mutex(self) -> None:
+        state = self._shared
+        sem_wait(state, state.sems[0], self, None, self._repair, state.took_mutex)
+
+    def _repair(self) -> bool:
+        return repair_owner(self._shared, "event", report=False)
+
     def set(self) -> None:
-        mutex, flag, gen = self._shared.sems
-        mutex.acquire()
+        _mutex, flag, gen = self._shared.sems
+        safepoint.enter()  # (the mutex is taken inside: no cancellation lands in between)
         try:
-            if flag._get_value() == 0:
-                flag.release()
-                if gen._get_value() >= SEM_MAX - 1:
-                    gen.acquire(False)  # keep the counter changing without overflow
-                    gen.acquire(False)
-                gen.release()
+            self._lock_mutex()
+            try:
+                if flag._get_value() == 0:
+                    flag.release()
+                    if gen._get_value() >= SEM_MAX - 1:
+                        gen.acquire(False)  # keep the counter changing without overflow
+                        gen.acquire(False)
+                    gen.release()
+            finally:
+                self._shared.give_mutex()
         finally:
-            mutex.release()
+            safepoint.leave()
 
     def clear(self) -> None:
-        mutex, flag, _gen = self._shared.sems
-        mutex.acquire()
+        _mutex, flag, _gen = self._shared.sems
+        safepoint.enter()
         try:
-            flag.acquire(False)
+            self._lock_mutex()
+            try:
+                flag.acquire(False)
+            finally:
+                self._shared.give_mutex()
         finally:
-            mutex.release()
+            safepoint.leave()
 
     def _signalled(self, gen0: int) -> bool:
         _mutex, flag, gen = self._shared.sems
@@ -430,18 +554,24 @@ def promote(obj: Any) -> SharedState:
             # A local holder keeps holding: the semaphore starts taken and its release
             # (through either class: ``_inner`` is swapped too) frees it.
             free = obj._inner.acquire(False)  # if free, the old lock stays taken for good
-            state = SharedState.create("lk", [(1 if free else 0, 1)])
+            state = SharedState.create("mutex", [(1 if free else 0, 1)])
+            if not free:  # held here: this process is its recorded holder
+                state.took_mutex()
             obj._owed = not free  # a release in flight on the old lock must pay it here
             obj._inner = state.sems[0]
             new_cls: type = SharedLock if isinstance(obj, Lock) else SharedRLock
         elif isinstance(obj, Semaphore):
             bounded = isinstance(obj, BoundedSemaphore)
             maxvalue = obj._initial if bounded else SEM_MAX
-            state = SharedState.create("sm", [(obj._value, max(maxvalue, 1))])
+            state = SharedState.create("permits", [(obj._value, max(maxvalue, 1))])
+            state.initial = obj._initial
+            out = obj._initial - obj._value
+            if out > 0:  # permits held by strands of this process
+                state.record.add(state.record.slot(), out)
             new_cls = SharedBoundedSemaphore if bounded else SharedSemaphore
         elif isinstance(obj, Event):
             flag = 1 if obj._flag else 0
-            state = SharedState.create("ev", [(1, 1), (flag, 1), (0, SEM_MAX)])
+            state = SharedState.create("mutex", [(1, 1), (flag, 1), (0, SEM_MAX)])
             new_cls = SharedEvent
         else:  # pragma: no cover - callers only promote the kinds above
             raise TypeError(f"cannot share {obj!r} with another process")
@@ -462,23 +592,24 @@ def _rebuild(kind: str, prefix: str, initial: int = 0) -> Any:
         if obj is not None:
             return obj
     if kind == "lock":
-        state = SharedState.open(prefix, [1], "plait.Lock")
+        state = SharedState.open(prefix, [1], "plait.Lock", "mutex")
         obj = Lock.__new__(SharedLock)
         Lock.__init__(obj)
         obj._inner = state.sems[0]
     elif kind == "rlock":
-        state = SharedState.open(prefix, [1], "plait.RLock")
+        state = SharedState.open(prefix, [1], "plait.RLock", "mutex")
         obj = RLock.__new__(SharedRLock)
         RLock.__init__(obj)
         obj._inner = state.sems[0]
     elif kind in ("sem", "bsem"):
         maxvalue = max(initial, 1) if kind == "bsem" else SEM_MAX
-        state = SharedState.open(prefix, [maxvalue], "plait.Semaphore")
+        state = SharedState.open(prefix, [maxvalue], "plait.Semaphore", "permits")
+        state.initial = initial
         cls: Any = SharedBoundedSemaphore if kind == "bsem" else SharedSemaphore
         obj = Semaphore.__new__(cls)
         Semaphore.__init__(obj, initial)
     else:
-        state = SharedState.open(prefix, [1, 1, SEM_MAX], "plait.Event")
+        state = SharedState.open(prefix, [1, 1, SEM_MAX], "plait.Event", "mutex")
         obj = Event.__new__(SharedEvent)
         Event.__init__(obj)
     obj._shared = state

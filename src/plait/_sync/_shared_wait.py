@@ -158,7 +158,7 @@ def promote_condition(cond: Condition) -> tuple[Any, ...]:
     woken = []
     with cond._mutex:
         if cond._shared is None:
-            state = SharedState.create("cv", [(0, SEM_MAX), (0, SEM_MAX), (0, SEM_MAX)])
+            state = SharedState.create("waiters", [(0, SEM_MAX), (0, SEM_MAX), (0, SEM_MAX)])
             cond._shared = state
             cond.__class__ = SharedCondition
             # Local waiters wake up (a spurious wake-up, which wait_for absorbs) and
@@ -176,7 +176,7 @@ def _rebuild_condition(lock: Any, prefix: str) -> Any:
         obj = _known.get(prefix)
         if obj is not None:
             return obj
-    state = SharedState.open(prefix, [SEM_MAX, SEM_MAX, SEM_MAX], "plait.Condition")
+    state = SharedState.open(prefix, [SEM_MAX, SEM_MAX, SEM_MAX], "plait.Condition", "waiters")
     cond = SharedCondition.__new__(SharedCondition)
     Condition.__init__(cond, lock)
     cond._shared = state
@@ -237,7 +237,7 @@ def promote_barrier(barrier: Barrier) -> tuple[Any, ...]:
         with barrier._cond:
             if barrier._shared is None:
                 count, phase = barrier._count, barrier._state
-                state = SharedState.create("br", [(count, SEM_MAX), (phase + 2, 3)])
+                state = SharedState.create("", [(count, SEM_MAX), (phase + 2, 3)])
                 barrier.__dict__.pop("_count", None)
                 barrier.__dict__.pop("_state", None)
                 barrier._shared = state
@@ -255,7 +255,7 @@ def _rebuild_barrier(
         obj = _known.get(prefix)
         if obj is not None:
             return obj
-    state = SharedState.open(prefix, [SEM_MAX, 3], "plait.Barrier")
+    state = SharedState.open(prefix, [SEM_MAX, 3], "plait.Barrier", "")
     barrier = SharedBarrier.__new__(SharedBarrier)
     barrier.__dict__.update(
         _cond=cond, _parties=parties, _action=action, _timeout=timeout, _shared=state
