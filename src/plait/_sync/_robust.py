@@ -7,6 +7,7 @@ owner-tagged scheme), a page of 64-bit words::
 
     word 0        the owner of the primitive's mutex unit: a Lock's or RLock's holder, an
                   Event's internal mutex (0: nobody, or a moment of hand-over)
+    word 1        how many slots were ever registered (scans stop there)
     words 2, 3..  one slot per process: [tag, count] -- for a Semaphore the permits this
                   process took and has not given back, for a Condition its strands that
                   wait now
@@ -138,7 +139,10 @@ class Record:
         words = self.words
         found = -1
         with self.claim():
+            used = int(words[1])
             for i in range(_NSLOTS):
+                if i > used:
+                    break
                 at = _SLOTS_AT + 2 * i
                 held = words[at]
                 if held == tag:
@@ -151,6 +155,8 @@ class Record:
                 if words[at] != tag:
                     words[at + 1] = 0
                     words[at] = tag
+                if found >= used:
+                    words[1] = found + 1
         self._slot, self._slot_pid = found, pid
         return found
 
@@ -171,19 +177,19 @@ class Record:
         """``(slot, tag, count)`` of every slot with a positive count whose process died."""
         words = self.words
         found = []
-        for i in range(_NSLOTS):
+        for i in range(int(words[1])):
             at = _SLOTS_AT + 2 * i
             tag = words[at]
             if tag and words[at + 1] > 0 and not tag_alive(tag):
                 found.append((i, int(tag), int(words[at + 1])))
         return found
 
-    def live_pids_waiting(self) -> list[int]:
-        """Pids of slots with a positive count (a cheap pre-check list)."""
+    def pids_counted(self) -> list[int]:
+        """Pids of the slots with a positive count."""
         words = self.words
         return [
             int(words[_SLOTS_AT + 2 * i]) & _PID_MASK
-            for i in range(_NSLOTS)
+            for i in range(int(words[1]))
             if words[_SLOTS_AT + 2 * i] and words[_SLOTS_AT + 2 * i + 1] > 0
         ]
 

@@ -186,9 +186,12 @@ class SharedLock(Lock):
 
 
 def _restore(lock: Any, me: Any) -> None:
-    """Re-take a shared lock after a condition wait, whatever happens: a dead holder is
-    repaired silently first, and reported once the lock is ours again (so the caller's
-    ``with`` block releases it on the way out)."""
+    """Re-take a shared lock after a condition wait, whatever happens.
+
+    A cancellation that comes meanwhile waits until the lock is ours again (the caller's
+    ``with`` block then releases it on the way out); a dead holder is repaired silently
+    first, and reported once the lock is ours.
+    """
     dead: list[bool] = []
 
     def check() -> bool:
@@ -198,9 +201,13 @@ def _restore(lock: Any, me: Any) -> None:
         return bool(repaired)
 
     state: SharedState = lock._shared
-    while not sem_wait(state, lock._inner, lock, None, check, state.took_mutex, state.give_mutex):
-        pass
-    lock._took_restored(me)
+    safepoint.enter()
+    try:
+        while not sem_wait(state, lock._inner, lock, None, check, state.took_mutex):
+            pass
+        lock._took_restored(me)
+    finally:
+        safepoint.leave()
     if dead:
         raise BrokenResourceError(
             "the shared lock of this condition was held by a process that died holding "

@@ -64,6 +64,7 @@ __all__ = [
     "let_go_of_mine",
     "repair_owner",
     "repair_permits",
+    "retire_waiters",
     "sem_wait",
     "sweep",
     "take",
@@ -233,7 +234,7 @@ class SharedState:
             waiting = record.count(slot)
             if waiting > 0:
                 record.add(slot, -waiting)
-                _retire_waiters(self, waiting)
+                retire_waiters(self, waiting)
 
 
 def let_go_of_mine() -> None:
@@ -263,7 +264,7 @@ def _give_back_permits(state: SharedState, n: int) -> int:
     return given
 
 
-def _retire_waiters(state: SharedState, n: int) -> int:
+def retire_waiters(state: SharedState, n: int) -> int:
     """Take ``n`` dead waiters out of a condition's counts: their announcements first, then
     wakes posted for them; return how many wakes were taken back."""
     sleepers, wake, _acks = state.sems
