@@ -171,3 +171,11 @@ def wait_on_condition(cond: Any, waiting: Any) -> None:
 
 def kill(pid: int) -> None:
     os.kill(pid, signal.SIGKILL)
+
+
+def notify_then_hold(cond: Any, held: Any) -> None:
+    """Take the condition's lock, notify its waiter, and keep the lock until killed."""
+    cond.acquire()
+    cond.notify_all()
+    held.set()
+    time.sleep(60)
