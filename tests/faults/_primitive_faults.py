@@ -135,10 +135,11 @@ def survivors_check(kind: str, obj: Any, timeout: float = 5.0) -> str | None:
         if not ended:
             return "reset() hung"
         results: list[Any] = []
-        threads = [
-            threading.Thread(target=lambda: results.append(in_thread(lambda: obj.wait(timeout), timeout + 1)))
-            for _ in range(2)
-        ]
+
+        def party() -> None:
+            results.append(in_thread(lambda: obj.wait(timeout), timeout + 1))
+
+        threads = [threading.Thread(target=party) for _ in range(2)]
         for t in threads:
             t.start()
         for t in threads:

@@ -17,6 +17,7 @@ from typing import Any
 
 from plait._core import WaitQueue, checkpoint, current_strand, hooks, safepoint
 from plait._errors import BrokenResourceError
+from plait._sync import _robust
 from plait._sync._common import MIGRATED, READY, check_lock_args, waiting_by_kind
 from plait._sync._event import Event
 from plait._sync._lock import Lock
@@ -31,6 +32,7 @@ from plait._sync._xproc import (
     SEM_MAX,
     SharedState,
     bridge,
+    defer_in,
     repair_owner,
     repair_permits,
     sem_wait,
@@ -75,7 +77,7 @@ class SharedLock(Lock):
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         if blocking is True and timeout == -1:
-            return self._acquire_slow(current_strand(), None)
+            return self.__enter__()
         return self._acquire_slow(current_strand(), check_lock_args(blocking, timeout))
 
     def _acquire_slow(self, me: Any, wait: float | None) -> bool:
@@ -99,8 +101,12 @@ class SharedLock(Lock):
     def release(self) -> None:
         if hooks.active:
             hooks.released(current_strand(), self)
+        # Un-record, then free. No critical section is needed here: the interpreter runs
+        # a signal handler only after a call returns (or at a function's start, or a
+        # loop's jump back), and there is no call between the store and the release.
+        self._shared.record.words[0] = 0
         try:
-            self._shared.give_mutex()
+            self._inner.release()
         except ValueError:
             raise RuntimeError("release unlocked lock") from None
 
@@ -111,6 +117,15 @@ class SharedLock(Lock):
         pass  # a release that began before promotion freed the semaphore already
 
     def __enter__(self) -> bool:
+        # The uncontended path. Its one unsafe moment -- taken, not yet recorded -- needs
+        # no critical section: a SIGTERM handled while this frame runs waits until it
+        # returns (see ``_xproc.defers``); at worst the cancellation lands in the caller
+        # holding a lock recorded as this process's, which ``let_go_of_mine`` frees.
+        if self._inner.acquire(False):
+            self._shared.record.words[0] = _robust.TAG
+            if hooks.active:
+                hooks.acquired(current_strand(), self)
+            return True
         return self._acquire_slow(current_strand(), None)
 
     def __exit__(
@@ -119,7 +134,13 @@ class SharedLock(Lock):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.release()
+        if hooks.active:
+            hooks.released(current_strand(), self)
+        self._shared.record.words[0] = 0  # (see release)
+        try:
+            self._inner.release()
+        except ValueError:
+            raise RuntimeError("release unlocked lock") from None
 
     def async_acquire(
         self, blocking: bool = True, timeout: float = -1
@@ -307,6 +328,10 @@ class SharedRLock(RLock):
             f"<{state} plait.RLock object owner={self._owner!r} count={self._count} "
             f"shared={self._shared.prefix!r} at {id(self):#x}>"
         )
+
+
+# SharedLock.__enter__'s one unsafe moment is closed by deferring a SIGTERM handled there
+defer_in(SharedLock.__enter__)
 
 
 def _waiting(obj: Any) -> tuple[int, Any]:

@@ -19,7 +19,14 @@ from plait._sync._common import MIGRATED
 from plait._sync._condition import Condition
 from plait._sync._shared import _known, _known_lock, _waiting, promote
 from plait._sync._stats import ConditionStatistics
-from plait._sync._xproc import SEM_MAX, SharedState, bridge, retire_waiters, sem_wait
+from plait._sync._xproc import (
+    SEM_MAX,
+    SharedState,
+    bridge,
+    defer_in,
+    retire_waiters,
+    sem_wait,
+)
 
 __all__ = ["SharedBarrier", "SharedCondition", "promote_barrier", "promote_condition"]
 
@@ -334,3 +341,17 @@ def _rebuild_barrier(
             return known
         _known[prefix] = barrier
     return barrier
+
+
+# A process strand's cancellation (SIGTERM) waits until these return: each changes shared
+# counts in several steps (and a ``finally`` calls some, where a critical section could
+# only start after the cancellation had landed).
+for _fn in (
+    Barrier._arrive,
+    Barrier._leave,
+    Barrier._trip,
+    Barrier._break,
+    SharedCondition._withdraw,
+    _set_value,
+):
+    defer_in(_fn)

@@ -49,6 +49,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
+from types import CodeType, FrameType
 from typing import Any
 
 from plait._core import async_park, checkpoint, current_strand, hooks, safepoint
@@ -61,6 +62,8 @@ __all__ = [
     "SEM_MAX",
     "SharedState",
     "bridge",
+    "defer_in",
+    "defers",
     "let_go_of_mine",
     "repair_owner",
     "repair_permits",
@@ -79,6 +82,29 @@ SHM_DIR = shm.SHM_DIR
 #: Every shared state opened in this process (for :func:`let_go_of_mine`).
 _states: weakref.WeakSet[SharedState] = weakref.WeakSet()
 _swept = False
+
+
+#: Code of plait functions whose frame a SIGTERM must not interrupt (see :func:`defers`).
+_DEFER_IN: set[CodeType] = set()
+
+
+def defer_in(fn: Callable[..., Any]) -> None:
+    """Mark ``fn`` as a function a signal-raised cancellation waits out (a hot path whose
+    one unsafe moment is too short for a critical section's cost)."""
+    _DEFER_IN.add(fn.__code__)
+
+
+def defers(frame: FrameType | None) -> bool:
+    """Whether a SIGTERM handled with ``frame`` running (or one it called) must wait.
+
+    A signal handler runs between two bytecodes of the interrupted frame; the handler
+    then sends the signal again a moment later, when that frame has returned.
+    """
+    while frame is not None:
+        if frame.f_code in _DEFER_IN:
+            return True
+        frame = frame.f_back
+    return False
 
 
 def sweep() -> None:
