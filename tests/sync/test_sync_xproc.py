@@ -460,3 +460,84 @@ def test_barrier_across_processes(ctx: Any) -> None:
     assert barrier.broken
     barrier.reset()
     assert not barrier.broken
+
+
+class _ParkRecorder:
+    """Park and unpark events of one object, with the strand's state as the hook saw it."""
+
+    def __init__(self, on: object) -> None:
+        import threading
+
+        from plait._core import Instrument
+
+        recorder = self
+        self.events: list[tuple[str, str, str]] = []
+        lock = threading.Lock()
+
+        class _Instrument(Instrument):
+            def strand_parked(self, strand: Any, on_: object) -> None:
+                if on_ is on:
+                    with lock:
+                        recorder.events.append(("parked", strand.state, ""))
+
+            def strand_unparked(self, strand: Any, on_: object, outcome: str) -> None:
+                if on_ is on:
+                    with lock:
+                        recorder.events.append(("unparked", strand.state, outcome))
+
+        self.instrument = _Instrument()
+
+
+@pytest.mark.parametrize("outcome", ["woken", "timeout"])
+def test_shared_event_wait_parks_through_the_kernel(outcome: str) -> None:
+    """A wait on a shared event is a kernel park: one park and one unpark event carrying
+    the event, the strand parked on it meanwhile (no strand marked by hand)."""
+    import threading
+
+    from plait._core import add_instrument, remove_instrument
+    from plait.testing import wait_parked
+
+    event = ps.Event()
+    pickle.dumps(event)  # shared
+    rec = _ParkRecorder(event)
+    add_instrument(rec.instrument)
+    try:
+        result: list[bool] = []
+        strand_seen: list[Any] = []
+
+        def waiter() -> None:
+            from plait._core import current_strand
+
+            strand_seen.append(current_strand())
+            result.append(event.wait(30 if outcome == "woken" else 0.1))
+
+        thread = threading.Thread(target=waiter)
+        thread.start()
+        if outcome == "woken":
+            wait_parked(on=event, count=1)
+            assert strand_seen[0].state == "parked" and strand_seen[0].parked_on is event
+            event.set()
+        thread.join(30)
+    finally:
+        remove_instrument(rec.instrument)
+    assert result == [outcome == "woken"]
+    assert rec.events == [("parked", "parked", ""), ("unparked", "running", outcome)]
+    assert strand_seen[0].parked_on is None
+
+    async def main() -> bool:
+        return await event.async_wait(5)
+
+    add_instrument(rec.instrument)
+    rec.events.clear()
+    try:
+        if outcome == "woken":
+            event.clear()
+            threading.Timer(0.05, event.set).start()
+            assert asyncio.run(main()) is True
+        else:
+            event.clear()
+            assert asyncio.run(asyncio.wait_for(event.async_wait(0.1), 5)) is False
+    finally:
+        remove_instrument(rec.instrument)
+    assert [e[0] for e in rec.events] == ["parked", "unparked"]
+    assert rec.events[1][2] == outcome

@@ -7,7 +7,6 @@ is built as one when a process unpickles it. Condition and Barrier are in ``_sha
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 import weakref
@@ -15,7 +14,15 @@ from collections.abc import Awaitable, Coroutine
 from types import MappingProxyType, TracebackType
 from typing import Any
 
-from plait._core import WaitQueue, checkpoint, current_strand, hooks, safepoint
+from plait._core import (
+    WOKEN,
+    WaitQueue,
+    async_park,
+    current_strand,
+    hooks,
+    park,
+    safepoint,
+)
 from plait._errors import BrokenResourceError
 from plait._sync import _robust
 from plait._sync._common import MIGRATED, READY, check_lock_args, waiting_by_kind
@@ -382,7 +389,7 @@ class _SharedSemaphoreBase:
     @property
     def _value(self) -> int:
         """The permits free now, in every process (not this process's old copy)."""
-        state = self._shared
+        state: SharedState | None = getattr(self, "_shared", None)
         if state is None:  # (being built by ``_rebuild``)
             return int(_VALUE_SLOT.__get__(self))
         return int(state.sems[0]._get_value())
@@ -511,29 +518,21 @@ class SharedEvent(Event):
         _mutex, flag, gen = self._shared.sems
         return bool(flag._get_value() == 1 or gen._get_value() != gen0)
 
+    # Waiting: a strand parks through the kernel (``park``/``async_park``: its state and
+    # the park/unpark hooks are the kernel's business) in the event's local queue, its
+    # generation noted; one watcher thread per process polls the shared flag while anyone
+    # waits and wakes each waiter that the flag or a newer generation concerns.
+
     def wait(self, timeout: float | None = None) -> bool:
         gen0 = self._shared.sems[2]._get_value()
         if self._signalled(gen0):
             return True
         if timeout is not None and not timeout > 0:
             return False
-        deadline = None if timeout is None else _monotonic() + timeout
-        strand = current_strand()
-        strand.state, strand.parked_on = "parked", self
-        self._shared.enter(strand)
-        pause = _POLL_MIN
-        try:
-            while not self._signalled(gen0):
-                if strand.cancel_scopes:
-                    checkpoint()
-                if deadline is not None and _monotonic() >= deadline:
-                    return False
-                time.sleep(pause)
-                pause = min(pause * 2, _POLL_MAX)
-            return True
-        finally:
-            strand.state, strand.parked_on = "running", None
-            self._shared.leave(strand)
+        with self._mutex:
+            waiter = self._queue.enqueue_current(self, gen0)
+            self._watch()
+        return bool(park(waiter, timeout)) or self._signalled(gen0)
 
     def async_wait(self, timeout: float | None = None) -> Coroutine[Any, Any, bool]:
         return self._async_wait(timeout)
@@ -544,21 +543,41 @@ class SharedEvent(Event):
             return True
         if timeout is not None and not timeout > 0:
             return False
-        deadline = None if timeout is None else _monotonic() + timeout
-        strand = current_strand()
-        strand.state, strand.parked_on = "parked", self
-        self._shared.enter(strand)
+        with self._mutex:
+            waiter = self._queue.async_enqueue_current(self, gen0)
+            self._watch()
+        return bool(await async_park(waiter, timeout)) or self._signalled(gen0)
+
+    def _watch(self) -> None:
+        """Start this process's watcher if it is not running (call with the mutex held)."""
+        state = self._shared
+        if not state.watching:
+            state.watching = True
+            threading.Thread(
+                target=self._watcher, name=f"plait-event-{state.prefix}", daemon=True
+            ).start()
+
+    def _watcher(self) -> None:
+        state = self._shared
+        _mutex, flag, gen = state.sems
         pause = _POLL_MIN
-        try:
-            while not self._signalled(gen0):
-                if deadline is not None and _monotonic() >= deadline:
-                    return False
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, _POLL_MAX)
-            return True
-        finally:
-            strand.state, strand.parked_on = "running", None
-            self._shared.leave(strand)
+        while True:
+            is_set = flag._get_value() == 1
+            now = gen._get_value()
+            woken = []
+            with self._mutex:
+                for waiter in list(self._queue):
+                    if is_set or waiter.data != now:
+                        self._queue.remove(waiter, WOKEN)
+                        woken.append(waiter)
+                if not self._queue:
+                    state.watching = False
+            for waiter in woken:
+                waiter.wake()
+            if not state.watching:
+                return
+            pause = _POLL_MIN if woken else min(pause * 2, _POLL_MAX)
+            time.sleep(pause)
 
     def statistics(self) -> EventStatistics:
         waiting, by_kind = _waiting(self)

@@ -19,27 +19,39 @@ state. Every process then uses the same semaphores::
 
 How each strand kind waits on a shared primitive:
 
-* a thread blocks in ``sem_wait`` itself (slices of 50 ms when a cancel scope is open, so
-  cancellation still reaches it);
+* a thread blocks in ``sem_wait`` itself, in slices of 50 ms: between two it sees its
+  cancel scopes and looks for a dead holder (see below);
 * coroutines never block their loop: one helper thread per shared primitive per process
   takes units for them and hands each one over through the primitive's local wait queue
   (FIFO); a coroutine cancelled after the hand-off gives its unit back;
 * ``Event`` waiters poll the flag and the generation counter with a short backoff
   (50 µs doubling to 5 ms), which also makes a set-then-clear visible as a wake-up.
 
-Lifetime: the promoting process ("home") owns the names (``sem.plait_sync_<kind>_<pid>_…``,
-its pid written in). It unlinks them when the object is collected or the process exits.
-If the home is killed, any other participant that lets go of the object removes them, a
-later promotion anywhere sweeps names whose home pid is gone, and multiprocessing's
-resource tracker (they are registered there) removes them when the process family ends.
-A process that already opened
-a semaphore keeps using it after the name is gone (POSIX keeps it alive while open); a
-process that unpickles it *after* that gets :class:`plait.BrokenResourceError`, never a
-hang. ``CapacityLimiter`` does not cross processes (its borrowers are objects of one
-process): pickling one raises ``TypeError`` at that call.
+Robustness. A process strand is cancelled by SIGTERM; every take of a unit and the
+bookkeeping that goes with it (an owner word, a permit count, a condition's announcement)
+happens inside a critical section (``_core.safepoint``), or in a frame that the SIGTERM
+handler waits out (:func:`defer_in`: the uncontended shared ``with lock``, whose section
+would cost more than the lock), so a cancellation never lands between a take and its
+record; a process that ends cancelled gives back whatever is still recorded as its own
+(:func:`let_go_of_mine`). Who holds what is recorded in the anchor segment (``_robust``):
+a waiter that finds the holder dead (SIGKILL) takes its unit over, frees it and raises
+:class:`plait.BrokenResourceError` naming the pid (:func:`repair_owner`,
+:func:`repair_permits`); an Event's internal mutex is repaired silently.
+
+Names and lifetime follow ``plait._ipc.shm``'s one owner-tagged scheme, as a shared queue's
+do: ``plait_sync_<family>_<pid>_<start>_<hex>_`` + ``0``, ``1``, ... for the semaphores
+(``/dev/shm/sem.…``) and + ``ring`` for the anchor segment (one page: the owner records),
+which every process using the object holds. The last process that lets go of the object
+(it is collected, or the process exits) removes every name; if every holder was killed,
+the next promotion or exit of any plait process sweeps them (``shm.sweep_dead``). A
+process that unpickles the object after its names are gone gets
+:class:`plait.BrokenResourceError`, never a hang. ``CapacityLimiter`` does not cross
+processes (its borrowers are objects of one process): pickling one raises ``TypeError``
+at that call.
 
 The shared classes themselves, and promotion, are in ``_shared``; this module is the
-backend they stand on (names, lifetime, how each strand kind waits on a semaphore).
+backend they stand on (names, lifetime, owner records, how each strand kind waits on a
+semaphore).
 """
 
 from __future__ import annotations
@@ -132,6 +144,7 @@ class SharedState:
         "record",
         "role",
         "sems",
+        "watching",
     )
 
     def __init__(self, prefix: str, sems: list[Any], anchor: shm.Segment, role: str) -> None:
@@ -142,6 +155,7 @@ class SharedState:
         self.role = role
         self.initial = 0
         self.bridge: _Bridge | None = None
+        self.watching = False  # an Event's watcher thread runs in this process
         # strands of this process blocked here (set.add/discard are single steps under the
         # GIL: no lock, so a strand that just took a contended semaphore holds it no longer
         # than needed before its critical section runs)
