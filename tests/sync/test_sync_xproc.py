@@ -25,14 +25,15 @@ SHM = Path("/dev/shm")
 def _sems(everyone: bool = False) -> set[str]:
     """Named semaphores of shared primitives whose home is this test process.
 
-    Names carry their home pid (``sem.plait_sync_<kind>_<pid>_...``), so another test run
-    on the same machine at the same time never shows up here; ``everyone`` lists all.
+    Names carry their home pid (``[sem.]plait_sync_<family>_<pid>_...``: the semaphores
+    and the anchor segment), so another test run on the same machine at the same time
+    never shows up here; ``everyone`` lists all.
     """
     mine = f"_{os.getpid()}_"
     return {
         p.name
         for p in SHM.iterdir()
-        if p.name.startswith("sem.plait_sync_") and (everyone or mine in p.name)
+        if p.name.startswith(("sem.plait_sync_", "plait_sync_")) and (everyone or mine in p.name)
     }
 
 
@@ -541,3 +542,35 @@ def test_shared_event_wait_parks_through_the_kernel(outcome: str) -> None:
         remove_instrument(rec.instrument)
     assert [e[0] for e in rec.events] == ["parked", "unparked"]
     assert rec.events[1][2] == outcome
+
+
+@pytest.mark.parametrize("kind", ["Lock", "Semaphore", "Event", "Condition"])
+def test_shared_waits_honour_cancel_scopes(ctx: Any, kind: str) -> None:
+    """A thread waiting on a shared object leaves at its scope's deadline."""
+    import plait
+
+    obj: Any = {"Lock": ps.Lock, "Semaphore": lambda: ps.Semaphore(0), "Event": ps.Event}.get(
+        kind, lambda: ps.Condition(ps.Lock())
+    )()
+    held, go = ps.Event(), ps.Event()
+    p = None
+    if kind == "Lock":
+        p = _run(ctx, kids.hold_until, obj, held, go)
+        assert held.wait(30)
+    else:
+        pickle.dumps(obj)
+    start = time.monotonic()
+    with plait.move_on_after(0.2) as scope:
+        if kind == "Condition":
+            with obj:
+                obj.wait(20)
+        elif kind == "Event":
+            obj.wait(20)
+        else:
+            obj.acquire(timeout=20)
+    elapsed = time.monotonic() - start
+    go.set()
+    if p is not None:
+        _join_ok(p)
+    assert scope.cancelled_caught
+    assert elapsed < 2.0, elapsed
