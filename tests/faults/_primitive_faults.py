@@ -180,3 +180,21 @@ def notify_then_hold(cond: Any, held: Any) -> None:
     cond.notify_all()
     held.set()
     time.sleep(60)
+
+
+def block_on(kind: str, obj: Any, started: Any) -> None:
+    """Block on ``obj`` (held or unset elsewhere) until cancelled."""
+    with started.get_lock():
+        started.value += 1
+    if kind == "with":
+        with obj:
+            pass
+    elif kind == "acquire":
+        obj.acquire()
+    elif kind == "Event":
+        obj.wait()
+    elif kind == "Condition":
+        with obj:
+            obj.wait()
+    elif kind == "Barrier":
+        obj.wait()

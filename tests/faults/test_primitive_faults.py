@@ -255,3 +255,38 @@ def test_shared_semaphore_value_is_read_from_the_shared_state() -> None:
     finally:
         pf.kill(child.pid)
         child.join(30)
+
+
+# -- a strand blocked on a shared object is still cancelled at once ------------------------
+
+
+@pytest.mark.parametrize("how", ["with", "acquire", "Event", "Condition", "Barrier"])
+def test_blocked_process_strand_is_cancelled_promptly(how: str) -> None:
+    """Deferring a cancellation past plait's own short steps never defers it past a wait."""
+    ctx = get_context()
+    obj: Any = {"Event": plait.Event, "Condition": lambda: plait.Condition(plait.Lock())}.get(
+        how, plait.Lock
+    )()
+    if how == "Barrier":
+        obj = plait.Barrier(2)
+    started = ctx.Value("i", 0)
+    holding = how in ("with", "acquire")
+    if holding:
+        obj.acquire()
+    try:
+        with plait.TaskGroup(grace=20) as tg:
+            task = tg.spawn(pf.block_on, how, obj, started, on="process")
+            deadline = time.monotonic() + 30
+            while started.value < 1:
+                assert time.monotonic() < deadline
+                time.sleep(0.002)
+            time.sleep(0.3)  # (it blocks in the shared wait by now; nothing to observe here)
+            start = time.monotonic()
+            tg.cancel()
+        elapsed = time.monotonic() - start
+    finally:
+        if holding:
+            obj.release()
+    assert task.cancelled()
+    assert elapsed < 3.0, f"the cancellation took {elapsed:.1f} s (the grace is 20 s)"
+    assert pf.survivors_check(how if how in pf.KINDS else "Lock", obj) is None

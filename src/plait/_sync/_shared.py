@@ -83,9 +83,13 @@ class SharedLock(Lock):
     # local fast path when the lock was promoted takes and frees the shared lock itself.
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        if blocking is True and timeout == -1:
-            return self.__enter__()
-        return self._acquire_slow(current_strand(), check_lock_args(blocking, timeout))
+        if blocking is True and timeout == -1 and self._inner.acquire(False):
+            self._shared.record.words[0] = _robust.TAG  # (as in __enter__)
+            if hooks.active:
+                hooks.acquired(current_strand(), self)
+            return True
+        wait = None if blocking is True and timeout == -1 else check_lock_args(blocking, timeout)
+        return self._acquire_slow(current_strand(), wait)
 
     def _acquire_slow(self, me: Any, wait: float | None) -> bool:
         state: SharedState = self._shared
@@ -339,6 +343,7 @@ class SharedRLock(RLock):
 
 # SharedLock.__enter__'s one unsafe moment is closed by deferring a SIGTERM handled there
 defer_in(SharedLock.__enter__)
+defer_in(SharedLock.acquire)
 
 
 def _waiting(obj: Any) -> tuple[int, Any]:

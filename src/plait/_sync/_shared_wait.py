@@ -345,13 +345,10 @@ def _rebuild_barrier(
 
 # A process strand's cancellation (SIGTERM) waits until these return: each changes shared
 # counts in several steps (and a ``finally`` calls some, where a critical section could
-# only start after the cancellation had landed).
-for _fn in (
-    Barrier._arrive,
-    Barrier._leave,
-    Barrier._trip,
-    Barrier._break,
-    SharedCondition._withdraw,
-    _set_value,
-):
+# only start after the cancellation had landed). ``_leave`` and ``_break`` notify too: a
+# cancellation may not land before the waiters they release are told (a notify ends by
+# itself: at most its ack limit).
+for _fn in (Barrier._arrive, SharedCondition._withdraw, _set_value):
     defer_in(_fn)
+for _fn in (Barrier._leave, Barrier._break):
+    defer_in(_fn, whole_call=True)

@@ -96,24 +96,33 @@ _states: weakref.WeakSet[SharedState] = weakref.WeakSet()
 _swept = False
 
 
-#: Code of plait functions whose frame a SIGTERM must not interrupt (see :func:`defers`).
+#: Code of plait functions that a SIGTERM waits out (see :func:`defers`): while their own
+#: frame runs, or (``_DEFER_CALL``) while anything they called runs.
 _DEFER_IN: set[CodeType] = set()
+_DEFER_CALL: set[CodeType] = set()
 
 
-def defer_in(fn: Callable[..., Any]) -> None:
-    """Mark ``fn`` as a function a signal-raised cancellation waits out (a hot path whose
-    one unsafe moment is too short for a critical section's cost)."""
-    _DEFER_IN.add(fn.__code__)
+def defer_in(fn: Callable[..., Any], *, whole_call: bool = False) -> None:
+    """Mark ``fn`` as code a signal-raised cancellation waits out: a hot path whose one
+    unsafe moment is too short for a critical section's cost, or a multi-step update
+    that a ``finally`` calls (where a critical section could only begin after the
+    cancellation had landed). ``whole_call``: what it calls too (only for calls that end
+    soon by themselves -- never one that waits for a strand that may not come)."""
+    (_DEFER_CALL if whole_call else _DEFER_IN).add(fn.__code__)
 
 
 def defers(frame: FrameType | None) -> bool:
-    """Whether a SIGTERM handled with ``frame`` running (or one it called) must wait.
+    """Whether a SIGTERM handled with ``frame`` running must wait.
 
     A signal handler runs between two bytecodes of the interrupted frame; the handler
-    then sends the signal again a moment later, when that frame has returned.
+    then sends the signal again a moment later, when that frame (or call) has returned.
     """
+    if frame is None:
+        return False
+    if frame.f_code in _DEFER_IN:
+        return True
     while frame is not None:
-        if frame.f_code in _DEFER_IN:
+        if frame.f_code in _DEFER_CALL:
             return True
         frame = frame.f_back
     return False
