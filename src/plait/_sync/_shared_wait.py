@@ -348,7 +348,8 @@ def _rebuild_barrier(
 # only start after the cancellation had landed). ``_leave`` and ``_break`` notify too: a
 # cancellation may not land before the waiters they release are told (a notify ends by
 # itself: at most its ack limit).
-for _fn in (Barrier._arrive, SharedCondition._withdraw, _set_value):
-    defer_in(_fn)
-for _fn in (Barrier._leave, Barrier._break):
-    defer_in(_fn, whole_call=True)
+defer_in(Barrier._arrive)
+defer_in(SharedCondition._withdraw)
+defer_in(_set_value)
+defer_in(Barrier._leave, whole_call=True)
+defer_in(Barrier._break, whole_call=True)
