@@ -160,6 +160,10 @@ class Record:
         self._slot, self._slot_pid = found, pid
         return found
 
+    def registered_slot(self) -> int:
+        """This process's slot if it registered one, else -1 (never registers)."""
+        return self._slot if self._slot_pid == os.getpid() else -1
+
     def add(self, slot: int, n: int) -> int:
         """Add ``n`` to this process's count in ``slot``; return the new count."""
         if slot < 0:

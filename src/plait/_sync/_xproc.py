@@ -273,13 +273,13 @@ class SharedState:
                 except ValueError:
                     pass
         elif self.role == "permits":
-            slot = record.slot()
+            slot = record.registered_slot()
             held = record.count(slot)
             if held > 0:
                 record.add(slot, -held)
                 _give_back_permits(self, held)
         elif self.role == "waiters":
-            slot = record.slot()
+            slot = record.registered_slot()
             waiting = record.count(slot)
             if waiting > 0:
                 record.add(slot, -waiting)
