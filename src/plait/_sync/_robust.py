@@ -47,6 +47,7 @@ _MASK31 = (1 << 31) - 1
 _PID_MASK = (1 << 32) - 1
 # struct flock (Linux, 64-bit): l_type, l_whence, l_start, l_len, l_pid
 _FLOCK = "hh4xqqi4x"
+_OFD_SETLKW: int | None = getattr(fcntl, "F_OFD_SETLKW", None)
 
 
 def _compute_tag() -> int:
@@ -121,9 +122,12 @@ class Record:
     def claim(self) -> Iterator[None]:
         """Exclusive across processes and threads for a repair or a slot registration."""
         with self._local:
+            if _OFD_SETLKW is None:  # not Linux: repairs race only across processes
+                yield
+                return
             fd = _posixshmem.shm_open("/" + self._name, os.O_RDWR, mode=0o600)
             try:
-                fcntl.fcntl(fd, fcntl.F_OFD_SETLKW, struct.pack(_FLOCK, fcntl.F_WRLCK, 0, 0, 1, 0))
+                fcntl.fcntl(fd, _OFD_SETLKW, struct.pack(_FLOCK, fcntl.F_WRLCK, 0, 0, 1, 0))
                 yield
             finally:
                 os.close(fd)  # (drops the lock: this open file description ends here)
