@@ -32,6 +32,7 @@ import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Coroutine as _CoroutineABC
 from types import TracebackType
 from typing import Any, Generic, Literal, TypeVar
 
@@ -53,6 +54,7 @@ from plait._core import (
     runtime,
     unregister,
 )
+from plait._core.awaitables import describe_callable, refuse_awaitable, returns_awaitable
 from plait._core.strands import (
     _by_task,
     _ids,
@@ -70,6 +72,8 @@ _KINDS = ("async", "thread", "process", "cpu", "green")
 _get_running_loop = asyncio._get_running_loop
 _get_ident = threading.get_ident
 _CO_COROUTINE = inspect.CO_COROUTINE
+# Results that are surely not awaitable: the check after a thread strand skips them cheaply.
+_PLAIN = (int, float, str, bytes, list, tuple, dict, set, bool)
 
 
 async def _probe() -> None:
@@ -529,6 +533,39 @@ _add_done = asyncio.Task.add_done_callback
 _exception = asyncio.Task.exception
 
 
+def _as_coroutine(fn: Callable[..., Any], awaitable: Any) -> Any:
+    """What asyncio can run as a task: ``awaitable`` itself, or a coroutine awaiting it."""
+    if isinstance(awaitable, _CoroutineABC):  # a coroutine, or plait's C QueueOp
+        return awaitable
+    if inspect.isawaitable(awaitable):
+        return _await(awaitable)
+    raise TypeError(
+        f"a coroutine strand needs a callable that returns an awaitable; "
+        f"{describe_callable(fn)} returned {type(awaitable).__name__}: spawn a plain "
+        f"function with on='thread' (or leave out on=)"
+    )
+
+
+async def _await(awaitable: Awaitable[T]) -> T:
+    return await awaitable
+
+
+class _RefuseAwaitable:
+    """A process strand's target: calls ``fn`` and fails if it returned an awaitable."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        result = self.fn(*args, **kwargs)
+        error = refuse_awaitable(self.fn, result, "process")
+        if error is not None:
+            raise error
+        return result
+
+
 async def _run_with_timeout(coro: Awaitable[T], seconds: float, task: Task[T]) -> T:
     scope = CancelScope(deadline=time.monotonic() + seconds, raise_on_timeout=True)
     try:
@@ -633,7 +670,12 @@ class TaskGroup:
         if on == "cpu":
             return "process" if gil_enabled() else "thread"
         if on is None:
-            return "async" if inspect.iscoroutinefunction(fn) else "thread"
+            return "async" if returns_awaitable(fn) else "thread"
+        if on != "async" and returns_awaitable(fn):
+            raise TypeError(
+                f"{describe_callable(fn)} returns an awaitable, which a {on} strand cannot "
+                f"await: leave out on= (or pass on='async') to run it as a coroutine strand"
+            )
         return on  # type: ignore[return-value]
 
     def spawn(
@@ -668,7 +710,9 @@ class TaskGroup:
         )
         if not fast:
             if on is None and flags is not None:  # a plain function, without inspect's help
-                kind: StrandKind = "async" if flags & _CO_COROUTINE else "thread"
+                kind: StrandKind = (
+                    "async" if flags & _CO_COROUTINE or returns_awaitable(fn) else "thread"
+                )
             else:
                 if inspect.iscoroutine(fn):
                     raise TypeError(
@@ -682,16 +726,15 @@ class TaskGroup:
                 timeout = check_timeout(timeout)
             if self._state != "open" or self._aborting:
                 self._refuse()
-            fast = (
-                kind == "async"
-                and timeout is None
-                and _get_ident() == self._loop_ident
-                and inspect.iscoroutinefunction(fn)  # e.g. a partial of one
-            )
+            fast = kind == "async" and timeout is None and _get_ident() == self._loop_ident
         if fast:
             # The coroutine strand is the asyncio task itself. (No name= for asyncio:
-            # setting one costs more than the task.)
-            strand = _CoroStrand(fn(*args), loop=self._loop)
+            # setting one costs more than the task.) A callable that returns an awaitable
+            # (``ev.async_wait``, a partial of an async function) goes this way too.
+            coro = fn(*args)
+            if type(coro) is not _Coroutine:
+                coro = _as_coroutine(fn, coro)
+            strand = _CoroStrand(coro, loop=self._loop)
             strand.parent = self
             if name is not None:
                 strand._name = name
@@ -734,10 +777,8 @@ class TaskGroup:
         loop = self._loop if self._loop is not None else runtime.loop()
         task.loop = loop
         coro = fn(*args)
-        if type(coro) is not _Coroutine and not inspect.isawaitable(coro):
-            raise TypeError(
-                f"on='async' needs a coroutine function; {fn!r} returned {type(coro).__name__}"
-            )
+        if type(coro) is not _Coroutine:
+            coro = _as_coroutine(fn, coro)
         if task._timeout is not None:
             coro = _run_with_timeout(coro, task._timeout, task)
         if _get_running_loop() is loop:
@@ -774,14 +815,22 @@ class TaskGroup:
         root._strand = task
         task._root = root
         task.cancel_scopes = [root]
-        run_in_thread(task, fn, args, {}, contextvars.copy_context(), task._on_thread_done)
+
+        def done(result: Any, error: BaseException | None) -> None:
+            if error is None and result is not None and not isinstance(result, _PLAIN):
+                refused = refuse_awaitable(fn, result, "thread")
+                if refused is not None:
+                    result, error = None, refused
+            task._on_thread_done(result, error)
+
+        run_in_thread(task, fn, args, {}, contextvars.copy_context(), done)
 
     def _start_process(
         self, task: Task[Any], fn: Callable[..., Any], args: tuple[Any, ...]
     ) -> None:
         from plait._processes import start_process_call
 
-        pcall = start_process_call(fn, args, {}, name=task.name)
+        pcall = start_process_call(_RefuseAwaitable(fn), args, {}, name=task.name)
         task._pcall = pcall
         task.pid = pcall.pid
         task.state = "running"
@@ -837,13 +886,27 @@ class TaskGroup:
         if self._body is not None:
             self._body.cancel()
         elif self._parent_task is not None and not self._parent_cancel_requested:
-            self._parent_cancel_requested = True
             loop = self._loop
             assert loop is not None
             if _get_running_loop() is loop:
-                self._parent_task.cancel()
+                self._cancel_parent()
             else:
-                loop.call_soon_threadsafe(self._parent_task.cancel)
+                try:
+                    loop.call_soon_threadsafe(self._cancel_parent)
+                except RuntimeError:  # the loop is closed: nothing left to stop
+                    pass
+
+    def _cancel_parent(self) -> None:
+        """Stop the body (on the group's loop): only while it still runs, and only once.
+
+        Decided here, on the loop's thread, where the body's state changes: a request from
+        a thread strand that arrives after the body reached ``__aexit__`` would otherwise
+        cancel the parent after the group took its cancellation back.
+        """
+        if self._state == "open" and not self._parent_cancel_requested:
+            self._parent_cancel_requested = True
+            assert self._parent_task is not None
+            self._parent_task.cancel()
 
     def _fast_children(self) -> list[Any]:
         """The running coroutine children that are not in _pending (asyncio lists them)."""

@@ -10,6 +10,7 @@ Everything above the kernel uses only what this module exports.
 * :data:`runtime`, :func:`run` -- the background loop and the entry point.
 """
 
+from plait._core.awaitables import returns_awaitable, returns_awaitable_mark
 from plait._core.cancel import (
     CancelScope,
     async_checkpoint,
@@ -88,6 +89,8 @@ __all__ = [
     "register",
     "register_self_strand_type",
     "remove_instrument",
+    "returns_awaitable",
+    "returns_awaitable_mark",
     "run",
     "runtime",
     "sleep",
