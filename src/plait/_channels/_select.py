@@ -87,7 +87,10 @@ from plait._core import (
     hooks,
     new_mutex,
 )
+from plait._core.select import case_of, register_case
 from plait._errors import ClosedError
+from plait._sync._event import Event
+from plait._sync._shared import SharedEvent
 
 __all__ = [
     "Arm",
@@ -516,23 +519,17 @@ class _LevelCase:
 
 
 _CASE_TYPES = frozenset({GetCase, PutCase, FutureCase, _LevelCase, EventCase, SharedEventCase})
-_event_types: Any = None
 
 
-def _event_case(obj: Any) -> SelectCase | None:
-    """The case of a plait ``Event`` (made here: it follows the event's promotion)."""
-    global _event_types
-    if _event_types is None:
-        from plait._sync._event import Event
-        from plait._sync._shared import SharedEvent
+def _event_case(event: Event) -> SelectCase:
+    """A plait ``Event``'s case (it follows the event's promotion to a shared one)."""
+    return SharedEventCase(event) if event._shared is not None else EventCase(event)
 
-        _event_types = (Event, SharedEvent)
-    event, shared = _event_types
-    if isinstance(obj, shared):
-        return SharedEventCase(obj)
-    if isinstance(obj, event):
-        return EventCase(obj)
-    return None
+
+# The event's case is made here, beside select, and found through the kernel's table: the
+# primitives' layer (_sync) never imports the channels' layer.
+register_case(Event, _event_case)
+register_case(SharedEvent, SharedEventCase)
 
 
 def _as_case(obj: Any) -> SelectCase:
@@ -540,11 +537,11 @@ def _as_case(obj: Any) -> SelectCase:
         return obj  # type: ignore[no-any-return]
     if isinstance(obj, SelectCase):
         return obj
+    case: Any = case_of(obj)  # a case made beside select, for a lower layer's type
+    if case is not None:
+        return case  # type: ignore[no-any-return]
     make = getattr(obj, "__select_case__", None)
     if make is not None:
-        case = _event_case(obj)
-        if case is not None:
-            return case
         case = make()
         if not isinstance(case, SelectCase):
             raise TypeError(f"{obj!r}.__select_case__() returned {case!r}, not a select case")
