@@ -335,6 +335,17 @@ class Task(Strand, Generic[T]):  # an ABC (via Strand): _CoroStrand registers as
     def _on_thread_done(self, result: Any, error: BaseException | None) -> None:
         cancelled = False
         root = self._root
+        if (
+            error is None
+            and root is not None
+            and self._timeout is not None
+            and not root.cancel_called
+            and root.deadline <= time.monotonic()
+        ):
+            # It returned, but after its timeout: an overrun is never a success.
+            result, error = None, TimeoutError(
+                f"{self!r} timed out after {self._timeout} s (its call returned late)"
+            )
         if isinstance(error, Cancelled):
             if (
                 root is not None
@@ -531,6 +542,30 @@ Task.register(_CoroStrand)
 # asyncio's own (C) methods, skipping the overrides above where plait calls them itself.
 _add_done = asyncio.Task.add_done_callback
 _exception = asyncio.Task.exception
+
+
+def _only_abandoned(errors: list[BaseException]) -> bool:
+    """Whether every error is a thread strand abandoned after a cancellation."""
+    return all(isinstance(e, CancellationIgnored) for e in errors)
+
+
+def _note_abandoned(exc: BaseException, abandoned: list[BaseException]) -> None:
+    for error in abandoned:
+        exc.add_note(f"abandoned: {error}")
+
+
+def _earliest(timeout: float | None, scopes: Any) -> float | None:
+    """``timeout``, or less if an enclosing scope's deadline comes first."""
+    deadline = min((s.deadline for s in scopes), default=math.inf)
+    if deadline == math.inf:
+        return timeout
+    left = max(0.0, deadline - time.monotonic())
+    return left if timeout is None else min(timeout, left)
+
+
+def _outer_cancelled(scopes: Any) -> bool:
+    now = time.monotonic()
+    return any(s.cancel_called or s.deadline <= now for s in scopes)
 
 
 def _as_coroutine(fn: Callable[..., Any], awaitable: Any) -> Any:
@@ -815,6 +850,8 @@ class TaskGroup:
         root._strand = task
         task._root = root
         task.cancel_scopes = [root]
+        if task._timeout is not None:
+            self._arm_thread_overrun(task, task._timeout + self.grace)
 
         def done(result: Any, error: BaseException | None) -> None:
             if error is None and result is not None and not isinstance(result, _PLAIN):
@@ -824,6 +861,23 @@ class TaskGroup:
             task._on_thread_done(result, error)
 
         run_in_thread(task, fn, args, {}, contextvars.copy_context(), done)
+
+    def _arm_thread_overrun(self, task: Task[Any], seconds: float) -> None:
+        """A thread strand still running ``grace`` s after its timeout fails with
+        :class:`TimeoutError` (its thread is abandoned, as a cancelled one is), so that
+        neither the group nor a surrounding ``fail_after`` waits for a blocking call."""
+
+        def expire() -> None:
+            if not task._finished:
+                error = TimeoutError(
+                    f"{task!r} timed out after {task._timeout} s and ignored it for "
+                    f"{self.grace} s more: abandoned while still running"
+                )
+                error.__cause__ = CancellationIgnored(task.name, self.grace)
+                task._finish(None, error, False)
+
+        loop = runtime.loop()
+        loop.call_soon_threadsafe(loop.call_later, seconds, expire)
 
     def _start_process(
         self, task: Task[Any], fn: Callable[..., Any], args: tuple[Any, ...]
@@ -1009,7 +1063,12 @@ class TaskGroup:
             except asyncio.CancelledError:
                 if parent.cancelling():
                     raise
-        if propagate is not None and not self._errors:
+        if propagate is not None and _only_abandoned(self._errors):
+            # An outer cancellation (Ctrl-C through asyncio.Runner, an enclosing scope's
+            # deadline) goes on as itself: threads that ignored it are named in a note,
+            # never turned into an ExceptionGroup that hides the KeyboardInterrupt.
+            _note_abandoned(propagate, self._errors)
+            self._errors = []
             raise propagate
         body_error = exc if et is not None and not issubclass(et, asyncio.CancelledError) else None
         if self._errors or body_error is not None:
@@ -1057,14 +1116,17 @@ class TaskGroup:
                         break
                     waiter = self._waitq.enqueue_current(self)
                 try:
-                    park(waiter, self._wait_deadline(), interruptible=True)
+                    park(waiter, _earliest(self._wait_deadline(), scopes), interruptible=True)
                 except BaseException:
                     # Ctrl-C (or another signal's exception) while we wait for children:
                     # cancel them all and leave; nothing keeps running unowned for long.
                     self._abort(stop_body=False)
                     raise
                 if waiter.state != WOKEN:  # not woken: interrupted by an outer cancel, or timed out
-                    outer = next((s for s in scopes if s.cancel_called), None)
+                    now = time.monotonic()
+                    outer = next(
+                        (s for s in scopes if s.cancel_called or s.deadline <= now), None
+                    )
                     if outer is not None and not self._aborting:
                         self._abort(stop_body=False)
                     if (self._pending or self._n_fast) and self._wait_deadline() == 0.0:
@@ -1074,6 +1136,16 @@ class TaskGroup:
         self._state = "exited"
         if propagate is not None and not self._errors:
             return False
+        if _only_abandoned(self._errors) and _outer_cancelled(scopes):
+            # An enclosing scope was cancelled or reached its deadline: its cancellation
+            # goes on (fail_after raises TimeoutError after the grace, not after the
+            # blocking call); the threads that ignored it are named in a note.
+            abandoned, self._errors = self._errors, []
+            try:
+                checkpoint()
+            except Cancelled as cancel:
+                _note_abandoned(cancel, abandoned)
+                raise
         if not self._errors:
             checkpoint()  # an outer scope cancelled while we waited: never swallow it
         body_error = None if own_cancel or et is None or propagate is not None else exc
