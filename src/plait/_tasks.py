@@ -619,8 +619,12 @@ class TaskGroup:
     """
 
     def __init__(self, *, name: str | None = None, grace: float = 2.0) -> None:
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"TaskGroup name must be a str or None, not {name!r}")
         self.name = name
-        self.grace = check_timeout(grace) or 0.0
+        limit = check_timeout(grace, "grace")
+        # (None: no grace at all, as before; math.inf: wait for every thread however long)
+        self.grace = limit if limit is not None else (0.0 if grace is None else math.inf)
         self._mutex = new_mutex()
         self._waitq = WaitQueue(self._mutex)
         self._pending: set[Task[Any]] = set()
@@ -759,6 +763,8 @@ class TaskGroup:
                 kind = self._kind_of(fn, on)
             if timeout is not None:
                 timeout = check_timeout(timeout)
+            if name is not None and not isinstance(name, str):
+                raise TypeError(f"spawn() name must be a str or None, not {name!r}")
             if self._state != "open" or self._aborting:
                 self._refuse()
             fast = kind == "async" and timeout is None and _get_ident() == self._loop_ident
@@ -766,6 +772,8 @@ class TaskGroup:
             # The coroutine strand is the asyncio task itself. (No name= for asyncio:
             # setting one costs more than the task.) A callable that returns an awaitable
             # (``ev.async_wait``, a partial of an async function) goes this way too.
+            if name is not None and not isinstance(name, str):
+                raise TypeError(f"spawn() name must be a str or None, not {name!r}")
             coro = fn(*args)
             if type(coro) is not _Coroutine:
                 coro = _as_coroutine(fn, coro)
