@@ -86,6 +86,9 @@ from plait._core import (
     current_strand,
     hooks,
     new_mutex,
+    note_parked,
+    note_unparked,
+    waiter_for,
 )
 from plait._core.select import case_of, register_case
 from plait._errors import ClosedError
@@ -668,13 +671,11 @@ def _wait(
             waiter = wq.enqueue_current(on=sel)
         waiter.lock = sel
         waiter.interruptible = True
-    strand.state = "parked"
-    strand.parked_on = sel
-    strand.waiter = waiter
-    if hooks.active:
-        hooks.parked(strand, sel)
+    if waiter is None:
+        waiter = waiter_for(strand, sel, None)
+    note_parked(strand, sel, waiter)
     try:
-        if waiter is not None and _cancelled_scope(strand) is not None:
+        if waiter.lock is sel and _cancelled_scope(strand) is not None:
             sel.release()  # cancelled before it parked (the waiter was not there to see)
         if sel.won is None:
             left = deadline - _monotonic()
@@ -689,11 +690,7 @@ def _wait(
         _give_up(sel, arms)
         raise
     finally:
-        strand.state = "running"
-        strand.parked_on = None
-        strand.waiter = None
-        if hooks.active:
-            hooks.unparked(strand, sel, _outcome(sel))
+        note_unparked(strand, sel, _outcome(sel))
     _disarm_all(arms)
     won = sel.won
     assert won is not None
@@ -744,10 +741,9 @@ async def _async_wait(
     arms = _arm_all(cases, sel)
     left = deadline - _monotonic()
     handle = loop.call_later(max(0.0, left), _resolve, fut) if left != math.inf else None
-    strand.state = "parked"
-    strand.parked_on = sel
-    if hooks.active:
-        hooks.parked(strand, sel)
+    waiter = waiter_for(strand, sel, loop)
+    waiter.fut = fut
+    note_parked(strand, sel, waiter)
     try:
         if sel.won is None:
             await fut
@@ -757,10 +753,7 @@ async def _async_wait(
     finally:
         if handle is not None:
             handle.cancel()
-        strand.state = "running"
-        strand.parked_on = None
-        if hooks.active:
-            hooks.unparked(strand, sel, _outcome(sel))
+        note_unparked(strand, sel, _outcome(sel))
     _disarm_all(arms)
     won = sel.end(_TIMED_OUT)
     if won is None:

@@ -36,7 +36,10 @@ from plait._core.parking import (
     check_timeout,
     interrupt,
     new_mutex,
+    note_parked,
+    note_unparked,
     park,
+    waiter_for,
 )
 from plait._core.runtime import Runtime, run, runtime
 from plait._core.strands import (
@@ -86,7 +89,9 @@ __all__ = [
     "move_on_after",
     "move_on_at",
     "new_mutex",
+    "note_parked",
     "note_self_strand_loop",
+    "note_unparked",
     "park",
     "register",
     "register_self_strand_type",
@@ -98,4 +103,5 @@ __all__ = [
     "sleep",
     "unbind_thread",
     "unregister",
+    "waiter_for",
 ]

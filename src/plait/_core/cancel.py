@@ -23,6 +23,7 @@ from typing import Any
 
 from plait._core.parking import (
     WaitQueue,
+    async_park,
     check_deadline,
     check_timeout,
     interrupt,
@@ -289,9 +290,16 @@ def sleep(seconds: float) -> None:
 
 
 async def async_sleep(seconds: float) -> None:
-    """Sleep in a coroutine (``asyncio.sleep`` with plait's argument checks)."""
+    """Sleep in a coroutine, parked through the kernel like every other wait.
+
+    ``async_sleep(0)`` only yields (as ``asyncio.sleep(0)``); ``math.inf`` sleeps until
+    cancelled.
+    """
     wait = check_timeout(seconds, "seconds")
-    if wait is None:  # math.inf: until cancelled
-        await asyncio.get_running_loop().create_future()
-    else:
-        await asyncio.sleep(wait)
+    if wait == 0:
+        await asyncio.sleep(0)
+        return
+    sleeper = _Sleeper()
+    with sleeper.mutex:
+        waiter = sleeper.queue.async_enqueue_current(sleeper)
+    await async_park(waiter, wait)

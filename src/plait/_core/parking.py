@@ -56,7 +56,10 @@ __all__ = [
     "async_park",
     "check_deadline",
     "check_timeout",
+    "note_parked",
+    "note_unparked",
     "park",
+    "waiter_for",
 ]
 
 QUEUED = 0
@@ -408,6 +411,38 @@ def park(
     return False
 
 
+def note_parked(strand: Strand, on: object, waiter: Waiter | None) -> None:
+    """Mark ``strand`` parked on ``on`` and tell the instruments: for a wait that parks by
+    other means than :func:`park`/:func:`async_park` (a select waits on several objects at
+    once). The kernel stays the only writer of a strand's state; pair with
+    :func:`note_unparked`."""
+    strand.state = "parked"
+    strand.parked_on = on
+    strand.waiter = waiter
+    if hooks.active:
+        hooks.parked(strand, on)
+
+
+def note_unparked(strand: Strand, on: object, outcome: str) -> None:
+    """The end of a wait begun with :func:`note_parked`; ``outcome`` is ``"woken"``,
+    ``"timeout"`` or ``"cancelled"``."""
+    strand.state = "running"
+    strand.parked_on = None
+    strand.waiter = None
+    if hooks.active:
+        hooks.unparked(strand, on, outcome)
+
+
+def waiter_for(strand: Strand, on: object, loop: asyncio.AbstractEventLoop | None) -> Waiter:
+    """A waiter that stands for ``strand``'s wait on ``on`` outside any wait queue (what
+    ``strand.waiter`` shows to diagnostics while it waits by :func:`note_parked`)."""
+    waiter = Waiter(_NO_QUEUE, strand, on, None)
+    if loop is not None:
+        waiter.loop = loop
+        waiter.ident = _get_ident()
+    return waiter
+
+
 def interrupt(strand: Strand) -> None:
     """Wake ``strand`` out of a sync park so that it sees its cancellation (thread-safe)."""
     waiter = strand.waiter
@@ -517,3 +552,6 @@ def async_park(
 def new_mutex() -> Any:
     """A fresh mutex for a primitive's state (a plain, fast, non-reentrant lock)."""
     return allocate_lock()
+
+
+_NO_QUEUE = WaitQueue(new_mutex())  # the queue of waiters that are in none (see waiter_for)
