@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 import plait
+from plait.testing import wait_parked
 
 NAN = math.nan
 
@@ -105,6 +106,9 @@ TABLE: list[Any] = [
     ("Task.result-nan", lambda v: _done_task().result(timeout=v), NAN, ValueError, "NaN"),
     ("Task.result-str", lambda v: _done_task().result(timeout=v), "1", TypeError, "seconds"),
     ("Task.wait-negative", lambda v: _done_task().wait(v), -1, ValueError, "non-negative"),
+    ("wait_parked-count-zero", lambda v: wait_parked(count=v), 0, ValueError, "count"),
+    ("wait_parked-timeout-nan", lambda v: wait_parked(timeout=v), NAN, ValueError, "NaN"),
+    ("wait_parked-timeout-inf", lambda v: wait_parked(timeout=v), math.inf, ValueError, "finite"),
     # -- primitives and channels ----------------------------------------------------------
     ("Event.wait-nan", lambda v: plait.Event().wait(v), NAN, ValueError, "NaN",
      _xfail(f"_sync/_event.py Event.wait {_NO_CHECK}: NaN returns False at once")),
