@@ -15,6 +15,9 @@ kernel yet are marked ``xfail(strict=True)`` naming the place to fix.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
+import pickle
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -209,6 +212,21 @@ def _process_join() -> Case:
     return Case(proc, proc.join, proc.async_join, proc.terminate, cleanup)
 
 
+def _shared_event() -> Case:
+    ev = plait.Event()
+    pickle.dumps(ev)  # shares it (as passing it to a process does)
+    return Case(ev, ev.wait, ev.async_wait, ev.set)
+
+
+def _shared_queue_get() -> Case:
+    q: plait.Queue[int] = plait.Queue()
+    pickle.dumps(q)  # shares it (as passing it to a process does)
+    return Case(
+        q, lambda t: q.get(timeout=t), lambda t: q.async_get(timeout=t), lambda: q.put(1),
+        q.close,
+    )  # fmt: skip
+
+
 def _sleep() -> Case:
     return Case(None, lambda t: plait.sleep(LONG if t is None else t),
                 lambda t: plait.async_sleep(LONG if t is None else t), None)  # fmt: skip
@@ -245,6 +263,19 @@ PATHS: dict[str, tuple[Callable[[], Case], dict[str, str]]] = {
     ),
     "Process.join": (_process_join, {}),
     "sleep": (_sleep, {}),
+    # Objects shared with processes (the waiting strand is here; the object is shared).
+    "SharedEvent.wait": (
+        _shared_event,
+        {"thread": "_sync/_shared.py SharedEvent.wait marks the strand parked by hand and "
+                   "fires no park/unpark hook (use plait._core.note_parked/note_unparked)",
+         "async": "_sync/_shared.py SharedEvent.async_wait marks the strand parked by hand "
+                  "and fires no park/unpark hook"},
+    ),
+    "SharedQueue.get": (
+        _shared_queue_get,
+        {"*": "_channels/_xproc.py + _channels/_queue.py: a shared queue's get waits on its "
+              "semaphore without parking through the kernel (the strand reads 'running')"},
+    ),
 }
 # fmt: on
 
@@ -261,8 +292,10 @@ def _params() -> list[Any]:
                 reason = xfails.get(f"{kind}/{outcome}") or xfails.get(kind) or xfails.get("*")
                 if reason:
                     marks.append(pytest.mark.xfail(strict=True, reason=reason))
-                params.append(pytest.param(make, kind, outcome, id=f"{name}-{kind}-{outcome}",
-                                           marks=marks))  # fmt: skip
+                # A row known to fail waits less (it fails in about a second, not three).
+                patience = 1.0 if marks else 3.0
+                params.append(pytest.param(make, kind, outcome, patience,
+                                           id=f"{name}-{kind}-{outcome}", marks=marks))  # fmt: skip
     return params
 
 
@@ -272,96 +305,132 @@ def _has_timeout(case: Case, kind: str) -> bool:
     return case.has_timeout
 
 
-def _run_wait(case: Case, kind: str, outcome: str) -> tuple[Any, list[Any], list[str], Any]:
-    """Run the wait in a strand of ``kind``; return (strand, events, states, result)."""
+@dataclass
+class Observation:
+    """What one run saw, in plain values only: a failing test must not keep the objects it
+    waited on alive (a shared queue's /dev/shm names live as long as the queue)."""
+
+    problem: str | None  # an error while driving the wait, as text
+    events: list[tuple[str, str | None]]  # (parked/unparked, outcome) on the object waited on
+    all_events: str  # every park event of the strand, for the failure message
+    states: list[str]
+    has_timeout: bool
+
+
+def _observe(case: Case, kind: str, outcome: str, patience: float) -> Observation:
+    """Run the wait in a strand of ``kind`` and describe what the instruments saw."""
     has_timeout = _has_timeout(case, kind)
     timeout = SHORT if outcome == "timeout" and has_timeout else None
     scoped_timeout = SHORT if outcome == "timeout" and not has_timeout else None
     scopes: list[plait.CancelScope] = []
     states: list[str] = []
-    result: list[Any] = []
+
+    def make_scope() -> plait.CancelScope:
+        deadline = time.monotonic() + scoped_timeout if scoped_timeout else float("inf")
+        scope = plait.CancelScope(deadline=deadline)
+        scopes.append(scope)
+        return scope
 
     def body() -> None:
         me = current_strand()
         states.append(me.state)
-        scope = plait.CancelScope(
-            deadline=time.monotonic() + scoped_timeout if scoped_timeout else float("inf")
-        )
-        scopes.append(scope)
-        with scope:
-            try:
-                assert case.sync is not None
-                result.append(case.sync(timeout))
-            except Exception as exc:
-                result.append(exc)
+        with make_scope(), contextlib.suppress(Exception):
+            assert case.sync is not None
+            case.sync(timeout)
         states.append(me.state)
 
     async def abody() -> None:
         me = current_strand()
         states.append(me.state)
-        scope = plait.CancelScope(
-            deadline=time.monotonic() + scoped_timeout if scoped_timeout else float("inf")
-        )
-        scopes.append(scope)
-        async with scope:
-            try:
+        async with make_scope():
+            with contextlib.suppress(Exception):
                 assert case.async_ is not None
-                result.append(await case.async_(timeout))
-            except Exception as exc:
-                result.append(exc)
+                await case.async_(timeout)
         states.append(me.state)
 
     recorder = Recorder()
+    problem = None
+    strand: Any = None
     plait.add_instrument(recorder)
     try:
         with plait.TaskGroup() as tg:
             strand = tg.spawn(body) if kind == "thread" else tg.spawn(abody)
-            if outcome != "timeout":
-                if case.on is not None:
-                    wait_parked(on=case.on, count=1, timeout=3)
-                else:
-                    wait_parked(strands=[strand], timeout=3)
-                assert strand.state == "parked"
-                waiter = strand.waiter  # what diagnostics read: set by every park
-                assert waiter is not None and waiter.strand is strand
-                if case.on is not None:
-                    assert strand.parked_on is case.on
-                if outcome == "woken":
-                    assert case.wake is not None
-                    case.wake()
-                else:
-                    scopes[0].cancel()
-            assert strand.wait(10), "the wait did not end"
+            try:
+                _drive(case, strand, outcome, scopes, patience)
+            except BaseException:
+                if case.wake is not None:
+                    case.wake()  # end the wait now: the run already failed
+                raise
+            finally:
+                if not strand.wait(patience + 2) and case.wake is not None:
+                    case.wake()  # let the group end; the run is reported as a problem
+                    problem = "the wait did not end"
+    except BaseException as exc:  # reported as text (see Observation)
+        problem = f"{type(exc).__name__}: {exc}"
+        for sub in getattr(exc, "exceptions", ()):
+            problem += f" / {type(sub).__name__}: {sub}"
+        del exc
     finally:
         plait.remove_instrument(recorder)
         case.cleanup()
-    events = [e for e in recorder.events if e[1] is strand]
-    return strand, events, states, result
-
-
-@pytest.mark.parametrize(("make", "kind", "outcome"), _params())
-def test_one_park_and_one_unpark_through_the_kernel(
-    make: Callable[[], Case], kind: str, outcome: str
-) -> None:
-    case = make()
-    if (kind == "thread" and case.sync is None) or (kind == "async" and case.async_ is None):
-        case.cleanup()
-        pytest.skip(f"no {kind} form of this wait (nothing to test)")
-    if outcome == "woken" and case.wake is None:
-        case.cleanup()
-        pytest.skip("nothing can wake this wait early (it only ends by time or cancel)")
-    _strand, events, states, _result = _run_wait(case, kind, outcome)
+    mine = [e for e in recorder.events if e[1] is strand]
     on = case.on
     if on is None:  # the wait made its own object (a select's selector): the first park's
-        on = next((e[2] for e in events if e[0] == "parked"), None)
-    mine = [e for e in events if e[2] is on and on is not None]
-    assert [e[0] for e in mine] == ["parked", "unparked"], events
-    expected = {"woken": {"woken"}, "timeout": {"timeout"}, "cancelled": {"cancelled"}}[outcome]
-    if outcome == "timeout" and kind == "async" and not _has_timeout(case, kind):
+        on = next((e[2] for e in mine if e[0] == "parked"), None)
+    return Observation(
+        problem,
+        [(e[0], e[3]) for e in mine if on is not None and e[2] is on],
+        repr([(e[0], type(e[2]).__name__, e[3]) for e in mine]),
+        states,
+        has_timeout,
+    )
+
+
+def _drive(
+    case: Case, strand: Any, outcome: str, scopes: list[plait.CancelScope], patience: float
+) -> None:
+    """Wait until the strand parks, check what it shows, then wake or cancel it."""
+    if outcome == "timeout":
+        return
+    if case.on is not None:
+        wait_parked(on=case.on, count=1, timeout=patience)
+    else:
+        wait_parked(strands=[strand], timeout=patience)
+    assert strand.state == "parked", strand.state
+    waiter = strand.waiter  # what diagnostics read: set by every park
+    assert waiter is not None and waiter.strand is strand, waiter
+    assert case.on is None or strand.parked_on is case.on, strand.parked_on
+    if outcome == "woken":
+        assert case.wake is not None
+        case.wake()
+    else:
+        scopes[0].cancel()
+
+
+@pytest.mark.parametrize(("make", "kind", "outcome", "patience"), _params())
+def test_one_park_and_one_unpark_through_the_kernel(
+    make: Callable[[], Case], kind: str, outcome: str, patience: float
+) -> None:
+    case = make()
+    skip = None
+    if (kind == "thread" and case.sync is None) or (kind == "async" and case.async_ is None):
+        skip = f"no {kind} form of this wait (nothing to test)"
+    elif outcome == "woken" and case.wake is None:
+        skip = "nothing can wake this wait early (it only ends by time or cancel)"
+    if skip is not None:
+        case.cleanup()
+        pytest.skip(skip)
+    seen = _observe(case, kind, outcome, patience)
+    del case
+    gc.collect()  # (shared objects release their /dev/shm names now, pass or fail)
+    assert seen.problem is None, seen.problem
+    assert [e[0] for e in seen.events] == ["parked", "unparked"], seen.all_events
+    expected = {outcome}
+    if outcome == "timeout" and kind == "async" and not seen.has_timeout:
         # A scope's deadline reaches a coroutine as a task cancellation.
         expected = {"timeout", "cancelled"}
-    assert mine[1][3] in expected, mine
-    assert states == ["running", "running"]
+    assert seen.events[1][1] in expected, seen.all_events
+    assert seen.states == ["running", "running"]
 
 
 def test_every_path_is_covered() -> None:
