@@ -273,3 +273,35 @@ def test_finished_thread_strand_arguments_are_released() -> None:
     del big, tg, task
     gc.collect()
     assert ref() is None
+
+
+def _bytes_per_parked_strand(direct: bool, n: int = 5000) -> float:
+    import tracemalloc
+
+    async def main() -> float:
+        ev = plait.Event()
+
+        async def wrapper() -> None:
+            await ev.async_wait()
+
+        async with plait.TaskGroup() as tg:
+            gc.collect()
+            tracemalloc.start()
+            try:
+                before = tracemalloc.get_traced_memory()[0]
+                for _ in range(n):
+                    tg.spawn(ev.async_wait) if direct else tg.spawn(wrapper)
+                await async_wait_parked(on=ev, count=n, timeout=30)
+                used = tracemalloc.get_traced_memory()[0] - before
+            finally:
+                tracemalloc.stop()
+            ev.set()
+        return used / n
+
+    return run_async(main)  # type: ignore[no-any-return]
+
+
+def test_spawn_async_wait_costs_no_more_than_the_wrapper_form() -> None:
+    """Issue 12's note: a strand parked by ``spawn(ev.async_wait)`` is no bigger than one
+    parked by a wrapper coroutine (it is the method's own coroutine, not one more)."""
+    assert _bytes_per_parked_strand(True) <= _bytes_per_parked_strand(False)
