@@ -184,7 +184,7 @@ def test_spawn_with_timeout_takes_awaitable_returning_callables() -> None:
     assert info.group_contains(TimeoutError)
 
 
-@pytest.mark.parametrize("on", ["thread", "process"])
+@pytest.mark.parametrize("on", ["thread", "process", "cpu"])
 @pytest.mark.parametrize(
     "make",
     [

@@ -234,8 +234,6 @@ class TaskGroup:
                 "green strands (on='green') are not available yet; "
                 "use on='async' or on='thread' for now"
             )
-        if on == "cpu":
-            return "process" if gil_enabled() else "thread"
         if on is None:
             return "async" if returns_awaitable(fn) else "thread"
         if on != "async" and returns_awaitable(fn):
@@ -243,6 +241,8 @@ class TaskGroup:
                 f"{describe_callable(fn)} returns an awaitable, which a {on} strand cannot "
                 f"await: leave out on= (or pass on='async') to run it as a coroutine strand"
             )
+        if on == "cpu":
+            return "process" if gil_enabled() else "thread"
         return on  # type: ignore[return-value]
 
     def spawn(
