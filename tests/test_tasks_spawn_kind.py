@@ -153,6 +153,28 @@ def test_spawn_queue_async_methods_are_coroutine_strands(method: str) -> None:
     assert (result, left) == ((5, 0) if method == "async_get" else (None, 1))
 
 
+class MyQueue(plait.Queue[int]):
+    """A user's subclass: its inherited async_* methods are still plait's."""
+
+
+def test_spawn_async_method_of_a_user_subclass() -> None:
+    q = MyQueue()
+    q.put(3)
+    with plait.TaskGroup() as tg:
+        task = tg.spawn(q.async_get)
+    assert (task.kind, task.result()) == ("async", 3)
+
+
+def test_user_async_prefixed_plain_method_stays_a_thread() -> None:
+    class Mine:
+        def async_like(self) -> int:  # a user's own name, not plait's rule
+            return 7
+
+    with plait.TaskGroup() as tg:
+        task = tg.spawn(Mine().async_like)
+    assert (task.kind, task.result()) == ("thread", 7)
+
+
 def test_spawn_lock_async_acquire_from_plain_with_block() -> None:
     lock = plait.Lock()
     with plait.TaskGroup() as tg:

@@ -70,8 +70,11 @@ def _plait_async_method(fn: Any) -> bool:
     name = getattr(fn, "__name__", "")
     if not name.startswith("async_"):
         return False
-    module = getattr(type(owner), "__module__", "") or ""
-    return module == "plait" or module.startswith("plait.")
+    for klass in type(owner).__mro__:  # a user's subclass of a plait class counts too
+        if name in vars(klass):
+            module = getattr(klass, "__module__", "") or ""
+            return module == "plait" or module.startswith("plait.")
+    return False
 
 
 def returns_awaitable(fn: Any) -> bool:
