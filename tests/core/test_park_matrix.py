@@ -189,6 +189,31 @@ def _task_result() -> Case:
     return case
 
 
+def _coro_task() -> Case:
+    """A coroutine strand (the asyncio task itself), awaited from its own loop."""
+    gate = plait.Event()
+    box: dict[str, Any] = {}
+    started = threading.Event()
+
+    async def serve() -> None:
+        async with plait.TaskGroup() as group:
+            box["task"] = group.spawn(gate.async_wait, LONG)
+            started.set()
+            await box["task"]
+
+    loop = plait._core.runtime.loop()
+    done = asyncio.run_coroutine_threadsafe(serve(), loop)
+    started.wait(10)
+    task = box["task"]
+
+    def cleanup() -> None:
+        gate.set()
+        done.result(10)
+
+    return Case(task, None, lambda t: task.async_wait(), gate.set, cleanup,
+                async_has_timeout=False, extra={"loop": loop})  # fmt: skip
+
+
 def _thread_join() -> Case:
     gate = plait.Event()
     thread = plait.Thread(target=gate.wait, args=(LONG,))
@@ -256,6 +281,7 @@ PATHS: dict[str, tuple[Callable[[], Case], dict[str, str]]] = {
     ),
     "Task.wait": (_task, {}),
     "Task.result": (_task_result, {}),
+    "CoroTask.async_wait": (_coro_task, {}),
     "Thread.join": (
         _thread_join,
         {"thread": "_threads.py: plait.Thread.join is threading.Thread.join (a wait outside "

@@ -487,9 +487,7 @@ class _CoroStrand(asyncio.Task):  # type: ignore[type-arg]
         """Suspend the calling coroutine (on any loop) until the strand is done."""
         if self.done():
             return
-        if _get_running_loop() is self.get_loop():
-            await asyncio.wait((self,))
-            return
+        # (On the task's own loop too: one park path, through the group's wait queue.)
         group: TaskGroup = self.parent
         with group._mutex:
             queue = group._task_waitq(self)
