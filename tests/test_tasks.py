@@ -411,3 +411,51 @@ def test_process_that_exits_without_a_result_says_why() -> None:
     assert exc.exitcode == 3
     assert exc.signal is None
     assert "SystemExit(3)" in str(exc)
+
+
+# -- issue 11 point 6: a thread strand that overran its timeout is never a success ---------
+
+
+def test_thread_strand_blocked_past_its_timeout_fails_after_the_grace() -> None:
+    import time
+
+    t0 = time.monotonic()
+    with pytest.raises(BaseExceptionGroup) as info, plait.TaskGroup(grace=0.2) as tg:
+        task = tg.spawn(time.sleep, 3, timeout=0.2)
+    took = time.monotonic() - t0
+    (error,) = info.value.exceptions
+    assert isinstance(error, TimeoutError)
+    assert isinstance(error.__cause__, plait.CancellationIgnored)
+    assert isinstance(task.exception(), TimeoutError)
+    assert took < 0.2 + 0.2 + 1.0  # timeout + grace, not the 3 s call
+
+
+def test_thread_strand_returning_after_its_timeout_is_not_a_success() -> None:
+    import time
+
+    with pytest.raises(BaseExceptionGroup) as info, plait.TaskGroup(grace=5) as tg:
+        task = tg.spawn(time.sleep, 0.4, timeout=0.1)
+    assert info.value.subgroup(TimeoutError) is not None
+    assert isinstance(task.exception(), TimeoutError)
+
+
+def test_fail_after_around_a_group_with_a_blocked_thread_raises_after_the_grace() -> None:
+    import time
+
+    t0 = time.monotonic()
+    with pytest.raises(TimeoutError), plait.fail_after(0.2), plait.TaskGroup(grace=0.2) as tg:
+        tg.spawn(time.sleep, 3)
+    assert time.monotonic() - t0 < 0.2 + 0.2 + 1.5
+
+
+def test_async_fail_after_around_a_group_with_a_blocked_thread_raises_after_the_grace() -> None:
+    import time
+
+    async def main() -> None:
+        async with plait.fail_after(0.2), plait.TaskGroup(grace=0.2) as tg:
+            tg.spawn(time.sleep, 3)
+
+    t0 = time.monotonic()
+    with pytest.raises(TimeoutError):
+        plait.run(main)
+    assert time.monotonic() - t0 < 0.2 + 0.2 + 1.5

@@ -68,3 +68,52 @@ def test_sigint_cancels_every_strand_and_leaves_no_child(tmp_path) -> None:  # t
             proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+ASYNC_SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    import plait
+
+    async def main():
+        async with plait.TaskGroup(grace=0.3) as tg:
+            tg.spawn(time.sleep, 30)  # a blocking call plait cannot interrupt
+            print("ready", flush=True)
+            await plait.async_sleep(60)
+
+    if __name__ == "__main__":
+        try:
+            plait.run(main)
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+            sys.exit(130)
+        except BaseException as exc:
+            print("wrong", repr(exc), flush=True)
+            sys.exit(1)
+    """
+)
+
+
+def test_sigint_in_async_main_with_a_blocked_thread_strand_is_keyboard_interrupt(
+    tmp_path,  # type: ignore[no-untyped-def]
+) -> None:
+    """Issue 11 point 5: Ctrl-C stays Ctrl-C (not ExceptionGroup([CancellationIgnored]))."""
+    script = tmp_path / "prog.py"
+    script.write_text(ASYNC_SCRIPT)
+    proc = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, text=True, cwd=tmp_path
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().split() == ["ready"]
+        t0 = time.monotonic()
+        os.kill(proc.pid, signal.SIGINT)
+        assert proc.wait(10) == 130, proc.stdout.read()
+        assert time.monotonic() - t0 < 0.3 + 1.5  # the grace, then out
+        assert proc.stdout.read().strip() == "interrupted"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()

@@ -5,6 +5,7 @@ This module only re-exports; ``__all__`` is the public API (a test checks it).
 
 from __future__ import annotations
 
+import builtins as _builtins
 import multiprocessing as _multiprocessing
 import threading as _threading
 
@@ -98,7 +99,9 @@ parent_process = _multiprocessing.parent_process
 # The stdlib's Manager for now, so the seed's Manager program runs under
 # `import plait as multiprocessing`; plait's own shared state (plait.shared) will replace it.
 Manager = _multiprocessing.Manager
-TimeoutError = PoolTimeoutError
+# The builtin itself: `except plait.TimeoutError` catches fail_after's, select(timeout=)'s
+# and the pool's (PoolTimeoutError subclasses it and multiprocessing.TimeoutError).
+TimeoutError = _builtins.TimeoutError
 
 __all__ = [
     "TIMEOUT_MAX",

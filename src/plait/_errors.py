@@ -14,8 +14,16 @@
     │   ├── CancellationIgnored ..... a cancelled thread strand kept running past its grace
     │   ├── DeadlockError ........... a cycle in the wait-for graph
     │   ├── RemoteError ............. a remote exception that could not be rebuilt here
-    │   └── SerializationError ...... (also pickle.PicklingError) an object cannot cross
+    │   ├── SerializationError ...... (also pickle.PicklingError) an object cannot cross
+    │   └── ClosedError
+    │       └── PoolClosedError ..... (also ValueError, RuntimeError) the pool takes no work
     ├── WouldBlock .................. an ``X_nowait`` call could not proceed at once
+    │   ├── Empty ................... (also queue.Empty) no item
+    │   └── Full .................... (also queue.Full) no room
+    ├── TimeoutError ................ the builtin; ``plait.TimeoutError`` is this very class
+    │   └── PoolTimeoutError ........ (also multiprocessing.TimeoutError) a pool wait timed out
+    ├── threading.BrokenBarrierError
+    │   └── BrokenBarrierError ...... (also asyncio's) the barrier broke while a party waited
     └── concurrent.futures.process.BrokenProcessPool
         └── WorkerCrashed ........... (also PlaitError) a worker process died mid-task
 
@@ -26,21 +34,28 @@ attributes, so a pickled error arrives with the same fields it left with.
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import pickle
 import queue as _stdqueue
 import signal
 import sys
+import threading
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 __all__ = [
+    "BrokenBarrierError",
     "BrokenResourceError",
     "BusyResourceError",
     "CancellationIgnored",
     "Cancelled",
     "ClosedError",
     "DeadlockError",
+    "Empty",
+    "Full",
     "PlaitError",
+    "PoolClosedError",
+    "PoolTimeoutError",
     "RemoteError",
     "SerializationError",
     "ShutDown",
@@ -213,6 +228,40 @@ def _rebuild_worker_crashed(
     message: str, pid: int | None, exitcode: int | None, task: str | None
 ) -> WorkerCrashed:
     return WorkerCrashed(message, pid=pid, exitcode=exitcode, task=task)
+
+
+# -- errors that keep a stdlib name's compatibility (they live here with every other one) ----
+
+
+class Empty(_stdqueue.Empty, WouldBlock):
+    """No item: raised by ``get_nowait()`` and by a ``get`` that timed out (a ``queue.Empty``)."""
+
+
+class Full(_stdqueue.Full, WouldBlock):
+    """No room: raised by ``put_nowait()`` and by a ``put`` that timed out (a ``queue.Full``)."""
+
+
+class BrokenBarrierError(threading.BrokenBarrierError, asyncio.BrokenBarrierError):
+    """The barrier is broken, or was reset or aborted while this party waited."""
+
+
+class PoolTimeoutError(multiprocessing.TimeoutError, TimeoutError):
+    """A wait on a pool result timed out.
+
+    Both :class:`multiprocessing.TimeoutError` (what ``multiprocessing.Pool`` raises) and
+    the builtin :class:`TimeoutError` (what ``concurrent.futures``, ``plait.fail_after``
+    and ``plait.select(timeout=)`` raise, and what ``plait.TimeoutError`` is), so either
+    ``except`` clause catches it.
+    """
+
+
+class PoolClosedError(ClosedError, ValueError, RuntimeError):
+    """The pool was closed or terminated and takes no new work.
+
+    Also a :class:`ValueError` (what ``multiprocessing.Pool`` raises) and a
+    :class:`RuntimeError` (what ``concurrent.futures`` raises), so old ``except`` clauses
+    keep working.
+    """
 
 
 if sys.version_info >= (3, 13):

@@ -56,6 +56,7 @@ class _ThreadCache:
             worker.job = None
             if job is not None:
                 job()
+                job = None  # an idle thread keeps nothing of the finished strand alive
                 me.name = base_name
             with self._lock:
                 self._idle.append(worker)

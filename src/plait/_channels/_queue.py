@@ -40,7 +40,6 @@ from __future__ import annotations
 import asyncio
 import heapq
 import os
-import queue as _stdqueue
 import sys
 from _thread import _local as _thread_local
 from _thread import get_ident as _get_ident
@@ -64,7 +63,7 @@ from plait._core import (
     park,
 )
 from plait._core import strands as _strands
-from plait._errors import ClosedError, ShutDown, WouldBlock
+from plait._errors import ClosedError, Empty, Full, ShutDown, WouldBlock
 
 if TYPE_CHECKING:
     from plait._channels._select import Arm, SelectCase
@@ -89,7 +88,7 @@ _get_running_loop = asyncio._get_running_loop
 _speedups: Any = None
 if not os.environ.get("PLAIT_NO_SPEEDUPS"):
     try:
-        from plait import _speedups as _c
+        import plait._speedups as _c
     except ImportError:  # pragma: no cover - depends on the build
         pass
     else:
@@ -100,14 +99,6 @@ if _speedups is not None:
     from plait._core.instruments import hooks as _hooks
 
     _Coroutine.register(_speedups.QueueOp)  # asyncio takes it wherever a coroutine goes
-
-
-class Empty(_stdqueue.Empty, WouldBlock):
-    """No item: raised by ``get_nowait()`` and by a ``get`` that timed out (a ``queue.Empty``)."""
-
-
-class Full(_stdqueue.Full, WouldBlock):
-    """No room: raised by ``put_nowait()`` and by a ``put`` that timed out (a ``queue.Full``)."""
 
 
 class _Token:

@@ -39,10 +39,11 @@ import os
 import threading
 from typing import TYPE_CHECKING, Any
 
-from plait._channels._queue import Empty, Full, _Token
+from plait._channels._queue import Empty, Full
+from plait._core.select import READY, RESTART, SelectRetry
 
 if TYPE_CHECKING:
-    from plait._channels._select import Arm
+    from plait._core.select import Arm
 
 __all__ = [
     "READY",
@@ -63,13 +64,8 @@ _POLL_MAX = 0.005
 _LINGER = 0.05  # an idle watcher waits this long for the next select before it ends
 
 
-READY: Any = _Token("READY")  # a watcher saw the shared object ready: the select tries it
-RESTART: Any = _Token("RESTART")  # the object changed under the select (it became shared)
-
-
-class SelectRetry(Exception):
-    """Raised by a case's ``finish``: the operation could not be done after all (another
-    strand or process was faster); the select starts again with the time it has left."""
+# READY (a watcher saw the shared object ready: the select tries it), RESTART (the object
+# changed under the select) and SelectRetry are the select protocol's: see plait._core.select.
 
 
 # -- shared queues: the operation itself, done by the selecting strand ------------------

@@ -10,6 +10,7 @@ Everything above the kernel uses only what this module exports.
 * :data:`runtime`, :func:`run` -- the background loop and the entry point.
 """
 
+from plait._core.awaitables import returns_awaitable, returns_awaitable_mark
 from plait._core.cancel import (
     CancelScope,
     async_checkpoint,
@@ -31,10 +32,14 @@ from plait._core.parking import (
     Waiter,
     WaitQueue,
     async_park,
+    check_deadline,
     check_timeout,
     interrupt,
     new_mutex,
+    note_parked,
+    note_unparked,
     park,
+    waiter_for,
 )
 from plait._core.runtime import Runtime, run, runtime
 from plait._core.strands import (
@@ -71,6 +76,7 @@ __all__ = [
     "async_park",
     "async_sleep",
     "bind_thread",
+    "check_deadline",
     "check_timeout",
     "checkpoint",
     "current_strand",
@@ -83,14 +89,19 @@ __all__ = [
     "move_on_after",
     "move_on_at",
     "new_mutex",
+    "note_parked",
     "note_self_strand_loop",
+    "note_unparked",
     "park",
     "register",
     "register_self_strand_type",
     "remove_instrument",
+    "returns_awaitable",
+    "returns_awaitable_mark",
     "run",
     "runtime",
     "sleep",
     "unbind_thread",
     "unregister",
+    "waiter_for",
 ]

@@ -21,7 +21,15 @@ import time
 from types import TracebackType
 from typing import Any
 
-from plait._core.parking import WaitQueue, check_timeout, interrupt, new_mutex, park
+from plait._core.parking import (
+    WaitQueue,
+    async_park,
+    check_deadline,
+    check_timeout,
+    interrupt,
+    new_mutex,
+    park,
+)
 from plait._core.strands import Strand, current_strand
 from plait._errors import Cancelled
 
@@ -63,7 +71,7 @@ class CancelScope:
     )
 
     def __init__(self, *, deadline: float = math.inf, raise_on_timeout: bool = False) -> None:
-        self._deadline = deadline
+        self._deadline = check_deadline(deadline)
         self._raise_on_timeout = raise_on_timeout
         self.cancel_called = False
         self.cancelled_caught = False
@@ -82,7 +90,7 @@ class CancelScope:
 
     @deadline.setter
     def deadline(self, value: float) -> None:
-        self._deadline = value
+        self._deadline = check_deadline(value)
         if self._task is not None and self._loop is not None:
             self._schedule()
 
@@ -121,9 +129,7 @@ class CancelScope:
             raise RuntimeError("a CancelScope can be entered only once")
         strand = current_strand()
         if strand.kind == "async":
-            raise RuntimeError(
-                "inside a coroutine use `async with` for a cancel scope, not `with`"
-            )
+            raise RuntimeError("inside a coroutine use `async with` for a cancel scope, not `with`")
         self._entered = True
         self._strand = strand
         if isinstance(strand.cancel_scopes, list):
@@ -219,8 +225,8 @@ class CancelScope:
 
 
 def _deadline_after(seconds: float) -> float:
-    seconds = check_timeout(seconds)  # type: ignore[assignment]
-    return _monotonic() + seconds
+    wait = check_timeout(seconds, "seconds")
+    return math.inf if wait is None else _monotonic() + wait
 
 
 def move_on_after(seconds: float) -> CancelScope:
@@ -276,13 +282,24 @@ class _Sleeper:
 
 def sleep(seconds: float) -> None:
     """Sleep in a thread strand, cancellably (``time.sleep`` cannot be interrupted)."""
-    seconds = check_timeout(seconds)  # type: ignore[assignment]
+    wait = check_timeout(seconds, "seconds")
     sleeper = _Sleeper()
     with sleeper.mutex:
         waiter = sleeper.queue.enqueue_current(sleeper)
-    park(waiter, seconds)
+    park(waiter, wait)
 
 
 async def async_sleep(seconds: float) -> None:
-    """Sleep in a coroutine (``asyncio.sleep`` with plait's argument checks)."""
-    await asyncio.sleep(check_timeout(seconds))  # type: ignore[arg-type]
+    """Sleep in a coroutine, parked through the kernel like every other wait.
+
+    ``async_sleep(0)`` only yields (as ``asyncio.sleep(0)``); ``math.inf`` sleeps until
+    cancelled.
+    """
+    wait = check_timeout(seconds, "seconds")
+    if wait == 0:
+        await asyncio.sleep(0)
+        return
+    sleeper = _Sleeper()
+    with sleeper.mutex:
+        waiter = sleeper.queue.async_enqueue_current(sleeper)
+    await async_park(waiter, wait)

@@ -107,6 +107,11 @@ hooks = _Hooks()
 
 def add_instrument(instrument: Instrument) -> None:
     """Install ``instrument`` process-wide."""
+    if not isinstance(instrument, Instrument):
+        raise TypeError(
+            f"add_instrument() needs a plait.Instrument (subclass it and override the hooks "
+            f"you need), not {type(instrument).__name__} {instrument!r}"
+        )
     hooks.add(instrument)
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import numbers
 import threading
 import time
 from _thread import allocate_lock
@@ -53,8 +54,12 @@ __all__ = [
     "WaitQueue",
     "Waiter",
     "async_park",
+    "check_deadline",
     "check_timeout",
+    "note_parked",
+    "note_unparked",
     "park",
+    "waiter_for",
 ]
 
 QUEUED = 0
@@ -274,15 +279,49 @@ class WaitQueue:
         return woken
 
 
-def check_timeout(timeout: float | None) -> float | None:
-    """Validate a ``timeout=`` argument: ``None`` or a number >= 0."""
+def check_timeout(timeout: object, what: str = "timeout") -> float | None:
+    """Validate a number of seconds to wait: the one rule every plait call follows.
+
+    ``None`` or ``math.inf`` -- no limit (returned as ``None``, so that no OS call ever sees
+    an infinite timeout); a real number >= 0 -- returned as a float. A bool, a string or
+    anything else that is not a real number raises :class:`TypeError`; NaN or a negative
+    number raises :class:`ValueError`. ``what`` names the argument in the message.
+    """
     if timeout is None:
         return None
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
-        raise TypeError(f"timeout must be a number of seconds or None, not {timeout!r}")
-    if math.isnan(timeout) or timeout < 0:
-        raise ValueError(f"timeout must be a non-negative number of seconds, not {timeout!r}")
-    return float(timeout)
+    kind = type(timeout)
+    if (kind is not float and kind is not int) and (
+        isinstance(timeout, bool) or not isinstance(timeout, numbers.Real)
+    ):
+        raise TypeError(
+            f"{what} must be a number of seconds (or None for no limit), "
+            f"not {type(timeout).__name__} {timeout!r}"
+        )
+    value = float(timeout)  # type: ignore[arg-type] # a Real, checked above
+    if value >= 0:
+        return None if value == math.inf else value
+    if math.isnan(value):
+        raise ValueError(f"{what} must be a number of seconds, not NaN")
+    raise ValueError(
+        f"{what} must be a non-negative number of seconds (or None for no limit), "
+        f"not {timeout!r}"
+    )
+
+
+def check_deadline(deadline: object, what: str = "deadline") -> float:
+    """Validate a point on the :func:`time.monotonic` clock (``math.inf``: never)."""
+    kind = type(deadline)
+    if (kind is not float and kind is not int) and (
+        isinstance(deadline, bool) or not isinstance(deadline, numbers.Real)
+    ):
+        raise TypeError(
+            f"{what} must be a time.monotonic() value in seconds, "
+            f"not {type(deadline).__name__} {deadline!r}"
+        )
+    value = float(deadline)  # type: ignore[arg-type] # a Real, checked above
+    if math.isnan(value):
+        raise ValueError(f"{what} must be a time.monotonic() value, not NaN")
+    return value
 
 
 def _cancelled_scope(strand: Strand, now: float) -> CancelScope | None:
@@ -370,6 +409,38 @@ def park(
         if scope is not None:
             scope.raise_cancelled()
     return False
+
+
+def note_parked(strand: Strand, on: object, waiter: Waiter | None) -> None:
+    """Mark ``strand`` parked on ``on`` and tell the instruments: for a wait that parks by
+    other means than :func:`park`/:func:`async_park` (a select waits on several objects at
+    once). The kernel stays the only writer of a strand's state; pair with
+    :func:`note_unparked`."""
+    strand.state = "parked"
+    strand.parked_on = on
+    strand.waiter = waiter
+    if hooks.active:
+        hooks.parked(strand, on)
+
+
+def note_unparked(strand: Strand, on: object, outcome: str) -> None:
+    """The end of a wait begun with :func:`note_parked`; ``outcome`` is ``"woken"``,
+    ``"timeout"`` or ``"cancelled"``."""
+    strand.state = "running"
+    strand.parked_on = None
+    strand.waiter = None
+    if hooks.active:
+        hooks.unparked(strand, on, outcome)
+
+
+def waiter_for(strand: Strand, on: object, loop: asyncio.AbstractEventLoop | None) -> Waiter:
+    """A waiter that stands for ``strand``'s wait on ``on`` outside any wait queue (what
+    ``strand.waiter`` shows to diagnostics while it waits by :func:`note_parked`)."""
+    waiter = Waiter(_NO_QUEUE, strand, on, None)
+    if loop is not None:
+        waiter.loop = loop
+        waiter.ident = _get_ident()
+    return waiter
 
 
 def interrupt(strand: Strand) -> None:
@@ -481,3 +552,6 @@ def async_park(
 def new_mutex() -> Any:
     """A fresh mutex for a primitive's state (a plain, fast, non-reentrant lock)."""
     return allocate_lock()
+
+
+_NO_QUEUE = WaitQueue(new_mutex())  # the queue of waiters that are in none (see waiter_for)

@@ -11,12 +11,11 @@ with :class:`BrokenBarrierError`), *broken*.
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from plait._core import current_strand, hooks
+from plait._errors import BrokenBarrierError
 from plait._sync._condition import Condition
 from plait._sync._lock import Lock
 from plait._sync._stats import BarrierStatistics
@@ -30,10 +29,6 @@ _STATE_NAMES = {
     _RESETTING: "resetting",
     _BROKEN: "broken",
 }
-
-
-class BrokenBarrierError(threading.BrokenBarrierError, asyncio.BrokenBarrierError):
-    """The barrier is broken, or was reset or aborted while this party waited."""
 
 
 class Barrier:

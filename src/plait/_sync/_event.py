@@ -51,9 +51,12 @@ class Event:
     def __select_case__(self) -> Any:
         """The case for ``plait.select``: ready (with value ``True``) once the flag is set,
         here or -- once shared -- in any process."""
-        from plait._channels._select_shared import EventCase, SharedEventCase
+        from plait._core.select import case_of  # (select registers the event's case there)
 
-        return SharedEventCase(self) if self._shared is not None else EventCase(self)
+        case = case_of(self)
+        if case is None:
+            raise TypeError(f"{self!r} has no select case: import plait to register it")
+        return case
 
     def clear(self) -> None:
         """Reset the flag; later waits block until :meth:`set` again."""

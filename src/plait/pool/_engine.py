@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import CancelledError
 from typing import Any
 
-from plait._errors import ClosedError
+from plait._errors import ClosedError, PoolClosedError
 from plait._ipc.context import StartMethod, get_context
 from plait._ipc.serialize import dumps, loads, unpack_error
 from plait.pool._chunking import Source
@@ -736,12 +736,3 @@ class Engine:
             except OSError:
                 pass
         self._wake_r = self._wake_w = -1
-
-
-class PoolClosedError(ClosedError, ValueError, RuntimeError):
-    """The pool was closed or terminated and takes no new work.
-
-    Also a :class:`ValueError` (what ``multiprocessing.Pool`` raises) and a
-    :class:`RuntimeError` (what ``concurrent.futures`` raises), so old ``except`` clauses
-    keep working.
-    """

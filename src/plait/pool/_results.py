@@ -8,7 +8,6 @@ coroutine waiters are resolved with ``loop.call_soon_threadsafe``, so any event 
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import threading
 import time
 from collections import deque
@@ -17,18 +16,11 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FuturesTimeoutError
 from typing import Any, Generic, TypeVar
 
+from plait._errors import PoolTimeoutError
+
 __all__ = ["AsyncResult", "IMapIterator", "PoolTimeoutError"]
 
 T = TypeVar("T")
-
-
-class PoolTimeoutError(multiprocessing.TimeoutError, TimeoutError):
-    """A wait on a pool result timed out.
-
-    Both :class:`multiprocessing.TimeoutError` (what ``multiprocessing.Pool`` raises) and
-    the builtin :class:`TimeoutError` (what ``concurrent.futures`` raises), so either
-    ``except`` clause catches it.
-    """
 
 
 class AsyncResult(Generic[T]):

@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from plait._core import Strand, all_strands, current_strand, new_mutex
+from plait._core import Strand, all_strands, check_timeout, current_strand, new_mutex
 from plait._core.parking import WaitQueue, async_park, park
 
 __all__ = ["Sequencer", "async_wait_parked", "parked_on", "wait_parked"]
@@ -50,6 +50,16 @@ def _condition(on: object | None, count: int | None, strands: list[Strand] | Non
     return len(parked) >= count
 
 
+def _check(count: int | None, timeout: float) -> float:
+    """The arguments of wait_parked: a count >= 1 (or None) and a finite timeout >= 0."""
+    if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
+        raise ValueError(f"count must be an int >= 1 or None, not {count!r}")
+    wait = check_timeout(timeout)
+    if wait is None:
+        raise ValueError("wait_parked needs a finite timeout, so that a test fails, never hangs")
+    return wait
+
+
 def _describe(on: object | None, count: int | None) -> str:
     target = f"on {on!r}" if on is not None else "anywhere"
     return f"{count if count is not None else 'some'} strand(s) parked {target}"
@@ -69,7 +79,7 @@ def wait_parked(
     Raises :class:`TimeoutError` after ``timeout`` seconds, describing what it waited for,
     so a test that goes wrong fails instead of hanging.
     """
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + _check(count, timeout)
     while not _condition(on, count, strands):
         if time.monotonic() > deadline:
             raise TimeoutError(f"gave up after {timeout}s waiting for {_describe(on, count)}")
@@ -84,7 +94,7 @@ async def async_wait_parked(
     timeout: float = 10.0,
 ) -> None:
     """Coroutine form of :func:`wait_parked`; lets the loop run while it waits."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + _check(count, timeout)
     await asyncio.sleep(0)
     while not _condition(on, count, strands):
         if time.monotonic() > deadline:

@@ -1,4 +1,4 @@
-"""Task groups: scopes that own strands of every kind.
+"""TaskGroup: the scope that owns strands of every kind.
 
 ``TaskGroup.spawn(fn, *args)`` starts ``fn`` as a coroutine strand (coroutine function),
 a thread strand (plain function) or a process strand (``on="process"``); the group does not
@@ -23,22 +23,19 @@ own loop goes further: it is the asyncio task itself (:class:`_CoroStrand`, regi
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextvars
-import functools
 import inspect
 import math
-import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable
+from collections.abc import Coroutine as _CoroutineABC
 from types import TracebackType
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any
 
 from plait._core import (
     WOKEN,
     CancelScope,
-    Strand,
     StrandKind,
     Waiter,
     WaitQueue,
@@ -51,482 +48,85 @@ from plait._core import (
     park,
     register,
     runtime,
-    unregister,
 )
+from plait._core.awaitables import describe_callable, refuse_awaitable, returns_awaitable
 from plait._core.strands import (
-    _by_task,
-    _ids,
     note_self_strand_loop,
-    register_self_strand_type,
 )
-from plait._errors import CancellationIgnored, Cancelled, WorkerCrashed
+from plait._errors import CancellationIgnored, Cancelled
+from plait._tasks._task import (
+    _CO_COROUTINE,
+    _KINDS,
+    _PLAIN,
+    On,
+    T,
+    Task,
+    _add_done,
+    _CoroStrand,
+    _Coroutine,
+    _exception,
+    _get_ident,
+    _get_running_loop,
+    gil_enabled,
+)
 
-__all__ = ["On", "Task", "TaskGroup", "gil_enabled"]
+__all__ = ["TaskGroup"]
 
-T = TypeVar("T")
-On = Literal["async", "thread", "process", "cpu", "green"]
-_KINDS = ("async", "thread", "process", "cpu", "green")
-
-_get_running_loop = asyncio._get_running_loop
-_get_ident = threading.get_ident
-_CO_COROUTINE = inspect.CO_COROUTINE
-
-
-async def _probe() -> None:
-    return None
-
-
-_probe_coro = _probe()
-_Coroutine = type(_probe_coro)
-_probe_coro.close()
-
-
-def gil_enabled() -> bool:
-    """Whether this interpreter runs with the GIL (``on="cpu"`` then means processes)."""
-    probe = getattr(sys, "_is_gil_enabled", None)
-    return True if probe is None else bool(probe())
+def _only_abandoned(errors: list[BaseException]) -> bool:
+    """Whether every error is a thread strand abandoned after a cancellation."""
+    return all(isinstance(e, CancellationIgnored) for e in errors)
 
 
-class Task(Strand, Generic[T]):  # an ABC (via Strand): _CoroStrand registers as one
-    """A strand started by :meth:`TaskGroup.spawn`, and the handle to its outcome.
+def _note_abandoned(exc: BaseException, abandoned: list[BaseException]) -> None:
+    for error in abandoned:
+        exc.add_note(f"abandoned: {error}")
 
-    Await it (``await task``) or wait with ``task.result(timeout=...)``. ``result()``
-    without a timeout does not wait: on a task that is not done it raises
-    :class:`asyncio.InvalidStateError` saying how to wait.
-    """
 
-    __slots__ = (
-        "_callbacks",
-        "_error",
-        "_finished",
-        "_group",
-        "_mutex",
-        "_pcall",
-        "_result",
-        "_root",
-        "_timed_out",
-        "_timeout",
-        "_waitq",
-        "_was_cancelled",
+def _earliest(timeout: float | None, scopes: Any) -> float | None:
+    """``timeout``, or less if an enclosing scope's deadline comes first."""
+    deadline = min((s.deadline for s in scopes), default=math.inf)
+    if deadline == math.inf:
+        return timeout
+    left = max(0.0, deadline - time.monotonic())
+    return left if timeout is None else min(timeout, left)
+
+
+def _outer_cancelled(scopes: Any) -> bool:
+    now = time.monotonic()
+    return any(s.cancel_called or s.deadline <= now for s in scopes)
+
+
+def _as_coroutine(fn: Callable[..., Any], awaitable: Any) -> Any:
+    """What asyncio can run as a task: ``awaitable`` itself, or a coroutine awaiting it."""
+    if isinstance(awaitable, _CoroutineABC):  # a coroutine, or plait's C QueueOp
+        return awaitable
+    if inspect.isawaitable(awaitable):
+        return _await(awaitable)
+    raise TypeError(
+        f"a coroutine strand needs a callable that returns an awaitable; "
+        f"{describe_callable(fn)} returned {type(awaitable).__name__}: spawn a plain "
+        f"function with on='thread' (or leave out on=)"
     )
 
-    def __init__(
-        self, kind: StrandKind, name: str | None, group: TaskGroup | None, timeout: float | None
-    ) -> None:
-        # Strand.__init__, inlined: spawning is on the hot path.
-        self.sid = next(_ids)
-        self.kind = kind
-        self.name = name if name is not None else f"{kind}-{self.sid}"
-        self.parent = group
-        self.state = "new"
-        self.parked_on = None
-        self.waiter = None
-        self.loop = None
-        self.task = None
-        self.ident = None
-        self.pid = None
-        self.implicit = False
-        self.cancel_scopes = ()
-        self._group = group
-        # Tasks of a group share its mutex; wait queue and callbacks are made on first use,
-        # so a parked task costs little more than asyncio's own.
-        self._mutex = group._mutex if group is not None else new_mutex()
-        self._waitq: WaitQueue | None = None
-        self._finished = False
-        self._result: Any = None
-        self._error: BaseException | None = None
-        self._was_cancelled = False
-        self._callbacks: list[Callable[[Task[T]], None]] | None = None
-        self._pcall: Any = None
-        self._root: CancelScope | None = None
-        self._timeout = timeout
-        self._timed_out = False
 
-    # -- state ----------------------------------------------------------------------
-
-    def done(self) -> bool:
-        """Whether the strand has finished (returned, raised or was cancelled)."""
-        return self._finished
-
-    def cancelled(self) -> bool:
-        """Whether the strand ended because it was cancelled."""
-        return self._finished and self._was_cancelled
-
-    def __repr__(self) -> str:
-        if not self._finished:
-            state = self.state
-        elif self._was_cancelled:
-            state = "cancelled"
-        elif self._error is not None:
-            state = f"failed: {type(self._error).__name__}"
-        else:
-            state = "done"
-        return f"<plait.Task #{self.sid} {self.kind} {self.name!r} {state}>"
-
-    def cancel(self, msg: str | None = None) -> bool:
-        """Ask the strand to stop; ``False`` if it already finished. Thread-safe."""
-        if self._finished:
-            return False
-        if self.kind == "async":
-            loop = self.loop
-            if loop is not None:
-                if _get_running_loop() is loop:
-                    self._cancel_async(msg)
-                else:
-                    try:
-                        loop.call_soon_threadsafe(self._cancel_async, msg)
-                    except RuntimeError:
-                        return False
-        elif self.kind == "thread":
-            assert self._root is not None
-            self._root.cancel()
-        elif self.kind == "process":
-            self._was_cancelled = True
-            pcall = self._pcall
-            if pcall is not None:
-                grace = self._group.grace if self._group is not None else 2.0
-                pcall.terminate(grace)
-        return True
-
-    def _cancel_async(self, msg: str | None) -> None:
-        atask = self.task
-        if atask is None:  # not started yet on its loop: it will start cancelled
-            self._was_cancelled = True
-        elif not atask.done():
-            atask.cancel(msg)
-
-    # -- outcome --------------------------------------------------------------------
-
-    def _outcome(self) -> T:
-        if self._was_cancelled:
-            raise Cancelled(f"{self!r} was cancelled") if self.kind != "async" else (
-                asyncio.CancelledError(f"{self!r} was cancelled")
-            )
-        if self._error is not None:
-            raise self._error
-        return self._result  # type: ignore[no-any-return]
-
-    def result(self, timeout: float | None = 0) -> T:
-        """The strand's return value; re-raises its exception.
-
-        ``timeout=0`` (the default) does not wait; ``timeout=None`` waits as long as it
-        takes; a number waits that many seconds and then raises :class:`TimeoutError`.
-        """
-        timeout = check_timeout(timeout)
-        if not self._finished:
-            if timeout == 0:
-                raise asyncio.InvalidStateError(
-                    f"{self!r} is not done yet: `await` it, let its TaskGroup exit, "
-                    f"or call result(timeout=SECONDS) to wait"
-                )
-            if not self.wait(timeout):
-                raise TimeoutError(f"{self!r} did not finish within {timeout} s")
-        return self._outcome()
-
-    def exception(self, timeout: float | None = 0) -> BaseException | None:
-        """The exception the strand raised, or ``None``; same waiting rules as ``result``."""
-        try:
-            self.result(timeout)
-        except asyncio.InvalidStateError:
-            raise
-        except TimeoutError as exc:
-            if not self._finished:
-                raise
-            return exc
-        except BaseException as exc:
-            if self._was_cancelled:
-                raise
-            return exc
-        return None
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until the strand is done; ``False`` if ``timeout`` passed first."""
-        timeout = check_timeout(timeout)
-        loop = _get_running_loop()
-        if loop is not None and loop is self.loop and not self._finished:
-            raise RuntimeError(
-                f"waiting for {self!r} with a blocking call from a coroutine of its own "
-                f"event loop would deadlock: use `await task` instead"
-            )
-        with self._mutex:
-            if self._finished:
-                return True
-            if self._waitq is None:
-                self._waitq = WaitQueue(self._mutex)
-            waiter = self._waitq.enqueue_current(self)
-        return park(waiter, timeout) or self._finished
-
-    async def async_wait(self) -> None:
-        """Suspend the calling coroutine until the strand is done."""
-        with self._mutex:
-            if self._finished:
-                return
-            if self._waitq is None:
-                self._waitq = WaitQueue(self._mutex)
-            waiter = self._waitq.async_enqueue_current(self)
-        await async_park(waiter, None)
-
-    async def async_result(self) -> T:
-        """Await the strand and return its result (the same as ``await task``)."""
-        await self.async_wait()
-        return self._outcome()
-
-    def __await__(self) -> Generator[Any, None, T]:
-        return self.async_result().__await__()
-
-    def add_done_callback(self, fn: Callable[[Task[T]], None]) -> None:
-        """Call ``fn(task)`` when the strand finishes (at once if it already has)."""
-        with self._mutex:
-            if not self._finished:
-                if self._callbacks is None:
-                    self._callbacks = []
-                self._callbacks.append(fn)
-                return
-        fn(self)
-
-    def _finish(self, result: Any, error: BaseException | None, cancelled: bool) -> None:
-        """Record the outcome exactly once and wake everything that waits for it."""
-        group = self._group
-        first_failure = False
-        with self._mutex:  # the group's mutex too, when there is a group
-            if self._finished:
-                return
-            self._result = result
-            self._error = error
-            self._was_cancelled = cancelled or self._was_cancelled
-            self._finished = True
-            waiters = self._waitq.pop_all() if self._waitq is not None else None
-            callbacks, self._callbacks = self._callbacks, None
-            if group is not None:
-                first_failure, group_waiters = group._child_done_locked(self)
-                if group_waiters:
-                    waiters = group_waiters if not waiters else waiters + group_waiters
-        if waiters:
-            for w in waiters:
-                w.wake()
-        if callbacks:
-            for cb in callbacks:
-                cb(self)
-        if first_failure:
-            assert group is not None
-            group._abort(stop_body=True)
-
-    # -- kind-specific completion ------------------------------------------------------
-
-    def _on_async_done(self, atask: asyncio.Task[Any]) -> None:
-        _by_task.pop(atask, None)
-        self.state = "done"
-        if atask.cancelled():
-            error = None
-            cancelled = True
-        else:
-            error = atask.exception()
-            cancelled = False
-            if isinstance(error, asyncio.CancelledError):
-                error, cancelled = None, True
-        if hooks.active:
-            hooks.exited(self, error)
-        self._finish(None if cancelled or error else atask.result(), error, cancelled)
-
-    def _on_thread_done(self, result: Any, error: BaseException | None) -> None:
-        cancelled = False
-        root = self._root
-        if isinstance(error, Cancelled):
-            if (
-                root is not None
-                and not root.cancel_called
-                and root.deadline <= time.monotonic()
-                and getattr(error, "scope", None) is root
-            ):
-                error = TimeoutError(f"{self!r} timed out after {self._timeout} s")
-            else:
-                error, cancelled = None, True
-        self._finish(result, error, cancelled)
-
-    def _on_process_done(self, fut: concurrent.futures.Future[Any]) -> None:
-        unregister(self)
-        if self._timed_out:
-            self._was_cancelled = False
-            self._finish(None, TimeoutError(f"{self!r} timed out after {self._timeout} s"), False)
-            return
-        if self._was_cancelled:
-            self._finish(None, None, True)
-            return
-        try:
-            result = fut.result()
-        except (SystemExit, KeyboardInterrupt) as exc:
-            # The child's own exit is not the parent's: it must never end this process.
-            code = exc.code if isinstance(exc, SystemExit) else None
-            crashed = WorkerCrashed(
-                f"process strand {self.name!r} (pid {self.pid}) ended by "
-                f"{type(exc).__name__}({code!r}) before returning a result",
-                pid=self.pid,
-                exitcode=code if isinstance(code, int) else 1,
-                task=self.name,
-            )
-            crashed.__cause__ = exc
-            self._finish(None, crashed, False)
-        except BaseException as exc:
-            self._finish(None, exc, False)
-        else:
-            self._finish(result, None, False)
+async def _await(awaitable: Awaitable[T]) -> T:
+    return await awaitable
 
 
-class _CoroStrand(asyncio.Task):  # type: ignore[type-arg]
-    """A coroutine strand spawned on its group's own loop: the asyncio task *is* the strand.
+class _RefuseAwaitable:
+    """A process strand's target: calls ``fn`` and fails if it returned an awaitable."""
 
-    This is the fast path of ``spawn``: one object per strand (asyncio's own task, with a
-    few slots of plait's), no registry entry (asyncio lists tasks per loop), so spawning a
-    coroutine strand costs about what ``asyncio.TaskGroup.create_task`` costs. It has the
-    :class:`Task` API (``result(timeout=)``, ``wait``, ``async_wait``, ``kind``, ``name``,
-    thread-safe ``cancel``) and is registered as a :class:`Task` and a :class:`Strand`.
-    """
+    __slots__ = ("fn",)
 
-    __slots__ = ("_name", "_sid", "parent", "parked_on", "state", "waiter")
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
 
-    _name: str
-    _sid: int
-    parent: Any
-    parked_on: object | None
-    state: str
-    waiter: Any
-    kind: StrandKind = "async"
-    implicit = False
-    ident = None
-    pid = None
-    cancel_scopes: tuple[()] = ()
-
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop:
-        return self.get_loop()
-
-    @property
-    def task(self) -> asyncio.Task[Any]:
-        return self
-
-    @property
-    def sid(self) -> int:
-        """The strand's id, given on first use (spawning stays as cheap as asyncio's)."""
-        try:
-            return self._sid
-        except AttributeError:
-            self._sid = sid = next(_ids)
-            return sid
-
-    @property
-    def id(self) -> int:
-        return self.sid
-
-    @property
-    def name(self) -> str:
-        try:
-            return self._name
-        except AttributeError:  # not named at spawn: the coroutine's function names it
-            return str(getattr(self.get_coro(), "__qualname__", f"async-{self.sid}"))
-
-    def __repr__(self) -> str:
-        if not self.done():
-            state = self.state
-        elif self.cancelled():
-            state = "cancelled"
-        elif self.exception() is not None:
-            state = f"failed: {type(self.exception()).__name__}"
-        else:
-            state = "done"
-        return f"<plait.Task #{self.sid} async {self.name!r} {state}>"
-
-    def cancel(self, msg: Any = None) -> bool:
-        """Ask the strand to stop; ``False`` if it already finished. Thread-safe."""
-        if self.done():
-            return False
-        loop = self.get_loop()
-        if _get_running_loop() is loop:
-            return super().cancel(msg)
-        try:
-            loop.call_soon_threadsafe(self._cancel_here, msg)
-        except RuntimeError:
-            return False
-        return True
-
-    def _cancel_here(self, msg: Any) -> None:
-        if not self.done():
-            super().cancel(msg)
-
-    def result(self, timeout: float | None = 0) -> Any:
-        """As :meth:`Task.result`: ``timeout=0`` does not wait."""
-        if not self.done():
-            timeout = check_timeout(timeout)
-            if timeout == 0:
-                raise asyncio.InvalidStateError(
-                    f"{self!r} is not done yet: `await` it, let its TaskGroup exit, "
-                    f"or call result(timeout=SECONDS) to wait"
-                )
-            if not self.wait(timeout):
-                raise TimeoutError(f"{self!r} did not finish within {timeout} s")
-        return super().result()
-
-    def exception(self, timeout: float | None = 0) -> BaseException | None:
-        """As :meth:`Task.exception`."""
-        if not self.done():
-            self.result(timeout)  # waits, or raises as result() does
-        return super().exception()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until the strand is done; ``False`` if ``timeout`` passed first."""
-        timeout = check_timeout(timeout)
-        if self.done():
-            return True
-        if _get_running_loop() is self.get_loop():
-            raise RuntimeError(
-                f"waiting for {self!r} with a blocking call from a coroutine of its own "
-                f"event loop would deadlock: use `await task` instead"
-            )
-        group: TaskGroup = self.parent
-        with group._mutex:
-            queue = group._task_waitq(self)
-            waiter = queue.enqueue_current(self)
-            if self.state == "done":  # enqueued first, then looked (see _on_coro_done)
-                queue.remove(waiter)
-                return True
-        return park(waiter, timeout) or self.done()
-
-    async def async_wait(self) -> None:
-        """Suspend the calling coroutine (on any loop) until the strand is done."""
-        if self.done():
-            return
-        if _get_running_loop() is self.get_loop():
-            await asyncio.wait((self,))
-            return
-        group: TaskGroup = self.parent
-        with group._mutex:
-            queue = group._task_waitq(self)
-            waiter = queue.async_enqueue_current(self)
-            if self.state == "done":  # enqueued first, then looked (see _on_coro_done)
-                queue.remove(waiter)
-                return
-        await async_park(waiter, None)
-
-    async def async_result(self) -> Any:
-        """Await the strand and return its result."""
-        await self.async_wait()
-        return super().result()
-
-    def add_done_callback(self, fn: Any, *, context: Any = None) -> None:
-        """Call ``fn(task)`` when the strand finishes; thread-safe."""
-        loop = self.get_loop()
-        if _get_running_loop() is loop:
-            super().add_done_callback(fn, context=context)
-        else:
-            loop.call_soon_threadsafe(
-                functools.partial(super().add_done_callback, fn, context=context)
-            )
-
-
-register_self_strand_type(_CoroStrand)
-Task.register(_CoroStrand)
-# asyncio's own (C) methods, skipping the overrides above where plait calls them itself.
-_add_done = asyncio.Task.add_done_callback
-_exception = asyncio.Task.exception
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        result = self.fn(*args, **kwargs)
+        error = refuse_awaitable(self.fn, result, "process")
+        if error is not None:
+            raise error
+        return result
 
 
 async def _run_with_timeout(coro: Awaitable[T], seconds: float, task: Task[T]) -> T:
@@ -547,8 +147,12 @@ class TaskGroup:
     """
 
     def __init__(self, *, name: str | None = None, grace: float = 2.0) -> None:
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"TaskGroup name must be a str or None, not {name!r}")
         self.name = name
-        self.grace = check_timeout(grace) or 0.0
+        limit = check_timeout(grace, "grace")
+        # (None: no grace at all, as before; math.inf: wait for every thread however long)
+        self.grace = limit if limit is not None else (0.0 if grace is None else math.inf)
         self._mutex = new_mutex()
         self._waitq = WaitQueue(self._mutex)
         self._pending: set[Task[Any]] = set()
@@ -630,10 +234,15 @@ class TaskGroup:
                 "green strands (on='green') are not available yet; "
                 "use on='async' or on='thread' for now"
             )
+        if on is None:
+            return "async" if returns_awaitable(fn) else "thread"
+        if on != "async" and returns_awaitable(fn):
+            raise TypeError(
+                f"{describe_callable(fn)} returns an awaitable, which a {on} strand cannot "
+                f"await: leave out on= (or pass on='async') to run it as a coroutine strand"
+            )
         if on == "cpu":
             return "process" if gil_enabled() else "thread"
-        if on is None:
-            return "async" if inspect.iscoroutinefunction(fn) else "thread"
         return on  # type: ignore[return-value]
 
     def spawn(
@@ -668,7 +277,9 @@ class TaskGroup:
         )
         if not fast:
             if on is None and flags is not None:  # a plain function, without inspect's help
-                kind: StrandKind = "async" if flags & _CO_COROUTINE else "thread"
+                kind: StrandKind = (
+                    "async" if flags & _CO_COROUTINE or returns_awaitable(fn) else "thread"
+                )
             else:
                 if inspect.iscoroutine(fn):
                     raise TypeError(
@@ -680,18 +291,21 @@ class TaskGroup:
                 kind = self._kind_of(fn, on)
             if timeout is not None:
                 timeout = check_timeout(timeout)
+            if name is not None and not isinstance(name, str):
+                raise TypeError(f"spawn() name must be a str or None, not {name!r}")
             if self._state != "open" or self._aborting:
                 self._refuse()
-            fast = (
-                kind == "async"
-                and timeout is None
-                and _get_ident() == self._loop_ident
-                and inspect.iscoroutinefunction(fn)  # e.g. a partial of one
-            )
+            fast = kind == "async" and timeout is None and _get_ident() == self._loop_ident
         if fast:
             # The coroutine strand is the asyncio task itself. (No name= for asyncio:
-            # setting one costs more than the task.)
-            strand = _CoroStrand(fn(*args), loop=self._loop)
+            # setting one costs more than the task.) A callable that returns an awaitable
+            # (``ev.async_wait``, a partial of an async function) goes this way too.
+            if name is not None and not isinstance(name, str):
+                raise TypeError(f"spawn() name must be a str or None, not {name!r}")
+            coro = fn(*args)
+            if type(coro) is not _Coroutine:
+                coro = _as_coroutine(fn, coro)
+            strand = _CoroStrand(coro, loop=self._loop)
             strand.parent = self
             if name is not None:
                 strand._name = name
@@ -734,10 +348,8 @@ class TaskGroup:
         loop = self._loop if self._loop is not None else runtime.loop()
         task.loop = loop
         coro = fn(*args)
-        if type(coro) is not _Coroutine and not inspect.isawaitable(coro):
-            raise TypeError(
-                f"on='async' needs a coroutine function; {fn!r} returned {type(coro).__name__}"
-            )
+        if type(coro) is not _Coroutine:
+            coro = _as_coroutine(fn, coro)
         if task._timeout is not None:
             coro = _run_with_timeout(coro, task._timeout, task)
         if _get_running_loop() is loop:
@@ -774,14 +386,41 @@ class TaskGroup:
         root._strand = task
         task._root = root
         task.cancel_scopes = [root]
-        run_in_thread(task, fn, args, {}, contextvars.copy_context(), task._on_thread_done)
+        if task._timeout is not None:
+            self._arm_thread_overrun(task, task._timeout + self.grace)
+
+        def done(result: Any, error: BaseException | None) -> None:
+            if error is None and result is not None and not isinstance(result, _PLAIN):
+                refused = refuse_awaitable(fn, result, "thread")
+                if refused is not None:
+                    result, error = None, refused
+            task._on_thread_done(result, error)
+
+        run_in_thread(task, fn, args, {}, contextvars.copy_context(), done)
+
+    def _arm_thread_overrun(self, task: Task[Any], seconds: float) -> None:
+        """A thread strand still running ``grace`` s after its timeout fails with
+        :class:`TimeoutError` (its thread is abandoned, as a cancelled one is), so that
+        neither the group nor a surrounding ``fail_after`` waits for a blocking call."""
+
+        def expire() -> None:
+            if not task._finished:
+                error = TimeoutError(
+                    f"{task!r} timed out after {task._timeout} s and ignored it for "
+                    f"{self.grace} s more: abandoned while still running"
+                )
+                error.__cause__ = CancellationIgnored(task.name, self.grace)
+                task._finish(None, error, False)
+
+        loop = runtime.loop()
+        loop.call_soon_threadsafe(loop.call_later, seconds, expire)
 
     def _start_process(
         self, task: Task[Any], fn: Callable[..., Any], args: tuple[Any, ...]
     ) -> None:
         from plait._processes import start_process_call
 
-        pcall = start_process_call(fn, args, {}, name=task.name)
+        pcall = start_process_call(_RefuseAwaitable(fn), args, {}, name=task.name)
         task._pcall = pcall
         task.pid = pcall.pid
         task.state = "running"
@@ -837,13 +476,27 @@ class TaskGroup:
         if self._body is not None:
             self._body.cancel()
         elif self._parent_task is not None and not self._parent_cancel_requested:
-            self._parent_cancel_requested = True
             loop = self._loop
             assert loop is not None
             if _get_running_loop() is loop:
-                self._parent_task.cancel()
+                self._cancel_parent()
             else:
-                loop.call_soon_threadsafe(self._parent_task.cancel)
+                try:
+                    loop.call_soon_threadsafe(self._cancel_parent)
+                except RuntimeError:  # the loop is closed: nothing left to stop
+                    pass
+
+    def _cancel_parent(self) -> None:
+        """Stop the body (on the group's loop): only while it still runs, and only once.
+
+        Decided here, on the loop's thread, where the body's state changes: a request from
+        a thread strand that arrives after the body reached ``__aexit__`` would otherwise
+        cancel the parent after the group took its cancellation back.
+        """
+        if self._state == "open" and not self._parent_cancel_requested:
+            self._parent_cancel_requested = True
+            assert self._parent_task is not None
+            self._parent_task.cancel()
 
     def _fast_children(self) -> list[Any]:
         """The running coroutine children that are not in _pending (asyncio lists them)."""
@@ -946,7 +599,12 @@ class TaskGroup:
             except asyncio.CancelledError:
                 if parent.cancelling():
                     raise
-        if propagate is not None and not self._errors:
+        if propagate is not None and _only_abandoned(self._errors):
+            # An outer cancellation (Ctrl-C through asyncio.Runner, an enclosing scope's
+            # deadline) goes on as itself: threads that ignored it are named in a note,
+            # never turned into an ExceptionGroup that hides the KeyboardInterrupt.
+            _note_abandoned(propagate, self._errors)
+            self._errors = []
             raise propagate
         body_error = exc if et is not None and not issubclass(et, asyncio.CancelledError) else None
         if self._errors or body_error is not None:
@@ -994,14 +652,17 @@ class TaskGroup:
                         break
                     waiter = self._waitq.enqueue_current(self)
                 try:
-                    park(waiter, self._wait_deadline(), interruptible=True)
+                    park(waiter, _earliest(self._wait_deadline(), scopes), interruptible=True)
                 except BaseException:
                     # Ctrl-C (or another signal's exception) while we wait for children:
                     # cancel them all and leave; nothing keeps running unowned for long.
                     self._abort(stop_body=False)
                     raise
                 if waiter.state != WOKEN:  # not woken: interrupted by an outer cancel, or timed out
-                    outer = next((s for s in scopes if s.cancel_called), None)
+                    now = time.monotonic()
+                    outer = next(
+                        (s for s in scopes if s.cancel_called or s.deadline <= now), None
+                    )
                     if outer is not None and not self._aborting:
                         self._abort(stop_body=False)
                     if (self._pending or self._n_fast) and self._wait_deadline() == 0.0:
@@ -1011,6 +672,16 @@ class TaskGroup:
         self._state = "exited"
         if propagate is not None and not self._errors:
             return False
+        if _only_abandoned(self._errors) and _outer_cancelled(scopes):
+            # An enclosing scope was cancelled or reached its deadline: its cancellation
+            # goes on (fail_after raises TimeoutError after the grace, not after the
+            # blocking call); the threads that ignored it are named in a note.
+            abandoned, self._errors = self._errors, []
+            try:
+                checkpoint()
+            except Cancelled as cancel:
+                _note_abandoned(cancel, abandoned)
+                raise
         if not self._errors:
             checkpoint()  # an outer scope cancelled while we waited: never swallow it
         body_error = None if own_cancel or et is None or propagate is not None else exc
