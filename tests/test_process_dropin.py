@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import weakref
 from multiprocessing.connection import Connection, Pipe
 from pathlib import Path
 from typing import Any
@@ -195,6 +196,45 @@ def test_join_timeout_returns_while_alive() -> None:
     p.kill()
     p.join()
     assert not p.is_alive()
+
+
+@pytest.mark.parametrize("timeout", [-1, -0.5, 0])
+def test_join_with_a_timeout_of_zero_or_less_only_looks(timeout: float) -> None:
+    # multiprocessing: join(-1) returns at once (it used to park forever here).
+    p, _ = _sleeper()
+    try:
+        started = time.monotonic()
+        p.join(timeout)
+        assert time.monotonic() - started < 5
+        assert p.is_alive()
+        assert p.exitcode is None
+    finally:
+        p.kill()
+        p.join(20)
+    assert p.exitcode == -signal.SIGKILL
+
+
+def test_async_join_with_a_negative_timeout_only_looks() -> None:
+    p, _ = _sleeper()
+    try:
+        asyncio.run(asyncio.wait_for(p.async_join(-1), 10))
+        assert p.is_alive()
+    finally:
+        p.kill()
+        p.join(20)
+
+
+def test_a_dropped_process_is_freed_at_once_even_the_last_one() -> None:
+    # The watcher's callback held the Process (a partial of a bound method): the last
+    # Process started stayed alive after close() until another one finished.
+    p = Process(target=return_sum, args=(1, 2))
+    p.start()
+    p.join(20)
+    assert p.result(timeout=10) == 3
+    p.close()
+    ref = weakref.ref(p)
+    del p
+    assert ref() is None
 
 
 def test_many_threads_join_at_once() -> None:
