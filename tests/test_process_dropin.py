@@ -509,3 +509,20 @@ def test_seed_lock_program_children_never_joined(tmp_path: Path) -> None:
     assert out.stderr == ""
     assert sorted(out.stdout.splitlines()) == sorted(f"hello world {i}" for i in range(10))
 
+
+
+class _Unpicklable:
+    def __reduce__(self) -> Any:
+        raise AttributeError("refuses to be pickled")
+
+
+def test_a_queue_holding_an_unpicklable_item_is_named_at_start() -> None:
+    # The queue's own SerializationError (naming the item) used to be replaced by a
+    # second, misleading one about the queue's internals.
+    q = plait.Queue()
+    q.put(_Unpicklable())
+    p = Process(target=return_sum, args=(q, 1))
+    with pytest.raises(SerializationError, match="the item put into the queue") as info:
+        p.start()
+    assert "_Unpicklable" in str(info.value)
+    assert "WaitQueue" not in str(info.value)

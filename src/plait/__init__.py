@@ -250,15 +250,18 @@ __all__ = [
     "stack_size",
 ]
 
-# Names the running Python's stdlib has and older ones lack.
-if hasattr(_threading, "settrace_all_threads"):  # 3.12+
-    settrace_all_threads = _threading.settrace_all_threads
-    setprofile_all_threads = _threading.setprofile_all_threads
+# Names the running Python's stdlib has and older ones lack (typed as the oldest we support).
+_threading_now: _Any = _threading
+_queue_now: _Any = _queue
+if hasattr(_threading_now, "settrace_all_threads"):  # 3.12+
+    settrace_all_threads = _threading_now.settrace_all_threads
+    setprofile_all_threads = _threading_now.setprofile_all_threads
     __all__ += ["setprofile_all_threads", "settrace_all_threads"]
-if hasattr(_queue, "ShutDown"):  # 3.13+
+if hasattr(_queue_now, "ShutDown"):  # 3.13+
     # queue's own, so `except queue.ShutDown` and `except plait.ShutDown` are the same.
-    ShutDown = _queue.ShutDown
+    ShutDown = _queue_now.ShutDown
     __all__ += ["ShutDown"]
+del _threading_now, _queue_now
 
 # Public objects show as plait.X in reprs, tracebacks and pickles.
 for _name in __all__:

@@ -14,12 +14,20 @@ reference figures in the report).
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import unittest
+from collections.abc import Iterator
+from multiprocessing import forkserver
 
+import pytest
 from test import _test_multiprocessing as suite
 
 import plait
+from plait._ipc.context import get_context
+
+# A hang is a failure of that test (raised in it), not the end of the session.
+pytestmark = pytest.mark.timeout(60, method="signal")
 
 _CLASSES = [
     "_TestProcess",
@@ -78,3 +86,27 @@ def _install() -> None:
 
 
 _install()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _fork_server_preloads_the_suite() -> Iterator[None]:
+    """As CPython runs this suite under forkserver (its setUpModule): multiprocessing's
+    default start method is the one plait starts children with, so the suite's own
+    helpers (a ``multiprocessing.Lock`` inside ``_DummyList``) may cross to them; and the
+    suite is preloaded in the fork server, so a child does not import it again (100
+    children each importing the test package take a minute on a small machine). A fresh
+    server for this module, and again after it."""
+    method = plait.get_start_method()
+    context = get_context(method)  # sets plait's preload list
+    server = forkserver._forkserver  # type: ignore[attr-defined]
+    plaits = list(server._preload_modules)
+    server._stop()
+    context.set_forkserver_preload([*plaits, suite.__name__, __name__])
+    old_method = multiprocessing.get_start_method(allow_none=True)
+    multiprocessing.set_start_method(method, force=True)
+    try:
+        yield
+    finally:
+        multiprocessing.set_start_method(old_method, force=True)
+        server._stop()
+        context.set_forkserver_preload(plaits)

@@ -11,19 +11,27 @@ in a test is ``plait.excepthook = hook``, which is threading's hook).
 The suite's lock classes run in ``test_cpython_lock_tests.py``; tests that start a separate
 interpreter on a script of their own (``assert_python_ok``) run the stdlib there, not plait.
 Skips: ``skips_threading.py``.
+
+``PLAIT_COMPAT_BASELINE=stdlib`` runs the same classes on threading itself (the reference
+figures).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 import threading
 import types
 from typing import Any
 
-import test.test_threading  # noqa: F401  (loads the suite's own imports first)
+import pytest
+import test.test_threading
 
 import plait
+
+# A hang is a failure of that test (raised in it), not the end of the session.
+pytestmark = pytest.mark.timeout(60, method="signal")
 
 _PUBLIC = frozenset(threading.__all__)
 
@@ -48,6 +56,8 @@ class _ThreadingAsPlait(types.ModuleType):
 
 
 def _load_suite() -> types.ModuleType:
+    if os.environ.get("PLAIT_COMPAT_BASELINE") == "stdlib":
+        return test.test_threading
     spec = importlib.util.find_spec("test.test_threading")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

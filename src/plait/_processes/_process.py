@@ -80,6 +80,8 @@ def _pickle_for_child(obj: Any) -> bytes:
     buf = io.BytesIO()
     try:
         _ChildPickler(buf, serialize.PROTOCOL).dump(obj)
+    except SerializationError:
+        raise  # plait's own object refused (and named) what it holds: nothing else will do
     except Exception:
         buf = io.BytesIO()
         _ChildCloudPickler(buf, protocol=serialize.PROTOCOL).dump(obj)
@@ -251,6 +253,8 @@ class Process(mp_process.BaseProcess):
         for part, what in parts:
             try:
                 _pickle_for_child(part)
+            except SerializationError:
+                raise  # it names the culprit already
             except Exception as exc:
                 try:
                     serialize.dumps(part, what=what)  # raises SerializationError naming it
