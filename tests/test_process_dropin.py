@@ -526,3 +526,79 @@ def test_a_queue_holding_an_unpicklable_item_is_named_at_start() -> None:
         p.start()
     assert "_Unpicklable" in str(info.value)
     assert "WaitQueue" not in str(info.value)
+
+
+# -- multiprocessing's module-level API on plait ---------------------------------------------
+
+
+def current_start_method() -> str | None:
+    return multiprocessing.get_start_method(allow_none=True)
+
+
+def add_to_shared(value: Any, array: Any, n: int) -> None:
+    with value.get_lock():
+        value.value += n
+    array[0] = n
+
+
+def test_set_start_method_chooses_how_plait_processes_start() -> None:
+    assert plait.get_start_method(allow_none=True) is None
+    assert plait.get_start_method() == "forkserver"
+    plait.set_start_method("spawn")
+    try:
+        with pytest.raises(RuntimeError, match="already been set"):
+            plait.set_start_method("forkserver")
+        assert plait.get_start_method() == "spawn"
+        p = Process(target=current_start_method)
+        p.start()
+        assert p.result(timeout=50) == "spawn"
+    finally:
+        plait.set_start_method(None, force=True)
+    assert plait.get_start_method(allow_none=True) is None
+
+
+@pytest.mark.parametrize("bad", ["threads", 3, ""])
+def test_set_start_method_refuses_an_unknown_method(bad: Any) -> None:
+    with pytest.raises(ValueError, match="forkserver, spawn, fork"):
+        plait.set_start_method(bad)
+    with pytest.raises(ValueError, match="forkserver, spawn, fork"):
+        plait.get_context(bad)
+    assert plait.get_start_method(allow_none=True) is None
+
+
+def test_get_context_gives_plait_classes_for_that_method() -> None:
+    context = plait.get_context("spawn")
+    assert plait.get_context("spawn") is context
+    assert context.get_start_method() == "spawn"
+    assert issubclass(context.Process, plait.Process)
+    assert context.Queue is plait.Queue
+    assert context.Lock is plait.Lock
+    assert context.Pipe is plait.Pipe
+    p = context.Process(target=current_start_method)
+    p.start()
+    assert p.result(timeout=50) == "spawn"
+    assert plait.get_context().get_start_method() == "forkserver"
+
+
+def test_value_and_array_cross_to_a_plait_process() -> None:
+    # multiprocessing.Value's lock is made in the default context; plait's in the context
+    # plait starts children with, so it crosses (the stdlib's is refused).
+    value = plait.Value("i", 1)
+    array = plait.Array("i", [0, 0])
+    p = Process(target=add_to_shared, args=(value, array, 41))
+    p.start()
+    p.join(50)
+    assert p.exitcode == 0
+    assert value.value == 42
+    assert list(array) == [41, 0]
+    raw = plait.RawArray("d", 3)
+    assert list(raw) == [0.0, 0.0, 0.0]
+    assert plait.RawValue("i", 7).value == 7
+
+
+def test_joinable_queue_has_task_done_and_join() -> None:
+    q = plait.JoinableQueue()
+    q.put(1)
+    assert q.get(timeout=5) == 1
+    q.task_done()
+    q.join()
