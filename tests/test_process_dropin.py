@@ -231,10 +231,17 @@ def test_a_dropped_process_is_freed_at_once_even_the_last_one() -> None:
     p.start()
     p.join(20)
     assert p.result(timeout=10) == 3
+    popen_ref = weakref.ref(p._popen)
     p.close()
     ref = weakref.ref(p)
     del p
     assert ref() is None
+    # The watcher let go of the child's Popen (and so of multiprocessing's finalizer that
+    # closes its descriptors) once it was done with it: by the end of that round at most.
+    deadline = time.monotonic() + 10
+    while popen_ref() is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert popen_ref() is None
 
 
 def test_many_threads_join_at_once() -> None:
