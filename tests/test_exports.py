@@ -4,6 +4,9 @@ from __future__ import annotations
 import __future__
 
 import inspect
+import multiprocessing
+import queue
+import threading
 import types
 
 import pytest
@@ -73,3 +76,48 @@ def test_exported_function_shows_as_plait(name: str) -> None:
 def test_version_is_a_string() -> None:
     assert isinstance(plait.__version__, str)
     assert plait.__version__.count(".") >= 1
+
+
+@pytest.mark.parametrize("module", [threading, multiprocessing, queue], ids=lambda m: m.__name__)
+def test_every_stdlib_name_is_on_plait(module: types.ModuleType) -> None:
+    """``import plait as threading`` (or multiprocessing, or queue) finds every name the
+    running Python's module exports."""
+    missing = [name for name in module.__all__ if not hasattr(plait, name)]
+    assert missing == []
+    not_in_all = sorted(set(module.__all__) - set(plait.__all__))
+    assert not_in_all == []
+
+
+def test_stdlib_exception_names_are_the_stdlib_classes() -> None:
+    """``except threading.ThreadError`` and ``except plait.ThreadError`` catch the same."""
+    assert plait.ThreadError is threading.ThreadError
+    assert plait.ExceptHookArgs is threading.ExceptHookArgs
+    assert plait.ProcessError is multiprocessing.ProcessError
+    assert plait.AuthenticationError is multiprocessing.AuthenticationError
+    if hasattr(queue, "ShutDown"):  # plait's is a queue.ShutDown (and a plait.ClosedError)
+        assert issubclass(plait.ShutDown, queue.ShutDown)
+    assert issubclass(plait.ShutDown, plait.ClosedError)
+
+
+def test_excepthook_reads_and_writes_threadings_hook() -> None:
+    seen: list[type[BaseException]] = []
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        seen.append(args.exc_type)
+
+    old = threading.excepthook
+    try:
+        plait.excepthook = hook
+        assert threading.excepthook is hook
+        assert plait.excepthook is hook
+
+        def fail() -> None:
+            raise KeyError("x")
+
+        t = plait.Thread(target=fail)
+        t.start()
+        t.join(10)
+        assert seen == [KeyError]
+    finally:
+        threading.excepthook = old
+    assert plait.excepthook is old

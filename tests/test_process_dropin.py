@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import weakref
 from multiprocessing.connection import Connection, Pipe
 from pathlib import Path
 from typing import Any
@@ -195,6 +196,52 @@ def test_join_timeout_returns_while_alive() -> None:
     p.kill()
     p.join()
     assert not p.is_alive()
+
+
+@pytest.mark.parametrize("timeout", [-1, -0.5, 0])
+def test_join_with_a_timeout_of_zero_or_less_only_looks(timeout: float) -> None:
+    # multiprocessing: join(-1) returns at once (it used to park forever here).
+    p, _ = _sleeper()
+    try:
+        started = time.monotonic()
+        p.join(timeout)
+        assert time.monotonic() - started < 5
+        assert p.is_alive()
+        assert p.exitcode is None
+    finally:
+        p.kill()
+        p.join(20)
+    assert p.exitcode == -signal.SIGKILL
+
+
+def test_async_join_with_a_negative_timeout_only_looks() -> None:
+    p, _ = _sleeper()
+    try:
+        asyncio.run(asyncio.wait_for(p.async_join(-1), 10))
+        assert p.is_alive()
+    finally:
+        p.kill()
+        p.join(20)
+
+
+def test_a_dropped_process_is_freed_at_once_even_the_last_one() -> None:
+    # The watcher's callback held the Process (a partial of a bound method): the last
+    # Process started stayed alive after close() until another one finished.
+    p = Process(target=return_sum, args=(1, 2))
+    p.start()
+    p.join(20)
+    assert p.result(timeout=10) == 3
+    popen_ref = weakref.ref(p._popen)
+    p.close()
+    ref = weakref.ref(p)
+    del p
+    assert ref() is None
+    # The watcher let go of the child's Popen (and so of multiprocessing's finalizer that
+    # closes its descriptors) once it was done with it: by the end of that round at most.
+    deadline = time.monotonic() + 10
+    while popen_ref() is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert popen_ref() is None
 
 
 def test_many_threads_join_at_once() -> None:
@@ -469,3 +516,96 @@ def test_seed_lock_program_children_never_joined(tmp_path: Path) -> None:
     assert out.stderr == ""
     assert sorted(out.stdout.splitlines()) == sorted(f"hello world {i}" for i in range(10))
 
+
+
+class _Unpicklable:
+    def __reduce__(self) -> Any:
+        raise AttributeError("refuses to be pickled")
+
+
+def test_a_queue_holding_an_unpicklable_item_is_named_at_start() -> None:
+    # The queue's own SerializationError (naming the item) used to be replaced by a
+    # second, misleading one about the queue's internals.
+    q = plait.Queue()
+    q.put(_Unpicklable())
+    p = Process(target=return_sum, args=(q, 1))
+    with pytest.raises(SerializationError, match="the item put into the queue") as info:
+        p.start()
+    assert "_Unpicklable" in str(info.value)
+    assert "WaitQueue" not in str(info.value)
+
+
+# -- multiprocessing's module-level API on plait ---------------------------------------------
+
+
+def current_start_method() -> str | None:
+    return multiprocessing.get_start_method(allow_none=True)
+
+
+def add_to_shared(value: Any, array: Any, n: int) -> None:
+    with value.get_lock():
+        value.value += n
+    array[0] = n
+
+
+def test_set_start_method_chooses_how_plait_processes_start() -> None:
+    assert plait.get_start_method(allow_none=True) is None
+    assert plait.get_start_method() == "forkserver"
+    plait.set_start_method("spawn")
+    try:
+        with pytest.raises(RuntimeError, match="already been set"):
+            plait.set_start_method("forkserver")
+        assert plait.get_start_method() == "spawn"
+        p = Process(target=current_start_method)
+        p.start()
+        assert p.result(timeout=50) == "spawn"
+    finally:
+        plait.set_start_method(None, force=True)
+    assert plait.get_start_method(allow_none=True) is None
+
+
+@pytest.mark.parametrize("bad", ["threads", 3, ""])
+def test_set_start_method_refuses_an_unknown_method(bad: Any) -> None:
+    with pytest.raises(ValueError, match="forkserver, spawn, fork"):
+        plait.set_start_method(bad)
+    with pytest.raises(ValueError, match="forkserver, spawn, fork"):
+        plait.get_context(bad)
+    assert plait.get_start_method(allow_none=True) is None
+
+
+def test_get_context_gives_plait_classes_for_that_method() -> None:
+    context = plait.get_context("spawn")
+    assert plait.get_context("spawn") is context
+    assert context.get_start_method() == "spawn"
+    assert issubclass(context.Process, plait.Process)
+    assert context.Queue is plait.Queue
+    assert context.Lock is plait.Lock
+    assert context.Pipe is plait.Pipe
+    p = context.Process(target=current_start_method)
+    p.start()
+    assert p.result(timeout=50) == "spawn"
+    assert plait.get_context().get_start_method() == "forkserver"
+
+
+def test_value_and_array_cross_to_a_plait_process() -> None:
+    # multiprocessing.Value's lock is made in the default context; plait's in the context
+    # plait starts children with, so it crosses (the stdlib's is refused).
+    value = plait.Value("i", 1)
+    array = plait.Array("i", [0, 0])
+    p = Process(target=add_to_shared, args=(value, array, 41))
+    p.start()
+    p.join(50)
+    assert p.exitcode == 0
+    assert value.value == 42
+    assert list(array) == [41, 0]
+    raw = plait.RawArray("d", 3)
+    assert list(raw) == [0.0, 0.0, 0.0]
+    assert plait.RawValue("i", 7).value == 7
+
+
+def test_joinable_queue_has_task_done_and_join() -> None:
+    q = plait.JoinableQueue()
+    q.put(1)
+    assert q.get(timeout=5) == 1
+    q.task_done()
+    q.join()

@@ -44,8 +44,10 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 __all__ = [
+    "AuthenticationError",
     "BrokenBarrierError",
     "BrokenResourceError",
+    "BufferTooShort",
     "BusyResourceError",
     "CancellationIgnored",
     "Cancelled",
@@ -56,9 +58,11 @@ __all__ = [
     "PlaitError",
     "PoolClosedError",
     "PoolTimeoutError",
+    "ProcessError",
     "RemoteError",
     "SerializationError",
     "ShutDown",
+    "ThreadError",
     "WorkerCrashed",
     "WouldBlock",
 ]
@@ -278,3 +282,12 @@ class ShutDown(ClosedError, _StdShutDown):
     A queue's ``close()`` is ``shutdown()``: this is a :class:`ClosedError`, and from Python
     3.13 also a ``queue.ShutDown``, so either ``except`` clause catches it.
     """
+
+
+# -- the stdlib's own exceptions, re-exported as they are (``import plait as threading`` and
+# ``import plait as multiprocessing`` raise and catch the very same classes) ----------------
+
+ThreadError = threading.ThreadError
+ProcessError = multiprocessing.ProcessError
+AuthenticationError = multiprocessing.AuthenticationError
+BufferTooShort = multiprocessing.BufferTooShort

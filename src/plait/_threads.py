@@ -8,15 +8,18 @@ thread costs tens of microseconds, handing a job to an idle one a few. An idle t
 from __future__ import annotations
 
 import contextvars
+import functools
 import os
 import threading
+import traceback
 from _thread import allocate_lock
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from plait._core import Strand, bind_thread, hooks, register, unbind_thread, unregister
+from plait._sync import Event
 
-__all__ = ["Thread", "run_in_thread"]
+__all__ = ["Thread", "Timer", "run_in_thread"]
 
 IDLE_SECONDS = 5.0
 
@@ -140,37 +143,48 @@ class Thread(threading.Thread):
         self._plait_result: Any = None
         self._plait_error: BaseException | None = None
         self._plait_done = False
+        self._plait_callers_released = False
         self._plait_strand = Strand("thread", self.name)
 
     def start(self) -> None:
-        user_run = self.run
-        strand = self._plait_strand
+        own_run = self.__dict__.get("run")  # a run set on the instance, kept as it was
+        self.run = functools.partial(_run_as_strand, self, self.run, own_run)  # type: ignore[method-assign]
+        try:
+            super().start()
+        except BaseException:
+            self._plait_forget_run(own_run)
+            raise
 
-        def run() -> None:
-            strand.name = self.name
-            bind_thread(strand)
-            strand.state = "running"
-            register(strand)
-            if hooks.active:
-                hooks.started(strand)
-            error: BaseException | None = None
-            try:
-                if user_run.__func__ is Thread.run:  # type: ignore[attr-defined]
-                    self._plait_result = self._run_target()
-                else:
-                    self._plait_result = user_run()
-            except BaseException as exc:
-                error = self._plait_error = exc
-                raise
-            finally:
-                self._plait_done = True
-                unbind_thread()
-                unregister(strand)
-                if hooks.active:
-                    hooks.exited(strand, error)
+    def join(self, timeout: float | None = None) -> None:
+        """``threading.Thread.join``; once the thread has ended, the frames that called its
+        body (threading's own, which hold the thread) are released from the exception that
+        :meth:`result` keeps, so neither keeps the other alive."""
+        super().join(timeout)
+        error = self._plait_error
+        if error is not None and not self._plait_callers_released and not self.is_alive():
+            self._plait_callers_released = True
+            _release_callers(error)
 
-        self.run = run  # type: ignore[method-assign]
-        super().start()
+    def _plait_call(self, user_run: Callable[[], Any]) -> BaseException | None:
+        """Run the thread's body; return what it raised, once reported as threading does."""
+        try:
+            if getattr(user_run, "__func__", None) is Thread.run:
+                self._plait_result = self._run_target()
+            else:
+                self._plait_result = user_run()
+        except BaseException as exc:
+            # What threading does with an uncaught exception (SystemExit is silent).
+            self._invoke_excepthook(self)  # type: ignore[attr-defined]
+            return exc
+        return None
+
+    def _plait_forget_run(self, own_run: Any) -> None:
+        # The wrapper refers to the thread: leaving it on the instance would be a reference
+        # cycle that keeps the thread (and its target's owner) alive until the cyclic GC.
+        # (It must not name itself either: a function in its own closure is a cycle too.)
+        self.__dict__.pop("run", None)
+        if own_run is not None:
+            self.run = own_run  # type: ignore[method-assign]
 
     def _run_target(self) -> Any:
         target: Callable[..., Any] | None = self._target  # type: ignore[attr-defined]
@@ -190,9 +204,10 @@ class Thread(threading.Thread):
     def result(self, timeout: float | None = None) -> Any:
         """Wait for the thread (up to ``timeout`` s) and return its return value.
 
-        Re-raises the exception the thread raised; raises :class:`TimeoutError` if the
-        thread is still running after ``timeout``, and :class:`RuntimeError` if it was
-        never started.
+        Re-raises the exception the thread raised (its traceback keeps the lines, not the
+        frames' local variables: they are released when the thread ends); raises
+        :class:`TimeoutError` if the thread is still running after ``timeout``, and
+        :class:`RuntimeError` if it was never started.
         """
         if not self._started.is_set():  # type: ignore[attr-defined]
             raise RuntimeError(f"{self.name} was never started: call start() first")
@@ -202,3 +217,94 @@ class Thread(threading.Thread):
         if self._plait_error is not None:
             raise self._plait_error
         return self._plait_result
+
+
+def _run_as_strand(thread: Thread, user_run: Callable[[], Any], own_run: Any) -> None:
+    """``thread.run`` while it runs: the body, as the thread's strand.
+
+    Every local is dropped on the way out: the kept exception's traceback reaches this
+    frame (as the caller of the frame that caught it), and must not reach the thread.
+    """
+    strand = thread._plait_strand
+    strand.name = thread.name
+    bind_thread(strand)
+    strand.state = "running"
+    register(strand)
+    if hooks.active:
+        hooks.started(strand)
+    error: BaseException | None = None
+    try:
+        error = thread._plait_call(user_run)
+        if error is not None:
+            thread._plait_error = _release_frames(error)
+    finally:
+        thread._plait_done = True
+        thread._plait_forget_run(own_run)
+        unbind_thread()
+        unregister(strand)
+        if hooks.active:
+            hooks.exited(strand, error)
+        del thread, user_run, own_run, error
+
+
+def _release_frames(exc: BaseException) -> BaseException:
+    """``exc`` with the local variables of the (finished) frames it passed through
+    released: kept for :meth:`Thread.result`, it must not keep the thread, its target or
+    their arguments alive (threading keeps none). The traceback keeps its lines."""
+    seen: set[int] = set()
+    chained: BaseException | None = exc
+    while chained is not None and id(chained) not in seen:
+        seen.add(id(chained))
+        if chained.__traceback__ is not None:
+            traceback.clear_frames(chained.__traceback__)
+        chained = chained.__cause__ or chained.__context__
+    return exc
+
+
+def _release_callers(exc: BaseException) -> None:
+    """Clear the (finished) frames below the one that caught ``exc``: each frame of a kept
+    traceback links to its caller, down to threading's bootstrap, which holds the thread."""
+    tb = exc.__traceback__
+    frame = tb.tb_frame.f_back if tb is not None else None
+    while frame is not None:
+        try:
+            frame.clear()
+        except RuntimeError:  # still running (not this thread's stack): leave it
+            pass
+        frame = frame.f_back
+
+
+class Timer(Thread):
+    """``threading.Timer`` as a plait strand: call ``function(*args, **kwargs)`` after
+    ``interval`` seconds unless :meth:`cancel` was called first.
+
+    ``result()`` returns what the function returned (``None`` when cancelled).
+    """
+
+    def __init__(
+        self,
+        interval: float,
+        function: Callable[..., object],
+        args: tuple[Any, ...] | list[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.interval = interval
+        self.function = function
+        # Fresh containers per timer, as threading's (a shared default would leak edits).
+        self.args = args if args is not None else []
+        self.kwargs = kwargs if kwargs is not None else {}
+        self.finished = Event()
+
+    def cancel(self) -> None:
+        """Stop the timer if it has not fired yet."""
+        self.finished.set()
+
+    def run(self) -> Any:
+        self.finished.wait(self.interval)
+        try:
+            if not self.finished.is_set():
+                return self.function(*self.args, **self.kwargs)
+            return None
+        finally:
+            self.finished.set()

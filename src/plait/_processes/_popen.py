@@ -44,8 +44,9 @@ class WatchedPopen:
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int | None:
+        # As multiprocessing: a timeout of zero or less (join(-1)) only looks.
         with self._plait_mutex:
-            if self._plait_exited or timeout == 0:
+            if self._plait_exited or (timeout is not None and timeout <= 0):
                 return self.returncode
             waiter = self._plait_waiters.enqueue_current(on=self._plait_process() or self)
         park(waiter, timeout)
@@ -54,7 +55,7 @@ class WatchedPopen:
     async def async_wait(self, timeout: float | None = None) -> int | None:
         """:meth:`wait` for coroutines."""
         with self._plait_mutex:
-            if self._plait_exited or timeout == 0:
+            if self._plait_exited or (timeout is not None and timeout <= 0):
                 return self.returncode
             waiter = self._plait_waiters.async_enqueue_current(on=self._plait_process() or self)
         await async_park(waiter, timeout)

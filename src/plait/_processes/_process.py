@@ -84,6 +84,8 @@ def _pickle_for_child(obj: Any) -> bytes:
     buf = io.BytesIO()
     try:
         _ChildPickler(buf, serialize.PROTOCOL).dump(obj)
+    except SerializationError:
+        raise  # plait's own object refused (and named) what it holds: nothing else will do
     except Exception:
         buf = io.BytesIO()
         _ChildCloudPickler(buf, protocol=serialize.PROTOCOL).dump(obj)
@@ -132,6 +134,8 @@ class Process(mp_process.BaseProcess):
     """
 
     _popen: Any  # multiprocessing's, undeclared in its stubs
+    # set_start_method()'s choice (a context's Process class sets its own); None: plait's.
+    _plait_default_method: StartMethod | None = None
 
     def __init__(
         self,
@@ -181,7 +185,9 @@ class Process(mp_process.BaseProcess):
         """
         if self._popen is not None:
             raise AssertionError("cannot start a process twice")
-        method = self._plait_requested_method or default_start_method()
+        method = (
+            self._plait_requested_method or self._plait_default_method or default_start_method()
+        )
         self._plait_method: StartMethod = method
         self._start_method = method  # the child's multiprocessing default, as in the parent
         self._plait_parent_pid = os.getpid()
@@ -216,38 +222,10 @@ class Process(mp_process.BaseProcess):
                 hooks.spawned(strand)
                 hooks.started(strand)
         self._plait_strand = strand
-        get_watcher().watch(
-            popen, reader, self._plait_label, functools.partial(self._plait_done, popen)
-        )
-
-    def _plait_done(self, popen: WatchedPopen, outcome: Outcome) -> None:
-        # On the watcher thread, after the exit code is published (so join() has returned
-        # and close() may already have dropped self._popen).
-        future = self._plait_future
-        assert future is not None
-        error: BaseException | None = None
-        if outcome is None:
-            error = WorkerCrashed(pid=popen.pid, exitcode=popen.returncode, task=self._plait_label)
-            if popen.returncode is not None and popen.returncode > 0:
-                error.message += (
-                    " before reporting a result (sys.exit() in it, or a failure while the child"
-                    " imported the main module: see the child's traceback on stderr; a main"
-                    " module that starts processes at import time needs"
-                    " `if __name__ == '__main__':`)"
-                )
-                error.args = (error.message,)
-        elif outcome[0] != "ok":
-            error = outcome[1]
-        strand = self._plait_strand
-        if strand is not None:
-            unregister(strand)
-            if hooks.active:
-                hooks.exited(strand, error)
-        if error is None:
-            assert outcome is not None
-            future.set_result(outcome[1])
-        else:
-            future.set_exception(error)
+        # The callback holds what it settles, never the Process: a dropped (or closed)
+        # Process is freed at once, even while the watcher still holds the callback.
+        on_done = functools.partial(_settle, future, strand, self._plait_label, popen)
+        get_watcher().watch(popen, reader, self._plait_label, on_done)
 
     def __reduce__(self) -> tuple[Any, ...]:
         if mp_context.get_spawning_popen() is None:
@@ -279,6 +257,8 @@ class Process(mp_process.BaseProcess):
         for part, what in parts:
             try:
                 _pickle_for_child(part)
+            except SerializationError:
+                raise  # it names the culprit already
             except Exception as exc:
                 try:
                     serialize.dumps(part, what=what)  # raises SerializationError naming it
@@ -324,10 +304,12 @@ class Process(mp_process.BaseProcess):
         return await asyncio.wrap_future(future)
 
     async def async_join(self, timeout: float | None = None) -> None:
-        """:meth:`join` for coroutines."""
+        """:meth:`join` for coroutines (as ``join``, a timeout below zero only looks)."""
         self._check_closed()  # type: ignore[attr-defined]
         if self._popen is None:
             raise AssertionError("can only join a started process")
+        if isinstance(timeout, int | float) and timeout < 0:
+            timeout = 0
         if await self._plait_popen.async_wait(check_timeout(timeout)) is not None:
             self.join(0)  # lets multiprocessing forget the child, as join() does
 
@@ -343,6 +325,39 @@ class Process(mp_process.BaseProcess):
             get_context(method)  # validates the name
         self._plait_requested_method = method
         self._plait_quiet = quiet
+
+
+def _settle(
+    future: concurrent.futures.Future[Any],
+    strand: Strand | None,
+    label: str,
+    popen: WatchedPopen,
+    outcome: Outcome,
+) -> None:
+    """Settle a child's future from what it sent (on the watcher thread, after the exit
+    code is published: ``join()`` has returned and ``close()`` may have run)."""
+    error: BaseException | None = None
+    if outcome is None:
+        error = WorkerCrashed(pid=popen.pid, exitcode=popen.returncode, task=label)
+        if popen.returncode is not None and popen.returncode > 0:
+            error.message += (
+                " before reporting a result (sys.exit() in it, or a failure while the child"
+                " imported the main module: see the child's traceback on stderr; a main"
+                " module that starts processes at import time needs"
+                " `if __name__ == '__main__':`)"
+            )
+            error.args = (error.message,)
+    elif outcome[0] != "ok":
+        error = outcome[1]
+    if strand is not None:
+        unregister(strand)
+        if hooks.active:
+            hooks.exited(strand, error)
+    if error is None:
+        assert outcome is not None
+        future.set_result(outcome[1])
+    else:
+        future.set_exception(error)
 
 
 def _join_children_first_at_exit() -> None:

@@ -107,41 +107,46 @@ class Watcher:
 
     def _run(self) -> None:
         while True:
-            owners: dict[Any, tuple[_Entry, bool]] = {}  # waitable -> (entry, is_reader)
-            with self._lock:
-                deadline = None
-                for entry in self._entries.values():
-                    if entry.reader is not None:
-                        owners[entry.reader] = (entry, True)
-                    if entry.code is None:
-                        owners[entry.popen.sentinel] = (entry, False)
-                    if entry.kill_at is not None and (deadline is None or entry.kill_at < deadline):
-                        deadline = entry.kill_at
-            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-            try:
-                ready: list[Any] = wait([self._wake_r, *owners], timeout)
-            except (OSError, ValueError) as exc:
-                # A descriptor was closed under us (it should not be): drop what is broken
-                # rather than die, since every join in the program relies on this thread.
-                self._report(exc)
-                self._drop_broken(owners)
+            # One round per call: its locals (a finished child's entry, its Popen and
+            # callback) are dropped before the next wait, not kept until another child ends.
+            self._run_once()
+
+    def _run_once(self) -> None:
+        owners: dict[Any, tuple[_Entry, bool]] = {}  # waitable -> (entry, is_reader)
+        with self._lock:
+            deadline = None
+            for entry in self._entries.values():
+                if entry.reader is not None:
+                    owners[entry.reader] = (entry, True)
+                if entry.code is None:
+                    owners[entry.popen.sentinel] = (entry, False)
+                if entry.kill_at is not None and (deadline is None or entry.kill_at < deadline):
+                    deadline = entry.kill_at
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            ready: list[Any] = wait([self._wake_r, *owners], timeout)
+        except (OSError, ValueError) as exc:
+            # A descriptor was closed under us (it should not be): drop what is broken
+            # rather than die, since every join in the program relies on this thread.
+            self._report(exc)
+            self._drop_broken(owners)
+            return
+        for obj in ready:
+            if obj is self._wake_r:  # wait() returns the very objects it was given
+                self._drain_wake()
                 continue
-            for obj in ready:
-                if obj is self._wake_r:  # wait() returns the very objects it was given
-                    self._drain_wake()
-                    continue
-                entry, is_reader = owners[obj]
-                try:
-                    if is_reader:
-                        if entry.reader is obj:  # not already read while reaping
-                            self._read_result(entry)
-                    elif entry.code is None:
-                        self._reap(entry)
-                except Exception as exc:  # pragma: no cover - a bug must not kill the watcher
-                    self._report(exc)
-            if deadline is not None:
-                self._kill_overdue()
-            self._finish_ready()
+            entry, is_reader = owners[obj]
+            try:
+                if is_reader:
+                    if entry.reader is obj:  # not already read while reaping
+                        self._read_result(entry)
+                elif entry.code is None:
+                    self._reap(entry)
+            except Exception as exc:  # pragma: no cover - a bug must not kill the watcher
+                self._report(exc)
+        if deadline is not None:
+            self._kill_overdue()
+        self._finish_ready()
 
     def _drop_broken(self, owners: dict[Any, tuple[_Entry, bool]]) -> None:
         for obj, (entry, is_reader) in owners.items():
