@@ -209,3 +209,14 @@ def _rebuild_worker_crashed(
     message: str, pid: int | None, exitcode: int | None, task: str | None
 ) -> WorkerCrashed:
     return WorkerCrashed(message, pid=pid, exitcode=exitcode, task=task)
+
+
+class DeserializationError(BrokenProcessPool, PlaitError, pickle.UnpicklingError):
+    """A pool task's arguments would not unpickle in its worker, or its result would not
+    unpickle in the parent (a ``__reduce__`` that raised, even ``SystemExit``).
+
+    Only that task fails. A :class:`concurrent.futures.process.BrokenProcessPool` (what
+    ``ProcessPoolExecutor`` raises for the same faults) and a
+    :class:`pickle.UnpicklingError`, so existing ``except`` clauses keep working; the
+    original error is its ``__cause__``.
+    """

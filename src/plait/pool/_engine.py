@@ -29,9 +29,11 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import CancelledError
 from typing import Any
 
-from plait._errors import ClosedError
+from plait._core import WaitQueue, async_park, park
+from plait._errors import ClosedError, DeserializationError, WorkerCrashed
 from plait._ipc.context import StartMethod, get_context
 from plait._ipc.serialize import dumps, loads, unpack_error
+from plait.pool import _protocol
 from plait.pool._chunking import Source
 from plait.pool._crashes import handle_death
 from plait.pool._input import SourceEntry, input_loop
@@ -43,6 +45,7 @@ from plait.pool._protocol import (
     REPLY_FAILED,
     REPLY_INIT_FAILED,
     RUN,
+    STAGE_LOAD,
     STAGE_RUN,
     STAGE_SEND,
     STAGES,
@@ -103,7 +106,7 @@ class Engine:
         self.lock = threading.Lock()
         self.feed_cond = threading.Condition(self.lock)
         self.input_cond = threading.Condition(self.lock)
-        self.idle_cond = threading.Condition(self.lock)
+        self.idle_waiters = WaitQueue(self.lock)  # type: ignore[arg-type]  # callers of wait_idle (join), parked
         self.pending: deque[Task] = deque()
         self.sources: list[SourceEntry] = []
         self.workers: dict[int, WorkerHandle] = {}  # by row, retiring ones included
@@ -422,15 +425,26 @@ class Engine:
         n = len(task.indices)
         try:
             body = loads(memoryview(data)[HEADER.size :])
-        except BaseException as exc:
-            error = _note(
-                exc, f"raised while unpickling the result of {task.label} (task #{task.id})"
+        except BaseException as exc:  # SystemExit too: a result never ends the caller
+            error: BaseException = DeserializationError(
+                f"the result of {task.label} (task #{task.id}) could not be unpickled "
+                f"in the parent: {exc!r}"
             )
+            error.__cause__ = exc
+            _note(error, f"raised while unpickling the result of {task.label} (task #{task.id})")
             return all_failed(n, error)
         if kind == REPLY_FAILED:
             stage, packed = body
-            error = _note(
-                unpack_error(packed),
+            error = _contain(unpack_error(packed), task, worker)
+            if stage == STAGE_LOAD and not isinstance(error, WorkerCrashed):
+                cause = error
+                error = DeserializationError(
+                    f"the arguments of {task.label} could not be unpickled in worker "
+                    f"{worker.pid}: {cause!r}"
+                )
+                error.__cause__ = cause
+            _note(
+                error,
                 f"raised {STAGES.get(stage, 'in the worker')} {task.label} in worker {worker.pid}",
             )
             return all_failed(n, error)
@@ -449,7 +463,7 @@ class Engine:
             return values, None
         errors: dict[int, BaseException] = {}
         for position, (stage, packed) in packed_errors.items():
-            error = unpack_error(packed)
+            error = _contain(unpack_error(packed), task, worker)
             if stage == STAGE_SEND:
                 _note(
                     error,
@@ -475,7 +489,8 @@ class Engine:
 
     def maybe_idle_locked(self) -> None:
         if self.outstanding == 0:
-            self.idle_cond.notify_all()
+            for waiter in self.idle_waiters.pop_all():
+                waiter.wake()  # non-blocking: a lock release or a call_soon_threadsafe
             if self.state == CLOSE:
                 self.request_feed_locked()
 
@@ -637,14 +652,57 @@ class Engine:
                 self.deliver(task, task.indices, *all_failed(len(task.indices), error))
 
     def wait_idle(self, timeout: float | None = None) -> bool:
+        """Park until every task is delivered (``False`` at ``timeout``). The wake comes
+        from ``maybe_idle_locked``; the 0.5 s re-check covers input sources draining."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self.lock:
-            while self.outstanding > 0 or self.sources:
+        while True:
+            with self.lock:
+                if self.outstanding == 0 and not self.sources:
+                    return True
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
-                self.idle_cond.wait(remaining if remaining is not None else 0.5)
-        return True
+                waiter = self.idle_waiters.enqueue_current(self)
+            park(waiter, 0.5 if remaining is None else min(remaining, 0.5))
+
+    async def async_wait_idle(self) -> None:
+        while True:
+            with self.lock:
+                if self.outstanding == 0 and not self.sources:
+                    return
+                waiter = self.idle_waiters.async_enqueue_current(self)
+            await async_park(waiter, 0.5)
+
+    def cancel_sink(self, sink: Sink, error: BaseException) -> None:
+        """A caller's wait was cancelled: drop the sink's queued tasks and stop its running
+        ones -- a coroutine task is cancelled in its worker (a message); a worker running a
+        plain function for it is killed and replaced (its other tasks run again)."""
+        kill: list[WorkerHandle] = []
+        notify: list[tuple[WorkerHandle, int]] = []
+        with self.lock:
+            kept = [t for t in self.pending if t.sink is not sink]
+            dropped = len(self.pending) - len(kept)
+            self.outstanding -= dropped
+            self.pending = deque(kept)
+            for worker in self.workers.values():
+                for task in worker.inflight.values():
+                    if task.sink is not sink:
+                        continue
+                    task.cancelled = True
+                    if self.concurrency > 1:
+                        notify.append((worker, task.id))
+                    elif (
+                        worker.kill_reason is None
+                        and self.marker[worker.row * MARKER_WIDTH] == task.id
+                    ):
+                        worker.kill_reason = ("cancel", task.id)
+                        kill.append(worker)
+            self.maybe_idle_locked()
+        sink.fail_all(error)
+        for worker, task_id in notify:
+            worker.post(HEADER.pack(task_id, _protocol.KIND_CANCEL))
+        for worker in kill:
+            worker.kill(signal.SIGKILL)
 
     def join(self) -> None:
         """Wait for every task, then stop the workers and the threads."""
@@ -736,6 +794,24 @@ class Engine:
             except OSError:
                 pass
         self._wake_r = self._wake_w = -1
+
+
+def _contain(error: BaseException, task: Task, worker: WorkerHandle) -> BaseException:
+    """A task's ``SystemExit``/``KeyboardInterrupt`` fails that task as ``WorkerCrashed``
+    (carrying the exit code), never ends the caller."""
+    if isinstance(error, Exception):
+        return error
+    code = error.code if isinstance(error, SystemExit) else None
+    crashed = WorkerCrashed(
+        f"{task.label} raised {type(error).__name__}"
+        f"{'' if code is None else f'({code!r})'} in worker {worker.pid}; a pool task "
+        "cannot end the calling program, so the task failed",
+        pid=worker.pid,
+        exitcode=code if isinstance(code, int) else None,
+        task=task.label,
+    )
+    crashed.__cause__ = error
+    return crashed
 
 
 class PoolClosedError(ClosedError, ValueError, RuntimeError):
