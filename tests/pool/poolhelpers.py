@@ -185,3 +185,74 @@ def crash_at_777(x: int) -> int:
     if x == 777:
         os.kill(os.getpid(), signal.SIGKILL)
     return x
+
+
+async def async_mark_and_nap(path: str, seconds: float) -> str:
+    """A coroutine task: say that it started, sleep; on cancellation write 'cancelled'."""
+    import asyncio
+
+    with open(path, "w") as fh:
+        fh.write(str(os.getpid()))
+    try:
+        await asyncio.sleep(seconds)
+    except asyncio.CancelledError:
+        with open(path + ".cancelled", "w") as fh:
+            fh.write("cancelled")
+        raise
+    return "done"
+
+
+def exit_with(code: Any) -> None:
+    """A task that calls ``sys.exit``."""
+    import sys
+
+    sys.exit(code)
+
+
+def interrupt(_: Any = None) -> None:
+    raise KeyboardInterrupt
+
+
+def _exit_on_load() -> None:
+    import sys
+
+    sys.exit(3)
+
+
+def _segfault_on_load() -> None:
+    import ctypes
+
+    ctypes.string_at(0)
+
+
+class ExitAtUnpickle:
+    """An argument or result whose unpickling calls ``sys.exit`` (in whatever process)."""
+
+    def __reduce__(self) -> Any:
+        return _exit_on_load, ()
+
+
+class CrashAtUnpickle:
+    """An argument whose unpickling segfaults the process that loads it."""
+
+    def __reduce__(self) -> Any:
+        return _segfault_on_load, ()
+
+
+def return_exit_at_unpickle(_: Any = None) -> ExitAtUnpickle:
+    return ExitAtUnpickle()
+
+
+def accept(value: Any) -> str:
+    return type(value).__name__
+
+
+def init_with_queue(q: Any) -> None:
+    q.put(os.getpid())
+
+
+def die_at_item(x: int, victim: int = 5) -> int:
+    """Kill the worker at item ``victim``; other items return themselves."""
+    if x == victim:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return x

@@ -691,9 +691,9 @@ class Engine:
                     task.cancelled = True
                     if self.concurrency > 1:
                         notify.append((worker, task.id))
-                    elif (
-                        worker.kill_reason is None
-                        and self.marker[worker.row * MARKER_WIDTH] == task.id
+                    elif worker.kill_reason is None and (
+                        self.marker[worker.row * MARKER_WIDTH] == task.id
+                        or next(iter(worker.inflight)) == task.id  # it runs next
                     ):
                         worker.kill_reason = ("cancel", task.id)
                         kill.append(worker)
