@@ -20,7 +20,7 @@ def add(a: int, b: int = 0) -> int:
     return a + b
 
 
-def identity(x: Any) -> Any:
+def identity(x: Any, *_: Any) -> Any:
     return x
 
 
@@ -256,3 +256,38 @@ def die_at_item(x: int, victim: int = 5) -> int:
     if x == victim:
         os.kill(os.getpid(), signal.SIGKILL)
     return x
+
+
+def _exit_if_in(pid: int) -> int:
+    import sys
+
+    if os.getpid() == pid:
+        sys.exit(3)  # unpickled in the process that pickled it: the parent
+    return 0
+
+
+class ExitInParent:
+    """Unpickles to 0 in a worker; unpickling it in the parent calls ``sys.exit``."""
+
+    def __reduce__(self) -> Any:
+        return _exit_if_in, (os.getpid(),)
+
+
+def kill_self_with(_: Any = None) -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def die_once_on(x: Any, path: str) -> Any:
+    """Kill the worker the first time ``x == 'die'`` runs (a file remembers); else ``x``."""
+    if x == "die" and not os.path.exists(path):
+        with open(path, "w") as fh:
+            fh.write("x")
+        os.kill(os.getpid(), signal.SIGKILL)
+    return x
+
+
+class Box:
+    """A weak-referenceable value (results must not be kept alive by Executor.map)."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value

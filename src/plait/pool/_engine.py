@@ -30,7 +30,12 @@ from concurrent.futures import CancelledError
 from typing import Any
 
 from plait._core import WaitQueue, async_park, park
-from plait._errors import ClosedError, DeserializationError, WorkerCrashed
+from plait._errors import (
+    ClosedError,
+    DeserializationError,
+    SerializationError,
+    WorkerCrashed,
+)
 from plait._ipc.context import StartMethod, get_context
 from plait._ipc.serialize import dumps, loads, unpack_error
 from plait.pool import _protocol
@@ -94,11 +99,7 @@ class Engine:
         self.grace = grace
         self.ctx = get_context(start_method)
         self.state = RUN
-        self.init_payload = (
-            None
-            if initializer is None
-            else dumps((initializer, tuple(initargs)), what="the initializer")
-        )
+        self.init_payload = _init_payload(initializer, initargs)
         self.depth = 1 if concurrency == 1 else concurrency + 1
         self.item_seconds: float | None = None  # measured seconds per item (moving average)
         self.chunk_seconds: float | None = None  # and per message
@@ -130,8 +131,11 @@ class Engine:
         self.filling = processes > 1
         try:
             self._spawn()
-        except BaseException:
+        except BaseException as exc:
             self.terminate()
+            if isinstance(self.init_payload, tuple) and isinstance(exc, TypeError | ValueError):
+                # multiprocessing could not pickle them either: say so as plait would
+                dumps(self.init_payload, what="the initializer")
             raise
         self.result_thread = threading.Thread(
             target=self._result_loop, name="plait-pool-results", daemon=True
@@ -794,6 +798,21 @@ class Engine:
             except OSError:
                 pass
         self._wake_r = self._wake_w = -1
+
+
+def _init_payload(
+    initializer: Callable[..., object] | None, initargs: Sequence[Any]
+) -> bytes | tuple[Any, ...] | None:
+    """The initializer and its arguments, pickled here when they can be (an error then
+    points at the caller); else handed to multiprocessing to pickle while it starts each
+    worker -- the only time a ``multiprocessing.Queue`` or ``Lock`` may be pickled, which
+    is how both stdlib pools accept them in ``initargs``."""
+    if initializer is None:
+        return None
+    try:
+        return dumps((initializer, tuple(initargs)), what="the initializer")
+    except SerializationError:
+        return (initializer, tuple(initargs))
 
 
 def _contain(error: BaseException, task: Task, worker: WorkerHandle) -> BaseException:

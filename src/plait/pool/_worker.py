@@ -54,7 +54,7 @@ def main(
     start_method: str,
     marker: Marker,
     slot: int,
-    init_payload: bytes | None,
+    init_payload: bytes | tuple[Any, ...] | None,
     concurrency: int,
 ) -> None:
     """Entry point of a worker process (the ``target`` of its ``Process``)."""
@@ -65,7 +65,9 @@ def main(
     if init_payload is not None:
         marker[base + 2] = STAGE_INIT
         try:
-            initializer, initargs = loads(init_payload)
+            initializer, initargs = (
+                loads(init_payload) if isinstance(init_payload, bytes) else init_payload
+            )
             initializer(*initargs)
         except BaseException as exc:
             _send_quietly(conn, 0, REPLY_INIT_FAILED, pack_error(exc))
