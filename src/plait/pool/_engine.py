@@ -146,9 +146,13 @@ class Engine:
         self.input_thread = threading.Thread(
             target=self._input_loop, name="plait-pool-input", daemon=True
         )
-        self.result_thread.start()
-        self.feeder_thread.start()
-        self.input_thread.start()
+        try:
+            self.result_thread.start()
+            self.feeder_thread.start()
+            self.input_thread.start()
+        except BaseException:  # no thread at interpreter shutdown: leave no worker behind
+            self.terminate()
+            raise
         with self.lock:
             self.request_feed_locked()
 

@@ -105,7 +105,10 @@ class Pool(Executor):
         if not isinstance(processes, int) or isinstance(processes, bool):
             raise TypeError(f"processes must be an int or None, not {processes!r}")
         if processes < 1:
-            raise ValueError(f"Number of processes must be at least 1, not {processes!r}")
+            raise ValueError(
+                f"Number of processes must be at least 1 (as max_workers: max_workers must "
+                f"be greater than 0), not {processes!r}"
+            )
         if initializer is not None and not callable(initializer):
             raise TypeError(f"initializer must be callable, not {initializer!r}")
         if maxtasksperchild is not None and (
