@@ -25,6 +25,21 @@ _NOT_BROKEN = (
 )
 
 SKIPS: dict[str, str] = {
+    # -- test._test_multiprocessing (3.11-3.13) --------------------------------------------
+    "WithPlaitTestPool::test_make_pool": "reads a CPython-private attribute of the pool (_pool)",
+    "WithPlaitTestPool::test_resource_warning": (
+        "sets the CPython-private _state to fake a running pool (plait warns for a pool "
+        "left running: tests/pool/test_pool_fidelity.py::test_a_pool_left_running_warns)"
+    ),
+    "WithPlaitTestPool::test_traceback": (
+        "difference: the remote traceback is plait.RemoteTraceback, not "
+        "multiprocessing.pool.RemoteTraceback (the test checks the exact type)"
+    ),
+    "WithPlaitTestPool::test_map_unplicklable": (
+        "difference: an argument that will not pickle raises plait.SerializationError (a "
+        "pickle.PicklingError naming the culprit and its path; the original error is its "
+        "__cause__), not the __reduce__'s own RuntimeError"
+    ),
     # -- test.test_concurrent_futures (3.13) -----------------------------------------------
     "PlaitProcessPoolExecutorTest::test_idle_process_reuse_one": _PRIVATE + " (_processes)",
     "PlaitProcessPoolExecutorTest::test_idle_process_reuse_multiple": _PRIVATE + " (_processes)",
