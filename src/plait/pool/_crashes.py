@@ -128,6 +128,18 @@ def crashed(
 ) -> list[Task]:
     """Fail the item that was running when ``worker`` died; return what to run again."""
     n = len(task.indices)
+    if (
+        stage in (STAGE_LOAD, STAGE_SEND)
+        and exitcode in _KILLED
+        and worker.kill_reason is None
+        and engine.concurrency == 1
+        and task.requeues < MAX_REQUEUES
+    ):
+        # Killed from outside while it unpickled the task or sent the result: no item
+        # is to blame, so the whole task runs again (a few times at most: an OOM kill
+        # of a huge payload must end).
+        task.requeues += 1
+        return [task]
     window = list(range(item, min(item + span, n)))
     if stage == STAGE_RUN and len(window) > 1 and worker.kill_reason is None:
         return bisect(engine, task, worker, exitcode, window)
