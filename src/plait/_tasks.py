@@ -199,8 +199,10 @@ class Task(Strand, Generic[T]):  # an ABC (via Strand): _CoroStrand registers as
 
     def _outcome(self) -> T:
         if self._was_cancelled:
-            raise Cancelled(f"{self!r} was cancelled") if self.kind != "async" else (
-                asyncio.CancelledError(f"{self!r} was cancelled")
+            raise (
+                Cancelled(f"{self!r} was cancelled")
+                if self.kind != "async"
+                else (asyncio.CancelledError(f"{self!r} was cancelled"))
             )
         if self._error is not None:
             raise self._error
@@ -586,11 +588,7 @@ class TaskGroup:
         # state (see _CoroStrand.wait), so one of the two always sees the other.
         t.state = "done"
         self._n_fast -= 1  # only this thread changes it
-        if (
-            error is None
-            and not self._waits
-            and (self._n_fast or self._pending or not self._waitq)
-        ):
+        if error is None and not self._waits and (self._n_fast or self._pending or not self._waitq):
             if hooks.active:
                 hooks.exited(t, None)  # type: ignore[arg-type]
             return  # the common case: nobody to wake, nothing to report

@@ -291,3 +291,16 @@ class Box:
 
     def __init__(self, value: int) -> None:
         self.value = value
+
+
+class ExitAtPickle:
+    """A result whose pickling calls ``sys.exit`` (in the worker that sends it)."""
+
+    def __reduce__(self) -> Any:
+        import sys
+
+        sys.exit(4)
+
+
+def return_exit_at_pickle(_: Any = None) -> ExitAtPickle:
+    return ExitAtPickle()

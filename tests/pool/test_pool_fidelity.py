@@ -13,9 +13,10 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
-import plait
 import poolhelpers as h
 import pytest
+
+import plait
 from plait import WorkerCrashed
 from plait.pool import Pool
 
@@ -70,13 +71,13 @@ def test_sys_exit_while_unpickling_arguments_in_the_worker(pool: Pool) -> None:
     assert pool.apply(h.square, (6,)) == 36
 
 
-def test_a_task_whose_result_exits_while_pickling_fails_alone(pool: Pool) -> None:
-    class _Unused:  # noqa: B903 - documents intent: the result's __reduce__ exits
-        pass
-
-    with pytest.raises(WorkerCrashed):
-        pool.apply(h.exit_with, (2,))
+def test_a_result_that_exits_while_pickling_fails_alone(pool: Pool) -> None:
+    with pytest.raises(WorkerCrashed) as info:
+        pool.apply(h.return_exit_at_pickle)
+    assert isinstance(info.value.__cause__, SystemExit)
+    pid = pool.apply(h.pid)
     assert pool.apply(h.square, (1,)) == 1
+    assert pid in pool.pids  # the worker lived on
 
 
 # -- defect 5: a multiprocessing.Queue as initarg ----------------------------------------
@@ -129,11 +130,15 @@ def test_an_unreferenced_pool_delivers_its_results() -> None:
         gc.collect()
 
 
+def _drop_and_collect(refs: list[Pool]) -> None:
+    refs.clear()
+    gc.collect()
+
+
 def test_a_pool_left_running_warns() -> None:
-    pool = Pool(1)
+    refs = [Pool(1)]
     with pytest.warns(ResourceWarning, match="unclosed running"):
-        del pool
-        gc.collect()
+        _drop_and_collect(refs)
 
 
 # -- issue 11.9: numeric arguments are checked at the call ----------------------------

@@ -10,6 +10,7 @@ import threading
 import time
 
 import poolhelpers as h
+
 from plait import WorkerCrashed
 from plait.pool import Pool
 
@@ -64,7 +65,7 @@ def test_a_kill_fails_at_most_the_item_it_was_running() -> None:
 
 def test_retries_count_per_item_under_a_storm() -> None:
     with Pool(2) as pool:
-        thread, stop, out = _run_storm(pool, kills=6, every=0.1)
+        thread, stop, _ = _run_storm(pool, kills=6, every=0.1)
         result = pool.map_async(h.nap, [0.005] * 300, chunksize=150, retries=2).get(50)
         stop.set()
         thread.join(10)

@@ -121,9 +121,7 @@ class CancelScope:
             raise RuntimeError("a CancelScope can be entered only once")
         strand = current_strand()
         if strand.kind == "async":
-            raise RuntimeError(
-                "inside a coroutine use `async with` for a cancel scope, not `with`"
-            )
+            raise RuntimeError("inside a coroutine use `async with` for a cancel scope, not `with`")
         self._entered = True
         self._strand = strand
         if isinstance(strand.cancel_scopes, list):

@@ -305,6 +305,20 @@ class Pool(Executor):
             len(data), future, callback, error_callback, self._progress_bar(progress, len(data), fn)
         )
         self._on_cancel(future, sink)
+        self._enqueue_chunks(fn, data, star, size, sink, label, retries, timeout)
+        return future
+
+    def _enqueue_chunks(
+        self,
+        fn: Callable[..., Any],
+        data: Sequence[Any],
+        star: int,
+        size: int,
+        sink: ListSink | IterSink,
+        label: str,
+        retries: int,
+        timeout: float | None,
+    ) -> None:
         # Each chunk is queued as soon as it is pickled, so workers start while later
         # chunks are still being pickled. If one will not pickle, the call raises and
         # its earlier chunks are withdrawn; nothing submitted before is touched.
@@ -327,7 +341,6 @@ class Pool(Executor):
             sink.cancel()
             self._engine.withdraw(sink)
             raise
-        return future
 
     def map(  # type: ignore[override]
         self,
@@ -380,18 +393,33 @@ class Pool(Executor):
         items: list[tuple[Any, ...]],
         chunksize: int | None,
         timeout: float | None,
-        **options: Any,
+        *,
+        progress: bool | None,
+        retries: int | None,
+        task_timeout: float | None,
     ) -> Iterator[Any]:
-        iterator = self._imap(
-            fn,
-            items,
-            STAR_ARGS,
-            chunksize,
-            True,
-            options.get("progress"),
-            options.get("retries"),
-            options.get("task_timeout"),
+        """``Executor.map``: every item submitted now (as map does), results read lazily."""
+        self._check(fn)
+        if chunksize is not None:
+            _check_int("chunksize", chunksize, 1)
+        retries, task_seconds = self._opts(retries, task_timeout)
+        size = map_chunksize(len(items), self._processes) if chunksize is None else chunksize
+        engine = self._engine
+        iterator: IMapIterator[Any] = IMapIterator(
+            True, _nothing, engine.forbid_wait_here, owner=self
         )
+        sink = IterSink(iterator, self._progress_bar(progress, len(items), fn))
+        self._enqueue_chunks(
+            fn, items, STAR_ARGS, size, sink, f"{_fn_name(fn)}()", retries, task_seconds
+        )
+        iterator._set_length(len(items))
+        sink.set_length(len(items))
+
+        def cancel() -> None:
+            engine.cancel_sink(sink, CancelledError("the wait for these results was cancelled"))
+
+        iterator.on_cancel = cancel
+        iterator.on_stop = lambda: engine.withdraw(sink)
         deadline = None if timeout is None else time.monotonic() + timeout
         return _lazy_results(iterator, deadline)
 
@@ -736,6 +764,10 @@ def _lazy_results(
     finally:
         if iterator.owner is not None:  # left early (error, timeout, close)
             iterator.stop()
+
+
+def _nothing() -> None:
+    return None
 
 
 def _check_int(name: str, value: object, minimum: int) -> None:

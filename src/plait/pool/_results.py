@@ -78,7 +78,8 @@ class IMapIterator(Generic[T]):
 
     An item whose task failed raises its exception when reached; iteration goes on after
     it, and the other items of its chunk keep their own outcomes (``multiprocessing`` fails
-    a whole chunk; see the README's differences). ``on_consumed`` tells the pool that room was made, so it reads more input.
+    a whole chunk; see the README's differences). ``on_consumed`` tells the pool that room
+    was made, so it reads more input.
     Waits park through plait's kernel; a cancelled wait calls ``on_cancel`` (the pool stops
     the iterator's work). While results are pending it holds ``owner`` (its pool).
     """
