@@ -144,3 +144,34 @@ def test_max_pending_waits_park_and_honour_a_scope() -> None:
         assert time.monotonic() - t0 < 3.0
         first.cancel_task()  # type: ignore[attr-defined]
         assert pool.submit(h.square, 3).result(10) == 9
+
+
+def test_async_for_over_imap_leaves_at_the_deadline() -> None:
+    async def main() -> list[int]:
+        got: list[int] = []
+        with Pool(1) as pool:
+            t0 = time.monotonic()
+            async with plait.move_on_after(0.5):
+                async for value in pool.async_imap(h.nap, [0.0, 30.0]):
+                    got.append(int(value))
+            assert time.monotonic() - t0 < 3.0
+            assert await pool.async_apply(h.square, 3) == 9
+        return got
+
+    assert asyncio.run(main()) == [0]
+
+
+def test_async_join_honours_a_scope() -> None:
+    async def main() -> float:
+        pool = Pool(1)
+        pool.apply_async(h.nap, (30.0,))
+        pool.close()
+        t0 = time.monotonic()
+        async with plait.move_on_after(0.3):
+            await pool.async_join()
+        took = time.monotonic() - t0
+        pool.terminate()
+        pool.join()
+        return took
+
+    assert asyncio.run(main()) < 3.0
