@@ -822,7 +822,7 @@ def _init_payload(
 def _contain(error: BaseException, task: Task, worker: WorkerHandle) -> BaseException:
     """A task's ``SystemExit``/``KeyboardInterrupt`` fails that task as ``WorkerCrashed``
     (carrying the exit code), never ends the caller."""
-    if isinstance(error, Exception):
+    if not isinstance(error, SystemExit | KeyboardInterrupt):
         return error
     code = error.code if isinstance(error, SystemExit) else None
     crashed = WorkerCrashed(
