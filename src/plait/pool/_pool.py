@@ -756,11 +756,10 @@ def _lazy_results(
         while True:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             try:
-                value = iterator.next(remaining)
+                held = [iterator.next(remaining)]
             except StopIteration:
                 return
-            yield value
-            del value
+            yield held.pop()  # no local keeps the result while the caller holds it
     finally:
         if iterator.owner is not None:  # left early (error, timeout, close)
             iterator.stop()
