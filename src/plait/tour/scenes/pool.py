@@ -128,9 +128,7 @@ def _run_requests(server: _Server, processes: int) -> float:
     t0 = time.perf_counter()
     with Pool(processes, concurrency=CONCURRENCY) as pool:
         # several iterables: Executor.map, an iterator (read it inside the with block)
-        digests = list(
-            pool.map(request, [server.port] * REQUESTS, range(REQUESTS), chunksize=250)
-        )
+        digests = list(pool.map(request, [server.port] * REQUESTS, range(REQUESTS), chunksize=250))
     elapsed = time.perf_counter() - t0
     if len(digests) != REQUESTS or len(set(digests)) != 1:
         raise RuntimeError(f"expected {REQUESTS} equal digests, got {len(set(digests))} kinds")
