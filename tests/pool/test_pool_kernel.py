@@ -106,21 +106,24 @@ def test_async_apply_leaves_at_the_deadline() -> None:
             async with plait.move_on_after(0.3):
                 await pool.async_apply(h.nap, 30.0)
             took = time.monotonic() - t0
-            assert await pool.async_apply(h.square, 2) == 4
+            async with plait.fail_after(10):  # the nap was stopped, not waited for
+                assert await pool.async_apply(h.square, 2) == 4
             return took
 
     assert asyncio.run(main()) < 3.0
 
 
-def test_a_cancelled_task_group_reaches_a_pool_wait() -> None:
+def test_a_cancelled_task_group_reaches_a_pool_wait(tmp_path: Path) -> None:
+    mark = str(tmp_path / "started")
     with Pool(1) as pool:
         t0 = time.monotonic()
         with pytest.raises((ExceptionGroup, ValueError)) as info, plait.TaskGroup() as tg:
-            tg.spawn(pool.apply, h.nap, (30.0,))
+            tg.spawn(pool.apply, h.mark_and_nap, (mark, 30.0))
+            h.wait_for_file(mark)  # the task runs in its worker: now a sibling fails
             tg.spawn(h.boom, 1)
         assert time.monotonic() - t0 < 10.0
         assert info.value is not None
-        assert pool.apply(h.square, (7,)) == 49
+        assert pool.apply_async(h.square, (7,)).get(10) == 49  # the nap was stopped
 
 
 def test_join_parks_and_honours_a_scope() -> None:
@@ -155,7 +158,8 @@ def test_async_for_over_imap_leaves_at_the_deadline() -> None:
                 async for value in pool.async_imap(h.nap, [0.0, 30.0]):
                     got.append(int(value))
             assert time.monotonic() - t0 < 3.0
-            assert await pool.async_apply(h.square, 3) == 9
+            async with plait.fail_after(10):  # the nap was stopped, not waited for
+                assert await pool.async_apply(h.square, 3) == 9
         return got
 
     assert asyncio.run(main()) == [0]
