@@ -53,6 +53,7 @@ from plait._errors import (
     PlaitError,
     RemoteError,
     SerializationError,
+    ShutDown,
     WorkerCrashed,
     WouldBlock,
 )
@@ -147,6 +148,7 @@ __all__ = [
     "Semaphore",
     "SemaphoreStatistics",
     "SerializationError",
+    "ShutDown",
     "SimpleQueue",
     "Strand",
     "Task",

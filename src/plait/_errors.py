@@ -8,6 +8,7 @@
     Exception
     ├── PlaitError .................. base of plait's own errors
     │   ├── ClosedError ............. you closed it (queue, pool, pipe end)
+│   │   └── ShutDown ............ (also queue.ShutDown, 3.13+) a shut-down queue
     │   ├── BrokenResourceError ..... something else broke it (owner died, peer crashed)
     │   ├── BusyResourceError ....... two users at once where one is allowed
     │   ├── CancellationIgnored ..... a cancelled thread strand kept running past its grace
@@ -26,7 +27,9 @@ from __future__ import annotations
 
 import asyncio
 import pickle
+import queue as _stdqueue
 import signal
+import sys
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
@@ -40,6 +43,7 @@ __all__ = [
     "PlaitError",
     "RemoteError",
     "SerializationError",
+    "ShutDown",
     "WorkerCrashed",
     "WouldBlock",
 ]
@@ -209,6 +213,22 @@ def _rebuild_worker_crashed(
     message: str, pid: int | None, exitcode: int | None, task: str | None
 ) -> WorkerCrashed:
     return WorkerCrashed(message, pid=pid, exitcode=exitcode, task=task)
+
+
+if sys.version_info >= (3, 13):
+    _StdShutDown: type[Exception] = _stdqueue.ShutDown
+else:  # queue.ShutDown is new in 3.13
+
+    class _StdShutDown(Exception):
+        pass
+
+
+class ShutDown(ClosedError, _StdShutDown):
+    """The queue was shut down (closed): a put, or a get once it is drained.
+
+    A queue's ``close()`` is ``shutdown()``: this is a :class:`ClosedError`, and from Python
+    3.13 also a ``queue.ShutDown``, so either ``except`` clause catches it.
+    """
 
 
 class DeserializationError(BrokenProcessPool, PlaitError, pickle.UnpicklingError):

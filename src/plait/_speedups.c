@@ -21,11 +21,28 @@
  *
  * A fast path holds the queue's mutex (acquired without blocking) for its whole critical
  * section, exactly like the Python code, so the two can interleave freely.
+ *
+ * The seam with Python, all of it checked by configure() (which plait/_channels/_queue.py
+ * calls at import, letting any failure raise -- so a renamed slot or method breaks the import,
+ * never silently turns this module off or strands a waiter):
+ *   - the kernel's objects (Waiter, WaitQueue, the instruments' hooks) are read and written
+ *     through their __slots__, whose offsets configure() takes from the classes;
+ *   - a strand's ``state``/``parked_on``/``waiter``/``loop``/``kind``, which configure()
+ *     checks the Strand class has;
+ *   - every call into Python is one of the functions passed to configure() as ``entry``
+ *     (the slow paths: _put_locked, _get_locked, _async_put_locked, _async_get_locked,
+ *     _anext_locked, _handoff, _offer_slot, _woken_getter, _abandon, _undo_get), called as
+ *     plain functions with the queue first -- never looked up by name;
+ *   - a queue's storage: the fast paths run only while ``_fast_put``/``_fast_get`` are set,
+ *     which the Python code does only for the family's own storage (a subclass overriding
+ *     _init/_qsize/_put/_get runs every operation in Python, through its hooks).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
 #include <pythread.h>
+
+#define SEAM_VERSION 2
 
 /* -- module state (set once by configure()) ------------------------------------------- */
 
@@ -43,14 +60,34 @@ static PyObject *by_task = NULL;           /* plait's task -> strand dict */
 static PyObject *self_strand_types = NULL; /* task types that are their own strand */
 static PyObject *get_running_loop = NULL;  /* asyncio._get_running_loop */
 static PyObject *RESERVED = NULL, *QUEUED = NULL, *WOKEN = NULL, *CANCELLED = NULL;
-static PyObject *str_put_locked, *str_get_locked, *str_async_put_locked;
-static PyObject *str_async_get_locked, *str_anext_locked;
-static PyObject *str_handoff, *str_offer_slot, *str_woken_getter;
-static PyObject *str_abandon, *str_blocking, *str_done, *str_close;
-static PyObject *str_popleft, *str_append, *str_set_result, *str_create_future, *str_undo_get;
+/* The Python slow paths (configure()'s ``entry``): plain functions, the queue first. */
+static PyObject *fn_put_locked, *fn_get_locked, *fn_async_put_locked;
+static PyObject *fn_async_get_locked, *fn_anext_locked;
+static PyObject *fn_handoff, *fn_offer_slot, *fn_woken_getter;
+static PyObject *fn_abandon, *fn_undo_get;
+static PyObject *str_blocking, *str_done, *str_close;
+static PyObject *str_popleft, *str_append, *str_set_result, *str_create_future;
 static PyObject *str_loop, *str_kind, *str_async, *str_thread_id, *str_state, *str_parked_on;
 static PyObject *str_waiter, *str_running, *str_parked, *str_tls_key;
 static PyObject *wake_fn = NULL;      /* plait._channels._queue._wake */
+
+static int
+not_configured(void)
+{
+    PyErr_SetString(PyExc_RuntimeError,
+                    "plait._speedups is not configured (plait._channels._queue configures it "
+                    "at import)");
+    return -1;
+}
+
+/* Call a slow-path entry point with the queue as its only argument. */
+static inline PyObject *
+call_entry(PyObject *fn, PyObject *self)
+{
+    if (fn == NULL && not_configured() < 0)
+        return NULL;
+    return PyObject_Vectorcall(fn, &self, 1, NULL);
+}
 
 /* -- Mutex ---------------------------------------------------------------------------- */
 
@@ -251,8 +288,8 @@ static PyTypeObject MutexType = {
 typedef struct {
     PyObject_HEAD
     PyObject *queue;   /* the storage (a deque, a list...) */
-    PyObject *put_fn;  /* _put(item) */
-    PyObject *get_fn;  /* _get() -> item */
+    PyObject *put_fn;  /* _fast_put(item): the storage's own put; unset: no fast path */
+    PyObject *get_fn;  /* _fast_get() -> item: the storage's own get; unset: no fast path */
     PyObject *mutex;
     PyObject *getters; /* WaitQueue */
     PyObject *putters; /* WaitQueue */
@@ -325,7 +362,8 @@ hooks_active(void)
 static inline int
 usable(CoreObject *self)
 {
-    return self->queue != NULL && self->put_fn != NULL && self->get_fn != NULL &&
+    return self->queue != NULL && self->put_fn != NULL && self->put_fn != Py_None &&
+           self->get_fn != NULL && self->get_fn != Py_None &&
            self->mutex != NULL && Py_IS_TYPE(self->mutex, &MutexType) && wake_fn != NULL &&
            waiter_type != NULL && self->getters != NULL && self->putters != NULL &&
            Py_IS_TYPE(self->getters, waitqueue_type) && Py_IS_TYPE(self->putters, waitqueue_type);
@@ -407,7 +445,7 @@ handoff(CoreObject *self)
     }
     if (!Py_IS_TYPE(w, waiter_type) || SLOT(w, w_data) != Py_None) {
         Py_DECREF(w);  /* a select's waiter: the Python code knows how to offer it */
-        return PyObject_CallMethodNoArgs((PyObject *)self, str_handoff);
+        return call_entry(fn_handoff, (PyObject *)self);
     }
     PyObject *gone = PyObject_CallMethodNoArgs(SLOT(self->getters, wq_dq), str_popleft);
     if (gone == NULL || count_add(self->getters, -1) < 0) {
@@ -538,6 +576,8 @@ running_loop(void)
 static PyObject *
 async_strand(void)
 {
+    if (current_tasks == Py_None || by_task == Py_None) /* an asyncio without them */
+        Py_RETURN_NONE;
     PyObject *loop = running_loop();
     if (loop == NULL || loop == Py_None)
         return loop;
@@ -621,17 +661,15 @@ park_getter(CoreObject *self)
     Py_DECREF(r);
     mutex_unlock(m);
     if (self->undo_get == NULL) /* the bound method, made once per queue */
-        self->undo_get = PyObject_GetAttr((PyObject *)self, str_undo_get);
-    if (self->undo_get == NULL) {
-        PyErr_Clear(); /* cannot happen for a Queue */
-        slot_set(w, w_undo, Py_None);
-    }
+        self->undo_get = PyMethod_New(fn_undo_get, (PyObject *)self);
+    if (self->undo_get == NULL)
+        PyErr_WriteUnraisable((PyObject *)self); /* (out of memory) */
     else
         slot_set(w, w_undo, self->undo_get);
     if (PyObject_SetAttr(strand, str_state, str_parked) < 0 ||
         PyObject_SetAttr(strand, str_parked_on, (PyObject *)self) < 0 ||
         PyObject_SetAttr(strand, str_waiter, w) < 0)
-        PyErr_Clear(); /* bookkeeping only: the wait itself is in place */
+        PyErr_WriteUnraisable(strand); /* bookkeeping only: the wait itself is in place */
     Py_DECREF(strand);
     Py_DECREF(loop);
     Py_DECREF(kind);
@@ -679,7 +717,7 @@ woken_getter(CoreObject *self, PyObject *w)
     self->ready--;
     PyObject *putter = NULL;
     if (has_waiters(self->putters)) {
-        putter = PyObject_CallMethodNoArgs((PyObject *)self, str_offer_slot);
+        putter = call_entry(fn_offer_slot, (PyObject *)self);
         if (putter == NULL)
             PyErr_WriteUnraisable((PyObject *)self);
     }
@@ -689,7 +727,7 @@ woken_getter(CoreObject *self, PyObject *w)
         (PyObject_SetAttr(strand, str_state, str_running) < 0 ||
          PyObject_SetAttr(strand, str_parked_on, Py_None) < 0 ||
          PyObject_SetAttr(strand, str_waiter, Py_None) < 0))
-        PyErr_Clear();
+        PyErr_WriteUnraisable(strand); /* bookkeeping only: the item is taken */
     if (putter != NULL && putter != Py_None)
         wake((PyObject *)self, putter);
     Py_XDECREF(putter);
@@ -777,7 +815,7 @@ fast_get(CoreObject *self)
         mutex_unlock(m);
         return item;
     }
-    PyObject *waiter = PyObject_CallMethodNoArgs((PyObject *)self, str_offer_slot);
+    PyObject *waiter = call_entry(fn_offer_slot, (PyObject *)self);
     mutex_unlock(m);
     wake_after((PyObject *)self, waiter);
     return item;
@@ -834,14 +872,16 @@ parse_args(const char *fname, int with_item, PyObject *const *args, Py_ssize_t n
 }
 
 static PyObject *
-call_locked(CoreObject *self, PyObject *name, PyObject *item, PyObject *block, PyObject *timeout)
+call_locked(CoreObject *self, PyObject *fn, PyObject *item, PyObject *block, PyObject *timeout)
 {
+    if (fn == NULL && not_configured() < 0)
+        return NULL;
     if (item != NULL) {
         PyObject *a[4] = {(PyObject *)self, item, block, timeout};
-        return PyObject_VectorcallMethod(name, a, 4 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        return PyObject_Vectorcall(fn, a, 4, NULL);
     }
     PyObject *a[3] = {(PyObject *)self, block, timeout};
-    return PyObject_VectorcallMethod(name, a, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    return PyObject_Vectorcall(fn, a, 3, NULL);
 }
 
 static PyObject *
@@ -862,7 +902,7 @@ core_put(CoreObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kw
         if (r < 0)
             return NULL;
     }
-    return call_locked(self, str_put_locked, item, block, timeout);
+    return call_locked(self, fn_put_locked, item, block, timeout);
 }
 
 static PyObject *
@@ -873,7 +913,7 @@ core_put_nowait(CoreObject *self, PyObject *item)
         Py_RETURN_NONE;
     if (r < 0)
         return NULL;
-    return call_locked(self, str_put_locked, item, Py_False, Py_None);
+    return call_locked(self, fn_put_locked, item, Py_False, Py_None);
 }
 
 static PyObject *
@@ -888,7 +928,7 @@ core_get(CoreObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kw
         if (item != NULL || PyErr_Occurred())
             return item;
     }
-    return call_locked(self, str_get_locked, NULL, block, timeout);
+    return call_locked(self, fn_get_locked, NULL, block, timeout);
 }
 
 static PyObject *
@@ -897,7 +937,7 @@ core_get_nowait(CoreObject *self, PyObject *Py_UNUSED(ignored))
     PyObject *item = fast_get(self);
     if (item != NULL || PyErr_Occurred())
         return item;
-    return call_locked(self, str_get_locked, NULL, Py_False, Py_None);
+    return call_locked(self, fn_get_locked, NULL, Py_False, Py_None);
 }
 
 /* -- QueueOp: the lazy awaitable of async_put/async_get/__anext__ ---------------------- */
@@ -981,8 +1021,9 @@ op_abandon(OpObject *self)
         return 0;
     PyObject *getters = ((CoreObject *)self->queue)->getters;
     PyObject *a[3] = {self->queue, waiter, getters ? getters : Py_None};
-    PyObject *r =
-        PyObject_VectorcallMethod(str_abandon, a, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    PyObject *r = fn_abandon ? PyObject_Vectorcall(fn_abandon, a, 3, NULL) : NULL;
+    if (fn_abandon == NULL)
+        not_configured();
     Py_DECREF(waiter);
     if (r == NULL)
         return -1;
@@ -1099,14 +1140,11 @@ op_am_send(OpObject *self, PyObject *arg, PyObject **result)
         }
         PyObject *inner;
         if (self->kind == OP_PUT)
-            inner = call_locked(q, str_async_put_locked, self->item, self->block, self->timeout);
+            inner = call_locked(q, fn_async_put_locked, self->item, self->block, self->timeout);
         else if (self->kind == OP_GET)
-            inner = call_locked(q, str_async_get_locked, NULL, self->block, self->timeout);
-        else {
-            PyObject *a[1] = {(PyObject *)q};
-            inner = PyObject_VectorcallMethod(str_anext_locked, a,
-                                              1 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
-        }
+            inner = call_locked(q, fn_async_get_locked, NULL, self->block, self->timeout);
+        else
+            inner = call_entry(fn_anext_locked, (PyObject *)q);
         if (inner == NULL) {
             *result = NULL;
             return PYGEN_ERROR;
@@ -1142,8 +1180,7 @@ op_am_send(OpObject *self, PyObject *arg, PyObject **result)
             return item != NULL ? PYGEN_RETURN : PYGEN_ERROR;
         }
         PyObject *a[3] = {self->queue, waiter, self->kind == OP_ANEXT ? Py_True : Py_False};
-        PyObject *t = PyObject_VectorcallMethod(str_woken_getter, a,
-                                                3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        PyObject *t = PyObject_Vectorcall(fn_woken_getter, a, 3, NULL);
         Py_DECREF(waiter);
         if (t == NULL) {
             *result = NULL;
@@ -1420,8 +1457,10 @@ static PyMethodDef core_methods[] = {
 
 static PyMemberDef core_members[] = {
     {"queue", T_OBJECT_EX, offsetof(CoreObject, queue), 0, "the items (the storage)"},
-    {"_put", T_OBJECT_EX, offsetof(CoreObject, put_fn), 0, NULL},
-    {"_get", T_OBJECT_EX, offsetof(CoreObject, get_fn), 0, NULL},
+    {"_fast_put", T_OBJECT, offsetof(CoreObject, put_fn), 0,
+     "the storage's own put, for the fast paths (None: every put runs in Python)"},
+    {"_fast_get", T_OBJECT, offsetof(CoreObject, get_fn), 0,
+     "the storage's own get, for the fast paths (None: every get runs in Python)"},
     {"mutex", T_OBJECT_EX, offsetof(CoreObject, mutex), 0, "the lock that guards the state"},
     {"_getters", T_OBJECT_EX, offsetof(CoreObject, getters), 0, NULL},
     {"_putters", T_OBJECT_EX, offsetof(CoreObject, putters), 0, NULL},
@@ -1492,6 +1531,12 @@ kw(PyObject *kwargs, const char *name)
     return v; /* borrowed */
 }
 
+/* The slow-path entry points configure() takes, in the order of the fn_* variables. */
+static const char *entry_names[] = {"_put_locked", "_get_locked", "_async_put_locked",
+                                    "_async_get_locked", "_anext_locked", "_handoff",
+                                    "_offer_slot", "_woken_getter", "_abandon", "_undo_get"};
+#define N_ENTRIES 10
+
 static PyObject *
 configure(PyObject *module, PyObject *args, PyObject *kwargs)
 {
@@ -1500,17 +1545,45 @@ configure(PyObject *module, PyObject *args, PyObject *kwargs)
         return NULL;
     }
     PyObject *wq_t = kw(kwargs, "WaitQueue"), *w_t = kw(kwargs, "Waiter");
+    PyObject *st_t = kw(kwargs, "Strand");
     PyObject *hk = kw(kwargs, "hooks"), *wk = kw(kwargs, "wake");
     PyObject *ct = kw(kwargs, "current_tasks"), *bt = kw(kwargs, "by_task");
     PyObject *sst = kw(kwargs, "self_strand_types"), *grl = kw(kwargs, "get_running_loop");
     PyObject *res = kw(kwargs, "RESERVED"), *qd = kw(kwargs, "QUEUED"), *wn = kw(kwargs, "WOKEN");
-    PyObject *cn = kw(kwargs, "CANCELLED");
-    if (!wq_t || !w_t || !hk || !wk || !ct || !bt || !sst || !grl || !res || !qd || !wn || !cn)
+    PyObject *cn = kw(kwargs, "CANCELLED"), *entry = kw(kwargs, "entry");
+    if (!wq_t || !w_t || !st_t || !hk || !wk || !ct || !bt || !sst || !grl || !res || !qd ||
+        !wn || !cn || !entry)
         return NULL;
-    if (!PyType_Check(wq_t) || !PyType_Check(w_t) || !PyCallable_Check(wk) ||
-        !PyDict_Check(ct) || !PyDict_Check(bt) || !PyAnySet_Check(sst) || !PyCallable_Check(grl)) {
+    if (PyDict_GET_SIZE(kwargs) != 14) {
+        PyErr_SetString(PyExc_TypeError, "configure(): unexpected keyword arguments");
+        return NULL;
+    }
+    if (!PyType_Check(wq_t) || !PyType_Check(w_t) || !PyType_Check(st_t) ||
+        !PyCallable_Check(wk) || !(ct == Py_None || PyDict_Check(ct)) ||
+        !(bt == Py_None || PyDict_Check(bt)) || !PyAnySet_Check(sst) ||
+        !PyCallable_Check(grl) || !PyDict_Check(entry)) {
         PyErr_SetString(PyExc_TypeError, "configure(): an argument has the wrong type");
         return NULL;
+    }
+    PyObject *fns[N_ENTRIES];
+    if (PyDict_GET_SIZE(entry) != N_ENTRIES) {
+        PyErr_Format(PyExc_TypeError, "configure(): entry= needs exactly %d functions",
+                     N_ENTRIES);
+        return NULL;
+    }
+    for (int i = 0; i < N_ENTRIES; i++) {
+        fns[i] = PyDict_GetItemString(entry, entry_names[i]); /* borrowed */
+        if (fns[i] == NULL || !PyCallable_Check(fns[i])) {
+            PyErr_Format(PyExc_TypeError, "configure(): entry['%s'] must be a function",
+                         entry_names[i]);
+            return NULL;
+        }
+    }
+    static const char *strand_fields[] = {"state", "parked_on", "waiter", "loop", "kind"};
+    for (int i = 0; i < 5; i++) {
+        Py_ssize_t unused;
+        if (offset_of(st_t, strand_fields[i], &unused) < 0)
+            return NULL;
     }
     Py_ssize_t offs[18];
     static const char *wnames[] = {"queue", "strand", "on", "data", "state", "value", "lock",
@@ -1528,10 +1601,19 @@ configure(PyObject *module, PyObject *args, PyObject *kwargs)
     w_started = offs[13];
     wq_count = offs[14], wq_dq = offs[15], active_offset = offs[16];
 #define KEEP(var, value) do { Py_INCREF(value); Py_XSETREF(var, value); } while (0)
+    KEEP(fn_put_locked, fns[0]);
+    KEEP(fn_get_locked, fns[1]);
+    KEEP(fn_async_put_locked, fns[2]);
+    KEEP(fn_async_get_locked, fns[3]);
+    KEEP(fn_anext_locked, fns[4]);
+    KEEP(fn_handoff, fns[5]);
+    KEEP(fn_offer_slot, fns[6]);
+    KEEP(fn_woken_getter, fns[7]);
+    KEEP(fn_abandon, fns[8]);
+    KEEP(fn_undo_get, fns[9]);
     KEEP(waitqueue_type, (PyTypeObject *)wq_t);
     KEEP(waiter_type, (PyTypeObject *)w_t);
     KEEP(hooks, hk);
-    KEEP(wake_fn, wk);
     KEEP(current_tasks, ct);
     KEEP(by_task, bt);
     KEEP(self_strand_types, sst);
@@ -1540,6 +1622,7 @@ configure(PyObject *module, PyObject *args, PyObject *kwargs)
     KEEP(QUEUED, qd);
     KEEP(WOKEN, wn);
     KEEP(CANCELLED, cn);
+    KEEP(wake_fn, wk); /* last: the fast paths run once it is set (see usable()) */
 #undef KEEP
     Py_RETURN_NONE;
 }
@@ -1547,8 +1630,10 @@ configure(PyObject *module, PyObject *args, PyObject *kwargs)
 static PyMethodDef module_methods[] = {
     {"configure", (PyCFunction)(void (*)(void))configure, METH_VARARGS | METH_KEYWORDS,
      "configure(**kernel): the kernel's classes and objects the fast paths work with\n"
-     "(WaitQueue, Waiter, hooks, wake, current_tasks, by_task, self_strand_types,\n"
-     "get_running_loop, RESERVED, QUEUED, WOKEN, CANCELLED). Until called, no fast path is taken."},
+     "(WaitQueue, Waiter, Strand, hooks, wake, current_tasks, by_task, self_strand_types,\n"
+     "get_running_loop, RESERVED, QUEUED, WOKEN, CANCELLED) and entry, the Python slow\n"
+     "paths by name. Raises if any is missing or not what the fast paths expect; until it\n"
+     "succeeds, no fast path is taken."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1566,15 +1651,6 @@ PyInit__speedups(void)
     if (PyType_Ready(&MutexType) < 0 || PyType_Ready(&OpType) < 0 ||
         PyType_Ready(&CoreType) < 0)
         return NULL;
-    str_put_locked = PyUnicode_InternFromString("_put_locked");
-    str_get_locked = PyUnicode_InternFromString("_get_locked");
-    str_async_put_locked = PyUnicode_InternFromString("_async_put_locked");
-    str_async_get_locked = PyUnicode_InternFromString("_async_get_locked");
-    str_anext_locked = PyUnicode_InternFromString("_anext_locked");
-    str_handoff = PyUnicode_InternFromString("_handoff");
-    str_offer_slot = PyUnicode_InternFromString("_offer_slot");
-    str_woken_getter = PyUnicode_InternFromString("_woken_getter");
-    str_abandon = PyUnicode_InternFromString("_abandon");
     str_blocking = PyUnicode_InternFromString("_asyncio_future_blocking");
     str_done = PyUnicode_InternFromString("done");
     str_close = PyUnicode_InternFromString("close");
@@ -1582,7 +1658,6 @@ PyInit__speedups(void)
     str_append = PyUnicode_InternFromString("append");
     str_set_result = PyUnicode_InternFromString("set_result");
     str_create_future = PyUnicode_InternFromString("create_future");
-    str_undo_get = PyUnicode_InternFromString("_undo_get");
     str_loop = PyUnicode_InternFromString("loop");
     str_kind = PyUnicode_InternFromString("kind");
     str_async = PyUnicode_InternFromString("async");
@@ -1593,17 +1668,18 @@ PyInit__speedups(void)
     str_running = PyUnicode_InternFromString("running");
     str_parked = PyUnicode_InternFromString("parked");
     str_tls_key = PyUnicode_InternFromString("plait._speedups.loop");
-    if (!str_put_locked || !str_get_locked || !str_async_put_locked || !str_async_get_locked ||
-        !str_anext_locked || !str_handoff || !str_offer_slot ||
-        !str_woken_getter || !str_abandon || !str_blocking || !str_done || !str_close ||
-        !str_popleft || !str_append || !str_set_result || !str_create_future || !str_undo_get ||
+    if (!str_blocking || !str_done || !str_close ||
+        !str_popleft || !str_append || !str_set_result || !str_create_future ||
         !str_loop || !str_kind || !str_async || !str_thread_id || !str_state || !str_parked_on ||
         !str_waiter || !str_running || !str_parked || !str_tls_key)
         return NULL;
     PyObject *m = PyModule_Create(&module_def);
     if (m == NULL)
         return NULL;
-    if (PyModule_AddObjectRef(m, "Mutex", (PyObject *)&MutexType) < 0 ||
+    /* The version of the seam with plait/_channels/_queue.py (configure()'s arguments, the
+     * entry points, the members): _queue.py refuses a module built from another version. */
+    if (PyModule_AddIntConstant(m, "SEAM", SEAM_VERSION) < 0 ||
+        PyModule_AddObjectRef(m, "Mutex", (PyObject *)&MutexType) < 0 ||
         PyModule_AddObjectRef(m, "QueueOp", (PyObject *)&OpType) < 0 ||
         PyModule_AddObjectRef(m, "QueueCore", (PyObject *)&CoreType) < 0) {
         Py_DECREF(m);

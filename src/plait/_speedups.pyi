@@ -16,9 +16,13 @@ class QueueOp:
     def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any: ...
     def close(self) -> None: ...
 
+SEAM: int
+
 class QueueCore:
     queue: Any
     mutex: Any
+    _fast_put: Any
+    _fast_get: Any
     _limit: int
     _reserved: int
     _ready: int

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import queue as stdqueue
+import sys
 import threading
 
 import pytest
 
-from plait._channels import Empty, Full, LifoQueue, PriorityQueue, Queue, SimpleQueue
+from plait._channels import Empty, Full, LifoQueue, PriorityQueue, Queue, ShutDown, SimpleQueue
 from plait._errors import ClosedError, WouldBlock
 from plait.testing import wait_parked
 from plait.testing._kit import async_wait_parked
@@ -524,3 +525,244 @@ async def test_coroutine_strand_of_a_task_group_parks_as_itself() -> None:
         assert strand.parked_on is q  # type: ignore[attr-defined]
         await q.async_put(5)
     assert task.result() == 5
+
+
+# -- the stdlib's storage hooks (_init, _qsize, _put, _get) ------------------------------
+
+
+def _recording(base: type[Queue[int]]) -> type[Queue[int]]:
+    """A subclass that overrides _put/_get/_qsize but not _init, recording each call."""
+
+    class Recording(base):  # type: ignore[valid-type,misc]
+        def __init__(self, *args: int) -> None:
+            self.calls: list[str] = []
+            super().__init__(*args)
+
+        def _put(self, item: int) -> None:
+            self.calls.append(f"put {item}")
+            super()._put(item)
+
+        def _get(self) -> int:
+            item = super()._get()
+            self.calls.append(f"get {item}")
+            return item  # type: ignore[no-any-return]
+
+        def _qsize(self) -> int:
+            self.calls.append("qsize")
+            return super()._qsize()
+
+    return Recording
+
+
+@pytest.mark.parametrize("base", [Queue, LifoQueue, PriorityQueue, SimpleQueue])
+def test_a_subclass_storage_hooks_are_called_without_an_init_override(
+    base: type[Queue[int]],
+) -> None:
+    cls = _recording(base)
+    q = cls() if base is SimpleQueue else cls(4)
+    q.put(1)
+    q.put_nowait(2)
+    assert q.qsize() == 2 and "qsize" in q.calls
+    got = [q.get(), q.get_nowait()]
+    assert sorted(got) == [1, 2]
+    assert [c for c in q.calls if c != "qsize"] == ["put 1", "put 2", *(f"get {x}" for x in got)]
+    assert not cls._plain_storage and getattr(q, "_fast_put", None) is None
+
+
+@pytest.mark.parametrize("base", [Queue, LifoQueue, PriorityQueue])
+async def test_a_subclass_storage_hooks_are_called_by_the_async_forms(
+    base: type[Queue[int]],
+) -> None:
+    q = _recording(base)(4)
+    await q.async_put(1)
+    assert await q.async_get() == 1
+    getter = asyncio.ensure_future(q.async_get())
+    await async_wait_parked(on=q, count=1)
+    await q.async_put(2)  # handed to the parked getter, through _put and then _get
+    assert await asyncio.wait_for(getter, 10) == 2
+    assert [c for c in q.calls if c != "qsize"] == ["put 1", "get 1", "put 2", "get 2"]
+
+
+def test_select_on_a_subclass_calls_its_storage_hooks() -> None:
+    from plait import select
+
+    q = _recording(Queue)(1)
+    assert select(q.put_op(1), timeout=10).index == 0
+    assert select(q.get_op(), timeout=10).value == 1
+    getter = threading.Thread(target=lambda: select(q.get_op(), timeout=10))
+    getter.start()
+    wait_parked(count=1)  # (a select parks on itself, not on the queue)
+    q.put(2)  # offered to the parked select, taken through _get
+    getter.join(10)
+    assert [c for c in q.calls if c != "qsize"] == ["put 1", "get 1", "put 2", "get 2"]
+
+
+def test_a_subclass_with_its_own_storage_works_across_threads() -> None:
+    """_init with another container: a set that drops duplicates, popped smallest first."""
+
+    class Distinct(Queue[int]):
+        def _init(self, maxsize: int) -> None:
+            self.queue = set()
+
+        def _qsize(self) -> int:
+            return len(self.queue)
+
+        def _put(self, item: int) -> None:
+            self.queue.add(item)
+
+        def _get(self) -> int:
+            item = min(self.queue)
+            self.queue.remove(item)
+            return item
+
+    q = Distinct(2)
+    q.put_nowait(5)
+    q.put_nowait(5)  # dropped: no room taken
+    q.put_nowait(3)
+    assert q.qsize() == 2 and q.get() == 3 and q.get() == 5
+    got: list[int] = []
+    getter = threading.Thread(target=lambda: got.append(q.get(timeout=10)))
+    getter.start()
+    wait_parked(on=q, count=1)
+    q.put(7)  # handed to the parked getter through _put and _get
+    getter.join(10)
+    assert got == [7]
+    q.put(2)
+    q.put(1)
+    putter = threading.Thread(target=q.put, args=(9,), kwargs={"timeout": 10})
+    putter.start()
+    wait_parked(on=q, count=1)
+    assert q.get() == 1  # frees a slot: the parked putter puts
+    putter.join(10)
+    assert [q.get_nowait() for _ in range(2)] == [2, 9]
+
+
+def test_a_subclass_without_overrides_keeps_the_fast_storage() -> None:
+    class Plain(LifoQueue[int]):
+        def extra(self) -> int:
+            return 1
+
+    assert Plain._plain_storage and LifoQueue._plain_storage and SimpleQueue._plain_storage
+    q = Plain()
+    q.put(1)
+    q.put(2)
+    assert q.get() == 2
+    assert q._sized is q.queue  # the storage itself, not the hooks
+
+
+def test_a_failing_get_hook_in_a_woken_getter_passes_the_item_on() -> None:
+    """The getter woken for an item whose _get raises gets the error; the item stays and the
+    next getter takes it."""
+
+    class FailOnce(Queue[int]):
+        fail = True
+
+        def _get(self) -> int:
+            if self.fail:
+                self.fail = False
+                raise KeyError("once")
+            return super()._get()  # type: ignore[no-any-return]
+
+    q = FailOnce()
+    errors: list[BaseException] = []
+    got: list[int] = []
+
+    def first() -> None:
+        try:
+            q.get(timeout=10)
+        except KeyError as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=first)
+    t.start()
+    wait_parked(on=q, count=1)
+    q.put(1)
+    t.join(10)
+    assert len(errors) == 1
+    t2 = threading.Thread(target=lambda: got.append(q.get(timeout=10)))
+    t2.start()
+    t2.join(10)
+    assert got == [1] and q.qsize() == 0
+
+
+# -- shutdown (queue.Queue.shutdown, 3.13) is close() --------------------------------------
+
+
+def test_shutdown_is_close_and_shutdown_is_a_closed_error() -> None:
+    q: Queue[int] = Queue()
+    q.put(1)
+    assert not q.is_shutdown
+    q.shutdown()
+    assert q.is_shutdown and q.closed
+    with pytest.raises(ShutDown) as caught:
+        q.put(2)
+    assert isinstance(caught.value, ClosedError)
+    assert q.get() == 1  # (not immediate: what is queued is still there)
+    with pytest.raises(ShutDown):
+        q.get()
+    q.close()  # idempotent, and the same thing
+    assert list(q) == []
+
+
+@pytest.mark.skipif(sys.version_info < (3, 13), reason="queue.ShutDown is new in Python 3.13")
+def test_shutdown_is_the_stdlib_shutdown_on_3_13() -> None:
+    q: Queue[int] = Queue()
+    q.close()
+    with pytest.raises(stdqueue.ShutDown):  # type: ignore[attr-defined,unused-ignore]
+        q.get_nowait()
+
+
+def test_shutdown_immediate_discards_counts_done_and_wakes_everyone() -> None:
+    q: Queue[int] = Queue(1)
+    q.put(1)
+    outcomes: list[str] = []
+
+    def put() -> None:
+        try:
+            q.put(2, timeout=10)
+        except ShutDown:
+            outcomes.append("put: ShutDown")
+
+    def join() -> None:
+        q.join()
+        outcomes.append("joined")
+
+    threads = [threading.Thread(target=put), threading.Thread(target=join)]
+    for t in threads:
+        t.start()
+    wait_parked(on=q, count=2)
+    q.shutdown(immediate=True)
+    for t in threads:
+        t.join(10)
+    assert sorted(outcomes) == ["joined", "put: ShutDown"]
+    assert q.qsize() == 0 and q.unfinished_tasks == 0
+    with pytest.raises(ShutDown):
+        q.get_nowait()
+    with pytest.raises(ValueError, match="too many"):
+        q.task_done()
+
+
+async def test_shutdown_immediate_wakes_parked_coroutine_getters() -> None:
+    q: Queue[int] = Queue()
+    getters = [asyncio.ensure_future(q.async_get()) for _ in range(2)]
+    await async_wait_parked(on=q, count=2)
+    q.shutdown(immediate=True)
+    for g in getters:
+        with pytest.raises(ShutDown):
+            await asyncio.wait_for(g, 10)
+
+
+def test_assigning_maxsize_resizes_the_queue() -> None:
+    q: Queue[int] = Queue(1)
+    q.put(1)
+    t = threading.Thread(target=q.put, args=(2,), kwargs={"timeout": 10})
+    t.start()
+    wait_parked(on=q, count=1)
+    q.maxsize = 2  # room for the parked putter
+    t.join(10)
+    assert not t.is_alive() and q.qsize() == 2
+    q.maxsize = 1  # shrinking keeps what is queued; puts wait again
+    with pytest.raises(Full):
+        q.put_nowait(3)
+    with pytest.raises(TypeError, match="maxsize must be an int"):
+        q.maxsize = "2"  # type: ignore[assignment]

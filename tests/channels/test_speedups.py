@@ -1,17 +1,25 @@
 """The C accelerator (plait._speedups): its awaitables behave as coroutines, its mutex as a
 lock, and nothing it does loses an item.
 
-These tests run against whichever implementation is in use (CI runs the channel tests a second
-time with ``PLAIT_NO_SPEEDUPS=1``); the ones about the C types themselves skip without them.
+These tests run against whichever implementation is in use (CI runs the suite a second time
+with ``PLAIT_NO_SPEEDUPS=1``). The accelerator cannot be off by accident: where CPython can
+build it and ``PLAIT_NO_SPEEDUPS`` is unset, it must be built and in use (a test fails
+otherwise), and the tests of the C types themselves skip only when it is turned off on purpose.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import importlib.util
 import inspect
+import os
+import platform
+import sys
+import sysconfig
 import threading
 import warnings
+from typing import Any
 
 import pytest
 
@@ -20,9 +28,120 @@ from plait._channels import PriorityQueue, Queue
 from plait._channels import _queue as queue_module
 from plait.testing import async_wait_parked
 
+TURNED_OFF = bool(os.environ.get("PLAIT_NO_SPEEDUPS"))
 needs_speedups = pytest.mark.skipif(
-    not queue_module.SPEEDUPS, reason="the C accelerator is not built or PLAIT_NO_SPEEDUPS=1"
+    TURNED_OFF, reason="PLAIT_NO_SPEEDUPS=1: this run tests the pure-Python queue"
 )
+
+
+def test_the_accelerator_is_in_use_unless_turned_off() -> None:
+    importable = importlib.util.find_spec("plait._speedups") is not None
+    if TURNED_OFF:
+        assert not queue_module.SPEEDUPS
+        return
+    buildable = platform.python_implementation() == "CPython" and not sysconfig.get_config_var(
+        "Py_GIL_DISABLED"
+    )
+    assert importable or not buildable, (
+        "plait._speedups was not built for this CPython: reinstall with a C compiler, or set "
+        "PLAIT_NO_SPEEDUPS=1 to test the pure-Python queue on purpose"
+    )
+    assert importable == queue_module.SPEEDUPS, "plait._speedups is built but not in use"
+
+
+@needs_speedups
+def test_the_fast_paths_run_no_python_code() -> None:
+    """put/get on a plain queue finish in C: no Python function runs (were the accelerator
+    silently declining, the Python slow paths would show here)."""
+    q: Queue[int] = Queue()
+    calls: list[str] = []
+
+    def profile(frame: Any, event: str, arg: object) -> None:
+        if event == "call":
+            calls.append(frame.f_code.co_name)
+
+    sys.setprofile(profile)
+    try:
+        q.put(1)
+        q.put_nowait(2)
+        q.get()
+        q.get_nowait()
+    finally:
+        sys.setprofile(None)
+    assert calls == []
+
+
+@needs_speedups
+def test_a_subclass_overriding_a_storage_hook_runs_in_python() -> None:
+    class Hooked(Queue[int]):
+        def _put(self, item: int) -> None:
+            super()._put(item + 1)
+
+    q = Hooked()
+    q.put(1)
+    assert q._fast_put is None and q.get() == 2
+
+
+@needs_speedups
+@pytest.mark.parametrize(
+    "break_it",
+    [
+        "rename a slow path",
+        "rename a Waiter slot",
+        "rename a Strand field",
+        "drop an argument",
+        "a module built from another version",
+    ],
+)
+def test_configure_refuses_a_seam_it_cannot_use(
+    break_it: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What _queue.py runs at import (unguarded) raises when the seam moved -- and the
+    accelerator keeps its previous, working configuration."""
+    from plait import _speedups
+    from plait._core import strands
+
+    if break_it == "rename a slow path":
+        monkeypatch.delattr(Queue, "_offer_slot")
+        expected: type[Exception] = ImportError
+    elif break_it == "rename a Waiter slot":
+        monkeypatch.setattr(queue_module, "Waiter", type("Waiter", (), {"__slots__": ("q",)}))
+        expected = AttributeError
+    elif break_it == "rename a Strand field":
+        monkeypatch.setattr(strands, "Strand", type("Strand", (), {"__slots__": ("state",)}))
+        expected = AttributeError
+    elif break_it == "a module built from another version":
+        monkeypatch.setattr(_speedups, "SEAM", _speedups.SEAM - 1)
+        expected = ImportError
+    else:
+        real = _speedups.configure
+
+        def without_wake(**kw: Any) -> None:
+            kw.pop("wake")
+            real(**kw)
+
+        monkeypatch.setattr(_speedups, "configure", without_wake)
+        expected = TypeError
+    with pytest.raises(expected):
+        queue_module._configure_speedups()
+    monkeypatch.undo()
+    q: Queue[int] = Queue(1)
+    q.put(1)
+    t = threading.Thread(target=q.put, args=(2,))
+    t.start()
+    assert q.get() == 1
+    t.join(10)
+    assert q.get_nowait() == 2
+
+
+@needs_speedups
+def test_configure_takes_keywords_and_names_what_is_missing() -> None:
+    from plait import _speedups
+
+    with pytest.raises(TypeError, match="keyword arguments only"):
+        _speedups.configure(1)
+    with pytest.raises(TypeError, match="needs WaitQueue="):
+        _speedups.configure()
 
 
 async def test_async_forms_are_coroutines_to_asyncio() -> None:

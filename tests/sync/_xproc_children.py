@@ -42,7 +42,12 @@ def count_under_lock_async(lock: Any, value: Any, n: int) -> None:
 
 
 def try_lock(lock: Any, timeout: float) -> None:
-    got = lock.acquire(timeout=timeout)
+    from plait import BrokenResourceError
+
+    try:
+        got = lock.acquire(timeout=timeout)
+    except BrokenResourceError:
+        raise SystemExit(7) from None  # its holder died: reported, and free again
     if got:
         lock.release()
     raise SystemExit(0 if got else 3)

@@ -8,6 +8,7 @@ from plait._channels._queue import (
     PriorityQueue,
     Queue,
     QueueStatistics,
+    ShutDown,
     SimpleQueue,
 )
 from plait._channels._select import ArmSet, SelectCase, Selected, async_select, select
@@ -25,6 +26,7 @@ __all__ = [
     "QueueStatistics",
     "SelectCase",
     "Selected",
+    "ShutDown",
     "SimpleQueue",
     "async_select",
     "select",

@@ -20,8 +20,14 @@ Costs: the fast paths take the mutex with plain ``acquire()``/``release()`` (a `
 block costs about 45 ns more) and make no Python call; a parked coroutine getter awaits its
 waiter's future directly (``async_park``'s protocol, inlined for the hottest wait).
 
-``close()`` ends the stream: later puts raise :class:`ClosedError`, getters drain what is left
-and then raise it, and iteration (``for``/``async for``) stops there.
+``close()`` ends the stream: later puts raise :class:`ShutDown` (a :class:`ClosedError`, and
+from 3.13 a ``queue.ShutDown``), getters drain what is left and then raise it, and iteration
+(``for``/``async for``) stops there. It is :meth:`queue.Queue.shutdown`; ``shutdown(immediate=
+True)`` also discards what is left.
+
+Storage: ``_init``/``_qsize``/``_put``/``_get`` are the stdlib's extension points and are
+honoured; the C fast paths only run for the family's own storage (``_fast_put``/``_fast_get``
+set by ``_attach_storage``), so a subclass that overrides a hook always runs in Python.
 
 Select support: a waiter whose ``data`` is an :class:`~plait._channels._select.Arm` belongs to
 a ``select``; the waker offers it the kept place with ``arm.fire(RESERVED)``, which claims
@@ -41,7 +47,8 @@ from _thread import get_ident as _get_ident
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from functools import partial
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 from weakref import ref as _weakref
 
 from plait._core import (
@@ -57,7 +64,7 @@ from plait._core import (
     park,
 )
 from plait._core import strands as _strands
-from plait._errors import ClosedError, WouldBlock
+from plait._errors import ClosedError, ShutDown, WouldBlock
 
 if TYPE_CHECKING:
     from plait._channels._select import Arm, SelectCase
@@ -69,10 +76,12 @@ __all__ = [
     "PriorityQueue",
     "Queue",
     "QueueStatistics",
+    "ShutDown",
     "SimpleQueue",
 ]
 
 T = TypeVar("T")
+_STORAGE_HOOKS = ("_init", "_qsize", "_put", "_get")
 _get_running_loop = asyncio._get_running_loop
 
 # The C accelerator (plait/_speedups.c) gives the queue its fast paths; without it (not
@@ -238,28 +247,34 @@ def _pop_waiter(wq: WaitQueue, value: Any) -> tuple[Waiter | None, bool]:
         w.value = None
 
 
-if _speedups is not None:
-    from plait._core.parking import QUEUED as _QUEUED
+SPEEDUPS = _speedups is not None  # whether the C fast paths are in use (configured below)
 
-    try:
-        _speedups.configure(
-            WaitQueue=WaitQueue,
-            Waiter=Waiter,
-            hooks=_hooks,
-            wake=_wake,
-            current_tasks=_current_tasks,
-            by_task=_by_task,
-            self_strand_types=_self_strand_types,
-            get_running_loop=_get_running_loop,
-            RESERVED=RESERVED,
-            QUEUED=_QUEUED,
-            WOKEN=WOKEN,
-            CANCELLED=CANCELLED,
-        )
-    except (TypeError, AttributeError):  # pragma: no cover - an asyncio without the C parts
-        _speedups = None
 
-SPEEDUPS = _speedups is not None  # whether the C fast paths are in use
+class _StorageHooks:
+    """The storage hooks of a queue whose class overrides one, for the queue's methods.
+
+    Holds the queue weakly: bound methods kept on the queue would make it a reference cycle.
+    """
+
+    __slots__ = ("_queue",)
+
+    def __init__(self, queue: Queue[Any]) -> None:
+        self._queue = _weakref(queue)
+
+    def __len__(self) -> int:
+        return self._q()._qsize()
+
+    def put(self, item: Any) -> None:
+        self._q()._put(item)
+
+    def get(self) -> Any:
+        return self._q()._get()
+
+    def _q(self) -> Queue[Any]:
+        q = self._queue()
+        if q is None:  # pragma: no cover - a method of the queue runs, so it is alive
+            raise ReferenceError("the queue is gone")
+        return q
 
 
 class _PyCore:
@@ -283,8 +298,20 @@ class Queue(_Core, Generic[T]):
     takes it wherever a coroutine goes).
     """
 
+    # Whether this class keeps the family's own storage (``_init``, ``_qsize``, ``_put``,
+    # ``_get`` untouched): then the fast paths use the storage's bound methods directly;
+    # a subclass that overrides any of them gets every call (see __init_subclass__).
+    _plain_storage: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        family = next(c for c in cls.__mro__ if "_bind_storage" in c.__dict__)
+        cls._plain_storage = all(
+            getattr(cls, name) is getattr(family, name) for name in _STORAGE_HOOKS
+        )
+
     def __init__(self, maxsize: int = 0) -> None:
-        self.maxsize = _check_maxsize(maxsize)
+        self._maxsize = _check_maxsize(maxsize)
         self._limit = maxsize if maxsize > 0 else sys.maxsize  # -1 once closed or shared
         self.mutex = _speedups.Mutex() if _speedups is not None else new_mutex()
         self._getters = WaitQueue(self.mutex)
@@ -296,17 +323,61 @@ class Queue(_Core, Generic[T]):
         self._closed = False
         self._shared: Any = None
         self._init(maxsize)
+        if type(self)._plain_storage:
+            self._bind_storage()
+        else:
+            hooks = _StorageHooks(self)
+            self._store_put: Callable[[Any], None] = hooks.put
+            self._store_get: Callable[[], Any] = hooks.get
+            self._sized: Any = hooks
 
-    # -- storage (the stdlib's extension points) --------------------------------------
+    @property
+    def maxsize(self) -> int:
+        """The bound (0 or less: unbounded); assigning it resizes the queue, as in :mod:`queue`."""
+        return self._maxsize
+
+    @maxsize.setter
+    def maxsize(self, maxsize: int) -> None:
+        maxsize = _check_maxsize(maxsize)
+        with self.mutex:
+            self._maxsize = maxsize
+            if self._limit >= 0:  # (-1: closed or shared, for good)
+                self._limit = maxsize if maxsize > 0 else sys.maxsize
+            w = self._offer_slot() if self._putters._count else None
+        if w is not None:
+            _wake(w)
+
+    # -- storage (the stdlib's extension points: _init, _qsize, _put, _get) ---------------
+    #
+    # A subclass may override any of them, as with queue.Queue; every put and get then goes
+    # through them. The methods below call them as ``_store_put``/``_store_get`` and
+    # ``len(_sized)``: for the family's own storage, the storage's own bound methods (the
+    # same behaviour, without a Python call on the hot paths); for a subclass that
+    # overrides a hook, _StorageHooks, which calls the hooks.
 
     def _init(self, maxsize: int) -> None:
         self.queue: Any = deque()
-        self._put: Callable[[Any], None] = self.queue.append
-        self._get: Callable[[], Any] = self.queue.popleft
-        self._putback: Callable[[Any], None] = self.queue.appendleft
 
     def _qsize(self) -> int:
         return len(self.queue)
+
+    def _put(self, item: Any) -> None:
+        self.queue.append(item)
+
+    def _get(self) -> Any:
+        return self.queue.popleft()
+
+    def _bind_storage(self) -> None:
+        """The storage's own methods in place of the hooks (only if none is overridden)."""
+        self._attach_storage(self.queue.append, self.queue.popleft)
+
+    def _attach_storage(self, put: Callable[[Any], None], get: Callable[[], Any]) -> None:
+        self._store_put = put
+        self._store_get = get
+        self._sized = self.queue
+        if _speedups is not None:
+            self._fast_put = put  # the C fast paths call these; unset, they defer to Python
+            self._fast_get = get
 
     def _backend(self) -> Any:
         return self._shared
@@ -317,7 +388,7 @@ class Queue(_Core, Generic[T]):
         """The number of items queued now (a snapshot, as in :mod:`queue`)."""
         if self._shared is not None:
             return int(self._shared.qsize())
-        return self._qsize()
+        return len(self._sized)
 
     def empty(self) -> bool:
         """Whether no item is queued now (a snapshot)."""
@@ -327,7 +398,7 @@ class Queue(_Core, Generic[T]):
         """Whether a put would wait now (a snapshot)."""
         if self._shared is not None:
             return bool(self._shared.full())
-        return 0 < self.maxsize <= self._qsize() + self._reserved
+        return 0 < self.maxsize <= len(self._sized) + self._reserved
 
     @property
     def closed(self) -> bool:
@@ -342,7 +413,7 @@ class Queue(_Core, Generic[T]):
             return self._shared.statistics()  # type: ignore[no-any-return]
         with self.mutex:
             return QueueStatistics(
-                qsize=self._qsize(),
+                qsize=len(self._sized),
                 maxsize=self.maxsize,
                 getters_waiting=len(self._getters),
                 putters_waiting=len(self._putters),
@@ -360,8 +431,8 @@ class Queue(_Core, Generic[T]):
 
     def _store(self, item: Any) -> Waiter | None:
         """Queue ``item`` (mutex held); returns a getter to wake, if one was given it."""
+        self._store_put(item)  # (first: a subclass's _put that raises put nothing)
         self._unfinished += 1
-        self._put(item)
         return self._offer_item() if self._getters._count else None
 
     def _handoff(self) -> Waiter | None:
@@ -380,7 +451,7 @@ class Queue(_Core, Generic[T]):
 
     def _offer_item(self) -> Waiter | None:
         """If an unclaimed item is queued and a getter parked, keep it for the getter."""
-        while self._getters._count and len(self.queue) > self._ready:
+        while self._getters._count and len(self._sized) > self._ready:
             self._ready += 1
             w, delivered = _pop_waiter(self._getters, RESERVED)
             if delivered:
@@ -399,8 +470,8 @@ class Queue(_Core, Generic[T]):
         mutex = self.mutex
         mutex.acquire()  # (plain acquire/release: cheaper than `with` on this hot path)
         try:
-            if len(self.queue) + self._reserved < self._limit:  # fast path: there is room
-                self._put(item)
+            if len(self._sized) + self._reserved < self._limit:  # fast path: there is room
+                self._store_put(item)
                 self._unfinished += 1
                 if not self._getters._count and not hooks.active:
                     return  # (the mutex is released on the way out)
@@ -441,8 +512,8 @@ class Queue(_Core, Generic[T]):
         mutex = self.mutex
         mutex.acquire()
         try:
-            if len(self.queue) + self._reserved < self._limit:
-                self._put(item)
+            if len(self._sized) + self._reserved < self._limit:
+                self._store_put(item)
                 self._unfinished += 1
                 if not self._getters._count and not hooks.active:
                     return
@@ -491,8 +562,8 @@ class Queue(_Core, Generic[T]):
         whose loop has closed gives its kept item back).
         """
         if self._closed:
-            raise ClosedError(f"put() on a closed queue {self!r}")
-        if len(self.queue) + self._reserved < self._limit:
+            raise ShutDown(f"put() on a closed queue {self!r}")
+        if len(self._sized) + self._reserved < self._limit:
             w = self._store(item)
             if hooks.active:
                 hooks.sent(current_strand(), self, item)
@@ -512,15 +583,20 @@ class Queue(_Core, Generic[T]):
         if value is PROMOTED:  # the queue was shared with a process while we waited
             self._backend().put(item)
             return
+        error: BaseException | None = None
+        w = None
         with self.mutex:
             if value is CLOSED:
-                raise ClosedError(f"put() on a closed queue {self!r}")
+                raise ShutDown(f"put() on a closed queue {self!r}")
             shared = self._shared is not None
             if not shared:
                 self._reserved -= 1
                 if self._closed:
-                    raise ClosedError(f"put() on a closed queue {self!r}")
-                w = self._store(item)
+                    raise ShutDown(f"put() on a closed queue {self!r}")
+                try:
+                    w = self._store(item)
+                except BaseException as exc:  # a subclass's _put failed: the slot passes on
+                    error = exc
                 w2 = self._offer_slot() if self._putters._count else None
         if shared:  # promoted meanwhile
             self._backend().put(item)
@@ -529,6 +605,11 @@ class Queue(_Core, Generic[T]):
             _wake(w)
         if w2 is not None:
             _wake(w2)
+        if error is not None:
+            try:
+                raise error
+            finally:
+                error = None  # (no cycle through the traceback)
         if hooks.active:
             hooks.sent(current_strand(), self, item)
 
@@ -547,7 +628,7 @@ class Queue(_Core, Generic[T]):
         while (
             self._putters._count
             and not self._closed
-            and len(self.queue) + self._reserved < self._limit
+            and len(self._sized) + self._reserved < self._limit
         ):
             self._reserved += 1
             w, delivered = _pop_waiter(self._putters, RESERVED)
@@ -571,8 +652,8 @@ class Queue(_Core, Generic[T]):
         mutex = self.mutex
         mutex.acquire()
         try:  # fast paths: an item is there, or a plain wait
-            if len(self.queue) > self._ready:
-                item = self._get()
+            if len(self._sized) > self._ready:
+                item = self._store_get()
                 if not self._putters._count and not hooks.active:
                     return item  # type: ignore[no-any-return]
                 w = self._offer_slot() if self._putters._count else None
@@ -612,8 +693,8 @@ class Queue(_Core, Generic[T]):
         mutex = self.mutex
         mutex.acquire()
         try:
-            if len(self.queue) > self._ready:
-                item = self._get()
+            if len(self._sized) > self._ready:
+                item = self._store_get()
                 if not self._putters._count and not hooks.active:
                     return item  # type: ignore[no-any-return]
                 w = self._offer_slot() if self._putters._count else None
@@ -696,14 +777,14 @@ class Queue(_Core, Generic[T]):
     ) -> tuple[bool, Any, Waiter | None]:
         """``(True, item, putter to wake or None)`` if one can be taken now (mutex held),
         else ``(False, waiter, None)``; the caller wakes after releasing the mutex."""
-        if len(self.queue) > self._ready:
-            item = self._get()
+        if len(self._sized) > self._ready:
+            item = self._store_get()
             w = self._offer_slot() if self._putters._count else None
             if hooks.active:
                 hooks.received(current_strand(), self, item)
             return True, item, w
         if self._closed:
-            raise ClosedError(f"get() on a closed, drained queue {self!r}")
+            raise ShutDown(f"get() on a closed, drained queue {self!r}")
         if wait == 0.0:
             raise Empty
         if is_async:
@@ -723,7 +804,7 @@ class Queue(_Core, Generic[T]):
             return self.get() if item is _SLOW else item  # (_SLOW: promoted or cleared)
         if value is PROMOTED:  # the queue was shared with a process while we waited
             return self._shared.get()
-        raise ClosedError(f"get() on a closed, drained queue {self!r}")
+        raise ShutDown(f"get() on a closed, drained queue {self!r}")
 
     def _take_kept(self) -> Any:
         """A woken getter takes the front item, kept for it (``_ready``) -- or ``_SLOW``
@@ -731,14 +812,25 @@ class Queue(_Core, Generic[T]):
         with self.mutex:
             if self._shared is not None:
                 return _SLOW
-            if not self.queue:  # emptied under us (``with q.mutex: q.queue.clear()``)
+            if not len(self._sized):  # emptied under us (``with q.mutex: q.queue.clear()``)
                 self._ready = max(0, self._ready - 1)
                 return _SLOW
             self._ready -= 1
-            item = self._get()
-            w = self._offer_slot() if self._putters._count else None
+            error: BaseException | None = None
+            try:
+                item = self._store_get()
+            except BaseException as exc:  # a subclass's _get failed: the item is anyone's again
+                error = exc
+                w = self._offer_item()
+            else:
+                w = self._offer_slot() if self._putters._count else None
         if w is not None:
             _wake(w)
+        if error is not None:
+            try:
+                raise error
+            finally:
+                error = None  # (no cycle through the traceback)
         if hooks.active:
             hooks.received(current_strand(), self, item)
         return item
@@ -819,20 +911,38 @@ class Queue(_Core, Generic[T]):
     # -- close and iteration ------------------------------------------------------------
 
     def close(self) -> None:
-        """End the stream: later puts raise :class:`ClosedError`; getters drain, then raise it.
+        """End the stream: later puts raise :class:`ShutDown`; getters drain, then raise it.
 
-        Parked putters raise :class:`ClosedError` (their items were not put). Idempotent.
+        Parked putters raise it too (their items were not put). Idempotent. The same as
+        ``shutdown()``; :class:`ShutDown` is a :class:`ClosedError`.
+        """
+        self.shutdown()
+
+    def shutdown(self, immediate: bool = False) -> None:
+        """Shut the queue down, as :meth:`queue.Queue.shutdown` (3.13) does: :meth:`close`.
+
+        ``immediate=True`` also discards the items still queued (each counts as done for
+        :meth:`join`), so parked and later getters raise :class:`ShutDown` at once.
         """
         if self._shared is not None:
             self._shared.close()
+            if immediate:
+                self._discard_shared()
             return
         with self.mutex:
-            if self._closed:
-                return
-            self._closed = True
-            self._limit = -1
-            woken = self._putters.pop_all(CLOSED)
-            if len(self.queue) <= self._ready:  # nothing left for a parked getter
+            woken = []
+            if immediate:
+                while len(self._sized):
+                    self._store_get()
+                    if self._unfinished > 0:
+                        self._unfinished -= 1
+                if self._unfinished == 0:
+                    woken += self._joiners.pop_all()
+            if not self._closed:
+                self._closed = True
+                self._limit = -1
+                woken += self._putters.pop_all(CLOSED)
+            if len(self._sized) <= self._ready:  # nothing left for a parked getter
                 woken += self._getters.pop_all(CLOSED)
         for w in woken:
             arm = w.data
@@ -840,6 +950,23 @@ class Queue(_Core, Generic[T]):
                 _wake(w)
             else:
                 arm.fire(CLOSED)
+
+    def _discard_shared(self) -> None:
+        backend = self._shared
+        while True:
+            try:
+                backend.get(False)
+            except (WouldBlock, ClosedError):
+                return
+            try:
+                backend.task_done()
+            except ValueError:  # (task_done() called by others meanwhile)
+                pass
+
+    @property
+    def is_shutdown(self) -> bool:
+        """Whether the queue was shut down (closed): :attr:`closed`, by the stdlib's name."""
+        return self.closed
 
     def __iter__(self) -> Iterator[T]:
         """Yield items until the queue is closed and drained."""
@@ -909,14 +1036,91 @@ class Queue(_Core, Generic[T]):
         """``multiprocessing.Queue`` compatibility: exit never waits on unread data."""
 
 
+def _configure_speedups() -> None:
+    """Hand the C accelerator its whole seam with Python (see the top of _speedups.c).
+
+    Called at import, unguarded: a renamed slot, method or strand field raises there, so the
+    accelerator is never silently off nor calling into something that is gone.
+    """
+    from plait._core.parking import QUEUED
+    from plait._core.strands import Strand
+
+    if getattr(_speedups, "SEAM", None) != _SEAM:
+        raise ImportError(
+            f"plait._speedups ({_speedups.__file__}) was built from another version of plait: "
+            "rebuild it (pip install -e .), or set PLAIT_NO_SPEEDUPS=1"
+        )
+    missing = [name for name in _ENTRY_POINTS if name not in Queue.__dict__]
+    if missing:
+        raise ImportError(
+            f"plait._speedups falls back on Queue.{', Queue.'.join(missing)}, which is gone: "
+            "update _ENTRY_POINTS and _speedups.c together"
+        )
+    _speedups.configure(
+        WaitQueue=WaitQueue,
+        Waiter=Waiter,
+        Strand=Strand,
+        hooks=_hooks,
+        wake=_wake,
+        current_tasks=_current_tasks,  # (None in an asyncio without it: no C coroutine park)
+        by_task=_by_task,
+        self_strand_types=_self_strand_types,
+        get_running_loop=_get_running_loop,
+        RESERVED=RESERVED,
+        QUEUED=QUEUED,
+        WOKEN=WOKEN,
+        CANCELLED=CANCELLED,
+        entry={name: Queue.__dict__[name] for name in _ENTRY_POINTS},
+    )
+
+
+_SEAM = 2  # the version of the seam, as _speedups.c's SEAM_VERSION
+
+# The Python slow paths the C fast paths fall back on (each called with the queue first).
+_ENTRY_POINTS = (
+    "_put_locked",
+    "_get_locked",
+    "_async_put_locked",
+    "_async_get_locked",
+    "_anext_locked",
+    "_handoff",
+    "_offer_slot",
+    "_woken_getter",
+    "_abandon",
+    "_undo_get",
+)
+
+if _speedups is not None:
+    _configure_speedups()
+
+
 class LifoQueue(Queue[T]):
     """A last-in, first-out queue (:class:`queue.LifoQueue`'s API)."""
 
     def _init(self, maxsize: int) -> None:
         self.queue = []
-        self._put = self.queue.append
-        self._get = self.queue.pop
-        self._putback = self.queue.append
+
+    def _put(self, item: Any) -> None:
+        self.queue.append(item)
+
+    def _get(self) -> Any:
+        return self.queue.pop()
+
+    def _bind_storage(self) -> None:
+        self._attach_storage(self.queue.append, self.queue.pop)
+
+
+def _heap_put(items: list[Any], item: Any) -> None:
+    """``heappush``, keeping nothing of an item that cannot be compared."""
+    try:
+        heapq.heappush(items, item)
+    except BaseException:
+        for i, queued in enumerate(items):
+            if queued is item:
+                del items[i]
+                heapq.heapify(items)
+                break
+        raise
 
 
 class PriorityQueue(Queue[T]):
@@ -924,22 +1128,15 @@ class PriorityQueue(Queue[T]):
 
     def _init(self, maxsize: int) -> None:
         self.queue = []
-        items = self.queue
 
-        def put(item: Any) -> None:
-            try:
-                heapq.heappush(items, item)
-            except BaseException:  # not comparable: the heap keeps nothing of it
-                for i, queued in enumerate(items):
-                    if queued is item:
-                        del items[i]
-                        heapq.heapify(items)
-                        break
-                raise
+    def _put(self, item: Any) -> None:
+        _heap_put(self.queue, item)
 
-        self._put = put
-        self._get = lambda: heapq.heappop(items)
-        self._putback = put
+    def _get(self) -> Any:
+        return heapq.heappop(self.queue)
+
+    def _bind_storage(self) -> None:
+        self._attach_storage(partial(_heap_put, self.queue), partial(heapq.heappop, self.queue))
 
 
 class SimpleQueue(Queue[T]):

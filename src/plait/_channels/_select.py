@@ -248,8 +248,8 @@ class GetCase:
             except ClosedError:
                 return True, CLOSED
         with q.mutex:
-            if len(q.queue) > q._ready:
-                item = q._get()
+            if len(q._sized) > q._ready:
+                item = q._store_get()
                 w = q._offer_slot() if q._putters._count else None
             elif q._closed:
                 return True, CLOSED
@@ -266,7 +266,7 @@ class GetCase:
         with q.mutex:
             backend = q._shared
             if backend is None:
-                if len(q.queue) > q._ready:
+                if len(q._sized) > q._ready:
                     q._ready += 1  # keep the item for this select, if it wins
                     if not arm.fire(RESERVED):
                         q._ready -= 1
@@ -342,7 +342,7 @@ class PutCase:
         with q.mutex:
             if q._closed:
                 return True, CLOSED
-            if len(q.queue) + q._reserved < q._limit:
+            if len(q._sized) + q._reserved < q._limit:
                 w = q._store(self.item)
             else:
                 return False, None
@@ -359,7 +359,7 @@ class PutCase:
             if backend is None:
                 if q._closed:
                     arm.fire(CLOSED)
-                elif len(q.queue) + q._reserved < q._limit:
+                elif len(q._sized) + q._reserved < q._limit:
                     q._reserved += 1
                     if not arm.fire(RESERVED):
                         q._reserved -= 1

@@ -32,17 +32,21 @@ import io
 import os
 import pickle
 import signal
+import sys
+import threading
+import time
 from collections import ChainMap
 from collections.abc import Callable, Iterable, Mapping
 from multiprocessing import context as mp_context
 from multiprocessing import process as mp_process
 from multiprocessing.connection import Connection, Pipe
 from multiprocessing.reduction import ForkingPickler
+from types import FrameType
 from typing import Any, cast
 
 import cloudpickle
 
-from plait._core import Strand, check_timeout, hooks, register, unregister
+from plait._core import Strand, check_timeout, hooks, register, safepoint, unregister
 from plait._errors import Cancelled, SerializationError, WorkerCrashed
 from plait._ipc import serialize
 from plait._ipc.context import StartMethod, default_start_method, get_context
@@ -366,8 +370,40 @@ class _Terminated(Cancelled):
     """Raised in a process call's main thread by SIGTERM (its task was cancelled)."""
 
 
-def _raise_terminated(signum: int, frame: object) -> None:
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    # Never inside one of plait's critical sections (a shared lock's bookkeeping, a
+    # ring's push): there it waits for the section to end (see ``_core.safepoint``); nor
+    # in the frame of a hot path marked to be waited out (``_sync._xproc.defers``).
+    global _deferrals
+    xproc = sys.modules.get("plait._sync._xproc")
+    if xproc is not None and xproc.defers(frame):
+        # that frame returns soon: the signal comes again then (1 ms, backing off)
+        delay = min(0.05, 0.001 * 2**_deferrals)
+        _deferrals += 1
+        threading.Thread(target=_send_again, args=(signum, delay), daemon=True).start()
+        return
+    _deferrals = 0
+    safepoint.deliver(_terminated)
+
+
+_deferrals = 0
+
+
+def _send_again(signum: int, delay: float) -> None:
+    time.sleep(delay)
+    os.kill(os.getpid(), signum)
+
+
+def _terminated() -> None:
     raise _Terminated("terminated by the parent process (SIGTERM)")
+
+
+def _let_go_of_shared() -> None:
+    """The process ends, cancelled: give back the shared units it still holds (a
+    cancellation that landed entering or leaving a ``with`` block, or a bare acquire)."""
+    xproc = sys.modules.get("plait._sync._xproc")
+    if xproc is not None:
+        xproc.let_go_of_mine()
 
 
 class _Reporter:
@@ -419,6 +455,8 @@ class _Reporter:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
     def _die_of_sigterm(self) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # (a second one changes nothing)
+        _let_go_of_shared()
         self.writer.close()
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGTERM)

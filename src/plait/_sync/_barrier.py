@@ -57,11 +57,14 @@ class Barrier:
 
     # -- the state machine (every method here runs with the condition's lock held) -----
 
-    def _arrive(self) -> int:
+    def _arrive(self, arrived: list[bool]) -> int:
+        """Count this party in; ``arrived`` says so to the caller's ``finally`` (a process
+        strand's cancellation never lands in here: see ``_shared_wait``)."""
         if self._state == _BROKEN:
             raise BrokenBarrierError
         index = self._count
         self._count += 1
+        arrived.append(True)
         return index
 
     def _trip(self) -> None:
@@ -106,8 +109,9 @@ class Barrier:
             timeout = self._timeout
         with self._cond:
             self._cond.wait_for(self._settled)
-            index = self._arrive()
+            arrived: list[bool] = []
             try:
+                index = self._arrive(arrived)
                 if index + 1 == self._parties:
                     self._trip()
                 else:
@@ -116,7 +120,8 @@ class Barrier:
                     hooks.acquired(current_strand(), self)
                 return index
             finally:
-                self._leave()
+                if arrived:
+                    self._leave()
 
     def async_wait(self, timeout: float | None = None) -> Coroutine[Any, Any, int]:
         """Coroutine form of :meth:`wait`; a cancelled party simply leaves the barrier."""
@@ -126,8 +131,9 @@ class Barrier:
         cond = self._cond
         async with cond:
             await cond.async_wait_for(self._settled)
-            index = self._arrive()
+            arrived: list[bool] = []
             try:
+                index = self._arrive(arrived)
                 if index + 1 == self._parties:
                     self._trip()
                 else:
@@ -136,7 +142,8 @@ class Barrier:
                     hooks.acquired(current_strand(), self)
                 return index
             finally:
-                self._leave()
+                if arrived:
+                    self._leave()
 
     # -- control -----------------------------------------------------------------------
 

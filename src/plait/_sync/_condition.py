@@ -31,6 +31,9 @@ class Condition:
 
     ``lock`` defaults to a new :class:`plait.RLock`. A foreign lock (for example a
     ``threading.Lock``) works for the sync methods only.
+
+    Shared with processes: a holder of its lock that dies is reported as for
+    :class:`plait.Lock`; a waiter that dies costs ``notify()`` a liveness check.
     """
 
     def __init__(self, lock: Any = None) -> None:

@@ -203,6 +203,10 @@ class Lock(_LockCore):
     Any strand may release it, as with threading. The owner strand is recorded when the
     lock is handed over through its queue or instruments are installed; the uncontended
     fast path skips it (finding the current task costs more than the lock itself).
+
+    Shared with processes, its holding process is recorded: if that process is killed
+    holding it, the next strand that would wait for it gets
+    :class:`plait.BrokenResourceError` naming the dead pid, and the lock is free again.
     """
 
     __slots__ = ()

@@ -20,7 +20,11 @@ __all__ = ["RLock"]
 
 
 class RLock(_LockCore):
-    """``threading.RLock``'s API and semantics, plus ``async with`` and ``async_acquire``."""
+    """``threading.RLock``'s API and semantics, plus ``async with`` and ``async_acquire``.
+
+    Shared with processes, a holder killed while it holds it is reported as for
+    :class:`plait.Lock` (``BrokenResourceError`` naming the pid; the lock is free again).
+    """
 
     __slots__ = ()
     _reentrant = True

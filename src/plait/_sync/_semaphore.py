@@ -22,7 +22,13 @@ _monotonic = time.monotonic
 
 
 class Semaphore:
-    """``threading.Semaphore``'s API, plus ``async with`` and ``async_acquire``."""
+    """``threading.Semaphore``'s API, plus ``async with`` and ``async_acquire``.
+
+    Shared with processes, each process's permits are counted: permits held by a process
+    that was killed are given back to the next strand that finds none free, which gets
+    :class:`plait.BrokenResourceError` naming the dead pid (never more than the initial
+    value minus the free ones: a semaphore used to signal gains nothing).
+    """
 
     __slots__ = ("__weakref__", "_initial", "_mutex", "_queue", "_shared", "_value")
     _bounded = False

@@ -9,19 +9,32 @@ lock-like shared classes and :func:`promote` are ``_shared``.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from plait._core import current_strand
+from plait._core import current_strand, safepoint
+from plait._ipc.lifeline import pid_alive
 from plait._sync._barrier import Barrier
 from plait._sync._common import MIGRATED
 from plait._sync._condition import Condition
 from plait._sync._shared import _known, _known_lock, _waiting, promote
 from plait._sync._stats import ConditionStatistics
-from plait._sync._xproc import SEM_MAX, SharedState, bridge, sem_wait
+from plait._sync._xproc import (
+    SEM_MAX,
+    SharedState,
+    bridge,
+    defer_in,
+    retire_waiters,
+    sem_wait,
+)
 
 __all__ = ["SharedBarrier", "SharedCondition", "promote_barrier", "promote_condition"]
 
-_ACK_LIMIT = 5.0  # how long notify waits for a woken waiter that may have died
+_monotonic = time.monotonic
+
+_ACK_LIMIT = 5.0  # how long notify waits in all for a woken waiter that does not take it
+_ACK_SLICE = 0.02  # between two slices, notify looks for waiters whose process died
+_WITHDRAW_LIMIT = 1.0  # a notifier posts a wake right after it took an announcement
 
 
 class SharedCondition(Condition):
@@ -35,6 +48,11 @@ class SharedCondition(Condition):
     the wake is owed to it, and it takes that instead (and returns ``True``: notified).
     Coroutines take wakes through the bridge thread, which acks for them, so a notify
     made on their own loop never waits for them to run.
+
+    Each process counts its waiting strands beside the semaphores (see ``_robust``): a
+    waiter whose process died is retired by the next ``notify`` (its announcement, or the
+    wake posted for it, taken back), which costs that notify a liveness check, never a
+    wait for an ack that cannot come.
     """
 
     _shared: SharedState
@@ -44,33 +62,55 @@ class SharedCondition(Condition):
         if not self._is_owned(me):
             raise RuntimeError("cannot wait on un-acquired lock")
         wait = None if timeout is None else (timeout if timeout > 0 else 0.0)
-        sleepers, wake, acks = self._shared.sems
-        sleepers.release()  # announce, while holding the lock
-        saved = self._release_save(me)
-        pass_on = False
-        try:
-            try:
-                got = sem_wait(self._shared, wake, self, wait)
-            except BaseException:
-                pass_on = self._withdraw()  # notified, but cancelled: hand it on below
-                raise
-            if got:
-                acks.release()
-                return True
-            return self._withdraw()
-        finally:
-            self._acquire_restore(saved, me)
-            if pass_on:
-                self._notify(1)
+        state = self._shared
+        record = state.record
+        slot = record.slot()
+        _sleepers, wake, acks = state.sems
+        got: list[bool] = []
 
-    def _withdraw(self) -> bool:
-        """Take the announcement back; ``True`` if a notify had counted us already."""
+        def took() -> None:  # (inside the take's critical section)
+            acks.release()
+            record.add(slot, -1)
+            got.append(True)
+
+        saved: Any = None
+        waiting = completed = False
+        withdrawn: list[bool] = []
+        try:
+            safepoint.enter()  # announced, counted and the lock let go: all or nothing
+            try:
+                state.sems[0].release()  # announce, while holding the lock
+                record.add(slot, 1)
+                saved = self._release_save(me)
+                waiting = True
+            finally:
+                safepoint.leave()
+            sem_wait(state, wake, self, wait, None, took)
+            completed = True
+        finally:
+            if waiting:
+                try:
+                    if not got:
+                        self._withdraw(slot, withdrawn)
+                finally:
+                    try:
+                        self._acquire_restore(saved, me)
+                    finally:
+                        if not completed and (got or withdrawn):
+                            self._notify(1)  # notified, but cancelled: hand it on
+        return bool(got or withdrawn)
+
+    def _withdraw(self, slot: int, notified: list[bool]) -> None:
+        """Take the announcement back; note in ``notified`` if a notify counted us already."""
         sleepers, wake, acks = self._shared.sems
-        if sleepers.acquire(False):
-            return False
-        wake.acquire()  # the notifier posts it right after taking our announcement
-        acks.release()
-        return True
+        with safepoint.critical():
+            self._shared.record.add(slot, -1)
+            if sleepers.acquire(False):
+                return
+            # the notifier posts our wake right after it took our announcement
+            if wake.acquire(True, _WITHDRAW_LIMIT):
+                acks.release()
+                notified.append(True)
 
     async def _async_wait(self, me: Any, timeout: float | None) -> bool:
         if not self._is_owned(me):
@@ -79,8 +119,12 @@ class SharedCondition(Condition):
         gate = bridge(self, index=1, ack=2)
         handed: list[object] = []
         cancel: BaseException | None = None
-        self._shared.sems[0].release()  # announce, while holding the lock
-        saved = self._release_save(me)
+        record = self._shared.record
+        slot = record.slot()
+        with safepoint.critical():
+            self._shared.sems[0].release()  # announce, while holding the lock
+            record.add(slot, 1)
+            saved = self._release_save(me)
         try:
             notified = bool(await gate.wait(wait, handed.append))
         except BaseException as exc:  # cancelled; maybe after it was handed a wake
@@ -89,6 +133,7 @@ class SharedCondition(Condition):
         if not notified:
             notified, again = await self._async_withdraw(gate)
             cancel = cancel or again
+        record.add(slot, -1)
         while True:  # re-take the lock whatever happens, as asyncio.Condition does
             try:
                 await self._lock._plait_async_acquire_restore(saved, me)
@@ -122,14 +167,25 @@ class SharedCondition(Condition):
         self._notify(n)
 
     def _notify(self, n: int) -> None:
-        sleepers, wake, acks = self._shared.sems
+        state = self._shared
+        sleepers, wake, acks = state.sems
+        if _gone(state):  # a quick look first: no announcement of a dead waiter is taken
+            _retire_dead(state)
         woken = 0
-        while woken < n and sleepers.acquire(False):
-            wake.release()
-            woken += 1
-        for _ in range(woken):
-            if not acks.acquire(True, _ACK_LIMIT):
-                break  # a waiter that announced itself has died; do not hang on it
+        with safepoint.critical():  # an announcement taken is a wake posted
+            while woken < n and sleepers.acquire(False):
+                wake.release()
+                woken += 1
+        deadline = _monotonic() + _ACK_LIMIT
+        while woken > 0:
+            if acks.acquire(True, _ACK_SLICE):
+                woken -= 1
+                continue
+            # a woken waiter is slow, or dead: retire the dead (taking back what they
+            # were posted); a live one gets up to _ACK_LIMIT in all
+            woken -= _retire_dead(state)
+            if _monotonic() > deadline:
+                break  # a live waiter that does not run (stopped?): do not hang on it
 
     def notify_all(self) -> None:
         self.notify(SEM_MAX)
@@ -147,6 +203,25 @@ class SharedCondition(Condition):
         return f"<plait.Condition({self._lock!r}) shared={self._shared.prefix!r}>"
 
 
+def _gone(state: SharedState) -> bool:
+    """Whether a process with waiters counted here no longer exists (a cheap check)."""
+    return any(not pid_alive(pid) for pid in state.record.pids_counted())
+
+
+def _retire_dead(state: SharedState) -> int:
+    """Retire the waiters of processes that died; return how many wakes were taken back
+    (acks that will never come)."""
+    record = state.record
+    dead = record.dead()
+    if not dead:
+        return 0
+    taken = 0
+    with safepoint.critical(), record.claim():
+        for slot, tag, _count in dead:
+            taken += retire_waiters(state, record.clear_slot(slot, tag))
+    return taken
+
+
 def promote_condition(cond: Condition) -> tuple[Any, ...]:
     """Share ``cond`` and its lock; return what pickles it."""
     if not cond._plait:
@@ -158,7 +233,7 @@ def promote_condition(cond: Condition) -> tuple[Any, ...]:
     woken = []
     with cond._mutex:
         if cond._shared is None:
-            state = SharedState.create("cv", [(0, SEM_MAX), (0, SEM_MAX), (0, SEM_MAX)])
+            state = SharedState.create("waiters", [(0, SEM_MAX), (0, SEM_MAX), (0, SEM_MAX)])
             cond._shared = state
             cond.__class__ = SharedCondition
             # Local waiters wake up (a spurious wake-up, which wait_for absorbs) and
@@ -176,7 +251,7 @@ def _rebuild_condition(lock: Any, prefix: str) -> Any:
         obj = _known.get(prefix)
         if obj is not None:
             return obj
-    state = SharedState.open(prefix, [SEM_MAX, SEM_MAX, SEM_MAX], "plait.Condition")
+    state = SharedState.open(prefix, [SEM_MAX, SEM_MAX, SEM_MAX], "plait.Condition", "waiters")
     cond = SharedCondition.__new__(SharedCondition)
     Condition.__init__(cond, lock)
     cond._shared = state
@@ -237,7 +312,7 @@ def promote_barrier(barrier: Barrier) -> tuple[Any, ...]:
         with barrier._cond:
             if barrier._shared is None:
                 count, phase = barrier._count, barrier._state
-                state = SharedState.create("br", [(count, SEM_MAX), (phase + 2, 3)])
+                state = SharedState.create("", [(count, SEM_MAX), (phase + 2, 3)])
                 barrier.__dict__.pop("_count", None)
                 barrier.__dict__.pop("_state", None)
                 barrier._shared = state
@@ -255,7 +330,7 @@ def _rebuild_barrier(
         obj = _known.get(prefix)
         if obj is not None:
             return obj
-    state = SharedState.open(prefix, [SEM_MAX, 3], "plait.Barrier")
+    state = SharedState.open(prefix, [SEM_MAX, 3], "plait.Barrier", "")
     barrier = SharedBarrier.__new__(SharedBarrier)
     barrier.__dict__.update(
         _cond=cond, _parties=parties, _action=action, _timeout=timeout, _shared=state
@@ -266,3 +341,15 @@ def _rebuild_barrier(
             return known
         _known[prefix] = barrier
     return barrier
+
+
+# A process strand's cancellation (SIGTERM) waits until these return: each changes shared
+# counts in several steps (and a ``finally`` calls some, where a critical section could
+# only start after the cancellation had landed). ``_leave`` and ``_break`` notify too: a
+# cancellation may not land before the waiters they release are told (a notify ends by
+# itself: at most its ack limit).
+defer_in(Barrier._arrive)
+defer_in(SharedCondition._withdraw)
+defer_in(_set_value)
+defer_in(Barrier._leave, whole_call=True)
+defer_in(Barrier._break, whole_call=True)

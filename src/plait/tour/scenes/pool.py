@@ -13,12 +13,22 @@ from __future__ import annotations
 
 import asyncio
 import os
+import textwrap
 import threading
 import time
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, cast
 
 from plait.pool import Pool
 from plait.tour._framework import Scene, stamp
+from plait.tour._verdict import (
+    TOLERANCE,
+    busy_machine,
+    compare,
+    describe_ratio,
+    load_average,
+    usable_cores,
+)
 
 __all__ = ["SCENES"]
 
@@ -29,23 +39,45 @@ CONNECTIONS = 16  # kept open per worker process and shared by its coroutines
 ANSWER = (b"0123456789abcdef" * 96)[:1500] + b"\n"
 
 
-def foo(args: int) -> None:
-    """The seed's task: sleep, then print its argument."""
+def foo(args: int) -> tuple[int, float]:
+    """The seed's task: sleep, then print its argument (and say which worker, and when)."""
+    began = time.time()  # the wall clock: the same in every process
     time.sleep(NAP)
     print(f"  {args}  (pid {os.getpid()})", flush=True)
+    return os.getpid(), began
+
+
+def seed_conclusion(tasks: list[tuple[int, float]], t0: float, elapsed: float) -> str:
+    """What the ten tasks' workers and start times (wall clock; ``t0`` when the pool was
+    created, ``elapsed`` until ``join()`` returned) show, in words."""
+    first: dict[int, float] = {}
+    per_worker: dict[int, int] = {}
+    for pid, began in tasks:
+        per_worker[pid] = per_worker.get(pid, 0) + 1
+        first[pid] = min(first.get(pid, began), began)
+    waves = max(per_worker.values())
+    last_end = max(began for _, began in tasks) + NAP - t0
+    return (
+        f"{len(per_worker)} worker(s) took the {len(tasks)} tasks, at most {waves} each: "
+        f"{waves} wave(s) of {NAP} s. The workers began their first task between "
+        f"{min(first.values()) - t0:.2f} s and {max(first.values()) - t0:.2f} s (start-up), "
+        f"the last task ended at {last_end:.2f} s and close()/join() took "
+        f"{max(elapsed - last_end, 0.0):.2f} s more; one worker alone would need "
+        f"{len(tasks) * NAP:.0f} s of naps."
+    )
 
 
 def _seed() -> None:
     print(f"p = Pool(5); 10 x p.apply_async(func=foo, args=(i,)); close(); join()  [nap {NAP} s]")
-    t0 = time.perf_counter()
+    t0, wall0 = time.perf_counter(), time.time()
     p = Pool(5)
-    for i in range(10):
-        p.apply_async(func=foo, args=(i,))
+    pending = [p.apply_async(func=foo, args=(i,)) for i in range(10)]
     p.close()
     p.join()
     elapsed = time.perf_counter() - t0
-    print(f"\nmeasured: 10 tasks of {NAP} s on 5 workers took {elapsed:.2f} s ({stamp(t0)})")
-    print(f"(two waves of five: about {2 * NAP:.1f} s plus start-up; one worker: {10 * NAP:.0f} s)")
+    tasks = [r.get(timeout=30) for r in pending]
+    print(f"\nmeasured: 10 tasks of {NAP} s on Pool(5) took {elapsed:.2f} s ({stamp(t0)})")
+    print(textwrap.fill(seed_conclusion(tasks, wall0, elapsed), width=92))
 
 
 # -- processes x coroutines ---------------------------------------------------------------
@@ -67,8 +99,11 @@ def _digest(answer: bytes) -> int:
     return total
 
 
-async def request(port: int, n: int) -> int:
-    """One request: borrow a connection, send ``n``, read the answer, digest it."""
+async def request(port: int, n: int) -> tuple[int, int, float]:
+    """One request: borrow a connection, send ``n``, read the answer, digest it.
+
+    Returns the digest, the worker's pid and its CPU time so far, so that the scene can
+    tell how many cores the workers kept busy."""
     if port not in _connections:
         _connections[port] = asyncio.ensure_future(_open(port))
     pool = await _connections[port]
@@ -79,7 +114,7 @@ async def request(port: int, n: int) -> int:
         answer = await reader.readline()
     finally:
         pool.put_nowait((reader, writer))
-    return _digest(answer)
+    return _digest(answer), os.getpid(), time.process_time()
 
 
 class _Server:
@@ -124,31 +159,128 @@ class _Server:
         self._thread.join(10)
 
 
-def _run_requests(server: _Server, processes: int) -> float:
+@dataclass(frozen=True)
+class RequestsRun:
+    """One timed run of the requests: how long, how many the server answered, and how many
+    cores this process (the server's thread and the pool's plumbing) kept busy."""
+
+    processes: int
+    startup: float  # seconds to start the pool and have every worker answer once
+    wall: float  # seconds for the requests, on the started pool
+    served: int
+    here_busy: float
+    workers_busy: float
+
+
+def _run_requests(server: _Server, processes: int) -> RequestsRun:
     t0 = time.perf_counter()
     with Pool(processes, concurrency=CONCURRENCY) as pool:
-        # several iterables: Executor.map, an iterator (read it inside the with block)
-        digests = list(pool.map(request, [server.port] * REQUESTS, range(REQUESTS), chunksize=250))
-    elapsed = time.perf_counter() - t0
-    if len(digests) != REQUESTS or len(set(digests)) != 1:
-        raise RuntimeError(f"expected {REQUESTS} equal digests, got {len(set(digests))} kinds")
-    return elapsed
+        pool.map(time.sleep, [0.05] * processes, chunksize=1)  # every worker up and running
+        startup = time.perf_counter() - t0
+        served_before = server.served
+        t0, c0 = time.perf_counter(), time.process_time()
+        answers = cast(  # a coroutine function's results, not coroutines
+            "list[tuple[int, int, float]]",
+            # several iterables: Executor.map's iterator, read here, inside the timing
+            list(pool.map(request, [server.port] * REQUESTS, range(REQUESTS), chunksize=250)),
+        )
+        wall = time.perf_counter() - t0
+        here = (time.process_time() - c0) / wall
+    digests = {digest for digest, _, _ in answers}
+    if len(answers) != REQUESTS or len(digests) != 1:
+        raise RuntimeError(f"expected {REQUESTS} equal digests, got {len(digests)} kinds")
+    cpu: dict[int, list[float]] = {}
+    for _, pid, used in answers:
+        cpu.setdefault(pid, []).append(used)
+    workers = sum(max(times) - min(times) for times in cpu.values()) / wall
+    return RequestsRun(processes, startup, wall, server.served - served_before, here, workers)
+
+
+BUSY_WORKER = 0.7  # a worker that kept less of a core busy was mostly waiting
+
+
+def coroutines_conclusions(
+    one: RequestsRun, many: RequestsRun, cores: int, load: float | None
+) -> list[str]:
+    """What the two runs show, in words; the text follows the numbers."""
+    ratio = one.wall / many.wall
+    n = many.processes
+    load_text = f"load average {load:.1f}" if load is not None else "no load average here"
+    busy = (
+        f"one worker kept {one.workers_busy:.2f} cores busy, {n} workers kept "
+        f"{many.workers_busy:.2f}"
+    )
+    waited = one.workers_busy < BUSY_WORKER
+    if compare(ratio) == "faster":
+        lines = [f"{n} processes were {describe_ratio(ratio, 'one')}; {busy}."]
+        if not waited:
+            lines.append(
+                f"One event loop ran {CONCURRENCY} coroutines at a time on one core, and that "
+                "core was the limit; more processes add cores."
+            )
+        else:
+            lines.append(
+                "Not for more cores, though: the single worker's coroutines mostly waited "
+                f"(on the server and on the operating system's scheduler, {load_text}); "
+                f"{n} workers simply had {n}x as many requests in flight."
+            )
+        if ratio > n * (1 + TOLERANCE):
+            lines.append(
+                f"(more than {n} cores can give: the single worker was held back, so the "
+                "ratio is skewed.)"
+            )
+        elif ratio < 0.8 * n and not waited:
+            lines.append(
+                f"(below {n}x: the server runs in this process and shares the cores; "
+                f"it kept {many.here_busy:.2f} cores busy.)"
+            )
+        return lines
+    causes = [busy]
+    if many.here_busy >= 0.8:
+        causes.append(
+            f"the server, one thread in this process, kept {many.here_busy:.2f} cores "
+            "busy: it sets the pace, not the workers"
+        )
+    if waited:
+        causes.append(
+            "the coroutines mostly waited (on the server and on the operating system's "
+            "scheduler) instead of computing"
+        )
+    if cores <= n:
+        causes.append(f"{cores} usable cores for {n} worker processes and the server")
+    if busy_machine(load, cores):
+        causes.append(f"other programs compete for the cores ({load_text})")
+    if len(causes) == 1:
+        causes.append("no cause shows in these numbers; rerun on a quiet machine")
+    return [
+        f"on this machine {n} processes were not faster than one ({ratio:.2f}x):",
+        "  " + "; ".join(causes) + ".",
+    ]
 
 
 def _coroutines() -> None:
-    cores = max(2, min(len(os.sched_getaffinity(0)), 8))
+    cores = max(2, min(usable_cores(), 8))
+    t0 = time.thread_time()
+    for _ in range(200):
+        _digest(ANSWER)
+    digest_ms = (time.thread_time() - t0) / 200 * 1e3
     print(
         f"{REQUESTS:,} coroutine requests to a local asyncio server (127.0.0.1), "
-        f"{CONCURRENCY} at once per worker process, each with ~0.1 ms of CPU work"
+        f"{CONCURRENCY} at once per worker process, each with {digest_ms:.2f} ms of CPU work "
+        "(a pure-Python checksum of the answer)"
     )
     with _Server() as server:
-        one = _run_requests(server, 1)
-        print(f"  1 process  x {CONCURRENCY} coroutines: {one:.2f} s")
-        many = _run_requests(server, cores)
-        print(f"  {cores} processes x {CONCURRENCY} coroutines: {many:.2f} s")
-    print(f"\nmeasured: served {server.served:,} requests; {cores} processes -> {one / many:.2f}x")
-    print("(one event loop runs thousands of coroutines on one core; processes add cores.")
-    print(" The server shares this machine's cores, so the gain stays below the core count.)")
+        runs = [_run_requests(server, 1), _run_requests(server, cores)]
+    print("  (each pool started first; its start-up is not in the time)")
+    print("  workers  time    served  start-up  cores busy: workers  server (this process)")
+    for run in runs:
+        print(
+            f"  {run.processes:>7}  {run.wall:4.2f} s  {run.served:>6,}  {run.startup:6.2f} s"
+            f"  {run.workers_busy:18.2f}  {run.here_busy:7.2f}"
+        )
+    print()
+    for line in coroutines_conclusions(runs[0], runs[1], usable_cores(), load_average()):
+        print(textwrap.fill(line, width=92, subsequent_indent="  "))
 
 
 SCENES: list[Scene] = [

@@ -53,9 +53,8 @@ def _race() -> None:
 
     t0 = time.perf_counter()
     _join([_thread(sub_unsafe) for _ in range(100)])
-    lost = 100 - (100 - state["num"])
     say(f"without a lock: 100 threads each subtract 1 from 100 -> final num: {state['num']}")
-    say(f"  {lost} of the 100 updates were lost ({stamp(t0)})")
+    say(f"  {race_verdict(state['num'])}  {stamp(t0)}")
 
     state["num"] = 100
     lock = Lock()
@@ -68,8 +67,21 @@ def _race() -> None:
 
     t0 = time.perf_counter()
     _join([_thread(sub_locked) for _ in range(100)])
+    elapsed = time.perf_counter() - t0
     say(f"with plait.Lock around read-sleep-write -> final num: {state['num']} ({stamp(t0)})")
-    say("  the lock serialises the critical sections: 100 x 2 ms, one at a time")
+    say(f"  {race_verdict(state['num'])}")
+    if elapsed >= 100 * 0.002:
+        say(f"  {elapsed:.2f} s, at least 100 x 2 ms: the critical sections ran one at a time")
+    else:
+        say(f"  only {elapsed:.2f} s, less than 100 x 2 ms: some critical sections overlapped")
+
+
+def race_verdict(final: int, start: int = 100) -> str:
+    """How many of the ``start`` subtractions a final value says were lost."""
+    lost = final  # every applied update lowers num by 1, so what is left was lost
+    if lost == 0:
+        return f"all {start} updates applied, none lost"
+    return f"{lost} of the {start} updates were lost (only {start - lost} applied)"
 
 
 # -- S5: deadlock, shown with an acquire timeout ----------------------------------------
@@ -80,6 +92,8 @@ def _deadlock() -> None:
     both_hold = threading.Barrier(2)
     t0 = time.perf_counter()
 
+    gave_up: list[str] = []
+
     def worker(first: Lock, second: Lock, names: tuple[str, str]) -> None:
         me = threading.current_thread().name
         with first:
@@ -89,7 +103,8 @@ def _deadlock() -> None:
                 say(f"  {me} got {names[1]}  {stamp(t0)}")
                 second.release()
             else:
-                say(f"  {me} gave up waiting for {names[1]} after 0.3 s: deadlock  {stamp(t0)}")
+                gave_up.append(me)
+                say(f"  {me} gave up waiting for {names[1]} after 0.3 s  {stamp(t0)}")
 
     say("two threads take mutexA and mutexB in opposite orders:")
     _join(
@@ -98,8 +113,14 @@ def _deadlock() -> None:
             _thread(worker, mutex_b, mutex_a, ("mutexB", "mutexA"), name="thread-2"),
         ]
     )
-    say("with threading.Lock and no timeout both threads would wait forever;")
-    say("acquire(timeout=...) turns the silent hang into something you can see.")
+    if len(gave_up) == 2:
+        say("both gave up: each held the lock the other wanted -- a deadlock. With no timeout")
+        say("both threads would wait forever; acquire(timeout=...) makes the hang visible.")
+    elif gave_up:
+        say(f"only {gave_up[0]} gave up; the other got both locks once it let go -- the")
+        say("deadlock was broken by the timeout (with no timeout both would wait forever).")
+    else:
+        say("no deadlock this time: each thread got both locks within 0.3 s.")
 
 
 # -- S6: RLock, and the Account transfer ------------------------------------------------
@@ -149,12 +170,17 @@ def _rlock() -> None:
 
     alex, yuan = Account("alex", 1000), Account("yuan", 1000)
     _join([_thread(_transfer, alex, yuan, 100), _thread(_transfer, yuan, alex, 200)])
+    total = alex.balance + yuan.balance
+    kept = "still 2000: no money lost" if total == 2000 else f"{total:g}, not 2000: money LOST"
     say(
         f"after transfer(alex->yuan, 100) and transfer(yuan->alex, 200) in two threads: "
-        f"alex {alex.balance:g}, yuan {yuan.balance:g}"
+        f"alex {alex.balance:g}, yuan {yuan.balance:g} (total {kept})"
     )
     alex.drawcash(100)
-    say(f"alex.drawcash(100) takes the RLock twice (drawcash -> withdraw): alex {alex.balance:g}")
+    say(
+        f"alex.drawcash(100) takes the RLock twice (drawcash -> withdraw) and pays 5% "
+        f"interest: alex {alex.balance:g}"
+    )
 
     async def coroutine_side() -> float:
         async with alex.lock, alex.lock:  # the same RLock, re-entered by a coroutine
@@ -170,34 +196,67 @@ def _rlock() -> None:
 # -- S7: Boss and workers with an Event --------------------------------------------------
 
 
+def event_explained(before_first_set: bool, before_second_set: bool) -> list[str]:
+    """What the two ``is_set()`` values the boss printed mean (the seed prints them too,
+    each one *before* its ``set()``, which puzzles readers who expect True)."""
+    first = (
+        "printed before the boss's first set(): nobody had set it yet, so the workers "
+        "were still waiting"
+        if not before_first_set
+        else "something had set it before the boss did"
+    )
+    second = (
+        "each worker clear()ed it after waking, so they waited again until the boss's second set()"
+        if not before_second_set
+        else "the workers had not cleared it yet"
+    )
+    return [
+        f'first "event set: {before_first_set}": {first}',
+        f'second "event set: {before_second_set}": {second}',
+    ]
+
+
 def _event() -> None:
     event = Event()
     t0 = time.perf_counter()
+    woken: list[str] = []
+    seen: list[bool] = []
 
     def worker(n: int) -> None:
         event.wait()
+        woken.append("first")
         say(f"  worker {n}: sigh, overtime...  {stamp(t0)}")
         time.sleep(0.02)
         event.clear()
         event.wait()
+        woken.append("second")
         say(f"  worker {n}: OhYeah!  {stamp(t0)}")
 
     async def coroutine_worker() -> None:
         await event.async_wait()
+        woken.append("coroutine")
         say(f"  coroutine worker: woken by the same event  {stamp(t0)}")
 
     def boss() -> None:
-        say(f"  BOSS: overtime until 22:00 tonight (event set: {event.is_set()})")
+        seen.append(event.is_set())
+        say(f"  BOSS: overtime until 22:00 tonight (event set: {seen[-1]})")
         event.set()
         time.sleep(0.2)
-        say(f"  BOSS: <22:00> you can go home (event set: {event.is_set()})")
+        seen.append(event.is_set())
+        say(f"  BOSS: <22:00> you can go home (event set: {seen[-1]})")
         event.set()
 
     loop_thread = _thread(asyncio.run, coroutine_worker())
     workers = [_thread(worker, n) for n in range(5)]
     time.sleep(0.02)
     _join([_thread(boss), *workers, loop_thread])
-    say(f"5 thread workers and 1 coroutine waited on one plait.Event ({stamp(t0)})")
+    for line in event_explained(*seen):
+        say(line)
+    say(
+        f"one plait.Event woke {woken.count('first')} thread workers and "
+        f"{woken.count('coroutine')} coroutine at the first set(), and "
+        f"{woken.count('second')} thread workers at the second ({stamp(t0)})"
+    )
 
 
 # -- S8: a connection pool of 5 with a Semaphore -----------------------------------------
@@ -206,7 +265,7 @@ def _event() -> None:
 def _semaphore() -> None:
     pool = Semaphore(5)
     guard = threading.Lock()
-    inside = {"now": 0, "most": 0}
+    inside = {"now": 0, "most": 0, "served": 0}
     t0 = time.perf_counter()
 
     def enter() -> None:
@@ -217,6 +276,7 @@ def _semaphore() -> None:
     def leave() -> None:
         with guard:
             inside["now"] -= 1
+            inside["served"] += 1
 
     def thread_client() -> None:
         with pool:
@@ -238,9 +298,10 @@ def _semaphore() -> None:
     _join(threads)
     elapsed = time.perf_counter() - t0
     say("20 threads and 10 coroutines share a pool of 5 connections (Semaphore(5)),")
+    cap = "the cap held" if inside["most"] <= 5 else "the cap was EXCEEDED"
     say(
-        f"each holding one for 50 ms: at most {inside['most']} in use at once, "
-        f"all 30 served in {elapsed:.2f} s (~ 30/5 x 50 ms = 0.30 s)"
+        f"each holding one for 50 ms: at most {inside['most']} in use at once ({cap}); "
+        f"{inside['served']} of 30 served in {elapsed:.2f} s (the floor: 30/5 x 50 ms = 0.30 s)"
     )
     say(
         f"the semaphore at the end: {pool.statistics().value} permits free, "

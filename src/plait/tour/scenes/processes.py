@@ -26,23 +26,56 @@ def _say(line: str) -> None:
     sys.stdout.flush()
 
 
-def f(name: str) -> None:
-    """The seed's target: say hello with the time, then sleep."""
+def f(name: str) -> tuple[float, float]:
+    """The seed's target: say hello with the time, then sleep. Returns when it slept (on
+    the wall clock, which every process shares) so the parent can tell whether the naps
+    overlapped."""
     _say(f"  hello {name} (pid {os.getpid()}) {time.strftime('%X')}")
+    began = time.time()
     time.sleep(NAP)
+    return began, time.time()
+
+
+def naps_verdict(naps: list[tuple[float, float]], t0: float, elapsed: float) -> list[str]:
+    """What the children's nap times (wall clock) show, in words; ``t0`` is when the
+    parent started the first child, ``elapsed`` how long until the last was joined."""
+    together = min(end for _, end in naps) - max(began for began, _ in naps)
+    startup = min(began for began, _ in naps) - t0
+    lines = [
+        f"the {len(naps)} naps overlapped: all {len(naps)} children were asleep together "
+        f"for {together:.2f} s"
+        if together > 0
+        else f"the {len(naps)} naps did NOT all overlap (no moment when all slept at once)",
+        f"of the {elapsed:.2f} s, {startup:.2f} s passed before the first child began "
+        f"(process start-up); sequential naps alone would take {len(naps) * NAP:.1f} s",
+    ]
+    return lines
+
+
+def _fork_server_running() -> bool | None:
+    """Whether multiprocessing's fork server is up already (None: cannot tell here)."""
+    try:
+        from multiprocessing import forkserver
+
+        return forkserver._forkserver._forkserver_pid is not None  # type: ignore[attr-defined]
+    except (ImportError, AttributeError):
+        return None
 
 
 class MyProcess(Process):
     """The seed's subclassed form: ``run()`` overridden."""
 
-    def run(self) -> None:
+    def run(self) -> tuple[float, float]:  # type: ignore[override]  # plait keeps it
         _say(f"  hello {self.name} (pid {os.getpid()}) {time.strftime('%X')}")
+        began = time.time()
         time.sleep(NAP)
+        return began, time.time()
 
 
 def _direct() -> None:
     print(f"{COUNT} x Process(target=f, args=('alvin:i',)), started, then joined:")
-    t0 = time.perf_counter()
+    server_was_up = _fork_server_running()
+    t0, wall0 = time.perf_counter(), time.time()
     processes = [Process(target=f, args=(f"alvin:{i}",)) for i in range(COUNT)]
     for p in processes:
         p.start()
@@ -52,13 +85,16 @@ def _direct() -> None:
     print("  end")
     codes = [p.exitcode for p in processes]
     print(f"\nmeasured: {COUNT} children that each sleep {NAP} s finished in {elapsed:.2f} s")
-    print(f"(sequential would take {COUNT * NAP:.1f} s; the rest is process start-up)")
+    for line in naps_verdict([p.result() for p in processes], wall0, elapsed):
+        print(line)
+    _first_note(server_was_up)
     print(f"exit codes: {codes}")
 
 
 def _subclassed() -> None:
     print(f"{COUNT} x MyProcess(), a Process subclass that overrides run():")
-    t0 = time.perf_counter()
+    server_was_up = _fork_server_running()
+    t0, wall0 = time.perf_counter(), time.time()
     processes = [MyProcess() for _ in range(COUNT)]
     for p in processes:
         p.start()
@@ -68,6 +104,17 @@ def _subclassed() -> None:
     print("  end")
     codes = [p.exitcode for p in processes]
     print(f"\nmeasured: {elapsed:.2f} s for {COUNT} children; exit codes {codes}")
+    names, pids = {p.name for p in processes}, {p.pid for p in processes}
+    print(f"{len(names)} different names and {len(pids)} different pids for {COUNT} children")
+    for line in naps_verdict([p.result() for p in processes], wall0, elapsed):
+        print(line)
+    _first_note(server_was_up)
+
+
+def _first_note(server_was_up: bool | None) -> None:
+    if server_was_up is False:
+        print("(these were this program's first processes: the start-up includes starting")
+        print(" plait's fork server, which later processes reuse)")
 
 
 def square(x: int) -> int:

@@ -12,11 +12,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import os
+import sys
 import threading
 import time
 from collections.abc import Generator
-from typing import Any
+from typing import Any, TextIO
 
 from plait._channels import Pipe, Queue
 from plait._channels._pipe import Connection
@@ -60,9 +63,15 @@ def _producer_consumer() -> None:
     eaten = asyncio.run(consumer("B"))  # a coroutine consumer, a thread producer, one queue
     p.join()
     blocked = sum(1 for w in waited if w > EAT_S / 3)
+    lost = "none lost" if eaten == 10 else f"{10 - eaten} LOST"
+    room = (
+        f"the producer waited for room {blocked} time(s) (maxsize=2: backpressure)"
+        if blocked
+        else "the producer never had to wait for room (the consumer kept up)"
+    )
     print(
-        f"\nmeasured: {eaten} of 10 buns eaten, none lost; the producer waited for room "
-        f"{blocked} times (maxsize=2), the consumer never polled"
+        f"\nmeasured: {eaten} of 10 buns eaten, {lost}; {room}; the consumer never polled "
+        "q.empty(): its loop ended when the producer closed the queue"
     )
 
 
@@ -87,7 +96,15 @@ def _process_queue() -> None:
         print(f"  {value}   (put by son process {pid}, its queue id {ident})")
     for p in procs:
         p.join()
-    print(f"  three results, one per child   {stamp(t0)}")
+    pids = {pid for _, pid, _ in got}
+    print(f"  {len(got)} results from {len(pids)} different child process(es)   {stamp(t0)}")
+    differs = {ident for _, _, ident in got} != {id(q)}
+    print(
+        "  (id() is an object's address inside its own process. "
+        + ("The children's ids differ from the main process's: " if differs else "")
+        + "each process holds its own copy of the queue object, and every copy leads to "
+        "the one queue, so the main process got every result.)"
+    )
 
     print("\na queue handed to a worker that is already running:")
     inbox: Queue[Any] = Queue()
@@ -117,14 +134,18 @@ def pipe_child(conn: Connection) -> None:
 def _process_pipe() -> None:
     parent_conn, child_conn = Pipe()
     print(f"  p_ID: {id(parent_conn)}  q_ID1: {id(child_conn)}")
+    print(
+        "  (the seed's labels: id() of the parent's end and of the child's end of the pipe "
+        "-- two different objects, one for each side)"
+    )
     t0 = time.perf_counter()
     ctx: Any = get_context()
     p = ctx.Process(target=pipe_child, args=(child_conn,))
     p.start()
     child_conn.close()
     print(f"  {parent_conn.recv()}   {stamp(t0)}")
-    parent_conn.send("儿子你好!")
-    print(f"  {parent_conn.recv()}   {stamp(t0)}")
+    parent_conn.send("儿子你好!")  # the seed's greeting: "Hello, son!"
+    print(f"  {parent_conn.recv()}   {stamp(t0)}   (儿子你好! is Chinese for 'Hello, son!')")
     p.join()
 
     print("\nthe same Pipe between a thread and a coroutine (async_send / async_recv):")
@@ -192,10 +213,26 @@ async def channel_producer(requests: Queue[int], replies: Queue[str]) -> None:
     requests.close()
 
 
+class _Tee(io.TextIOBase):
+    """Write to the real stdout and keep the lines, so two runs can be compared."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.text = io.StringIO()
+
+    def write(self, s: str) -> int:
+        self.text.write(s)
+        return self.out.write(s)
+
+    def lines(self) -> list[str]:
+        return [line.strip() for line in self.text.getvalue().splitlines() if line.strip()]
+
+
 def _generators() -> None:
     print("the seed's generator pair (send() hands control back and forth):")
     t0 = time.perf_counter()
-    produce(consumer())
+    with contextlib.redirect_stdout(_Tee(sys.stdout)) as gen_out:
+        produce(consumer())
     gen_time = time.perf_counter() - t0
 
     print("\nthe same conversation between two coroutines over two plait queues:")
@@ -208,12 +245,21 @@ def _generators() -> None:
         )
 
     t0 = time.perf_counter()
-    asyncio.run(main())
+    with contextlib.redirect_stdout(_Tee(sys.stdout)) as chan_out:
+        asyncio.run(main())
     chan_time = time.perf_counter() - t0
+    gen_lines, chan_lines = gen_out.lines(), chan_out.lines()
+    if gen_lines == chan_lines:
+        order = f"the same {len(gen_lines)} lines in the same order"
+    else:
+        order = (
+            f"a different order ({len(gen_lines)} lines from the generators, "
+            f"{len(chan_lines)} from the channels)"
+        )
     print(
-        f"\nmeasured: generators {gen_time:.2f} s, channels {chan_time:.2f} s -- the same "
-        "order of events; the channel version also works between threads and processes, "
-        "and the consumer's wait does not block the loop"
+        f"\nmeasured: generators {gen_time:.2f} s, channels {chan_time:.2f} s -- {order}. "
+        "The channel version also works between threads and processes, and the "
+        "consumer's wait does not block the loop."
     )
 
 

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import plait
@@ -77,9 +78,22 @@ def _timing() -> None:
         f"\nmeasured: sequential {sequential:.2f} s, two threads {threaded:.2f} s, "
         f"subclass {subclass_time:.2f} s"
     )
-    print(
-        f"the waits overlap: threads took {threaded / sequential:.0%} of the sequential time "
-        f"(ideal: {LONG / (SHORT + LONG):.0%}, the longest sleep)"
+    print(overlap_verdict(threaded, SHORT, LONG, "two threads"))
+    print(overlap_verdict(subclass_time, SHORT, LONG, "the subclass"))
+
+
+def overlap_verdict(elapsed: float, short: float, long: float, who: str) -> str:
+    """Did two sleeps of ``short`` and ``long`` seconds overlap, judging by ``elapsed``?
+    Overlapping sleeps take about the longer one; back-to-back ones, about the sum."""
+    total = short + long
+    if elapsed < (long + total) / 2:
+        return (
+            f"{who}: the waits overlapped -- {elapsed:.2f} s is close to the longer sleep "
+            f"({long} s), not the sum ({total:.1f} s)"
+        )
+    return (
+        f"{who}: the waits did NOT overlap -- {elapsed:.2f} s is close to the sum of the "
+        f"sleeps ({total:.1f} s), not the longer one ({long} s)"
     )
 
 
@@ -107,8 +121,55 @@ threads = [t1, t2]
 atexit.register(lambda: say("[interpreter exits at %s]" % stamp()))
 """
 
-# (what the variant's main block does, what to notice)
-_VARIANTS: tuple[tuple[str, str], ...] = (
+
+@dataclass(frozen=True)
+class Observed:
+    """What one run of a variant showed, read from its output lines."""
+
+    ends_before_all_over: frozenset[str]  # "music", "blog": 'end' lines before 'all over'
+    ends_printed: frozenset[str]
+    overlapped: bool  # blog began before music ended
+
+    @classmethod
+    def read(cls, output: str) -> Observed:
+        lines = output.splitlines()
+
+        def where(prefix: str) -> int:
+            found = [i for i, line in enumerate(lines) if line.startswith(prefix)]
+            return found[0] if found else len(lines)
+
+        ends = {"music": where("end listening"), "blog": where("end recording")}
+        all_over = where("all over")
+        return cls(
+            ends_before_all_over=frozenset(k for k, i in ends.items() if i < all_over),
+            ends_printed=frozenset(k for k, i in ends.items() if i < len(lines)),
+            overlapped=where("Begin recording") < ends["music"]
+            and where("Begin listening") < ends["blog"],
+        )
+
+    def describe(self) -> str:
+        def ends(which: frozenset[str]) -> str:
+            if not which:
+                return "no end line"
+            if len(which) == 1:
+                return f"only {next(iter(which))}'s end"
+            return "both end lines"
+
+        ran = "the threads ran " + (
+            "at the same time" if self.overlapped else "one after the other"
+        )
+        return (
+            f"'all over' after {ends(self.ends_before_all_over)}; "
+            f"{ends(self.ends_printed)} printed; {ran}"
+        )
+
+
+def _expect(before: str, printed: str, overlapped: bool = True) -> Observed:
+    return Observed(frozenset(before.split()), frozenset(printed.split()), overlapped)
+
+
+# (what the variant's main block does, what to notice, what its output should show)
+_VARIANTS: tuple[tuple[str, str, Observed], ...] = (
     (
         """
         for t in threads:
@@ -116,6 +177,7 @@ _VARIANTS: tuple[tuple[str, str], ...] = (
         say("all over %s" % stamp())
         """,
         "no join: 'all over' comes first; the program still waits for both threads to end",
+        _expect("", "music blog"),
     ),
     (
         """
@@ -125,6 +187,7 @@ _VARIANTS: tuple[tuple[str, str], ...] = (
         say("all over %s" % stamp())
         """,
         "join inside the loop: the threads run one after the other (no overlap at all)",
+        _expect("music blog", "music blog", overlapped=False),
     ),
     (
         """
@@ -134,6 +197,7 @@ _VARIANTS: tuple[tuple[str, str], ...] = (
         say("all over %s" % stamp())
         """,
         "t1.join(): 'all over' after the short thread, before the long one ends",
+        _expect("music", "music blog"),
     ),
     (
         """
@@ -143,6 +207,7 @@ _VARIANTS: tuple[tuple[str, str], ...] = (
         say("all over %s" % stamp())
         """,
         "t2.join(): 'all over' after the long thread, so after both",
+        _expect("music blog", "music blog"),
     ),
     (
         """
@@ -152,6 +217,7 @@ _VARIANTS: tuple[tuple[str, str], ...] = (
         say("all over %s" % stamp())
         """,
         "both daemon: the program exits at once; no 'end' line is ever printed",
+        _expect("", ""),
     ),
     (
         """
@@ -161,6 +227,7 @@ _VARIANTS: tuple[tuple[str, str], ...] = (
         say("all over %s" % stamp())
         """,
         "t1 daemon: the program waits for t2 (the long one), so t1 ends too",
+        _expect("", "music blog"),
     ),
     (
         """
@@ -170,6 +237,7 @@ _VARIANTS: tuple[tuple[str, str], ...] = (
         say("all over %s" % stamp())
         """,
         "t2 daemon: the program waits only for t1; t2 is cut off without its 'end' line",
+        _expect("", "music"),
     ),
     (
         """
@@ -179,6 +247,7 @@ _VARIANTS: tuple[tuple[str, str], ...] = (
         say("all over %s" % stamp())
         """,
         "plait.TaskGroup: the block ends when both threads have, so nothing is abandoned",
+        _expect("music blog", "music blog"),
     ),
 )
 
@@ -209,12 +278,24 @@ def run_program(source: str, timeout: float = 30.0) -> str:
 
 def _join_daemon() -> None:
     print(f"music sleeps {SHORT} s, blog sleeps {LONG} s; each variant is its own program:")
-    for index, (main, notice) in enumerate(_VARIANTS, 1):
+    matched = 0
+    for index, (main, notice, expected) in enumerate(_VARIANTS, 1):
         body = textwrap.dedent(main).strip("\n")
         print(f"\n--- variant {index}: {notice}")
         print(textwrap.indent(body, "    | "))
         output = run_program(_PROGRAM_HEAD + body + "\n")
         print(textwrap.indent(output.rstrip("\n"), "    > "))
+        observed = Observed.read(output)
+        if observed == expected:
+            matched += 1
+            print(f"    observed: {observed.describe()} -- as described")
+        else:
+            print(f"    observed: {observed.describe()}")
+            print(f"    -- NOT as described; expected: {expected.describe()}")
+    print(f"\n{matched} of {len(_VARIANTS)} variants behaved as described", end="")
+    print("." if matched == len(_VARIANTS) else " (a busy machine can delay a thread enough")
+    if matched != len(_VARIANTS):
+        print(" to reorder lines that are 0.2 s apart; rerun `plait tour threads-join-daemon`).")
 
 
 SCENES: list[Scene] = [
