@@ -53,6 +53,7 @@ __all__ = [
     "Cancelled",
     "ClosedError",
     "DeadlockError",
+    "DeserializationError",
     "Empty",
     "Full",
     "PlaitError",
@@ -291,3 +292,12 @@ ThreadError = threading.ThreadError
 ProcessError = multiprocessing.ProcessError
 AuthenticationError = multiprocessing.AuthenticationError
 BufferTooShort = multiprocessing.BufferTooShort
+class DeserializationError(BrokenProcessPool, PlaitError, pickle.UnpicklingError):
+    """A pool task's arguments would not unpickle in its worker, or its result would not
+    unpickle in the parent (a ``__reduce__`` that raised, even ``SystemExit``).
+
+    Only that task fails. A :class:`concurrent.futures.process.BrokenProcessPool` (what
+    ``ProcessPoolExecutor`` raises for the same faults) and a
+    :class:`pickle.UnpicklingError`, so existing ``except`` clauses keep working; the
+    original error is its ``__cause__``.
+    """

@@ -20,7 +20,7 @@ def add(a: int, b: int = 0) -> int:
     return a + b
 
 
-def identity(x: Any) -> Any:
+def identity(x: Any, *_: Any) -> Any:
     return x
 
 
@@ -185,3 +185,122 @@ def crash_at_777(x: int) -> int:
     if x == 777:
         os.kill(os.getpid(), signal.SIGKILL)
     return x
+
+
+async def async_mark_and_nap(path: str, seconds: float) -> str:
+    """A coroutine task: say that it started, sleep; on cancellation write 'cancelled'."""
+    import asyncio
+
+    with open(path, "w") as fh:
+        fh.write(str(os.getpid()))
+    try:
+        await asyncio.sleep(seconds)
+    except asyncio.CancelledError:
+        with open(path + ".cancelled", "w") as fh:
+            fh.write("cancelled")
+        raise
+    return "done"
+
+
+def exit_with(code: Any) -> None:
+    """A task that calls ``sys.exit``."""
+    import sys
+
+    sys.exit(code)
+
+
+def interrupt(_: Any = None) -> None:
+    raise KeyboardInterrupt
+
+
+def _exit_on_load() -> None:
+    import sys
+
+    sys.exit(3)
+
+
+def _segfault_on_load() -> None:
+    import ctypes
+
+    ctypes.string_at(0)
+
+
+class ExitAtUnpickle:
+    """An argument or result whose unpickling calls ``sys.exit`` (in whatever process)."""
+
+    def __reduce__(self) -> Any:
+        return _exit_on_load, ()
+
+
+class CrashAtUnpickle:
+    """An argument whose unpickling segfaults the process that loads it."""
+
+    def __reduce__(self) -> Any:
+        return _segfault_on_load, ()
+
+
+def return_exit_at_unpickle(_: Any = None) -> ExitAtUnpickle:
+    return ExitAtUnpickle()
+
+
+def accept(value: Any) -> str:
+    return type(value).__name__
+
+
+def init_with_queue(q: Any) -> None:
+    q.put(os.getpid())
+
+
+def die_at_item(x: int, victim: int = 5) -> int:
+    """Kill the worker at item ``victim``; other items return themselves."""
+    if x == victim:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return x
+
+
+def _exit_if_in(pid: int) -> int:
+    import sys
+
+    if os.getpid() == pid:
+        sys.exit(3)  # unpickled in the process that pickled it: the parent
+    return 0
+
+
+class ExitInParent:
+    """Unpickles to 0 in a worker; unpickling it in the parent calls ``sys.exit``."""
+
+    def __reduce__(self) -> Any:
+        return _exit_if_in, (os.getpid(),)
+
+
+def kill_self_with(_: Any = None) -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def die_once_on(x: Any, path: str) -> Any:
+    """Kill the worker the first time ``x == 'die'`` runs (a file remembers); else ``x``."""
+    if x == "die" and not os.path.exists(path):
+        with open(path, "w") as fh:
+            fh.write("x")
+        os.kill(os.getpid(), signal.SIGKILL)
+    return x
+
+
+class Box:
+    """A weak-referenceable value (results must not be kept alive by Executor.map)."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+
+class ExitAtPickle:
+    """A result whose pickling calls ``sys.exit`` (in the worker that sends it)."""
+
+    def __reduce__(self) -> Any:
+        import sys
+
+        sys.exit(4)
+
+
+def return_exit_at_pickle(_: Any = None) -> ExitAtPickle:
+    return ExitAtPickle()

@@ -28,7 +28,7 @@ def test_map_with_several_iterables_timeout_and_chunksize(pool: Pool) -> None:
     assert list(pool.map(h.square, range(10), chunksize=3)) == [x * x for x in range(10)]
     t0 = time.monotonic()
     with pytest.raises(TimeoutError):
-        pool.map(h.nap, [5.0], timeout=0.1)
+        list(pool.map(h.nap, [5.0], timeout=0.1))
     assert time.monotonic() - t0 < 2
 
 

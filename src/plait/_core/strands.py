@@ -286,4 +286,3 @@ def all_strands() -> list[Strand]:
 def iter_parked() -> Iterator[Strand]:
     """The live strands that are parked right now."""
     return (s for s in all_strands() if s.state == "parked")
-

@@ -34,9 +34,7 @@ def get_context(method: StartMethod | None = None) -> multiprocessing.context.Ba
     if method is None:
         method = default_start_method()
     if method not in ("forkserver", "spawn", "fork"):
-        raise ValueError(
-            f"unknown start method {method!r}: use 'forkserver', 'spawn' or 'fork'"
-        )
+        raise ValueError(f"unknown start method {method!r}: use 'forkserver', 'spawn' or 'fork'")
     ctx = multiprocessing.get_context(method)
     if method == "forkserver" and method not in _configured:
         with _guard:

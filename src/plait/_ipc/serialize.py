@@ -42,7 +42,8 @@ class _Pickler(pickle.Pickler):
 
     def reducer_override(self, obj: Any) -> Any:
         if type(obj) is type(_noop) and (
-            obj.__module__ == "__main__" or obj.__qualname__ != obj.__name__
+            obj.__module__ == "__main__"
+            or obj.__qualname__ != obj.__name__
             or obj.__name__ == "<lambda>"
         ):
             # Lambdas, closures, nested and __main__ functions cannot be found by reference
@@ -121,9 +122,7 @@ def find_unpicklable(
         for suffix, child in _children(obj):
             child_error = _try_pickle(child)
             if child_error is not None:
-                return find_unpicklable(
-                    child, child_error, _path=_path + suffix, _depth=_depth + 1
-                )
+                return find_unpicklable(child, child_error, _path=_path + suffix, _depth=_depth + 1)
     text = repr(obj)
     if len(text) > 80:
         text = text[:77] + "..."

@@ -32,6 +32,14 @@ How work flows through the pool::
       |              the feeder starts a replacement
       v
     AsyncResult.get() / Future.result() / next(it) / await / async for
+      every wait parks through plait's kernel (plait.pool._waiting): a cancel scope, a
+      deadline or a cancelled TaskGroup ends it, and a *cancelled* wait cancels its task
+      (dropped if queued; a coroutine cancelled in its worker; a plain function's worker
+      killed and replaced, its other tasks run again)
+
+The parent never unpickles what it sent: after a death, the rest of a chunk is re-sent as
+a *subset* of the same pickled body (``_protocol.subset_payload``), so an argument whose
+unpickling crashes or exits can only hurt a worker.
 
 Why one pipe per worker rather than one shared queue (as ``concurrent.futures`` and
 ``multiprocessing.pool`` have): the parent always knows which tasks sit with which worker,

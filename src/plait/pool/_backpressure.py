@@ -1,15 +1,12 @@
 """``max_pending``: at most N submitted tasks not yet finished; ``submit`` waits for room.
 
-Threads wait on a condition; coroutines await a future that the releasing thread resolves
-with ``loop.call_soon_threadsafe``, so a coroutine on any loop waits without blocking it.
+Waiters of every strand kind park through plait's kernel (a cancel scope ends the wait);
+``release`` hands its place straight to the first waiter, so a wake-up is never lost.
 """
 
 from __future__ import annotations
 
-import asyncio
-import threading
-import time
-from collections import deque
+from plait._core import WOKEN, WaitQueue, async_park, new_mutex, park
 
 __all__ = ["Gate"]
 
@@ -18,63 +15,54 @@ class Gate:
     """A counter with a ceiling, waitable from threads and from coroutines."""
 
     def __init__(self, limit: int) -> None:
+        if isinstance(limit, bool) or not isinstance(limit, int):
+            raise TypeError(f"max_pending must be an int or None, not {limit!r}")
         if limit < 1:
             raise ValueError(f"max_pending must be at least 1, not {limit}")
         self.limit = limit
         self.count = 0
-        self._cond = threading.Condition(threading.Lock())
-        self._async: deque[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = deque()
+        self._mutex = new_mutex()
+        self._queue = WaitQueue(self._mutex)
 
     def acquire(self, timeout: float | None = None) -> bool:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
-            while self.count >= self.limit:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return False
-                self._cond.wait(remaining)
-            self.count += 1
-            return True
+        with self._mutex:
+            if self.count < self.limit:
+                self.count += 1
+                return True
+            if timeout is not None and timeout <= 0:
+                return False
+            waiter = self._queue.enqueue_current(self)
+        park(waiter, timeout, self._give_back)
+        return waiter.state == WOKEN
 
     def force(self) -> None:
         """Take a place even past the limit (for a thread that must never wait)."""
-        with self._cond:
+        with self._mutex:
             self.count += 1
 
     async def async_acquire(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
-            with self._cond:
+            with self._mutex:
                 if self.count < self.limit:
                     self.count += 1
                     return
-                fut: asyncio.Future[None] = loop.create_future()
-                self._async.append((loop, fut))
-            try:
-                await fut
-            except asyncio.CancelledError:
-                self._pass_on()  # a wake-up meant for us goes to the next waiter
-                raise
+                waiter = self._queue.async_enqueue_current(self)
+            if await async_park(waiter, None, self._give_back):
+                return
+
+    def _give_back(self, _value: object) -> None:
+        """A waiter handed a place gave up (cancelled): pass the place on."""
+        self.release()
 
     def release(self) -> None:
-        with self._cond:
-            self.count -= 1
-            self._cond.notify()
-        self._pass_on()
-
-    def _pass_on(self) -> None:
-        while True:
-            with self._cond:
-                if not self._async or self.count >= self.limit:
-                    return
-                loop, fut = self._async.popleft()
-            try:
-                loop.call_soon_threadsafe(_wake, fut)
-                return
-            except RuntimeError:  # its loop is closed; try the next waiter
-                continue
-
-
-def _wake(fut: asyncio.Future[None]) -> None:
-    if not fut.done():
-        fut.set_result(None)
+        with self._mutex:
+            if self.count <= self.limit:
+                # The place goes straight to the first waiter (the count stays).
+                waiter = self._queue.pop(True)
+                if waiter is None:
+                    self.count -= 1
+            else:  # forced past the limit: just shrink
+                self.count -= 1
+                waiter = None
+        if waiter is not None:
+            waiter.wake()

@@ -12,20 +12,21 @@ alone fails.
 from __future__ import annotations
 
 import logging
+import signal
+from concurrent.futures import CancelledError
 from typing import TYPE_CHECKING
 
 from plait._errors import WorkerCrashed, describe_exit
-from plait._ipc.serialize import dumps, loads
 from plait.pool._protocol import (
     CLOSE,
-    HEADER,
-    KIND_CALL,
     MARKER_WIDTH,
     STAGE_IDLE,
     STAGE_LOAD,
     STAGE_RUN,
     STAGE_SEND,
     STAGES,
+    call_body,
+    subset_payload,
 )
 from plait.pool._tasks import Task, all_failed
 from plait.pool._workers import WorkerHandle, join_quietly
@@ -38,6 +39,7 @@ __all__ = ["handle_death"]
 log = logging.getLogger("plait.pool")
 
 MAX_REQUEUES = 3  # a task put back this often without ever starting fails instead
+_KILLED = (-signal.SIGKILL, -signal.SIGTERM)  # killed from outside: no fault of its tasks
 
 
 def handle_death(engine: Engine, worker: WorkerHandle) -> None:
@@ -87,14 +89,23 @@ def handle_death(engine: Engine, worker: WorkerHandle) -> None:
     if expected and exitcode == 0:
         return
     requeue: list[Task] = []
+    cancel_kill = worker.kill_reason is not None and worker.kill_reason[0] == "cancel"
     for task in tasks:
-        if worker.init_error is not None:
+        if task.cancelled:  # its caller stopped waiting: it is not run again
+            error = CancelledError(f"{task.label}: its caller's wait was cancelled")
+            engine.deliver(task, task.indices, *all_failed(len(task.indices), error))
+        elif cancel_kill:  # killed by us for another task: this one runs again
+            requeue.append(task)
+        elif worker.init_error is not None:
             engine.stats["crashed"] += 1
             engine.deliver(task, task.indices, *all_failed(len(task.indices), worker.init_error))
         elif engine.concurrency > 1 or (task.id == tid and stage in STAGES and stage != 0):
             requeue.extend(crashed(engine, task, worker, exitcode, item, stage, span))
         else:
-            task.requeues += 1
+            # Not started: it goes back to the queue. Only a worker that died by itself
+            # counts against it; an outside kill (a kill storm) never fails unstarted work.
+            if exitcode not in _KILLED:
+                task.requeues += 1
             if task.requeues > MAX_REQUEUES:
                 requeue.extend(crashed(engine, task, worker, exitcode, 0, 0, 1))
             else:
@@ -117,6 +128,18 @@ def crashed(
 ) -> list[Task]:
     """Fail the item that was running when ``worker`` died; return what to run again."""
     n = len(task.indices)
+    if (
+        stage in (STAGE_LOAD, STAGE_SEND)
+        and exitcode in _KILLED
+        and worker.kill_reason is None
+        and engine.concurrency == 1
+        and task.requeues < MAX_REQUEUES
+    ):
+        # Killed from outside while it unpickled the task or sent the result: no item
+        # is to blame, so the whole task runs again (a few times at most: an OOM kill
+        # of a huge payload must end).
+        task.requeues += 1
+        return [task]
     window = list(range(item, min(item + span, n)))
     if stage == STAGE_RUN and len(window) > 1 and worker.kill_reason is None:
         return bisect(engine, task, worker, exitcode, window)
@@ -126,6 +149,19 @@ def crashed(
             f"{task.label} ran longer than task_timeout={task.timeout} s; its worker "
             f"(pid {worker.pid}) was killed and replaced"
         )
+    elif task.retries > 0 and n > 1 and stage == STAGE_RUN and engine.concurrency == 1:
+        # Retries count per item: the item that was running runs again alone with one
+        # retry fewer; the rest of the chunk keeps its own.
+        engine.stats["retried"] += 1
+        alone = split(engine, task, [item])
+        rest = split(engine, task, [k for k in range(n) if k != item])
+        if alone is not None and rest is not None:
+            alone.retries = task.retries - 1
+            with engine.lock:
+                engine.outstanding += 1  # two tasks replace one
+            return [alone, rest]
+        task.retries -= 1
+        return [task]
     elif task.retries > 0:
         task.retries -= 1
         engine.stats["retried"] += 1
@@ -185,12 +221,14 @@ def bisect(
 
 
 def split(engine: Engine, task: Task, keep: list[int]) -> Task | None:
+    """A task that runs only the items ``keep`` of ``task``: the same pickled body, sent
+    again with the positions to run (see ``_protocol.subset_payload``). The parent never
+    unpickles a payload."""
     try:
-        fn, items, star, timeout = loads(memoryview(task.payload)[HEADER.size :])
+        positions, body = call_body(task.payload)
+        chosen = keep if positions is None else [positions[k] for k in keep]
         new_id = engine.new_id()
-        payload = HEADER.pack(new_id, KIND_CALL) + dumps(
-            (fn, [items[k] for k in keep], star, timeout), what=f"the arguments of {task.label}"
-        )
+        payload = subset_payload(new_id, chosen, body)
     except Exception:
         return None
     return Task(

@@ -29,9 +29,17 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import CancelledError
 from typing import Any
 
-from plait._errors import ClosedError, PoolClosedError
+from plait._core import WaitQueue, async_park, park
+from plait._errors import (
+    ClosedError,
+    DeserializationError,
+    PoolClosedError,
+    SerializationError,
+    WorkerCrashed,
+)
 from plait._ipc.context import StartMethod, get_context
 from plait._ipc.serialize import dumps, loads, unpack_error
+from plait.pool import _protocol
 from plait.pool._chunking import Source
 from plait.pool._crashes import handle_death
 from plait.pool._input import SourceEntry, input_loop
@@ -43,6 +51,7 @@ from plait.pool._protocol import (
     REPLY_FAILED,
     REPLY_INIT_FAILED,
     RUN,
+    STAGE_LOAD,
     STAGE_RUN,
     STAGE_SEND,
     STAGES,
@@ -91,11 +100,7 @@ class Engine:
         self.grace = grace
         self.ctx = get_context(start_method)
         self.state = RUN
-        self.init_payload = (
-            None
-            if initializer is None
-            else dumps((initializer, tuple(initargs)), what="the initializer")
-        )
+        self.init_payload = _init_payload(initializer, initargs)
         self.depth = 1 if concurrency == 1 else concurrency + 1
         self.item_seconds: float | None = None  # measured seconds per item (moving average)
         self.chunk_seconds: float | None = None  # and per message
@@ -103,7 +108,7 @@ class Engine:
         self.lock = threading.Lock()
         self.feed_cond = threading.Condition(self.lock)
         self.input_cond = threading.Condition(self.lock)
-        self.idle_cond = threading.Condition(self.lock)
+        self.idle_waiters = WaitQueue(self.lock)  # type: ignore[arg-type]  # callers of wait_idle (join), parked
         self.pending: deque[Task] = deque()
         self.sources: list[SourceEntry] = []
         self.workers: dict[int, WorkerHandle] = {}  # by row, retiring ones included
@@ -127,8 +132,11 @@ class Engine:
         self.filling = processes > 1
         try:
             self._spawn()
-        except BaseException:
+        except BaseException as exc:
             self.terminate()
+            if isinstance(self.init_payload, tuple) and isinstance(exc, TypeError | ValueError):
+                # multiprocessing could not pickle them either: say so as plait would
+                dumps(self.init_payload, what="the initializer")
             raise
         self.result_thread = threading.Thread(
             target=self._result_loop, name="plait-pool-results", daemon=True
@@ -139,9 +147,13 @@ class Engine:
         self.input_thread = threading.Thread(
             target=self._input_loop, name="plait-pool-input", daemon=True
         )
-        self.result_thread.start()
-        self.feeder_thread.start()
-        self.input_thread.start()
+        try:
+            self.result_thread.start()
+            self.feeder_thread.start()
+            self.input_thread.start()
+        except BaseException:  # no thread at interpreter shutdown: leave no worker behind
+            self.terminate()
+            raise
         with self.lock:
             self.request_feed_locked()
 
@@ -422,15 +434,26 @@ class Engine:
         n = len(task.indices)
         try:
             body = loads(memoryview(data)[HEADER.size :])
-        except BaseException as exc:
-            error = _note(
-                exc, f"raised while unpickling the result of {task.label} (task #{task.id})"
+        except BaseException as exc:  # SystemExit too: a result never ends the caller
+            error: BaseException = DeserializationError(
+                f"the result of {task.label} (task #{task.id}) could not be unpickled "
+                f"in the parent: {exc!r}"
             )
+            error.__cause__ = exc
+            _note(error, f"raised while unpickling the result of {task.label} (task #{task.id})")
             return all_failed(n, error)
         if kind == REPLY_FAILED:
             stage, packed = body
-            error = _note(
-                unpack_error(packed),
+            error = _contain(unpack_error(packed), task, worker)
+            if stage == STAGE_LOAD and not isinstance(error, WorkerCrashed):
+                cause = error
+                error = DeserializationError(
+                    f"the arguments of {task.label} could not be unpickled in worker "
+                    f"{worker.pid}: {cause!r}"
+                )
+                error.__cause__ = cause
+            _note(
+                error,
                 f"raised {STAGES.get(stage, 'in the worker')} {task.label} in worker {worker.pid}",
             )
             return all_failed(n, error)
@@ -449,7 +472,7 @@ class Engine:
             return values, None
         errors: dict[int, BaseException] = {}
         for position, (stage, packed) in packed_errors.items():
-            error = unpack_error(packed)
+            error = _contain(unpack_error(packed), task, worker)
             if stage == STAGE_SEND:
                 _note(
                     error,
@@ -475,7 +498,8 @@ class Engine:
 
     def maybe_idle_locked(self) -> None:
         if self.outstanding == 0:
-            self.idle_cond.notify_all()
+            for waiter in self.idle_waiters.pop_all():
+                waiter.wake()  # non-blocking: a lock release or a call_soon_threadsafe
             if self.state == CLOSE:
                 self.request_feed_locked()
 
@@ -637,14 +661,57 @@ class Engine:
                 self.deliver(task, task.indices, *all_failed(len(task.indices), error))
 
     def wait_idle(self, timeout: float | None = None) -> bool:
+        """Park until every task is delivered (``False`` at ``timeout``). The wake comes
+        from ``maybe_idle_locked``; the 0.5 s re-check covers input sources draining."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self.lock:
-            while self.outstanding > 0 or self.sources:
+        while True:
+            with self.lock:
+                if self.outstanding == 0 and not self.sources:
+                    return True
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
-                self.idle_cond.wait(remaining if remaining is not None else 0.5)
-        return True
+                waiter = self.idle_waiters.enqueue_current(self)
+            park(waiter, 0.5 if remaining is None else min(remaining, 0.5))
+
+    async def async_wait_idle(self) -> None:
+        while True:
+            with self.lock:
+                if self.outstanding == 0 and not self.sources:
+                    return
+                waiter = self.idle_waiters.async_enqueue_current(self)
+            await async_park(waiter, 0.5)
+
+    def cancel_sink(self, sink: Sink, error: BaseException) -> None:
+        """A caller's wait was cancelled: drop the sink's queued tasks and stop its running
+        ones -- a coroutine task is cancelled in its worker (a message); a worker running a
+        plain function for it is killed and replaced (its other tasks run again)."""
+        kill: list[WorkerHandle] = []
+        notify: list[tuple[WorkerHandle, int]] = []
+        with self.lock:
+            kept = [t for t in self.pending if t.sink is not sink]
+            dropped = len(self.pending) - len(kept)
+            self.outstanding -= dropped
+            self.pending = deque(kept)
+            for worker in self.workers.values():
+                for task in worker.inflight.values():
+                    if task.sink is not sink:
+                        continue
+                    task.cancelled = True
+                    if self.concurrency > 1:
+                        notify.append((worker, task.id))
+                    elif worker.kill_reason is None and (
+                        self.marker[worker.row * MARKER_WIDTH] == task.id
+                        or next(iter(worker.inflight)) == task.id  # it runs next
+                    ):
+                        worker.kill_reason = ("cancel", task.id)
+                        kill.append(worker)
+            self.maybe_idle_locked()
+        sink.fail_all(error)
+        for worker, task_id in notify:
+            worker.post(HEADER.pack(task_id, _protocol.KIND_CANCEL))
+        for worker in kill:
+            worker.kill(signal.SIGKILL)
 
     def join(self) -> None:
         """Wait for every task, then stop the workers and the threads."""
@@ -736,3 +803,36 @@ class Engine:
             except OSError:
                 pass
         self._wake_r = self._wake_w = -1
+
+
+def _init_payload(
+    initializer: Callable[..., object] | None, initargs: Sequence[Any]
+) -> bytes | tuple[Any, ...] | None:
+    """The initializer and its arguments, pickled here when they can be (an error then
+    points at the caller); else handed to multiprocessing to pickle while it starts each
+    worker -- the only time a ``multiprocessing.Queue`` or ``Lock`` may be pickled, which
+    is how both stdlib pools accept them in ``initargs``."""
+    if initializer is None:
+        return None
+    try:
+        return dumps((initializer, tuple(initargs)), what="the initializer")
+    except SerializationError:
+        return (initializer, tuple(initargs))
+
+
+def _contain(error: BaseException, task: Task, worker: WorkerHandle) -> BaseException:
+    """A task's ``SystemExit``/``KeyboardInterrupt`` fails that task as ``WorkerCrashed``
+    (carrying the exit code), never ends the caller."""
+    if not isinstance(error, SystemExit | KeyboardInterrupt):
+        return error
+    code = error.code if isinstance(error, SystemExit) else None
+    crashed = WorkerCrashed(
+        f"{task.label} raised {type(error).__name__}"
+        f"{'' if code is None else f'({code!r})'} in worker {worker.pid}; a pool task "
+        "cannot end the calling program, so the task failed",
+        pid=worker.pid,
+        exitcode=code if isinstance(code, int) else None,
+        task=task.label,
+    )
+    crashed.__cause__ = error
+    return crashed

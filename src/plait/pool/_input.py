@@ -80,6 +80,11 @@ def refill(engine: Engine, entry: SourceEntry) -> None:
             source.stalled = False
         size = source.next_size(engine.item_seconds)
         first, chunk, error = source.pull(size)
+        if error is not None and chunk and source.fixed_chunksize is not None:
+            # An explicit chunksize: as multiprocessing, the input's error takes the
+            # place of the whole chunk it broke (its items before the error do not run).
+            source.pulled = first
+            chunk = []
         if chunk:
             tasks = chunk_tasks(engine, entry, first, chunk)
             with engine.lock:

@@ -8,10 +8,13 @@ then hands tasks to the :class:`~plait.pool._engine.Engine`.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
+import time
+import warnings
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from concurrent.futures import Executor, Future
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator, Sequence
+from concurrent.futures import CancelledError, Executor, Future
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -23,7 +26,8 @@ from plait.pool._engine import Engine, SourceEntry
 from plait.pool._progress import Progress, open_progress
 from plait.pool._protocol import HEADER, KIND_CALL, STAR_ARGS, STAR_KW, STAR_ONE
 from plait.pool._results import AsyncResult, IMapIterator
-from plait.pool._tasks import FutureSink, IterSink, ListSink, Task
+from plait.pool._tasks import FutureSink, IterSink, ListSink, Sink, Task
+from plait.pool._waiting import PoolFuture, check_wait_timeout
 
 __all__ = ["Pool", "PoolStatistics"]
 
@@ -98,18 +102,29 @@ class Pool(Executor):
     ) -> None:
         if processes is None:
             processes = _default_processes()
-        if not isinstance(processes, int) or isinstance(processes, bool) or processes < 1:
-            raise ValueError(f"Number of processes must be at least 1, not {processes!r}")
+        if not isinstance(processes, int) or isinstance(processes, bool):
+            raise TypeError(f"processes must be an int or None, not {processes!r}")
+        if processes < 1:
+            raise ValueError(
+                f"Number of processes must be at least 1 (as max_workers: max_workers must "
+                f"be greater than 0), not {processes!r}"
+            )
         if initializer is not None and not callable(initializer):
             raise TypeError(f"initializer must be callable, not {initializer!r}")
         if maxtasksperchild is not None and (
-            not isinstance(maxtasksperchild, int) or maxtasksperchild < 1
+            not isinstance(maxtasksperchild, int)
+            or isinstance(maxtasksperchild, bool)
+            or maxtasksperchild < 1
         ):
             raise ValueError("maxtasksperchild must be a positive int or None")
-        if concurrency < 1:
-            raise ValueError(f"concurrency must be at least 1, not {concurrency!r}")
-        if retries < 0:
-            raise ValueError(f"retries must be 0 or more, not {retries!r}")
+        _check_int("concurrency", concurrency, 1)
+        _check_int("retries", retries, 0)
+        if max_memory_per_child is not None:
+            _check_int("max_memory_per_child", max_memory_per_child, 1)
+        if max_pending is not None:
+            _check_int("max_pending", max_pending, 1)
+        task_timeout = _check_seconds("task_timeout", task_timeout)
+        grace = _check_seconds("grace", grace, allow_none=False)
         if context is not None and start_method is None:
             start_method = context.get_start_method()
         self._processes = processes
@@ -127,8 +142,21 @@ class Pool(Executor):
             start_method=start_method,
             grace=grace,
         )
-        # Workers die with the pool even when nobody calls close()/terminate().
+        # Workers die with the pool even when nobody calls close()/terminate(). While a
+        # result is pending, its future or iterator holds the pool (as multiprocessing's
+        # do), so an unreferenced pool lives until its results are in.
         self._finalizer = weakref.finalize(self, self._engine.terminate)
+
+    def __del__(self) -> None:
+        engine = getattr(self, "_engine", None)
+        if engine is not None and engine.state == "running":
+            warnings.warn(
+                f"unclosed running plait pool {self!r}: call close() and join(), or use "
+                "it as a context manager",
+                ResourceWarning,
+                source=self,
+                stacklevel=2,
+            )
 
     # -- helpers ---------------------------------------------------------------------------
     def _check(self, fn: Any) -> None:
@@ -141,10 +169,28 @@ class Pool(Executor):
         return HEADER.pack(task_id, KIND_CALL) + body
 
     def _opts(self, retries: int | None, task_timeout: float | None) -> tuple[int, float | None]:
+        if retries is not None:
+            _check_int("retries", retries, 0)
+        task_timeout = _check_seconds("task_timeout", task_timeout)
         return (
             self._retries if retries is None else retries,
             self._task_timeout if task_timeout is None else task_timeout,
         )
+
+    def _future(self) -> PoolFuture[Any]:
+        """A future that holds this pool while pending and parks through the kernel."""
+        future: PoolFuture[Any] = PoolFuture(self)
+        future.guard = self._engine.forbid_wait_here
+        return future
+
+    def _on_cancel(self, future: PoolFuture[Any], sink: Sink) -> None:
+        """A cancelled wait on ``future`` stops its task (see ``Engine.cancel_sink``)."""
+        engine = self._engine
+
+        def cancel() -> None:
+            engine.cancel_sink(sink, CancelledError("the wait for this result was cancelled"))
+
+        future.on_cancel = cancel
 
     def _progress_bar(self, flag: bool | None, total: int | None, fn: Any) -> Progress | None:
         if not (self._progress if flag is None else flag):
@@ -174,14 +220,15 @@ class Pool(Executor):
                 gate.force()  # a callback submitting: waiting here would deadlock
             else:
                 gate.acquire()
-        future: Future[Any] = Future()
+        future = self._future()
         sink = FutureSink(future, callback, error_callback, gate.release if gate else None)
+        self._on_cancel(future, sink)
         task = Task(
             task_id,
             payload,
             (0,),
             sink,
-            label=None,  # described from the payload if it is ever needed (a crash)
+            label=f"{_fn_name(fn)}()",
             retries=retries,
             timeout=timeout,
         )
@@ -218,7 +265,7 @@ class Pool(Executor):
             retries=retries,
             task_timeout=task_timeout,
         )
-        return AsyncResult(future, self._engine.forbid_wait_here)
+        return AsyncResult(future)  # type: ignore[arg-type]
 
     def apply(
         self,
@@ -245,18 +292,33 @@ class Pool(Executor):
         progress: bool | None = None,
         retries: int | None = None,
         task_timeout: float | None = None,
-    ) -> Future[list[Any]]:
+    ) -> PoolFuture[list[Any]]:
         self._check(fn)
         retries, timeout = self._opts(retries, task_timeout)
+        if chunksize is not None:
+            _check_int("chunksize", chunksize, 1)
         data = items if isinstance(items, list | tuple) else list(items)
         size = map_chunksize(len(data), self._processes) if chunksize is None else chunksize
-        if size < 1:
-            raise ValueError(f"chunksize must be at least 1, not {chunksize!r}")
         label = f"{_fn_name(fn)}()"
-        future: Future[list[Any]] = Future()
+        future: PoolFuture[list[Any]] = self._future()
         sink = ListSink(
             len(data), future, callback, error_callback, self._progress_bar(progress, len(data), fn)
         )
+        self._on_cancel(future, sink)
+        self._enqueue_chunks(fn, data, star, size, sink, label, retries, timeout)
+        return future
+
+    def _enqueue_chunks(
+        self,
+        fn: Callable[..., Any],
+        data: Sequence[Any],
+        star: int,
+        size: int,
+        sink: ListSink | IterSink,
+        label: str,
+        retries: int,
+        timeout: float | None,
+    ) -> None:
         # Each chunk is queued as soon as it is pickled, so workers start while later
         # chunks are still being pickled. If one will not pickle, the call raises and
         # its earlier chunks are withdrawn; nothing submitted before is touched.
@@ -279,7 +341,6 @@ class Pool(Executor):
             sink.cancel()
             self._engine.withdraw(sink)
             raise
-        return future
 
     def map(  # type: ignore[override]
         self,
@@ -291,37 +352,76 @@ class Pool(Executor):
         progress: bool | None = None,
         retries: int | None = None,
         task_timeout: float | None = None,
-    ) -> list[T]:
-        """Both faces' ``map``, returning a list (which iterates like Executor's iterator).
+    ) -> Any:
+        """Both faces' ``map``.
 
-        ``map(func, iterable, chunksize)`` as ``multiprocessing.Pool``; ``map(fn, xs, ys,
-        timeout=, chunksize=)`` as ``Executor`` (several iterables are zipped; ``timeout``
-        bounds the whole call). ``chunksize=None`` picks one (tiny tasks are batched).
+        ``map(func, iterable[, chunksize])`` is ``multiprocessing.Pool.map``: it waits and
+        returns a list. With several iterables or ``timeout=`` it is ``Executor.map``: the
+        input is read and submitted at the call, and it returns an iterator that yields
+        results in order, raising a task's error or the timeout (which bounds the whole
+        call) while iterating, and keeping no result it already yielded.
+        ``chunksize=None`` picks one (tiny tasks are batched).
         """
         if len(more) == 1 and (more[0] is None or isinstance(more[0], int)):
             chunksize = more[0]
             more = ()
-        if more:
-            future = self._map_future(
+        if more or timeout is not None:
+            timeout = check_wait_timeout(timeout)
+            return self._executor_map(
                 func,
-                zip(iterable, *more, strict=False),
-                STAR_ARGS,
+                list(zip(iterable, *more, strict=False)),
                 chunksize,
+                timeout,
                 progress=progress,
                 retries=retries,
                 task_timeout=task_timeout,
             )
-        else:
-            future = self._map_future(
-                func,
-                iterable,
-                STAR_ONE,
-                chunksize,
-                progress=progress,
-                retries=retries,
-                task_timeout=task_timeout,
-            )
-        return AsyncResult(future, self._engine.forbid_wait_here).get(timeout)
+        future = self._map_future(
+            func,
+            iterable,
+            STAR_ONE,
+            chunksize,
+            progress=progress,
+            retries=retries,
+            task_timeout=task_timeout,
+        )
+        return AsyncResult(future).get()
+
+    def _executor_map(
+        self,
+        fn: Callable[..., Any],
+        items: list[tuple[Any, ...]],
+        chunksize: int | None,
+        timeout: float | None,
+        *,
+        progress: bool | None,
+        retries: int | None,
+        task_timeout: float | None,
+    ) -> Iterator[Any]:
+        """``Executor.map``: every item submitted now (as map does), results read lazily."""
+        self._check(fn)
+        if chunksize is not None:
+            _check_int("chunksize", chunksize, 1)
+        retries, task_seconds = self._opts(retries, task_timeout)
+        size = map_chunksize(len(items), self._processes) if chunksize is None else chunksize
+        engine = self._engine
+        iterator: IMapIterator[Any] = IMapIterator(
+            True, _nothing, engine.forbid_wait_here, owner=self
+        )
+        sink = IterSink(iterator, self._progress_bar(progress, len(items), fn))
+        self._enqueue_chunks(
+            fn, items, STAR_ARGS, size, sink, f"{_fn_name(fn)}()", retries, task_seconds
+        )
+        iterator._set_length(len(items))
+        sink.set_length(len(items))
+
+        def cancel() -> None:
+            engine.cancel_sink(sink, CancelledError("the wait for these results was cancelled"))
+
+        iterator.on_cancel = cancel
+        iterator.on_stop = lambda: engine.withdraw(sink)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        return _lazy_results(iterator, deadline)
 
     def map_async(
         self,
@@ -346,8 +446,7 @@ class Pool(Executor):
                 progress=progress,
                 retries=retries,
                 task_timeout=task_timeout,
-            ),
-            self._engine.forbid_wait_here,
+            )
         )
 
     def starmap(
@@ -393,8 +492,7 @@ class Pool(Executor):
                 progress=progress,
                 retries=retries,
                 task_timeout=task_timeout,
-            ),
-            self._engine.forbid_wait_here,
+            )
         )
 
     def _imap(
@@ -409,8 +507,8 @@ class Pool(Executor):
         task_timeout: float | None,
     ) -> IMapIterator[Any]:
         self._check(fn)
-        if chunksize is not None and chunksize < 1:
-            raise ValueError(f"chunksize must be at least 1, not {chunksize!r}")
+        if chunksize is not None:
+            _check_int("chunksize", chunksize, 1)
         retries, timeout = self._opts(retries, task_timeout)
         total = len(iterable) if hasattr(iterable, "__len__") else None  # type: ignore[arg-type]
         window = max(4, 4 * self._processes)
@@ -422,7 +520,10 @@ class Pool(Executor):
         )
         engine = self._engine
         iterator: IMapIterator[Any] = IMapIterator(
-            ordered, lambda: engine.source_consumed(source), engine.forbid_wait_here
+            ordered,
+            lambda: engine.source_consumed(source),
+            engine.forbid_wait_here,
+            owner=self,
         )
         bar = self._progress_bar(progress, total, fn)
         sink = IterSink(iterator, bar)
@@ -449,6 +550,17 @@ class Pool(Executor):
         )
         engine.add_source(entry)
         weakref.finalize(iterator, engine.drop_source, entry)
+
+        def cancel() -> None:
+            entry.source.dropped = True
+            engine.cancel_sink(sink, CancelledError("the wait for these results was cancelled"))
+
+        def stop() -> None:
+            entry.source.dropped = True
+            engine.withdraw(sink)
+
+        iterator.on_cancel = cancel
+        iterator.on_stop = stop
         return iterator
 
     def imap(
@@ -498,11 +610,19 @@ class Pool(Executor):
             future.add_done_callback(lambda _f: self._gate.release() if self._gate else None)
         else:
             future = self._submit_one(fn, args, kwargs)
-        return asyncio.wrap_future(future)
+        wrapped = asyncio.wrap_future(future)
+        assert isinstance(future, PoolFuture)
+        # Cancelling the awaitable cancels the task, running or not, as a cancelled wait does.
+        wrapped.add_done_callback(lambda w: future.cancel_task() if w.cancelled() else None)
+        return wrapped
 
     async def async_apply(self, func: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """``await pool.async_apply(fn, *args, **kwargs)``: the result, from a coroutine."""
-        return await (await self.async_submit(func, *args, **kwargs))
+        if self._gate is not None:
+            return await (await self.async_submit(func, *args, **kwargs))
+        future = self._submit_one(func, args, kwargs)
+        assert isinstance(future, PoolFuture)
+        return await future.async_result()  # type: ignore[no-any-return]
 
     async def async_map(
         self,
@@ -511,9 +631,7 @@ class Pool(Executor):
         chunksize: int | None = None,
         **options: Any,
     ) -> list[T]:
-        return await asyncio.wrap_future(
-            self._map_future(func, iterable, STAR_ONE, chunksize, **options)
-        )
+        return await self._map_future(func, iterable, STAR_ONE, chunksize, **options).async_result()
 
     async def async_starmap(
         self,
@@ -523,9 +641,7 @@ class Pool(Executor):
         **options: Any,
     ) -> list[T]:
         items = [tuple(args) for args in iterable]
-        return await asyncio.wrap_future(
-            self._map_future(func, items, STAR_ARGS, chunksize, **options)
-        )
+        return await self._map_future(func, items, STAR_ARGS, chunksize, **options).async_result()
 
     def async_imap(
         self,
@@ -548,7 +664,12 @@ class Pool(Executor):
         return self.imap_unordered(func, iterable, chunksize, **options).__aiter__()
 
     async def async_join(self) -> None:
-        """:meth:`join` from a coroutine, without blocking its loop."""
+        """:meth:`join` from a coroutine, without blocking its loop: it parks until the
+        work is done, then lets a thread stop the (idle) workers."""
+        engine = self._engine
+        if engine.state == "running":
+            raise ValueError("Pool is still running: call close() or terminate() first")
+        await engine.async_wait_idle()
         await asyncio.get_running_loop().run_in_executor(None, self.join)
 
     async def async_shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
@@ -624,3 +745,47 @@ class Pool(Executor):
 
     def __reduce__(self) -> Any:
         raise NotImplementedError("a pool cannot be passed to another process")
+
+
+def _lazy_results(
+    iterator: IMapIterator[Any], deadline: float | None
+) -> Generator[Any, None, None]:
+    """``Executor.map``'s iterator: each result (or error, or the timeout) as it is reached;
+    leaving early drops the work not yet started."""
+    try:
+        while True:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                held = [iterator.next(remaining)]
+            except StopIteration:
+                return
+            yield held.pop()  # no local keeps the result while the caller holds it
+    finally:
+        if iterator.owner is not None:  # left early (error, timeout, close)
+            iterator.stop()
+
+
+def _nothing() -> None:
+    return None
+
+
+def _check_int(name: str, value: object, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, not {value!r}")
+
+
+def _check_seconds(name: str, value: Any, *, allow_none: bool = True) -> Any:
+    """A duration option: a finite number >= 0 (``None`` too where allowed)."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(
+            f"{name} must be a number of seconds{' or None' if allow_none else ''}, not {value!r}"
+        )
+    if math.isinf(value) and value > 0 and allow_none:
+        return None  # no limit
+    if math.isnan(value) or value < 0 or math.isinf(value):
+        raise ValueError(f"{name} must be a finite number of seconds >= 0, not {value!r}")
+    return float(value)

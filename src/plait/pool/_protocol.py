@@ -6,6 +6,13 @@ Parent → worker (one ``send_bytes`` per message)::
 
     HEADER (task id: u64, kind: u8)  +  pickle((fn, items, star))    kind == KIND_CALL
     HEADER (0, KIND_STOP)                                            the worker exits cleanly
+    HEADER (task id, KIND_CANCEL)            cancel that task's coroutines (concurrency > 1)
+    HEADER (task id, KIND_SUBSET) + u32 n + n x u32 positions + pickle((fn, items, star))
+                                 run only ``items[p]`` for ``p`` in positions, in that order
+
+A subset is how the parent runs part of a chunk again after a worker died: it never
+unpickles what it sent (an argument's ``__reduce__`` may crash or exit the process that
+loads it), it re-sends the same pickled body with the positions to run.
 
 ``items`` is a list of argument tuples (one per task item; ``apply`` sends a list of one
 ``(args, kwargs)`` pair with ``star=STAR_KW``). ``star`` says how an item is applied::
@@ -45,7 +52,9 @@ __all__ = [
     "CLOSE",
     "HEADER",
     "KIND_CALL",
+    "KIND_CANCEL",
     "KIND_STOP",
+    "KIND_SUBSET",
     "MARKER_WIDTH",
     "REPLY_DONE",
     "REPLY_FAILED",
@@ -62,12 +71,18 @@ __all__ = [
     "STAR_ONE",
     "STRIDE",
     "TERMINATE",
+    "call_body",
+    "subset_payload",
 ]
 
 HEADER = struct.Struct("<QB")
 
 KIND_CALL = 1
 KIND_STOP = 2
+KIND_CANCEL = 3
+KIND_SUBSET = 4
+
+_COUNT = struct.Struct("<I")
 
 STAR_ONE = 0
 STAR_ARGS = 1
@@ -96,3 +111,27 @@ RUN, CLOSE, TERMINATE = "running", "closed", "terminated"
 
 MARKER_WIDTH = 5
 STRIDE = 64  # items per marker write in the hot loop
+
+
+def call_body(buf: bytes | memoryview) -> tuple[list[int] | None, memoryview]:
+    """A call message's positions to run (``None``: all) and its pickled body."""
+    view = memoryview(buf)
+    if HEADER.unpack_from(view)[1] != KIND_SUBSET:
+        return None, view[HEADER.size :]
+    (n,) = _COUNT.unpack_from(view, HEADER.size)
+    start = HEADER.size + _COUNT.size
+    positions = list(struct.unpack_from(f"<{n}I", view, start))
+    return positions, view[start + 4 * n :]
+
+
+def subset_payload(task_id: int, positions: list[int], body: bytes | memoryview) -> bytes:
+    """A message that runs only ``positions`` of the items pickled in ``body``."""
+    n = len(positions)
+    return b"".join(
+        (
+            HEADER.pack(task_id, KIND_SUBSET),
+            _COUNT.pack(n),
+            struct.pack(f"<{n}I", *positions),
+            body,
+        )
+    )

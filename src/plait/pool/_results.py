@@ -1,22 +1,21 @@
 """What a caller holds while work runs: ``AsyncResult`` and the ``imap`` iterator.
 
-Both are fed by the pool's result thread and read by any strand: a thread blocks in
-``get()``/``next()``, a coroutine awaits (``await result``, ``async for``). Futures of
-coroutine waiters are resolved with ``loop.call_soon_threadsafe``, so any event loop works.
+Both are fed by the pool's result thread and read by any strand: a thread parks in
+``get()``/``next()``, a coroutine awaits (``await result``, ``async for``) on any loop. Every
+wait parks through plait's kernel, so cancel scopes and deadlines reach it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
-from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FuturesTimeoutError
 from typing import Any, Generic, TypeVar
 
+from plait._core import WaitQueue, async_park, new_mutex, park
 from plait._errors import PoolTimeoutError
+from plait.pool._waiting import PoolFuture, check_wait_timeout
 
 __all__ = ["AsyncResult", "IMapIterator", "PoolTimeoutError"]
 
@@ -27,14 +26,14 @@ class AsyncResult(Generic[T]):
     """The result of ``apply_async``/``map_async``: ``multiprocessing``'s ``AsyncResult``.
 
     ``future`` is the same outcome as a :class:`concurrent.futures.Future`; ``await result``
-    works from a coroutine on any loop.
+    works from a coroutine on any loop. Waits park through plait's kernel (see
+    :mod:`plait.pool._waiting`): a cancel scope around ``get()`` ends it, and cancels the task.
     """
 
-    __slots__ = ("_guard", "future")
+    __slots__ = ("future",)
 
-    def __init__(self, future: Future[T], guard: Callable[[], None] | None = None) -> None:
+    def __init__(self, future: PoolFuture[T]) -> None:
         self.future = future
-        self._guard = guard  # raises instead of waiting where the wait would deadlock
 
     def ready(self) -> bool:
         return self.future.done()
@@ -43,30 +42,18 @@ class AsyncResult(Generic[T]):
         """Whether it finished without raising; ``ValueError`` if not ready (as stdlib)."""
         if not self.future.done():
             raise ValueError(f"{self!r} not ready")
-        return not self.future.cancelled() and self.future.exception() is None
+        return not self.future.cancelled() and self.future.exception(0) is None
 
     def wait(self, timeout: float | None = None) -> None:
-        if self._guard is not None and not self.future.done():
-            self._guard()
-        try:
-            self.future.exception(timeout)
-        except FuturesTimeoutError:
-            pass
-        except BaseException:
-            pass
+        self.future.wait_done(check_wait_timeout(timeout))
 
     def get(self, timeout: float | None = None) -> T:
-        if self._guard is not None and not self.future.done():
-            self._guard()
-        try:
-            return self.future.result(timeout)
-        except FuturesTimeoutError as exc:
-            if self.future.done():  # the task itself raised TimeoutError
-                raise
-            raise PoolTimeoutError(f"no result within {timeout} s") from exc
+        if not self.future.wait_done(check_wait_timeout(timeout)):
+            raise PoolTimeoutError(f"no result within {timeout} s")
+        return self.future.result(0)
 
     def __await__(self) -> Generator[Any, None, T]:
-        return asyncio.wrap_future(self.future).__await__()
+        return self.future.async_result().__await__()
 
     def __repr__(self) -> str:
         state = "done" if self.future.done() else "pending"
@@ -81,7 +68,11 @@ class IMapIterator(Generic[T]):
     ``async for``. ``next(timeout)`` is ``multiprocessing``'s.
 
     An item whose task failed raises its exception when reached; iteration goes on after
-    it. ``on_consumed`` tells the pool that room was made, so it reads more input.
+    it, and the other items of its chunk keep their own outcomes (``multiprocessing`` fails
+    a whole chunk; see the README's differences). ``on_consumed`` tells the pool that room
+    was made, so it reads more input.
+    Waits park through plait's kernel; a cancelled wait calls ``on_cancel`` (the pool stops
+    the iterator's work). While results are pending it holds ``owner`` (its pool).
     """
 
     def __init__(
@@ -89,30 +80,24 @@ class IMapIterator(Generic[T]):
         ordered: bool,
         on_consumed: Callable[[], None],
         guard: Callable[[], None] | None = None,
+        *,
+        owner: object = None,
     ) -> None:
         self._guard = guard
         self._ordered = ordered
         self._on_consumed = on_consumed
-        self._cond = threading.Condition(threading.Lock())
+        self._mutex = new_mutex()
+        self._queue = WaitQueue(self._mutex)
         self._ready: deque[tuple[bool, Any]] = deque()
         self._by_index: dict[int, tuple[bool, Any]] = {}
         self._next_index = 0
         self._length: int | None = None  # known once the input is exhausted
         self._yielded = 0
-        self._async_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self.owner = owner
+        self.on_cancel: Callable[[], None] | None = None  # a wait was cancelled
+        self.on_stop: Callable[[], None] | None = None  # the caller left early
 
     # -- fed by the pool -------------------------------------------------------------
-    def _put(self, index: int, ok: bool, value: Any) -> None:
-        with self._cond:
-            if self._ordered:
-                self._by_index[index] = (ok, value)
-                while self._next_index in self._by_index:
-                    self._ready.append(self._by_index.pop(self._next_index))
-                    self._next_index += 1
-            else:
-                self._ready.append((ok, value))
-            self._wake_locked()
-
     def _put_many(
         self,
         indices: Sequence[int],
@@ -125,7 +110,7 @@ class IMapIterator(Generic[T]):
             ]
         else:
             entries = [(True, v) for v in values]
-        with self._cond:
+        with self._mutex:
             if self._ordered:
                 pending = self._by_index
                 for index, entry in zip(indices, entries, strict=True):
@@ -136,21 +121,16 @@ class IMapIterator(Generic[T]):
                     self._next_index += 1
             else:
                 self._ready.extend(entries)
-            self._wake_locked()
+            woken = self._queue.pop_all()
+        for waiter in woken:
+            waiter.wake()
 
     def _set_length(self, length: int) -> None:
-        with self._cond:
+        with self._mutex:
             self._length = length
-            self._wake_locked()
-
-    def _wake_locked(self) -> None:
-        self._cond.notify_all()
-        waiters, self._async_waiters = self._async_waiters, []
-        for loop, fut in waiters:
-            try:
-                loop.call_soon_threadsafe(_set_none, fut)
-            except RuntimeError:  # that loop is closed: nobody waits there any more
-                pass
+            woken = self._queue.pop_all()
+        for waiter in woken:
+            waiter.wake()
 
     # -- read by the caller ------------------------------------------------------------
     def _take_locked(self) -> Any:
@@ -158,6 +138,7 @@ class IMapIterator(Generic[T]):
             self._yielded += 1
             return self._ready.popleft()
         if self._length is not None and self._yielded >= self._length:
+            self.owner = None  # nothing more will come: the pool may go
             return _DONE
         return None
 
@@ -170,20 +151,39 @@ class IMapIterator(Generic[T]):
             raise value
         return value  # type: ignore[no-any-return]
 
+    def _cancelled(self) -> None:
+        hook, self.on_cancel = self.on_cancel, None
+        self.owner = None
+        if hook is not None:
+            hook()
+
+    def stop(self) -> None:
+        """The caller will read no more: work not yet started is dropped."""
+        hook, self.on_stop = self.on_stop, None
+        self.owner = None
+        if hook is not None:
+            hook()
+
     def next(self, timeout: float | None = None) -> T:
+        timeout = check_wait_timeout(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
-            while True:
+        while True:
+            with self._mutex:
                 entry = self._take_locked()
-                if entry is not None:
-                    break
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    raise PoolTimeoutError(f"no result within {timeout} s")
-                if self._guard is not None:
-                    self._guard()
-                self._cond.wait(remaining)
-        return self._deliver(entry)
+                if entry is None:
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        raise PoolTimeoutError(f"no result within {timeout} s")
+                    if self._guard is not None:
+                        self._guard()
+                    waiter = self._queue.enqueue_current(self)
+            if entry is not None:
+                return self._deliver(entry)
+            try:
+                park(waiter, remaining)
+            except asyncio.CancelledError:
+                self._cancelled()
+                raise
 
     __next__ = next
 
@@ -194,21 +194,18 @@ class IMapIterator(Generic[T]):
         return self
 
     async def __anext__(self) -> T:
-        loop = asyncio.get_running_loop()
         while True:
-            with self._cond:
+            with self._mutex:
                 entry = self._take_locked()
                 if entry is None:
-                    fut: asyncio.Future[None] = loop.create_future()
-                    self._async_waiters.append((loop, fut))
+                    waiter = self._queue.async_enqueue_current(self)
             if entry is not None:
                 try:
                     return self._deliver(entry)
                 except StopIteration:
                     raise StopAsyncIteration from None
-            await fut
-
-
-def _set_none(fut: asyncio.Future[None]) -> None:
-    if not fut.done():
-        fut.set_result(None)
+            try:
+                await async_park(waiter, None)
+            except asyncio.CancelledError:
+                self._cancelled()
+                raise

@@ -15,9 +15,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any, Protocol
 
-from plait._ipc.serialize import loads
 from plait.pool._progress import Progress
-from plait.pool._protocol import HEADER, STAR_KW
 from plait.pool._results import IMapIterator
 
 __all__ = ["FutureSink", "IterSink", "ListSink", "Sink", "Task", "all_failed"]
@@ -40,12 +38,16 @@ class Sink(Protocol):
     def cancel(self) -> bool:
         """Drop work that has not started; ``False`` if the sink no longer wants that."""
 
+    def fail_all(self, error: BaseException) -> None:
+        """The caller's wait was cancelled: resolve now; later deliveries are ignored."""
+
 
 class Task:
     """One message's worth of work: ``payload`` is the header plus the pickled call."""
 
     __slots__ = (
         "_label",
+        "cancelled",
         "id",
         "indices",
         "payload",
@@ -76,16 +78,16 @@ class Task:
         self.retries = retries
         self.timeout = timeout
         self.requeues = 0
+        self.cancelled = False  # its caller's wait was cancelled: its result is not wanted
         self.worker: Any = None
         self.sent_ns = 0
 
     @property
     def label(self) -> str:
-        """What ran, for messages: ``crunch(3, 'a')``. Worked out from the payload only
-        when needed, so that submitting pays nothing for it."""
-        if self._label is None:
-            self._label = describe_payload(self.payload, f"task #{self.id}")
-        return self._label
+        """What ran, for messages: ``crunch()``. Never worked out by unpickling the
+        payload: nothing sent to a worker is ever unpickled in the parent (an argument's
+        ``__reduce__`` may crash or exit the process that loads it)."""
+        return self._label if self._label is not None else f"task #{self.id}"
 
     @label.setter
     def label(self, text: str) -> None:
@@ -114,19 +116,6 @@ def describe_call(fn: Any, args: Sequence[Any], kwargs: dict[str, Any]) -> str:
         return f"{name}(...)"
 
 
-def describe_payload(payload: bytes, fallback: str) -> str:
-    """Describe the call a task payload carries (``apply``/``submit``: with its args)."""
-    try:
-        fn, items, star, _timeout = loads(memoryview(payload)[HEADER.size :])
-        if star == STAR_KW and len(items) == 1:
-            args, kwargs = items[0]
-            return describe_call(fn, args, kwargs)
-        name = getattr(fn, "__qualname__", None) or type(fn).__name__
-        return f"{name}()"
-    except Exception:
-        return fallback
-
-
 def _run_callback(cb: Callable[[Any], object], value: Any, what: str) -> None:
     try:
         cb(value)
@@ -137,7 +126,7 @@ def _run_callback(cb: Callable[[Any], object], value: Any, what: str) -> None:
 class FutureSink:
     """One item resolves one future (``apply_async``, ``submit``), callbacks first."""
 
-    __slots__ = ("callback", "error_callback", "future", "on_done")
+    __slots__ = ("callback", "error_callback", "finished", "future", "on_done")
 
     def __init__(
         self,
@@ -150,8 +139,25 @@ class FutureSink:
         self.callback = callback
         self.error_callback = error_callback
         self.on_done = on_done
+        self.finished = False
+
+    def _done(self) -> None:
+        if not self.finished:
+            self.finished = True
+            if self.on_done is not None:
+                self.on_done()
+
+    def fail_all(self, error: BaseException) -> None:
+        if not self.future.cancel() and not self.future.done():
+            try:
+                self.future.set_exception(error)
+            except Exception:  # resolved meanwhile
+                pass
+        self._done()
 
     def deliver(self, indices: Sequence[int], values: list[Any], errors: Errors) -> None:
+        if self.finished:
+            return
         ok = not errors
         value = values[0] if ok else errors[0]  # type: ignore[index]
         if ok:
@@ -167,21 +173,19 @@ class FutureSink:
                     self.future.set_exception(value)
             except Exception:  # InvalidStateError: cancelled meanwhile
                 pass
-        if self.on_done is not None:
-            self.on_done()
+        self._done()
 
     def cancel(self) -> bool:
         cancelled = self.future.cancel()
-        if cancelled and self.on_done is not None:
-            self.on_done()
+        if cancelled:
+            self._done()
         return cancelled
 
     def start(self) -> bool:
         """Called when the task is handed to a worker; ``False`` if it was cancelled."""
         if self.future.set_running_or_notify_cancel():
             return True
-        if self.on_done is not None:
-            self.on_done()
+        self._done()
         return False
 
 
@@ -251,6 +255,11 @@ class ListSink:
         self._close_progress()
         return self.future.cancel() or True
 
+    def fail_all(self, error: BaseException) -> None:
+        self.cancel()
+        if not self.future.done():
+            self.future.set_exception(error)
+
 
 class IterSink:
     """``imap``/``imap_unordered``: hand each item to the iterator as it arrives."""
@@ -287,3 +296,10 @@ class IterSink:
 
     def cancel(self) -> bool:
         return True
+
+    def fail_all(self, error: BaseException) -> None:
+        self.iterator = _gone  # type: ignore[assignment] # the caller stopped: drop the rest
+
+
+def _gone() -> None:
+    return None

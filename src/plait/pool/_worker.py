@@ -24,6 +24,7 @@ from plait._ipc.lifeline import install_in_child
 from plait._ipc.serialize import dumps, loads, pack_error
 from plait.pool._protocol import (
     HEADER,
+    KIND_CANCEL,
     KIND_STOP,
     MARKER_WIDTH,
     REPLY_DONE,
@@ -37,6 +38,7 @@ from plait.pool._protocol import (
     STAR_ARGS,
     STAR_ONE,
     STRIDE,
+    call_body,
 )
 
 __all__ = ["main"]
@@ -52,7 +54,7 @@ def main(
     start_method: str,
     marker: Marker,
     slot: int,
-    init_payload: bytes | None,
+    init_payload: bytes | tuple[Any, ...] | None,
     concurrency: int,
 ) -> None:
     """Entry point of a worker process (the ``target`` of its ``Process``)."""
@@ -63,7 +65,9 @@ def main(
     if init_payload is not None:
         marker[base + 2] = STAGE_INIT
         try:
-            initializer, initargs = loads(init_payload)
+            initializer, initargs = (
+                loads(init_payload) if isinstance(init_payload, bytes) else init_payload
+            )
             initializer(*initargs)
         except BaseException as exc:
             _send_quietly(conn, 0, REPLY_INIT_FAILED, pack_error(exc))
@@ -80,6 +84,15 @@ def _send_quietly(conn: Connection, task_id: int, kind: int, body: Any) -> None:
         conn.send_bytes(HEADER.pack(task_id, kind) + dumps(body, what="a reply"))
     except Exception:
         pass
+
+
+def _load(buf: bytes | memoryview) -> tuple[Any, list[Any], int, Any]:
+    """Unpickle a call message; a subset message keeps only its positions."""
+    positions, body = call_body(buf)
+    fn, items, star, timeout = loads(body)
+    if positions is not None:
+        items = [items[k] for k in positions]
+    return fn, items, star, timeout
 
 
 def _call(fn: Callable[..., Any], item: Any, star: int) -> Any:
@@ -99,13 +112,13 @@ def _encode(task_id: int, values: list[Any], errors: Errors, elapsed: float, nam
     head = HEADER.pack(task_id, REPLY_DONE)
     try:
         return head + dumps((values, errors, elapsed), what=f"the result of {name}")
-    except Exception:
+    except BaseException:  # SystemExit in a __reduce__ too: that item fails, not the worker
         pass
     errors = dict(errors or {})
     for position, value in enumerate(values):
         try:
             dumps(value, what=f"the result of {name}")
-        except Exception as exc:
+        except BaseException as exc:
             values[position] = None
             errors[position] = (STAGE_SEND, pack_error(exc))
     return head + dumps((values, errors, elapsed), what=f"the result of {name}")
@@ -221,13 +234,15 @@ def _serve(conn: Connection, marker: Marker, base: int) -> None:
             task_id, kind = HEADER.unpack_from(buf)
             if kind == KIND_STOP:
                 return
+            if kind == KIND_CANCEL:  # only sent to coroutine workers; nothing runs here
+                continue
             marker[base + 1] = 0
             marker[base + 4] = 1
             marker[base + 2] = STAGE_LOAD
             marker[base + 3] = clock()
             marker[base] = task_id
             try:
-                fn, items, star, timeout = loads(memoryview(buf)[HEADER.size :])
+                fn, items, star, timeout = _load(buf)
             except BaseException as exc:
                 marker[base + 2] = STAGE_SEND
                 _send_quietly(conn, task_id, REPLY_FAILED, (STAGE_LOAD, pack_error(exc)))
@@ -249,6 +264,10 @@ def _serve(conn: Connection, marker: Marker, base: int) -> None:
         runner.close()
 
 
+def _forget(by_id: dict[int, Any], task_id: int, _task: object) -> None:
+    by_id.pop(task_id, None)
+
+
 async def _await(awaitable: Any) -> Any:
     return await awaitable
 
@@ -259,6 +278,7 @@ async def _serve_async(conn: Connection, marker: Marker, base: int, concurrency:
     limit = asyncio.Semaphore(concurrency)
     stopped = loop.create_future()
     running: set[asyncio.Task[None]] = set()
+    by_id: dict[int, asyncio.Task[None]] = {}
 
     async def run_item(fn: Any, item: Any, star: int, timeout: float | None) -> tuple[int, Any]:
         try:
@@ -288,16 +308,20 @@ async def _serve_async(conn: Connection, marker: Marker, base: int, concurrency:
                 values.append(value)
         return values, errors
 
-    async def run_task(task_id: int, payload: memoryview) -> None:
+    async def run_task(task_id: int, payload: bytes) -> None:
         marker[base] = task_id
         marker[base + 3] = time.monotonic_ns()
         try:
-            fn, items, star, timeout = loads(payload)
+            fn, items, star, timeout = _load(payload)
         except BaseException as exc:
             _send_quietly(conn, task_id, REPLY_FAILED, (STAGE_LOAD, pack_error(exc)))
             return
         started = time.perf_counter()
-        outcomes = await asyncio.gather(*(run_item(fn, item, star, timeout) for item in items))
+        try:
+            outcomes = await asyncio.gather(*(run_item(fn, item, star, timeout) for item in items))
+        except asyncio.CancelledError as exc:  # the caller's wait was cancelled
+            _send_quietly(conn, task_id, REPLY_FAILED, (STAGE_RUN, pack_error(exc)))
+            return
         values, errors = split(list(outcomes))
         elapsed = time.perf_counter() - started
         conn.send_bytes(_encode(task_id, values, errors, elapsed, _name(fn)))
@@ -311,9 +335,16 @@ async def _serve_async(conn: Connection, marker: Marker, base: int, concurrency:
                     if not stopped.done():
                         stopped.set_result(None)
                     return
-                task = loop.create_task(run_task(task_id, memoryview(buf)[HEADER.size :]))
+                if kind == KIND_CANCEL:
+                    target = by_id.get(task_id)
+                    if target is not None:
+                        target.cancel()
+                    continue
+                task = loop.create_task(run_task(task_id, buf))
                 running.add(task)
+                by_id[task_id] = task
                 task.add_done_callback(running.discard)
+                task.add_done_callback(functools.partial(_forget, by_id, task_id))
         except (EOFError, OSError):
             if not stopped.done():
                 stopped.set_result(None)

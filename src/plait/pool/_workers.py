@@ -166,7 +166,7 @@ def spawn_worker(
     *,
     row: int,
     marker: Any,
-    init_payload: bytes | None,
+    init_payload: bytes | tuple[Any, ...] | None,
     concurrency: int,
     name: str,
 ) -> WorkerHandle:
