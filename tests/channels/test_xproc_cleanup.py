@@ -90,7 +90,7 @@ def test_sigkilled_owner_and_holder_leave_nothing_after_the_next_promotion() -> 
         prefix, holder_pid = mine.recv()
         names = _names(prefix)
         assert any(n.endswith("_ring") for n in names)
-        assert sum(n.startswith("sem.") for n in names) == 4
+        assert not any(n.startswith("sem.") for n in names)  # one segment: lock and waits inside
         assert any(n.startswith(prefix + str(p.pid) + "_") for n in names)  # the big item
         _, _, owner_pid, _ = shm.owner_of(prefix)  # type: ignore[misc]
         assert owner_pid == p.pid
@@ -172,7 +172,7 @@ def test_exit_hook_removes_what_this_process_let_go_last() -> None:
     q.put(bytes(BIG))
     q.put("small")
     prefix = q._shared.prefix
-    assert len(_names(prefix)) == 6  # ring, 4 semaphores, the big item
+    assert len(_names(prefix)) == 2  # the ring (with its lock and wait table), the big item
     shm.exit_hook()  # what runs at exit: lets go of every queue still attached
     assert _names(prefix) == set()
     assert q.qsize() == 2  # (the mapping stays usable to the end)

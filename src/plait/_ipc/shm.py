@@ -57,6 +57,7 @@ __all__ = [
     "family",
     "held",
     "let_go",
+    "my_tag",
     "new_prefix",
     "owner_alive",
     "owner_of",
@@ -113,6 +114,11 @@ def _my_tag() -> tuple[int, int]:
     if _me[0] != pid:  # first use, or a forked child
         _me = (pid, start_ticks(pid) or 0)
     return _me
+
+
+def my_tag() -> tuple[int, int]:
+    """``(pid, start)`` of the calling process (see :func:`start_ticks`)."""
+    return _my_tag()
 
 
 def new_prefix(kind: str) -> str:
