@@ -209,7 +209,17 @@ class SharedQueue:
             maxsize = self.maxsize
             spins = _SPIN if block and maxsize > 0 else 0
             while True:
-                self._acquire(None)
+                _enter()
+                rc = _trylock(self._addr)
+                if rc:
+                    try:
+                        self.lock._slow(rc, None if block else 0.0)
+                    except LockTimeout:
+                        _leave()
+                        raise Full from None
+                    except BaseException:
+                        _leave()
+                        raise
                 try:
                     pushed = (
                         not hdr[_CLOSED]
@@ -355,7 +365,17 @@ class SharedQueue:
 
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
         hdr = self.hdr
-        self._acquire(None)
+        _enter()
+        rc = _trylock(self._addr)
+        if rc:
+            try:
+                self.lock._slow(rc, _deadline(block, timeout))
+            except LockTimeout:
+                _leave()
+                raise Empty from None
+            except BaseException:
+                _leave()
+                raise
         try:
             if hdr[_COUNT]:
                 kind, payload = self.ring.pop()
