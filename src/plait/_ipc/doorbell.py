@@ -136,7 +136,7 @@ class _Bell:
         if room is not None:
             try:
                 room.deliver(record & 3, bool(record & _ALL))
-            except Exception:  # noqa: S110 - a broken object must not stop the bell
+            except Exception:  # a broken object must not stop the bell
                 pass
 
     def close(self) -> None:

@@ -137,7 +137,7 @@ def int_frame(value: int) -> bytes:
     return value.to_bytes(8, sys.byteorder, signed=True)
 
 
-def decode(kind: int, payload: bytes | memoryview) -> Any:
+def decode(kind: int, payload: Any) -> Any:
     """The object back from :func:`encode`'s output (unlinks a segment it reads)."""
     if kind == INLINE:
         return pickle.loads(payload)
