@@ -66,8 +66,8 @@ __all__ = [
 
 DIRECTIONS = 3  # a queue's getters, putters and joiners (other objects use what they need)
 SLOTS = 64  # processes that can wait on one object at the same time
-_W = 8  # words per slot: tag, room id, counts[DIRECTIONS], spare
-_TAG, _ROOM, _COUNT0 = 0, 1, 2
+_W = 8  # words per slot: tag, room id, counts[DIRECTIONS], family, spare
+_TAG, _ROOM, _COUNT0, _FAMILY = 0, 1, 2, 2 + DIRECTIONS
 _TOTALS = 8  # words before the first slot: totals[DIRECTIONS], next slot to ring, spare
 _NEXT = DIRECTIONS
 TABLE_WORDS = _TOTALS + SLOTS * _W
@@ -81,9 +81,10 @@ def _tag_of(pid: int, start: int) -> int:
     return pid << 40 | (start & _START_MASK)
 
 
-def bell_path(pid: int, start: int) -> str:
-    """Where process (``pid``, ``start``)'s doorbell lives."""
-    return f"{shm.SHM_DIR}/plait_bell_{pid}_{start & _START_MASK}"
+def bell_path(family: int, pid: int, start: int) -> str:
+    """Where process (``pid``, ``start``)'s doorbell lives: an owner-tagged name (see
+    ``shm``), so the sweep of dead owners' names removes a killed process's bell too."""
+    return f"{shm.SHM_DIR}/plait_bell_{family}_{pid}_{start & _START_MASK}_0_fifo"
 
 
 class _Bell:
@@ -92,7 +93,8 @@ class _Bell:
     def __init__(self) -> None:
         pid, start = shm.my_tag()
         self.tag = _tag_of(pid, start)
-        self.path = bell_path(pid, start)
+        self.family = int(shm.family())
+        self.path = bell_path(self.family, pid, start)
         try:
             os.unlink(self.path)  # a stale one of a dead process that had our pid and start
         except FileNotFoundError:
@@ -188,7 +190,7 @@ def _after_fork() -> None:
 os.register_at_fork(after_in_child=_after_fork)
 
 
-def _ring(tag: int, record: int) -> bool:
+def _ring(tag: int, family: int, record: int) -> bool:
     """Write one record to process ``tag``'s bell; ``False`` if that process is gone."""
     data = record.to_bytes(8, "little")
     for _attempt in range(2):
@@ -196,7 +198,7 @@ def _ring(tag: int, record: int) -> bool:
             fd = _writers.get(tag)
             if fd is None:
                 try:
-                    path = bell_path(tag >> 40, tag & _START_MASK)
+                    path = bell_path(family, tag >> 40, tag & _START_MASK)
                     fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
                 except OSError:
                     return False  # ENXIO: no reader -- the process died
@@ -218,6 +220,10 @@ def _ring(tag: int, record: int) -> bool:
 # -- the shared side: called with the object's shared lock held ----------------------------
 
 
+def _who(table: Any, base: int) -> int:
+    return int(table[base + _TAG])
+
+
 def _clear_slot(table: Any, base: int) -> None:
     for d in range(DIRECTIONS):
         table[d] -= table[base + _COUNT0 + d]
@@ -237,7 +243,7 @@ def wake(table: Any, d: int) -> bool:
             continue
         table[base + _COUNT0 + d] -= 1
         table[d] -= 1
-        if _ring(int(table[base + _TAG]), int(table[base + _ROOM]) << 3 | d):
+        if _ring(_who(table, base), int(table[base + _FAMILY]), int(table[base + _ROOM]) << 3 | d):
             table[_NEXT] = (i + 1) % SLOTS
             return True
         table[base + _COUNT0 + d] += 1
@@ -256,7 +262,8 @@ def wake_all(table: Any, d: int) -> None:
             continue
         table[base + _COUNT0 + d] = 0
         table[d] -= n
-        if not _ring(int(table[base + _TAG]), int(table[base + _ROOM]) << 3 | d | _ALL):
+        record = int(table[base + _ROOM]) << 3 | d | _ALL
+        if not _ring(_who(table, base), int(table[base + _FAMILY]), record):
             _clear_slot(table, base)
     table[d] = 0
 
@@ -270,7 +277,8 @@ def wake_everyone(table: Any) -> None:
         if not tag:
             continue
         room = int(table[base + _ROOM]) << 3 | _ALL
-        alive = all(_ring(tag, room | d) for d in range(DIRECTIONS))
+        family = int(table[base + _FAMILY])
+        alive = all(_ring(tag, family, room | d) for d in range(DIRECTIONS))
         if alive:
             for d in range(DIRECTIONS):
                 table[d] -= table[base + _COUNT0 + d]
@@ -337,6 +345,7 @@ class Room:
         for d in range(DIRECTIONS):
             table[base + _COUNT0 + d] = 0
         table[base + _ROOM] = self.id
+        table[base + _FAMILY] = self.bell.family
         table[base + _TAG] = tag
         self.slot = free
         return free
