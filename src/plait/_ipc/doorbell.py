@@ -8,7 +8,7 @@ only *who* waits::
 
     shared object's segment                     process P
     ───────────────────────                     ─────────
-    wait table: totals[3]                       doorbell: a FIFO /dev/shm/plait_bell_<pid>_<start>
+    wait table: totals[3]                       doorbell: abstract socket "plait-bell-<pid>-<start>"
       slot: P's tag, P's room id,  ──ring──►    one watcher thread reads it (8-byte records)
             parked count per direction            └► room(id).queues[d].pop().wake()
                                                       (the strand retries its operation)
@@ -28,13 +28,15 @@ Protocol (the object's own shared lock held on both sides, see ``robust.RobustLo
   there is none left, a ring is on its way to the process, and its watcher passes it on. A
   waiter woken and then cancelled passes its ring on too. So a wake-up is never lost.
 
-Dead processes. A ring to a process that died fails at once (``ENXIO``/``EPIPE``): its slot
+Dead processes. A ring to a process that died fails at once (connection refused, or
+``EPIPE`` on a connection made earlier): its slot
 is cleared, its counts leave the totals, and the ring goes to the next process. A process
 killed *inside* the lock may have taken an announcement without ringing: the lock's repair
 calls :func:`wake_everyone`, and every live process's waiters on the object look again.
 
-A process's bell is made on its first wait on a shared object; the bell goes at exit, and a
-killed process's bell is removed by the next sweep (``shm.sweep_dead``).
+A process's bell is made on its first wait on a shared object and goes when its last room
+does (the object collected). It is a Linux abstract-namespace socket: no file, so nothing is
+left behind by a killed process. Ringers keep one connection per process they ring.
 
 More than :data:`SLOTS` processes waiting on one object at once: the process without a slot
 parks with a short timeout and looks again (documented fallback, never a lost wake-up).
@@ -42,9 +44,9 @@ parks with a short timeout and looks again (documented fallback, never a lost wa
 
 from __future__ import annotations
 
-import atexit
-import errno
 import os
+import selectors
+import socket
 import threading
 import weakref
 from typing import Any
@@ -57,7 +59,7 @@ __all__ = [
     "SLOTS",
     "TABLE_BYTES",
     "Room",
-    "bell_path",
+    "bell_address",
     "waiting",
     "wake",
     "wake_all",
@@ -66,8 +68,8 @@ __all__ = [
 
 DIRECTIONS = 3  # a queue's getters, putters and joiners (other objects use what they need)
 SLOTS = 64  # processes that can wait on one object at the same time
-_W = 8  # words per slot: tag, room id, counts[DIRECTIONS], family, spare
-_TAG, _ROOM, _COUNT0, _FAMILY = 0, 1, 2, 2 + DIRECTIONS
+_W = 8  # words per slot: tag, room id, counts[DIRECTIONS], spare
+_TAG, _ROOM, _COUNT0 = 0, 1, 2
 _TOTALS = 8  # words before the first slot: totals[DIRECTIONS], next slot to ring, spare
 _NEXT = DIRECTIONS
 TABLE_WORDS = _TOTALS + SLOTS * _W
@@ -81,56 +83,82 @@ def _tag_of(pid: int, start: int) -> int:
     return pid << 40 | (start & _START_MASK)
 
 
-def bell_path(family: int, pid: int, start: int) -> str:
-    """Where process (``pid``, ``start``)'s doorbell lives: an owner-tagged name (see
-    ``shm``), so the sweep of dead owners' names removes a killed process's bell too."""
-    return f"{shm.SHM_DIR}/plait_bell_{family}_{pid}_{start & _START_MASK}_0_fifo"
+def bell_address(pid: int, start: int) -> str:
+    """Process (``pid``, ``start``)'s doorbell: a Linux abstract socket address (no file:
+    it vanishes with the process, even a killed one)."""
+    return f"\0plait-bell-{pid}-{start & _START_MASK}"
 
 
 class _Bell:
-    """This process's doorbell: a FIFO read by one watcher thread; the rooms it serves."""
+    """This process's doorbell: a listening socket read by one watcher thread; the rooms it
+    serves."""
 
     def __init__(self) -> None:
         pid, start = shm.my_tag()
         self.tag = _tag_of(pid, start)
-        self.family = int(shm.family())
-        self.path = bell_path(self.family, pid, start)
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            os.unlink(self.path)  # a stale one of a dead process that had our pid and start
-        except FileNotFoundError:
-            pass
-        os.mkfifo(self.path, 0o600)
-        # O_RDWR: the FIFO always has a reader and a writer while we live, so a ringer's
-        # open never blocks, and our reads never see end-of-file.
-        self.fd = os.open(self.path, os.O_RDWR)
+            self.listener.bind(bell_address(pid, start))
+            self.listener.listen(128)
+        except BaseException:
+            self.listener.close()
+            raise
+        self.stop_r, self.stop_w = os.pipe()
         self.rooms: weakref.WeakValueDictionary[int, Room] = weakref.WeakValueDictionary()
+        # (the watcher reads ``rooms`` without a lock: a WeakValueDictionary ``get`` is safe)
         self.next_id = 1
-        self.lock = threading.Lock()
         self.thread = threading.Thread(target=self._watch, name="plait-doorbell", daemon=True)
         self.thread.start()
 
     def register(self, room: Room) -> int:
-        with self.lock:
-            rid = self.next_id
-            self.next_id += 1
-            self.rooms[rid] = room
+        """(``_bell_lock`` held) Serve ``room``; its id."""
+        rid = self.next_id
+        self.next_id += 1
+        self.rooms[rid] = room
+        weakref.finalize(room, _forget, self, rid)
         return rid
 
     def _watch(self) -> None:
-        fd = self.fd
-        pending = b""
-        while True:
-            try:
-                data = os.read(fd, 8192)
-            except OSError:
-                return  # closed at exit
-            if not data:
-                return
-            pending += data
-            usable = len(pending) - len(pending) % 8
-            for i in range(0, usable, 8):
-                self._deliver(int.from_bytes(pending[i : i + 8], "little"))
-            pending = pending[usable:]
+        sel = selectors.DefaultSelector()
+        sel.register(self.listener, selectors.EVENT_READ, None)
+        sel.register(self.stop_r, selectors.EVENT_READ, None)
+        pending: dict[socket.socket, bytes] = {}
+        try:
+            while True:
+                for key, _ in sel.select():
+                    obj = key.fileobj
+                    if obj == self.stop_r:
+                        return
+                    if obj is self.listener:
+                        try:
+                            conn, _addr = self.listener.accept()
+                        except OSError:
+                            continue
+                        sel.register(conn, selectors.EVENT_READ, None)
+                        pending[conn] = b""
+                        continue
+                    assert isinstance(obj, socket.socket)
+                    try:
+                        data = obj.recv(8192)
+                    except OSError:
+                        data = b""
+                    if not data:  # that ringer is gone (a partial record goes with it)
+                        sel.unregister(obj)
+                        obj.close()
+                        del pending[obj]
+                        continue
+                    data = pending[obj] + data
+                    usable = len(data) - len(data) % 8
+                    for i in range(0, usable, 8):
+                        self._deliver(int.from_bytes(data[i : i + 8], "little"))
+                    pending[obj] = data[usable:]
+        finally:
+            for conn in pending:
+                conn.close()
+            sel.close()
+            self.listener.close()
+            os.close(self.stop_r)
+            os.close(self.stop_w)
 
     def _deliver(self, record: int) -> None:
         # (a function of its own: the watcher's frame must not keep a room alive)
@@ -142,78 +170,79 @@ class _Bell:
                 pass
 
     def close(self) -> None:
+        """Stop the watcher; the address goes with the listening socket."""
         try:
-            os.unlink(self.path)
-        except FileNotFoundError:
+            os.write(self.stop_w, b"x")
+        except OSError:
             pass
 
 
 _bell: _Bell | None = None
 _bell_lock = threading.Lock()
-_writers: dict[int, int] = {}  # tag -> an open write end of that process's bell
+_writers: dict[int, socket.socket] = {}  # tag -> a connection to that process's bell
 _writers_lock = threading.Lock()
 
 
-def _my_bell() -> _Bell:
+def _attach(room: Room) -> tuple[_Bell, int]:
+    """This process's bell (made on first use) and ``room``'s id in it."""
     global _bell
-    b = _bell
-    if b is None:
-        with _bell_lock:
-            b = _bell
-            if b is None:
-                b = _bell = _Bell()
-    return b
+    with _bell_lock:
+        b = _bell
+        if b is None:
+            b = _bell = _Bell()
+        return b, b.register(room)
 
 
-def _close_bell() -> None:
-    b = _bell
-    if b is not None and b.tag == _tag_of(*shm.my_tag()):
-        b.close()
-
-
-atexit.register(_close_bell)
+def _forget(bell: _Bell, rid: int) -> None:
+    """A room was collected; the last one takes the bell with it (a process that no longer
+    waits on anything shared keeps no socket and no thread)."""
+    global _bell
+    with _bell_lock:
+        bell.rooms.pop(rid, None)
+        if bell.rooms or _bell is not bell:
+            return
+        _bell = None
+    bell.close()
 
 
 def _after_fork() -> None:
     global _bell, _bell_lock, _writers_lock
-    _bell = None  # the parent's bell and watcher are the parent's
-    _bell_lock = threading.Lock()
+    _bell = None  # the parent's bell and watcher are the parent's (its sockets are
+    _bell_lock = threading.Lock()  # not inheritable, so nothing of them is left here)
     _writers_lock = threading.Lock()
-    for fd in _writers.values():
-        try:
-            os.close(fd)
-        except OSError:
-            pass
+    for conn in _writers.values():
+        conn.close()
     _writers.clear()
 
 
 os.register_at_fork(after_in_child=_after_fork)
 
 
-def _ring(tag: int, family: int, record: int) -> bool:
-    """Write one record to process ``tag``'s bell; ``False`` if that process is gone."""
+def _ring(tag: int, record: int) -> bool:
+    """Send one record to process ``tag``'s bell; ``False`` if that process is gone."""
     data = record.to_bytes(8, "little")
-    for _attempt in range(2):
-        with _writers_lock:
-            fd = _writers.get(tag)
-            if fd is None:
+    with _writers_lock:
+        for _attempt in range(2):
+            conn = _writers.get(tag)
+            if conn is None:
+                conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
                 try:
-                    path = bell_path(family, tag >> 40, tag & _START_MASK)
-                    fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
-                except OSError:
-                    return False  # ENXIO: no reader -- the process died
-                _writers[tag] = fd
+                    conn.connect(bell_address(tag >> 40, tag & _START_MASK))
+                except OSError:  # refused, or no such address: the process is gone
+                    conn.close()
+                    return False
+                conn.setblocking(False)
+                _writers[tag] = conn
             try:
-                os.write(fd, data)
+                conn.send(data)
                 return True
             except BlockingIOError:
-                return True  # 8192 records unread: the watcher is far behind, not gone
-            except OSError as e:
+                return True  # 200 KB of records unread: its watcher is far behind, not gone
+            except OSError:
+                # that bell closed: the process died, or stopped waiting on shared objects
+                # (and may have a new bell by now): connect once more
                 del _writers[tag]
-                os.close(fd)
-                if e.errno != errno.EPIPE:
-                    continue  # a stale descriptor: open again once
-                return False
+                conn.close()
     return False
 
 
@@ -243,7 +272,7 @@ def wake(table: Any, d: int) -> bool:
             continue
         table[base + _COUNT0 + d] -= 1
         table[d] -= 1
-        if _ring(_who(table, base), int(table[base + _FAMILY]), int(table[base + _ROOM]) << 3 | d):
+        if _ring(_who(table, base), int(table[base + _ROOM]) << 3 | d):
             table[_NEXT] = (i + 1) % SLOTS
             return True
         table[base + _COUNT0 + d] += 1
@@ -263,7 +292,7 @@ def wake_all(table: Any, d: int) -> None:
         table[base + _COUNT0 + d] = 0
         table[d] -= n
         record = int(table[base + _ROOM]) << 3 | d | _ALL
-        if not _ring(_who(table, base), int(table[base + _FAMILY]), record):
+        if not _ring(_who(table, base), record):
             _clear_slot(table, base)
     table[d] = 0
 
@@ -277,8 +306,7 @@ def wake_everyone(table: Any) -> None:
         if not tag:
             continue
         room = int(table[base + _ROOM]) << 3 | _ALL
-        family = int(table[base + _FAMILY])
-        alive = all(_ring(tag, family, room | d) for d in range(DIRECTIONS))
+        alive = all(_ring(tag, room | d) for d in range(DIRECTIONS))
         if alive:
             for d in range(DIRECTIONS):
                 table[d] -= table[base + _COUNT0 + d]
@@ -307,8 +335,7 @@ class Room:
         self.lock = lock
         self.mutex = new_mutex()
         self.queues = [WaitQueue(self.mutex) for _ in range(DIRECTIONS)]
-        self.bell = _my_bell()
-        self.id = self.bell.register(self)
+        self.bell, self.id = _attach(self)
         self.slot = -1
 
     # -- with the shared lock held --
@@ -326,9 +353,14 @@ class Room:
         for i in range(SLOTS):
             base = _TOTALS + i * _W
             t = int(table[base + _TAG])
-            if t == tag and table[base + _ROOM] == self.id:
-                self.slot = i
-                return i
+            if t == tag:
+                rid = int(table[base + _ROOM])
+                if rid == self.id:
+                    self.slot = i
+                    return i
+                if rid not in self.bell.rooms:  # a room of ours that is gone
+                    _clear_slot(table, base)
+                    t = 0
             if t == 0 and free < 0:
                 free = i
         if free < 0:  # full: reclaim the slot of a process that is gone
@@ -345,7 +377,6 @@ class Room:
         for d in range(DIRECTIONS):
             table[base + _COUNT0 + d] = 0
         table[base + _ROOM] = self.id
-        table[base + _FAMILY] = self.bell.family
         table[base + _TAG] = tag
         self.slot = free
         return free

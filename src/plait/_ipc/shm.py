@@ -33,9 +33,8 @@ Lifetime rules:
 * If every holder was killed, :func:`sweep_dead` -- run when the next plait program starts
   (:func:`sweep_at_start`), by the next promotion in any plait process, and at exit --
   removes every name under a prefix whose owner is dead and whose anchor segment no live
-  process holds (a killed process's doorbell, ``plait_bell_...``, too). A live owner's
-  names are never touched (it may be creating them right now), nor are names a live
-  process still holds.
+  process holds. A live owner's names are never touched (it may be creating them right
+  now), nor are names a live process still holds.
 """
 
 from __future__ import annotations
