@@ -90,6 +90,8 @@ _decode = transport.decode
 _monotonic = time.monotonic
 _enter = _safepoint.enter
 _leave = _safepoint.leave
+_sp_state = _safepoint._state
+_get_ident = threading.get_ident
 _trylock = robust._trylock
 _unlock = robust._unlock
 _wake = doorbell.wake
@@ -208,9 +210,13 @@ class SharedQueue:
             hdr = self.hdr
             maxsize = self.maxsize
             spins = _SPIN if block and maxsize > 0 else 0
+            addr = self._addr
             while True:
-                _enter()
-                rc = _trylock(self._addr)
+                # (safepoint.enter/leave, inlined: this is the hot path)
+                main = _get_ident() == _safepoint._main_ident
+                if main:
+                    _sp_state.depth += 1
+                rc = _trylock(addr)
                 if rc:
                     try:
                         self.lock._slow(rc, None if block else 0.0)
@@ -231,7 +237,12 @@ class SharedQueue:
                         if self.waits[GET]:
                             _wake(self.waits, GET)
                 finally:
-                    self._release()
+                    _unlock(addr)
+                    if main:
+                        _sp_state.depth -= 1
+                        if _sp_state.pending is not None and not _sp_state.depth:
+                            _sp_state.depth = 1
+                            _leave()  # raises the cancellation deferred meanwhile
                 if pushed:
                     if hooks.active:
                         hooks.sent(current_strand(), self, item)
@@ -365,8 +376,11 @@ class SharedQueue:
 
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
         hdr = self.hdr
-        _enter()
-        rc = _trylock(self._addr)
+        addr = self._addr
+        main = _get_ident() == _safepoint._main_ident  # (safepoint.enter, inlined)
+        if main:
+            _sp_state.depth += 1
+        rc = _trylock(addr)
         if rc:
             try:
                 self.lock._slow(rc, _deadline(block, timeout))
@@ -384,7 +398,12 @@ class SharedQueue:
             else:
                 kind = -1
         finally:
-            self._release()
+            _unlock(addr)
+            if main:  # (safepoint.leave, inlined)
+                _sp_state.depth -= 1
+                if _sp_state.pending is not None and not _sp_state.depth:
+                    _sp_state.depth = 1
+                    _leave()  # raises the cancellation deferred meanwhile
         if kind < 0:
             if block:  # an item is often a few microseconds away: look before sleeping
                 for _ in range(_SPIN):
