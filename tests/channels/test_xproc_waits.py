@@ -226,3 +226,34 @@ def test_a_process_killed_holding_the_lock_does_not_wedge_the_queue() -> None:
     with pytest.raises(plait.Empty):
         q.get_nowait()
     assert time.monotonic() - t0 < 5
+
+
+def test_a_process_without_a_slot_in_a_full_wait_table_still_waits_right() -> None:
+    from plait._ipc import doorbell, shm
+
+    q: Queue[Any] = Queue()
+    backend = _share(q)
+    ppid = os.getppid()
+    start = shm.start_ticks(ppid)
+    assert start is not None and start >= 0
+    table = backend.waits
+    with backend.lock:  # every slot taken by a live process (our parent)
+        for i in range(doorbell.SLOTS):
+            base = doorbell._TOTALS + i * doorbell._W
+            table[base + doorbell._TAG] = ppid << 40 | start
+            table[base + doorbell._ROOM] = 10_000 + i
+    t0 = time.monotonic()
+    with pytest.raises(plait.Empty):
+        q.get(timeout=0.2)
+    assert time.monotonic() - t0 < 5
+    got: list[Any] = []
+    t = threading.Thread(target=lambda: got.append(q.get(timeout=WAIT_S)))
+    t.start()
+    wait_parked(on=backend, count=1, timeout=WAIT_S)
+    q.put("found by looking again")
+    t.join(WAIT_S)
+    assert got == ["found by looking again"]
+    with backend.lock:
+        for i in range(doorbell.SLOTS):
+            base = doorbell._TOTALS + i * doorbell._W
+            table[base + doorbell._TAG] = table[base + doorbell._ROOM] = 0

@@ -132,7 +132,8 @@ class _Bell:
                     if obj is self.listener:
                         try:
                             conn, _addr = self.listener.accept()
-                        except OSError:
+                        except OSError:  # (closed: the stop record is on its way)
+                            sel.unregister(obj)
                             continue
                         sel.register(conn, selectors.EVENT_READ, None)
                         pending[conn] = b""
@@ -170,7 +171,8 @@ class _Bell:
                 pass
 
     def close(self) -> None:
-        """Stop the watcher; the address goes with the listening socket."""
+        """Free the address now (a new bell may bind it at once) and stop the watcher."""
+        self.listener.close()
         try:
             os.write(self.stop_w, b"x")
         except OSError:
@@ -426,30 +428,28 @@ class Room:
     def park(self, waiter: Waiter, d: int, timeout: float | None) -> bool:
         """Park the calling thread; ``True`` if a ring woke it (it then tries again)."""
         handed: list[bool] = []
-        if waiter.data:
-            timeout = _NO_SLOT_RECHECK if timeout is None else min(timeout, _NO_SLOT_RECHECK)
+        capped = bool(waiter.data) and (timeout is None or timeout > _NO_SLOT_RECHECK)
         try:
-            woken = park(waiter, timeout, handed.append)
+            woken = park(waiter, _NO_SLOT_RECHECK if capped else timeout, handed.append)
         except BaseException:
             self._settle(waiter, d, handed)
             raise
         if not woken:
             self._settle(waiter, d, handed)
-        return woken or bool(waiter.data)
+        return woken or capped  # (no slot: look again, as if rung)
 
     async def async_park(self, waiter: Waiter, d: int, timeout: float | None) -> bool:
         """Park the calling coroutine; ``True`` if a ring woke it (it then tries again)."""
         handed: list[bool] = []
-        if waiter.data:
-            timeout = _NO_SLOT_RECHECK if timeout is None else min(timeout, _NO_SLOT_RECHECK)
+        capped = bool(waiter.data) and (timeout is None or timeout > _NO_SLOT_RECHECK)
         try:
-            woken = await async_park(waiter, timeout, handed.append)
+            woken = await async_park(waiter, _NO_SLOT_RECHECK if capped else timeout, handed.append)
         except BaseException:
             self._settle(waiter, d, handed)
             raise
         if not woken:
             self._settle(waiter, d, handed)
-        return woken or bool(waiter.data)
+        return woken or capped  # (no slot: look again, as if rung)
 
     def deliver(self, d: int, everyone: bool) -> None:
         """A ring arrived (the watcher thread): wake one local waiter, or pass it on."""
