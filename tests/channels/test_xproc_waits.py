@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 import plait
-from plait._channels import Queue
+from plait._channels import LifoQueue, Queue
 from plait._ipc.context import get_context
 from plait.testing import wait_parked
 
@@ -257,3 +257,16 @@ def test_a_process_without_a_slot_in_a_full_wait_table_still_waits_right() -> No
         for i in range(doorbell.SLOTS):
             base = doorbell._TOTALS + i * doorbell._W
             table[base + doorbell._TAG] = table[base + doorbell._ROOM] = 0
+
+
+def test_a_lifo_queue_whose_holder_died_is_broken_for_everyone() -> None:
+    q: LifoQueue[Any] = LifoQueue()
+    _share(q)
+    q.put("x")
+    p = _ctx().Process(target=die_holding_the_lock, args=(q,))
+    p.start()
+    p.join(WAIT_S)
+    assert p.exitcode == -signal.SIGKILL
+    for call in (lambda: q.get(timeout=1), lambda: q.put("y"), q.get_nowait):
+        with pytest.raises(plait.BrokenResourceError, match="cannot be repaired|broken"):
+            call()

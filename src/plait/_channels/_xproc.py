@@ -83,6 +83,7 @@ _INLINE = transport.INLINE
 _INT = transport.INT
 _INT_MIN, _INT_MAX = transport.INT_MIN, transport.INT_MAX
 _SPIN = 300
+_BROKEN = 2  # CLOSED's value once a holder's death left the queue beyond repair
 _RING_WAIT = 0.02  # how long a big frame waits for ring space before it spills
 _dumps = pickle.dumps
 _loads = pickle.loads
@@ -158,14 +159,29 @@ class SharedQueue:
         return room
 
     def _repair(self) -> None:
-        """The lock's holder died inside (we hold it now): make the state whole again."""
-        if self.order != FIFO:
-            raise BrokenResourceError(
-                f"{self!r} is broken: a process died while changing it (a LIFO or priority "
-                "queue's store cannot be repaired); make a new one"
-            )
-        self.ring.repair()
+        """The lock's holder died inside (we hold it now): make the state whole again, or
+        mark the queue broken (``CLOSED`` = :data:`_BROKEN`, nothing to take: every later
+        call raises :class:`BrokenResourceError`); either way every waiter looks again."""
+        hdr = self.hdr
+        try:
+            if self.order != FIFO:
+                raise BrokenResourceError("a LIFO or priority queue's store cannot be repaired")
+            self.ring.repair()
+        except BrokenResourceError:
+            hdr[_CLOSED] = _BROKEN
+            hdr[_COUNT] = 0
         doorbell.wake_everyone(self.waits)
+
+    def _closed(self, op: str) -> BaseException:
+        """The error for ``op`` on a closed (or broken) queue."""
+        if self.hdr[_CLOSED] == _BROKEN:
+            return BrokenResourceError(
+                f"{self!r} is broken: a process died while changing it and its state could "
+                "not be repaired (a LIFO or priority queue's store never is); make a new one"
+            )
+        if op == "get":
+            return ClosedError("get() on a closed, drained queue")
+        return ClosedError("put() on a closed queue")
 
     def _acquire(self, deadline: float | None) -> None:
         """Take the lock (a safe-point section until ``_release``)."""
@@ -293,7 +309,7 @@ class SharedQueue:
         park; ``(None, False)`` to spill the frame and try again."""
         hdr = self.hdr
         if hdr[_CLOSED]:
-            raise ClosedError("put() on a closed queue")
+            raise self._closed("put")
         room = self.maxsize <= 0 or hdr[_COUNT] < self.maxsize
         if room and self._push(kind, payload, item):
             return None, True
@@ -425,7 +441,7 @@ class SharedQueue:
         if hdr[_COUNT]:
             return self._take(), None
         if hdr[_CLOSED]:
-            raise ClosedError("get() on a closed, drained queue")
+            raise self._closed("get")
         if deadline == 0.0:
             raise Empty
         return None, self.room.enqueue(GET, self, coroutine)

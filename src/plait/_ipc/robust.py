@@ -9,9 +9,10 @@ taken for ever when its holder is killed inside; this lock is a ``pthread`` mute
   acquisition) and, when the holder dies, hands the mutex to the next acquirer with
   ``EOWNERDEAD``;
 * that acquirer runs the object's ``repair`` (which makes the state consistent again, see
-  ``_channels/_xproc``) and marks the mutex consistent; a ``repair`` that fails leaves the
-  mutex *not recoverable*, and every later acquisition raises
-  :class:`~plait.BrokenResourceError`.
+  ``_channels/_xproc``) and marks the mutex consistent. An object that cannot be repaired
+  should mark itself broken in its own memory and return (so that every later caller sees
+  it: glibc tells only the next acquirer that a mutex is not recoverable); a ``repair`` that
+  raises leaves the mutex not recoverable, and that acquirer gets the error.
 
 Waiting for it honours a deadline and the calling strand's cancel scopes: it is taken in
 slices (the GIL released), with the strand's cancellation checked between them. The lock is
