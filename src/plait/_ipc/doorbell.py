@@ -44,6 +44,7 @@ parks with a short timeout and looks again (documented fallback, never a lost wa
 
 from __future__ import annotations
 
+import atexit
 import os
 import selectors
 import socket
@@ -76,6 +77,7 @@ TABLE_WORDS = _TOTALS + SLOTS * _W
 TABLE_BYTES = TABLE_WORDS * 8
 _ALL = 4  # a record's flag: wake every waiter of the direction (close, repair)
 _NO_SLOT_RECHECK = 0.01  # the no-slot fallback's look-again period
+_MAX_WRITERS = 256  # connections to other processes' bells kept open at most
 _START_MASK = (1 << 40) - 1
 
 
@@ -207,14 +209,26 @@ def _forget(bell: _Bell, rid: int) -> None:
     bell.close()
 
 
+def _close_writers() -> None:
+    for conn in _writers.values():
+        conn.close()
+    _writers.clear()
+
+
+def _at_exit() -> None:
+    with _writers_lock:
+        _close_writers()
+
+
+atexit.register(_at_exit)
+
+
 def _after_fork() -> None:
     global _bell, _bell_lock, _writers_lock
     _bell = None  # the parent's bell and watcher are the parent's (its sockets are
     _bell_lock = threading.Lock()  # not inheritable, so nothing of them is left here)
     _writers_lock = threading.Lock()
-    for conn in _writers.values():
-        conn.close()
-    _writers.clear()
+    _close_writers()
 
 
 os.register_at_fork(after_in_child=_after_fork)
@@ -227,6 +241,8 @@ def _ring(tag: int, record: int) -> bool:
         for _attempt in range(2):
             conn = _writers.get(tag)
             if conn is None:
+                if len(_writers) >= _MAX_WRITERS:  # mostly processes gone by now: start over
+                    _close_writers()
                 conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
                 try:
                     conn.connect(bell_address(tag >> 40, tag & _START_MASK))
