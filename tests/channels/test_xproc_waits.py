@@ -270,3 +270,14 @@ def test_a_lifo_queue_whose_holder_died_is_broken_for_everyone() -> None:
     for call in (lambda: q.get(timeout=1), lambda: q.put("y"), q.get_nowait):
         with pytest.raises(plait.BrokenResourceError, match="cannot be repaired|broken"):
             call()
+
+
+@pytest.mark.skipif(bool(os.environ.get("PLAIT_NO_SPEEDUPS")), reason="accelerators off")
+def test_the_robust_lock_runs_on_its_c_module_where_it_is_built() -> None:
+    import importlib.util
+
+    from plait._ipc import robust
+
+    if importlib.util.find_spec("plait._ipc._robust") is None:
+        pytest.skip("plait._ipc._robust was not built here (no compiler): ctypes is used")
+    assert robust._lib.__name__ == "plait._ipc._robust"

@@ -19,14 +19,15 @@ slices (the GIL released), with the strand's cancellation checked between them. 
 held only by plait's own code, for microseconds, so a slice is rarely needed at all.
 
 Uncontended, ``acquire`` and ``release`` are one C call each (``plait._ipc._robust``); where
-that extension is not built the same glibc functions are called through ``ctypes`` on the
-same memory, so processes with and without it share a lock.
+that extension is not built (or ``PLAIT_NO_SPEEDUPS=1``) the same glibc functions are called
+through ``ctypes`` on the same memory, so processes with and without it share a lock.
 """
 
 from __future__ import annotations
 
 import ctypes
 import errno
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -52,6 +53,8 @@ class LockTimeout(Exception):
 
 
 def _native() -> Any:
+    if os.environ.get("PLAIT_NO_SPEEDUPS"):  # (as for plait._speedups)
+        return _CtypesRobust()
     try:
         from plait._ipc import _robust  # type: ignore[attr-defined]
     except ImportError:
