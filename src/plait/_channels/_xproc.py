@@ -143,6 +143,8 @@ class SharedQueue:
             shm.let_go(prefix, self.segment)
             raise
         self._addr = self.lock.addr
+        self._pop = self.ring.pop  # (bound once: the hot paths call them)
+        self._ring_push = self.ring.push
         self.hdr = self.ring.hdr
         self._room: Room | None = None
         if create:
@@ -221,7 +223,10 @@ class SharedQueue:
         return _INLINE, payload, None
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
-        kind, payload, seg = self._encode(item)
+        if type(item) is int and _INT_MIN <= item <= _INT_MAX:  # (the commonest: no call)
+            kind, payload, seg = _INT, item, None
+        else:
+            kind, payload, seg = self._encode(item)
         if seg is None and timeout is None:  # fast path: room in the ring, no waiting
             hdr = self.hdr
             maxsize = self.maxsize
@@ -246,7 +251,7 @@ class SharedQueue:
                     pushed = (
                         not hdr[_CLOSED]
                         and (maxsize <= 0 or hdr[_COUNT] < maxsize)
-                        and self.ring.push(kind, payload)
+                        and self._ring_push(kind, payload)
                     )
                     if pushed:
                         hdr[_UNFINISHED] += 1
@@ -408,7 +413,7 @@ class SharedQueue:
                 raise
         try:
             if hdr[_COUNT]:
-                kind, payload = self.ring.pop()
+                kind, payload = self._pop()
                 if self.waits[PUT]:
                     _wake(self.waits, PUT)
             else:
