@@ -17,7 +17,12 @@ _wanted = platform.python_implementation() == "CPython" and not sysconfig.get_co
 )
 
 setup(
-    ext_modules=[Extension("plait._speedups", ["src/plait/_speedups.c"], optional=True)]
+    ext_modules=[
+        Extension("plait._speedups", ["src/plait/_speedups.c"], optional=True),
+        # the robust process-shared mutex of shared queues (fallback: the same calls
+        # through ctypes, see plait/_ipc/robust.py)
+        Extension("plait._ipc._robust", ["src/plait/_ipc/_robust.c"], optional=True),
+    ]
     if _wanted
     else [],
 )

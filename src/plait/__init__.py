@@ -298,3 +298,9 @@ class _PlaitModule(_types.ModuleType):
 
 
 _sys.modules[__name__].__class__ = _PlaitModule
+# /dev/shm left by killed plait processes of this user goes when the next plait program
+# starts (issue 18 point 6; cheap: one listing, see plait._ipc.shm.sweep_at_start).
+from plait._ipc import shm as _shm  # noqa: E402
+
+_shm.sweep_at_start()
+del _shm

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import pickle
+import struct
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 
+import plait
 from plait._channels import Connection, Pipe
 from plait._errors import SerializationError
 from plait._ipc.context import get_context
@@ -147,3 +153,143 @@ def test_statistics() -> None:
     a.close()
     b.close()
     assert b.statistics().closed
+
+
+# -- waits that end (issue 11 points 3 and 4, issue 18 point 4) --------------------------------
+
+
+def test_recv_takes_a_timeout() -> None:
+    a, b = Pipe()
+    t0 = time.monotonic()
+    with pytest.raises(TimeoutError):
+        b.recv(timeout=0.2)
+    assert 0.15 < time.monotonic() - t0 < 5
+    a.send("late")
+    assert b.recv(timeout=5) == "late"
+    with pytest.raises(TypeError):
+        b.recv(timeout="1")  # type: ignore[arg-type]
+    a.close()
+    b.close()
+
+
+def test_a_thread_blocked_in_recv_sees_move_on_after_and_tg_cancel() -> None:
+    a, b = Pipe()
+    t0 = time.monotonic()
+    with plait.move_on_after(0.2) as scope:
+        b.recv()
+    assert scope.cancelled_caught and time.monotonic() - t0 < 5
+    started = threading.Event()
+
+    def blocked() -> None:
+        started.set()
+        b.recv()
+
+    t0 = time.monotonic()
+    with plait.TaskGroup() as tg:
+        tg.spawn(blocked, on="thread")
+        assert started.wait(5)
+        tg.cancel()
+    assert time.monotonic() - t0 < 5
+    a.send("still in order")
+    assert b.recv(timeout=5) == "still in order"
+    a.close()
+    b.close()
+
+
+def _header(n: int) -> bytes:
+    return struct.pack("!i", n)
+
+
+async def test_async_recv_never_blocks_the_loop_on_a_partly_written_message() -> None:
+    a, b = Pipe()
+    message = b"m" * 1000
+    os.write(a.fileno(), _header(len(message)) + message[:10])  # and then nothing, for now
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.01)
+
+    tick = asyncio.create_task(ticker())
+    recv = asyncio.create_task(b.async_recv_bytes())
+    await asyncio.sleep(0.3)
+    assert not recv.done()
+    assert ticks >= 5  # the loop went on while the message was incomplete
+    os.write(a.fileno(), message[10:])
+    assert await asyncio.wait_for(recv, 5) == message
+    tick.cancel()
+    a.close()
+    b.close()
+
+
+async def test_a_reader_cancelled_mid_message_leaves_it_whole_for_the_next() -> None:
+    a, b = Pipe()
+    first = pickle.dumps(("first", b"z" * 5000))
+    os.write(a.fileno(), _header(len(first)) + first[:100])
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(b.async_recv(), 0.2)
+    os.write(a.fileno(), first[100:])
+    a.send("second")
+    assert await asyncio.wait_for(b.async_recv(), 5) == ("first", b"z" * 5000)
+    assert b.recv(timeout=5) == "second"  # and a thread-side reader continues the stream
+    a.close()
+    b.close()
+
+
+def test_a_thread_timed_out_mid_message_leaves_it_whole_for_the_next() -> None:
+    a, b = Pipe()
+    first = pickle.dumps(list(range(1000)))
+    os.write(a.fileno(), _header(len(first)) + first[:7])
+    with pytest.raises(TimeoutError):
+        b.recv(timeout=0.2)
+    os.write(a.fileno(), first[7:])
+    assert b.recv(timeout=5) == list(range(1000))
+    a.close()
+    b.close()
+
+
+async def test_a_cancelled_large_send_that_began_is_delivered_and_reported_sent() -> None:
+    a, b = Pipe()
+    payload = b"p" * (4 * 1024 * 1024)  # far more than the pipe holds: the send blocks
+    sent: list[bool] = []
+
+    async def sender() -> None:
+        await a.async_send_bytes(payload)
+        sent.append(True)
+        await asyncio.sleep(0)  # the cancellation is seen here
+
+    task = asyncio.create_task(sender())
+    while not b.poll(0):  # it began: bytes are in the pipe
+        await asyncio.sleep(0.005)
+    task.cancel()
+    got = await asyncio.wait_for(asyncio.to_thread(b.recv_bytes), 10)
+    assert got == payload
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 5)
+    assert sent == [True]  # reported as sent
+    assert not b.poll(0.05)  # and sent once
+    a.close()
+    b.close()
+
+
+async def test_a_cancelled_large_send_that_never_began_is_not_delivered() -> None:
+    a, b = Pipe()
+    loop = asyncio.get_running_loop()
+    loop.set_default_executor(ThreadPoolExecutor(max_workers=1))
+    hold = threading.Event()
+    busy = loop.run_in_executor(None, hold.wait, 10)  # the only worker is taken
+    task = asyncio.create_task(a.async_send_bytes(b"q" * (1024 * 1024)))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 5)
+    hold.set()
+    await busy
+    await loop.run_in_executor(None, lambda: None)  # the worker has run the called-off send
+    assert not b.poll(0.05)
+    a.send("next")
+    assert b.recv(timeout=5) == "next"
+    a.close()
+    b.close()

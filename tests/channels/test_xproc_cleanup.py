@@ -7,6 +7,8 @@ import gc
 import os
 import pickle
 import signal
+import subprocess
+import sys
 import threading
 from typing import Any
 
@@ -90,7 +92,7 @@ def test_sigkilled_owner_and_holder_leave_nothing_after_the_next_promotion() -> 
         prefix, holder_pid = mine.recv()
         names = _names(prefix)
         assert any(n.endswith("_ring") for n in names)
-        assert sum(n.startswith("sem.") for n in names) == 4
+        assert not any(n.startswith("sem.") for n in names)  # one segment: lock and waits inside
         assert any(n.startswith(prefix + str(p.pid) + "_") for n in names)  # the big item
         _, _, owner_pid, _ = shm.owner_of(prefix)  # type: ignore[misc]
         assert owner_pid == p.pid
@@ -172,7 +174,7 @@ def test_exit_hook_removes_what_this_process_let_go_last() -> None:
     q.put(bytes(BIG))
     q.put("small")
     prefix = q._shared.prefix
-    assert len(_names(prefix)) == 6  # ring, 4 semaphores, the big item
+    assert len(_names(prefix)) == 2  # the ring (with its lock and wait table), the big item
     shm.exit_hook()  # what runs at exit: lets go of every queue still attached
     assert _names(prefix) == set()
     assert q.qsize() == 2  # (the mapping stays usable to the end)
@@ -188,3 +190,31 @@ def test_owner_tags_tell_a_reused_pid_from_its_owner() -> None:
     assert not shm.owner_alive(pid, start + 1)  # the same pid, started later: a reuse
     assert shm.owner_of("sem." + prefix + "lock") == owner
     assert shm.owner_of("plait_sync_lk_123_0a1b_0") is None  # not owner-tagged
+
+
+def own_alone_until_killed(conn: Any) -> None:
+    q: Queue[Any] = Queue()
+    pickle.dumps(q)  # promoted here; no other process attaches
+    q.put(b"x" * (3 * 1024 * 1024))  # a big item in a segment of its own, too
+    conn.send(q._shared.prefix)
+    threading.Event().wait(60)
+
+
+def test_the_next_plait_program_sweeps_what_a_killed_owner_left_at_start() -> None:
+    mine, theirs = _ctx().Pipe()
+    p = _ctx().Process(target=own_alone_until_killed, args=(theirs,))
+    p.start()
+    prefix = mine.recv()
+    assert len(_names(prefix)) == 2
+    _kill_and_wait(p.pid)
+    assert len(_names(prefix)) == 2  # nobody let go of them
+    env = {k: v for k, v in os.environ.items() if k != shm.FAMILY_ENV}  # a new program
+    done = subprocess.run(
+        [sys.executable, "-c", "import plait"],
+        check=False,
+        env=env,
+        timeout=60,
+        capture_output=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert _names(prefix) == set()

@@ -4,12 +4,23 @@ Each end wraps a ``multiprocessing.connection.Connection`` (same wire format, sa
 ``send/recv/poll/close`` and ``send_bytes/recv_bytes`` behaviour, ``EOFError`` at the end) and
 adds what it lacks:
 
-* thread safety: one lock per direction, held only while a whole message is ready (a reader
-  waits for readability *before* taking the lock, so a coroutine on the same end is never
-  stuck behind a thread blocked in ``recv``);
+* thread safety: one lock per direction; a reader waits for readability *before* taking
+  the lock, so a coroutine on the same end is never stuck behind a thread blocked in
+  ``recv``;
+* a message is read by plait's own framing (the same wire format), a chunk at a time as
+  the bytes arrive: a coroutine never blocks its loop on a message that is only partly
+  written (it awaits readability between chunks), and a reader that leaves mid-message --
+  timed out, cancelled -- leaves what it read for the next reader, so no message is lost
+  or torn;
+* ``recv(timeout=)`` (and ``recv_bytes``/``recv_bytes_into``): a thread's wait honours a
+  timeout (``TimeoutError``) and its cancel scopes (``move_on_after``, ``tg.cancel()``,
+  seen within 50 ms);
 * ``async_send`` / ``async_recv`` / ``async_poll``: coroutines wait on their loop's selector
   (``add_reader``/``add_writer``), never blocking it; a large message is written from a
-  worker thread so a slow reader cannot stall the loop;
+  worker thread so a slow reader cannot stall the loop. A cancelled ``async_send*`` is either
+  not sent at all, or -- once its first byte went out -- completed and reported as sent
+  (the await returns; the cancellation is then seen at the task's next await): never sent
+  after reporting cancellation;
 * pickling at any time: an end passed to a process -- at spawn, or later through a queue or
   another pipe -- arrives as a duplicate of the same OS handle (``DupFd``), as with
   ``multiprocessing``'s own connections.
@@ -18,18 +29,25 @@ adds what it lacks:
 from __future__ import annotations
 
 import asyncio
+import io
+import multiprocessing
 import multiprocessing.connection as mpc
+import os
+import struct
 import threading
+import time
 from dataclasses import dataclass
 from multiprocessing import reduction
 from typing import Any
 
-from plait._core import check_timeout
+from plait._core import check_timeout, checkpoint
 from plait._ipc.serialize import dumps, loads
 
 __all__ = ["Connection", "ConnectionStatistics", "Pipe"]
 
 _SMALL = 16 * 1024  # messages up to this size are written straight from the loop thread
+_SLICE = 0.05  # a thread waiting to read looks at its cancel scopes this often
+_CHUNK = 1 << 20  # bytes read per system call
 
 
 @dataclass(frozen=True)
@@ -49,6 +67,7 @@ class Connection:
         self._raw = raw
         self._rlock = threading.Lock()
         self._wlock = threading.Lock()
+        self._partial = _Frame()  # the message being read (its reader may have left)
 
     # -- stdlib surface -----------------------------------------------------------------
 
@@ -100,27 +119,68 @@ class Connection:
         """Whether a message can be read now, waiting up to ``timeout`` (``None``: forever)."""
         return self._raw.poll(timeout)
 
-    def recv(self) -> Any:
-        """Receive one object, waiting for it; ``EOFError`` when the other end closed."""
-        return loads(self.recv_bytes())
+    def recv(self, timeout: float | None = None) -> Any:
+        """Receive one object, waiting for it; ``EOFError`` when the other end closed,
+        ``TimeoutError`` after ``timeout`` seconds (``None``: no limit)."""
+        return loads(self.recv_bytes(timeout=timeout))
 
-    def recv_bytes(self, maxlength: int | None = None) -> bytes:
-        """Receive one message as bytes."""
-        raw = self._raw
-        while True:
-            raw.poll(None)
-            with self._rlock:
-                if raw.poll(0):
-                    return raw.recv_bytes(maxlength)
+    def recv_bytes(self, maxlength: int | None = None, timeout: float | None = None) -> bytes:
+        """Receive one message as bytes (``timeout``: as for :meth:`recv`)."""
+        return self._recv_message(maxlength, timeout)
 
-    def recv_bytes_into(self, buf: Any, offset: int = 0) -> int:
-        """Receive one message into ``buf``; returns its size."""
+    def recv_bytes_into(self, buf: Any, offset: int = 0, timeout: float | None = None) -> int:
+        """Receive one message into ``buf``; returns its size (``timeout``: as for
+        :meth:`recv`)."""
+        view = memoryview(buf).cast("B")
+        if offset < 0 or offset > view.nbytes:
+            raise ValueError("offset out of bounds")
+        data = self._recv_message(None, timeout)
+        if view.nbytes < offset + len(data):
+            raise multiprocessing.BufferTooShort(data)
+        view[offset : offset + len(data)] = data
+        return len(data)
+
+    def _recv_message(self, maxlength: int | None, timeout: float | None) -> bytes:
+        wait = check_timeout(timeout)
+        deadline = None if wait is None else time.monotonic() + wait
+        if maxlength is not None and maxlength < 0:
+            raise ValueError("negative maxlength")
         raw = self._raw
+        if raw.closed:
+            raise OSError("handle is closed")
+        if not raw.readable:
+            raise OSError("connection is write-only")
+        fd = raw.fileno()
         while True:
-            raw.poll(None)
-            with self._rlock:
-                if raw.poll(0):
-                    return raw.recv_bytes_into(buf, offset)
+            self._wait_readable(fd, deadline)
+            if not self._rlock.acquire(True, _SLICE):
+                continue
+            try:
+                frame = self._partial
+                while True:
+                    need = frame.need()
+                    if need == 0:
+                        return frame.take(maxlength)
+                    if not _readable(fd, 0):
+                        break  # the rest is not here yet: wait without the lock
+                    frame.feed(_read(fd, need))
+            finally:
+                self._rlock.release()
+
+    def _wait_readable(self, fd: int, deadline: float | None) -> None:
+        """Wait (cancellably) until ``fd`` has bytes; ``TimeoutError`` at ``deadline``."""
+        while True:
+            checkpoint()  # a cancelled scope, or one past its deadline, raises here
+            wait = _SLICE
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    if _readable(fd, 0):
+                        return
+                    raise TimeoutError("no message arrived within the timeout")
+                wait = min(wait, left)
+            if _readable(fd, wait):
+                return
 
     # -- async forms --------------------------------------------------------------------
 
@@ -162,30 +222,55 @@ class Connection:
         return await self._wait(False, wait) and self._raw.poll(0)
 
     async def async_recv_bytes(self, maxlength: int | None = None) -> bytes:
-        """Coroutine form of :meth:`recv_bytes`."""
+        """Coroutine form of :meth:`recv_bytes`: reads each chunk as it arrives, never
+        blocking the loop on a message that is only partly written."""
+        if maxlength is not None and maxlength < 0:
+            raise ValueError("negative maxlength")
         raw = self._raw
+        if raw.closed:
+            raise OSError("handle is closed")
+        fd = raw.fileno()
         while True:
-            if not raw.poll(0):
+            if not _readable(fd, 0):
                 await self._wait(False, None)
-            if self._rlock.acquire(False):
-                try:
-                    if raw.poll(0):
-                        return raw.recv_bytes(maxlength)
-                finally:
-                    self._rlock.release()
-            else:
+            if not self._rlock.acquire(False):
                 await asyncio.sleep(0.0005)  # another strand is reading a message right now
+                continue
+            try:
+                frame = self._partial
+                while True:
+                    need = frame.need()
+                    if need == 0:
+                        return frame.take(maxlength)
+                    if not _readable(fd, 0):
+                        break  # the rest is not here yet: wait on the loop, lock released
+                    frame.feed(_read(fd, need))
+            finally:
+                self._rlock.release()
 
     async def async_recv(self) -> Any:
         """Coroutine form of :meth:`recv`."""
         return loads(await self.async_recv_bytes())
 
     async def async_send_bytes(self, buf: Any, offset: int = 0, size: int | None = None) -> None:
-        """Coroutine form of :meth:`send_bytes`."""
+        """Coroutine form of :meth:`send_bytes` (cancellation: see the module docstring)."""
         view = memoryview(buf)
         n = (view.nbytes - offset) if size is None else size
         if n > _SMALL:
-            await asyncio.to_thread(self.send_bytes, buf, offset, size)
+            gate = _SendGate()
+
+            def send() -> None:
+                if gate.start():  # from here on the message goes out whole
+                    with self._wlock:
+                        self._raw.send_bytes(buf, offset, size)
+
+            fut = asyncio.get_running_loop().run_in_executor(None, send)
+            try:
+                await asyncio.shield(fut)
+            except asyncio.CancelledError:
+                if gate.call_off():
+                    raise  # it never started: not sent
+                await _finish_then_recancel(fut)
             return
         await self._wait(True, None)
         self.send_bytes(buf, offset, size)
@@ -206,6 +291,97 @@ class Connection:
         state = "closed" if self._raw.closed else f"fd={self._raw.fileno()}"
         mode = ("r" if self._raw.readable else "") + ("w" if self._raw.writable else "")
         return f"<plait.Connection {mode} {state}>"
+
+
+class _Frame:
+    """One message being read: its header, then its payload (multiprocessing's format)."""
+
+    __slots__ = ("buf", "size")
+
+    def __init__(self) -> None:
+        self.buf = io.BytesIO()
+        self.size = -1  # unknown until the header is in
+
+    def need(self) -> int:
+        """Bytes still to read for this message (0: complete)."""
+        have = self.buf.tell()
+        if self.size < 0:
+            if have < 4:
+                return 4 - have
+            (size,) = struct.unpack("!i", self.buf.getbuffer()[:4])
+            if size != -1:
+                self.size = size
+                self.buf = io.BytesIO()
+                return self.need()
+            if have < 12:
+                return 12 - have
+            (self.size,) = struct.unpack("!Q", self.buf.getbuffer()[4:12])
+            self.buf = io.BytesIO()
+            return self.need()
+        return min(self.size - have, _CHUNK)
+
+    def feed(self, chunk: bytes) -> None:
+        if not chunk:
+            if self.size < 0 and self.buf.tell() == 0:
+                raise EOFError
+            raise OSError("got end of file during message")
+        self.buf.write(chunk)
+
+    def take(self, maxlength: int | None) -> bytes:
+        """The complete message (the frame starts over)."""
+        data = self.buf.getvalue()
+        self.buf = io.BytesIO()
+        self.size = -1
+        if maxlength is not None and len(data) > maxlength:
+            raise OSError("bad message length")
+        return data
+
+
+def _readable(fd: int, timeout: float) -> bool:
+    return bool(mpc.wait([fd], timeout))
+
+
+_read = os.read
+
+
+class _SendGate:
+    """Decides, once, whether a large send starts or is called off (not both)."""
+
+    __slots__ = ("lock", "state")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.state = 0  # 0: pending, 1: started, 2: called off
+
+    def start(self) -> bool:
+        with self.lock:
+            if self.state == 0:
+                self.state = 1
+            return self.state == 1
+
+    def call_off(self) -> bool:
+        with self.lock:
+            if self.state == 0:
+                self.state = 2
+            return self.state == 2
+
+
+async def _finish_then_recancel(fut: Any) -> None:
+    """A send cancelled after it began: wait until it is complete (so it is reported as
+    sent), then have the cancellation seen at the task's next await instead."""
+    caught = 1
+    while True:
+        try:
+            await asyncio.shield(fut)
+            break
+        except asyncio.CancelledError:
+            caught += 1
+    task = asyncio.current_task()
+    if task is not None:
+        for _ in range(caught):
+            task.uncancel()
+        for _ in range(caught):
+            task.cancel()
 
 
 def _rebuild(dup: Any, readable: bool, writable: bool) -> Connection:

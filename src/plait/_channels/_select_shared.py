@@ -1,30 +1,27 @@
 """``select`` cases on objects shared with other processes (queues, events).
 
-A shared queue's waiters sleep on named semaphores (see ``_xproc``), which no thread can
-wait on together with anything else; a shared event has no semaphore to sleep on at all.
-So a select waits for them through a *watcher*: one helper thread per shared object and
-direction in this process, whatever the number of selects waiting on it::
+A shared queue is waited on the way every strand waits on it (``plait._ipc.doorbell``): the
+select puts a waiter in its process's room for the queue, announced in the queue's wait
+table; the operation that makes it ready rings this process's doorbell, whose watcher
+"wakes" the waiter -- which fires the select's arm with ``READY`` instead of unparking a
+strand. No thread per select, per queue or per direction::
 
-    select A --arm--+                          +-- fire(READY) --> select A wakes, takes
-    select B --arm--+--> watcher (one thread) -+-- fire(READY) --> select B wakes, takes
-                         sleeps on the queue's items / space semaphore (announced),
-                         or polls the event's flag
+    select A --arm--> waiter in the queue's room (announced) --ring--> fire(READY) --> A wakes
+    select B --arm--> waiter in the queue's room (announced) --ring--> fire(READY) --> B wakes
 
-The watcher never takes an item or a slot. It fires ``READY``, which *claims* the select
-(no other case of it can fire any more); the selecting strand then tries the operation
-itself without blocking (``get(block=False)`` / ``put(item, block=False)``). If that
-fails -- another process or strand was faster -- the select starts again (re-polls and
-re-arms every case with the time left): nothing was taken from any case meanwhile, since a
-case that fired while the select was claimed was told so and kept its value. A select
-cancelled after ``READY`` took nothing either; it passes on the semaphore post the watcher
-consumed for it, so a process sleeping on the same queue is not left asleep next to an
-item.
+``READY`` *claims* the select (no other case of it can fire any more); the selecting strand
+then tries the operation itself without blocking (``get(block=False)`` /
+``put(item, block=False)``). If that fails -- another process or strand was faster -- the
+select starts again (re-polls and re-arms every case with the time left): nothing was taken
+from any case meanwhile. A ring that finds the select already claimed, or a select that won
+with ``READY`` and will not take (cancelled, or another case won), passes the ring on to the
+next announced waiter in any process, so a process sleeping on the same queue is not left
+asleep next to an item.
 
-A watcher fires every select waiting when its object looks ready (several may then race
-for one item: the losers start again). When no select waits it withdraws its announcement
-at once (the last select to leave wakes it with a post, as a put would; at worst it
-notices within a 50 ms sleep slice), then lingers 50 ms for the next select -- a loop of
-selects keeps one thread -- and ends.
+A shared event has nothing to be rung by yet: a select waits for it through a *watcher*
+thread per event in this process (whatever the number of selects), which polls its flag with
+back-off, fires every select waiting when it is set, lingers 50 ms for the next select and
+ends.
 
 Objects can become shared while a select waits on them. A local queue's promotion hands
 its select waiters ``CLOSED`` (or ``PROMOTED``); the queue cases then try the shared queue
@@ -88,18 +85,69 @@ def shared_put(backend: Any, item: Any) -> None:
 
 
 def shared_undo(backend: Any, put: bool) -> None:
-    """A select that won with ``READY`` will not take: pass the watcher's post on."""
-    sem, slot, _ready = _direction(backend, put)
-    _pass_on(backend, sem, slot)
+    """A select that won with ``READY`` will not take: pass the ring on."""
+    backend.room.pass_on(1 if put else 0)
+
+
+# -- shared queues: waiting in the queue's room ------------------------------------------
+
+
+class _FireOnRing:
+    """Stands in for a parked thread's lock in a shared queue's room: the doorbell's
+    watcher "releases" it, which fires the select's arm with ``READY``; a ring that finds
+    the select already claimed goes on to the next waiter."""
+
+    __slots__ = ("arm", "backend", "d", "waiter")
+
+    def __init__(self, arm: Arm, backend: Any, d: int) -> None:
+        self.arm = arm
+        self.backend = backend
+        self.d = d
+        self.waiter: Any = None
+
+    def release(self) -> None:
+        if not self.arm.fire(READY):
+            self.backend.room.pass_on(self.d)
+
+
+def _arm_queue(backend: Any, put: bool, arm: Arm) -> None:
+    d = 1 if put else 0
+    ready = backend._can_put if put else backend._can_get
+    backend._acquire(None)
+    try:
+        now = ready()
+        if not now:
+            ring = _FireOnRing(arm, backend, d)
+            ring.waiter = backend.room.enqueue(d, backend, False)
+            ring.waiter.lock = ring
+            arm.note = ring
+    finally:
+        backend._release()
+    if now:
+        arm.fire(READY)
+
+
+def _disarm_queue(ring: _FireOnRing) -> None:
+    from plait._core import CANCELLED
+
+    room = ring.backend.room
+    with room.mutex:
+        removed = room.queues[ring.d].remove(ring.waiter, CANCELLED)
+    if removed:  # never rung: take the announcement back
+        ring.backend._acquire(None)
+        try:
+            room._withdraw(ring.d)
+        finally:
+            ring.backend._release()
 
 
 # -- watchers ------------------------------------------------------------------------------
 
 
 class _Watcher:
-    """The selects of this process waiting on one shared object in one direction."""
+    """The selects of this process waiting on one shared event."""
 
-    __slots__ = ("armed", "arms", "asleep", "key", "obj", "put", "stop")
+    __slots__ = ("armed", "arms", "key", "obj", "put", "stop")
 
     def __init__(self, key: tuple[int, bool], obj: Any, put: bool) -> None:
         self.key = key
@@ -108,7 +156,6 @@ class _Watcher:
         self.arms: dict[Arm, Any] = {}  # arm -> its note (an event's generation at arm time)
         self.stop = threading.Event()  # set while no select waits: the thread winds down
         self.armed = threading.Event()  # set when a select arrives (ends the linger)
-        self.asleep = False  # announced on a shared queue's semaphore
 
 
 _watchers: dict[tuple[int, bool], _Watcher] = {}
@@ -131,10 +178,13 @@ def watcher_threads() -> list[threading.Thread]:
 
 
 def shared_arm(obj: Any, put: bool, arm: Arm, note: Any = None) -> None:
-    """Have ``arm`` fired with ``READY`` once the shared ``obj`` looks ready.
+    """Have ``arm`` fired once the shared ``obj`` looks ready (``READY`` for a queue).
 
     ``obj`` is a queue's backend (``put`` picks the direction) or a shared event.
     """
+    if not _is_event(obj):
+        _arm_queue(obj, put, arm)
+        return
     key = (id(obj), put)
     with _watchers_lock:
         w = _watchers.get(key)
@@ -146,10 +196,9 @@ def shared_arm(obj: Any, put: bool, arm: Arm, note: Any = None) -> None:
         w.armed.set()
         arm.note = w
     if start:
-        target = _watch_event if _is_event(obj) else _watch_queue
-        name = f"plait-select-{getattr(obj, 'prefix', None) or obj._shared.prefix}"
+        name = f"plait-select-{obj._shared.prefix}"
         try:
-            threading.Thread(target=target, args=(w,), name=name, daemon=True).start()
+            threading.Thread(target=_watch_event, args=(w,), name=name, daemon=True).start()
         except BaseException:  # no thread: the next select must be able to start one
             with _watchers_lock:
                 if _watchers.get(key) is w:
@@ -159,6 +208,10 @@ def shared_arm(obj: Any, put: bool, arm: Arm, note: Any = None) -> None:
 
 def shared_disarm(arm: Arm) -> None:
     w = arm.note
+    if isinstance(w, _FireOnRing):
+        arm.note = None
+        _disarm_queue(w)
+        return
     if not isinstance(w, _Watcher):
         return
     with _watchers_lock:
@@ -166,12 +219,6 @@ def shared_disarm(arm: Arm) -> None:
         idle = not w.arms
         if idle:
             w.stop.set()
-    if idle and w.asleep:
-        # Wake the watcher now rather than at the end of its sleep slice, with a post made
-        # the way a put (or get) makes one: it may wake another process's waiter instead,
-        # which then just looks and waits again; the counts stay right either way.
-        sem, slot, _ready = _direction(w.obj, w.put)
-        _pass_on(w.obj, sem, slot)
 
 
 def _take_arms(w: _Watcher, ready: Any = None) -> list[Arm]:
@@ -204,55 +251,6 @@ def _retire(w: _Watcher) -> bool:
         if _watchers.get(w.key) is w:
             del _watchers[w.key]
         return True
-
-
-def _direction(backend: Any, put: bool) -> tuple[Any, int, Any]:
-    """``(semaphore, header slot, ready())`` of a shared queue for gets or puts."""
-    from plait._ipc.transport import Ring
-
-    if put:
-        return backend.space, Ring.PUTTERS, backend._can_put
-    return backend.items, Ring.GETTERS, backend._can_get
-
-
-def _pass_on(backend: Any, sem: Any, slot: int) -> None:
-    """Hand a consumed post to the next announced waiter (any process), if there is one."""
-    backend.lock.acquire()
-    try:
-        if backend.hdr[slot]:
-            backend.hdr[slot] -= 1
-            sem.release()
-    finally:
-        backend.lock.release()
-
-
-def _watch_queue(w: _Watcher) -> None:
-    backend = w.obj
-    sem, slot, ready = _direction(backend, w.put)
-    hdr = backend.hdr
-    while not _retire(w):
-        # Look, and announce ourselves if not ready, under the queue's lock: a put/get made
-        # after that posts to us (the protocol every waiter of a shared queue follows).
-        backend.lock.acquire()
-        try:
-            announced = not ready()
-            if announced:
-                hdr[slot] += 1
-                w.asleep = True
-        finally:
-            backend.lock.release()
-        posted = False
-        if announced:
-            # Wakes on a post, or -- announcement withdrawn -- when no select waits any more.
-            posted = backend._sleep(sem, slot, None, w.stop)
-            w.asleep = False
-            if not posted or not ready():
-                continue
-        fired = False
-        for arm in _take_arms(w):
-            fired = arm.fire(READY) or fired
-        if posted and not fired:  # every select had finished already: the post goes on
-            _pass_on(backend, sem, slot)
 
 
 # -- shared events -------------------------------------------------------------------------

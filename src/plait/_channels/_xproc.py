@@ -6,24 +6,29 @@ A :class:`~plait._channels._queue.Queue` lives in its process until it is first 
 order, waiters parked on the local queue retry on the shared one, and from then on every
 operation in every process goes through it. Queues that never cross pay nothing.
 
-The shared backend is one shared-memory segment (a ring of framed messages, see
-``plait._ipc.transport``) and four named process-shared semaphores::
+The shared backend is one shared-memory segment: a header of counters, a robust
+process-shared lock (``plait._ipc.robust``), a wait table (``plait._ipc.doorbell``) and a
+ring of framed messages (``plait._ipc.transport``). An operation takes the lock for a few
+microseconds; one that must wait parks its strand through the kernel in its own process,
+announced in the wait table, and the operation that makes progress possible rings that
+process's doorbell. So a thread's wait sees its cancel scopes, ``move_on_after`` and
+``tg.cancel()`` like any plait wait; a coroutine waits on a future of its loop, with no
+thread per waiting coroutine; and a select waits the same way (``_select_shared``). A waiter
+never takes an item or a slot for someone else: woken, it tries again itself, so one
+cancelled meanwhile leaves nothing in limbo and nothing out of order.
 
-    lock    guards the ring and its counters
-    items   posted once per parked getter when an item arrives (or the queue closes)
-    space   posted once per parked putter when room appears (bounded queues)
-    done    posted once per parked joiner when the last task is done
-
-A waiter announces itself in the header (``GETTERS``/``PUTTERS``/``JOINERS``) under the lock
-and then sleeps on its semaphore outside it; a waker posts only when someone announced, so
-a burst with nobody parked makes no system call. A waiter that times out takes back a post
-that raced with its timeout, so counts never drift.
+Faults. A process killed inside an operation (holding the lock) is seen by the next
+operation in any process: it repairs the ring (:meth:`~plait._ipc.transport.Ring.repair`:
+at most the dead strand's in-flight item is lost, none duplicated or torn) and wakes every
+waiter to look again; a ring it cannot repair makes every later call raise
+:class:`~plait.BrokenResourceError`. A ``LifoQueue`` or ``PriorityQueue`` store is not
+repaired: a holder's death there breaks the queue (``BrokenResourceError``). A putter killed
+at the moment its item is committed may leave ``unfinished_tasks`` one short. Every wait
+honours its timeout and the caller's cancel scopes, the wait for the lock included.
 
 ``put()`` pickles in the caller (an unpicklable item raises there, nothing is queued) and
 returns as soon as the frame is in shared memory: a child that puts 10 MB and exits loses
-nothing, and never waits on exit. A coroutine waits in a helper thread that only *waits*
-(it never takes an item or a slot); the coroutine then takes for itself, so one cancelled
-meanwhile leaves nothing in limbo and nothing out of order.
+nothing, and never waits on exit.
 
 A ``LifoQueue`` or ``PriorityQueue`` crosses the same way, its segment a
 :class:`~plait._ipc.ordered.Store` (a stack, or a heap ordered by the items, compared in
@@ -31,18 +36,16 @@ the process that puts or takes) instead of a ring; the protocol above is the sam
 a ``PriorityQueue`` cannot order raises ``TypeError`` at ``put`` and nothing changes. A
 queue class with storage of its own (``_init`` overridden) cannot cross.
 
-Lifetime. Every name of a shared queue (ring, semaphores, big-item segments) carries the
-promoting process's pid and start time (``shm.new_prefix``). Every process attached holds
-the ring (a shared ``flock``); the last one to let go -- its queue collected, or at its
-exit -- removes every name. Processes killed before letting go leave them behind; the next
-promotion in any plait process (and every plait process's exit) sweeps the names of dead
-owners that no live process holds any more. A live process's queue is never removed.
+Lifetime. Every name of a shared queue (ring, big-item segments) carries the promoting
+process's pid and start time (``shm.new_prefix``). Every process attached holds the ring (a
+shared ``flock``); the last one to let go -- its queue collected, or at its exit -- removes
+every name. Processes killed before letting go leave them behind; the next plait process
+sweeps the names of dead owners that no live process holds any more (``shm.sweep_dead``). A
+live process's queue is never removed.
 """
 
 from __future__ import annotations
 
-import _multiprocessing  # type: ignore[import-not-found]
-import asyncio
 import pickle
 import threading
 import time
@@ -60,9 +63,12 @@ from plait._channels._queue import (
     QueueStatistics,
 )
 from plait._core import check_timeout, current_strand, hooks
+from plait._core import safepoint as _safepoint
 from plait._errors import BrokenResourceError, ClosedError
-from plait._ipc import shm, transport
+from plait._ipc import doorbell, robust, shm, transport
+from plait._ipc.doorbell import Room
 from plait._ipc.ordered import LIFO, PRIORITY, Store
+from plait._ipc.robust import LockTimeout, RobustLock
 from plait._ipc.transport import Ring
 
 __all__ = ["SharedQueue", "reduce_queue"]
@@ -70,34 +76,32 @@ __all__ = ["SharedQueue", "reduce_queue"]
 RING_BYTES = 8 * 1024 * 1024
 STORE_SLOTS = 1 << 18  # items a LIFO or priority queue's store can index at once
 FIFO = 0
-_SEM_MAX = _multiprocessing.SemLock.SEM_VALUE_MAX
-_SEMAPHORE = 1
-_SLICE = 0.05  # a helper thread re-checks cancellation this often
-_COUNT, _GETTERS, _PUTTERS, _CLOSED = Ring.COUNT, Ring.GETTERS, Ring.PUTTERS, Ring.CLOSED
-_UNFINISHED, _HEAD, _TAIL = Ring.UNFINISHED, Ring.HEAD, Ring.TAIL
-_OVF_FIRST = Ring.OVF_FIRST
+GET, PUT, JOIN = 0, 1, 2  # wait-table directions
+_COUNT, _CLOSED, _UNFINISHED = Ring.COUNT, Ring.CLOSED, Ring.UNFINISHED
 _SPILL = transport.SPILL
 _INLINE = transport.INLINE
-_INT, _INT_WORD, _WRAP = transport.INT, transport.INT_WORD, transport.WRAP
+_INT = transport.INT
 _INT_MIN, _INT_MAX = transport.INT_MIN, transport.INT_MAX
 _SPIN = 300
+_BROKEN = 2  # CLOSED's value once a holder's death left the queue beyond repair
 _RING_WAIT = 0.02  # how long a big frame waits for ring space before it spills
 _dumps = pickle.dumps
 _loads = pickle.loads
+_decode = transport.decode
+_monotonic = time.monotonic
+_enter = _safepoint.enter
+_leave = _safepoint.leave
+_sp_state = _safepoint._state
+_get_ident = threading.get_ident
+_trylock = robust._trylock
+_unlock = robust._unlock
+_wake = doorbell.wake
 
 # Shared queues known in this process, by segment name: unpickling a queue that is
 # already here returns the same object.
 _known: weakref.WeakValueDictionary[str, Queue[Any]] = weakref.WeakValueDictionary()
 _known_lock = threading.Lock()
 _ANCHOR = "ring"  # the segment every attached process holds (see shm.held)
-
-
-def _new_sem(name: str, value: int, maxvalue: int) -> Any:
-    return _multiprocessing.SemLock(_SEMAPHORE, value, maxvalue, "/" + name, False)
-
-
-def _open_sem(name: str, maxvalue: int) -> Any:
-    return _multiprocessing.SemLock._rebuild(0, _SEMAPHORE, maxvalue, "/" + name)
 
 
 class SharedQueue:
@@ -116,116 +120,150 @@ class SharedQueue:
             self.segment = shm.Segment(
                 prefix + _ANCHOR, size, create=True, populate=False, hold=True
             )
-            try:
-                self.lock = _new_sem(prefix + "lock", 1, 1)
-                self.items = _new_sem(prefix + "items", 0, _SEM_MAX)
-                self.space = _new_sem(prefix + "space", 0, _SEM_MAX)
-                self.done = _new_sem(prefix + "done", 0, _SEM_MAX)
-            except BaseException:
-                self.segment.let_go()
-                shm.remove(prefix, _ANCHOR)
-                raise
         else:
             try:
                 self.segment = shm.Segment(prefix + _ANCHOR, populate=False, hold=True)
-                try:
-                    self.lock = _open_sem(prefix + "lock", 1)
-                    self.items = _open_sem(prefix + "items", _SEM_MAX)
-                    self.space = _open_sem(prefix + "space", _SEM_MAX)
-                    self.done = _open_sem(prefix + "done", _SEM_MAX)
-                except BaseException:
-                    shm.let_go(prefix, self.segment)
-                    raise
             except FileNotFoundError:
                 raise BrokenResourceError(
                     "this queue can no longer be used here: every process that used it "
                     "has let go of it (it was removed)"
                 ) from None
-        self.ring: Any = (
-            Ring(self.segment, prefix)
-            if self.order == FIFO
-            else Store(self.segment, self.order, STORE_SLOTS if create else 0)
-        )
+        try:
+            self.ring: Any = (
+                Ring(self.segment, prefix)
+                if self.order == FIFO
+                else Store(self.segment, self.order, STORE_SLOTS if create else 0)
+            )
+            buf = self.segment.buf
+            self.lock = RobustLock(
+                buf, transport.MUTEX_AT, create=create, repair=self._repair, what=repr(self)
+            )
+            self.waits = buf[transport.WAITS_AT : transport.HEADER].cast("q")
+        except BaseException:
+            shm.let_go(prefix, self.segment)
+            raise
+        self._addr = self.lock.addr
+        self._pop = self.ring.pop  # (bound once: the hot paths call them)
+        self._ring_push = self.ring.push
         self.hdr = self.ring.hdr
-        self.cap = self.ring.cap
-        if isinstance(self.ring, Ring):
-            self.words = self.ring.words
-            self.data = self.ring.data
+        self._room: Room | None = None
         if create:
             self.ring.hdr[Ring.MAXSIZE] = maxsize
         self.owner = create
         shm.track(self, prefix, self.segment)  # let go when collected, or at exit
 
+    @property
+    def room(self) -> Room:
+        """This process's waiters on the queue (made on the first wait)."""
+        room = self._room
+        if room is None:
+            room = self._room = Room(self.waits, self.lock)
+        return room
+
+    def _repair(self) -> None:
+        """The lock's holder died inside (we hold it now): make the state whole again, or
+        mark the queue broken (``CLOSED`` = :data:`_BROKEN`, nothing to take: every later
+        call raises :class:`BrokenResourceError`); either way every waiter looks again."""
+        hdr = self.hdr
+        try:
+            if self.order != FIFO:
+                raise BrokenResourceError("a LIFO or priority queue's store cannot be repaired")
+            self.ring.repair()
+        except BrokenResourceError:
+            hdr[_CLOSED] = _BROKEN
+            hdr[_COUNT] = 0
+        doorbell.wake_everyone(self.waits)
+
+    def _closed(self, op: str) -> BaseException:
+        """The error for ``op`` on a closed (or broken) queue."""
+        if self.hdr[_CLOSED] == _BROKEN:
+            return BrokenResourceError(
+                f"{self!r} is broken: a process died while changing it and its state could "
+                "not be repaired (a LIFO or priority queue's store never is); make a new one"
+            )
+        if op == "get":
+            return ClosedError("get() on a closed, drained queue")
+        return ClosedError("put() on a closed queue")
+
+    def _acquire(self, deadline: float | None) -> None:
+        """Take the lock (a safe-point section until ``_release``)."""
+        _enter()
+        rc = _trylock(self._addr)
+        if rc:
+            try:
+                self.lock._slow(rc, deadline)
+            except BaseException:
+                _leave()
+                raise
+
+    def _release(self) -> None:
+        _unlock(self._addr)
+        _leave()
+
     # -- put ----------------------------------------------------------------------------
 
-    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+    def _encode(self, item: Any) -> tuple[int, Any, shm.Segment | None]:
         t = type(item)
-        seg = None
         if t is int and _INT_MIN <= item <= _INT_MAX:  # travels unpickled
-            kind, payload, n = _INT, b"", 8
-        elif t is int or t is str or t is float:  # no out-of-band buffers: plain pickle
+            return _INT, item, None
+        if t is int or t is str or t is float:  # no out-of-band buffers: plain pickle
             payload = _dumps(item, 5)
-            n = len(payload)
-            if n <= _SPILL:
-                kind = _INLINE
-            else:
-                kind, payload, seg = transport.encode(item, self.prefix)
-        elif t is bytes or t is bytearray:
-            kind, payload, seg = transport.encode(item, self.prefix)
-            n = len(payload)
+            if len(payload) <= _SPILL:
+                return _INLINE, payload, None
+            return transport.encode(item, self.prefix)
+        if t is bytes or t is bytearray:
+            return transport.encode(item, self.prefix)
+        buffers: list[Any] = []
+        try:
+            payload = _dumps(item, 5, buffer_callback=buffers.append)
+        except Exception:
+            payload = b""
+        if buffers or not payload or len(payload) > _SPILL:
+            return transport.encode(item, self.prefix)
+        return _INLINE, payload, None
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        if type(item) is int and _INT_MIN <= item <= _INT_MAX:  # (the commonest: no call)
+            kind, payload, seg = _INT, item, None
         else:
-            buffers: list[Any] = []
-            try:
-                payload = _dumps(item, 5, buffer_callback=buffers.append)
-            except Exception:
-                payload = b""
-            n = len(payload)
-            if buffers or not payload or n > transport.SPILL:
-                kind, payload, seg = transport.encode(item, self.prefix)
-                n = len(payload)
-            else:
-                kind = _INLINE
+            kind, payload, seg = self._encode(item)
         if seg is None and timeout is None:  # fast path: room in the ring, no waiting
             hdr = self.hdr
-            lock = self.lock
             maxsize = self.maxsize
-            cap = self.cap
-            need = 8 + ((n + 7) & -8)
             spins = _SPIN if block and maxsize > 0 else 0
+            addr = self._addr
             while True:
-                if not lock.acquire(False):
-                    _spin_acquire(lock)
+                # (safepoint.enter/leave, inlined: this is the hot path)
+                main = _get_ident() == _safepoint._main_ident
+                if main:
+                    _sp_state.depth += 1
+                rc = _trylock(addr)
+                if rc:
+                    try:
+                        self.lock._slow(rc, None if block else 0.0)
+                    except LockTimeout:
+                        _leave()
+                        raise Full from None
+                    except BaseException:
+                        _leave()
+                        raise
                 try:
-                    pushed = False
-                    if not hdr[_CLOSED] and (maxsize <= 0 or hdr[_COUNT] < maxsize):
-                        tail = hdr[_TAIL]
-                        pos = tail % cap
-                        if (  # the frame fits before the end, and no overflow: write it here
-                            need <= cap - pos
-                            and tail - hdr[_HEAD] + need <= cap
-                            and not hdr[_OVF_FIRST]
-                        ):
-                            if kind == _INT:
-                                words = self.words
-                                words[pos >> 3] = _INT_WORD
-                                words[(pos >> 3) + 1] = item
-                            else:
-                                self.words[pos >> 3] = n << 8 | kind
-                                self.data[pos + 8 : pos + 8 + n] = payload
-                            hdr[_TAIL] = tail + need
-                            hdr[_COUNT] += 1
-                            pushed = True
-                        else:  # it wraps around, or overflows: the ring's own push
-                            if kind == _INT:
-                                payload = transport.int_frame(item)
-                            pushed = self.ring.push(kind, payload)
-                        if pushed:
-                            hdr[_UNFINISHED] += 1
-                            if hdr[_GETTERS]:
-                                hdr[_GETTERS] -= 1
-                                self.items.release()
+                    pushed = (
+                        not hdr[_CLOSED]
+                        and (maxsize <= 0 or hdr[_COUNT] < maxsize)
+                        and self._ring_push(kind, payload)
+                    )
+                    if pushed:
+                        hdr[_UNFINISHED] += 1
+                        if self.waits[GET]:
+                            _wake(self.waits, GET)
                 finally:
-                    lock.release()
+                    _unlock(addr)
+                    if main:
+                        _sp_state.depth -= 1
+                        if _sp_state.pending is not None and not _sp_state.depth:
+                            _sp_state.depth = 1
+                            _leave()  # raises the cancellation deferred meanwhile
                 if pushed:
                     if hooks.active:
                         hooks.sent(current_strand(), self, item)
@@ -237,9 +275,56 @@ class SharedQueue:
                 spins -= 1
                 while spins and hdr[_COUNT] >= maxsize:
                     spins -= 1
-        if kind == _INT:
-            payload = transport.int_frame(item)
-        self._put_wait(item, kind, payload, seg, block, timeout)
+        self._drive(self._put_wait(item, kind, payload, seg, _deadline(block, timeout), False))
+
+    def _drive(self, steps: Any) -> None:
+        """Run a put's steps in this thread, parking it where they ask."""
+        try:
+            request = steps.send(None)
+            while True:
+                waiter, left = request
+                request = steps.send(self.room.park(waiter, PUT, left))
+        except StopIteration:
+            return
+        finally:
+            steps.close()
+
+    async def _async_drive(self, steps: Any) -> None:
+        """Run a put's steps in this coroutine, parking it on its loop where they ask."""
+        try:
+            request = steps.send(None)
+            while True:
+                waiter, left = request
+                request = steps.send(await self.room.async_park(waiter, PUT, left))
+        except StopIteration:
+            return
+        finally:
+            steps.close()
+
+    def _put_step(
+        self,
+        item: Any,
+        kind: int,
+        payload: Any,
+        deadline: float | None,
+        spill_at: float | None,
+        coroutine: bool,
+    ) -> tuple[Any, bool]:
+        """One try (lock held by the caller): ``(None, True)`` put; ``(waiter, False)`` to
+        park; ``(None, False)`` to spill the frame and try again."""
+        hdr = self.hdr
+        if hdr[_CLOSED]:
+            raise self._closed("put")
+        room = self.maxsize <= 0 or hdr[_COUNT] < self.maxsize
+        if room and self._push(kind, payload, item):
+            return None, True
+        if room and spill_at is not None and kind != _INT and len(payload) > 64:
+            # room for the item, not for its bytes: wait for space a moment, or spill
+            if deadline == 0.0 or _monotonic() >= spill_at:
+                return None, False
+        elif deadline == 0.0:
+            raise Full
+        return self.room.enqueue(PUT, self, coroutine), False
 
     def _put_wait(
         self,
@@ -247,58 +332,48 @@ class SharedQueue:
         kind: int,
         payload: Any,
         seg: shm.Segment | None,
-        block: bool,
-        timeout: float | None,
-        cancel: Any = None,
-    ) -> None:
-        """Put, waiting for room (``maxsize``) or for ring space.
+        deadline: float | None,
+        coroutine: bool,
+    ) -> Any:
+        """Put, waiting for room (``maxsize``) or for ring space: a generator of the steps,
+        yielding ``(waiter, timeout)`` to be parked (:meth:`_drive`, :meth:`_async_drive`).
 
         A big frame that finds the ring full of bytes waits a little for readers to make
         space, then goes to its own segment: a writer never waits long on unread data.
         """
-        deadline = _deadline(block, timeout)
-        hdr = self.hdr
-        lock = self.lock
-        spill_at = None if kind == transport.SEGMENT else time.monotonic() + _RING_WAIT
+        spill_at = None if kind == transport.SEGMENT else _monotonic() + _RING_WAIT
         try:
             while True:
-                spill = False
-                lock.acquire()
                 try:
-                    if hdr[_CLOSED]:
-                        raise ClosedError("put() on a closed queue")
-                    if cancel is not None and cancel.is_set():
-                        raise asyncio.CancelledError
-                    room = self.maxsize <= 0 or hdr[_COUNT] < self.maxsize
-                    if room and self._push(kind, payload, item):
-                        seg = None
-                        break
-                    if room and spill_at is not None and len(payload) > 64:
-                        # room for the item, not for its bytes: wait for space or spill
-                        spill = deadline == 0.0 or time.monotonic() >= spill_at
-                    elif deadline == 0.0:
-                        raise Full
-                    if not spill:
-                        hdr[_PUTTERS] += 1
+                    self._acquire(deadline)
+                except LockTimeout:
+                    raise Full from None
+                try:
+                    waiter, done = self._put_step(
+                        item, kind, payload, deadline, spill_at, coroutine
+                    )
                 finally:
-                    lock.release()
-                if spill:
+                    self._release()
+                if done:
+                    seg = None
+                    break
+                if waiter is None:  # spill it
                     kind, payload, seg = transport.spill(payload, self.prefix, kind)
                     spill_at = None
                     continue
                 until = deadline
-                if room and spill_at is not None:
+                if spill_at is not None and kind != _INT and len(payload) > 64:
                     until = spill_at if until is None else min(until, spill_at)
-                if not self._sleep(self.space, _PUTTERS, until, cancel):
-                    if cancel is not None and cancel.is_set():
-                        raise asyncio.CancelledError
-                    if until is deadline:
-                        raise Full
+                left = None if until is None else max(until - _monotonic(), 0.0)
+                woken = yield waiter, left
+                if not woken and until is deadline and deadline is not None:
+                    raise Full
         finally:
             if seg is not None:  # not queued: its segment must not outlive the call
                 seg.unlink()
         if hooks.active:
             hooks.sent(current_strand(), self, item)
+        return None
 
     def _push(self, kind: int, payload: Any, item: Any = None) -> bool:
         """Append a frame (lock held); ``False`` if the ring has no room for it now.
@@ -306,179 +381,123 @@ class SharedQueue:
         ring = self.ring
         if not ring.push(kind, payload, item):
             return False
-        hdr = ring.hdr
-        hdr[Ring.UNFINISHED] += 1
-        if hdr[Ring.GETTERS]:
-            hdr[Ring.GETTERS] -= 1
-            self.items.release()
+        ring.hdr[_UNFINISHED] += 1
+        if self.waits[GET]:
+            _wake(self.waits, GET)
         return True
 
     # -- get ----------------------------------------------------------------------------
 
+    def _take(self) -> tuple[int, Any]:
+        """Take the oldest frame (lock held, ``COUNT`` > 0); a putter waiting is rung."""
+        frame = self.ring.pop()
+        if self.waits[PUT]:
+            _wake(self.waits, PUT)
+        return frame  # type: ignore[no-any-return]
+
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
         hdr = self.hdr
-        lock = self.lock
-        if not lock.acquire(False):
-            _spin_acquire(lock)
+        addr = self._addr
+        main = _get_ident() == _safepoint._main_ident  # (safepoint.enter, inlined)
+        if main:
+            _sp_state.depth += 1
+        rc = _trylock(addr)
+        if rc:
+            try:
+                self.lock._slow(rc, _deadline(block, timeout))
+            except LockTimeout:
+                _leave()
+                raise Empty from None
+            except BaseException:
+                _leave()
+                raise
         try:
-            count = hdr[_COUNT]
-            if count and hdr[_OVF_FIRST] and hdr[_HEAD] == hdr[_TAIL]:  # from the overflow
-                kind, payload = self.ring.pop_overflow()
-                if kind == _INT:
-                    item = transport.decode(kind, payload)
-                if hdr[_PUTTERS]:
-                    hdr[_PUTTERS] -= 1
-                    self.space.release()
-            elif count:  # Ring.pop, inlined
-                cap = self.cap
-                words = self.words
-                head = hdr[_HEAD]
-                pos = head % cap
-                w = words[pos >> 3]
-                if w == _WRAP:
-                    head += cap - pos
-                    pos = 0
-                    w = words[0]
-                if w == _INT_WORD:
-                    kind = _INT
-                    item = words[(pos >> 3) + 1]
-                    head += 16
-                else:
-                    kind = w & 255
-                    n = w >> 8
-                    payload = self.data[pos + 8 : pos + 8 + n].tobytes()
-                    head += 8 + ((n + 7) & -8)
-                if head == hdr[_TAIL]:
-                    hdr[_HEAD] = hdr[_TAIL] = 0
-                else:
-                    hdr[_HEAD] = head
-                hdr[_COUNT] = count - 1
-                if hdr[_PUTTERS]:
-                    hdr[_PUTTERS] -= 1
-                    self.space.release()
+            if hdr[_COUNT]:
+                kind, payload = self._pop()
+                if self.waits[PUT]:
+                    _wake(self.waits, PUT)
             else:
                 kind = -1
         finally:
-            lock.release()
-        if kind == _INT:
-            pass
-        elif kind == _INLINE:
-            item = _loads(payload)
-        elif kind < 0:
+            _unlock(addr)
+            if main:  # (safepoint.leave, inlined)
+                _sp_state.depth -= 1
+                if _sp_state.pending is not None and not _sp_state.depth:
+                    _sp_state.depth = 1
+                    _leave()  # raises the cancellation deferred meanwhile
+        if kind < 0:
             if block:  # an item is often a few microseconds away: look before sleeping
                 for _ in range(_SPIN):
                     if hdr[_COUNT]:
                         return self.get(block, timeout)
-            return self._get_wait(block, timeout)
-        else:
-            item = transport.decode(kind, payload)
+            return self._get_wait(_deadline(block, timeout))
+        item = (
+            payload
+            if kind == _INT
+            else (_loads(payload) if kind == _INLINE else _decode(kind, payload))
+        )
         if hooks.active:
             hooks.received(current_strand(), self, item)
         return item
 
-    def _get_one(self, block: bool = True, timeout: float | None = None) -> Any:
-        """``get`` through the store's own ``pop`` (ordered stores)."""
+    def _get_step(self, deadline: float | None, coroutine: bool) -> tuple[Any, Any]:
+        """One try (lock held): ``(frame, None)`` taken, or ``(None, waiter)`` to park."""
         hdr = self.hdr
-        lock = self.lock
-        if not lock.acquire(False):
-            _spin_acquire(lock)
-        try:
-            if hdr[_COUNT]:
-                kind, payload = self.ring.pop()
-                if hdr[_PUTTERS]:
-                    hdr[_PUTTERS] -= 1
-                    self.space.release()
-            else:
-                kind = -1
-        finally:
-            lock.release()
-        if kind < 0:
-            if block:
-                for _ in range(_SPIN):
-                    if hdr[_COUNT]:
-                        return self._get_one(block, timeout)
-            return self._get_wait(block, timeout)
-        item = transport.decode(kind, payload)
-        if hooks.active:
-            hooks.received(current_strand(), self, item)
-        return item
+        if hdr[_COUNT]:
+            return self._take(), None
+        if hdr[_CLOSED]:
+            raise self._closed("get")
+        if deadline == 0.0:
+            raise Empty
+        return None, self.room.enqueue(GET, self, coroutine)
 
-    def _get_wait(self, block: bool, timeout: float | None) -> Any:
-        deadline = _deadline(block, timeout)
-        hdr = self.hdr
-        lock = self.lock
+    def _get_wait(self, deadline: float | None) -> Any:
         while True:
-            lock.acquire()
             try:
-                if hdr[_COUNT]:
-                    kind, payload = self.ring.pop()
-                    if hdr[_PUTTERS]:
-                        hdr[_PUTTERS] -= 1
-                        self.space.release()
-                    break
-                if hdr[_CLOSED]:
-                    raise ClosedError("get() on a closed, drained queue")
-                if deadline == 0.0:
-                    raise Empty
-                hdr[_GETTERS] += 1
+                self._acquire(deadline)
+            except LockTimeout:
+                raise Empty from None
+            try:
+                frame, waiter = self._get_step(deadline, False)
             finally:
-                lock.release()
-            if not self._sleep(self.items, _GETTERS, deadline):
+                self._release()
+            if frame is not None:
+                return self._received(frame)
+            left = None if deadline is None else max(deadline - _monotonic(), 0.0)
+            if not self.room.park(waiter, GET, left) and deadline is not None:
                 raise Empty
-        item = transport.decode(kind, payload)
+
+    def _received(self, frame: tuple[int, Any]) -> Any:
+        item = _decode(*frame)
         if hooks.active:
             hooks.received(current_strand(), self, item)
         return item
 
-    def _sleep(self, sem: Any, slot: int, deadline: float | None, cancel: Any = None) -> bool:
-        """Sleep on ``sem`` after announcing in ``slot``; ``False`` on timeout (or cancel)."""
-        while True:
-            if deadline is None:
-                left = _SLICE if cancel is not None else None
-            else:
-                left = deadline - time.monotonic()
-                if cancel is not None:
-                    left = min(left, _SLICE)
-            if left is None:
-                sem.acquire()
-                return True
-            if left > 0 and sem.acquire(True, left):
-                return True
-            expired = deadline is not None and time.monotonic() >= deadline
-            if not expired and not (cancel is not None and cancel.is_set()):
-                continue
-            # Give up -- unless a post raced with us: then take it and go on.
-            self.lock.acquire()
-            try:
-                if sem.acquire(False):
-                    return True
-                self.ring.hdr[slot] -= 1
-                return False
-            finally:
-                self.lock.release()
-
-    # -- async forms --------------------------------------------------------------------
+    # -- async forms: the same steps, parked on the coroutine's loop ---------------------
 
     async def async_put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
         deadline = _deadline(block, timeout)
-        while True:
-            try:
-                self.put(item, False)
-                return
-            except Full:
-                if deadline == 0.0 or (deadline is not None and time.monotonic() >= deadline):
-                    raise
-            await self._async_wait(self.space, _PUTTERS, self._can_put, deadline)
+        kind, payload, seg = self._encode(item)
+        await self._async_drive(self._put_wait(item, kind, payload, seg, deadline, True))
 
     async def async_get(self, block: bool = True, timeout: float | None = None) -> Any:
         deadline = _deadline(block, timeout)
+        room = None
         while True:
             try:
-                return self.get(False)
-            except Empty:
-                if deadline == 0.0 or (deadline is not None and time.monotonic() >= deadline):
-                    raise
-            await self._async_wait(self.items, _GETTERS, self._can_get, deadline)
+                self._acquire(deadline)
+            except LockTimeout:
+                raise Empty from None
+            try:
+                frame, waiter = self._get_step(deadline, True)
+            finally:
+                self._release()
+            if frame is not None:
+                return self._received(frame)
+            room = room or self.room
+            left = None if deadline is None else max(deadline - _monotonic(), 0.0)
+            if not await room.async_park(waiter, GET, left) and deadline is not None:
+                raise Empty
 
     def _can_get(self) -> bool:
         hdr = self.hdr
@@ -490,102 +509,73 @@ class SharedQueue:
             return True
         return (self.maxsize <= 0 or hdr[_COUNT] < self.maxsize) and self.ring.free() > 4096
 
-    async def _async_wait(self, sem: Any, slot: int, ready: Any, deadline: float | None) -> None:
-        """Wait, in a helper thread, until ``ready()`` may hold; the coroutine then retries.
-
-        The helper only waits: it never takes an item or a slot, so a coroutine cancelled
-        meanwhile leaves nothing in limbo. A wake-up the helper consumed for a cancelled
-        coroutine is passed on to the next waiter.
-        """
-        cancel = threading.Event()
-
-        def wait() -> bool:
-            with _Held(self.lock):
-                if ready():
-                    return False  # nothing consumed: just retry
-                self.hdr[slot] += 1
-            return self._sleep(sem, slot, deadline, cancel)
-
-        fut = asyncio.get_running_loop().run_in_executor(None, wait)
-        try:
-            await asyncio.shield(fut)
-        except asyncio.CancelledError:
-            cancel.set()
-            try:
-                woke = await fut  # the helper notices within _SLICE seconds
-            except BaseException:
-                woke = False
-            if woke:
-                with _Held(self.lock):
-                    if self.hdr[slot]:
-                        self.hdr[slot] -= 1
-                        sem.release()
-            raise
-
     # -- tasks, close, sizes -------------------------------------------------------------
 
     def task_done(self) -> None:
-        hdr = self.ring.hdr
-        with _Held(self.lock):
-            if hdr[Ring.UNFINISHED] <= 0:
+        hdr = self.hdr
+        with self.lock:
+            if hdr[_UNFINISHED] <= 0:
                 raise ValueError("task_done() called too many times")
-            hdr[Ring.UNFINISHED] -= 1
-            if hdr[Ring.UNFINISHED] == 0:
-                for _ in range(hdr[Ring.JOINERS]):
-                    self.done.release()
-                hdr[Ring.JOINERS] = 0
+            hdr[_UNFINISHED] -= 1
+            if hdr[_UNFINISHED] == 0 and self.waits[JOIN]:
+                doorbell.wake_all(self.waits, JOIN)
+
+    def _join_step(self, coroutine: bool) -> Any:
+        """(lock held) ``None`` if every task is done, else a waiter to park."""
+        if self.hdr[_UNFINISHED] == 0:
+            return None
+        return self.room.enqueue(JOIN, self, coroutine)
 
     def join(self) -> None:
-        hdr = self.ring.hdr
-        with _Held(self.lock):
-            if hdr[Ring.UNFINISHED] == 0:
+        while True:
+            with self.lock:
+                waiter = self._join_step(False)
+            if waiter is None:
                 return
-            hdr[Ring.JOINERS] += 1
-        self._sleep(self.done, Ring.JOINERS, None)
+            self.room.park(waiter, JOIN, None)
 
     async def async_join(self) -> None:
-        while self.hdr[Ring.UNFINISHED]:
-            await self._async_wait(
-                self.done, Ring.JOINERS, lambda: not self.hdr[Ring.UNFINISHED], None
-            )
+        while True:
+            with self.lock:
+                waiter = self._join_step(True)
+            if waiter is None:
+                return
+            await self.room.async_park(waiter, JOIN, None)
 
     def close(self) -> None:
-        hdr = self.ring.hdr
-        with _Held(self.lock):
-            if hdr[Ring.CLOSED]:
+        hdr = self.hdr
+        with self.lock:
+            if hdr[_CLOSED]:
                 return
-            hdr[Ring.CLOSED] = 1
-            for _ in range(hdr[Ring.GETTERS]):
-                self.items.release()
-            for _ in range(hdr[Ring.PUTTERS]):
-                self.space.release()
-            hdr[Ring.GETTERS] = hdr[Ring.PUTTERS] = 0
+            hdr[_CLOSED] = 1
+            doorbell.wake_all(self.waits, GET)
+            doorbell.wake_all(self.waits, PUT)
 
     @property
     def closed(self) -> bool:
-        return bool(self.ring.hdr[Ring.CLOSED])
+        return bool(self.hdr[_CLOSED])
 
     def qsize(self) -> int:
-        return int(self.ring.hdr[Ring.COUNT])
+        return int(self.hdr[_COUNT])
 
     def full(self) -> bool:
         return 0 < self.maxsize <= self.qsize()
 
     def statistics(self) -> QueueStatistics:
-        hdr = self.ring.hdr
-        with _Held(self.lock):
+        hdr = self.hdr
+        with self.lock:
             return QueueStatistics(
-                qsize=int(hdr[Ring.COUNT]),
+                qsize=int(hdr[_COUNT]),
                 maxsize=self.maxsize,
-                getters_waiting=int(hdr[Ring.GETTERS]),
-                putters_waiting=int(hdr[Ring.PUTTERS]),
-                unfinished_tasks=int(hdr[Ring.UNFINISHED]),
-                closed=bool(hdr[Ring.CLOSED]),
+                getters_waiting=doorbell.waiting(self.waits, GET),
+                putters_waiting=doorbell.waiting(self.waits, PUT),
+                unfinished_tasks=int(hdr[_UNFINISHED]),
+                closed=bool(hdr[_CLOSED]),
                 shared=True,
             )
 
     def unfinished(self) -> int:
-        return int(self.ring.hdr[Ring.UNFINISHED])
+        return int(self.hdr[_UNFINISHED])
 
     def __repr__(self) -> str:
         return f"<plait shared queue {self.prefix}>"
@@ -597,9 +587,15 @@ class OrderedSharedQueue(SharedQueue):
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
         kind, payload, seg = transport.encode(item, self.prefix)
-        self._put_wait(item, kind, payload, seg, block, timeout)
+        self._drive(self._put_wait(item, kind, payload, seg, _deadline(block, timeout), False))
 
-    get = SharedQueue._get_one
+    async def async_put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        deadline = _deadline(block, timeout)
+        kind, payload, seg = transport.encode(item, self.prefix)
+        await self._async_drive(self._put_wait(item, kind, payload, seg, deadline, True))
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        return self._get_wait(_deadline(block, timeout))
 
 
 class _LifoShared(OrderedSharedQueue):
@@ -613,30 +609,6 @@ class _PriorityShared(OrderedSharedQueue):
 _ORDERED: dict[int, type[SharedQueue]] = {LIFO: _LifoShared, PRIORITY: _PriorityShared}
 
 
-class _Held:
-    """``with _Held(semlock):`` -- a SemLock as a plain context manager."""
-
-    __slots__ = ("sem",)
-
-    def __init__(self, sem: Any) -> None:
-        self.sem = sem
-
-    def __enter__(self) -> None:
-        self.sem.acquire()
-
-    def __exit__(self, *exc: object) -> None:
-        self.sem.release()
-
-
-def _spin_acquire(lock: Any) -> None:
-    """Take a contended process-shared lock: its holder keeps it for about a microsecond,
-    so a short spin usually beats sleeping in the kernel."""
-    for _ in range(_SPIN):
-        if lock.acquire(False):
-            return
-    lock.acquire()
-
-
 def _deadline(block: bool, timeout: float | None) -> float | None:
     if not block:
         return 0.0
@@ -647,7 +619,7 @@ def _deadline(block: bool, timeout: float | None) -> float | None:
     except ValueError:
         raise ValueError("'timeout' must be a non-negative number") from None
     assert wait is not None
-    return 0.0 if wait == 0 else time.monotonic() + wait
+    return 0.0 if wait == 0 else _monotonic() + wait
 
 
 # -- promotion and pickling ------------------------------------------------------------
@@ -683,7 +655,7 @@ def promote(q: Queue[Any]) -> SharedQueue:
         backend = cls(shm.new_prefix("q"), q.maxsize, create=True)
         items = list(q.queue)
         encoded = [transport.encode(item, backend.prefix) for item in items]
-        with _Held(backend.lock):
+        with backend.lock:
             hdr = backend.ring.hdr
             for item, (kind, payload, _seg) in zip(items, encoded, strict=True):
                 if not backend._push(kind, payload, item):

@@ -30,10 +30,11 @@ Lifetime rules:
   when the object using it is collected, or at exit -- multiprocessing children too):
   processes still attached keep their mappings (the kernel frees the memory after the
   last one).
-* If every holder was killed, :func:`sweep_dead` -- run by the next promotion in any plait
-  process, and at exit -- removes every name under a prefix whose owner is dead and whose
-  anchor segment no live process holds. A live owner's names are never touched (it may be
-  creating them right now), nor are names a live process still holds.
+* If every holder was killed, :func:`sweep_dead` -- run when the next plait program starts
+  (:func:`sweep_at_start`), by the next promotion in any plait process, and at exit --
+  removes every name under a prefix whose owner is dead and whose anchor segment no live
+  process holds. A live owner's names are never touched (it may be creating them right
+  now), nor are names a live process still holds.
 """
 
 from __future__ import annotations
@@ -44,7 +45,6 @@ import itertools
 import mmap
 import os
 import re
-import secrets
 import threading
 import weakref
 from multiprocessing import util as mp_util
@@ -57,11 +57,13 @@ __all__ = [
     "family",
     "held",
     "let_go",
+    "my_tag",
     "new_prefix",
     "owner_alive",
     "owner_of",
     "remove",
     "start_ticks",
+    "sweep_at_start",
     "sweep_dead",
     "track",
 ]
@@ -115,8 +117,15 @@ def _my_tag() -> tuple[int, int]:
     return _me
 
 
+def my_tag() -> tuple[int, int]:
+    """``(pid, start)`` of the calling process (see :func:`start_ticks`)."""
+    return _my_tag()
+
+
 def new_prefix(kind: str) -> str:
     """A fresh owner-tagged name prefix for the calling process (``kind``: letters only)."""
+    import secrets  # (here: it costs 2 ms at import, and plait imports this module)
+
     pid, start = _my_tag()
     return f"plait_{kind}_{family()}_{pid}_{start}_{secrets.token_hex(5)}_"
 
@@ -303,6 +312,18 @@ def sweep_dead(anchor: str = ANCHOR) -> list[str]:
         if is_dead and not held(prefix + anchor):
             removed += remove(prefix, anchor)
     return removed
+
+
+def sweep_at_start() -> None:
+    """At plait's import, in the first plait process of a tree (not in its children, whose
+    parent is alive): remove what killed plait processes of this user left (a sweep costs
+    a listing of ``/dev/shm`` and one ``/proc`` read per distinct dead-looking owner)."""
+    if os.environ.get(FAMILY_ENV) != str(os.getpid()):
+        return
+    try:
+        sweep_dead(ANCHOR)
+    except OSError:
+        pass
 
 
 # -- letting go: collected, or at exit ------------------------------------------------------

@@ -9,12 +9,21 @@
       large ─► new shm segment, its name as  ─►  map segment, unlink its name,
                the frame                          unpickle over views of it (no copy)
 
-The ring lives in one shared-memory segment: a header of 64-bit counters, then a byte
-ring of 8-byte-aligned frames ``[length|kind][payload]`` (a small ``int`` is its own
-payload: no pickle). Writers append under the
-queue's process-shared lock; readers take one frame at a time under the same lock. No
-system call is made per message while a burst is queued -- the lock is a futex that only
-enters the kernel when contended, and wake-ups are posted only to parked waiters. A frame
+The ring lives in one shared-memory segment: a header of 64-bit counters, the object's
+robust lock and its wait table, then a byte ring of 8-byte-aligned frames
+``[length|kind][payload]`` (a small ``int`` is its own payload: no pickle). The frame format
+is written in one place, :class:`Ring` (``push``/``pop``, and :class:`_Log` for the overflow
+chain, the same frames). Writers append under the queue's process-shared lock; readers take
+one frame at a time under the same lock. No system call is made per message while a burst is
+queued -- the lock is a futex that only enters the kernel when contended, and wake-ups are
+rung only to parked waiters.
+
+Crash consistency. A holder may be killed at any instruction inside the lock; the next
+holder then runs :meth:`Ring.repair`. Every change is made so that one 64-bit store commits
+it: a push writes the frame, then ``TAIL``; a pop reads the frame, then moves ``HEAD`` (an
+emptied ring is reset by storing ``TAIL = 0`` before ``HEAD = 0``, so an interrupted reset
+reads as "empty"); ``COUNT`` is derived, and the repair recounts it by walking the frames.
+So at most the dead holder's own item is lost, and none is duplicated or torn. A frame
 that does not fit the free space, or a payload over :data:`SPILL`, goes through its own
 segment (``shm.Segment``), so a full ring never blocks a writer and a 1 GiB array is
 written once, into shared memory, and read in place.
@@ -35,14 +44,17 @@ import pickle
 import sys
 from typing import Any
 
-from plait._ipc import serialize
+from plait._errors import BrokenResourceError
+from plait._ipc import doorbell, robust, serialize
 from plait._ipc.shm import Segment
 
 __all__ = ["INT", "SPILL", "Ring", "decode", "encode", "int_frame", "peek"]
 
 SPILL = 2 * 1024 * 1024  # payloads larger than this travel in their own segment
-HEADER_WORDS = 16
-HEADER = HEADER_WORDS * 8
+HEADER_WORDS = 16  # the counters (see Ring)
+MUTEX_AT = HEADER_WORDS * 8  # the object's robust lock (see plait._ipc.robust)
+WAITS_AT = MUTEX_AT + robust.SIZE  # its wait table (see plait._ipc.doorbell)
+HEADER = WAITS_AT + doorbell.TABLE_BYTES  # the ring's (or store's) bytes start here
 INLINE, SEGMENT, BYTES, BYTEARRAY, INT = 0, 1, 2, 3, 4  # frame kinds
 RAW_MIN = 4096  # bytes/bytearray items at least this big travel raw, not pickled
 WRAP = -1  # a ring word: the next frame starts at 0
@@ -125,11 +137,13 @@ def int_frame(value: int) -> bytes:
     return value.to_bytes(8, sys.byteorder, signed=True)
 
 
-def decode(kind: int, payload: bytes | memoryview) -> Any:
+def decode(kind: int, payload: Any) -> Any:
     """The object back from :func:`encode`'s output (unlinks a segment it reads)."""
     if kind == INLINE:
         return pickle.loads(payload)
-    if kind == INT:
+    if kind == INT:  # (the ring hands an int over as it is)
+        if type(payload) is int:
+            return payload
         return int.from_bytes(payload, sys.byteorder, signed=True)
     if kind == BYTES:
         return bytes(payload)
@@ -210,53 +224,125 @@ class Ring:
         return self.cap - (hdr[self.TAIL] - hdr[self.HEAD])
 
     def push(self, kind: int, payload: Any, item: Any = None) -> bool:
-        """Append one frame; ``False`` if it does not fit (the caller spills it).
-        (``item`` is for ordered stores' sake: a ring keeps arrival order.)"""
+        """Append one frame; ``False`` if it does not fit (the caller spills it). An ``INT``
+        frame's payload is the int itself. (``item`` is for ordered stores' sake: a ring
+        keeps arrival order.)"""
         hdr = self.hdr
-        n = len(payload)
+        if kind == INT:
+            n = 8
+            if type(payload) is not int:
+                payload = int.from_bytes(payload, sys.byteorder, signed=True)
+        else:
+            n = len(payload)
         need = 8 + ((n + 7) & -8)
         cap = self.cap
         tail = hdr[_TAIL]
         pos = tail % cap
-        to_end = cap - pos
-        if hdr[_OVF_FIRST]:  # a chain exists: later frames join it, in order
-            return self._overflow(kind, payload)
-        if need > to_end:  # not before the end: a wrap marker, then the frame at 0
+        if not hdr[_OVF_FIRST] and need <= cap - pos and tail - hdr[_HEAD] + need <= cap:
+            pass  # the common case: it fits before the end
+        elif hdr[_OVF_FIRST]:  # a chain exists: later frames join it, in order
+            return self._overflow(kind, int_frame(payload) if kind == INT else payload)
+        elif need > cap - pos:  # not before the end: a wrap marker, then the frame at 0
+            to_end = cap - pos
             if tail - hdr[_HEAD] + to_end + need > cap:
-                return self._overflow(kind, payload)
+                return self._overflow(kind, int_frame(payload) if kind == INT else payload)
             self.words[pos >> 3] = WRAP
             tail += to_end
             pos = 0
-        elif tail - hdr[_HEAD] + need > cap:
-            return self._overflow(kind, payload)
-        self.words[pos >> 3] = n << 8 | kind
-        self.data[pos + 8 : pos + 8 + n] = payload
-        hdr[_TAIL] = tail + need
+        else:
+            return self._overflow(kind, int_frame(payload) if kind == INT else payload)
+        if kind == INT:
+            words = self.words
+            words[pos >> 3] = INT_WORD
+            words[(pos >> 3) + 1] = payload
+        else:
+            self.words[pos >> 3] = n << 8 | kind
+            self.data[pos + 8 : pos + 8 + n] = payload
+        hdr[_TAIL] = tail + need  # the commit
         hdr[_COUNT] += 1
         return True
 
-    def pop(self) -> tuple[int, bytes]:
-        """Take the oldest frame (``COUNT`` must be > 0)."""
+    def pop(self) -> tuple[int, Any]:
+        """Take the oldest frame (``COUNT`` must be > 0): ``(kind, payload)``, an ``INT``
+        frame's payload being the int itself."""
         hdr = self.hdr
-        if hdr[_OVF_FIRST] and hdr[_HEAD] == hdr[_TAIL]:  # the ring is drained: the chain
+        head = hdr[_HEAD]
+        tail = hdr[_TAIL]
+        if head == tail and hdr[_OVF_FIRST]:  # the ring is drained: the chain
             return self.pop_overflow()
         words = self.words
         cap = self.cap
-        head = hdr[_HEAD]
         pos = head % cap
         w = words[pos >> 3]
         if w == WRAP:
             head += cap - pos
             pos = 0
             w = words[0]
-        n = w >> 8
-        payload = self.data[pos + 8 : pos + 8 + n].tobytes()
-        head += 8 + ((n + 7) & -8)
-        if head == hdr[_TAIL]:
-            head = hdr[_TAIL] = 0
-        hdr[_HEAD] = head
+        if w == INT_WORD:
+            kind = INT
+            payload: Any = words[(pos >> 3) + 1]
+            head += 16
+        else:
+            kind = w & 255
+            n = w >> 8
+            payload = self.data[pos + 8 : pos + 8 + n].tobytes()
+            head += 8 + ((n + 7) & -8)
+        if head == tail:  # emptied: start again at 0 (TAIL first: see the module docstring)
+            hdr[_TAIL] = 0
+            hdr[_HEAD] = 0
+        else:
+            hdr[_HEAD] = head  # the commit
         hdr[_COUNT] -= 1
-        return w & 255, payload
+        return kind, payload
+
+    def repair(self) -> None:
+        """After a holder died inside the lock: recount the frames, drop an interrupted
+        reset, and forget overflow segments already read; :class:`BrokenResourceError` if
+        the frames do not add up (then the queue cannot be trusted)."""
+        hdr = self.hdr
+        head, tail, cap = int(hdr[_HEAD]), int(hdr[_TAIL]), self.cap
+        if head > tail or tail - head > cap:  # an interrupted reset: the ring was emptied
+            hdr[_TAIL] = 0
+            hdr[_HEAD] = 0
+            head = tail = 0
+        count = 0
+        pos = head
+        words = self.words
+        while pos < tail:
+            p = pos % cap
+            w = int(words[p >> 3])
+            if w == WRAP:
+                pos += cap - p
+                continue
+            n = w >> 8
+            if n < 0 or (w & 255) > INT or 8 + n > cap - p:
+                raise BrokenResourceError("a shared queue's ring is corrupt (unreadable frame)")
+            pos += 8 + ((n + 7) & -8)
+            count += 1
+        if pos != tail:
+            raise BrokenResourceError("a shared queue's ring is corrupt (frames overrun it)")
+        first = int(hdr[_OVF_FIRST])
+        if first:
+            last = int(hdr[_OVF_LAST])
+            k = first
+            while k <= last:
+                log = self._log(k)
+                if log is None or (k == first and log.drained() and k < last):
+                    if k == first:  # read (and maybe removed) by the dead holder: skip it
+                        if log is not None:
+                            log.segment.unlink()
+                        first = k + 1
+                        hdr[_OVF_FIRST] = first
+                        k += 1
+                        continue
+                    raise BrokenResourceError("a shared queue lost an overflow segment")
+                count += log.frames()
+                k += 1
+            if first > last or (first == last and (log := self._log(first)) and log.drained()):
+                if first <= last and log is not None:
+                    log.segment.unlink()
+                hdr[_OVF_FIRST] = 0
+        hdr[_COUNT] = count
 
     def release(self) -> None:
         """Drop this process's views of the segment."""
@@ -295,7 +381,7 @@ class Ring:
         hdr[_COUNT] += 1
         return True
 
-    def pop_overflow(self) -> tuple[int, bytes]:
+    def pop_overflow(self) -> tuple[int, Any]:
         """Take the oldest frame of the chain (the ring is drained, ``COUNT`` > 0)."""
         hdr = self.hdr
         first = hdr[_OVF_FIRST]
@@ -359,16 +445,28 @@ class _Log:
         self.data[w + 8 : w + 8 + n] = payload
         self.words[0] = w + 8 + ((n + 7) & -8)
 
-    def pop(self) -> tuple[int, bytes]:
+    def pop(self) -> tuple[int, Any]:
         r = self.words[1]
         word = int.from_bytes(self.data[r : r + 8], sys.byteorder, signed=True)
         n = word >> 8
-        payload = self.data[r + 8 : r + 8 + n].tobytes()
+        payload: Any = self.data[r + 8 : r + 8 + n].tobytes()
+        kind = word & 255
+        if kind == INT:  # handed over as the int itself, as the ring does
+            payload = int.from_bytes(payload, sys.byteorder, signed=True)
         self.words[1] = r + 8 + ((n + 7) & -8)
-        return word & 255, payload
+        return kind, payload
 
     def drained(self) -> bool:
         return self.words[1] >= self.words[0]
+
+    def frames(self) -> int:
+        """How many frames are still unread (for a repair)."""
+        r, end, n = int(self.words[1]), int(self.words[0]), 0
+        while r < end:
+            word = int.from_bytes(self.data[r : r + 8], sys.byteorder, signed=True)
+            r += 8 + (((word >> 8) + 7) & -8)
+            n += 1
+        return n
 
     def close(self) -> None:
         self.words.release()

@@ -1,0 +1,501 @@
+"""Doorbells: how any strand waits on an object shared with other processes.
+
+One mechanism for every strand kind, with no thread per waiting strand and no polling. A
+waiter parks through the kernel (``plait._core.parking``: a thread on its lock, a coroutine
+on a future of its loop), in a wait queue of its own process, so cancel scopes, timeouts,
+``tg.cancel()`` and instruments reach it as for any local wait. What crosses processes is
+only *who* waits::
+
+    shared object's segment                     process P
+    ───────────────────────                     ─────────
+    wait table: totals[3]                       doorbell: abstract socket "plait-bell-<pid>-<start>"
+      slot: P's tag, P's room id,  ──ring──►    one watcher thread reads it (8-byte records)
+            parked count per direction            └► room(id).queues[d].pop().wake()
+                                                      (the strand retries its operation)
+
+Protocol (the object's own shared lock held on both sides, see ``robust.RobustLock``):
+
+* a waiter that cannot proceed enqueues itself in its process's :class:`Room` for the object
+  and *announces* itself: its slot's count for that direction and the table's total go up;
+  then it releases the lock and parks;
+* a waker that makes progress possible (an item put, room made, the last task done)
+  calls :func:`wake` while the lock is held: when the total is not zero, it takes one
+  announcement of one process (round robin over slots) and rings that process's bell with
+  the room's id and the direction;
+* the process's watcher pops one local waiter of that room and direction and wakes it; if
+  none is left (it timed out meanwhile), it passes the ring on (:meth:`Room.pass_on`);
+* a waiter that leaves without being woken withdraws one announcement of its process; if
+  there is none left, a ring is on its way to the process, and its watcher passes it on. A
+  waiter woken and then cancelled passes its ring on too. So a wake-up is never lost.
+
+Dead processes. A ring to a process that died fails at once (connection refused, or
+``EPIPE`` on a connection made earlier): its slot
+is cleared, its counts leave the totals, and the ring goes to the next process. A process
+killed *inside* the lock may have taken an announcement without ringing: the lock's repair
+calls :func:`wake_everyone`, and every live process's waiters on the object look again.
+
+A process's bell is made on its first wait on a shared object and goes when its last room
+does (the object collected). It is a Linux abstract-namespace socket: no file, so nothing is
+left behind by a killed process. Ringers keep one connection per process they ring.
+
+More than :data:`SLOTS` processes waiting on one object at once: the process without a slot
+parks with a short timeout and looks again (documented fallback, never a lost wake-up).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import selectors
+import socket
+import threading
+import weakref
+from typing import Any
+
+from plait._core.parking import WOKEN, Waiter, WaitQueue, async_park, new_mutex, park
+from plait._ipc import shm
+
+__all__ = [
+    "DIRECTIONS",
+    "SLOTS",
+    "TABLE_BYTES",
+    "Room",
+    "bell_address",
+    "waiting",
+    "wake",
+    "wake_all",
+    "wake_everyone",
+]
+
+DIRECTIONS = 3  # a queue's getters, putters and joiners (other objects use what they need)
+SLOTS = 64  # processes that can wait on one object at the same time
+_W = 8  # words per slot: tag, room id, counts[DIRECTIONS], spare
+_TAG, _ROOM, _COUNT0 = 0, 1, 2
+_TOTALS = 8  # words before the first slot: totals[DIRECTIONS], next slot to ring, spare
+_NEXT = DIRECTIONS
+TABLE_WORDS = _TOTALS + SLOTS * _W
+TABLE_BYTES = TABLE_WORDS * 8
+_ALL = 4  # a record's flag: wake every waiter of the direction (close, repair)
+_NO_SLOT_RECHECK = 0.01  # the no-slot fallback's look-again period
+_MAX_WRITERS = 256  # connections to other processes' bells kept open at most
+_START_MASK = (1 << 40) - 1
+
+
+def _tag_of(pid: int, start: int) -> int:
+    return pid << 40 | (start & _START_MASK)
+
+
+def bell_address(pid: int, start: int) -> str:
+    """Process (``pid``, ``start``)'s doorbell: a Linux abstract socket address (no file:
+    it vanishes with the process, even a killed one)."""
+    return f"\0plait-bell-{pid}-{start & _START_MASK}"
+
+
+class _Bell:
+    """This process's doorbell: a listening socket read by one watcher thread; the rooms it
+    serves."""
+
+    def __init__(self) -> None:
+        pid, start = shm.my_tag()
+        self.tag = _tag_of(pid, start)
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self.listener.bind(bell_address(pid, start))
+            self.listener.listen(128)
+        except BaseException:
+            self.listener.close()
+            raise
+        self.stop_r, self.stop_w = os.pipe()
+        self.rooms: weakref.WeakValueDictionary[int, Room] = weakref.WeakValueDictionary()
+        # (the watcher reads ``rooms`` without a lock: a WeakValueDictionary ``get`` is safe)
+        self.next_id = 1
+        self.thread = threading.Thread(target=self._watch, name="plait-doorbell", daemon=True)
+        self.thread.start()
+
+    def register(self, room: Room) -> int:
+        """(``_bell_lock`` held) Serve ``room``; its id."""
+        rid = self.next_id
+        self.next_id += 1
+        self.rooms[rid] = room
+        weakref.finalize(room, _forget, self, rid)
+        return rid
+
+    def _watch(self) -> None:
+        sel = selectors.DefaultSelector()
+        sel.register(self.listener, selectors.EVENT_READ, None)
+        sel.register(self.stop_r, selectors.EVENT_READ, None)
+        pending: dict[socket.socket, bytes] = {}
+        try:
+            while True:
+                for key, _ in sel.select():
+                    obj = key.fileobj
+                    if obj == self.stop_r:
+                        return
+                    if obj is self.listener:
+                        try:
+                            conn, _addr = self.listener.accept()
+                        except OSError:  # (closed: the stop record is on its way)
+                            sel.unregister(obj)
+                            continue
+                        sel.register(conn, selectors.EVENT_READ, None)
+                        pending[conn] = b""
+                        continue
+                    assert isinstance(obj, socket.socket)
+                    try:
+                        data = obj.recv(8192)
+                    except OSError:
+                        data = b""
+                    if not data:  # that ringer is gone (a partial record goes with it)
+                        sel.unregister(obj)
+                        obj.close()
+                        del pending[obj]
+                        continue
+                    data = pending[obj] + data
+                    usable = len(data) - len(data) % 8
+                    for i in range(0, usable, 8):
+                        self._deliver(int.from_bytes(data[i : i + 8], "little"))
+                    pending[obj] = data[usable:]
+        finally:
+            for conn in pending:
+                conn.close()
+            sel.close()
+            self.listener.close()
+            os.close(self.stop_r)
+            os.close(self.stop_w)
+
+    def _deliver(self, record: int) -> None:
+        # (a function of its own: the watcher's frame must not keep a room alive)
+        room = self.rooms.get(record >> 3)
+        if room is not None:
+            try:
+                room.deliver(record & 3, bool(record & _ALL))
+            except Exception:  # a broken object must not stop the bell
+                pass
+
+    def close(self) -> None:
+        """Free the address now (a new bell may bind it at once) and stop the watcher."""
+        self.listener.close()
+        try:
+            os.write(self.stop_w, b"x")
+        except OSError:
+            pass
+
+
+_bell: _Bell | None = None
+_bell_lock = threading.Lock()
+_writers: dict[int, socket.socket] = {}  # tag -> a connection to that process's bell
+_writers_lock = threading.Lock()
+
+
+def _attach(room: Room) -> tuple[_Bell, int]:
+    """This process's bell (made on first use) and ``room``'s id in it."""
+    global _bell
+    with _bell_lock:
+        b = _bell
+        if b is None:
+            b = _bell = _Bell()
+        return b, b.register(room)
+
+
+def _forget(bell: _Bell, rid: int) -> None:
+    """A room was collected; the last one takes the bell with it (a process that no longer
+    waits on anything shared keeps no socket and no thread)."""
+    global _bell
+    with _bell_lock:
+        bell.rooms.pop(rid, None)
+        if bell.rooms or _bell is not bell:
+            return
+        _bell = None
+    bell.close()
+
+
+def _close_writers() -> None:
+    for conn in _writers.values():
+        conn.close()
+    _writers.clear()
+
+
+def _at_exit() -> None:
+    with _writers_lock:
+        _close_writers()
+
+
+atexit.register(_at_exit)
+
+
+def _after_fork() -> None:
+    global _bell, _bell_lock, _writers_lock
+    _bell = None  # the parent's bell and watcher are the parent's (its sockets are
+    _bell_lock = threading.Lock()  # not inheritable, so nothing of them is left here)
+    _writers_lock = threading.Lock()
+    _close_writers()
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
+def _ring(tag: int, record: int) -> bool:
+    """Send one record to process ``tag``'s bell; ``False`` if that process is gone."""
+    data = record.to_bytes(8, "little")
+    with _writers_lock:
+        for _attempt in range(2):
+            conn = _writers.get(tag)
+            if conn is None:
+                if len(_writers) >= _MAX_WRITERS:  # mostly processes gone by now: start over
+                    _close_writers()
+                conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                try:
+                    conn.connect(bell_address(tag >> 40, tag & _START_MASK))
+                except OSError:  # refused, or no such address: the process is gone
+                    conn.close()
+                    return False
+                conn.setblocking(False)
+                _writers[tag] = conn
+            try:
+                conn.send(data)
+                return True
+            except BlockingIOError:
+                return True  # 200 KB of records unread: its watcher is far behind, not gone
+            except OSError:
+                # that bell closed: the process died, or stopped waiting on shared objects
+                # (and may have a new bell by now): connect once more
+                del _writers[tag]
+                conn.close()
+    return False
+
+
+# -- the shared side: called with the object's shared lock held ----------------------------
+
+
+def _who(table: Any, base: int) -> int:
+    return int(table[base + _TAG])
+
+
+def _clear_slot(table: Any, base: int) -> None:
+    for d in range(DIRECTIONS):
+        table[d] -= table[base + _COUNT0 + d]
+        table[base + _COUNT0 + d] = 0
+    table[base + _ROOM] = 0
+    table[base + _TAG] = 0
+
+
+def wake(table: Any, d: int) -> bool:
+    """Ring one process that has a strand parked in direction ``d`` (lock held); ``False``
+    if nobody waits. Call it only when ``table[d]`` is not zero (the fast check)."""
+    start = int(table[_NEXT])
+    for k in range(SLOTS):
+        i = (start + k) % SLOTS
+        base = _TOTALS + i * _W
+        if table[base + _COUNT0 + d] <= 0:
+            continue
+        table[base + _COUNT0 + d] -= 1
+        table[d] -= 1
+        if _ring(_who(table, base), int(table[base + _ROOM]) << 3 | d):
+            table[_NEXT] = (i + 1) % SLOTS
+            return True
+        table[base + _COUNT0 + d] += 1
+        table[d] += 1
+        _clear_slot(table, base)  # that process is dead
+    table[d] = 0  # nobody is left: counts of the dead are gone
+    return False
+
+
+def wake_all(table: Any, d: int) -> None:
+    """Ring every process with a strand parked in direction ``d`` to wake them all."""
+    for i in range(SLOTS):
+        base = _TOTALS + i * _W
+        n = table[base + _COUNT0 + d]
+        if n <= 0:
+            continue
+        table[base + _COUNT0 + d] = 0
+        table[d] -= n
+        record = int(table[base + _ROOM]) << 3 | d | _ALL
+        if not _ring(_who(table, base), record):
+            _clear_slot(table, base)
+    table[d] = 0
+
+
+def wake_everyone(table: Any) -> None:
+    """After a holder died inside the lock: every live process's waiters look again (the
+    dead one may have taken an announcement without ringing)."""
+    for i in range(SLOTS):
+        base = _TOTALS + i * _W
+        tag = int(table[base + _TAG])
+        if not tag:
+            continue
+        room = int(table[base + _ROOM]) << 3 | _ALL
+        alive = all(_ring(tag, room | d) for d in range(DIRECTIONS))
+        if alive:
+            for d in range(DIRECTIONS):
+                table[d] -= table[base + _COUNT0 + d]
+                table[base + _COUNT0 + d] = 0
+        else:
+            _clear_slot(table, base)
+    for d in range(DIRECTIONS):
+        table[d] = max(int(table[d]), 0)
+
+
+# -- this process's side -------------------------------------------------------------------
+
+
+class Room:
+    """This process's strands parked on one shared object (one per object per process).
+
+    ``table`` is the object's wait table (a ``q``-cast view of :data:`TABLE_BYTES`);
+    ``lock`` is its shared lock (``acquire``/``release``), taken here only to withdraw an
+    announcement or pass a ring on.
+    """
+
+    __slots__ = ("__weakref__", "bell", "id", "lock", "mutex", "queues", "slot", "table")
+
+    def __init__(self, table: Any, lock: Any) -> None:
+        self.table = table
+        self.lock = lock
+        self.mutex = new_mutex()
+        self.queues = [WaitQueue(self.mutex) for _ in range(DIRECTIONS)]
+        self.bell, self.id = _attach(self)
+        self.slot = -1
+
+    # -- with the shared lock held --
+
+    def _claim(self) -> int:
+        """This process's slot in the table (claimed on first use); -1 if none is free."""
+        table = self.table
+        tag = self.bell.tag
+        slot = self.slot
+        if slot >= 0:
+            base = _TOTALS + slot * _W
+            if table[base + _TAG] == tag and table[base + _ROOM] == self.id:
+                return slot
+        free = -1
+        for i in range(SLOTS):
+            base = _TOTALS + i * _W
+            t = int(table[base + _TAG])
+            if t == tag:
+                rid = int(table[base + _ROOM])
+                if rid == self.id:
+                    self.slot = i
+                    return i
+                if rid not in self.bell.rooms:  # a room of ours that is gone
+                    _clear_slot(table, base)
+                    t = 0
+            if t == 0 and free < 0:
+                free = i
+        if free < 0:  # full: reclaim the slot of a process that is gone
+            for i in range(SLOTS):
+                base = _TOTALS + i * _W
+                t = int(table[base + _TAG])
+                if not t or not shm.owner_alive(t >> 40, t & _START_MASK):
+                    _clear_slot(table, base)
+                    free = i
+                    break
+        if free < 0:
+            return -1
+        base = _TOTALS + free * _W
+        for d in range(DIRECTIONS):
+            table[base + _COUNT0 + d] = 0
+        table[base + _ROOM] = self.id
+        table[base + _TAG] = tag
+        self.slot = free
+        return free
+
+    def enqueue(self, d: int, on: object, coroutine: bool) -> Waiter:
+        """Queue the calling strand in direction ``d`` and announce it (lock held)."""
+        queue = self.queues[d]
+        with self.mutex:
+            waiter = queue.async_enqueue_current(on) if coroutine else queue.enqueue_current(on)
+        slot = self._claim()
+        if slot >= 0:
+            self.table[_TOTALS + slot * _W + _COUNT0 + d] += 1
+            self.table[d] += 1
+            waiter.data = False  # announced
+        else:
+            waiter.data = True  # no slot: it looks again now and then
+        return waiter
+
+    def _withdraw(self, d: int) -> None:
+        """One of our strands leaves unwoken: take back one announcement (lock held). If
+        none is left, a ring is on its way to us; the watcher passes it on."""
+        slot = self.slot
+        if slot < 0:
+            return
+        table = self.table
+        at = _TOTALS + slot * _W
+        if table[at + _TAG] == self.bell.tag and table[at + _COUNT0 + d] > 0:
+            table[at + _COUNT0 + d] -= 1
+            table[d] -= 1
+
+    # -- without it --
+
+    def _settle(self, waiter: Waiter, d: int, handed: list[bool]) -> None:
+        if waiter.state == WOKEN and not handed:
+            return
+        lock = self.lock
+        lock.acquire()
+        try:
+            if handed:  # woken, then cancelled: the ring goes on
+                if self.table[d]:
+                    wake(self.table, d)
+            else:
+                self._withdraw(d)
+        finally:
+            lock.release()
+
+    def park(self, waiter: Waiter, d: int, timeout: float | None) -> bool:
+        """Park the calling thread; ``True`` if a ring woke it (it then tries again)."""
+        handed: list[bool] = []
+        capped = bool(waiter.data) and (timeout is None or timeout > _NO_SLOT_RECHECK)
+        try:
+            woken = park(waiter, _NO_SLOT_RECHECK if capped else timeout, handed.append)
+        except BaseException:
+            self._settle(waiter, d, handed)
+            raise
+        if not woken:
+            self._settle(waiter, d, handed)
+        return woken or capped  # (no slot: look again, as if rung)
+
+    async def async_park(self, waiter: Waiter, d: int, timeout: float | None) -> bool:
+        """Park the calling coroutine; ``True`` if a ring woke it (it then tries again)."""
+        handed: list[bool] = []
+        capped = bool(waiter.data) and (timeout is None or timeout > _NO_SLOT_RECHECK)
+        try:
+            woken = await async_park(waiter, _NO_SLOT_RECHECK if capped else timeout, handed.append)
+        except BaseException:
+            self._settle(waiter, d, handed)
+            raise
+        if not woken:
+            self._settle(waiter, d, handed)
+        return woken or capped  # (no slot: look again, as if rung)
+
+    def deliver(self, d: int, everyone: bool) -> None:
+        """A ring arrived (the watcher thread): wake one local waiter, or pass it on."""
+        queue = self.queues[d]
+        with self.mutex:
+            woken = queue.pop_all(True) if everyone else [w for w in [queue.pop(True)] if w]
+        for w in woken:
+            w.wake()
+        if not woken and not everyone:
+            self.pass_on(d)
+
+    def pass_on(self, d: int) -> None:
+        """Hand a ring nobody here took to the next announced waiter (any process)."""
+        self.lock.acquire()
+        try:
+            if self.table[d]:
+                wake(self.table, d)
+        finally:
+            self.lock.release()
+
+    def leave(self) -> None:
+        """This process stops using the object: free its slot (lock held)."""
+        slot = self.slot
+        if slot >= 0:
+            base = _TOTALS + slot * _W
+            if self.table[base + _TAG] == self.bell.tag and self.table[base + _ROOM] == self.id:
+                _clear_slot(self.table, base)
+        self.slot = -1
+
+
+def waiting(table: Any, d: int) -> int:
+    """How many strands (all processes) are announced in direction ``d`` now."""
+    return int(table[d])

@@ -1,0 +1,283 @@
+"""Waiting on a shared queue (issue 11, points 2 and 3).
+
+Coroutines park on their loop (no default-executor thread each), threads park through the
+kernel (cancel scopes, ``tg.cancel()``, ``timeout=inf``), and a holder killed inside the
+queue's lock leaves it usable (issue 11 point 1; the fault suite in ``tests/faults`` goes
+through every stage).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import pickle
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+import plait
+from plait._channels import LifoQueue, Queue
+from plait._ipc.context import get_context
+from plait.testing import wait_parked
+
+WAIT_S = 20.0
+
+
+def _share(q: Queue[Any]) -> Any:
+    pickle.dumps(q)  # promotes it
+    return q._shared
+
+
+def _ctx() -> Any:
+    return get_context()
+
+
+def consume_until_none(q: Queue[Any], out: Queue[Any]) -> None:
+    got = []
+    while True:
+        item = q.get(timeout=WAIT_S)
+        if item is None:
+            break
+        got.append(item)
+    out.put(got)
+
+
+def die_holding_the_lock(q: Queue[Any]) -> None:
+    q._shared._acquire(None)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+# -- coroutines: no thread per waiter ------------------------------------------------------
+
+
+async def test_six_waiting_coroutines_do_not_starve_the_default_executor() -> None:
+    q: Queue[Any] = Queue()
+    backend = _share(q)
+    loop = asyncio.get_running_loop()
+    loop.set_default_executor(ThreadPoolExecutor(max_workers=2))  # smaller than the waiters
+    before = threading.active_count()
+    consumers = [asyncio.create_task(q.async_get()) for _ in range(6)]
+    await plait.testing.async_wait_parked(on=backend, count=6, timeout=WAIT_S)
+    assert threading.active_count() - before <= 1  # at most this process's doorbell watcher
+    assert await asyncio.wait_for(asyncio.to_thread(lambda: 42), 5) == 42
+    assert await asyncio.wait_for(loop.getaddrinfo("localhost", 80), 5)
+    for i in range(6):
+        q.put(i)
+    got = await asyncio.wait_for(asyncio.gather(*consumers), WAIT_S)
+    assert sorted(got) == list(range(6))
+
+
+async def test_coroutines_and_a_process_on_a_bounded_shared_queue_do_not_deadlock() -> None:
+    q: Queue[Any] = Queue(2)
+    out: Queue[Any] = Queue()
+    p = _ctx().Process(target=consume_until_none, args=(q, out))
+    p.start()
+    try:
+        n_prod, per = 4, 60
+        taken: list[Any] = []
+
+        async def produce(k: int) -> None:
+            for i in range(per):
+                await q.async_put((k, i))
+
+        async def consume() -> None:
+            while True:
+                item = await q.async_get()
+                if item is None:
+                    return
+                taken.append(item)
+
+        async with plait.fail_after(WAIT_S):
+            consumers = [asyncio.create_task(consume()) for _ in range(3)]
+            await asyncio.gather(*(produce(k) for k in range(n_prod)))
+            for _ in range(4):  # one end marker per consumer (three here, one in the child)
+                await q.async_put(None)
+            await asyncio.gather(*consumers)
+            theirs = await asyncio.wait_for(out.async_get(), WAIT_S)
+        everything = taken + [tuple(t) for t in theirs]
+        assert sorted(everything) == [(k, i) for k in range(n_prod) for i in range(per)]
+    finally:
+        p.join(WAIT_S)
+        if p.is_alive():
+            p.kill()
+            p.join()
+
+
+async def test_fail_after_ends_coroutines_waiting_on_a_full_or_empty_shared_queue() -> None:
+    empty: Queue[Any] = Queue()
+    full: Queue[Any] = Queue(1)
+    _share(empty)
+    _share(full)
+    full.put("x")
+    t0 = time.monotonic()
+    with pytest.raises(TimeoutError):
+        async with plait.fail_after(0.3):
+            await asyncio.gather(empty.async_get(), full.async_put("y"), empty.async_get())
+    assert time.monotonic() - t0 < 5
+    stats = empty.statistics()
+    assert stats.getters_waiting == 0  # the cancelled waiters took their announcements back
+    assert full.statistics().putters_waiting == 0
+    full.get_nowait()
+    assert full.qsize() == 0  # "y" was never put
+
+
+# -- threads: the kernel's park ------------------------------------------------------------
+
+
+def test_move_on_after_ends_a_thread_blocked_on_a_shared_queue() -> None:
+    q: Queue[Any] = Queue(1)
+    _share(q)
+    t0 = time.monotonic()
+    with plait.move_on_after(0.3) as scope:
+        q.get()
+    assert scope.cancelled_caught
+    q.put(1)
+    with plait.move_on_after(0.3) as scope:
+        q.put(2)
+    assert scope.cancelled_caught
+    with plait.move_on_after(0.3) as scope:
+        q.join()
+    assert scope.cancelled_caught
+    assert time.monotonic() - t0 < 5
+    assert q.get_nowait() == 1
+
+
+@pytest.mark.parametrize("op", ["get", "put", "join"])
+def test_tg_cancel_reaches_a_thread_strand_blocked_on_a_shared_queue(op: str) -> None:
+    q: Queue[Any] = Queue(1)
+    backend = _share(q)
+    q.put("first")  # full (for put) and one task unfinished (for join)
+    if op == "get":
+        q.get()
+
+    box = [q]  # (emptied after: an idle cached thread keeps its last strand's arguments)
+
+    def blocked() -> None:
+        getattr(box[0], op)(*(("second",) if op == "put" else ()))
+
+    t0 = time.monotonic()
+    with plait.TaskGroup() as tg:
+        tg.spawn(blocked, on="thread")
+        wait_parked(on=backend, count=1, timeout=WAIT_S)
+        tg.cancel()
+    box.clear()
+    assert time.monotonic() - t0 < 5
+    assert q.statistics().getters_waiting == 0 and q.statistics().putters_waiting == 0
+
+
+def test_timeout_inf_waits_until_an_item_comes() -> None:
+    q: Queue[Any] = Queue()
+    backend = _share(q)
+    got: list[Any] = []
+    t = threading.Thread(target=lambda: got.append(q.get(timeout=math.inf)))
+    t.start()
+    wait_parked(on=backend, count=1, timeout=WAIT_S)
+    q.put("late")
+    t.join(WAIT_S)
+    assert got == ["late"]
+    q.put("x", timeout=math.inf)
+    assert q.get(timeout=math.inf) == "x"
+
+
+def test_get_nowait_and_timeouts_hold_while_another_thread_holds_the_lock() -> None:
+    q: Queue[Any] = Queue()
+    backend = _share(q)
+    q.put(1)
+    backend._acquire(None)  # a holder that never lets go (of this thread)
+    try:
+        box: list[Any] = []
+
+        def other() -> None:
+            t0 = time.monotonic()
+            try:
+                q.get(timeout=0.3)
+            except plait.Empty:
+                box.append(time.monotonic() - t0)
+
+        t = threading.Thread(target=other)
+        t.start()
+        t.join(WAIT_S)
+        assert box and box[0] < 5
+    finally:
+        backend._release()
+    assert q.get_nowait() == 1
+
+
+# -- a holder killed inside the lock -------------------------------------------------------
+
+
+def test_a_process_killed_holding_the_lock_does_not_wedge_the_queue() -> None:
+    q: Queue[Any] = Queue()
+    _share(q)
+    q.put("before")
+    p = _ctx().Process(target=die_holding_the_lock, args=(q,))
+    p.start()
+    p.join(WAIT_S)
+    assert p.exitcode == -signal.SIGKILL
+    t0 = time.monotonic()
+    assert q.get(timeout=5) == "before"
+    q.put("after")
+    assert q.get_nowait() == "after"
+    with pytest.raises(plait.Empty):
+        q.get_nowait()
+    assert time.monotonic() - t0 < 5
+
+
+def test_a_process_without_a_slot_in_a_full_wait_table_still_waits_right() -> None:
+    from plait._ipc import doorbell, shm
+
+    q: Queue[Any] = Queue()
+    backend = _share(q)
+    ppid = os.getppid()
+    start = shm.start_ticks(ppid)
+    assert start is not None and start >= 0
+    table = backend.waits
+    with backend.lock:  # every slot taken by a live process (our parent)
+        for i in range(doorbell.SLOTS):
+            base = doorbell._TOTALS + i * doorbell._W
+            table[base + doorbell._TAG] = ppid << 40 | start
+            table[base + doorbell._ROOM] = 10_000 + i
+    t0 = time.monotonic()
+    with pytest.raises(plait.Empty):
+        q.get(timeout=0.2)
+    assert time.monotonic() - t0 < 5
+    got: list[Any] = []
+    t = threading.Thread(target=lambda: got.append(q.get(timeout=WAIT_S)))
+    t.start()
+    wait_parked(on=backend, count=1, timeout=WAIT_S)
+    q.put("found by looking again")
+    t.join(WAIT_S)
+    assert got == ["found by looking again"]
+    with backend.lock:
+        for i in range(doorbell.SLOTS):
+            base = doorbell._TOTALS + i * doorbell._W
+            table[base + doorbell._TAG] = table[base + doorbell._ROOM] = 0
+
+
+def test_a_lifo_queue_whose_holder_died_is_broken_for_everyone() -> None:
+    q: LifoQueue[Any] = LifoQueue()
+    _share(q)
+    q.put("x")
+    p = _ctx().Process(target=die_holding_the_lock, args=(q,))
+    p.start()
+    p.join(WAIT_S)
+    assert p.exitcode == -signal.SIGKILL
+    for call in (lambda: q.get(timeout=1), lambda: q.put("y"), q.get_nowait):
+        with pytest.raises(plait.BrokenResourceError, match="is broken"):
+            call()
+
+
+@pytest.mark.skipif(bool(os.environ.get("PLAIT_NO_SPEEDUPS")), reason="accelerators off")
+def test_the_robust_lock_runs_on_its_c_module_where_it_is_built() -> None:
+    import importlib.util
+
+    from plait._ipc import robust
+
+    if importlib.util.find_spec("plait._ipc._robust") is None:
+        pytest.skip("plait._ipc._robust was not built here (no compiler): ctypes is used")
+    assert robust._lib.__name__ == "plait._ipc._robust"
