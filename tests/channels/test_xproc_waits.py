@@ -62,7 +62,7 @@ async def test_six_waiting_coroutines_do_not_starve_the_default_executor() -> No
     loop.set_default_executor(ThreadPoolExecutor(max_workers=2))  # smaller than the waiters
     before = threading.active_count()
     consumers = [asyncio.create_task(q.async_get()) for _ in range(6)]
-    await plait.testing.async_wait_parked(on=backend, count=6, timeout=WAIT_S)
+    await plait.testing.async_wait_parked(on=q, count=6, timeout=WAIT_S)
     assert threading.active_count() - before <= 1  # at most this process's doorbell watcher
     assert await asyncio.wait_for(asyncio.to_thread(lambda: 42), 5) == 42
     assert await asyncio.wait_for(loop.getaddrinfo("localhost", 80), 5)
@@ -163,7 +163,7 @@ def test_tg_cancel_reaches_a_thread_strand_blocked_on_a_shared_queue(op: str) ->
     t0 = time.monotonic()
     with plait.TaskGroup() as tg:
         tg.spawn(blocked, on="thread")
-        wait_parked(on=backend, count=1, timeout=WAIT_S)
+        wait_parked(on=q, count=1, timeout=WAIT_S)
         tg.cancel()
     box.clear()
     assert time.monotonic() - t0 < 5
@@ -176,7 +176,7 @@ def test_timeout_inf_waits_until_an_item_comes() -> None:
     got: list[Any] = []
     t = threading.Thread(target=lambda: got.append(q.get(timeout=math.inf)))
     t.start()
-    wait_parked(on=backend, count=1, timeout=WAIT_S)
+    wait_parked(on=q, count=1, timeout=WAIT_S)
     q.put("late")
     t.join(WAIT_S)
     assert got == ["late"]
@@ -249,7 +249,7 @@ def test_a_process_without_a_slot_in_a_full_wait_table_still_waits_right() -> No
     got: list[Any] = []
     t = threading.Thread(target=lambda: got.append(q.get(timeout=WAIT_S)))
     t.start()
-    wait_parked(on=backend, count=1, timeout=WAIT_S)
+    wait_parked(on=q, count=1, timeout=WAIT_S)
     q.put("found by looking again")
     t.join(WAIT_S)
     assert got == ["found by looking again"]

@@ -290,18 +290,8 @@ PATHS: dict[str, tuple[Callable[[], Case], dict[str, str]]] = {
     "Process.join": (_process_join, {}),
     "sleep": (_sleep, {}),
     # Objects shared with processes (the waiting strand is here; the object is shared).
-    "SharedEvent.wait": (
-        _shared_event,
-        {"thread": "_sync/_shared.py SharedEvent.wait marks the strand parked by hand and "
-                   "fires no park/unpark hook (use plait._core.note_parked/note_unparked)",
-         "async": "_sync/_shared.py SharedEvent.async_wait marks the strand parked by hand "
-                  "and fires no park/unpark hook"},
-    ),
-    "SharedQueue.get": (
-        _shared_queue_get,
-        {"*": "_channels/_xproc.py + _channels/_queue.py: a shared queue's get waits on its "
-              "semaphore without parking through the kernel (the strand reads 'running')"},
-    ),
+    "SharedEvent.wait": (_shared_event, {}),
+    "SharedQueue.get": (_shared_queue_get, {}),
 }
 # fmt: on
 

@@ -50,6 +50,7 @@ import pickle
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 from plait._channels._queue import (
@@ -64,7 +65,7 @@ from plait._channels._queue import (
 )
 from plait._core import check_timeout, current_strand, hooks
 from plait._core import safepoint as _safepoint
-from plait._errors import BrokenResourceError, ClosedError
+from plait._errors import BrokenResourceError, ShutDown
 from plait._ipc import doorbell, robust, shm, transport
 from plait._ipc.doorbell import Room
 from plait._ipc.ordered import LIFO, PRIORITY, Store
@@ -112,6 +113,9 @@ class SharedQueue:
     def __init__(self, prefix: str, maxsize: int, *, create: bool) -> None:
         self.prefix = prefix
         self.maxsize = maxsize
+        # The public queue in this process (weakly: it holds us): what a parked strand is
+        # parked *on*, as instruments and wait_parked(on=q) see it.
+        self.front: Callable[[], object] | None = None
         if create:
             if self.order == FIFO:
                 size = Ring.size_for(RING_BYTES)
@@ -174,6 +178,11 @@ class SharedQueue:
             hdr[_COUNT] = 0
         doorbell.wake_everyone(self.waits)
 
+    def _on(self) -> object:
+        """What a strand waiting here is parked on: the public queue, while it lives."""
+        front = self.front() if self.front is not None else None
+        return front if front is not None else self
+
     def _closed(self, op: str) -> BaseException:
         """The error for ``op`` on a closed (or broken) queue."""
         if self.hdr[_CLOSED] == _BROKEN:
@@ -182,8 +191,8 @@ class SharedQueue:
                 "not be repaired (a LIFO or priority queue's store never is); make a new one"
             )
         if op == "get":
-            return ClosedError("get() on a closed, drained queue")
-        return ClosedError("put() on a closed queue")
+            return ShutDown("get() on a closed, drained queue")
+        return ShutDown("put() on a closed queue")
 
     def _acquire(self, deadline: float | None) -> None:
         """Take the lock (a safe-point section until ``_release``)."""
@@ -324,7 +333,7 @@ class SharedQueue:
                 return None, False
         elif deadline == 0.0:
             raise Full
-        return self.room.enqueue(PUT, self, coroutine), False
+        return self.room.enqueue(PUT, self._on(), coroutine), False
 
     def _put_wait(
         self,
@@ -449,7 +458,7 @@ class SharedQueue:
             raise self._closed("get")
         if deadline == 0.0:
             raise Empty
-        return None, self.room.enqueue(GET, self, coroutine)
+        return None, self.room.enqueue(GET, self._on(), coroutine)
 
     def _get_wait(self, deadline: float | None) -> Any:
         while True:
@@ -524,7 +533,7 @@ class SharedQueue:
         """(lock held) ``None`` if every task is done, else a waiter to park."""
         if self.hdr[_UNFINISHED] == 0:
             return None
-        return self.room.enqueue(JOIN, self, coroutine)
+        return self.room.enqueue(JOIN, self._on(), coroutine)
 
     def join(self) -> None:
         while True:
@@ -614,11 +623,9 @@ def _deadline(block: bool, timeout: float | None) -> float | None:
         return 0.0
     if timeout is None:
         return None
-    try:
-        wait = check_timeout(timeout)
-    except ValueError:
-        raise ValueError("'timeout' must be a non-negative number") from None
-    assert wait is not None
+    wait = check_timeout(timeout)  # inf reads as None: no limit
+    if wait is None:
+        return None
     return 0.0 if wait == 0 else _monotonic() + wait
 
 
@@ -665,6 +672,7 @@ def promote(q: Queue[Any]) -> SharedQueue:
                 hdr[Ring.CLOSED] = 1
         q.queue.clear()
         q._shared = backend
+        backend.front = weakref.ref(q)
         q._limit = -1
         _bind(q, backend)
         woken = q._getters.pop_all(PROMOTED) + q._putters.pop_all(PROMOTED)
@@ -703,6 +711,7 @@ def _rebuild_queue(
         q: Queue[Any] = cls.__new__(cls)
         Queue.__init__(q, maxsize)
         q._shared = _backend_class(order)(prefix, maxsize, create=False)
+        q._shared.front = weakref.ref(q)
         q._limit = -1
         _bind(q, q._shared)
         _known[prefix] = q

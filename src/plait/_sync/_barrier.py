@@ -16,6 +16,7 @@ from typing import Any
 
 from plait._core import current_strand, hooks
 from plait._errors import BrokenBarrierError
+from plait._sync._common import stdlib_timeout
 from plait._sync._condition import Condition
 from plait._sync._lock import Lock
 from plait._sync._stats import BarrierStatistics
@@ -100,8 +101,7 @@ class Barrier:
 
     def wait(self, timeout: float | None = None) -> int:
         """Wait for all parties; return this party's arrival index (0 .. parties-1)."""
-        if timeout is None:
-            timeout = self._timeout
+        timeout = self._timeout if timeout is None else stdlib_timeout(timeout)
         with self._cond:
             self._cond.wait_for(self._settled)
             arrived: list[bool] = []

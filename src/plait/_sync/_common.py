@@ -8,15 +8,24 @@ messages never drift from the running interpreter's.
 from __future__ import annotations
 
 import asyncio
+import math
+import numbers
 import time
 from _thread import allocate_lock
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from plait._core import WaitQueue
+from plait._core import WaitQueue, check_timeout
 
-__all__ = ["MIGRATED", "READY", "check_lock_args", "time_left", "waiting_by_kind"]
+__all__ = [
+    "MIGRATED",
+    "READY",
+    "check_lock_args",
+    "stdlib_timeout",
+    "time_left",
+    "waiting_by_kind",
+]
 
 #: What a waiter is handed when its primitive was promoted to the cross-process backend
 #: while it waited: it must wait again, on the shared state.
@@ -40,8 +49,14 @@ READY.set_result(None)
 def check_lock_args(blocking: Any, timeout: Any) -> float | None:
     """Validate ``acquire(blocking, timeout)`` as threading does; return the wait.
 
-    ``None`` means wait forever, ``0.0`` means try once, a positive float is a timeout.
+    ``None`` means wait forever, ``0.0`` means try once, a positive float is a timeout. A
+    string or NaN gets plait's clear message first; everything else (``acquire(False, 1)``,
+    a negative other than -1, ``inf``'s ``OverflowError``) is exactly threading's.
     """
+    if timeout == -1 or (type(timeout) is float and timeout >= 0):
+        pass  # the common cases, parsed by the probe below
+    elif not isinstance(timeout, numbers.Real) or math.isnan(timeout):
+        check_timeout(timeout)  # TypeError / ValueError naming what was wrong
     probe = allocate_lock()
     probe.acquire(blocking, timeout)  # raises what threading raises; a free lock never waits
     if not blocking:
@@ -69,3 +84,21 @@ def time_left(timeout: float | None, started: float) -> float | None:
     if timeout is None:
         return None
     return max(0.0, timeout - (time.monotonic() - started))
+
+
+def stdlib_timeout(timeout: Any) -> float | None:
+    """A wait's ``timeout`` read as threading's Event, Condition, Semaphore and Barrier read
+    it, but checked: ``None`` or ``inf`` -- no limit; a number <= 0 -- don't wait (0.0); a
+    positive number -- itself. NaN raises ``ValueError`` and a non-number ``TypeError``
+    (threading would wait for ever, return at once, or fail on a comparison)."""
+    if timeout is None:
+        return None
+    if type(timeout) is not float and type(timeout) is not int:
+        if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real):
+            check_timeout(timeout)  # raises the TypeError
+        timeout = float(timeout)
+    if timeout > 0:
+        return None if timeout == math.inf else float(timeout)
+    if timeout <= 0:
+        return 0.0
+    raise ValueError("timeout must be a number of seconds, not NaN")

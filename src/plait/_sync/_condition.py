@@ -15,7 +15,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from plait._core import Strand, WaitQueue, async_park, current_strand, new_mutex, park
-from plait._sync._common import waiting_by_kind
+from plait._sync._common import stdlib_timeout, waiting_by_kind
 from plait._sync._lock import Lock
 from plait._sync._rlock import RLock
 from plait._sync._stats import ConditionStatistics
@@ -128,7 +128,7 @@ class Condition:
         me = current_strand()
         if not self._is_owned(me):
             raise RuntimeError("cannot wait on un-acquired lock")
-        wait = None if timeout is None else (timeout if timeout > 0 else 0.0)
+        wait = stdlib_timeout(timeout)
         with self._mutex:
             waiter = self._queue.enqueue_current(self)
         saved = self._release_save(me)
@@ -162,7 +162,7 @@ class Condition:
     async def _async_wait(self, me: Strand, timeout: float | None) -> bool:
         if not self._is_owned(me):
             raise RuntimeError("cannot wait on un-acquired lock")
-        wait = None if timeout is None else (timeout if timeout > 0 else 0.0)
+        wait = stdlib_timeout(timeout)
         with self._mutex:
             waiter = self._queue.async_enqueue_current(self)
         saved = self._release_save(me)

@@ -12,7 +12,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from plait._core import WOKEN, WaitQueue, async_park, new_mutex, park
-from plait._sync._common import MIGRATED, time_left, waiting_by_kind
+from plait._sync._common import MIGRATED, stdlib_timeout, time_left, waiting_by_kind
 from plait._sync._stats import EventStatistics
 
 __all__ = ["Event"]
@@ -65,6 +65,8 @@ class Event:
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the flag is set or ``timeout``; return the flag (``False`` on timeout)."""
+        if timeout is not None:
+            timeout = stdlib_timeout(timeout)
         with self._mutex:
             if self._shared is not None:
                 waiter = None
@@ -83,7 +85,7 @@ class Event:
 
     def async_wait(self, timeout: float | None = None) -> Coroutine[Any, Any, bool]:
         """Coroutine form of :meth:`wait`."""
-        return self._async_wait(timeout)
+        return self._async_wait(None if timeout is None else stdlib_timeout(timeout))
 
     async def _async_wait(self, timeout: float | None) -> bool:
         with self._mutex:

@@ -13,7 +13,7 @@ from types import TracebackType
 from typing import Any
 
 from plait._core import WaitQueue, async_park, current_strand, hooks, new_mutex, park
-from plait._sync._common import MIGRATED, READY, time_left, waiting_by_kind
+from plait._sync._common import MIGRATED, READY, stdlib_timeout, time_left, waiting_by_kind
 from plait._sync._stats import SemaphoreStatistics
 
 __all__ = ["BoundedSemaphore", "Semaphore"]
@@ -44,6 +44,8 @@ class Semaphore:
 
     def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
         """Take a permit; ``blocking``/``timeout`` exactly as ``threading.Semaphore``."""
+        if timeout is not None and blocking:
+            timeout = stdlib_timeout(timeout)
         got = self._try_sync(blocking, timeout)
         if got is True:
             if hooks.active:
@@ -92,6 +94,8 @@ class Semaphore:
         self, blocking: bool = True, timeout: float | None = None
     ) -> Coroutine[Any, Any, bool]:
         """Coroutine form of :meth:`acquire`; a cancelled wait never loses a permit."""
+        if timeout is not None and blocking:
+            timeout = stdlib_timeout(timeout)
         return self._async_acquire(blocking, timeout)
 
     async def _async_acquire(self, blocking: bool, timeout: float | None) -> bool:
