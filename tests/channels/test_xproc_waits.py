@@ -57,7 +57,7 @@ def die_holding_the_lock(q: Queue[Any]) -> None:
 
 async def test_six_waiting_coroutines_do_not_starve_the_default_executor() -> None:
     q: Queue[Any] = Queue()
-    backend = _share(q)
+    _share(q)
     loop = asyncio.get_running_loop()
     loop.set_default_executor(ThreadPoolExecutor(max_workers=2))  # smaller than the waiters
     before = threading.active_count()
@@ -150,7 +150,7 @@ def test_move_on_after_ends_a_thread_blocked_on_a_shared_queue() -> None:
 @pytest.mark.parametrize("op", ["get", "put", "join"])
 def test_tg_cancel_reaches_a_thread_strand_blocked_on_a_shared_queue(op: str) -> None:
     q: Queue[Any] = Queue(1)
-    backend = _share(q)
+    _share(q)
     q.put("first")  # full (for put) and one task unfinished (for join)
     if op == "get":
         q.get()
@@ -172,7 +172,7 @@ def test_tg_cancel_reaches_a_thread_strand_blocked_on_a_shared_queue(op: str) ->
 
 def test_timeout_inf_waits_until_an_item_comes() -> None:
     q: Queue[Any] = Queue()
-    backend = _share(q)
+    _share(q)
     got: list[Any] = []
     t = threading.Thread(target=lambda: got.append(q.get(timeout=math.inf)))
     t.start()
