@@ -270,11 +270,7 @@ PATHS: dict[str, tuple[Callable[[], Case], dict[str, str]]] = {
     "Queue.put": (_queue_put, {}),
     "Queue.join": (_queue_join, {}),
     "select": (_select, {}),
-    "Pipe.recv": (
-        _pipe,
-        {"*": "_channels/_pipe.py: Connection.recv/async_recv wait on the socket outside the "
-              "kernel (no park, no cancel from a thread: issue 11 point 3)"},
-    ),
+    "Pipe.recv": (_pipe, {}),
     "Task.wait": (_task, {}),
     "Task.result": (_task_result, {}),
     "CoroTask.async_wait": (_coro_task, {}),
