@@ -229,3 +229,28 @@ def test_timer_wait_is_a_plait_park() -> None:
     finally:
         timer.cancel()
         timer.join(10)
+
+
+def test_join_parks_on_the_thread_strand_and_a_cancel_scope_ends_it() -> None:
+    gate = plait.Event()
+    t = plait.Thread(target=gate.wait, args=(20,))
+    t.start()
+    try:
+        with pytest.raises(RuntimeError, match="cannot join current thread"):
+            threading.current_thread().join()  # (threading's own errors stay)
+        with plait.move_on_after(20) as scope:
+
+            def cancel_when_parked() -> None:
+                plait.testing.wait_parked(on=t.strand, count=1, timeout=10)
+                scope.cancel()
+
+            helper = threading.Thread(target=cancel_when_parked)
+            helper.start()
+            t.join()  # parked on t's strand until the scope is cancelled
+        helper.join(10)
+        assert scope.cancelled_caught
+        assert t.is_alive()
+    finally:
+        gate.set()
+        t.join(10)
+    assert not t.is_alive()

@@ -11,12 +11,23 @@ import contextvars
 import functools
 import os
 import threading
+import time
 import traceback
 from _thread import allocate_lock
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from plait._core import Strand, bind_thread, hooks, register, unbind_thread, unregister
+from plait._core import (
+    Strand,
+    WaitQueue,
+    bind_thread,
+    hooks,
+    new_mutex,
+    park,
+    register,
+    unbind_thread,
+    unregister,
+)
 from plait._sync import Event
 
 __all__ = ["Thread", "Timer", "run_in_thread"]
@@ -145,6 +156,9 @@ class Thread(threading.Thread):
         self._plait_done = False
         self._plait_callers_released = False
         self._plait_strand = Strand("thread", self.name)
+        # Joiners park here, on the thread's strand, until its body has ended.
+        self._plait_mutex = new_mutex()
+        self._plait_joiners = WaitQueue(self._plait_mutex)
 
     def start(self) -> None:
         own_run = self.__dict__.get("run")  # a run set on the instance, kept as it was
@@ -158,12 +172,40 @@ class Thread(threading.Thread):
     def join(self, timeout: float | None = None) -> None:
         """``threading.Thread.join``; once the thread has ended, the frames that called its
         body (threading's own, which hold the thread) are released from the exception that
-        :meth:`result` keeps, so neither keeps the other alive."""
-        super().join(timeout)
+        :meth:`result` keeps, so neither keeps the other alive.
+
+        The wait parks through plait's kernel, on the thread's strand (instruments and
+        ``wait_parked`` see it; a cancel scope around it cancels it); outside a scope it is
+        threading's join, errors and timeouts alike."""
+        wait = _join_wait(timeout)
+        if wait is not _NO_PARK and self is not threading.current_thread() and self.is_alive():
+            deadline = None if wait is None else time.monotonic() + wait
+            if not self._plait_wait_body(wait):
+                return  # timed out: still running, as threading's join leaves it
+            if deadline is not None:
+                timeout = max(deadline - time.monotonic(), 0.0)
+        super().join(timeout)  # what is left of threading's ending (or its own errors)
         error = self._plait_error
         if error is not None and not self._plait_callers_released and not self.is_alive():
             self._plait_callers_released = True
             _release_callers(error)
+
+    def _plait_wait_body(self, wait: float | None) -> bool:
+        """Park until the thread's body has ended (``False``: ``wait`` s passed first)."""
+        with self._plait_mutex:
+            if self._plait_done:
+                return True
+            waiter = self._plait_joiners.enqueue_current(self._plait_strand)
+        return park(waiter, wait)
+
+    def _plait_body_ended(self) -> None:
+        with self._plait_mutex:
+            self._plait_done = True
+            woken = []
+            while (waiter := self._plait_joiners.pop()) is not None:
+                woken.append(waiter)
+        for waiter in woken:
+            waiter.wake()
 
     def _plait_call(self, user_run: Callable[[], Any]) -> BaseException | None:
         """Run the thread's body; return what it raised, once reported as threading does."""
@@ -238,13 +280,31 @@ def _run_as_strand(thread: Thread, user_run: Callable[[], Any], own_run: Any) ->
         if error is not None:
             thread._plait_error = _release_frames(error)
     finally:
-        thread._plait_done = True
-        thread._plait_forget_run(own_run)
-        unbind_thread()
-        unregister(strand)
-        if hooks.active:
-            hooks.exited(strand, error)
-        del thread, user_run, own_run, error
+        try:
+            thread._plait_forget_run(own_run)
+            unbind_thread()
+            unregister(strand)
+            if hooks.active:
+                hooks.exited(strand, error)
+        finally:
+            thread._plait_body_ended()  # its joiners go on to threading's join
+            del thread, user_run, own_run, error
+
+
+_NO_PARK: Any = object()
+
+
+def _join_wait(timeout: object) -> Any:
+    """How long a join parks: ``None`` (no limit), seconds, or ``_NO_PARK`` -- a poll, or a
+    timeout threading itself must judge (its errors, its clamping), left to its join."""
+    if timeout is None:
+        return None
+    if type(timeout) not in (int, float):
+        return _NO_PARK
+    value = float(timeout)  # type: ignore[arg-type] # an int or a float, checked above
+    if not 0 < value <= threading.TIMEOUT_MAX:
+        return _NO_PARK
+    return value
 
 
 def _release_frames(exc: BaseException) -> BaseException:

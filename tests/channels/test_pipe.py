@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
 import pickle
+import socket
 import struct
 import threading
 import time
@@ -32,6 +34,16 @@ def late_child(control: Connection) -> None:
     conn = control.recv()  # a pipe end that arrives after start
     conn.send("hello from a running worker")
     conn.close()
+
+
+def stdlib_ends_child(control: Connection) -> None:
+    conn = control.recv()  # a multiprocessing Connection that arrives after start
+    conn.send("hello through a multiprocessing connection")
+    conn.close()
+    sock = control.recv()  # a socket that arrives after start
+    sock.sendall(b"hello through a socket")
+    sock.close()
+    control.close()
 
 
 def test_send_recv_poll_like_multiprocessing() -> None:
@@ -131,6 +143,36 @@ def test_pipe_end_passed_to_a_running_process() -> None:
     assert p.exitcode == 0
     control_parent.close()
     mine.close()
+
+
+def test_mp_connection_and_socket_sent_to_a_running_process_arrive_usable() -> None:
+    """They cross with multiprocessing's reducers (a duplicate of the handle), not as a
+    bare descriptor number (closed, or another file, in the receiver)."""
+    control_parent, control_child = Pipe()
+    p = _run(stdlib_ends_child, control_child)
+    control_child.close()
+    mine, theirs = multiprocessing.Pipe()
+    mine_sock, their_sock = socket.socketpair()
+    try:
+        control_parent.send(theirs)
+        theirs.close()
+        assert mine.poll(30)
+        assert mine.recv() == "hello through a multiprocessing connection"
+        control_parent.send(their_sock)
+        their_sock.close()
+        mine_sock.settimeout(30)
+        got = b""
+        while chunk := mine_sock.recv(100):
+            got += chunk
+        assert got == b"hello through a socket"
+        p.join(30)
+        assert p.exitcode == 0
+    finally:
+        if p.is_alive():
+            p.kill()
+            p.join(10)
+        for end in (control_parent, mine, mine_sock):
+            end.close()
 
 
 async def test_coroutine_talks_to_process() -> None:

@@ -48,11 +48,7 @@ _CLASSES = [
     "_TestFinalize",
     "_TestLogging",
     "_TestPollEintr",
-    # Not yet: _TestPicklingConnections. A multiprocessing Connection (or socket) sent
-    # through plait's Connection.send() crosses as a bare descriptor number (plait's pickler
-    # lacks multiprocessing's DupFd reducers), so the receiver reads a closed descriptor
-    # (EBADF), and the later tests of the session see the damage. Reported to the Pipe's
-    # owner; add the class back with the fix.
+    "_TestPicklingConnections",
 ]
 
 

@@ -264,29 +264,17 @@ PATHS: dict[str, tuple[Callable[[], Case], dict[str, str]]] = {
     "Condition": (_condition, {}),
     "Semaphore": (_semaphore, {}),
     "Event": (_event, {}),
-    "Barrier": (
-        _barrier,
-        {"*": "_sync/_barrier.py: a Barrier wait parks on the barrier's internal Condition, "
-              "so instruments and wait_parked(on=barrier) never see the Barrier"},
-    ),
+    "Barrier": (_barrier, {}),
     "CapacityLimiter": (_limiter, {}),
     "Queue.get": (_queue_get, {}),
     "Queue.put": (_queue_put, {}),
     "Queue.join": (_queue_join, {}),
     "select": (_select, {}),
-    "Pipe.recv": (
-        _pipe,
-        {"*": "_channels/_pipe.py: Connection.recv/async_recv wait on the socket outside the "
-              "kernel (no park, no cancel from a thread: issue 11 point 3)"},
-    ),
+    "Pipe.recv": (_pipe, {}),
     "Task.wait": (_task, {}),
     "Task.result": (_task_result, {}),
     "CoroTask.async_wait": (_coro_task, {}),
-    "Thread.join": (
-        _thread_join,
-        {"thread": "_threads.py: plait.Thread.join is threading.Thread.join (a wait outside "
-                   "the kernel: no park event, not cancellable)"},
-    ),
+    "Thread.join": (_thread_join, {}),
     "Process.join": (_process_join, {}),
     "sleep": (_sleep, {}),
     # Objects shared with processes (the waiting strand is here; the object is shared).

@@ -40,7 +40,15 @@ from dataclasses import dataclass
 from multiprocessing import reduction
 from typing import Any
 
-from plait._core import check_timeout, checkpoint
+from plait._core import (
+    Strand,
+    check_timeout,
+    checkpoint,
+    current_strand,
+    note_parked,
+    note_unparked,
+    waiter_for,
+)
 from plait._ipc.serialize import dumps, loads
 
 __all__ = ["Connection", "ConnectionStatistics", "Pipe"]
@@ -168,23 +176,44 @@ class Connection:
                 self._rlock.release()
 
     def _wait_readable(self, fd: int, deadline: float | None) -> None:
-        """Wait (cancellably) until ``fd`` has bytes; ``TimeoutError`` at ``deadline``."""
-        while True:
-            checkpoint()  # a cancelled scope, or one past its deadline, raises here
-            wait = _SLICE
-            if deadline is not None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    if _readable(fd, 0):
-                        return
-                    raise TimeoutError("no message arrived within the timeout")
-                wait = min(wait, left)
-            if _readable(fd, wait):
-                return
+        """Wait (cancellably) until ``fd`` has bytes; ``TimeoutError`` at ``deadline``.
+
+        A wait that blocks parks the strand on this end through the kernel (instruments,
+        ``wait_parked``, diagnostics see it); the socket is watched here, by slices, so
+        that cancel scopes are seen within ``_SLICE``."""
+        checkpoint()  # a cancelled scope, or one past its deadline, raises here
+        if _readable(fd, 0):
+            return
+        strand = current_strand()
+        note_parked(strand, self, waiter_for(strand, self, None))
+        outcome = "cancelled"  # anything raised while parked (KeyboardInterrupt...)
+        try:
+            while True:
+                scope_outcome = _scope_outcome(strand)
+                if scope_outcome is not None:
+                    outcome = scope_outcome
+                    checkpoint()  # raises the due scope's cancellation
+                wait = _SLICE
+                if deadline is not None:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        if _readable(fd, 0):
+                            outcome = "woken"
+                            return
+                        outcome = "timeout"
+                        raise TimeoutError("no message arrived within the timeout")
+                    wait = min(wait, left)
+                if _readable(fd, wait):
+                    outcome = "woken"
+                    return
+        finally:
+            note_unparked(strand, self, outcome)
 
     # -- async forms --------------------------------------------------------------------
 
     async def _wait(self, writer: bool, timeout: float | None) -> bool:
+        """Wait on the loop's selector until this end is writable (or readable), parked
+        on this end through the kernel; ``False`` after ``timeout``."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
         fd = self._raw.fileno()
@@ -197,16 +226,22 @@ class Connection:
             loop.add_writer(fd, ready)
         else:
             loop.add_reader(fd, ready)
+        strand = current_strand()
+        note_parked(strand, self, waiter_for(strand, self, loop))
+        outcome = "cancelled"
         try:
             if timeout is None:
                 await fut
-                return True
-            try:
-                await asyncio.wait_for(fut, timeout)
-            except TimeoutError:
-                return False
+            else:
+                try:
+                    await asyncio.wait_for(fut, timeout)
+                except TimeoutError:
+                    outcome = "timeout"
+                    return False
+            outcome = "woken"
             return True
         finally:
+            note_unparked(strand, self, outcome)
             if writer:
                 loop.remove_writer(fd)
             else:
@@ -335,6 +370,20 @@ class _Frame:
         if maxlength is not None and len(data) > maxlength:
             raise OSError("bad message length")
         return data
+
+
+def _scope_outcome(strand: Strand) -> str | None:
+    """How a due cancel scope of ``strand`` ends its wait: ``"cancelled"`` (cancelled) or
+    ``"timeout"`` (past its deadline); ``None`` when none is due."""
+    scopes = strand.cancel_scopes
+    if scopes:
+        now = time.monotonic()
+        for scope in scopes:
+            if scope.cancel_called:
+                return "cancelled"
+            if scope.deadline <= now:
+                return "timeout"
+    return None
 
 
 def _readable(fd: int, timeout: float) -> bool:

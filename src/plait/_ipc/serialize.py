@@ -17,7 +17,9 @@ from __future__ import annotations
 import io
 import pickle
 import traceback
+from collections import ChainMap
 from collections.abc import Callable
+from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 import cloudpickle
@@ -37,10 +39,22 @@ __all__ = [
 PROTOCOL = 5
 
 
+# multiprocessing's reducers (``ForkingPickler.register``): a ``multiprocessing`` Connection
+# or a socket crosses as a duplicate of its OS handle (``DupFd``, through the resource sharer
+# once the child runs), as with multiprocessing's own pickler; without them it would cross as
+# a bare descriptor number, closed or another file on the other side. The live registry, so
+# a reducer registered later is honoured too.
+_MP_REDUCERS: dict[type, Callable[[Any], Any]] = ForkingPickler._extra_reducers  # type: ignore[attr-defined]
+
+
 class _Pickler(pickle.Pickler):
-    """The standard pickler, deferring to cloudpickle for objects pickled by value."""
+    """The standard pickler with multiprocessing's reducers, deferring to cloudpickle for
+    objects pickled by value."""
 
     def reducer_override(self, obj: Any) -> Any:
+        reduce = _MP_REDUCERS.get(type(obj))
+        if reduce is not None:
+            return reduce(obj)
         if type(obj) is type(_noop) and (
             obj.__module__ == "__main__"
             or obj.__qualname__ != obj.__name__
@@ -56,8 +70,21 @@ def _noop() -> None:  # pragma: no cover - only its type is used
     return None
 
 
+class _CloudPickler(cloudpickle.Pickler):  # type: ignore[misc]
+    """The fallback: cloudpickle (local classes, anything by value) that still knows
+    multiprocessing's reducers."""
+
+    dispatch_table = ChainMap(_MP_REDUCERS, cloudpickle.Pickler.dispatch_table)
+
+
+def _cloud_dumps(obj: Any) -> bytes:
+    buf = io.BytesIO()
+    _CloudPickler(buf, protocol=PROTOCOL).dump(obj)
+    return buf.getvalue()
+
+
 def _by_value(obj: Any) -> tuple[Callable[[bytes], Any], tuple[bytes]]:
-    return (cloudpickle.loads, (cloudpickle.dumps(obj, protocol=PROTOCOL),))
+    return (cloudpickle.loads, (_cloud_dumps(obj),))
 
 
 def dumps(obj: Any, *, what: str = "object") -> bytes:
@@ -70,7 +97,7 @@ def dumps(obj: Any, *, what: str = "object") -> bytes:
         _Pickler(buf, protocol=PROTOCOL).dump(obj)
     except Exception as first:
         try:
-            return bytes(cloudpickle.dumps(obj, protocol=PROTOCOL))
+            return _cloud_dumps(obj)
         except Exception:
             pass
         path, culprit, reason = find_unpicklable(obj, first)
@@ -95,7 +122,7 @@ def _try_pickle(obj: Any) -> BaseException | None:
         _Pickler(io.BytesIO(), protocol=PROTOCOL).dump(obj)
     except Exception as exc:
         try:
-            cloudpickle.dumps(obj, protocol=PROTOCOL)
+            _cloud_dumps(obj)
         except Exception:
             return exc
     return None

@@ -44,6 +44,7 @@ class Barrier:
         if parties < 1:
             raise ValueError("parties must be >= 1")
         self._cond = Condition(Lock())
+        self._cond._park_on = self  # a party waits on the barrier (what instruments see)
         self._parties = parties
         self._action = action
         self._timeout = timeout

@@ -46,6 +46,9 @@ class Condition:
         self._mutex = new_mutex()
         self._queue = WaitQueue(self._mutex)
         self._shared: Any = None  # the cross-process state, once promoted (see _shared)
+        # What a wait parks on (instruments, wait_parked, strand.parked_on): the condition
+        # itself, or the primitive built on it (a Barrier's waits park on the Barrier).
+        self._park_on: object = self
 
     def __enter__(self) -> Any:
         return self._lock.__enter__()
@@ -130,7 +133,7 @@ class Condition:
             raise RuntimeError("cannot wait on un-acquired lock")
         wait = stdlib_timeout(timeout)
         with self._mutex:
-            waiter = self._queue.enqueue_current(self)
+            waiter = self._queue.enqueue_current(self._park_on)
         saved = self._release_save(me)
         try:
             return park(waiter, wait)
@@ -164,7 +167,7 @@ class Condition:
             raise RuntimeError("cannot wait on un-acquired lock")
         wait = stdlib_timeout(timeout)
         with self._mutex:
-            waiter = self._queue.async_enqueue_current(self)
+            waiter = self._queue.async_enqueue_current(self._park_on)
         saved = self._release_save(me)
         try:
             return await async_park(waiter, wait, self._pass_notification)
