@@ -22,6 +22,7 @@ import pytest
 
 import plait
 from plait._channels import LifoQueue, Queue
+from plait._ipc import doorbell
 from plait._ipc.context import get_context
 from plait.testing import wait_parked
 
@@ -281,3 +282,20 @@ def test_the_robust_lock_runs_on_its_c_module_where_it_is_built() -> None:
     if importlib.util.find_spec("plait._ipc._robust") is None:
         pytest.skip("plait._ipc._robust was not built here (no compiler): ctypes is used")
     assert robust._lib.__name__ == "plait._ipc._robust"
+
+
+def test_a_bell_closed_as_soon_as_it_is_made_stops_cleanly() -> None:
+    """The watcher never registers a listener its bell already closed (its last room went
+    away at once): every watcher ends, none with an exception."""
+    errors: list[BaseException] = []
+    old_hook = threading.excepthook
+    threading.excepthook = lambda args: errors.append(args.exc_value)  # type: ignore[assignment]
+    try:
+        for _ in range(50):
+            bell = doorbell._Bell()
+            bell.close()
+            bell.thread.join(WAIT_S)
+            assert not bell.thread.is_alive()
+    finally:
+        threading.excepthook = old_hook
+    assert errors == []

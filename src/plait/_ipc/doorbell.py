@@ -109,6 +109,11 @@ class _Bell:
         self.rooms: weakref.WeakValueDictionary[int, Room] = weakref.WeakValueDictionary()
         # (the watcher reads ``rooms`` without a lock: a WeakValueDictionary ``get`` is safe)
         self.next_id = 1
+        # Registered before the watcher starts: a bell closed at once (its last room gone)
+        # must not leave the watcher registering a closed socket.
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(self.listener, selectors.EVENT_READ, None)
+        self.selector.register(self.stop_r, selectors.EVENT_READ, None)
         self.thread = threading.Thread(target=self._watch, name="plait-doorbell", daemon=True)
         self.thread.start()
 
@@ -121,9 +126,7 @@ class _Bell:
         return rid
 
     def _watch(self) -> None:
-        sel = selectors.DefaultSelector()
-        sel.register(self.listener, selectors.EVENT_READ, None)
-        sel.register(self.stop_r, selectors.EVENT_READ, None)
+        sel = self.selector
         pending: dict[socket.socket, bytes] = {}
         try:
             while True:
