@@ -23,6 +23,7 @@ import os
 import random
 import re
 import signal
+import sys
 import threading
 import time
 from typing import Any
@@ -91,22 +92,35 @@ def storm_worker(kind: str, obj: Any, report: Any, index: int, stop: Any) -> Non
 
 def fresh_check(kind: str, obj: Any, killed: list[int], result: Any) -> None:
     """In a fresh process: is ``obj`` usable? ``result[0]``: 1 ok, 2 ok after one
-    BrokenResourceError naming a killed pid, -1 a problem (text in the exit path)."""
+    ``BrokenResourceError`` naming a killed pid; the exit code says what went wrong."""
     told = 0
-    for _attempt in range(2):
+    units = {"Semaphore": 2, "BoundedSemaphore": 2}.get(kind, 1)
+    if kind in ("Lock", "RLock", "Semaphore", "BoundedSemaphore", "Condition"):
+        # Take every unit (a dead holder's come back, told once), then give them back.
+        held = 0
         try:
-            problem = pf.survivors_check(kind, obj, timeout=5.0)
-        except plait.BrokenResourceError as exc:
-            pids = [int(p) for p in re.findall(r"process (\d+)", str(exc))]
-            if told or not pids or not set(pids) <= set(killed):
-                result[0] = -1
-                os._exit(3)  # told twice, or of a process we never killed
-            told += 1
-            continue
-        result[0] = 2 if told else 1
-        os._exit(0 if problem is None else 4)
-    result[0] = -1
-    os._exit(5)
+            while held < units:
+                try:
+                    if not obj.acquire(timeout=5.0):
+                        os._exit(6)  # a unit never came back
+                    held += 1
+                except plait.BrokenResourceError as exc:
+                    pids = {int(p) for p in re.findall(r"process (\d+)", str(exc))}
+                    if told or not pids or not pids <= set(killed):
+                        os._exit(3)  # told twice, or of a process we never killed
+                    told += 1
+        finally:
+            for _ in range(held):
+                obj.release()
+    try:
+        problem = pf.survivors_check(kind, obj, timeout=5.0)
+    except plait.BrokenResourceError:
+        os._exit(7)  # told again after the repair
+    result[0] = 2 if told else 1
+    if problem is not None:
+        print(f"fresh check of a {kind}: {problem}", file=sys.stderr, flush=True)
+        os._exit(4)
+    os._exit(0)
 
 
 def _prefixes(obj: Any) -> list[str]:
