@@ -244,10 +244,11 @@ def _check(kind: str, kills: int, seed: str) -> None:
 EVENT_WEDGE = pytest.mark.xfail(
     strict=False,  # it depends on where a kill lands: 2 of 3 runs of 20 kills wedged
     reason="a process SIGKILLed inside a shared Event's set()/clear() can leave the event's "
-    "internal mutex (semaphore 0) taken with no owner recorded (the kill lands between the "
-    "semaphore's acquire and took_mutex()'s owner store, or between the owner word's reset "
-    "and the release): repair_owner() sees owner 0 and repairs nothing, so every later "
-    "set()/clear() in every process blocks for ever in _lock_mutex (sem_wait, no timeout)",
+    "internal mutex (semaphore 0) taken with no owner recorded (presumably the kill lands "
+    "between the semaphore's acquire and took_mutex()'s owner store, or between the owner "
+    "word's reset and the release): repair_owner() sees owner 0 and repairs nothing, so "
+    "every later set()/clear() in every process blocks for ever in _lock_mutex "
+    "(sem_wait, no timeout)",
 )
 BARRIER_WEDGE = pytest.mark.xfail(
     strict=True,
