@@ -1,0 +1,203 @@
+"""Signals at random moments (issue 11, deliver 3).
+
+A script (``programs/signals_mix.py``) runs coroutine, thread, process and pool strands in
+one ``plait.TaskGroup`` under ``plait.run(main)``; the test signals it at a seeded random
+moment after it printed ``ready`` and checks the outcome:
+
+* one SIGINT (to the script, or to its whole process group as a terminal's Ctrl-C does):
+  ``KeyboardInterrupt`` -- the script's ``except KeyboardInterrupt`` exits 130 -- within
+  grace + 1 s, and no descendant left alive;
+* a second SIGINT during the grace ends it at once (within 1 s of the second signal);
+* SIGTERM: plait installs no handler in the main process, so the default action ends the
+  script at once (killed by SIGTERM); its children follow it (``plait._ipc.lifeline``).
+
+The seed of each run is its test id (``case-target-index``), printed in every failure.
+Descendants are found two ways: the script's children (recursively) just before each
+signal, and every process whose environment carries this run's marker (so a child
+reparented after the script died is still found). Each gets a bounded wait.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import select
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+PROGRAM = Path(__file__).parent / "programs" / "signals_mix.py"
+MARK = "PLAIT_SIGNALS_TEST_MARK"
+GRACE = 0.5  # the script's TaskGroup grace for one Ctrl-C
+LONG_GRACE = 5.0  # for the second Ctrl-C: it must not wait this out
+READY_S = 30.0  # start-up bound (a loaded machine imports slowly)
+LATEST_S = 1.5  # random moments fall in [0, LATEST_S) after "ready"
+CHILD_EXIT_S = 3.0  # each leftover descendant's bounded wait after the script ended
+
+
+def _launch(marker: str, grace: float, cwd: Path) -> subprocess.Popen[str]:
+    env = dict(os.environ, **{MARK: marker})
+    return subprocess.Popen(
+        [sys.executable, str(PROGRAM), str(grace)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=cwd,
+        env=env,
+        start_new_session=True,  # its own process group: we can signal and kill it whole
+    )
+
+
+def _wait_ready(proc: subprocess.Popen[str], seed: str) -> None:
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], READY_S)
+    assert ready, f"[seed {seed}] the script printed nothing in {READY_S} s"
+    line = proc.stdout.readline().strip()
+    assert line == "ready", f"[seed {seed}] unexpected first line {line!r}"
+
+
+def _marked(marker: str) -> list[psutil.Process]:
+    """Every live (non-zombie) process whose environment carries ``marker``."""
+    found = []
+    for p in psutil.process_iter():
+        try:
+            if p.environ().get(MARK) == marker and p.status() != psutil.STATUS_ZOMBIE:
+                found.append(p)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            pass
+    return found
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _signal(proc: subprocess.Popen[str], sig: int, target: str) -> float:
+    """Send ``sig`` to the script (``pid``) or its process group; return the time sent."""
+    if target == "group":
+        os.killpg(proc.pid, sig)
+    else:
+        os.kill(proc.pid, sig)
+    return time.monotonic()
+
+
+def _leftovers(seen: list[psutil.Process], marker: str) -> list[str]:
+    """Descendants still alive after each got a bounded wait."""
+    procs = {p.pid: p for p in seen}
+    procs.update((p.pid, p) for p in _marked(marker))
+    _, alive = psutil.wait_procs(list(procs.values()), timeout=CHILD_EXIT_S)
+    out = []
+    for p in alive:
+        try:
+            if p.status() != psutil.STATUS_ZOMBIE:
+                out.append(f"{p.pid} {' '.join(p.cmdline())[:120]}")
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            pass
+    return out
+
+
+def _kill_everything(proc: subprocess.Popen[str], marker: str) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    for p in _marked(marker):
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL is not ignored
+        pass
+    for stream in (proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
+
+
+def _run_case(case: str, target: str, index: int, tmp_path: Path) -> None:
+    seed = f"{case}-{target}-{index}"
+    rng = random.Random(seed)
+    marker = uuid.uuid4().hex
+    grace = LONG_GRACE if case == "sigint-twice" else GRACE
+    proc = _launch(marker, grace, tmp_path)
+    out: Any = ("", "")
+    try:
+        _wait_ready(proc, seed)
+        time.sleep(rng.uniform(0.0, LATEST_S))  # the random moment
+        seen = _descendants(proc.pid)
+        if case == "sigterm":
+            sent = _signal(proc, signal.SIGTERM, target)
+            bound, expected = 1.0, -signal.SIGTERM
+        elif case == "sigint":
+            sent = _signal(proc, signal.SIGINT, target)
+            bound, expected = grace + 1.0, 130
+        else:
+            _signal(proc, signal.SIGINT, target)
+            time.sleep(rng.uniform(0.1, 0.5))  # inside the 5 s grace
+            seen += _descendants(proc.pid)
+            sent = _signal(proc, signal.SIGINT, target)
+            bound, expected = 1.0, 130
+        try:
+            out = proc.communicate(timeout=bound + 10)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"[seed {seed}] the script still ran {bound + 10:.1f} s after the signal")
+        elapsed = time.monotonic() - sent
+        detail = f"[seed {seed}] stdout={out[0]!r} stderr tail={out[1][-2000:]!r}"
+        assert proc.returncode == expected, f"exit code {proc.returncode} != {expected} {detail}"
+        if expected == 130:
+            assert "interrupted" in out[0], detail
+        assert elapsed <= bound, f"ended {elapsed:.2f} s after the signal (bound {bound}) {detail}"
+        left = _leftovers(seen, marker)
+        assert left == [], f"[seed {seed}] descendants left alive: {left}"
+    finally:
+        _kill_everything(proc, marker)
+
+
+# Found by this suite, not fixed yet (both depend on the moment, hence strict=False):
+SECOND_SIGINT_WAITS = pytest.mark.xfail(
+    strict=False,
+    reason="a second SIGINT during the grace does not end the script at once: "
+    "asyncio.Runner raises KeyboardInterrupt out of run_until_complete, then Runner.close() "
+    "cancels the main task and waits for it, and the TaskGroup's __aexit__ still waits the "
+    "whole grace (5 s here) for the thread strand blocked in time.sleep before exiting 130",
+)
+GROUP_SIGINT_AT_POOL_START = pytest.mark.xfail(
+    strict=False,
+    reason="Ctrl-C to the whole process group while Pool(2) starts its workers: a worker "
+    "forked by the fork server dies of the SIGINT before it is set up, the fork server "
+    "connection closes, and Pool() raises EOFError('unexpected EOF') (exit code 1) "
+    "instead of the KeyboardInterrupt",
+)
+CASES = [
+    ("sigint", "pid"),
+    pytest.param("sigint", "group", marks=GROUP_SIGINT_AT_POOL_START),
+    pytest.param("sigint-twice", "pid", marks=SECOND_SIGINT_WAITS),
+    pytest.param("sigint-twice", "group", marks=SECOND_SIGINT_WAITS),
+    ("sigterm", "pid"),
+    ("sigterm", "group"),
+]
+
+
+@pytest.mark.parametrize("index", range(10))
+@pytest.mark.parametrize(("case", "target"), CASES)
+def test_signal_at_a_random_moment(case: str, target: str, index: int, tmp_path: Path) -> None:
+    _run_case(case, target, index, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("index", range(10, 110))
+@pytest.mark.parametrize(("case", "target"), CASES)
+def test_signal_at_a_random_moment_many(case: str, target: str, index: int, tmp_path: Path) -> None:
+    _run_case(case, target, index, tmp_path)
