@@ -5,6 +5,7 @@ import __future__
 
 import inspect
 import multiprocessing
+import pickle
 import queue
 import threading
 import types
@@ -121,3 +122,16 @@ def test_excepthook_reads_and_writes_threadings_hook() -> None:
     finally:
         threading.excepthook = old
     assert plait.excepthook is old
+
+
+def test_the_plait_module_pickles_by_name() -> None:
+    """A ``__main__`` function that uses ``plait.`` crosses to a process: the module (whose
+    class plait swaps for ``plait.excepthook``) pickles as a reference, like any module."""
+    import cloudpickle
+
+    assert pickle.loads(pickle.dumps(plait)) is plait
+    assert cloudpickle.loads(cloudpickle.dumps(plait)) is plait
+    namespace: dict[str, object] = {"plait": plait, "__name__": "__main__"}
+    exec("def uses_plait():\n    return plait.Lock", namespace)
+    fn = cloudpickle.loads(cloudpickle.dumps(namespace["uses_plait"]))
+    assert fn() is plait.Lock

@@ -291,6 +291,13 @@ class _PlaitModule(_types.ModuleType):
             return
         super().__setattr__(name, value)
 
+    def __reduce__(self) -> tuple[_Any, tuple[str]]:
+        # A module pickles by name (cloudpickle matches ModuleType exactly, not a subclass):
+        # a __main__ function that uses `plait.` still crosses to a process.
+        import importlib
+
+        return importlib.import_module, ("plait",)
+
     def __delattr__(self, name: str) -> None:
         if name == "excepthook":
             raise AttributeError("plait.excepthook cannot be deleted (threading's cannot)")
