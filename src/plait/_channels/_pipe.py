@@ -164,16 +164,23 @@ class Connection:
             if not self._rlock.acquire(True, _SLICE):
                 continue
             try:
-                frame = self._partial
-                while True:
-                    need = frame.need()
-                    if need == 0:
-                        return frame.take(maxlength)
-                    if not _readable(fd, 0):
-                        break  # the rest is not here yet: wait without the lock
-                    frame.feed(_read(fd, need))
+                message = self._take_ready(fd, maxlength)
             finally:
                 self._rlock.release()
+            if message is not None:
+                return message  # else the rest is not here yet: wait without the lock
+
+    def _take_ready(self, fd: int, maxlength: int | None) -> bytes | None:
+        """(read lock held) Feed the partial message what ``fd`` has now; the message once
+        it is whole, else ``None`` (what was read stays for the next reader)."""
+        frame = self._partial
+        while True:
+            need = frame.need()
+            if need == 0:
+                return frame.take(maxlength)
+            if not _readable(fd, 0):
+                return None
+            frame.feed(_read(fd, need))
 
     def _wait_readable(self, fd: int, deadline: float | None) -> None:
         """Wait (cancellably) until ``fd`` has bytes; ``TimeoutError`` at ``deadline``.
@@ -272,16 +279,11 @@ class Connection:
                 await asyncio.sleep(0.0005)  # another strand is reading a message right now
                 continue
             try:
-                frame = self._partial
-                while True:
-                    need = frame.need()
-                    if need == 0:
-                        return frame.take(maxlength)
-                    if not _readable(fd, 0):
-                        break  # the rest is not here yet: wait on the loop, lock released
-                    frame.feed(_read(fd, need))
+                message = self._take_ready(fd, maxlength)
             finally:
                 self._rlock.release()
+            if message is not None:
+                return message  # else the rest is not here yet: wait on the loop, unlocked
 
     async def async_recv(self) -> Any:
         """Coroutine form of :meth:`recv`."""
