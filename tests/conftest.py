@@ -14,6 +14,9 @@
 * A non-daemon thread still alive when pytest is done would keep the interpreter from
   exiting (a hung CI job instead of a red one): its stack is printed and the run exits
   non-zero.
+* A test that pytest-timeout cannot interrupt (stuck where its signal is never seen) must
+  not hang the whole run silently: a watchdog thread names it, dumps every thread's stack
+  and ends the run with exit code 70 once one test has run for ``HARD_LIMIT_S``.
 """
 
 from __future__ import annotations
@@ -37,6 +40,39 @@ os.environ["PLAIT_SHM_FAMILY"] = str(os.getpid())
 from plait._ipc.shm import owner_of  # (after the family is set)
 
 faulthandler.enable()
+
+HARD_LIMIT_S = float(os.environ.get("PLAIT_TEST_HARD_LIMIT", "180"))
+_running: list[tuple[str, float]] = []  # (nodeid, monotonic start) of the test running now
+
+
+def _hard_limit_watchdog() -> None:
+    """End the run, loudly, when one test outlives pytest-timeout by far (see the doc)."""
+    while True:
+        time.sleep(5.0)
+        if not _running:
+            continue
+        nodeid, started = _running[-1]
+        if time.monotonic() - started > HARD_LIMIT_S:
+            sys.stderr.write(
+                f"\n\n*** {nodeid} has run for more than {HARD_LIMIT_S:.0f} s and "
+                "pytest-timeout could not stop it; every thread's stack follows, then the "
+                "run ends (exit code 70) ***\n"
+            )
+            faulthandler.dump_traceback(sys.stderr, all_threads=True)
+            sys.stderr.flush()
+            os._exit(70)
+
+
+def pytest_runtest_logstart(nodeid: str, location: object) -> None:
+    _running[:] = [(nodeid, time.monotonic())]
+
+
+def pytest_runtest_logfinish(nodeid: str, location: object) -> None:
+    _running.clear()
+
+
+if HARD_LIMIT_S > 0:
+    threading.Thread(target=_hard_limit_watchdog, name="conftest-hard-limit", daemon=True).start()
 
 CHILD_GRACE_S = 2.0
 SHM_DIR = Path("/dev/shm")
