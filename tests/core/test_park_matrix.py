@@ -1,7 +1,8 @@
 """One park path: every wait x strand kind x outcome parks and unparks through the kernel.
 
 Issue 9 point 1. For each wait path (a primitive, a queue, select, Pipe, a task, a thread or
-a process to join, sleep), from a coroutine strand and from a thread strand, and for each
+a process to join, sleep), from a coroutine strand, a thread strand and a green strand (the
+sync form, which must switch away and leave its loop running), and for each
 outcome (woken by another strand, timed out, cancelled by its scope), an instrument must
 see *exactly one* ``strand_parked`` and one ``strand_unparked`` event of the waiting strand
 carrying the object waited on, with the right outcome; the strand reads ``"running"``
@@ -284,7 +285,7 @@ PATHS: dict[str, tuple[Callable[[], Case], dict[str, str]]] = {
 # fmt: on
 
 OUTCOMES = ("woken", "timeout", "cancelled")
-KINDS = ("thread", "async")
+KINDS = ("thread", "async", "green")  # green: the sync form, in a green strand on a loop
 
 
 def _params() -> list[Any]:
@@ -358,7 +359,7 @@ def _observe(case: Case, kind: str, outcome: str, patience: float) -> Observatio
     plait.add_instrument(recorder)
     try:
         with plait.TaskGroup() as tg:
-            strand = tg.spawn(body) if kind == "thread" else tg.spawn(abody)
+            strand = tg.spawn(abody) if kind == "async" else tg.spawn(body, on=kind)
             try:
                 _drive(case, strand, outcome, scopes, patience)
             except BaseException:
@@ -404,6 +405,9 @@ def _drive(
     waiter = strand.waiter  # what diagnostics read: set by every park
     assert waiter is not None and waiter.strand is strand, waiter
     assert case.on is None or strand.parked_on is case.on, strand.parked_on
+    if strand.kind == "green":  # a parked green strand has switched away: its loop runs on
+        probe = asyncio.run_coroutine_threadsafe(asyncio.sleep(0, "ran"), strand.loop)
+        assert probe.result(timeout=patience) == "ran", "the green strand blocks its loop"
     if outcome == "woken":
         assert case.wake is not None
         case.wake()
@@ -417,7 +421,7 @@ def test_one_park_and_one_unpark_through_the_kernel(
 ) -> None:
     case = make()
     skip = None
-    if (kind == "thread" and case.sync is None) or (kind == "async" and case.async_ is None):
+    if (kind != "async" and case.sync is None) or (kind == "async" and case.async_ is None):
         skip = f"no {kind} form of this wait (nothing to test)"
     elif outcome == "woken" and case.wake is None:
         skip = "nothing can wake this wait early (it only ends by time or cancel)"

@@ -42,13 +42,18 @@ from typing import Any
 
 from plait._core import (
     Strand,
+    WaitQueue,
+    await_,
     check_timeout,
     checkpoint,
     current_strand,
+    new_mutex,
     note_parked,
     note_unparked,
+    park,
     waiter_for,
 )
+from plait._core.green import in_green_strand
 from plait._ipc.serialize import dumps, loads
 
 __all__ = ["Connection", "ConnectionStatistics", "Pipe"]
@@ -120,6 +125,9 @@ class Connection:
 
     def send_bytes(self, buf: Any, offset: int = 0, size: int | None = None) -> None:
         """Send bytes-like data as one message."""
+        if in_green_strand():  # a full pipe must not block the loop the strand shares
+            await_(self.async_send_bytes(buf, offset, size))
+            return
         with self._wlock:
             self._raw.send_bytes(buf, offset, size)
 
@@ -192,6 +200,9 @@ class Connection:
         if _readable(fd, 0):
             return
         strand = current_strand()
+        if strand.kind == "green":
+            self._green_wait_readable(fd, deadline)
+            return
         note_parked(strand, self, waiter_for(strand, self, None))
         outcome = "cancelled"  # anything raised while parked (KeyboardInterrupt...)
         try:
@@ -215,6 +226,28 @@ class Connection:
                     return
         finally:
             note_unparked(strand, self, outcome)
+
+    def _green_wait_readable(self, fd: int, deadline: float | None) -> None:
+        """:meth:`_wait_readable` in a green strand: park through the kernel (which switches
+        to the loop) until the loop sees ``fd`` readable."""
+        loop = asyncio.get_running_loop()
+        queue = WaitQueue(new_mutex())
+        with queue.mutex:
+            waiter = queue.enqueue_current(self)
+
+        def ready() -> None:
+            with queue.mutex:
+                woken = queue.pop()
+            if woken is not None:
+                woken.wake()
+
+        loop.add_reader(fd, ready)
+        try:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not park(waiter, left) and not _readable(fd, 0):
+                raise TimeoutError("no message arrived within the timeout")
+        finally:
+            loop.remove_reader(fd)
 
     # -- async forms --------------------------------------------------------------------
 

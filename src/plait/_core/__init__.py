@@ -22,6 +22,7 @@ from plait._core.cancel import (
     move_on_at,
     sleep,
 )
+from plait._core.green import await_
 from plait._core.instruments import Instrument, add_instrument, hooks, remove_instrument
 from plait._core.parking import (
     CANCELLED,
@@ -75,6 +76,7 @@ __all__ = [
     "async_checkpoint",
     "async_park",
     "async_sleep",
+    "await_",
     "bind_thread",
     "check_deadline",
     "check_timeout",

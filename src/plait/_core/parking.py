@@ -39,6 +39,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
+from plait._core import green as _green
 from plait._core.instruments import hooks
 from plait._core.strands import Strand, _by_task, current_strand
 
@@ -206,7 +207,10 @@ class WaitQueue:
         A sync call from inside a coroutine blocks its loop's thread, exactly as the
         stdlib's would; the waiter still belongs to the coroutine's strand.
         """
-        waiter = Waiter(self, current_strand(), on, data)
+        strand = current_strand()
+        if strand.kind == "green":  # it parks by switching to its loop: a loop waiter
+            return self.async_enqueue_current(on, data)
+        waiter = Waiter(self, strand, on, data)
         lock = allocate_lock()
         lock.acquire()
         waiter.lock = lock
@@ -359,6 +363,8 @@ def park(
     lock being re-taken after a condition wait) is never cut short.
     """
     strand = waiter.strand
+    if waiter.fut is not None:  # a green strand's waiter (see enqueue_current)
+        return _green_park(waiter, timeout, undo, interruptible)
     lock = waiter.lock
     scoped = bool(strand.cancel_scopes)
     waiter.interruptible = scoped or interruptible
@@ -411,6 +417,32 @@ def park(
     return False
 
 
+def _green_park(
+    waiter: Waiter, timeout: float | None, undo: Callable[[Any], None] | None, interruptible: bool
+) -> bool:
+    """:func:`park` for a green strand: the same semantics (sync cancel scopes included),
+    but the strand waits by switching to its loop (``plait._core.green``), not by blocking
+    the loop's thread."""
+    strand = waiter.strand
+    scoped = bool(strand.cancel_scopes)
+    waiter.interruptible = scoped or interruptible
+    wait = timeout
+    if scoped:
+        now = _monotonic()
+        end = _nearest_deadline(strand)
+        if timeout is not None:
+            end = min(end, now + timeout)
+        wait = None if end == math.inf else max(0.0, end - now)
+        if _cancelled_scope(strand, now) is not None:
+            wait = 0.0
+    got: bool = _green.await_(async_park(waiter, wait, undo))
+    if not got and scoped:
+        scope = _cancelled_scope(strand, _monotonic())
+        if scope is not None:
+            scope.raise_cancelled()
+    return got
+
+
 def note_parked(strand: Strand, on: object, waiter: Waiter | None) -> None:
     """Mark ``strand`` parked on ``on`` and tell the instruments: for a wait that parks by
     other means than :func:`park`/:func:`async_park` (a select waits on several objects at
@@ -446,8 +478,8 @@ def waiter_for(strand: Strand, on: object, loop: asyncio.AbstractEventLoop | Non
 def interrupt(strand: Strand) -> None:
     """Wake ``strand`` out of a sync park so that it sees its cancellation (thread-safe)."""
     waiter = strand.waiter
-    if waiter is None or waiter.fut is not None or not waiter.interruptible:
-        return
+    if waiter is None or not waiter.interruptible:
+        return  # (only sync parks are interruptible: a thread's, or a green strand's)
     with waiter.queue.mutex:
         removed = waiter.queue.remove(waiter, CANCELLED)
     if removed:

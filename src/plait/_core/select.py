@@ -70,6 +70,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from plait._core import green as _green
 from plait._core.parking import (
     WaitQueue,
     check_timeout,
@@ -499,7 +500,15 @@ def select(*cases: Any, timeout: float | None = None, default: Any = _NO_DEFAULT
     for scope in strand.cancel_scopes:
         deadline = min(deadline, scope.deadline)
     while True:
-        arm, value = _wait(prepared, strand, deadline, timeout)
+        if strand.kind == "green":  # it waits by switching to its loop, as a coroutine would
+            due = _cancelled_scope(strand) if strand.cancel_scopes else None
+            if due is not None:
+                due.raise_cancelled()
+            loop = _get_running_loop()
+            assert loop is not None
+            arm, value = _green.await_(_async_wait(prepared, loop, strand, deadline, timeout))
+        else:
+            arm, value = _wait(prepared, strand, deadline, timeout)
         try:
             return Selected(arm.index, arm.case.finish(value), arm.case)
         except SelectRetry:  # another strand was faster: start again with the time left
@@ -598,8 +607,17 @@ async def _async_wait(
     arms = _arm_all(cases, sel)
     left = deadline - _monotonic()
     handle = loop.call_later(max(0.0, left), _resolve, fut) if left != math.inf else None
-    waiter = waiter_for(strand, sel, loop)
-    waiter.fut = fut
+    if strand.cancel_scopes:  # a green strand's sync scopes: their cancel() ends the wait
+        wq = WaitQueue(new_mutex())
+        waiter = waiter_for(strand, sel, loop)
+        waiter.queue = wq
+        wq._dq.append(waiter)
+        wq._count = 1
+        waiter.lock = sel  # (what the kernel's interrupt releases: see _Selector.release)
+        waiter.interruptible = True
+    else:
+        waiter = waiter_for(strand, sel, loop)
+        waiter.fut = fut
     note_parked(strand, sel, waiter)
     try:
         if sel.won is None:
@@ -613,7 +631,10 @@ async def _async_wait(
         note_unparked(strand, sel, _outcome(sel))
     _disarm_all(arms)
     won = sel.end(_TIMED_OUT)
-    if won is None:
+    if won is None or won[0] is None:
+        scope = _cancelled_scope(strand) if strand.cancel_scopes else None
+        if scope is not None:
+            scope.raise_cancelled()
         raise TimeoutError(f"select() timed out after {timeout}s")
     arm, value = won
     assert arm is not None

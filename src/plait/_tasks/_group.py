@@ -31,6 +31,7 @@ from plait._core import (
     runtime,
 )
 from plait._core.awaitables import describe_callable, refuse_awaitable, returns_awaitable
+from plait._core.green import drive, greenlet_module
 from plait._core.strands import (
     note_self_strand_loop,
 )
@@ -211,10 +212,7 @@ class TaskGroup:
                 f"or leave it out (coroutine function -> 'async', plain function -> 'thread')"
             )
         if on == "green":
-            raise NotImplementedError(
-                "green strands (on='green') are not available yet; "
-                "use on='async' or on='thread' for now"
-            )
+            greenlet_module()  # (an ImportError naming the extra, at the call)
         if on is None:
             return "async" if returns_awaitable(fn) else "thread"
         if on != "async" and returns_awaitable(fn):
@@ -305,6 +303,8 @@ class TaskGroup:
         try:
             if kind == "async":
                 self._start_async(task, fn, args)
+            elif kind == "green":  # a coroutine strand whose body runs in a greenlet
+                self._start_async(task, drive, (fn, args))
             elif kind == "thread":
                 self._start_thread(task, fn, args)
             else:

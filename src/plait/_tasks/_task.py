@@ -149,7 +149,7 @@ class Task(Strand, Generic[T]):  # an ABC (via Strand): _CoroStrand registers as
         """Ask the strand to stop; ``False`` if it already finished. Thread-safe."""
         if self._finished:
             return False
-        if self.kind == "async":
+        if self.kind in {"async", "green"}:
             loop = self.loop
             if loop is not None:
                 if _get_running_loop() is loop:

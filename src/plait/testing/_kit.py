@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from plait._core import Strand, all_strands, check_timeout, current_strand, new_mutex
+from plait._core import Strand, all_strands, check_timeout, current_strand, new_mutex, sleep
 from plait._core.parking import WaitQueue, async_park, park
 
 __all__ = ["Sequencer", "async_wait_parked", "parked_on", "wait_parked"]
@@ -83,7 +83,7 @@ def wait_parked(
     while not _condition(on, count, strands):
         if time.monotonic() > deadline:
             raise TimeoutError(f"gave up after {timeout}s waiting for {_describe(on, count)}")
-        time.sleep(_POLL)
+        sleep(_POLL)  # (plait.sleep: a green caller lets its loop run meanwhile)
 
 
 async def async_wait_parked(
