@@ -83,6 +83,10 @@ EXPECTED = {
         "threads: ",
         "processes: ",
     ],
+    # (the seed's programs S17/S18: the green scenes' order and overlap, computed)
+    "green-switch": ["printed 12 56 34 78", "measured: the same order as the hand-written"],
+    "green-sleep": ["running in foo", "switch to bar again", "the two green strands: the waits"],
+    "green-urllib": ["bytes received from /slow-0.4", "measured: together", "the green fetches"],
 }
 
 

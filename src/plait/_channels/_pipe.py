@@ -42,18 +42,15 @@ from typing import Any
 
 from plait._core import (
     Strand,
-    WaitQueue,
     await_,
     check_timeout,
     checkpoint,
     current_strand,
-    new_mutex,
     note_parked,
     note_unparked,
-    park,
     waiter_for,
 )
-from plait._core.green import in_green_strand
+from plait._core.green import in_green_strand, wait_fd
 from plait._ipc.serialize import dumps, loads
 
 __all__ = ["Connection", "ConnectionStatistics", "Pipe"]
@@ -200,8 +197,10 @@ class Connection:
         if _readable(fd, 0):
             return
         strand = current_strand()
-        if strand.kind == "green":
-            self._green_wait_readable(fd, deadline)
+        if strand.kind == "green":  # park through the kernel, which switches to the loop
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not wait_fd(fd, write=False, timeout=left, on=self) and not _readable(fd, 0):
+                raise TimeoutError("no message arrived within the timeout")
             return
         note_parked(strand, self, waiter_for(strand, self, None))
         outcome = "cancelled"  # anything raised while parked (KeyboardInterrupt...)
@@ -226,28 +225,6 @@ class Connection:
                     return
         finally:
             note_unparked(strand, self, outcome)
-
-    def _green_wait_readable(self, fd: int, deadline: float | None) -> None:
-        """:meth:`_wait_readable` in a green strand: park through the kernel (which switches
-        to the loop) until the loop sees ``fd`` readable."""
-        loop = asyncio.get_running_loop()
-        queue = WaitQueue(new_mutex())
-        with queue.mutex:
-            waiter = queue.enqueue_current(self)
-
-        def ready() -> None:
-            with queue.mutex:
-                woken = queue.pop()
-            if woken is not None:
-                woken.wake()
-
-        loop.add_reader(fd, ready)
-        try:
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if not park(waiter, left) and not _readable(fd, 0):
-                raise TimeoutError("no message arrived within the timeout")
-        finally:
-            loop.remove_reader(fd)
 
     # -- async forms --------------------------------------------------------------------
 

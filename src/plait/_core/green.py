@@ -33,7 +33,7 @@ from typing import Any
 
 from plait._errors import Cancelled
 
-__all__ = ["await_", "drive", "greenlet_module", "in_green_strand"]
+__all__ = ["await_", "drive", "greenlet_module", "in_green_strand", "wait_fd"]
 
 _GreenT: Any = None  # the greenlet subclass of green strands, made on first use
 _getcurrent: Any = None  # greenlet.getcurrent, once a green strand was started
@@ -124,3 +124,33 @@ async def drive(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
             strand.parent = here
             message = strand.switch(value)
     return message
+
+
+def wait_fd(fd: int, *, write: bool, timeout: float | None, on: object) -> bool:
+    """From a green strand: park (through the kernel, so scopes, cancellation and
+    instruments see it, parked on ``on``) until the loop sees ``fd`` readable (or
+    writable); ``False`` after ``timeout`` seconds."""
+    from plait._core.parking import WaitQueue, new_mutex, park
+
+    loop = asyncio.get_running_loop()
+    queue = WaitQueue(new_mutex())
+    with queue.mutex:
+        waiter = queue.enqueue_current(on)
+
+    def ready() -> None:
+        with queue.mutex:
+            woken = queue.pop()
+        if woken is not None:
+            woken.wake()
+
+    if write:
+        loop.add_writer(fd, ready)
+    else:
+        loop.add_reader(fd, ready)
+    try:
+        return park(waiter, timeout)
+    finally:
+        if write:
+            loop.remove_writer(fd)
+        else:
+            loop.remove_reader(fd)

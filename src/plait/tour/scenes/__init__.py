@@ -18,4 +18,5 @@ MODULES: tuple[str, ...] = (
     "queues",  # S9, S11, S16
     "pool",  # S14, S19
     "gil",  # S15
+    "green",  # S17, S18
 )

@@ -1,0 +1,204 @@
+"""The patched calls (see the package docstring): each one checks whether it runs in a green
+strand, and if not, calls the original at once."""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from plait._core import await_, sleep
+from plait._core.green import in_green_strand, wait_fd
+
+__all__ = ["is_patched", "patch", "unpatch"]
+
+_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
+_IN_PROGRESS = {errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EALREADY}
+
+# (owner, attribute name) -> the original, while patched
+_originals: dict[tuple[Any, str], Any] = {}
+_lock = threading.Lock()
+
+
+def _original(owner: Any, name: str) -> Any:
+    return _originals.get((owner, name)) or getattr(owner, name)
+
+
+def _ready(fd: int, write: bool) -> bool:
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT if write else select.POLLIN)
+    return bool(poller.poll(0))
+
+
+def _deadline(sock: socket.socket) -> float | None:
+    timeout = sock.gettimeout()
+    return None if timeout is None else time.monotonic() + timeout
+
+
+def _await_ready(sock: socket.socket, write: bool, deadline: float | None) -> None:
+    """Park the green strand until ``sock`` is ready; the socket's own timeout error after
+    its deadline."""
+    fd = sock.fileno()
+    while not _ready(fd, write):
+        left = None if deadline is None else deadline - time.monotonic()
+        if (left is not None and left <= 0) or not wait_fd(fd, write=write, timeout=left, on=sock):
+            raise TimeoutError("timed out")
+
+
+def _socket_io(name: str, write: bool, flags_at: int) -> Callable[..., Any]:
+    """A socket method that, in a green strand, waits for readiness by parking, then makes
+    one non-blocking call (``MSG_DONTWAIT``), again after a spurious wake."""
+    original = getattr(socket.socket, name)
+
+    def method(self: socket.socket, *args: Any) -> Any:
+        if not in_green_strand() or self.gettimeout() == 0.0:
+            return original(self, *args)
+        call = list(args)
+        while len(call) <= flags_at:
+            call.append(0)  # (the defaults: nbytes=0, flags=0)
+        call[flags_at] |= _DONTWAIT
+        deadline = _deadline(self)
+        while True:
+            _await_ready(self, write, deadline)
+            try:
+                return original(self, *call)
+            except (BlockingIOError, InterruptedError):
+                continue  # (another reader was first, or a spurious wake): wait again
+
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = original.__doc__
+    return method
+
+
+def _sendall(self: socket.socket, data: Any, flags: int = 0) -> None:
+    original = _original(socket.socket, "sendall")
+    if not in_green_strand() or self.gettimeout() == 0.0:
+        return original(self, data, flags)  # type: ignore[no-any-return]
+    send = _original(socket.socket, "send")
+    view = memoryview(data).cast("B")
+    deadline = _deadline(self)
+    while view.nbytes:
+        _await_ready(self, True, deadline)
+        try:
+            sent = send(self, view, flags | _DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            continue
+        view = view[sent:]
+    return None
+
+
+def _accept(self: socket.socket) -> tuple[socket.socket, Any]:
+    original = _original(socket.socket, "accept")
+    if in_green_strand() and self.gettimeout() != 0.0:
+        _await_ready(self, False, _deadline(self))
+    return original(self)  # type: ignore[no-any-return]
+
+
+def _connect(self: socket.socket, address: Any) -> None:
+    original = _original(socket.socket, "connect")
+    timeout = self.gettimeout()
+    if not in_green_strand() or timeout == 0.0:
+        return original(self, address)  # type: ignore[no-any-return]
+    self.setblocking(False)
+    try:
+        err = self.connect_ex(address)
+        if err in _IN_PROGRESS:
+            if not wait_fd(self.fileno(), write=True, timeout=timeout, on=self):
+                raise TimeoutError("timed out")
+            err = self.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err and err != errno.EISCONN:
+            raise OSError(err, os.strerror(err))
+    finally:
+        self.settimeout(timeout)
+    return None
+
+
+def _getaddrinfo(
+    host: Any, port: Any, family: int = 0, type: int = 0, proto: int = 0, flags: int = 0
+) -> Any:
+    original = _original(socket, "getaddrinfo")
+    if not in_green_strand():
+        return original(host, port, family, type, proto, flags)
+    import asyncio
+
+    loop = asyncio.get_running_loop()  # (its resolver runs the original in a thread)
+    return await_(loop.getaddrinfo(host, port, family=family, type=type, proto=proto, flags=flags))
+
+
+def _sleep(seconds: float) -> None:
+    if not in_green_strand():
+        return _original(time, "sleep")(seconds)  # type: ignore[no-any-return]
+    sleep(seconds)
+    return None
+
+
+def _popen_wait(self: subprocess.Popen[Any], timeout: float | None = None) -> int:
+    original = _original(subprocess.Popen, "wait")
+    if not in_green_strand() or self.returncode is not None or timeout == 0:
+        return original(self, timeout)  # type: ignore[no-any-return]
+    try:
+        fd = os.pidfd_open(self.pid)
+    except (AttributeError, OSError):  # no pidfd here: look again now and then
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pause = 0.001
+        while (code := self.poll()) is None:
+            if timeout is not None and deadline is not None and time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired(self.args, timeout) from None
+            sleep(pause)
+            pause = min(pause * 2, 0.05)
+        return code
+    try:
+        if not wait_fd(fd, write=False, timeout=timeout, on=self):
+            assert timeout is not None
+            raise subprocess.TimeoutExpired(self.args, timeout)
+    finally:
+        os.close(fd)
+    return original(self)  # type: ignore[no-any-return] # (it has exited: reaps at once)
+
+
+def _replacements() -> list[tuple[Any, str, Any]]:
+    io = [
+        ("recv", False, 1),
+        ("recv_into", False, 2),
+        ("recvfrom", False, 1),
+        ("recvfrom_into", False, 2),
+        ("send", True, 1),
+    ]
+    return [
+        *[(socket.socket, name, _socket_io(name, write, at)) for name, write, at in io],
+        (socket.socket, "sendall", _sendall),
+        (socket.socket, "accept", _accept),
+        (socket.socket, "connect", _connect),
+        (socket, "getaddrinfo", _getaddrinfo),
+        (time, "sleep", _sleep),
+        (subprocess.Popen, "wait", _popen_wait),
+    ]
+
+
+def patch() -> None:
+    """Make the stdlib's blocking calls (see the package docstring) switch inside green
+    strands. Idempotent; calls outside green strands are unchanged."""
+    with _lock:
+        if _originals:
+            return
+        for owner, name, replacement in _replacements():
+            _originals[(owner, name)] = getattr(owner, name)
+            setattr(owner, name, replacement)
+
+
+def unpatch() -> None:
+    """Put the originals back."""
+    with _lock:
+        for (owner, name), original in _originals.items():
+            setattr(owner, name, original)
+        _originals.clear()
+
+
+def is_patched() -> bool:
+    return bool(_originals)

@@ -1,0 +1,236 @@
+"""plait.green.patch() (issue 14, point 2): the stdlib's blocking calls switch inside green
+strands, and behave exactly as before everywhere else.
+
+Each test would fail (never hang: every wait is bounded) if the patched call blocked the
+loop's thread: two strands of one loop must make progress at the same time.
+"""
+
+from __future__ import annotations
+
+import http.server
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import plait
+import plait.green
+import plait.testing
+
+pytest.importorskip("greenlet", reason="green strands need the greenlet extra (plait[green])")
+
+pytestmark = pytest.mark.timeout(30)
+
+_ORIGINAL_SLEEP = time.sleep
+_ORIGINAL_RECV = socket.socket.recv
+
+
+@pytest.fixture(autouse=True)
+def patched() -> Iterator[None]:
+    plait.green.patch()
+    try:
+        yield
+    finally:
+        plait.green.unpatch()
+
+
+def _in_group(*bodies: Any) -> list[Any]:
+    async def main() -> list[Any]:
+        async with plait.TaskGroup() as tg:
+            tasks = [tg.spawn(body, on="green") for body in bodies]
+        return [t.result() for t in tasks]
+
+    return plait.run(main)  # type: ignore[no-any-return]
+
+
+def test_time_sleep_in_a_green_strand_lets_its_loop_run() -> None:
+    order: list[str] = []
+    sleeper: list[Any] = []
+
+    def a() -> None:
+        sleeper.append(plait.current_strand())
+        time.sleep(0.2)
+        order.append("a woke")
+
+    def b() -> None:
+        while not sleeper:
+            plait.sleep(0.001)
+        plait.testing.wait_parked(strands=sleeper, timeout=10)
+        order.append("b ran while a slept")
+
+    _in_group(a, b)
+    assert order == ["b ran while a slept", "a woke"]
+
+
+def test_time_sleep_outside_green_strands_is_the_original_behaviour() -> None:
+    assert time.sleep is not _ORIGINAL_SLEEP  # patched...
+    start = time.monotonic()
+    time.sleep(0.01)  # ...and in the main thread it still just sleeps
+    assert time.monotonic() - start >= 0.01
+    with pytest.raises(ValueError, match="non-negative"):
+        time.sleep(-1)
+
+    def in_thread() -> str:
+        time.sleep(0.001)
+        return "slept"
+
+    with plait.TaskGroup() as tg:
+        t = tg.spawn(in_thread, on="thread")
+    assert t.result() == "slept"
+
+
+def test_unpatch_puts_the_originals_back() -> None:
+    plait.green.unpatch()
+    assert not plait.green.is_patched()
+    assert time.sleep is _ORIGINAL_SLEEP
+    assert socket.socket.recv is _ORIGINAL_RECV
+    plait.green.patch()
+    plait.green.patch()  # (idempotent)
+    assert plait.green.is_patched()
+
+
+def test_a_green_echo_server_and_client_on_one_loop() -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    payload = bytes(range(256)) * 4096  # 1 MiB: more than the socket buffers hold
+
+    def server() -> int:
+        conn, _ = listener.accept()
+        with conn:
+            chunks = []
+            while data := conn.recv(65536):
+                chunks.append(data)
+            got = b"".join(chunks)
+            conn.sendall(got)
+        return len(got)
+
+    def client() -> bool:
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+            sock.sendall(payload)
+            sock.shutdown(socket.SHUT_WR)
+            buf = bytearray(len(payload))
+            view, n = memoryview(buf), 0
+            while n < len(buf):
+                got = sock.recv_into(view[n:])
+                assert got, "the server closed early"
+                n += got
+        return bytes(buf) == payload
+
+    try:
+        assert _in_group(server, client) == [len(payload), True]
+    finally:
+        listener.close()
+
+
+def test_a_socket_timeout_is_honoured_in_a_green_strand() -> None:
+    a, b = socket.socketpair()
+    a.settimeout(0.1)
+
+    def reader() -> str:
+        try:
+            a.recv(10)
+        except TimeoutError:
+            return "timed out"
+        return "got data"
+
+    try:
+        assert _in_group(reader) == ["timed out"]
+    finally:
+        a.close()
+        b.close()
+
+
+class _SlowHandler(http.server.BaseHTTPRequestHandler):
+    """Answers only when three requests are in flight at once (so a client that fetched one
+    at a time fails: the barrier breaks after its timeout)."""
+
+    barrier: threading.Barrier
+
+    def do_GET(self) -> None:
+        try:
+            self.barrier.wait()
+        except threading.BrokenBarrierError:
+            self.send_error(503, "the requests did not arrive together")
+            return
+        body = self.path.encode() * 100
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_urllib_fetches_in_green_strands_run_at_the_same_time() -> None:
+    handler = type("Handler", (_SlowHandler,), {"barrier": threading.Barrier(3, timeout=10)})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://localhost:{server.server_address[1]}"
+
+    def fetch(path: str) -> Any:
+        def body() -> int:
+            with urllib.request.urlopen(url + path, timeout=20) as response:
+                return len(response.read())
+
+        return body
+
+    try:
+        sizes = _in_group(fetch("/a"), fetch("/bb"), fetch("/ccc"))
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+    assert sizes == [200, 300, 400]
+
+
+def test_getaddrinfo_in_a_green_strand_gives_what_the_original_gives() -> None:
+    def body() -> Any:
+        return socket.getaddrinfo("127.0.0.1", 80, type=socket.SOCK_STREAM)
+
+    expected = socket.getaddrinfo("127.0.0.1", 80, type=socket.SOCK_STREAM)
+    assert _in_group(body) == [expected]
+
+
+def test_popen_wait_in_a_green_strand_lets_its_loop_run() -> None:
+    waiting: list[Any] = []
+    seen: list[str] = []
+
+    def green() -> int:
+        waiting.append(plait.current_strand())
+        proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.3)"])
+        code = proc.wait(timeout=20)
+        seen.append("waited")
+        return code
+
+    async def main() -> Any:
+        async with plait.TaskGroup() as tg:
+            g = tg.spawn(green, on="green")
+            while not waiting:
+                await plait.async_sleep(0.001)
+            await plait.testing.async_wait_parked(strands=waiting, timeout=10)
+            seen.append("loop ran while it waited")
+        return g.result()
+
+    assert plait.run(main) == 0
+    assert seen == ["loop ran while it waited", "waited"]
+
+
+def test_socket_calls_outside_green_strands_are_unchanged() -> None:
+    a, b = socket.socketpair()
+    with a, b:
+        b.sendall(b"x" * 10)
+        assert a.recv(10) == b"x" * 10
+        a.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            a.recv(1)
