@@ -42,7 +42,7 @@ _getcurrent: Any = None  # greenlet.getcurrent, once a green strand was started
 def greenlet_module() -> Any:
     """The ``greenlet`` module, or an ImportError that says which extra to install."""
     try:
-        import greenlet  # type: ignore[import-untyped,unused-ignore]
+        import greenlet
     except ImportError:
         raise ImportError(
             "green strands (on='green') need the greenlet package: "
