@@ -161,7 +161,7 @@ def _urllib() -> None:
     plait.green.patch()
     try:
         print("with plait.green.patch(): three fetches in green strands")
-        _green_group(*[lambda p=p: f(p) for p in DELAYS])  # type: ignore[misc]
+        _green_group(*[lambda p=p: f(p) for p in DELAYS])
         together = time.perf_counter() - t0
         print("\nthe same three, one after the other:")
         t0 = time.perf_counter()
