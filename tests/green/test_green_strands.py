@@ -377,3 +377,26 @@ def test_a_green_wait_is_one_park_and_one_unpark_through_the_kernel() -> None:
         plait.remove_instrument(recorder)
     mine = [(kind, on) for kind, strand, on in recorder.events if strand is task]
     assert mine == [("parked", sem), ("woken", sem)]
+
+
+@pytest.mark.parametrize("order", ["put-then-cancel", "cancel-then-put"])
+def test_an_item_handed_to_a_cancelled_green_getter_is_never_lost(order: str) -> None:
+    q: plait.Queue[str] = plait.Queue()
+
+    async def main() -> Any:
+        async with plait.TaskGroup() as tg:
+            t = tg.spawn(q.get, on="green")
+            await plait.testing.async_wait_parked(on=q, count=1, timeout=10)
+            if order == "put-then-cancel":  # (the strand is made ready, then cancelled)
+                q.put("item")
+                t.cancel()
+            else:
+                t.cancel()
+                q.put("item")
+        return t
+
+    task = run(main)
+    if task.cancelled():
+        assert q.get_nowait() == "item"  # given back, not lost
+    else:
+        assert task.result() == "item" and q.empty()

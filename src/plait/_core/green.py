@@ -1,24 +1,25 @@
 """Green strands: blocking-style code that runs many-per-loop and switches at every wait.
 
-A green strand is an asyncio task (so it is a coroutine strand to the loop, its TaskGroup
-and cancellation) whose body is a plain function running in a greenlet. The task's
-coroutine is :func:`drive`: it switches into the greenlet, and whenever the green code has
-to wait, the greenlet switches back to the driver with the awaitable to wait on; the driver
-awaits it on the loop and switches back in with the outcome::
+A green strand is a plain function running in a greenlet on an event loop. To its
+TaskGroup it is a coroutine strand whose coroutine, :func:`drive`, starts the greenlet and
+then waits for it to finish. The greenlet runs until its first wait, then switches back to
+the loop; from then on it is resumed straight from loop callbacks, with no task step in
+between (which is what makes a wait cheap)::
 
-    loop ── task step ── drive() ──switch──► greenlet: fn(*args) ... lock.acquire()
-                                                        │ park(): await_(waiter)
-              await waiter ◄──────switch(_Await)─────────┘
-              (other tasks run)
-              woken ──────────────switch(result)───────► ... acquire returns
+    drive() ─ _step ─switch─► greenlet: fn(*args) ... q.get(): park()
+       await done ◄──switch── (parked: a _Resume in the waiter's place of a future)
+    (other callbacks run)
+    waker: q.put() ── waiter.wake() ── _Resume.set_result ── call_soon(_step)
+    _step ─────────switch───► ... get returns; ... next wait switches back, or the
+                               function returns: _step resolves ``done``
 
-So every plait wait works unchanged in a green strand: ``WaitQueue.enqueue_current``
-makes the waiter a loop waiter (a future) when the current strand is green, and
-:func:`plait._core.parking.park` hands it to :func:`await_` instead of blocking the thread.
-Cancellation arrives as it does for a coroutine strand (the task is cancelled), and the
-green code sees it at its wait as a thread strand does (:class:`plait.Cancelled`, a
-``CancelledError``); sync cancel scopes (``with move_on_after``)
-work as they do in a thread strand.
+So every plait wait works unchanged in a green strand: ``WaitQueue.enqueue_current`` gives
+a green strand's waiter a :class:`_Resume` where a coroutine's has a future, and
+:func:`plait._core.parking.park` switches out (:func:`switch_out`) instead of blocking the
+thread. While it runs, the thread's current strand is the green strand (``_step`` sets it),
+so ``current_strand()`` and every wait see the right strand. Cancelling the strand's task
+throws :class:`plait.Cancelled` into the greenlet at its wait, as a thread strand sees it;
+sync cancel scopes (``with move_on_after``) work as they do in a thread strand.
 
 ``greenlet`` is an optional dependency (``pip install 'plait[green]'``): this module
 imports it only when a green strand is started.
@@ -28,12 +29,23 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import weakref
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from plait._core import strands as _strands
 from plait._errors import Cancelled
 
-__all__ = ["await_", "drive", "greenlet_module", "in_green_strand", "wait_fd"]
+__all__ = [
+    "await_",
+    "drive",
+    "greenlet_module",
+    "in_green_strand",
+    "resume_for",
+    "switch_out",
+    "wait_fd",
+]
 
 _GreenT: Any = None  # the greenlet subclass of green strands, made on first use
 _getcurrent: Any = None  # greenlet.getcurrent, once a green strand was started
@@ -57,7 +69,14 @@ def _green_type() -> Any:
         greenlet = greenlet_module()
 
         class GreenStrandGreenlet(greenlet.greenlet):  # type: ignore[misc,name-defined]
-            """The greenlet that runs one green strand's function."""
+            """The greenlet that runs one green strand's function (``strand``: its plait
+            strand; ``done``: the future its driver waits on)."""
+
+            strand: Any
+            done: Any
+            waiting: Any
+            outcome: tuple[bool, Any] | None
+            scheduler: _Scheduler
 
         global _getcurrent
         _getcurrent = greenlet.getcurrent
@@ -65,13 +84,113 @@ def _green_type() -> Any:
     return _GreenT
 
 
-class _Await:
-    """What a green strand hands its driver: one awaitable to wait on."""
+class _Scheduler:
+    """The green strands of one loop that are ready to go on: one loop callback runs them
+    in turn, and those they wake meanwhile, up to :data:`_BATCH` steps -- so a wake-up
+    costs no turn of the event loop of its own, yet I/O and other callbacks still get theirs.
+    """
 
-    __slots__ = ("awaitable",)
+    __slots__ = ("loop", "ready", "scheduled")
 
-    def __init__(self, awaitable: Awaitable[Any]) -> None:
-        self.awaitable = awaitable
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.ready: deque[_Resume] = deque()
+        self.scheduled = False
+
+    def wake(self, resume: _Resume) -> None:
+        self.ready.append(resume)
+        if not self.scheduled:
+            self.scheduled = True
+            self.loop.call_soon(self.run)
+
+    def run(self) -> None:
+        ready = self.ready
+        popleft = ready.popleft
+        for _ in range(_BATCH):
+            if not ready:
+                break
+            resume = popleft()
+            g = resume.greenlet
+            if g.waiting is resume:  # (else it left that wait already: it was cancelled)
+                g.waiting = None
+                _step(g)
+        if ready:
+            self.loop.call_soon(self.run)
+        else:
+            self.scheduled = False
+
+
+_BATCH = 256
+_schedulers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Scheduler] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _scheduler(loop: asyncio.AbstractEventLoop) -> _Scheduler:
+    scheduler = _schedulers.get(loop)
+    if scheduler is None:
+        scheduler = _schedulers[loop] = _Scheduler(loop)
+    return scheduler
+
+
+class _Resume:
+    """What a green strand's waiter holds where a coroutine's holds its future: the waker's
+    ``set_result`` (on the loop's thread: ``Waiter.wake`` hops there) makes the strand
+    ready to go on, once."""
+
+    __slots__ = ("_done", "greenlet")
+
+    def __init__(self, greenlet: Any) -> None:
+        self._done = False
+        self.greenlet = greenlet
+
+    def done(self) -> bool:
+        return self._done
+
+    def set_result(self, _value: object) -> None:
+        if not self._done:
+            self._done = True
+            self.greenlet.scheduler.wake(self)
+
+
+def resume_for(loop: asyncio.AbstractEventLoop) -> _Resume:
+    """A resume handle for the calling green strand's next wait (on ``loop``, its own)."""
+    return _Resume(_getcurrent())
+
+
+def switch_out(resume: _Resume) -> None:
+    """Leave the loop to other work until ``resume`` brings the calling green strand back
+    (an exception thrown in -- its cancellation -- is raised here)."""
+    g = resume.greenlet
+    g.waiting = resume
+    try:
+        g.parent.switch()
+    finally:
+        g.waiting = None
+
+
+_MISSING: Any = object()
+
+
+def _step(g: Any, error: BaseException | None = None) -> None:
+    """Run green strand ``g`` until its next wait (or its end), as its strand."""
+    local = _strands._local
+    before = local.__dict__.get("strand", _MISSING)
+    local.strand = g.strand
+    try:
+        out = g.throw(error) if error is not None else g.switch()
+    except BaseException as exc:  # the strand's outcome, for its task
+        g.outcome = (False, exc)
+    else:
+        if g.dead:
+            g.outcome = (True, out)
+    finally:
+        if before is _MISSING:
+            local.__dict__.pop("strand", None)
+        else:
+            local.strand = before
+    if g.outcome is not None and not g.done.done():
+        g.done.set_result(None)
 
 
 def in_green_strand() -> bool:
@@ -84,46 +203,65 @@ def await_(awaitable: Awaitable[Any]) -> Any:
     result (or raise its exception).
 
     It is how blocking-style code calls coroutine code: ``data = plait.await_(fetch(url))``.
+    The awaitable runs as a task of the strand's loop, on behalf of the green strand.
     """
-    if _GreenT is not None:
-        current = _getcurrent()
-        if type(current) is _GreenT:
-            return current.parent.switch(_Await(awaitable))
-    close = getattr(awaitable, "close", None)
-    if close is not None:  # (a coroutine object: no "never awaited" warning on top)
-        close()
-    raise RuntimeError(
-        "plait.await_() waits from a green strand (tg.spawn(fn, on='green')); in a "
-        "coroutine write `await ...`, in a thread use plait.run(...) or a plait queue"
-    )
+    if not in_green_strand():
+        close = getattr(awaitable, "close", None)
+        if close is not None:  # (a coroutine object: no "never awaited" warning on top)
+            close()
+        raise RuntimeError(
+            "plait.await_() waits from a green strand (tg.spawn(fn, on='green')); in a "
+            "coroutine write `await ...`, in a thread use plait.run(...) or a plait queue"
+        )
+    loop = asyncio.get_running_loop()
+    fut = asyncio.ensure_future(awaitable, loop=loop)
+    strand = _getcurrent().strand
+    if isinstance(fut, asyncio.Task):
+        _strands._by_task[fut] = strand  # (its waits are the green strand's)
+    resume = resume_for(loop)
+    fut.add_done_callback(lambda _f: resume.set_result(None))
+    try:
+        switch_out(resume)
+    except BaseException:
+        fut.cancel()  # the strand is cancelled: so is what it waited for
+        raise
+    finally:
+        if isinstance(fut, asyncio.Task):
+            _strands._by_task.pop(fut, None)
+    return fut.result()
 
 
 async def drive(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
-    """The coroutine of a green strand: run ``fn(*args)`` in a greenlet, awaiting for it."""
+    """The coroutine of a green strand: start ``fn(*args)`` in a greenlet, wait for its end.
+
+    A cancellation of this task is thrown into the greenlet at its wait; if the function
+    lets it through, the task ends cancelled.
+    """
     greenlet = greenlet_module()
-    strand = _green_type()(fn)
-    strand.gr_context = contextvars.copy_context()  # the task's context vars, as a copy
-    here = greenlet.getcurrent()
-    strand.parent = here
-    message = strand.switch(*args)
-    while not strand.dead:
-        if not isinstance(message, _Await):  # pragma: no cover - only a foreign switch
-            raise RuntimeError(
-                f"a green strand switched out with {message!r}: switch only through plait"
-            )
+    loop = asyncio.get_running_loop()
+    g = _green_type()(lambda: fn(*args))
+    g.gr_context = contextvars.copy_context()  # the spawner's context vars, as a copy
+    g.parent = greenlet.getcurrent()
+    g.strand = _strands.current_strand()
+    g.done = loop.create_future()
+    g.waiting = None  # the _Resume of its wait while it is parked
+    g.outcome = None  # (True, result) or (False, error) once it has ended
+    g.scheduler = _scheduler(loop)
+    _step(g)
+    while g.outcome is None:
         try:
-            value = await message.awaitable
-        except BaseException as exc:
-            if isinstance(exc, asyncio.CancelledError) and not isinstance(exc, Cancelled):
-                exc = Cancelled(*exc.args)  # blocking-style code sees what a thread sees
-            here = greenlet.getcurrent()
-            strand.parent = here
-            message = strand.throw(exc)
-        else:
-            here = greenlet.getcurrent()
-            strand.parent = here
-            message = strand.switch(value)
-    return message
+            await g.done
+        except asyncio.CancelledError as exc:
+            if g.outcome is not None:
+                break  # it ended first: its outcome stands (a result is never dropped)
+            g.done = loop.create_future()
+            g.waiting = None  # (a wake-up already on its way is dropped: it is cancelled)
+            error = exc if isinstance(exc, Cancelled) else Cancelled(*exc.args)
+            _step(g, error)  # blocking-style code sees what a thread strand sees
+    ok, value = g.outcome
+    if ok:
+        return value
+    raise value
 
 
 def wait_fd(fd: int, *, write: bool, timeout: float | None, on: object) -> bool:

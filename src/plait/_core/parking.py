@@ -208,8 +208,16 @@ class WaitQueue:
         stdlib's would; the waiter still belongs to the coroutine's strand.
         """
         strand = current_strand()
-        if strand.kind == "green":  # it parks by switching to its loop: a loop waiter
-            return self.async_enqueue_current(on, data)
+        if strand.kind == "green":  # it parks by switching to its loop (see _green_park)
+            waiter = Waiter(self, strand, on, data)
+            loop = _get_running_loop()
+            assert loop is not None  # (a green strand runs on its loop's thread)
+            waiter.loop = loop
+            waiter.ident = _get_ident()
+            waiter.fut = _green.resume_for(loop)  # type: ignore[assignment]
+            self._dq.append(waiter)
+            self._count += 1
+            return waiter
         waiter = Waiter(self, strand, on, data)
         lock = allocate_lock()
         lock.acquire()
@@ -307,8 +315,7 @@ def check_timeout(timeout: object, what: str = "timeout") -> float | None:
     if math.isnan(value):
         raise ValueError(f"{what} must be a number of seconds, not NaN")
     raise ValueError(
-        f"{what} must be a non-negative number of seconds (or None for no limit), "
-        f"not {timeout!r}"
+        f"{what} must be a non-negative number of seconds (or None for no limit), not {timeout!r}"
     )
 
 
@@ -435,12 +442,44 @@ def _green_park(
         wait = None if end == math.inf else max(0.0, end - now)
         if _cancelled_scope(strand, now) is not None:
             wait = 0.0
-    got: bool = _green.await_(async_park(waiter, wait, undo))
-    if not got and scoped:
+    resume: Any = waiter.fut
+    loop = waiter.loop
+    assert loop is not None
+    handle = None if wait is None else loop.call_later(wait, resume.set_result, None)
+    strand.state = "parked"
+    strand.parked_on = waiter.on
+    strand.waiter = waiter
+    if hooks.active:
+        hooks.parked(strand, waiter.on)
+    try:
+        _green.switch_out(resume)
+    except BaseException:  # its task was cancelled: leave the queue, give back a hand-over
+        with waiter.queue.mutex:
+            removed = waiter.queue.remove(waiter, CANCELLED)
+        if not removed and waiter.state == WOKEN and undo is not None:
+            waiter.state = CANCELLED  # given back once, here
+            undo(waiter.value)
+        raise
+    finally:
+        if handle is not None:
+            handle.cancel()
+        strand.state = "running"
+        strand.parked_on = None
+        strand.waiter = None
+        if waiter.state == QUEUED:  # the timer fired first
+            with waiter.queue.mutex:
+                waiter.queue.remove(waiter)
+        if hooks.active:
+            hooks.unparked(
+                strand, waiter.on, ("queued", "woken", "timeout", "cancelled")[waiter.state]
+            )
+    if waiter.state == WOKEN:
+        return True
+    if scoped:
         scope = _cancelled_scope(strand, _monotonic())
         if scope is not None:
             scope.raise_cancelled()
-    return got
+    return False
 
 
 def note_parked(strand: Strand, on: object, waiter: Waiter | None) -> None:
