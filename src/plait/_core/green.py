@@ -193,6 +193,10 @@ def _step(g: Any, error: BaseException | None = None) -> None:
         g.done.set_result(None)
 
 
+def _ended(g: Any) -> bool:
+    return g.outcome is not None
+
+
 def in_green_strand() -> bool:
     """Whether the calling code runs in a green strand's greenlet."""
     return _GreenT is not None and type(_getcurrent()) is _GreenT
@@ -252,7 +256,7 @@ async def drive(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
         try:
             await g.done
         except asyncio.CancelledError as exc:
-            if g.outcome is not None:
+            if _ended(g):
                 break  # it ended first: its outcome stands (a result is never dropped)
             g.done = loop.create_future()
             g.waiting = None  # (a wake-up already on its way is dropped: it is cancelled)
