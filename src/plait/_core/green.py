@@ -262,7 +262,8 @@ async def drive(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
             g.waiting = None  # (a wake-up already on its way is dropped: it is cancelled)
             error = exc if isinstance(exc, Cancelled) else Cancelled(*exc.args)
             _step(g, error)  # blocking-style code sees what a thread strand sees
-    ok, value = g.outcome
+    outcome: Any = g.outcome  # (set: the loop above ended)
+    ok, value = outcome
     if ok:
         return value
     raise value
