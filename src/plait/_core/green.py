@@ -85,17 +85,22 @@ def _green_type() -> Any:
 
 
 class _Scheduler:
-    """The green strands of one loop that are ready to go on: one loop callback runs them
-    in turn, and those they wake meanwhile, up to :data:`_BATCH` steps -- so a wake-up
-    costs no turn of the event loop of its own, yet I/O and other callbacks still get theirs.
+    """The green strands of one loop that are ready to go on, and the *hub* that runs them.
+
+    One loop callback switches to the hub, a greenlet of its own with a short stack (so
+    switching between it and a green strand copies little), which steps the ready strands
+    in turn -- and those they wake meanwhile -- up to :data:`_BATCH` steps, then switches
+    back: a wake-up costs no turn of the event loop of its own, yet I/O and other callbacks
+    still get theirs. Every switch into a green strand happens in the hub.
     """
 
-    __slots__ = ("loop", "ready", "scheduled")
+    __slots__ = ("hub", "loop", "ready", "scheduled")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.ready: deque[_Resume] = deque()
         self.scheduled = False
+        self.hub = greenlet_module().greenlet(self._hub)
 
     def wake(self, resume: _Resume) -> None:
         self.ready.append(resume)
@@ -104,20 +109,29 @@ class _Scheduler:
             self.loop.call_soon(self.run)
 
     def run(self) -> None:
+        hub = self.hub
+        if hub.dead:  # pragma: no cover - only if the hub itself failed
+            hub = self.hub = greenlet_module().greenlet(self._hub)
+        hub.parent = _getcurrent()  # (it comes back here after its batch)
+        hub.switch()
+
+    def _hub(self) -> None:
         ready = self.ready
         popleft = ready.popleft
-        for _ in range(_BATCH):
-            if not ready:
-                break
-            resume = popleft()
-            g = resume.greenlet
-            if g.waiting is resume:  # (else it left that wait already: it was cancelled)
-                g.waiting = None
-                _step(g)
-        if ready:
-            self.loop.call_soon(self.run)
-        else:
-            self.scheduled = False
+        while True:
+            for _ in range(_BATCH):
+                if not ready:
+                    break
+                resume = popleft()
+                g = resume.greenlet
+                if g.waiting is resume:  # (else it left that wait already: it was cancelled)
+                    g.waiting = None
+                    _step(g, resume.error)
+            if ready:
+                self.loop.call_soon(self.run)
+            else:
+                self.scheduled = False
+            self.hub.parent.switch()
 
 
 _BATCH = 256
@@ -136,13 +150,14 @@ def _scheduler(loop: asyncio.AbstractEventLoop) -> _Scheduler:
 class _Resume:
     """What a green strand's waiter holds where a coroutine's holds its future: the waker's
     ``set_result`` (on the loop's thread: ``Waiter.wake`` hops there) makes the strand
-    ready to go on, once."""
+    ready to go on, once. ``error``: thrown in instead (its cancellation)."""
 
-    __slots__ = ("_done", "greenlet")
+    __slots__ = ("_done", "error", "greenlet")
 
-    def __init__(self, greenlet: Any) -> None:
+    def __init__(self, greenlet: Any, error: BaseException | None = None) -> None:
         self._done = False
         self.greenlet = greenlet
+        self.error = error
 
     def done(self) -> bool:
         return self._done
@@ -241,17 +256,16 @@ async def drive(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
     A cancellation of this task is thrown into the greenlet at its wait; if the function
     lets it through, the task ends cancelled.
     """
-    greenlet = greenlet_module()
     loop = asyncio.get_running_loop()
-    g = _green_type()(lambda: fn(*args))
+    scheduler = _scheduler(loop)
+    g = _green_type()(lambda: fn(*args), scheduler.hub)
     g.gr_context = contextvars.copy_context()  # the spawner's context vars, as a copy
-    g.parent = greenlet.getcurrent()
     g.strand = _strands.current_strand()
     g.done = loop.create_future()
-    g.waiting = None  # the _Resume of its wait while it is parked
     g.outcome = None  # (True, result) or (False, error) once it has ended
-    g.scheduler = _scheduler(loop)
-    _step(g)
+    g.scheduler = scheduler
+    g.waiting = start = _Resume(g)  # (waiting: the _Resume of its wait while it is parked)
+    start.set_result(None)
     while g.outcome is None:
         try:
             await g.done
@@ -259,9 +273,11 @@ async def drive(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
             if _ended(g):
                 break  # it ended first: its outcome stands (a result is never dropped)
             g.done = loop.create_future()
-            g.waiting = None  # (a wake-up already on its way is dropped: it is cancelled)
             error = exc if isinstance(exc, Cancelled) else Cancelled(*exc.args)
-            _step(g, error)  # blocking-style code sees what a thread strand sees
+            # Thrown in at its wait (a wake-up already on its way is dropped), by the hub:
+            # blocking-style code sees what a thread strand sees.
+            g.waiting = throw = _Resume(g, error)
+            throw.set_result(None)
     outcome: Any = g.outcome  # (set: the loop above ended)
     ok, value = outcome
     if ok:
