@@ -11,6 +11,7 @@ import asyncio
 import contextvars
 import sys
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -400,3 +401,22 @@ def test_an_item_handed_to_a_cancelled_green_getter_is_never_lost(order: str) ->
         assert q.get_nowait() == "item"  # given back, not lost
     else:
         assert task.result() == "item" and q.empty()
+
+
+def test_pool_calls_from_a_green_strand_let_its_loop_run() -> None:
+    ticks: list[str] = []
+
+    def work(pool: plait.Pool) -> Any:
+        pool.apply(time.sleep, (0.3,))  # parked on the pool meanwhile
+        seen = list(ticks)
+        return seen, pool.apply(pow, (2, 10)), list(pool.imap(abs, [-1, -2]))
+
+    async def main() -> Any:
+        with plait.Pool(2) as pool:
+            async with plait.TaskGroup() as tg:
+                t = tg.spawn(work, pool, on="green")
+                await plait.testing.async_wait_parked(strands=[t], timeout=10)
+                ticks.append("the loop ran while the green strand waited")
+            return t.result()
+
+    assert run(main) == (["the loop ran while the green strand waited"], 1024, [1, 2])
