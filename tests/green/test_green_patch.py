@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.server
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -181,6 +182,52 @@ def test_urllib_fetches_in_green_strands_run_at_the_same_time() -> None:
     def fetch(path: str) -> Any:
         def body() -> int:
             with urllib.request.urlopen(url + path, timeout=20) as response:
+                return len(response.read())
+
+        return body
+
+    try:
+        sizes = _in_group(fetch("/a"), fetch("/bb"), fetch("/ccc"))
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+    assert sizes == [200, 300, 400]
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """A self-signed certificate for localhost (made with the openssl command)."""
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = str(folder / "cert.pem"), str(folder / "key.pem")
+    try:
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+             "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
+             "-keyout", key, "-out", cert],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+    except (OSError, subprocess.CalledProcessError) as exc:
+        pytest.skip(f"the openssl command could not make a test certificate: {exc}")
+    return cert, key
+
+
+def test_https_fetches_in_green_strands_run_at_the_same_time(certificate: tuple[str, str]) -> None:
+    cert, key = certificate
+    handler = type("Handler", (_SlowHandler,), {"barrier": threading.Barrier(3, timeout=10)})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    server.socket = tls.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"https://localhost:{server.server_address[1]}"
+    client = ssl.create_default_context(cafile=cert)
+
+    def fetch(path: str) -> Any:
+        def body() -> int:
+            with urllib.request.urlopen(url + path, timeout=20, context=client) as response:
                 return len(response.read())
 
         return body

@@ -9,10 +9,11 @@ correctness, and code outside green strands pays one check per call.
 
 Patched: ``time.sleep``; ``socket.socket``'s ``connect``, ``accept``, ``recv``,
 ``recv_into``, ``recvfrom``, ``recvfrom_into``, ``send`` and ``sendall`` (so
-``socket.create_connection``, ``http.client`` and ``urllib.request`` switch on plain HTTP);
+``socket.create_connection``, ``http.client`` and ``urllib.request`` switch);
+``ssl.SSLSocket``'s ``read``, ``write``, ``send`` and ``do_handshake`` (so HTTPS too);
 ``socket.getaddrinfo`` (on the loop's resolver); ``subprocess.Popen.wait``. Not yet:
-``sendto``, ``ssl`` sockets, ``select``/``selectors``, ``Popen.communicate`` -- in a green
-strand they block the loop's thread, as an unpatched call does. A name imported before ``patch()``
+``sendto``, ``select``/``selectors``, ``Popen.communicate`` -- in a green strand they block
+the loop's thread, as an unpatched call does. A name imported before ``patch()``
 (``from time import sleep``) keeps the original.
 """
 

@@ -7,6 +7,7 @@ import errno
 import os
 import select
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -162,6 +163,39 @@ def _popen_wait(self: subprocess.Popen[Any], timeout: float | None = None) -> in
     return original(self)  # type: ignore[no-any-return] # (it has exited: reaps at once)
 
 
+def _ssl_op(name: str) -> Callable[..., Any]:
+    """An ``ssl.SSLSocket`` method that, in a green strand, runs the TLS step without
+    blocking (the socket's timeout set to 0 meanwhile) and parks on what the step wants
+    (``SSLWantReadError``: readable; ``SSLWantWriteError``: writable)."""
+    original = getattr(ssl.SSLSocket, name)
+
+    def method(self: ssl.SSLSocket, *args: Any, **kwargs: Any) -> Any:
+        timeout = self.gettimeout()
+        if not in_green_strand() or timeout == 0.0 or self._sslobj is None:  # type: ignore[attr-defined]
+            return original(self, *args, **kwargs)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self.settimeout(0.0)
+        try:
+            while True:
+                try:
+                    return original(self, *args, **kwargs)
+                except ssl.SSLWantReadError:
+                    write = False
+                except ssl.SSLWantWriteError:
+                    write = True
+                left = None if deadline is None else deadline - time.monotonic()
+                if (left is not None and left <= 0) or not wait_fd(
+                    self.fileno(), write=write, timeout=left, on=self
+                ):
+                    raise TimeoutError("timed out")
+        finally:
+            self.settimeout(timeout)
+
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = original.__doc__
+    return method
+
+
 def _replacements() -> list[tuple[Any, str, Any]]:
     io = [
         ("recv", False, 1),
@@ -178,7 +212,11 @@ def _replacements() -> list[tuple[Any, str, Any]]:
         (socket, "getaddrinfo", _getaddrinfo),
         (time, "sleep", _sleep),
         (subprocess.Popen, "wait", _popen_wait),
+        *[(ssl.SSLSocket, name, _ssl_op(name)) for name in _SSL_OPS],
     ]
+
+
+_SSL_OPS = ("read", "write", "send", "do_handshake")  # (recv, recv_into, sendall use these)
 
 
 def patch() -> None:
