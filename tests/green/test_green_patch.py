@@ -281,3 +281,51 @@ def test_socket_calls_outside_green_strands_are_unchanged() -> None:
         a.setblocking(False)
         with pytest.raises(BlockingIOError):
             a.recv(1)
+
+
+def test_select_in_a_green_strand_lets_another_green_strand_write() -> None:
+    import select
+
+    a, b = socket.socketpair()
+    waiting: list[Any] = []
+
+    def reader() -> list[bool]:
+        waiting.append(plait.current_strand())
+        readable, _, _ = select.select([a], [], [], 20)
+        return [r is a for r in readable]
+
+    def writer() -> None:
+        while not waiting:
+            plait.sleep(0.001)
+        plait.testing.wait_parked(strands=waiting, timeout=10)
+        b.sendall(b"x")
+
+    with a, b:
+        assert _in_group(reader, writer)[0] == [True]
+
+
+def test_popen_communicate_in_a_green_strand_lets_its_loop_run() -> None:
+    waiting: list[Any] = []
+    seen: list[str] = []
+
+    def green() -> bytes:
+        waiting.append(plait.current_strand())
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "import sys, time; d = sys.stdin.read(); time.sleep(0.3); print(d.upper())"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        )  # fmt: skip
+        out, _ = proc.communicate(b"hello", timeout=20)
+        seen.append("communicated")
+        return out.strip()
+
+    async def main() -> Any:
+        async with plait.TaskGroup() as tg:
+            g = tg.spawn(green, on="green")
+            while not waiting:
+                await plait.async_sleep(0.001)
+            await plait.testing.async_wait_parked(strands=waiting, timeout=10)
+            seen.append("loop ran while it communicated")
+        return g.result()
+
+    assert plait.run(main) == b"HELLO"
+    assert seen == ["loop ran while it communicated", "communicated"]

@@ -45,6 +45,7 @@ __all__ = [
     "resume_for",
     "switch_out",
     "wait_fd",
+    "wait_fds",
 ]
 
 _GreenT: Any = None  # the greenlet subclass of green strands, made on first use
@@ -289,6 +290,11 @@ def wait_fd(fd: int, *, write: bool, timeout: float | None, on: object) -> bool:
     """From a green strand: park (through the kernel, so scopes, cancellation and
     instruments see it, parked on ``on``) until the loop sees ``fd`` readable (or
     writable); ``False`` after ``timeout`` seconds."""
+    return wait_fds([(fd, write)], timeout=timeout, on=on)
+
+
+def wait_fds(fds: list[tuple[int, bool]], *, timeout: float | None, on: object) -> bool:
+    """:func:`wait_fd` for several ``(fd, write)`` at once: until any of them is ready."""
     from plait._core.parking import WaitQueue, new_mutex, park
 
     loop = asyncio.get_running_loop()
@@ -302,14 +308,10 @@ def wait_fd(fd: int, *, write: bool, timeout: float | None, on: object) -> bool:
         if woken is not None:
             woken.wake()
 
-    if write:
-        loop.add_writer(fd, ready)
-    else:
-        loop.add_reader(fd, ready)
+    for fd, write in fds:
+        (loop.add_writer if write else loop.add_reader)(fd, ready)
     try:
         return park(waiter, timeout)
     finally:
-        if write:
-            loop.remove_writer(fd)
-        else:
-            loop.remove_reader(fd)
+        for fd, write in fds:
+            (loop.remove_writer if write else loop.remove_reader)(fd)

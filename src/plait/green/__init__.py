@@ -11,9 +11,10 @@ Patched: ``time.sleep``; ``socket.socket``'s ``connect``, ``accept``, ``recv``,
 ``recv_into``, ``recvfrom``, ``recvfrom_into``, ``send`` and ``sendall`` (so
 ``socket.create_connection``, ``http.client`` and ``urllib.request`` switch);
 ``ssl.SSLSocket``'s ``read``, ``write``, ``send`` and ``do_handshake`` (so HTTPS too);
-``socket.getaddrinfo`` (on the loop's resolver); ``subprocess.Popen.wait``. Not yet:
-``sendto``, ``select``/``selectors``, ``Popen.communicate`` -- in a green strand they block
-the loop's thread, as an unpatched call does. A name imported before ``patch()``
+``socket.getaddrinfo`` (on the loop's resolver); ``subprocess.Popen.wait``;
+``select.select`` and the ``selectors`` classes' ``select`` (so ``Popen.communicate``
+too). Not yet: ``sendto``, ``select.poll``/``epoll`` objects -- in a green strand they
+block the loop's thread, as an unpatched call does. A name imported before ``patch()``
 (``from time import sleep``) keeps the original.
 """
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import os
 import select
+import selectors
 import socket
 import ssl
 import subprocess
@@ -15,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from plait._core import await_, sleep
-from plait._core.green import in_green_strand, wait_fd
+from plait._core.green import in_green_strand, wait_fd, wait_fds
 
 __all__ = ["is_patched", "patch", "unpatch"]
 
@@ -196,6 +197,60 @@ def _ssl_op(name: str) -> Callable[..., Any]:
     return method
 
 
+def _fd_of(obj: Any) -> int:
+    return obj if isinstance(obj, int) else int(obj.fileno())
+
+
+def _select(rlist: Any, wlist: Any, xlist: Any, timeout: float | None = None) -> Any:
+    original = _original(select, "select")
+    if not in_green_strand() or timeout == 0:
+        return original(rlist, wlist, xlist, timeout)
+    ready = original(rlist, wlist, xlist, 0)
+    if any(ready):
+        return ready
+    fds = [(_fd_of(r), False) for r in rlist] + [(_fd_of(w), True) for w in wlist]
+    if fds:  # (an exceptional condition alone is not waited for: it is looked at again)
+        wait_fds(fds, timeout=timeout, on=_select)
+    elif timeout is not None:
+        sleep(timeout)
+    return original(rlist, wlist, xlist, 0)
+
+
+def _selector_select(cls: type) -> Callable[..., Any]:
+    """``select()`` of a ``selectors`` class: in a green strand, park on the registered
+    files until one is ready, then ask the selector without waiting."""
+    original = cls.select  # type: ignore[attr-defined]
+
+    def select_(self: Any, timeout: float | None = None) -> Any:
+        if not in_green_strand() or (timeout is not None and timeout <= 0):
+            return original(self, timeout)
+        events = original(self, 0)
+        if events:
+            return events
+        fds = []
+        for key in self.get_map().values():
+            if key.events & selectors.EVENT_READ:
+                fds.append((key.fd, False))
+            if key.events & selectors.EVENT_WRITE:
+                fds.append((key.fd, True))
+        if fds:
+            wait_fds(fds, timeout=timeout, on=self)
+        elif timeout is not None:
+            sleep(timeout)
+        return original(self, 0)
+
+    select_.__name__ = select_.__qualname__ = "select"
+    select_.__doc__ = original.__doc__
+    return select_
+
+
+_SELECTORS = [
+    getattr(selectors, name)
+    for name in ("SelectSelector", "PollSelector", "EpollSelector", "DevpollSelector")
+    if hasattr(selectors, name)
+]
+
+
 def _replacements() -> list[tuple[Any, str, Any]]:
     io = [
         ("recv", False, 1),
@@ -213,6 +268,8 @@ def _replacements() -> list[tuple[Any, str, Any]]:
         (time, "sleep", _sleep),
         (subprocess.Popen, "wait", _popen_wait),
         *[(ssl.SSLSocket, name, _ssl_op(name)) for name in _SSL_OPS],
+        (select, "select", _select),
+        *[(cls, "select", _selector_select(cls)) for cls in _SELECTORS],
     ]
 
 
