@@ -310,10 +310,10 @@ def test_popen_communicate_in_a_green_strand_lets_its_loop_run() -> None:
 
     def green() -> bytes:
         waiting.append(plait.current_strand())
+        child = "import sys, time; d = sys.stdin.read(); time.sleep(0.3); print(d.upper())"
         proc = subprocess.Popen(
-            [sys.executable, "-c", "import sys, time; d = sys.stdin.read(); time.sleep(0.3); print(d.upper())"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        )  # fmt: skip
+            [sys.executable, "-c", child], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
         out, _ = proc.communicate(b"hello", timeout=20)
         seen.append("communicated")
         return out.strip()
