@@ -186,7 +186,7 @@ class _FireOnSet:
 
 def _arm_event(event: Any, gen0: int, arm: Arm) -> None:
     state = event._shared
-    with state.lock:
+    with state.guard:
         now = event._signalled(gen0)
         if not now:
             fire = _FireOnSet(arm, event, gen0)
@@ -205,7 +205,7 @@ def _disarm_event(fire: _FireOnSet) -> None:
     with room.mutex:
         removed = room.queues[0].remove(fire.waiter, CANCELLED)
     if removed:  # never rung: take the announcement back
-        with state.lock:
+        with state.guard:
             room._withdraw(0)
 
 

@@ -113,12 +113,12 @@ class _SharedInner:
 
     def acquire(self, blocking: bool = False, timeout: float = -1) -> bool:
         state = self.state
-        with state.lock:
+        with state.guard:
             return _take_lock(state, False) is True
 
     def release(self) -> None:
         state = self.state
-        with state.lock:
+        with state.guard:
             _free_lock(state)
 
     def locked(self) -> bool:
@@ -127,7 +127,7 @@ class _SharedInner:
 
 def _give_back_lock(state: SharedState) -> Any:
     def undo(_got: object) -> None:
-        with state.lock:
+        with state.guard:
             _free_lock(state)
 
     return undo
@@ -220,7 +220,7 @@ class SharedLock(Lock):
             _unlock(addr)
         else:
             state.settle(rc)
-        with state.lock:
+        with state.guard:
             _free_lock(state)
 
     def async_acquire(
@@ -372,7 +372,7 @@ class SharedRLock(RLock):
         self._owner = None
         self._count = 0
         state: SharedState = self._shared
-        with state.lock:
+        with state.guard:
             _free_lock(state)
 
     def _after_free(self) -> None:
@@ -491,7 +491,7 @@ def _release_mine_permits(state: SharedState) -> None:
 
 def _give_back_permit(state: SharedState) -> Any:
     def undo(_got: object) -> None:
-        with state.lock:
+        with state.guard:
             _give_permits(state, 1, False)
 
     return undo
@@ -575,7 +575,7 @@ class _SharedSemaphoreBase:
 
     def _add(self, n: int, bounded: bool = False) -> None:
         state = self._shared
-        with state.lock:
+        with state.guard:
             _give_permits(state, n, bounded)
 
     def _give_back(self, _value: object) -> None:
@@ -648,7 +648,7 @@ class SharedEvent(Event):
 
     def set(self) -> None:
         state = self._shared
-        with state.lock:
+        with state.guard:
             words = state.words
             if not words[FLAG]:
                 words[FLAG] = 1
@@ -657,7 +657,7 @@ class SharedEvent(Event):
 
     def clear(self) -> None:
         state = self._shared
-        with state.lock:
+        with state.guard:
             state.words[FLAG] = 0
 
     def _signalled(self, gen0: int) -> bool:
@@ -733,7 +733,7 @@ def promote(obj: Any) -> SharedState:
             words[VALUE] = obj._value
             out = obj._initial - obj._value
             if out > 0:  # permits held by strands of this process
-                with state.lock:
+                with state.guard:
                     state.slots.add(out)
             state.release_mine = _release_mine_permits
             new_cls = SharedBoundedSemaphore if bounded else SharedSemaphore

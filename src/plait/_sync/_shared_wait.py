@@ -61,7 +61,7 @@ class SharedCondition(Condition):
         released = done = False
         safepoint.enter()
         try:
-            with state.lock:
+            with state.guard:
                 waiter = room.enqueue(0, self._park_on, coroutine)
             saved = self._release_save(me)
             released = done = True
@@ -112,14 +112,14 @@ class SharedCondition(Condition):
         if not self._is_owned():
             raise RuntimeError("cannot notify on un-acquired lock")
         state = self._shared
-        with state.lock:
+        with state.guard:
             state.wake(0, n)
 
     def notify_all(self) -> None:
         if not self._is_owned():
             raise RuntimeError("cannot notify on un-acquired lock")
         state = self._shared
-        with state.lock:
+        with state.guard:
             state.wake_all()
 
     def statistics(self) -> ConditionStatistics:
@@ -211,7 +211,7 @@ class SharedBarrier(Barrier):
 
     @_count.setter
     def _count(self, value: int) -> None:
-        with self._shared.lock:
+        with self._shared.guard:
             self._shared.words[COUNT] = value
 
     @property
@@ -220,7 +220,7 @@ class SharedBarrier(Barrier):
 
     @_state.setter
     def _state(self, value: int) -> None:
-        with self._shared.lock:
+        with self._shared.guard:
             self._shared.words[STATE] = value
 
     # -- (mutex held) ----------------------------------------------------------------
@@ -303,11 +303,11 @@ class SharedBarrier(Barrier):
             if self._action is not None:
                 self._action()
         except BaseException:
-            with state.lock:
+            with state.guard:
                 self._break_shared()
                 self._leave_shared()
             raise
-        with state.lock:
+        with state.guard:
             words = state.words
             words[STATE] = _DRAINING
             words[GEN] += 1
@@ -318,7 +318,7 @@ class SharedBarrier(Barrier):
     def _timed_out(self, party: _Party) -> None:
         """The party's timeout passed: break the barrier (threading's rule), leave it."""
         state = self._shared
-        with state.lock:
+        with state.guard:
             if party.index >= 0:
                 if state.words[GEN] == party.gen and state.words[STATE] == _FILLING:
                     self._break_shared()
@@ -330,7 +330,7 @@ class SharedBarrier(Barrier):
         """A cancelled party leaves the round it was counted in (if any)."""
         if party.index >= 0:
             state = self._shared
-            with state.lock:
+            with state.guard:
                 self._leave_shared()
             party.index = -2
 
@@ -379,7 +379,7 @@ class SharedBarrier(Barrier):
 
     def reset(self) -> None:
         state = self._shared
-        with state.lock:
+        with state.guard:
             self._drop_dead(breaks=False)
             words = state.words
             if words[COUNT] > 0:
@@ -391,7 +391,7 @@ class SharedBarrier(Barrier):
 
     def abort(self) -> None:
         state = self._shared
-        with state.lock:
+        with state.guard:
             self._break_shared()
 
     def statistics(self) -> BarrierStatistics:
@@ -436,7 +436,7 @@ def promote_barrier(barrier: Barrier) -> tuple[Any, ...]:
                 words[COUNT] = count
                 words[STATE] = phase
                 if count:
-                    with state.lock:
+                    with state.guard:
                         state.slots.add(count)
                 state.release_mine = _release_mine_parties
                 barrier.__dict__.pop("_count", None)

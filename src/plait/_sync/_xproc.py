@@ -159,6 +159,29 @@ def sweep() -> None:
     shm.sweep_dead()
 
 
+class _Guard:
+    """The robust mutex taken without looking at cancel scopes: for every change that must
+    not be lost to a cancellation (a release, a give-back, a withdrawal, a notify). The
+    mutex is held for microseconds, so such a wait is short."""
+
+    __slots__ = ("lock",)
+
+    def __init__(self, lock: RobustLock) -> None:
+        self.lock = lock
+
+    def acquire(self) -> None:
+        self.lock.acquire(None, False)
+
+    def release(self) -> None:
+        self.lock.release()
+
+    def __enter__(self) -> None:
+        self.lock.acquire(None, False)
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
+
+
 class SharedState:
     """One promoted primitive's segment: its robust mutex, state words, per-process slots
     and wait table, and this process's :class:`Room` on it (made on the first wait).
@@ -171,6 +194,7 @@ class SharedState:
         "__weakref__",
         "_room",
         "addr",
+        "guard",
         "lock",
         "prefix",
         "release_mine",
@@ -192,6 +216,7 @@ class SharedState:
             shm.let_go(prefix, segment)
             raise
         self.addr = self.lock.addr
+        self.guard = _Guard(self.lock)
         self.words: Any = buf[WORDS_AT:SLOTS_AT].cast("q")
         self.slots = Slots(buf[SLOTS_AT:TABLE_AT].cast("q"))
         self.table: Any = buf[TABLE_AT:SIZE].cast("q")
@@ -228,7 +253,7 @@ class SharedState:
         """This process's waiters on the object (made on the first wait)."""
         room = self._room
         if room is None:
-            room = self._room = Room(self.table, self.lock)
+            room = self._room = Room(self.table, self.guard)
         return room
 
     def _repair(self) -> None:
@@ -297,7 +322,7 @@ def let_go_of_mine() -> None:
         if release is None:
             continue
         try:
-            with state.lock:
+            with state.guard:
                 release(state)
         except Exception:  # pragma: no cover - ending anyway; the next user repairs it
             pass
