@@ -123,6 +123,11 @@ class Slots:
         i = self.mine()
         return 0 if i < 0 else int(self.words[2 * i + 1])
 
+    def total(self) -> int:
+        """Every process's count, added up."""
+        words = self.words
+        return sum(int(words[2 * j + 1]) for j in range(NSLOTS) if words[2 * j])
+
     def holders(self) -> list[int]:
         """Tags of other processes with a positive count."""
         words, tag = self.words, TAG

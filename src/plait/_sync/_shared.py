@@ -455,15 +455,24 @@ def _give_permits(state: SharedState, n: int, bounded: bool) -> None:
     state.wake(0, n)
 
 
-def _restore_permits(state: SharedState, n: int) -> int:
-    """(mutex held) Free up to ``n`` permits of a process that is gone, never above what
-    is out (initial - free); how many."""
+def _restore_permits(state: SharedState, held: int) -> int:
+    """(mutex held) Free up to ``held`` permits of a process that is gone (its count is
+    cleared already), never above what is out (initial - free); how many. Permits it held
+    beyond that were given away by others (a semaphore used to signal): they stay
+    consumed (``UNCOUNTED``), so free + counts + uncounted stays the initial value."""
     words = state.words
-    n = max(0, min(n, int(words[INITIAL] - words[VALUE])))
+    n = max(0, min(held, int(words[INITIAL] - words[VALUE])))
+    words[UNCOUNTED] += held - n
     if n:
         words[VALUE] += n
         state.wake(0, n)
     return n
+
+
+def _rebuild_permits(state: SharedState) -> None:
+    """(mutex held, after a holder died inside it) Free permits = initial - counted."""
+    words = state.words
+    words[VALUE] = max(0, words[INITIAL] - state.slots.total() - words[UNCOUNTED])
 
 
 def _repair_permits(state: SharedState) -> None:
@@ -736,6 +745,7 @@ def promote(obj: Any) -> SharedState:
                 with state.guard:
                     state.slots.add(out)
             state.release_mine = _release_mine_permits
+            state.rebuild = _rebuild_permits
             new_cls = SharedBoundedSemaphore if bounded else SharedSemaphore
         elif isinstance(obj, Event):
             state = SharedState.create("event")
@@ -774,6 +784,7 @@ def _rebuild(kind: str, prefix: str, initial: int = 0) -> Any:
         state = SharedState.open(prefix, "plait.Semaphore")
         state.what = "semaphore"
         state.release_mine = _release_mine_permits
+        state.rebuild = _rebuild_permits
         cls: Any = SharedBoundedSemaphore if kind == "bsem" else SharedSemaphore
         obj = Semaphore.__new__(cls)
         Semaphore.__init__(obj, initial)

@@ -412,6 +412,11 @@ class SharedBarrier(Barrier):
         )
 
 
+def _rebuild_parties(state: SharedState) -> None:
+    """(mutex held, after a holder died inside it) The count is the parties counted in."""
+    state.words[COUNT] = max(0, state.slots.total())
+
+
 def _release_mine_parties(state: SharedState) -> None:
     held = state.slots.take_mine()
     if held > 0:
@@ -439,6 +444,7 @@ def promote_barrier(barrier: Barrier) -> tuple[Any, ...]:
                     with state.guard:
                         state.slots.add(count)
                 state.release_mine = _release_mine_parties
+                state.rebuild = _rebuild_parties
                 barrier.__dict__.pop("_count", None)
                 barrier.__dict__.pop("_state", None)
                 barrier._shared = state
@@ -459,6 +465,7 @@ def _rebuild_barrier(
     state = SharedState.open(prefix, "plait.Barrier")
     state.what = "barrier"
     state.release_mine = _release_mine_parties
+    state.rebuild = _rebuild_parties
     barrier = SharedBarrier.__new__(SharedBarrier)
     cond = Condition()
     cond._park_on = barrier

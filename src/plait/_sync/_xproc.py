@@ -197,6 +197,7 @@ class SharedState:
         "guard",
         "lock",
         "prefix",
+        "rebuild",
         "release_mine",
         "segment",
         "slots",
@@ -222,6 +223,7 @@ class SharedState:
         self.table: Any = buf[TABLE_AT:SIZE].cast("q")
         self._room: Room | None = None
         self.release_mine: Callable[[SharedState], None] | None = None
+        self.rebuild: Callable[[SharedState], None] | None = None
         shm.track(self, prefix, segment)  # the last process to let go removes the name
         _states.add(self)
 
@@ -257,9 +259,12 @@ class SharedState:
         return room
 
     def _repair(self) -> None:
-        """The mutex's holder died inside (we hold it now): every state change is a few
-        stores ordered to err safely, so the words stand; a waiter may have been owed a
-        ring, so every waiter looks again."""
+        """The mutex's holder died inside (we hold it now): a change of several words may
+        be half done, so the kind's ``rebuild`` recomputes what the others determine (a
+        semaphore's free permits from the counts, a barrier's count from its parties);
+        a waiter may have been owed a ring, so every waiter looks again."""
+        if self.rebuild is not None:
+            self.rebuild(self)
         doorbell.wake_everyone(self.table)
 
     def settle(self, rc: int) -> None:
