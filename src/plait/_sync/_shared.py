@@ -414,10 +414,6 @@ class SharedRLock(RLock):
         )
 
 
-# SharedLock's uncontended paths skip a critical section: a SIGTERM handled there waits
-defer_in(SharedLock.__enter__)
-defer_in(SharedLock.__exit__)
-defer_in(SharedLock.acquire)
 
 
 def _waiting(obj: Any) -> tuple[int, Any]:
@@ -524,8 +520,25 @@ class _SharedSemaphoreBase:
     def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
         if not blocking and timeout is not None:
             raise ValueError("can't specify timeout for non-blocking acquire")
-        wait = 0.0 if not blocking or not _will_wait(timeout) else timeout
         state = self._shared
+        # The uncontended path: one trylock of the robust mutex, a few stores, one unlock
+        # (a SIGTERM handled in this frame waits until it returns, see ``defer_in``).
+        addr = state.addr
+        rc = _trylock(addr)
+        if not rc:
+            words = state.words
+            if words[VALUE] > 0:
+                if not state.slots.add(1):
+                    words[UNCOUNTED] += 1
+                words[VALUE] -= 1
+                _unlock(addr)
+                if hooks.active:
+                    hooks.acquired(current_strand(), self)
+                return True
+            _unlock(addr)
+        else:
+            state.settle(rc)
+        wait = 0.0 if not blocking or not _will_wait(timeout) else timeout
         got = block(
             state,
             self,
@@ -584,6 +597,15 @@ class _SharedSemaphoreBase:
 
     def _add(self, n: int, bounded: bool = False) -> None:
         state = self._shared
+        addr = state.addr
+        rc = _trylock(addr)  # (the uncontended path, as in ``acquire``)
+        if not rc:
+            try:
+                _give_permits(state, n, bounded)
+            finally:
+                _unlock(addr)
+            return
+        state.settle(rc)
         with state.guard:
             _give_permits(state, n, bounded)
 
@@ -636,6 +658,15 @@ class SharedBoundedSemaphore(_SharedSemaphoreBase, BoundedSemaphore):
     """A promoted :class:`plait.BoundedSemaphore` (its maximum is kept in shared memory)."""
 
     __slots__ = ()
+
+
+# The uncontended paths skip a critical section: a SIGTERM handled in their frame waits
+# until they return (``_add``'s calls too: they ring waiters, and end by themselves).
+defer_in(SharedLock.__enter__)
+defer_in(SharedLock.__exit__)
+defer_in(SharedLock.acquire)
+defer_in(_SharedSemaphoreBase.acquire)
+defer_in(_SharedSemaphoreBase._add, whole_call=True)
 
 
 # -- events -----------------------------------------------------------------------------
