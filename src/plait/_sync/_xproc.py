@@ -71,6 +71,7 @@ this module is the backend they stand on.
 
 from __future__ import annotations
 
+import os
 import time
 import weakref
 from collections.abc import Callable
@@ -95,6 +96,8 @@ __all__ = [
     "sweep",
 ]
 
+_SPINS = 20  # a thread tries this often (yielding the CPU between) before it parks
+_yield = os.sched_yield
 SLICE = 0.05  # where no pidfd can be watched: how often a waiter looks for a dead holder
 _monotonic = time.monotonic
 _enter = safepoint.enter
@@ -360,6 +363,7 @@ def block(
     """
     lock = state.lock
     suspect = False
+    spins = _SPINS
     while True:
         final = deadline is not None and _monotonic() >= deadline
         waiter = None
@@ -369,7 +373,9 @@ def block(
             lock.acquire()
             try:
                 got = attempt(suspect or final)
-                if got is NOT_YET and not final:
+                if got is NOT_YET and not final and spins:
+                    spins -= 1  # a hand-off between processes often comes in microseconds
+                elif got is NOT_YET and not final:
                     room = state.room
                     waiter = room.enqueue(d, on, False)
                     tags = blockers() if blockers is not None else []
@@ -384,6 +390,9 @@ def block(
                 if waiter is not None and room is not None:
                     room.abandon(waiter, d)
                 raise
+        if got is NOT_YET and waiter is None and not final:
+            _yield()  # (spinning: let the holder run, then try again)
+            continue
         if got is not NOT_YET or waiter is None or room is None:
             return got
         cap = state._watch(room, d, tags) if tags else None
