@@ -252,7 +252,8 @@ class _Bell:
 
 
 _bell: _Bell | None = None
-_bell_lock = threading.Lock()
+# (re-entrant: making a room's finalizer may collect another room, whose finalizer takes it)
+_bell_lock = threading.RLock()
 _writers: dict[int, socket.socket] = {}  # tag -> a connection to that process's bell
 _writers_lock = threading.Lock()
 
@@ -296,7 +297,7 @@ atexit.register(_at_exit)
 def _after_fork() -> None:
     global _bell, _bell_lock, _writers_lock
     _bell = None  # the parent's bell and watcher are the parent's (its sockets are
-    _bell_lock = threading.Lock()  # not inheritable, so nothing of them is left here)
+    _bell_lock = threading.RLock()  # not inheritable, so nothing of them is left here)
     _writers_lock = threading.Lock()
     _close_writers()
 

@@ -18,7 +18,7 @@ from plait._core import current_strand, hooks
 from plait._errors import BrokenResourceError
 from plait._ipc import robust
 from plait._sync import _robust
-from plait._sync._common import MIGRATED, READY, check_lock_args
+from plait._sync._common import MIGRATED, READY, check_lock_args, stdlib_timeout
 from plait._sync._event import Event
 from plait._sync._lock import Lock
 from plait._sync._rlock import RLock
@@ -717,12 +717,14 @@ class SharedEvent(Event):
         state = self._shared
         if state.words[FLAG]:
             return True
+        if timeout is not None:
+            timeout = stdlib_timeout(timeout)
         if timeout is not None and not timeout > 0:
             return False
         return block(state, self, self._attempt(), deadline_of(timeout)) is True
 
     def async_wait(self, timeout: float | None = None) -> Coroutine[Any, Any, bool]:
-        return self._async_wait(timeout)
+        return self._async_wait(None if timeout is None else stdlib_timeout(timeout))
 
     async def _async_wait(self, timeout: float | None) -> bool:
         state = self._shared

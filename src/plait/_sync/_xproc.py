@@ -452,3 +452,11 @@ def deadline_of(wait: float | None) -> float | None:
     if wait is None:
         return None
     return _monotonic() + wait
+
+
+# The uncontended fast paths (``_shared``) hold the mutex without a critical section (it
+# would cost more than the path): a SIGTERM handled while they, or these short calls of
+# theirs, run waits until they return (see :func:`defers`).
+defer_in(Slots.add, whole_call=True)
+defer_in(Slots.mine, whole_call=True)
+defer_in(SharedState.settle, whole_call=True)
