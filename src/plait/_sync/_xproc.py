@@ -27,7 +27,9 @@ through the kernel (``plait._core.parking``, via the object's doorbell :class:`R
 process): a thread on its lock, a coroutine on a future of its loop -- one park, one unpark,
 cancel scopes and timeouts as for any plait wait, no helper thread per waiter, no polling.
 The change that lets it proceed (a release, a ``set()``, a ``notify()``) rings its process's
-doorbell; woken, it tries again itself. A holder can also die *outside* the mutex, while it
+doorbell; woken, it tries again itself. (A thread first tries a few times, yielding the CPU
+between, before it parks: a hand-off between processes often takes microseconds, less
+than a ring.) A holder can also die *outside* the mutex, while it
 holds the user-level object (a lock taken, permits out, a party counted at a barrier):
 nobody rings then, so a waiter names the holders it waits for to its doorbell, whose
 watcher waits on their ``pidfd``s and wakes it when one exits (where pidfds are not
