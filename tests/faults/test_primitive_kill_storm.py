@@ -240,52 +240,13 @@ def _check(kind: str, kills: int, seed: str) -> None:
         assert out["fresh"][1] == 1, f"[seed {seed}] an Event repairs silently: {out}"
 
 
-# Wedges found by these storms (not fixed: they are in _sync's internals).
-EVENT_WEDGE = pytest.mark.xfail(
-    strict=False,  # it depends on where a kill lands: 2 of 3 runs of 20 kills wedged
-    reason="a process SIGKILLed inside a shared Event's set()/clear() can leave the event's "
-    "internal mutex (semaphore 0) taken with no owner recorded (presumably the kill lands "
-    "between the semaphore's acquire and took_mutex()'s owner store, or between the owner "
-    "word's reset and the release): repair_owner() sees owner 0 and repairs nothing, so "
-    "every later set()/clear() in every process blocks for ever in _lock_mutex "
-    "(sem_wait, no timeout)",
-)
-BARRIER_WEDGE = pytest.mark.xfail(
-    strict=True,
-    reason="a party SIGKILLed after a shared Barrier tripped (draining) or while it resets, "
-    "before it left, is never subtracted from the shared count: the barrier stays "
-    "draining/resetting for ever, and every later wait(timeout=0.5) blocks unbounded in "
-    "its first wait_for(self._settled) (no timeout), ignoring its own timeout; reset() "
-    "cannot end it either",
-)
-STORM_KINDS = [
-    pytest.param(k, marks=EVENT_WEDGE)
-    if k == "Event"
-    else pytest.param(k, marks=BARRIER_WEDGE)
-    if k == "Barrier"
-    else k
-    for k in pf.KINDS
-]
-
-CONDITION_WEDGE = pytest.mark.xfail(
-    strict=False,  # seen at 200 kills (after 40), not in the 20-kill tier
-    reason="a shared Condition's lock can be lost to a SIGKILL with no owner recorded: "
-    "survivors block past 10 s in `with cond` (_acquire_slow -> sem_wait) and in wait()'s "
-    "re-acquire (_restore -> sem_wait), and a fresh process's acquire(timeout=5) returns "
-    "False with no BrokenResourceError (nothing for repair_owner to find)",
-)
-STORM_KINDS_MANY = [
-    pytest.param(k, marks=CONDITION_WEDGE) if k == "Condition" else k for k in STORM_KINDS
-]
-
-
-@pytest.mark.parametrize("kind", STORM_KINDS)
+@pytest.mark.parametrize("kind", pf.KINDS)
 def test_kill_storm_leaves_the_object_usable(kind: str) -> None:
     _check(kind, 20, f"{kind}-20")
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize("kind", STORM_KINDS_MANY)
+@pytest.mark.parametrize("kind", pf.KINDS)
 def test_kill_storm_leaves_the_object_usable_many(kind: str) -> None:
     _check(kind, 200, f"{kind}-200")

@@ -37,6 +37,13 @@ def _sems(everyone: bool = False) -> set[str]:
     }
 
 
+def _announced(cond: Any) -> int:
+    """Waiters announced in a shared condition's wait table (every process)."""
+    from plait._ipc import doorbell
+
+    return doorbell.waiting(cond._shared.table, 0)
+
+
 @pytest.fixture
 def ctx() -> Any:
     return get_context()
@@ -331,7 +338,7 @@ def test_crashed_holder_and_crashed_home_leave_nothing_behind(ctx: Any) -> None:
     del peers
     gc.collect()  # the last participant lets go: the home is dead, so it cleans up
     deadline = time.monotonic() + 10
-    while any(n.startswith(f"sem.{p}") for p in prefixes for n in _sems(everyone=True)):
+    while any(n.startswith(p) for p in prefixes for n in _sems(everyone=True)):
         if time.monotonic() > deadline:
             pytest.fail(f"left behind: {sorted(_sems(everyone=True) - before)}")
         time.sleep(0.05)
@@ -352,7 +359,7 @@ def test_sweep_removes_names_of_dead_homes(ctx: Any) -> None:
     parent_end.close()
     # (another process's first promotion may sweep them first: either way they go)
     _xproc.sweep()
-    assert not any(n.startswith(f"sem.{p}") for p in prefixes for n in _sems(everyone=True))
+    assert not any(n.startswith(p) for p in prefixes for n in _sems(everyone=True))
 
 
 def test_shared_statistics_count_local_waiters() -> None:
@@ -394,9 +401,9 @@ def test_condition_across_processes(ctx: Any, lock: type) -> None:
     cond = ps.Condition(lock())
     value = ctx.RawValue("i", 0)
     waiters = [_run(ctx, kids.wait_condition, cond, value, 30) for _ in range(2)]
-    # wait until both children announced themselves (the sleepers semaphore counts them)
+    # wait until both children announced themselves (in the condition's wait table)
     deadline = time.monotonic() + 30
-    while cond._shared is None or cond._shared.sems[0]._get_value() < 2:
+    while cond._shared is None or _announced(cond) < 2:
         assert time.monotonic() < deadline
         time.sleep(0.005)
 
@@ -411,7 +418,7 @@ def test_condition_across_processes(ctx: Any, lock: type) -> None:
         assert cond.wait(0.01) is False  # nobody notifies: a plain timeout
     stats = cond.statistics()
     assert stats.waiting == 0 and stats.lock is not None and not stats.lock.locked
-    assert cond._shared.sems[0]._get_value() == 0  # every announcement withdrawn
+    assert _announced(cond) == 0  # every announcement withdrawn
 
 
 def test_condition_notify_one_wakes_one_process(ctx: Any) -> None:
@@ -419,7 +426,7 @@ def test_condition_notify_one_wakes_one_process(ctx: Any) -> None:
     pickle.dumps(cond)
     waiters = [_run(ctx, kids.wait_condition_once, cond, 1.0) for _ in range(2)]
     deadline = time.monotonic() + 30
-    while cond._shared.sems[0]._get_value() < 2:
+    while _announced(cond) < 2:
         assert time.monotonic() < deadline
         time.sleep(0.005)
     with cond:
@@ -427,7 +434,7 @@ def test_condition_notify_one_wakes_one_process(ctx: Any) -> None:
     for p in waiters:
         p.join(30)
     assert sorted(p.exitcode for p in waiters) == [0, 5]  # one notified, one timed out
-    assert cond._shared.sems[0]._get_value() == 0
+    assert _announced(cond) == 0
 
 
 def test_barrier_across_processes(ctx: Any) -> None:

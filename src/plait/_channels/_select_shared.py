@@ -18,10 +18,11 @@ with ``READY`` and will not take (cancelled, or another case won), passes the ri
 next announced waiter in any process, so a process sleeping on the same queue is not left
 asleep next to an item.
 
-A shared event has nothing to be rung by yet: a select waits for it through a *watcher*
-thread per event in this process (whatever the number of selects), which polls its flag with
-back-off, fires every select waiting when it is set, lingers 50 ms for the next select and
-ends.
+A shared event is waited on the same way: the select puts a waiter in its process's room for
+the event (``_sync._xproc``), and the event's ``set()`` rings every waiting process; the
+watcher fires the select's arm with ``True`` (or, for a ring that did not come from a
+``set()`` -- a repair after a killed holder of the event's mutex --, ``RESTART``: the select
+starts again). No thread, no polling.
 
 Objects can become shared while a select waits on them. A local queue's promotion hands
 its select waiters ``CLOSED`` (or ``PROMOTED``); the queue cases then try the shared queue
@@ -32,7 +33,6 @@ starts again on the shared event (:class:`SharedEventCase`).
 
 from __future__ import annotations
 
-import os
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -56,9 +56,6 @@ __all__ = [
     "watcher_threads",
 ]
 
-_POLL_MIN = 0.00005  # a shared event is polled with this backoff (as its own wait does)
-_POLL_MAX = 0.005
-_LINGER = 0.05  # an idle watcher waits this long for the next select before it ends
 
 
 # READY (a watcher saw the shared object ready: the select tries it), RESTART (the object
@@ -141,140 +138,75 @@ def _disarm_queue(ring: _FireOnRing) -> None:
             ring.backend._release()
 
 
-# -- watchers ------------------------------------------------------------------------------
-
-
-class _Watcher:
-    """The selects of this process waiting on one shared event."""
-
-    __slots__ = ("armed", "arms", "key", "obj", "put", "stop")
-
-    def __init__(self, key: tuple[int, bool], obj: Any, put: bool) -> None:
-        self.key = key
-        self.obj = obj
-        self.put = put
-        self.arms: dict[Arm, Any] = {}  # arm -> its note (an event's generation at arm time)
-        self.stop = threading.Event()  # set while no select waits: the thread winds down
-        self.armed = threading.Event()  # set when a select arrives (ends the linger)
-
-
-_watchers: dict[tuple[int, bool], _Watcher] = {}
-_watchers_lock = threading.Lock()
-
-
-def _after_fork() -> None:
-    # A forked child has none of its parent's threads: forget their watchers.
-    global _watchers_lock
-    _watchers_lock = threading.Lock()
-    _watchers.clear()
-
-
-os.register_at_fork(after_in_child=_after_fork)
-
-
 def watcher_threads() -> list[threading.Thread]:
-    """The live watcher threads of this process (for tests and diagnostics)."""
+    """Live select watcher threads of this process (none: every shared case is rung)."""
     return [t for t in threading.enumerate() if t.name.startswith("plait-select-")]
 
 
-def shared_arm(obj: Any, put: bool, arm: Arm, note: Any = None) -> None:
-    """Have ``arm`` fired once the shared ``obj`` looks ready (``READY`` for a queue).
-
-    ``obj`` is a queue's backend (``put`` picks the direction) or a shared event.
-    """
-    if not _is_event(obj):
-        _arm_queue(obj, put, arm)
-        return
-    key = (id(obj), put)
-    with _watchers_lock:
-        w = _watchers.get(key)
-        start = w is None
-        if w is None:
-            w = _watchers[key] = _Watcher(key, obj, put)
-        w.arms[arm] = note
-        w.stop.clear()
-        w.armed.set()
-        arm.note = w
-    if start:
-        name = f"plait-select-{obj._shared.prefix}"
-        try:
-            threading.Thread(target=_watch_event, args=(w,), name=name, daemon=True).start()
-        except BaseException:  # no thread: the next select must be able to start one
-            with _watchers_lock:
-                if _watchers.get(key) is w:
-                    del _watchers[key]
-            raise
+def shared_arm(obj: Any, put: bool, arm: Arm) -> None:
+    """Have ``arm`` fired (``READY``) once the shared queue ``obj`` (a queue's backend)
+    looks ready in direction ``put``."""
+    _arm_queue(obj, put, arm)
 
 
 def shared_disarm(arm: Arm) -> None:
-    w = arm.note
-    if isinstance(w, _FireOnRing):
+    note = arm.note
+    if isinstance(note, _FireOnRing):
         arm.note = None
-        _disarm_queue(w)
-        return
-    if not isinstance(w, _Watcher):
-        return
-    with _watchers_lock:
-        w.arms.pop(arm, None)
-        idle = not w.arms
-        if idle:
-            w.stop.set()
-
-
-def _take_arms(w: _Watcher, ready: Any = None) -> list[Arm]:
-    """Remove (and return) the arms to fire: all of them, or those ``ready(note)`` picks."""
-    with _watchers_lock:
-        if ready is None:
-            arms = list(w.arms)
-            w.arms.clear()
-        else:
-            arms = [arm for arm, note in w.arms.items() if ready(note)]
-            for arm in arms:
-                del w.arms[arm]
-        if not w.arms:
-            w.stop.set()
-    return arms
-
-
-def _retire(w: _Watcher) -> bool:
-    """The thread's exit check: ``True`` (and unregistered) if no select waits any more
-    and none came within ``_LINGER`` seconds (a loop of selects keeps one thread)."""
-    with _watchers_lock:
-        if w.arms:
-            return False
-        w.armed.clear()
-    if w.armed.wait(_LINGER):
-        return False
-    with _watchers_lock:
-        if w.arms:
-            return False
-        if _watchers.get(w.key) is w:
-            del _watchers[w.key]
-        return True
+        _disarm_queue(note)
+    elif isinstance(note, _FireOnSet):
+        arm.note = None
+        _disarm_event(note)
 
 
 # -- shared events -------------------------------------------------------------------------
 
 
-def _is_event(obj: Any) -> bool:
-    return hasattr(obj, "_signalled")
-
-
-def _watch_event(w: _Watcher) -> None:
-    event = w.obj
-    pause = _POLL_MIN
-    while not _retire(w):
-        arms = _take_arms(w, event._signalled)
-        for arm in arms:
-            arm.fire(True)
-        if arms:
-            pause = _POLL_MIN
-        elif not w.stop.wait(pause):
-            pause = min(pause * 2, _POLL_MAX)
-
-
 def _generation(event: Any) -> int:
-    return int(event._shared.sems[2]._get_value())
+    from plait._sync._xproc import GEN
+
+    return int(event._shared.words[GEN])
+
+
+class _FireOnSet:
+    """Stands in for a parked thread's lock in a shared event's room: the ring of a
+    ``set()`` "releases" it, which fires the select's arm."""
+
+    __slots__ = ("arm", "event", "gen0", "waiter")
+
+    def __init__(self, arm: Arm, event: Any, gen0: int) -> None:
+        self.arm = arm
+        self.event = event
+        self.gen0 = gen0
+        self.waiter: Any = None
+
+    def release(self) -> None:
+        self.arm.fire(True if self.event._signalled(self.gen0) else RESTART)
+
+
+def _arm_event(event: Any, gen0: int, arm: Arm) -> None:
+    state = event._shared
+    with state.guard:
+        now = event._signalled(gen0)
+        if not now:
+            fire = _FireOnSet(arm, event, gen0)
+            fire.waiter = state.room.enqueue(0, event, False)
+            fire.waiter.lock = fire
+            arm.note = fire
+    if now:
+        arm.fire(True)
+
+
+def _disarm_event(fire: _FireOnSet) -> None:
+    from plait._core import CANCELLED
+
+    state = fire.event._shared
+    room = state.room
+    with room.mutex:
+        removed = room.queues[0].remove(fire.waiter, CANCELLED)
+    if removed:  # never rung: take the announcement back
+        with state.guard:
+            room._withdraw(0)
 
 
 class SharedEventCase:
@@ -293,15 +225,14 @@ class SharedEventCase:
         return (True, True) if self.event.is_set() else (False, None)
 
     def arm(self, arm: Arm) -> None:
-        if self.event._signalled(self.gen0):
-            arm.fire(True)
-        else:
-            shared_arm(self.event, False, arm, self.gen0)
+        _arm_event(self.event, self.gen0, arm)
 
     def disarm(self, arm: Arm) -> None:
         shared_disarm(arm)
 
     def finish(self, value: Any) -> Any:
+        if value is RESTART:
+            raise SelectRetry
         return True
 
     def undo(self, value: Any) -> None:

@@ -40,6 +40,13 @@ left behind by a killed process. Ringers keep one connection per process they ri
 
 More than :data:`SLOTS` processes waiting on one object at once: the process without a slot
 parks with a short timeout and looks again (documented fallback, never a lost wake-up).
+
+Holders that die outside the lock. A shared primitive's holder (a lock's, a semaphore's
+permits) can die while it holds the *user-level* object, outside the shared lock: nobody
+rings then. A waiter names the holder to its bell (:meth:`Room.watch`): the watcher adds the
+holder's ``pidfd`` (``os.pidfd_open``) to what it waits on, and when that process exits it
+wakes every waiter of the room's direction with :data:`DIED` (they look again, find the
+holder dead and repair). Where pidfds are not available the waiter parks in bounded slices.
 """
 
 from __future__ import annotations
@@ -52,10 +59,11 @@ import threading
 import weakref
 from typing import Any
 
-from plait._core.parking import WOKEN, Waiter, WaitQueue, async_park, new_mutex, park
+from plait._core.parking import CANCELLED, WOKEN, Waiter, WaitQueue, async_park, new_mutex, park
 from plait._ipc import shm
 
 __all__ = [
+    "DIED",
     "DIRECTIONS",
     "SLOTS",
     "TABLE_BYTES",
@@ -79,6 +87,14 @@ _ALL = 4  # a record's flag: wake every waiter of the direction (close, repair)
 _NO_SLOT_RECHECK = 0.01  # the no-slot fallback's look-again period
 _MAX_WRITERS = 256  # connections to other processes' bells kept open at most
 _START_MASK = (1 << 40) - 1
+_MAX_WATCHED = 1024  # processes one bell watches for exit at most (then: bounded slices)
+_pidfd_open = getattr(os, "pidfd_open", None)
+
+#: What a waiter is handed when a process it waited on (a holder) exited.
+DIED: Any = type("Died", (), {"__repr__": lambda self: "<died>"})()
+
+#: What :meth:`Room.watch` answers.
+WATCHING, UNWATCHED, GONE = 0, 1, 2
 
 
 def _tag_of(pid: int, start: int) -> int:
@@ -106,6 +122,10 @@ class _Bell:
             self.listener.close()
             raise
         self.stop_r, self.stop_w = os.pipe()
+        # pid -> (its pidfd, the (room id, direction) pairs to wake when it exits)
+        self.watched: dict[int, tuple[int, set[tuple[int, int]]]] = {}
+        self.watch_lock = threading.Lock()
+        self.closed = False
         self.rooms: weakref.WeakValueDictionary[int, Room] = weakref.WeakValueDictionary()
         # (the watcher reads ``rooms`` without a lock: a WeakValueDictionary ``get`` is safe)
         self.next_id = 1
@@ -134,6 +154,9 @@ class _Bell:
                     obj = key.fileobj
                     if obj == self.stop_r:
                         return
+                    if key.data is not None:  # a watched process exited
+                        self._exited(key.data)
+                        continue
                     if obj is self.listener:
                         try:
                             conn, _addr = self.listener.accept()
@@ -161,10 +184,54 @@ class _Bell:
         finally:
             for conn in pending:
                 conn.close()
+            with self.watch_lock:
+                self.closed = True
+                for fd, _rooms in self.watched.values():
+                    os.close(fd)
+                self.watched.clear()
             sel.close()
             self.listener.close()
             os.close(self.stop_r)
             os.close(self.stop_w)
+
+    def watch(self, pid: int, rid: int, d: int) -> int:
+        """Wake room ``rid``'s direction ``d`` with :data:`DIED` when ``pid`` exits:
+        ``WATCHING``, ``UNWATCHED`` (no pidfd here: the caller parks in slices) or
+        ``GONE`` (no such process any more)."""
+        with self.watch_lock:
+            entry = self.watched.get(pid)
+            if entry is not None:
+                entry[1].add((rid, d))
+                return WATCHING
+            if _pidfd_open is None or self.closed or len(self.watched) >= _MAX_WATCHED:
+                return UNWATCHED
+            try:
+                fd = _pidfd_open(pid)
+            except ProcessLookupError:
+                return GONE
+            except OSError:
+                return UNWATCHED
+            self.watched[pid] = (fd, {(rid, d)})
+            try:
+                self.selector.register(fd, selectors.EVENT_READ, pid)
+            except (OSError, ValueError, KeyError):  # pragma: no cover - closing meanwhile
+                del self.watched[pid]
+                os.close(fd)
+                return UNWATCHED
+        return WATCHING
+
+    def _exited(self, pid: int) -> None:
+        with self.watch_lock:
+            entry = self.watched.pop(pid, None)
+            if entry is None:
+                return
+            fd, rooms = entry
+            self.selector.unregister(fd)
+            os.close(fd)
+        for rid, d in rooms:
+            room = self.rooms.get(rid)
+            if room is not None:
+                room.died(d)
 
     def _deliver(self, record: int) -> None:
         # (a function of its own: the watcher's frame must not keep a room alive)
@@ -185,7 +252,8 @@ class _Bell:
 
 
 _bell: _Bell | None = None
-_bell_lock = threading.Lock()
+# (re-entrant: making a room's finalizer may collect another room, whose finalizer takes it)
+_bell_lock = threading.RLock()
 _writers: dict[int, socket.socket] = {}  # tag -> a connection to that process's bell
 _writers_lock = threading.Lock()
 
@@ -229,7 +297,7 @@ atexit.register(_at_exit)
 def _after_fork() -> None:
     global _bell, _bell_lock, _writers_lock
     _bell = None  # the parent's bell and watcher are the parent's (its sockets are
-    _bell_lock = threading.Lock()  # not inheritable, so nothing of them is left here)
+    _bell_lock = threading.RLock()  # not inheritable, so nothing of them is left here)
     _writers_lock = threading.Lock()
     _close_writers()
 
@@ -431,12 +499,13 @@ class Room:
     # -- without it --
 
     def _settle(self, waiter: Waiter, d: int, handed: list[bool]) -> None:
-        if waiter.state == WOKEN and not handed:
+        died = waiter.value is DIED  # (woken by a watched exit, not by a ring)
+        if waiter.state == WOKEN and not handed and not died:
             return
         lock = self.lock
         lock.acquire()
         try:
-            if handed:  # woken, then cancelled: the ring goes on
+            if handed and not died:  # woken, then cancelled: the ring goes on
                 if self.table[d]:
                     wake(self.table, d)
             else:
@@ -453,7 +522,7 @@ class Room:
         except BaseException:
             self._settle(waiter, d, handed)
             raise
-        if not woken:
+        if not woken or waiter.value is DIED:
             self._settle(waiter, d, handed)
         return woken or capped  # (no slot: look again, as if rung)
 
@@ -466,7 +535,7 @@ class Room:
         except BaseException:
             self._settle(waiter, d, handed)
             raise
-        if not woken:
+        if not woken or waiter.value is DIED:
             self._settle(waiter, d, handed)
         return woken or capped  # (no slot: look again, as if rung)
 
@@ -479,6 +548,33 @@ class Room:
             w.wake()
         if not woken and not everyone:
             self.pass_on(d)
+
+    def died(self, d: int) -> None:
+        """A process watched for direction ``d`` exited (the watcher): every local waiter
+        of ``d`` looks again (each withdraws its own announcement, see ``_sync._xproc``)."""
+        with self.mutex:
+            woken = self.queues[d].pop_all(DIED)
+        for w in woken:
+            w.wake()
+
+    def watch(self, pid: int, d: int) -> int:
+        """Have this room's waiters in ``d`` woken when process ``pid`` exits (see
+        :meth:`_Bell.watch`)."""
+        return self.bell.watch(pid, self.id, d)
+
+    def abandon(self, waiter: Waiter, d: int) -> None:
+        """A waiter enqueued (announced) leaves without parking: withdraw it, or pass on a
+        ring that already took it (call without the lock)."""
+        with self.mutex:
+            removed = self.queues[d].remove(waiter, CANCELLED)
+        self.lock.acquire()
+        try:
+            if removed or waiter.value is DIED:
+                self._withdraw(d)
+            elif self.table[d]:
+                wake(self.table, d)
+        finally:
+            self.lock.release()
 
     def pass_on(self, d: int) -> None:
         """Hand a ring nobody here took to the next announced waiter (any process)."""

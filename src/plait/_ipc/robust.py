@@ -145,13 +145,16 @@ class RobustLock:
             if rc:
                 raise OSError(rc, f"cannot create the lock of {what}: {errno.errorcode.get(rc)}")
 
-    def acquire(self, deadline: float | None = None) -> None:
-        """Take the lock; :class:`LockTimeout` once ``deadline`` (monotonic) passes."""
+    def acquire(self, deadline: float | None = None, cancellable: bool = True) -> None:
+        """Take the lock; :class:`LockTimeout` once ``deadline`` (monotonic) passes.
+        ``cancellable=False``: the caller's cancel scopes are not looked at (for a release
+        or a give-back, which must not be lost to a cancellation; the lock is held for
+        microseconds, so the wait is short)."""
         _enter()
         try:
             rc = _trylock(self.addr)
             if rc:
-                self._slow(rc, deadline)
+                self._slow(rc, deadline, cancellable)
         except BaseException:
             _leave()
             raise
@@ -166,7 +169,7 @@ class RobustLock:
         _unlock(self.addr)
         _leave()
 
-    def _slow(self, rc: int, deadline: float | None) -> None:
+    def _slow(self, rc: int, deadline: float | None, cancellable: bool = True) -> None:
         addr = self.addr
         spins = _SPIN
         while True:
@@ -192,7 +195,8 @@ class RobustLock:
                 if left <= 0:
                     raise LockTimeout
                 wait = min(wait, left)
-            checkpoint()  # a cancelled scope (or one past its deadline) raises here
+            if cancellable:
+                checkpoint()  # a cancelled scope (or one past its deadline) raises here
             rc = _lib.timedlock(addr, wait)
 
     def _recover(self) -> None:

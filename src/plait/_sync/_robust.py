@@ -1,53 +1,34 @@
-"""Who holds a shared primitive: records that outlive the process that wrote them.
+"""Who holds a shared primitive: process tags and per-process counts in its segment.
 
 A process killed while it holds a shared lock (or permits of a shared semaphore, or while
-it waits on a shared condition) cannot clean up. So every shared primitive keeps, in its
-*anchor* segment (the one every attached process holds, in ``plait._ipc.shm``'s
-owner-tagged scheme), a page of 64-bit words::
+it is counted at a shared barrier) cannot clean up. So a shared primitive keeps, beside its
+state words and under its robust mutex (``_xproc``), who holds what:
 
-    word 0        the owner of the primitive's mutex unit: a Lock's or RLock's holder, an
-                  Event's internal mutex (0: nobody, or a moment of hand-over)
-    word 1        how many slots were ever registered (scans stop there)
-    words 2, 3..  one slot per process: [tag, count] -- for a Semaphore the permits this
-                  process took and has not given back, for a Condition its strands that
-                  wait now
+* a Lock's or RLock's holder word: the holding process's *tag* (0: free);
+* per-process slots ``[tag, count]`` (:class:`Slots`): for a Semaphore the permits each
+  process took and has not given back (a process that gives back permits it did not take
+  goes negative), for a Barrier the parties each process has counted in.
 
 A *tag* is ``start << 32 | pid`` (``start``: the process's start time in clock ticks, low
-31 bits), so a pid reused by another process is never mistaken for the dead owner. Every
-write is one aligned 8-byte store; a process writes only its own slot, and the owner word
-only while it holds (or takes over) the unit.
-
-A strand that cannot get a unit looks at these records on every slice of its wait
-(:func:`plait._sync._xproc.sem_wait`): if the holder is dead, it takes the unit over,
-gives it back and raises :class:`plait.BrokenResourceError` naming the dead pid -- the
-primitive is usable again, but what it guarded may be half-updated, and the caller is
-told. Repairs are serialised by an open-file-description lock on the anchor's first byte
-(the kernel drops it if the repairer dies too), plus a thread lock within a process.
+31 bits), so a pid reused by another process is never mistaken for the dead holder. Every
+read and write here happens with the primitive's robust mutex held, so a SIGKILL leaves
+the words as they were or as they became, and the next holder of the mutex (or a waiter
+woken by the holder's exit) sees a dead tag and repairs: a lock freed and reported, dead
+permits given back and reported, a barrier broken.
 """
 
 from __future__ import annotations
 
-import _posixshmem  # type: ignore[import-not-found]
-import fcntl
 import os
-import struct
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from plait._ipc import shm
 
-__all__ = ["PAGE", "TAG", "Record", "describe", "my_tag", "tag_alive", "tag_pid"]
+__all__ = ["NSLOTS", "TAG", "Slots", "describe", "my_tag", "tag_alive", "tag_pid"]
 
-PAGE = 4096
-_SLOTS_AT = 2
-_NSLOTS = (PAGE // 8 - _SLOTS_AT) // 2
+NSLOTS = 64  # processes with a count in one primitive at once (then: the overflow word)
 _MASK31 = (1 << 31) - 1
 _PID_MASK = (1 << 32) - 1
-# struct flock (Linux, 64-bit): l_type, l_whence, l_start, l_len, l_pid
-_FLOCK = "hh4xqqi4x"
-_OFD_SETLKW: int | None = getattr(fcntl, "F_OFD_SETLKW", None)
 
 
 def _compute_tag() -> int:
@@ -97,117 +78,85 @@ def describe(tag: int) -> str:
     return f"process {tag & _PID_MASK}"
 
 
-class Record:
-    """The owner word and per-process slots of one shared primitive (see the module doc)."""
+class Slots:
+    """Per-process counts ``[tag, count]`` in ``words`` (a ``q`` view of ``2 * NSLOTS``
+    words), plus one overflow count for processes that found no slot. Call every method
+    with the primitive's robust mutex held."""
 
-    __slots__ = ("_counting", "_local", "_name", "_slot", "_slot_pid", "words")
+    __slots__ = ("_cached", "_cached_pid", "words")
 
-    def __init__(self, anchor: shm.Segment) -> None:
-        self.words: Any = anchor.buf.cast("q")
-        self._name = anchor.name
-        self._local = threading.Lock()  # one claimant per process at a time
-        self._counting = threading.Lock()  # this process's counts, updated by its threads
-        self._slot = -1
-        self._slot_pid = 0
+    def __init__(self, words: Any) -> None:
+        self.words = words
+        self._cached = -1
+        self._cached_pid = 0
 
-    # -- the owner word ----------------------------------------------------------------
+    def mine(self) -> int:
+        """This process's slot (claimed on first use); -1 if every slot is taken."""
+        words, tag = self.words, TAG
+        i = self._cached
+        if i >= 0 and self._cached_pid == os.getpid() and words[2 * i] == tag:
+            return i
+        free = -1
+        for j in range(NSLOTS):
+            t = words[2 * j]
+            if t == tag:
+                free = j
+                break
+            if free < 0 and (t == 0 or (words[2 * j + 1] == 0 and not tag_alive(t))):
+                free = j
+        if free >= 0 and words[2 * free] != tag:
+            words[2 * free + 1] = 0
+            words[2 * free] = tag
+        self._cached, self._cached_pid = free, os.getpid()
+        return free
 
-    @property
-    def owner(self) -> int:
-        return int(self.words[0])
+    def add(self, n: int) -> bool:
+        """Count ``n`` more for this process; ``False`` if it has no slot (not counted)."""
+        i = self.mine()
+        if i < 0:
+            return False
+        self.words[2 * i + 1] += n
+        return True
 
-    # -- serialising repairs across processes -------------------------------------------
+    def count(self) -> int:
+        """This process's count."""
+        i = self.mine()
+        return 0 if i < 0 else int(self.words[2 * i + 1])
 
-    @contextmanager
-    def claim(self) -> Iterator[None]:
-        """Exclusive across processes and threads for a repair or a slot registration."""
-        with self._local:
-            if _OFD_SETLKW is None:  # not Linux: repairs race only across processes
-                yield
-                return
-            fd = _posixshmem.shm_open("/" + self._name, os.O_RDWR, mode=0o600)
-            try:
-                fcntl.fcntl(fd, _OFD_SETLKW, struct.pack(_FLOCK, fcntl.F_WRLCK, 0, 0, 1, 0))
-                yield
-            finally:
-                os.close(fd)  # (drops the lock: this open file description ends here)
-
-    # -- per-process slots -------------------------------------------------------------
-
-    def slot(self) -> int:
-        """This process's slot (registered on first use); -1 if the table is full."""
-        pid = os.getpid()
-        if self._slot_pid == pid:
-            return self._slot
-        tag = my_tag()
+    def total(self) -> int:
+        """Every process's count, added up."""
         words = self.words
-        found = -1
-        with self.claim():
-            used = int(words[1])
-            for i in range(_NSLOTS):
-                if i > used:
-                    break
-                at = _SLOTS_AT + 2 * i
-                held = words[at]
-                if held == tag:
-                    found = i
-                    break
-                if found < 0 and (held == 0 or (words[at + 1] <= 0 and not tag_alive(held))):
-                    found = i
-            if found >= 0:
-                at = _SLOTS_AT + 2 * found
-                if words[at] != tag:
-                    words[at + 1] = 0
-                    words[at] = tag
-                if found >= used:
-                    words[1] = found + 1
-        self._slot, self._slot_pid = found, pid
-        return found
+        return sum(int(words[2 * j + 1]) for j in range(NSLOTS) if words[2 * j])
 
-    def registered_slot(self) -> int:
-        """This process's slot if it registered one, else -1 (never registers)."""
-        return self._slot if self._slot_pid == os.getpid() else -1
-
-    def add(self, slot: int, n: int) -> int:
-        """Add ``n`` to this process's count in ``slot``; return the new count."""
-        if slot < 0:
-            return 0
-        at = _SLOTS_AT + 2 * slot + 1
-        with self._counting:
-            value = int(self.words[at]) + n
-            self.words[at] = value
-        return value
-
-    def count(self, slot: int) -> int:
-        return 0 if slot < 0 else int(self.words[_SLOTS_AT + 2 * slot + 1])
-
-    def dead(self) -> list[tuple[int, int, int]]:
-        """``(slot, tag, count)`` of every slot with a positive count whose process died."""
-        words = self.words
-        found = []
-        for i in range(int(words[1])):
-            at = _SLOTS_AT + 2 * i
-            tag = words[at]
-            if tag and words[at + 1] > 0 and not tag_alive(tag):
-                found.append((i, int(tag), int(words[at + 1])))
-        return found
-
-    def pids_counted(self) -> list[int]:
-        """Pids of the slots with a positive count."""
-        words = self.words
+    def holders(self) -> list[int]:
+        """Tags of other processes with a positive count."""
+        words, tag = self.words, TAG
         return [
-            int(words[_SLOTS_AT + 2 * i]) & _PID_MASK
-            for i in range(int(words[1]))
-            if words[_SLOTS_AT + 2 * i] and words[_SLOTS_AT + 2 * i + 1] > 0
+            int(words[2 * j])
+            for j in range(NSLOTS)
+            if words[2 * j] and words[2 * j + 1] > 0 and words[2 * j] != tag
         ]
 
-    def clear_slot(self, slot: int, tag: int) -> int:
-        """Empty a dead process's slot (call under :meth:`claim`); its count, or 0 if the
-        slot changed hands meanwhile."""
-        at = _SLOTS_AT + 2 * slot
-        if self.words[at] != tag:
-            return 0
-        count = int(self.words[at + 1])
-        self.words[at + 1] = 0
-        self.words[at] = 0
-        return count
+    def take_dead(self) -> list[tuple[int, int]]:
+        """Empty the slots of dead processes; ``(tag, count)`` of those that counted."""
+        words = self.words
+        found = []
+        for j in range(NSLOTS):
+            t = int(words[2 * j])
+            if t and t != TAG and not tag_alive(t):
+                n = int(words[2 * j + 1])
+                words[2 * j + 1] = 0
+                words[2 * j] = 0
+                if n:
+                    found.append((t, n))
+        return found
+
+    def take_mine(self) -> int:
+        """Empty this process's slot (it ends); its count."""
+        words = self.words
+        for j in range(NSLOTS):
+            if words[2 * j] == TAG:
+                n = int(words[2 * j + 1])
+                words[2 * j + 1] = 0
+                return n
+        return 0

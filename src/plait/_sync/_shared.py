@@ -3,29 +3,22 @@
 Each class here is the cross-process form of a primitive, with the same API; an object
 becomes one when its ``__reduce__`` first runs (``obj.__class__`` is swapped in place), or
 is built as one when a process unpickles it. Condition and Barrier are in ``_shared_wait``.
+Every state change below happens with the segment's robust mutex held (``_xproc``).
 """
 
 from __future__ import annotations
 
 import threading
-import time
 import weakref
 from collections.abc import Awaitable, Coroutine
 from types import MappingProxyType, TracebackType
 from typing import Any
 
-from plait._core import (
-    WOKEN,
-    WaitQueue,
-    async_park,
-    current_strand,
-    hooks,
-    park,
-    safepoint,
-)
+from plait._core import current_strand, hooks
 from plait._errors import BrokenResourceError
+from plait._ipc import robust
 from plait._sync import _robust
-from plait._sync._common import MIGRATED, READY, check_lock_args, waiting_by_kind
+from plait._sync._common import MIGRATED, READY, check_lock_args, stdlib_timeout
 from plait._sync._event import Event
 from plait._sync._lock import Lock
 from plait._sync._rlock import RLock
@@ -36,13 +29,18 @@ from plait._sync._stats import (
     SemaphoreStatistics,
 )
 from plait._sync._xproc import (
-    SEM_MAX,
+    FLAG,
+    GEN,
+    HOLDER,
+    INITIAL,
+    NOT_YET,
+    UNCOUNTED,
+    VALUE,
     SharedState,
-    bridge,
+    async_block,
+    block,
+    deadline_of,
     defer_in,
-    repair_owner,
-    repair_permits,
-    sem_wait,
 )
 
 __all__ = [
@@ -55,8 +53,8 @@ __all__ = [
     "promote",
 ]
 
-_POLL_MIN, _POLL_MAX = 0.00005, 0.005
-_monotonic = time.monotonic
+_trylock = robust._trylock
+_unlock = robust._unlock
 
 # Shared primitives known in this process by name prefix, so unpickling one that is
 # already here (sent back by a child) returns the very same object.
@@ -64,79 +62,142 @@ _known: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
 _known_lock = threading.Lock()
 
 
-# -- the shared classes -----------------------------------------------------------------
+# -- locks ------------------------------------------------------------------------------
+
+
+def _take_lock(state: SharedState, suspect: bool) -> Any:
+    """(mutex held) Take the lock for this process; a dead holder is freed and reported."""
+    words = state.words
+    holder = int(words[HOLDER])
+    if holder == 0:
+        words[HOLDER] = _robust.TAG
+        return True
+    if suspect and holder != _robust.TAG and not _robust.tag_alive(holder):
+        words[HOLDER] = 0
+        state.wake()  # (someone else may take it while we report)
+        raise BrokenResourceError(
+            f"this shared {state.what} was held by {_robust.describe(holder)}, which died "
+            "holding it: it is free again, but what it guarded may be half-updated"
+        )
+    return NOT_YET
+
+
+def _free_lock(state: SharedState) -> None:
+    """(mutex held) Free the lock and ring the next waiter; ``RuntimeError`` if free."""
+    words = state.words
+    if not words[HOLDER]:
+        raise RuntimeError("release unlocked lock")
+    words[HOLDER] = 0
+    if state.table[0]:
+        state.wake()
+
+
+def _lock_holders(state: SharedState) -> list[int]:
+    holder = int(state.words[HOLDER])
+    return [holder] if holder and holder != _robust.TAG else []
+
+
+def _release_mine_lock(state: SharedState) -> None:
+    if state.words[HOLDER] == _robust.TAG:
+        _free_lock(state)
+
+
+class _SharedInner:
+    """What ``_inner`` is once a lock is shared: a call that was half-way through a local
+    path when the lock was promoted takes and frees the shared lock itself."""
+
+    __slots__ = ("state",)
+
+    def __init__(self, state: SharedState) -> None:
+        self.state = state
+
+    def acquire(self, blocking: bool = False, timeout: float = -1) -> bool:
+        state = self.state
+        with state.guard:
+            return _take_lock(state, False) is True
+
+    def release(self) -> None:
+        state = self.state
+        with state.guard:
+            _free_lock(state)
+
+    def locked(self) -> bool:
+        return bool(self.state.words[HOLDER])
+
+
+def _give_back_lock(state: SharedState) -> Any:
+    def undo(_got: object) -> None:
+        with state.guard:
+            _free_lock(state)
+
+    return undo
 
 
 class SharedLock(Lock):
-    """A promoted :class:`plait.Lock`: the same API over one named semaphore.
+    """A promoted :class:`plait.Lock`: the same API over a holder word in shared memory.
 
-    The holding process is recorded beside it (see ``_robust``). If that process dies
-    holding the lock, the next strand that would wait for it gets
-    :class:`plait.BrokenResourceError` naming the dead pid, and the lock is free again
-    (what it guarded may be half-updated: the error says so once, then the lock serves
-    as before). A process strand that is cancelled gives back what it holds.
+    If the holding process dies holding the lock, the next strand that would wait for it
+    gets :class:`plait.BrokenResourceError` naming the dead pid, and the lock is free
+    again (what it guarded may be half-updated: the error says so once, then the lock
+    serves as before). A process strand that is cancelled gives back what it holds.
     """
 
     __slots__ = ()
 
-    # ``_inner`` *is* the named semaphore now, so a call that was half-way through a
-    # local fast path when the lock was promoted takes and frees the shared lock itself.
-
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        if blocking is True and timeout == -1 and self._inner.acquire(False):
-            self._shared.record.words[0] = _robust.TAG  # (as in __enter__)
-            if hooks.active:
-                hooks.acquired(current_strand(), self)
-            return True
-        wait = None if blocking is True and timeout == -1 else check_lock_args(blocking, timeout)
-        return self._acquire_slow(current_strand(), wait)
+        if blocking is True and timeout == -1:
+            return self.__enter__()
+        return self._acquire_slow(current_strand(), check_lock_args(blocking, timeout))
 
     def _acquire_slow(self, me: Any, wait: float | None) -> bool:
         state: SharedState = self._shared
-        if sem_wait(
-            state, self._inner, self, wait, self._check, state.took_mutex, state.give_mutex
-        ):
-            if hooks.active:
-                hooks.acquired(me, self)
-            return True
-        return False
-
-    def _check(self, report: bool = True) -> bool:
-        """A waiter's look at the holder: repair (and report) a dead one."""
-        return repair_owner(self._shared, "lock", report=report)
+        got = block(
+            state,
+            self,
+            lambda suspect: _take_lock(state, suspect),
+            deadline_of(wait),
+            lambda: _lock_holders(state),
+            _give_back_lock(state),
+        )
+        if got is NOT_YET:
+            return False
+        if hooks.active:
+            hooks.acquired(me, self)
+        return True
 
     def _took_restored(self, me: Any) -> None:
         if hooks.active:
             hooks.acquired(me, self)
 
     def release(self) -> None:
-        if hooks.active:
-            hooks.released(current_strand(), self)
-        # Un-record, then free. No critical section is needed here: the interpreter runs
-        # a signal handler only after a call returns (or at a function's start, or a
-        # loop's jump back), and there is no call between the store and the release.
-        self._shared.record.words[0] = 0
-        try:
-            self._inner.release()
-        except ValueError:
-            raise RuntimeError("release unlocked lock") from None
+        self.__exit__(None, None, None)
 
     def _pass_on(self) -> None:
-        self.release()
+        self.__exit__(None, None, None)
 
     def _after_free(self) -> None:
-        pass  # a release that began before promotion freed the semaphore already
+        pass  # a release that began before promotion freed the shared lock already
 
     def __enter__(self) -> bool:
-        # The uncontended path. Its one unsafe moment -- taken, not yet recorded -- needs
+        # The uncontended path: one trylock of the robust mutex, one store, one unlock.
+        # Its one unsafe moment -- taken, the caller not yet in its ``with`` block -- needs
         # no critical section: a SIGTERM handled while this frame runs waits until it
         # returns (see ``_xproc.defers``); at worst the cancellation lands in the caller
         # holding a lock recorded as this process's, which ``let_go_of_mine`` frees.
-        if self._inner.acquire(False):
-            self._shared.record.words[0] = _robust.TAG
-            if hooks.active:
-                hooks.acquired(current_strand(), self)
-            return True
+        state: SharedState = self._shared
+        addr = state.addr
+        rc = _trylock(addr)
+        if not rc:
+            words = state.words
+            if not words[0]:
+                words[0] = _robust.TAG
+                _unlock(addr)
+                if hooks.active:
+                    hooks.acquired(current_strand(), self)
+                return True
+            _unlock(addr)
+        else:
+            state.settle(rc)
         return self._acquire_slow(current_strand(), None)
 
     def __exit__(
@@ -147,11 +208,20 @@ class SharedLock(Lock):
     ) -> None:
         if hooks.active:
             hooks.released(current_strand(), self)
-        self._shared.record.words[0] = 0  # (see release)
-        try:
-            self._inner.release()
-        except ValueError:
-            raise RuntimeError("release unlocked lock") from None
+        state: SharedState = self._shared
+        addr = state.addr
+        rc = _trylock(addr)
+        if not rc:
+            words = state.words
+            if words[0] and not state.table[0]:
+                words[0] = 0
+                _unlock(addr)
+                return
+            _unlock(addr)
+        else:
+            state.settle(rc)
+        with state.guard:
+            _free_lock(state)
 
     def async_acquire(
         self, blocking: bool = True, timeout: float = -1
@@ -164,12 +234,19 @@ class SharedLock(Lock):
 
     async def _async_acquire_slow(self, me: Any, wait: float | None) -> bool:
         state: SharedState = self._shared
-        gate = bridge(self, check=self._check, took=state.took_mutex, untake=state.give_mutex)
-        if await gate.wait(wait):
-            if hooks.active:
-                hooks.acquired(me, self)
-            return True
-        return False
+        got = await async_block(
+            state,
+            self,
+            lambda suspect: _take_lock(state, suspect),
+            deadline_of(wait),
+            lambda: _lock_holders(state),
+            _give_back_lock(state),
+        )
+        if got is NOT_YET:
+            return False
+        if hooks.active:
+            hooks.acquired(me, self)
+        return True
 
     def __aenter__(self) -> Awaitable[Any]:
         return self._async_acquire_slow(current_strand(), None)
@@ -184,7 +261,7 @@ class SharedLock(Lock):
         return READY
 
     def locked(self) -> bool:
-        return bool(self._shared.sems[0]._get_value() == 0)
+        return bool(self._shared.words[HOLDER])
 
     def _is_owned(self) -> bool:
         return self.locked()
@@ -221,40 +298,24 @@ def _restore(lock: Any, me: Any) -> None:
     """Re-take a shared lock after a condition wait, whatever happens.
 
     A cancellation that comes meanwhile waits until the lock is ours again (the caller's
-    ``with`` block then releases it on the way out); a dead holder is repaired silently
-    first, and reported once the lock is ours.
+    ``with`` block then releases it on the way out); a dead holder is repaired, and
+    reported once the lock is ours.
     """
-    dead: list[bool] = []
-
-    def check() -> bool:
-        repaired = lock._check(report=False)
-        if repaired:
-            dead.append(True)
-        return bool(repaired)
-
-    state: SharedState = lock._shared
-    safepoint.enter()
-    try:
-        while not sem_wait(state, lock._inner, lock, None, check, state.took_mutex):
-            pass
-        lock._took_restored(me)
-    finally:
-        safepoint.leave()
+    dead: list[BrokenResourceError] = []
+    while True:
+        try:
+            if lock._acquire_slow(me, None):
+                break
+        except BrokenResourceError as exc:
+            dead.append(exc)
     if dead:
-        raise BrokenResourceError(
-            "the shared lock of this condition was held by a process that died holding "
-            "it: it is yours again, but what it guarded may be half-updated"
-        )
+        raise dead[0]
 
 
 class SharedRLock(RLock):
-    """A promoted :class:`plait.RLock`: one named semaphore, the owner kept per process.
-
-    Only the owner ever sets the owner, so each process keeps the owner strand and depth
-    locally (a strand of another process never matches); the semaphore says whether *some*
-    strand, anywhere, holds the lock, and the holding process is recorded beside it: a
-    dead holder is reported as for :class:`SharedLock`.
-    """
+    """A promoted :class:`plait.RLock`: a holder word in shared memory, the owner strand
+    and depth kept in the holding process (a strand of another process never matches); a
+    dead holder is reported as for :class:`SharedLock`."""
 
     __slots__ = ()
 
@@ -276,23 +337,33 @@ class SharedRLock(RLock):
 
     def _acquire_slow(self, me: Any, wait: float | None) -> bool:
         state: SharedState = self._shared
-        if sem_wait(
-            state, self._inner, self, wait, self._check, state.took_mutex, state.give_mutex
-        ):
-            self._took(me)
-            return True
-        return False
+        got = block(
+            state,
+            self,
+            lambda suspect: _take_lock(state, suspect),
+            deadline_of(wait),
+            lambda: _lock_holders(state),
+            _give_back_lock(state),
+        )
+        if got is NOT_YET:
+            return False
+        self._took(me)
+        return True
 
     async def _async_acquire_slow(self, me: Any, wait: float | None) -> bool:
         state: SharedState = self._shared
-        gate = bridge(self, check=self._check, took=state.took_mutex, untake=state.give_mutex)
-        if await gate.wait(wait):
-            self._took(me)
-            return True
-        return False
-
-    def _check(self, report: bool = True) -> bool:
-        return repair_owner(self._shared, "lock", report=report)
+        got = await async_block(
+            state,
+            self,
+            lambda suspect: _take_lock(state, suspect),
+            deadline_of(wait),
+            lambda: _lock_holders(state),
+            _give_back_lock(state),
+        )
+        if got is NOT_YET:
+            return False
+        self._took(me)
+        return True
 
     def _took_restored(self, me: Any) -> None:
         self._took(me)
@@ -300,10 +371,12 @@ class SharedRLock(RLock):
     def _pass_on(self) -> None:
         self._owner = None
         self._count = 0
-        self._shared.give_mutex()
+        state: SharedState = self._shared
+        with state.guard:
+            _free_lock(state)
 
     def _after_free(self) -> None:
-        pass  # a release that began before promotion freed the semaphore already
+        pass  # a release that began before promotion freed the shared lock already
 
     def _plait_acquire_restore(self, state: Any, me: Any) -> None:
         try:
@@ -317,7 +390,7 @@ class SharedRLock(RLock):
         self._count = state
 
     def locked(self) -> bool:
-        return bool(self._inner._get_value() == 0)
+        return bool(self._shared.words[HOLDER])
 
     def statistics(self) -> LockStatistics:
         waiting, by_kind = _waiting(self)
@@ -341,55 +414,144 @@ class SharedRLock(RLock):
         )
 
 
-# SharedLock.__enter__'s one unsafe moment is closed by deferring a SIGTERM handled there
-defer_in(SharedLock.__enter__)
-defer_in(SharedLock.acquire)
 
 
 def _waiting(obj: Any) -> tuple[int, Any]:
-    """Waiters of this process: coroutines in the local queue, strands blocked in the OS."""
-    with obj._mutex:
-        counts = dict(waiting_by_kind(obj._queue))
-    state: SharedState = obj._shared
-    for kind, n in state.blocked_by_kind().items():
-        counts[kind] = counts.get(kind, 0) + n
+    """Waiters of this process on the shared object, by kind."""
+    counts = obj._shared.waiting_by_kind()
     return sum(counts.values()), MappingProxyType(counts)
 
 
-_VALUE_SLOT: Any = Semaphore.__dict__["_value"]
+# -- semaphores -------------------------------------------------------------------------
+
+
+def _take_permit(state: SharedState, suspect: bool) -> Any:
+    """(mutex held) Take one permit: counted first, then taken (a kill in between leaves
+    a count that the repair gives back only as far as permits are out)."""
+    words = state.words
+    if words[VALUE] > 0:
+        if not state.slots.add(1):
+            words[UNCOUNTED] += 1
+        words[VALUE] -= 1
+        return True
+    if suspect:
+        _repair_permits(state)
+    return NOT_YET
+
+
+def _give_permits(state: SharedState, n: int, bounded: bool) -> None:
+    """(mutex held) Give back ``n`` permits (freed first, then un-counted) and ring up to
+    ``n`` waiters."""
+    words = state.words
+    if bounded and words[VALUE] + n > words[INITIAL]:
+        raise ValueError("Semaphore released too many times")
+    words[VALUE] += n
+    if not state.slots.add(-n):
+        words[UNCOUNTED] -= n
+    state.wake(0, n)
+
+
+def _restore_permits(state: SharedState, held: int) -> int:
+    """(mutex held) Free up to ``held`` permits of a process that is gone (its count is
+    cleared already), never above what is out (initial - free); how many. Permits it held
+    beyond that were given away by others (a semaphore used to signal): they stay
+    consumed (``UNCOUNTED``), so free + counts + uncounted stays the initial value."""
+    words = state.words
+    n = max(0, min(held, int(words[INITIAL] - words[VALUE])))
+    words[UNCOUNTED] += held - n
+    if n:
+        words[VALUE] += n
+        state.wake(0, n)
+    return n
+
+
+def _rebuild_permits(state: SharedState) -> None:
+    """(mutex held, after a holder died inside it) Free permits = initial - counted."""
+    words = state.words
+    words[VALUE] = max(0, words[INITIAL] - state.slots.total() - words[UNCOUNTED])
+
+
+def _repair_permits(state: SharedState) -> None:
+    """(mutex held) Give back the permits of dead processes; report them if any came back."""
+    given, pids = 0, []
+    for tag, held in state.slots.take_dead():
+        if held > 0:
+            n = _restore_permits(state, held)
+            if n:
+                given += n
+                pids.append(_robust.describe(tag))
+    if given:
+        raise BrokenResourceError(
+            f"{given} permit(s) of this shared {state.what} were held by {', '.join(pids)}, "
+            "which died holding them: they are free again, but what they guarded may be "
+            "half-updated"
+        )
+
+
+def _release_mine_permits(state: SharedState) -> None:
+    held = state.slots.take_mine()
+    if held > 0:
+        _restore_permits(state, held)
+
+
+def _give_back_permit(state: SharedState) -> Any:
+    def undo(_got: object) -> None:
+        with state.guard:
+            _give_permits(state, 1, False)
+
+    return undo
 
 
 class _SharedSemaphoreBase:
-    """The promoted form of a semaphore: permits live in one named semaphore.
+    """The promoted form of a semaphore: the permits and each process's count of those it
+    took and has not given back live in shared memory.
 
-    Each process's count of permits it took and has not given back is recorded beside it
-    (see ``_robust``). When a strand finds no permit free and a process that died still
-    held some, those permits are given back (never more than the initial value minus the
-    free ones, so a semaphore used to signal never gains permits) and that strand gets
+    When a strand finds no permit free and a process that died still held some, those
+    permits are given back (never more than the initial value minus the free ones, so a
+    semaphore used to signal never gains permits) and that strand gets
     :class:`plait.BrokenResourceError` naming the dead pid; later ones proceed as usual.
     """
 
     __slots__ = ()
     _shared: SharedState
     _initial: int
-    _mutex: Any
-    _queue: WaitQueue
+    _bounded: bool
 
     def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
         if not blocking and timeout is not None:
             raise ValueError("can't specify timeout for non-blocking acquire")
-        wait = 0.0 if not blocking or not _will_wait(timeout) else timeout
         state = self._shared
-        if sem_wait(
-            state, state.sems[0], self, wait, self._check, state.took_permit, state.give_permit
-        ):
-            if hooks.active:
-                hooks.acquired(current_strand(), self)
-            return True
-        return False
-
-    def _check(self) -> bool:
-        return repair_permits(self._shared, "semaphore")
+        # The uncontended path: one trylock of the robust mutex, a few stores, one unlock
+        # (a SIGTERM handled in this frame waits until it returns, see ``defer_in``).
+        addr = state.addr
+        rc = _trylock(addr)
+        if not rc:
+            words = state.words
+            if words[VALUE] > 0:
+                if not state.slots.add(1):
+                    words[UNCOUNTED] += 1
+                words[VALUE] -= 1
+                _unlock(addr)
+                if hooks.active:
+                    hooks.acquired(current_strand(), self)
+                return True
+            _unlock(addr)
+        else:
+            state.settle(rc)
+        wait = 0.0 if not blocking or not _will_wait(timeout) else timeout
+        got = block(
+            state,
+            self,
+            lambda suspect: _take_permit(state, suspect),
+            deadline_of(wait),
+            state.slots.holders,
+            _give_back_permit(state),
+        )
+        if got is NOT_YET:
+            return False
+        if hooks.active:
+            hooks.acquired(current_strand(), self)
+        return True
 
     @property
     def _value(self) -> int:
@@ -397,13 +559,16 @@ class _SharedSemaphoreBase:
         state: SharedState | None = getattr(self, "_shared", None)
         if state is None:  # (being built by ``_rebuild``)
             return int(_VALUE_SLOT.__get__(self))
-        return int(state.sems[0]._get_value())
+        return int(state.words[VALUE])
 
     @_value.setter
     def _value(self, value: int) -> None:
         _VALUE_SLOT.__set__(self, value)  # only ever the initial value, while being built
 
     def _try_sync(self, blocking: bool, timeout: float | None) -> Any:
+        return MIGRATED
+
+    def _try_async(self, blocking: bool, timeout: float | None) -> Any:
         return MIGRATED
 
     def async_acquire(
@@ -416,47 +581,71 @@ class _SharedSemaphoreBase:
     async def _async_acquire(self, blocking: bool, timeout: float | None) -> bool:
         wait = 0.0 if not blocking or not _will_wait(timeout) else timeout
         state = self._shared
-        gate = bridge(self, check=self._check, took=state.took_permit, untake=state.give_permit)
-        if await gate.wait(wait):
-            if hooks.active:
-                hooks.acquired(current_strand(), self)
-            return True
-        return False
+        got = await async_block(
+            state,
+            self,
+            lambda suspect: _take_permit(state, suspect),
+            deadline_of(wait),
+            state.slots.holders,
+            _give_back_permit(state),
+        )
+        if got is NOT_YET:
+            return False
+        if hooks.active:
+            hooks.acquired(current_strand(), self)
+        return True
 
     def _add(self, n: int, bounded: bool = False) -> None:
         state = self._shared
-        if bounded and state.sems[0]._get_value() + n > self._initial:
-            raise ValueError("Semaphore released too many times")
-        try:
-            state.give_permits(n)
-        except ValueError:
-            raise ValueError("Semaphore released too many times") from None
+        addr = state.addr
+        rc = _trylock(addr)  # (the uncontended path, as in ``acquire``)
+        if not rc:
+            try:
+                _give_permits(state, n, bounded)
+            finally:
+                _unlock(addr)
+            return
+        state.settle(rc)
+        with state.guard:
+            _give_permits(state, n, bounded)
 
     def _give_back(self, _value: object) -> None:
         self._add(1)
 
     def locked(self) -> bool:
-        return bool(self._shared.sems[0]._get_value() == 0)
+        return bool(self._shared.words[VALUE] == 0)
 
     def __aenter__(self) -> Awaitable[Any]:
         return self._async_acquire(True, None)
 
+    def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> Awaitable[None]:
+        self._add(1, self._bounded)
+        return READY
+
     def statistics(self) -> SemaphoreStatistics:
         waiting, by_kind = _waiting(self)
         return SemaphoreStatistics(
-            value=int(self._shared.sems[0]._get_value()),
+            value=int(self._shared.words[VALUE]),
             initial_value=self._initial,
             waiting=waiting,
             waiting_by_kind=by_kind,
         )
 
     def __repr__(self) -> str:
-        value = int(self._shared.sems[0]._get_value())
+        value = int(self._shared.words[VALUE])
         return f"<plait.{type(self).__name__} at {id(self):#x}: value={value}, shared>"
 
     def __reduce__(self) -> tuple[Any, ...]:
         kind = "bsem" if isinstance(self, BoundedSemaphore) else "sem"
         return (_rebuild, (kind, self._shared.prefix, self._initial))
+
+
+_VALUE_SLOT: Any = Semaphore.__dict__["_value"]
 
 
 class SharedSemaphore(_SharedSemaphoreBase, Semaphore):
@@ -466,123 +655,84 @@ class SharedSemaphore(_SharedSemaphoreBase, Semaphore):
 
 
 class SharedBoundedSemaphore(_SharedSemaphoreBase, BoundedSemaphore):
-    """A promoted :class:`plait.BoundedSemaphore` (its maximum is enforced by the OS)."""
+    """A promoted :class:`plait.BoundedSemaphore` (its maximum is kept in shared memory)."""
 
     __slots__ = ()
 
 
-class SharedEvent(Event):
-    """A promoted :class:`plait.Event`: flag and generation in named semaphores.
+# The uncontended paths skip a critical section: a SIGTERM handled in their frame waits
+# until they return (``_add``'s calls too: they ring waiters, and end by themselves).
+defer_in(SharedLock.__enter__)
+defer_in(SharedLock.__exit__)
+defer_in(SharedLock.acquire)
+defer_in(_SharedSemaphoreBase.acquire)
+defer_in(_SharedSemaphoreBase._add, whole_call=True)
 
-    ``set``/``clear`` change them under a shared mutex whose holder is recorded: a
-    process that died inside one is repaired silently (its change was one step).
+
+# -- events -----------------------------------------------------------------------------
+
+
+class SharedEvent(Event):
+    """A promoted :class:`plait.Event`: its flag and a generation (counts ``set()`` calls)
+    in shared memory.
+
+    A waiter notes the generation, announces itself and parks; ``set()`` wakes every
+    waiter in every process, each of which returns ``True`` if the flag is set or the
+    generation moved (a set-then-clear made while it waited counts, as with threading).
     """
 
     __slots__ = ()
 
     def is_set(self) -> bool:
-        return bool(self._shared.sems[1]._get_value() == 1)
-
-    def _lock_mutex(self) -> None:
-        state = self._shared
-        sem_wait(state, state.sems[0], self, None, self._repair, state.took_mutex)
-
-    def _repair(self) -> bool:
-        return repair_owner(self._shared, "event", report=False)
+        return bool(self._shared.words[FLAG])
 
     def set(self) -> None:
-        _mutex, flag, gen = self._shared.sems
-        safepoint.enter()  # (the mutex is taken inside: no cancellation lands in between)
-        try:
-            self._lock_mutex()
-            try:
-                if flag._get_value() == 0:
-                    flag.release()
-                    if gen._get_value() >= SEM_MAX - 1:
-                        gen.acquire(False)  # keep the counter changing without overflow
-                        gen.acquire(False)
-                    gen.release()
-            finally:
-                self._shared.give_mutex()
-        finally:
-            safepoint.leave()
+        state = self._shared
+        with state.guard:
+            words = state.words
+            if not words[FLAG]:
+                words[FLAG] = 1
+                words[GEN] += 1
+                state.wake_all()
 
     def clear(self) -> None:
-        _mutex, flag, _gen = self._shared.sems
-        safepoint.enter()
-        try:
-            self._lock_mutex()
-            try:
-                flag.acquire(False)
-            finally:
-                self._shared.give_mutex()
-        finally:
-            safepoint.leave()
+        state = self._shared
+        with state.guard:
+            state.words[FLAG] = 0
 
     def _signalled(self, gen0: int) -> bool:
-        _mutex, flag, gen = self._shared.sems
-        return bool(flag._get_value() == 1 or gen._get_value() != gen0)
+        words = self._shared.words
+        return bool(words[FLAG] or words[GEN] != gen0)
 
-    # Waiting: a strand parks through the kernel (``park``/``async_park``: its state and
-    # the park/unpark hooks are the kernel's business) in the event's local queue, its
-    # generation noted; one watcher thread per process polls the shared flag while anyone
-    # waits and wakes each waiter that the flag or a newer generation concerns.
+    def _attempt(self) -> Any:
+        words = self._shared.words
+        gen0 = int(words[GEN])
+
+        def attempt(_suspect: bool) -> Any:
+            return True if words[FLAG] or words[GEN] != gen0 else NOT_YET
+
+        return attempt
 
     def wait(self, timeout: float | None = None) -> bool:
-        gen0 = self._shared.sems[2]._get_value()
-        if self._signalled(gen0):
+        state = self._shared
+        if state.words[FLAG]:
             return True
+        if timeout is not None:
+            timeout = stdlib_timeout(timeout)
         if timeout is not None and not timeout > 0:
             return False
-        with self._mutex:
-            waiter = self._queue.enqueue_current(self, gen0)
-            self._watch()
-        return bool(park(waiter, timeout)) or self._signalled(gen0)
+        return block(state, self, self._attempt(), deadline_of(timeout)) is True
 
     def async_wait(self, timeout: float | None = None) -> Coroutine[Any, Any, bool]:
-        return self._async_wait(timeout)
+        return self._async_wait(None if timeout is None else stdlib_timeout(timeout))
 
     async def _async_wait(self, timeout: float | None) -> bool:
-        gen0 = self._shared.sems[2]._get_value()
-        if self._signalled(gen0):
+        state = self._shared
+        if state.words[FLAG]:
             return True
         if timeout is not None and not timeout > 0:
             return False
-        with self._mutex:
-            waiter = self._queue.async_enqueue_current(self, gen0)
-            self._watch()
-        return bool(await async_park(waiter, timeout)) or self._signalled(gen0)
-
-    def _watch(self) -> None:
-        """Start this process's watcher if it is not running (call with the mutex held)."""
-        state = self._shared
-        if not state.watching:
-            state.watching = True
-            threading.Thread(
-                target=self._watcher, name=f"plait-event-{state.prefix}", daemon=True
-            ).start()
-
-    def _watcher(self) -> None:
-        state = self._shared
-        _mutex, flag, gen = state.sems
-        pause = _POLL_MIN
-        while True:
-            is_set = flag._get_value() == 1
-            now = gen._get_value()
-            woken = []
-            with self._mutex:
-                for waiter in list(self._queue):
-                    if is_set or waiter.data != now:
-                        self._queue.remove(waiter, WOKEN)
-                        woken.append(waiter)
-                if not self._queue:
-                    state.watching = False
-            for waiter in woken:
-                waiter.wake()
-            if not state.watching:
-                return
-            pause = _POLL_MIN if woken else min(pause * 2, _POLL_MAX)
-            time.sleep(pause)
+        return await async_block(state, self, self._attempt(), deadline_of(timeout)) is True
 
     def statistics(self) -> EventStatistics:
         waiting, by_kind = _waiting(self)
@@ -600,34 +750,39 @@ class SharedEvent(Event):
 
 
 def promote(obj: Any) -> SharedState:
-    """Move ``obj``'s state into named semaphores and swap in its shared class."""
+    """Move ``obj``'s state into a shared segment and swap in its shared class."""
     woken = []
     with obj._mutex:
         state: SharedState | None = obj._shared
         if state is not None:
             return state
         if isinstance(obj, Lock | RLock):
-            # A local holder keeps holding: the semaphore starts taken and its release
-            # (through either class: ``_inner`` is swapped too) frees it.
+            # A local holder keeps holding: the shared lock starts taken by this process
+            # and its release (through either class: ``_inner`` is swapped too) frees it.
             free = obj._inner.acquire(False)  # if free, the old lock stays taken for good
-            state = SharedState.create("mutex", [(1 if free else 0, 1)])
-            if not free:  # held here: this process is its recorded holder
-                state.took_mutex()
+            state = SharedState.create("lock")
+            if not free:
+                state.words[HOLDER] = _robust.TAG
+            state.release_mine = _release_mine_lock
             obj._owed = not free  # a release in flight on the old lock must pay it here
-            obj._inner = state.sems[0]
+            obj._inner = _SharedInner(state)
             new_cls: type = SharedLock if isinstance(obj, Lock) else SharedRLock
         elif isinstance(obj, Semaphore):
             bounded = isinstance(obj, BoundedSemaphore)
-            maxvalue = obj._initial if bounded else SEM_MAX
-            state = SharedState.create("permits", [(obj._value, max(maxvalue, 1))])
-            state.initial = obj._initial
+            state = SharedState.create("semaphore")
+            words = state.words
+            words[INITIAL] = obj._initial
+            words[VALUE] = obj._value
             out = obj._initial - obj._value
             if out > 0:  # permits held by strands of this process
-                state.record.add(state.record.slot(), out)
+                with state.guard:
+                    state.slots.add(out)
+            state.release_mine = _release_mine_permits
+            state.rebuild = _rebuild_permits
             new_cls = SharedBoundedSemaphore if bounded else SharedSemaphore
         elif isinstance(obj, Event):
-            flag = 1 if obj._flag else 0
-            state = SharedState.create("mutex", [(1, 1), (flag, 1), (0, SEM_MAX)])
+            state = SharedState.create("event")
+            state.words[FLAG] = 1 if obj._flag else 0
             new_cls = SharedEvent
         else:  # pragma: no cover - callers only promote the kinds above
             raise TypeError(f"cannot share {obj!r} with another process")
@@ -647,25 +802,28 @@ def _rebuild(kind: str, prefix: str, initial: int = 0) -> Any:
         obj = _known.get(prefix)
         if obj is not None:
             return obj
-    if kind == "lock":
-        state = SharedState.open(prefix, [1], "plait.Lock", "mutex")
-        obj = Lock.__new__(SharedLock)
-        Lock.__init__(obj)
-        obj._inner = state.sems[0]
-    elif kind == "rlock":
-        state = SharedState.open(prefix, [1], "plait.RLock", "mutex")
-        obj = RLock.__new__(SharedRLock)
-        RLock.__init__(obj)
-        obj._inner = state.sems[0]
+    if kind in ("lock", "rlock"):
+        state = SharedState.open(prefix, "plait.Lock" if kind == "lock" else "plait.RLock")
+        state.what = "lock"
+        state.release_mine = _release_mine_lock
+        if kind == "lock":
+            obj = Lock.__new__(SharedLock)
+            Lock.__init__(obj)
+        else:
+            obj = RLock.__new__(SharedRLock)
+            RLock.__init__(obj)
+        obj._inner = _SharedInner(state)
     elif kind in ("sem", "bsem"):
-        maxvalue = max(initial, 1) if kind == "bsem" else SEM_MAX
-        state = SharedState.open(prefix, [maxvalue], "plait.Semaphore", "permits")
-        state.initial = initial
+        state = SharedState.open(prefix, "plait.Semaphore")
+        state.what = "semaphore"
+        state.release_mine = _release_mine_permits
+        state.rebuild = _rebuild_permits
         cls: Any = SharedBoundedSemaphore if kind == "bsem" else SharedSemaphore
         obj = Semaphore.__new__(cls)
         Semaphore.__init__(obj, initial)
     else:
-        state = SharedState.open(prefix, [1, 1, SEM_MAX], "plait.Event", "mutex")
+        state = SharedState.open(prefix, "plait.Event")
+        state.what = "event"
         obj = Event.__new__(SharedEvent)
         Event.__init__(obj)
     obj._shared = state

@@ -1,100 +1,131 @@
-"""Primitives across processes: promote-on-pickle to named POSIX semaphores.
+"""Primitives across processes: promote-on-pickle to a segment with a robust mutex.
 
-A ``Lock``, ``RLock``, ``Condition``, ``Semaphore``, ``BoundedSemaphore``, ``Event`` or
+A ``Lock``, ``RLock``, ``Semaphore``, ``BoundedSemaphore``, ``Event``, ``Condition`` or
 ``Barrier`` lives in its process until it is first pickled -- passed to a process at spawn,
 or later through a queue or pipe to a worker that already runs. Then it is *promoted*: its
-state moves into named semaphores (``/dev/shm/sem.plait_*``), its class becomes the shared
-variant (``obj.__class__`` is swapped, so objects that are never shared keep the lean
-in-process fast paths), and local strands parked on it are woken to wait again on the shared
-state. Every process then uses the same semaphores::
+state moves into a shared-memory segment of its own, its class becomes the shared variant
+(``obj.__class__`` is swapped, so objects that are never shared keep the lean in-process
+fast paths), and local strands parked on it are woken to wait again on the shared state.
 
-    Lock, RLock        one semaphore, max 1 (1 = free); an RLock's owner strand and depth
-                       stay in the owner's process (only the owner reads or writes them)
-    Semaphore          one semaphore (the permits); BoundedSemaphore: max = initial value
-    Event              mutex (max 1), flag (0/1), generation (counts set() calls)
-    Condition          its lock's, plus sleepers / wake / acks (a notify hands over one
-                       wake per announced waiter and waits for each to be taken)
-    Barrier            its condition's, plus count and phase (read and written only
-                       under that condition's lock)
+One segment per primitive, the same design as a shared queue's (``_channels/_xproc``)::
 
-How each strand kind waits on a shared primitive:
+    0      robust process-shared mutex (``plait._ipc.robust``): guards everything below
+    64     state words: holder tag (Lock, RLock), value / initial (Semaphore), flag and
+           generation (Event), count / state / generation (Barrier)
+    192    per-process slots [tag, count] (``_robust.Slots``): a Semaphore's permits taken,
+           a Barrier's parties counted in
+    1216   wait table (``plait._ipc.doorbell``): who waits, per process
 
-* a thread blocks in ``sem_wait`` itself, in slices of 50 ms: between two it sees its
-  cancel scopes and looks for a dead holder (see below);
-* coroutines never block their loop: one helper thread per shared primitive per process
-  takes units for them and hands each one over through the primitive's local wait queue
-  (FIFO); a coroutine cancelled after the hand-off gives its unit back;
-* ``Event`` waiters poll the flag and the generation counter with a short backoff
-  (50 µs doubling to 5 ms), which also makes a set-then-clear visible as a wake-up.
+Every state change happens with the mutex held, a few word stores long, so a SIGKILL at
+any instant leaves the old or the new state (or a store order that errs on the safe side,
+see each kind) plus an owner-dead mutex; its next acquirer repairs (``EOWNERDEAD``: every
+waiter is told to look again). An RLock's owner strand and depth stay in the owner's
+process (only it reads or writes them).
 
-Robustness. A process strand is cancelled by SIGTERM; every take of a unit and the
-bookkeeping that goes with it (an owner word, a permit count, a condition's announcement)
-happens inside a critical section (``_core.safepoint``), or in a frame that the SIGTERM
-handler waits out (:func:`defer_in`: the uncontended shared ``with lock``, whose section
-would cost more than the lock), so a cancellation never lands between a take and its
-record; a process that ends cancelled gives back whatever is still recorded as its own
-(:func:`let_go_of_mine`). Who holds what is recorded in the anchor segment (``_robust``):
-a waiter that finds the holder dead (SIGKILL) takes its unit over, frees it and raises
-:class:`plait.BrokenResourceError` naming the pid (:func:`repair_owner`,
-:func:`repair_permits`); an Event's internal mutex is repaired silently.
+Waiting. A strand that cannot proceed announces itself in the wait table and parks
+through the kernel (``plait._core.parking``, via the object's doorbell :class:`Room` in its
+process): a thread on its lock, a coroutine on a future of its loop -- one park, one unpark,
+cancel scopes and timeouts as for any plait wait, no helper thread per waiter, no polling.
+The change that lets it proceed (a release, a ``set()``, a ``notify()``) rings its process's
+doorbell; woken, it tries again itself. (A thread first tries a few times, yielding the CPU
+between, before it parks: a hand-off between processes often takes microseconds, less
+than a ring.) A holder can also die *outside* the mutex, while it
+holds the user-level object (a lock taken, permits out, a party counted at a barrier):
+nobody rings then, so a waiter names the holders it waits for to its doorbell, whose
+watcher waits on their ``pidfd``s and wakes it when one exits (where pidfds are not
+available, the waiter parks in slices of :data:`SLICE` and looks again).
+
+Recovery policy (what a waiter that finds a dead holder does):
+
+* Lock, RLock: the lock is freed; the strand that found it gets
+  :class:`plait.BrokenResourceError` naming the dead pid, once (what the lock guarded may
+  be half-updated); later acquirers proceed as usual;
+* Semaphore, BoundedSemaphore: the dead process's permits come back (never more than the
+  initial value minus the free ones, so a semaphore used to signal gains nothing), and the
+  strand that found them gets :class:`plait.BrokenResourceError`, once;
+* Condition: a dead waiter costs ``notify()`` one failed ring (its process's doorbell is
+  gone), never a wait;
+* Barrier: a party that died while counted in breaks the barrier
+  (:class:`threading.BrokenBarrierError` for everyone waiting); ``reset()`` drops dead
+  parties and makes it usable again;
+* Event: nothing to repair (its state is two words changed under the mutex).
+
+Cancellation. A process strand is cancelled by SIGTERM; the robust mutex is held only
+inside a critical section (``_core.safepoint``), and a take that completes while a
+cancellation waits gives its unit back before the cancellation is raised (:func:`block`),
+so a cancellation never lands between a take and its record. The uncontended shared
+``with lock`` skips the section (it would cost more than the lock): a SIGTERM handled in
+its frame waits until it returns (:func:`defer_in`); a process that ends cancelled gives
+back whatever is still recorded as its own (:func:`let_go_of_mine`).
 
 Names and lifetime follow ``plait._ipc.shm``'s one owner-tagged scheme, as a shared queue's
-do: ``plait_sync_<family>_<pid>_<start>_<hex>_`` + ``0``, ``1``, ... for the semaphores
-(``/dev/shm/sem.…``) and + ``ring`` for the anchor segment (one page: the owner records),
-which every process using the object holds. The last process that lets go of the object
-(it is collected, or the process exits) removes every name; if every holder was killed,
-the next promotion or exit of any plait process sweeps them (``shm.sweep_dead``). A
-process that unpickles the object after its names are gone gets
-:class:`plait.BrokenResourceError`, never a hang. ``CapacityLimiter`` does not cross
-processes (its borrowers are objects of one process): pickling one raises ``TypeError``
-at that call.
+do: ``plait_sync_<family>_<pid>_<start>_<hex>_ring`` is the one segment, which every
+process using the object holds. The last process that lets go of the object (it is
+collected, or the process exits) removes it; if every holder was killed, the next plait
+process sweeps it (``shm.sweep_dead``). A process that unpickles the object after its
+name is gone gets :class:`plait.BrokenResourceError`, never a hang. ``CapacityLimiter``
+does not cross processes (its borrowers are objects of one process): pickling one raises
+``TypeError`` at that call.
 
-The shared classes themselves, and promotion, are in ``_shared``; this module is the
-backend they stand on (names, lifetime, owner records, how each strand kind waits on a
-semaphore).
+The shared classes themselves, and promotion, are in ``_shared`` and ``_shared_wait``;
+this module is the backend they stand on.
 """
 
 from __future__ import annotations
 
-import _multiprocessing  # type: ignore[import-not-found]
-import threading
+import os
 import time
 import weakref
 from collections.abc import Callable
 from types import CodeType, FrameType
 from typing import Any
 
-from plait._core import async_park, checkpoint, current_strand, hooks, safepoint
+from plait._core import safepoint
 from plait._errors import BrokenResourceError
-from plait._ipc import shm
-from plait._sync import _robust
-from plait._sync._robust import PAGE, Record, describe, my_tag, tag_alive
+from plait._ipc import doorbell, robust, shm
+from plait._ipc.doorbell import DIED, GONE, UNWATCHED, Room
+from plait._ipc.robust import RobustLock
+from plait._sync._robust import NSLOTS, Slots, tag_alive, tag_pid
 
 __all__ = [
-    "SEM_MAX",
+    "NOT_YET",
     "SharedState",
-    "bridge",
+    "async_block",
+    "block",
     "defer_in",
     "defers",
     "let_go_of_mine",
-    "repair_owner",
-    "repair_permits",
-    "retire_waiters",
-    "sem_wait",
     "sweep",
-    "take",
 ]
 
-_SEMAPHORE = 1
-SEM_MAX: int = _multiprocessing.SemLock.SEM_VALUE_MAX
-_SLICE = 0.05  # a shared wait wakes this often: cancellation, deadlines, a dead holder
+_SPINS = 20  # a thread tries this often (yielding the CPU between) before it parks
+_yield = os.sched_yield
+SLICE = 0.05  # where no pidfd can be watched: how often a waiter looks for a dead holder
 _monotonic = time.monotonic
-SHM_DIR = shm.SHM_DIR
+_enter = safepoint.enter
+_leave = safepoint.leave
+_pending = safepoint.pending
+
+# Segment layout (see the module docstring).
+MUTEX_AT = 0
+WORDS_AT = MUTEX_AT + robust.SIZE
+NWORDS = 16
+SLOTS_AT = WORDS_AT + NWORDS * 8
+TABLE_AT = SLOTS_AT + 2 * NSLOTS * 8
+SIZE = TABLE_AT + doorbell.TABLE_BYTES
+
+# State words.
+HOLDER = 0  # Lock, RLock: the holding process's tag (0: free)
+VALUE, INITIAL, BOUNDED, UNCOUNTED = 1, 2, 3, 4  # Semaphore
+FLAG, GEN = 5, 6  # Event (GEN: counts set() calls); Barrier: GEN counts trips
+COUNT, STATE = 7, 8  # Barrier
+
+#: What an attempt returns when the strand must wait (and :func:`block` on a timeout).
+NOT_YET: Any = type("NotYet", (), {"__repr__": lambda self: "<not yet>"})()
 
 #: Every shared state opened in this process (for :func:`let_go_of_mine`).
 _states: weakref.WeakSet[SharedState] = weakref.WeakSet()
 _swept = False
-
 
 #: Code of plait functions that a SIGTERM waits out (see :func:`defers`): while their own
 #: frame runs, or (``_DEFER_CALL``) while anything they called runs.
@@ -133,157 +164,161 @@ def sweep() -> None:
     shm.sweep_dead()
 
 
-class SharedState:
-    """The named semaphores behind one promoted primitive, its anchor segment (owner
-    records, see ``_robust``), plus its coroutine bridge.
+class _Guard:
+    """The robust mutex taken without looking at cancel scopes: for every change that must
+    not be lost to a cancellation (a release, a give-back, a withdrawal, a notify). The
+    mutex is held for microseconds, so such a wait is short."""
 
-    ``role`` says what the owner records mean: ``"mutex"`` (the owner word is the holder
-    of semaphore 0), ``"permits"`` (slots count permits taken; ``initial`` is the
-    semaphore's initial value), ``"waiters"`` (slots count strands waiting: a Condition)
-    or ``""`` (nothing recorded: a Barrier's counters).
+    __slots__ = ("lock",)
+
+    def __init__(self, lock: RobustLock) -> None:
+        self.lock = lock
+
+    def acquire(self) -> None:
+        self.lock.acquire(None, False)
+
+    def release(self) -> None:
+        self.lock.release()
+
+    def __enter__(self) -> None:
+        self.lock.acquire(None, False)
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
+
+
+class SharedState:
+    """One promoted primitive's segment: its robust mutex, state words, per-process slots
+    and wait table, and this process's :class:`Room` on it (made on the first wait).
+
+    ``release_mine`` (set by the shared class) gives back what this process holds when it
+    ends cancelled.
     """
 
     __slots__ = (
         "__weakref__",
-        "anchor",
-        "blocked",
-        "bridge",
-        "initial",
+        "_room",
+        "addr",
+        "guard",
+        "lock",
         "prefix",
-        "record",
-        "role",
-        "sems",
-        "watching",
+        "rebuild",
+        "release_mine",
+        "segment",
+        "slots",
+        "table",
+        "what",
+        "words",
     )
 
-    def __init__(self, prefix: str, sems: list[Any], anchor: shm.Segment, role: str) -> None:
+    def __init__(self, prefix: str, segment: shm.Segment, create: bool, what: str) -> None:
         self.prefix = prefix
-        self.sems = sems
-        self.anchor = anchor
-        self.record = Record(anchor)
-        self.role = role
-        self.initial = 0
-        self.bridge: _Bridge | None = None
-        self.watching = False  # an Event's watcher thread runs in this process
-        # strands of this process blocked here (set.add/discard are single steps under the
-        # GIL: no lock, so a strand that just took a contended semaphore holds it no longer
-        # than needed before its critical section runs)
-        self.blocked: set[Any] = set()
-        shm.track(self, prefix, anchor)  # the last process to let go removes the names
+        self.segment = segment
+        self.what = what
+        buf = segment.buf
+        try:
+            self.lock = RobustLock(buf, MUTEX_AT, create=create, repair=self._repair, what=what)
+        except BaseException:
+            shm.let_go(prefix, segment)
+            raise
+        self.addr = self.lock.addr
+        self.guard = _Guard(self.lock)
+        self.words: Any = buf[WORDS_AT:SLOTS_AT].cast("q")
+        self.slots = Slots(buf[SLOTS_AT:TABLE_AT].cast("q"))
+        self.table: Any = buf[TABLE_AT:SIZE].cast("q")
+        self._room: Room | None = None
+        self.release_mine: Callable[[SharedState], None] | None = None
+        self.rebuild: Callable[[SharedState], None] | None = None
+        shm.track(self, prefix, segment)  # the last process to let go removes the name
         _states.add(self)
 
-    def enter(self, strand: Any) -> None:
-        """A strand of this process starts blocking on the semaphores (for statistics)."""
-        self.blocked.add(strand)
-
-    def leave(self, strand: Any) -> None:
-        self.blocked.discard(strand)
-
-    def blocked_by_kind(self) -> dict[str, int]:
-        """How many strands of this process block here now, by kind."""
-        counts: dict[str, int] = {}
-        for strand in list(self.blocked):  # (a copy taken in one step)
-            counts[strand.kind] = counts.get(strand.kind, 0) + 1
-        return counts
-
     @classmethod
-    def create(cls, role: str, specs: list[tuple[int, int]]) -> SharedState:
-        """New semaphores ``(value, maxvalue)`` under a fresh owner-tagged prefix."""
+    def create(cls, what: str) -> SharedState:
+        """A new, zeroed segment under a fresh owner-tagged prefix."""
         global _swept
         if not _swept:  # once per process: names left by crashed owners
             _swept = True
             shm.sweep_dead()
         prefix = shm.new_prefix("sync")
-        anchor = shm.Segment(prefix + shm.ANCHOR, PAGE, create=True, hold=True)
-        sems = []
-        try:
-            for i, (value, maxvalue) in enumerate(specs):
-                name = f"/{prefix}{i}"
-                sems.append(_multiprocessing.SemLock(_SEMAPHORE, value, maxvalue, name, False))
-        except BaseException:
-            anchor.close()
-            shm.remove(prefix, shm.ANCHOR)
-            raise
-        return cls(prefix, sems, anchor, role)
+        segment = shm.Segment(prefix + shm.ANCHOR, SIZE, create=True, hold=True)
+        return cls(prefix, segment, True, what)
 
     @classmethod
-    def open(cls, prefix: str, maxvalues: list[int], what: str, role: str) -> SharedState:
+    def open(cls, prefix: str, what: str) -> SharedState:
         try:
-            anchor = shm.Segment(prefix + shm.ANCHOR, hold=True, populate=False)
-            sems = [
-                _multiprocessing.SemLock._rebuild(0, _SEMAPHORE, maxvalue, f"/{prefix}{i}")
-                for i, maxvalue in enumerate(maxvalues)
-            ]
+            segment = shm.Segment(prefix + shm.ANCHOR, hold=True, populate=False)
         except FileNotFoundError:
             raise BrokenResourceError(
                 f"this {what} can no longer be used here: every process that shared it "
                 "has released its process resources (they exited, or the object was "
                 "collected there)"
             ) from None
-        return cls(prefix, sems, anchor, role)
+        return cls(prefix, segment, False, what)
 
-    # -- owner records ----------------------------------------------------------------
+    @property
+    def room(self) -> Room:
+        """This process's waiters on the object (made on the first wait)."""
+        room = self._room
+        if room is None:
+            room = self._room = Room(self.table, self.guard)
+        return room
 
-    def took_mutex(self) -> None:
-        """This process now holds semaphore 0 (call inside a critical section)."""
-        self.record.words[0] = _robust.TAG
+    def _repair(self) -> None:
+        """The mutex's holder died inside (we hold it now): a change of several words may
+        be half done, so the kind's ``rebuild`` recomputes what the others determine (a
+        semaphore's free permits from the counts, a barrier's count from its parties);
+        a waiter may have been owed a ring, so every waiter looks again."""
+        if self.rebuild is not None:
+            self.rebuild(self)
+        doorbell.wake_everyone(self.table)
 
-    def give_mutex(self) -> None:
-        """Un-record and free semaphore 0, in one critical section (``ValueError`` if it
-        was free)."""
-        safepoint.enter()
-        try:
-            self.record.words[0] = 0
-            self.sems[0].release()
-        finally:
-            safepoint.leave()
-
-    def took_permit(self) -> None:
-        """This process took one permit of semaphore 0 (inside a critical section)."""
-        record = self.record
-        record.add(record.slot(), 1)
-
-    def give_permits(self, n: int = 1) -> None:
-        """Un-record and give back ``n`` permits, in one critical section (``ValueError``
-        if a bounded semaphore would go above its maximum: nothing is changed then)."""
-        record, sem = self.record, self.sems[0]
-        safepoint.enter()
-        try:
-            given = 0
+    def settle(self, rc: int) -> None:
+        """A fast path's trylock failed with ``rc``: if a dead holder left the mutex, we
+        hold it now -- repair it and let it go (the caller takes its slow path)."""
+        if rc == robust._EOWNERDEAD:
+            _enter()
             try:
-                for _ in range(n):
-                    sem.release()
-                    given += 1
+                self.lock._recover()
+                robust._unlock(self.addr)
             finally:
-                record.add(record.slot(), -given)
-        finally:
-            safepoint.leave()
+                _leave()
 
-    def give_permit(self) -> None:
-        self.give_permits(1)
+    def wake(self, d: int = 0, n: int = 1) -> None:
+        """(mutex held) Ring up to ``n`` waiters of direction ``d``."""
+        table = self.table
+        while n > 0 and table[d]:
+            doorbell.wake(table, d)
+            n -= 1
 
-    def release_mine(self) -> None:
-        """This process ends (cancelled): give back every unit it still holds here."""
-        record, me = self.record, my_tag()
-        if self.role == "mutex":
-            if record.words[0] == me:
-                record.words[0] = 0
-                try:
-                    self.sems[0].release()
-                except ValueError:
-                    pass
-        elif self.role == "permits":
-            slot = record.registered_slot()
-            held = record.count(slot)
-            if held > 0:
-                record.add(slot, -held)
-                _give_back_permits(self, held)
-        elif self.role == "waiters":
-            slot = record.registered_slot()
-            waiting = record.count(slot)
-            if waiting > 0:
-                record.add(slot, -waiting)
-                retire_waiters(self, waiting)
+    def wake_all(self, d: int = 0) -> None:
+        """(mutex held) Wake every waiter of direction ``d``, in every process."""
+        if self.table[d]:
+            doorbell.wake_all(self.table, d)
+
+    def waiting_by_kind(self) -> dict[str, int]:
+        """Strands of this process waiting on the object now, by kind."""
+        room = self._room
+        counts: dict[str, int] = {}
+        if room is None:
+            return counts
+        with room.mutex:
+            for queue in room.queues:
+                for waiter in queue:
+                    kind = waiter.strand.kind
+                    counts[kind] = counts.get(kind, 0) + 1
+        return counts
+
+    def _watch(self, room: Room, d: int, tags: list[int]) -> float | None:
+        """Have this process's waiters woken when one of ``tags`` exits; the longest a
+        park may last before it looks again (``None``: no limit; ``0``: look now)."""
+        cap: float | None = None
+        for tag in tags:
+            how = room.watch(tag_pid(tag), d)
+            if how == GONE or (how != UNWATCHED and not tag_alive(tag)):
+                return 0.0  # gone already (or the pid is another process's by now)
+            if how == UNWATCHED:
+                cap = SLICE
+        return cap
 
 
 def let_go_of_mine() -> None:
@@ -293,287 +328,137 @@ def let_go_of_mine() -> None:
     a cancellation that landed where no ``with`` could see it (entering or leaving one).
     """
     for state in list(_states):
+        release = state.release_mine
+        if release is None:
+            continue
         try:
-            state.release_mine()
+            with state.guard:
+                release(state)
         except Exception:  # pragma: no cover - ending anyway; the next user repairs it
             pass
 
 
-def _give_back_permits(state: SharedState, n: int) -> int:
-    """Return up to ``n`` permits, never above what is out (initial - value); how many."""
-    sem = state.sems[0]
-    out = state.initial - int(sem._get_value())
-    given = 0
-    for _ in range(min(n, out)):
-        try:
-            sem.release()
-        except ValueError:  # a bounded semaphore already full
-            break
-        given += 1
-    return given
+def _slice(left: float | None, cap: float | None) -> float | None:
+    if cap is None:
+        return left
+    return cap if left is None else min(left, cap)
 
 
-def retire_waiters(state: SharedState, n: int) -> int:
-    """Take ``n`` dead waiters out of a condition's counts: their announcements first, then
-    wakes posted for them; return how many wakes were taken back."""
-    sleepers, wake, _acks = state.sems
-    taken = 0
-    for _ in range(n):
-        if sleepers.acquire(False):
-            continue
-        if wake.acquire(False):
-            taken += 1
-    return taken
-
-
-# -- repairs: a holder died ---------------------------------------------------------------
-
-
-def repair_owner(state: SharedState, what: str, *, report: bool = True) -> bool:
-    """Semaphore 0's recorded holder is dead: take its unit over and give it back.
-
-    Raises :class:`plait.BrokenResourceError` naming the dead process (``report``), or
-    returns ``True`` when it repaired silently; ``False`` if there was nothing to repair.
-    """
-    record = state.record
-    tag = record.owner
-    if tag == 0 or tag_alive(tag):
-        return False
-    safepoint.enter()
-    try:
-        with record.claim():
-            if record.owner != tag:
-                return False  # repaired (or taken and freed) meanwhile
-            record.words[0] = my_tag()  # the dead owner's unit is ours now...
-            record.words[0] = 0
-            state.sems[0].release()  # ...and free again
-    finally:
-        safepoint.leave()
-    if report:
-        raise BrokenResourceError(
-            f"this shared {what} was held by {describe(tag)}, which died holding it: it is "
-            "free again, but what it guarded may be half-updated"
-        )
-    return True
-
-
-def repair_permits(state: SharedState, what: str) -> bool:
-    """Give back permits held by dead processes; report them (raises) if any came back."""
-    record = state.record
-    dead = record.dead()
-    if not dead:
-        return False
-    given, pids = 0, []
-    safepoint.enter()
-    try:
-        with record.claim():
-            for slot, tag, _count in dead:
-                held = record.clear_slot(slot, tag)
-                if held > 0:
-                    n = _give_back_permits(state, held)
-                    if n:
-                        given += n
-                        pids.append(describe(tag))
-    finally:
-        safepoint.leave()
-    if given:
-        raise BrokenResourceError(
-            f"{given} permit(s) of this shared {what} were held by {', '.join(pids)}, "
-            "which died holding them: they are free again, but what they guarded may be "
-            "half-updated"
-        )
-    return False
-
-
-# -- waiting on a semaphore, per strand kind --------------------------------------------
-
-
-def take(
-    sem: Any,
-    timeout: float | None = None,
-    took: Callable[[], None] | None = None,
-    untake: Callable[[], None] | None = None,
-) -> bool:
-    """One try at ``sem`` (``timeout`` None: do not block), inside a critical section.
-
-    ``took()`` records the unit (an owner word, a count, an ack) before a cancellation
-    can land; a cancellation that came meanwhile is raised when the section ends -- after
-    ``untake()`` gave the unit back, if given (else the caller knows it holds it, through
-    what ``took`` recorded). A signal that arrives while blocked waits for the end of this
-    slice, at most.
-    """
-    safepoint.enter()
-    try:
-        got = bool(sem.acquire(False) if timeout is None else sem.acquire(True, timeout))
-        if got:
-            if took is not None:
-                took()
-            if untake is not None and safepoint.pending():
-                untake()
-    finally:
-        safepoint.leave()
-    return got
-
-
-def sem_wait(
+def block(
     state: SharedState,
-    sem: Any,
     on: object,
-    wait: float | None,
-    check: Callable[[], bool] | None = None,
-    took: Callable[[], None] | None = None,
-    untake: Callable[[], None] | None = None,
-) -> bool:
-    """Take one unit of ``sem`` from a thread; ``wait`` None = forever, 0 = try once.
+    attempt: Callable[[bool], Any],
+    deadline: float | None,
+    blockers: Callable[[], list[int]] | None = None,
+    undo: Callable[[Any], None] | None = None,
+    d: int = 0,
+) -> Any:
+    """Run ``attempt(suspect)`` with the mutex held until it returns something other than
+    :data:`NOT_YET` (returned); park the calling thread in direction ``d`` between tries.
 
-    The wait goes in slices: between two, a cancel scope is checked and ``check()`` looks
-    for a dead holder (it raises :class:`plait.BrokenResourceError`, or returns ``True``
-    after a silent repair); it runs once more before a timeout is reported, so a unit
-    lost with a dead process never makes a wait just time out without saying why.
-    ``took``/``untake``: see :func:`take`.
+    ``suspect`` is true when a holder may have died (a watched process exited, a slice
+    ended, or this is the last try before the deadline): the attempt then looks for dead
+    holders and repairs (or raises). ``blockers()`` (mutex held, after a failed attempt)
+    are the tags of the processes that hold what the strand waits for: their exit wakes
+    it. ``undo(result)`` gives a result back when a cancellation came while it was taken
+    (it is raised afterwards). ``deadline`` (monotonic) ``None``: no limit; past: one try.
     """
-    if take(sem, None, took, untake):
-        return True
-    if wait == 0:
-        if check is not None and check():
-            return take(sem, None, took, untake)
-        return False
-    strand = current_strand()
-    deadline = None if wait is None else _monotonic() + wait
-    strand.state = "parked"
-    strand.parked_on = on
-    state.enter(strand)
-    if hooks.active:
-        hooks.parked(strand, on)
-    outcome = "timeout"
-    try:
-        while True:
-            if strand.cancel_scopes:
-                checkpoint()
-            left = None if deadline is None else deadline - _monotonic()
-            if left is not None and left <= 0:
-                if check is not None and check() and take(sem, None, took, untake):
-                    outcome = "woken"
-                    return True
-                return False
-            if take(sem, _SLICE if left is None else min(_SLICE, left), took, untake):
-                outcome = "woken"
-                return True
-            if check is not None:
-                check()
-    except BaseException:
-        outcome = "cancelled"
-        raise
-    finally:
-        strand.state = "running"
-        strand.parked_on = None
-        state.leave(strand)
-        if hooks.active:
-            hooks.unparked(strand, on, outcome)
+    lock = state.lock
+    suspect = False
+    spins = _SPINS
+    while True:
+        final = deadline is not None and _monotonic() >= deadline
+        waiter = None
+        room: Room | None = state._room
+        _enter()
+        try:
+            lock.acquire()
+            try:
+                got = attempt(suspect or final)
+                if got is NOT_YET and not final and spins:
+                    spins -= 1  # a hand-off between processes often comes in microseconds
+                elif got is NOT_YET and not final:
+                    room = state.room
+                    waiter = room.enqueue(d, on, False)
+                    tags = blockers() if blockers is not None else []
+            finally:
+                lock.release()
+            if got is not NOT_YET and undo is not None and _pending():
+                undo(got)
+        finally:
+            try:
+                _leave()  # (raises a cancellation that came meanwhile)
+            except BaseException:
+                if waiter is not None and room is not None:
+                    room.abandon(waiter, d)
+                raise
+        if got is NOT_YET and waiter is None and not final:
+            _yield()  # (spinning: let the holder run, then try again)
+            continue
+        if got is not NOT_YET or waiter is None or room is None:
+            return got
+        cap = state._watch(room, d, tags) if tags else None
+        left = None if deadline is None else max(deadline - _monotonic(), 0.0)
+        wait = _slice(left, cap)
+        woken = room.park(waiter, d, wait)
+        suspect = (woken and waiter.value is DIED) or (not woken and wait != left)
 
 
-class _Bridge:
-    """One helper thread per shared primitive per process, taking units for coroutines.
-
-    Coroutines wait in the primitive's local queue (FIFO); the helper blocks on the
-    semaphore and hands each unit it takes to the first waiter, or gives it back if
-    nobody waits any more. A unit is recorded (``took``) as soon as it is taken, so this
-    process is its known holder from then on; ``untake`` un-records it and gives it back.
-    A dead holder found between two slices is reported to the first waiter (its
-    ``async_*`` call raises :class:`plait.BrokenResourceError`).
-    """
-
-    __slots__ = ("ack", "check", "obj", "running", "sem", "state", "took", "untake")
-
-    def __init__(
-        self,
-        obj: Any,
-        state: SharedState,
-        sem: Any,
-        ack: Any = None,
-        check: Callable[[], bool] | None = None,
-        took: Callable[[], None] | None = None,
-        untake: Callable[[], None] | None = None,
-    ) -> None:
-        self.obj = obj
-        self.state = state
-        self.sem = sem
-        self.ack = ack  # posted once per unit taken for a coroutine (Condition's handshake)
-        self.check = check
-        self.took = took
-        self.untake = untake if untake is not None else sem.release
-        self.running = False
-
-    async def wait(self, wait: float | None, undo: Any = None) -> bool:
-        sem = self.sem
-        if take(sem, None, self.took, self.untake):
-            if self.ack is not None:
-                self.ack.release()
-            return True
-        if wait == 0:
-            if self.check is not None and self.check():
-                return take(sem, None, self.took, self.untake)
-            return False
-        obj = self.obj
-        with obj._mutex:
-            waiter = obj._queue.async_enqueue_current(obj)
-            if not self.running:
-                self.running = True
-                threading.Thread(
-                    target=self._serve, name=f"plait-bridge-{self.state.prefix}", daemon=True
-                ).start()
-        got = await async_park(waiter, wait, self._give_back if undo is None else undo)
-        if got and isinstance(waiter.value, BrokenResourceError):
-            raise waiter.value
-        if not got and self.check is not None and self.check():
-            return take(sem, None, self.took, self.untake)  # repaired silently at the end
-        return got
-
-    def _give_back(self, value: object) -> None:
-        if not isinstance(value, BrokenResourceError):
-            self.untake()
-
-    def _serve(self) -> None:
-        obj, sem, took = self.obj, self.sem, self.took
-        while True:
-            with obj._mutex:
-                if not obj._queue:
-                    self.running = False
-                    return
-            if sem.acquire(True, _SLICE):
-                if took is not None:
-                    took()
-                with obj._mutex:
-                    waiter = obj._queue.pop()
-                if waiter is None:
-                    self.untake()
-                else:
-                    if self.ack is not None:
-                        self.ack.release()
-                    waiter.wake()
-            elif self.check is not None:
-                try:
-                    self.check()
-                except BrokenResourceError as exc:
-                    with obj._mutex:
-                        waiter = obj._queue.pop(exc)
-                    if waiter is not None:
-                        waiter.wake()
+async def async_block(
+    state: SharedState,
+    on: object,
+    attempt: Callable[[bool], Any],
+    deadline: float | None,
+    blockers: Callable[[], list[int]] | None = None,
+    undo: Callable[[Any], None] | None = None,
+    d: int = 0,
+) -> Any:
+    """:func:`block` for a coroutine (its loop never blocks: it parks on a future)."""
+    lock = state.lock
+    suspect = False
+    while True:
+        final = deadline is not None and _monotonic() >= deadline
+        waiter = None
+        room: Room | None = state._room
+        _enter()
+        try:
+            lock.acquire()
+            try:
+                got = attempt(suspect or final)
+                if got is NOT_YET and not final:
+                    room = state.room
+                    waiter = room.enqueue(d, on, True)
+                    tags = blockers() if blockers is not None else []
+            finally:
+                lock.release()
+            if got is not NOT_YET and undo is not None and _pending():
+                undo(got)
+        finally:
+            try:
+                _leave()  # (raises a cancellation that came meanwhile)
+            except BaseException:
+                if waiter is not None and room is not None:
+                    room.abandon(waiter, d)
+                raise
+        if got is not NOT_YET or waiter is None or room is None:
+            return got
+        cap = state._watch(room, d, tags) if tags else None
+        left = None if deadline is None else max(deadline - _monotonic(), 0.0)
+        wait = _slice(left, cap)
+        woken = await room.async_park(waiter, d, wait)
+        suspect = (woken and waiter.value is DIED) or (not woken and wait != left)
 
 
-def bridge(
-    obj: Any,
-    index: int = 0,
-    ack: int | None = None,
-    check: Callable[[], bool] | None = None,
-    took: Callable[[], None] | None = None,
-    untake: Callable[[], None] | None = None,
-) -> _Bridge:
-    """The coroutine bridge of ``obj``'s semaphore ``index`` (acking on ``ack``)."""
-    state: SharedState = obj._shared
-    bridge = state.bridge
-    if bridge is None:
-        ack_sem = None if ack is None else state.sems[ack]
-        bridge = _Bridge(obj, state, state.sems[index], ack_sem, check, took, untake)
-        state.bridge = bridge
-    return bridge
+def deadline_of(wait: float | None) -> float | None:
+    """A wait in seconds (``None``: no limit; 0: try once) as a monotonic deadline."""
+    if wait is None:
+        return None
+    return _monotonic() + wait
+
+
+# The uncontended fast paths (``_shared``) hold the mutex without a critical section (it
+# would cost more than the path): a SIGTERM handled while they, or these short calls of
+# theirs, run waits until they return (see :func:`defers`).
+defer_in(Slots.add, whole_call=True)
+defer_in(Slots.mine, whole_call=True)
+defer_in(SharedState.settle, whole_call=True)

@@ -39,7 +39,7 @@ def _condition(on: object | None, count: int | None, strands: list[Strand] | Non
     parked = [
         s
         for s in all_strands()
-        # plait's own service threads (plait-loop, plait-bridge-..., plait-pool-...) may
+        # plait's own service threads (plait-loop, plait-doorbell, plait-pool-...) may
         # park too; they are never the strands a test is waiting for.
         if s is not me and _blocked(s) and (on is not None or not s.name.startswith("plait-"))
     ]
