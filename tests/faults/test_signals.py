@@ -165,26 +165,11 @@ def _run_case(case: str, target: str, index: int, tmp_path: Path) -> None:
         _kill_everything(proc, marker)
 
 
-# Found by this suite, not fixed yet (both depend on the moment, hence strict=False):
-SECOND_SIGINT_WAITS = pytest.mark.xfail(
-    strict=False,
-    reason="a second SIGINT during the grace does not end the script at once: "
-    "asyncio.Runner raises KeyboardInterrupt out of run_until_complete, then Runner.close() "
-    "cancels the main task and waits for it, and the TaskGroup's __aexit__ still waits the "
-    "whole grace (5 s here) for the thread strand blocked in time.sleep before exiting 130",
-)
-GROUP_SIGINT_AT_POOL_START = pytest.mark.xfail(
-    strict=False,
-    reason="Ctrl-C to the whole process group while Pool(2) starts its workers: a worker "
-    "forked by the fork server dies of the SIGINT before it is set up, the fork server "
-    "connection closes, and Pool() raises EOFError('unexpected EOF') (exit code 1) "
-    "instead of the KeyboardInterrupt",
-)
 CASES = [
     ("sigint", "pid"),
-    pytest.param("sigint", "group", marks=GROUP_SIGINT_AT_POOL_START),
-    pytest.param("sigint-twice", "pid", marks=SECOND_SIGINT_WAITS),
-    pytest.param("sigint-twice", "group", marks=SECOND_SIGINT_WAITS),
+    ("sigint", "group"),
+    ("sigint-twice", "pid"),
+    ("sigint-twice", "group"),
     ("sigterm", "pid"),
     ("sigterm", "group"),
 ]
