@@ -186,3 +186,48 @@ def test_signal_at_a_random_moment(case: str, target: str, index: int, tmp_path:
 @pytest.mark.parametrize(("case", "target"), CASES)
 def test_signal_at_a_random_moment_many(case: str, target: str, index: int, tmp_path: Path) -> None:
     _run_case(case, target, index, tmp_path)
+
+
+BLOCKING_MAIN = """
+import sys, time
+import plait
+
+async def main():
+    print("ready", flush=True)
+    time.sleep(30)  # synchronous: a cancellation reaches main only when it returns
+
+try:
+    plait.run(main)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+    sys.exit(130)
+"""
+
+
+def test_ctrl_c_while_main_blocks_in_synchronous_code(tmp_path: Path) -> None:
+    """One Ctrl-C while the coroutine ``main`` itself runs a blocking synchronous call
+    raises KeyboardInterrupt there at once, as in a plain program (a cancellation would
+    wait for the call to return)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", BLOCKING_MAIN],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        start_new_session=True,
+    )
+    try:
+        _wait_ready(proc, "blocking-main")
+        time.sleep(0.2)  # (into the sleep: the handler runs between its bytecodes anyway)
+        sent = _signal(proc, signal.SIGINT, "pid")
+        try:
+            out = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            pytest.fail("a Ctrl-C did not end main's blocking call within 10 s")
+        elapsed = time.monotonic() - sent
+        assert proc.returncode == 130, f"exit code {proc.returncode}: {out[1][-2000:]!r}"
+        assert "interrupted" in out[0]
+        assert elapsed <= 1.0, f"ended {elapsed:.2f} s after the signal"
+    finally:
+        _kill_everything(proc, "no-marker")

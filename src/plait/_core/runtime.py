@@ -20,6 +20,8 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from plait._core.safepoint import deliver
+
 __all__ = ["Runtime", "add_hurry_listener", "hurried", "run", "runtime"]
 
 T = TypeVar("T")
@@ -147,14 +149,19 @@ def _hurry(loop: asyncio.AbstractEventLoop) -> None:
         fn(loop)
 
 
+def _raise_keyboard_interrupt() -> None:
+    raise KeyboardInterrupt()
+
+
 def _wake() -> None:
     """(Scheduled from the SIGINT handler: it makes the loop's selector return.)"""
 
 
 class _Interrupts:
     """plait.run's SIGINT handler for a coroutine ``main``, as asyncio.Runner's but with a
-    second step: 1st Ctrl-C cancels ``main``, 2nd hurries the loop (no more grace) and
-    cancels it again, 3rd raises KeyboardInterrupt wherever the main thread is."""
+    second step: 1st Ctrl-C cancels ``main`` (or raises KeyboardInterrupt in it, if ``main``
+    itself is running synchronous code), 2nd hurries the loop (no more grace) and cancels it
+    again, 3rd raises KeyboardInterrupt wherever the main thread is."""
 
     def __init__(self) -> None:
         self.count = 0
@@ -172,6 +179,12 @@ class _Interrupts:
         task, loop = self.task, self.loop
         if task is None or loop is None or task.done() or self.count > 2:
             raise KeyboardInterrupt()
+        if self.count == 1 and asyncio.current_task(loop) is task:
+            # main itself is running, in synchronous code (a blocking call) that a
+            # cancellation would reach only when it returns: raise here, as a plain program
+            # would (after a critical section of plait's own, if in one).
+            deliver(_raise_keyboard_interrupt)
+            return
         if self.count == 2:
             _hurry(loop)
         task.cancel()
