@@ -231,3 +231,49 @@ def test_ctrl_c_while_main_blocks_in_synchronous_code(tmp_path: Path) -> None:
         assert elapsed <= 1.0, f"ended {elapsed:.2f} s after the signal"
     finally:
         _kill_everything(proc, "no-marker")
+
+
+FORK_SERVER_KILLED = """
+import os, signal, sys
+from multiprocessing import forkserver
+import plait
+
+def square(x):
+    return x * x
+
+if __name__ == "__main__":
+    from plait._ipc.context import get_context
+
+    get_context()  # (configures plait's preload)
+    forkserver.ensure_running()  # starts the fork server: it preloads plait for a while
+    os.kill(forkserver._forkserver._forkserver_pid, signal.SIGINT)  # a Ctrl-C meanwhile
+    with plait.Pool(1) as pool:
+        print(pool.map(square, [1, 2, 3]), flush=True)
+    os.kill(forkserver._forkserver._forkserver_pid, signal.SIGINT)  # (it ignores this one)
+    with plait.TaskGroup() as tg:
+        task = tg.spawn(square, 4, on="process")
+    print(task.result(), flush=True)
+"""
+
+
+@pytest.mark.parametrize("run", range(3))
+def test_a_fork_server_killed_by_ctrl_c_while_it_starts_is_replaced(
+    run: int, tmp_path: Path
+) -> None:
+    """A Ctrl-C to the process group reaches the fork server too; before it is set up it
+    dies of it. The starts that were waiting on it are made again on a new one (they
+    failed with EOFError('unexpected EOF'))."""
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", FORK_SERVER_KILLED],
+            check=False,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=60,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("the program did not end within 60 s")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split("\n")[:2] == ["[1, 4, 9]", "16"], done.stdout

@@ -166,4 +166,3 @@ def popen_class(method: str) -> type:
         cls = type(f"Watched{method.capitalize()}Popen", (WatchedPopen, base), {})
         _popen_classes[base] = cls
     return cls
-
