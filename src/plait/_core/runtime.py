@@ -15,11 +15,14 @@ import atexit
 import concurrent.futures
 import inspect
 import os
+import signal
 import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["Runtime", "run", "runtime"]
+from plait._core.safepoint import deliver
+
+__all__ = ["Runtime", "add_hurry_listener", "hurried", "run", "runtime"]
 
 T = TypeVar("T")
 
@@ -118,11 +121,124 @@ def _new_loop_factory(use_uvloop: bool) -> Callable[[], asyncio.AbstractEventLoo
     return factory
 
 
+# -- a second Ctrl-C: no more grace -----------------------------------------------------
+#
+# The first Ctrl-C cancels ``main``; task groups then give their thread and process strands
+# ``grace`` seconds. A second Ctrl-C during that grace means "now": the loop is marked
+# *hurried*, and every task group waiting on it abandons its threads (CancellationIgnored,
+# named in a note) and kills its processes at once. (Upper layers listen: ``_core`` imports
+# nothing above it.)
+
+_hurried: set[asyncio.AbstractEventLoop] = set()  # (plait.run's loops, until it returns)
+_hurry_listeners: list[Callable[[asyncio.AbstractEventLoop], None]] = []
+
+
+def hurried(loop: asyncio.AbstractEventLoop | None) -> bool:
+    """Whether a second Ctrl-C asked the code on ``loop`` to stop without grace."""
+    return loop is not None and loop in _hurried
+
+
+def add_hurry_listener(fn: Callable[[asyncio.AbstractEventLoop], None]) -> None:
+    """Call ``fn(loop)`` (on the loop's thread) when ``loop`` is hurried."""
+    _hurry_listeners.append(fn)
+
+
+def _hurry(loop: asyncio.AbstractEventLoop) -> None:
+    _hurried.add(loop)
+    for fn in list(_hurry_listeners):
+        fn(loop)
+
+
+def _raise_keyboard_interrupt() -> None:
+    raise KeyboardInterrupt()
+
+
+def _wake() -> None:
+    """(Scheduled from the SIGINT handler: it makes the loop's selector return.)"""
+
+
+class _Interrupts:
+    """plait.run's SIGINT handler for a coroutine ``main``, as asyncio.Runner's but with a
+    second step: 1st Ctrl-C cancels ``main`` (or raises KeyboardInterrupt in it, if ``main``
+    itself is running synchronous code), 2nd hurries the loop (no more grace) and cancels it
+    again, 3rd raises KeyboardInterrupt wherever the main thread is."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.cancels = 0
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.task: asyncio.Task[Any] | None = None
+
+    async def main(self, main: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+        self.loop = asyncio.get_running_loop()
+        self.task = asyncio.current_task()
+        return await main(*args)
+
+    def on_sigint(self, signum: int, frame: Any) -> None:
+        self.count += 1
+        task, loop = self.task, self.loop
+        if task is None or loop is None or task.done() or self.count > 2:
+            raise KeyboardInterrupt()
+        if self.count == 1 and asyncio.current_task(loop) is task:
+            # main itself is running, in synchronous code (a blocking call) that a
+            # cancellation would reach only when it returns: raise here, as a plain program
+            # would (after a critical section of plait's own, if in one).
+            deliver(_raise_keyboard_interrupt)
+            return
+        if self.count == 2:
+            _hurry(loop)
+        task.cancel()
+        self.cancels += 1
+        loop.call_soon_threadsafe(_wake)
+
+    def outcome(self, cancel: asyncio.CancelledError) -> BaseException:
+        """KeyboardInterrupt if only our Ctrl-C cancelled ``main``, else ``cancel``."""
+        task = self.task
+        if not self.cancels or task is None:
+            return cancel
+        left = 0
+        for _ in range(self.cancels):
+            left = task.uncancel()
+        return KeyboardInterrupt() if left == 0 else cancel
+
+
+def _run_coroutine_function(
+    main: Callable[..., Any], args: tuple[Any, ...], use_uvloop: bool
+) -> Any:
+    own_sigint = (
+        threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    )
+    interrupts = _Interrupts()
+    if own_sigint:
+        # asyncio.Runner installs its handler only over the default one: ours goes first.
+        signal.signal(signal.SIGINT, interrupts.on_sigint)
+    try:
+        with asyncio.Runner(loop_factory=_new_loop_factory(use_uvloop)) as runner:
+            try:
+                return runner.run(interrupts.main(main, args))
+            except asyncio.CancelledError as cancel:
+                outcome = interrupts.outcome(cancel)
+                if outcome is cancel:
+                    raise
+            # (Runner.close() runs here: what is left on the loop is cancelled and awaited;
+            # a hurried loop's task groups do not wait out their grace.)
+        raise outcome from None
+    finally:
+        if interrupts.loop is not None:
+            _hurried.discard(interrupts.loop)
+        if own_sigint and signal.getsignal(signal.SIGINT) is interrupts.on_sigint:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def run(main: Callable[..., Any], *args: Any, use_uvloop: bool = False) -> Any:
     """Run ``main(*args)`` -- a coroutine function or a plain function -- and return its result.
 
     A coroutine function runs on a new event loop (uvloop's with ``use_uvloop=True``) that
-    is closed at the end, as :func:`asyncio.run`. A plain function runs in the calling
+    is closed at the end, as :func:`asyncio.run`. Ctrl-C cancels it and comes out as
+    ``KeyboardInterrupt``; a second Ctrl-C while task groups give their strands ``grace``
+    ends that grace at once (threads abandoned, processes killed); a third raises
+    ``KeyboardInterrupt`` wherever the program is. A plain function runs in the calling
     thread; the coroutine strands it spawns run on the runtime's background loop.
     """
     if inspect.iscoroutine(main):
@@ -137,6 +253,5 @@ def run(main: Callable[..., Any], *args: Any, use_uvloop: bool = False) -> Any:
             raise RuntimeError(
                 "plait.run() cannot be called from a running event loop; await main() instead"
             )
-        with asyncio.Runner(loop_factory=_new_loop_factory(use_uvloop)) as runner:
-            return runner.run(main(*args))
+        return _run_coroutine_function(main, args, use_uvloop)
     return main(*args)

@@ -14,7 +14,9 @@ arrives as :class:`plait.RemoteError` with its type name, message and traceback.
 
 from __future__ import annotations
 
+import copyreg
 import io
+import multiprocessing.connection
 import pickle
 import traceback
 from collections import ChainMap
@@ -45,6 +47,24 @@ PROTOCOL = 5
 # a bare descriptor number, closed or another file on the other side. The live registry, so
 # a reducer registered later is honoured too.
 _MP_REDUCERS: dict[type, Callable[[Any], Any]] = ForkingPickler._extra_reducers  # type: ignore[attr-defined]
+
+
+def _refuse_plain_pickle(obj: Any) -> Any:
+    raise TypeError(
+        f"cannot pickle {type(obj).__qualname__!r} object with the plain pickler: its OS "
+        f"handle must be duplicated for the receiver. Send it through plait (a queue, a "
+        f"strand's arguments) or multiprocessing, which do that"
+    )
+
+
+# The plain pickler would pickle a Connection as its bare descriptor number (a socket it
+# refuses already). Make it refuse a Connection too: plait's hot paths pickle plainly first
+# and fall back to :func:`dumps` (with the reducers above) when that fails, so a Connection
+# -- even deep inside an item -- crosses properly at no cost to every other put. (Pickling
+# with multiprocessing's or plait's pickler is unaffected: their reducers come first.)
+for _cls in list(_MP_REDUCERS):
+    if issubclass(_cls, multiprocessing.connection._ConnectionBase):
+        copyreg.pickle(_cls, _refuse_plain_pickle)
 
 
 class _Pickler(pickle.Pickler):

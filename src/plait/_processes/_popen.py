@@ -9,12 +9,61 @@ everyone else reads what it published, parked on the kernel's wait queue.
 from __future__ import annotations
 
 import os
+import time
 import weakref
 from typing import Any
 
 from plait._core import WaitQueue, async_park, new_mutex, park
 
-__all__ = ["WatchedPopen", "popen_class"]
+__all__ = ["WatchedPopen", "popen_class", "start_restarting_fork_server"]
+
+# -- Ctrl-C and the fork server ---------------------------------------------------------
+#
+# A terminal's Ctrl-C signals the whole process group, the fork server included. The stdlib
+# fork server ignores SIGINT only once its preloading is done (the interpreter, then plait,
+# to import first); a Ctrl-C before that kills it, and every start waiting on it fails with
+# EOFError('unexpected EOF') instead of the KeyboardInterrupt the parent received. (Neither
+# a blocked mask nor an ignored disposition can be handed to it safely: the stdlib spawns it
+# with its mask reset, and ignoring SIGINT in the parent for that moment could lose the
+# parent's own Ctrl-C.) So a start that finds its fork server dead before it answered is
+# made again: the stdlib then starts a new fork server. The Ctrl-C itself reaches the
+# parent as usual (KeyboardInterrupt, or the cancellation asyncio makes of it).
+
+FORK_SERVER_RESTARTS = 3
+
+
+def _fork_server_died() -> bool:
+    """Whether the stdlib's fork server process is gone (without reaping it: the stdlib's
+    ``ensure_running`` does that, then starts a new one)."""
+    from multiprocessing import forkserver
+
+    pid = getattr(getattr(forkserver, "_forkserver", None), "_forkserver_pid", None)
+    if pid is None:
+        return False
+    for _ in range(100):  # (its descriptors close a moment before it is a zombie)
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                state = f.read().rsplit(b")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return True  # (no /proc entry: gone, or a platform without /proc: try again)
+        if state in (b"Z", b"X"):
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def start_restarting_fork_server(process: Any) -> None:
+    """``process.start()``; a start that failed because the fork server died (a Ctrl-C to
+    the process group while it started) is made again, on a new fork server."""
+    for attempt in range(FORK_SERVER_RESTARTS + 1):
+        try:
+            process.start()
+            return
+        except EOFError:
+            if attempt == FORK_SERVER_RESTARTS or process._popen is not None:
+                raise
+            if not _fork_server_died():
+                raise
 
 
 class WatchedPopen:
@@ -36,7 +85,17 @@ class WatchedPopen:
         self._plait_exited = False
         self._plait_reaped = False
         self._plait_process = weakref.ref(process_obj)
-        super().__init__(process_obj)  # type: ignore[call-arg]
+        for attempt in range(FORK_SERVER_RESTARTS + 1):
+            try:
+                super().__init__(process_obj)  # type: ignore[call-arg]
+                return
+            except EOFError:
+                # (only a fork-server start reads an EOF here: see _fork_server_died)
+                if attempt == FORK_SERVER_RESTARTS or not _fork_server_died():
+                    raise
+                finalizer = getattr(self, "finalizer", None)
+                if finalizer is not None:
+                    finalizer()  # the failed start's descriptors
 
     def poll(self, flag: int = os.WNOHANG) -> int | None:
         if flag != os.WNOHANG:

@@ -32,6 +32,7 @@ from plait._core import (
 )
 from plait._core.awaitables import describe_callable, refuse_awaitable, returns_awaitable
 from plait._core.green import drive, greenlet_module
+from plait._core.runtime import add_hurry_listener, hurried
 from plait._core.strands import (
     note_self_strand_loop,
 )
@@ -53,6 +54,19 @@ from plait._tasks._task import (
 )
 
 __all__ = ["TaskGroup"]
+
+# Groups waiting for their children in ``__aexit__``: a second Ctrl-C under plait.run
+# (the loop is "hurried") ends their grace at once.
+_exiting: set[TaskGroup] = set()
+
+
+def _on_hurry(loop: asyncio.AbstractEventLoop) -> None:
+    for group in [g for g in _exiting if g._loop is loop]:
+        group._hurry()
+
+
+add_hurry_listener(_on_hurry)
+
 
 def _only_abandoned(errors: list[BaseException]) -> bool:
     """Whether every error is a thread strand abandoned after a cancellation."""
@@ -499,13 +513,17 @@ class TaskGroup:
         self._abort(stop_body=True)
 
     def _abandoned(self) -> list[BaseException]:
-        """Thread strands still running ``grace`` s after the abort: report them by name."""
+        """Thread strands still running ``grace`` s after the abort (or when a second
+        Ctrl-C ended the grace early): report them by name."""
         with self._mutex:
             stuck = [t for t in self._pending if t.kind == "thread"]
             for t in stuck:
                 self._pending.discard(t)
                 t._group = None
-        return [CancellationIgnored(t.name, self.grace) for t in stuck]
+        grace = self.grace
+        if hurried(self._loop) and self._abort_time != math.inf:
+            grace = min(grace, round(time.monotonic() - self._abort_time, 2))
+        return [CancellationIgnored(t.name, grace) for t in stuck]
 
     def _wait_deadline(self) -> float | None:
         if not self._aborting:
@@ -514,7 +532,21 @@ class TaskGroup:
             has_threads = any(t.kind == "thread" for t in self._pending)
         if not has_threads:
             return None
+        if hurried(self._loop):
+            return 0.0
         return max(0.0, self._abort_time + self.grace + 0.5 - time.monotonic())
+
+    def _hurry(self) -> None:
+        """A second Ctrl-C: no more grace. Kill the process strands now (not after
+        ``grace``) and wake ``__aexit__``, which then abandons the thread strands."""
+        with self._mutex:
+            processes = [t for t in self._pending if t.kind == "process"]
+            woken = self._waitq.pop_all() if self._waitq else []
+        for t in processes:
+            if t._pcall is not None:
+                t._pcall.kill()
+        for w in woken:
+            w.wake()
 
     def _finish_exit(self, body_error: BaseException | None) -> None:
         if body_error is not None:
@@ -554,20 +586,27 @@ class TaskGroup:
         if et is not None and not self._aborting:
             self._abort(stop_body=False)
         self._state = "exiting"
-        while True:
-            with self._mutex:
-                if not self._pending and not self._n_fast:
-                    break
-                waiter = self._waitq.async_enqueue_current(self)
-            try:
-                await async_park(waiter, self._wait_deadline())
-            except asyncio.CancelledError as cancel:
-                if not self._aborting:
-                    propagate = cancel
-                    self._abort(stop_body=False)
-            else:
-                if (self._pending or self._n_fast) and self._wait_deadline() == 0.0:
-                    self._errors.extend(self._abandoned())
+        try:
+            while True:
+                with self._mutex:
+                    if not self._pending and not self._n_fast:
+                        break
+                    waiter = self._waitq.async_enqueue_current(self)
+                if self not in _exiting:
+                    _exiting.add(self)
+                    if hurried(self._loop):  # (a second Ctrl-C came before we got here)
+                        self._hurry()
+                try:
+                    await async_park(waiter, self._wait_deadline())
+                except asyncio.CancelledError as cancel:
+                    if not self._aborting:
+                        propagate = cancel
+                        self._abort(stop_body=False)
+                else:
+                    if (self._pending or self._n_fast) and self._wait_deadline() == 0.0:
+                        self._errors.extend(self._abandoned())
+        finally:
+            _exiting.discard(self)
         self._state = "exited"
         parent = self._parent_task
         assert parent is not None

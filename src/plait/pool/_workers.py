@@ -10,6 +10,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.context import BaseContext
 from typing import Any
 
+from plait._processes._popen import start_restarting_fork_server
 from plait.pool import _worker
 from plait.pool._protocol import MARKER_WIDTH
 from plait.pool._tasks import Task
@@ -190,7 +191,7 @@ def spawn_worker(
         daemon=True,
     )
     try:
-        process.start()
+        start_restarting_fork_server(process)  # (a Ctrl-C may kill a starting fork server)
     finally:
         child_end.close()
     return WorkerHandle(process, parent_end, row)
