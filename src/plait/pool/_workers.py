@@ -6,13 +6,16 @@ import os
 import socket
 import threading
 from collections import deque
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.context import BaseContext
 from typing import Any
 
+from plait._processes._watcher import ExitWatch, get_watcher
 from plait.pool import _worker
 from plait.pool._protocol import MARKER_WIDTH
 from plait.pool._tasks import Task
+from plait.pool._waiting import Completion
 
 __all__ = ["SMALL_PAYLOAD", "WorkerHandle", "join_quietly", "spawn_worker"]
 
@@ -51,6 +54,8 @@ class WorkerHandle:
         "conn_fd",
         "dead",
         "dispatched",
+        "exit_watch",
+        "exited",
         "inflight",
         "init_error",
         "kill_reason",
@@ -87,6 +92,24 @@ class WorkerHandle:
         self.outbox: deque[bytes] = deque()
         self.out_cond = threading.Condition(threading.Lock())
         self.sender: threading.Thread | None = None
+        self.exited = Completion(self)  # set by the process watcher when the worker ends
+        self.exit_watch: ExitWatch | None = None
+
+    def watch_exit(self, on_exit: Callable[[WorkerHandle], None]) -> None:
+        """Have plait's one process watcher tell us when this worker ends: ``exited`` is
+        set (joins park on it) and ``on_exit(self)`` runs, on the watcher thread."""
+
+        def ended() -> None:
+            self.exited.set()
+            on_exit(self)
+
+        self.exit_watch = get_watcher().on_exit(self.sentinel, ended)
+
+    def forget_exit(self) -> None:
+        """Stop watching (before the process and its sentinel are closed)."""
+        watch, self.exit_watch = self.exit_watch, None
+        if watch is not None:
+            get_watcher().forget(watch)
 
     def send(self, payload: bytes) -> bool:
         """Send one message, blocking; ``False`` if the worker is gone (its death is
