@@ -1,33 +1,15 @@
-"""``select`` cases on objects shared with other processes (queues, events).
+"""``select`` cases on events shared with other processes.
 
-A shared queue is waited on the way every strand waits on it (``plait._ipc.doorbell``): the
-select puts a waiter in its process's room for the queue, announced in the queue's wait
-table; the operation that makes it ready rings this process's doorbell, whose watcher
-"wakes" the waiter -- which fires the select's arm with ``READY`` instead of unparking a
-strand. No thread per select, per queue or per direction::
-
-    select A --arm--> waiter in the queue's room (announced) --ring--> fire(READY) --> A wakes
-    select B --arm--> waiter in the queue's room (announced) --ring--> fire(READY) --> B wakes
-
-``READY`` *claims* the select (no other case of it can fire any more); the selecting strand
-then tries the operation itself without blocking (``get(block=False)`` /
-``put(item, block=False)``). If that fails -- another process or strand was faster -- the
-select starts again (re-polls and re-arms every case with the time left): nothing was taken
-from any case meanwhile. A ring that finds the select already claimed, or a select that won
-with ``READY`` and will not take (cancelled, or another case won), passes the ring on to the
-next announced waiter in any process, so a process sleeping on the same queue is not left
-asleep next to an item.
+(A shared queue's select case is the queue's own: see ``_queue_select``.)
 
 A shared event has nothing to be rung by yet: a select waits for it through a *watcher*
 thread per event in this process (whatever the number of selects), which polls its flag with
 back-off, fires every select waiting when it is set, lingers 50 ms for the next select and
 ends.
 
-Objects can become shared while a select waits on them. A local queue's promotion hands
-its select waiters ``CLOSED`` (or ``PROMOTED``); the queue cases then try the shared queue
-(see ``_select``). A plait ``Event`` is waited on by :class:`EventCase`, which sits in the
-event's own wait queue, so its promotion reaches the select (``RESTART``): the select
-starts again on the shared event (:class:`SharedEventCase`).
+An event can become shared while a select waits on it. A plait ``Event`` is waited on by
+:class:`EventCase`, which sits in the event's own wait queue, so its promotion reaches the
+select (``RESTART``): the select starts again on the shared event (:class:`SharedEventCase`).
 """
 
 from __future__ import annotations
@@ -36,7 +18,6 @@ import os
 import threading
 from typing import TYPE_CHECKING, Any
 
-from plait._channels._queue import Empty, Full
 from plait._core.select import READY, RESTART, SelectRetry
 
 if TYPE_CHECKING:
@@ -50,9 +31,6 @@ __all__ = [
     "SharedEventCase",
     "shared_arm",
     "shared_disarm",
-    "shared_get",
-    "shared_put",
-    "shared_undo",
     "watcher_threads",
 ]
 
@@ -63,82 +41,6 @@ _LINGER = 0.05  # an idle watcher waits this long for the next select before it 
 
 # READY (a watcher saw the shared object ready: the select tries it), RESTART (the object
 # changed under the select) and SelectRetry are the select protocol's: see plait._core.select.
-
-
-# -- shared queues: the operation itself, done by the selecting strand ------------------
-
-
-def shared_get(backend: Any) -> Any:
-    """Take one item without blocking; :class:`SelectRetry` if there is none now."""
-    try:
-        return backend.get(False)
-    except Empty:
-        raise SelectRetry from None
-
-
-def shared_put(backend: Any, item: Any) -> None:
-    """Put ``item`` without blocking; :class:`SelectRetry` if there is no room now."""
-    try:
-        backend.put(item, False)
-    except Full:
-        raise SelectRetry from None
-
-
-def shared_undo(backend: Any, put: bool) -> None:
-    """A select that won with ``READY`` will not take: pass the ring on."""
-    backend.room.pass_on(1 if put else 0)
-
-
-# -- shared queues: waiting in the queue's room ------------------------------------------
-
-
-class _FireOnRing:
-    """Stands in for a parked thread's lock in a shared queue's room: the doorbell's
-    watcher "releases" it, which fires the select's arm with ``READY``; a ring that finds
-    the select already claimed goes on to the next waiter."""
-
-    __slots__ = ("arm", "backend", "d", "waiter")
-
-    def __init__(self, arm: Arm, backend: Any, d: int) -> None:
-        self.arm = arm
-        self.backend = backend
-        self.d = d
-        self.waiter: Any = None
-
-    def release(self) -> None:
-        if not self.arm.fire(READY):
-            self.backend.room.pass_on(self.d)
-
-
-def _arm_queue(backend: Any, put: bool, arm: Arm) -> None:
-    d = 1 if put else 0
-    ready = backend._can_put if put else backend._can_get
-    backend._acquire(None)
-    try:
-        now = ready()
-        if not now:
-            ring = _FireOnRing(arm, backend, d)
-            ring.waiter = backend.room.enqueue(d, backend, False)
-            ring.waiter.lock = ring
-            arm.note = ring
-    finally:
-        backend._release()
-    if now:
-        arm.fire(READY)
-
-
-def _disarm_queue(ring: _FireOnRing) -> None:
-    from plait._core import CANCELLED
-
-    room = ring.backend.room
-    with room.mutex:
-        removed = room.queues[ring.d].remove(ring.waiter, CANCELLED)
-    if removed:  # never rung: take the announcement back
-        ring.backend._acquire(None)
-        try:
-            room._withdraw(ring.d)
-        finally:
-            ring.backend._release()
 
 
 # -- watchers ------------------------------------------------------------------------------
@@ -178,13 +80,7 @@ def watcher_threads() -> list[threading.Thread]:
 
 
 def shared_arm(obj: Any, put: bool, arm: Arm, note: Any = None) -> None:
-    """Have ``arm`` fired once the shared ``obj`` looks ready (``READY`` for a queue).
-
-    ``obj`` is a queue's backend (``put`` picks the direction) or a shared event.
-    """
-    if not _is_event(obj):
-        _arm_queue(obj, put, arm)
-        return
+    """Have ``arm`` fired once the shared event ``obj`` looks set."""
     key = (id(obj), put)
     with _watchers_lock:
         w = _watchers.get(key)
@@ -208,10 +104,6 @@ def shared_arm(obj: Any, put: bool, arm: Arm, note: Any = None) -> None:
 
 def shared_disarm(arm: Arm) -> None:
     w = arm.note
-    if isinstance(w, _FireOnRing):
-        arm.note = None
-        _disarm_queue(w)
-        return
     if not isinstance(w, _Watcher):
         return
     with _watchers_lock:

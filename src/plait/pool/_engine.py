@@ -918,6 +918,7 @@ class Engine:
                     pass
             self._wake_r = self._wake_w = -1
 
+
 def _init_payload(
     initializer: Callable[..., object] | None, initargs: Sequence[Any]
 ) -> bytes | tuple[Any, ...] | None:
