@@ -722,5 +722,11 @@ class Queue(Core, Generic[T]):
         """``multiprocessing.Queue`` compatibility: exit never waits on unread data."""
 
 
+# The coroutine side's functions are Queue's methods: they say so (coroutine names, traces).
+for _name, _method in list(vars(Queue).items()):
+    if getattr(_method, "__module__", None) == _queue_async.__name__:
+        _method.__qualname__ = f"Queue.{_name}"
+del _name, _method
+
 if _speedups is not None:
     configure_speedups(Queue)
