@@ -130,3 +130,38 @@ def test_join_waits_for_worker_exits_through_the_kernel() -> None:
     pool.join()
     assert all(w.exited.done for w in workers)
     assert not {w.sentinel for w in workers} & _watched_sentinels()
+
+
+def test_on_exit_fires_once_and_forget_stops_it() -> None:
+    from plait._ipc.context import get_context
+
+    ctx = get_context()
+    watcher = get_watcher()
+    fired = threading.Event()
+    calls: list[int] = []
+    p = ctx.Process(target=h.nap, args=(0.0,))
+    p.start()
+    try:
+        watcher.on_exit(p.sentinel, lambda: (calls.append(1), fired.set()))
+        with pytest.raises(ValueError, match="already watched"):
+            watcher.on_exit(p.sentinel, lambda: None)
+        assert fired.wait(10)
+        p.join(10)
+        assert p.exitcode == 0 and calls == [1]
+        assert p.sentinel not in _watched_sentinels()
+    finally:
+        p.join(10)
+        p.close()
+    q = ctx.Process(target=h.nap, args=(30.0,))
+    q.start()
+    try:
+        watch = watcher.on_exit(q.sentinel, lambda: calls.append(2))
+        watcher.forget(watch)
+        assert q.sentinel not in _watched_sentinels()
+        q.kill()
+        q.join(10)
+        watcher.forget(watch)  # forgetting twice is harmless
+    finally:
+        q.join(10)
+        q.close()
+    assert calls == [1]
