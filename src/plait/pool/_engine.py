@@ -132,7 +132,7 @@ class Engine:
         self.threads_stop = False
         self.deaths: list[WorkerHandle] = []  # exits the watcher reported, for the result thread
         # Set as each thread ends: joins park on these through the kernel.
-        self.threads_done = {name: Completion(self) for name in _THREADS}
+        self.threads_done = {name: Completion(None) for name in _THREADS}
         self.feed_requested = False
         self.input_requested = False
         # One worker now, so that a bad start method or environment fails here, at the
@@ -170,7 +170,9 @@ class Engine:
             finally:
                 done.set()
 
-        return threading.Thread(target=run, name=f"plait-pool-{what}", daemon=True)
+        thread = threading.Thread(target=run, name=f"plait-pool-{what}", daemon=True)
+        done.on = thread  # what a join parks on (no cycle through the engine)
+        return thread
 
     # -- workers ---------------------------------------------------------------------------
     def _spawn(self) -> WorkerHandle:

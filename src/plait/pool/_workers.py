@@ -92,7 +92,9 @@ class WorkerHandle:
         self.outbox: deque[bytes] = deque()
         self.out_cond = threading.Condition(threading.Lock())
         self.sender: threading.Thread | None = None
-        self.exited = Completion(self)  # set by the process watcher when the worker ends
+        # Set by the process watcher when the worker ends. (Parked on the process: a
+        # reference back to this handle would make a cycle, left to the garbage collector.)
+        self.exited = Completion(process)
         self.exit_watch: ExitWatch | None = None
 
     def watch_exit(self, on_exit: Callable[[WorkerHandle], None]) -> None:
@@ -100,6 +102,7 @@ class WorkerHandle:
         set (joins park on it) and ``on_exit(self)`` runs, on the watcher thread."""
 
         def ended() -> None:
+            self.exit_watch = None  # (fired: drop the cycle handle -> watch -> this closure)
             self.exited.set()
             on_exit(self)
 
