@@ -35,7 +35,6 @@ from typing import Any
 
 from plait._core import WaitQueue, async_park, park
 from plait._errors import (
-    ClosedError,
     DeserializationError,
     PoolClosedError,
     SerializationError,
@@ -43,7 +42,7 @@ from plait._errors import (
 )
 from plait._ipc.context import StartMethod, get_context
 from plait._ipc.serialize import dumps, loads, unpack_error
-from plait.pool import _protocol
+from plait.pool import _protocol, _shutdown
 from plait.pool._chunking import Source
 from plait.pool._crashes import handle_death
 from plait.pool._input import SourceEntry, input_loop
@@ -63,11 +62,10 @@ from plait.pool._protocol import (
 )
 from plait.pool._tasks import FutureSink, Sink, Task, all_failed
 from plait.pool._waiting import Completion
-from plait.pool._workers import WorkerHandle, join_quietly, spawn_worker
+from plait.pool._workers import WorkerHandle, spawn_worker
 
 __all__ = ["RUN", "TERMINATE", "Engine", "PoolClosedError", "SourceEntry"]
 
-_THREADS = ("result_thread", "feeder_thread", "input_thread")
 
 log = logging.getLogger("plait.pool")
 
@@ -132,7 +130,7 @@ class Engine:
         self.threads_stop = False
         self.deaths: list[WorkerHandle] = []  # exits the watcher reported, for the result thread
         # Set as each thread ends: joins park on these through the kernel.
-        self.threads_done = {name: Completion(None) for name in _THREADS}
+        self.threads_done = {name: Completion(None) for name in _shutdown.THREADS}
         self.feed_requested = False
         self.input_requested = False
         # One worker now, so that a bad start method or environment fails here, at the
@@ -752,173 +750,20 @@ class Engine:
 
     def join(self) -> None:
         """Wait for every task, then stop the workers and the threads."""
-        if self._prepare_join():
-            self.wait_idle()
-            self._stop_idle_workers()
-            deadline = time.monotonic() + 5.0
-            for w in self._snapshot_workers():
-                w.exited.wait(max(0.0, deadline - time.monotonic()))
-        self._stop_threads()
-        deadline = time.monotonic() + 5.0
-        for done in self._threads_to_wait():
-            done.wait(max(0.0, deadline - time.monotonic()))
-        self._reap_all()
+        _shutdown.join(self)
 
     async def async_join(self) -> None:
         """:meth:`join` from a coroutine: every wait parks through the kernel."""
-        if self._prepare_join():
-            await self.async_wait_idle()
-            self._stop_idle_workers()
-            deadline = time.monotonic() + 5.0
-            for w in self._snapshot_workers():
-                await w.exited.async_wait(max(0.0, deadline - time.monotonic()))
-        self._stop_threads()
-        deadline = time.monotonic() + 5.0
-        for done in self._threads_to_wait():
-            await done.async_wait(max(0.0, deadline - time.monotonic()))
-        self._reap_all()
-
-    def _prepare_join(self) -> bool:
-        """Check that join may run; ``True`` when there is work and workers to wait for."""
-        if self.state == RUN:
-            raise ValueError("Pool is still running: call close() or terminate() first")
-        if self.state != CLOSE:
-            return False
-        with self.lock:
-            # Nobody consumes while we wait here: read imap inputs to their end, as
-            # multiprocessing does (results wait in their iterators).
-            for entry in self.sources:
-                entry.source.unbounded = True
-            self.request_input_locked()
-        return True
-
-    def _snapshot_workers(self) -> list[WorkerHandle]:
-        with self.lock:
-            return list(self.workers.values())
+        await _shutdown.async_join(self)
 
     def terminate(self) -> None:
         """Stop now: unfinished tasks fail with ClosedError; workers get SIGTERM, then
         SIGKILL after ``grace`` seconds."""
-        stopping = self._begin_terminate()
-        if stopping is None:
-            return
-        workers = stopping[0]
-        deadline = time.monotonic() + self.grace
-        for w in workers:
-            join_quietly(w, max(0.0, deadline - time.monotonic()))
-        for w in workers:
-            if join_quietly(w, 0) is None:
-                w.kill(signal.SIGKILL)
-        for w in workers:
-            join_quietly(w, 1.0)
-        self._end_terminate(*stopping)
+        _shutdown.terminate(self)
 
     async def async_terminate(self) -> None:
-        """:meth:`terminate` from a coroutine: the waits for workers park through the
-        kernel. Cancelled while it waits, it still kills what is left and finishes."""
-        stopping = self._begin_terminate()
-        if stopping is None:
-            return
-        workers = stopping[0]
-        try:
-            deadline = time.monotonic() + self.grace
-            for w in workers:
-                await w.exited.async_wait(max(0.0, deadline - time.monotonic()))
-            for w in workers:
-                if not w.exited.done:
-                    w.kill(signal.SIGKILL)
-            deadline = time.monotonic() + 1.0
-            for w in workers:
-                await w.exited.async_wait(max(0.0, deadline - time.monotonic()))
-        finally:
-            for w in workers:
-                if not w.exited.done:
-                    w.kill(signal.SIGKILL)
-            self._end_terminate(*stopping)
-
-    def _begin_terminate(
-        self,
-    ) -> tuple[list[WorkerHandle], list[Task], list[SourceEntry]] | None:
-        """Mark the pool terminated, take its work, stop its threads and SIGTERM its
-        workers; ``None`` if it was already terminated."""
-        with self.lock:
-            if self.state == TERMINATE and not self.workers:
-                return None
-            self.state = TERMINATE
-            tasks = list(self.pending)
-            self.pending.clear()
-            workers = list(self.workers.values())
-            for w in workers:
-                tasks.extend(w.inflight.values())
-                w.inflight.clear()
-                w.retiring = w.stopped = True
-            sources = list(self.sources)
-            self.sources.clear()
-            self.request_feed_locked()
-        self._shutdown_threads()
-        for w in workers:
-            w.kill(signal.SIGTERM)
-        return workers, tasks, sources
-
-    def _end_terminate(
-        self, workers: list[WorkerHandle], tasks: list[Task], sources: list[SourceEntry]
-    ) -> None:
-        self._reap_all()
-        error = ClosedError("the pool was terminated before this task finished")
-        for task in tasks:
-            self.deliver(task, task.indices, *all_failed(len(task.indices), error))
-        for entry in sources:
-            entry.on_length(entry.source.pulled)
-
-    def _stop_threads(self) -> None:
-        """Ask the pool's threads to end (they do at their next pass)."""
-        with self.lock:
-            self.threads_stop = True
-            self.request_feed_locked()
-            self.request_input_locked()
-        self._wake()
-
-    def _threads_to_wait(self) -> list[Completion]:
-        """The end flags of the started threads, less the calling one (a callback may
-        join or terminate the pool from the result thread)."""
-        current = threading.current_thread()
-        return [
-            self.threads_done[name]
-            for name in _THREADS
-            if (thread := getattr(self, name, None)) is not None
-            and thread is not current
-            and thread.ident is not None
-        ]
-
-    def _shutdown_threads(self) -> None:
-        self._stop_threads()
-        current = threading.current_thread()
-        for thread in (getattr(self, name, None) for name in _THREADS):
-            if thread is not None and thread is not current and thread.is_alive():
-                thread.join(5.0)
-
-    def _reap_all(self) -> None:
-        with self.lock:
-            workers = list(self.workers.values())
-            self.workers.clear()
-        for w in workers:
-            w.mark_dead()
-            w.forget_exit()  # before its sentinel is closed
-            try:
-                if w.process.exitcode is None:
-                    w.kill(signal.SIGKILL)
-                    w.process.join(1.0)
-                w.conn.close()
-                w.process.close()
-            except (OSError, ValueError, AssertionError):  # closed meanwhile: nothing left
-                pass
-        with self.lock:  # the watcher's exit callbacks write to the wake pipe under it
-            for fd in (self._wake_r, self._wake_w):
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-            self._wake_r = self._wake_w = -1
+        """:meth:`terminate` from a coroutine (its waits park through the kernel)."""
+        await _shutdown.async_terminate(self)
 
 
 def _init_payload(
