@@ -25,7 +25,7 @@ import pytest
 
 from plait import ClosedError, Instrument, add_instrument, remove_instrument
 from plait._channels import PriorityQueue, Queue
-from plait._channels import _queue as queue_module
+from plait._channels import _queue_speedups as queue_module
 from plait.testing import async_wait_parked
 
 TURNED_OFF = bool(os.environ.get("PLAIT_NO_SPEEDUPS"))
@@ -123,7 +123,7 @@ def test_configure_refuses_a_seam_it_cannot_use(
         monkeypatch.setattr(_speedups, "configure", without_wake)
         expected = TypeError
     with pytest.raises(expected):
-        queue_module._configure_speedups()
+        queue_module.configure_speedups(Queue)
     monkeypatch.undo()
     q: Queue[int] = Queue(1)
     q.put(1)

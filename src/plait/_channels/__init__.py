@@ -1,16 +1,8 @@
 """Channels: the queue family, ``Pipe`` and ``select`` -- for coroutines, threads, processes."""
 
 from plait._channels._pipe import Connection, ConnectionStatistics, Pipe
-from plait._channels._queue import (
-    Empty,
-    Full,
-    LifoQueue,
-    PriorityQueue,
-    Queue,
-    QueueStatistics,
-    ShutDown,
-    SimpleQueue,
-)
+from plait._channels._queue import Empty, Full, Queue, QueueStatistics, ShutDown
+from plait._channels._queue_kinds import LifoQueue, PriorityQueue, SimpleQueue
 from plait._channels._select import ArmSet, SelectCase, Selected, async_select, select
 
 __all__ = [

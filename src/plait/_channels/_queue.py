@@ -33,88 +33,54 @@ Select support: a waiter whose ``data`` is an :class:`~plait._channels._select.A
 a ``select``; the waker offers it the kept place with ``arm.fire(RESERVED)``, which claims
 the select (only one case of a select fires) or declines, in which case the next waiter is
 tried.
+
+Where the rest lives: the coroutine side (``async_put``/``async_get``/``async for``/
+``async_join``) in ``_queue_async``; the wake markers and the hot wait helpers in
+``_queue_waits``; the C accelerator's seam in ``_queue_speedups``; the select cases in
+``_queue_select``; ``LifoQueue``/``PriorityQueue``/``SimpleQueue`` in ``_queue_kinds``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import heapq
-import os
 import sys
-from _thread import _local as _thread_local
-from _thread import get_ident as _get_ident
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 from weakref import ref as _weakref
 
-from plait._core import (
-    CANCELLED,
-    WOKEN,
-    Waiter,
-    WaitQueue,
-    async_park,
-    check_timeout,
-    current_strand,
-    hooks,
-    new_mutex,
-    park,
+from plait._channels import _queue_async
+from plait._channels._queue_speedups import SPEEDUPS, Core, _speedups, configure_speedups
+from plait._channels._queue_waits import (
+    _SLOW,
+    CLOSED,
+    PROMOTED,
+    RESERVED,
+    _async_waiter,
+    _check_timeout,
+    _pop_waiter,
+    _wake,
 )
-from plait._core import strands as _strands
+from plait._core import CANCELLED, Waiter, WaitQueue, current_strand, hooks, new_mutex, park
 from plait._errors import ClosedError, Empty, Full, ShutDown, WouldBlock
 
 if TYPE_CHECKING:
-    from plait._channels._select import Arm, SelectCase
+    from plait._channels._select import SelectCase
 
 __all__ = [
+    "CLOSED",
+    "PROMOTED",
+    "RESERVED",
+    "SPEEDUPS",
     "Empty",
     "Full",
-    "LifoQueue",
-    "PriorityQueue",
     "Queue",
     "QueueStatistics",
     "ShutDown",
-    "SimpleQueue",
 ]
 
 T = TypeVar("T")
 _STORAGE_HOOKS = ("_init", "_qsize", "_put", "_get")
-_get_running_loop = asyncio._get_running_loop
-
-# The C accelerator (plait/_speedups.c) gives the queue its fast paths; without it (not
-# built, or PLAIT_NO_SPEEDUPS=1) the same methods run in pure Python, only slower.
-_speedups: Any = None
-if not os.environ.get("PLAIT_NO_SPEEDUPS"):
-    try:
-        import plait._speedups as _c
-    except ImportError:  # pragma: no cover - depends on the build
-        pass
-    else:
-        _speedups = _c
-if _speedups is not None:
-    from collections.abc import Coroutine as _Coroutine
-
-    from plait._core.instruments import hooks as _hooks
-
-    _Coroutine.register(_speedups.QueueOp)  # asyncio takes it wherever a coroutine goes
-
-
-class _Token:
-    __slots__ = ("name",)
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __repr__(self) -> str:
-        return self.name
-
-
-CLOSED: Any = _Token("CLOSED")  # handed to waiters when the queue closes under them
-RESERVED: Any = _Token("RESERVED")  # handed to a putter: a slot is kept for it
-_SLOW: Any = _Token("SLOW")
-PROMOTED: Any = _Token("PROMOTED")  # handed to waiters when the queue became shared
 
 
 @dataclass(frozen=True)
@@ -134,111 +100,6 @@ def _check_maxsize(maxsize: object) -> int:
     if isinstance(maxsize, bool) or not isinstance(maxsize, int):
         raise TypeError(f"maxsize must be an int (0 or less: unbounded), not {maxsize!r}")
     return maxsize
-
-
-def _check_timeout(block: bool, timeout: float | None) -> float | None:
-    if not block:
-        return 0.0
-    if timeout is None:
-        return None
-    try:
-        return check_timeout(timeout)
-    except ValueError:
-        raise ValueError("'timeout' must be a non-negative number") from None
-
-
-_tls = _thread_local()
-_current_tasks: Any = getattr(asyncio.tasks, "_current_tasks", None)
-_by_task: Any = getattr(_strands, "_by_task", None)
-# task types that are their own strand (the kernel fills this set in place), if any
-_self_strand_types: Any = getattr(_strands, "_self_strand_types", frozenset())
-
-
-def _async_strand() -> Any:
-    """``current_strand()`` inside a coroutine, without a system call on the way.
-
-    On Python 3.11 every ``asyncio._get_running_loop()`` makes a ``getpid()`` system call
-    (about as costly as the rest of a park). A thread runs one loop at a time and a running
-    asyncio loop records its thread, so the loop last seen on this thread is still the
-    running one while its ``_thread_id`` is this thread's; its current task maps to the
-    strand. Anything unusual (no such attribute, a task plait has not seen yet) falls back
-    to ``current_strand()``.
-    """
-    if _current_tasks is None or _by_task is None:
-        return current_strand()
-    ident = _get_ident()
-    ref = getattr(_tls, "loop", None)  # a weak reference: a closed loop is not kept alive
-    loop = ref() if ref is not None else None
-    if loop is None or getattr(loop, "_thread_id", None) != ident:
-        loop = _get_running_loop()
-        if loop is None:
-            return current_strand()
-        _tls.loop = _weakref(loop)
-    task = _current_tasks.get(loop)
-    if type(task) in _self_strand_types:
-        return task
-    strand = _by_task.get(task)
-    if strand is None:
-        return current_strand()
-    return strand
-
-
-def _async_waiter(wq: WaitQueue, on: object) -> Waiter:
-    """``wq.async_enqueue_current(on)`` with no running-loop lookup: the strand knows its loop."""
-    strand = _async_strand()
-    loop = strand.loop
-    if loop is None or strand.kind != "async":
-        return wq.async_enqueue_current(on=on)
-    w = Waiter(wq, strand, on, None)
-    w.loop = loop
-    w.ident = _get_ident()  # the loop's thread: a wake from it needs no hand-off
-    w.fut = loop.create_future()
-    wq._dq.append(w)
-    wq._count += 1
-    return w
-
-
-def _wake(w: Waiter) -> None:
-    """``w.wake()``, knowing "am I on the waiter's loop thread" without a system call."""
-    fut = w.fut
-    if fut is not None and w.ident == _get_ident():
-        if not fut.done():
-            try:
-                fut.set_result(None)
-            except RuntimeError:  # its loop is closed: the coroutine never runs again
-                if w.undo is not None and w.state == WOKEN:
-                    w.state = CANCELLED  # give back what it was handed, once
-                    w.undo(w.value)
-        return
-    w.wake()
-
-
-def _unpark(strand: Any) -> None:
-    strand.state = "running"
-    strand.parked_on = None
-    strand.waiter = None
-
-
-def _pop_waiter(wq: WaitQueue, value: Any) -> tuple[Waiter | None, bool]:
-    """Hand ``value`` to the first waiter that takes it (mutex held).
-
-    Returns ``(waiter to wake, delivered)``. A select's waiter that declines (its select
-    already fired elsewhere) is skipped; one that accepts wakes its select itself.
-    """
-    while True:
-        w = wq.pop(value)
-        if w is None:
-            return None, False
-        arm: Arm | None = w.data
-        if arm is None:
-            return w, True
-        if arm.fire(value):
-            return None, True
-        w.state = CANCELLED
-        w.value = None
-
-
-SPEEDUPS = _speedups is not None  # whether the C fast paths are in use (configured below)
 
 
 class _StorageHooks:
@@ -268,19 +129,7 @@ class _StorageHooks:
         return q
 
 
-class _PyCore:
-    """The base of :class:`Queue` when the C accelerator is not in use: no fast paths."""
-
-    __slots__ = ()
-
-
-if TYPE_CHECKING:
-    _Core = _PyCore
-else:
-    _Core = _speedups.QueueCore if _speedups is not None else _PyCore
-
-
-class Queue(_Core, Generic[T]):
+class Queue(Core, Generic[T]):
     """A FIFO queue with :class:`queue.Queue`'s sync API, ``async_*`` forms and ``close()``.
 
     ``put``/``get``/``async_put``/``async_get`` are the ``*_locked`` methods below; with the
@@ -494,54 +343,7 @@ class Queue(_Core, Generic[T]):
             raise Full
         self._after_reserved(waiter.value, item)
 
-    async def _async_put_locked(
-        self, item: T, block: bool = True, timeout: float | None = None
-    ) -> None:
-        """Coroutine form of :meth:`put`."""
-        if timeout is not None and block and self.maxsize > 0:
-            _check_timeout(block, timeout)
-        mutex = self.mutex
-        mutex.acquire()
-        try:
-            if len(self._sized) + self._reserved < self._limit:
-                self._store_put(item)
-                self._unfinished += 1
-                if not self._getters._count and not hooks.active:
-                    return
-                w = self._handoff() if self._getters._count else None
-            else:
-                w = _SLOW
-        finally:
-            mutex.release()
-        if w is not _SLOW:
-            if w is not None:
-                _wake(w)
-            if hooks.active:
-                hooks.sent(current_strand(), self, item)
-            return
-        if self._shared is not None:
-            await self._shared.async_put(item, block, timeout)
-            return
-        wait = _check_timeout(block, timeout)
-        with self.mutex:
-            waiter, woken = self._put_or_enqueue(item, wait, True)
-        if waiter is None:
-            if woken is not None:
-                _wake(woken)
-            return
-        if wait is None:  # async_park's protocol inlined, as for a getter (a bounded stream)
-            self._mark_parked(waiter, self._undo_put)
-            try:
-                await waiter.fut  # type: ignore[misc]
-            except BaseException:
-                self._abandon(waiter, self._putters)
-                raise
-            _unpark(waiter.strand)
-            if hooks.active:
-                hooks.unparked(waiter.strand, self, "woken")
-        elif not await async_park(waiter, wait, self._undo_put):
-            raise Full
-        self._after_reserved(waiter.value, item)
+    _async_put_locked = _queue_async.async_put_locked
 
     def _put_or_enqueue(
         self, item: Any, wait: float | None, is_async: bool
@@ -676,92 +478,11 @@ class Queue(_Core, Generic[T]):
             return got
         return self._got(park(got, wait, self._undo_get), got)
 
-    async def _async_get_locked(self, block: bool = True, timeout: float | None = None) -> T:
-        """Coroutine form of :meth:`get`."""
-        if timeout is not None and block:
-            _check_timeout(block, timeout)
-        waiter = None
-        mutex = self.mutex
-        mutex.acquire()
-        try:
-            if len(self._sized) > self._ready:
-                item = self._store_get()
-                if not self._putters._count and not hooks.active:
-                    return item  # type: ignore[no-any-return]
-                w = self._offer_slot() if self._putters._count else None
-                ready = True
-            elif timeout is None and block and self._limit >= 0:
-                waiter = _async_waiter(self._getters, self)
-                ready = False
-            else:
-                ready = False
-        finally:
-            mutex.release()
-        if waiter is not None:
-            # async_park's protocol, inlined for the hottest wait in plait: park the strand,
-            # await the waiter's future, give back a kept item if cancelled after the wake.
-            self._mark_parked(waiter, self._undo_get)
-            try:
-                await waiter.fut  # type: ignore[misc]
-            except BaseException:
-                self._abandon(waiter, self._getters)
-                raise
-            done, got = self._woken_getter(waiter, False)
-            return got if done else await got  # type: ignore[no-any-return]
-        if ready:
-            if w is not None:
-                _wake(w)
-            if hooks.active:
-                hooks.received(current_strand(), self, item)
-            return item  # type: ignore[no-any-return]
-        if self._shared is not None:
-            return await self._shared.async_get(block, timeout)  # type: ignore[no-any-return]
-        wait = _check_timeout(block, timeout)
-        with self.mutex:
-            ready, got, putter = self._take_or_enqueue(wait, True)
-        if ready:
-            if putter is not None:
-                _wake(putter)
-            return got  # type: ignore[no-any-return]
-        woken = await async_park(got, wait, self._undo_get)
-        if woken and got.value is PROMOTED:
-            return await self._backend().async_get(block, timeout)  # type: ignore[no-any-return]
-        return self._got(woken, got)  # type: ignore[no-any-return]
+    _async_get_locked = _queue_async.async_get_locked
 
-    def _mark_parked(self, waiter: Waiter, undo: Callable[[Any], None]) -> None:
-        """A coroutine's plain wait begins: the strand shows where it is parked; ``undo``
-        gives back what a wake hands it if it never takes it (its loop closed, say)."""
-        waiter.undo = undo
-        strand = waiter.strand
-        strand.state = "parked"
-        strand.parked_on = self
-        strand.waiter = waiter
-        if hooks.active:
-            hooks.parked(strand, self)
+    _mark_parked = _queue_async.mark_parked
 
-    def _woken_getter(self, waiter: Waiter, anext: bool) -> tuple[bool, Any]:
-        """After a coroutine getter's plain wait: ``(True, item)``, or ``(False, awaitable)``
-        to await for the item when the queue changed meanwhile (shared, or cleared).
-
-        ``anext``: raise :class:`StopAsyncIteration` rather than :class:`ClosedError`.
-        """
-        strand = waiter.strand
-        strand.state = "running"  # (_unpark, inlined)
-        strand.parked_on = None
-        strand.waiter = None
-        if hooks.active:
-            hooks.unparked(strand, self, "woken")
-        value = waiter.value
-        if value is RESERVED:  # the common case: take the item kept for us
-            item = self._take_kept()
-            if item is _SLOW:  # promoted, or cleared, meanwhile: get the usual way
-                return False, (self._anext_locked() if anext else self._async_get_locked())
-            return True, item
-        if value is PROMOTED:  # shared with a process meanwhile: get from the backend
-            return False, (self._anext_locked() if anext else self._backend().async_get())
-        if anext and value is CLOSED:
-            raise StopAsyncIteration
-        return True, self._got(True, waiter)
+    _woken_getter = _queue_async.woken_getter
 
     def _take_or_enqueue(
         self, wait: float | None, is_async: bool
@@ -826,18 +547,7 @@ class Queue(_Core, Generic[T]):
             hooks.received(current_strand(), self, item)
         return item
 
-    def _abandon(self, waiter: Waiter, wq: WaitQueue) -> None:
-        """An inlined coroutine park was cancelled (or closed): leave the wait queue, or
-        give back what the waiter was handed -- once, as the kernel's park does."""
-        strand = waiter.strand
-        _unpark(strand)
-        with self.mutex:
-            removed = wq.remove(waiter, CANCELLED)
-        if not removed and waiter.state == WOKEN and waiter.undo is not None:
-            waiter.state = CANCELLED  # given back once, here, never again
-            waiter.undo(waiter.value)
-        if hooks.active:
-            hooks.unparked(strand, self, "cancelled")
+    _abandon = _queue_async.abandon
 
     def _undo_get(self, value: Any) -> None:
         """A getter cancelled after an item was kept for it: offer the item to the next."""
@@ -879,18 +589,7 @@ class Queue(_Core, Generic[T]):
         if waiter.value is PROMOTED:
             self._backend().join()
 
-    async def async_join(self) -> None:
-        """Coroutine form of :meth:`join`."""
-        if self._shared is not None:
-            await self._shared.async_join()
-            return
-        with self.mutex:
-            if self._unfinished == 0:
-                return
-            waiter = self._joiners.async_enqueue_current(on=self)
-        await async_park(waiter, None)
-        if waiter.value is PROMOTED:
-            await self._backend().async_join()
+    async_join = _queue_async.async_join
 
     @property
     def unfinished_tasks(self) -> int:
@@ -970,11 +669,7 @@ class Queue(_Core, Generic[T]):
     def __aiter__(self) -> AsyncIterator[T]:
         return self
 
-    async def _anext_locked(self) -> T:
-        try:
-            return await self._async_get_locked()
-        except ClosedError:
-            raise StopAsyncIteration from None
+    _anext_locked = _queue_async.anext_locked
 
     # -- the public names: C fast paths in front of the methods above, or those methods -----
 
@@ -1003,13 +698,13 @@ class Queue(_Core, Generic[T]):
 
     def get_op(self) -> SelectCase:
         """A select case that takes an item (see :func:`plait.select`)."""
-        from plait._channels._select import GetCase
+        from plait._channels._queue_select import GetCase
 
         return GetCase(self)
 
     def put_op(self, item: T) -> SelectCase:
         """A select case that puts ``item`` (see :func:`plait.select`)."""
-        from plait._channels._select import PutCase
+        from plait._channels._queue_select import PutCase
 
         return PutCase(self, item)
 
@@ -1027,111 +722,11 @@ class Queue(_Core, Generic[T]):
         """``multiprocessing.Queue`` compatibility: exit never waits on unread data."""
 
 
-def _configure_speedups() -> None:
-    """Hand the C accelerator its whole seam with Python (see the top of _speedups.c).
-
-    Called at import, unguarded: a renamed slot, method or strand field raises there, so the
-    accelerator is never silently off nor calling into something that is gone.
-    """
-    from plait._core.parking import QUEUED
-    from plait._core.strands import Strand
-
-    if getattr(_speedups, "SEAM", None) != _SEAM:
-        raise ImportError(
-            f"plait._speedups ({_speedups.__file__}) was built from another version of plait: "
-            "rebuild it (pip install -e .), or set PLAIT_NO_SPEEDUPS=1"
-        )
-    missing = [name for name in _ENTRY_POINTS if name not in Queue.__dict__]
-    if missing:
-        raise ImportError(
-            f"plait._speedups falls back on Queue.{', Queue.'.join(missing)}, which is gone: "
-            "update _ENTRY_POINTS and _speedups.c together"
-        )
-    _speedups.configure(
-        WaitQueue=WaitQueue,
-        Waiter=Waiter,
-        Strand=Strand,
-        hooks=_hooks,
-        wake=_wake,
-        current_tasks=_current_tasks,  # (None in an asyncio without it: no C coroutine park)
-        by_task=_by_task,
-        self_strand_types=_self_strand_types,
-        get_running_loop=_get_running_loop,
-        RESERVED=RESERVED,
-        QUEUED=QUEUED,
-        WOKEN=WOKEN,
-        CANCELLED=CANCELLED,
-        entry={name: Queue.__dict__[name] for name in _ENTRY_POINTS},
-    )
-
-
-_SEAM = 2  # the version of the seam, as _speedups.c's SEAM_VERSION
-
-# The Python slow paths the C fast paths fall back on (each called with the queue first).
-_ENTRY_POINTS = (
-    "_put_locked",
-    "_get_locked",
-    "_async_put_locked",
-    "_async_get_locked",
-    "_anext_locked",
-    "_handoff",
-    "_offer_slot",
-    "_woken_getter",
-    "_abandon",
-    "_undo_get",
-)
+# The coroutine side's functions are Queue's methods: they say so (coroutine names, traces).
+for _name, _method in list(vars(Queue).items()):
+    if getattr(_method, "__module__", None) == _queue_async.__name__:
+        _method.__qualname__ = f"Queue.{_name}"
+del _name, _method
 
 if _speedups is not None:
-    _configure_speedups()
-
-
-class LifoQueue(Queue[T]):
-    """A last-in, first-out queue (:class:`queue.LifoQueue`'s API)."""
-
-    def _init(self, maxsize: int) -> None:
-        self.queue = []
-
-    def _put(self, item: Any) -> None:
-        self.queue.append(item)
-
-    def _get(self) -> Any:
-        return self.queue.pop()
-
-    def _bind_storage(self) -> None:
-        self._attach_storage(self.queue.append, self.queue.pop)
-
-
-def _heap_put(items: list[Any], item: Any) -> None:
-    """``heappush``, keeping nothing of an item that cannot be compared."""
-    try:
-        heapq.heappush(items, item)
-    except BaseException:
-        for i, queued in enumerate(items):
-            if queued is item:
-                del items[i]
-                heapq.heapify(items)
-                break
-        raise
-
-
-class PriorityQueue(Queue[T]):
-    """Lowest item first (:class:`queue.PriorityQueue`'s API); items must be comparable."""
-
-    def _init(self, maxsize: int) -> None:
-        self.queue = []
-
-    def _put(self, item: Any) -> None:
-        _heap_put(self.queue, item)
-
-    def _get(self) -> Any:
-        return heapq.heappop(self.queue)
-
-    def _bind_storage(self) -> None:
-        self._attach_storage(partial(_heap_put, self.queue), partial(heapq.heappop, self.queue))
-
-
-class SimpleQueue(Queue[T]):
-    """An unbounded FIFO queue (:class:`queue.SimpleQueue`'s API, plus close and async)."""
-
-    def __init__(self) -> None:
-        super().__init__(0)
+    configure_speedups(Queue)

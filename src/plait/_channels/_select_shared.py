@@ -1,34 +1,17 @@
-"""``select`` cases on objects shared with other processes (queues, events).
+"""``select`` cases on plait ``Event``s, local or shared with other processes.
 
-A shared queue is waited on the way every strand waits on it (``plait._ipc.doorbell``): the
-select puts a waiter in its process's room for the queue, announced in the queue's wait
-table; the operation that makes it ready rings this process's doorbell, whose watcher
-"wakes" the waiter -- which fires the select's arm with ``READY`` instead of unparking a
-strand. No thread per select, per queue or per direction::
+(A shared queue's select case is the queue's own: see ``_queue_select``.)
 
-    select A --arm--> waiter in the queue's room (announced) --ring--> fire(READY) --> A wakes
-    select B --arm--> waiter in the queue's room (announced) --ring--> fire(READY) --> B wakes
+A shared event is waited on the way every strand waits on it (``plait._ipc.doorbell``): the
+select puts a waiter in its process's room for the event (``_sync._xproc``), and the event's
+``set()`` rings every waiting process; the doorbell's watcher "wakes" the waiter -- which
+fires the select's arm with ``True`` (or, for a ring that did not come from a ``set()`` -- a
+repair after a killed holder of the event's mutex --, ``RESTART``: the select starts again)
+instead of unparking a strand. No thread, no polling.
 
-``READY`` *claims* the select (no other case of it can fire any more); the selecting strand
-then tries the operation itself without blocking (``get(block=False)`` /
-``put(item, block=False)``). If that fails -- another process or strand was faster -- the
-select starts again (re-polls and re-arms every case with the time left): nothing was taken
-from any case meanwhile. A ring that finds the select already claimed, or a select that won
-with ``READY`` and will not take (cancelled, or another case won), passes the ring on to the
-next announced waiter in any process, so a process sleeping on the same queue is not left
-asleep next to an item.
-
-A shared event is waited on the same way: the select puts a waiter in its process's room for
-the event (``_sync._xproc``), and the event's ``set()`` rings every waiting process; the
-watcher fires the select's arm with ``True`` (or, for a ring that did not come from a
-``set()`` -- a repair after a killed holder of the event's mutex --, ``RESTART``: the select
-starts again). No thread, no polling.
-
-Objects can become shared while a select waits on them. A local queue's promotion hands
-its select waiters ``CLOSED`` (or ``PROMOTED``); the queue cases then try the shared queue
-(see ``_select``). A plait ``Event`` is waited on by :class:`EventCase`, which sits in the
-event's own wait queue, so its promotion reaches the select (``RESTART``): the select
-starts again on the shared event (:class:`SharedEventCase`).
+An event can become shared while a select waits on it. A plait ``Event`` is waited on by
+:class:`EventCase`, which sits in the event's own wait queue, so its promotion reaches the
+select (``RESTART``): the select starts again on the shared event (:class:`SharedEventCase`).
 """
 
 from __future__ import annotations
@@ -36,7 +19,6 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
-from plait._channels._queue import Empty, Full
 from plait._core.select import READY, RESTART, SelectRetry
 
 if TYPE_CHECKING:
@@ -48,94 +30,9 @@ __all__ = [
     "EventCase",
     "SelectRetry",
     "SharedEventCase",
-    "shared_arm",
     "shared_disarm",
-    "shared_get",
-    "shared_put",
-    "shared_undo",
     "watcher_threads",
 ]
-
-
-
-# READY (a watcher saw the shared object ready: the select tries it), RESTART (the object
-# changed under the select) and SelectRetry are the select protocol's: see plait._core.select.
-
-
-# -- shared queues: the operation itself, done by the selecting strand ------------------
-
-
-def shared_get(backend: Any) -> Any:
-    """Take one item without blocking; :class:`SelectRetry` if there is none now."""
-    try:
-        return backend.get(False)
-    except Empty:
-        raise SelectRetry from None
-
-
-def shared_put(backend: Any, item: Any) -> None:
-    """Put ``item`` without blocking; :class:`SelectRetry` if there is no room now."""
-    try:
-        backend.put(item, False)
-    except Full:
-        raise SelectRetry from None
-
-
-def shared_undo(backend: Any, put: bool) -> None:
-    """A select that won with ``READY`` will not take: pass the ring on."""
-    backend.room.pass_on(1 if put else 0)
-
-
-# -- shared queues: waiting in the queue's room ------------------------------------------
-
-
-class _FireOnRing:
-    """Stands in for a parked thread's lock in a shared queue's room: the doorbell's
-    watcher "releases" it, which fires the select's arm with ``READY``; a ring that finds
-    the select already claimed goes on to the next waiter."""
-
-    __slots__ = ("arm", "backend", "d", "waiter")
-
-    def __init__(self, arm: Arm, backend: Any, d: int) -> None:
-        self.arm = arm
-        self.backend = backend
-        self.d = d
-        self.waiter: Any = None
-
-    def release(self) -> None:
-        if not self.arm.fire(READY):
-            self.backend.room.pass_on(self.d)
-
-
-def _arm_queue(backend: Any, put: bool, arm: Arm) -> None:
-    d = 1 if put else 0
-    ready = backend._can_put if put else backend._can_get
-    backend._acquire(None)
-    try:
-        now = ready()
-        if not now:
-            ring = _FireOnRing(arm, backend, d)
-            ring.waiter = backend.room.enqueue(d, backend, False)
-            ring.waiter.lock = ring
-            arm.note = ring
-    finally:
-        backend._release()
-    if now:
-        arm.fire(READY)
-
-
-def _disarm_queue(ring: _FireOnRing) -> None:
-    from plait._core import CANCELLED
-
-    room = ring.backend.room
-    with room.mutex:
-        removed = room.queues[ring.d].remove(ring.waiter, CANCELLED)
-    if removed:  # never rung: take the announcement back
-        ring.backend._acquire(None)
-        try:
-            room._withdraw(ring.d)
-        finally:
-            ring.backend._release()
 
 
 def watcher_threads() -> list[threading.Thread]:
@@ -143,23 +40,12 @@ def watcher_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("plait-select-")]
 
 
-def shared_arm(obj: Any, put: bool, arm: Arm) -> None:
-    """Have ``arm`` fired (``READY``) once the shared queue ``obj`` (a queue's backend)
-    looks ready in direction ``put``."""
-    _arm_queue(obj, put, arm)
-
-
 def shared_disarm(arm: Arm) -> None:
+    """Withdraw ``arm``'s waiter from a shared event's room (if it was armed there)."""
     note = arm.note
-    if isinstance(note, _FireOnRing):
-        arm.note = None
-        _disarm_queue(note)
-    elif isinstance(note, _FireOnSet):
+    if isinstance(note, _FireOnSet):
         arm.note = None
         _disarm_event(note)
-
-
-# -- shared events -------------------------------------------------------------------------
 
 
 def _generation(event: Any) -> int:

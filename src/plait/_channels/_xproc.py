@@ -58,11 +58,10 @@ from plait._channels._queue import (
     PROMOTED,
     Empty,
     Full,
-    LifoQueue,
-    PriorityQueue,
     Queue,
     QueueStatistics,
 )
+from plait._channels._queue_kinds import LifoQueue, PriorityQueue
 from plait._core import check_timeout, current_strand, hooks
 from plait._core import safepoint as _safepoint
 from plait._errors import BrokenResourceError, ShutDown

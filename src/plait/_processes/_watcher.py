@@ -17,6 +17,11 @@
          v
     both in: publish the exit code (join/is_alive see it), then run ``on_done(outcome)``
 
+Other owners of child processes (the pool's workers) do not hand their children over:
+they ask to be told when one ends (:meth:`Watcher.on_exit`: a sentinel and a quick
+callback, fired once), so a plait program has this one thread watching child processes.
+The owner reaps its own child; it calls :meth:`~Watcher.forget` on the sentinel before closing it.
+
 The result pipe carries one message: an 8-byte length, a tag byte (ok / error) and a
 pickle. ``on_done`` runs on the watcher thread: it must be quick (set a future, wake a strand).
 
@@ -41,7 +46,18 @@ from typing import Any
 from plait._processes._popen import WatchedPopen
 from plait._processes._result import Outcome, ResultReader, decode
 
-__all__ = ["Watcher", "get_watcher"]
+__all__ = ["ExitWatch", "Watcher", "get_watcher"]
+
+
+class ExitWatch:
+    """One :meth:`Watcher.on_exit` registration: ``callback`` runs once, on the watcher
+    thread, when ``sentinel`` becomes ready (the child exited)."""
+
+    __slots__ = ("callback", "sentinel")
+
+    def __init__(self, sentinel: int, callback: Callable[[], None]) -> None:
+        self.sentinel = sentinel
+        self.callback = callback
 
 
 class _Entry:
@@ -69,6 +85,7 @@ class Watcher:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._entries: dict[int, _Entry] = {}  # by sentinel fd
+        self._exits: dict[int, ExitWatch] = {}  # on_exit registrations, by sentinel fd
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -87,6 +104,28 @@ class Watcher:
         with self._lock:
             self._entries[popen.sentinel] = entry
         self._wake()
+
+    def on_exit(self, sentinel: int, callback: Callable[[], None]) -> ExitWatch:
+        """Run ``callback`` (quick: set a flag, wake a strand) on the watcher thread once
+        ``sentinel`` is ready. The caller reaps the child itself, and calls :meth:`forget`
+        before it closes ``sentinel`` (the watcher must never wait on a closed or reused
+        descriptor)."""
+        watch = ExitWatch(sentinel, callback)
+        with self._lock:
+            if sentinel in self._exits or sentinel in self._entries:
+                raise ValueError(f"descriptor {sentinel} is already watched")
+            self._exits[sentinel] = watch
+        self._wake()
+        return watch
+
+    def forget(self, watch: ExitWatch) -> None:
+        """Drop an :meth:`on_exit` registration (a no-op once it fired). Its callback does
+        not run after this returns, unless it is running on the watcher thread now."""
+        with self._lock:
+            if self._exits.get(watch.sentinel) is watch:
+                del self._exits[watch.sentinel]
+        # No wake: the watcher drops it from its next wait; until then a readiness it
+        # reports for this descriptor finds no registration and is ignored.
 
     def kill_after(self, popen: WatchedPopen, delay: float) -> None:
         """SIGKILL the child ``delay`` seconds from now unless it has exited by then."""
@@ -114,6 +153,7 @@ class Watcher:
     def _run_once(self) -> None:
         owners: dict[Any, tuple[_Entry, bool]] = {}  # waitable -> (entry, is_reader)
         with self._lock:
+            exits = dict(self._exits)
             deadline = None
             for entry in self._entries.values():
                 if entry.reader is not None:
@@ -124,16 +164,20 @@ class Watcher:
                     deadline = entry.kill_at
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
         try:
-            ready: list[Any] = wait([self._wake_r, *owners], timeout)
+            ready: list[Any] = wait([self._wake_r, *owners, *exits], timeout)
         except (OSError, ValueError) as exc:
             # A descriptor was closed under us (it should not be): drop what is broken
             # rather than die, since every join in the program relies on this thread.
             self._report(exc)
             self._drop_broken(owners)
+            self._drop_broken_exits(exits)
             return
         for obj in ready:
             if obj is self._wake_r:  # wait() returns the very objects it was given
                 self._drain_wake()
+                continue
+            if obj in exits:
+                self._fire_exit(exits[obj])
                 continue
             entry, is_reader = owners[obj]
             try:
@@ -159,6 +203,23 @@ class Watcher:
                     entry.code = 255
                     entry.popen._plait_reaped = True
         self._finish_ready()
+
+    def _fire_exit(self, watch: ExitWatch) -> None:
+        with self._lock:
+            if self._exits.get(watch.sentinel) is not watch:
+                return  # forgotten meanwhile (its owner may have closed the descriptor)
+            del self._exits[watch.sentinel]
+        try:
+            watch.callback()
+        except Exception as exc:
+            self._report(exc)
+
+    def _drop_broken_exits(self, exits: dict[int, ExitWatch]) -> None:
+        for fd, watch in exits.items():
+            try:
+                os.fstat(fd)
+            except OSError:
+                self._fire_exit(watch)  # its owner learns of it rather than waiting forever
 
     def _drain_wake(self) -> None:
         try:

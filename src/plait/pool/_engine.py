@@ -1,10 +1,14 @@
-"""The machinery under :class:`plait.Pool`: workers, the queue of tasks, two threads.
+"""The machinery under :class:`plait.Pool`: workers, the queue of tasks, three threads.
 
-* The **result thread** waits (one epoll set) on every worker's pipe and process
-  sentinel. It reads replies and hands them to their sinks, notices a dead worker the
-  moment its sentinel fires (and, from the worker's marker row, which task, item and stage
-  it was in), kills a worker whose task ran past its ``task_timeout``, and gives the next
-  task to a worker that just finished one.
+* Worker **exits** are watched by plait's one process watcher
+  (:mod:`plait._processes._watcher`): each worker's sentinel is registered there when it
+  starts; the watcher sets the worker's ``exited`` flag (joins park on it through the
+  kernel) and hands the worker to the result thread. The pool runs no watcher of its own.
+* The **result thread** waits (one epoll set) on every worker's pipe. It reads replies
+  and hands them to their sinks, accounts for a dead worker the watcher reported (and,
+  from the worker's marker row, which task, item and stage it was in), kills a worker
+  whose task ran past its ``task_timeout``, and gives the next task to a worker that just
+  finished one.
 * The **feeder thread** starts replacement workers (and makes a periodic dispatch pass).
 * The **input thread** reads ``imap`` inputs a bounded window ahead. User generators run
   there, so one that blocks delays only its own input, never a replacement worker.
@@ -31,7 +35,6 @@ from typing import Any
 
 from plait._core import WaitQueue, async_park, park
 from plait._errors import (
-    ClosedError,
     DeserializationError,
     PoolClosedError,
     SerializationError,
@@ -39,7 +42,7 @@ from plait._errors import (
 )
 from plait._ipc.context import StartMethod, get_context
 from plait._ipc.serialize import dumps, loads, unpack_error
-from plait.pool import _protocol
+from plait.pool import _protocol, _shutdown
 from plait.pool._chunking import Source
 from plait.pool._crashes import handle_death
 from plait.pool._input import SourceEntry, input_loop
@@ -58,9 +61,11 @@ from plait.pool._protocol import (
     TERMINATE,
 )
 from plait.pool._tasks import FutureSink, Sink, Task, all_failed
-from plait.pool._workers import WorkerHandle, join_quietly, spawn_worker
+from plait.pool._waiting import Completion
+from plait.pool._workers import WorkerHandle, spawn_worker
 
 __all__ = ["RUN", "TERMINATE", "Engine", "PoolClosedError", "SourceEntry"]
+
 
 log = logging.getLogger("plait.pool")
 
@@ -123,6 +128,9 @@ class Engine:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         self.threads_stop = False
+        self.deaths: list[WorkerHandle] = []  # exits the watcher reported, for the result thread
+        # Set as each thread ends: joins park on these through the kernel.
+        self.threads_done = {name: Completion(None) for name in _shutdown.THREADS}
         self.feed_requested = False
         self.input_requested = False
         # One worker now, so that a bad start method or environment fails here, at the
@@ -138,15 +146,9 @@ class Engine:
                 # multiprocessing could not pickle them either: say so as plait would
                 dumps(self.init_payload, what="the initializer")
             raise
-        self.result_thread = threading.Thread(
-            target=self._result_loop, name="plait-pool-results", daemon=True
-        )
-        self.feeder_thread = threading.Thread(
-            target=self._feed_loop, name="plait-pool-feeder", daemon=True
-        )
-        self.input_thread = threading.Thread(
-            target=self._input_loop, name="plait-pool-input", daemon=True
-        )
+        self.result_thread = self._thread("result_thread", self._result_loop, "results")
+        self.feeder_thread = self._thread("feeder_thread", self._feed_loop, "feeder")
+        self.input_thread = self._thread("input_thread", self._input_loop, "input")
         try:
             self.result_thread.start()
             self.feeder_thread.start()
@@ -156,6 +158,19 @@ class Engine:
             raise
         with self.lock:
             self.request_feed_locked()
+
+    def _thread(self, key: str, loop: Callable[[], None], what: str) -> threading.Thread:
+        done = self.threads_done[key]
+
+        def run() -> None:
+            try:
+                loop()
+            finally:
+                done.set()
+
+        thread = threading.Thread(target=run, name=f"plait-pool-{what}", daemon=True)
+        done.on = thread  # what a join parks on (no cycle through the engine)
+        return thread
 
     # -- workers ---------------------------------------------------------------------------
     def _spawn(self) -> WorkerHandle:
@@ -174,6 +189,13 @@ class Engine:
             with self.lock:
                 self.free_rows.append(row)
             raise
+        try:
+            handle.watch_exit(self._worker_exited)
+        except BaseException:
+            handle.kill(signal.SIGKILL)
+            with self.lock:
+                self.free_rows.append(row)
+            raise
         with self.lock:
             self.workers[row] = handle
             terminated = self.state == TERMINATE
@@ -181,6 +203,16 @@ class Engine:
             handle.kill(signal.SIGKILL)
         self._wake()
         return handle
+
+    def _worker_exited(self, worker: WorkerHandle) -> None:
+        """On the watcher thread: hand the dead worker to the result thread (quick)."""
+        with self.lock:  # the wake pipe is closed under the lock
+            self.deaths.append(worker)
+            if self._wake_w >= 0:
+                try:
+                    os.write(self._wake_w, b"x")
+                except (BlockingIOError, OSError):
+                    pass
 
     def _log_once(self, key: str, message: str, *args: Any) -> None:
         if key not in self._logged:
@@ -327,32 +359,33 @@ class Engine:
                         return
                     workers = dict(self.workers)
                     timed = self.timed_inflight > 0
+                    dead, self.deaths = self.deaths, []
+                for worker in dead:  # reported by the process watcher
+                    self._unwatch(selector, watched, worker)
+                    self._guarded(self._on_death, worker)
+                if dead:
+                    continue  # the workers changed: look again
                 if workers.keys() != watched.keys() or any(
                     watched[row] is not w for row, w in workers.items()
                 ):
                     self._rewatch(selector, watched, workers)
                 timeout = self._check_deadlines(list(workers.values())) if timed else None
-                dead: list[WorkerHandle] = []
                 for key, _ in selector.select(timeout):
-                    if key.data is None:
+                    worker = key.data
+                    if worker is None:
                         try:
                             os.read(self._wake_r, 4096)
                         except OSError:
                             pass
                         continue
-                    what, worker = key.data
-                    if what == "conn":
-                        try:
-                            data = worker.conn.recv_bytes()
-                        except (EOFError, OSError):
-                            dead.append(worker)
-                            continue
-                        self._guarded(self.on_reply, worker, data)
-                    else:
-                        dead.append(worker)
-                for worker in dict.fromkeys(dead):
-                    self._unwatch(selector, watched, worker)
-                    self._guarded(self._on_death, worker)
+                    try:
+                        data = worker.conn.recv_bytes()
+                    except (EOFError, OSError):
+                        # The worker is ending: the watcher reports its exit. Stop
+                        # listening meanwhile (end-of-file stays readable).
+                        self._unregister(selector, worker.conn_fd)
+                        continue
+                    self._guarded(self.on_reply, worker, data)
         finally:
             selector.close()
 
@@ -368,8 +401,7 @@ class Engine:
         for row, worker in workers.items():
             if row not in watched:
                 try:
-                    selector.register(worker.conn.fileno(), selectors.EVENT_READ, ("conn", worker))
-                    selector.register(worker.sentinel, selectors.EVENT_READ, ("sentinel", worker))
+                    selector.register(worker.conn.fileno(), selectors.EVENT_READ, worker)
                 except (OSError, ValueError, KeyError):
                     pass
                 watched[row] = worker
@@ -382,11 +414,14 @@ class Engine:
     ) -> None:
         if watched.get(worker.row) is worker:
             del watched[worker.row]
-        for fd in (worker.conn_fd, worker.sentinel):
-            try:
-                selector.unregister(fd)
-            except (KeyError, ValueError, OSError):
-                pass
+            self._unregister(selector, worker.conn_fd)
+
+    @staticmethod
+    def _unregister(selector: selectors.BaseSelector, fd: int) -> None:
+        try:
+            selector.unregister(fd)
+        except (KeyError, ValueError, OSError):
+            pass
 
     def _guarded(self, fn: Callable[..., None], *args: Any) -> None:
         try:
@@ -715,94 +750,20 @@ class Engine:
 
     def join(self) -> None:
         """Wait for every task, then stop the workers and the threads."""
-        if self.state == RUN:
-            raise ValueError("Pool is still running: call close() or terminate() first")
-        if self.state == CLOSE:
-            with self.lock:
-                # Nobody consumes while we wait here: read imap inputs to their end, as
-                # multiprocessing does (results wait in their iterators).
-                for entry in self.sources:
-                    entry.source.unbounded = True
-                self.request_input_locked()
-            self.wait_idle()
-            self._stop_idle_workers()
-            deadline = time.monotonic() + 5.0
-            for w in self._snapshot_workers():
-                join_quietly(w, max(0.0, deadline - time.monotonic()))
-        self._shutdown_threads()
-        self._reap_all()
+        _shutdown.join(self)
 
-    def _snapshot_workers(self) -> list[WorkerHandle]:
-        with self.lock:
-            return list(self.workers.values())
+    async def async_join(self) -> None:
+        """:meth:`join` from a coroutine: every wait parks through the kernel."""
+        await _shutdown.async_join(self)
 
     def terminate(self) -> None:
         """Stop now: unfinished tasks fail with ClosedError; workers get SIGTERM, then
         SIGKILL after ``grace`` seconds."""
-        with self.lock:
-            if self.state == TERMINATE and not self.workers:
-                return
-            self.state = TERMINATE
-            tasks = list(self.pending)
-            self.pending.clear()
-            workers = list(self.workers.values())
-            for w in workers:
-                tasks.extend(w.inflight.values())
-                w.inflight.clear()
-                w.retiring = w.stopped = True
-            sources = list(self.sources)
-            self.sources.clear()
-            self.request_feed_locked()
-        self._shutdown_threads()
-        for w in workers:
-            w.kill(signal.SIGTERM)
-        deadline = time.monotonic() + self.grace
-        for w in workers:
-            join_quietly(w, max(0.0, deadline - time.monotonic()))
-        for w in workers:
-            if join_quietly(w, 0) is None:
-                w.kill(signal.SIGKILL)
-        for w in workers:
-            join_quietly(w, 1.0)
-        self._reap_all()
-        error = ClosedError("the pool was terminated before this task finished")
-        for task in tasks:
-            self.deliver(task, task.indices, *all_failed(len(task.indices), error))
-        for entry in sources:
-            entry.on_length(entry.source.pulled)
+        _shutdown.terminate(self)
 
-    def _shutdown_threads(self) -> None:
-        with self.lock:
-            self.threads_stop = True
-            self.request_feed_locked()
-            self.request_input_locked()
-        self._wake()
-        current = threading.current_thread()
-        threads = ("result_thread", "feeder_thread", "input_thread")
-        for thread in (getattr(self, name, None) for name in threads):
-            if thread is not None and thread is not current and thread.is_alive():
-                thread.join(5.0)
-
-    def _reap_all(self) -> None:
-        with self.lock:
-            workers = list(self.workers.values())
-            self.workers.clear()
-        for w in workers:
-            w.mark_dead()
-            try:
-                if w.process.exitcode is None:
-                    w.kill(signal.SIGKILL)
-                    w.process.join(1.0)
-                w.conn.close()
-                w.process.close()
-            except (OSError, ValueError, AssertionError):  # closed meanwhile: nothing left
-                pass
-        for fd in (self._wake_r, self._wake_w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        self._wake_r = self._wake_w = -1
+    async def async_terminate(self) -> None:
+        """:meth:`terminate` from a coroutine (its waits park through the kernel)."""
+        await _shutdown.async_terminate(self)
 
 
 def _init_payload(

@@ -664,13 +664,9 @@ class Pool(Executor):
         return self.imap_unordered(func, iterable, chunksize, **options).__aiter__()
 
     async def async_join(self) -> None:
-        """:meth:`join` from a coroutine, without blocking its loop: it parks until the
-        work is done, then lets a thread stop the (idle) workers."""
-        engine = self._engine
-        if engine.state == "running":
-            raise ValueError("Pool is still running: call close() or terminate() first")
-        await engine.async_wait_idle()
-        await asyncio.get_running_loop().run_in_executor(None, self.join)
+        """:meth:`join` from a coroutine, without blocking its loop: it parks (through the
+        kernel, no executor thread) until the work is done and the workers have exited."""
+        await self._engine.async_join()
 
     async def async_shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """:meth:`shutdown` from a coroutine, without blocking its loop."""
@@ -681,8 +677,9 @@ class Pool(Executor):
             await self.async_join()
 
     async def async_terminate(self) -> None:
-        """:meth:`terminate` from a coroutine (it waits up to ``grace`` for workers)."""
-        await asyncio.get_running_loop().run_in_executor(None, self.terminate)
+        """:meth:`terminate` from a coroutine (it parks up to ``grace`` for workers)."""
+        if self._finalizer.detach() is not None:  # terminate runs once
+            await self._engine.async_terminate()
 
     # -- lifetime --------------------------------------------------------------------------
     def close(self) -> None:

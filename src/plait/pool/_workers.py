@@ -6,14 +6,17 @@ import os
 import socket
 import threading
 from collections import deque
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.context import BaseContext
 from typing import Any
 
 from plait._processes._popen import start_restarting_fork_server
+from plait._processes._watcher import ExitWatch, get_watcher
 from plait.pool import _worker
 from plait.pool._protocol import MARKER_WIDTH
 from plait.pool._tasks import Task
+from plait.pool._waiting import Completion
 
 __all__ = ["SMALL_PAYLOAD", "WorkerHandle", "join_quietly", "spawn_worker"]
 
@@ -52,6 +55,8 @@ class WorkerHandle:
         "conn_fd",
         "dead",
         "dispatched",
+        "exit_watch",
+        "exited",
         "inflight",
         "init_error",
         "kill_reason",
@@ -88,6 +93,27 @@ class WorkerHandle:
         self.outbox: deque[bytes] = deque()
         self.out_cond = threading.Condition(threading.Lock())
         self.sender: threading.Thread | None = None
+        # Set by the process watcher when the worker ends. (Parked on the process: a
+        # reference back to this handle would make a cycle, left to the garbage collector.)
+        self.exited = Completion(process)
+        self.exit_watch: ExitWatch | None = None
+
+    def watch_exit(self, on_exit: Callable[[WorkerHandle], None]) -> None:
+        """Have plait's one process watcher tell us when this worker ends: ``exited`` is
+        set (joins park on it) and ``on_exit(self)`` runs, on the watcher thread."""
+
+        def ended() -> None:
+            self.exit_watch = None  # (fired: drop the cycle handle -> watch -> this closure)
+            self.exited.set()
+            on_exit(self)
+
+        self.exit_watch = get_watcher().on_exit(self.sentinel, ended)
+
+    def forget_exit(self) -> None:
+        """Stop watching (before the process and its sentinel are closed)."""
+        watch, self.exit_watch = self.exit_watch, None
+        if watch is not None:
+            get_watcher().forget(watch)
 
     def send(self, payload: bytes) -> bool:
         """Send one message, blocking; ``False`` if the worker is gone (its death is
