@@ -94,6 +94,7 @@ from plait._sync import (
 )
 from plait._tasks import Task, TaskGroup, gil_enabled
 from plait._threads import Thread, Timer
+from plait.diagnostics import debug, detect_deadlocks, ignore_deadlocks
 from plait.pool import AsyncResult, Pool, PoolClosedError, PoolStatistics, PoolTimeoutError
 
 __version__ = "0.1.0"
@@ -223,6 +224,8 @@ __all__ = [
     "current_process",
     "current_strand",
     "current_thread",
+    "debug",
+    "detect_deadlocks",
     "enumerate",
     "excepthook",
     "fail_after",
@@ -237,6 +240,7 @@ __all__ = [
     "getprofile",
     "gettrace",
     "gil_enabled",
+    "ignore_deadlocks",
     "local",
     "log_to_stderr",
     "main_thread",
