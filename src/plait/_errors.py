@@ -120,10 +120,12 @@ class WouldBlock(Exception):
 class DeadlockError(PlaitError):
     """A cycle in the wait-for graph: these strands wait on each other forever.
 
-    ``cycle`` lists ``(strand description, resource description)`` pairs in order.
+    ``cycle`` lists one link per waiting strand, in order: in this process a
+    ``plait.diagnostics.WaitLink`` (strand, what it waits for, where it waits, the holder,
+    where the holder took it), a tuple of strings.
     """
 
-    def __init__(self, message: str, cycle: tuple[tuple[str, str], ...] = ()) -> None:
+    def __init__(self, message: str, cycle: tuple[tuple[str, ...], ...] = ()) -> None:
         super().__init__(message)
         self.message = message
         self.cycle = cycle

@@ -12,7 +12,10 @@ Edges: a plait ``Lock``/``RLock`` (in this process) points to its owner strand (
 taken on its uncontended fast path records no owner unless debug mode is on -- see
 :mod:`plait.diagnostics._debug`); a ``join()``/``result()`` points to the strand waited for.
 A condition's waiters have no owner (anyone may notify), but re-taking its lock is a lock
-wait like any other.
+wait like any other. A strand waiting on a plain ``Lock`` it took itself is not reported:
+any strand may release a ``Lock`` (threading's rule), and that is how a lock is used as a
+signal; ``ignore_deadlocks(lock)`` leaves out a signalling lock that is part of a longer
+chain.
 
 Checks are serialised by one lock, so of two strands closing the same cycle at once exactly
 one sees it (the other stays parked and gets the lock the first one gives up).
@@ -51,22 +54,22 @@ class _Graph:
     """The untimed waits seen so far, by strand (a stale entry is one whose waiter is no
     longer queued), the objects opted out, and the lock that serialises checks."""
 
-    __slots__ = ("ignored", "lock", "prune_at", "untimed")
+    __slots__ = ("any_ignored", "ignored", "lock", "prune_at", "untimed")
 
     def __init__(self) -> None:
         self.untimed: dict[Strand, Waiter] = {}
         self.ignored: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.any_ignored = False
         self.lock = allocate_lock()
         self.prune_at = 256
 
-    def record(self, strand: Strand, waiter: Waiter) -> None:
+    def prune(self) -> None:
+        """Drop the waits that are over (amortised: when the table has doubled)."""
         untimed = self.untimed
-        untimed[strand] = waiter
-        if len(untimed) > self.prune_at:  # amortised: drop the waits that are over
-            for s, w in list(untimed.items()):
-                if w.state != QUEUED:
-                    del untimed[s]
-            self.prune_at = max(256, 2 * len(untimed))
+        for s, w in list(untimed.items()):
+            if w.state != QUEUED:
+                untimed.pop(s, None)
+        self.prune_at = max(256, 2 * len(untimed))
 
 
 _graph = _Graph()
@@ -98,11 +101,13 @@ def _find_cycle(me: Strand, on: object) -> list[tuple[Strand, object, Strand]] |
     seen = {me}
     strand, obj = me, on
     for _ in range(10_000):
-        if obj in _graph.ignored:
+        if _graph.any_ignored and obj in _graph.ignored:
             return None
         holder = _holder_of(obj)
         if holder is None:
             return None
+        if holder is me and not links and isinstance(obj, _LockCore) and not obj._reentrant:
+            return None  # a Lock waited on by its own taker: the signal idiom (see below)
         links.append((strand, obj, holder))
         if holder is me:
             return links
@@ -127,11 +132,34 @@ def _still_there(me: Strand, links: list[tuple[Strand, object, Strand]]) -> bool
 
 
 def check(waiter: Waiter) -> None:
-    """The kernel's untimed-park check: raise ``DeadlockError`` if this wait closes a cycle."""
+    """The kernel's untimed-park check: raise ``DeadlockError`` if this wait closes a cycle.
+
+    Cheap when there is no cycle: record the wait, look at the one holder; only when that
+    holder is itself in an untimed wait is the chain followed, under the graph's lock.
+    Every strand records its wait before it looks, so of two strands closing a cycle at
+    once at least one sees the other; the lock makes it exactly one.
+    """
     me = waiter.strand
     graph = _graph
+    untimed = graph.untimed
+    untimed[me] = waiter
+    if len(untimed) > graph.prune_at:
+        graph.prune()
+    obj = waiter.on
+    if isinstance(obj, _LockCore):  # the common case, read inline
+        holder = obj._owner
+        if holder is None or holder is me or obj._shared is not None:
+            if holder is not me:
+                return
+        else:
+            held = untimed.get(holder)
+            if held is None or held.state != QUEUED:
+                return
+    else:
+        holder = _holder_of(obj)
+        if holder is None or (holder is not me and untimed_wait_of(holder) is None):
+            return
     with graph.lock:
-        graph.record(me, waiter)
         links = _find_cycle(me, waiter.on)
         if links is None or not _still_there(me, links):
             return
@@ -153,7 +181,10 @@ def _error(me: Strand, links: list[tuple[Strand, object, Strand]], here: Any) ->
         waits_at = _stacks.site_of(_stacks.user_frame(frames))
         taken_at = _taken_at(obj, holder)
         link = WaitLink(
-            _stacks.describe_strand(strand), what, waits_at, _stacks.describe_strand(holder),
+            _stacks.describe_strand(strand),
+            what,
+            waits_at,
+            _stacks.describe_strand(holder),
             taken_at,
         )
         chain.append(link)
@@ -203,6 +234,7 @@ def ignore_deadlocks(obj: object) -> None:
     """Leave ``obj`` (a lock, a strand) out of deadlock detection: waits on it never raise
     ``DeadlockError`` (for a ``Lock`` used as a signal that another strand releases)."""
     _graph.ignored.add(obj)
+    _graph.any_ignored = True
 
 
 def _install_default() -> None:
