@@ -52,7 +52,12 @@ class WaitLink(NamedTuple):
 
 class _Graph:
     """The untimed waits seen so far, by strand (a stale entry is one whose waiter is no
-    longer queued), the objects opted out, and the lock that serialises checks."""
+    longer queued), the objects opted out, and the lock that serialises checks.
+
+    Only waits that can be links are recorded (on an in-process lock, on a strand's end),
+    so a stale entry keeps nothing alive that owns an OS resource (a shared lock's
+    semaphore); entries are overwritten by the strand's next wait or pruned.
+    """
 
     __slots__ = ("any_ignored", "ignored", "lock", "prune_at", "untimed")
 
@@ -139,26 +144,29 @@ def check(waiter: Waiter) -> None:
     Every strand records its wait before it looks, so of two strands closing a cycle at
     once at least one sees the other; the lock makes it exactly one.
     """
+    obj = waiter.on
     me = waiter.strand
     graph = _graph
     untimed = graph.untimed
-    untimed[me] = waiter
-    if len(untimed) > graph.prune_at:
-        graph.prune()
-    obj = waiter.on
     if isinstance(obj, _LockCore):  # the common case, read inline
+        if obj._shared is not None:
+            return  # held in another process: no link in this process's graph
+        untimed[me] = waiter
+        if len(untimed) > graph.prune_at:
+            graph.prune()
         holder = obj._owner
-        if holder is None or holder is me or obj._shared is not None:
-            if holder is not me:
-                return
-        else:
+        if holder is None:
+            return
+        if holder is not me:
             held = untimed.get(holder)
             if held is None or held.state != QUEUED:
                 return
-    else:
-        holder = _holder_of(obj)
-        if holder is None or (holder is not me and untimed_wait_of(holder) is None):
+    elif isinstance(obj, Strand):
+        untimed[me] = waiter
+        if obj.state == "done" or untimed_wait_of(obj) is None:
             return
+    else:
+        return  # an event, a queue, a condition's notify: no single strand to wait for
     with graph.lock:
         links = _find_cycle(me, waiter.on)
         if links is None or not _still_there(me, links):
