@@ -94,7 +94,7 @@ from plait._sync import (
 )
 from plait._tasks import Task, TaskGroup, gil_enabled
 from plait._threads import Thread, Timer
-from plait.diagnostics import debug, detect_deadlocks, ignore_deadlocks
+from plait.diagnostics import debug, detect_deadlocks, dump, ignore_deadlocks
 from plait.pool import AsyncResult, Pool, PoolClosedError, PoolStatistics, PoolTimeoutError
 
 __version__ = "0.1.0"
@@ -226,6 +226,7 @@ __all__ = [
     "current_thread",
     "debug",
     "detect_deadlocks",
+    "dump",
     "enumerate",
     "excepthook",
     "fail_after",

@@ -2,14 +2,15 @@
 
 This layer sits above the objects and tasks it watches and below the CLI; the kernel reaches
 it only through the check slot it fills in (``plait._core.parking.park_checks``). Importing
-it (``import plait`` does) turns deadlock detection on unless ``PLAIT_DEADLOCK_CHECK=0``, and
-debug mode on when ``PLAIT_DEBUG=1``.
+it (``import plait`` does) turns deadlock detection on unless ``PLAIT_DEADLOCK_CHECK=0``;
+``PLAIT_DEBUG=1`` also turns debug mode on and serves ``plait dump PID``.
 """
 
 from __future__ import annotations
 
-from plait.diagnostics._debug import _install_default as _debug_default
-from plait.diagnostics._debug import debug
+from plait.diagnostics._debug import debug, debug_from_env
+from plait.diagnostics._dump import dump, snapshot
+from plait.diagnostics._server import DumpRequestError, request_dump, serve_dumps
 from plait.diagnostics._waitfor import (
     WaitLink,
     detect_deadlocks,
@@ -18,7 +19,20 @@ from plait.diagnostics._waitfor import (
 )
 from plait.diagnostics._waitfor import _install_default as _deadlock_default
 
-__all__ = ["WaitLink", "debug", "detect_deadlocks", "ignore_deadlocks", "untimed_wait_of"]
+__all__ = [
+    "DumpRequestError",
+    "WaitLink",
+    "debug",
+    "detect_deadlocks",
+    "dump",
+    "ignore_deadlocks",
+    "request_dump",
+    "serve_dumps",
+    "snapshot",
+    "untimed_wait_of",
+]
 
 _deadlock_default()
-_debug_default()
+if debug_from_env():
+    debug(True)
+    serve_dumps()

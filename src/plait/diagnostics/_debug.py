@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import weakref
 from typing import Any
 
 from plait._core.instruments import Instrument, add_instrument, remove_instrument
 from plait._core.strands import Strand
 from plait._sync._lock import _LockCore
-from plait.diagnostics import _stacks, _waitfor
+from plait.diagnostics import _dump, _stacks, _waitfor
 
 __all__ = ["debug"]
 
@@ -36,6 +37,19 @@ class _DebugInstrument(Instrument):
         self.taken: weakref.WeakKeyDictionary[Any, tuple[weakref.ref[Strand], str]] = (
             weakref.WeakKeyDictionary()
         )
+        self.parked_at: weakref.WeakKeyDictionary[Strand, float] = weakref.WeakKeyDictionary()
+
+    def strand_parked(self, strand: Strand, on: object) -> None:
+        try:
+            self.parked_at[strand] = time.monotonic()
+        except TypeError:
+            pass
+
+    def strand_unparked(self, strand: Strand, on: object, outcome: str) -> None:
+        try:
+            self.parked_at.pop(strand, None)
+        except TypeError:
+            pass
 
     def acquired(self, strand: Strand, resource: object) -> None:
         if isinstance(resource, _LockCore):
@@ -59,7 +73,8 @@ def debug(enabled: bool | None = None) -> bool:
     """Turn plait's debug mode on or off; return whether it was on (``None`` only asks).
 
     Debug mode records every lock's owner and the line that took it (so deadlock reports
-    are complete for plain ``Lock`` objects too) and turns deadlock detection on.
+    are complete for plain ``Lock`` objects too) and when each wait began (for dumps), and
+    turns deadlock detection on.
     """
     was = _state.instrument is not None
     if enabled is None or enabled == was:
@@ -68,6 +83,7 @@ def debug(enabled: bool | None = None) -> bool:
         instrument = _DebugInstrument()
         _state.instrument = instrument
         _waitfor._taken_sites = instrument.taken
+        _dump.since.parked_at = instrument.parked_at
         add_instrument(instrument)
         _waitfor.detect_deadlocks(True)
     else:
@@ -76,9 +92,10 @@ def debug(enabled: bool | None = None) -> bool:
         remove_instrument(instrument_now)
         _state.instrument = None
         _waitfor._taken_sites = None
+        _dump.since.parked_at = None
     return was
 
 
-def _install_default() -> None:
-    if os.environ.get("PLAIT_DEBUG", "").strip() not in ("", "0", "false", "no", "off"):
-        debug(True)
+def debug_from_env() -> bool:
+    """Whether ``PLAIT_DEBUG`` asks for debug mode."""
+    return os.environ.get("PLAIT_DEBUG", "").strip() not in ("", "0", "false", "no", "off")
