@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from plait.cli import _dump, _tour
+from plait.cli import _dump, _run, _tour
 
 __all__ = ["build_parser", "main"]
 
@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"plait {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     _tour.add_parser(subparsers)
+    _run.add_parser(subparsers)
     _dump.add_parser(subparsers)
     return parser
 
