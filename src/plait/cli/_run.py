@@ -59,6 +59,9 @@ def _deadlock_exit(error: BaseException) -> None:
         file=sys.stderr,
     )
     sys.stderr.flush()
+    from plait.diagnostics._server import stop_serving
+
+    stop_serving()
     os._exit(DEADLOCK_EXIT)  # the other strands of the cycle would wait forever
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from plait.diagnostics import _dump
 
-__all__ = ["DumpRequestError", "request_dump", "serve_dumps", "socket_path"]
+__all__ = ["DumpRequestError", "request_dump", "serve_dumps", "socket_path", "stop_serving"]
 
 
 class DumpRequestError(Exception):
@@ -86,6 +86,13 @@ def serve_dumps() -> Path:
         threading.Thread(target=_serve, args=(sock,), name="plait-dump-server", daemon=True).start()
         atexit.register(_stop, path, os.getpid())
         return path
+
+
+def stop_serving() -> None:
+    """Remove this process's dump socket now (before an ``os._exit`` skips ``atexit``)."""
+    path = _server.path
+    if path is not None and _server.pid == os.getpid():
+        _stop(path, _server.pid)
 
 
 def _stop(path: Path, pid: int) -> None:
