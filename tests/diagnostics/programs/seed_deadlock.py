@@ -1,3 +1,5 @@
+# ruff: noqa
+# fmt: off
 # The seed's deadlock program, as the seed writes it (only its layout restored).
 import threading
 import time
