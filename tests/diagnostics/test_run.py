@@ -52,7 +52,7 @@ def test_the_seeds_deadlock_ends_within_a_second_naming_threads_locks_and_lines(
     assert len(threads) == 2, report
     assert "plait.Lock 'mutexA'" in report and "plait.Lock 'mutexB'" in report
     # where each waits (fun2's and fun1's second acquire) and where each took its lock
-    assert "seed_deadlock.py:31 (fun2)" in report and "seed_deadlock.py:20 (fun1)" in report
+    assert "seed_deadlock.py:31 (fun2)" in report and "seed_deadlock.py:22 (fun1)" in report
     assert "taken at" in report and "seed_deadlock.py:20 (fun1)" in report
     assert "seed_deadlock.py:28 (fun2)" in report
     assert "plait run: deadlock" in done.stderr
