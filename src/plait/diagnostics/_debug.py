@@ -19,6 +19,7 @@ from plait._core.instruments import Instrument, add_instrument, remove_instrumen
 from plait._core.strands import Strand
 from plait._sync._lock import _LockCore
 from plait.diagnostics import _dump, _stacks, _waitfor
+from plait.diagnostics._lockdep import LockOrder
 
 __all__ = ["debug"]
 
@@ -38,6 +39,7 @@ class _DebugInstrument(Instrument):
             weakref.WeakKeyDictionary()
         )
         self.parked_at: weakref.WeakKeyDictionary[Strand, float] = weakref.WeakKeyDictionary()
+        self.order = LockOrder()
 
     def strand_parked(self, strand: Strand, on: object) -> None:
         try:
@@ -52,11 +54,25 @@ class _DebugInstrument(Instrument):
             pass
 
     def acquired(self, strand: Strand, resource: object) -> None:
+        if not isinstance(resource, _LockCore):
+            return
+        site = _caller_site()
+        try:
+            self.taken[resource] = (weakref.ref(strand), site)
+        except TypeError:  # a strand that cannot be weakly referenced: skip it
+            pass
+        try:
+            self.order.acquired(strand, resource, site)
+        except BaseException:
+            # -W error made the LockOrderWarning an exception: the acquire raises it, and
+            # holds nothing (a `with` whose __enter__ raised never runs its __exit__).
+            self.order.released(resource)
+            resource.release()  # type: ignore[attr-defined]
+            raise
+
+    def released(self, strand: Strand, resource: object) -> None:
         if isinstance(resource, _LockCore):
-            try:
-                self.taken[resource] = (weakref.ref(strand), _caller_site())
-            except TypeError:  # a strand that cannot be weakly referenced: skip it
-                pass
+            self.order.released(resource)
 
 
 class _DebugState:

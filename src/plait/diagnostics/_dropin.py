@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from plait.diagnostics._lockdep import note_created
+
 __all__ = ["SWAPPED", "plait_primitives"]
 
 SWAPPED: dict[str, tuple[str, ...]] = {
@@ -36,6 +38,25 @@ SWAPPED: dict[str, tuple[str, ...]] = {
 # so `except queue.Empty` catches both.)
 
 
+def _lock() -> Any:
+    """``threading.Lock()`` inside ``plait run``: a plait Lock whose class (for lock-order
+    checking) is the line that made it."""
+    import plait
+
+    return note_created(plait.Lock())
+
+
+def _rlock() -> Any:
+    """``threading.RLock()`` inside ``plait run`` (see :func:`_lock`)."""
+    import plait
+
+    return note_created(plait.RLock())
+
+
+# threading.Lock and RLock are factory functions in the stdlib too.
+_FACTORIES: dict[str, Any] = {"Lock": _lock, "RLock": _rlock}
+
+
 @contextmanager
 def plait_primitives() -> Iterator[None]:
     """Swap the stdlib's primitives for plait's inside the ``with`` block."""
@@ -48,7 +69,7 @@ def plait_primitives() -> Iterator[None]:
             module = modules[module_name]
             for name in names:
                 saved.append((module, name, getattr(module, name)))
-                setattr(module, name, getattr(plait, name))
+                setattr(module, name, _FACTORIES.get(name, getattr(plait, name)))
         yield
     finally:
         for module, name, value in reversed(saved):
