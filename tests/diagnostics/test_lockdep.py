@@ -89,14 +89,17 @@ def test_as_an_error_the_acquire_raises_and_holds_nothing(debug_mode: None) -> N
 
 
 def test_no_checking_outside_debug_mode() -> None:
-    assert plait.debug() is False
-    a, b = plait.Lock(), plait.Lock()
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", plait.LockOrderWarning)
-        with a, b:
-            pass
-        with b, a:
-            pass
+    was = plait.debug(False)
+    try:
+        a, b = plait.Lock(), plait.Lock()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", plait.LockOrderWarning)
+            with a, b:
+                pass
+            with b, a:
+                pass
+    finally:
+        plait.debug(was)
 
 
 def test_plait_run_names_the_creation_lines(tmp_path: Path) -> None:
