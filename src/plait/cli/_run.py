@@ -2,7 +2,8 @@
 
 The script runs as ``__main__`` in this interpreter, as ``python SCRIPT ARG ...`` would run
 it, with ``threading``'s and ``queue``'s primitives swapped for plait's (for this run only),
-debug mode on (every lock's owner and where it was taken, deadlock detection) and
+debug mode on (every lock's owner and where it was taken, deadlock detection, lock order),
+the blocked-loop watchdog on (``PLAIT_WATCHDOG_MS``, default 100; 0 turns it off) and
 ``plait dump PID`` served. A deadlock -- in any thread -- ends the run at once with the
 report and exit status 3 (the other strands of the cycle would wait forever). Anything else
 is the script's own: its output, its traceback, its exit status.
@@ -91,6 +92,15 @@ def run(args: argparse.Namespace) -> int:
     from plait.diagnostics._dropin import plait_primitives
 
     debug(True)
+    watchdog_ms = os.environ.get("PLAIT_WATCHDOG_MS", "100").strip() or "100"
+    if watchdog_ms not in ("0", "off"):
+        from plait.diagnostics import watch_loops
+
+        try:
+            watch_loops(float(watchdog_ms) / 1000)
+        except (TypeError, ValueError) as exc:
+            print(f"plait run: PLAIT_WATCHDOG_MS={watchdog_ms!r}: {exc}", file=sys.stderr)
+            return 2
     try:
         serve_dumps()
     except OSError as exc:  # no usable runtime dir: the run goes on without dumps

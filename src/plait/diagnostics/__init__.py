@@ -1,4 +1,5 @@
-"""Seeing concurrency: deadlock detection, debug mode, and dumps of every strand.
+"""Seeing concurrency: deadlock detection, lock order, dumps of every strand, and a
+watchdog for blocked event loops.
 
 This layer sits above the objects and tasks it watches and below the CLI; the kernel reaches
 it only through the check slot it fills in (``plait._core.parking.park_checks``). Importing
@@ -18,10 +19,12 @@ from plait.diagnostics._waitfor import (
     untimed_wait_of,
 )
 from plait.diagnostics._waitfor import _install_default as _deadlock_default
+from plait.diagnostics._watchdog import Watchdog, watch_loops
 
 __all__ = [
     "DumpRequestError",
     "WaitLink",
+    "Watchdog",
     "debug",
     "detect_deadlocks",
     "dump",
@@ -30,6 +33,7 @@ __all__ = [
     "serve_dumps",
     "snapshot",
     "untimed_wait_of",
+    "watch_loops",
 ]
 
 _deadlock_default()
