@@ -337,3 +337,33 @@ def test_opt_out_globally() -> None:
     finally:
         plait.detect_deadlocks(was)
     assert plait.detect_deadlocks() is was
+
+
+def test_a_blocking_acquire_in_a_coroutine_of_the_holders_loop_raises() -> None:
+    lock = plait.RLock()
+
+    async def holder(held: asyncio.Event, done: asyncio.Event) -> None:
+        async with lock:
+            held.set()
+            await done.wait()
+
+    async def main() -> BaseException | None:
+        held, done = asyncio.Event(), asyncio.Event()
+        task = asyncio.create_task(holder(held, done), name="holding-coroutine")
+        await held.wait()
+        try:
+            lock.acquire()  # a blocking call: the holder can never run to release it
+        except plait.DeadlockError as exc:
+            return exc
+        finally:
+            done.set()
+            await task
+        lock.release()
+        return None
+
+    error = asyncio.run(main())
+    assert isinstance(error, plait.DeadlockError)
+    text = str(error)
+    assert "'holding-coroutine'" in text
+    assert "runs on the event loop this blocking call holds up" in text
+    assert "test_deadlock.py" in text

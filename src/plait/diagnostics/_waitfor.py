@@ -23,6 +23,7 @@ one sees it (the other stays parked and gets the lock the first one gives up).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import weakref
@@ -34,6 +35,8 @@ from plait._core.strands import Strand
 from plait._errors import DeadlockError
 from plait._sync._lock import _LockCore
 from plait.diagnostics import _stacks
+
+_get_running_loop = asyncio._get_running_loop
 
 __all__ = ["WaitLink", "detect_deadlocks", "ignore_deadlocks", "untimed_wait_of"]
 
@@ -160,6 +163,8 @@ def check(waiter: Waiter) -> None:
         if holder is not me:
             held = untimed.get(holder)
             if held is None or held.state != QUEUED:
+                if _blocks_the_loop_of(waiter, holder):
+                    _give_up(waiter, [(me, obj, holder)], loop_blocked=True)
                 return
     elif isinstance(obj, Strand):
         untimed[me] = waiter
@@ -167,19 +172,37 @@ def check(waiter: Waiter) -> None:
             return
     else:
         return  # an event, a queue, a condition's notify: no single strand to wait for
-    with graph.lock:
+    with graph.lock:  # held until the waiter is out: one strand per cycle raises
         links = _find_cycle(me, waiter.on)
         if links is None or not _still_there(me, links):
             return
-        queue = waiter.queue
-        with queue.mutex:
-            removed = queue.remove(waiter, CANCELLED)
-        if not removed:
-            return  # handed what it waited for meanwhile: no deadlock after all
-    raise _error(me, links, sys._getframe(1))
+        _give_up(waiter, links)
 
 
-def _error(me: Strand, links: list[tuple[Strand, object, Strand]], here: Any) -> DeadlockError:
+def _blocks_the_loop_of(waiter: Waiter, holder: Strand) -> bool:
+    """Whether this blocking wait holds up the event loop ``holder`` (a coroutine) runs on:
+    a sync acquire inside a coroutine, of a lock another coroutine of the same loop holds."""
+    if waiter.fut is not None or holder.kind != "async" or holder.state == "done":
+        return False
+    loop = holder.loop
+    return loop is not None and loop is _get_running_loop()
+
+
+def _give_up(
+    waiter: Waiter, links: list[tuple[Strand, object, Strand]], *, loop_blocked: bool = False
+) -> None:
+    """Take ``waiter`` out of its queue and raise ``DeadlockError`` (unless a wake won)."""
+    queue = waiter.queue
+    with queue.mutex:
+        removed = queue.remove(waiter, CANCELLED)
+    if not removed:
+        return  # handed what it waited for meanwhile: no deadlock after all
+    raise _error(waiter.strand, links, sys._getframe(2), loop_blocked)
+
+
+def _error(
+    me: Strand, links: list[tuple[Strand, object, Strand]], here: Any, loop_blocked: bool
+) -> DeadlockError:
     chain: list[WaitLink] = []
     lines = []
     for strand, obj, holder in links:
@@ -199,6 +222,12 @@ def _error(me: Strand, links: list[tuple[Strand, object, Strand]], here: Any) ->
         held = f", held by {link.holder}" if not isinstance(obj, Strand) else ""
         taken = f" (taken at {taken_at})" if taken_at != "?" else ""
         lines.append(f"  {link.strand} waits for {what} at {waits_at}{held}{taken}")
+    if loop_blocked:
+        blocked = _stacks.describe_strand(links[-1][2])
+        lines.append(
+            f"  and {blocked} runs on the event loop this blocking call holds up: it can "
+            f"never run to release it (await the async form instead)"
+        )
     message = (
         "deadlock: these strands wait on each other forever (this wait would close the "
         "cycle, so it raises instead):\n" + "\n".join(lines)
