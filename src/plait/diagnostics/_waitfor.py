@@ -139,6 +139,17 @@ def _still_there(me: Strand, links: list[tuple[Strand, object, Strand]]) -> bool
     return True
 
 
+_OTHER, _LOCK, _STRAND = 0, 1, 2
+_kinds: dict[type, int] = {}  # what a wait on an object of each type can link to
+
+
+def _kind_of(cls: type) -> int:
+    """Classify ``cls`` once (a Strand check goes through its ABC: slow to repeat)."""
+    kind = _LOCK if issubclass(cls, _LockCore) else _STRAND if issubclass(cls, Strand) else _OTHER
+    _kinds[cls] = kind
+    return kind
+
+
 def check(waiter: Waiter) -> None:
     """The kernel's untimed-park check: raise ``DeadlockError`` if this wait closes a cycle.
 
@@ -147,11 +158,16 @@ def check(waiter: Waiter) -> None:
     Every strand records its wait before it looks, so of two strands closing a cycle at
     once at least one sees the other; the lock makes it exactly one.
     """
-    obj = waiter.on
+    obj: Any = waiter.on  # its kind is checked below, by type, once per type
+    kind = _kinds.get(type(obj))
+    if kind is None:
+        kind = _kind_of(type(obj))
+    if kind == _OTHER:
+        return  # an event, a queue, a condition's notify: no single strand to wait for
     me = waiter.strand
     graph = _graph
     untimed = graph.untimed
-    if isinstance(obj, _LockCore):  # the common case, read inline
+    if kind == _LOCK:  # the common case, read inline
         if obj._shared is not None:
             return  # held in another process: no link in this process's graph
         untimed[me] = waiter
@@ -166,12 +182,10 @@ def check(waiter: Waiter) -> None:
                 if _blocks_the_loop_of(waiter, holder):
                     _give_up(waiter, [(me, obj, holder)], loop_blocked=True)
                 return
-    elif isinstance(obj, Strand):
+    else:  # a strand's end
         untimed[me] = waiter
         if obj.state == "done" or untimed_wait_of(obj) is None:
             return
-    else:
-        return  # an event, a queue, a condition's notify: no single strand to wait for
     with graph.lock:  # held until the waiter is out: one strand per cycle raises
         links = _find_cycle(me, waiter.on)
         if links is None or not _still_there(me, links):
