@@ -161,3 +161,18 @@ def test_plait_dump_of_a_dead_pid_is_a_clear_error() -> None:
 def test_plait_dump_of_a_process_not_serving_says_how_to_serve() -> None:
     with pytest.raises(DumpRequestError, match="not serving dumps: run it under `plait run`"):
         request_dump(os.getppid() if not socket_path(os.getppid()).exists() else 1)
+
+
+def test_in_debug_mode_a_dump_says_how_long_each_wait_has_lasted() -> None:
+    was = plait.debug(True)
+    try:
+        lock = plait.RLock()
+        with lock:
+            t = _waiting_thread(lock)
+            records = json.loads(plait.dump(io.StringIO(), format="json"))["strands"]
+        t.join(10)
+    finally:
+        plait.debug(was)
+    waiting = [r for r in records if r["name"] == "blocked-one"]
+    assert len(waiting) == 1
+    assert waiting[0]["waiting_s"] is not None and waiting[0]["waiting_s"] >= 0
