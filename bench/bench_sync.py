@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 import plait._sync as ps
-from _harness import Bench, measure
+from _harness import Bench, compare, measure
 
 
 def _sync_with(lock: Any, n: int) -> Callable[[], None]:
@@ -169,6 +169,51 @@ def _shared_plait_lock() -> Any:
     return lock
 
 
+def _with_detection(on: bool, fn: Callable[[], None]) -> Callable[[], None]:
+    """``fn`` run with plait's deadlock detection on or off (it is on by default)."""
+    from plait.diagnostics import detect_deadlocks
+
+    def run() -> None:
+        was = detect_deadlocks(on)
+        try:
+            fn()
+        finally:
+            detect_deadlocks(was)
+
+    run.loop = getattr(fn, "loop", None)  # type: ignore[attr-defined]
+    return run
+
+
+def _detection_cases(bench: Bench, n: int, h: int, repeat: int) -> None:
+    """Deadlock detection's cost (issue 13 point 1): off vs on, interleaved in one run."""
+    cases: list[tuple[str, Callable[[], Callable[[], None]], int]] = [
+        ("uncontended, with lock", lambda: _sync_with(ps.Lock(), n), n),
+        ("hand-off thread<->thread", lambda: _thread_handoff(ps.Lock, h), h),
+        ("hand-off coroutine<->coroutine", lambda: _async_handoff(ps.Lock, h), h),
+        ("hand-off thread<->coroutine", lambda: _thread_coro_handoff(h), h),
+    ]
+    for label, make, count in cases:
+        off, on = _with_detection(False, make()), _with_detection(True, make())
+        figures = compare({"off": off, "on": on}, repeat=repeat, number=1)
+        case = f"deadlock detection, {label}"
+        off_value = figures["off"] / count
+        bench.record(case, "detection off", off_value, "s/op", baseline="detection off")
+        target = "unchanged" if label.startswith("uncontended") else "<= 1.1x detection off"
+        bench.record(
+            case,
+            "detection on",
+            figures["on"] / count,
+            "s/op",
+            baseline="detection off",
+            target=target,
+            target_ratio=1.05 if label.startswith("uncontended") else 1.1,
+        )
+        for fn in (off, on):
+            loop = getattr(fn, "loop", None)
+            if loop is not None:
+                loop.close()
+
+
 def main() -> None:
     bench = Bench.from_argv("sync", description=__doc__)
     n = bench.scale(200_000, quick=20_000)
@@ -287,6 +332,12 @@ def main() -> None:
         baseline="multiprocessing.Lock",
     )
 
+    _detection_cases(bench, n, h, repeat)
+
+    bench.note(
+        "Deadlock detection runs only on the park slow path (a wait with no time limit), "
+        "never on an uncontended acquire; 'detection off' is plait.detect_deadlocks(False)."
+    )
     bench.note(
         "plait.Lock's uncontended path is one non-blocking acquire of a private _thread lock; "
         "the owner strand is recorded only on the queued path or with instruments on, since "

@@ -57,6 +57,7 @@ from plait._errors import (
     ClosedError,
     DeadlockError,
     DeserializationError,
+    LockOrderWarning,
     PlaitError,
     ProcessError,
     RemoteError,
@@ -95,6 +96,7 @@ from plait._sync import (
 )
 from plait._tasks import Task, TaskGroup, gil_enabled
 from plait._threads import Thread, Timer
+from plait.diagnostics import debug, detect_deadlocks, dump, ignore_deadlocks
 from plait.pool import AsyncResult, Pool, PoolClosedError, PoolStatistics, PoolTimeoutError
 
 __version__ = "0.1.0"
@@ -175,6 +177,7 @@ __all__ = [
     "JoinableQueue",
     "LifoQueue",
     "Lock",
+    "LockOrderWarning",
     "LockStatistics",
     "Manager",
     "Pipe",
@@ -225,6 +228,9 @@ __all__ = [
     "current_process",
     "current_strand",
     "current_thread",
+    "debug",
+    "detect_deadlocks",
+    "dump",
     "enumerate",
     "excepthook",
     "fail_after",
@@ -239,6 +245,7 @@ __all__ = [
     "getprofile",
     "gettrace",
     "gil_enabled",
+    "ignore_deadlocks",
     "local",
     "log_to_stderr",
     "main_thread",

@@ -24,8 +24,11 @@
     │   └── PoolTimeoutError ........ (also multiprocessing.TimeoutError) a pool wait timed out
     ├── threading.BrokenBarrierError
     │   └── BrokenBarrierError ...... (also asyncio's) the barrier broke while a party waited
-    └── concurrent.futures.process.BrokenProcessPool
-        └── WorkerCrashed ........... (also PlaitError) a worker process died mid-task
+    ├── concurrent.futures.process.BrokenProcessPool
+    │   └── WorkerCrashed ........... (also PlaitError) a worker process died mid-task
+    └── Warning
+        └── RuntimeWarning
+            └── LockOrderWarning .... (debug mode) two lock classes taken in both orders
 
 Errors that may cross a process boundary define ``__reduce__`` and keep their named
 attributes, so a pickled error arrives with the same fields it left with.
@@ -56,6 +59,7 @@ __all__ = [
     "DeserializationError",
     "Empty",
     "Full",
+    "LockOrderWarning",
     "PlaitError",
     "PoolClosedError",
     "PoolTimeoutError",
@@ -120,10 +124,12 @@ class WouldBlock(Exception):
 class DeadlockError(PlaitError):
     """A cycle in the wait-for graph: these strands wait on each other forever.
 
-    ``cycle`` lists ``(strand description, resource description)`` pairs in order.
+    ``cycle`` lists one link per waiting strand, in order: in this process a
+    ``plait.diagnostics.WaitLink`` (strand, what it waits for, where it waits, the holder,
+    where the holder took it), a tuple of strings.
     """
 
-    def __init__(self, message: str, cycle: tuple[tuple[str, str], ...] = ()) -> None:
+    def __init__(self, message: str, cycle: tuple[tuple[str, ...], ...] = ()) -> None:
         super().__init__(message)
         self.message = message
         self.cycle = cycle
@@ -301,3 +307,9 @@ class DeserializationError(BrokenProcessPool, PlaitError, pickle.UnpicklingError
     :class:`pickle.UnpicklingError`, so existing ``except`` clauses keep working; the
     original error is its ``__cause__``.
     """
+
+
+class LockOrderWarning(RuntimeWarning):
+    """Debug mode saw two lock classes taken in both orders: two strands can deadlock on
+    them even if this run's timing did not. ``-W error::plait.LockOrderWarning`` (or
+    ``-W error``) makes it fatal in tests."""

@@ -60,6 +60,7 @@ __all__ = [
     "note_parked",
     "note_unparked",
     "park",
+    "park_checks",
     "waiter_for",
 ]
 
@@ -81,6 +82,23 @@ class Mutex(Protocol):
     def __enter__(self) -> Any: ...
 
     def __exit__(self, *exc: object) -> Any: ...
+
+
+class ParkChecks:
+    """The check slot diagnostics fills in (the kernel never imports diagnostics).
+
+    ``untimed(waiter)`` runs on the park slow path only, when a strand is about to park with
+    no time limit: it may raise (``DeadlockError``) after taking ``waiter`` out of its queue,
+    or return to let the park go ahead. ``None``: no check, one attribute read per park.
+    """
+
+    __slots__ = ("untimed",)
+
+    def __init__(self) -> None:
+        self.untimed: Callable[[Waiter], None] | None = None
+
+
+park_checks = ParkChecks()
 
 
 class Waiter:
@@ -385,6 +403,9 @@ def park(
             wait = 0.0
     else:
         wait = -1.0 if timeout is None else timeout
+    check = park_checks.untimed
+    if check is not None and (wait < 0 or wait > _TIMEOUT_MAX):
+        check(waiter)  # may raise instead of parking for good (a deadlock)
     strand.state = "parked"
     strand.parked_on = waiter.on
     strand.waiter = waiter
@@ -445,6 +466,9 @@ def _green_park(
     resume: Any = waiter.fut
     loop = waiter.loop
     assert loop is not None
+    check = park_checks.untimed
+    if check is not None and wait is None:
+        check(waiter)  # may raise instead of parking for good (a deadlock)
     handle = None if wait is None else loop.call_later(wait, resume.set_result, None)
     strand.state = "parked"
     strand.parked_on = waiter.on
@@ -528,6 +552,9 @@ def interrupt(strand: Strand) -> None:
 def _park_send(waiter: Waiter, _value: Any) -> Any:
     """First call: mark the strand parked and yield the future; then: finish."""
     if not waiter.started:
+        check = park_checks.untimed
+        if check is not None and waiter.handle is None:
+            check(waiter)  # may raise instead of parking for good (a deadlock)
         waiter.started = True
         fut = waiter.fut
         assert fut is not None

@@ -1,8 +1,9 @@
-"""The ``plait`` command: ``plait --version``, ``plait tour [--list] [NAME ...]``.
+"""The ``plait`` command: ``plait --version``, ``plait tour [--list] [NAME ...]``,
+``plait run SCRIPT [ARG ...]``, ``plait dump PID [--json]``.
 
 Each subcommand lives in its own module with an ``add_parser(subparsers)`` that registers it
 and sets ``func`` (``args -> exit code``). ``plait run``, ``plait dump`` and ``plait trace``
-arrive with their issues.
+arrive with their issues (``trace`` is still to come).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from plait.cli import _tour
+from plait.cli import _dump, _run, _tour
 
 __all__ = ["build_parser", "main"]
 
@@ -28,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"plait {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     _tour.add_parser(subparsers)
+    _run.add_parser(subparsers)
+    _dump.add_parser(subparsers)
     return parser
 
 
