@@ -420,3 +420,31 @@ def test_pool_calls_from_a_green_strand_let_its_loop_run() -> None:
             return t.result()
 
     assert run(main) == (["the loop ran while the green strand waited"], 1024, [1, 2])
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["local", "shared"])
+def test_a_green_select_on_an_event_is_woken_by_another_green_strand(shared: bool) -> None:
+    import pickle
+
+    ev = plait.Event()
+    if shared:
+        pickle.dumps(ev)  # shares it (as passing it to a process does)
+    selecting: list[Any] = []
+
+    def selector() -> int:
+        selecting.append(plait.current_strand())
+        return plait.select(ev, timeout=10).index
+
+    def setter() -> None:
+        while not selecting:
+            plait.sleep(0.001)
+        plait.testing.wait_parked(strands=selecting, timeout=10)
+        ev.set()
+
+    async def main() -> Any:
+        async with plait.TaskGroup() as tg:
+            t = tg.spawn(selector, on="green")
+            tg.spawn(setter, on="green")
+        return t.result()
+
+    assert run(main) == 0

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from plait._channels._queue import Queue
 from plait._channels._queue_waits import _SLOW, CLOSED, PROMOTED, RESERVED
 from plait._core import CANCELLED, Waiter, current_strand, hooks
+from plait._core.parking import stand_in
 from plait._core.select import READY, SelectRetry, register_case_type
 from plait._errors import ClosedError, Empty, Full
 
@@ -98,7 +99,7 @@ def shared_arm(backend: Any, put: bool, arm: Arm) -> None:
         if not now:
             ring = _FireOnRing(arm, backend, d)
             ring.waiter = backend.room.enqueue(d, backend, False)
-            ring.waiter.lock = ring
+            stand_in(ring.waiter, ring)
             arm.note = ring
     finally:
         backend._release()

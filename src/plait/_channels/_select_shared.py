@@ -19,6 +19,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
+from plait._core.parking import stand_in
 from plait._core.select import READY, RESTART, SelectRetry
 
 if TYPE_CHECKING:
@@ -77,7 +78,7 @@ def _arm_event(event: Any, gen0: int, arm: Arm) -> None:
         if not now:
             fire = _FireOnSet(arm, event, gen0)
             fire.waiter = state.room.enqueue(0, event, False)
-            fire.waiter.lock = fire
+            stand_in(fire.waiter, fire)
             arm.note = fire
     if now:
         arm.fire(True)
@@ -167,7 +168,7 @@ class EventCase:
             else:
                 waker = _FireOnWake(arm)
                 waker.waiter = arm.note = ev._queue.enqueue_current(ev)
-                arm.note.lock = waker
+                stand_in(arm.note, waker)
                 return
         arm.fire(True if ready else RESTART)
 

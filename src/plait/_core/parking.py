@@ -61,6 +61,7 @@ __all__ = [
     "note_unparked",
     "park",
     "park_checks",
+    "stand_in",
     "waiter_for",
 ]
 
@@ -504,6 +505,15 @@ def _green_park(
         if scope is not None:
             scope.raise_cancelled()
     return False
+
+
+def stand_in(waiter: Waiter, releaser: Any) -> Waiter:
+    """Make ``waiter`` (just enqueued) stand for something other than a parked strand: its
+    wake calls ``releaser.release()`` (a select's arm fires) -- also when the enqueuing
+    strand is a green one, whose own waiters are resumed otherwise."""
+    waiter.lock = releaser
+    waiter.fut = None
+    return waiter
 
 
 def note_parked(strand: Strand, on: object, waiter: Waiter | None) -> None:
