@@ -68,7 +68,7 @@ from plait._errors import BrokenResourceError, ShutDown
 from plait._ipc import doorbell, robust, shm, transport
 from plait._ipc.doorbell import Room
 from plait._ipc.ordered import LIFO, PRIORITY, Store
-from plait._ipc.robust import LockTimeout, RobustLock
+from plait._ipc.robust import LockTimeout, RobustLock, Uncancellable
 from plait._ipc.transport import Ring
 
 __all__ = ["SharedQueue", "reduce_queue"]
@@ -160,7 +160,7 @@ class SharedQueue:
         """This process's waiters on the queue (made on the first wait)."""
         room = self._room
         if room is None:
-            room = self._room = Room(self.waits, self.lock)
+            room = self._room = Room(self.waits, Uncancellable(self.lock))  # (never lost)
         return room
 
     def _repair(self) -> None:

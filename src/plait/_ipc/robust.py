@@ -36,7 +36,7 @@ from plait._core import checkpoint
 from plait._core import safepoint as _safepoint
 from plait._errors import BrokenResourceError
 
-__all__ = ["SIZE", "LockTimeout", "RobustLock"]
+__all__ = ["SIZE", "LockTimeout", "RobustLock", "Uncancellable"]
 
 SIZE = 64  # bytes reserved for the mutex (glibc's pthread_mutex_t: 40 on x86-64, 48 on arm64)
 _SPIN = 200  # a contended lock is usually free again within microseconds: try before sleeping
@@ -221,3 +221,26 @@ class RobustLock:
                 _unlock(self.addr)
             return False
         return True
+
+
+class Uncancellable:
+    """A :class:`RobustLock` taken without looking at cancel scopes: for every change that
+    must not be lost to a cancellation (a release, a give-back, a doorbell withdrawal, a
+    ring passed on, a notify). The lock is held for microseconds, so such a wait is short."""
+
+    __slots__ = ("lock",)
+
+    def __init__(self, lock: RobustLock) -> None:
+        self.lock = lock
+
+    def acquire(self) -> None:
+        self.lock.acquire(None, False)
+
+    def release(self) -> None:
+        self.lock.release()
+
+    def __enter__(self) -> None:
+        self.lock.acquire(None, False)
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()

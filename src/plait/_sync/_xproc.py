@@ -84,7 +84,7 @@ from plait._core import safepoint
 from plait._errors import BrokenResourceError
 from plait._ipc import doorbell, robust, shm
 from plait._ipc.doorbell import DIED, GONE, UNWATCHED, Room
-from plait._ipc.robust import RobustLock
+from plait._ipc.robust import RobustLock, Uncancellable
 from plait._sync._robust import NSLOTS, Slots, tag_alive, tag_pid
 
 __all__ = [
@@ -164,29 +164,6 @@ def sweep() -> None:
     shm.sweep_dead()
 
 
-class _Guard:
-    """The robust mutex taken without looking at cancel scopes: for every change that must
-    not be lost to a cancellation (a release, a give-back, a withdrawal, a notify). The
-    mutex is held for microseconds, so such a wait is short."""
-
-    __slots__ = ("lock",)
-
-    def __init__(self, lock: RobustLock) -> None:
-        self.lock = lock
-
-    def acquire(self) -> None:
-        self.lock.acquire(None, False)
-
-    def release(self) -> None:
-        self.lock.release()
-
-    def __enter__(self) -> None:
-        self.lock.acquire(None, False)
-
-    def __exit__(self, *exc: object) -> None:
-        self.lock.release()
-
-
 class SharedState:
     """One promoted primitive's segment: its robust mutex, state words, per-process slots
     and wait table, and this process's :class:`Room` on it (made on the first wait).
@@ -222,7 +199,7 @@ class SharedState:
             shm.let_go(prefix, segment)
             raise
         self.addr = self.lock.addr
-        self.guard = _Guard(self.lock)
+        self.guard = Uncancellable(self.lock)
         self.words: Any = buf[WORDS_AT:SLOTS_AT].cast("q")
         self.slots = Slots(buf[SLOTS_AT:TABLE_AT].cast("q"))
         self.table: Any = buf[TABLE_AT:SIZE].cast("q")
