@@ -30,6 +30,9 @@ __all__ = ["WatchedPopen", "popen_class", "start_restarting_fork_server"]
 # parent as usual (KeyboardInterrupt, or the cancellation asyncio makes of it).
 
 FORK_SERVER_RESTARTS = 3
+# What a start meets when the fork server died under it: its answer cut short (EOF), or
+# the message to it refused (a broken pipe, a reset connection).
+_DEAD_SERVER = (EOFError, BrokenPipeError, ConnectionResetError)
 
 
 def _fork_server_died() -> bool:
@@ -59,7 +62,7 @@ def start_restarting_fork_server(process: Any) -> None:
         try:
             process.start()
             return
-        except EOFError:
+        except _DEAD_SERVER:
             if attempt == FORK_SERVER_RESTARTS or process._popen is not None:
                 raise
             if not _fork_server_died():
@@ -89,8 +92,8 @@ class WatchedPopen:
             try:
                 super().__init__(process_obj)  # type: ignore[call-arg]
                 return
-            except EOFError:
-                # (only a fork-server start reads an EOF here: see _fork_server_died)
+            except _DEAD_SERVER:
+                # (only a fork-server start meets these here: see _fork_server_died)
                 if attempt == FORK_SERVER_RESTARTS or not _fork_server_died():
                     raise
                 finalizer = getattr(self, "finalizer", None)
