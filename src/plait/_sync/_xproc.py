@@ -439,3 +439,7 @@ def deadline_of(wait: float | None) -> float | None:
 defer_in(Slots.add, whole_call=True)
 defer_in(Slots.mine, whole_call=True)
 defer_in(SharedState.settle, whole_call=True)
+# Without the C module (PLAIT_NO_SPEEDUPS=1) the mutex's own calls are Python frames
+# (ctypes): a SIGTERM handled inside one of them must wait too, as it does in C.
+for _call in ("trylock", "unlock", "consistent"):
+    defer_in(getattr(robust._CtypesRobust, _call))
