@@ -31,8 +31,9 @@ __all__ = ["WatchedPopen", "popen_class", "start_restarting_fork_server"]
 
 FORK_SERVER_RESTARTS = 3
 # What a start meets when the fork server died under it: its answer cut short (EOF), or
-# the message to it refused (a broken pipe, a reset connection).
-_DEAD_SERVER = (EOFError, BrokenPipeError, ConnectionResetError)
+# the connection to it refused, broken or reset (which one depends on the moment, and on
+# the Python version: 3.12 connects anew for each start).
+_DEAD_SERVER = (EOFError, ConnectionError)
 
 
 def _fork_server_died() -> bool:
