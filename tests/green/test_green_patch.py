@@ -171,28 +171,35 @@ class _SlowHandler(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def test_urllib_fetches_in_green_strands_run_at_the_same_time() -> None:
+def _fetch_three_at_once(tls: ssl.SSLContext | None, client: ssl.SSLContext | None) -> list[int]:
+    """Three urllib fetches, each in a green strand, from a local server that answers only
+    when all three are in flight (``tls``: HTTPS, checked by ``client``)."""
     handler = type("Handler", (_SlowHandler,), {"barrier": threading.Barrier(3, timeout=10)})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    url = f"http://localhost:{server.server_address[1]}"
+    url = f"{'https' if tls else 'http'}://localhost:{server.server_address[1]}"
 
     def fetch(path: str) -> Any:
         def body() -> int:
-            with urllib.request.urlopen(url + path, timeout=20) as response:
+            with urllib.request.urlopen(url + path, timeout=20, context=client) as response:
                 return len(response.read())
 
         return body
 
     try:
-        sizes = _in_group(fetch("/a"), fetch("/bb"), fetch("/ccc"))
+        return _in_group(fetch("/a"), fetch("/bb"), fetch("/ccc"))
     finally:
         server.shutdown()
         server.server_close()
         thread.join(10)
-    assert sizes == [200, 300, 400]
+
+
+def test_urllib_fetches_in_green_strands_run_at_the_same_time() -> None:
+    assert _fetch_three_at_once(None, None) == [200, 300, 400]
 
 
 @pytest.fixture(scope="module")
@@ -214,31 +221,10 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
 
 def test_https_fetches_in_green_strands_run_at_the_same_time(certificate: tuple[str, str]) -> None:
     cert, key = certificate
-    handler = type("Handler", (_SlowHandler,), {"barrier": threading.Barrier(3, timeout=10)})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tls.load_cert_chain(cert, key)
-    server.socket = tls.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    url = f"https://localhost:{server.server_address[1]}"
     client = ssl.create_default_context(cafile=cert)
-
-    def fetch(path: str) -> Any:
-        def body() -> int:
-            with urllib.request.urlopen(url + path, timeout=20, context=client) as response:
-                return len(response.read())
-
-        return body
-
-    try:
-        sizes = _in_group(fetch("/a"), fetch("/bb"), fetch("/ccc"))
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
-    assert sizes == [200, 300, 400]
+    assert _fetch_three_at_once(tls, client) == [200, 300, 400]
 
 
 def test_getaddrinfo_in_a_green_strand_gives_what_the_original_gives() -> None:
