@@ -283,3 +283,70 @@ def test_cancelling_a_thread_strand_of_a_task_group_wakes_its_select() -> None:
         task.cancel()
     assert task.cancelled()
     assert q.statistics().getters_waiting == 0
+
+
+# -- a case whose withdrawal fails: the case that won still gives back what it was handed --
+
+
+class _Kept:
+    """A case that is handed a value (``fire("kept")``) by another thread, and counts the
+    values given back to it."""
+
+    def __init__(self) -> None:
+        self.armed: Any = None
+        self.given_back: list[Any] = []
+
+    def poll(self) -> tuple[bool, Any]:
+        return False, None
+
+    def arm(self, arm: Any) -> None:
+        self.armed = arm
+
+    def disarm(self, arm: Any) -> None:
+        pass
+
+    def finish(self, value: Any) -> Any:
+        return value
+
+    def undo(self, value: Any) -> None:
+        self.given_back.append(value)
+
+    def __select_case__(self) -> _Kept:
+        return self
+
+
+class _FailsToWithdraw(_Kept):
+    """A case whose withdrawal raises (as a shared queue's did when a cancel scope's
+    deadline passed while it took the queue's lock to withdraw)."""
+
+    def disarm(self, arm: Any) -> None:
+        raise Cancelled("withdrawal interrupted")
+
+
+def test_a_failed_withdrawal_gives_back_what_the_winning_thread_case_was_handed() -> None:
+    kept, failing = _Kept(), _FailsToWithdraw()
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            select(kept, failing, timeout=LONG)
+        except BaseException as exc:
+            errors.append(exc)
+
+    t = _in_thread(run)
+    wait_parked(count=1)
+    assert kept.armed.fire("kept")
+    t.join(JOIN_S)
+    assert not t.is_alive()
+    assert [type(e) for e in errors] == [Cancelled]
+    assert kept.given_back == ["kept"]  # not stranded: the select never returned it
+
+
+async def test_a_failed_withdrawal_gives_back_what_the_winning_coroutine_case_was_handed() -> None:
+    kept, failing = _Kept(), _FailsToWithdraw()
+    task = asyncio.ensure_future(async_select(kept, failing, timeout=LONG))
+    await async_wait_parked(count=1)
+    assert kept.armed.fire("kept")
+    with pytest.raises(Cancelled):
+        await asyncio.wait_for(task, JOIN_S)
+    assert kept.given_back == ["kept"]

@@ -111,8 +111,8 @@ def _disarm_ring(ring: _FireOnRing) -> None:
     room = ring.backend.room
     with room.mutex:
         removed = room.queues[ring.d].remove(ring.waiter, CANCELLED)
-    if removed:  # never rung: take the announcement back
-        ring.backend._acquire(None)
+    if removed:  # never rung: take the announcement back (a cancel scope cannot stop it)
+        ring.backend._acquire(None, cancellable=False)
         try:
             room._withdraw(ring.d)
         finally:

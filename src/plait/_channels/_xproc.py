@@ -193,13 +193,14 @@ class SharedQueue:
             return ShutDown("get() on a closed, drained queue")
         return ShutDown("put() on a closed queue")
 
-    def _acquire(self, deadline: float | None) -> None:
-        """Take the lock (a safe-point section until ``_release``)."""
+    def _acquire(self, deadline: float | None, cancellable: bool = True) -> None:
+        """Take the lock (a safe-point section until ``_release``). ``cancellable=False``
+        for bookkeeping that must finish (a select withdrawing its announcement)."""
         _enter()
         rc = _trylock(self._addr)
         if rc:
             try:
-                self.lock._slow(rc, deadline)
+                self.lock._slow(rc, deadline, cancellable)
             except BaseException:
                 _leave()
                 raise

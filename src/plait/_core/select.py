@@ -274,7 +274,6 @@ class Arm:
         return True
 
 
-
 # -- futures and level-triggered objects ---------------------------------------------
 
 
@@ -388,7 +387,6 @@ class _LevelCase:
         return None
 
 
-
 register_case_type(FutureCase)
 register_case_type(_LevelCase)
 
@@ -445,8 +443,8 @@ def _arm_all(cases: list[SelectCase], sel: _Selector) -> list[Arm]:
             case.arm(arm)
             if sel.won is not None:
                 break
-    except BaseException:
-        _disarm_all(arms)
+    except BaseException:  # (a case that fired before the failure gives back its value)
+        _give_up(sel, arms)
         raise
     return arms
 
@@ -456,13 +454,25 @@ def _disarm_all(arms: list[Arm]) -> None:
         arm.case.disarm(arm)
 
 
+def _disarm_after_wait(sel: _Selector, arms: list[Arm]) -> None:
+    """Withdraw every case once the wait is over; should a withdrawal fail, the case that
+    won still gives back what it was handed (a kept item is never stranded)."""
+    try:
+        _disarm_all(arms)
+    except BaseException:
+        _give_up(sel, arms)
+        raise
+
+
 def _give_up(sel: _Selector, arms: list[Arm]) -> None:
     """The selecting strand leaves with an exception: withdraw every case, and give back
-    what a case that won meanwhile was handed."""
-    _disarm_all(arms)
-    won = sel.end(_CANCELLED)
-    if won is not None and won[0] is not None:
-        won[0].case.undo(won[1])
+    what a case that won meanwhile was handed (even if a withdrawal fails)."""
+    try:
+        _disarm_all(arms)
+    finally:
+        won = sel.end(_CANCELLED)
+        if won is not None and won[0] is not None:
+            won[0].case.undo(won[1])
 
 
 def _outcome(sel: _Selector) -> str:
@@ -557,7 +567,7 @@ def _wait(
         raise
     finally:
         note_unparked(strand, sel, _outcome(sel))
-    _disarm_all(arms)
+    _disarm_after_wait(sel, arms)
     won = sel.won
     assert won is not None
     arm, value = won
@@ -629,7 +639,7 @@ async def _async_wait(
         if handle is not None:
             handle.cancel()
         note_unparked(strand, sel, _outcome(sel))
-    _disarm_all(arms)
+    _disarm_after_wait(sel, arms)
     won = sel.end(_TIMED_OUT)
     if won is None or won[0] is None:
         scope = _cancelled_scope(strand) if strand.cancel_scopes else None
