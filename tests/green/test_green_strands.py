@@ -448,3 +448,35 @@ def test_a_green_select_on_an_event_is_woken_by_another_green_strand(shared: boo
         return t.result()
 
     assert run(main) == 0
+
+
+def test_green_strands_waiting_on_the_same_fd_are_all_woken() -> None:
+    """The loop holds one reader per fd: two green strands waiting on one socket share it
+    (the second must not replace the first's wake-up, nor the first's exit remove both)."""
+    import socket
+
+    from plait._core.green import wait_fd
+
+    a, b = socket.socketpair()
+    woken: list[str] = []
+
+    def wait_readable(name: str) -> None:
+        assert wait_fd(a.fileno(), write=False, timeout=10, on=a)
+        woken.append(name)
+
+    def writer() -> None:
+        plait.testing.wait_parked(on=a, count=2, timeout=10)
+        b.send(b"x")
+
+    async def main() -> None:
+        async with plait.TaskGroup() as tg:
+            tg.spawn(wait_readable, "first", on="green")
+            tg.spawn(wait_readable, "second", on="green")
+            tg.spawn(writer, on="thread")
+
+    try:
+        run(main)
+        assert sorted(woken) == ["first", "second"]  # (each wait_fd returned True: woken)
+    finally:
+        a.close()
+        b.close()
