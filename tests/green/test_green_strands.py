@@ -480,3 +480,42 @@ def test_green_strands_waiting_on_the_same_fd_are_all_woken() -> None:
     finally:
         a.close()
         b.close()
+
+
+def test_two_green_strands_taking_two_locks_in_opposite_order_get_a_deadlock_error() -> None:
+    """The seed's deadlock, as green strands of one loop: the wait that closes the cycle
+    raises DeadlockError naming both strands and the lines where each waits."""
+    a, b = plait.Lock(), plait.Lock()
+    a_taken, b_taken = plait.Event(), plait.Event()
+
+    def one() -> None:
+        with a:
+            a_taken.set()
+            assert b_taken.wait(10)
+            with b:
+                pass
+
+    def two() -> None:
+        with b:
+            b_taken.set()
+            assert a_taken.wait(10)
+            with a:
+                pass
+
+    async def main() -> None:
+        async with plait.TaskGroup() as tg:
+            tg.spawn(one, on="green", name="one")
+            tg.spawn(two, on="green", name="two")
+
+    was = plait.debug(True)  # (default mode needs the plain Lock's owner: see issue 13)
+    try:
+        with pytest.raises(BaseExceptionGroup) as info:
+            run(main)
+    finally:
+        plait.debug(was)
+    errors = info.value.exceptions
+    assert [type(e) for e in errors] == [plait.DeadlockError]
+    message = str(errors[0])
+    assert "green 'one'" in message and "green 'two'" in message
+    assert message.count(__file__) >= 4  # where each waits, where each took its lock
+    assert " at ?" not in message

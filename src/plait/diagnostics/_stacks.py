@@ -60,6 +60,10 @@ def frames_of(strand: Strand, *, current: FrameType | None = None) -> list[Frame
         ident = strand.ident
         frame = sys._current_frames().get(ident) if ident is not None else None
         return _chain(frame)
+    if strand.kind == "green":  # parked: its greenlet's frame is where it switched out
+        waiter = strand.waiter
+        greenlet = getattr(getattr(waiter, "fut", None), "greenlet", None)
+        return _chain(getattr(greenlet, "gr_frame", None))
     if strand.kind == "async":
         waiter = strand.waiter
         if waiter is not None and waiter.fut is None:
