@@ -519,3 +519,62 @@ def test_two_green_strands_taking_two_locks_in_opposite_order_get_a_deadlock_err
     assert "green 'one'" in message and "green 'two'" in message
     assert message.count(__file__) >= 4  # where each waits, where each took its lock
     assert " at ?" not in message
+
+
+def _hold_until_killed(lock: Any, held: Any) -> None:
+    lock.acquire()
+    held.set()
+    time.sleep(60)
+
+
+def test_a_green_strand_waiting_on_a_lock_whose_holder_process_is_killed_is_told() -> None:
+    """A shared Lock held by a process that is SIGKILLed: the green strand parked on it
+    gets BrokenResourceError naming the dead pid (its loop ran on meanwhile), and the lock
+    is free again."""
+    import os
+    import signal
+
+    from plait._ipc.context import get_context
+
+    lock, held = plait.Lock(), plait.Event()
+    child: Any = get_context().Process(target=_hold_until_killed, args=(lock, held))
+    child.start()
+    outcome: list[Any] = []
+    ticks: list[int] = []
+    done = threading.Event()
+
+    def waiter() -> None:
+        try:
+            outcome.append(lock.acquire(timeout=20))
+        except plait.BrokenResourceError as exc:
+            outcome.append(exc)
+        finally:
+            done.set()
+        assert lock.acquire(timeout=5)
+        lock.release()
+
+    def killer() -> None:
+        plait.testing.wait_parked(on=lock, count=1, timeout=10)
+        os.kill(child.pid, signal.SIGKILL)
+
+    async def ticker() -> None:
+        while not done.is_set():
+            ticks.append(1)
+            await asyncio.sleep(0.005)
+
+    async def main() -> None:
+        async with plait.TaskGroup() as tg:
+            tg.spawn(waiter, on="green")
+            tg.spawn(killer, on="thread")
+            tg.spawn(ticker)
+
+    try:
+        assert held.wait(30)
+        run(main)
+    finally:
+        if child.is_alive():
+            os.kill(child.pid, signal.SIGKILL)
+        child.join(30)
+    assert len(outcome) == 1 and isinstance(outcome[0], plait.BrokenResourceError), outcome
+    assert str(child.pid) in str(outcome[0])
+    assert ticks  # the loop ran while the green strand waited
