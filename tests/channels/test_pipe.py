@@ -19,6 +19,7 @@ import plait
 from plait._channels import Connection, Pipe
 from plait._errors import SerializationError
 from plait._ipc.context import get_context
+from plait.testing import async_wait_parked
 
 
 def echo_child(conn: Connection) -> None:
@@ -317,21 +318,58 @@ async def test_a_cancelled_large_send_that_began_is_delivered_and_reported_sent(
 
 
 async def test_a_cancelled_large_send_that_never_began_is_not_delivered() -> None:
+    """A coroutine's send waits behind a thread's (blocked on a full pipe, holding the
+    end's write lock): cancelled there, nothing of it is ever sent."""
     a, b = Pipe()
-    loop = asyncio.get_running_loop()
-    loop.set_default_executor(ThreadPoolExecutor(max_workers=1))
-    hold = threading.Event()
-    busy = loop.run_in_executor(None, hold.wait, 10)  # the only worker is taken
+    first = b"t" * (4 * 1024 * 1024)  # far more than the pipe holds: the thread blocks
+    thread_send = asyncio.ensure_future(asyncio.to_thread(a.send_bytes, first))
+    while not b.poll(0):  # the thread's message began: it holds the write lock
+        await asyncio.sleep(0.005)
     task = asyncio.create_task(a.async_send_bytes(b"q" * (1024 * 1024)))
-    await asyncio.sleep(0.05)
+    await async_wait_parked(on=a._wlock, count=1, timeout=10)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(task, 5)
-    hold.set()
-    await busy
-    await loop.run_in_executor(None, lambda: None)  # the worker has run the called-off send
-    assert not b.poll(0.05)
+    assert await asyncio.wait_for(asyncio.to_thread(b.recv_bytes), 10) == first
+    await asyncio.wait_for(thread_send, 10)
     a.send("next")
-    assert b.recv(timeout=5) == "next"
+    assert b.recv(timeout=5) == "next"  # (the cancelled message is not in between)
     a.close()
     b.close()
+
+
+class _RefusingExecutor(ThreadPoolExecutor):
+    def submit(self, *args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a pipe end must not need a worker thread to send")
+
+
+async def test_a_big_async_send_needs_no_worker_thread() -> None:
+    loop = asyncio.get_running_loop()
+    loop.set_default_executor(_RefusingExecutor(max_workers=1))
+    a, b = Pipe()
+    payload = bytes(range(256)) * (16 * 1024)  # 4 MiB: many times what the pipe holds
+    try:
+        sender = asyncio.ensure_future(a.async_send_bytes(payload))
+        got = await asyncio.wait_for(b.async_recv_bytes(), 20)
+        await asyncio.wait_for(sender, 5)
+        assert got == payload
+    finally:
+        a.close()
+        b.close()
+
+
+async def test_two_coroutines_receiving_on_one_end_are_both_served() -> None:
+    """The loop keeps one reader per fd: a second coroutine waiting on the same end must not
+    replace the first's wake-up (nor the first to leave remove the other's)."""
+    a, b = Pipe()
+    try:
+        first = asyncio.ensure_future(b.async_recv())
+        second = asyncio.ensure_future(b.async_recv())
+        await async_wait_parked(on=b, count=2, timeout=10)
+        a.send(1)
+        a.send(2)
+        got = await asyncio.wait_for(asyncio.gather(first, second), 10)
+        assert sorted(got) == [1, 2]
+    finally:
+        a.close()
+        b.close()

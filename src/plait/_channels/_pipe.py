@@ -4,9 +4,9 @@ Each end wraps a ``multiprocessing.connection.Connection`` (same wire format, sa
 ``send/recv/poll/close`` and ``send_bytes/recv_bytes`` behaviour, ``EOFError`` at the end) and
 adds what it lacks:
 
-* thread safety: one lock per direction; a reader waits for readability *before* taking
-  the lock, so a coroutine on the same end is never stuck behind a thread blocked in
-  ``recv``;
+* safety for every strand kind: one plait lock per direction (threads, coroutines and green
+  strands park on it); a reader waits for readability *before* taking the lock, so a
+  coroutine on the same end is never stuck behind a thread blocked in ``recv``;
 * a message is read by plait's own framing (the same wire format), a chunk at a time as
   the bytes arrive: a coroutine never blocks its loop on a message that is only partly
   written (it awaits readability between chunks), and a reader that leaves mid-message --
@@ -16,11 +16,13 @@ adds what it lacks:
   timeout (``TimeoutError``) and its cancel scopes (``move_on_after``, ``tg.cancel()``,
   seen within 50 ms);
 * ``async_send`` / ``async_recv`` / ``async_poll``: coroutines wait on their loop's selector
-  (``add_reader``/``add_writer``), never blocking it; a large message is written from a
-  worker thread so a slow reader cannot stall the loop. A cancelled ``async_send*`` is either
-  not sent at all, or -- once its first byte went out -- completed and reported as sent
-  (the await returns; the cancellation is then seen at the task's next await): never sent
-  after reporting cancellation;
+  (through :mod:`plait._core.fdwatch`, so several may wait on one end), never blocking it.
+  A message is written from the loop a ``PIPE_BUF``-sized chunk at a time, each when the
+  end is writable (such a write never blocks), so a slow reader cannot stall the loop and
+  no worker thread is needed. A cancelled ``async_send*`` is either not sent at all, or --
+  once its first byte went out -- completed and reported as sent (the await returns; the
+  cancellation is then seen at the task's next await): never sent after reporting
+  cancellation;
 * pickling at any time: an end passed to a process -- at spawn, or later through a queue or
   another pipe -- arrives as a duplicate of the same OS handle (``DupFd``), as with
   ``multiprocessing``'s own connections.
@@ -33,9 +35,12 @@ import io
 import multiprocessing
 import multiprocessing.connection as mpc
 import os
+import select
+import socket
+import stat
 import struct
-import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing import reduction
 from typing import Any
@@ -50,12 +55,14 @@ from plait._core import (
     note_unparked,
     waiter_for,
 )
+from plait._core.fdwatch import fd_watch
 from plait._core.green import in_green_strand, wait_fd
 from plait._ipc.serialize import dumps, loads
+from plait._sync._lock import Lock
 
 __all__ = ["Connection", "ConnectionStatistics", "Pipe"]
 
-_SMALL = 16 * 1024  # messages up to this size are written straight from the loop thread
+_PIPE_BUF = select.PIPE_BUF  # a write this small to a writable pipe or socket never blocks
 _SLICE = 0.05  # a thread waiting to read looks at its cancel scopes this often
 _CHUNK = 1 << 20  # bytes read per system call
 
@@ -75,8 +82,8 @@ class Connection:
 
     def __init__(self, raw: mpc.Connection) -> None:
         self._raw = raw
-        self._rlock = threading.Lock()
-        self._wlock = threading.Lock()
+        self._rlock = Lock()  # (plait's: a coroutine or green strand parks on it, as a thread)
+        self._wlock = Lock()
         self._partial = _Frame()  # the message being read (its reader may have left)
 
     # -- stdlib surface -----------------------------------------------------------------
@@ -166,8 +173,10 @@ class Connection:
         fd = raw.fileno()
         while True:
             self._wait_readable(fd, deadline)
-            if not self._rlock.acquire(True, _SLICE):
-                continue
+            if deadline is None:
+                self._rlock.acquire()
+            elif not self._rlock.acquire(True, max(0.0, deadline - time.monotonic())):
+                raise TimeoutError("no message arrived within the timeout")
             try:
                 message = self._take_ready(fd, maxlength)
             finally:
@@ -239,10 +248,8 @@ class Connection:
             if not fut.done():
                 fut.set_result(None)
 
-        if writer:
-            loop.add_writer(fd, ready)
-        else:
-            loop.add_reader(fd, ready)
+        watch = fd_watch(loop)
+        watch.add(fd, writer, ready)
         strand = current_strand()
         note_parked(strand, self, waiter_for(strand, self, loop))
         outcome = "cancelled"
@@ -259,10 +266,7 @@ class Connection:
             return True
         finally:
             note_unparked(strand, self, outcome)
-            if writer:
-                loop.remove_writer(fd)
-            else:
-                loop.remove_reader(fd)
+            watch.remove(fd, writer, ready)
 
     async def async_poll(self, timeout: float | None = 0.0) -> bool:
         """Coroutine form of :meth:`poll`."""
@@ -285,9 +289,7 @@ class Connection:
         while True:
             if not _readable(fd, 0):
                 await self._wait(False, None)
-            if not self._rlock.acquire(False):
-                await asyncio.sleep(0.0005)  # another strand is reading a message right now
-                continue
+            await self._rlock.async_acquire()  # (another strand may be reading a message)
             try:
                 message = self._take_ready(fd, maxlength)
             finally:
@@ -301,26 +303,41 @@ class Connection:
 
     async def async_send_bytes(self, buf: Any, offset: int = 0, size: int | None = None) -> None:
         """Coroutine form of :meth:`send_bytes` (cancellation: see the module docstring)."""
-        view = memoryview(buf)
-        n = (view.nbytes - offset) if size is None else size
-        if n > _SMALL:
-            gate = _SendGate()
+        parts = _frame(self._raw, buf, offset, size)
+        await self._wlock.async_acquire()  # (cancelled while it waits here: nothing sent)
+        try:
+            await self._write_whole(parts)
+        finally:
+            self._wlock.release()
 
-            def send() -> None:
-                if gate.start():  # from here on the message goes out whole
-                    with self._wlock:
-                        self._raw.send_bytes(buf, offset, size)
-
-            fut = asyncio.get_running_loop().run_in_executor(None, send)
-            try:
-                await asyncio.shield(fut)
-            except asyncio.CancelledError:
-                if gate.call_off():
-                    raise  # it never started: not sent
-                await _finish_then_recancel(fut)
-            return
-        await self._wait(True, None)
-        self.send_bytes(buf, offset, size)
+    async def _write_whole(self, parts: list[memoryview]) -> None:
+        """(write lock held) Write ``parts`` from the loop without ever blocking it: as much
+        as the end takes at once, then wait until it is writable again. Cancelled before the
+        first byte: raise, nothing sent; after it: finish (a torn message would corrupt the
+        stream for good), return, and let the task see its cancellation at its next await."""
+        fd = self._raw.fileno()
+        write, done = _nonblocking_writer(fd)
+        started = False
+        cancels = 0
+        try:
+            for view in parts:
+                pos, end = 0, view.nbytes
+                while pos < end:
+                    n = write(view[pos:])
+                    if n:
+                        pos += n
+                        started = True
+                        continue
+                    try:
+                        await self._wait(True, None)
+                    except asyncio.CancelledError:
+                        if not started:
+                            raise
+                        cancels += 1
+        finally:
+            done()
+        if cancels:
+            _recancel(cancels)
 
     async def async_send(self, obj: Any) -> None:
         """Coroutine form of :meth:`send`."""
@@ -405,43 +422,84 @@ def _readable(fd: int, timeout: float) -> bool:
 _read = os.read
 
 
-class _SendGate:
-    """Decides, once, whether a large send starts or is called off (not both)."""
+def _frame(raw: mpc.Connection, buf: Any, offset: int, size: int | None) -> list[memoryview]:
+    """One message as multiprocessing writes it (length header, then the bytes), checked as
+    ``Connection.send_bytes`` checks it."""
+    if raw.closed:
+        raise OSError("handle is closed")
+    if not raw.writable:
+        raise OSError("connection is read-only")
+    view = memoryview(buf)
+    if view.itemsize > 1:
+        view = view.cast("B")
+    n = view.nbytes
+    if offset < 0:
+        raise ValueError("offset is negative")
+    if n < offset:
+        raise ValueError("buffer length < offset")
+    if size is None:
+        size = n - offset
+    elif size < 0:
+        raise ValueError("size is negative")
+    elif offset + size > n:
+        raise ValueError("buffer length < offset + size")
+    header = struct.pack("!i", size) if size <= 0x7FFFFFFF else struct.pack("!iQ", -1, size)
+    payload = view[offset : offset + size]
+    if len(header) + size <= _PIPE_BUF:  # (one write)
+        return [memoryview(header + payload)]
+    return [memoryview(header), payload]
 
-    __slots__ = ("lock", "state")
 
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.state = 0  # 0: pending, 1: started, 2: called off
+def _nonblocking_writer(fd: int) -> tuple[Callable[[memoryview], int], Callable[[], None]]:
+    """``(write, done)``: ``write(view)`` writes what ``fd`` takes now without blocking and
+    returns how much (0: nothing fits); ``done()`` frees what it used.
 
-    def start(self) -> bool:
-        with self.lock:
-            if self.state == 0:
-                self.state = 1
-            return self.state == 1
+    The end's own file description stays blocking (another process may share it): a socket
+    is written with ``MSG_DONTWAIT``; a pipe through a second, non-blocking description of
+    it (``/proc/self/fd``); failing that, ``PIPE_BUF`` bytes at a time when ``poll`` says
+    the pipe is writable (such a write never blocks)."""
+    mode = os.fstat(fd).st_mode
+    if stat.S_ISSOCK(mode):
+        sock = socket.socket(fileno=os.dup(fd))
 
-    def call_off(self) -> bool:
-        with self.lock:
-            if self.state == 0:
-                self.state = 2
-            return self.state == 2
+        def send(view: memoryview) -> int:
+            try:
+                return sock.send(view, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return 0
 
-
-async def _finish_then_recancel(fut: Any) -> None:
-    """A send cancelled after it began: wait until it is complete (so it is reported as
-    sent), then have the cancellation seen at the task's next await instead."""
-    caught = 1
-    while True:
+        return send, sock.close
+    if stat.S_ISFIFO(mode):
         try:
-            await asyncio.shield(fut)
-            break
-        except asyncio.CancelledError:
-            caught += 1
+            other = os.open(f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            pass
+        else:
+
+            def write(view: memoryview) -> int:
+                try:
+                    return os.write(other, view)
+                except BlockingIOError:
+                    return 0
+
+            return write, lambda: os.close(other)
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+
+    def write_small(view: memoryview) -> int:
+        return os.write(fd, view[:_PIPE_BUF]) if poller.poll(0) else 0
+
+    return write_small, lambda: None
+
+
+def _recancel(times: int) -> None:
+    """Cancellations caught while a begun message was finished: the task sees them at its
+    next await instead."""
     task = asyncio.current_task()
     if task is not None:
-        for _ in range(caught):
+        for _ in range(times):
             task.uncancel()
-        for _ in range(caught):
+        for _ in range(times):
             task.cancel()
 
 

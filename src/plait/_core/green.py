@@ -35,6 +35,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from plait._core import strands as _strands
+from plait._core.fdwatch import fd_watch
 from plait._errors import Cancelled
 
 __all__ = [
@@ -308,7 +309,7 @@ def wait_fds(fds: list[tuple[int, bool]], *, timeout: float | None, on: object) 
         if woken is not None:
             woken.wake()
 
-    watch = _fd_watch(loop)
+    watch = fd_watch(loop)
     for fd, write in fds:
         watch.add(fd, write, ready)
     try:
@@ -316,60 +317,3 @@ def wait_fds(fds: list[tuple[int, bool]], *, timeout: float | None, on: object) 
     finally:
         for fd, write in fds:
             watch.remove(fd, write, ready)
-
-
-class _FdWatch:
-    """The fds green strands of one loop wait on. The loop keeps one reader (and one
-    writer) per fd, so green strands waiting on the same fd share it: each is told when it
-    is ready, and the last to leave takes it away (``add_reader`` alone would replace one
-    waiter's callback with another's, and the first to leave would take both away)."""
-
-    __slots__ = ("loop", "readers", "writers")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.readers: dict[int, list[Callable[[], None]]] = {}
-        self.writers: dict[int, list[Callable[[], None]]] = {}
-
-    def add(self, fd: int, write: bool, callback: Callable[[], None]) -> None:
-        table = self.writers if write else self.readers
-        callbacks = table.get(fd)
-        if callbacks is not None:
-            callbacks.append(callback)
-            return
-        table[fd] = [callback]
-        try:
-            (self.loop.add_writer if write else self.loop.add_reader)(fd, self._ready, table, fd)
-        except BaseException:
-            del table[fd]
-            raise
-
-    def remove(self, fd: int, write: bool, callback: Callable[[], None]) -> None:
-        table = self.writers if write else self.readers
-        callbacks = table.get(fd)
-        if callbacks is None:
-            return
-        try:
-            callbacks.remove(callback)
-        except ValueError:
-            return
-        if not callbacks:
-            del table[fd]
-            (self.loop.remove_writer if write else self.loop.remove_reader)(fd)
-
-    @staticmethod
-    def _ready(table: dict[int, list[Callable[[], None]]], fd: int) -> None:
-        for callback in list(table.get(fd, ())):
-            callback()
-
-
-_fd_watches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _FdWatch] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _fd_watch(loop: asyncio.AbstractEventLoop) -> _FdWatch:
-    watch = _fd_watches.get(loop)
-    if watch is None:
-        watch = _fd_watches[loop] = _FdWatch(loop)
-    return watch
