@@ -315,3 +315,96 @@ def test_popen_communicate_in_a_green_strand_lets_its_loop_run() -> None:
 
     assert plait.run(main) == b"HELLO"
     assert seen == ["loop ran while it communicated", "communicated"]
+
+
+@pytest.mark.parametrize("kind", ["poll", "epoll"])
+def test_a_poll_object_in_a_green_strand_lets_another_green_strand_write(kind: str) -> None:
+    import select
+
+    a, b = socket.socketpair()
+    waiting: list[Any] = []
+
+    def reader() -> list[int]:
+        if kind == "poll":
+            poller: Any = select.poll()
+            poller.register(a, select.POLLIN)
+            timeout: float = 20_000  # (milliseconds)
+        else:
+            poller = select.epoll()
+            poller.register(a.fileno(), select.EPOLLIN)
+            timeout = 20.0
+        waiting.append(plait.current_strand())
+        try:
+            return [fd for fd, _ in poller.poll(timeout)]
+        finally:
+            if kind == "epoll":
+                poller.close()
+
+    def writer() -> None:
+        while not waiting:
+            plait.sleep(0.001)
+        plait.testing.wait_parked(strands=waiting, timeout=10)
+        b.sendall(b"x")
+
+    with a, b:
+        assert _in_group(reader, writer)[0] == [a.fileno()]
+
+
+def test_a_poll_object_outside_green_strands_is_the_original_behaviour() -> None:
+    import select
+
+    a, b = socket.socketpair()
+    with a, b:
+        poller = select.poll()
+        poller.register(a, select.POLLIN)
+        assert poller.poll(0) == []
+        b.sendall(b"x")
+        assert poller.poll(1000) == [(a.fileno(), select.POLLIN)]
+        poller.unregister(a)
+        assert poller.poll(0) == []
+
+
+def test_udp_sendto_and_recvfrom_between_green_strands_of_one_loop() -> None:
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server.bind(("127.0.0.1", 0))
+    server.settimeout(20)
+    client.settimeout(20)
+    waiting: list[Any] = []
+
+    def serve() -> bytes:
+        waiting.append(plait.current_strand())
+        data, peer = server.recvfrom(100)  # parks first: the client runs meanwhile
+        server.sendto(data.upper(), 0, peer)
+        return data
+
+    def ask() -> bytes:
+        while not waiting:
+            plait.sleep(0.001)
+        plait.testing.wait_parked(strands=waiting, timeout=10)
+        client.sendto(b"ping", server.getsockname())
+        return client.recvfrom(100)[0]
+
+    with server, client:
+        assert _in_group(serve, ask) == [b"ping", b"PING"]
+
+
+def test_sendmsg_and_recvmsg_between_green_strands_of_one_loop() -> None:
+    a, b = socket.socketpair()
+    a.settimeout(20)
+    b.settimeout(20)
+    waiting: list[Any] = []
+
+    def receive() -> bytes:
+        waiting.append(plait.current_strand())
+        data, _anc, _flags, _addr = a.recvmsg(100)
+        return data
+
+    def send() -> int:
+        while not waiting:
+            plait.sleep(0.001)
+        plait.testing.wait_parked(strands=waiting, timeout=10)
+        return b.sendmsg(iter([b"he", b"llo"]))
+
+    with a, b:
+        assert _in_group(receive, send) == [b"hello", 5]

@@ -8,14 +8,14 @@ blocks its thread. So the order of imports and of ``patch()`` does not matter fo
 correctness, and code outside green strands pays one check per call.
 
 Patched: ``time.sleep``; ``socket.socket``'s ``connect``, ``accept``, ``recv``,
-``recv_into``, ``recvfrom``, ``recvfrom_into``, ``send`` and ``sendall`` (so
-``socket.create_connection``, ``http.client`` and ``urllib.request`` switch);
-``ssl.SSLSocket``'s ``read``, ``write``, ``send`` and ``do_handshake`` (so HTTPS too);
-``socket.getaddrinfo`` (on the loop's resolver); ``subprocess.Popen.wait``;
-``select.select`` and the ``selectors`` classes' ``select`` (so ``Popen.communicate``
-too). Not yet: ``sendto``, ``select.poll``/``epoll`` objects -- in a green strand they
-block the loop's thread, as an unpatched call does. A name imported before ``patch()``
-(``from time import sleep``) keeps the original.
+``recv_into``, ``recvfrom``, ``recvfrom_into``, ``recvmsg``, ``recvmsg_into``, ``send``,
+``sendall``, ``sendto`` and ``sendmsg`` (so ``socket.create_connection``, ``http.client``,
+``urllib.request`` and UDP switch); ``ssl.SSLSocket``'s ``read``, ``write``, ``send`` and
+``do_handshake`` (so HTTPS too); ``socket.getaddrinfo`` (on the loop's resolver);
+``subprocess.Popen.wait``; ``select.select``, ``select.poll()`` and ``select.epoll``
+objects made after ``patch()``, and the ``selectors`` classes' ``select`` (so
+``Popen.communicate`` too). A name imported before ``patch()`` (``from time import
+sleep``) keeps the original, and so does a poll/epoll object made before it.
 """
 
 from plait.green._patch import is_patched, patch, unpatch

@@ -21,6 +21,9 @@ from plait._core.green import in_green_strand, wait_fd, wait_fds
 __all__ = ["is_patched", "patch", "unpatch"]
 
 _DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
+_EPOLL_READ = getattr(select, "EPOLLIN", 0) | getattr(select, "EPOLLPRI", 0)
+_EPOLL_WRITE = getattr(select, "EPOLLOUT", 0)
+_EPOLL_DEFAULT = _EPOLL_READ | _EPOLL_WRITE
 _IN_PROGRESS = {errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EALREADY}
 
 # (owner, attribute name) -> the original, while patched
@@ -244,6 +247,139 @@ def _selector_select(cls: type) -> Callable[..., Any]:
     return select_
 
 
+def _sendto(self: socket.socket, data: Any, *args: Any) -> int:
+    """``sendto(data, address)`` / ``sendto(data, flags, address)``."""
+    original = _original(socket.socket, "sendto")
+    if not in_green_strand() or self.gettimeout() == 0.0 or len(args) not in (1, 2):
+        return original(self, data, *args)  # type: ignore[no-any-return]
+    flags, address = (0, args[0]) if len(args) == 1 else args
+    deadline = _deadline(self)
+    while True:
+        _await_ready(self, True, deadline)
+        try:
+            return original(self, data, flags | _DONTWAIT, address)  # type: ignore[no-any-return]
+        except (BlockingIOError, InterruptedError):
+            continue
+
+
+def _sendmsg(
+    self: socket.socket, buffers: Any, ancdata: Any = (), flags: int = 0, *rest: Any
+) -> int:
+    original = _original(socket.socket, "sendmsg")
+    if not in_green_strand() or self.gettimeout() == 0.0:
+        return original(self, buffers, ancdata, flags, *rest)  # type: ignore[no-any-return]
+    buffers = list(buffers)  # (an iterator is read once)
+    deadline = _deadline(self)
+    while True:
+        _await_ready(self, True, deadline)
+        try:
+            return original(self, buffers, ancdata, flags | _DONTWAIT, *rest)  # type: ignore[no-any-return]
+        except (BlockingIOError, InterruptedError):
+            continue
+
+
+class _GreenPoll:
+    """What ``select.poll()`` returns once patched: the real poll object, whose ``poll()``
+    parks a green strand on the registered fds instead of blocking its loop's thread
+    (its timeout is in milliseconds, as ``poll``'s)."""
+
+    __slots__ = ("_events", "_poll")
+
+    def __init__(self) -> None:
+        self._poll = _original(select, "poll")()
+        self._events: dict[int, int] = {}
+
+    def register(
+        self, fd: Any, eventmask: int = select.POLLIN | select.POLLPRI | select.POLLOUT
+    ) -> None:
+        self._poll.register(fd, eventmask)
+        self._events[_fd_of(fd)] = eventmask
+
+    def modify(self, fd: Any, eventmask: int) -> None:
+        self._poll.modify(fd, eventmask)
+        self._events[_fd_of(fd)] = eventmask
+
+    def unregister(self, fd: Any) -> None:
+        self._poll.unregister(fd)
+        self._events.pop(_fd_of(fd), None)
+
+    def poll(self, timeout: float | None = None) -> list[tuple[int, int]]:
+        if timeout is not None and timeout < 0:
+            timeout = None  # (poll's "forever")
+        if not in_green_strand() or timeout == 0:
+            return self._poll.poll(timeout)  # type: ignore[no-any-return]
+        events = self._poll.poll(0)
+        if events:
+            return events  # type: ignore[no-any-return]
+        seconds = None if timeout is None else timeout / 1000.0
+        _park_on(self._events, select.POLLIN | select.POLLPRI, select.POLLOUT, seconds, self)
+        return self._poll.poll(0)  # type: ignore[no-any-return]
+
+
+def _park_on(
+    events: dict[int, int], read_mask: int, write_mask: int, timeout: float | None, on: object
+) -> None:
+    fds = []
+    for fd, mask in events.items():
+        if mask & read_mask:
+            fds.append((fd, False))
+        if mask & write_mask:
+            fds.append((fd, True))
+    if fds:
+        wait_fds(fds, timeout=timeout, on=on)
+    elif timeout is not None:
+        sleep(timeout)
+
+
+class _GreenEpoll:
+    """What ``select.epoll(...)`` makes once patched: the real epoll object (every other
+    method and attribute is its own), whose ``poll()`` parks a green strand on the
+    registered fds (timeout in seconds, as epoll's). (``select.epoll`` cannot be
+    subclassed.)"""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._epoll = _original(select, "epoll")(*args, **kwargs)
+        self._events: dict[int, int] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._epoll, name)
+
+    @staticmethod
+    def fromfd(fd: int) -> Any:
+        """An epoll object for ``fd`` (the original kind: its ``poll()`` blocks)."""
+        return _original(select, "epoll").fromfd(fd)
+
+    def __enter__(self) -> _GreenEpoll:
+        self._epoll.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._epoll.__exit__(*exc)
+
+    def register(self, fd: Any, eventmask: int = _EPOLL_DEFAULT) -> None:
+        self._epoll.register(fd, eventmask)
+        self._events[_fd_of(fd)] = eventmask
+
+    def modify(self, fd: Any, eventmask: int) -> None:
+        self._epoll.modify(fd, eventmask)
+        self._events[_fd_of(fd)] = eventmask
+
+    def unregister(self, fd: Any) -> None:
+        self._epoll.unregister(fd)
+        self._events.pop(_fd_of(fd), None)
+
+    def poll(self, timeout: float | None = None, maxevents: int = -1) -> list[tuple[int, int]]:
+        if timeout is not None and timeout < 0:
+            timeout = None
+        if not in_green_strand() or timeout == 0:
+            return self._epoll.poll(-1 if timeout is None else timeout, maxevents)  # type: ignore[no-any-return]
+        events = self._epoll.poll(0, maxevents)
+        if events:
+            return events  # type: ignore[no-any-return]
+        _park_on(self._events, _EPOLL_READ, _EPOLL_WRITE, timeout, self)
+        return self._epoll.poll(0, maxevents)  # type: ignore[no-any-return]
+
+
 _SELECTORS = [
     getattr(selectors, name)
     for name in ("SelectSelector", "PollSelector", "EpollSelector", "DevpollSelector")
@@ -258,10 +394,16 @@ def _replacements() -> list[tuple[Any, str, Any]]:
         ("recvfrom", False, 1),
         ("recvfrom_into", False, 2),
         ("send", True, 1),
+        ("recvmsg", False, 2),
+        ("recvmsg_into", False, 2),
     ]
     return [
         *[(socket.socket, name, _socket_io(name, write, at)) for name, write, at in io],
         (socket.socket, "sendall", _sendall),
+        (socket.socket, "sendto", _sendto),
+        (socket.socket, "sendmsg", _sendmsg),
+        (select, "poll", _GreenPoll),
+        *([(select, "epoll", _GreenEpoll)] if hasattr(select, "epoll") else []),
         (socket.socket, "accept", _accept),
         (socket.socket, "connect", _connect),
         (socket, "getaddrinfo", _getaddrinfo),
