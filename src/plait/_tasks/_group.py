@@ -421,21 +421,11 @@ class TaskGroup:
     def _start_process(
         self, task: Task[Any], fn: Callable[..., Any], args: tuple[Any, ...], isolated: bool
     ) -> None:
-        pcall: Any
-        if isolated:
-            from plait._processes import start_process_call
+        from plait._tasks._process_strands import start_process_strand
 
-            pcall = start_process_call(_RefuseAwaitable(fn), args, {}, name=task.name)
-        else:
-            from plait._processes import Process
-            from plait.pool._warm import run_warm
-
-            pcall = run_warm(
-                _RefuseAwaitable(fn),
-                args,
-                name=task.name,
-                start_method=Process._plait_default_method,
-            )
+        pcall = start_process_strand(
+            _RefuseAwaitable(fn), args, name=task.name, isolated=isolated
+        )
         task._pcall = pcall
         task.pid = pcall.pid
         task.state = "running"

@@ -392,7 +392,8 @@ def shutdown_warm_workers(timeout: float = 5.0) -> bool:
         sets = list(_sets.values())
         _sets.clear()
     deadline = time.monotonic() + timeout
-    return all([s.shutdown(max(0.0, deadline - time.monotonic())) for s in sets])
+    reaped = [s.shutdown(max(0.0, deadline - time.monotonic())) for s in sets]  # every set
+    return all(reaped)
 
 
 def _forget_after_fork() -> None:
