@@ -224,3 +224,30 @@ def test_a_warm_worker_dies_with_its_parent() -> None:
         parent.wait(10)
         if parent.stdout is not None:
             parent.stdout.close()
+
+
+def test_an_idle_worker_is_stopped_and_the_next_strand_starts_a_new_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from plait.pool import _warm
+
+    monkeypatch.setattr(_warm, "IDLE_SECONDS", 0.2)
+    with plait.TaskGroup() as tg:
+        first = tg.spawn(h.pid, on="process")
+    assert _gone(first.pid), "an idle warm worker was never stopped"
+    with plait.TaskGroup() as tg:
+        second = tg.spawn(h.pid, on="process")
+    assert second.result() != first.result()
+
+
+def test_a_coroutine_awaits_a_warm_process_strand() -> None:
+    async def main() -> tuple[int, int, int, int]:
+        async with plait.TaskGroup() as tg:
+            first = tg.spawn(h.pid, on="process")
+            got_first = await first
+            second = tg.spawn(h.pid, on="process")
+            got_second = await second
+        return got_first, first.pid, got_second, second.pid
+
+    got_first, first_pid, got_second, second_pid = plait.run(main)
+    assert got_first == first_pid == got_second == second_pid
