@@ -66,3 +66,10 @@ def ignore_sigterm_forever(q: Any) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     q.put(("started", os.getpid()))
     time.sleep(30)
+
+
+def bump(value: Any) -> int:
+    """Add one to a multiprocessing.Value (an object only a starting process inherits)."""
+    with value.get_lock():
+        value.value += 1
+    return os.getpid()

@@ -251,3 +251,22 @@ def test_a_coroutine_awaits_a_warm_process_strand() -> None:
 
     got_first, first_pid, got_second, second_pid = plait.run(main)
     assert got_first == first_pid == got_second == second_pid
+
+
+def test_an_argument_only_a_new_process_can_inherit_gets_a_process_of_its_own() -> None:
+    import multiprocessing
+
+    value = multiprocessing.get_context("forkserver").Value("i", 0)
+    with plait.TaskGroup() as tg:
+        warm = tg.spawn(h.pid, on="process")
+    with plait.TaskGroup() as tg:
+        own = tg.spawn(h.bump, value, on="process")
+    assert value.value == 1
+    assert own.result() == own.pid != warm.result()
+
+
+def test_an_unpicklable_argument_fails_at_the_spawn_naming_it() -> None:
+    import threading
+
+    with plait.TaskGroup() as tg, pytest.raises(plait.SerializationError, match="lock"):
+        tg.spawn(h.set_state, threading.Lock(), on="process")
