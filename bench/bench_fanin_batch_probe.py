@@ -3,8 +3,8 @@
     python bench/bench_fanin_batch_probe.py [--quick]
 
 P producer processes put small ints into one bounded queue (maxsize 1000) that the parent
-drains, as ``bench_scaling``'s fan-in case does; messages/s in total. Each library runs
-two ways:
+drains, as ``bench_scaling``'s fan-in case does; messages/s in total, timed from the first
+message (not the producers' start-up). Each library runs two ways:
 
 * ``one by one`` -- ``put(i)`` per message, ``get()`` per message (what users write today);
 * ``batches of 64`` -- ``put(list_of_64)`` / ``get()`` per list, counted as 64 messages: the
@@ -43,8 +43,10 @@ def run_once(lib: str, producers: int, per_producer: int, batch: int) -> float:
     procs = [ctx.Process(target=produce, args=(q, per_producer, batch)) for _ in range(producers)]
     for p in procs:
         p.start()
+    first = q.get(timeout=60)  # the clock starts once a producer is up (not its start-up)
     started = time.perf_counter()
-    done = got = 0
+    done = 1 if first is None else 0
+    got = 0
     while done < producers:
         item = q.get(timeout=60)
         if item is None:
