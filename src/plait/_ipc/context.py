@@ -40,6 +40,8 @@ def get_context(method: StartMethod | None = None) -> multiprocessing.context.Ba
         with _guard:
             if method not in _configured:
                 # Preloading plait (and its worker entry points) makes each fork start warm.
-                ctx.set_forkserver_preload(["plait._processes", "plait.pool._worker"])
+                ctx.set_forkserver_preload(
+                    ["plait._processes", "plait.pool._worker", "plait.pool._strand_worker"]
+                )
                 _configured.add(method)
     return ctx

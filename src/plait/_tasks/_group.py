@@ -245,6 +245,7 @@ class TaskGroup:
         on: On | None = None,
         name: str | None = None,
         timeout: float | None = None,
+        isolated: bool = False,
     ) -> Task[Any]:
         """Start ``fn(*args)`` as a strand owned by this group and return its :class:`Task`.
 
@@ -252,6 +253,8 @@ class TaskGroup:
         (processes with the GIL, threads on a free-threaded build); by default a coroutine
         function becomes a coroutine strand and a plain function a thread strand.
         ``timeout`` fails the strand with :class:`TimeoutError` after that many seconds.
+        A process strand runs on a warm worker process that later strands reuse (see
+        :mod:`plait.pool._warm`); ``isolated=True`` gives it a fresh process of its own.
         """
         try:
             flags = fn.__code__.co_flags
@@ -289,6 +292,11 @@ class TaskGroup:
             if self._state != "open" or self._aborting:
                 self._refuse()
             fast = kind == "async" and timeout is None and _get_ident() == self._loop_ident
+            if isolated and kind != "process":
+                raise ValueError(
+                    f"isolated=True gives a process strand a process of its own; this is a "
+                    f"{kind} strand: pass on='process' (or on='cpu' with the GIL)"
+                )
         if fast:
             # The coroutine strand is the asyncio task itself. (No name= for asyncio:
             # setting one costs more than the task.) A callable that returns an awaitable
@@ -322,7 +330,7 @@ class TaskGroup:
             elif kind == "thread":
                 self._start_thread(task, fn, args)
             else:
-                self._start_process(task, fn, args)
+                self._start_process(task, fn, args, isolated)
         except BaseException:
             with self._mutex:
                 self._pending.discard(task)
@@ -411,11 +419,13 @@ class TaskGroup:
         loop.call_soon_threadsafe(loop.call_later, seconds, expire)
 
     def _start_process(
-        self, task: Task[Any], fn: Callable[..., Any], args: tuple[Any, ...]
+        self, task: Task[Any], fn: Callable[..., Any], args: tuple[Any, ...], isolated: bool
     ) -> None:
-        from plait._processes import start_process_call
+        from plait._tasks._process_strands import start_process_strand
 
-        pcall = start_process_call(_RefuseAwaitable(fn), args, {}, name=task.name)
+        pcall = start_process_strand(
+            _RefuseAwaitable(fn), args, name=task.name, isolated=isolated
+        )
         task._pcall = pcall
         task.pid = pcall.pid
         task.state = "running"

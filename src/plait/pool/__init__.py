@@ -50,9 +50,13 @@ thread; a worker holds at most ``depth`` tasks (1 for long tasks so that they ba
 
 from __future__ import annotations
 
+from plait._tasks._process_strands import provide_warm_workers
 from plait.pool._engine import PoolClosedError
 from plait.pool._pool import Pool, PoolStatistics
 from plait.pool._results import AsyncResult, IMapIterator, PoolTimeoutError
+from plait.pool._warm import run_warm
+
+provide_warm_workers(run_warm)  # process strands run on the pool's warm workers
 
 __all__ = [
     "AsyncResult",

@@ -196,14 +196,16 @@ def spawn_worker(
     init_payload: bytes | tuple[Any, ...] | None,
     concurrency: int,
     name: str,
+    main: Callable[..., None] = _worker.main,
 ) -> WorkerHandle:
-    """Start one worker process from ``ctx`` and return its handle."""
+    """Start one worker process from ``ctx`` and return its handle (``main``: its entry
+    point; the warm process-strand workers pass their own, with the same arguments)."""
     base = row * MARKER_WIDTH
     for k in range(MARKER_WIDTH):
         marker[base + k] = 0
     parent_end, child_end = ctx.Pipe(duplex=True)
     process = ctx.Process(  # type: ignore[attr-defined]
-        target=_worker.main,
+        target=main,
         args=(
             child_end,
             os.getpid(),
