@@ -30,8 +30,8 @@ def report_then_wait(q: Any, ev: Any, finally_dir: str | None = None) -> int:
     """Say we run (with our pid), then wait for ``ev``; ``finally`` leaves a file named
     after our pid in ``finally_dir`` (a plain write: a cancelled strand's plait calls may
     be cancelled again)."""
-    q.put(("started", os.getpid()))
-    try:
+    try:  # (the put inside: a cancel right after the parent saw "started" still lands here)
+        q.put(("started", os.getpid()))
         ev.wait(30)
         return os.getpid()
     finally:
