@@ -6,7 +6,9 @@ One round trip = start a child, run ``os.getpid()`` in it, have the result (and 
 back in the parent. Every implementation uses the fork server (plait's default), so the
 figures compare the machinery, not the start method:
 
-* ``plait start_process_call`` -- the process strand of ``TaskGroup.spawn(on="process")``;
+* ``plait start_process_call`` -- the isolated process strand of
+  ``TaskGroup.spawn(on="process", isolated=True)`` (a plain ``on="process"`` strand runs on a
+  warm worker: ``bench_process_strand.py``);
 * ``plait.Process`` -- start, join, ``result()``;
 * ``multiprocessing.Process`` -- start + join (no result channel at all);
 * ``ProcessPoolExecutor`` cold -- a new one-worker executor per call (start + shutdown);
@@ -105,9 +107,10 @@ def main() -> None:
         "the same fork server (which brings no result back and arms no lifeline)."
     )
     bench.note(
-        "All on the fork server. A process strand starts a fresh child per call (isolation, "
-        "a lifeline, its own exit code); a warm pool reuses one, so it pays only the IPC. "
-        "plait.Pool is the answer when per-call start-up matters."
+        "All on the fork server. An isolated process strand (spawn(on='process', "
+        "isolated=True), which start_process_call is) starts a fresh child per call "
+        "(isolation, a lifeline, its own exit code); a plain on='process' strand runs on a "
+        "warm worker and pays only the IPC (bench_process_strand.py)."
     )
     bench.save()
 
