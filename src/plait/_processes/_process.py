@@ -99,6 +99,8 @@ def _rebuild_process(writer: Connection, label: str, quiet: bool, payload: bytes
     (a module the child cannot import, a ``__setstate__`` that raises) is reported to the
     parent as what it is rather than as a bare exit code.
     """
+    if quiet:  # (first thing: a terminal's Ctrl-C may already be on its way)
+        signal.signal(signal.SIGINT, _ctrl_c_is_the_parents)
     try:
         cls, state = pickle.loads(payload)
     except BaseException as exc:
@@ -118,6 +120,19 @@ def _rebuild_process(writer: Connection, label: str, quiet: bool, payload: bytes
     obj.__dict__.update(state)
     obj._plait_writer = writer
     return obj
+
+
+def _ctrl_c_is_the_parents(signum: int, frame: FrameType | None) -> None:
+    """SIGINT in a process call (a process strand): nothing happens here.
+
+    A terminal's Ctrl-C goes to the whole process group, so a process strand gets the
+    same Ctrl-C as its parent, often first. Raising ``KeyboardInterrupt`` here would end
+    the strand with an error of its own (``WorkerCrashed``) before the parent could act on
+    its copy, and the group would report that instead of the user's Ctrl-C. The parent's
+    ``KeyboardInterrupt`` cancels the group, which stops this process (SIGTERM, then
+    SIGKILL after the grace). A handler, not ``SIG_IGN``: programs this one ``exec``s get
+    the default action back, so a Ctrl-C still ends them.
+    """
 
 
 def _describe_callable(fn: Any) -> str:
