@@ -388,9 +388,12 @@ def _join_children_first_at_exit() -> None:
 
 
 def _join_children_at_exit() -> None:
-    # What multiprocessing's own exit hook does, done first (see above).
+    # What multiprocessing's own exit hook does, done first (see above). A process strand
+    # still running now has no group left to stop it (one was started as a Ctrl-C unwound
+    # its spawn): it is stopped as its group would have (SIGTERM: its ``finally`` blocks
+    # run), not waited for.
     for child in mp_process.active_children():
-        if child.daemon:
+        if child.daemon or getattr(child, "_plait_quiet", False):
             child.terminate()
     for child in mp_process.active_children():
         child.join()
