@@ -406,20 +406,38 @@ class _Terminated(Cancelled):
 def _raise_terminated(signum: int, frame: FrameType | None) -> None:
     # Never inside one of plait's critical sections (a shared lock's bookkeeping, a
     # ring's push): there it waits for the section to end (see ``_core.safepoint``); nor
-    # in the frame of a hot path marked to be waited out (``_sync._xproc.defers``).
+    # in the frame of a hot path marked to be waited out (``_sync._xproc.defers``); nor
+    # inside this handler itself: a SIGTERM handled while the handler runs (it waits for
+    # the thread it starts) would raise through it into the frame it interrupted -- a
+    # shared semaphore's fast path holding the robust mutex, held for ever then.
     global _deferrals
+    if _delivered:
+        return  # (already unwinding: one cancellation is enough)
     xproc = sys.modules.get("plait._sync._xproc")
-    if xproc is not None and xproc.defers(frame):
+    if _in_this_handler(frame) or (xproc is not None and xproc.defers(frame)):
         # that frame returns soon: the signal comes again then (1 ms, backing off)
         delay = min(0.05, 0.001 * 2**_deferrals)
         _deferrals += 1
-        threading.Thread(target=_send_again, args=(signum, delay), daemon=True).start()
+        _send_again_later(signum, delay)
         return
     _deferrals = 0
     safepoint.deliver(_terminated)
 
 
 _deferrals = 0
+_delivered = False  # the cancellation was raised; later SIGTERMs change nothing
+
+
+def _in_this_handler(frame: FrameType | None) -> bool:
+    while frame is not None:
+        if frame.f_code is _raise_terminated.__code__:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _send_again_later(signum: int, delay: float) -> None:
+    threading.Thread(target=_send_again, args=(signum, delay), daemon=True).start()
 
 
 def _send_again(signum: int, delay: float) -> None:
@@ -428,6 +446,8 @@ def _send_again(signum: int, delay: float) -> None:
 
 
 def _terminated() -> None:
+    global _delivered
+    _delivered = True
     raise _Terminated("terminated by the parent process (SIGTERM)")
 
 
