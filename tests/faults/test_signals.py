@@ -277,3 +277,79 @@ def test_a_fork_server_killed_by_ctrl_c_while_it_starts_is_replaced(
         pytest.fail("the program did not end within 60 s")
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split("\n")[:2] == ["[1, 4, 9]", "16"], done.stdout
+
+
+CHILD_GETS_CTRL_C_FIRST = """
+import asyncio, os, sys, time
+import plait
+
+def busy():
+    print("child", os.getpid(), flush=True)
+    end = time.monotonic() + 60
+    while time.monotonic() < end:
+        plait.sleep(0.01)
+        sum(range(1000))
+
+async def async_main():
+    async with plait.TaskGroup(grace=2.0) as tg:
+        tg.spawn(busy, on="process")
+
+def sync_main():
+    with plait.TaskGroup(grace=2.0) as tg:
+        tg.spawn(busy, on="process")
+
+try:
+    if sys.argv[1] == "async":
+        plait.run(async_main)
+    else:
+        sync_main()
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+    sys.exit(130)
+"""
+
+
+@pytest.mark.parametrize("main", ["async", "sync"])
+def test_a_group_ctrl_c_that_reaches_a_process_strand_first_stays_a_ctrl_c(
+    main: str, tmp_path: Path
+) -> None:
+    """A terminal's Ctrl-C goes to the whole process group: a process strand may get it
+    before the parent has acted on its own copy. The strand must not end of it (it ended
+    with KeyboardInterrupt, reported as ``WorkerCrashed``, and the group failed with an
+    ExceptionGroup instead of the user's KeyboardInterrupt): its parent stops it.
+
+    The order is made certain here: the child's SIGINT first, the parent's 0.5 s later."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD_GETS_CTRL_C_FIRST, main],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        start_new_session=True,
+    )
+    seen: list[psutil.Process] = []
+    try:
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], READY_S)
+        assert ready, f"the script printed nothing in {READY_S} s"
+        line = proc.stdout.readline().split()
+        assert line[:1] == ["child"], f"unexpected first line {line!r}"
+        child = int(line[1])
+        seen = _descendants(proc.pid)
+        os.kill(child, signal.SIGINT)  # the group's Ctrl-C, as the child gets it ...
+        time.sleep(0.5)
+        sent = _signal(proc, signal.SIGINT, "pid")  # ... and as the parent gets it
+        try:
+            out = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the script still ran 10 s after the Ctrl-C")
+        elapsed = time.monotonic() - sent
+        detail = f"stdout={out[0]!r} stderr tail={out[1][-2000:]!r}"
+        assert proc.returncode == 130, f"exit code {proc.returncode} {detail}"
+        assert "interrupted" in out[0], detail
+        assert "WorkerCrashed" not in out[1], detail
+        assert elapsed <= 2.0 + 1.0, f"ended {elapsed:.2f} s after the Ctrl-C {detail}"
+        assert _leftovers(seen, "no-marker") == []
+    finally:
+        _kill_everything(proc, "no-marker")

@@ -99,6 +99,8 @@ def _rebuild_process(writer: Connection, label: str, quiet: bool, payload: bytes
     (a module the child cannot import, a ``__setstate__`` that raises) is reported to the
     parent as what it is rather than as a bare exit code.
     """
+    if quiet:  # (first thing: a terminal's Ctrl-C may already be on its way)
+        signal.signal(signal.SIGINT, _ctrl_c_is_the_parents)
     try:
         cls, state = pickle.loads(payload)
     except BaseException as exc:
@@ -118,6 +120,19 @@ def _rebuild_process(writer: Connection, label: str, quiet: bool, payload: bytes
     obj.__dict__.update(state)
     obj._plait_writer = writer
     return obj
+
+
+def _ctrl_c_is_the_parents(signum: int, frame: FrameType | None) -> None:
+    """SIGINT in a process call (a process strand): nothing happens here.
+
+    A terminal's Ctrl-C goes to the whole process group, so a process strand gets the
+    same Ctrl-C as its parent, often first. Raising ``KeyboardInterrupt`` here would end
+    the strand with an error of its own (``WorkerCrashed``) before the parent could act on
+    its copy, and the group would report that instead of the user's Ctrl-C. The parent's
+    ``KeyboardInterrupt`` cancels the group, which stops this process (SIGTERM, then
+    SIGKILL after the grace). A handler, not ``SIG_IGN``: programs this one ``exec``s get
+    the default action back, so a Ctrl-C still ends them.
+    """
 
 
 def _describe_callable(fn: Any) -> str:
@@ -373,9 +388,12 @@ def _join_children_first_at_exit() -> None:
 
 
 def _join_children_at_exit() -> None:
-    # What multiprocessing's own exit hook does, done first (see above).
+    # What multiprocessing's own exit hook does, done first (see above). A process strand
+    # still running now has no group left to stop it (one was started as a Ctrl-C unwound
+    # its spawn): it is stopped as its group would have (SIGTERM: its ``finally`` blocks
+    # run), not waited for.
     for child in mp_process.active_children():
-        if child.daemon:
+        if child.daemon or getattr(child, "_plait_quiet", False):
             child.terminate()
     for child in mp_process.active_children():
         child.join()
@@ -388,20 +406,38 @@ class _Terminated(Cancelled):
 def _raise_terminated(signum: int, frame: FrameType | None) -> None:
     # Never inside one of plait's critical sections (a shared lock's bookkeeping, a
     # ring's push): there it waits for the section to end (see ``_core.safepoint``); nor
-    # in the frame of a hot path marked to be waited out (``_sync._xproc.defers``).
+    # in the frame of a hot path marked to be waited out (``_sync._xproc.defers``); nor
+    # inside this handler itself: a SIGTERM handled while the handler runs (it waits for
+    # the thread it starts) would raise through it into the frame it interrupted -- a
+    # shared semaphore's fast path holding the robust mutex, held for ever then.
     global _deferrals
+    if _delivered:
+        return  # (already unwinding: one cancellation is enough)
     xproc = sys.modules.get("plait._sync._xproc")
-    if xproc is not None and xproc.defers(frame):
+    if _in_this_handler(frame) or (xproc is not None and xproc.defers(frame)):
         # that frame returns soon: the signal comes again then (1 ms, backing off)
         delay = min(0.05, 0.001 * 2**_deferrals)
         _deferrals += 1
-        threading.Thread(target=_send_again, args=(signum, delay), daemon=True).start()
+        _send_again_later(signum, delay)
         return
     _deferrals = 0
     safepoint.deliver(_terminated)
 
 
 _deferrals = 0
+_delivered = False  # the cancellation was raised; later SIGTERMs change nothing
+
+
+def _in_this_handler(frame: FrameType | None) -> bool:
+    while frame is not None:
+        if frame.f_code is _raise_terminated.__code__:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _send_again_later(signum: int, delay: float) -> None:
+    threading.Thread(target=_send_again, args=(signum, delay), daemon=True).start()
 
 
 def _send_again(signum: int, delay: float) -> None:
@@ -410,6 +446,8 @@ def _send_again(signum: int, delay: float) -> None:
 
 
 def _terminated() -> None:
+    global _delivered
+    _delivered = True
     raise _Terminated("terminated by the parent process (SIGTERM)")
 
 

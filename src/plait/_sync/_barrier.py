@@ -11,6 +11,7 @@ with :class:`BrokenBarrierError`), *broken*.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -24,12 +25,20 @@ from plait._sync._stats import BarrierStatistics
 __all__ = ["Barrier", "BrokenBarrierError"]
 
 _FILLING, _DRAINING, _RESETTING, _BROKEN = 0, 1, -1, -2
+_NOT_COUNTED = -1  # (a party that was shared away before it counted itself in)
 _STATE_NAMES = {
     _FILLING: "filling",
     _DRAINING: "draining",
     _RESETTING: "resetting",
     _BROKEN: "broken",
 }
+
+
+def _left(timeout: float | None, started: float) -> float | None:
+    """What is left of ``timeout`` (seconds, from ``started``), never below 0."""
+    if timeout is None:
+        return None
+    return max(0.0, timeout - (time.monotonic() - started))
 
 
 class Barrier:
@@ -92,32 +101,46 @@ class Barrier:
         self._state = _BROKEN
         self._cond.notify_all()
 
+    # (A wait holds these bound to the class it began with: a barrier shared meanwhile
+    # ends the local wait through ``_shared``, and the party goes on in ``_moved_wait``.)
     def _not_filling(self) -> bool:
-        return self._state != _FILLING
+        return self._state != _FILLING or self._shared is not None
 
     def _settled(self) -> bool:
-        return self._state not in (_DRAINING, _RESETTING)
+        return self._state not in (_DRAINING, _RESETTING) or self._shared is not None
 
     # -- waiting -----------------------------------------------------------------------
 
     def wait(self, timeout: float | None = None) -> int:
         """Wait for all parties; return this party's arrival index (0 .. parties-1)."""
         timeout = self._timeout if timeout is None else stdlib_timeout(timeout)
+        started = time.monotonic()
+        moved = _NOT_COUNTED
         with self._cond:
             self._cond.wait_for(self._settled)
-            arrived: list[bool] = []
-            try:
-                index = self._arrive(arrived)
-                if index + 1 == self._parties:
-                    self._trip()
-                else:
-                    self._passed(bool(self._cond.wait_for(self._not_filling, timeout)))
-                if hooks.active:
-                    hooks.acquired(current_strand(), self)
-                return index
-            finally:
-                if arrived:
-                    self._leave()
+            if self._shared is None:
+                arrived: list[bool] = []
+                try:
+                    index = self._arrive(arrived)
+                    if index + 1 == self._parties:
+                        self._trip()
+                    else:
+                        released = self._cond.wait_for(self._not_filling, timeout)
+                        if self._promoted():  # shared while it waited: go on there
+                            arrived.clear()  # (counted in there)
+                            moved = index
+                        else:
+                            self._passed(bool(released))
+                    if moved == _NOT_COUNTED:
+                        if hooks.active:
+                            hooks.acquired(current_strand(), self)
+                        return index
+                finally:
+                    if arrived:
+                        self._leave()
+        # Shared (pickled to a process) while this party waited here: only the shared
+        # state says when the barrier trips now (see ``_shared_wait``).
+        return int(self._moved_wait(moved, _left(timeout, started)))
 
     def async_wait(self, timeout: float | None = None) -> Coroutine[Any, Any, int]:
         """Coroutine form of :meth:`wait`; a cancelled party simply leaves the barrier."""
@@ -125,21 +148,42 @@ class Barrier:
 
     async def _async_wait(self, timeout: float | None) -> int:
         cond = self._cond
+        started = time.monotonic()
+        moved = _NOT_COUNTED
         async with cond:
             await cond.async_wait_for(self._settled)
-            arrived: list[bool] = []
-            try:
-                index = self._arrive(arrived)
-                if index + 1 == self._parties:
-                    self._trip()
-                else:
-                    self._passed(bool(await cond.async_wait_for(self._not_filling, timeout)))
-                if hooks.active:
-                    hooks.acquired(current_strand(), self)
-                return index
-            finally:
-                if arrived:
-                    self._leave()
+            if self._shared is None:
+                arrived: list[bool] = []
+                try:
+                    index = self._arrive(arrived)
+                    if index + 1 == self._parties:
+                        self._trip()
+                    else:
+                        released = await cond.async_wait_for(self._not_filling, timeout)
+                        if self._promoted():  # shared while it waited: go on there
+                            arrived.clear()  # (counted in there)
+                            moved = index
+                        else:
+                            self._passed(bool(released))
+                    if moved == _NOT_COUNTED:
+                        if hooks.active:
+                            hooks.acquired(current_strand(), self)
+                        return index
+                finally:
+                    if arrived:
+                        self._leave()
+        return int(await self._async_moved_wait(moved, _left(timeout, started)))
+
+    def _promoted(self) -> bool:
+        return self._shared is not None
+
+    def _moved_wait(self, index: int, timeout: float | None) -> int:
+        """(A shared barrier's: see ``SharedBarrier``.)"""
+        raise AssertionError("only a shared barrier takes over a waiting party")
+
+    async def _async_moved_wait(self, index: int, timeout: float | None) -> int:
+        """(A shared barrier's: see ``SharedBarrier``.)"""
+        raise AssertionError("only a shared barrier takes over a waiting party")
 
     # -- control -----------------------------------------------------------------------
 

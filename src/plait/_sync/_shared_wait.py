@@ -334,11 +334,53 @@ class SharedBarrier(Barrier):
                 self._leave_shared()
             party.index = -2
 
+    # -- parties that waited here before the barrier was shared ------------------------
+
+    # A party still in the local wait (``Barrier.wait``) when the barrier is shared is
+    # woken by the promotion, ends its local wait, and goes on in ``_moved_wait``.
+    def _leave(self) -> None:
+        # (a local party that leaves after the promotion: cancelled, or its wait failed)
+        with self._shared.guard:
+            self._leave_shared()
+
+    def _moved(self, index: int) -> _Party | int:
+        """The shared party of a local one counted in as ``index`` before the promotion
+        (a fresh segment: generation 0), or its index if the barrier tripped then."""
+        party = _Party()
+        party.index, party.gen = index, 0
+        state = self._shared
+        with state.guard:
+            if state.words[GEN] == 0 and state.words[STATE] == _DRAINING:
+                self._leave_shared()  # it tripped before the promotion: pass
+                if hooks.active:
+                    hooks.acquired(current_strand(), self)
+                return index
+        return party
+
+    def _moved_wait(self, index: int, timeout: float | None) -> int:
+        if index < 0:  # not counted in yet: a fresh wait here
+            return self.wait(timeout)
+        party = self._moved(index)
+        if isinstance(party, int):
+            return party
+        return self._wait_as(party, deadline_of(timeout))
+
+    async def _async_moved_wait(self, index: int, timeout: float | None) -> int:
+        if index < 0:
+            return await self._async_wait(timeout)
+        party = self._moved(index)
+        if isinstance(party, int):
+            return party
+        return await self._async_wait_as(party, deadline_of(timeout))
+
+    # -- waiting -----------------------------------------------------------------------
+
     def wait(self, timeout: float | None = None) -> int:
         timeout = self._timeout if timeout is None else stdlib_timeout(timeout)
+        return self._wait_as(_Party(), deadline_of(timeout))
+
+    def _wait_as(self, party: _Party, deadline: float | None) -> int:
         state = self._shared
-        party = _Party()
-        deadline = deadline_of(timeout)
         try:
             got = block(state, self, self._attempt(party), deadline, self._blockers)
             if got is NOT_YET:
@@ -359,9 +401,10 @@ class SharedBarrier(Barrier):
 
     async def _async_wait(self, timeout: float | None) -> int:
         timeout = None if timeout is None else stdlib_timeout(timeout)
+        return await self._async_wait_as(_Party(), deadline_of(timeout))
+
+    async def _async_wait_as(self, party: _Party, deadline: float | None) -> int:
         state = self._shared
-        party = _Party()
-        deadline = deadline_of(timeout)
         try:
             got = await async_block(state, self, self._attempt(party), deadline, self._blockers)
             if got is NOT_YET:

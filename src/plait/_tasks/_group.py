@@ -29,6 +29,7 @@ from plait._core import (
     park,
     register,
     runtime,
+    safepoint,
 )
 from plait._core.awaitables import describe_callable, refuse_awaitable, returns_awaitable
 from plait._core.green import drive, greenlet_module
@@ -332,8 +333,9 @@ class TaskGroup:
             else:
                 self._start_process(task, fn, args, isolated)
         except BaseException:
-            with self._mutex:
-                self._pending.discard(task)
+            if task._pcall is None:  # (a child that started stays: the group stops it)
+                with self._mutex:
+                    self._pending.discard(task)
             raise
         return task
 
@@ -423,18 +425,25 @@ class TaskGroup:
     ) -> None:
         from plait._tasks._process_strands import start_process_strand
 
-        pcall = start_process_strand(
-            _RefuseAwaitable(fn), args, name=task.name, isolated=isolated
-        )
-        task._pcall = pcall
-        task.pid = pcall.pid
-        task.state = "running"
-        register(task)
-        if hooks.active:
-            hooks.spawned(task)
-        if task._timeout is not None:
-            self._arm_process_timeout(task, task._timeout)
-        pcall.future.add_done_callback(task._on_process_done)
+        # The child starts before it is recorded here: a Ctrl-C (plait.run raises it where
+        # main runs) or a process strand's own SIGTERM that landed in between left a child
+        # nobody would stop. It waits until the child is recorded (safepoint), and a
+        # cancel() that found no child yet is carried out now.
+        with safepoint.critical():
+            pcall = start_process_strand(
+                _RefuseAwaitable(fn), args, name=task.name, isolated=isolated
+            )
+            task._pcall = pcall
+            task.pid = pcall.pid
+            task.state = "running"
+            register(task)
+            if hooks.active:
+                hooks.spawned(task)
+            if task._timeout is not None:
+                self._arm_process_timeout(task, task._timeout)
+            pcall.future.add_done_callback(task._on_process_done)
+            if task._was_cancelled:
+                pcall.terminate(self.grace)
 
     def _arm_process_timeout(self, task: Task[Any], seconds: float) -> None:
         def expire() -> None:
