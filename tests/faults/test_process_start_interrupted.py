@@ -20,7 +20,7 @@ import psutil
 import pytest
 
 import plait
-import plait._processes as processes
+import plait._tasks._process_strands as process_strands
 from plait._core import safepoint
 
 END_S = 10.0  # the child runs 30 s unless stopped: the group must end well before
@@ -45,13 +45,17 @@ class _Starts:
         self.calls: list[Any] = []
 
     def alive(self) -> list[int]:
-        return [c.pid for c in self.calls if c.exitcode is None and psutil.pid_exists(c.pid)]
+        return [
+            c.pid
+            for c in self.calls
+            if getattr(c, "exitcode", None) is None and psutil.pid_exists(c.pid)
+        ]
 
 
 @pytest.fixture
 def after_start(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Starts]:
     starts = _Starts()
-    real = processes.start_process_call
+    real = process_strands.start_process_strand
 
     def start(*args: Any, **kwargs: Any) -> Any:
         pcall = real(*args, **kwargs)
@@ -60,16 +64,22 @@ def after_start(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Starts]:
             hook()
         return pcall
 
-    monkeypatch.setattr(processes, "start_process_call", start)
+    monkeypatch.setattr(process_strands, "start_process_strand", start)
     try:
         yield starts
     finally:
         for pcall in starts.calls:  # (a failed test leaves no child running)
             pcall.kill()
-            pcall.join(10)
+            join = getattr(pcall, "join", None)  # (a warm worker's is reaped by the pool)
+            if join is not None:
+                join(10)
 
 
-def test_a_cancel_while_the_child_starts_stops_it(after_start: _Starts) -> None:
+ISOLATED = pytest.mark.parametrize("isolated", [True, False], ids=["own-process", "warm"])
+
+
+@ISOLATED
+def test_a_cancel_while_the_child_starts_stops_it(after_start: _Starts, isolated: bool) -> None:
     box: list[plait.TaskGroup] = []
 
     def cancel() -> None:
@@ -79,18 +89,21 @@ def test_a_cancel_while_the_child_starts_stops_it(after_start: _Starts) -> None:
     began = time.monotonic()
     with plait.TaskGroup(grace=2.0) as tg:
         box.append(tg)
-        task = tg.spawn(busy, 30, on="process")
+        task = tg.spawn(busy, 30, on="process", isolated=isolated)
     elapsed = time.monotonic() - began
     assert elapsed < END_S, f"the group waited {elapsed:.1f} s for a cancelled child"
     assert task.cancelled(), task
 
 
-def test_a_ctrl_c_while_the_child_starts_comes_out_and_stops_it(after_start: _Starts) -> None:
+@ISOLATED
+def test_a_ctrl_c_while_the_child_starts_comes_out_and_stops_it(
+    after_start: _Starts, isolated: bool
+) -> None:
     # plait.run's Ctrl-C handler raises through safepoint.deliver where main runs.
     after_start.hooks.append(lambda: safepoint.deliver(_raise_keyboard_interrupt))
     began = time.monotonic()
     with pytest.raises(KeyboardInterrupt), plait.TaskGroup(grace=2.0) as tg:
-        tg.spawn(busy, 30, on="process")
+        tg.spawn(busy, 30, on="process", isolated=isolated)
     elapsed = time.monotonic() - began
     assert elapsed < END_S, f"the group ended {elapsed:.1f} s after the Ctrl-C"
     deadline = time.monotonic() + END_S
