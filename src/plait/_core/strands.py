@@ -5,7 +5,9 @@ a name, the scope that owns it, and a state (running, parked on *what*, done). D
 and tracing read only this registry.
 
 ``current_strand()`` is on the hot path of every primitive, so it is two C calls and a dict
-lookup: the running loop, its current task, and the task's strand. Threads and tasks that
+lookup: the running loop, its current task, and the task's strand. With the C accelerator
+(``plait._fastlock``) it is one C call, and on Python 3.11 it skips asyncio's running-loop
+lookup, which makes a system call (``getpid``) every time. Threads and tasks that
 plait did not start (the main thread, a foreign ``asyncio.create_task``) are adopted on first
 sight as *implicit* strands and leave the registry when they end.
 """
@@ -15,9 +17,11 @@ from __future__ import annotations
 import abc
 import asyncio
 import itertools
+import os
 import threading
 import weakref
 from collections.abc import Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
@@ -30,8 +34,20 @@ __all__ = [
     "all_strands",
     "current_strand",
     "register",
+    "thread_strand_of",
     "unregister",
 ]
+
+# The C accelerator of the lock's and current_strand()'s hot paths (plait/_fastlock.c);
+# without it (not built, or PLAIT_NO_SPEEDUPS=1) the same code runs in pure Python.
+FASTLOCK: Any = None
+if not os.environ.get("PLAIT_NO_SPEEDUPS"):
+    try:
+        import plait._fastlock as _fastlock
+    except ImportError:  # pragma: no cover - depends on the build
+        pass
+    else:
+        FASTLOCK = _fastlock
 
 StrandKind = Literal["async", "thread", "process", "green"]
 
@@ -120,10 +136,11 @@ class _Registry:
     against concurrent resizing on free-threaded builds.
     """
 
-    __slots__ = ("by_id", "by_task", "local", "lock")
+    __slots__ = ("by_id", "by_ident", "by_task", "local", "lock")
 
     def __init__(self) -> None:
         self.by_id: dict[int, Strand] = {}
+        self.by_ident: dict[int, Strand] = {}  # thread strands by thread ident
         self.by_task: dict[asyncio.Task[Any], Strand] = {}
         self.local = threading.local()
         self.lock = threading.Lock()
@@ -132,6 +149,7 @@ class _Registry:
 _registry = _Registry()
 _by_task = _registry.by_task
 _by_id_ref = _registry.by_id
+_by_ident_ref = _registry.by_ident
 _local = _registry.local
 
 
@@ -154,13 +172,22 @@ def unregister(strand: Strand) -> None:
 
 def bind_thread(strand: Strand) -> None:
     """Make ``strand`` the current strand of the calling thread."""
-    strand.ident = threading.get_ident()
+    strand.ident = ident = threading.get_ident()
     _local.strand = strand
+    _registry.by_ident[ident] = strand
 
 
 def unbind_thread() -> None:
     """Forget the calling thread's strand (at the end of a thread strand)."""
-    _local.__dict__.pop("strand", None)
+    strand = _local.__dict__.pop("strand", None)
+    if strand is not None and _registry.by_ident.get(threading.get_ident()) is strand:
+        del _registry.by_ident[threading.get_ident()]
+
+
+def thread_strand_of(ident: int) -> Strand | None:
+    """The live strand of the thread ``ident``, if plait knows it (a lock's fast path records
+    only its taker's thread ident; diagnostics resolve it here, lazily)."""
+    return _registry.by_ident.get(ident)
 
 
 class _ThreadReaper:
@@ -177,6 +204,10 @@ class _ThreadReaper:
         by_id = _by_id_ref  # a module global may already be None at interpreter exit
         if by_id is not None:
             by_id.pop(strand.sid, None)
+        by_ident = _by_ident_ref
+        if by_ident is not None and strand.ident is not None:
+            if by_ident.get(strand.ident) is strand:
+                del by_ident[strand.ident]
 
 
 def _adopt_thread() -> Strand:
@@ -186,6 +217,8 @@ def _adopt_thread() -> Strand:
     strand.ident = thread.ident
     _local.strand = strand
     _local.reaper = _ThreadReaper(strand)
+    if thread.ident is not None:
+        _registry.by_ident[thread.ident] = strand
     register(strand)
     return strand
 
@@ -242,7 +275,7 @@ def _self_strands() -> list[Strand]:
     return found
 
 
-def current_strand() -> Strand:
+def _current_strand_py() -> Strand:
     """The strand that is running this code (a task's strand inside a coroutine)."""
     loop = _get_running_loop()
     if loop is not None:
@@ -258,6 +291,23 @@ def current_strand() -> Strand:
         return _local.strand  # type: ignore[no-any-return]
     except AttributeError:
         return _adopt_thread()
+
+
+current_strand: Callable[[], Strand]
+"""The strand that is running this code (a task's strand inside a coroutine)."""
+if FASTLOCK is not None:
+    FASTLOCK.configure_strands(
+        current_tasks=getattr(asyncio.tasks, "_current_tasks", None),
+        by_task=_by_task,
+        self_strand_types=_self_strand_types,
+        get_running_loop=_get_running_loop,
+        local=_local,
+        fallback=_current_strand_py,
+    )
+    os.register_at_fork(after_in_child=FASTLOCK.forked)
+    current_strand = FASTLOCK.current_strand
+else:
+    current_strand = _current_strand_py
 
 
 def current_thread_strand() -> Strand:
