@@ -7,9 +7,9 @@
  * which alone costs more than a lock acquire on a virtual machine.
  *
  * What it holds (a complete type over its own struct, plus two small helpers):
- *   Inner      the in-process state of a plait.Lock (``_inner``): a plain non-reentrant lock
- *              that the fast paths try without a Python call. Only its non-blocking acquire
- *              is on a path that matters; the blocking form exists for completeness.
+ *   Inner      the in-process state of a plait lock (``_inner``): taken or free, a flag
+ *              guarded by the GIL. plait's code only ever tries it (``acquire(False)``):
+ *              waiting goes through the lock's wait queue.
  *   LockCore   the base of plait's lock classes: ``_inner``, ``_queue``, ``_owner`` and
  *              ``_owner_ident`` as C fields, and the methods acquire/release/__enter__/
  *              __exit__/__aenter__/__aexit__/async_acquire. Each finishes in C when the lock
@@ -102,13 +102,14 @@ has_waiters(PyObject *wq)
     return PyObject_IsTrue(count) != 0;
 }
 
-/* -- Inner ---------------------------------------------------------------------------- */
+/* -- Inner ----------------------------------------------------------------------------
+ * A flag guarded by the GIL (the module is built only for CPython with a GIL): every
+ * acquire of a plait lock's state is non-blocking -- waiting goes through the lock's wait
+ * queue -- so no OS lock is needed, and taking and freeing it are one store each. */
 
 typedef struct {
     PyObject_HEAD
-    PyThread_type_lock lock;
     char locked;
-    PyObject *weakreflist;
 } InnerObject;
 
 static PyTypeObject InnerType;
@@ -120,29 +121,7 @@ inner_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_TypeError, "Inner() takes no arguments");
         return NULL;
     }
-    InnerObject *self = (InnerObject *)type->tp_alloc(type, 0);
-    if (self == NULL)
-        return NULL;
-    self->lock = PyThread_allocate_lock();
-    if (self->lock == NULL) {
-        Py_DECREF(self);
-        PyErr_SetString(PyExc_MemoryError, "cannot allocate a lock");
-        return NULL;
-    }
-    return (PyObject *)self;
-}
-
-static void
-inner_dealloc(InnerObject *self)
-{
-    if (self->weakreflist != NULL)
-        PyObject_ClearWeakRefs((PyObject *)self);
-    if (self->lock != NULL) {
-        if (self->locked)
-            PyThread_release_lock(self->lock);
-        PyThread_free_lock(self->lock);
-    }
-    Py_TYPE(self)->tp_free((PyObject *)self);
+    return type->tp_alloc(type, 0);
 }
 
 static inline int
@@ -150,91 +129,34 @@ inner_try(InnerObject *m)
 {
     if (m->locked)
         return 0;
-    if (PyThread_acquire_lock_timed(m->lock, 0, 0) == PY_LOCK_ACQUIRED) {
-        m->locked = 1;
-        return 1;
-    }
-    return 0;
+    m->locked = 1;
+    return 1;
 }
 
 static inline void
 inner_unlock(InnerObject *m)
 {
     m->locked = 0;
-    PyThread_release_lock(m->lock);
 }
 
-static PyObject *inner_acquire_parsed(InnerObject *self, PyObject *args, PyObject *kwds);
-
-/* acquire(False), what plait's code calls, without parsing; anything else parsed. */
+/* acquire(False) or acquire(blocking=False): the only form plait's code uses. */
 static PyObject *
 inner_acquire(InnerObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
-    if (nargs == 1 && kwnames == NULL && args[0] == Py_False)
-        return PyBool_FromLong(inner_try(self));
-    PyObject *tuple = PyTuple_New(nargs);
-    if (tuple == NULL)
+    PyObject *blocking = nargs == 1 && kwnames == NULL ? args[0] : NULL;
+    if (nargs == 0 && kwnames != NULL && PyTuple_GET_SIZE(kwnames) == 1 &&
+        PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0), "blocking") == 0)
+        blocking = args[0];
+    int truth = blocking != NULL ? PyObject_IsTrue(blocking) : 1;
+    if (truth < 0)
         return NULL;
-    for (Py_ssize_t i = 0; i < nargs; i++) {
-        Py_INCREF(args[i]);
-        PyTuple_SET_ITEM(tuple, i, args[i]);
-    }
-    PyObject *kwds = NULL;
-    if (kwnames != NULL) {
-        kwds = PyDict_New();
-        for (Py_ssize_t i = 0; kwds != NULL && i < PyTuple_GET_SIZE(kwnames); i++)
-            if (PyDict_SetItem(kwds, PyTuple_GET_ITEM(kwnames, i), args[nargs + i]) < 0)
-                Py_CLEAR(kwds);
-        if (kwds == NULL) {
-            Py_DECREF(tuple);
-            return NULL;
-        }
-    }
-    PyObject *r = inner_acquire_parsed(self, tuple, kwds);
-    Py_DECREF(tuple);
-    Py_XDECREF(kwds);
-    return r;
-}
-
-static PyObject *
-inner_acquire_parsed(InnerObject *self, PyObject *args, PyObject *kwds)
-{
-    static char *names[] = {"blocking", "timeout", NULL};
-    int blocking = 1;
-    double timeout = -1.0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|pd:acquire", names, &blocking, &timeout))
-        return NULL;
-    if (!blocking && timeout != -1.0) {
-        PyErr_SetString(PyExc_ValueError, "can't specify a timeout for a non-blocking call");
+    if (truth) {
+        PyErr_SetString(PyExc_ValueError,
+                        "a lock's state is only tried, never waited for: call acquire(False) "
+                        "(plait's locks wait through their wait queue)");
         return NULL;
     }
-    if (timeout < 0 && timeout != -1.0) {
-        PyErr_SetString(PyExc_ValueError, "timeout value must be a non-negative number");
-        return NULL;
-    }
-    if (inner_try(self))
-        Py_RETURN_TRUE;
-    if (!blocking)
-        Py_RETURN_FALSE;
-    long long us = -1;
-    if (timeout != -1.0) {
-        double d = timeout * 1e6;
-        if (d > (double)PY_TIMEOUT_MAX) {
-            PyErr_SetString(PyExc_OverflowError, "timeout value is too large");
-            return NULL;
-        }
-        us = (long long)d;
-    }
-    /* A short internal wait: not interruptible by signals (plait's waits park instead). */
-    PyLockStatus r;
-    Py_BEGIN_ALLOW_THREADS
-    r = PyThread_acquire_lock_timed(self->lock, us, 0);
-    Py_END_ALLOW_THREADS
-    if (r == PY_LOCK_ACQUIRED) {
-        self->locked = 1;
-        Py_RETURN_TRUE;
-    }
-    Py_RETURN_FALSE;
+    return PyBool_FromLong(inner_try(self));
 }
 
 static PyObject *
@@ -263,9 +185,9 @@ inner_repr(InnerObject *self)
 
 static PyMethodDef inner_methods[] = {
     {"acquire", (PyCFunction)(void (*)(void))inner_acquire, METH_FASTCALL | METH_KEYWORDS,
-     "acquire(blocking=True, timeout=-1) -> bool: take the lock, as threading.Lock does."},
-    {"release", (PyCFunction)inner_release, METH_NOARGS, "Release the lock."},
-    {"locked", (PyCFunction)inner_locked, METH_NOARGS, "Whether the lock is held."},
+     "acquire(False) -> bool: take the state if it is free (it is never waited for)."},
+    {"release", (PyCFunction)inner_release, METH_NOARGS, "Free the state."},
+    {"locked", (PyCFunction)inner_locked, METH_NOARGS, "Whether the state is taken."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -273,11 +195,9 @@ static PyTypeObject InnerType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "plait._fastlock.Inner",
     .tp_basicsize = sizeof(InnerObject),
-    .tp_dealloc = (destructor)inner_dealloc,
     .tp_repr = (reprfunc)inner_repr,
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "The in-process state of a plait.Lock: a plain non-reentrant lock.",
-    .tp_weaklistoffset = offsetof(InnerObject, weakreflist),
+    .tp_doc = "The in-process state of a plait lock: taken or free, guarded by the GIL.",
     .tp_methods = inner_methods,
     .tp_new = inner_new,
 };
@@ -694,6 +614,10 @@ op_result(PySendResult r, PyObject *result)
         return NULL;
     if (result == Py_None)
         PyErr_SetNone(PyExc_StopIteration);
+    else if (!PyTuple_Check(result) && !PyExceptionInstance_Check(result))
+        /* The value itself, not a StopIteration made here: the interpreter's await takes it
+         * without building the exception (3.11), or builds it once (3.12+). */
+        PyErr_SetObject(PyExc_StopIteration, result);
     else {
         PyObject *exc = PyObject_CallOneArg(PyExc_StopIteration, result);
         if (exc != NULL) {

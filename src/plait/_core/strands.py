@@ -48,6 +48,11 @@ if not os.environ.get("PLAIT_NO_SPEEDUPS"):
         pass
     else:
         FASTLOCK = _fastlock
+        from collections.abc import Coroutine as _Coroutine
+
+        # asyncio takes them wherever a coroutine goes (create_task, run, wait_for)
+        _Coroutine.register(_fastlock.LockOp)
+        _Coroutine.register(_fastlock.Yield)
 
 StrandKind = Literal["async", "thread", "process", "green"]
 
