@@ -22,6 +22,7 @@ from collections.abc import Coroutine
 from types import TracebackType
 from typing import Any
 
+from plait._core.awaitables import returns_awaitable_mark
 from plait._core.parking import (
     WaitQueue,
     async_park,
@@ -31,7 +32,6 @@ from plait._core.parking import (
     new_mutex,
     park,
 )
-from plait._core.awaitables import returns_awaitable_mark
 from plait._core.strands import FASTLOCK, Strand, current_strand
 from plait._errors import Cancelled
 

@@ -20,8 +20,7 @@ import itertools
 import os
 import threading
 import weakref
-from collections.abc import Iterator
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
@@ -43,10 +42,15 @@ __all__ = [
 FASTLOCK: Any = None
 if not os.environ.get("PLAIT_NO_SPEEDUPS"):
     try:
-        import plait._fastlock as _fastlock
+        from plait import _fastlock
     except ImportError:  # pragma: no cover - depends on the build
         pass
     else:
+        if _fastlock.SEAM != 1:  # configure_*()'s arguments and LockCore's members
+            raise ImportError(
+                f"plait._fastlock ({_fastlock.__file__}) was built from another version of "
+                "plait: rebuild it (pip install -e .), or set PLAIT_NO_SPEEDUPS=1"
+            )
         FASTLOCK = _fastlock
         from collections.abc import Coroutine as _Coroutine
 
@@ -210,9 +214,9 @@ class _ThreadReaper:
         if by_id is not None:
             by_id.pop(strand.sid, None)
         by_ident = _by_ident_ref
-        if by_ident is not None and strand.ident is not None:
-            if by_ident.get(strand.ident) is strand:
-                del by_ident[strand.ident]
+        ident = strand.ident
+        if by_ident is not None and ident is not None and by_ident.get(ident) is strand:
+            del by_ident[ident]
 
 
 def _adopt_thread() -> Strand:

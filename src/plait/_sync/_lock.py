@@ -369,8 +369,10 @@ class Lock(_LockCore):
 
 # The C fast paths (plait/_fastlock.c) take the place of these methods of Lock and call them
 # for every case they do not finish: the Python methods above stay the reference.
-_FAST_METHODS = ("acquire", "release", "__enter__", "__exit__", "__aenter__", "__aexit__")
-_FAST_METHODS += ("async_acquire",)
+_FAST_METHODS = (
+    *("acquire", "release", "__enter__", "__exit__"),
+    *("__aenter__", "__aexit__", "async_acquire"),
+)
 if FASTLOCK is not None:
     _entry = {
         name: Lock.__dict__[name]
