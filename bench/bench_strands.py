@@ -48,9 +48,31 @@ def _noop() -> None:
     pass
 
 
-def child_spawn(impl: str, loop: str, n: int, runs: int) -> list[float]:
-    """Seconds to spawn and join ``n`` no-op coroutine strands, once per run (+1 warm-up)."""
+async def _asyncio_yield() -> None:
+    import asyncio
+
+    await asyncio.sleep(0)
+
+
+async def _plait_yield() -> None:
+    import plait
+
+    await plait.async_sleep(0)
+
+
+# What each spawned coroutine does: nothing, or yield once (issue 12's forms).
+_BODIES: dict[str, Callable[[], Any]] = {
+    "noop": _anoop,
+    "asyncio.sleep(0)": _asyncio_yield,
+    "plait.async_sleep(0)": _plait_yield,
+}
+
+
+def child_spawn(impl: str, loop: str, n: int, runs: int, body: str = "noop") -> list[float]:
+    """Seconds to spawn and join ``n`` coroutine strands running ``body`` (no-op, or one
+    yield), once per run (+1 warm-up)."""
     use_uvloop = loop == "uvloop"
+    child = _BODIES[body]
 
     if impl == "gevent":
         import gevent
@@ -88,13 +110,13 @@ def child_spawn(impl: str, loop: str, n: int, runs: int) -> list[float]:
 
             async with asyncio.TaskGroup() as tg:
                 for _ in range(n):
-                    tg.create_task(_anoop())
+                    tg.create_task(child())
         elif impl == "plait.TaskGroup":
             import plait
 
             async with plait.TaskGroup() as ptg:
                 for _ in range(n):
-                    ptg.spawn(_anoop)
+                    ptg.spawn(child)
         elif impl.startswith("anyio"):
             import anyio
 
@@ -298,8 +320,8 @@ def run_child(*args: str) -> Any:
 def child_main(argv: list[str]) -> None:
     what, *rest = argv
     if what == "spawn":
-        impl, loop, n, runs = rest
-        answer: Any = child_spawn(impl, loop, int(n), int(runs))
+        impl, loop, n, runs, *body = rest
+        answer: Any = child_spawn(impl, loop, int(n), int(runs), *body)
     elif what == "rss":
         impl, n = rest
         answer = child_rss(impl, int(n))
@@ -559,6 +581,37 @@ def bench_spawn(bench: Bench) -> None:
             )
 
 
+def bench_spawn_yielding(bench: Bench) -> None:
+    """Issue 12's forms: each child yields once; plait's children on plait.async_sleep(0)
+    and on asyncio.sleep(0), under plait.run, vs asyncio.TaskGroup's on asyncio.sleep(0)
+    under asyncio.run. Round-robin over fresh children, as bench_spawn."""
+    n = bench.scale(100_000, 20_000)
+    rounds = bench.scale(3, 2)
+    forms = [
+        ("asyncio.TaskGroup: asyncio.sleep(0)", "asyncio.TaskGroup", "asyncio.sleep(0)"),
+        ("plait.TaskGroup: plait.async_sleep(0)", "plait.TaskGroup", "plait.async_sleep(0)"),
+        ("plait.TaskGroup: asyncio.sleep(0)", "plait.TaskGroup", "asyncio.sleep(0)"),
+    ]
+    case = f"spawn+join {n:,} coroutines yielding once (asyncio loop)"
+    seconds: dict[str, list[float]] = {label: [] for label, _, _ in forms}
+    for _ in range(rounds):
+        for label, impl, body in forms:
+            seconds[label] += run_child("spawn", impl, "asyncio", str(n), "2", body)
+    base = forms[0][0]
+    for label, _, _ in forms:
+        plait_form = label != base
+        bench.record(
+            case,
+            label,
+            n / statistics.median(seconds[label]),
+            "tasks/s",
+            baseline=base,
+            target=f">= 1x {base}" if plait_form else None,
+            target_ratio=1.0 if plait_form else None,
+            samples=seconds[label],
+        )
+
+
 def bench_rss(bench: Bench) -> None:
     n = bench.scale(20_000, 5_000)
     case = "RSS per parked strand"
@@ -591,6 +644,7 @@ def main() -> None:
     os.environ.setdefault("PYTHONHASHSEED", "0")
     print("spawn+join of coroutine strands (fresh interpreter each):")
     bench_spawn(bench)
+    bench_spawn_yielding(bench)
     print("RSS per parked strand (fresh interpreter each):")
     bench_rss(bench)
     print("current_strand():")

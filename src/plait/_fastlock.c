@@ -24,8 +24,8 @@
  *   current_strand()  the running coroutine's or thread's strand when it is already known,
  *              else the Python current_strand (which adopts it).
  *
- * Owner: the fast path of a thread records only the thread's ident (``_owner_ident``); a
- * coroutine's records its strand (``_owner``). plait's deadlock detector resolves the ident
+ * Owner: the fast path of a thread records only the thread's key (``_owner_ident``); a
+ * coroutine's records its strand (``_owner``). plait's deadlock detector resolves the key
  * to the thread's strand lazily (see ``_LockCore._holder``), so the hot path pays nothing for
  * it but one store.
  *
@@ -313,7 +313,8 @@ typedef struct {
     PyObject *inner; /* _inner: an Inner while local (promotion swaps in another object) */
     PyObject *queue; /* _queue: the WaitQueue */
     PyObject *owner; /* _owner: the owner strand when known */
-    unsigned long owner_ident; /* _owner_ident: the thread that took it on a fast path */
+    unsigned long owner_ident; /* _owner_ident: the key of the thread that took it on a
+                                * fast path (thread_key()), 0: none */
 } LockObject;
 
 static int
@@ -379,6 +380,21 @@ call_entry(PyObject *fn, PyObject *self, PyObject *const *args, Py_ssize_t nargs
     return r;
 }
 
+/* The calling thread's key: its thread state's id, unique for the life of the interpreter
+ * (a thread ident is reused once its thread ends, so a lock left held by a dead thread would
+ * seem held by a new one). */
+static inline unsigned long
+thread_key_of_caller(void)
+{
+    return (unsigned long)PyThreadState_GetID(PyThreadState_Get());
+}
+
+static PyObject *
+thread_key(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+    return PyLong_FromUnsignedLong(thread_key_of_caller());
+}
+
 static inline int
 default_acquire_args(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
@@ -391,7 +407,7 @@ lock_acquire(LockObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject
     InnerObject *inner;
     if (default_acquire_args(args, nargs, kwnames) && (inner = fast_inner(self)) != NULL &&
         inner_try(inner)) {
-        self->owner_ident = PyThread_get_thread_ident();
+        self->owner_ident = thread_key_of_caller();
         Py_RETURN_TRUE;
     }
     return call_entry(fn_acquire, (PyObject *)self, args, nargs, kwnames);
@@ -402,7 +418,7 @@ lock_enter(LockObject *self, PyObject *Py_UNUSED(ignored))
 {
     InnerObject *inner = fast_inner(self);
     if (inner != NULL && inner_try(inner)) {
-        self->owner_ident = PyThread_get_thread_ident();
+        self->owner_ident = thread_key_of_caller();
         Py_RETURN_TRUE;
     }
     return call_entry(fn_enter, (PyObject *)self, NULL, 0, NULL);
@@ -1083,6 +1099,9 @@ static PyMethodDef module_methods[] = {
      "not what the fast paths expect; until it succeeds, every call runs in Python."},
     {"current_strand", (PyCFunction)current_strand, METH_NOARGS,
      "The strand that is running this code (a task's strand inside a coroutine)."},
+    {"thread_key", (PyCFunction)thread_key, METH_NOARGS,
+     "The calling thread's key (its thread state's id: never reused), as the lock's fast\n"
+     "path records it in _owner_ident."},
     {"forked", (PyCFunction)forked, METH_NOARGS,
      "Forget this thread's cached running loop (os.register_at_fork's after_in_child)."},
     {NULL, NULL, 0, NULL},

@@ -33,6 +33,7 @@ __all__ = [
     "all_strands",
     "current_strand",
     "register",
+    "thread_key",
     "thread_strand_of",
     "unregister",
 ]
@@ -149,7 +150,7 @@ class _Registry:
 
     def __init__(self) -> None:
         self.by_id: dict[int, Strand] = {}
-        self.by_ident: dict[int, Strand] = {}  # thread strands by thread ident
+        self.by_ident: dict[int, Strand] = {}  # thread strands by thread_key()
         self.by_task: dict[asyncio.Task[Any], Strand] = {}
         self.local = threading.local()
         self.lock = threading.Lock()
@@ -160,6 +161,12 @@ _by_task = _registry.by_task
 _by_id_ref = _registry.by_id
 _by_ident_ref = _registry.by_ident
 _local = _registry.local
+
+
+thread_key: Callable[[], int]
+"""The calling thread's key for ``thread_strand_of``: with the C accelerator its thread
+state's id, never reused; without it the thread ident (reused once a thread ends)."""
+thread_key = FASTLOCK.thread_key if FASTLOCK is not None else threading.get_ident
 
 
 def register(strand: Strand) -> None:
@@ -181,31 +188,33 @@ def unregister(strand: Strand) -> None:
 
 def bind_thread(strand: Strand) -> None:
     """Make ``strand`` the current strand of the calling thread."""
-    strand.ident = ident = threading.get_ident()
+    strand.ident = threading.get_ident()
     _local.strand = strand
-    _registry.by_ident[ident] = strand
+    _registry.by_ident[thread_key()] = strand
 
 
 def unbind_thread() -> None:
     """Forget the calling thread's strand (at the end of a thread strand)."""
     strand = _local.__dict__.pop("strand", None)
-    if strand is not None and _registry.by_ident.get(threading.get_ident()) is strand:
-        del _registry.by_ident[threading.get_ident()]
+    key = thread_key()
+    if strand is not None and _registry.by_ident.get(key) is strand:
+        del _registry.by_ident[key]
 
 
-def thread_strand_of(ident: int) -> Strand | None:
-    """The live strand of the thread ``ident``, if plait knows it (a lock's fast path records
-    only its taker's thread ident; diagnostics resolve it here, lazily)."""
-    return _registry.by_ident.get(ident)
+def thread_strand_of(key: int) -> Strand | None:
+    """The live strand of the thread whose :data:`thread_key` is ``key``, if plait knows it
+    (a lock's fast path records only its taker's key; diagnostics resolve it here, lazily)."""
+    return _registry.by_ident.get(key)
 
 
 class _ThreadReaper:
     """Held in a thread's local storage: when the thread ends, its implicit strand goes."""
 
-    __slots__ = ("strand",)
+    __slots__ = ("key", "strand")
 
-    def __init__(self, strand: Strand) -> None:
+    def __init__(self, strand: Strand, key: int) -> None:
         self.strand = strand
+        self.key = key
 
     def __del__(self) -> None:
         strand = self.strand
@@ -214,9 +223,8 @@ class _ThreadReaper:
         if by_id is not None:
             by_id.pop(strand.sid, None)
         by_ident = _by_ident_ref
-        ident = strand.ident
-        if by_ident is not None and ident is not None and by_ident.get(ident) is strand:
-            del by_ident[ident]
+        if by_ident is not None and by_ident.get(self.key) is strand:
+            del by_ident[self.key]
 
 
 def _adopt_thread() -> Strand:
@@ -225,9 +233,9 @@ def _adopt_thread() -> Strand:
     strand.state = "running"
     strand.ident = thread.ident
     _local.strand = strand
-    _local.reaper = _ThreadReaper(strand)
-    if thread.ident is not None:
-        _registry.by_ident[thread.ident] = strand
+    key = thread_key()
+    _local.reaper = _ThreadReaper(strand, key)
+    _registry.by_ident[key] = strand
     register(strand)
     return strand
 

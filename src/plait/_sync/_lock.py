@@ -26,13 +26,13 @@ on Python 3.11 runs the coroutine in a new task) still gives the lock to the cal
 from __future__ import annotations
 
 import time
-from _thread import allocate_lock, get_ident
+from _thread import allocate_lock
 from collections.abc import Awaitable, Coroutine
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from plait._core import Strand, WaitQueue, async_park, current_strand, hooks, new_mutex, park
-from plait._core.strands import FASTLOCK, thread_strand_of
+from plait._core.strands import FASTLOCK, thread_key, thread_strand_of
 from plait._sync._common import MIGRATED, READY, check_lock_args, time_left, waiting_by_kind
 from plait._sync._stats import LockStatistics
 
@@ -58,7 +58,8 @@ class _LockCore(_LockBase):
     """The parts ``Lock`` and ``RLock`` share: state, queue, slow paths and hand-off.
 
     The owner is ``_owner`` (a strand) when known; a fast path that knows only its thread
-    records ``_owner_ident`` instead, which :meth:`_holder` resolves when someone asks.
+    records the thread's key (``_owner_ident``, see ``strands.thread_key``) instead, which
+    :meth:`_holder` resolves when someone asks.
     """
 
     __slots__ = ("__weakref__", "_count", "_mutex", "_owed", "_shared")
@@ -84,7 +85,7 @@ class _LockCore(_LockBase):
         """The strand holding the lock, when plait can tell (for diagnostics).
 
         The owner strand if it was recorded, else the strand of the thread that took the
-        lock on a fast path (which records only the thread's ident: cheaper than finding
+        lock on a fast path (which records only the thread's key: cheaper than finding
         the strand), else ``None`` (not held, or held by a thread plait does not know).
         """
         if not self._inner.locked():
@@ -92,8 +93,8 @@ class _LockCore(_LockBase):
         owner = self._owner
         if owner is not None:
             return owner
-        ident = self._owner_ident
-        return thread_strand_of(ident) if ident else None
+        key = self._owner_ident
+        return thread_strand_of(key) if key else None
 
     # -- taking the lock ---------------------------------------------------------------
 
@@ -253,7 +254,7 @@ class Lock(_LockCore):
         """Take the lock; ``blocking``/``timeout`` exactly as ``threading.Lock.acquire``."""
         if blocking is True and timeout == -1:
             if self._inner.acquire(False):
-                self._owner_ident = get_ident()
+                self._owner_ident = thread_key()
                 if hooks.active:
                     self._took(current_strand())
                 return True
@@ -278,7 +279,7 @@ class Lock(_LockCore):
 
     def __enter__(self) -> bool:
         if self._inner.acquire(False):
-            self._owner_ident = get_ident()
+            self._owner_ident = thread_key()
             if hooks.active:
                 self._took(current_strand())
             return True
