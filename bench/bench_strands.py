@@ -581,37 +581,6 @@ def bench_spawn(bench: Bench) -> None:
             )
 
 
-def bench_spawn_yielding(bench: Bench) -> None:
-    """Issue 12's forms: each child yields once; plait's children on plait.async_sleep(0)
-    and on asyncio.sleep(0), under plait.run, vs asyncio.TaskGroup's on asyncio.sleep(0)
-    under asyncio.run. Round-robin over fresh children, as bench_spawn."""
-    n = bench.scale(100_000, 20_000)
-    rounds = bench.scale(3, 2)
-    forms = [
-        ("asyncio.TaskGroup: asyncio.sleep(0)", "asyncio.TaskGroup", "asyncio.sleep(0)"),
-        ("plait.TaskGroup: plait.async_sleep(0)", "plait.TaskGroup", "plait.async_sleep(0)"),
-        ("plait.TaskGroup: asyncio.sleep(0)", "plait.TaskGroup", "asyncio.sleep(0)"),
-    ]
-    case = f"spawn+join {n:,} coroutines yielding once (asyncio loop)"
-    seconds: dict[str, list[float]] = {label: [] for label, _, _ in forms}
-    for _ in range(rounds):
-        for label, impl, body in forms:
-            seconds[label] += run_child("spawn", impl, "asyncio", str(n), "2", body)
-    base = forms[0][0]
-    for label, _, _ in forms:
-        plait_form = label != base
-        bench.record(
-            case,
-            label,
-            n / statistics.median(seconds[label]),
-            "tasks/s",
-            baseline=base,
-            target=f">= 1x {base}" if plait_form else None,
-            target_ratio=1.0 if plait_form else None,
-            samples=seconds[label],
-        )
-
-
 def bench_rss(bench: Bench) -> None:
     n = bench.scale(20_000, 5_000)
     case = "RSS per parked strand"
@@ -644,7 +613,6 @@ def main() -> None:
     os.environ.setdefault("PYTHONHASHSEED", "0")
     print("spawn+join of coroutine strands (fresh interpreter each):")
     bench_spawn(bench)
-    bench_spawn_yielding(bench)
     print("RSS per parked strand (fresh interpreter each):")
     bench_rss(bench)
     print("current_strand():")

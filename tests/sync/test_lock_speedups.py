@@ -340,3 +340,42 @@ def test_configure_refuses_a_seam_it_cannot_use() -> None:
     lock = Lock()  # still configured as before
     with lock:
         assert lock.locked()
+
+
+@needs_speedups
+@pytest.mark.skipif(
+    sys.version_info >= (3, 12), reason="from 3.12 asyncio's lookup makes no system call"
+)
+def test_current_strand_in_a_coroutine_skips_asyncios_getpid_lookup() -> None:
+    """On 3.11 ``asyncio._get_running_loop()`` calls ``getpid()`` every time; plait's
+    current_strand() asks it once per loop and thread, then trusts the loop's _thread_id."""
+    fast = strands.FASTLOCK
+    calls = 0
+    real = asyncio._get_running_loop
+
+    def counting() -> Any:
+        nonlocal calls
+        calls += 1
+        return real()
+
+    def configure(get_running_loop: Callable[[], Any]) -> None:
+        fast.configure_strands(
+            current_tasks=asyncio.tasks._current_tasks,  # type: ignore[attr-defined]
+            by_task=strands._by_task,
+            self_strand_types=strands._self_strand_types,
+            get_running_loop=get_running_loop,
+            local=strands._local,
+            fallback=strands._current_strand_py,
+        )
+
+    async def main() -> None:
+        first = current_strand()
+        configure(counting)
+        try:
+            for _ in range(100):
+                assert current_strand() is first
+        finally:
+            configure(real)
+
+    asyncio.run(main())
+    assert calls <= 1
