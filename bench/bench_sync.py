@@ -427,10 +427,13 @@ def main() -> None:
         "never on an uncontended acquire; 'detection off' is plait.detect_deadlocks(False)."
     )
     bench.note(
-        "plait.Lock's uncontended path is one non-blocking acquire of a private _thread lock; "
-        "the owner strand is recorded only on the queued path or with instruments on, since "
-        "finding the current task costs more than the lock (on 3.11 asyncio's "
-        "_get_running_loop makes a getpid() system call inside a running loop)."
+        "plait.Lock's uncontended paths (acquire/release, with, async with, async_acquire) "
+        "finish in C (plait._fastlock) when the lock is free and nobody waits: the lock's "
+        "state is a GIL-guarded flag, a thread records only its key, a coroutine its strand "
+        "(found in C, without 3.11's getpid() in asyncio._get_running_loop). With "
+        "PLAIT_NO_SPEEDUPS=1 the Python methods run (before the accelerator, same machine: "
+        "acquire+release 2.6-3.9x threading.Lock, with 2.0-2.3x, await async_acquire(); "
+        "release() about 5x asyncio.Lock)."
     )
     bench.note(
         "Hand-off figures are per acquire/release pair while two strands take turns; "
