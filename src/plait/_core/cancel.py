@@ -18,11 +18,11 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Coroutine
+import types
+from collections.abc import Generator
 from types import TracebackType
 from typing import Any
 
-from plait._core.awaitables import returns_awaitable_mark
 from plait._core.parking import (
     WaitQueue,
     async_park,
@@ -291,24 +291,25 @@ def sleep(seconds: float) -> None:
     park(waiter, wait)
 
 
-# async_sleep(0) in C (plait/_fastlock.c): one object that yields once; None without it.
-_Yield: Any = FASTLOCK.Yield if FASTLOCK is not None else None
+@types.coroutine
+def _yield_once() -> Generator[None, None, None]:
+    """A bare yield to the loop, as ``asyncio.sleep(0)`` makes."""
+    yield
 
 
-@returns_awaitable_mark
-def async_sleep(seconds: float) -> Coroutine[Any, Any, None]:
+# One bare yield: in C (plait/_fastlock.c), one small object; without it, a generator.
+_Yield: Any = FASTLOCK.Yield if FASTLOCK is not None else _yield_once
+
+
+async def async_sleep(seconds: float) -> None:
     """Sleep in a coroutine, parked through the kernel like every other wait.
 
-    ``async_sleep(0)`` only yields (as ``asyncio.sleep(0)``, and no dearer: with the C
-    accelerator it is one small object that yields once); ``math.inf`` sleeps until
-    cancelled. Bad input raises when awaited, as from a coroutine.
+    ``async_sleep(0)`` only yields (as ``asyncio.sleep(0)``, and no dearer: the yield is one
+    small C object); ``math.inf`` sleeps until cancelled.
     """
-    if _Yield is not None and seconds == 0 and (type(seconds) is int or type(seconds) is float):
-        return _Yield()  # type: ignore[no-any-return]
-    return _async_sleep(seconds)
-
-
-async def _async_sleep(seconds: float) -> None:
+    if seconds == 0 and (type(seconds) is int or type(seconds) is float):
+        await _Yield()
+        return
     wait = check_timeout(seconds, "seconds")
     if wait == 0:
         await asyncio.sleep(0)
