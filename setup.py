@@ -1,4 +1,5 @@
-"""Build plait's optional C accelerator (``plait._speedups``, the queue's hot paths).
+"""Build plait's optional C accelerator (``plait._speedups``, the queue's hot paths;
+``plait._fastlock``, the lock's).
 
 Everything else is in pyproject.toml. The extension is optional: where it cannot be built
 (no compiler, another Python implementation, a free-threaded build) plait installs and runs
@@ -19,6 +20,9 @@ _wanted = platform.python_implementation() == "CPython" and not sysconfig.get_co
 setup(
     ext_modules=[
         Extension("plait._speedups", ["src/plait/_speedups.c"], optional=True),
+        # the lock's uncontended paths, current_strand() and async_sleep(0) (fallback: the
+        # Python methods, see plait/_sync/_lock.py)
+        Extension("plait._fastlock", ["src/plait/_fastlock.c"], optional=True),
         # the robust process-shared mutex of shared queues (fallback: the same calls
         # through ctypes, see plait/_ipc/robust.py)
         Extension("plait._ipc._robust", ["src/plait/_ipc/_robust.c"], optional=True),

@@ -48,9 +48,31 @@ def _noop() -> None:
     pass
 
 
-def child_spawn(impl: str, loop: str, n: int, runs: int) -> list[float]:
-    """Seconds to spawn and join ``n`` no-op coroutine strands, once per run (+1 warm-up)."""
+async def _asyncio_yield() -> None:
+    import asyncio
+
+    await asyncio.sleep(0)
+
+
+async def _plait_yield() -> None:
+    import plait
+
+    await plait.async_sleep(0)
+
+
+# What each spawned coroutine does: nothing, or yield once (issue 12's forms).
+_BODIES: dict[str, Callable[[], Any]] = {
+    "noop": _anoop,
+    "asyncio.sleep(0)": _asyncio_yield,
+    "plait.async_sleep(0)": _plait_yield,
+}
+
+
+def child_spawn(impl: str, loop: str, n: int, runs: int, body: str = "noop") -> list[float]:
+    """Seconds to spawn and join ``n`` coroutine strands running ``body`` (no-op, or one
+    yield), once per run (+1 warm-up)."""
     use_uvloop = loop == "uvloop"
+    child = _BODIES[body]
 
     if impl == "gevent":
         import gevent
@@ -88,13 +110,13 @@ def child_spawn(impl: str, loop: str, n: int, runs: int) -> list[float]:
 
             async with asyncio.TaskGroup() as tg:
                 for _ in range(n):
-                    tg.create_task(_anoop())
+                    tg.create_task(child())
         elif impl == "plait.TaskGroup":
             import plait
 
             async with plait.TaskGroup() as ptg:
                 for _ in range(n):
-                    ptg.spawn(_anoop)
+                    ptg.spawn(child)
         elif impl.startswith("anyio"):
             import anyio
 
@@ -298,8 +320,8 @@ def run_child(*args: str) -> Any:
 def child_main(argv: list[str]) -> None:
     what, *rest = argv
     if what == "spawn":
-        impl, loop, n, runs = rest
-        answer: Any = child_spawn(impl, loop, int(n), int(runs))
+        impl, loop, n, runs, *body = rest
+        answer: Any = child_spawn(impl, loop, int(n), int(runs), *body)
     elif what == "rss":
         impl, n = rest
         answer = child_rss(impl, int(n))

@@ -18,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+import types
+from collections.abc import Generator
 from types import TracebackType
 from typing import Any
 
@@ -30,7 +32,7 @@ from plait._core.parking import (
     new_mutex,
     park,
 )
-from plait._core.strands import Strand, current_strand
+from plait._core.strands import FASTLOCK, Strand, current_strand
 from plait._errors import Cancelled
 
 __all__ = [
@@ -289,12 +291,25 @@ def sleep(seconds: float) -> None:
     park(waiter, wait)
 
 
+@types.coroutine
+def _yield_once() -> Generator[None, None, None]:
+    """A bare yield to the loop, as ``asyncio.sleep(0)`` makes."""
+    yield
+
+
+# One bare yield: in C (plait/_fastlock.c), one small object; without it, a generator.
+_Yield: Any = FASTLOCK.Yield if FASTLOCK is not None else _yield_once
+
+
 async def async_sleep(seconds: float) -> None:
     """Sleep in a coroutine, parked through the kernel like every other wait.
 
-    ``async_sleep(0)`` only yields (as ``asyncio.sleep(0)``); ``math.inf`` sleeps until
-    cancelled.
+    ``async_sleep(0)`` only yields (as ``asyncio.sleep(0)``, and no dearer: the yield is one
+    small C object); ``math.inf`` sleeps until cancelled.
     """
+    if seconds == 0 and (type(seconds) is int or type(seconds) is float):
+        await _Yield()
+        return
     wait = check_timeout(seconds, "seconds")
     if wait == 0:
         await asyncio.sleep(0)

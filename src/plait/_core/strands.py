@@ -5,7 +5,9 @@ a name, the scope that owns it, and a state (running, parked on *what*, done). D
 and tracing read only this registry.
 
 ``current_strand()`` is on the hot path of every primitive, so it is two C calls and a dict
-lookup: the running loop, its current task, and the task's strand. Threads and tasks that
+lookup: the running loop, its current task, and the task's strand. With the C accelerator
+(``plait._fastlock``) it is one C call, and on Python 3.11 it skips asyncio's running-loop
+lookup, which makes a system call (``getpid``) every time. Threads and tasks that
 plait did not start (the main thread, a foreign ``asyncio.create_task``) are adopted on first
 sight as *implicit* strands and leave the registry when they end.
 """
@@ -15,9 +17,10 @@ from __future__ import annotations
 import abc
 import asyncio
 import itertools
+import os
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
@@ -30,8 +33,31 @@ __all__ = [
     "all_strands",
     "current_strand",
     "register",
+    "thread_key",
+    "thread_strand_of",
     "unregister",
 ]
+
+# The C accelerator of the lock's and current_strand()'s hot paths (plait/_fastlock.c);
+# without it (not built, or PLAIT_NO_SPEEDUPS=1) the same code runs in pure Python.
+FASTLOCK: Any = None
+if not os.environ.get("PLAIT_NO_SPEEDUPS"):
+    try:
+        from plait import _fastlock
+    except ImportError:  # pragma: no cover - depends on the build
+        pass
+    else:
+        if _fastlock.SEAM != 1:  # configure_*()'s arguments and LockCore's members
+            raise ImportError(
+                f"plait._fastlock ({_fastlock.__file__}) was built from another version of "
+                "plait: rebuild it (pip install -e .), or set PLAIT_NO_SPEEDUPS=1"
+            )
+        FASTLOCK = _fastlock
+        from collections.abc import Coroutine as _Coroutine
+
+        # asyncio takes them wherever a coroutine goes (create_task, run, wait_for)
+        _Coroutine.register(_fastlock.LockOp)
+        _Coroutine.register(_fastlock.Yield)
 
 StrandKind = Literal["async", "thread", "process", "green"]
 
@@ -120,10 +146,11 @@ class _Registry:
     against concurrent resizing on free-threaded builds.
     """
 
-    __slots__ = ("by_id", "by_task", "local", "lock")
+    __slots__ = ("by_id", "by_ident", "by_task", "local", "lock")
 
     def __init__(self) -> None:
         self.by_id: dict[int, Strand] = {}
+        self.by_ident: dict[int, Strand] = {}  # thread strands by thread_key()
         self.by_task: dict[asyncio.Task[Any], Strand] = {}
         self.local = threading.local()
         self.lock = threading.Lock()
@@ -132,7 +159,14 @@ class _Registry:
 _registry = _Registry()
 _by_task = _registry.by_task
 _by_id_ref = _registry.by_id
+_by_ident_ref = _registry.by_ident
 _local = _registry.local
+
+
+thread_key: Callable[[], int]
+"""The calling thread's key for ``thread_strand_of``: with the C accelerator its thread
+state's id, never reused; without it the thread ident (reused once a thread ends)."""
+thread_key = FASTLOCK.thread_key if FASTLOCK is not None else threading.get_ident
 
 
 def register(strand: Strand) -> None:
@@ -156,20 +190,31 @@ def bind_thread(strand: Strand) -> None:
     """Make ``strand`` the current strand of the calling thread."""
     strand.ident = threading.get_ident()
     _local.strand = strand
+    _registry.by_ident[thread_key()] = strand
 
 
 def unbind_thread() -> None:
     """Forget the calling thread's strand (at the end of a thread strand)."""
-    _local.__dict__.pop("strand", None)
+    strand = _local.__dict__.pop("strand", None)
+    key = thread_key()
+    if strand is not None and _registry.by_ident.get(key) is strand:
+        del _registry.by_ident[key]
+
+
+def thread_strand_of(key: int) -> Strand | None:
+    """The live strand of the thread whose :data:`thread_key` is ``key``, if plait knows it
+    (a lock's fast path records only its taker's key; diagnostics resolve it here, lazily)."""
+    return _registry.by_ident.get(key)
 
 
 class _ThreadReaper:
     """Held in a thread's local storage: when the thread ends, its implicit strand goes."""
 
-    __slots__ = ("strand",)
+    __slots__ = ("key", "strand")
 
-    def __init__(self, strand: Strand) -> None:
+    def __init__(self, strand: Strand, key: int) -> None:
         self.strand = strand
+        self.key = key
 
     def __del__(self) -> None:
         strand = self.strand
@@ -177,6 +222,9 @@ class _ThreadReaper:
         by_id = _by_id_ref  # a module global may already be None at interpreter exit
         if by_id is not None:
             by_id.pop(strand.sid, None)
+        by_ident = _by_ident_ref
+        if by_ident is not None and by_ident.get(self.key) is strand:
+            del by_ident[self.key]
 
 
 def _adopt_thread() -> Strand:
@@ -185,7 +233,9 @@ def _adopt_thread() -> Strand:
     strand.state = "running"
     strand.ident = thread.ident
     _local.strand = strand
-    _local.reaper = _ThreadReaper(strand)
+    key = thread_key()
+    _local.reaper = _ThreadReaper(strand, key)
+    _registry.by_ident[key] = strand
     register(strand)
     return strand
 
@@ -242,7 +292,7 @@ def _self_strands() -> list[Strand]:
     return found
 
 
-def current_strand() -> Strand:
+def _current_strand_py() -> Strand:
     """The strand that is running this code (a task's strand inside a coroutine)."""
     loop = _get_running_loop()
     if loop is not None:
@@ -258,6 +308,23 @@ def current_strand() -> Strand:
         return _local.strand  # type: ignore[no-any-return]
     except AttributeError:
         return _adopt_thread()
+
+
+current_strand: Callable[[], Strand]
+"""The strand that is running this code (a task's strand inside a coroutine)."""
+if FASTLOCK is not None:
+    FASTLOCK.configure_strands(
+        current_tasks=getattr(asyncio.tasks, "_current_tasks", None),
+        by_task=_by_task,
+        self_strand_types=_self_strand_types,
+        get_running_loop=_get_running_loop,
+        local=_local,
+        fallback=_current_strand_py,
+    )
+    os.register_at_fork(after_in_child=FASTLOCK.forked)
+    current_strand = FASTLOCK.current_strand
+else:
+    current_strand = _current_strand_py
 
 
 def current_thread_strand() -> Strand:

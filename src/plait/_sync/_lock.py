@@ -13,6 +13,11 @@ lock-free fast paths and the queue:
 * a releaser frees ``_inner`` *before* it looks at the queue a second time; if a waiter
   arrived in between, it re-takes ``_inner`` under the mutex and hands it over.
 
+With the C accelerator (``plait/_fastlock.c``), ``Lock``'s acquire/release/``with``/
+``async with``/``async_acquire`` finish in C when the lock is local, free and nobody waits,
+and otherwise call the Python methods below, which stay the reference implementation (and
+the whole implementation without it, or with ``PLAIT_NO_SPEEDUPS=1``).
+
 Ownership belongs to a strand. ``async_acquire()`` records its caller when it is *called*,
 not when its coroutine first runs, so ``asyncio.wait_for(lock.async_acquire(), t)`` (which
 on Python 3.11 runs the coroutine in a new task) still gives the lock to the caller.
@@ -24,42 +29,72 @@ import time
 from _thread import allocate_lock
 from collections.abc import Awaitable, Coroutine
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from plait._core import Strand, WaitQueue, async_park, current_strand, hooks, new_mutex, park
+from plait._core.strands import FASTLOCK, thread_key, thread_strand_of
 from plait._sync._common import MIGRATED, READY, check_lock_args, time_left, waiting_by_kind
 from plait._sync._stats import LockStatistics
 
 __all__ = ["Lock"]
 
+SPEEDUPS = FASTLOCK is not None  # whether Lock's fast paths run in C
 
-class _LockCore:
-    """The parts ``Lock`` and ``RLock`` share: state, queue, slow paths and hand-off."""
 
-    __slots__ = (
-        "__weakref__",
-        "_count",
-        "_inner",
-        "_mutex",
-        "_owed",
-        "_owner",
-        "_queue",
-        "_shared",
-    )
+class _PyLockBase:
+    """The base of the locks without the C accelerator: the fields ``LockCore`` keeps in C."""
+
+    __slots__ = ("_inner", "_owner", "_owner_ident", "_queue")
+
+
+if TYPE_CHECKING:
+    _LockBase = _PyLockBase
+else:
+    _LockBase = FASTLOCK.LockCore if FASTLOCK is not None else _PyLockBase
+_new_inner: Any = FASTLOCK.Inner if FASTLOCK is not None else allocate_lock
+
+
+class _LockCore(_LockBase):
+    """The parts ``Lock`` and ``RLock`` share: state, queue, slow paths and hand-off.
+
+    The owner is ``_owner`` (a strand) when known; a fast path that knows only its thread
+    records the thread's key (``_owner_ident``, see ``strands.thread_key``) instead, which
+    :meth:`_holder` resolves when someone asks.
+    """
+
+    __slots__ = ("__weakref__", "_count", "_mutex", "_owed", "_shared")
 
     _inner: Any
     _owner: Strand | None
+    _owner_ident: int
+    _queue: WaitQueue
     _count: int
     _reentrant = False
 
     def __init__(self) -> None:
-        self._inner = allocate_lock()
+        self._inner = _new_inner()
         self._owed = False  # promotion found it held: the holder's release owes one
         self._mutex = new_mutex()
         self._queue = WaitQueue(self._mutex)
         self._owner = None
+        self._owner_ident = 0
         self._count = 0
         self._shared: Any = None  # the cross-process state, once promoted (see _xproc)
+
+    def _holder(self) -> Strand | None:
+        """The strand holding the lock, when plait can tell (for diagnostics).
+
+        The owner strand if it was recorded, else the strand of the thread that took the
+        lock on a fast path (which records only the thread's key: cheaper than finding
+        the strand), else ``None`` (not held, or held by a thread plait does not know).
+        """
+        if not self._inner.locked():
+            return None
+        owner = self._owner
+        if owner is not None:
+            return owner
+        key = self._owner_ident
+        return thread_strand_of(key) if key else None
 
     # -- taking the lock ---------------------------------------------------------------
 
@@ -135,6 +170,7 @@ class _LockCore:
         """Free the lock held by the owner that is leaving, or hand it to the next waiter."""
         if self._queue._count == 0:  # unlocked read; the re-check below closes the race
             self._owner = None
+            self._owner_ident = 0
             self._count = 0
             inner = self._inner
             inner.release()
@@ -149,10 +185,12 @@ class _LockCore:
             waiter = self._queue.pop()
             if waiter is None:
                 self._owner = None
+                self._owner_ident = 0
                 self._count = 0
                 self._inner.release()
                 return
             self._owner = waiter.data
+            self._owner_ident = 0
             self._count = 1
         waiter.wake()
 
@@ -175,6 +213,7 @@ class _LockCore:
             waiter = self._queue.pop()
             assert waiter is not None
             self._owner = waiter.data
+            self._owner_ident = 0
             self._count = 1
         waiter.wake()
 
@@ -215,6 +254,7 @@ class Lock(_LockCore):
         """Take the lock; ``blocking``/``timeout`` exactly as ``threading.Lock.acquire``."""
         if blocking is True and timeout == -1:
             if self._inner.acquire(False):
+                self._owner_ident = thread_key()
                 if hooks.active:
                     self._took(current_strand())
                 return True
@@ -227,6 +267,7 @@ class Lock(_LockCore):
             hooks.released(current_strand(), self)
         if self._queue._count == 0:
             self._owner = None
+            self._owner_ident = 0
             inner = self._inner
             inner.release()  # RuntimeError("release unlocked lock"), as threading
             if inner is not self._inner:  # promoted while we released the old lock
@@ -238,6 +279,7 @@ class Lock(_LockCore):
 
     def __enter__(self) -> bool:
         if self._inner.acquire(False):
+            self._owner_ident = thread_key()
             if hooks.active:
                 self._took(current_strand())
             return True
@@ -281,6 +323,7 @@ class Lock(_LockCore):
             hooks.released(current_strand(), self)
         if self._queue._count == 0:
             self._owner = None
+            self._owner_ident = 0
             inner = self._inner
             inner.release()
             if inner is not self._inner:  # promoted while we released the old lock
@@ -323,3 +366,20 @@ class Lock(_LockCore):
 
         promote(self)
         return self.__reduce__()
+
+
+# The C fast paths (plait/_fastlock.c) take the place of these methods of Lock and call them
+# for every case they do not finish: the Python methods above stay the reference.
+_FAST_METHODS = (
+    *("acquire", "release", "__enter__", "__exit__"),
+    *("__aenter__", "__aexit__", "async_acquire"),
+)
+if FASTLOCK is not None:
+    _entry = {
+        name: Lock.__dict__[name]
+        for name in (*_FAST_METHODS, "_async_acquire")
+        if name != "__exit__"  # the C __exit__ is the C release
+    }
+    FASTLOCK.configure_lock(WaitQueue=WaitQueue, hooks=hooks, READY=READY, entry=_entry)
+    for _name in _FAST_METHODS:
+        delattr(Lock, _name)  # Lock now finds LockCore's C methods
