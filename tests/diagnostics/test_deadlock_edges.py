@@ -60,7 +60,7 @@ def test_a_get_whose_only_producer_has_ended_raises() -> None:
 def test_a_put_whose_only_consumer_joins_the_producer_raises() -> None:
     report = _report(_python("asleep_bounded_join.py"))
     assert "the end of thread 'producer'" in report
-    assert "plait.Queue 'q'" in report and "asleep_bounded_join.py:9 (produce)" in report
+    assert "plait.Queue 'q'" in report and "asleep_bounded_join.py:10 (produce)" in report
 
 
 def test_a_barrier_no_more_parties_can_reach_raises() -> None:
