@@ -97,15 +97,15 @@ class _AsyncioQueue:
             raise asyncio.QueueFull from None
 
 
-class Queue(_AsyncioQueue, plait.Queue):  # type: ignore[misc]
+class Queue(_AsyncioQueue, plait.Queue[Any]):  # type: ignore[misc]
     """``asyncio.Queue`` over a plait queue."""
 
 
-class LifoQueue(_AsyncioQueue, plait.LifoQueue):  # type: ignore[misc]
+class LifoQueue(_AsyncioQueue, plait.LifoQueue[Any]):  # type: ignore[misc]
     """``asyncio.LifoQueue`` over a plait queue."""
 
 
-class PriorityQueue(_AsyncioQueue, plait.PriorityQueue):  # type: ignore[misc]
+class PriorityQueue(_AsyncioQueue, plait.PriorityQueue[Any]):  # type: ignore[misc]
     """``asyncio.PriorityQueue`` over a plait queue."""
 
 
