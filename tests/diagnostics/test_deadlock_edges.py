@@ -250,3 +250,26 @@ def test_a_condition_over_a_plain_lock_relock_cycle_in_debug_mode(debug_mode: No
 def test_a_condition_over_a_plain_lock_relock_cycle_by_default() -> None:
     assert not plait.debug()
     assert "Lock" in str(_condition_relock_cycle())
+
+
+# -- across processes ----------------------------------------------------------------
+
+
+def test_a_cycle_across_two_processes_is_reported_within_a_second() -> None:
+    # The parent gives up after 1 s (a timed wait is never part of a report); the child's
+    # side of the cycle, untimed, must have been reported by then.
+    done = subprocess.run(
+        [sys.executable, str(PROGRAMS / "xproc_deadlock.py"), "1.0"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "parent gave up" in done.stdout and "child got both" in done.stdout
+    reports = [line for line in done.stderr.splitlines() if "deadlock across processes" in line]
+    assert len(reports) == 1, done.stderr
+    report = reports[0]
+    assert "plait.Lock 'mutexA'" in report and ":14 (fun2)" in report
+    assert "Traceback" not in done.stderr

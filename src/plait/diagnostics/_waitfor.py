@@ -41,7 +41,7 @@ from plait._core.strands import Strand
 from plait._errors import DeadlockError
 from plait._sync._lock import _LockCore
 from plait._sync._semaphore import Semaphore
-from plait.diagnostics import _asleep, _stacks
+from plait.diagnostics import _asleep, _stacks, _xwaitfor
 
 _get_running_loop = asyncio._get_running_loop
 
@@ -223,6 +223,8 @@ def check(waiter: Waiter) -> None:
     if kind == _OTHER or (obj.kind == "process" if kind == _STRAND else obj._shared is not None):
         if waiter.fut is None:
             graph.threads.pop(get_ident(), None)  # waits on the world outside: not asleep
+        if kind == _LOCK and obj._shared is not None:
+            _xwaitfor.check_shared_lock(waiter)  # a cycle with another process?
         return
     me = waiter.strand
     untimed = graph.untimed
