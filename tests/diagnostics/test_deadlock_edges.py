@@ -273,3 +273,26 @@ def test_a_cycle_across_two_processes_is_reported_within_a_second() -> None:
     report = reports[0]
     assert "plait.Lock 'mutexA'" in report and ":14 (fun2)" in report
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("kind", [plait.Semaphore, plait.Lock])
+def test_a_semaphore_or_lock_used_as_a_signal_is_never_a_deadlock(
+    debug_mode: None, kind: Callable[[], Any]
+) -> None:
+    # Each side takes its own signal, then waits on it until the other side releases it.
+    ping, pong = kind(), kind()
+    ping.acquire()
+    pong.acquire()
+    sides = Sides()
+
+    def other() -> None:
+        for _ in range(200):
+            ping.acquire()
+            pong.release()
+
+    sides.start("other", other)
+    for _ in range(200):
+        ping.release()
+        pong.acquire()
+    sides.join()
+    assert not sides.errors and sides.done == {"other"}

@@ -32,6 +32,9 @@ def _caller_site() -> str:
     return _stacks.site_of(frame)
 
 
+_SIGNAL: dict[Strand, int] = {}  # the holders of a semaphore used as a signal: none, ever
+
+
 class _DebugInstrument(Instrument):
     """Records, for each plait lock, who took it last and where."""
 
@@ -62,7 +65,8 @@ class _DebugInstrument(Instrument):
         if not isinstance(resource, _LockCore):
             if isinstance(resource, Semaphore):
                 held = self.holders.setdefault(resource, {})
-                held[strand] = held.get(strand, 0) + 1
+                if held is not _SIGNAL:
+                    held[strand] = held.get(strand, 0) + 1
             return
         site = _caller_site()
         try:
@@ -83,12 +87,12 @@ class _DebugInstrument(Instrument):
             self.order.released(resource)
         elif isinstance(resource, Semaphore):
             held = self.holders.get(resource)
-            if held is not None:
+            if held is not None and held is not _SIGNAL:
                 n = held.pop(strand, 0) - 1
                 if n > 0:
                     held[strand] = n
                 elif n < 0:  # released by a strand that held none: a signal, not a pool
-                    held.clear()
+                    self.holders[resource] = _SIGNAL  # (for good: its holders mean nothing)
 
 
 class _DebugState:

@@ -14,8 +14,9 @@ taken on its uncontended fast path records no owner unless debug mode is on -- s
 holding one of its permits (known in debug mode, when every permit taken is accounted
 for); a ``join()``/``result()`` points to the strand waited for. A condition's waiters have
 no owner (anyone may notify), but re-taking its lock is a lock wait like any other. A
-strand waiting on a plain ``Lock`` it took itself is not reported: any strand may release a
-``Lock`` (threading's rule), and that is how a lock is used as a signal;
+strand waiting on a plain ``Lock`` (or a semaphore) it took itself is not reported: any
+strand may release a ``Lock`` (threading's rule), and that is how a lock is used as a
+signal (a semaphore once released by a strand that held none is a signal for good);
 ``ignore_deadlocks(lock)`` leaves out a signalling lock that is part of a longer chain.
 
 Waits that anyone may end (an ``Event``, a ``Condition``'s notify, a ``Barrier``, a queue's
@@ -159,8 +160,8 @@ def _find_cycle(me: Strand, on: object) -> list[_Link] | None:
         holders = _holders_of(obj)
         if holders is None:
             return None
-        if strand in holders and isinstance(obj, _LockCore) and not obj._reentrant:
-            return None  # a Lock waited on by its own taker: the signal idiom (see above)
+        if strand in holders and not (isinstance(obj, _LockCore) and obj._reentrant):
+            return None  # a Lock or semaphore waited on by its own taker: a signal (above)
         links.append((strand, obj, holders))
         for holder in holders:
             if holder is me:
