@@ -35,6 +35,7 @@ _ENDED_BY_ANYONE = (Event, Condition, Barrier, Queue)
 _service_threads: set[int] = set()
 _active: Any = threading._active  # type: ignore[attr-defined]  # ident -> Thread
 _starting: Any = getattr(threading, "_limbo", {})  # threads started, not yet running
+_awake = [0]  # the thread found awake last time (looked at first next time)
 
 
 def ended_by_anyone(cls: type) -> bool:
@@ -50,15 +51,20 @@ def note_service_thread() -> None:
 def might_all_wait(threads: dict[int, Waiter]) -> bool:
     """The cheap pre-check: every thread ``threading`` knows is in an untimed wait here.
 
-    Stops at the first thread that is not (almost always the first or second looked at).
+    Looks first at the thread found awake last time (usually still awake: one lookup),
+    then stops at the first thread that is not waiting.
     """
     if _starting:
+        return False
+    hint = _awake[0]
+    waiter = threads.get(hint)
+    if (waiter is None or waiter.state != QUEUED) and hint in _active:
         return False
     try:
         for ident in _active:
             waiter = threads.get(ident)
-            awake = waiter is None or waiter.state != QUEUED
-            if awake and ident not in _service_threads:
+            if (waiter is None or waiter.state != QUEUED) and ident not in _service_threads:
+                _awake[0] = ident
                 return False
     except RuntimeError:  # a thread started or ended meanwhile: someone is awake
         return False

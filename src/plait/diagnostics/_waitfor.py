@@ -227,6 +227,11 @@ def check(waiter: Waiter) -> None:
         if kind == _LOCK and obj._shared is not None:
             _xwaitfor.check_shared_lock(waiter)  # a cycle with another process?
         return
+    if kind == _ANYONE:  # no edge to follow: only the every-thread-asleep rule applies
+        if waiter.fut is None:
+            graph.threads[get_ident()] = waiter
+            return _check_asleep(waiter)
+        return
     me = waiter.strand
     untimed = graph.untimed
     untimed[me] = waiter
@@ -247,8 +252,6 @@ def check(waiter: Waiter) -> None:
     elif kind == _STRAND:  # a strand's end
         if obj.state == "done" or untimed_wait_of(obj) is None:
             return _check_asleep(waiter)
-    elif kind == _ANYONE:
-        return _check_asleep(waiter)
     with graph.lock:  # held until the waiter is out: one strand per cycle raises
         links = _find_cycle(me, waiter.on)
         if links is not None and _still_there(me, links):
