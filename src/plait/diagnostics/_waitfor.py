@@ -249,9 +249,8 @@ def check(waiter: Waiter) -> None:
                 if _blocks_the_loop_of(waiter, holder):
                     _give_up(waiter, [(me, obj, (holder,))], loop_blocked=True)
                 return _check_asleep(waiter)
-    elif kind == _STRAND:  # a strand's end
-        if obj.state == "done" or untimed_wait_of(obj) is None:
-            return _check_asleep(waiter)
+    elif kind == _STRAND and (obj.state == "done" or untimed_wait_of(obj) is None):
+        return _check_asleep(waiter)  # a strand's end, and that strand may still move
     with graph.lock:  # held until the waiter is out: one strand per cycle raises
         links = _find_cycle(me, waiter.on)
         if links is not None and _still_there(me, links):
