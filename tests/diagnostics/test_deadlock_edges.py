@@ -4,6 +4,7 @@ Go's rule (every thread asleep) for waits anyone could end -- queues, barriers, 
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
 import sys
 import threading
@@ -256,10 +257,10 @@ def test_a_condition_over_a_plain_lock_relock_cycle_by_default() -> None:
 
 
 def test_a_cycle_across_two_processes_is_reported_within_a_second() -> None:
-    # The parent gives up after 1 s (a timed wait is never part of a report); the child's
-    # side of the cycle, untimed, must have been reported by then.
+    # The parent gives up after 5 s (a timed wait is never part of a report); the child's
+    # untimed wait closes the cycle and must be reported within a second of that.
     done = subprocess.run(
-        [sys.executable, str(PROGRAMS / "xproc_deadlock.py"), "1.0"],
+        [sys.executable, str(PROGRAMS / "xproc_deadlock.py"), "5.0"],
         capture_output=True,
         text=True,
         timeout=30,
@@ -271,28 +272,7 @@ def test_a_cycle_across_two_processes_is_reported_within_a_second() -> None:
     reports = [line for line in done.stderr.splitlines() if "deadlock across processes" in line]
     assert len(reports) == 1, done.stderr
     report = reports[0]
-    assert "plait.Lock 'mutexA'" in report and ":14 (fun2)" in report
+    assert "plait.Lock 'mutexA'" in report and ":16 (fun2)" in report
+    after = float(re.search(r"Reported ([0-9.]+) s after", report).group(1))  # type: ignore[union-attr]
+    assert after < 1.0, report
     assert "Traceback" not in done.stderr
-
-
-@pytest.mark.parametrize("kind", [plait.Semaphore, plait.Lock])
-def test_a_semaphore_or_lock_used_as_a_signal_is_never_a_deadlock(
-    debug_mode: None, kind: Callable[[], Any]
-) -> None:
-    # Each side takes its own signal, then waits on it until the other side releases it.
-    ping, pong = kind(), kind()
-    ping.acquire()
-    pong.acquire()
-    sides = Sides()
-
-    def other() -> None:
-        for _ in range(200):
-            ping.acquire()
-            pong.release()
-
-    sides.start("other", other)
-    for _ in range(200):
-        ping.release()
-        pong.acquire()
-    sides.join()
-    assert not sides.errors and sides.done == {"other"}

@@ -83,10 +83,10 @@ def check_shared_lock(waiter: Waiter) -> None:
     frames = _stacks.frames_of(waiter.strand, current=sys._getframe(1))
     site = _stacks.site_of(_stacks.user_frame(frames))
     name = _stacks.name_of(waiter.on, frames)
-    _thread.start_new_thread(_confirm, (waiter, state, site, name))
+    _thread.start_new_thread(_confirm, (waiter, state, site, name, time.monotonic()))
 
 
-def _confirm(waiter: Waiter, state: Any, site: str, name: str | None) -> None:
+def _confirm(waiter: Waiter, state: Any, site: str, name: str | None, closed: float) -> None:
     try:
         time.sleep(CONFIRM_AFTER)
         found = _cycle(state)
@@ -99,8 +99,8 @@ def _confirm(waiter: Waiter, state: Any, site: str, name: str | None) -> None:
             f"plait: deadlock across processes: {_stacks.describe_strand(waiter.strand)} of "
             f"process {me} waits for {what} at {site}, held by process {holder}; process "
             f"{holder} waits for another shared lock ({other.prefix}), held by process {me}. "
-            f"Neither can go on. (Reported, not raised: plait cannot see the other "
-            f"process's strands; that process reports its side.)\n"
+            f"Neither can go on. (Reported {time.monotonic() - closed:.2f} s after this wait "
+            f"closed the cycle; not raised: plait cannot see the other process's strands.)\n"
         )
         reports.append(text)
         try:
