@@ -251,6 +251,10 @@ def check(waiter: Waiter) -> None:
                 return _check_asleep(waiter)
     elif kind == _STRAND and (obj.state == "done" or untimed_wait_of(obj) is None):
         return _check_asleep(waiter)  # a strand's end, and that strand may still move
+    elif kind == _SEM:
+        holders = _semaphore_holders(obj)  # (known in debug mode only)
+        if holders is None or any(untimed_wait_of(h) is None for h in holders if h is not me):
+            return _check_asleep(waiter)
     with graph.lock:  # held until the waiter is out: one strand per cycle raises
         links = _find_cycle(me, waiter.on)
         if links is not None and _still_there(me, links):
