@@ -129,3 +129,89 @@ def test_an_exit_status_and_an_exception_are_the_scripts_own(tmp_path: Path) -> 
     python, plait_run = _python(raising), _plait_run(raising)
     assert plait_run.returncode == python.returncode == 1
     assert plait_run.stderr == python.stderr  # the traceback starts at the script, as python's
+
+
+def _characters(text: str) -> collections.Counter[str]:
+    """What processes printed, as a multiset of characters (times replaced): unbuffered
+    prints of several processes interleave at any character boundary."""
+    text = re.sub(r"[A-Z][a-z]{2} [A-Z][a-z]{2} +\d+ \d\d:\d\d:\d\d \d{4}", "§", text)
+    return collections.Counter(text)
+
+
+SEED_PROCESS_PROGRAMS = sorted(
+    p.stem for p in SEEDS.glob("*.py") if "from plait import Process" in p.read_text()
+)
+
+
+@pytest.mark.parametrize("name", SEED_PROCESS_PROGRAMS)
+def test_the_seeds_process_programs_print_the_same_under_plait_run(
+    name: str, tmp_path: Path
+) -> None:
+    source = (SEEDS / f"{name}.py").read_text(encoding="utf-8")
+    script = tmp_path / f"{name}.py"
+    script.write_text(
+        source.replace("from plait import Process", "from multiprocessing import Process")
+    )
+    python, plait_run = _python(script), _plait_run(script)
+    assert python.returncode == plait_run.returncode == 0, plait_run.stderr
+    assert plait_run.stderr == python.stderr
+    assert _characters(plait_run.stdout) == _characters(python.stdout)
+
+
+@pytest.mark.parametrize("name", ["mp_queue", "mp_lock", "asyncio_prims"])
+def test_multiprocessing_and_asyncio_programs_print_the_same_under_plait_run(name: str) -> None:
+    script = PROGRAMS / f"{name}.py"
+    python, plait_run = _python(script), _plait_run(script)
+    assert python.returncode == plait_run.returncode == 0, plait_run.stderr
+    assert plait_run.stderr == python.stderr
+    assert _characters(plait_run.stdout) == _characters(python.stdout)
+
+
+def test_inside_the_run_multiprocessing_and_asyncio_are_plait(tmp_path: Path) -> None:
+    script = tmp_path / "which.py"
+    script.write_text(
+        "import asyncio, multiprocessing, plait\n"
+        "made = [multiprocessing.Lock(), multiprocessing.RLock(), multiprocessing.Semaphore(),\n"
+        "        multiprocessing.Event(), multiprocessing.Condition(), multiprocessing.Queue(),\n"
+        "        asyncio.Lock(), asyncio.Event(), asyncio.Semaphore(), asyncio.Condition(),\n"
+        "        asyncio.Queue()]\n"
+        "print(all(type(x).__module__.startswith('plait') for x in made))\n"
+        "print(multiprocessing.Process is plait.Process)\n"
+    )
+    done = _plait_run(script)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["True", "True"]
+    import asyncio
+    import multiprocessing
+
+    assert not isinstance(multiprocessing.Lock(), plait.Lock)
+    assert not isinstance(asyncio.Lock(), plait.Lock)
+    assert multiprocessing.Process is not plait.Process
+
+
+def test_an_asyncio_deadlock_under_plait_run_is_reported(tmp_path: Path) -> None:
+    script = tmp_path / "alocks.py"
+    script.write_text(
+        "import asyncio\n"
+        "async def main():\n"
+        "    a, b = asyncio.Lock(), asyncio.Lock()\n"
+        "    both = asyncio.Event()\n"
+        "    async def one():\n"
+        "        async with a:\n"
+        "            await both.wait()\n"
+        "            async with b:\n"
+        "                pass\n"
+        "    async def two():\n"
+        "        async with b:\n"
+        "            both.set()\n"
+        "            await asyncio.sleep(0.05)\n"
+        "            async with a:\n"
+        "                pass\n"
+        "    await asyncio.gather(one(), two())\n"
+        "asyncio.run(main())\n"
+    )
+    done = _plait_run(script)
+    assert done.returncode == 3, (done.stdout, done.stderr)
+    report = done.stderr[done.stderr.index("plait.DeadlockError") :]
+    assert "Lock 'a'" in report and "Lock 'b'" in report
+    assert "alocks.py:8" in report and "alocks.py:14" in report

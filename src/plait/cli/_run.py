@@ -1,7 +1,8 @@
 """``plait run SCRIPT [ARG ...]``: run an unmodified program with plait's eyes open.
 
 The script runs as ``__main__`` in this interpreter, as ``python SCRIPT ARG ...`` would run
-it, with ``threading``'s and ``queue``'s primitives swapped for plait's (for this run only),
+it, with ``threading``'s, ``queue``'s, ``multiprocessing``'s and ``asyncio``'s primitives
+swapped for plait's (for this run only: :mod:`plait.diagnostics._dropin`),
 debug mode on (every lock's owner and where it was taken, deadlock detection, lock order),
 the blocked-loop watchdog on (``PLAIT_WATCHDOG_MS``, default 100; 0 turns it off) and
 ``plait dump PID`` served. A deadlock -- in any thread -- ends the run at once with the
@@ -31,8 +32,9 @@ def add_parser(subparsers: Any) -> None:
         "run",
         help="run a program with plait's primitives, deadlock detection and dumps",
         description=(
-            "Run SCRIPT as `python SCRIPT ARG ...` would, with threading's and queue's "
-            "primitives replaced by plait's for this run only, debug mode and deadlock "
+            "Run SCRIPT as `python SCRIPT ARG ...` would, with threading's, queue's, "
+            "multiprocessing's and asyncio's primitives replaced by plait's for this run "
+            "only, debug mode and deadlock "
             f"detection on, and `plait dump PID` served. A deadlock ends the run with a "
             f"report and exit status {DEADLOCK_EXIT}."
         ),

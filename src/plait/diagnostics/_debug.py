@@ -18,6 +18,7 @@ from typing import Any
 from plait._core.instruments import Instrument, add_instrument, remove_instrument
 from plait._core.strands import Strand
 from plait._sync._lock import _LockCore
+from plait._sync._semaphore import Semaphore
 from plait.diagnostics import _dump, _stacks, _waitfor
 from plait.diagnostics._lockdep import LockOrder
 
@@ -31,6 +32,9 @@ def _caller_site() -> str:
     return _stacks.site_of(frame)
 
 
+_SIGNAL: dict[Strand, int] = {}  # the holders of a semaphore used as a signal: none, ever
+
+
 class _DebugInstrument(Instrument):
     """Records, for each plait lock, who took it last and where."""
 
@@ -40,6 +44,10 @@ class _DebugInstrument(Instrument):
         )
         self.parked_at: weakref.WeakKeyDictionary[Strand, float] = weakref.WeakKeyDictionary()
         self.order = LockOrder()
+        # semaphore -> {strand: permits it holds}: a semaphore's holders are its edges
+        self.holders: weakref.WeakKeyDictionary[Any, dict[Strand, int]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def strand_parked(self, strand: Strand, on: object) -> None:
         try:
@@ -55,6 +63,10 @@ class _DebugInstrument(Instrument):
 
     def acquired(self, strand: Strand, resource: object) -> None:
         if not isinstance(resource, _LockCore):
+            if isinstance(resource, Semaphore):
+                held = self.holders.setdefault(resource, {})
+                if held is not _SIGNAL:
+                    held[strand] = held.get(strand, 0) + 1
             return
         site = _caller_site()
         try:
@@ -73,6 +85,14 @@ class _DebugInstrument(Instrument):
     def released(self, strand: Strand, resource: object) -> None:
         if isinstance(resource, _LockCore):
             self.order.released(resource)
+        elif isinstance(resource, Semaphore):
+            held = self.holders.get(resource)
+            if held is not None and held is not _SIGNAL:
+                n = held.pop(strand, 0) - 1
+                if n > 0:
+                    held[strand] = n
+                elif n < 0:  # released by a strand that held none: a signal, not a pool
+                    self.holders[resource] = _SIGNAL  # (for good: its holders mean nothing)
 
 
 class _DebugState:
@@ -99,6 +119,7 @@ def debug(enabled: bool | None = None) -> bool:
         instrument = _DebugInstrument()
         _state.instrument = instrument
         _waitfor._taken_sites = instrument.taken
+        _waitfor._sem_holders = instrument.holders
         _dump.since.parked_at = instrument.parked_at
         add_instrument(instrument)
         _waitfor.detect_deadlocks(True)
@@ -108,6 +129,7 @@ def debug(enabled: bool | None = None) -> bool:
         remove_instrument(instrument_now)
         _state.instrument = None
         _waitfor._taken_sites = None
+        _waitfor._sem_holders = None
         _dump.since.parked_at = None
     return was
 

@@ -18,7 +18,7 @@ import stat
 import threading
 from pathlib import Path
 
-from plait.diagnostics import _dump
+from plait.diagnostics import _asleep, _dump
 
 __all__ = ["DumpRequestError", "request_dump", "serve_dumps", "socket_path", "stop_serving"]
 
@@ -105,6 +105,7 @@ def _stop(path: Path, pid: int) -> None:
 
 
 def _serve(sock: socket.socket) -> None:
+    _asleep.note_service_thread()  # it never wakes a program's waits
     while True:
         try:
             conn, _ = sock.accept()

@@ -10,12 +10,19 @@ itself.
 
 Edges: a plait ``Lock``/``RLock`` (in this process) points to its owner strand (a ``Lock``
 taken on its uncontended fast path records no owner unless debug mode is on -- see
-:mod:`plait.diagnostics._debug`); a ``join()``/``result()`` points to the strand waited for.
-A condition's waiters have no owner (anyone may notify), but re-taking its lock is a lock
-wait like any other. A strand waiting on a plain ``Lock`` it took itself is not reported:
-any strand may release a ``Lock`` (threading's rule), and that is how a lock is used as a
-signal; ``ignore_deadlocks(lock)`` leaves out a signalling lock that is part of a longer
-chain.
+:mod:`plait.diagnostics._debug`); a ``Semaphore``/``BoundedSemaphore`` points to every strand
+holding one of its permits (known in debug mode, when every permit taken is accounted
+for); a ``join()``/``result()`` points to the strand waited for. A condition's waiters have
+no owner (anyone may notify), but re-taking its lock is a lock wait like any other. A
+strand waiting on a plain ``Lock`` (or a semaphore) it took itself is not reported: any
+strand may release a ``Lock`` (threading's rule), and that is how a lock is used as a
+signal (a semaphore once released by a strand that held none is a signal for good);
+``ignore_deadlocks(lock)`` leaves out a signalling lock that is part of a longer chain.
+
+Waits that anyone may end (an ``Event``, a ``Condition``'s notify, a ``Barrier``, a queue's
+get or put) have no edge; they are caught by the second rule, Go's "all goroutines are
+asleep" (:mod:`plait.diagnostics._asleep`): when every thread of the process waits with no
+time limit on an object of this process, nothing is left to wake any of them.
 
 Checks are serialised by one lock, so of two strands closing the same cycle at once exactly
 one sees it (the other stays parked and gets the lock the first one gives up).
@@ -27,14 +34,15 @@ import asyncio
 import os
 import sys
 import weakref
-from _thread import allocate_lock
+from _thread import allocate_lock, get_ident
 from typing import Any, NamedTuple
 
 from plait._core.parking import CANCELLED, QUEUED, Waiter, park_checks
 from plait._core.strands import Strand
 from plait._errors import DeadlockError
 from plait._sync._lock import _LockCore
-from plait.diagnostics import _stacks
+from plait._sync._semaphore import Semaphore
+from plait.diagnostics import _asleep, _stacks, _xwaitfor
 
 _get_running_loop = asyncio._get_running_loop
 
@@ -54,18 +62,20 @@ class WaitLink(NamedTuple):
 
 
 class _Graph:
-    """The untimed waits seen so far, by strand (a stale entry is one whose waiter is no
-    longer queued), the objects opted out, and the lock that serialises checks.
+    """The untimed waits seen so far, by strand and by blocked thread (a stale entry is one
+    whose waiter is no longer queued), the objects opted out, and the lock that serialises
+    checks.
 
-    Only waits that can be links are recorded (on an in-process lock, on a strand's end),
-    so a stale entry keeps nothing alive that owns an OS resource (a shared lock's
-    semaphore); entries are overwritten by the strand's next wait or pruned.
+    Only waits that can be links are recorded (on an in-process object), so a stale entry
+    keeps nothing alive that owns an OS resource (a shared lock's segment); entries are
+    overwritten by the strand's next wait or pruned.
     """
 
-    __slots__ = ("any_ignored", "ignored", "lock", "prune_at", "untimed")
+    __slots__ = ("any_ignored", "ignored", "lock", "prune_at", "threads", "untimed")
 
     def __init__(self) -> None:
         self.untimed: dict[Strand, Waiter] = {}
+        self.threads: dict[int, Waiter] = {}  # thread ident -> its blocking untimed wait
         self.ignored: weakref.WeakSet[Any] = weakref.WeakSet()
         self.any_ignored = False
         self.lock = allocate_lock()
@@ -73,15 +83,18 @@ class _Graph:
 
     def prune(self) -> None:
         """Drop the waits that are over (amortised: when the table has doubled)."""
-        untimed = self.untimed
-        for s, w in list(untimed.items()):
+        for strand, w in list(self.untimed.items()):
             if w.state != QUEUED:
-                untimed.pop(s, None)
-        self.prune_at = max(256, 2 * len(untimed))
+                self.untimed.pop(strand, None)
+        for ident, w in list(self.threads.items()):
+            if w.state != QUEUED:
+                self.threads.pop(ident, None)
+        self.prune_at = max(256, 2 * len(self.untimed), 2 * len(self.threads))
 
 
 _graph = _Graph()
 _taken_sites: Any = None  # set by _debug: lock -> (strand, site) of its last acquisition
+_sem_holders: Any = None  # set by _debug: semaphore -> {strand: permits held}
 
 
 def untimed_wait_of(strand: Strand) -> Waiter | None:
@@ -92,60 +105,104 @@ def untimed_wait_of(strand: Strand) -> Waiter | None:
     return waiter
 
 
-def _holder_of(obj: object) -> Strand | None:
-    """The strand whose progress ``obj``'s wait depends on, when there is exactly one."""
+def _semaphore_holders(sem: Semaphore) -> tuple[Strand, ...] | None:
+    """The strands holding ``sem``'s permits, when every permit taken is accounted for."""
+    table = _sem_holders
+    if table is None or sem._shared is not None or sem._value != 0:
+        return None
+    try:
+        held = table.get(sem)
+    except TypeError:
+        return None
+    if not held:
+        return None  # a signal semaphore (nobody holds one): anyone may release it
+    holders = tuple(s for s, n in list(held.items()) if n > 0)
+    if sum(held.get(s, 0) for s in holders) != sem._initial:
+        return None  # a permit taken or given by someone we did not see: can't tell
+    return holders
+
+
+def _holders_of(obj: object) -> tuple[Strand, ...] | None:
+    """The strands one of which must act for a wait on ``obj`` to end, when known."""
     if isinstance(obj, _LockCore):
         if obj._shared is not None or not obj._inner.locked():
             return None
-        return obj._owner
+        owner = obj._owner
+        return None if owner is None else (owner,)
     if isinstance(obj, Strand):
-        return None if obj.state == "done" else obj
+        return None if obj.state == "done" else (obj,)
+    if isinstance(obj, Semaphore):
+        return _semaphore_holders(obj)
     return None
 
 
-def _find_cycle(me: Strand, on: object) -> list[tuple[Strand, object, Strand]] | None:
-    """The links ``(strand, object, holder)`` from ``me`` back to ``me``, or ``None``."""
-    links: list[tuple[Strand, object, Strand]] = []
-    seen = {me}
-    strand, obj = me, on
-    for _ in range(10_000):
+_Link = tuple[Strand, object, tuple[Strand, ...]]
+
+
+def _find_cycle(me: Strand, on: object) -> list[_Link] | None:
+    """The links ``(strand, object, holders)`` of a knot through ``me``, or ``None``.
+
+    From ``me``'s wait, every strand that could end it (the holders) must itself be in an
+    untimed wait, and so on; the wait is a deadlock when this closes on itself through
+    ``me`` with no way out: every holder reached is waiting. A lock has one holder, a
+    semaphore one per permit: with several, all of them must be stuck.
+    """
+    links: list[_Link] = []
+    members: set[Strand] = {me}
+    todo: list[tuple[Strand, object]] = [(me, on)]
+    closes = False
+    while todo:
+        if len(links) > 10_000:
+            return None
+        strand, obj = todo.pop(0)
         if _graph.any_ignored and obj in _graph.ignored:
             return None
-        holder = _holder_of(obj)
-        if holder is None:
+        holders = _holders_of(obj)
+        if holders is None:
             return None
-        if holder is me and not links and isinstance(obj, _LockCore) and not obj._reentrant:
-            return None  # a Lock waited on by its own taker: the signal idiom (see below)
-        links.append((strand, obj, holder))
-        if holder is me:
-            return links
-        if holder in seen:
-            return None  # a cycle that does not go through this wait: its own strand saw it
-        seen.add(holder)
-        waiter = untimed_wait_of(holder)
-        if waiter is None:
-            return None  # running, or waiting with a time limit: it may still move
-        strand, obj = holder, waiter.on
-    return None
+        if strand in holders and not (isinstance(obj, _LockCore) and obj._reentrant):
+            return None  # a Lock or semaphore waited on by its own taker: a signal (above)
+        links.append((strand, obj, holders))
+        for holder in holders:
+            if holder is me:
+                closes = True
+            if holder in members:
+                continue
+            waiter = untimed_wait_of(holder)
+            if waiter is None:
+                return None  # running, or waiting with a time limit: it may still move
+            members.add(holder)
+            todo.append((holder, waiter.on))
+    # A knot that does not go through this wait was there before: its own strand saw it.
+    return links if closes else None
 
 
-def _still_there(me: Strand, links: list[tuple[Strand, object, Strand]]) -> bool:
-    """Re-read every link: each holder still holds, each waiter still waits."""
-    for strand, obj, holder in links:
-        if _holder_of(obj) is not holder:
+def _still_there(me: Strand, links: list[_Link]) -> bool:
+    """Re-read every link: the same holders, each waiter still waits."""
+    for strand, obj, holders in links:
+        if _holders_of(obj) != holders:
             return False
         if strand is not me and untimed_wait_of(strand) is None:
             return False
     return True
 
 
-_OTHER, _LOCK, _STRAND = 0, 1, 2
+_OTHER, _LOCK, _STRAND, _SEM, _ANYONE = 0, 1, 2, 3, 4
 _kinds: dict[type, int] = {}  # what a wait on an object of each type can link to
 
 
 def _kind_of(cls: type) -> int:
     """Classify ``cls`` once (a Strand check goes through its ABC: slow to repeat)."""
-    kind = _LOCK if issubclass(cls, _LockCore) else _STRAND if issubclass(cls, Strand) else _OTHER
+    if issubclass(cls, _LockCore):
+        kind = _LOCK
+    elif issubclass(cls, Strand):
+        kind = _STRAND
+    elif issubclass(cls, Semaphore):
+        kind = _SEM
+    elif _asleep.ended_by_anyone(cls):
+        kind = _ANYONE
+    else:
+        kind = _OTHER
     _kinds[cls] = kind
     return kind
 
@@ -156,41 +213,77 @@ def check(waiter: Waiter) -> None:
     Cheap when there is no cycle: record the wait, look at the one holder; only when that
     holder is itself in an untimed wait is the chain followed, under the graph's lock.
     Every strand records its wait before it looks, so of two strands closing a cycle at
-    once at least one sees the other; the lock makes it exactly one.
+    once at least one sees the other; the lock makes it exactly one. A blocking wait that
+    leaves no thread of the process awake is a deadlock too (:mod:`._asleep`).
     """
     obj: Any = waiter.on  # its kind is checked below, by type, once per type
     kind = _kinds.get(type(obj))
     if kind is None:
         kind = _kind_of(type(obj))
-    if kind == _OTHER:
-        return  # an event, a queue, a condition's notify: no single strand to wait for
-    me = waiter.strand
     graph = _graph
+    if kind == _OTHER or (obj.kind == "process" if kind == _STRAND else obj._shared is not None):
+        if waiter.fut is None:
+            graph.threads.pop(get_ident(), None)  # waits on the world outside: not asleep
+        if kind == _LOCK and obj._shared is not None:
+            _xwaitfor.check_shared_lock(waiter)  # a cycle with another process?
+        return
+    if kind == _ANYONE:  # no edge to follow: only the every-thread-asleep rule applies
+        if waiter.fut is None:
+            graph.threads[get_ident()] = waiter
+            return _check_asleep(waiter)
+        return
+    me = waiter.strand
     untimed = graph.untimed
+    untimed[me] = waiter
+    if waiter.fut is None:
+        graph.threads[get_ident()] = waiter
+    if len(untimed) > graph.prune_at or len(graph.threads) > graph.prune_at:
+        graph.prune()
     if kind == _LOCK:  # the common case, read inline
-        if obj._shared is not None:
-            return  # held in another process: no link in this process's graph
-        untimed[me] = waiter
-        if len(untimed) > graph.prune_at:
-            graph.prune()
         holder = obj._owner
         if holder is None:
-            return
+            return _check_asleep(waiter)
         if holder is not me:
             held = untimed.get(holder)
             if held is None or held.state != QUEUED:
                 if _blocks_the_loop_of(waiter, holder):
-                    _give_up(waiter, [(me, obj, holder)], loop_blocked=True)
-                return
-    else:  # a strand's end
-        untimed[me] = waiter
-        if obj.state == "done" or untimed_wait_of(obj) is None:
-            return
+                    _give_up(waiter, [(me, obj, (holder,))], loop_blocked=True)
+                return _check_asleep(waiter)
+    elif kind == _STRAND and (obj.state == "done" or untimed_wait_of(obj) is None):
+        return _check_asleep(waiter)  # a strand's end, and that strand may still move
+    elif kind == _SEM:
+        holders = _semaphore_holders(obj)  # (known in debug mode only)
+        if holders is None or any(untimed_wait_of(h) is None for h in holders if h is not me):
+            return _check_asleep(waiter)
     with graph.lock:  # held until the waiter is out: one strand per cycle raises
         links = _find_cycle(me, waiter.on)
-        if links is None or not _still_there(me, links):
+        if links is not None and _still_there(me, links):
+            _give_up(waiter, links)
             return
-        _give_up(waiter, links)
+    _check_asleep(waiter)
+
+
+def _check_asleep(waiter: Waiter) -> None:
+    """Raise ``DeadlockError`` if this blocking wait leaves no thread of the process awake."""
+    if waiter.fut is not None:
+        return  # a coroutine's or green strand's wait: its loop's thread runs on
+    threads = _graph.threads
+    if not _asleep.might_all_wait(threads):
+        return
+    with _graph.lock:
+        waits = _asleep.everyone_waiting(threads)
+        if waits is None or waiter not in waits:
+            return
+        waits.remove(waiter)
+        waits.insert(0, waiter)
+        links = [(w.strand, w.on, _holders_of(w.on) or ()) for w in waits]
+        _give_up(waiter, links, headline=_ASLEEP)
+
+
+_ASLEEP = (
+    "deadlock: every thread of this process waits with no time limit, and none is left to "
+    "wake another (this wait is the last one, so it raises instead):"
+)
 
 
 def _blocks_the_loop_of(waiter: Waiter, holder: Strand) -> bool:
@@ -203,7 +296,7 @@ def _blocks_the_loop_of(waiter: Waiter, holder: Strand) -> bool:
 
 
 def _give_up(
-    waiter: Waiter, links: list[tuple[Strand, object, Strand]], *, loop_blocked: bool = False
+    waiter: Waiter, links: list[_Link], *, loop_blocked: bool = False, headline: str = ""
 ) -> None:
     """Take ``waiter`` out of its queue and raise ``DeadlockError`` (unless a wake won)."""
     queue = waiter.queue
@@ -211,40 +304,58 @@ def _give_up(
         removed = queue.remove(waiter, CANCELLED)
     if not removed:
         return  # handed what it waited for meanwhile: no deadlock after all
-    raise _error(waiter.strand, links, sys._getframe(2), loop_blocked)
+    raise _error(waiter.strand, links, _user_caller(), loop_blocked, headline=headline)
+
+
+def _user_caller() -> Any:
+    """The innermost frame outside this package (where the waiting call was made)."""
+    frame: Any = sys._getframe(1)
+    here = os.path.dirname(os.path.abspath(__file__))
+    while frame is not None and frame.f_code.co_filename.startswith(here):
+        frame = frame.f_back
+    return frame
 
 
 def _error(
-    me: Strand, links: list[tuple[Strand, object, Strand]], here: Any, loop_blocked: bool
+    me: Strand, links: list[_Link], here: Any, loop_blocked: bool, *, headline: str = ""
 ) -> DeadlockError:
     chain: list[WaitLink] = []
     lines = []
-    for strand, obj, holder in links:
+    for strand, obj, holders in links:
         frames = _stacks.frames_of(strand, current=here if strand is me else None)
         name = _stacks.name_of(obj, frames)
         what = _describe(obj, name)
         waits_at = _stacks.site_of(_stacks.user_frame(frames))
-        taken_at = _taken_at(obj, holder)
-        link = WaitLink(
-            _stacks.describe_strand(strand),
-            what,
-            waits_at,
-            _stacks.describe_strand(holder),
-            taken_at,
-        )
+        holder = " and ".join(_stacks.describe_strand(h) for h in holders) or "?"
+        taken_at = "; ".join(_taken_at(obj, h) for h in holders) or "?"
+        if all(part == "?" for part in taken_at.split("; ")):
+            taken_at = "?"
+        link = WaitLink(_stacks.describe_strand(strand), what, waits_at, holder, taken_at)
         chain.append(link)
-        held = f", held by {link.holder}" if not isinstance(obj, Strand) else ""
+        if isinstance(obj, Strand):
+            held = ""
+        elif holders:
+            held = f", held by {holder}"
+        elif _kinds.get(type(obj)) == _ANYONE:
+            held = ", which only another strand could end"
+        else:
+            held = ", held by a strand not known here"
         taken = f" (taken at {taken_at})" if taken_at != "?" else ""
         lines.append(f"  {link.strand} waits for {what} at {waits_at}{held}{taken}")
     if loop_blocked:
-        blocked = _stacks.describe_strand(links[-1][2])
+        blocked = _stacks.describe_strand(links[-1][2][0])
         lines.append(
             f"  and {blocked} runs on the event loop this blocking call holds up: it can "
             f"never run to release it (await the async form instead)"
         )
     message = (
-        "deadlock: these strands wait on each other forever (this wait would close the "
-        "cycle, so it raises instead):\n" + "\n".join(lines)
+        (
+            headline
+            or "deadlock: these strands wait on each other forever (this wait would close the "
+            "cycle, so it raises instead):"
+        )
+        + "\n"
+        + "\n".join(lines)
     )
     return DeadlockError(message, tuple(chain))
 

@@ -19,7 +19,7 @@ import weakref
 from typing import IO, Any
 
 from plait._core.strands import all_strands
-from plait.diagnostics import _stacks
+from plait.diagnostics import _asleep, _stacks
 
 __all__ = ["Watchdog", "watch_loops"]
 
@@ -63,6 +63,7 @@ class Watchdog:
                 self.watch(loop)
 
     def _run(self) -> None:
+        _asleep.note_service_thread()  # it never wakes a program's waits
         while not self._stopped:
             time.sleep(self.interval)
             try:

@@ -19,4 +19,5 @@ MODULES: tuple[str, ...] = (
     "pool",  # S14, S19
     "gil",  # S15
     "green",  # S17, S18
+    "seeing",  # S5 seen: deadlocks, lock order, blocked loops (issue 13)
 )
