@@ -82,6 +82,18 @@ def _opposite_order(lock_type: Callable[[], Any]) -> tuple[Outcome, Any, Any]:
     return out, first, second
 
 
+def test_thread_thread_plain_lock_cycle_raises_by_default() -> None:
+    """The seed's deadlock with plain Locks, detection in its default mode: the fast path
+    records only the taking thread, which the detector resolves to its strand."""
+    assert not plait.debug()
+    out, _, _ = _opposite_order(plait.Lock)
+    assert out.done == {"one"}
+    error = out.errors["two"]
+    assert isinstance(error, plait.DeadlockError)
+    assert "'one'" in str(error) and "'two'" in str(error)
+    assert [link.strand.split("'")[1] for link in error.cycle] == ["two", "one"]
+
+
 def test_thread_thread_rlock_cycle_raises_in_the_closing_wait() -> None:
     out, _, _ = _opposite_order(plait.RLock)
     assert out.done == {"one"}

@@ -36,8 +36,8 @@ since = _Since()
 
 
 def _owner_of(obj: object) -> Strand | None:
-    if isinstance(obj, _LockCore) and obj._inner.locked():
-        return obj._owner
+    if isinstance(obj, _LockCore):
+        return obj._holder()
     return None
 
 

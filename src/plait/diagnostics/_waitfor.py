@@ -127,7 +127,7 @@ def _holders_of(obj: object) -> tuple[Strand, ...] | None:
     if isinstance(obj, _LockCore):
         if obj._shared is not None or not obj._inner.locked():
             return None
-        owner = obj._owner
+        owner = obj._holder()  # (the fast path records only its thread: resolved here)
         return None if owner is None else (owner,)
     if isinstance(obj, Strand):
         return None if obj.state == "done" else (obj,)
@@ -240,7 +240,7 @@ def check(waiter: Waiter) -> None:
     if len(untimed) > graph.prune_at or len(graph.threads) > graph.prune_at:
         graph.prune()
     if kind == _LOCK:  # the common case, read inline
-        holder = obj._owner
+        holder = obj._holder()
         if holder is None:
             return _check_asleep(waiter)
         if holder is not me:
