@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -48,6 +48,19 @@ def _in_group(*bodies: Any) -> list[Any]:
         return [t.result() for t in tasks]
 
     return plait.run(main)  # type: ignore[no-any-return]
+
+
+def _once_parked(waiting: list[Any], action: Callable[[], Any]) -> Callable[[], Any]:
+    """A green strand body that runs ``action`` once the strands in ``waiting`` have
+    parked (so the parked one can only be woken through its loop)."""
+
+    def body() -> Any:
+        while not waiting:
+            plait.sleep(0.001)
+        plait.testing.wait_parked(strands=waiting, timeout=10)
+        return action()
+
+    return body
 
 
 def test_time_sleep_in_a_green_strand_lets_its_loop_run() -> None:
@@ -280,14 +293,8 @@ def test_select_in_a_green_strand_lets_another_green_strand_write() -> None:
         readable, _, _ = select.select([a], [], [], 20)
         return [r is a for r in readable]
 
-    def writer() -> None:
-        while not waiting:
-            plait.sleep(0.001)
-        plait.testing.wait_parked(strands=waiting, timeout=10)
-        b.sendall(b"x")
-
     with a, b:
-        assert _in_group(reader, writer)[0] == [True]
+        assert _in_group(reader, _once_parked(waiting, lambda: b.sendall(b"x")))[0] == [True]
 
 
 def test_popen_communicate_in_a_green_strand_lets_its_loop_run() -> None:
@@ -340,14 +347,8 @@ def test_a_poll_object_in_a_green_strand_lets_another_green_strand_write(kind: s
             if kind == "epoll":
                 poller.close()
 
-    def writer() -> None:
-        while not waiting:
-            plait.sleep(0.001)
-        plait.testing.wait_parked(strands=waiting, timeout=10)
-        b.sendall(b"x")
-
     with a, b:
-        assert _in_group(reader, writer)[0] == [a.fileno()]
+        assert _in_group(reader, _once_parked(waiting, lambda: b.sendall(b"x")))[0] == [a.fileno()]
 
 
 def test_a_poll_object_outside_green_strands_is_the_original_behaviour() -> None:
@@ -379,14 +380,11 @@ def test_udp_sendto_and_recvfrom_between_green_strands_of_one_loop() -> None:
         return data
 
     def ask() -> bytes:
-        while not waiting:
-            plait.sleep(0.001)
-        plait.testing.wait_parked(strands=waiting, timeout=10)
         client.sendto(b"ping", server.getsockname())
         return client.recvfrom(100)[0]
 
     with server, client:
-        assert _in_group(serve, ask) == [b"ping", b"PING"]
+        assert _in_group(serve, _once_parked(waiting, ask)) == [b"ping", b"PING"]
 
 
 def test_sendmsg_and_recvmsg_between_green_strands_of_one_loop() -> None:
@@ -400,11 +398,6 @@ def test_sendmsg_and_recvmsg_between_green_strands_of_one_loop() -> None:
         data, _anc, _flags, _addr = a.recvmsg(100)
         return data
 
-    def send() -> int:
-        while not waiting:
-            plait.sleep(0.001)
-        plait.testing.wait_parked(strands=waiting, timeout=10)
-        return b.sendmsg(iter([b"he", b"llo"]))
-
     with a, b:
-        assert _in_group(receive, send) == [b"hello", 5]
+        sent = _once_parked(waiting, lambda: b.sendmsg(iter([b"he", b"llo"])))
+        assert _in_group(receive, sent) == [b"hello", 5]

@@ -24,6 +24,7 @@ _DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
 _EPOLL_READ = getattr(select, "EPOLLIN", 0) | getattr(select, "EPOLLPRI", 0)
 _EPOLL_WRITE = getattr(select, "EPOLLOUT", 0)
 _EPOLL_DEFAULT = _EPOLL_READ | _EPOLL_WRITE
+_POLL_DEFAULT = select.POLLIN | select.POLLPRI | select.POLLOUT
 _IN_PROGRESS = {errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EALREADY}
 
 # (owner, attribute name) -> the original, while patched
@@ -278,71 +279,78 @@ def _sendmsg(
             continue
 
 
-class _GreenPoll:
+class _Registrations:
+    """The fds a poll-like object was given, kept beside the real object (``_real``) so
+    that a green strand can park on them through its loop."""
+
+    __slots__ = ("_events", "_real")
+
+    def __init__(self, real: Any) -> None:
+        self._real = real
+        self._events: dict[int, int] = {}
+
+    def register(self, fd: Any, eventmask: int = _POLL_DEFAULT) -> None:
+        self._real.register(fd, eventmask)
+        self._events[_fd_of(fd)] = eventmask
+
+    def modify(self, fd: Any, eventmask: int) -> None:
+        self._real.modify(fd, eventmask)
+        self._events[_fd_of(fd)] = eventmask
+
+    def unregister(self, fd: Any) -> None:
+        self._real.unregister(fd)
+        self._events.pop(_fd_of(fd), None)
+
+    def _park(self, read_mask: int, write_mask: int, timeout: float | None) -> None:
+        """Park the green strand until a registered fd may be ready, or ``timeout``."""
+        fds = []
+        for fd, mask in self._events.items():
+            if mask & read_mask:
+                fds.append((fd, False))
+            if mask & write_mask:
+                fds.append((fd, True))
+        if fds:
+            wait_fds(fds, timeout=timeout, on=self)
+        elif timeout is not None:
+            sleep(timeout)
+
+
+class _GreenPoll(_Registrations):
     """What ``select.poll()`` returns once patched: the real poll object, whose ``poll()``
     parks a green strand on the registered fds instead of blocking its loop's thread
     (its timeout is in milliseconds, as ``poll``'s)."""
 
-    __slots__ = ("_events", "_poll")
+    __slots__ = ()
 
     def __init__(self) -> None:
-        self._poll = _original(select, "poll")()
-        self._events: dict[int, int] = {}
-
-    def register(
-        self, fd: Any, eventmask: int = select.POLLIN | select.POLLPRI | select.POLLOUT
-    ) -> None:
-        self._poll.register(fd, eventmask)
-        self._events[_fd_of(fd)] = eventmask
-
-    def modify(self, fd: Any, eventmask: int) -> None:
-        self._poll.modify(fd, eventmask)
-        self._events[_fd_of(fd)] = eventmask
-
-    def unregister(self, fd: Any) -> None:
-        self._poll.unregister(fd)
-        self._events.pop(_fd_of(fd), None)
+        super().__init__(_original(select, "poll")())
 
     def poll(self, timeout: float | None = None) -> list[tuple[int, int]]:
         if timeout is not None and timeout < 0:
             timeout = None  # (poll's "forever")
         if not in_green_strand() or timeout == 0:
-            return self._poll.poll(timeout)  # type: ignore[no-any-return]
-        events = self._poll.poll(0)
+            return self._real.poll(timeout)  # type: ignore[no-any-return]
+        events = self._real.poll(0)
         if events:
             return events  # type: ignore[no-any-return]
         seconds = None if timeout is None else timeout / 1000.0
-        _park_on(self._events, select.POLLIN | select.POLLPRI, select.POLLOUT, seconds, self)
-        return self._poll.poll(0)  # type: ignore[no-any-return]
+        self._park(select.POLLIN | select.POLLPRI, select.POLLOUT, seconds)
+        return self._real.poll(0)  # type: ignore[no-any-return]
 
 
-def _park_on(
-    events: dict[int, int], read_mask: int, write_mask: int, timeout: float | None, on: object
-) -> None:
-    fds = []
-    for fd, mask in events.items():
-        if mask & read_mask:
-            fds.append((fd, False))
-        if mask & write_mask:
-            fds.append((fd, True))
-    if fds:
-        wait_fds(fds, timeout=timeout, on=on)
-    elif timeout is not None:
-        sleep(timeout)
-
-
-class _GreenEpoll:
+class _GreenEpoll(_Registrations):
     """What ``select.epoll(...)`` makes once patched: the real epoll object (every other
     method and attribute is its own), whose ``poll()`` parks a green strand on the
     registered fds (timeout in seconds, as epoll's). (``select.epoll`` cannot be
     subclassed.)"""
 
+    __slots__ = ()
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._epoll = _original(select, "epoll")(*args, **kwargs)
-        self._events: dict[int, int] = {}
+        super().__init__(_original(select, "epoll")(*args, **kwargs))
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._epoll, name)
+        return getattr(self._real, name)
 
     @staticmethod
     def fromfd(fd: int) -> Any:
@@ -350,34 +358,25 @@ class _GreenEpoll:
         return _original(select, "epoll").fromfd(fd)
 
     def __enter__(self) -> _GreenEpoll:
-        self._epoll.__enter__()
+        self._real.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._epoll.__exit__(*exc)
+        self._real.__exit__(*exc)
 
     def register(self, fd: Any, eventmask: int = _EPOLL_DEFAULT) -> None:
-        self._epoll.register(fd, eventmask)
-        self._events[_fd_of(fd)] = eventmask
-
-    def modify(self, fd: Any, eventmask: int) -> None:
-        self._epoll.modify(fd, eventmask)
-        self._events[_fd_of(fd)] = eventmask
-
-    def unregister(self, fd: Any) -> None:
-        self._epoll.unregister(fd)
-        self._events.pop(_fd_of(fd), None)
+        super().register(fd, eventmask)
 
     def poll(self, timeout: float | None = None, maxevents: int = -1) -> list[tuple[int, int]]:
         if timeout is not None and timeout < 0:
             timeout = None
         if not in_green_strand() or timeout == 0:
-            return self._epoll.poll(-1 if timeout is None else timeout, maxevents)  # type: ignore[no-any-return]
-        events = self._epoll.poll(0, maxevents)
+            return self._real.poll(-1 if timeout is None else timeout, maxevents)  # type: ignore[no-any-return]
+        events = self._real.poll(0, maxevents)
         if events:
             return events  # type: ignore[no-any-return]
-        _park_on(self._events, _EPOLL_READ, _EPOLL_WRITE, timeout, self)
-        return self._epoll.poll(0, maxevents)  # type: ignore[no-any-return]
+        self._park(_EPOLL_READ, _EPOLL_WRITE, timeout)
+        return self._real.poll(0, maxevents)  # type: ignore[no-any-return]
 
 
 _SELECTORS = [
