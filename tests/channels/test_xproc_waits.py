@@ -299,3 +299,29 @@ def test_a_bell_closed_as_soon_as_it_is_made_stops_cleanly() -> None:
     finally:
         threading.excepthook = old_hook
     assert errors == []
+
+
+def set_event(ev: Any) -> None:
+    ev.set()
+
+
+def test_a_bell_whose_watcher_died_is_replaced_by_the_next_shared_object() -> None:
+    """A watcher that ended for any reason must not leave this process deaf: the next
+    shared object gets a new bell (its waits were never rung: a hang)."""
+    first = plait.Event()
+    pickle.dumps(first)  # shared: this process has a bell now
+    first.wait(0.01)  # (a shared wait attaches a room to the bell)
+    bell = doorbell._bell
+    assert bell is not None and bell.thread.is_alive()
+    os.write(bell.stop_w, b"x")  # its watcher ends, as if it had died
+    bell.thread.join(WAIT_S)
+    assert not bell.thread.is_alive()
+    ev = plait.Event()
+    p = _ctx().Process(target=set_event, args=(ev,))
+    p.start()
+    try:
+        assert ev.wait(WAIT_S), "a shared wait was never rung: the bell's watcher is dead"
+    finally:
+        p.join(WAIT_S)
+    assert doorbell._bell is not bell and doorbell._bell is not None
+    assert doorbell._bell.thread.is_alive()

@@ -155,7 +155,10 @@ class _Bell:
                     if obj == self.stop_r:
                         return
                     if key.data is not None:  # a watched process exited
-                        self._exited(key.data)
+                        try:
+                            self._exited(key.data)
+                        except Exception:  # (the bell serves every room: it goes on)
+                            pass
                         continue
                     if obj is self.listener:
                         try:
@@ -231,7 +234,10 @@ class _Bell:
         for rid, d in rooms:
             room = self.rooms.get(rid)
             if room is not None:
-                room.died(d)
+                try:
+                    room.died(d)
+                except Exception:  # a broken object must not stop the bell
+                    pass
 
     def _deliver(self, record: int) -> None:
         # (a function of its own: the watcher's frame must not keep a room alive)
@@ -263,9 +269,22 @@ def _attach(room: Room) -> tuple[_Bell, int]:
     global _bell
     with _bell_lock:
         b = _bell
-        if b is None:
-            b = _bell = _Bell()
+        if b is None or not b.thread.is_alive():  # (a watcher that ended rings no room;
+            b = _bell = _Bell()  # it closed its own sockets and pipe on the way out)
         return b, b.register(room)
+
+
+def _wake_all(woken: list[Waiter]) -> None:
+    """Wake each of ``woken`` (popped already): one that fails must not leave the others
+    asleep, nor stop the bell's watcher that calls this."""
+    error: Exception | None = None
+    for w in woken:
+        try:
+            w.wake()
+        except Exception as exc:
+            error = exc
+    if error is not None:
+        raise error
 
 
 def _forget(bell: _Bell, rid: int) -> None:
@@ -544,8 +563,7 @@ class Room:
         queue = self.queues[d]
         with self.mutex:
             woken = queue.pop_all(True) if everyone else [w for w in [queue.pop(True)] if w]
-        for w in woken:
-            w.wake()
+        _wake_all(woken)
         if not woken and not everyone:
             self.pass_on(d)
 
@@ -554,8 +572,7 @@ class Room:
         of ``d`` looks again (each withdraws its own announcement, see ``_sync._xproc``)."""
         with self.mutex:
             woken = self.queues[d].pop_all(DIED)
-        for w in woken:
-            w.wake()
+        _wake_all(woken)
 
     def watch(self, pid: int, d: int) -> int:
         """Have this room's waiters in ``d`` woken when process ``pid`` exits (see
