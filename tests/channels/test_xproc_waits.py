@@ -310,7 +310,7 @@ def test_a_bell_whose_watcher_died_is_replaced_by_the_next_shared_object() -> No
     shared object gets a new bell (its waits were never rung: a hang)."""
     first = plait.Event()
     pickle.dumps(first)  # shared: this process has a bell now
-    first.wait(0.01)  # (a shared wait attaches a room to the bell)
+    assert not first.wait(0.2)  # (long enough to park: a room is attached to the bell)
     bell = doorbell._bell
     assert bell is not None and bell.thread.is_alive()
     os.write(bell.stop_w, b"x")  # its watcher ends, as if it had died
@@ -325,3 +325,41 @@ def test_a_bell_whose_watcher_died_is_replaced_by_the_next_shared_object() -> No
         p.join(WAIT_S)
     assert doorbell._bell is not bell and doorbell._bell is not None
     assert doorbell._bell.thread.is_alive()
+
+
+def test_a_room_attached_while_a_collected_rooms_finalizer_closes_the_bell_is_rung() -> None:
+    """The garbage collector may run a collected room's finalizer inside ``register()`` of
+    a new room (same thread, re-entrant lock). If that was the bell's last room, the bell
+    closed before the new room was in it: the new room must land on a live bell, or its
+    waits are never rung (CI's pure-Python run hung so: no watcher thread was left)."""
+    first = plait.Event()
+    pickle.dumps(first)
+    assert not first.wait(0.2)  # (long enough to park: its room is attached to the bell)
+    bell = doorbell._bell
+    assert bell is not None and len(bell.rooms) >= 1
+    real_register = doorbell._Bell.register
+    calls: list[int] = []
+
+    def register_as_if_collected_meanwhile(self: Any, room: Any) -> int:
+        if not calls:  # every room so far is "collected" by the GC right here, once
+            calls.append(1)
+            for rid in list(self.rooms.keys()):
+                doorbell._forget(self, rid)
+        return real_register(self, room)
+
+    ev = plait.Event()
+    pickle.dumps(ev)
+    doorbell._Bell.register = register_as_if_collected_meanwhile  # type: ignore[method-assign]
+    try:
+        assert not ev.wait(0.2)  # attaches ev's room: the bell closes under it
+    finally:
+        doorbell._Bell.register = real_register  # type: ignore[method-assign]
+    assert calls == [1]
+    room = ev._shared._room  # type: ignore[attr-defined]
+    assert room is not None and room.bell.thread.is_alive() and room.bell is doorbell._bell
+    p = _ctx().Process(target=set_event, args=(ev,))
+    p.start()
+    try:
+        assert ev.wait(WAIT_S), "the room was left on the bell that closed under it"
+    finally:
+        p.join(WAIT_S)

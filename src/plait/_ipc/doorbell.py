@@ -268,10 +268,17 @@ def _attach(room: Room) -> tuple[_Bell, int]:
     """This process's bell (made on first use) and ``room``'s id in it."""
     global _bell
     with _bell_lock:
-        b = _bell
-        if b is None or not b.thread.is_alive():  # (a watcher that ended rings no room;
-            b = _bell = _Bell()  # it closed its own sockets and pipe on the way out)
-        return b, b.register(room)
+        while True:
+            b = _bell
+            if b is None or not b.thread.is_alive():  # (a watcher that ended rings no room;
+                b = _bell = _Bell()  # it closed its own sockets and pipe on the way out)
+            rid = b.register(room)
+            if _bell is b:
+                return b, rid
+            # The garbage collector ran a collected room's finalizer inside register(), on
+            # this thread (the lock is re-entrant): it was the bell's last room, so it closed
+            # the bell before ours was in it. Attach to a new one instead.
+            b.rooms.pop(rid, None)
 
 
 def _wake_all(woken: list[Waiter]) -> None:
@@ -296,7 +303,7 @@ def _forget(bell: _Bell, rid: int) -> None:
         if bell.rooms or _bell is not bell:
             return
         _bell = None
-    bell.close()
+        bell.close()  # (under the lock: the next bell can bind the address at once)
 
 
 def _close_writers() -> None:
