@@ -119,6 +119,18 @@ async def _async_acquire(obj: Any, kind: str, rng: random.Random) -> bool:
     return bool(await obj.async_acquire())
 
 
+def _left_waiters(obj: Any) -> list[str]:
+    """Who is still queued on a shared object's room (to find the path that left it)."""
+    room = getattr(getattr(obj, "_shared", None), "_room", None)
+    if room is None:
+        return []
+    return [
+        f"{w!r} state={w.state} value={w.value!r} data={w.data!r} interruptible={w.interruptible}"
+        for queue in room.queues
+        for w in list(queue._dq)
+    ]
+
+
 def _run_stress(kind: str, seconds: float, seed: int) -> None:
     obj, capacity = _make(kind)
     guard = Guard(capacity)
@@ -186,7 +198,7 @@ def _run_stress(kind: str, seconds: float, seed: int) -> None:
     assert not guard.breach, f"mutual exclusion broken: {guard.most} inside (cap {capacity})"
     assert guard.entries > 0
     stats = obj.statistics()
-    assert stats.waiting == 0
+    assert stats.waiting == 0, (stats, _left_waiters(obj))
     if kind in ("lock", "rlock", "shared-lock", "shared-rlock"):
         assert not stats.locked, stats
     elif kind in ("semaphore", "shared-semaphore"):
