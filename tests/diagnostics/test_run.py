@@ -63,7 +63,13 @@ def _fragments(text: str) -> collections.Counter[str]:
     interleave piece by piece, so only the pieces are compared, with times and dates
     replaced (they differ from run to run)."""
     text = re.sub(r"[A-Z][a-z]{2} [A-Z][a-z]{2} +\d+ \d\d:\d\d:\d\d \d{4}", "§", text)
-    text = re.sub(r"\d{9,}\.\d+", "#", text)
+    # a time.time() is one "#"; two printed by two threads can touch ("1764...1231764...99"):
+    # a run of digits and points that holds a timestamp counts one "#" per point
+    text = re.sub(
+        r"\d[\d.]*\d",
+        lambda m: " # " * m.group().count(".") if re.search(r"\d{9}", m.group()) else m.group(),
+        text,
+    )
     return collections.Counter(re.findall(r"[^\W\d_]+|\d+|[^\s\w]", text))
 
 
@@ -79,10 +85,19 @@ def test_the_seeds_thread_programs_print_the_same_under_plait_run(
     source = (SEEDS / f"{name}.py").read_text(encoding="utf-8")
     script = tmp_path / f"{name}.py"
     script.write_text(source.replace("import plait as threading", "import threading"))
-    python, plait_run = _python(script), _plait_run(script)
-    assert python.returncode == plait_run.returncode == 0, plait_run.stderr
-    assert plait_run.stderr == python.stderr
-    assert _fragments(plait_run.stdout) == _fragments(python.stdout)
+    # A daemon thread's lines race the main thread's exit (under load a daemon may not
+    # print before the interpreter stops, under python as under plait), so such a program
+    # is given three tries to print what python printed in one of its own; the others one.
+    tries = 3 if "daemon" in name else 1
+    seen: list[collections.Counter[str]] = []
+    for _ in range(tries):
+        python, plait_run = _python(script), _plait_run(script)
+        assert python.returncode == plait_run.returncode == 0, plait_run.stderr
+        assert plait_run.stderr == python.stderr
+        seen.append(_fragments(python.stdout))
+        if _fragments(plait_run.stdout) in seen:
+            return
+    assert _fragments(plait_run.stdout) == seen[-1]
 
 
 def test_inside_the_run_threading_is_plait_and_outside_it_is_not(tmp_path: Path) -> None:
