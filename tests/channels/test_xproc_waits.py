@@ -363,3 +363,70 @@ def test_a_room_attached_while_a_collected_rooms_finalizer_closes_the_bell_is_ru
         assert ev.wait(WAIT_S), "the room was left on the bell that closed under it"
     finally:
         p.join(WAIT_S)
+
+
+def _announced_here(state: Any, d: int = 0) -> int:
+    room = state.room
+    return int(state.table[doorbell._TOTALS + room.slot * doorbell._W + doorbell._COUNT0 + d])
+
+
+def _until(condition: Any, what: str) -> None:
+    end = time.monotonic() + WAIT_S
+    while not condition():
+        assert time.monotonic() < end, f"never happened: {what}"
+        time.sleep(0.001)
+
+
+def test_a_ring_that_came_for_a_leaving_waiter_does_not_cost_a_newer_waiter_its_turn() -> None:
+    """A waiter that times out is out of the queue before it takes its announcement back
+    (under the shared lock). A ring that comes in between finds nobody queued: it took
+    *that* leaver's announcement, so the leaver must withdraw nothing. It withdrew one
+    anyway, a newer waiter's: that waiter slept next to a free lock for good (the shared
+    lock stress lost a coroutine or a thread so, about 1 run in 40 under load)."""
+    lock = plait.Lock()
+    pickle.dumps(lock)  # shared
+    state = lock._shared  # type: ignore[attr-defined]
+    room = state.room
+    with state.guard:
+        leaver = room.enqueue(0, lock, False)
+    assert _announced_here(state) == 1
+    with room.mutex:  # it timed out: out of the queue, not yet withdrawn
+        assert room.queues[0].remove(leaver)
+    with state.guard:  # a release rings for it meanwhile
+        assert doorbell.wake(state.table, 0)
+    _until(lambda: leaver not in room.announced[0], "the ring reached the room")
+    with state.guard:
+        newer = room.enqueue(0, lock, False)  # (announced: its turn is in the table)
+        assert _announced_here(state) == 1
+        room.take_back(leaver, 0)  # the leaver settles at last
+        assert _announced_here(state) == 1, "the leaver took back the newer waiter's turn"
+        assert doorbell.wake(state.table, 0)
+    _until(lambda: newer.state == 1, "the newer waiter was rung")  # (WOKEN)
+    assert room.announced[0] == set()
+
+
+def test_a_ring_still_on_its_way_goes_to_the_newer_waiter_when_the_leaver_withdraws_first() -> None:
+    """The other order: the leaver withdraws before the ring for it arrives (its slot
+    count then holds the newer waiter's announcement, which it takes): the ring, when it
+    comes, wakes the newer waiter. Either way exactly one of them is woken."""
+    ev = plait.Event()
+    pickle.dumps(ev)
+    state = ev._shared  # type: ignore[attr-defined]
+    room = state.room
+    with state.guard:
+        leaver = room.enqueue(0, ev, False)
+    with room.mutex:
+        assert room.queues[0].remove(leaver)
+    with state.guard:  # (the ring may arrive before or after the take-back: both hold)
+        assert doorbell.wake(state.table, 0)
+        newer = room.enqueue(0, ev, False)
+        took = room.take_back(leaver, 0)
+    if took:  # withdrew before the ring came: the ring wakes the newer waiter
+        _until(lambda: newer.state == 1, "the ring woke the newer waiter")
+    else:  # the ring came first and was the leaver's: the newer waiter keeps its turn
+        assert _announced_here(state) == 1
+        with room.mutex:
+            assert room.queues[0].remove(newer)
+        with state.guard:
+            assert room.take_back(newer, 0)
+    assert _announced_here(state) == 0 and room.announced[0] == set()

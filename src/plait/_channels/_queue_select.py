@@ -110,11 +110,12 @@ def shared_arm(backend: Any, put: bool, arm: Arm) -> None:
 def _disarm_ring(ring: _FireOnRing) -> None:
     room = ring.backend.room
     with room.mutex:
-        removed = room.queues[ring.d].remove(ring.waiter, CANCELLED)
-    if removed:  # never rung: take the announcement back (a cancel scope cannot stop it)
+        room.queues[ring.d].remove(ring.waiter, CANCELLED)
+        pending = ring.waiter in room.announced[ring.d]
+    if pending:  # no ring took its announcement (yet): take it back (uncancellably)
         ring.backend._acquire(None, cancellable=False)
         try:
-            room._withdraw(ring.d)
+            room.take_back(ring.waiter, ring.d)
         finally:
             ring.backend._release()
 

@@ -90,10 +90,11 @@ def _disarm_event(fire: _FireOnSet) -> None:
     state = fire.event._shared
     room = state.room
     with room.mutex:
-        removed = room.queues[0].remove(fire.waiter, CANCELLED)
-    if removed:  # never rung: take the announcement back
+        room.queues[0].remove(fire.waiter, CANCELLED)
+        pending = fire.waiter in room.announced[0]
+    if pending:  # no ring took its announcement (yet): take it back
         with state.guard:
-            room._withdraw(0)
+            room.take_back(fire.waiter, 0)
 
 
 class SharedEventCase:

@@ -24,9 +24,17 @@ Protocol (the object's own shared lock held on both sides, see ``robust.RobustLo
   the room's id and the direction;
 * the process's watcher pops one local waiter of that room and direction and wakes it; if
   none is left (it timed out meanwhile), it passes the ring on (:meth:`Room.pass_on`);
-* a waiter that leaves without being woken withdraws one announcement of its process; if
-  there is none left, a ring is on its way to the process, and its watcher passes it on. A
-  waiter woken and then cancelled passes its ring on too. So a wake-up is never lost.
+* a waiter that leaves without being woken takes its announcement back -- unless a ring
+  already took it: then the watcher, finding nobody queued, passes that ring on. A waiter
+  woken and then cancelled passes its ring on too. So a wake-up is never lost.
+
+Which announcement a ring took. The table counts announcements per process, not per
+waiter, so the room keeps, per direction, the set of its waiters whose announcement no ring
+has taken yet (:attr:`Room.announced`). A ring takes a queued waiter's (it wakes it) or, if
+none is queued, one of a waiter's that is leaving (timed out, cancelled: out of the queue,
+not yet withdrawn) -- and the leaver then withdraws nothing. Without that, a leaver that
+withdrew after its ring had come and gone would take back a *newer* waiter's announcement,
+and that waiter would sleep next to a free lock for good.
 
 Dead processes. A ring to a process that died fails at once (connection refused, or
 ``EPIPE`` on a connection made earlier): its slot
@@ -59,7 +67,16 @@ import threading
 import weakref
 from typing import Any
 
-from plait._core.parking import CANCELLED, WOKEN, Waiter, WaitQueue, async_park, new_mutex, park
+from plait._core.parking import (
+    CANCELLED,
+    QUEUED,
+    WOKEN,
+    Waiter,
+    WaitQueue,
+    async_park,
+    new_mutex,
+    park,
+)
 from plait._ipc import shm
 
 __all__ = [
@@ -443,13 +460,25 @@ class Room:
     announcement or pass a ring on.
     """
 
-    __slots__ = ("__weakref__", "bell", "id", "lock", "mutex", "queues", "slot", "table")
+    __slots__ = (
+        "__weakref__",
+        "announced",
+        "bell",
+        "id",
+        "lock",
+        "mutex",
+        "queues",
+        "slot",
+        "table",
+    )
 
     def __init__(self, table: Any, lock: Any) -> None:
         self.table = table
         self.lock = lock
         self.mutex = new_mutex()
         self.queues = [WaitQueue(self.mutex) for _ in range(DIRECTIONS)]
+        # per direction: the waiters whose announcement is in the table still (``mutex``)
+        self.announced: list[set[Waiter]] = [set() for _ in range(DIRECTIONS)]
         self.bell, self.id = _attach(self)
         self.slot = -1
 
@@ -489,8 +518,11 @@ class Room:
         if free < 0:
             return -1
         base = _TOTALS + free * _W
+        with self.mutex:  # (a slot lost to a sweep: our announcements are made again)
+            counts = [len(announced) for announced in self.announced]
         for d in range(DIRECTIONS):
-            table[base + _COUNT0 + d] = 0
+            table[base + _COUNT0 + d] = counts[d]
+            table[d] += counts[d]
         table[base + _ROOM] = self.id
         table[base + _TAG] = tag
         self.slot = free
@@ -499,9 +531,11 @@ class Room:
     def enqueue(self, d: int, on: object, coroutine: bool) -> Waiter:
         """Queue the calling strand in direction ``d`` and announce it (lock held)."""
         queue = self.queues[d]
+        slot = self._claim()
         with self.mutex:
             waiter = queue.async_enqueue_current(on) if coroutine else queue.enqueue_current(on)
-        slot = self._claim()
+            if slot >= 0:
+                self.announced[d].add(waiter)
         if slot >= 0:
             self.table[_TOTALS + slot * _W + _COUNT0 + d] += 1
             self.table[d] += 1
@@ -510,17 +544,24 @@ class Room:
             waiter.data = True  # no slot: it looks again now and then
         return waiter
 
-    def _withdraw(self, d: int) -> None:
-        """One of our strands leaves unwoken: take back one announcement (lock held). If
-        none is left, a ring is on its way to us; the watcher passes it on."""
+    def take_back(self, waiter: Waiter, d: int) -> bool:
+        """``waiter`` leaves unwoken (out of the queue already, or never to be rung): take
+        its announcement back (lock held) -- unless a ring took it meanwhile, which the
+        watcher then passed on. ``True`` if it was taken back."""
+        with self.mutex:
+            announced = self.announced[d]
+            if waiter not in announced:
+                return False
+            announced.discard(waiter)
         slot = self.slot
         if slot < 0:
-            return
+            return True
         table = self.table
         at = _TOTALS + slot * _W
         if table[at + _TAG] == self.bell.tag and table[at + _COUNT0 + d] > 0:
             table[at + _COUNT0 + d] -= 1
             table[d] -= 1
+        return True
 
     # -- without it --
 
@@ -535,7 +576,7 @@ class Room:
                 if self.table[d]:
                     wake(self.table, d)
             else:
-                self._withdraw(d)
+                self.take_back(waiter, d)
         finally:
             lock.release()
 
@@ -568,10 +609,29 @@ class Room:
     def deliver(self, d: int, everyone: bool) -> None:
         """A ring arrived (the watcher thread): wake one local waiter, or pass it on."""
         queue = self.queues[d]
+        announced = self.announced[d]
+        taken = everyone
         with self.mutex:
-            woken = queue.pop_all(True) if everyone else [w for w in [queue.pop(True)] if w]
+            if everyone:  # (the ringer took every announcement of ours)
+                woken = queue.pop_all(True)
+                announced.clear()
+            else:
+                woken = []
+                while not taken:  # the first announced waiter (one without a slot that
+                    w = queue.pop(True)  # polls anyway is woken on the way, harmlessly)
+                    if w is None:
+                        break
+                    woken.append(w)
+                    if w in announced:
+                        announced.discard(w)
+                        taken = True
+                if not taken:
+                    for w in announced:  # a leaver's, which then withdraws nothing
+                        if w.state != QUEUED:
+                            announced.discard(w)
+                            break
         _wake_all(woken)
-        if not woken and not everyone:
+        if not taken:
             self.pass_on(d)
 
     def died(self, d: int) -> None:
@@ -593,10 +653,8 @@ class Room:
             removed = self.queues[d].remove(waiter, CANCELLED)
         self.lock.acquire()
         try:
-            if removed or waiter.value is DIED:
-                self._withdraw(d)
-            elif self.table[d]:
-                wake(self.table, d)
+            if not self.take_back(waiter, d) and not removed and self.table[d]:
+                wake(self.table, d)  # a ring woke it: it goes on
         finally:
             self.lock.release()
 
@@ -617,6 +675,9 @@ class Room:
             if self.table[base + _TAG] == self.bell.tag and self.table[base + _ROOM] == self.id:
                 _clear_slot(self.table, base)
         self.slot = -1
+        with self.mutex:
+            for announced in self.announced:
+                announced.clear()
 
 
 def waiting(table: Any, d: int) -> int:
