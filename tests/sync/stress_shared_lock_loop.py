@@ -1,4 +1,4 @@
-"""Reproduce the shared-lock stress failure (issue 18, open): run the short stress on a
+"""Hunt for lost wake-ups on a shared Lock (issue 18): run the short stress on a
 shared Lock for new seeds until the time is up, and print each failure.
 
     python tests/sync/stress_shared_lock_loop.py 150

@@ -76,7 +76,7 @@ from __future__ import annotations
 import os
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from types import CodeType, FrameType
 from typing import Any
 
@@ -340,9 +340,50 @@ def block(
     it. ``undo(result)`` gives a result back when a cancellation came while it was taken
     (it is raised afterwards). ``deadline`` (monotonic) ``None``: no limit; past: one try.
     """
+    steps = _tries(state, on, attempt, deadline, blockers, undo, d, False)
+    try:
+        room, waiter, wait = next(steps)
+        while True:
+            room, waiter, wait = steps.send(room.park(waiter, d, wait))
+    except StopIteration as done:
+        return done.value
+
+
+async def async_block(
+    state: SharedState,
+    on: object,
+    attempt: Callable[[bool], Any],
+    deadline: float | None,
+    blockers: Callable[[], list[int]] | None = None,
+    undo: Callable[[Any], None] | None = None,
+    d: int = 0,
+) -> Any:
+    """:func:`block` for a coroutine (its loop never blocks: it parks on a future)."""
+    steps = _tries(state, on, attempt, deadline, blockers, undo, d, True)
+    try:
+        room, waiter, wait = next(steps)
+        while True:
+            room, waiter, wait = steps.send(await room.async_park(waiter, d, wait))
+    except StopIteration as done:
+        return done.value
+
+
+def _tries(
+    state: SharedState,
+    on: object,
+    attempt: Callable[[bool], Any],
+    deadline: float | None,
+    blockers: Callable[[], list[int]] | None,
+    undo: Callable[[Any], None] | None,
+    d: int,
+    coroutine: bool,
+) -> Generator[tuple[Room, Any, float | None], bool, Any]:
+    """The one wait loop of :func:`block` and :func:`async_block`: it yields ``(room,
+    waiter, timeout)`` for its driver to park on, is sent whether a ring woke it, and
+    returns the attempt's result. (A thread first tries a few times, yielding the CPU.)"""
     lock = state.lock
     suspect = False
-    spins = _SPINS
+    spins = 0 if coroutine else _SPINS
     while True:
         final = deadline is not None and _monotonic() >= deadline
         waiter = None
@@ -356,7 +397,7 @@ def block(
                     spins -= 1  # a hand-off between processes often comes in microseconds
                 elif got is NOT_YET and not final:
                     room = state.room
-                    waiter = room.enqueue(d, on, False)
+                    waiter = room.enqueue(d, on, coroutine)
                     tags = blockers() if blockers is not None else []
             finally:
                 lock.release()
@@ -377,52 +418,7 @@ def block(
         cap = state._watch(room, d, tags) if tags else None
         left = None if deadline is None else max(deadline - _monotonic(), 0.0)
         wait = _slice(left, cap)
-        woken = room.park(waiter, d, wait)
-        suspect = (woken and waiter.value is DIED) or (not woken and wait != left)
-
-
-async def async_block(
-    state: SharedState,
-    on: object,
-    attempt: Callable[[bool], Any],
-    deadline: float | None,
-    blockers: Callable[[], list[int]] | None = None,
-    undo: Callable[[Any], None] | None = None,
-    d: int = 0,
-) -> Any:
-    """:func:`block` for a coroutine (its loop never blocks: it parks on a future)."""
-    lock = state.lock
-    suspect = False
-    while True:
-        final = deadline is not None and _monotonic() >= deadline
-        waiter = None
-        room: Room | None = state._room
-        _enter()
-        try:
-            lock.acquire()
-            try:
-                got = attempt(suspect or final)
-                if got is NOT_YET and not final:
-                    room = state.room
-                    waiter = room.enqueue(d, on, True)
-                    tags = blockers() if blockers is not None else []
-            finally:
-                lock.release()
-            if got is not NOT_YET and undo is not None and _pending():
-                undo(got)
-        finally:
-            try:
-                _leave()  # (raises a cancellation that came meanwhile)
-            except BaseException:
-                if waiter is not None and room is not None:
-                    room.abandon(waiter, d)
-                raise
-        if got is not NOT_YET or waiter is None or room is None:
-            return got
-        cap = state._watch(room, d, tags) if tags else None
-        left = None if deadline is None else max(deadline - _monotonic(), 0.0)
-        wait = _slice(left, cap)
-        woken = await room.async_park(waiter, d, wait)
+        woken = yield room, waiter, wait
         suspect = (woken and waiter.value is DIED) or (not woken and wait != left)
 
 
