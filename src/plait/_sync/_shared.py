@@ -133,6 +133,20 @@ def _give_back_lock(state: SharedState) -> Any:
     return undo
 
 
+def _taking(lock: Any, wait: float | None) -> tuple[Any, ...]:
+    """What :func:`block` / :func:`async_block` are given to take a shared Lock or RLock
+    within ``wait`` seconds."""
+    state: SharedState = lock._shared
+    return (
+        state,
+        lock,
+        lambda suspect: _take_lock(state, suspect),
+        deadline_of(wait),
+        lambda: _lock_holders(state),
+        _give_back_lock(state),
+    )
+
+
 class SharedLock(Lock):
     """A promoted :class:`plait.Lock`: the same API over a holder word in shared memory.
 
@@ -150,15 +164,7 @@ class SharedLock(Lock):
         return self._acquire_slow(current_strand(), check_lock_args(blocking, timeout))
 
     def _acquire_slow(self, me: Any, wait: float | None) -> bool:
-        state: SharedState = self._shared
-        got = block(
-            state,
-            self,
-            lambda suspect: _take_lock(state, suspect),
-            deadline_of(wait),
-            lambda: _lock_holders(state),
-            _give_back_lock(state),
-        )
+        got = block(*_taking(self, wait))
         if got is NOT_YET:
             return False
         if hooks.active:
@@ -233,15 +239,7 @@ class SharedLock(Lock):
         return await self._async_acquire_slow(me, wait)
 
     async def _async_acquire_slow(self, me: Any, wait: float | None) -> bool:
-        state: SharedState = self._shared
-        got = await async_block(
-            state,
-            self,
-            lambda suspect: _take_lock(state, suspect),
-            deadline_of(wait),
-            lambda: _lock_holders(state),
-            _give_back_lock(state),
-        )
+        got = await async_block(*_taking(self, wait))
         if got is NOT_YET:
             return False
         if hooks.active:
@@ -336,30 +334,14 @@ class SharedRLock(RLock):
         return await self._async_acquire_slow(me, wait)
 
     def _acquire_slow(self, me: Any, wait: float | None) -> bool:
-        state: SharedState = self._shared
-        got = block(
-            state,
-            self,
-            lambda suspect: _take_lock(state, suspect),
-            deadline_of(wait),
-            lambda: _lock_holders(state),
-            _give_back_lock(state),
-        )
+        got = block(*_taking(self, wait))
         if got is NOT_YET:
             return False
         self._took(me)
         return True
 
     async def _async_acquire_slow(self, me: Any, wait: float | None) -> bool:
-        state: SharedState = self._shared
-        got = await async_block(
-            state,
-            self,
-            lambda suspect: _take_lock(state, suspect),
-            deadline_of(wait),
-            lambda: _lock_holders(state),
-            _give_back_lock(state),
-        )
+        got = await async_block(*_taking(self, wait))
         if got is NOT_YET:
             return False
         self._took(me)
