@@ -5,7 +5,9 @@ it, with ``threading``'s, ``queue``'s, ``multiprocessing``'s and ``asyncio``'s p
 swapped for plait's (for this run only: :mod:`plait.diagnostics._dropin`),
 debug mode on (every lock's owner and where it was taken, deadlock detection, lock order),
 the blocked-loop watchdog on (``PLAIT_WATCHDOG_MS``, default 100; 0 turns it off) and
-``plait dump PID`` served. A deadlock -- in any thread -- ends the run at once with the
+``plait dump PID`` served; with ``--green``, the stdlib's blocking calls switch inside
+green strands (:func:`plait.green.patch` for the run, as gevent's ``monkey.patch_all()``,
+so the script need not call it). A deadlock -- in any thread -- ends the run at once with the
 report and exit status 3 (the other strands of the cycle would wait forever). Anything else
 is the script's own: its output, its traceback, its exit status.
 """
@@ -38,6 +40,12 @@ def add_parser(subparsers: Any) -> None:
             f"detection on, and `plait dump PID` served. A deadlock ends the run with a "
             f"report and exit status {DEADLOCK_EXIT}."
         ),
+    )
+    parser.add_argument(
+        "--green",
+        action="store_true",
+        help="patch the stdlib's blocking calls (time.sleep, sockets, select, subprocess "
+        "waits) to switch inside green strands for this run (plait.green.patch())",
     )
     parser.add_argument("script", metavar="SCRIPT", help="the program to run")
     parser.add_argument("args", nargs=argparse.REMAINDER, metavar="ARG", help="its arguments")
@@ -111,6 +119,11 @@ def run(args: argparse.Namespace) -> int:
     sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
     previous_hook = threading.excepthook
     threading.excepthook = _thread_hook(previous_hook)
+    green = getattr(args, "green", False)
+    if green:
+        from plait.green import patch
+
+        patch()
     try:
         with plait_primitives():
             runpy.run_path(path, run_name="__main__")
@@ -124,6 +137,10 @@ def run(args: argparse.Namespace) -> int:
         return 130 if isinstance(exc, KeyboardInterrupt) else 1
     finally:
         threading.excepthook = previous_hook
+        if green:
+            from plait.green import unpatch
+
+            unpatch()
     return 0
 
 
