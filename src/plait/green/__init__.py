@@ -12,7 +12,10 @@ Patched: ``time.sleep``; ``socket.socket``'s ``connect``, ``accept``, ``recv``,
 ``sendall``, ``sendto`` and ``sendmsg`` (so ``socket.create_connection``, ``http.client``,
 ``urllib.request`` and UDP switch); ``ssl.SSLSocket``'s ``read``, ``write``, ``send`` and
 ``do_handshake`` (so HTTPS too); ``socket.getaddrinfo`` (on the loop's resolver);
-``subprocess.Popen.wait``; ``select.select``, ``select.poll()`` and ``select.epoll``
+``subprocess.Popen.wait``; ``socket.gethostbyname``, ``gethostbyname_ex``,
+``gethostbyaddr``, ``getnameinfo`` and a blocking ``os.waitpid`` (these cannot switch: they
+block inside the C library, so they run in a worker thread while the strand parks on
+them); ``select.select``, ``select.poll()`` and ``select.epoll``
 objects made after ``patch()``, and the ``selectors`` classes' ``select`` (so
 ``Popen.communicate`` too). A name imported before ``patch()`` (``from time import
 sleep``) keeps the original, and so does a poll/epoll object made before it.

@@ -137,6 +137,37 @@ def _getaddrinfo(
     return await_(loop.getaddrinfo(host, port, family=family, type=type, proto=proto, flags=flags))
 
 
+def _in_a_worker_thread(owner: Any, name: str) -> Callable[..., Any]:
+    """A call that blocks inside the C library, with nothing to wait on that the loop could
+    watch (the resolver's other lookups, ``os.waitpid``): inside a green strand it runs in
+    the loop's default executor while the strand parks on it (a cancelled strand stops
+    waiting; the call itself finishes in its thread)."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        original = _original(owner, name)
+        if not in_green_strand():
+            return original(*args, **kwargs)
+        import asyncio
+        import functools
+
+        loop = asyncio.get_running_loop()
+        return await_(loop.run_in_executor(None, functools.partial(original, *args, **kwargs)))
+
+    call.__name__ = call.__qualname__ = name
+    call.__doc__ = getattr(_original(owner, name), "__doc__", None)
+    return call
+
+
+def _waitpid(pid: int, options: int) -> tuple[int, int]:
+    original = _original(os, "waitpid")
+    if options & os.WNOHANG or not in_green_strand():
+        return original(pid, options)  # type: ignore[no-any-return]
+    return _in_a_worker_thread(os, "waitpid")(pid, options)  # type: ignore[no-any-return]
+
+
+_RESOLVER_CALLS = ("gethostbyname", "gethostbyname_ex", "gethostbyaddr", "getnameinfo")
+
+
 def _sleep(seconds: float) -> None:
     if not in_green_strand():
         return _original(time, "sleep")(seconds)  # type: ignore[no-any-return]
@@ -406,6 +437,8 @@ def _replacements() -> list[tuple[Any, str, Any]]:
         (socket.socket, "accept", _accept),
         (socket.socket, "connect", _connect),
         (socket, "getaddrinfo", _getaddrinfo),
+        *[(socket, name, _in_a_worker_thread(socket, name)) for name in _RESOLVER_CALLS],
+        (os, "waitpid", _waitpid),
         (time, "sleep", _sleep),
         (subprocess.Popen, "wait", _popen_wait),
         *[(ssl.SSLSocket, name, _ssl_op(name)) for name in _SSL_OPS],
