@@ -14,19 +14,20 @@ import weakref
 from typing import Any
 
 from plait._core import WaitQueue, async_park, new_mutex, park
+from plait._ipc.ctrl_c import held
 
 __all__ = ["WatchedPopen", "popen_class", "start_restarting_fork_server"]
 
 # -- Ctrl-C and the fork server ---------------------------------------------------------
 #
-# A terminal's Ctrl-C signals the whole process group, the fork server included. The stdlib
-# fork server ignores SIGINT only once its preloading is done (the interpreter, then plait,
-# to import first); a Ctrl-C before that kills it, and every start waiting on it fails with
-# EOFError('unexpected EOF') instead of the KeyboardInterrupt the parent received. (Neither
-# a blocked mask nor an ignored disposition can be handed to it safely: the stdlib spawns it
-# with its mask reset, and ignoring SIGINT in the parent for that moment could lose the
-# parent's own Ctrl-C.) So a start that finds its fork server dead before it answered is
-# made again: the stdlib then starts a new fork server. The Ctrl-C itself reaches the
+# A terminal's Ctrl-C signals the whole process group, the fork server included. Every
+# start blocks SIGINT in the starting thread (``ctrl_c.held``): a fork server started then
+# inherits the block until it has preloaded ``plait._ipc.ctrl_c`` (which installs a handler
+# that keeps a Ctrl-C), and a child under spawn or fork until it takes over (see
+# ``plait._ipc.ctrl_c``). A fork server that still dies before it answered (one not
+# started by plait, or the resource tracker restarted under the start, which unblocks
+# SIGINT) fails every start waiting on it with EOFError('unexpected EOF'): such a start is
+# made again, and the stdlib then starts a new fork server. The Ctrl-C itself reaches the
 # parent as usual (KeyboardInterrupt, or the cancellation asyncio makes of it).
 
 FORK_SERVER_RESTARTS = 3
@@ -61,7 +62,8 @@ def start_restarting_fork_server(process: Any) -> None:
     the process group while it started) is made again, on a new fork server."""
     for attempt in range(FORK_SERVER_RESTARTS + 1):
         try:
-            process.start()
+            with held():
+                process.start()
             return
         except _DEAD_SERVER:
             if attempt == FORK_SERVER_RESTARTS or process._popen is not None:
@@ -91,7 +93,8 @@ class WatchedPopen:
         self._plait_process = weakref.ref(process_obj)
         for attempt in range(FORK_SERVER_RESTARTS + 1):
             try:
-                super().__init__(process_obj)  # type: ignore[call-arg]
+                with held():
+                    super().__init__(process_obj)  # type: ignore[call-arg]
                 return
             except _DEAD_SERVER:
                 # (only a fork-server start meets these here: see _fork_server_died)

@@ -20,6 +20,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from plait._errors import SerializationError
+from plait._ipc.ctrl_c import take_over, takes_ctrl_c
 from plait._ipc.lifeline import install_in_child
 from plait._ipc.serialize import dumps, loads, pack_error
 from plait._processes._process import _let_go_of_shared, _raise_terminated, _Terminated
@@ -34,6 +35,7 @@ REPLY_ERR = 2
 REPLY_EXITING = 3
 
 
+@takes_ctrl_c
 def main(
     conn: Connection,
     parent_pid: int,
@@ -45,9 +47,9 @@ def main(
 ) -> None:
     """Entry point of a warm strand worker (the pool's worker signature; the marker, slot,
     initializer and concurrency are unused: a strand is one call, watched by its exit)."""
-    install_in_child(parent_pid, start_method=start_method)
     # Ctrl-C goes to the whole process group; the parent decides what happens to strands.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    take_over("ignored")
+    install_in_child(parent_pid, start_method=start_method)
     try:
         _serve(conn)
     except _Terminated:  # a cancel that landed outside the strand's own frames

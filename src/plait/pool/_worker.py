@@ -14,12 +14,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-import signal
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
+from plait._ipc.ctrl_c import take_over, takes_ctrl_c
 from plait._ipc.lifeline import install_in_child
 from plait._ipc.serialize import dumps, loads, pack_error
 from plait.pool._protocol import (
@@ -48,6 +48,7 @@ Marker = Any  # a ctypes array of c_int64 (multiprocessing.sharedctypes.RawArray
 _EXIT_INIT_FAILED = 3
 
 
+@takes_ctrl_c
 def main(
     conn: Connection,
     parent_pid: int,
@@ -58,9 +59,9 @@ def main(
     concurrency: int,
 ) -> None:
     """Entry point of a worker process (the ``target`` of its ``Process``)."""
-    install_in_child(parent_pid, start_method=start_method)
     # Ctrl-C goes to the whole process group; the parent decides what happens to workers.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    take_over("ignored")
+    install_in_child(parent_pid, start_method=start_method)
     base = slot * MARKER_WIDTH
     if init_payload is not None:
         marker[base + 2] = STAGE_INIT
