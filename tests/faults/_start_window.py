@@ -3,9 +3,10 @@
 :class:`Paused` wraps an object that crosses to a child; the child unpickles it as that
 object, but first it writes its pid to ``ready`` and waits until ``go`` exists (or, with
 ``ctrl_c_the_group``, sends SIGINT to itself and then to its whole process group, as a
-terminal's Ctrl-C at that instant would). Unpickling happens after the fork server's child restored its
-handlers, or after a spawned interpreter started and imported the main module, and
-before the child's own code says who handles its Ctrl-C: the window under test.
+terminal's Ctrl-C at that instant would). Unpickling happens after the fork server's
+child restored its handlers, or after a spawned interpreter started and imported the main
+module, and before the child's own code says who handles its Ctrl-C: the window under
+test.
 """
 
 from __future__ import annotations

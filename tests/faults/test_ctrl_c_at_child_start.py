@@ -220,7 +220,7 @@ def test_a_ctrl_c_while_a_process_strand_starts_ends_the_program_with_130(
         start_new_session=True,  # the child's Ctrl-C reaches this group only
     )
     try:
-        out, err = proc.communicate(timeout=RESULT_S)
+        _, err = proc.communicate(timeout=RESULT_S)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
