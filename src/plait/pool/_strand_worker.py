@@ -24,7 +24,8 @@ from plait._ipc.ctrl_c import take_over, takes_ctrl_c
 from plait._ipc.lifeline import install_in_child
 from plait._ipc.serialize import dumps, loads, pack_error
 from plait._processes._process import _let_go_of_shared, _raise_terminated, _Terminated
-from plait.pool._protocol import HEADER, KIND_STOP
+from plait.pool._protocol import HEADER
+from plait.pool._worker import next_task
 
 __all__ = ["REPLY_ERR", "REPLY_EXITING", "REPLY_OK", "main"]
 
@@ -59,14 +60,9 @@ def main(
 def _serve(conn: Connection) -> None:
     recv = conn.recv_bytes
     send = conn.send_bytes
-    while True:
-        try:
-            buf = recv()
-        except (EOFError, OSError):
-            return
-        task_id, kind = HEADER.unpack_from(buf)
-        if kind == KIND_STOP:
-            return
+    while (message := next_task(recv)) is not None:
+        task_id, _, buf = message
+        del message  # (buf alone holds the message: freed once it is loaded)
         reply_kind, body, exit_code = _run(memoryview(buf)[HEADER.size :])
         del buf
         try:

@@ -41,7 +41,7 @@ from plait.pool._protocol import (
     call_body,
 )
 
-__all__ = ["main"]
+__all__ = ["main", "next_task"]
 
 Marker = Any  # a ctypes array of c_int64 (multiprocessing.sharedctypes.RawArray)
 
@@ -221,20 +221,29 @@ class _Runner:
             self.loop.close()
 
 
+def next_task(recv: Callable[[], bytes]) -> tuple[int, int, bytes] | None:
+    """The next message a worker's loop handles: its task id, kind and bytes; ``None``
+    when the worker must end (its parent asked it to stop, or is gone). Shared by the pool
+    worker and the warm strand worker (``_strand_worker``), one message at a time."""
+    try:
+        buf = recv()
+    except (EOFError, OSError):
+        return None
+    task_id, kind = HEADER.unpack_from(buf)
+    if kind == KIND_STOP:
+        return None
+    return task_id, kind, buf
+
+
 def _serve(conn: Connection, marker: Marker, base: int) -> None:
     recv = conn.recv_bytes
     send = conn.send_bytes
     clock = time.monotonic_ns
     runner = _Runner(marker, base)
     try:
-        while True:
-            try:
-                buf = recv()
-            except (EOFError, OSError):
-                return
-            task_id, kind = HEADER.unpack_from(buf)
-            if kind == KIND_STOP:
-                return
+        while (message := next_task(recv)) is not None:
+            task_id, kind, buf = message
+            del message  # (buf alone holds the message: freed once it is loaded)
             if kind == KIND_CANCEL:  # only sent to coroutine workers; nothing runs here
                 continue
             marker[base + 1] = 0
