@@ -60,16 +60,21 @@ def _noted(signum: int, frame: FrameType | None) -> None:
 
 
 @contextlib.contextmanager
-def held() -> Iterator[None]:
-    """Block SIGINT in this thread while it starts a child (the child inherits the block).
+def held(method: str | None) -> Iterator[None]:
+    """Block SIGINT in this thread while it starts a child by ``method`` (spawn or fork:
+    the child inherits the block). A Ctrl-C meanwhile is not lost: another thread takes
+    it, or it is delivered when the block ends.
 
-    A Ctrl-C meanwhile is not lost: another thread takes it, or it is delivered when the
-    block ends.
+    Nothing for forkserver: its children start with the handler the server preloaded, and
+    the server itself, shared with multiprocessing's own children, must not start blocked.
     """
-    from multiprocessing import resource_tracker
+    if method == "forkserver":
+        yield
+        return
+    if method != "fork":  # (starting the tracker unblocks SIGINT here: it must run first)
+        from multiprocessing import resource_tracker
 
-    # (Starting the tracker unblocks SIGINT in this thread: it must be running first.)
-    resource_tracker.ensure_running()
+        resource_tracker.ensure_running()
     old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
@@ -140,5 +145,4 @@ def _in_fork_server_preload() -> bool:
 
 if _in_fork_server_preload():
     signal.signal(signal.SIGINT, _noted)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # (if started held)
     util.register_after_fork(_anchor, _give_back_if_not_ours)

@@ -20,15 +20,16 @@ __all__ = ["WatchedPopen", "popen_class", "start_restarting_fork_server"]
 
 # -- Ctrl-C and the fork server ---------------------------------------------------------
 #
-# A terminal's Ctrl-C signals the whole process group, the fork server included. Every
-# start blocks SIGINT in the starting thread (``ctrl_c.held``): a fork server started then
-# inherits the block until it has preloaded ``plait._ipc.ctrl_c`` (which installs a handler
-# that keeps a Ctrl-C), and a child under spawn or fork until it takes over (see
-# ``plait._ipc.ctrl_c``). A fork server that still dies before it answered (one not
-# started by plait, or the resource tracker restarted under the start, which unblocks
-# SIGINT) fails every start waiting on it with EOFError('unexpected EOF'): such a start is
-# made again, and the stdlib then starts a new fork server. The Ctrl-C itself reaches the
-# parent as usual (KeyboardInterrupt, or the cancellation asyncio makes of it).
+# A terminal's Ctrl-C signals the whole process group, the fork server included. The stdlib
+# fork server ignores SIGINT only once its preloading is done (the interpreter, then plait,
+# to import first); a Ctrl-C before that kills it, and every start waiting on it fails with
+# EOFError('unexpected EOF') instead of the KeyboardInterrupt the parent received. (It is
+# not started with SIGINT blocked, as a spawned child is (``ctrl_c.held``): the server is
+# multiprocessing's too, and its own children would inherit the block.) So a start that
+# finds its fork server dead before it answered is made again: the stdlib then starts a
+# new fork server. The Ctrl-C itself reaches the parent as usual (KeyboardInterrupt, or the
+# cancellation asyncio makes of it). Its children start with a Ctrl-C kept, not raised:
+# see ``plait._ipc.ctrl_c``.
 
 FORK_SERVER_RESTARTS = 3
 # What a start meets when the fork server died under it: its answer cut short (EOF), or
@@ -62,7 +63,7 @@ def start_restarting_fork_server(process: Any) -> None:
     the process group while it started) is made again, on a new fork server."""
     for attempt in range(FORK_SERVER_RESTARTS + 1):
         try:
-            with held():
+            with held(getattr(process, "_start_method", None)):
                 process.start()
             return
         except _DEAD_SERVER:
@@ -93,7 +94,7 @@ class WatchedPopen:
         self._plait_process = weakref.ref(process_obj)
         for attempt in range(FORK_SERVER_RESTARTS + 1):
             try:
-                with held():
+                with held(getattr(self, "method", None)):  # (the stdlib Popen's method)
                     super().__init__(process_obj)  # type: ignore[call-arg]
                 return
             except _DEAD_SERVER:
