@@ -9,7 +9,7 @@ window and the child ended as ``WorkerCrashed``; now:
 * a process strand's child runs to its end (its Ctrl-C is its parent's);
 * a drop-in ``plait.Process`` gets the ``KeyboardInterrupt`` as its code begins, as
   multiprocessing's child would have (``result()`` raises it, ``exitcode`` 1);
-* a warm worker runs its strand (it ignores Ctrl-C);
+* a warm worker runs its strand, a pool worker its task (they ignore Ctrl-C);
 * a child of multiprocessing's own (the same fork server forks it) keeps multiprocessing's
   behaviour: ``KeyboardInterrupt``, before and after its start.
 
@@ -33,7 +33,9 @@ import pytest
 from _start_window import Paused, ctrl_c_then_go, wait_ready
 
 import plait
+import plait.pool._engine as engine
 import plait.pool._warm as warm
+import plait.pool._worker as pool_worker
 from plait._processes import _process
 from plait._processes._call import start_process_call
 
@@ -127,6 +129,27 @@ def test_a_warm_worker_started_under_a_ctrl_c_runs_its_strand(
         warm.shutdown_warm_workers()
 
 
+def test_a_pool_worker_started_under_a_ctrl_c_runs_its_task(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stop = _Window(tmp_path)
+    real_spawn_worker = engine.spawn_worker
+
+    def spawn_worker(*args: Any, **kwargs: Any) -> Any:  # the worker's entry point stops
+        return real_spawn_worker(*args, main=stop.wrap(pool_worker.main), **kwargs)
+
+    monkeypatch.setattr(engine, "spawn_worker", spawn_worker)
+    pool = plait.Pool(1)
+    try:
+        future = pool.submit(os.getpid)  # (sent to the worker while it starts)
+        pid = ctrl_c_then_go(stop.ready, stop.go)
+        assert future.result(RESULT_S) == pid  # that worker lived (no replacement ran it)
+    finally:
+        open(stop.go, "a").close()
+        pool.terminate()
+        pool.join()
+
+
 def _wait_for_ctrl_c(ready: str) -> None:
     with open(ready + ".tmp", "w") as f:
         f.write(str(os.getpid()))
@@ -168,7 +191,9 @@ PROGRAM = """
 import sys
 sys.path.insert(0, {faults!r})
 import plait
+import plait.pool._engine as engine
 import plait.pool._warm as warm
+import plait.pool._worker as pool_worker
 from plait._processes import _process
 from _start_window import Paused
 
@@ -199,10 +224,18 @@ if __name__ == "__main__":
 """
 
 
+SPAWN_SLOW = pytest.mark.slow(
+    reason="a second interpreter start for a path the child-level spawn tests cover"
+)
+
+
 @pytest.mark.parametrize(
     ("method", "isolated"),
-    [("forkserver", True), ("spawn", True), ("forkserver", False)],
-    ids=["forkserver", "spawn", "warm"],
+    [
+        pytest.param("forkserver", True, id="forkserver"),
+        pytest.param("spawn", True, id="spawn", marks=SPAWN_SLOW),
+        pytest.param("forkserver", False, id="warm"),
+    ],
 )
 def test_a_ctrl_c_while_a_process_strand_starts_ends_the_program_with_130(
     tmp_path: Path, method: str, isolated: bool
