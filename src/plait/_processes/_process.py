@@ -50,7 +50,7 @@ from plait._core import Strand, check_timeout, hooks, register, safepoint, unreg
 from plait._errors import Cancelled, SerializationError, WorkerCrashed
 from plait._ipc import serialize
 from plait._ipc.context import StartMethod, default_start_method, get_context
-from plait._ipc.ctrl_c import parents_ctrl_c, take_over
+from plait._ipc.ctrl_c import take_over
 from plait._ipc.lifeline import install_in_child
 from plait._processes._popen import WatchedPopen, popen_class
 from plait._processes._result import RESULT_ERR, RESULT_OK, Outcome, write_message
@@ -121,10 +121,6 @@ def _rebuild_process(writer: Connection, label: str, quiet: bool, payload: bytes
     obj.__dict__.update(state)
     obj._plait_writer = writer
     return obj
-
-
-# (the handler a process strand's child runs on a Ctrl-C; its name before plait._ipc.ctrl_c)
-_ctrl_c_is_the_parents = parents_ctrl_c
 
 
 def _describe_callable(fn: Any) -> str:
