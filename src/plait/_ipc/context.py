@@ -39,9 +39,15 @@ def get_context(method: StartMethod | None = None) -> multiprocessing.context.Ba
     if method == "forkserver" and method not in _configured:
         with _guard:
             if method not in _configured:
-                # Preloading plait (and its worker entry points) makes each fork start warm.
+                # Preloading plait (and its worker entry points) makes each fork start warm;
+                # ctrl_c first: the server's children start with a Ctrl-C kept, not raised.
                 ctx.set_forkserver_preload(
-                    ["plait._processes", "plait.pool._worker", "plait.pool._strand_worker"]
+                    [
+                        "plait._ipc.ctrl_c",
+                        "plait._processes",
+                        "plait.pool._worker",
+                        "plait.pool._strand_worker",
+                    ]
                 )
                 _configured.add(method)
     return ctx

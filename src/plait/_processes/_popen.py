@@ -14,6 +14,7 @@ import weakref
 from typing import Any
 
 from plait._core import WaitQueue, async_park, new_mutex, park
+from plait._ipc.ctrl_c import held
 
 __all__ = ["WatchedPopen", "popen_class", "start_restarting_fork_server"]
 
@@ -22,12 +23,13 @@ __all__ = ["WatchedPopen", "popen_class", "start_restarting_fork_server"]
 # A terminal's Ctrl-C signals the whole process group, the fork server included. The stdlib
 # fork server ignores SIGINT only once its preloading is done (the interpreter, then plait,
 # to import first); a Ctrl-C before that kills it, and every start waiting on it fails with
-# EOFError('unexpected EOF') instead of the KeyboardInterrupt the parent received. (Neither
-# a blocked mask nor an ignored disposition can be handed to it safely: the stdlib spawns it
-# with its mask reset, and ignoring SIGINT in the parent for that moment could lose the
-# parent's own Ctrl-C.) So a start that finds its fork server dead before it answered is
-# made again: the stdlib then starts a new fork server. The Ctrl-C itself reaches the
-# parent as usual (KeyboardInterrupt, or the cancellation asyncio makes of it).
+# EOFError('unexpected EOF') instead of the KeyboardInterrupt the parent received. (It is
+# not started with SIGINT blocked, as a spawned child is (``ctrl_c.held``): the server is
+# multiprocessing's too, and its own children would inherit the block.) So a start that
+# finds its fork server dead before it answered is made again: the stdlib then starts a
+# new fork server. The Ctrl-C itself reaches the parent as usual (KeyboardInterrupt, or the
+# cancellation asyncio makes of it). Its children start with a Ctrl-C kept, not raised:
+# see ``plait._ipc.ctrl_c``.
 
 FORK_SERVER_RESTARTS = 3
 # What a start meets when the fork server died under it: its answer cut short (EOF), or
@@ -61,7 +63,8 @@ def start_restarting_fork_server(process: Any) -> None:
     the process group while it started) is made again, on a new fork server."""
     for attempt in range(FORK_SERVER_RESTARTS + 1):
         try:
-            process.start()
+            with held(getattr(process, "_start_method", None)):
+                process.start()
             return
         except _DEAD_SERVER:
             if attempt == FORK_SERVER_RESTARTS or process._popen is not None:
@@ -91,7 +94,8 @@ class WatchedPopen:
         self._plait_process = weakref.ref(process_obj)
         for attempt in range(FORK_SERVER_RESTARTS + 1):
             try:
-                super().__init__(process_obj)  # type: ignore[call-arg]
+                with held(getattr(self, "method", None)):  # (the stdlib Popen's method)
+                    super().__init__(process_obj)  # type: ignore[call-arg]
                 return
             except _DEAD_SERVER:
                 # (only a fork-server start meets these here: see _fork_server_died)

@@ -50,6 +50,7 @@ from plait._core import Strand, check_timeout, hooks, register, safepoint, unreg
 from plait._errors import Cancelled, SerializationError, WorkerCrashed
 from plait._ipc import serialize
 from plait._ipc.context import StartMethod, default_start_method, get_context
+from plait._ipc.ctrl_c import take_over
 from plait._ipc.lifeline import install_in_child
 from plait._processes._popen import WatchedPopen, popen_class
 from plait._processes._result import RESULT_ERR, RESULT_OK, Outcome, write_message
@@ -99,8 +100,8 @@ def _rebuild_process(writer: Connection, label: str, quiet: bool, payload: bytes
     (a module the child cannot import, a ``__setstate__`` that raises) is reported to the
     parent as what it is rather than as a bare exit code.
     """
-    if quiet:  # (first thing: a terminal's Ctrl-C may already be on its way)
-        signal.signal(signal.SIGINT, _ctrl_c_is_the_parents)
+    if quiet:  # (first thing: a Ctrl-C kept since the start is dropped, see ctrl_c)
+        take_over("parent")
     try:
         cls, state = pickle.loads(payload)
     except BaseException as exc:
@@ -122,19 +123,6 @@ def _rebuild_process(writer: Connection, label: str, quiet: bool, payload: bytes
     return obj
 
 
-def _ctrl_c_is_the_parents(signum: int, frame: FrameType | None) -> None:
-    """SIGINT in a process call (a process strand): nothing happens here.
-
-    A terminal's Ctrl-C goes to the whole process group, so a process strand gets the
-    same Ctrl-C as its parent, often first. Raising ``KeyboardInterrupt`` here would end
-    the strand with an error of its own (``WorkerCrashed``) before the parent could act on
-    its copy, and the group would report that instead of the user's Ctrl-C. The parent's
-    ``KeyboardInterrupt`` cancels the group, which stops this process (SIGTERM, then
-    SIGKILL after the grace). A handler, not ``SIG_IGN``: programs this one ``exec``s get
-    the default action back, so a Ctrl-C still ends them.
-    """
-
-
 def _describe_callable(fn: Any) -> str:
     name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
     return f"{name}()" if name else repr(fn)
@@ -151,6 +139,8 @@ class Process(mp_process.BaseProcess):
     _popen: Any  # multiprocessing's, undeclared in its stubs
     # set_start_method()'s choice (a context's Process class sets its own); None: plait's.
     _plait_default_method: StartMethod | None = None
+    # Its child takes over its Ctrl-C itself (see plait._ipc.ctrl_c).
+    _plait_takes_ctrl_c = True
 
     def __init__(
         self,
@@ -177,7 +167,10 @@ class Process(mp_process.BaseProcess):
 
     def _bootstrap(self, *args: Any, **kwargs: Any) -> int:
         # In the child, before multiprocessing's bootstrap: arm the lifeline, and route
-        # what run() returns or raises to the parent.
+        # what run() returns or raises to the parent. (A process strand's Ctrl-C is its
+        # parent's from the start: under fork, nothing was unpickled to say so before.)
+        if self._plait_quiet:
+            take_over("parent")
         install_in_child(self._plait_parent_pid, start_method=self._plait_method)
         writer = self.__dict__.pop("_plait_writer")
         self.run = _Reporter(self.run, writer, self._plait_label, self._plait_quiet)  # type: ignore[method-assign]
@@ -481,6 +474,8 @@ class _Reporter:
             signal.signal(signal.SIGTERM, _raise_terminated)
         try:
             try:
+                if not self.quiet:  # (here, so a Ctrl-C kept since the start is reported)
+                    take_over("own")
                 value = self.run()
             except _Terminated:
                 self._die_of_sigterm()

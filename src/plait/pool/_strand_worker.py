@@ -20,10 +20,12 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from plait._errors import SerializationError
+from plait._ipc.ctrl_c import take_over, takes_ctrl_c
 from plait._ipc.lifeline import install_in_child
 from plait._ipc.serialize import dumps, loads, pack_error
 from plait._processes._process import _let_go_of_shared, _raise_terminated, _Terminated
-from plait.pool._protocol import HEADER, KIND_STOP
+from plait.pool._protocol import HEADER
+from plait.pool._worker import next_task
 
 __all__ = ["REPLY_ERR", "REPLY_EXITING", "REPLY_OK", "main"]
 
@@ -34,6 +36,7 @@ REPLY_ERR = 2
 REPLY_EXITING = 3
 
 
+@takes_ctrl_c
 def main(
     conn: Connection,
     parent_pid: int,
@@ -45,9 +48,9 @@ def main(
 ) -> None:
     """Entry point of a warm strand worker (the pool's worker signature; the marker, slot,
     initializer and concurrency are unused: a strand is one call, watched by its exit)."""
-    install_in_child(parent_pid, start_method=start_method)
     # Ctrl-C goes to the whole process group; the parent decides what happens to strands.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    take_over("ignored")
+    install_in_child(parent_pid, start_method=start_method)
     try:
         _serve(conn)
     except _Terminated:  # a cancel that landed outside the strand's own frames
@@ -57,14 +60,9 @@ def main(
 def _serve(conn: Connection) -> None:
     recv = conn.recv_bytes
     send = conn.send_bytes
-    while True:
-        try:
-            buf = recv()
-        except (EOFError, OSError):
-            return
-        task_id, kind = HEADER.unpack_from(buf)
-        if kind == KIND_STOP:
-            return
+    while (message := next_task(recv)) is not None:
+        task_id, _, buf = message
+        del message  # (buf alone holds the message: freed once it is loaded)
         reply_kind, body, exit_code = _run(memoryview(buf)[HEADER.size :])
         del buf
         try:

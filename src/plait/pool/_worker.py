@@ -14,12 +14,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-import signal
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
+from plait._ipc.ctrl_c import take_over, takes_ctrl_c
 from plait._ipc.lifeline import install_in_child
 from plait._ipc.serialize import dumps, loads, pack_error
 from plait.pool._protocol import (
@@ -41,13 +41,14 @@ from plait.pool._protocol import (
     call_body,
 )
 
-__all__ = ["main"]
+__all__ = ["main", "next_task"]
 
 Marker = Any  # a ctypes array of c_int64 (multiprocessing.sharedctypes.RawArray)
 
 _EXIT_INIT_FAILED = 3
 
 
+@takes_ctrl_c
 def main(
     conn: Connection,
     parent_pid: int,
@@ -58,9 +59,9 @@ def main(
     concurrency: int,
 ) -> None:
     """Entry point of a worker process (the ``target`` of its ``Process``)."""
-    install_in_child(parent_pid, start_method=start_method)
     # Ctrl-C goes to the whole process group; the parent decides what happens to workers.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    take_over("ignored")
+    install_in_child(parent_pid, start_method=start_method)
     base = slot * MARKER_WIDTH
     if init_payload is not None:
         marker[base + 2] = STAGE_INIT
@@ -220,20 +221,29 @@ class _Runner:
             self.loop.close()
 
 
+def next_task(recv: Callable[[], bytes]) -> tuple[int, int, bytes] | None:
+    """The next message a worker's loop handles: its task id, kind and bytes; ``None``
+    when the worker must end (its parent asked it to stop, or is gone). Shared by the pool
+    worker and the warm strand worker (``_strand_worker``), one message at a time."""
+    try:
+        buf = recv()
+    except (EOFError, OSError):
+        return None
+    task_id, kind = HEADER.unpack_from(buf)
+    if kind == KIND_STOP:
+        return None
+    return task_id, kind, buf
+
+
 def _serve(conn: Connection, marker: Marker, base: int) -> None:
     recv = conn.recv_bytes
     send = conn.send_bytes
     clock = time.monotonic_ns
     runner = _Runner(marker, base)
     try:
-        while True:
-            try:
-                buf = recv()
-            except (EOFError, OSError):
-                return
-            task_id, kind = HEADER.unpack_from(buf)
-            if kind == KIND_STOP:
-                return
+        while (message := next_task(recv)) is not None:
+            task_id, kind, buf = message
+            del message  # (buf alone holds the message: freed once it is loaded)
             if kind == KIND_CANCEL:  # only sent to coroutine workers; nothing runs here
                 continue
             marker[base + 1] = 0
