@@ -15,6 +15,7 @@ from types import MappingProxyType, TracebackType
 from typing import Any
 
 from plait._core import current_strand, hooks
+from plait._core.strands import thread_key
 from plait._errors import BrokenResourceError
 from plait._ipc import robust
 from plait._sync import _robust
@@ -161,6 +162,7 @@ class SharedLock(Lock):
         )
         if got is NOT_YET:
             return False
+        self._owner = me  # (which strand of this process holds it: for diagnostics)
         if hooks.active:
             hooks.acquired(me, self)
         return True
@@ -192,6 +194,7 @@ class SharedLock(Lock):
             if not words[0]:
                 words[0] = _robust.TAG
                 _unlock(addr)
+                self._owner_ident = thread_key()  # (for diagnostics)
                 if hooks.active:
                     hooks.acquired(current_strand(), self)
                 return True
@@ -208,6 +211,8 @@ class SharedLock(Lock):
     ) -> None:
         if hooks.active:
             hooks.released(current_strand(), self)
+        self._owner = None
+        self._owner_ident = 0
         state: SharedState = self._shared
         addr = state.addr
         rc = _trylock(addr)
@@ -244,6 +249,7 @@ class SharedLock(Lock):
         )
         if got is NOT_YET:
             return False
+        self._owner = me  # (for diagnostics)
         if hooks.active:
             hooks.acquired(me, self)
         return True

@@ -42,7 +42,7 @@ from plait._core.strands import Strand
 from plait._errors import DeadlockError
 from plait._sync._lock import _LockCore
 from plait._sync._semaphore import Semaphore
-from plait.diagnostics import _asleep, _stacks, _xwaitfor
+from plait.diagnostics import _asleep, _stacks, _xquery, _xwaitfor
 
 _get_running_loop = asyncio._get_running_loop
 
@@ -225,7 +225,9 @@ def check(waiter: Waiter) -> None:
         if waiter.fut is None:
             graph.threads.pop(get_ident(), None)  # waits on the world outside: not asleep
         if kind == _LOCK and obj._shared is not None:
-            _xwaitfor.check_shared_lock(waiter)  # a cycle with another process?
+            graph.untimed[waiter.strand] = waiter  # (what another process may ask about)
+            _xquery.check(waiter, sys._getframe(1))  # a cycle through other processes?
+            _xwaitfor.check_shared_lock(waiter)  # (else: reported if it lasts)
         return
     if kind == _ANYONE:  # no edge to follow: only the every-thread-asleep rule applies
         if waiter.fut is None:
