@@ -195,6 +195,7 @@ class SharedLock(Lock):
                 words[0] = _robust.TAG
                 _unlock(addr)
                 self._owner_ident = thread_key()  # (for diagnostics)
+                self._owner_context = 0
                 if hooks.active:
                     hooks.acquired(current_strand(), self)
                 return True
