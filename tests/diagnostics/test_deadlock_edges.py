@@ -309,3 +309,28 @@ def test_a_cycle_across_two_processes_raises_in_the_wait_that_closes_it(debug: s
         assert "taken at" not in out
     assert "deadlock across processes" not in done.stderr  # raised, so not reported too
     assert "Traceback" not in done.stderr
+
+
+def test_a_cycle_across_two_processes_through_a_shared_semaphore_raises_in_debug_mode() -> None:
+    # The parent holds the only permit and waits for the child's lock; the child's wait for
+    # a permit closes the cycle. A semaphore's holder strands are known in debug mode.
+    done = subprocess.run(
+        [sys.executable, str(PROGRAMS / "xproc_sem_deadlock.py")],
+        env={**os.environ, "PLAIT_DEBUG": "1"},
+        capture_output=True,
+        text=True,
+        timeout=40,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert "child raised: deadlock across processes" in out, out + done.stderr
+    assert "links: 2" in out and "parent got both" in out
+    lines = [line for line in out.splitlines() if line.startswith("  thread ")]
+    assert len(lines) == 2, out
+    assert "plait.Semaphore 'pool' at " in lines[0] and ":19 (child_side)" in lines[0]
+    assert "held by thread 'MainThread'" in lines[0]
+    assert "plait.Lock 'gate' at " in lines[1] and "xproc_sem_deadlock.py:39" in lines[1]
+    assert "(taken at " in lines[1] and ":15 (child_side))" in lines[1]
+    assert "Traceback" not in done.stderr

@@ -224,10 +224,11 @@ def check(waiter: Waiter) -> None:
     if kind == _OTHER or (obj.kind == "process" if kind == _STRAND else obj._shared is not None):
         if waiter.fut is None:
             graph.threads.pop(get_ident(), None)  # waits on the world outside: not asleep
-        if kind == _LOCK and obj._shared is not None:
+        if kind in (_LOCK, _SEM) and obj._shared is not None:
             graph.untimed[waiter.strand] = waiter  # (what another process may ask about)
             _xquery.check(waiter, sys._getframe(1))  # a cycle through other processes?
-            _xwaitfor.check_shared_lock(waiter)  # (else: reported if it lasts)
+            if kind == _LOCK:
+                _xwaitfor.check_shared_lock(waiter)  # (else: reported if it lasts)
         return
     if kind == _ANYONE:  # no edge to follow: only the every-thread-asleep rule applies
         if waiter.fut is None:

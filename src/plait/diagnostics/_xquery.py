@@ -35,6 +35,7 @@ from plait._core.strands import Strand
 from plait._errors import DeadlockError
 from plait._sync import _robust, _xproc
 from plait._sync._lock import _LockCore
+from plait._sync._robust import NSLOTS
 from plait._sync._semaphore import Semaphore
 from plait.diagnostics import _asleep, _stacks, _waitfor
 
@@ -127,55 +128,120 @@ def _holder_here(obj: Any) -> Strand | None:
     return obj._holder()
 
 
-def _link(strand: Strand, obj: object, holder: str, here: Any = None) -> list[str]:
+def _link(strand: Strand, obj: Any, holder: str, here: Any = None) -> list[str]:
+    """A :class:`WaitLink`'s fields, then the prefix of the shared object waited on."""
     frames = _stacks.frames_of(strand, current=here)
     name = _stacks.name_of(obj, frames)
     kind = "plait." + type(obj).__name__.removeprefix("Shared")  # (the class the user made)
     what = f"{kind} {name!r}" if name else f"{kind} at {id(obj):#x}"
     where = f"{_stacks.describe_strand(strand)} of process {os.getpid()}"
-    return [where, what, _stacks.site_of(_stacks.user_frame(frames)), holder, "?"]
+    prefix = obj._shared.prefix if _is_shared(obj) else ""
+    return [where, what, _stacks.site_of(_stacks.user_frame(frames)), holder, "?", prefix]
 
 
-def _follow(strand: Strand | None) -> dict[str, Any]:
-    """From ``strand`` (holding what was asked about), along its untimed waits in this
-    process, to the shared object where the chain leaves it: the links and where next."""
+def _holders_here(obj: Any) -> list[Strand] | None:
+    """The strands of this process holding the shared ``obj`` (a lock, or a semaphore's
+    permits: known in debug mode, when they add up to this process's count); ``None``
+    when they cannot be told."""
+    if isinstance(obj, _LockCore):
+        holder = _holder_here(obj)
+        return None if holder is None else [holder]
+    if isinstance(obj, Semaphore) and obj._shared is not None:
+        table = _waitfor._sem_holders
+        held = table.get(obj) if table is not None else None
+        if not held:
+            return None
+        holders = [s for s, n in list(held.items()) if n > 0]
+        if sum(held[s] for s in holders) != obj._shared.slots.count():
+            return None  # a permit taken or given that debug mode did not see
+        return holders
+    return None
+
+
+def _exits(obj: Any) -> list[list[Any]] | None:
+    """Where a wait on the shared ``obj`` leads: ``[tag, prefix]`` of each process holding
+    it; ``None`` when it may end by itself (free, a permit left, holders not all known)."""
+    state = obj._shared
+    words = state.words
+    if isinstance(obj, _LockCore):
+        tag = int(words[_xproc.HOLDER])
+        return [[tag, state.prefix]] if tag else None
+    if words[_xproc.VALUE] > 0 or words[_xproc.UNCOUNTED]:
+        return None  # a permit is free, or held by a process without a slot (unknown)
+    slots = state.slots.words
+    found = [
+        [int(slots[2 * j]), state.prefix]
+        for j in range(NSLOTS)
+        if slots[2 * j] and slots[2 * j + 1] > 0
+    ]
+    total = sum(int(slots[2 * j + 1]) for j in range(NSLOTS) if slots[2 * j])
+    if not found or total != words[_xproc.INITIAL]:
+        return None  # released by some process that holds none: a signal, not a pool
+    return found
+
+
+def _is_shared(obj: object) -> bool:
+    return isinstance(obj, (_LockCore, Semaphore)) and obj._shared is not None
+
+
+def _follow(strands: list[Strand], me: Strand | None = None) -> dict[str, Any]:
+    """From ``strands`` (holding what was asked about), along their untimed waits in this
+    process, to the shared objects where the chains leave it: stuck only if every strand
+    reached waits with no time limit on something held by strands that do too. Returns
+    the links passed, where they lead (``next``), and whether ``me`` was among them."""
     links: list[list[str]] = []
+    exits: list[list[Any]] = []
     seen: set[Strand] = set()
-    while strand is not None and strand not in seen and len(links) < 64:
+    todo = list(strands)
+    while todo:
+        strand = todo.pop(0)
+        if strand in seen:
+            continue
         seen.add(strand)
+        if strand is me:
+            continue  # the asking strand: its wait is the walk's first link
+        if len(seen) > 256:
+            return {"stuck": False}
         waiter = _waitfor.untimed_wait_of(strand)
         if waiter is None:
             return {"stuck": False}  # running, or its wait ends by itself
         obj: Any = waiter.on
-        shared = getattr(obj, "_shared", None) if isinstance(obj, (_LockCore,)) else None
-        if shared is not None:
-            tag = int(shared.words[_xproc.HOLDER])
-            if not tag:
+        if _is_shared(obj):
+            found = _exits(obj)
+            if found is None:
                 return {"stuck": False}
-            links.append(_link(strand, obj, f"process {_robust.tag_pid(tag)}"))
-            return {"stuck": True, "links": links, "next": [tag, shared.prefix]}
+            held_by = " and ".join(f"process {_robust.tag_pid(t)}" for t, _ in found)
+            links.append(_link(strand, obj, held_by))
+            exits.extend(found)
+            continue
         holders = _waitfor._holders_of(obj)
-        if holders is None or len(holders) != 1:
+        if holders is None:
             return {"stuck": False}
-        links.append(_link(strand, obj, _stacks.describe_strand(holders[0])))
-        strand = holders[0]
-    return {"stuck": False}
+        links.append(_link(strand, obj, " and ".join(map(_stacks.describe_strand, holders))))
+        todo.extend(holders)
+    return {"stuck": True, "links": links, "next": exits, "through_me": me in seen}
 
 
-def _answer(prefix: str) -> dict[str, Any]:
+def _answer(prefix: str, me: Strand | None = None) -> dict[str, Any]:
     state = _state_of(prefix)
     if state is None:
         return {"stuck": False}
     obj = _object_of(state)
-    holder = _holder_here(obj)
-    answer = _follow(holder)
-    answer["taken"] = _taken_here(obj, holder)
+    holders = _holders_here(obj)
+    if not holders:
+        return {"stuck": False}
+    answer = _follow(holders, me)
+    answer["taken"] = "; ".join(_taken_here(obj, h) for h in holders)
+    pid = os.getpid()
+    answer["holders"] = [f"{_stacks.describe_strand(h)} of process {pid}" for h in holders]
     return answer
 
 
 def _taken_here(obj: Any, holder: Strand | None) -> str:
     """Where ``holder`` took ``obj`` (known in debug mode), else ``"?"``."""
-    return "?" if holder is None else _waitfor._taken_at(obj, holder)
+    if holder is None or not isinstance(obj, _LockCore):
+        return "?"
+    return _waitfor._taken_at(obj, holder)
 
 
 def _ask(tag: int, prefix: str) -> dict[str, Any] | None:
@@ -201,42 +267,52 @@ def _ask(tag: int, prefix: str) -> dict[str, Any] | None:
 def _holds_a_shared_object() -> bool:
     me = os.getpid()
     for state in list(_xproc._states):
-        if state.what == "lock" and _robust.tag_pid(int(state.words[_xproc.HOLDER])) == me:
+        words = state.words
+        if state.what == "lock":
+            if _robust.tag_pid(int(words[_xproc.HOLDER])) == me:
+                return True
+        elif state.what == "semaphore" and state.slots.count() > 0:
             return True
     return False
 
 
 def check(waiter: Waiter, here: Any) -> None:
-    """``waiter`` is about to wait with no time limit on a shared lock: raise
-    ``DeadlockError`` if that closes a cycle through other processes."""
+    """``waiter`` is about to wait with no time limit on a shared lock or semaphore: raise
+    ``DeadlockError`` if that closes a cycle through other processes.
+
+    A walk over (process, shared object) pairs: each process says where the strands of
+    its own that hold the object wait (this one answers for itself); the wait is a
+    deadlock when every strand reached is stuck and the walk passed through this strand.
+    """
     ensure_responder()
-    state = waiter.on._shared  # type: ignore[attr-defined]
-    tag = int(state.words[_xproc.HOLDER])
+    obj: Any = waiter.on
     mine = _robust.my_tag()
-    if not tag or tag == mine or not _holds_a_shared_object():
-        return  # free, ours, or nothing of ours anyone else could be waiting for
+    todo = _exits(obj)
+    if todo is None or all(tag == mine for tag, _ in todo):
+        return  # it may end by itself, or only this process holds it (seen in-process)
+    if not _holds_a_shared_object():
+        return  # nothing of ours anyone else could be waiting for: no cycle through us
     me = waiter.strand
-    links = [_link(me, waiter.on, f"process {_robust.tag_pid(tag)}", here)]
-    prefix = state.prefix
-    for _ in range(MAX_HOPS):
-        answer = _ask(tag, prefix)
-        if not answer or not answer.get("stuck"):
+    held_by = " and ".join(f"process {_robust.tag_pid(t)}" for t, _ in todo)
+    links = [_link(me, obj, held_by, here)]
+    visited: set[tuple[int, str]] = set()
+    closes = False
+    while todo:
+        tag, prefix = todo.pop(0)
+        if (tag, prefix) in visited:
+            continue
+        visited.add((tag, prefix))
+        if len(visited) > MAX_HOPS * 4:
             return
-        links[-1][4] = answer.get("taken", "?")  # where its holder took what we wait for
+        answer = _answer(prefix, me) if tag == mine else _ask(tag, prefix)
+        if not answer or not answer.get("stuck"):
+            return  # a strand that may still move: no deadlock (yet)
+        _note_holders(links, tag, prefix, answer.get("holders", ()), answer.get("taken", "?"))
         links.extend(answer["links"])
-        tag, prefix = answer["next"]
-        if tag == mine:
-            break
-    else:
-        return
-    back = _state_of(prefix)
-    back_obj = _object_of(back) if back is not None else None
-    back_holder = _holder_here(back_obj)
-    rest = _follow_to(me, back_holder)
-    if rest is None:
-        return
-    links[-1][4] = _taken_here(back_obj, back_holder)
-    links.extend(rest)
+        todo.extend([int(t), str(p)] for t, p in answer["next"])
+        closes = closes or bool(answer.get("through_me"))
+    if not closes:
+        return  # a knot that does not go through this wait: it was there before
     queue = waiter.queue
     with queue.mutex:
         removed = waiter.state == QUEUED and queue.remove(waiter, CANCELLED)
@@ -245,31 +321,26 @@ def check(waiter: Waiter, here: Any) -> None:
     raise _error(links)
 
 
-def _follow_to(me: Strand, strand: Strand | None) -> list[list[str]] | None:
-    """The local links from ``strand`` (holding our shared object) back to ``me``."""
-    links: list[list[str]] = []
-    seen: set[Strand] = set()
-    while strand is not None and strand not in seen:
-        if strand is me:
-            return links
-        seen.add(strand)
-        waiter = _waitfor.untimed_wait_of(strand)
-        if waiter is None:
-            return None
-        holders = _waitfor._holders_of(waiter.on)
-        if holders is None or len(holders) != 1:
-            return None
-        links.append(_link(strand, waiter.on, _stacks.describe_strand(holders[0])))
-        strand = holders[0]
-    return None
+def _note_holders(
+    links: list[list[str]], tag: int, prefix: str, holders: Any, taken: str
+) -> None:
+    """Name the strands of process ``tag`` that hold the object ``prefix`` (and where they
+    took it, when known) on the links that wait for it."""
+    process = f"process {_robust.tag_pid(tag)}"
+    names = " and ".join(str(h) for h in holders)
+    for link in links:
+        if link[5] != prefix:
+            continue
+        if names:
+            link[3] = " and ".join(
+                names if part == process else part for part in link[3].split(" and ")
+            )
+        if taken and set(taken.split("; ")) != {"?"}:
+            link[4] = taken if link[4] == "?" else f"{link[4]}; {taken}"
 
 
 def _error(links: list[list[str]]) -> DeadlockError:
-    for i, link in enumerate(links):  # "process N" -> the strand of N that waits next
-        following = links[(i + 1) % len(links)][0]
-        if link[3].startswith("process ") and following.endswith(" of " + link[3]):
-            link[3] = following
-    chain: tuple[_waitfor.WaitLink, ...] = tuple(_waitfor.WaitLink(*link) for link in links)
+    chain: tuple[_waitfor.WaitLink, ...] = tuple(_waitfor.WaitLink(*link[:5]) for link in links)
     lines = []
     for wl in chain:
         taken = f" (taken at {wl.taken_at})" if wl.taken_at != "?" else ""
