@@ -9,12 +9,15 @@ what does it wait for, with no time limit?"* It follows its own chain (local loc
 joins) until that chain reaches a shared object, and answers with the links it passed and
 where the chain goes on: (the process holding that object, the object).
 
-A strand about to wait with no time limit on a shared lock held by another process, while
-this process holds a shared object itself, asks that process, then the next, up to
-:data:`MAX_HOPS` processes; when the chain comes back to a shared object this process holds
-and that object's holder here leads back to the waiting strand, the wait closes a cycle
-and raises :class:`plait.DeadlockError` instead of parking, naming every strand, object and
-line of every process of the cycle.
+A strand about to wait with no time limit on a shared lock or semaphore held by other
+processes, while a shared object this process holds has waiters announced, asks those
+processes, then the ones they lead to (a semaphore leads to every process holding a
+permit; its holder strands are known in debug mode); when every strand reached is stuck
+and the walk came back through the waiting strand, the wait closes a cycle and raises
+:class:`plait.DeadlockError` instead of parking, naming every strand, object and line of
+every process of the cycle. Cost when there is no cycle: a few reads of shared words per
+untimed wait on a shared object; a question (a local socket round trip) only when this
+process holds something another waits for.
 
 Each strand records its wait before it asks, so of two strands closing a cycle at once at
 least one sees the other (both may: then both raise). A process that does not answer (it
@@ -33,6 +36,7 @@ from typing import Any
 from plait._core.parking import CANCELLED, QUEUED, Waiter
 from plait._core.strands import Strand
 from plait._errors import DeadlockError
+from plait._ipc import doorbell
 from plait._sync import _robust, _xproc
 from plait._sync._lock import _LockCore
 from plait._sync._robust import NSLOTS
@@ -264,14 +268,18 @@ def _ask(tag: int, prefix: str) -> dict[str, Any] | None:
         sock.close()
 
 
-def _holds_a_shared_object() -> bool:
+def _someone_waits_on_ours() -> bool:
+    """Whether a shared object this process holds has waiters announced (a cycle through
+    this process must end with a wait on one of them: else no query is worth making)."""
     me = os.getpid()
     for state in list(_xproc._states):
-        words = state.words
         if state.what == "lock":
-            if _robust.tag_pid(int(words[_xproc.HOLDER])) == me:
-                return True
-        elif state.what == "semaphore" and state.slots.count() > 0:
+            if _robust.tag_pid(int(state.words[_xproc.HOLDER])) != me:
+                continue
+        elif state.what != "semaphore" or state.slots.count() <= 0:
+            continue
+        table = state.table
+        if any(table[d] for d in range(doorbell.DIRECTIONS)):
             return True
     return False
 
@@ -290,8 +298,8 @@ def check(waiter: Waiter, here: Any) -> None:
     todo = _exits(obj)
     if todo is None or all(tag == mine for tag, _ in todo):
         return  # it may end by itself, or only this process holds it (seen in-process)
-    if not _holds_a_shared_object():
-        return  # nothing of ours anyone else could be waiting for: no cycle through us
+    if not _someone_waits_on_ours():
+        return  # nobody waits for anything of ours: no cycle comes back through us
     me = waiter.strand
     held_by = " and ".join(f"process {_robust.tag_pid(t)}" for t, _ in todo)
     links = [_link(me, obj, held_by, here)]
