@@ -244,14 +244,13 @@ def check(waiter: Waiter) -> None:
         graph.prune()
     if kind == _LOCK:  # the common case, read inline
         holder = obj._holder()
-        if holder is None:
+        if holder is None or holder is me:  # (me: a Lock used as a signal, see above)
             return _check_asleep(waiter)
-        if holder is not me:
-            held = untimed.get(holder)
-            if held is None or held.state != QUEUED:
-                if _blocks_the_loop_of(waiter, holder):
-                    _give_up(waiter, [(me, obj, (holder,))], loop_blocked=True)
-                return _check_asleep(waiter)
+        held = untimed.get(holder)
+        if held is None or held.state != QUEUED:
+            if _blocks_the_loop_of(waiter, holder):
+                _give_up(waiter, [(me, obj, (holder,))], loop_blocked=True)
+            return _check_asleep(waiter)
     elif kind == _STRAND and (obj.state == "done" or untimed_wait_of(obj) is None):
         return _check_asleep(waiter)  # a strand's end, and that strand may still move
     elif kind == _SEM:
