@@ -1,6 +1,6 @@
-"""``plait dump PID`` and ``plait.dump()`` over a process tree (issue 13, point 4): the
-strands of a program's plait children -- a process strand's warm worker and a
-``plait.Process`` -- are dumped too, each under its process, with what they wait on."""
+"""``plait dump PID`` over a process tree (issue 13, point 4): the strands of a program's
+plait children -- a process strand's warm worker, a ``plait.Process`` and a pool worker --
+are dumped too, each under its process, with what they wait on."""
 
 from __future__ import annotations
 
@@ -66,8 +66,9 @@ def test_plait_dump_pid_shows_each_plait_childs_strands_under_it(tmp_path: Path)
     )
     kids: list[int] = []
     try:
-        _wait_for_files(tmp_path, ("process", "strand"), program)
-        by_role = {role: int((tmp_path / role).read_text()) for role in ("process", "strand")}
+        roles = ("process", "strand", "pool")
+        _wait_for_files(tmp_path, roles, program)
+        by_role = {role: int((tmp_path / role).read_text()) for role in roles}
         kids = list(by_role.values())
         as_json = _plait_dump(str(program.pid), "--json")
         text = _plait_dump(str(program.pid))
@@ -102,7 +103,10 @@ def test_plait_dump_pid_shows_each_plait_childs_strands_under_it(tmp_path: Path)
     for role, pid in by_role.items():
         child = children[pid]
         assert child["ppid"] == program.pid
-        assert child["strand"].startswith(f"process {parent_strands[role]['name']!r}")
+        if role == "pool":
+            assert child["strand"] is None  # a pool worker runs no process strand
+        else:
+            assert child["strand"].startswith(f"process {parent_strands[role]['name']!r}")
         waiter = [r for r in child["strands"] if r["name"] == f"{role}-waiter"]
         assert len(waiter) == 1, child["strands"]
         assert waiter[0]["state"] == "parked"
@@ -115,9 +119,11 @@ def test_plait_dump_pid_shows_each_plait_childs_strands_under_it(tmp_path: Path)
     out = text.stdout
     assert out.startswith(f"plait dump of process {program.pid}:")
     for role, pid in by_role.items():
-        header = f"  -- child process {pid} of {program.pid}, running process"
+        header = f"  -- child process {pid} of {program.pid}"
         assert header in out
         section = out.split(header)[1].split("  -- child process")[0]
+        if role != "pool":
+            assert section.startswith(", running process '")
         assert f"  plait dump of process {pid}:" in section
         assert f"  thread '{role}-waiter' #" in section
         assert "(gate), held by thread 'MainThread'" in section

@@ -1,4 +1,5 @@
-"""A plait program with a process strand and a plait.Process, each parked in its child
+"""A plait program with a process strand, a plait.Process and a pool worker, each parked
+in its child
 (``tests/diagnostics/test_dump_tree.py`` dumps the tree). Each child writes
 ``<ready dir>/<its role>`` once its waiter is parked; a line on stdin ends the program."""
 
@@ -41,13 +42,19 @@ def main() -> None:
     threading.Thread(target=read_stdin, daemon=True).start()
     child = plait.Process(target=park_here, args=(ready_dir, "process"), name="plain-child")
     child.start()
-    with plait.TaskGroup() as tg:
-        strand = tg.spawn(park_here, ready_dir, "strand", on="process", name="strand-child")
-        print("started", flush=True)
-        stop.wait(60)
-        strand.cancel()
-        child.terminate()
-        child.join(10)
+    pool = plait.Pool(1)
+    try:
+        pool.submit(park_here, ready_dir, "pool")
+        with plait.TaskGroup() as tg:
+            strand = tg.spawn(park_here, ready_dir, "strand", on="process", name="strand-child")
+            print("started", flush=True)
+            stop.wait(60)
+            strand.cancel()
+            child.terminate()
+            child.join(10)
+    finally:
+        pool.terminate()
+        pool.join()
 
 
 if __name__ == "__main__":
