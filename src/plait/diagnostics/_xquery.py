@@ -31,6 +31,7 @@ import os
 import socket
 import struct
 import threading
+import weakref
 from typing import Any
 
 from plait._core.parking import CANCELLED, QUEUED, Waiter
@@ -113,12 +114,22 @@ def _state_of(prefix: str) -> Any:
     return None
 
 
+_objects: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
+
+
 def _object_of(state: Any) -> Any:
-    """The local object promoted onto ``state`` (asked only on a suspected cycle)."""
+    """The local object promoted onto ``state`` (found once: the heap is searched)."""
+    found = _objects.get(state.prefix)
+    if found is not None and found._shared is state:
+        return found
     import gc
 
     for ref in gc.get_referrers(state):
         if isinstance(ref, (_LockCore, Semaphore)) and ref._shared is state:
+            try:
+                _objects[state.prefix] = ref
+            except TypeError:  # (not weakly referable: searched again next time)
+                pass
             return ref
     return None
 
