@@ -131,6 +131,7 @@ def main() -> None:
         figures = compare(fns, repeat=repeat, number=1)
         peer_name = "threading." + label.rsplit(", ", 1)[1].split("(")[0]
         _record(bench, label, figures, h, peer_name, "<= 1.1x detection off", 1.1)
+    _check_cost(bench, h, repeat)
     bench.note(
         "detection on is plait's default; debug mode (`PLAIT_DEBUG=1`, `plait run`) also "
         "records every lock's owner and the line that took it (a stack walk per acquire)."
@@ -142,6 +143,74 @@ def main() -> None:
         "between repeats: uncontended rows (where detection does no work) show the noise."
     )
     bench.save()
+
+
+def _check_cost(bench: Bench, h: int, repeat: int) -> None:
+    """The check's own CPU time per untimed wait, next to the CPU time a hand-off costs
+    with detection off (both CPU time, so the load of a shared box does not move them as
+    it moves wall-clock ping-pong figures): the overhead the <= 1.1x target bounds."""
+    import statistics
+    import time
+
+    from plait._core.parking import park_checks
+    from plait.diagnostics import _waitfor
+
+    clock = time.thread_time_ns
+    spent = [0, 0]
+
+    def timed_check(waiter: Any) -> None:
+        start = clock()
+        try:
+            _waitfor.check(waiter)
+        finally:
+            spent[0] += clock() - start
+            spent[1] += 1
+
+    t0 = clock()
+    for _ in range(10_000):
+        clock()
+        clock()
+    clock_cost = (clock() - t0) / 10_000 / 2  # (one clock() call: taken off each check)
+    rows: list[tuple[str, Callable[[], Callable[[], None]]]] = [
+        ("Lock", lambda: _signal_pingpong(plait.Lock, h)),
+        ("Semaphore(1)", lambda: _signal_pingpong(plait.Semaphore, h)),
+        ("Event", lambda: _event_pingpong(plait.Event, h)),
+    ]
+    for label, make in rows:
+        per_handoff, per_check = [], []
+        for _ in range(repeat):
+            fn = _mode("off", make())
+            start = time.process_time()
+            fn()
+            per_handoff.append((time.process_time() - start) / h)
+            spent[:] = [0, 0]
+            was = plait.detect_deadlocks(True)
+            park_checks.untimed = timed_check
+            try:
+                make()()
+            finally:
+                plait.detect_deadlocks(was)
+            if spent[1]:
+                per_check.append(max(spent[0] / spent[1] - clock_cost, 0.0) / 1e9)
+        handoff = statistics.median(per_handoff)
+        check = statistics.median(per_check) if per_check else 0.0
+        case = f"check cost, thread ping-pong, {label}"
+        base = "hand-off CPU, detection off"
+        bench.record(case, base, handoff, "s/op", baseline=base)
+        bench.record(
+            case,
+            "hand-off CPU + the check's own CPU",
+            handoff + 2 * check,  # (both sides of a hand-off wait once each)
+            "s/op",
+            baseline=base,
+            target="<= 1.1x detection off",
+            target_ratio=1.1,
+        )
+    bench.note(
+        "Check cost rows: CPU time (process_time) per hand-off with detection off, and that "
+        "plus the CPU time the check itself takes per untimed wait (thread_time around "
+        "each call, the clock's own cost taken off), two waits per hand-off."
+    )
 
 
 def _record(
