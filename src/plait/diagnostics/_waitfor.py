@@ -225,7 +225,6 @@ def check(waiter: Waiter) -> None:
         if waiter.fut is None:
             graph.threads.pop(get_ident(), None)  # waits on the world outside: not asleep
         if kind in (_LOCK, _SEM) and obj._shared is not None:
-            graph.untimed[waiter.strand] = waiter  # (what another process may ask about)
             _xquery.check(waiter, sys._getframe(1))  # a cycle through other processes?
             if kind == _LOCK:
                 _xwaitfor.check_shared_lock(waiter)  # (else: reported if it lasts)

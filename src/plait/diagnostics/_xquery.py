@@ -154,6 +154,37 @@ def _link(strand: Strand, obj: Any, holder: str, here: Any = None) -> list[str]:
     return [where, what, _stacks.site_of(_stacks.user_frame(frames)), holder, "?", prefix]
 
 
+class _SharedWaits:
+    """The untimed waits on shared objects, held so that they keep nothing alive (a stale
+    entry must not keep a shared object's segment open): by strand, the ``id()`` of its
+    waiter -- found again as ``strand.waiter`` once parked, or in ``checking`` while its
+    check runs."""
+
+    __slots__ = ("checking", "ids")
+
+    def __init__(self) -> None:
+        self.ids: weakref.WeakKeyDictionary[Strand, int] = weakref.WeakKeyDictionary()
+        self.checking: dict[Strand, Waiter] = {}
+
+
+_shared_waits = _SharedWaits()
+
+
+def _untimed_wait_of(strand: Strand) -> Waiter | None:
+    """``strand``'s untimed wait, on an object of this process or a shared one."""
+    waiter = _waitfor.untimed_wait_of(strand)
+    if waiter is not None:
+        return waiter
+    waits = _shared_waits
+    key = waits.ids.get(strand)
+    if key is None:
+        return None
+    waiter = waits.checking.get(strand) or strand.waiter
+    if waiter is None or id(waiter) != key or waiter.state != QUEUED:
+        return None
+    return waiter
+
+
 def _holders_here(obj: Any) -> list[Strand] | None:
     """The strands of this process holding the shared ``obj`` (a lock, or a semaphore's
     permits: known in debug mode, when they add up to this process's count); ``None``
@@ -217,7 +248,7 @@ def _follow(strands: list[Strand], me: Strand | None = None) -> dict[str, Any]:
             continue  # the asking strand: its wait is the walk's first link
         if len(seen) > 256:
             return {"stuck": False}
-        waiter = _waitfor.untimed_wait_of(strand)
+        waiter = _untimed_wait_of(strand)
         if waiter is None:
             return {"stuck": False}  # running, or its wait ends by itself
         obj: Any = waiter.on
@@ -304,6 +335,20 @@ def check(waiter: Waiter, here: Any) -> None:
     deadlock when every strand reached is stuck and the walk passed through this strand.
     """
     ensure_responder()
+    me = waiter.strand
+    waits = _shared_waits
+    try:
+        waits.ids[me] = id(waiter)
+    except TypeError:
+        return
+    waits.checking[me] = waiter
+    try:
+        _check(waiter, me, here)
+    finally:
+        waits.checking.pop(me, None)
+
+
+def _check(waiter: Waiter, me: Strand, here: Any) -> None:
     obj: Any = waiter.on
     mine = _robust.my_tag()
     todo = _exits(obj)
@@ -311,7 +356,6 @@ def check(waiter: Waiter, here: Any) -> None:
         return  # it may end by itself, or only this process holds it (seen in-process)
     if not _someone_waits_on_ours():
         return  # nobody waits for anything of ours: no cycle comes back through us
-    me = waiter.strand
     held_by = " and ".join(f"process {_robust.tag_pid(t)}" for t, _ in todo)
     links = [_link(me, obj, held_by, here)]
     visited: set[tuple[int, str]] = set()
