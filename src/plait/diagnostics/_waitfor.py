@@ -249,6 +249,10 @@ def check(waiter: Waiter) -> None:
         if held is None or held.state != QUEUED:
             if _blocks_the_loop_of(waiter, holder):
                 _give_up(waiter, [(me, obj, (holder,))], loop_blocked=True)
+            if holder.kind == "thread":
+                asleep = graph.threads.get(holder.ident)  # (keyed by thread ident)
+                if asleep is None or asleep.state != QUEUED:
+                    return  # the holder's thread is awake: not every thread sleeps
             return _check_asleep(waiter)
     elif kind == _STRAND and (obj.state == "done" or untimed_wait_of(obj) is None):
         return _check_asleep(waiter)  # a strand's end, and that strand may still move
