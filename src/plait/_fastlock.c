@@ -24,10 +24,11 @@
  *   current_strand()  the running coroutine's or thread's strand when it is already known,
  *              else the Python current_strand (which adopts it).
  *
- * Owner: the fast path of a thread records only the thread's key (``_owner_ident``); a
- * coroutine's records its strand (``_owner``). plait's deadlock detector resolves the key
- * to the thread's strand lazily (see ``_LockCore._holder``), so the hot path pays nothing for
- * it but one store.
+ * Owner: the fast path of a thread records only the thread's key (``_owner_ident``) and the
+ * id of the context it runs in (``_owner_context``: a green strand's greenlet runs in a
+ * context of its own); a coroutine's records its strand (``_owner``). plait's deadlock
+ * detector resolves them to the taker's strand lazily (see ``_LockCore._holder``), so the
+ * hot path pays nothing for it but two stores.
  *
  * The seam with Python, all of it checked by configure_strands()/configure_lock() (called at
  * import by plait/_core/strands.py and plait/_sync/_lock.py, letting any failure raise):
@@ -40,7 +41,7 @@
 #include <structmember.h>
 #include <pythread.h>
 
-#define SEAM_VERSION 1
+#define SEAM_VERSION 2
 
 #if PY_VERSION_HEX >= 0x030D0000
 #define lookup_attr PyObject_GetOptionalAttr
@@ -315,6 +316,9 @@ typedef struct {
     PyObject *owner; /* _owner: the owner strand when known */
     unsigned long owner_ident; /* _owner_ident: the key of the thread that took it on a
                                 * fast path (thread_key()), 0: none */
+    unsigned long long owner_context; /* _owner_context: id() of the contextvars context
+                                       * the fast path ran in (a green strand's own: the
+                                       * green strand behind the loop's thread), 0: none */
 } LockObject;
 
 static int
@@ -401,13 +405,24 @@ default_acquire_args(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
     return kwnames == NULL && (nargs == 0 || (nargs == 1 && args[0] == Py_True));
 }
 
+/* Record the fast path's taker: its thread's key, and the context it runs in (greenlet
+ * gives each green strand a context of its own: that tells the green strands of one loop
+ * thread apart, for the deadlock detector, at the cost of one load and one store). */
+static inline void
+record_taker(LockObject *self)
+{
+    PyThreadState *tstate = PyThreadState_Get();
+    self->owner_ident = (unsigned long)PyThreadState_GetID(tstate);
+    self->owner_context = (unsigned long long)(uintptr_t)tstate->context;
+}
+
 static PyObject *
 lock_acquire(LockObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     InnerObject *inner;
     if (default_acquire_args(args, nargs, kwnames) && (inner = fast_inner(self)) != NULL &&
         inner_try(inner)) {
-        self->owner_ident = thread_key_of_caller();
+        record_taker(self);
         Py_RETURN_TRUE;
     }
     return call_entry(fn_acquire, (PyObject *)self, args, nargs, kwnames);
@@ -418,7 +433,7 @@ lock_enter(LockObject *self, PyObject *Py_UNUSED(ignored))
 {
     InnerObject *inner = fast_inner(self);
     if (inner != NULL && inner_try(inner)) {
-        self->owner_ident = thread_key_of_caller();
+        record_taker(self);
         Py_RETURN_TRUE;
     }
     return call_entry(fn_enter, (PyObject *)self, NULL, 0, NULL);
@@ -438,6 +453,7 @@ fast_release(LockObject *self)
     PyObject *owner = self->owner;
     self->owner = NULL;
     self->owner_ident = 0;
+    self->owner_context = 0;
     inner_unlock(inner);
     Py_XDECREF(owner);
     return 1;
@@ -943,6 +959,8 @@ static PyMemberDef lock_members[] = {
     {"_owner", T_OBJECT, offsetof(LockObject, owner), 0, "the owner strand, when known"},
     {"_owner_ident", T_ULONG, offsetof(LockObject, owner_ident), 0,
      "the thread that took the lock on a fast path (0: none)"},
+    {"_owner_context", T_ULONGLONG, offsetof(LockObject, owner_context), 0,
+     "id() of the context the fast path that took the lock ran in (0: none)"},
     {NULL, 0, 0, 0, NULL},
 };
 

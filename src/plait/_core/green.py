@@ -261,25 +261,29 @@ async def drive(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
     loop = asyncio.get_running_loop()
     scheduler = _scheduler(loop)
     g = _green_type()(lambda: fn(*args), scheduler.hub)
-    g.gr_context = contextvars.copy_context()  # the spawner's context vars, as a copy
+    g.gr_context = context = contextvars.copy_context()  # the spawner's vars, as a copy
     g.strand = _strands.current_strand()
+    _strands.green_by_context[id(context)] = g.strand  # (a lock's fast path records it)
     g.done = loop.create_future()
     g.outcome = None  # (True, result) or (False, error) once it has ended
     g.scheduler = scheduler
     g.waiting = start = _Resume(g)  # (waiting: the _Resume of its wait while it is parked)
     start.set_result(None)
-    while g.outcome is None:
-        try:
-            await g.done
-        except asyncio.CancelledError as exc:
-            if _ended(g):
-                break  # it ended first: its outcome stands (a result is never dropped)
-            g.done = loop.create_future()
-            error = exc if isinstance(exc, Cancelled) else Cancelled(*exc.args)
-            # Thrown in at its wait (a wake-up already on its way is dropped), by the hub:
-            # blocking-style code sees what a thread strand sees.
-            g.waiting = throw = _Resume(g, error)
-            throw.set_result(None)
+    try:
+        while g.outcome is None:
+            try:
+                await g.done
+            except asyncio.CancelledError as exc:
+                if _ended(g):
+                    break  # it ended first: its outcome stands (a result is never dropped)
+                g.done = loop.create_future()
+                error = exc if isinstance(exc, Cancelled) else Cancelled(*exc.args)
+                # Thrown in at its wait (a wake-up already on its way is dropped), by the
+                # hub: blocking-style code sees what a thread strand sees.
+                g.waiting = throw = _Resume(g, error)
+                throw.set_result(None)
+    finally:
+        _strands.green_by_context.pop(id(context), None)
     outcome: Any = g.outcome  # (set: the loop above ended)
     ok, value = outcome
     if ok:

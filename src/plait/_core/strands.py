@@ -47,7 +47,7 @@ if not os.environ.get("PLAIT_NO_SPEEDUPS"):
     except ImportError:  # pragma: no cover - depends on the build
         pass
     else:
-        if _fastlock.SEAM != 1:  # configure_*()'s arguments and LockCore's members
+        if _fastlock.SEAM != 2:  # configure_*()'s arguments and LockCore's members
             raise ImportError(
                 f"plait._fastlock ({_fastlock.__file__}) was built from another version of "
                 "plait: rebuild it (pip install -e .), or set PLAIT_NO_SPEEDUPS=1"
@@ -201,10 +201,22 @@ def unbind_thread() -> None:
         del _registry.by_ident[key]
 
 
-def thread_strand_of(key: int) -> Strand | None:
+def thread_strand_of(key: int, context: int = 0) -> Strand | None:
     """The live strand of the thread whose :data:`thread_key` is ``key``, if plait knows it
-    (a lock's fast path records only its taker's key; diagnostics resolve it here, lazily)."""
+    (a lock's fast path records only its taker's key; diagnostics resolve it here, lazily).
+
+    ``context`` is the ``id()`` of the contextvars context the taker ran in, when known:
+    a green strand runs in a context of its own (:data:`green_by_context`), which tells
+    it apart from the other green strands of its loop's thread."""
+    if context and green_by_context:
+        green = green_by_context.get(context)
+        if green is not None and green.state != "done":
+            return green
     return _registry.by_ident.get(key)
+
+
+#: The live green strands by ``id()`` of the context each runs in (``plait._core.green``).
+green_by_context: dict[int, Strand] = {}
 
 
 class _ThreadReaper:

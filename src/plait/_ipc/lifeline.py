@@ -20,8 +20,14 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 
-__all__ = ["install_in_child", "pid_alive"]
+__all__ = ["child_started_hooks", "install_in_child", "pid_alive"]
+
+# Called with the plait parent's pid in every plait child (pool worker, process strand's
+# worker, plait.Process) as it starts; upper layers add to it (diagnostics: serve dumps in a
+# child whose parent serves them).
+child_started_hooks: list[Callable[[int], None]] = []
 
 _PR_SET_PDEATHSIG = 1
 POLL_INTERVAL = 0.1
@@ -85,6 +91,8 @@ def _detach_from_fork_server() -> None:
 
 def install_in_child(parent_pid: int, *, start_method: str) -> None:
     """Arrange for this process to end when the process ``parent_pid`` ends."""
+    for hook in child_started_hooks:
+        hook(parent_pid)
     original_ppid = os.getppid()
     if start_method == "forkserver":
         _detach_from_fork_server()

@@ -44,7 +44,7 @@ SPEEDUPS = FASTLOCK is not None  # whether Lock's fast paths run in C
 class _PyLockBase:
     """The base of the locks without the C accelerator: the fields ``LockCore`` keeps in C."""
 
-    __slots__ = ("_inner", "_owner", "_owner_ident", "_queue")
+    __slots__ = ("_inner", "_owner", "_owner_context", "_owner_ident", "_queue")
 
 
 if TYPE_CHECKING:
@@ -66,6 +66,7 @@ class _LockCore(_LockBase):
 
     _inner: Any
     _owner: Strand | None
+    _owner_context: int
     _owner_ident: int
     _queue: WaitQueue
     _count: int
@@ -78,6 +79,7 @@ class _LockCore(_LockBase):
         self._queue = WaitQueue(self._mutex)
         self._owner = None
         self._owner_ident = 0
+        self._owner_context = 0  # (the C fast path's taker context: see strands.green_owner)
         self._count = 0
         self._shared: Any = None  # the cross-process state, once promoted (see _xproc)
 
@@ -94,7 +96,7 @@ class _LockCore(_LockBase):
         if owner is not None:
             return owner
         key = self._owner_ident
-        return thread_strand_of(key) if key else None
+        return thread_strand_of(key, self._owner_context) if key else None
 
     # -- taking the lock ---------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from types import MappingProxyType, TracebackType
 from typing import Any
 
 from plait._core import current_strand, hooks
+from plait._core.strands import thread_key
 from plait._errors import BrokenResourceError
 from plait._ipc import robust
 from plait._sync import _robust
@@ -167,6 +168,7 @@ class SharedLock(Lock):
         got = block(*_taking(self, wait))
         if got is NOT_YET:
             return False
+        self._owner = me  # (which strand of this process holds it: for diagnostics)
         if hooks.active:
             hooks.acquired(me, self)
         return True
@@ -198,6 +200,8 @@ class SharedLock(Lock):
             if not words[0]:
                 words[0] = _robust.TAG
                 _unlock(addr)
+                self._owner_ident = thread_key()  # (for diagnostics)
+                self._owner_context = 0
                 if hooks.active:
                     hooks.acquired(current_strand(), self)
                 return True
@@ -214,6 +218,8 @@ class SharedLock(Lock):
     ) -> None:
         if hooks.active:
             hooks.released(current_strand(), self)
+        self._owner = None
+        self._owner_ident = 0
         state: SharedState = self._shared
         addr = state.addr
         rc = _trylock(addr)
@@ -242,6 +248,7 @@ class SharedLock(Lock):
         got = await async_block(*_taking(self, wait))
         if got is NOT_YET:
             return False
+        self._owner = me  # (for diagnostics)
         if hooks.active:
             hooks.acquired(me, self)
         return True

@@ -1,4 +1,5 @@
-"""``plait dump PID [--json]``: print every strand of a running plait process."""
+"""``plait dump PID [--json]``: print every strand of a running plait process and of the
+plait processes below it, each under its parent."""
 
 from __future__ import annotations
 
@@ -28,12 +29,13 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """``plait dump``'s body; returns the exit code."""
-    from plait.diagnostics import DumpRequestError, request_dump
+    import json
 
-    try:
-        text = request_dump(args.pid, "json" if args.json else "text")
-    except DumpRequestError as exc:
-        print(f"plait dump: {exc}", file=sys.stderr)
+    from plait.diagnostics._tree import render_tree, tree
+
+    data = tree(args.pid)
+    if data.get("error"):
+        print(f"plait dump: {data['error']}", file=sys.stderr)
         return 1
-    sys.stdout.write(text)
+    sys.stdout.write(json.dumps(data, indent=2) + "\n" if args.json else render_tree(data))
     return 0

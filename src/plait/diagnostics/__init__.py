@@ -9,6 +9,7 @@ it (``import plait`` does) turns deadlock detection on unless ``PLAIT_DEADLOCK_C
 
 from __future__ import annotations
 
+from plait.diagnostics import _tree  # noqa: F401  (children of a serving process serve)
 from plait.diagnostics._debug import debug, debug_from_env
 from plait.diagnostics._dump import dump, snapshot
 from plait.diagnostics._server import DumpRequestError, request_dump, serve_dumps
@@ -36,7 +37,22 @@ __all__ = [
     "watch_loops",
 ]
 
+
+def _in_fork_server() -> bool:
+    """Whether this import is the fork server's preload (a thread there would be forked)."""
+    import sys
+    from types import FrameType
+
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == "main" and frame.f_code.co_filename.endswith("forkserver.py"):
+            return True
+        frame = frame.f_back
+    return False
+
+
 _deadlock_default()
 if debug_from_env():
     debug(True)
-    serve_dumps()
+    if not _in_fork_server():  # its children serve when they start (``_tree``)
+        serve_dumps()

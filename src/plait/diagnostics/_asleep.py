@@ -35,7 +35,7 @@ _ENDED_BY_ANYONE = (Event, Condition, Barrier, Queue)
 _service_threads: set[int] = set()
 _active: Any = threading._active  # type: ignore[attr-defined]  # ident -> Thread
 _starting: Any = getattr(threading, "_limbo", {})  # threads started, not yet running
-_awake = [0]  # the thread found awake last time (looked at first next time)
+_awake: dict[int, int] = {}  # per checking thread: the thread it found awake last time
 
 
 def ended_by_anyone(cls: type) -> bool:
@@ -51,12 +51,13 @@ def note_service_thread() -> None:
 def might_all_wait(threads: dict[int, Waiter]) -> bool:
     """The cheap pre-check: every thread ``threading`` knows is in an untimed wait here.
 
-    Looks first at the thread found awake last time (usually still awake: one lookup),
-    then stops at the first thread that is not waiting.
+    Looks first at the thread this one found awake last time (usually still awake: one
+    lookup), then stops at the first thread that is not waiting.
     """
     if _starting:
         return False
-    hint = _awake[0]
+    me = get_ident()  # (its own wait is recorded already: look at the others first)
+    hint = _awake.get(me, 0)
     waiter = threads.get(hint)
     if (waiter is None or waiter.state != QUEUED) and hint in _active:
         return False
@@ -64,7 +65,9 @@ def might_all_wait(threads: dict[int, Waiter]) -> bool:
         for ident in _active:
             waiter = threads.get(ident)
             if (waiter is None or waiter.state != QUEUED) and ident not in _service_threads:
-                _awake[0] = ident
+                if len(_awake) > 4096:  # (threads come and go: forget the old hints)
+                    _awake.clear()
+                _awake[me] = ident
                 return False
     except RuntimeError:  # a thread started or ended meanwhile: someone is awake
         return False

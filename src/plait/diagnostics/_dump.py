@@ -123,11 +123,13 @@ def snapshot() -> list[dict[str, Any]]:
     return records
 
 
-def _text(records: list[dict[str, Any]]) -> str:
-    lines = [f"plait dump of process {os.getpid()}: {len(records)} strands"]
+def _text(records: list[dict[str, Any]], pid: int | None = None) -> str:
+    pid = os.getpid() if pid is None else pid
+    lines = [f"plait dump of process {pid}: {len(records)} strands"]
     for r in records:
         ident = f"#{r['id']}" if r["id"] is not None else "(not a plait strand)"
-        lines.append(f"\n{r['kind']} {r['name']!r} {ident}: {r['state']}")
+        where = f" in process {r['pid']}" if r["kind"] == "process" and r["pid"] else ""
+        lines.append(f"\n{r['kind']} {r['name']!r} {ident}{where}: {r['state']}")
         if r["waits_on"] is not None:
             name = f" ({r['waits_on_name']})" if r["waits_on_name"] else ""
             wait = f"  waits on {r['waits_on']}{name}"
@@ -152,15 +154,21 @@ def render(records: list[dict[str, Any]], format: str) -> str:
 
 
 def dump(file: IO[str] | None = None, *, format: str = "text") -> str:
-    """Write every strand of this process to ``file`` (default ``sys.stderr``), as
-    ``format`` ``"text"`` or ``"json"``; return what was written.
+    """Write every strand of this process and of the plait processes below it to ``file``
+    (default ``sys.stderr``), as ``format`` ``"text"`` or ``"json"``; return what was
+    written.
 
     Each strand shows its kind, name, state, what it waits on and who holds that, how long
     it has waited (in debug mode), its stack (a coroutine's too) and its scope or group.
+    A child process is included when it serves dumps (it does when its parent does: see
+    :func:`plait.diagnostics.serve_dumps`); its strands are listed under it.
     """
     if format not in ("text", "json"):
         raise ValueError(f"dump(format=...) must be 'text' or 'json', not {format!r}")
-    text = render(snapshot(), format)
+    from plait.diagnostics import _tree
+
+    data = _tree.tree(own={"pid": os.getpid(), "strands": snapshot()})
+    text = json.dumps(data, indent=2) + "\n" if format == "json" else _tree.render_tree(data)
     out = sys.stderr if file is None else file
     out.write(text)
     out.flush()

@@ -64,11 +64,14 @@ _start_lock = threading.Lock()
 
 
 def serve_dumps() -> Path:
-    """Serve ``plait dump PID`` for this process (idempotent); return the socket's path."""
+    """Serve ``plait dump PID`` for this process (idempotent); return the socket's path.
+
+    The plait children it starts from then on (pool workers, process strands' workers,
+    ``plait.Process``) serve too, so a dump shows the whole tree."""
     with _start_lock:
         if _server.sock is not None and _server.pid == os.getpid() and _server.path:
             return _server.path
-        _private_dir()
+        _sweep(_private_dir())
         path = socket_path(os.getpid())
         try:
             path.unlink()
@@ -102,6 +105,29 @@ def _stop(path: Path, pid: int) -> None:
         path.unlink()
     except OSError:
         pass
+    _sweep(path.parent)
+
+
+def _sweep(folder: Path) -> None:
+    """Remove the sockets of processes that are gone (a child killed by a signal, or ended
+    by ``os._exit``, leaves its socket behind; its parent, which ends later, sweeps it)."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        pid_text, _, ext = name.partition(".")
+        if ext != "sock" or not pid_text.isdigit():
+            continue
+        try:
+            os.kill(int(pid_text), 0)
+        except ProcessLookupError:
+            try:
+                (folder / name).unlink()
+            except OSError:
+                pass
+        except OSError:
+            pass
 
 
 def _serve(sock: socket.socket) -> None:

@@ -42,7 +42,7 @@ from plait._core.strands import Strand
 from plait._errors import DeadlockError
 from plait._sync._lock import _LockCore
 from plait._sync._semaphore import Semaphore
-from plait.diagnostics import _asleep, _stacks, _xwaitfor
+from plait.diagnostics import _asleep, _stacks, _xquery, _xwaitfor
 
 _get_running_loop = asyncio._get_running_loop
 
@@ -224,8 +224,10 @@ def check(waiter: Waiter) -> None:
     if kind == _OTHER or (obj.kind == "process" if kind == _STRAND else obj._shared is not None):
         if waiter.fut is None:
             graph.threads.pop(get_ident(), None)  # waits on the world outside: not asleep
-        if kind == _LOCK and obj._shared is not None:
-            _xwaitfor.check_shared_lock(waiter)  # a cycle with another process?
+        if kind in (_LOCK, _SEM) and obj._shared is not None:
+            _xquery.check(waiter, sys._getframe(1))  # a cycle through other processes?
+            if kind == _LOCK:
+                _xwaitfor.check_shared_lock(waiter)  # (else: reported if it lasts)
         return
     if kind == _ANYONE:  # no edge to follow: only the every-thread-asleep rule applies
         if waiter.fut is None:
@@ -241,14 +243,17 @@ def check(waiter: Waiter) -> None:
         graph.prune()
     if kind == _LOCK:  # the common case, read inline
         holder = obj._holder()
-        if holder is None:
+        if holder is None or holder is me:  # (me: a Lock used as a signal, see above)
             return _check_asleep(waiter)
-        if holder is not me:
-            held = untimed.get(holder)
-            if held is None or held.state != QUEUED:
-                if _blocks_the_loop_of(waiter, holder):
-                    _give_up(waiter, [(me, obj, (holder,))], loop_blocked=True)
-                return _check_asleep(waiter)
+        held = untimed.get(holder)
+        if held is None or held.state != QUEUED:
+            if _blocks_the_loop_of(waiter, holder):
+                _give_up(waiter, [(me, obj, (holder,))], loop_blocked=True)
+            if holder.kind == "thread":
+                asleep = graph.threads.get(holder.ident)  # (keyed by thread ident)
+                if asleep is None or asleep.state != QUEUED:
+                    return  # the holder's thread is awake: not every thread sleeps
+            return _check_asleep(waiter)
     elif kind == _STRAND and (obj.state == "done" or untimed_wait_of(obj) is None):
         return _check_asleep(waiter)  # a strand's end, and that strand may still move
     elif kind == _SEM:

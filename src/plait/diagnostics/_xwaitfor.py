@@ -6,8 +6,10 @@ about to wait with no time limit on a shared lock held by process P, and P is an
 waiting on another shared lock that *this* process holds, the two processes wait on each
 other.
 
-What this process cannot see is P's strands: P may have another strand that is about to
-release the lock, or its wait may have a time limit. So this is never raised as an error
+When the other processes answer (:mod:`._xquery`), a cycle raises ``DeadlockError`` in the
+wait that closes it. This module is the fallback, from the wait tables alone: what it
+cannot see is P's strands (P may have another strand about to release the lock, or its
+wait may have a time limit; or P does not answer). So this is never raised as an error
 here; it is re-checked :data:`CONFIRM_AFTER` seconds later and, if every part still holds,
 reported on stderr (within a second of the cycle closing) naming both processes, both
 locks, and this process's waiting strand and line. Each process of the cycle reports its
