@@ -6,11 +6,12 @@ import pickle
 from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from typing import Any
 
-from plait.shared._log import Blob, LogBacked, encode, load, store
+from plait.shared._log import _SIMPLE, Blob, LogBacked, encode, load, store
 
 __all__ = ["SharedDict"]
 
 _loads = pickle.loads
+_dumps = pickle.dumps
 _MISSING: Any = object()
 
 
@@ -113,14 +114,12 @@ class SharedDict(LogBacked, MutableMapping[Any, Any]):
 
     def __setitem__(self, key: Any, value: Any) -> None:
         hash(key)
-        stored = store(value)
-        record = encode(("s", key, stored))
-        publish = self._begin()
+        record = ("s", key, value if type(value) in _SIMPLE else store(value))
         try:
-            self._append(record)
-            self._d[key] = stored
-        finally:
-            self._end(publish)
+            data = _dumps(record, 5)
+        except Exception:
+            data = encode(record)
+        self._commit(record, data)
 
     def __delitem__(self, key: Any) -> None:
         hash(key)
@@ -181,13 +180,8 @@ class SharedDict(LogBacked, MutableMapping[Any, Any]):
         stored = [(k, store(v)) for k, v in pairs]
         if not stored:
             return
-        record = encode(("u", stored))
-        publish = self._begin()
-        try:
-            self._append(record)
-            self._d.update(stored)
-        finally:
-            self._end(publish)
+        record = ("u", stored)
+        self._commit(record, encode(record))
 
     def clear(self) -> None:
         publish = self._begin()

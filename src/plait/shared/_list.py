@@ -8,7 +8,7 @@ import pickle
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, SupportsIndex
 
-from plait.shared._log import Blob, LogBacked, encode, load, store
+from plait.shared._log import Blob, Block, LogBacked, encode, load, store
 
 __all__ = ["SharedArray", "SharedList", "SharedValue"]
 
@@ -295,20 +295,15 @@ class SharedValue(LogBacked):
         return _loads(v.data) if type(v) is Blob else v
 
     def set(self, value: Any) -> None:
-        stored = store(value)
-        record = encode(("S", stored))
-        publish = self._begin()
-        try:
-            self._append(record)
-            self._v = stored
-        finally:
-            self._end(publish)
+        record = ("S", store(value))
+        self._commit(record, encode(record))
 
     value = property(get, set)
 
-    def get_lock(self) -> _ValueLock:
-        """The value's lock (``with v.get_lock():``; also ``acquire()``/``release()``)."""
-        return _ValueLock(self)
+    def get_lock(self) -> Block:
+        """The value's lock (``with v.get_lock():``; also ``acquire()``/``release()``):
+        writes made while holding it are published together when it is released."""
+        return Block(self)
 
     def update_with(self, fn: Callable[[Any], Any]) -> Any:
         """Set ``v.value = fn(v.value)`` atomically and return the new value."""
@@ -329,28 +324,3 @@ def _rebuild_value(reduced: tuple[Any, ...], typecode: Any) -> SharedValue:
     obj: SharedValue = fn(*args)
     obj.typecode = typecode
     return obj
-
-
-class _ValueLock:
-    """``v.get_lock()``: the value's ``locked()`` block as a lock object."""
-
-    __slots__ = ("_block", "_value")
-
-    def __init__(self, value: SharedValue) -> None:
-        self._value = value
-        self._block: list[Any] = []
-
-    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        block = self._value.locked()
-        block.__enter__()
-        self._block.append(block)
-        return True
-
-    def release(self) -> None:
-        self._block.pop().__exit__(None, None, None)
-
-    def __enter__(self) -> bool:
-        return self.acquire()
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()

@@ -46,8 +46,7 @@ import pickle
 import struct
 import threading
 import weakref
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from plait._core import current_strand
@@ -56,7 +55,7 @@ from plait._ipc import serialize, shm
 from plait._sync import Lock
 from plait._sync._shared import promote
 
-__all__ = ["Blob", "LogBacked", "encode", "load", "store"]
+__all__ = ["Blob", "Block", "LogBacked", "encode", "load", "store"]
 
 ANCHOR = shm.ANCHOR  # "ring": the held segment of every owner-tagged name set
 _OFF_BITS = 40
@@ -288,6 +287,30 @@ class LogBacked:
             if publish:
                 self._lock.release()
 
+    def _commit(self, record: tuple[Any, ...], data: bytes) -> None:
+        """Log one encoded record and apply it to the replica: the whole write path in
+        one call (the hot path of ``d[k] = v``)."""
+        owner = self._owner
+        if owner is not None and owner is current_strand():
+            with self._mutex:
+                self._append(data)
+                self._apply(record)
+            return
+        lock = self._lock
+        try:
+            lock.__enter__()
+        except BrokenResourceError:
+            self._take_lock()  # (a dead writer's lock: free again, the log whole)
+        try:
+            with self._mutex:
+                if self._hdr[0] != self._word:
+                    self._replay()
+                self._append(data)
+                self._apply(record)
+                self._publish()
+        finally:
+            lock.__exit__(None, None, None)
+
     def _take_lock(self) -> None:
         lock = self._lock
         while True:
@@ -357,34 +380,61 @@ class LogBacked:
 
     # -- atomic blocks ----------------------------------------------------------------
 
-    @contextmanager
-    def locked(self) -> Iterator[None]:
-        """Hold this object's lock for a block: no other strand or process changes it
-        meanwhile, and the block's writes become visible together when it ends (a process
-        killed inside leaves none of them). Re-entrant for the strand that holds it."""
+    def locked(self) -> Block:
+        """Hold this object's lock for a block (``with d.locked():``): no other strand or
+        process changes it meanwhile, and the block's writes become visible together when
+        it ends (a process killed inside leaves none of them). Re-entrant for the strand
+        that holds it. (A coroutine must not await inside while another coroutine of its
+        loop writes to the same object: that one would wait for the lock on the loop.)"""
+        return Block(self)
+
+
+class Block:
+    """``obj.locked()`` (and a shared Value's ``get_lock()``): the object's lock held by
+    one strand, re-entrantly; its writes are published when the outermost block ends."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: LogBacked) -> None:
+        self.obj = obj
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        obj = self.obj
         me = current_strand()
-        if self._owner is me:
-            self._depth += 1
-            try:
-                yield
-            finally:
-                self._depth -= 1
-            return
-        self._take_lock()
+        if obj._owner is me:
+            obj._depth += 1
+            return True
+        obj._take_lock()
         try:
-            with self._mutex:
-                self._replay()
-            self._owner = me
-            self._depth = 1
-            try:
-                yield
-            finally:
-                with self._mutex:
-                    self._depth = 0
-                    self._owner = None
-                    self._publish()
+            with obj._mutex:
+                obj._replay()
+                obj._owner = me
+                obj._depth = 1
+        except BaseException:
+            obj._lock.release()
+            raise
+        return True
+
+    def release(self) -> None:
+        obj = self.obj
+        if obj._owner is None or obj._owner is not current_strand():
+            raise RuntimeError("release of a shared object's lock this strand does not hold")
+        if obj._depth > 1:
+            obj._depth -= 1
+            return
+        try:
+            with obj._mutex:
+                obj._depth = 0
+                obj._owner = None
+                obj._publish()
         finally:
-            self._lock.release()
+            obj._lock.release()
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 def _rebuild(kind: str, prefix: str, lock: Lock) -> LogBacked:
