@@ -58,3 +58,12 @@ def killed_at(d: Any, stage: str, in_block: bool) -> None:
     else:
         _log.crash_hook = hook
         d["a"] = "killed"
+
+
+def use_manager_objects(v: Any, arr: Any, ns: Any, lock: Any, q: Any) -> None:
+    with v.get_lock():
+        v.value += 1
+    with lock:
+        arr[0] = arr[0] + 1
+    ns.seen = ns.x + 1
+    q.put(("done", list(arr)))
