@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import statistics
 import time
 from typing import Any
@@ -58,6 +59,20 @@ def _in_child(obj: Any, op: str, n: int, lock: Any = None) -> float:
         p.join(30)
 
 
+def _readers(obj: Any, n: int, readers: int) -> float:
+    """Aggregate reads per second of ``readers`` processes reading ``obj`` at once."""
+    out = plait.Queue()
+    ps = [plait.Process(target=_child, args=(obj, "get", n, None, out)) for _ in range(readers)]
+    for p in ps:
+        p.start()
+    try:
+        per_op = [float(out.get(timeout=300)) for _ in ps]
+    finally:
+        for p in ps:
+            p.join(60)
+    return sum(1 / t for t in per_op)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
@@ -85,10 +100,17 @@ def main() -> None:
             p_times = [plait_case() for _ in range(repeats)]
             m_times = [mgr_case() for _ in range(repeats)]
             rows.append((name, statistics.median(p_times), statistics.median(m_times)))
+        readers = 8
+        p_agg = statistics.median(_readers(pd, n_fast, readers) for _ in range(repeats))
+        m_agg = statistics.median(_readers(md, n_slow // 4, readers) for _ in range(repeats))
     print("| case | plait.shared | multiprocessing.Manager | ratio |")
     print("|---|---:|---:|---:|")
     for name, p, m in rows:
         print(f"| {name} | {p * 1e6:.2f} µs/op | {m * 1e6:.1f} µs/op | {m / p:.0f}x |")
+    print(
+        f"| dict get, {readers} reader processes at once (aggregate, {os.cpu_count()} CPUs) "
+        f"| {p_agg / 1e6:.2f} M reads/s | {m_agg / 1e3:.1f} k reads/s | {p_agg / m_agg:.0f}x |"
+    )
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import plait
 from plait._errors import ClosedError
 
 sys.path.insert(0, str(Path(__file__).parent))
-import _children  # noqa: E402
+import _children
 
 HERE = Path(__file__).parent
 
