@@ -86,15 +86,26 @@ def main() -> None:
         pd, md = SharedDict(), mgr.dict()
         pv, mv, mlock = SharedValue("i", 0), mgr.Value("i", 0), mgr.Lock()
         cases = [
-            ("dict get, second process", lambda: _in_child(pd, "get", n_fast),
-             lambda: _in_child(md, "get", n_slow)),
-            ("dict set, second process", lambda: _in_child(pd, "set", n_fast // 4),
-             lambda: _in_child(md, "set", n_slow)),
-            ("dict get, creating process", lambda: _time_ops(pd, "get", n_fast),
-             lambda: _time_ops(md, "get", n_slow)),
-            ("Value += 1 under its lock, second process",
-             lambda: _in_child(pv, "incr", n_fast // 4),
-             lambda: _in_child(mv, "incr", n_slow, mlock)),
+            (
+                "dict get, second process",
+                lambda: _in_child(pd, "get", n_fast),
+                lambda: _in_child(md, "get", n_slow),
+            ),
+            (
+                "dict set, second process",
+                lambda: _in_child(pd, "set", n_fast // 4),
+                lambda: _in_child(md, "set", n_slow),
+            ),
+            (
+                "dict get, creating process",
+                lambda: _time_ops(pd, "get", n_fast),
+                lambda: _time_ops(md, "get", n_slow),
+            ),
+            (
+                "Value += 1 under its lock, second process",
+                lambda: _in_child(pv, "incr", n_fast // 4),
+                lambda: _in_child(mv, "incr", n_slow, mlock),
+            ),
         ]
         for name, plait_case, mgr_case in cases:
             p_times = [plait_case() for _ in range(repeats)]

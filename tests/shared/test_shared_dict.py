@@ -107,9 +107,7 @@ def test_the_unlocked_read_modify_write_race_loses_an_update() -> None:
 @pytest.mark.parametrize("atomic", [True, False], ids=["update_with", "locked"])
 def test_atomic_increments_from_processes_are_never_lost(atomic: bool) -> None:
     d = SharedDict(n=0)
-    ps = [
-        plait.Process(target=_children.add_many, args=(d, "n", 150, atomic)) for _ in range(3)
-    ]
+    ps = [plait.Process(target=_children.add_many, args=(d, "n", 150, atomic)) for _ in range(3)]
     for p in ps:
         p.start()
     _children.add_many(d, "n", 150, atomic)

@@ -130,9 +130,7 @@ class Manager:
         self._check()
         return self._keep(SharedValue(typecode, value))  # type: ignore[no-any-return]
 
-    def Array(
-        self, typecode: str, sequence: Iterable[Any], lock: Any = True
-    ) -> SharedArray:
+    def Array(self, typecode: str, sequence: Iterable[Any], lock: Any = True) -> SharedArray:
         self._check()
         return self._keep(SharedArray(typecode, sequence))  # type: ignore[no-any-return]
 
