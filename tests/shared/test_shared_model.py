@@ -17,6 +17,10 @@ keys = st.one_of(st.integers(-3, 3), st.sampled_from(["a", "b", ("t", 1)]))
 values = st.one_of(st.integers(), st.text(max_size=5), st.lists(st.integers(), max_size=3))
 
 
+class _Killed(BaseException):
+    """Stands for SIGKILL at a crash point of a write (the writer's replica goes with it)."""
+
+
 def _second_replica(obj: Any) -> Any:
     other = type(obj).__new__(type(obj))
     other._attach(obj._prefix, obj._lock)
@@ -64,6 +68,21 @@ class DictModel(RuleBasedStateMachine):
     def clear(self, v: int) -> None:
         self.views[v].clear()
         self.model.clear()
+
+    @rule(v=st.integers(0, 1), k=keys, x=values, stage=st.sampled_from(["appended", "publish"]))
+    def killed_write(self, v: int, k: Any, x: Any, stage: str) -> None:
+        def hook(at: str) -> None:
+            if at == stage:
+                raise _Killed
+
+        _log.crash_hook = hook
+        try:
+            with pytest.raises(_Killed):
+                self.views[v][k] = x
+        finally:
+            _log.crash_hook = None
+        # the "killed" process's replica is gone; a new process attaches in its place
+        self.views[v] = _second_replica(self.views[1 - v])
 
     @invariant()
     def same_as_model(self) -> None:
