@@ -98,6 +98,7 @@ from plait._tasks import Task, TaskGroup, gil_enabled
 from plait._threads import Thread, Timer
 from plait.diagnostics import debug, detect_deadlocks, dump, ignore_deadlocks
 from plait.pool import AsyncResult, Pool, PoolClosedError, PoolStatistics, PoolTimeoutError
+from plait.shared import Manager  # multiprocessing's API, no server process (plait.shared)
 
 __version__ = "0.1.0"
 
@@ -135,9 +136,6 @@ parent_process = _multiprocessing.parent_process
 reducer = _multiprocessing.reducer
 set_executable = _multiprocessing.set_executable
 set_forkserver_preload = _multiprocessing.set_forkserver_preload
-# The stdlib's Manager for now, so the seed's Manager program runs under
-# `import plait as multiprocessing`; plait's own shared state (plait.shared) will replace it.
-Manager = _multiprocessing.Manager
 # The builtin itself: `except plait.TimeoutError` catches fail_after's, select(timeout=)'s
 # and the pool's (PoolTimeoutError subclasses it and multiprocessing.TimeoutError).
 TimeoutError = _builtins.TimeoutError

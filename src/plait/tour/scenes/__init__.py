@@ -20,4 +20,5 @@ MODULES: tuple[str, ...] = (
     "gil",  # S15
     "green",  # S17, S18
     "seeing",  # S5 seen: deadlocks, lock order, blocked loops (issue 13)
+    "shared",  # S12 (issue 16)
 )

@@ -1,0 +1,464 @@
+"""The shared log behind plait.shared's dict, list and Value: no server process.
+
+Why a log. ``multiprocessing.Manager`` keeps the state in a server process and pays a
+socket round trip per operation (~140 µs). Shared-memory dicts that keep a hash table in
+shared memory (``UltraDict``, ``shared-memory-dict``) make every read decode a value from
+shared memory, have a fixed size, and a writer killed half-way leaves a torn table. Here the
+shared state is an *append-only log* of records (``pickle`` of ``(op, args...)``, each framed
+by its length) and one 64-bit *published word* ``(generation << 40) | committed offset``:
+
+* Every process keeps a local replica (a plain ``dict`` or ``list``) and the word it has
+  replayed up to. A read costs one load of the shared word: unchanged, the local replica
+  answers (~0.3 µs); changed, the new records are replayed first (``_catch_up``).
+* A writer takes the object's shared :class:`plait.Lock` (robust: a holder's death frees
+  it), replays what it missed, appends its record past the committed offset, applies it
+  locally and stores the new word -- last, in one aligned 8-byte store. A writer killed
+  before that store leaves a record nobody will ever read (the next writer writes over
+  it): every update is applied or not, never torn, with no repair to run.
+* ``with d.locked():`` (and ``update_with``) holds that lock across several operations and
+  publishes once, at the end: a process killed inside the block leaves none of its writes
+  visible.
+* When a log segment is full, the writer *compacts*: it writes one snapshot record of the
+  live state into a new segment of the next generation (twice the live size, no fixed
+  limit; deleted entries and overwritten values are reclaimed), publishes the word, and
+  unlinks the old name (readers still replaying it keep their mapping). A reader that sees
+  a new generation maps it and replays it from its snapshot.
+
+Values of mutable types are kept pickled in the replica and unpickled on each read, so
+``d[k]`` returns a fresh copy as the Manager's proxies do (mutating it changes nothing
+shared); ``int``, ``float``, ``str``, ``bytes``, ``bool``, ``None`` are kept as objects.
+
+Memory order: readers load the word without a lock and then read the records below it. On
+x86-64 (TSO) stores become visible in program order, so the records are there; on weakly
+ordered CPUs this relies on the lock's release barrier of the writer and the load ordering
+of the interpreter, which CPython does not promise.
+
+Lifetime: every name carries the creator's owner tag (``shm.new_prefix``); the anchor
+segment (``<prefix>ring``: the word) is held by every process attached and the last one to
+let go removes every name under the prefix; names of killed processes are swept as queues'
+are (``shm.sweep_dead``).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import struct
+import threading
+import weakref
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from plait._core import current_strand
+from plait._errors import BrokenResourceError, ClosedError
+from plait._ipc import serialize, shm
+from plait._sync import Lock
+from plait._sync._shared import promote
+
+__all__ = ["Blob", "Block", "LogBacked", "encode", "load", "store"]
+
+ANCHOR = shm.ANCHOR  # "ring": the held segment of every owner-tagged name set
+_OFF_BITS = 40
+_OFF_MASK = (1 << _OFF_BITS) - 1
+_GEN_MASK = (1 << 22) - 1
+_CLOSED = -1  # the published word once the object's Manager was shut down
+_UNSYNCED = -2  # a local word that matches nothing: replay from the generation's start
+MIN_LOG = 64 * 1024
+_FRAME = struct.Struct("<I")
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+_dumps = pickle.dumps
+_loads = pickle.loads
+_SIMPLE = frozenset({int, float, str, bytes, bool, type(None), complex})
+
+# Test hook (crash tests): called with the stage name at the points a writer can be killed.
+crash_hook: Callable[[str], None] | None = None
+
+
+class Blob:
+    """A value kept pickled in the replica: each read unpickles a fresh copy."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Blob, (self.data,))
+
+
+def store(value: Any) -> Any:
+    """What the replica and the log keep for ``value`` (``SerializationError`` if it cannot
+    be pickled; nothing has changed then)."""
+    if type(value) in _SIMPLE:
+        return value
+    try:
+        return Blob(_dumps(value, 5))
+    except Exception:
+        return Blob(serialize.dumps(value, what="the value"))
+
+
+def load(stored: Any) -> Any:
+    """The value for a stored one (a fresh copy of a mutable value)."""
+    if type(stored) is Blob:
+        return _loads(stored.data)
+    return stored
+
+
+def encode(record: tuple[Any, ...]) -> bytes:
+    """Pickle a record (its key may be any picklable object)."""
+    try:
+        return _dumps(record, 5)
+    except Exception:
+        return serialize.dumps(record, what="the key")
+
+
+def _page_round(n: int) -> int:
+    return (n + _PAGE - 1) // _PAGE * _PAGE
+
+
+_known: weakref.WeakValueDictionary[str, LogBacked] = weakref.WeakValueDictionary()
+_known_lock = threading.Lock()
+_kinds: dict[str, type[LogBacked]] = {}
+
+
+class LogBacked:
+    """The shared-log machinery; subclasses keep the replica and apply records to it."""
+
+    kind: ClassVar[str] = ""
+    __slots__ = (
+        "__weakref__",
+        "_anchor",
+        "_depth",
+        "_hdr",
+        "_lock",
+        "_mutex",
+        "_owner",
+        "_prefix",
+        "_retired",
+        "_seg",
+        "_word",
+    )
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        if cls.kind:
+            _kinds[cls.kind] = cls
+
+    # -- what a subclass provides -----------------------------------------------------
+
+    def _reset(self) -> None:
+        """Empty the replica (a new generation is about to be replayed)."""
+        raise NotImplementedError
+
+    def _apply(self, record: tuple[Any, ...]) -> None:
+        """Apply one record to the replica."""
+        raise NotImplementedError
+
+    def _snapshot(self) -> tuple[Any, ...]:
+        """A record that rebuilds the whole replica (the first of every generation)."""
+        raise NotImplementedError
+
+    # -- creating and attaching -------------------------------------------------------
+
+    def _create(self) -> None:
+        """Make the shared names for a new object whose replica is already filled."""
+        self._init_local()
+        prefix = shm.new_prefix(self.kind)
+        self._prefix = prefix
+        lock = Lock()
+        promote(lock)
+        self._lock = lock
+        self._anchor = shm.Segment(prefix + ANCHOR, 64, create=True, populate=False, hold=True)
+        try:
+            self._hdr = self._anchor.buf.cast("q")
+            self._word = _UNSYNCED
+            self._compact(0)
+            self._publish()
+        except BaseException:
+            shm.let_go(prefix, self._anchor)
+            raise
+        shm.track(self, prefix, self._anchor)
+        with _known_lock:
+            _known[prefix] = self
+
+    def _init_local(self) -> None:
+        self._mutex = threading.Lock()
+        self._owner: Any = None
+        self._depth = 0
+        self._seg: shm.Segment | None = None
+        self._retired: list[shm.Segment] = []
+
+    def _attach(self, prefix: str, lock: Lock) -> None:
+        self._init_local()
+        self._prefix = prefix
+        self._lock = lock
+        try:
+            self._anchor = shm.Segment(prefix + ANCHOR, populate=False, hold=True)
+        except FileNotFoundError:
+            raise BrokenResourceError(
+                f"this shared {self.kind} can no longer be used here: every process that "
+                "used it has let go of it (it was removed)"
+            ) from None
+        self._hdr = self._anchor.buf.cast("q")
+        self._word = _UNSYNCED
+        self._reset()
+        shm.track(self, prefix, self._anchor)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (self.kind, self._prefix, self._lock))
+
+    # -- reading: catch up with the published word ------------------------------------
+
+    def _catch_up(self) -> None:
+        """Replay what other processes published since this replica was last brought up
+        to date (called when the shared word differs from ours)."""
+        with self._mutex:
+            self._replay()
+
+    def _replay(self) -> None:
+        """(local mutex held) Bring the replica up to the published word."""
+        hdr = self._hdr
+        while True:
+            word = hdr[0]
+            if word == self._word:
+                return
+            if word == _CLOSED:
+                raise ClosedError(
+                    f"this shared {self.kind} belongs to a Manager that was shut down: "
+                    "make it (or a new Manager) again"
+                )
+            if self._word != _UNSYNCED and self._owner is not None and self._depth:
+                return  # a locked() block of this process is ahead of the word: ours is newer
+            gen, end = word >> _OFF_BITS, word & _OFF_MASK
+            seg = self._seg
+            if self._word == _UNSYNCED or gen != self._word >> _OFF_BITS or seg is None:
+                try:
+                    seg = shm.Segment(f"{self._prefix}g{gen}", populate=False)
+                except FileNotFoundError:
+                    continue  # compacted meanwhile: read the word again
+                self._drop_segment()
+                self._seg = seg
+                self._reset()
+                off = 0
+            else:
+                off = self._word & _OFF_MASK
+            buf = seg.buf
+            unpack = _FRAME.unpack_from
+            apply = self._apply
+            while off < end:
+                (n,) = unpack(buf, off)
+                apply(_loads(buf[off + 4 : off + 4 + n]))
+                off += 4 + n
+            self._word = (gen << _OFF_BITS) | end
+
+    def _drop_segment(self) -> None:
+        seg, self._seg = self._seg, None
+        if seg is not None:
+            seg.close()
+
+    # -- writing ----------------------------------------------------------------------
+
+    def _begin(self) -> bool:
+        """Take the writer lock (unless this strand holds it in ``locked()``) and the local
+        mutex, and catch up. Returns whether ``_end`` must publish and release."""
+        owner = self._owner
+        if owner is not None and owner is current_strand():
+            self._mutex.acquire()
+            return False
+        self._take_lock()
+        try:
+            self._mutex.acquire()
+            try:
+                self._replay()
+            except BaseException:
+                self._mutex.release()
+                raise
+        except BaseException:
+            self._lock.release()
+            raise
+        return True
+
+    def _end(self, publish: bool) -> None:
+        try:
+            if publish:
+                self._publish()
+        finally:
+            self._mutex.release()
+            if publish:
+                self._lock.release()
+
+    def _commit(self, record: tuple[Any, ...], data: bytes) -> None:
+        """Log one encoded record and apply it to the replica: the whole write path in
+        one call (the hot path of ``d[k] = v``)."""
+        owner = self._owner
+        if owner is not None and owner is current_strand():
+            with self._mutex:
+                self._append(data)
+                self._apply(record)
+            return
+        lock = self._lock
+        try:
+            lock.__enter__()
+        except BrokenResourceError:
+            self._take_lock()  # (a dead writer's lock: free again, the log whole)
+        try:
+            with self._mutex:
+                if self._hdr[0] != self._word:
+                    self._replay()
+                self._append(data)
+                self._apply(record)
+                self._publish()
+        finally:
+            lock.__exit__(None, None, None)
+
+    def _take_lock(self) -> None:
+        lock = self._lock
+        while True:
+            try:
+                lock.acquire()
+                return
+            except BrokenResourceError:
+                # A writer died holding it: its record was never published (the word is
+                # stored last), so the log is whole; the lock is free again.
+                continue
+
+    def _append(self, record: bytes) -> None:
+        """(writing) Append one encoded record past our offset (compacting when full)."""
+        seg = self._seg
+        off = self._word & _OFF_MASK
+        need = 4 + len(record)
+        if seg is None or off + need > seg.size:
+            self._compact(need)
+            seg = self._seg
+            assert seg is not None
+            off = self._word & _OFF_MASK
+        buf = seg.buf
+        _FRAME.pack_into(buf, off, len(record))
+        buf[off + 4 : off + need] = record
+        if crash_hook is not None:
+            crash_hook("appended")
+        self._word = (self._word & ~_OFF_MASK) | (off + need)
+
+    def _compact(self, extra: int) -> None:
+        """(writing) Start the next generation: a new segment holding one snapshot record
+        of the replica, with room for ``extra`` more bytes and as much again."""
+        snap = encode(self._snapshot())
+        size = _page_round(max(MIN_LOG, 2 * (4 + len(snap) + extra)))
+        gen = 1 if self._word == _UNSYNCED else ((self._word >> _OFF_BITS) + 1) & _GEN_MASK
+        name = f"{self._prefix}g{gen}"
+        try:
+            seg = shm.Segment(name, size, create=True, populate=False)
+        except FileExistsError:  # left by a writer killed before it published it
+            shm._unlink(name)
+            seg = shm.Segment(name, size, create=True, populate=False)
+        _FRAME.pack_into(seg.buf, 0, len(snap))
+        seg.buf[4 : 4 + len(snap)] = snap
+        if self._seg is not None:
+            self._retired.append(self._seg)
+        self._seg = seg
+        self._word = (gen << _OFF_BITS) | (4 + len(snap))
+
+    def _publish(self) -> None:
+        """(writing) Make our writes visible: one 8-byte store; then retire old segments."""
+        if crash_hook is not None:
+            crash_hook("publish")
+        if self._hdr[0] == _CLOSED:
+            raise ClosedError(f"this shared {self.kind} belongs to a Manager that was shut down")
+        self._hdr[0] = self._word
+        retired, self._retired = self._retired, []
+        for seg in retired:
+            seg.unlink()
+            seg.close()
+
+    def _close_shared(self) -> None:
+        """Mark the object closed for every process (its Manager was shut down)."""
+        self._take_lock()
+        try:
+            self._hdr[0] = _CLOSED
+        finally:
+            self._lock.release()
+
+    # -- atomic blocks ----------------------------------------------------------------
+
+    def locked(self) -> Block:
+        """Hold this object's lock for a block (``with d.locked():``): no other strand or
+        process changes it meanwhile, and the block's writes become visible together when
+        it ends (a process killed inside leaves none of them). Re-entrant for the strand
+        that holds it. (A coroutine must not await inside while another coroutine of its
+        loop writes to the same object: that one would wait for the lock on the loop.)"""
+        return Block(self)
+
+
+class Block:
+    """``obj.locked()`` (and a shared Value's ``get_lock()``): the object's lock held by
+    one strand, re-entrantly; its writes are published when the outermost block ends."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: LogBacked) -> None:
+        self.obj = obj
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        obj = self.obj
+        me = current_strand()
+        if obj._owner is me:
+            obj._depth += 1
+            return True
+        obj._take_lock()
+        try:
+            with obj._mutex:
+                obj._replay()
+                obj._owner = me
+                obj._depth = 1
+        except BaseException:
+            obj._lock.release()
+            raise
+        return True
+
+    def release(self) -> None:
+        obj = self.obj
+        if obj._owner is None or obj._owner is not current_strand():
+            raise RuntimeError("release of a shared object's lock this strand does not hold")
+        if obj._depth > 1:
+            obj._depth -= 1
+            return
+        try:
+            with obj._mutex:
+                obj._depth = 0
+                obj._owner = None
+                obj._publish()
+        finally:
+            obj._lock.release()
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _rebuild(kind: str, prefix: str, lock: Lock) -> LogBacked:
+    """Unpickle a shared object: the same object if this process has it already."""
+    with _known_lock:
+        obj = _known.get(prefix)
+        if obj is not None:
+            return obj
+    cls = _kinds[kind]
+    obj = cls.__new__(cls)
+    obj._attach(prefix, lock)
+    with _known_lock:
+        known = _known.get(prefix)
+        if known is not None:
+            return known
+        _known[prefix] = obj
+    return obj
+
+
+def _after_fork_in_child() -> None:
+    # A forked child inherits the objects (not pickled): their local mutexes may have been
+    # held by another thread at the fork.
+    for obj in list(_known.values()):
+        obj._mutex = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,69 @@
+"""Functions that tests/shared runs in child processes (importable by name there)."""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any
+
+from plait.shared import _log
+
+
+def seed_f(d: Any, lst: Any, n: int) -> None:
+    d[n] = n
+    d["name"] = "alvin"
+    lst.append(n)
+
+
+def add_many(d: Any, key: Any, n: int, atomic: bool) -> None:
+    for _ in range(n):
+        if atomic:
+            d.update_with(key, lambda v: v + 1, 0)
+        else:
+            with d.locked():
+                d[key] += 1
+
+
+def racy_increment(d: Any, key: Any, read: Any, go: Any) -> None:
+    """Read d[key], say so, wait until told, then write it back plus one (a lost update
+    when another strand does the same in between)."""
+    v = d[key]
+    read.set()
+    if not go.wait(20):
+        raise TimeoutError("never told to go")
+    d[key] = v + 1
+
+
+def set_item(d: Any, key: Any, value: Any) -> Any:
+    d[key] = value
+    return d.copy()
+
+
+def read_item(d: Any, key: Any) -> Any:
+    return d[key]
+
+
+def killed_at(d: Any, stage: str, in_block: bool) -> None:
+    """SIGKILL this process at ``stage`` of a write (the shared log's test hook)."""
+
+    def hook(at: str) -> None:
+        if at == stage:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    if in_block:
+        with d.locked():
+            d["a"] = "half"
+            _log.crash_hook = hook
+            d["b"] = "half"
+    else:
+        _log.crash_hook = hook
+        d["a"] = "killed"
+
+
+def use_manager_objects(v: Any, arr: Any, ns: Any, lock: Any, q: Any) -> None:
+    with v.get_lock():
+        v.value += 1
+    with lock:
+        arr[0] = arr[0] + 1
+    ns.seen = ns.x + 1
+    q.put(("done", list(arr)))
