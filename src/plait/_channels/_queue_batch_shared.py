@@ -1,0 +1,204 @@
+"""Batches on a shared (cross-process) queue: the methods ``SharedQueue`` binds.
+
+The semantics are ``_queue_batch``'s. Here a batch takes the process-shared lock once per
+part: ``put_many`` pickles every item first (an item that cannot be pickled raises before
+anything is queued), pushes as many frames as ``maxsize`` and the ring allow, rings as many
+parked getters as it pushed, and leaves the rest to the one-item wait (``_put_wait``: room,
+or ring space, or a spill to a segment of its own), then goes on. ``get_many`` pops every
+frame it may under one lock, rings as many parked putters, and decodes outside the lock.
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+from plait._channels._queue_batch import (
+    check_max_items,
+    deadline_of,
+    left_until,
+    mark_items_put,
+)
+from plait._channels._queue_waits import _check_timeout
+from plait._core import current_strand, hooks
+from plait._errors import Empty, Full
+from plait._ipc import doorbell, transport
+from plait._ipc.robust import LockTimeout
+from plait._ipc.transport import Ring
+
+__all__ = ["async_get_many", "async_put_many", "get_many", "put_many", "take_many"]
+
+GET, PUT = 0, 1  # the wait table's directions (as in _xproc)
+FIFO = 0  # a ring's order (as in _xproc)
+_COUNT, _CLOSED, _UNFINISHED = Ring.COUNT, Ring.CLOSED, Ring.UNFINISHED
+_INT, _INLINE = transport.INT, transport.INLINE
+_INT_MIN, _INT_MAX = transport.INT_MIN, transport.INT_MAX
+_loads = pickle.loads
+_decode = transport.decode
+_wake = doorbell.wake
+
+
+def _encode_all(sq: Any, batch: list[Any], start: int) -> list[Any]:
+    """Every frame of ``batch[start:]``; nothing is left behind if one cannot be pickled.
+    (An ordered store takes no unpickled ``INT`` frames: its items go through
+    ``transport.encode``, as its ``put`` does.)"""
+    frames: list[Any] = []
+    fifo = sq.order == FIFO
+    prefix = sq.prefix
+    try:
+        for item in batch[start:]:
+            if not fifo:
+                frames.append(transport.encode(item, prefix))
+            elif type(item) is int and _INT_MIN <= item <= _INT_MAX:
+                frames.append((_INT, item, None))
+            else:
+                frames.append(sq._encode(item))
+    except BaseException:
+        _unlink(frames, 0)
+        raise
+    return frames
+
+
+def _unlink(frames: list[Any], start: int) -> None:
+    for _kind, _payload, seg in frames[start:]:
+        if seg is not None:
+            seg.unlink()
+
+
+def _push_part(sq: Any, batch: list[Any], frames: list[Any], at: list[int], deadline: Any) -> None:
+    """Push ``frames[at[0]:]`` while there is room, under one lock; ``at[0]`` follows the
+    frames pushed, even when a push raises (a priority store's ``TypeError``)."""
+    try:
+        sq._acquire(deadline)
+    except LockTimeout:
+        raise Full from None
+    hdr = sq.hdr
+    start = j = at[0]
+    offset = len(batch) - len(frames)
+    try:
+        if hdr[_CLOSED]:
+            raise sq._closed("put")
+        n = len(frames)
+        end = n if sq.maxsize <= 0 else min(n, j + sq.maxsize - int(hdr[_COUNT]))
+        push = sq.ring.push
+        try:
+            while j < end:
+                kind, payload, _seg = frames[j]
+                if not push(kind, payload, batch[offset + j]):
+                    break  # no space for its bytes now: the one-item path waits or spills
+                j += 1
+        finally:
+            at[0] = j
+            pushed = j - start
+            if pushed:
+                hdr[_UNFINISHED] += pushed
+                waits = sq.waits
+                while pushed and waits[GET]:
+                    _wake(waits, GET)
+                    pushed -= 1
+    finally:
+        sq._release()
+    if hooks.active:
+        me = current_strand()
+        for item in batch[offset + start : offset + j]:
+            hooks.sent(me, sq, item)
+
+
+def put_many(
+    self: Any, batch: list[Any], block: bool = True, timeout: float | None = None, start: int = 0
+) -> None:
+    """``put_many`` of ``batch[start:]`` (the ones before are in); see ``_queue_batch``."""
+    deadline = deadline_of(block, timeout)
+    frames = _encode_all(self, batch, start)
+    at = [0]
+    try:
+        while at[0] < len(frames):
+            _push_part(self, batch, frames, at, deadline)
+            j = at[0]
+            if j < len(frames):  # wait for room (or ring space) for the next one
+                kind, payload, seg = frames[j]
+                self._drive(self._put_wait(batch[start + j], kind, payload, seg, deadline, False))
+                at[0] = j + 1
+    except BaseException as exc:
+        j = at[0]
+        _unlink(frames, j)  # (the frame _put_wait failed to put is unlinked already: no harm)
+        mark_items_put(exc, start + j)
+        raise
+
+
+async def async_put_many(
+    self: Any, batch: list[Any], block: bool = True, timeout: float | None = None, start: int = 0
+) -> None:
+    """:func:`put_many` for a coroutine: waits for room on its loop."""
+    deadline = deadline_of(block, timeout)
+    frames = _encode_all(self, batch, start)
+    at = [0]
+    try:
+        while at[0] < len(frames):
+            _push_part(self, batch, frames, at, deadline)
+            j = at[0]
+            if j < len(frames):
+                kind, payload, seg = frames[j]
+                await self._async_drive(
+                    self._put_wait(batch[start + j], kind, payload, seg, deadline, True)
+                )
+                at[0] = j + 1
+    except BaseException as exc:
+        j = at[0]
+        _unlink(frames, j)
+        mark_items_put(exc, start + j)
+        raise
+
+
+def take_many(self: Any, max_items: int, deadline: float | None = None) -> list[Any]:
+    """Take up to ``max_items`` items queued now, under one lock (``[]`` if none)."""
+    try:
+        self._acquire(deadline)
+    except LockTimeout:
+        raise Empty from None
+    hdr = self.hdr
+    try:
+        k = min(int(hdr[_COUNT]), max_items)
+        pop = self._pop
+        frames = [pop() for _ in range(k)]
+        waits = self.waits
+        while k and waits[PUT]:
+            _wake(waits, PUT)
+            k -= 1
+    finally:
+        self._release()
+    items = [
+        p if kind == _INT else (_loads(p) if kind == _INLINE else _decode(kind, p))
+        for kind, p in frames
+    ]
+    if hooks.active:
+        me = current_strand()
+        for item in items:
+            hooks.received(me, self, item)
+    return items
+
+
+def get_many(
+    self: Any, max_items: int, block: bool = True, timeout: float | None = None
+) -> list[Any]:
+    """``get_many`` on the shared queue; see ``_queue_batch``."""
+    check_max_items(max_items)
+    _check_timeout(block, timeout)
+    items = take_many(self, max_items, 0.0 if not block else None)
+    if items:
+        return items
+    first = self.get(block, timeout)
+    return [first, *take_many(self, max_items - 1)] if max_items > 1 else [first]
+
+
+async def async_get_many(
+    self: Any, max_items: int, block: bool = True, timeout: float | None = None
+) -> list[Any]:
+    """:func:`get_many` for a coroutine: waits for the first item on its loop."""
+    check_max_items(max_items)
+    deadline = deadline_of(block, timeout)
+    items = take_many(self, max_items, 0.0 if not block else None)
+    if items:
+        return items
+    first = await self.async_get(block, left_until(deadline))
+    return [first, *take_many(self, max_items - 1)] if max_items > 1 else [first]
