@@ -11,6 +11,7 @@ frame it may under one lock, rings as many parked putters, and decodes outside t
 from __future__ import annotations
 
 import pickle
+from array import array
 from typing import Any
 
 from plait._channels._queue_batch import (
@@ -34,17 +35,40 @@ _COUNT, _CLOSED, _UNFINISHED = Ring.COUNT, Ring.CLOSED, Ring.UNFINISHED
 _INT, _INLINE = transport.INT, transport.INLINE
 _INT_MIN, _INT_MAX = transport.INT_MIN, transport.INT_MAX
 _loads = pickle.loads
+_SPIN = 300  # looks at a full queue before parking (as _xproc's put)
 _decode = transport.decode
 _wake = doorbell.wake
 
 
-def _encode_all(sq: Any, batch: list[Any], start: int) -> list[Any]:
+class _Ints:
+    """The frames of a batch of plain ints for a ring: their values, pushed as blocks
+    (``Ring.push_ints``); indexed, a frame as ``_encode`` makes it."""
+
+    __slots__ = ("values",)
+
+    def __init__(self, values: array[int]) -> None:
+        self.values = values
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __getitem__(self, j: int) -> tuple[int, int, None]:
+        return _INT, self.values[j], None
+
+
+def _encode_all(sq: Any, batch: list[Any], start: int) -> Any:
     """Every frame of ``batch[start:]``; nothing is left behind if one cannot be pickled.
     (An ordered store takes no unpickled ``INT`` frames: its items go through
     ``transport.encode``, as its ``put`` does.)"""
     frames: list[Any] = []
     fifo = sq.order == FIFO
     prefix = sq.prefix
+    rest = batch[start:] if start else batch
+    if fifo and rest and set(map(type, rest)) == {int}:
+        try:
+            return _Ints(array("q", rest))
+        except OverflowError:  # an int beyond 64 bits: pickled, as put does
+            pass
     try:
         for item in batch[start:]:
             if not fifo:
@@ -59,13 +83,15 @@ def _encode_all(sq: Any, batch: list[Any], start: int) -> list[Any]:
     return frames
 
 
-def _unlink(frames: list[Any], start: int) -> None:
+def _unlink(frames: Any, start: int) -> None:
+    if type(frames) is _Ints:
+        return
     for _kind, _payload, seg in frames[start:]:
         if seg is not None:
             seg.unlink()
 
 
-def _push_part(sq: Any, batch: list[Any], frames: list[Any], at: list[int], deadline: Any) -> None:
+def _push_part(sq: Any, batch: list[Any], frames: Any, at: list[int], deadline: Any) -> None:
     """Push ``frames[at[0]:]`` while there is room, under one lock; ``at[0]`` follows the
     frames pushed, even when a push raises (a priority store's ``TypeError``)."""
     try:
@@ -82,6 +108,16 @@ def _push_part(sq: Any, batch: list[Any], frames: list[Any], at: list[int], dead
         end = n if sq.maxsize <= 0 else min(n, j + sq.maxsize - int(hdr[_COUNT]))
         push = sq.ring.push
         try:
+            if type(frames) is _Ints:
+                values = frames.values
+                push_ints = sq.ring.push_ints
+                while j < end:
+                    k = push_ints(values[j:end])
+                    if not k:  # it must wrap or join the overflow chain: one by one
+                        if not push(_INT, values[j]):
+                            break
+                        k = 1
+                    j += k
             while j < end:
                 kind, payload, _seg = frames[j]
                 if not push(kind, payload, batch[offset + j]):
@@ -104,6 +140,22 @@ def _push_part(sq: Any, batch: list[Any], frames: list[Any], at: list[int], dead
             hooks.sent(me, sq, item)
 
 
+def _room_soon(sq: Any, block: bool) -> bool:
+    """Whether a full queue got room within a short spin: a reader usually makes room
+    within microseconds, so a stream of batches makes no system call per batch (as
+    ``put`` looks before it sleeps)."""
+    maxsize = sq.maxsize
+    if not block or maxsize <= 0:
+        return False
+    hdr = sq.hdr
+    for _ in range(_SPIN):
+        if hdr[_CLOSED]:
+            return False
+        if hdr[_COUNT] < maxsize:
+            return True
+    return False
+
+
 def put_many(
     self: Any, batch: list[Any], block: bool = True, timeout: float | None = None, start: int = 0
 ) -> None:
@@ -115,6 +167,8 @@ def put_many(
         while at[0] < len(frames):
             _push_part(self, batch, frames, at, deadline)
             j = at[0]
+            if j < len(frames) and _room_soon(self, block):
+                continue
             if j < len(frames):  # wait for room (or ring space) for the next one
                 kind, payload, seg = frames[j]
                 self._drive(self._put_wait(batch[start + j], kind, payload, seg, deadline, False))
@@ -137,6 +191,8 @@ async def async_put_many(
         while at[0] < len(frames):
             _push_part(self, batch, frames, at, deadline)
             j = at[0]
+            if j < len(frames) and _room_soon(self, block):
+                continue
             if j < len(frames):
                 kind, payload, seg = frames[j]
                 await self._async_drive(
@@ -157,19 +213,34 @@ def take_many(self: Any, max_items: int, deadline: float | None = None) -> list[
     except LockTimeout:
         raise Empty from None
     hdr = self.hdr
+    raw: list[Any] = []
     try:
-        k = min(int(hdr[_COUNT]), max_items)
+        k = taken = min(int(hdr[_COUNT]), max_items)
+        ring = self.ring
         pop = self._pop
-        frames = [pop() for _ in range(k)]
+        if self.order == FIFO:
+            pop_ints = ring.pop_ints
+            while k:
+                values = pop_ints(k)
+                if values:
+                    raw += values
+                    k -= len(values)
+                else:
+                    raw.append(pop())
+                    k -= 1
+        else:
+            raw = [pop() for _ in range(k)]
         waits = self.waits
-        while k and waits[PUT]:
+        while taken and waits[PUT]:
             _wake(waits, PUT)
-            k -= 1
+            taken -= 1
     finally:
         self._release()
     items = [
-        p if kind == _INT else (_loads(p) if kind == _INLINE else _decode(kind, p))
-        for kind, p in frames
+        x
+        if type(x) is int
+        else (x[1] if x[0] == _INT else (_loads(x[1]) if x[0] == _INLINE else _decode(*x)))
+        for x in raw
     ]
     if hooks.active:
         me = current_strand()
