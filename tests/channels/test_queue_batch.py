@@ -173,7 +173,7 @@ def test_a_failing_put_hook_reports_the_items_before_it() -> None:
             super()._put(item)
 
     q = Picky()
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(ValueError, match="negative") as info:
         q.put_many([1, 2, -3, 4])
     assert info.value.items_put == 2  # type: ignore[attr-defined]
     assert q.get_many(10) == [1, 2]
