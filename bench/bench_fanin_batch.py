@@ -27,7 +27,7 @@ import plait
 MAXSIZE = 1000
 BATCH = 64
 GET_MANY = 1024
-TOTAL = 400_000  # messages per run, over all producers
+TOTAL = 200_000  # messages per run, over all producers
 
 
 def _make(lib: str, ctx: Any) -> Any:

@@ -37,7 +37,9 @@ tried.
 Where the rest lives: the coroutine side (``async_put``/``async_get``/``async for``/
 ``async_join``) in ``_queue_async``; the wake markers and the hot wait helpers in
 ``_queue_waits``; the C accelerator's seam in ``_queue_speedups``; the select cases in
-``_queue_select``; ``LifoQueue``/``PriorityQueue``/``SimpleQueue`` in ``_queue_kinds``.
+``_queue_select``; ``LifoQueue``/``PriorityQueue``/``SimpleQueue`` in ``_queue_kinds``; the
+batches (``put_many``/``get_many``, one lock per batch) in ``_queue_batch`` (a shared queue's
+in ``_queue_batch_shared``).
 """
 
 from __future__ import annotations
