@@ -276,3 +276,18 @@ def test_fan_in_from_processes_in_batches() -> None:
         mine = [x for x in got if (x[0] if isinstance(x, tuple) else x // 1000) == tag]
         expected = [(tag, b, i) if i % 3 else tag * 1000 + b for b in range(20) for i in range(16)]
         assert mine == expected
+
+
+def test_a_shared_batch_bigger_than_the_ring_spills_and_loses_nothing() -> None:
+    q = _queue("shared", maxsize=1000)  # room by count, not by the ring's bytes
+    items = [bytes([i]) * 200_000 for i in range(60)]  # about 12 MB: more than the ring
+    t, box = _thread(lambda: q.put_many(items, timeout=20))
+    try:
+        t.join(30)
+    finally:
+        got = []
+        while len(got) < len(items) and (t.is_alive() or q.qsize()):
+            got += q.get_many(16, timeout=10)
+        t.join(10)
+    assert "error" not in box
+    assert got == items

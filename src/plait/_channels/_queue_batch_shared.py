@@ -163,11 +163,13 @@ def put_many(
     deadline = deadline_of(block, timeout)
     frames = _encode_all(self, batch, start)
     at = [0]
+    stalled_at = -1
     try:
         while at[0] < len(frames):
             _push_part(self, batch, frames, at, deadline)
             j = at[0]
-            if j < len(frames) and _room_soon(self, block):
+            if j < len(frames) and j != stalled_at and _room_soon(self, block):
+                stalled_at = j  # (no progress after the spin: wait the one-item way)
                 continue
             if j < len(frames):  # wait for room (or ring space) for the next one
                 kind, payload, seg = frames[j]
@@ -187,11 +189,13 @@ async def async_put_many(
     deadline = deadline_of(block, timeout)
     frames = _encode_all(self, batch, start)
     at = [0]
+    stalled_at = -1
     try:
         while at[0] < len(frames):
             _push_part(self, batch, frames, at, deadline)
             j = at[0]
-            if j < len(frames) and _room_soon(self, block):
+            if j < len(frames) and j != stalled_at and _room_soon(self, block):
+                stalled_at = j  # (no progress after the spin: wait the one-item way)
                 continue
             if j < len(frames):
                 kind, payload, seg = frames[j]
