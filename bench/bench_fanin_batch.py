@@ -115,8 +115,10 @@ def main() -> None:
         (1, "one by one", ["multiprocessing.Queue", *peers, "plait.Queue"]),
         (BATCH, f"put_many({BATCH})/get_many({GET_MANY})", [*peers, "plait.Queue"]),
     )
+    gains = []
     for producers in (2, 4, 8):
         base = None
+        plait_rates = {}
         for batch, how, libs in ways:
             case = f"fan-in, {producers} producers, {how}"
             for lib in libs:
@@ -125,6 +127,8 @@ def main() -> None:
                 value = sorted(got)[len(got) // 2]
                 if lib == "multiprocessing.Queue":
                     base = value
+                if lib == "plait.Queue":
+                    plait_rates[batch] = value
                 bench.record(
                     case,
                     lib,
@@ -136,6 +140,8 @@ def main() -> None:
                 )
                 vs = f"  {value / base:.2f}x mp.Queue one by one" if base else ""
                 print(f"{case:55} {lib:22} {value:12,.0f} msg/s{vs}", flush=True)
+        gains.append(f"{producers} producers {plait_rates[BATCH] / plait_rates[1]:.2f}x")
+    bench.note("plait put_many/get_many over plait one by one, same run: " + ", ".join(gains))
     bench.note(
         "Producers start from the fork server; the parent drains; timed from the first "
         "message. Batch rows compare with faster-fifo's put_many/get_many in the same run "
