@@ -20,7 +20,6 @@ from plait._channels._queue_batch import (
     left_until,
     mark_items_put,
 )
-from plait._channels._queue_waits import _check_timeout
 from plait._core import current_strand, hooks
 from plait._errors import Empty, Full
 from plait._ipc import doorbell, transport
@@ -210,10 +209,16 @@ async def async_put_many(
         raise
 
 
-def take_many(self: Any, max_items: int, deadline: float | None = None) -> list[Any]:
-    """Take up to ``max_items`` items queued now, under one lock (``[]`` if none)."""
+def take_many(
+    self: Any, max_items: int, deadline: float | None = None, cancellable: bool = False
+) -> list[Any]:
+    """Take up to ``max_items`` items queued now, under one lock (``[]`` if none).
+
+    Not ``cancellable`` by default: it tops up a first item already taken, which a
+    cancellation in the wait for the lock would lose.
+    """
     try:
-        self._acquire(deadline)
+        self._acquire(deadline, cancellable)
     except LockTimeout:
         raise Empty from None
     hdr = self.hdr
@@ -258,11 +263,11 @@ def get_many(
 ) -> list[Any]:
     """``get_many`` on the shared queue; see ``_queue_batch``."""
     check_max_items(max_items)
-    _check_timeout(block, timeout)
-    items = take_many(self, max_items, 0.0 if not block else None)
+    deadline = deadline_of(block, timeout)
+    items = take_many(self, max_items, deadline, True)
     if items:
         return items
-    first = self.get(block, timeout)
+    first = self.get(block, left_until(deadline))
     return [first, *take_many(self, max_items - 1)] if max_items > 1 else [first]
 
 
@@ -272,7 +277,7 @@ async def async_get_many(
     """:func:`get_many` for a coroutine: waits for the first item on its loop."""
     check_max_items(max_items)
     deadline = deadline_of(block, timeout)
-    items = take_many(self, max_items, 0.0 if not block else None)
+    items = take_many(self, max_items, deadline, True)
     if items:
         return items
     first = await self.async_get(block, left_until(deadline))
