@@ -15,6 +15,7 @@ from plait._channels import Empty, Full, PriorityQueue, Queue
 from plait._channels._xproc import promote
 from plait._errors import SerializationError, ShutDown
 from plait._ipc.context import get_context
+from plait._ipc.transport import Ring
 from plait.testing import wait_parked
 
 KINDS = ["local", "shared"]
@@ -291,3 +292,23 @@ def test_a_shared_batch_bigger_than_the_ring_spills_and_loses_nothing() -> None:
         t.join(10)
     assert "error" not in box
     assert got == items
+
+
+def test_shared_batches_of_mixed_items_survive_the_ring_wrapping() -> None:
+    q = _queue("shared")
+    expected: list[Any] = []
+    got: list[Any] = []
+    tail = 0
+    for r in range(120):  # about 12 MB through an 8 MiB ring, never empty: it wraps
+        batch: list[Any] = list(range(r, r + 100))
+        batch.insert(r % 100, "x" * (100_000 + r * 8))  # inline frames of odd sizes
+        batch.append(2**64 + r)  # an int beyond 64 bits travels pickled
+        q.put_many(batch)
+        expected += batch
+        tail = max(tail, int(q._shared.hdr[Ring.TAIL]))
+        if r:
+            got += q.get_many(len(batch) - r % 2)  # a backlog that grows: never empty
+    assert tail > q._shared.ring.cap  # (the ring's offsets went past its end: it wrapped)
+    while len(got) < len(expected):
+        got += q.get_many(10_000)
+    assert got == expected
