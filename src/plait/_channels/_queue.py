@@ -37,19 +37,21 @@ tried.
 Where the rest lives: the coroutine side (``async_put``/``async_get``/``async for``/
 ``async_join``) in ``_queue_async``; the wake markers and the hot wait helpers in
 ``_queue_waits``; the C accelerator's seam in ``_queue_speedups``; the select cases in
-``_queue_select``; ``LifoQueue``/``PriorityQueue``/``SimpleQueue`` in ``_queue_kinds``.
+``_queue_select``; ``LifoQueue``/``PriorityQueue``/``SimpleQueue`` in ``_queue_kinds``; the
+batches (``put_many``/``get_many``, one lock per batch) in ``_queue_batch`` (a shared queue's
+in ``_queue_batch_shared``).
 """
 
 from __future__ import annotations
 
 import sys
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 from weakref import ref as _weakref
 
-from plait._channels import _queue_async
+from plait._channels import _queue_async, _queue_batch
 from plait._channels._queue_speedups import SPEEDUPS, Core, _speedups, configure_speedups
 from plait._channels._queue_waits import (
     _SLOW,
@@ -694,6 +696,29 @@ class Queue(Core, Generic[T]):
         async_get = _async_get_locked
         __anext__ = _anext_locked
 
+    # -- batches: one lock per batch (``_queue_batch``) ---------------------------------
+
+    if TYPE_CHECKING:
+
+        def put_many(
+            self, items: Iterable[T], block: bool = True, timeout: float | None = None
+        ) -> None: ...
+        def get_many(
+            self, max_items: int, block: bool = True, timeout: float | None = None
+        ) -> list[T]: ...
+        async def async_put_many(
+            self, items: Iterable[T], block: bool = True, timeout: float | None = None
+        ) -> None: ...
+        async def async_get_many(
+            self, max_items: int, block: bool = True, timeout: float | None = None
+        ) -> list[T]: ...
+
+    else:
+        put_many = _queue_batch.put_many
+        get_many = _queue_batch.get_many
+        async_put_many = _queue_batch.async_put_many
+        async_get_many = _queue_batch.async_get_many
+
     # -- select cases -------------------------------------------------------------------
 
     def get_op(self) -> SelectCase:
@@ -722,9 +747,10 @@ class Queue(Core, Generic[T]):
         """``multiprocessing.Queue`` compatibility: exit never waits on unread data."""
 
 
-# The coroutine side's functions are Queue's methods: they say so (coroutine names, traces).
+# The coroutine side's and the batches' functions are Queue's methods: they say so
+# (coroutine names, traces).
 for _name, _method in list(vars(Queue).items()):
-    if getattr(_method, "__module__", None) == _queue_async.__name__:
+    if getattr(_method, "__module__", None) in (_queue_async.__name__, _queue_batch.__name__):
         _method.__qualname__ = f"Queue.{_name}"
 del _name, _method
 

@@ -53,6 +53,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+from plait._channels import _queue_batch_shared
 from plait._channels._queue import (
     CLOSED,
     PROMOTED,
@@ -507,6 +508,14 @@ class SharedQueue:
             left = None if deadline is None else max(deadline - _monotonic(), 0.0)
             if not await room.async_park(waiter, GET, left) and deadline is not None:
                 raise Empty
+
+    # -- batches: one lock per part (``_queue_batch_shared``) ----------------------------
+
+    put_many = _queue_batch_shared.put_many
+    async_put_many = _queue_batch_shared.async_put_many
+    get_many = _queue_batch_shared.get_many
+    async_get_many = _queue_batch_shared.async_get_many
+    take_many = _queue_batch_shared.take_many
 
     def _can_get(self) -> bool:
         hdr = self.hdr

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import pickle
 import sys
+from array import array
 from typing import Any
 
 from plait._errors import BrokenResourceError
@@ -59,6 +60,7 @@ INLINE, SEGMENT, BYTES, BYTEARRAY, INT = 0, 1, 2, 3, 4  # frame kinds
 RAW_MIN = 4096  # bytes/bytearray items at least this big travel raw, not pickled
 WRAP = -1  # a ring word: the next frame starts at 0
 INT_WORD = 8 << 8 | INT  # the first word of an int's frame (its value is the second)
+_INT_PAIR = (INT_WORD, 0)  # an int frame's two words, its value to fill in
 INT_MIN, INT_MAX = -(1 << 63), (1 << 63) - 1
 _HEAD, _TAIL, _COUNT = 2, 3, 4  # header word indexes (see Ring)
 _OVF_FIRST, _OVF_LAST = 14, 15  # the overflow chain: first live id (0: none), last id made
@@ -294,6 +296,55 @@ class Ring:
             hdr[_HEAD] = head  # the commit
         hdr[_COUNT] -= 1
         return kind, payload
+
+    def push_ints(self, values: list[int]) -> int:
+        """Append ``INT`` frames for a prefix of ``values`` in one block copy (each must be
+        an ``int`` in 64 bits); how many went in -- 0 when the next frame must wrap or join
+        the overflow chain (the caller pushes that one with :meth:`push`)."""
+        hdr = self.hdr
+        if hdr[_OVF_FIRST]:
+            return 0
+        cap = self.cap
+        tail = hdr[_TAIL]
+        pos = tail % cap
+        k = min(len(values), (cap - pos) >> 4, (cap - (tail - hdr[_HEAD])) >> 4)
+        if k <= 0:
+            return 0
+        block = array("q", _INT_PAIR) * k
+        block[1::2] = array("q", values[:k] if k < len(values) else values)
+        at = pos >> 3
+        self.words[at : at + 2 * k] = block
+        hdr[_TAIL] = tail + 16 * k  # the commit
+        hdr[_COUNT] += k
+        return k
+
+    def pop_ints(self, most: int) -> list[int] | None:
+        """Take up to ``most`` frames at once if the next ones are all ``INT`` frames lying
+        end to end (``COUNT`` must be > 0): their values; ``None`` if they are not (the
+        caller pops frame by frame)."""
+        hdr = self.hdr
+        head = hdr[_HEAD]
+        tail = hdr[_TAIL]
+        if head == tail:
+            return None
+        cap = self.cap
+        pos = head % cap
+        k = min(most, hdr[_COUNT], (tail - head) >> 4, (cap - pos) >> 4)
+        if k <= 0:
+            return None
+        at = pos >> 3
+        words = self.words[at : at + 2 * k].tolist()
+        kinds = words[0::2]
+        if kinds.count(INT_WORD) != k:
+            return None
+        head += 16 * k
+        if head == tail:  # emptied: start again at 0 (TAIL first, as in pop)
+            hdr[_TAIL] = 0
+            hdr[_HEAD] = 0
+        else:
+            hdr[_HEAD] = head  # the commit
+        hdr[_COUNT] -= k
+        return words[1::2]
 
     def repair(self) -> None:
         """After a holder died inside the lock: recount the frames, drop an interrupted
