@@ -277,14 +277,14 @@ def test_a_cycle_across_two_processes_is_reported_within_a_second() -> None:
     assert "Traceback" not in done.stderr
 
 
-@pytest.mark.parametrize("debug", ["0", "1"])
-def test_a_cycle_across_two_processes_raises_in_the_wait_that_closes_it(debug: str) -> None:
-    # Both waits untimed; the parent parks first (its thread tells the child), so the
-    # child's wait closes the cycle: it gets DeadlockError naming both processes' strands,
-    # both locks and both lines (and, in debug mode, where each lock was taken), and the
-    # parent then takes both.
+def _run_cross_process_cycle(
+    program: str, debug: str
+) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """Run a two-process cycle program; check the child raised and the parent went on.
+
+    Returns the run and the report's two strand lines (child's wait first)."""
     done = subprocess.run(
-        [sys.executable, str(PROGRAMS / "xproc_deadlock_raise.py")],
+        [sys.executable, str(PROGRAMS / program)],
         env={**os.environ, "PLAIT_DEBUG": debug},
         capture_output=True,
         text=True,
@@ -296,9 +296,20 @@ def test_a_cycle_across_two_processes_raises_in_the_wait_that_closes_it(debug: s
     out = done.stdout
     assert "child raised: deadlock across processes" in out, out + done.stderr
     assert "links: 2" in out and "parent got both" in out
-    assert "child got both" not in out
     lines = [line for line in out.splitlines() if line.startswith("  thread ")]
     assert len(lines) == 2, out
+    return done, lines
+
+
+@pytest.mark.parametrize("debug", ["0", "1"])
+def test_a_cycle_across_two_processes_raises_in_the_wait_that_closes_it(debug: str) -> None:
+    # Both waits untimed; the parent parks first (its thread tells the child), so the
+    # child's wait closes the cycle: it gets DeadlockError naming both processes' strands,
+    # both locks and both lines (and, in debug mode, where each lock was taken), and the
+    # parent then takes both.
+    done, lines = _run_cross_process_cycle("xproc_deadlock_raise.py", debug)
+    out = done.stdout
+    assert "child got both" not in out
     assert "plait.Lock 'mutexA' at " in lines[0] and ":19 (fun2)" in lines[0]
     assert "plait.Lock 'mutexB' at " in lines[1] and "xproc_deadlock_raise.py:39" in lines[1]
     assert "held by thread 'MainThread'" in lines[0] and "held by thread 'MainThread'" in lines[1]
@@ -314,21 +325,7 @@ def test_a_cycle_across_two_processes_raises_in_the_wait_that_closes_it(debug: s
 def test_a_cycle_across_two_processes_through_a_shared_semaphore_raises_in_debug_mode() -> None:
     # The parent holds the only permit and waits for the child's lock; the child's wait for
     # a permit closes the cycle. A semaphore's holder strands are known in debug mode.
-    done = subprocess.run(
-        [sys.executable, str(PROGRAMS / "xproc_sem_deadlock.py")],
-        env={**os.environ, "PLAIT_DEBUG": "1"},
-        capture_output=True,
-        text=True,
-        timeout=40,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    out = done.stdout
-    assert "child raised: deadlock across processes" in out, out + done.stderr
-    assert "links: 2" in out and "parent got both" in out
-    lines = [line for line in out.splitlines() if line.startswith("  thread ")]
-    assert len(lines) == 2, out
+    done, lines = _run_cross_process_cycle("xproc_sem_deadlock.py", "1")
     assert "plait.Semaphore 'pool' at " in lines[0] and ":19 (child_side)" in lines[0]
     assert "held by thread 'MainThread'" in lines[0]
     assert "plait.Lock 'gate' at " in lines[1] and "xproc_sem_deadlock.py:39" in lines[1]
