@@ -34,6 +34,11 @@ def racy_increment(d: Any, key: Any, read: Any, go: Any) -> None:
     d[key] = v + 1
 
 
+def set_many(d: Any, who: int, n: int) -> None:
+    for j in range(n):
+        d[who, j] = j
+
+
 def set_item(d: Any, key: Any, value: Any) -> Any:
     d[key] = value
     return d.copy()
