@@ -72,3 +72,20 @@ def use_manager_objects(v: Any, arr: Any, ns: Any, lock: Any, q: Any) -> None:
         arr[0] = arr[0] + 1
     ns.seen = ns.x + 1
     q.put(("done", list(arr)))
+
+
+def killed_writing_big(d: Any, stage: str, size: int) -> None:
+    """SIGKILL this process at ``stage`` of writing a large value (its segment made)."""
+
+    def hook(at: str) -> None:
+        if at == stage:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    _log.crash_hook = hook
+    d["a"] = b"k" * size
+
+
+def double_array(d: Any) -> None:
+    """Read a large array, write it back doubled, and a 10 MB bytes value."""
+    d["doubled"] = d["array"] * 2
+    d["bytes"] = b"y" * 10_000_000

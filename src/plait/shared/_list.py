@@ -276,14 +276,20 @@ class SharedValue(LogBacked):
 
     def __init__(self, typecode: Any, value: Any, lock: Any = True) -> None:
         self.typecode = typecode
-        self._v = store(value)
-        self._create()
+        self._v = None
+
+        def fill() -> None:
+            self._v = self._keep(value)
+
+        self._create(fill)
 
     def _reset(self) -> None:
         self._v = None
 
     def _apply(self, record: tuple[Any, ...]) -> None:
-        self._v = record[1]
+        old, self._v = self._v, record[1]
+        if old is not self._v:
+            self._drop(old)
 
     def _snapshot(self) -> tuple[Any, ...]:
         return ("S", self._v)
@@ -295,7 +301,7 @@ class SharedValue(LogBacked):
         return _loads(v.data) if type(v) is Blob else v
 
     def set(self, value: Any) -> None:
-        record = ("S", store(value))
+        record = ("S", self._keep(value))
         self._commit(record, encode(record))
 
     value = property(get, set)

@@ -24,9 +24,20 @@ by its length) and one 64-bit *published word* ``(generation << 40) | committed 
   unlinks the old name (readers still replaying it keep their mapping). A reader that sees
   a new generation maps it and replays it from its snapshot.
 
+* The uncontended write (``_commit_under_mutex``) does not take the lock at all: it holds
+  the lock's robust mutex (one trylock, one unlock) while it appends, applies and
+  publishes, when nobody holds the lock and the record fits; anything else takes the lock.
+
 Values of mutable types are kept pickled in the replica and unpickled on each read, so
 ``d[k]`` returns a fresh copy as the Manager's proxies do (mutating it changes nothing
 shared); ``int``, ``float``, ``str``, ``bytes``, ``bool``, ``None`` are kept as objects.
+A value of a dict, Value or Namespace whose pickle is over ``BIG`` (64 KiB) gets a segment
+of its own (``<prefix>v<pid>_<n>``) and the log records its name: every replica maps it as
+it replays the record, and the writer whose published record overwrites or deletes it
+unlinks the name (mappings stay valid; a replica that replays the record after the unlink
+finds the newer record next). A writer killed before publishing leaves its segment under
+the prefix, removed with the rest when the last user lets go (a list keeps its values in
+the log).
 
 Memory order: readers load the word without a lock and then read the records below it. On
 x86-64 (TSO) stores become visible in program order, so the records are there; on weakly
@@ -66,26 +77,66 @@ _GEN_MASK = (1 << 22) - 1
 _CLOSED = -1  # the published word once the object's Manager was shut down
 _UNSYNCED = -2  # a local word that matches nothing: replay from the generation's start
 MIN_LOG = 64 * 1024
+BIG = 64 * 1024  # a value whose pickle is larger gets a segment of its own
+_BIG_STR = BIG // 4  # (a str's length in characters: up to 4 bytes each)
 _FRAME = struct.Struct("<I")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 _dumps = pickle.dumps
 _loads = pickle.loads
 _SIMPLE = frozenset({int, float, str, bytes, bool, type(None), complex})
+_SCALARS = frozenset({int, float, bool, type(None), complex})  # (never large)
 
 # Test hook (crash tests): called with the stage name at the points a writer can be killed.
 crash_hook: Callable[[str], None] | None = None
 
 
 class Blob:
-    """A value kept pickled in the replica: each read unpickles a fresh copy."""
+    """A value kept pickled in the replica: each read unpickles a fresh copy.
 
-    __slots__ = ("data",)
+    A large one (``name`` set) lives in a segment of its own and ``data`` is a view of
+    its mapping: the log records only the name, and each process maps the segment when it
+    replays the record (so the writer that later overwrites the value may unlink the name
+    at once: every mapping stays valid until its replica lets go of it).
+    """
 
-    def __init__(self, data: bytes) -> None:
+    __slots__ = ("data", "name")
+
+    def __init__(self, data: bytes | memoryview, name: str | None = None) -> None:
         self.data = data
+        self.name = name
 
     def __reduce__(self) -> tuple[Any, ...]:
+        if self.name is not None:
+            return (_open_big, (self.name,))
         return (Blob, (self.data,))
+
+
+class _Gone:
+    """What a large value's record replays to when its segment was already removed: the
+    value was overwritten or deleted later in the log (replayed next), so it is never read."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_value_gone, ())
+
+
+def _value_gone() -> Any:
+    raise BrokenResourceError(
+        "a large value of this shared object was removed before this process could map it "
+        "(its segment is gone: was /dev/shm cleaned by hand?)"
+    )
+
+
+_GONE = pickle.dumps(_Gone())
+
+
+def _open_big(name: str) -> Blob:
+    """Unpickling a large value's record: map its segment (``populate=False``: pages are
+    read only when the value is)."""
+    try:
+        seg = shm.Segment(name, populate=False)
+    except FileNotFoundError:
+        return Blob(_GONE, name)
+    return Blob(seg.buf, name)
 
 
 def store(value: Any) -> Any:
@@ -131,6 +182,7 @@ class LogBacked:
         "__weakref__",
         "_anchor",
         "_depth",
+        "_dropped",
         "_hdr",
         "_lock",
         "_mutex",
@@ -162,8 +214,9 @@ class LogBacked:
 
     # -- creating and attaching -------------------------------------------------------
 
-    def _create(self) -> None:
-        """Make the shared names for a new object whose replica is already filled."""
+    def _create(self, fill: Callable[[], None] | None = None) -> None:
+        """Make the shared names for a new object; ``fill()`` then fills the replica (it
+        may store large values: they need the names). If it raises, nothing is left."""
         self._init_local()
         prefix = shm.new_prefix(self.kind)
         self._prefix = prefix
@@ -172,6 +225,8 @@ class LogBacked:
         self._lock = lock
         self._anchor = shm.Segment(prefix + ANCHOR, 64, create=True, populate=False, hold=True)
         try:
+            if fill is not None:
+                fill()
             self._hdr = self._anchor.buf.cast("q")
             self._word = _UNSYNCED
             self._compact(0)
@@ -189,6 +244,7 @@ class LogBacked:
         self._depth = 0
         self._seg: shm.Segment | None = None
         self._retired: list[shm.Segment] = []
+        self._dropped: list[str] = []  # large values this writer's records let go of
 
     def _attach(self, prefix: str, lock: Lock) -> None:
         self._init_local()
@@ -252,6 +308,7 @@ class LogBacked:
                 apply(_loads(buf[off + 4 : off + 4 + n]))
                 off += 4 + n
             self._word = (gen << _OFF_BITS) | end
+            self._dropped.clear()  # (their writers unlinked what other records let go of)
 
     def _drop_segment(self) -> None:
         seg, self._seg = self._seg, None
@@ -354,6 +411,8 @@ class LogBacked:
                 if crash_hook is not None:
                     crash_hook("publish")
                 hdr[0] = new
+                if self._dropped:
+                    self._unlink_dropped()
             finally:
                 self._mutex.release()
         finally:
@@ -418,6 +477,44 @@ class LogBacked:
         for seg in retired:
             seg.unlink()
             seg.close()
+        if self._dropped:
+            self._unlink_dropped()
+
+    def _unlink_dropped(self) -> None:
+        """(writing, just published) Remove the segments of the large values our records
+        overwrote or deleted: nobody can reach them from the published state any more
+        (processes that mapped them keep their mappings until they catch up)."""
+        dropped, self._dropped = self._dropped, []
+        for name in dropped:
+            shm._unlink(name)
+
+    def _keep(self, value: Any) -> Any:
+        """What the replica and the log keep for ``value``: itself (a small immutable),
+        its pickle, or -- over ``BIG`` bytes -- a segment of its own holding the pickle.
+        ``SerializationError`` if it cannot be pickled; nothing has changed then."""
+        t = type(value)
+        if t in _SCALARS or (t in _SIMPLE and len(value) <= _BIG_STR):
+            return value
+        try:
+            data = _dumps(value, 5)
+        except Exception:
+            data = serialize.dumps(value, what="the value")
+        if len(data) <= BIG:
+            return Blob(data)
+        seg = shm.Segment.create(self._prefix + "v", len(data))
+        seg.buf[: len(data)] = data
+        return Blob(seg.buf, seg.name)
+
+    def _discard(self, stored: Any) -> None:
+        """``stored`` was made for a write that did not happen: remove its segment."""
+        if type(stored) is Blob and stored.name is not None:
+            shm._unlink(stored.name)
+
+    def _drop(self, stored: Any) -> None:
+        """A record of ours let go of ``stored``: a large value's segment goes once the
+        record is published."""
+        if type(stored) is Blob and stored.name is not None:
+            self._dropped.append(stored.name)
 
     def _close_shared(self) -> None:
         """Mark the object closed for every process (its Manager was shut down)."""
