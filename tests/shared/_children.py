@@ -89,3 +89,28 @@ def double_array(d: Any) -> None:
     """Read a large array, write it back doubled, and a 10 MB bytes value."""
     d["doubled"] = d["array"] * 2
     d["bytes"] = b"y" * 10_000_000
+
+
+class Counter:
+    """A registered type for Manager.register tests (served in the manager's process)."""
+
+    def __init__(self, start: int = 0) -> None:
+        self.n = start
+
+    def add(self, k: int) -> int:
+        self.n += k
+        return self.n
+
+    def get(self) -> int:
+        return self.n
+
+    def fail(self) -> None:
+        raise ValueError("failed in the server")
+
+    def _private(self) -> int:
+        return -1
+
+
+def add_through_proxy(counter: Any, k: int, times: int) -> None:
+    for _ in range(times):
+        counter.add(k)
