@@ -39,10 +39,14 @@ finds the newer record next). A writer killed before publishing leaves its segme
 the prefix, removed with the rest when the last user lets go (a list keeps its values in
 the log).
 
-Memory order: readers load the word without a lock and then read the records below it. On
-x86-64 (TSO) stores become visible in program order, so the records are there; on weakly
-ordered CPUs this relies on the lock's release barrier of the writer and the load ordering
-of the interpreter, which CPython does not promise.
+Memory order: readers load the word without a lock and then read the records below it;
+the writer stores the records first and the word last. On x86 (TSO: stores become visible
+in program order, loads are not reordered with later loads) a memoryview's plain 8-byte
+load and store keep that order, so the word is read through one (``_word_view``). On a
+weakly ordered CPU (arm64, POWER, RISC-V) nothing in Python orders them: there the word is
+a ``plait.shared._ordered.Word`` (C: an acquire load, a release store) and, where that
+module was not built, creating or attaching a shared object raises ``RuntimeError``
+rather than risk reading a record before it is written.
 
 Lifetime: every name carries the creator's owner tag (``shm.new_prefix``); the anchor
 segment (``<prefix>ring``: the word) is held by every process attached and the last one to
@@ -54,6 +58,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import platform
 import struct
 import threading
 import weakref
@@ -85,6 +90,28 @@ _dumps = pickle.dumps
 _loads = pickle.loads
 _SIMPLE = frozenset({int, float, str, bytes, bool, type(None), complex})
 _SCALARS = frozenset({int, float, bool, type(None), complex})  # (never large)
+
+try:
+    from plait.shared import _ordered  # type: ignore[attr-defined]
+except ImportError:  # (not built: no compiler at install)
+    _ordered = None
+_TSO = platform.machine().lower() in {"x86_64", "amd64", "i386", "i686", "x86"}
+
+
+def _word_view(buf: memoryview) -> Any:
+    """The published word at the start of ``buf``, read and written as ``w[0]`` with the
+    order the log needs on this CPU (see the module doc)."""
+    if _TSO:
+        return buf.cast("q")
+    if _ordered is not None:
+        return _ordered.Word(buf)
+    raise RuntimeError(
+        f"plait.shared needs ordered loads and stores of its shared word on this "
+        f"{platform.machine()} CPU (weakly ordered), from its C module "
+        "plait.shared._ordered, which was not built here: reinstall plait with a C "
+        "compiler available, or share state through plait.Queue instead"
+    )
+
 
 # Test hook (crash tests): called with the stage name at the points a writer can be killed.
 crash_hook: Callable[[str], None] | None = None
@@ -225,9 +252,9 @@ class LogBacked:
         self._lock = lock
         self._anchor = shm.Segment(prefix + ANCHOR, 64, create=True, populate=False, hold=True)
         try:
+            self._hdr = _word_view(self._anchor.buf)
             if fill is not None:
                 fill()
-            self._hdr = self._anchor.buf.cast("q")
             self._word = _UNSYNCED
             self._compact(0)
             self._publish()
@@ -257,7 +284,11 @@ class LogBacked:
                 f"this shared {self.kind} can no longer be used here: every process that "
                 "used it has let go of it (it was removed)"
             ) from None
-        self._hdr = self._anchor.buf.cast("q")
+        try:
+            self._hdr = _word_view(self._anchor.buf)
+        except BaseException:
+            self._anchor.let_go()
+            raise
         self._word = _UNSYNCED
         self._reset()
         shm.track(self, prefix, self._anchor)
