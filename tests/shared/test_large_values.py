@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import plait
-from plait.shared import SharedDict, SharedValue, _log
+from plait.shared import SharedDict, SharedList, SharedValue, _log
 
 sys.path.insert(0, str(Path(__file__).parent))
 import _children
@@ -81,6 +81,30 @@ def test_overwritten_and_deleted_large_values_are_removed_at_once() -> None:
     assert v.value == b"w" * BIG and len(_values(v._prefix)) == 1
     v.value = 0
     assert _values(v._prefix) == []
+
+
+def test_a_list_keeps_large_values_outside_the_log_and_removes_them() -> None:
+    big = b"l" * BIG
+    lst = SharedList([big, 1])
+    prefix = lst._prefix
+    lst.append([2] * BIG)
+    lst.insert(0, "s" * BIG)
+    assert lst[0] == "s" * BIG and lst[1] == big and lst[3] == [2] * BIG
+    assert len(_values(prefix)) == 3 and lst._seg is not None and lst._seg.size <= 64 * 1024
+    with pytest.raises(IndexError):
+        lst[10] = b"n" * BIG  # failed: its segment is not kept
+    assert len(_values(prefix)) == 3
+    lst[0] = 0  # overwritten
+    assert lst.pop() == [2] * BIG  # deleted
+    assert len(_values(prefix)) == 1
+    lst *= 2  # the same large value in two places: kept while either holds it
+    del lst[1]
+    assert lst == [0, 1, 0, big, 1] and len(_values(prefix)) == 1
+    lst.reverse()
+    lst.sort(key=lambda v: isinstance(v, bytes))
+    assert lst[4] == big and lst[:4] == [1, 0, 1, 0]
+    lst.clear()
+    assert _values(prefix) == []
 
 
 def test_a_replica_behind_reads_the_newest_value_when_older_segments_are_gone() -> None:

@@ -31,13 +31,12 @@ by its length) and one 64-bit *published word* ``(generation << 40) | committed 
 Values of mutable types are kept pickled in the replica and unpickled on each read, so
 ``d[k]`` returns a fresh copy as the Manager's proxies do (mutating it changes nothing
 shared); ``int``, ``float``, ``str``, ``bytes``, ``bool``, ``None`` are kept as objects.
-A value of a dict, Value or Namespace whose pickle is over ``BIG`` (64 KiB) gets a segment
+A value of a dict, list, Value or Namespace whose pickle is over ``BIG`` (64 KiB) gets a segment
 of its own (``<prefix>v<pid>_<n>``) and the log records its name: every replica maps it as
 it replays the record, and the writer whose published record overwrites or deletes it
 unlinks the name (mappings stay valid; a replica that replays the record after the unlink
 finds the newer record next). A writer killed before publishing leaves its segment under
-the prefix, removed with the rest when the last user lets go (a list keeps its values in
-the log).
+the prefix, removed with the rest when the last user lets go.
 
 Memory order: readers load the word without a lock and then read the records below it;
 the writer stores the records first and the word last. On x86 (TSO: stores become visible
