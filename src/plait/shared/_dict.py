@@ -134,7 +134,8 @@ class SharedDict(LogBacked, MutableMapping[Any, Any]):
                 data = _dumps(record, 5)
             except Exception:
                 data = encode(record)
-            self._commit(record, data)
+            if not self._commit_under_mutex(data, record):  # (the fast path, one frame less)
+                self._commit(record, data)
         except BaseException:
             self._discard(stored)
             raise
