@@ -129,8 +129,15 @@ def test_a_writer_killed_writing_a_large_value_leaks_nothing(stage: str) -> None
     prefix = d._prefix
     assert _run(_children.killed_writing_big, d, stage, 1_000_000) == -signal.SIGKILL
     assert d == {"a": "before"}  # not applied
+    assert len(_values(prefix)) == 1  # the dead writer's segment, named by no record
     d["a"] = b"after" * BIG
     assert d["a"] == b"after" * BIG
+    gen = d._word >> 40
+    i = 0
+    while d._word >> 40 == gen:  # until the log is compacted: that sweeps the orphan
+        d["n"] = i
+        i += 1
+    assert _values(prefix) == [d._d["a"].name]
     del d
     gc.collect()
     assert _names(prefix) == []  # the dead writer's segment too

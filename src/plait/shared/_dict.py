@@ -67,6 +67,9 @@ class SharedDict(LogBacked, MutableMapping[Any, Any]):
     def _snapshot(self) -> tuple[Any, ...]:
         return ("S", self._d)
 
+    def _stored(self) -> Iterable[Any]:
+        return self._d.values()
+
     def _fresh(self) -> dict[Any, Any]:
         if self._hdr[0] != self._word:
             self._catch_up()

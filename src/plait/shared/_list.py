@@ -58,6 +58,9 @@ class SharedList(LogBacked):
     def _snapshot(self) -> tuple[Any, ...]:
         return ("S", self._l)
 
+    def _stored(self) -> Iterable[Any]:
+        return self._l
+
     def _fresh(self) -> list[Any]:
         if self._hdr[0] != self._word:
             self._catch_up()
@@ -321,6 +324,9 @@ class SharedValue(LogBacked):
 
     def _snapshot(self) -> tuple[Any, ...]:
         return ("S", self._v)
+
+    def _stored(self) -> Iterable[Any]:
+        return (self._v,)
 
     def get(self) -> Any:
         if self._hdr[0] != self._word:

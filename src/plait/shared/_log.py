@@ -36,7 +36,8 @@ of its own (``<prefix>v<pid>_<n>``) and the log records its name: every replica 
 it replays the record, and the writer whose published record overwrites or deletes it
 unlinks the name (mappings stay valid; a replica that replays the record after the unlink
 finds the newer record next). A writer killed before publishing leaves its segment under
-the prefix, removed with the rest when the last user lets go.
+the prefix: the next compaction removes it (its pid is dead, no record names it), and the
+last user to let go removes every name under the prefix anyway.
 
 Memory order: readers load the word without a lock and then read the records below it;
 the writer stores the records first and the word last. On x86 (TSO: stores become visible
@@ -61,7 +62,7 @@ import platform
 import struct
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 from plait._core import current_strand
@@ -236,6 +237,10 @@ class LogBacked:
 
     def _snapshot(self) -> tuple[Any, ...]:
         """A record that rebuilds the whole replica (the first of every generation)."""
+        raise NotImplementedError
+
+    def _stored(self) -> Iterable[Any]:
+        """Every stored value of the replica (to find the large ones it holds)."""
         raise NotImplementedError
 
     # -- creating and attaching -------------------------------------------------------
@@ -480,6 +485,8 @@ class LogBacked:
     def _compact(self, extra: int) -> None:
         """(writing) Start the next generation: a new segment holding one snapshot record
         of the replica, with room for ``extra`` more bytes and as much again."""
+        if self._word != _UNSYNCED:
+            self._sweep_orphans()
         snap = encode(self._snapshot())
         size = _page_round(max(MIN_LOG, 2 * (4 + len(snap) + extra)))
         gen = 1 if self._word == _UNSYNCED else ((self._word >> _OFF_BITS) + 1) & _GEN_MASK
@@ -495,6 +502,22 @@ class LogBacked:
             self._retired.append(self._seg)
         self._seg = seg
         self._word = (gen << _OFF_BITS) | (4 + len(snap))
+
+    def _sweep_orphans(self) -> None:
+        """(writing, compacting) Remove the large-value segments of writers that died before
+        publishing the record naming them (nothing else can: no record refers to them)."""
+        head = self._prefix + "v"
+        names = [n for n in shm._listdir() if n.startswith(head)]
+        if not names:
+            return
+        held = {v.name for v in self._stored() if type(v) is Blob and v.name is not None}
+        me = os.getpid()
+        for name in names:
+            if name in held:
+                continue
+            pid = int(name[len(head) :].split("_", 1)[0] or 0)
+            if pid != me and not pid_running(pid):
+                shm._unlink(name)
 
     def _publish(self) -> None:
         """(writing) Make our writes visible: one 8-byte store; then retire old segments."""
@@ -611,6 +634,23 @@ class Block:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def pid_running(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie -- dead, not yet reaped -- does not)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except FileNotFoundError:
+        return False
+    except OSError:  # (no /proc here)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+    state = stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3]
+    return state not in (b"Z", b"X")
 
 
 def _rebuild(kind: str, prefix: str, lock: Lock) -> LogBacked:

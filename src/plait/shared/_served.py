@@ -12,7 +12,6 @@ The shared dict, list, Value and Namespace need none of this: they are shared me
 
 from __future__ import annotations
 
-import os
 import queue
 import threading
 from collections.abc import Callable, Iterable
@@ -21,6 +20,7 @@ from typing import Any
 from plait._channels import Queue
 from plait._errors import BrokenResourceError, ClosedError
 from plait._processes import Process
+from plait.shared._log import pid_running
 
 __all__ = ["ServedProxy", "Server"]
 
@@ -135,7 +135,7 @@ class ServedProxy:
                     kind, value = reply.get(timeout=_POLL)
                     break
                 except queue.Empty:
-                    if not _alive(self._pid):
+                    if not pid_running(self._pid):
                         raise BrokenResourceError(
                             f"the manager process serving this {self._typeid} is gone "
                             "(shut down or killed): its objects went with it"
@@ -168,19 +168,3 @@ class ServedProxy:
 
     def __repr__(self) -> str:
         return f"<plait served {self._typeid} proxy #{self._oid} in process {self._pid}>"
-
-
-def _alive(pid: int) -> bool:
-    """Whether process ``pid`` runs (a zombie -- dead, not yet reaped -- does not)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except FileNotFoundError:
-        return False
-    except OSError:  # (no /proc here)
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
-    return stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] not in (b"Z", b"X")
