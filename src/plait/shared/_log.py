@@ -410,10 +410,11 @@ class LogBacked:
     def _commit_under_mutex(self, data: bytes, record: tuple[Any, ...]) -> bool:
         """The uncontended write in one frame: hold the shared lock's robust mutex (not the
         lock itself: no holder word set and cleared, so two C calls instead of four) while
-        the record is appended, applied and published. Only when nobody holds the lock,
-        this replica is current and the record fits; otherwise ``False`` and nothing done
-        (the caller takes the lock). A process killed here leaves the mutex to its robust
-        recovery and the record unpublished (the word is stored last), as on the slow path.
+        this replica catches up with other writers' records and ours is appended, applied
+        and published. Only when nobody holds the lock and the record fits; otherwise
+        ``False`` and nothing written (the caller takes the lock). A process killed here
+        leaves the mutex to its robust recovery and the record unpublished (the word is
+        stored last), as on the slow path.
         """
         state = self._lock._shared
         addr = state.addr
@@ -422,20 +423,20 @@ class LogBacked:
             state.settle(rc)  # (a dead holder's mutex: repaired, and let go)
             return False
         try:
-            word = self._word
-            seg = self._seg
-            hdr = self._hdr
-            off = word & _OFF_MASK
-            end = off + 4 + len(data)
-            if (
-                state.words[0]  # the lock is held (a locked() block, or a slow writer)
-                or hdr[0] != word
-                or seg is None
-                or end > seg.size
-                or not self._mutex.acquire(False)
-            ):
+            # the lock is held (a locked() block, or a slow writer), or a thread of ours
+            # is replaying: take the lock instead
+            if state.words[0] or not self._mutex.acquire(False):
                 return False
             try:
+                hdr = self._hdr
+                if hdr[0] != self._word:
+                    self._replay()  # (ClosedError once the Manager was shut down)
+                word = self._word
+                seg = self._seg
+                off = word & _OFF_MASK
+                end = off + 4 + len(data)
+                if seg is None or end > seg.size:
+                    return False  # (compaction: the slow path)
                 buf = seg.buf
                 _FRAME.pack_into(buf, off, len(data))
                 buf[off + 4 : end] = data
