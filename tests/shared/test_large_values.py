@@ -8,6 +8,7 @@ import os
 import pickle
 import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 
 import plait
+from plait._errors import SerializationError
 from plait.shared import SharedDict, SharedList, SharedValue, _log
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -76,6 +78,11 @@ def test_overwritten_and_deleted_large_values_are_removed_at_once() -> None:
     assert len(_values(prefix)) == 1
     d.clear()
     assert _values(prefix) == []
+    with pytest.raises(SerializationError):  # the second value fails: the first is not kept
+        d.update([("x", b"x" * BIG), ("y", threading.Lock())])
+    with pytest.raises(TypeError):
+        d.update([("x", b"x" * BIG), ([], 1)])  # an unhashable key
+    assert _values(prefix) == [] and d == {}
     v = SharedValue("O", b"v" * BIG)
     v.value = b"w" * BIG
     assert v.value == b"w" * BIG and len(_values(v._prefix)) == 1

@@ -202,11 +202,20 @@ class SharedDict(LogBacked, MutableMapping[Any, Any]):
 
     def update(self, other: Any = (), /, **kwargs: Any) -> None:
         pairs = list(dict(other, **kwargs).items()) if kwargs else _pairs(other)
-        stored = [(k, self._keep(v)) for k, v in pairs]
-        if not stored:
-            return
-        record = ("u", stored)
-        self._commit(record, encode(record))
+        for k, _ in pairs:
+            hash(k)
+        stored: list[tuple[Any, Any]] = []
+        try:
+            for k, v in pairs:
+                stored.append((k, self._keep(v)))
+            if not stored:
+                return
+            record = ("u", stored)
+            self._commit(record, encode(record))
+        except BaseException:
+            for _, v in stored:  # (nothing was written: no large value made is kept)
+                self._discard(v)
+            raise
 
     def clear(self) -> None:
         publish = self._begin()
