@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import gc
 import multiprocessing
 import os
 import subprocess
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 
 import plait
-from plait._errors import ClosedError
+from plait._errors import BrokenResourceError, ClosedError
 
 sys.path.insert(0, str(Path(__file__).parent))
 import _children
@@ -112,6 +113,20 @@ def test_register_serves_one_object_that_every_process_changes(kind: str) -> Non
         other = manager.Counter()
         assert other.get() == 0 and counter.get() == 12  # two objects
     assert not hasattr(plait.Manager, "Counter")  # registered on the subclass only
+
+
+def test_a_manager_collected_without_shutdown_stops_its_server() -> None:
+    manager = _PlaitManager()
+    counter = manager.Counter(1)
+    assert counter.add(1) == 2
+    assert manager._server is not None
+    server = manager._server.process
+    del manager
+    gc.collect()
+    server.join(10)
+    assert not server.is_alive()
+    with pytest.raises((ClosedError, BrokenResourceError)):
+        counter.get()
 
 
 def test_register_refuses_what_it_cannot_serve_and_names_the_alternative() -> None:

@@ -9,6 +9,7 @@ using one of its objects afterwards, in any process, raises :class:`plait.Closed
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any
@@ -141,6 +142,8 @@ class Manager:
         factory, exposed = self._registry[typeid]
         if self._server is None:
             self._server = Server()
+            # as the stdlib's: a manager collected without shutdown() stops its server
+            weakref.finalize(self, self._server.stop)
         return self._server.make(typeid, factory, args, kwds, exposed)
 
     # -- a pool -----------------------------------------------------------------------

@@ -87,6 +87,9 @@ class Server:
         return proxy
 
     def stop(self) -> None:
+        """End the server (idempotent): its objects go with it."""
+        if self.requests.closed:
+            return
         try:
             self.requests.put(None)
         except ClosedError:
