@@ -129,6 +129,16 @@ def test_a_manager_collected_without_shutdown_stops_its_server() -> None:
         counter.get()
 
 
+def test_a_killed_server_fails_the_proxies_call_instead_of_hanging() -> None:
+    with _PlaitManager() as manager:
+        counter = manager.Counter(1)
+        assert manager._server is not None
+        manager._server.process.kill()
+        manager._server.process.join(10)
+        with pytest.raises(BrokenResourceError, match="is gone"):
+            counter.get()
+
+
 def test_register_refuses_what_it_cannot_serve_and_names_the_alternative() -> None:
     class M(plait.Manager):
         pass
