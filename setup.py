@@ -26,6 +26,9 @@ setup(
         # the robust process-shared mutex of shared queues (fallback: the same calls
         # through ctypes, see plait/_ipc/robust.py)
         Extension("plait._ipc._robust", ["src/plait/_ipc/_robust.c"], optional=True),
+        # the shared log's published word with acquire/release order, for weakly ordered
+        # CPUs (fallback on x86-64: a memoryview; elsewhere plait.shared refuses to run)
+        Extension("plait.shared._ordered", ["src/plait/shared/_ordered.c"], optional=True),
     ]
     if _wanted
     else [],

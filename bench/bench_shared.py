@@ -2,8 +2,9 @@
 
 Cases: dict get and set from a second process, reads in the creating process, and a
 Value incremented under a lock (plait: ``v.get_lock()``; the Manager: a ``manager.Lock()``,
-as its Value proxy has none). Each case runs ``--repeats`` times; the table gives medians
-and the ratio plait / Manager (higher is better for plait).
+as its Value proxy has none). Each case runs ``--repeats`` rounds, plait and the Manager in
+turn; the table gives medians and the median (and range) of the per-round ratios, Manager
+time / plait time (higher is better for plait).
 
     python bench/bench_shared.py [--quick]
 """
@@ -80,7 +81,7 @@ def main() -> None:
     args = parser.parse_args()
     repeats = 3 if args.quick else args.repeats
     n_fast, n_slow = (20_000, 2_000) if args.quick else (200_000, 10_000)
-    rows: list[tuple[str, float, float]] = []
+    rows: list[tuple[str, float, float, list[float]]] = []
     with multiprocessing.Manager() as mgr:
         cases: list[tuple[str, Any, Any]] = []
         pd, md = SharedDict(), mgr.dict()
@@ -108,16 +109,23 @@ def main() -> None:
             ),
         ]
         for name, plait_case, mgr_case in cases:
-            p_times = [plait_case() for _ in range(repeats)]
-            m_times = [mgr_case() for _ in range(repeats)]
-            rows.append((name, statistics.median(p_times), statistics.median(m_times)))
+            p_times, m_times = [], []
+            for _ in range(repeats):  # in turn, so a change of load hits both alike
+                p_times.append(plait_case())
+                m_times.append(mgr_case())
+            ratios = [m / p for p, m in zip(p_times, m_times, strict=True)]
+            rows.append((name, statistics.median(p_times), statistics.median(m_times), ratios))
         readers = 8
         p_agg = statistics.median(_readers(pd, n_fast, readers) for _ in range(repeats))
         m_agg = statistics.median(_readers(md, n_slow // 4, readers) for _ in range(repeats))
-    print("| case | plait.shared | multiprocessing.Manager | ratio |")
+    print(f"load average {os.getloadavg()[0]:.1f} at the end, {repeats} rounds")
+    print("| case | plait.shared | multiprocessing.Manager | ratio (range of rounds) |")
     print("|---|---:|---:|---:|")
-    for name, p, m in rows:
-        print(f"| {name} | {p * 1e6:.2f} µs/op | {m * 1e6:.1f} µs/op | {m / p:.0f}x |")
+    for name, p, m, ratios in rows:
+        print(
+            f"| {name} | {p * 1e6:.2f} µs/op | {m * 1e6:.1f} µs/op "
+            f"| {statistics.median(ratios):.0f}x ({min(ratios):.0f}-{max(ratios):.0f}x) |"
+        )
     print(
         f"| dict get, {readers} reader processes at once (aggregate, {os.cpu_count()} CPUs) "
         f"| {p_agg / 1e6:.2f} M reads/s | {m_agg / 1e3:.1f} k reads/s | {p_agg / m_agg:.0f}x |"

@@ -34,6 +34,11 @@ def racy_increment(d: Any, key: Any, read: Any, go: Any) -> None:
     d[key] = v + 1
 
 
+def set_many(d: Any, who: int, n: int) -> None:
+    for j in range(n):
+        d[who, j] = j
+
+
 def set_item(d: Any, key: Any, value: Any) -> Any:
     d[key] = value
     return d.copy()
@@ -67,3 +72,45 @@ def use_manager_objects(v: Any, arr: Any, ns: Any, lock: Any, q: Any) -> None:
         arr[0] = arr[0] + 1
     ns.seen = ns.x + 1
     q.put(("done", list(arr)))
+
+
+def killed_writing_big(d: Any, stage: str, size: int) -> None:
+    """SIGKILL this process at ``stage`` of writing a large value (its segment made)."""
+
+    def hook(at: str) -> None:
+        if at == stage:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    _log.crash_hook = hook
+    d["a"] = b"k" * size
+
+
+def double_array(d: Any) -> None:
+    """Read a large array, write it back doubled, and a 10 MB bytes value."""
+    d["doubled"] = d["array"] * 2
+    d["bytes"] = b"y" * 10_000_000
+
+
+class Counter:
+    """A registered type for Manager.register tests (served in the manager's process)."""
+
+    def __init__(self, start: int = 0) -> None:
+        self.n = start
+
+    def add(self, k: int) -> int:
+        self.n += k
+        return self.n
+
+    def get(self) -> int:
+        return self.n
+
+    def fail(self) -> None:
+        raise ValueError("failed in the server")
+
+    def _private(self) -> int:
+        return -1
+
+
+def add_through_proxy(counter: Any, k: int, times: int) -> None:
+    for _ in range(times):
+        counter.add(k)

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 import plait
+import plait.testing
 from plait._errors import ClosedError, SerializationError
 from plait.shared import SharedDict, SharedList, _log
 
@@ -136,6 +137,41 @@ def test_threads_of_one_process_increment_atomically() -> None:
     finally:
         stop.set()
     assert d["n"] == 900
+
+
+def test_a_plain_set_waits_for_a_locked_block_of_another_strand() -> None:
+    # The fast write (the lock's robust mutex only) must not slip into another strand's
+    # locked() block: it waits, and lands after the block.
+    d = SharedDict(a=0)
+    done = threading.Event()
+
+    def writer() -> None:
+        d["a"] = "writer"
+        done.set()
+
+    t = threading.Thread(target=writer, daemon=True)
+    try:
+        with d.locked():
+            t.start()
+            plait.testing.wait_parked(on=d._lock, count=1, timeout=10)
+            assert not done.is_set()
+            d["a"] = "block"
+        assert done.wait(10)
+        assert d["a"] == "writer"
+    finally:
+        t.join(10)
+
+
+def test_many_fast_writes_across_generations_from_two_processes() -> None:
+    d = SharedDict()
+    ps = [plait.Process(target=_children.set_many, args=(d, i, 3000)) for i in range(2)]
+    for p in ps:
+        p.start()
+    _children.set_many(d, 2, 3000)
+    for p in ps:
+        p.join(30)
+    assert [p.exitcode for p in ps] == [0, 0]
+    assert d.copy() == {(i, j): j for i in range(3) for j in range(3000)}
 
 
 def test_locked_block_is_reentrant_and_update_with_needs_a_default() -> None:

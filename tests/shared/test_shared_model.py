@@ -1,9 +1,11 @@
 """plait.shared against plain dict/list models (hypothesis, stateful): every operation
 through one of two replicas of the same shared object (as two processes have), with a tiny
-log so that compaction into new generations happens all the time."""
+log so that compaction into new generations happens all the time, and a tiny threshold for
+"large" values so that many live in segments of their own."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -27,12 +29,25 @@ def _second_replica(obj: Any) -> Any:
     return other
 
 
+def _large_values_kept(obj: Any, kills: int) -> None:
+    """A fresh replica reads every value (no segment was removed too soon), and no
+    segment outlives its value but those of the writes "killed" before publishing."""
+    fresh = _second_replica(obj)
+    fresh.copy()
+    held = {v.name for v in fresh._stored() if type(v) is _log.Blob and v.name is not None}
+    head = obj._prefix + "v"
+    names = {n for n in os.listdir("/dev/shm") if n.startswith(head)}
+    assert held <= names
+    assert len(names - held) <= kills
+
+
 class DictModel(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.model: dict[Any, Any] = {}
         self.d = SharedDict()
         self.views = [self.d, _second_replica(self.d)]
+        self.kills = 0
 
     @rule(v=st.integers(0, 1), k=keys, x=values)
     def set(self, v: int, k: Any, x: Any) -> None:
@@ -81,6 +96,7 @@ class DictModel(RuleBasedStateMachine):
                 self.views[v][k] = x
         finally:
             _log.crash_hook = None
+        self.kills += 1
         # the "killed" process's replica is gone; a new process attaches in its place
         self.views[v] = _second_replica(self.views[1 - v])
 
@@ -89,6 +105,7 @@ class DictModel(RuleBasedStateMachine):
         for view in self.views:
             assert view.copy() == self.model
             assert len(view) == len(self.model)
+        _large_values_kept(self.d, self.kills)
 
 
 class ListModel(RuleBasedStateMachine):
@@ -142,6 +159,7 @@ class ListModel(RuleBasedStateMachine):
     def same_as_model(self) -> None:
         for view in self.views:
             assert view.copy() == self.model
+        _large_values_kept(self.lst, 0)
 
 
 _fast = settings(max_examples=12, stateful_step_count=25, deadline=None)
@@ -150,6 +168,8 @@ _fast = settings(max_examples=12, stateful_step_count=25, deadline=None)
 @pytest.fixture
 def tiny_log(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_log, "MIN_LOG", 512)
+    monkeypatch.setattr(_log, "BIG", 12)  # a pickled list of one or two ints, or more
+    monkeypatch.setattr(_log, "_BIG_STR", 2)  # a str of 3 to 5 characters
 
 
 @pytest.mark.usefixtures("tiny_log")

@@ -6,7 +6,7 @@ import pickle
 from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from typing import Any
 
-from plait.shared._log import _SIMPLE, Blob, LogBacked, encode, load, store
+from plait.shared._log import _SCALARS, Blob, LogBacked, encode, load
 
 __all__ = ["SharedDict"]
 
@@ -30,8 +30,13 @@ class SharedDict(LogBacked, MutableMapping[Any, Any]):
     __slots__ = ("_d",)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._d: dict[Any, Any] = {k: store(v) for k, v in dict(*args, **kwargs).items()}
-        self._create()
+        self._d: dict[Any, Any] = {}
+
+        def fill() -> None:
+            keep = self._keep
+            self._d = {k: keep(v) for k, v in dict(*args, **kwargs).items()}
+
+        self._create(fill)
 
     # -- the replica ------------------------------------------------------------------
 
@@ -40,19 +45,30 @@ class SharedDict(LogBacked, MutableMapping[Any, Any]):
 
     def _apply(self, record: tuple[Any, ...]) -> None:
         op = record[0]
+        d = self._d
         if op == "s":
-            self._d[record[1]] = record[2]
+            old = d.get(record[1])
+            d[record[1]] = record[2]
+            if type(old) is Blob and old.name is not None:
+                self._drop(old)
         elif op == "d":
-            self._d.pop(record[1], None)
+            self._drop(d.pop(record[1], None))
         elif op == "u":
-            self._d.update(record[1])
+            for k, v in record[1]:
+                self._drop(d.get(k))
+                d[k] = v
         elif op == "c":
-            self._d.clear()
+            for v in d.values():
+                self._drop(v)
+            d.clear()
         else:  # "S": a generation's snapshot
             self._d = dict(record[1])
 
     def _snapshot(self) -> tuple[Any, ...]:
         return ("S", self._d)
+
+    def _stored(self) -> Iterable[Any]:
+        return self._d.values()
 
     def _fresh(self) -> dict[Any, Any]:
         if self._hdr[0] != self._word:
@@ -114,12 +130,18 @@ class SharedDict(LogBacked, MutableMapping[Any, Any]):
 
     def __setitem__(self, key: Any, value: Any) -> None:
         hash(key)
-        record = ("s", key, value if type(value) in _SIMPLE else store(value))
+        stored = value if type(value) in _SCALARS else self._keep(value)
+        record = ("s", key, stored)
         try:
-            data = _dumps(record, 5)
-        except Exception:
-            data = encode(record)
-        self._commit(record, data)
+            try:
+                data = _dumps(record, 5)
+            except Exception:
+                data = encode(record)
+            if not self._commit_under_mutex(data, record):  # (the fast path, one frame less)
+                self._commit(record, data)
+        except BaseException:
+            self._discard(stored)
+            raise
 
     def __delitem__(self, key: Any) -> None:
         hash(key)
@@ -128,7 +150,7 @@ class SharedDict(LogBacked, MutableMapping[Any, Any]):
             if key not in self._d:
                 raise KeyError(key)
             self._append(encode(("d", key)))
-            del self._d[key]
+            self._drop(self._d.pop(key))
         finally:
             self._end(publish)
 
@@ -143,6 +165,7 @@ class SharedDict(LogBacked, MutableMapping[Any, Any]):
                 return default
             self._append(encode(("d", key)))
             del self._d[key]
+            self._drop(v)
             return load(v)
         finally:
             self._end(publish)
@@ -156,18 +179,20 @@ class SharedDict(LogBacked, MutableMapping[Any, Any]):
             v = self._d[key]
             self._append(encode(("d", key)))
             del self._d[key]
+            self._drop(v)
             return key, load(v)
         finally:
             self._end(publish)
 
     def setdefault(self, key: Any, default: Any = None) -> Any:
         hash(key)
-        stored = store(default)
+        stored = self._keep(default)
         record = encode(("s", key, stored))
         publish = self._begin()
         try:
             v = self._d.get(key, _MISSING)
             if v is not _MISSING:
+                self._discard(stored)
                 return load(v)
             self._append(record)
             self._d[key] = stored
@@ -177,17 +202,26 @@ class SharedDict(LogBacked, MutableMapping[Any, Any]):
 
     def update(self, other: Any = (), /, **kwargs: Any) -> None:
         pairs = list(dict(other, **kwargs).items()) if kwargs else _pairs(other)
-        stored = [(k, store(v)) for k, v in pairs]
-        if not stored:
-            return
-        record = ("u", stored)
-        self._commit(record, encode(record))
+        for k, _ in pairs:
+            hash(k)
+        stored: list[tuple[Any, Any]] = []
+        try:
+            for k, v in pairs:
+                stored.append((k, self._keep(v)))
+            if not stored:
+                return
+            record = ("u", stored)
+            self._commit(record, encode(record))
+        except BaseException:
+            for _, v in stored:  # (nothing was written: no large value made is kept)
+                self._discard(v)
+            raise
 
     def clear(self) -> None:
         publish = self._begin()
         try:
             self._append(encode(("c",)))
-            self._d.clear()
+            self._apply(("c",))
         finally:
             self._end(publish)
 

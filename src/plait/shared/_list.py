@@ -25,11 +25,15 @@ class SharedList(LogBacked):
     __slots__ = ("_l",)
 
     def __init__(self, sequence: Iterable[Any] = (), /) -> None:
-        self._l: list[Any] = [self._store(v) for v in sequence]
-        self._create()
+        self._l: list[Any] = []
+
+        def fill() -> None:
+            self._l = [self._store(v) for v in sequence]
+
+        self._create(fill)
 
     def _store(self, value: Any) -> Any:
-        return store(value)
+        return self._keep(value)
 
     # -- the replica ------------------------------------------------------------------
 
@@ -53,6 +57,9 @@ class SharedList(LogBacked):
 
     def _snapshot(self) -> tuple[Any, ...]:
         return ("S", self._l)
+
+    def _stored(self) -> Iterable[Any]:
+        return self._l
 
     def _fresh(self) -> list[Any]:
         if self._hdr[0] != self._word:
@@ -112,25 +119,49 @@ class SharedList(LogBacked):
 
     # -- writing ----------------------------------------------------------------------
 
-    def _write(self, change: Callable[[list[Any]], tuple[Any, ...]]) -> Any:
+    def _write(
+        self, change: Callable[[list[Any]], tuple[Any, ...]], made: Iterable[Any] = ()
+    ) -> Any:
         """Under the lock: ``change(replica)`` checks the operation and returns its record
-        (or raises, nothing changed); the record is logged, then applied to the replica."""
-        publish = self._begin()
+        (or raises, nothing changed); the record is logged, then applied to the replica.
+        ``made``: the stored values the write brings (their large values' segments are
+        removed if it fails)."""
         try:
-            record = change(self._l)
-            self._append(encode(record))
+            publish = self._begin()
+        except BaseException:
+            self._discard_all(made)
+            raise
+        try:
+            try:
+                record = change(self._l)
+                self._append(encode(record))
+            except BaseException:
+                self._discard_all(made)
+                raise
+            op = record[0]
+            gone = self._l if op == "S" else (self._l[record[1]],) if op in "sd" else ()
+            large = {v.name for v in gone if type(v) is Blob and v.name is not None}
             self._apply(record)
+            if large:  # (a large value may sit in several places: `items *= 2`)
+                large.difference_update(
+                    v.name for v in self._l if type(v) is Blob and v.name is not None
+                )
+                self._dropped.extend(large)
             return record
         finally:
             self._end(publish)
 
+    def _discard_all(self, made: Iterable[Any]) -> None:
+        for stored in made:
+            self._discard(stored)
+
     def append(self, value: Any) -> None:
         stored = self._store(value)
-        self._write(lambda items: ("a", stored))
+        self._write(lambda items: ("a", stored), (stored,))
 
     def extend(self, values: Iterable[Any]) -> None:
         stored = [self._store(v) for v in values]
-        self._write(lambda items: ("e", stored))
+        self._write(lambda items: ("e", stored), stored)
 
     def __iadd__(self, values: Iterable[Any]) -> SharedList:
         self.extend(values)
@@ -148,7 +179,7 @@ class SharedList(LogBacked):
             i = min(max(i + len(items) if i < 0 else i, 0), len(items))
             return ("i", i, stored)
 
-        self._write(change)
+        self._write(change, (stored,))
 
     def __setitem__(self, index: Any, value: Any) -> None:
         if isinstance(index, slice):
@@ -159,7 +190,7 @@ class SharedList(LogBacked):
                 new[index] = stored
                 return _whole(items, new)
 
-            self._write(change_slice)
+            self._write(change_slice, stored)
             return
         stored_one = self._store(value)
 
@@ -167,7 +198,7 @@ class SharedList(LogBacked):
             i = _position(items, index)
             return ("s", i, stored_one)
 
-        self._write(change)
+        self._write(change, (stored_one,))
 
     def __delitem__(self, index: Any) -> None:
         if isinstance(index, slice):
@@ -276,17 +307,26 @@ class SharedValue(LogBacked):
 
     def __init__(self, typecode: Any, value: Any, lock: Any = True) -> None:
         self.typecode = typecode
-        self._v = store(value)
-        self._create()
+        self._v = None
+
+        def fill() -> None:
+            self._v = self._keep(value)
+
+        self._create(fill)
 
     def _reset(self) -> None:
         self._v = None
 
     def _apply(self, record: tuple[Any, ...]) -> None:
-        self._v = record[1]
+        old, self._v = self._v, record[1]
+        if old is not self._v:
+            self._drop(old)
 
     def _snapshot(self) -> tuple[Any, ...]:
         return ("S", self._v)
+
+    def _stored(self) -> Iterable[Any]:
+        return (self._v,)
 
     def get(self) -> Any:
         if self._hdr[0] != self._word:
@@ -295,7 +335,7 @@ class SharedValue(LogBacked):
         return _loads(v.data) if type(v) is Blob else v
 
     def set(self, value: Any) -> None:
-        record = ("S", store(value))
+        record = ("S", self._keep(value))
         self._commit(record, encode(record))
 
     value = property(get, set)

@@ -9,7 +9,8 @@ using one of its objects afterwards, in any process, raises :class:`plait.Closed
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import weakref
+from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any
 
@@ -19,8 +20,17 @@ from plait._sync import Barrier, BoundedSemaphore, Condition, Event, Lock, RLock
 from plait.shared._dict import SharedDict
 from plait.shared._list import SharedArray, SharedList, SharedValue
 from plait.shared._log import LogBacked
+from plait.shared._served import ServedProxy, Server
 
 __all__ = ["Manager", "SharedNamespace"]
+
+_NO_SERVER = (
+    "plait.Manager has no server process with an address: its dict, list, Value, Array "
+    "and Namespace are shared memory, and its objects reach other processes by being "
+    "passed to them (plait.Process args, a Pool task, a process strand, a plait.Queue). "
+    "To share objects with a process that was not started from this program, use "
+    "multiprocessing.managers.BaseManager(address=..., authkey=...)"
+)
 
 
 class SharedNamespace:
@@ -69,9 +79,88 @@ def _rebuild_namespace(d: SharedDict) -> SharedNamespace:
 class Manager:
     """``multiprocessing.Manager()``'s API with no server process (see the module doc)."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    _registry: dict[str, tuple[Callable[..., Any], Any]] = {}
+
+    def __init__(self, address: Any = None, authkey: Any = None, *args: Any, **kw: Any) -> None:
+        if address is not None:
+            raise NotImplementedError(_NO_SERVER)
         self._made: list[Any] = []
         self._closed = False
+        self._server: Server | None = None
+
+    # -- what has no meaning without a server -----------------------------------------
+
+    @property
+    def address(self) -> Any:
+        """plait's manager has no address: ``NotImplementedError`` says what to use."""
+        raise NotImplementedError(_NO_SERVER)
+
+    def connect(self) -> None:
+        """There is no server to connect to: ``NotImplementedError`` says what to use."""
+        raise NotImplementedError(_NO_SERVER)
+
+    def get_server(self) -> Any:
+        """There is no server to get: ``NotImplementedError`` says what to use."""
+        raise NotImplementedError(_NO_SERVER)
+
+    # -- registered types: served by a plait process ----------------------------------
+
+    @classmethod
+    def register(
+        cls,
+        typeid: str,
+        callable: Callable[..., Any] | None = None,
+        proxytype: Any = None,
+        exposed: Iterable[str] | None = None,
+        method_to_typeid: Any = None,
+        create_method: bool = True,
+    ) -> None:
+        """``BaseManager.register``: ``manager.<typeid>(*args)`` makes one
+        ``callable(*args)`` in this manager's server process (a plait process, started on
+        first use) and returns a proxy whose public methods (or ``exposed``) run there.
+        Registering on a subclass leaves ``plait.Manager`` itself unchanged."""
+        if callable is None or proxytype is not None or method_to_typeid is not None:
+            raise NotImplementedError(
+                "plait.Manager.register serves objects made by `callable` through its own "
+                "proxy: `proxytype`, `method_to_typeid` and registering without a callable "
+                "(a connecting client's side) are not supported; use "
+                "multiprocessing.managers.BaseManager for those"
+            )
+        if "_registry" not in cls.__dict__:
+            cls._registry = dict(cls._registry)  # (a subclass's own, as the stdlib's)
+        cls._registry[typeid] = (callable, None if exposed is None else tuple(exposed))
+        if create_method:
+
+            def create(self: Manager, /, *args: Any, **kwds: Any) -> ServedProxy:
+                return self._make_served(typeid, args, kwds)
+
+            create.__name__ = typeid
+            setattr(cls, typeid, create)
+
+    def _make_served(self, typeid: str, args: Any, kwds: Any) -> ServedProxy:
+        self._check()
+        factory, exposed = self._registry[typeid]
+        if self._server is None:
+            self._server = Server()
+            # as the stdlib's: a manager collected without shutdown() stops its server
+            weakref.finalize(self, self._server.stop)
+        return self._server.make(typeid, factory, args, kwds, exposed)
+
+    # -- a pool -----------------------------------------------------------------------
+
+    def Pool(
+        self,
+        processes: int | None = None,
+        initializer: Callable[..., object] | None = None,
+        initargs: Iterable[Any] = (),
+        maxtasksperchild: int | None = None,
+    ) -> Any:
+        """A :class:`plait.Pool` (the stdlib's manager serves a ``multiprocessing.Pool``):
+        closed by ``shutdown()`` if still open."""
+        self._check()
+        import plait  # (plait.pool is a sibling layer: the public name, as users write it)
+
+        return self._keep(plait.Pool(processes, initializer, initargs, maxtasksperchild))
 
     # -- lifetime ---------------------------------------------------------------------
 
@@ -94,6 +183,11 @@ class Manager:
                 obj._close_shared()
             elif isinstance(obj, Queue):
                 obj.close()
+            elif hasattr(obj, "terminate"):  # a Pool
+                obj.terminate()
+        server, self._server = self._server, None
+        if server is not None:
+            server.stop()
 
     def __enter__(self) -> Manager:
         self._check()
