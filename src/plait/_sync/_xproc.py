@@ -78,7 +78,7 @@ import time
 import weakref
 from collections.abc import Callable, Generator
 from types import CodeType, FrameType
-from typing import Any
+from typing import Any, Self
 
 from plait._core import safepoint
 from plait._errors import BrokenResourceError
@@ -210,7 +210,7 @@ class SharedState:
         _states.add(self)
 
     @classmethod
-    def create(cls, what: str) -> SharedState:
+    def create(cls, what: str) -> Self:
         """A new, zeroed segment under a fresh owner-tagged prefix."""
         global _swept
         if not _swept:  # once per process: names left by crashed owners
@@ -221,7 +221,7 @@ class SharedState:
         return cls(prefix, segment, True, what)
 
     @classmethod
-    def open(cls, prefix: str, what: str) -> SharedState:
+    def open(cls, prefix: str, what: str) -> Self:
         try:
             segment = shm.Segment(prefix + shm.ANCHOR, hold=True, populate=False)
         except FileNotFoundError:
