@@ -10,9 +10,10 @@ object never changes (``type(lock) is plait.Lock`` in every process).
 builds the backend from the object's local fields (``adopt``), installs it, and wakes
 the strands parked on the local state, which wait again on the backend. :func:`revive`
 builds the public object around a backend when a process unpickles it. A backend is a
-:class:`SharedState` (its segment, ``_xproc``) plus the kind's operations; backends know
-the public objects only as the ``on`` they park on and the fields they read at adoption
--- they neither subclass nor import the public classes. Condition's and Barrier's
+:class:`SharedState` (its segment, ``_xproc``) plus the kind's operations; backends know a
+public object only by duck typing -- what a strand parks on, the fields read at adoption,
+a Condition's lock hand-over calls -- and neither subclass nor import the public classes
+(an import-linter contract in ``pyproject.toml`` keeps it so). Condition's and Barrier's
 backends are in ``_shared_wait``. Every state change below happens with the segment's
 robust mutex held (``_xproc``).
 """
