@@ -150,3 +150,9 @@ def barrier_wait(barrier: Any, timeout: float) -> None:
     except threading.BrokenBarrierError:
         raise SystemExit(6) from None
     raise SystemExit(10 + index)
+
+
+def report_types(objs: list[Any], q: Any) -> None:
+    """Send back each shared object's type, whether it is shared, and whether a round
+    trip through pickle gives the same object here too."""
+    q.put([(type(o), o._shared is not None, pickle.loads(pickle.dumps(o)) is o) for o in objs])

@@ -24,7 +24,6 @@ from plait._core.select import (
     select,
 )
 from plait._sync._event import Event
-from plait._sync._shared import SharedEvent
 
 __all__ = [
     "Arm",
@@ -47,7 +46,6 @@ def _event_case(event: Event) -> SelectCase:
 # The event's case is made here and found through the kernel's table:
 # the primitives' layer (_sync) never imports the channels' layer.
 register_case(Event, _event_case)
-register_case(SharedEvent, SharedEventCase)
 for _cls in (EventCase, SharedEventCase):
     register_case_type(_cls)
 del _cls

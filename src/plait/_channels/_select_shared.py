@@ -50,9 +50,7 @@ def shared_disarm(arm: Arm) -> None:
 
 
 def _generation(event: Any) -> int:
-    from plait._sync._xproc import GEN
-
-    return int(event._shared.words[GEN])
+    return int(event._shared.generation())
 
 
 class _FireOnSet:
@@ -68,13 +66,13 @@ class _FireOnSet:
         self.waiter: Any = None
 
     def release(self) -> None:
-        self.arm.fire(True if self.event._signalled(self.gen0) else RESTART)
+        self.arm.fire(True if self.event._shared.signalled(self.gen0) else RESTART)
 
 
 def _arm_event(event: Any, gen0: int, arm: Arm) -> None:
     state = event._shared
     with state.guard:
-        now = event._signalled(gen0)
+        now = state.signalled(gen0)
         if not now:
             fire = _FireOnSet(arm, event, gen0)
             fire.waiter = state.room.enqueue(0, event, False)

@@ -17,14 +17,14 @@ from typing import Any
 
 from plait._core import current_strand, hooks
 from plait._errors import BrokenBarrierError
-from plait._sync._common import stdlib_timeout
+from plait._sync._common import BROKEN, DRAINING, FILLING, MIGRATED, RESETTING, stdlib_timeout
 from plait._sync._condition import Condition
 from plait._sync._lock import Lock
 from plait._sync._stats import BarrierStatistics
 
 __all__ = ["Barrier", "BrokenBarrierError"]
 
-_FILLING, _DRAINING, _RESETTING, _BROKEN = 0, 1, -1, -2
+_FILLING, _DRAINING, _RESETTING, _BROKEN = FILLING, DRAINING, RESETTING, BROKEN
 _NOT_COUNTED = -1  # (a party that was shared away before it counted itself in)
 _STATE_NAMES = {
     _FILLING: "filling",
@@ -41,8 +41,24 @@ def _left(timeout: float | None, started: float) -> float | None:
     return max(0.0, timeout - (time.monotonic() - started))
 
 
+class _Parties:
+    """A barrier's local waiters, as promotion sees them: the parties waiting in its
+    condition, woken (with the barrier's lock held) to go on on the shared backend."""
+
+    __slots__ = ("cond",)
+
+    def __init__(self, cond: Condition) -> None:
+        self.cond = cond
+
+    def pop_all(self, value: Any = MIGRATED) -> list[Any]:
+        self.cond.notify_all()  # (each sees ``_shared`` set, and moves: ``_moved_wait``)
+        return []
+
+
 class Barrier:
     """``threading.Barrier``'s API (``parties``, ``action``, ``timeout``), plus ``async_wait``."""
+
+    _backend_kind = "barrier"  # its backend once shared (``_shared``: see ``_sync._shared``)
 
     def __init__(
         self,
@@ -59,7 +75,18 @@ class Barrier:
         self._timeout = timeout
         self._state = _FILLING
         self._count = 0
-        self._shared: Any = None  # the cross-process state, once promoted (see _shared)
+        # The backend once shared with processes (``_sync._shared_wait.BarrierBackend``):
+        # the count and phase live there then. ``None`` while local.
+        self._shared: Any = None
+
+    @property
+    def _mutex(self) -> Condition:
+        """What guards the local state (the promotion seam holds it): the barrier's lock."""
+        return self._cond
+
+    @property
+    def _queue(self) -> _Parties:
+        return _Parties(self._cond)
 
     # -- the state machine (every method here runs with the condition's lock held) -----
 
@@ -92,6 +119,10 @@ class Barrier:
             raise BrokenBarrierError
 
     def _leave(self) -> None:
+        shared = self._shared
+        if shared is not None:  # counted in locally, leaving after the promotion
+            shared.leave()
+            return
         self._count -= 1
         if self._count == 0 and self._state in (_RESETTING, _DRAINING):
             self._state = _FILLING
@@ -114,6 +145,9 @@ class Barrier:
     def wait(self, timeout: float | None = None) -> int:
         """Wait for all parties; return this party's arrival index (0 .. parties-1)."""
         timeout = self._timeout if timeout is None else stdlib_timeout(timeout)
+        shared = self._shared
+        if shared is not None:
+            return int(shared.wait(self, timeout))
         started = time.monotonic()
         moved = _NOT_COUNTED
         with self._cond:
@@ -147,6 +181,10 @@ class Barrier:
         return self._async_wait(self._timeout if timeout is None else timeout)
 
     async def _async_wait(self, timeout: float | None) -> int:
+        shared = self._shared
+        if shared is not None:
+            timeout = None if timeout is None else stdlib_timeout(timeout)
+            return int(await shared.async_wait(self, timeout))
         cond = self._cond
         started = time.monotonic()
         moved = _NOT_COUNTED
@@ -178,18 +216,24 @@ class Barrier:
         return self._shared is not None
 
     def _moved_wait(self, index: int, timeout: float | None) -> int:
-        """(A shared barrier's: see ``SharedBarrier``.)"""
-        raise AssertionError("only a shared barrier takes over a waiting party")
+        """Shared while this party waited locally: it goes on on the backend."""
+        return int(self._shared.moved_wait(self, index, timeout))
 
     async def _async_moved_wait(self, index: int, timeout: float | None) -> int:
-        """(A shared barrier's: see ``SharedBarrier``.)"""
-        raise AssertionError("only a shared barrier takes over a waiting party")
+        return int(await self._shared.async_moved_wait(self, index, timeout))
 
     # -- control -----------------------------------------------------------------------
 
     def reset(self) -> None:
         """Back to the initial state; parties waiting now get :class:`BrokenBarrierError`."""
+        shared = self._shared
+        if shared is not None:
+            shared.reset()
+            return
         with self._cond:
+            if self._shared is not None:  # shared meanwhile
+                self._shared.reset()
+                return
             if self._count > 0:
                 if self._state in (_FILLING, _BROKEN):
                     self._state = _RESETTING
@@ -200,38 +244,55 @@ class Barrier:
     def abort(self) -> None:
         """Break the barrier: current and future waits raise :class:`BrokenBarrierError`."""
         with self._cond:
-            self._break()
+            shared = self._shared
+            if shared is None:
+                self._break()
+        if shared is not None:
+            shared.abort()
 
     @property
     def parties(self) -> int:
         """How many parties must arrive to trip the barrier."""
         return self._parties
 
+    def _phase(self) -> tuple[int, int]:
+        """(count, phase) now: the backend's once shared (a snapshot)."""
+        shared = self._shared
+        if shared is not None:
+            return shared.count(), shared.phase()
+        return self._count, self._state
+
     @property
     def n_waiting(self) -> int:
         """How many parties wait in the filling phase now."""
-        return self._count if self._state == _FILLING else 0
+        count, phase = self._phase()
+        return count if phase == _FILLING else 0
 
     @property
     def broken(self) -> bool:
         """Whether the barrier is broken."""
-        return self._state == _BROKEN
+        return self._phase()[1] == _BROKEN
 
     def __reduce__(self) -> tuple[Any, ...]:
-        """Pickling shares the barrier (its phase, count and condition) with a process."""
-        from plait._sync._shared_wait import promote_barrier
+        """Pickling shares the barrier (its phase and count) with a process."""
+        from plait._sync._shared import share
 
-        return promote_barrier(self)
+        return share(self, (self._parties, self._action, self._timeout))
 
     def statistics(self) -> BarrierStatistics:
         """A snapshot: parties, waiting parties by kind, and the phase."""
-        cond_stats = self._cond.statistics()
+        count, phase = self._phase()
+        shared = self._shared
+        if shared is not None:
+            by_kind = shared.waiting()[1]
+        else:
+            by_kind = self._cond.statistics().waiting_by_kind
         return BarrierStatistics(
             parties=self._parties,
-            n_waiting=self.n_waiting,
-            broken=self.broken,
-            state=_STATE_NAMES[self._state],
-            waiting_by_kind=cond_stats.waiting_by_kind,
+            n_waiting=count if phase == _FILLING else 0,
+            broken=phase == _BROKEN,
+            state=_STATE_NAMES[phase],
+            waiting_by_kind=by_kind,
         )
 
     def __repr__(self) -> str:

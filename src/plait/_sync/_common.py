@@ -19,8 +19,12 @@ from typing import Any
 from plait._core import WaitQueue, check_timeout
 
 __all__ = [
+    "BROKEN",
+    "DRAINING",
+    "FILLING",
     "MIGRATED",
     "READY",
+    "RESETTING",
     "check_lock_args",
     "stdlib_timeout",
     "time_left",
@@ -30,6 +34,11 @@ __all__ = [
 #: What a waiter is handed when its primitive was promoted to the cross-process backend
 #: while it waited: it must wait again, on the shared state.
 MIGRATED: Any = type("Migrated", (), {"__repr__": lambda self: "<migrated>"})()
+
+
+#: A Barrier's phases, local or shared: *filling* (parties arrive), *draining* (the last
+#: one arrived; everyone leaves), *resetting* (``reset()`` while parties waited), *broken*.
+FILLING, DRAINING, RESETTING, BROKEN = 0, 1, -1, -2
 
 
 class _NoLoop:

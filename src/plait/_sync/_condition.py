@@ -36,6 +36,8 @@ class Condition:
     :class:`plait.Lock`; a waiter that dies costs ``notify()`` a liveness check.
     """
 
+    _backend_kind = "condition"  # its backend once shared (``_shared``: see ``_sync._shared``)
+
     def __init__(self, lock: Any = None) -> None:
         if lock is None:
             lock = RLock()
@@ -45,7 +47,9 @@ class Condition:
         self._plait = isinstance(lock, Lock | RLock)
         self._mutex = new_mutex()
         self._queue = WaitQueue(self._mutex)
-        self._shared: Any = None  # the cross-process state, once promoted (see _shared)
+        # The backend once shared with processes (``_sync._shared_wait.ConditionBackend``):
+        # its waiters wait there then. ``None`` while local.
+        self._shared: Any = None
         # What a wait parks on (instruments, wait_parked, strand.parked_on): the condition
         # itself, or the primitive built on it (a Barrier's waits park on the Barrier).
         self._park_on: object = self
@@ -74,6 +78,9 @@ class Condition:
         return self._lock.__aexit__(exc_type, exc, tb)  # type: ignore[no-any-return]
 
     def __repr__(self) -> str:
+        shared = self._shared
+        if shared is not None:
+            return f"<plait.Condition({self._lock!r}) shared={shared.prefix!r}>"
         return f"<plait.Condition({self._lock!r}, {len(self._queue)})>"
 
     def _need_plait(self) -> None:
@@ -133,7 +140,11 @@ class Condition:
             raise RuntimeError("cannot wait on un-acquired lock")
         wait = stdlib_timeout(timeout)
         with self._mutex:
-            waiter = self._queue.enqueue_current(self._park_on)
+            shared = self._shared
+            if shared is None:
+                waiter = self._queue.enqueue_current(self._park_on)
+        if shared is not None:  # shared: wait on the backend
+            return bool(shared.wait(self, me, wait))
         saved = self._release_save(me)
         try:
             return park(waiter, wait)
@@ -167,7 +178,11 @@ class Condition:
             raise RuntimeError("cannot wait on un-acquired lock")
         wait = stdlib_timeout(timeout)
         with self._mutex:
-            waiter = self._queue.async_enqueue_current(self._park_on)
+            shared = self._shared
+            if shared is None:
+                waiter = self._queue.async_enqueue_current(self._park_on)
+        if shared is not None:  # shared: wait on the backend
+            return bool(await shared.async_wait(self, me, wait))
         saved = self._release_save(me)
         try:
             return await async_park(waiter, wait, self._pass_notification)
@@ -222,12 +237,16 @@ class Condition:
             raise RuntimeError("cannot notify on un-acquired lock")
         woken = []
         with self._mutex:
-            while n > 0:
+            shared = self._shared
+            while n > 0 and shared is None:
                 waiter = self._queue.pop()
                 if waiter is None:
                     break
                 woken.append(waiter)
                 n -= 1
+        if shared is not None:
+            shared.notify(n)
+            return
         for waiter in woken:
             waiter.wake()
 
@@ -236,7 +255,10 @@ class Condition:
         if not self._is_owned():
             raise RuntimeError("cannot notify on un-acquired lock")
         with self._mutex:
+            shared = self._shared
             woken = self._queue.pop_all()
+        if shared is not None:
+            shared.notify_all()
         for waiter in woken:
             waiter.wake()
 
@@ -253,12 +275,23 @@ class Condition:
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickling shares the condition (and its lock) with another process."""
-        from plait._sync._shared_wait import promote_condition
+        from plait._sync._shared import promote, share
 
-        return promote_condition(self)
+        if not self._plait:
+            raise TypeError(
+                f"a plait.Condition over {self._lock!r} cannot be shared with another "
+                "process: give it a plait.Lock or plait.RLock"
+            )
+        promote(self._lock)  # (first, and outside the condition's mutex)
+        return share(self, (self._lock,))
 
     def statistics(self) -> ConditionStatistics:
         """A snapshot: strands in ``wait()`` by kind, and the lock's own statistics."""
+        shared = self._shared
+        if shared is not None:
+            waiting, by_kind = shared.waiting()
+            lock = self._lock.statistics()
+            return ConditionStatistics(waiting=waiting, waiting_by_kind=by_kind, lock=lock)
         with self._mutex:
             waiting = len(self._queue)
             by_kind = waiting_by_kind(self._queue)

@@ -22,29 +22,38 @@ class Event:
     """``threading.Event``'s API, plus ``async_wait``."""
 
     __slots__ = ("__weakref__", "_flag", "_mutex", "_queue", "_shared")
+    _backend_kind = "event"  # its backend once shared (``_shared``: see ``_sync._shared``)
 
     def __init__(self) -> None:
         self._flag = False
         self._mutex = new_mutex()
         self._queue = WaitQueue(self._mutex)
-        self._shared: Any = None  # the cross-process state, once promoted (see _xproc)
+        # The backend once shared with processes (``_sync._shared.EventBackend``): its
+        # flag lives there then. ``None`` while local.
+        self._shared: Any = None
 
     def is_set(self) -> bool:
         """Whether the flag is set."""
-        return self._flag
+        shared = self._shared
+        return self._flag if shared is None else bool(shared.is_set())
 
     def isSet(self) -> bool:
         """Deprecated alias of :meth:`is_set`, as in threading."""
         warnings.warn(
             "isSet() is deprecated, use is_set() instead", DeprecationWarning, stacklevel=2
         )
-        return self._flag
+        return self.is_set()
 
     def set(self) -> None:
         """Set the flag and wake every waiter (a select waiting on it is one of them)."""
         with self._mutex:
-            self._flag = True
-            woken = self._queue.pop_all(True)
+            shared = self._shared
+            if shared is None:
+                self._flag = True
+                woken = self._queue.pop_all(True)
+        if shared is not None:
+            shared.set()
+            return
         for waiter in woken:
             waiter.wake()
 
@@ -61,7 +70,11 @@ class Event:
     def clear(self) -> None:
         """Reset the flag; later waits block until :meth:`set` again."""
         with self._mutex:
-            self._flag = False
+            shared = self._shared
+            if shared is None:
+                self._flag = False
+                return
+        shared.clear()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the flag is set or ``timeout``; return the flag (``False`` on timeout)."""
@@ -76,8 +89,8 @@ class Event:
                 return False
             else:
                 waiter = self._queue.enqueue_current(self)
-        if waiter is None:
-            return bool(self.wait(timeout))  # promoted meanwhile: wait on the shared flag
+        if waiter is None:  # shared: wait on the backend's flag
+            return bool(self._shared.wait(self, timeout))
         started = time.monotonic() if timeout is not None else 0.0
         if park(waiter, timeout) and waiter.value is MIGRATED:
             return bool(self.wait(time_left(timeout, started)))
@@ -97,22 +110,25 @@ class Event:
                 return False
             else:
                 waiter = self._queue.async_enqueue_current(self)
-        if waiter is None:
-            return bool(await self._async_wait(timeout))
+        if waiter is None:  # shared: wait on the backend's flag
+            return bool(await self._shared.async_wait(self, timeout))
         started = time.monotonic() if timeout is not None else 0.0
         if await async_park(waiter, timeout) and waiter.value is MIGRATED:
             return bool(await self._async_wait(time_left(timeout, started)))
         return waiter.state == WOKEN
 
     def __reduce__(self) -> tuple[Any, ...]:
-        """Pickling shares the event with another process (see ``_xproc``)."""
-        from plait._sync._shared import promote
+        """Pickling shares the event with another process (see ``_sync._shared``)."""
+        from plait._sync._shared import share
 
-        promote(self)
-        return self.__reduce__()
+        return share(self)
 
     def statistics(self) -> EventStatistics:
         """A snapshot: the flag and waiters by kind."""
+        shared = self._shared
+        if shared is not None:
+            waiting, by_kind = shared.waiting()
+            return EventStatistics(is_set=shared.is_set(), waiting=waiting, waiting_by_kind=by_kind)
         with self._mutex:
             return EventStatistics(
                 is_set=self._flag,
@@ -121,5 +137,6 @@ class Event:
             )
 
     def __repr__(self) -> str:
-        status = "set" if self._flag else "unset"
-        return f"<plait.Event at {id(self):#x}: {status}>"
+        status = "set" if self.is_set() else "unset"
+        shared = ", shared" if self._shared is not None else ""
+        return f"<plait.Event at {id(self):#x}: {status}{shared}>"

@@ -71,6 +71,7 @@ class _LockCore(_LockBase):
     _queue: WaitQueue
     _count: int
     _reentrant = False
+    _backend_kind = "lock"  # its backend once shared (``_shared``: see ``_sync._shared``)
 
     def __init__(self) -> None:
         self._inner = _new_inner()
@@ -81,7 +82,9 @@ class _LockCore(_LockBase):
         self._owner_ident = 0
         self._owner_context = 0  # (the C fast path's taker context: see strands.green_owner)
         self._count = 0
-        self._shared: Any = None  # the cross-process state, once promoted (see _xproc)
+        # The backend once shared with processes (``_sync._shared.LockBackend``, which is
+        # ``_inner`` too): ``None`` while local.
+        self._shared: Any = None
 
     def _holder(self) -> Strand | None:
         """The strand holding the lock, when plait can tell (for diagnostics).
@@ -109,6 +112,8 @@ class _LockCore(_LockBase):
 
     def _acquire_slow(self, me: Strand, wait: float | None) -> bool:
         """Queue up (enqueue first, then the final try), then park; ``wait=0`` tries once."""
+        if self._shared is not None:
+            return self._acquire_shared(me, wait)
         if wait == 0.0:
             if self._inner.acquire(False):
                 self._took(me)
@@ -122,7 +127,7 @@ class _LockCore(_LockBase):
                 if got:
                     self._queue.remove(waiter)
         if shared:  # promoted meanwhile: wait on the shared state
-            return bool(self._acquire_slow(me, wait))
+            return self._acquire_shared(me, wait)
         started = time.monotonic() if wait is not None else 0.0
         if got or park(waiter, wait, self._undo):
             if waiter.value is MIGRATED:
@@ -136,6 +141,8 @@ class _LockCore(_LockBase):
         return False
 
     async def _async_acquire_slow(self, me: Strand, wait: float | None) -> bool:
+        if self._shared is not None:
+            return await self._async_acquire_shared(me, wait)
         if wait == 0.0:
             if self._inner.acquire(False):
                 self._took(me)
@@ -149,7 +156,7 @@ class _LockCore(_LockBase):
                 if got:
                     self._queue.remove(waiter)
         if shared:  # promoted meanwhile: wait on the shared state
-            return bool(await self._async_acquire_slow(me, wait))
+            return await self._async_acquire_shared(me, wait)
         started = time.monotonic() if wait is not None else 0.0
         if got or await async_park(waiter, wait, self._undo):
             if waiter.value is MIGRATED:
@@ -161,6 +168,25 @@ class _LockCore(_LockBase):
                 hooks.acquired(me, self)
             return True
         return False
+
+    # -- shared with processes: the waits go to the backend -------------------------------
+
+    def _acquire_shared(self, me: Strand, wait: float | None) -> bool:
+        if not self._shared.take(self, wait):
+            return False
+        self._took(me)  # (which strand of this process holds it: for diagnostics)
+        return True
+
+    async def _async_acquire_shared(self, me: Strand, wait: float | None) -> bool:
+        if not await self._shared.async_take(self, wait):
+            return False
+        self._took(me)
+        return True
+
+    def _restore_shared(self, me: Strand) -> None:
+        """Re-take the shared lock after a condition wait, whatever happens."""
+        self._shared.take_anyway(self)
+        self._took(me)
 
     def _undo(self, _value: object) -> None:
         """A coroutine handed the lock was cancelled: pass the lock on, unseen."""
@@ -210,6 +236,8 @@ class _LockCore(_LockBase):
     def _after_free(self) -> None:
         """A waiter arrived while we freed the lock: re-take it for them if still free."""
         with self._mutex:
+            if self._shared is not None:
+                return  # shared meanwhile: the waiter was sent to the backend
             if not self._queue or not self._inner.acquire(False):
                 return  # no one left, or someone took it (and will hand it on at release)
             waiter = self._queue.pop()
@@ -227,6 +255,18 @@ class _LockCore(_LockBase):
 
     def statistics(self) -> LockStatistics:
         """A snapshot: held or not, the owner strand, depth, and waiters by kind."""
+        shared = self._shared
+        if shared is not None:  # (held by this process or another; waiters of this one)
+            waiting, by_kind = shared.waiting()
+            locked = shared.locked()
+            owner = self._owner if self._reentrant else None
+            return LockStatistics(
+                locked=locked,
+                owner=owner,
+                count=self._count if owner is not None else int(locked),
+                waiting=waiting,
+                waiting_by_kind=by_kind,
+            )
         with self._mutex:
             locked = bool(self._inner.locked())
             return LockStatistics(
@@ -349,6 +389,9 @@ class Lock(_LockCore):
         return None
 
     def _plait_acquire_restore(self, state: Any, me: Strand) -> None:
+        if self._shared is not None:
+            self._restore_shared(me)
+            return
         if self._inner.acquire(False):
             self._took(me)
             return
@@ -360,14 +403,16 @@ class Lock(_LockCore):
 
     def __repr__(self) -> str:
         state = "locked" if self._inner.locked() else "unlocked"
+        shared = self._shared
+        if shared is not None:
+            return f"<{state} plait.Lock object shared={shared.prefix!r} at {id(self):#x}>"
         return f"<{state} plait.Lock object waiting={len(self._queue)} at {id(self):#x}>"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        """Pickling shares the lock with another process (see ``plait._sync._xproc``)."""
-        from plait._sync._shared import promote
+        """Pickling shares the lock with another process (see ``plait._sync._shared``)."""
+        from plait._sync._shared import share
 
-        promote(self)
-        return self.__reduce__()
+        return share(self)
 
 
 # The C fast paths (plait/_fastlock.c) take the place of these methods of Lock and call them

@@ -117,6 +117,13 @@ class RLock(_LockCore):
         return count
 
     def _plait_acquire_restore(self, state: Any, me: Strand) -> None:
+        if self._shared is not None:
+            try:
+                self._restore_shared(me)
+            finally:
+                if self._owner is me:
+                    self._count = state
+            return
         if self._inner.acquire(False):
             self._took(me)
         else:
@@ -133,14 +140,15 @@ class RLock(_LockCore):
 
     def __repr__(self) -> str:
         state = "locked" if self._inner.locked() else "unlocked"
+        shared = self._shared
+        where = f"shared={shared.prefix!r} " if shared is not None else ""
         return (
             f"<{state} plait.RLock object owner={self._owner!r} count={self._count} "
-            f"at {id(self):#x}>"
+            f"{where}at {id(self):#x}>"
         )
 
     def __reduce__(self) -> tuple[Any, ...]:
-        """Pickling shares the lock with another process (see ``plait._sync._xproc``)."""
-        from plait._sync._shared import promote
+        """Pickling shares the lock with another process (see ``plait._sync._shared``)."""
+        from plait._sync._shared import share
 
-        promote(self)
-        return self.__reduce__()
+        return share(self)

@@ -32,6 +32,7 @@ class Semaphore:
 
     __slots__ = ("__weakref__", "_initial", "_mutex", "_queue", "_shared", "_value")
     _bounded = False
+    _backend_kind = "semaphore"  # its backend once shared (``_shared``: see ``_sync._shared``)
 
     def __init__(self, value: int = 1) -> None:
         if value < 0:
@@ -40,7 +41,9 @@ class Semaphore:
         self._initial = value
         self._mutex = new_mutex()
         self._queue = WaitQueue(self._mutex)
-        self._shared: Any = None  # the cross-process state, once promoted (see _xproc)
+        # The backend once shared with processes (``_sync._shared.SemaphoreBackend``): the
+        # permits live there then (``_value`` is left as it was). ``None`` while local.
+        self._shared: Any = None
 
     def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
         """Take a permit; ``blocking``/``timeout`` exactly as ``threading.Semaphore``."""
@@ -53,8 +56,8 @@ class Semaphore:
             return True
         if got is False:
             return False
-        if got is MIGRATED:
-            return bool(self.acquire(blocking, timeout))
+        if got is MIGRATED:  # shared: take a permit from the backend
+            return self._acquire_shared(blocking, timeout)
         started = time.monotonic() if timeout is not None else 0.0
         if park(got, timeout, self._give_back):
             if got.value is MIGRATED:
@@ -106,8 +109,8 @@ class Semaphore:
             return True
         if got is False:
             return False
-        if got is MIGRATED:
-            return bool(await self._async_acquire(blocking, timeout))
+        if got is MIGRATED:  # shared: take a permit from the backend
+            return await self._async_acquire_shared(blocking, timeout)
         started = time.monotonic() if timeout is not None else 0.0
         if await async_park(got, timeout, self._give_back):
             if got.value is MIGRATED:
@@ -117,6 +120,22 @@ class Semaphore:
             return True
         return False
 
+    def _acquire_shared(self, blocking: bool, timeout: float | None) -> bool:
+        wait = 0.0 if not blocking or not _will_wait(timeout) else timeout
+        if not self._shared.take(self, wait):
+            return False
+        if hooks.active:
+            hooks.acquired(current_strand(), self)
+        return True
+
+    async def _async_acquire_shared(self, blocking: bool, timeout: float | None) -> bool:
+        wait = 0.0 if not blocking or not _will_wait(timeout) else timeout
+        if not await self._shared.async_take(self, wait):
+            return False
+        if hooks.active:
+            hooks.acquired(current_strand(), self)
+        return True
+
     def _give_back(self, _value: object) -> None:
         self._add(1)
 
@@ -124,18 +143,23 @@ class Semaphore:
         """Hand ``n`` permits to waiters in FIFO order; the rest raise the counter."""
         woken = []
         with self._mutex:
-            if bounded and self._value + n > self._initial:
-                raise ValueError("Semaphore released too many times")
-            if not self._queue._count:  # nobody waits: just count
+            shared = self._shared
+            if shared is None:
+                if bounded and self._value + n > self._initial:
+                    raise ValueError("Semaphore released too many times")
+                if not self._queue._count:  # nobody waits: just count
+                    self._value += n
+                    return
+                while n:
+                    waiter = self._queue.pop()
+                    if waiter is None:
+                        break
+                    woken.append(waiter)
+                    n -= 1
                 self._value += n
-                return
-            while n:
-                waiter = self._queue.pop()
-                if waiter is None:
-                    break
-                woken.append(waiter)
-                n -= 1
-            self._value += n
+        if shared is not None:  # the permits are the backend's
+            shared.give(n, bounded)
+            return
         for waiter in woken:
             waiter.wake()
 
@@ -149,7 +173,8 @@ class Semaphore:
 
     def locked(self) -> bool:
         """Whether an ``acquire()`` would have to wait now (asyncio's ``locked()``)."""
-        return self._value == 0
+        shared = self._shared
+        return (self._value if shared is None else shared.value()) == 0
 
     def __enter__(self, blocking: bool = True, timeout: float | None = None) -> bool:
         return self.acquire(blocking, timeout)
@@ -189,14 +214,27 @@ class Semaphore:
         return READY
 
     def __reduce__(self) -> tuple[Any, ...]:
-        """Pickling shares the semaphore with another process (see ``_xproc``)."""
-        from plait._sync._shared import promote
+        """Pickling shares the semaphore with another process (see ``_sync._shared``)."""
+        from plait._sync._shared import share
 
-        promote(self)
-        return self.__reduce__()
+        return share(self, (self._initial,))
+
+    def _free(self) -> int:
+        """The permits free now (in every process, once shared)."""
+        shared = self._shared
+        return self._value if shared is None else int(shared.value())
 
     def statistics(self) -> SemaphoreStatistics:
         """A snapshot: permits left, the initial value, and waiters by kind."""
+        shared = self._shared
+        if shared is not None:
+            waiting, by_kind = shared.waiting()
+            return SemaphoreStatistics(
+                value=shared.value(),
+                initial_value=self._initial,
+                waiting=waiting,
+                waiting_by_kind=by_kind,
+            )
         with self._mutex:
             return SemaphoreStatistics(
                 value=self._value,
@@ -206,7 +244,8 @@ class Semaphore:
             )
 
     def __repr__(self) -> str:
-        return f"<plait.{type(self).__name__} at {id(self):#x}: value={self._value}>"
+        shared = ", shared" if self._shared is not None else ""
+        return f"<plait.{type(self).__name__} at {id(self):#x}: value={self._free()}{shared}>"
 
 
 def _will_wait(timeout: float | None) -> bool:
@@ -232,4 +271,6 @@ class BoundedSemaphore(Semaphore):
             hooks.released(current_strand(), self)
 
     def __repr__(self) -> str:
-        return f"<plait.BoundedSemaphore at {id(self):#x}: value={self._value}/{self._initial}>"
+        value = f"value={self._free()}/{self._initial}"
+        shared = ", shared" if self._shared is not None else ""
+        return f"<plait.BoundedSemaphore at {id(self):#x}: {value}{shared}>"

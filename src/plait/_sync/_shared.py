@@ -1,34 +1,35 @@
-"""The shared (promoted) lock-like classes and Event, and promotion: see ``_xproc``.
+"""Shared backends of the lock-like primitives and Event, and the one promotion seam.
 
-Each class here is the cross-process form of a primitive, with the same API; an object
-becomes one when its ``__reduce__`` first runs (``obj.__class__`` is swapped in place), or
-is built as one when a process unpickles it. Condition and Barrier are in ``_shared_wait``.
-Every state change below happens with the segment's robust mutex held (``_xproc``).
+A public primitive (``Lock``, ``RLock``, ``Semaphore``, ``BoundedSemaphore``, ``Event``,
+``Condition``, ``Barrier``) keeps its state in a *backend*: its own fields while it is
+local, a backend object in ``_shared`` once it is shared with processes. Its methods ask
+``_shared`` (``None``: local) on their slow paths and hand the call over; the class of the
+object never changes (``type(lock) is plait.Lock`` in every process).
+
+:func:`promote` is the one place an object becomes shared: under the object's mutex it
+builds the backend from the object's local fields (``adopt``), installs it, and wakes
+the strands parked on the local state, which wait again on the backend. :func:`revive`
+builds the public object around a backend when a process unpickles it. A backend is a
+:class:`SharedState` (its segment, ``_xproc``) plus the kind's operations; backends know a
+public object only by duck typing -- what a strand parks on, the fields read at adoption,
+a Condition's lock hand-over calls -- and neither subclass nor import the public classes
+(an import-linter contract in ``pyproject.toml`` keeps it so). Condition's and Barrier's
+backends are in ``_shared_wait``. Every state change below happens with the segment's
+robust mutex held (``_xproc``).
 """
 
 from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Awaitable, Coroutine
-from types import MappingProxyType, TracebackType
-from typing import Any
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any, ClassVar
 
-from plait._core import current_strand, hooks
-from plait._core.strands import thread_key
 from plait._errors import BrokenResourceError
 from plait._ipc import robust
 from plait._sync import _robust
-from plait._sync._common import MIGRATED, READY, check_lock_args, stdlib_timeout
-from plait._sync._event import Event
-from plait._sync._lock import Lock
-from plait._sync._rlock import RLock
-from plait._sync._semaphore import BoundedSemaphore, Semaphore, _will_wait
-from plait._sync._stats import (
-    EventStatistics,
-    LockStatistics,
-    SemaphoreStatistics,
-)
+from plait._sync._common import MIGRATED
 from plait._sync._xproc import (
     FLAG,
     GEN,
@@ -45,13 +46,15 @@ from plait._sync._xproc import (
 )
 
 __all__ = [
-    "SharedBoundedSemaphore",
-    "SharedEvent",
-    "SharedLock",
-    "SharedRLock",
-    "SharedSemaphore",
+    "Backend",
+    "EventBackend",
+    "LockBackend",
+    "SemaphoreBackend",
     "not_shareable",
     "promote",
+    "register_backend",
+    "revive",
+    "share",
 ]
 
 _trylock = robust._trylock
@@ -61,6 +64,118 @@ _unlock = robust._unlock
 # already here (sent back by a child) returns the very same object.
 _known: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
 _known_lock = threading.Lock()
+
+
+class Backend(SharedState):
+    """A shared primitive's state and operations: its segment (``SharedState``) plus the
+    kind's methods, which the public object calls once ``_shared`` is set.
+
+    ``adopt`` builds one from a local object's fields (its mutex held), ``attach`` opens
+    the one a pickle names; each also returns the fields of the public object it
+    replaces (``{"_inner": backend}`` for a lock), which :func:`promote` and
+    :func:`revive` install.
+    """
+
+    __slots__ = ()
+    kind: ClassVar[str] = ""
+
+    @classmethod
+    def adopt(cls, obj: Any) -> tuple[Backend, dict[str, Any]]:
+        raise NotImplementedError
+
+    @classmethod
+    def attach(cls, prefix: str, name: str) -> tuple[Backend, dict[str, Any]]:
+        raise NotImplementedError
+
+    def waiting(self) -> tuple[int, Mapping[str, int]]:
+        """Strands of this process waiting on the object, and how many of each kind."""
+        counts = self.waiting_by_kind()
+        return sum(counts.values()), MappingProxyType(counts)
+
+
+_BACKENDS: dict[str, type[Backend]] = {}
+
+
+def register_backend(cls: type[Backend]) -> type[Backend]:
+    """Make ``cls`` the backend of the public classes whose ``_backend_kind`` is its kind."""
+    _BACKENDS[cls.kind] = cls
+    return cls
+
+
+def _backend_for(kind: str) -> type[Backend]:
+    cls = _BACKENDS.get(kind)
+    if cls is None:  # Condition's and Barrier's register when first needed
+        import plait._sync._shared_wait  # noqa: F401
+
+        cls = _BACKENDS[kind]
+    return cls
+
+
+# -- the seam ---------------------------------------------------------------------------
+
+
+def promote(obj: Any) -> Backend:
+    """Share ``obj`` with other processes: the one place a primitive becomes shared.
+
+    Under the object's mutex its backend is built from its local fields and installed
+    (``_shared`` and the fields the backend replaces); the strands parked on its local
+    state are handed :data:`MIGRATED` and wait again on the backend. Idempotent.
+    """
+    with obj._mutex:
+        backend: Backend | None = obj._shared
+        if backend is not None:
+            return backend
+        backend, fields = _backend_for(obj._backend_kind).adopt(obj)
+        for name, value in fields.items():
+            setattr(obj, name, value)
+        obj._shared = backend
+        woken = obj._queue.pop_all(MIGRATED)
+        with _known_lock:
+            _known[backend.prefix] = obj
+    for waiter in woken:
+        waiter.wake()
+    return backend
+
+
+def share(obj: Any, args: tuple[Any, ...] = ()) -> tuple[Any, ...]:
+    """What ``obj.__reduce__`` returns: it is promoted, and travels as its class, the
+    arguments that build it, and its backend's name."""
+    backend = obj._shared
+    if backend is None:
+        backend = promote(obj)
+    return (revive, (type(obj), args, backend.prefix))
+
+
+def revive(cls: type, args: tuple[Any, ...], prefix: str) -> Any:
+    """Unpickle a shared primitive: the same object if it is known here, else a new
+    ``cls(*args)`` over the backend named ``prefix``."""
+    with _known_lock:
+        obj = _known.get(prefix)
+        if obj is not None:
+            return obj
+    backend, fields = _backend_for(cls._backend_kind).attach(  # type: ignore[attr-defined]
+        prefix, f"plait.{cls.__name__}"
+    )
+    obj = cls(*args)
+    for name, value in fields.items():
+        setattr(obj, name, value)
+    obj._shared = backend
+    with _known_lock:
+        known = _known.get(prefix)
+        if known is not None:
+            return known
+        _known[prefix] = obj
+    return obj
+
+
+def not_shareable(obj: object) -> None:
+    """Raise the clear error for a primitive that cannot cross processes yet."""
+    name = type(obj).__name__
+    raise TypeError(
+        f"a plait.{name} cannot be shared with another process (Lock, RLock, Condition, "
+        f"Semaphore, BoundedSemaphore, Event and Barrier can); create the {name} in the "
+        "process that uses it"
+    )
 
 
 # -- locks ------------------------------------------------------------------------------
@@ -93,322 +208,126 @@ def _free_lock(state: SharedState) -> None:
         state.wake()
 
 
-def _lock_holders(state: SharedState) -> list[int]:
-    holder = int(state.words[HOLDER])
-    return [holder] if holder and holder != _robust.TAG else []
-
-
 def _release_mine_lock(state: SharedState) -> None:
     if state.words[HOLDER] == _robust.TAG:
         _free_lock(state)
 
 
-class _SharedInner:
-    """What ``_inner`` is once a lock is shared: a call that was half-way through a local
-    path when the lock was promoted takes and frees the shared lock itself."""
+@register_backend
+class LockBackend(Backend):
+    """A shared ``Lock`` or ``RLock``: a holder word (the holding process's tag).
 
-    __slots__ = ("state",)
-
-    def __init__(self, state: SharedState) -> None:
-        self.state = state
-
-    def acquire(self, blocking: bool = False, timeout: float = -1) -> bool:
-        state = self.state
-        with state.guard:
-            return _take_lock(state, False) is True
-
-    def release(self) -> None:
-        state = self.state
-        with state.guard:
-            _free_lock(state)
-
-    def locked(self) -> bool:
-        return bool(self.state.words[HOLDER])
-
-
-def _give_back_lock(state: SharedState) -> Any:
-    def undo(_got: object) -> None:
-        with state.guard:
-            _free_lock(state)
-
-    return undo
-
-
-def _taking(lock: Any, wait: float | None) -> tuple[Any, ...]:
-    """What :func:`block` / :func:`async_block` are given to take a shared Lock or RLock
-    within ``wait`` seconds."""
-    state: SharedState = lock._shared
-    return (
-        state,
-        lock,
-        lambda suspect: _take_lock(state, suspect),
-        deadline_of(wait),
-        lambda: _lock_holders(state),
-        _give_back_lock(state),
-    )
-
-
-class SharedLock(Lock):
-    """A promoted :class:`plait.Lock`: the same API over a holder word in shared memory.
-
-    If the holding process dies holding the lock, the next strand that would wait for it
-    gets :class:`plait.BrokenResourceError` naming the dead pid, and the lock is free
-    again (what it guarded may be half-updated: the error says so once, then the lock
-    serves as before). A process strand that is cancelled gives back what it holds.
+    It is also the lock's ``_inner`` once shared, so the public lock's paths that try,
+    free or read ``_inner`` work on it unchanged (an RLock's owner strand and depth stay
+    in the public object: only its process reads them). If the holding process dies
+    holding it, the next strand that would wait gets :class:`plait.BrokenResourceError`
+    naming the dead pid, and the lock is free again.
     """
 
     __slots__ = ()
+    kind = "lock"
 
-    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        if blocking is True and timeout == -1:
-            return self.__enter__()
-        return self._acquire_slow(current_strand(), check_lock_args(blocking, timeout))
+    @classmethod
+    def adopt(cls, obj: Any) -> tuple[Backend, dict[str, Any]]:
+        # A local holder keeps holding: the shared lock starts taken by this process and
+        # its release (through the new ``_inner``) frees it; if free, the old lock stays
+        # taken for good, so a call half-way through a local path cannot take it.
+        free = obj._inner.acquire(False)
+        backend = cls.create("lock")
+        if not free:
+            backend.words[HOLDER] = _robust.TAG
+        backend.release_mine = _release_mine_lock
+        # ``_owed``: a release in flight on the old lock must pay it here.
+        return backend, {"_inner": backend, "_owed": not free}
 
-    def _acquire_slow(self, me: Any, wait: float | None) -> bool:
-        got = block(*_taking(self, wait))
-        if got is NOT_YET:
-            return False
-        self._owner = me  # (which strand of this process holds it: for diagnostics)
-        if hooks.active:
-            hooks.acquired(me, self)
-        return True
+    @classmethod
+    def attach(cls, prefix: str, name: str) -> tuple[Backend, dict[str, Any]]:
+        backend = cls.open(prefix, name)
+        backend.what = "lock"
+        backend.release_mine = _release_mine_lock
+        return backend, {"_inner": backend}
 
-    def _took_restored(self, me: Any) -> None:
-        if hooks.active:
-            hooks.acquired(me, self)
-
-    def release(self) -> None:
-        self.__exit__(None, None, None)
-
-    def _pass_on(self) -> None:
-        self.__exit__(None, None, None)
-
-    def _after_free(self) -> None:
-        pass  # a release that began before promotion freed the shared lock already
-
-    def __enter__(self) -> bool:
-        # The uncontended path: one trylock of the robust mutex, one store, one unlock.
-        # Its one unsafe moment -- taken, the caller not yet in its ``with`` block -- needs
-        # no critical section: a SIGTERM handled while this frame runs waits until it
-        # returns (see ``_xproc.defers``); at worst the cancellation lands in the caller
-        # holding a lock recorded as this process's, which ``let_go_of_mine`` frees.
-        state: SharedState = self._shared
-        addr = state.addr
+    # ``_inner``'s API: a try, a release and a read (the uncontended paths: one trylock
+    # of the robust mutex, one store, one unlock; a SIGTERM handled while they run waits
+    # until they return, see ``_xproc.defers``).
+    def acquire(self, blocking: bool = False, timeout: float = -1) -> bool:
+        """Try once to take the lock for this process (never waits)."""
+        addr = self.addr
         rc = _trylock(addr)
         if not rc:
-            words = state.words
+            words = self.words
             if not words[0]:
                 words[0] = _robust.TAG
                 _unlock(addr)
-                self._owner_ident = thread_key()  # (for diagnostics)
-                self._owner_context = 0
-                if hooks.active:
-                    hooks.acquired(current_strand(), self)
                 return True
             _unlock(addr)
-        else:
-            state.settle(rc)
-        return self._acquire_slow(current_strand(), None)
+            return False
+        self.settle(rc)
+        with self.guard:
+            return _take_lock(self, False) is True
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if hooks.active:
-            hooks.released(current_strand(), self)
-        self._owner = None
-        self._owner_ident = 0
-        state: SharedState = self._shared
-        addr = state.addr
+    def release(self) -> None:
+        """Free the lock and ring a waiter; ``RuntimeError`` if it is free."""
+        addr = self.addr
         rc = _trylock(addr)
         if not rc:
-            words = state.words
-            if words[0] and not state.table[0]:
+            words = self.words
+            if words[0] and not self.table[0]:
                 words[0] = 0
                 _unlock(addr)
                 return
             _unlock(addr)
         else:
-            state.settle(rc)
-        with state.guard:
-            _free_lock(state)
-
-    def async_acquire(
-        self, blocking: bool = True, timeout: float = -1
-    ) -> Coroutine[Any, Any, bool]:
-        wait = None if blocking is True and timeout == -1 else check_lock_args(blocking, timeout)
-        return self._async_acquire_slow(current_strand(), wait)
-
-    async def _async_acquire(self, me: Any, wait: float | None) -> bool:
-        return await self._async_acquire_slow(me, wait)
-
-    async def _async_acquire_slow(self, me: Any, wait: float | None) -> bool:
-        got = await async_block(*_taking(self, wait))
-        if got is NOT_YET:
-            return False
-        self._owner = me  # (for diagnostics)
-        if hooks.active:
-            hooks.acquired(me, self)
-        return True
-
-    def __aenter__(self) -> Awaitable[Any]:
-        return self._async_acquire_slow(current_strand(), None)
-
-    def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> Awaitable[None]:
-        self.release()
-        return READY
+            self.settle(rc)
+        with self.guard:
+            _free_lock(self)
 
     def locked(self) -> bool:
-        return bool(self._shared.words[HOLDER])
+        return bool(self.words[HOLDER])
 
-    def _is_owned(self) -> bool:
-        return self.locked()
+    # The waits: ``on`` is the public lock (what the strand parks on).
+    def _taking(self, on: object, wait: float | None) -> tuple[Any, ...]:
+        def give_back(_got: object) -> None:
+            with self.guard:
+                _free_lock(self)
 
-    def _plait_is_owned(self, me: Any) -> bool:
-        return self.locked()
+        def holders() -> list[int]:
+            holder = int(self.words[HOLDER])
+            return [holder] if holder and holder != _robust.TAG else []
 
-    def _plait_acquire_restore(self, state: Any, me: Any) -> None:
-        _restore(self, me)
-
-    async def _plait_async_acquire_restore(self, state: Any, me: Any) -> None:
-        await self._async_acquire_slow(me, None)
-
-    def statistics(self) -> LockStatistics:
-        waiting, by_kind = _waiting(self)
-        locked = self.locked()
-        return LockStatistics(
-            locked=locked,
-            owner=None,
-            count=int(locked),
-            waiting=waiting,
-            waiting_by_kind=by_kind,
-        )
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, ("lock", self._shared.prefix))
-
-    def __repr__(self) -> str:
-        state = "locked" if self.locked() else "unlocked"
-        return f"<{state} plait.Lock object shared={self._shared.prefix!r} at {id(self):#x}>"
-
-
-def _restore(lock: Any, me: Any) -> None:
-    """Re-take a shared lock after a condition wait, whatever happens.
-
-    A cancellation that comes meanwhile waits until the lock is ours again (the caller's
-    ``with`` block then releases it on the way out); a dead holder is repaired, and
-    reported once the lock is ours.
-    """
-    dead: list[BrokenResourceError] = []
-    while True:
-        try:
-            if lock._acquire_slow(me, None):
-                break
-        except BrokenResourceError as exc:
-            dead.append(exc)
-    if dead:
-        raise dead[0]
-
-
-class SharedRLock(RLock):
-    """A promoted :class:`plait.RLock`: a holder word in shared memory, the owner strand
-    and depth kept in the holding process (a strand of another process never matches); a
-    dead holder is reported as for :class:`SharedLock`."""
-
-    __slots__ = ()
-
-    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        wait = None if blocking is True and timeout == -1 else check_lock_args(blocking, timeout)
-        me = current_strand()
-        if self._owner is me:
-            self._count += 1
-            return True
-        return self._acquire_slow(me, wait)
-
-    __enter__ = acquire
-
-    async def _async_acquire(self, me: Any, wait: float | None) -> bool:
-        if self._owner is me:
-            self._count += 1
-            return True
-        return await self._async_acquire_slow(me, wait)
-
-    def _acquire_slow(self, me: Any, wait: float | None) -> bool:
-        got = block(*_taking(self, wait))
-        if got is NOT_YET:
-            return False
-        self._took(me)
-        return True
-
-    async def _async_acquire_slow(self, me: Any, wait: float | None) -> bool:
-        got = await async_block(*_taking(self, wait))
-        if got is NOT_YET:
-            return False
-        self._took(me)
-        return True
-
-    def _took_restored(self, me: Any) -> None:
-        self._took(me)
-
-    def _pass_on(self) -> None:
-        self._owner = None
-        self._count = 0
-        state: SharedState = self._shared
-        with state.guard:
-            _free_lock(state)
-
-    def _after_free(self) -> None:
-        pass  # a release that began before promotion freed the shared lock already
-
-    def _plait_acquire_restore(self, state: Any, me: Any) -> None:
-        try:
-            _restore(self, me)
-        finally:
-            if self._owner is me:
-                self._count = state
-
-    async def _plait_async_acquire_restore(self, state: Any, me: Any) -> None:
-        await self._async_acquire_slow(me, None)
-        self._count = state
-
-    def locked(self) -> bool:
-        return bool(self._shared.words[HOLDER])
-
-    def statistics(self) -> LockStatistics:
-        waiting, by_kind = _waiting(self)
-        owner = self._owner
-        return LockStatistics(
-            locked=self.locked(),
-            owner=owner,
-            count=self._count if owner is not None else int(self.locked()),
-            waiting=waiting,
-            waiting_by_kind=by_kind,
-        )
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, ("rlock", self._shared.prefix))
-
-    def __repr__(self) -> str:
-        state = "locked" if self.locked() else "unlocked"
         return (
-            f"<{state} plait.RLock object owner={self._owner!r} count={self._count} "
-            f"shared={self._shared.prefix!r} at {id(self):#x}>"
+            self,
+            on,
+            lambda suspect: _take_lock(self, suspect),
+            deadline_of(wait),
+            holders,
+            give_back,
         )
 
+    def take(self, on: object, wait: float | None) -> bool:
+        """Take the lock within ``wait`` seconds (``None``: no limit; 0: one try that
+        also looks for a dead holder)."""
+        return block(*self._taking(on, wait)) is not NOT_YET
 
+    async def async_take(self, on: object, wait: float | None) -> bool:
+        return await async_block(*self._taking(on, wait)) is not NOT_YET
 
+    def take_anyway(self, on: object) -> None:
+        """Re-take the lock after a condition wait, whatever happens.
 
-def _waiting(obj: Any) -> tuple[int, Any]:
-    """Waiters of this process on the shared object, by kind."""
-    counts = obj._shared.waiting_by_kind()
-    return sum(counts.values()), MappingProxyType(counts)
+        A cancellation that comes meanwhile waits until the lock is ours again (the
+        caller's ``with`` block then releases it on the way out); a dead holder is
+        repaired, and reported once the lock is ours.
+        """
+        dead: list[BrokenResourceError] = []
+        while True:
+            try:
+                if self.take(on, None):
+                    break
+            except BrokenResourceError as exc:
+                dead.append(exc)
+        if dead:
+            raise dead[0]
 
 
 # -- semaphores -------------------------------------------------------------------------
@@ -483,17 +402,10 @@ def _release_mine_permits(state: SharedState) -> None:
         _restore_permits(state, held)
 
 
-def _give_back_permit(state: SharedState) -> Any:
-    def undo(_got: object) -> None:
-        with state.guard:
-            _give_permits(state, 1, False)
-
-    return undo
-
-
-class _SharedSemaphoreBase:
-    """The promoted form of a semaphore: the permits and each process's count of those it
-    took and has not given back live in shared memory.
+@register_backend
+class SemaphoreBackend(Backend):
+    """A shared ``Semaphore`` or ``BoundedSemaphore``: the free permits, the initial value
+    and each process's count of the permits it took and has not given back.
 
     When a strand finds no permit free and a process that died still held some, those
     permits are given back (never more than the initial value minus the free ones, so a
@@ -502,168 +414,94 @@ class _SharedSemaphoreBase:
     """
 
     __slots__ = ()
-    _shared: SharedState
-    _initial: int
-    _bounded: bool
+    kind = "semaphore"
 
-    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
-        if not blocking and timeout is not None:
-            raise ValueError("can't specify timeout for non-blocking acquire")
-        state = self._shared
+    @classmethod
+    def adopt(cls, obj: Any) -> tuple[Backend, dict[str, Any]]:
+        backend = cls.create("semaphore")
+        words = backend.words
+        words[INITIAL] = obj._initial
+        words[VALUE] = obj._value
+        out = obj._initial - obj._value
+        if out > 0:  # permits held by strands of this process
+            with backend.guard:
+                backend.slots.add(out)
+        backend._set_up()
+        return backend, {}
+
+    @classmethod
+    def attach(cls, prefix: str, name: str) -> tuple[Backend, dict[str, Any]]:
+        backend = cls.open(prefix, name.replace("Bounded", ""))
+        backend.what = "semaphore"
+        backend._set_up()
+        return backend, {}
+
+    def _set_up(self) -> None:
+        self.release_mine = _release_mine_permits
+        self.rebuild = _rebuild_permits
+
+    def value(self) -> int:
+        """The permits free now, in every process."""
+        return int(self.words[VALUE])
+
+    def _taking(self, on: object, wait: float | None) -> tuple[Any, ...]:
+        def give_back(_got: object) -> None:
+            with self.guard:
+                _give_permits(self, 1, False)
+
+        return (
+            self,
+            on,
+            lambda suspect: _take_permit(self, suspect),
+            deadline_of(wait),
+            self.slots.holders,
+            give_back,
+        )
+
+    def take(self, on: object, wait: float | None) -> bool:
+        """Take a permit within ``wait`` seconds (``None``: no limit; 0: one try)."""
         # The uncontended path: one trylock of the robust mutex, a few stores, one unlock
         # (a SIGTERM handled in this frame waits until it returns, see ``defer_in``).
-        addr = state.addr
+        addr = self.addr
         rc = _trylock(addr)
         if not rc:
-            words = state.words
+            words = self.words
             if words[VALUE] > 0:
-                if not state.slots.add(1):
+                if not self.slots.add(1):
                     words[UNCOUNTED] += 1
                 words[VALUE] -= 1
                 _unlock(addr)
-                if hooks.active:
-                    hooks.acquired(current_strand(), self)
                 return True
             _unlock(addr)
         else:
-            state.settle(rc)
-        wait = 0.0 if not blocking or not _will_wait(timeout) else timeout
-        got = block(
-            state,
-            self,
-            lambda suspect: _take_permit(state, suspect),
-            deadline_of(wait),
-            state.slots.holders,
-            _give_back_permit(state),
-        )
-        if got is NOT_YET:
-            return False
-        if hooks.active:
-            hooks.acquired(current_strand(), self)
-        return True
+            self.settle(rc)
+        return block(*self._taking(on, wait)) is not NOT_YET
 
-    @property
-    def _value(self) -> int:
-        """The permits free now, in every process (not this process's old copy)."""
-        state: SharedState | None = getattr(self, "_shared", None)
-        if state is None:  # (being built by ``_rebuild``)
-            return int(_VALUE_SLOT.__get__(self))
-        return int(state.words[VALUE])
+    async def async_take(self, on: object, wait: float | None) -> bool:
+        return await async_block(*self._taking(on, wait)) is not NOT_YET
 
-    @_value.setter
-    def _value(self, value: int) -> None:
-        _VALUE_SLOT.__set__(self, value)  # only ever the initial value, while being built
-
-    def _try_sync(self, blocking: bool, timeout: float | None) -> Any:
-        return MIGRATED
-
-    def _try_async(self, blocking: bool, timeout: float | None) -> Any:
-        return MIGRATED
-
-    def async_acquire(
-        self, blocking: bool = True, timeout: float | None = None
-    ) -> Coroutine[Any, Any, bool]:
-        if not blocking and timeout is not None:
-            raise ValueError("can't specify timeout for non-blocking acquire")
-        return self._async_acquire(blocking, timeout)
-
-    async def _async_acquire(self, blocking: bool, timeout: float | None) -> bool:
-        wait = 0.0 if not blocking or not _will_wait(timeout) else timeout
-        state = self._shared
-        got = await async_block(
-            state,
-            self,
-            lambda suspect: _take_permit(state, suspect),
-            deadline_of(wait),
-            state.slots.holders,
-            _give_back_permit(state),
-        )
-        if got is NOT_YET:
-            return False
-        if hooks.active:
-            hooks.acquired(current_strand(), self)
-        return True
-
-    def _add(self, n: int, bounded: bool = False) -> None:
-        state = self._shared
-        addr = state.addr
-        rc = _trylock(addr)  # (the uncontended path, as in ``acquire``)
+    def give(self, n: int, bounded: bool) -> None:
+        """Give back ``n`` permits; ``ValueError`` (nothing given) if ``bounded`` and that
+        would pass the initial value."""
+        addr = self.addr
+        rc = _trylock(addr)  # (the uncontended path, as in ``take``)
         if not rc:
             try:
-                _give_permits(state, n, bounded)
+                _give_permits(self, n, bounded)
             finally:
                 _unlock(addr)
             return
-        state.settle(rc)
-        with state.guard:
-            _give_permits(state, n, bounded)
-
-    def _give_back(self, _value: object) -> None:
-        self._add(1)
-
-    def locked(self) -> bool:
-        return bool(self._shared.words[VALUE] == 0)
-
-    def __aenter__(self) -> Awaitable[Any]:
-        return self._async_acquire(True, None)
-
-    def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> Awaitable[None]:
-        self._add(1, self._bounded)
-        return READY
-
-    def statistics(self) -> SemaphoreStatistics:
-        waiting, by_kind = _waiting(self)
-        return SemaphoreStatistics(
-            value=int(self._shared.words[VALUE]),
-            initial_value=self._initial,
-            waiting=waiting,
-            waiting_by_kind=by_kind,
-        )
-
-    def __repr__(self) -> str:
-        value = int(self._shared.words[VALUE])
-        return f"<plait.{type(self).__name__} at {id(self):#x}: value={value}, shared>"
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        kind = "bsem" if isinstance(self, BoundedSemaphore) else "sem"
-        return (_rebuild, (kind, self._shared.prefix, self._initial))
-
-
-_VALUE_SLOT: Any = Semaphore.__dict__["_value"]
-
-
-class SharedSemaphore(_SharedSemaphoreBase, Semaphore):
-    """A promoted :class:`plait.Semaphore`."""
-
-    __slots__ = ()
-
-
-class SharedBoundedSemaphore(_SharedSemaphoreBase, BoundedSemaphore):
-    """A promoted :class:`plait.BoundedSemaphore` (its maximum is kept in shared memory)."""
-
-    __slots__ = ()
-
-
-# The uncontended paths skip a critical section: a SIGTERM handled in their frame waits
-# until they return (``_add``'s calls too: they ring waiters, and end by themselves).
-defer_in(SharedLock.__enter__)
-defer_in(SharedLock.__exit__)
-defer_in(SharedLock.acquire)
-defer_in(_SharedSemaphoreBase.acquire)
-defer_in(_SharedSemaphoreBase._add, whole_call=True)
+        self.settle(rc)
+        with self.guard:
+            _give_permits(self, n, bounded)
 
 
 # -- events -----------------------------------------------------------------------------
 
 
-class SharedEvent(Event):
-    """A promoted :class:`plait.Event`: its flag and a generation (counts ``set()`` calls)
-    in shared memory.
+@register_backend
+class EventBackend(Backend):
+    """A shared ``Event``: its flag and a generation (counts ``set()`` calls).
 
     A waiter notes the generation, announces itself and parks; ``set()`` wakes every
     waiter in every process, each of which returns ``True`` if the flag is set or the
@@ -671,30 +509,45 @@ class SharedEvent(Event):
     """
 
     __slots__ = ()
+    kind = "event"
+
+    @classmethod
+    def adopt(cls, obj: Any) -> tuple[Backend, dict[str, Any]]:
+        backend = cls.create("event")
+        backend.words[FLAG] = 1 if obj._flag else 0
+        return backend, {}
+
+    @classmethod
+    def attach(cls, prefix: str, name: str) -> tuple[Backend, dict[str, Any]]:
+        backend = cls.open(prefix, name)
+        backend.what = "event"
+        return backend, {}
 
     def is_set(self) -> bool:
-        return bool(self._shared.words[FLAG])
+        return bool(self.words[FLAG])
 
     def set(self) -> None:
-        state = self._shared
-        with state.guard:
-            words = state.words
+        with self.guard:
+            words = self.words
             if not words[FLAG]:
                 words[FLAG] = 1
                 words[GEN] += 1
-                state.wake_all()
+                self.wake_all()
 
     def clear(self) -> None:
-        state = self._shared
-        with state.guard:
-            state.words[FLAG] = 0
+        with self.guard:
+            self.words[FLAG] = 0
 
-    def _signalled(self, gen0: int) -> bool:
-        words = self._shared.words
+    def generation(self) -> int:
+        return int(self.words[GEN])
+
+    def signalled(self, gen0: int) -> bool:
+        """Whether a waiter that began at generation ``gen0`` may return ``True``."""
+        words = self.words
         return bool(words[FLAG] or words[GEN] != gen0)
 
-    def _attempt(self) -> Any:
-        words = self._shared.words
+    def _attempt(self) -> Callable[[bool], Any]:
+        words = self.words
         gen0 = int(words[GEN])
 
         def attempt(_suspect: bool) -> Any:
@@ -702,133 +555,25 @@ class SharedEvent(Event):
 
         return attempt
 
-    def wait(self, timeout: float | None = None) -> bool:
-        state = self._shared
-        if state.words[FLAG]:
-            return True
-        if timeout is not None:
-            timeout = stdlib_timeout(timeout)
-        if timeout is not None and not timeout > 0:
-            return False
-        return block(state, self, self._attempt(), deadline_of(timeout)) is True
-
-    def async_wait(self, timeout: float | None = None) -> Coroutine[Any, Any, bool]:
-        return self._async_wait(None if timeout is None else stdlib_timeout(timeout))
-
-    async def _async_wait(self, timeout: float | None) -> bool:
-        state = self._shared
-        if state.words[FLAG]:
+    def wait(self, on: object, timeout: float | None) -> bool:
+        """Wait for the flag (``timeout``: checked seconds, ``None``: no limit)."""
+        if self.words[FLAG]:
             return True
         if timeout is not None and not timeout > 0:
             return False
-        return await async_block(state, self, self._attempt(), deadline_of(timeout)) is True
+        return block(self, on, self._attempt(), deadline_of(timeout)) is True
 
-    def statistics(self) -> EventStatistics:
-        waiting, by_kind = _waiting(self)
-        return EventStatistics(is_set=self.is_set(), waiting=waiting, waiting_by_kind=by_kind)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, ("event", self._shared.prefix))
-
-    def __repr__(self) -> str:
-        status = "set" if self.is_set() else "unset"
-        return f"<plait.Event at {id(self):#x}: {status}, shared>"
+    async def async_wait(self, on: object, timeout: float | None) -> bool:
+        if self.words[FLAG]:
+            return True
+        if timeout is not None and not timeout > 0:
+            return False
+        return await async_block(self, on, self._attempt(), deadline_of(timeout)) is True
 
 
-# -- promotion and rebuilding -----------------------------------------------------------
-
-
-def promote(obj: Any) -> SharedState:
-    """Move ``obj``'s state into a shared segment and swap in its shared class."""
-    woken = []
-    with obj._mutex:
-        state: SharedState | None = obj._shared
-        if state is not None:
-            return state
-        if isinstance(obj, Lock | RLock):
-            # A local holder keeps holding: the shared lock starts taken by this process
-            # and its release (through either class: ``_inner`` is swapped too) frees it.
-            free = obj._inner.acquire(False)  # if free, the old lock stays taken for good
-            state = SharedState.create("lock")
-            if not free:
-                state.words[HOLDER] = _robust.TAG
-            state.release_mine = _release_mine_lock
-            obj._owed = not free  # a release in flight on the old lock must pay it here
-            obj._inner = _SharedInner(state)
-            new_cls: type = SharedLock if isinstance(obj, Lock) else SharedRLock
-        elif isinstance(obj, Semaphore):
-            bounded = isinstance(obj, BoundedSemaphore)
-            state = SharedState.create("semaphore")
-            words = state.words
-            words[INITIAL] = obj._initial
-            words[VALUE] = obj._value
-            out = obj._initial - obj._value
-            if out > 0:  # permits held by strands of this process
-                with state.guard:
-                    state.slots.add(out)
-            state.release_mine = _release_mine_permits
-            state.rebuild = _rebuild_permits
-            new_cls = SharedBoundedSemaphore if bounded else SharedSemaphore
-        elif isinstance(obj, Event):
-            state = SharedState.create("event")
-            state.words[FLAG] = 1 if obj._flag else 0
-            new_cls = SharedEvent
-        else:  # pragma: no cover - callers only promote the kinds above
-            raise TypeError(f"cannot share {obj!r} with another process")
-        obj._shared = state
-        obj.__class__ = new_cls
-        woken = obj._queue.pop_all(MIGRATED)
-        with _known_lock:
-            _known[state.prefix] = obj
-    for waiter in woken:
-        waiter.wake()
-    return state
-
-
-def _rebuild(kind: str, prefix: str, initial: int = 0) -> Any:
-    """Unpickle a shared primitive: the same object if it is already known here."""
-    with _known_lock:
-        obj = _known.get(prefix)
-        if obj is not None:
-            return obj
-    if kind in ("lock", "rlock"):
-        state = SharedState.open(prefix, "plait.Lock" if kind == "lock" else "plait.RLock")
-        state.what = "lock"
-        state.release_mine = _release_mine_lock
-        if kind == "lock":
-            obj = Lock.__new__(SharedLock)
-            Lock.__init__(obj)
-        else:
-            obj = RLock.__new__(SharedRLock)
-            RLock.__init__(obj)
-        obj._inner = _SharedInner(state)
-    elif kind in ("sem", "bsem"):
-        state = SharedState.open(prefix, "plait.Semaphore")
-        state.what = "semaphore"
-        state.release_mine = _release_mine_permits
-        state.rebuild = _rebuild_permits
-        cls: Any = SharedBoundedSemaphore if kind == "bsem" else SharedSemaphore
-        obj = Semaphore.__new__(cls)
-        Semaphore.__init__(obj, initial)
-    else:
-        state = SharedState.open(prefix, "plait.Event")
-        state.what = "event"
-        obj = Event.__new__(SharedEvent)
-        Event.__init__(obj)
-    obj._shared = state
-    with _known_lock:
-        known = _known.get(prefix)
-        if known is not None:
-            return known
-        _known[prefix] = obj
-    return obj
-
-
-def not_shareable(obj: object) -> None:
-    """Raise the clear error for a primitive that cannot cross processes yet."""
-    name = type(obj).__name__
-    raise TypeError(
-        f"a plait.{name} cannot be shared with another process (Lock, RLock, Condition, "
-        f"Semaphore, BoundedSemaphore, Event and Barrier can); create the {name} in the "
-        "process that uses it"
-    )
+# The uncontended paths skip a critical section: a SIGTERM handled in their frame waits
+# until they return (``give``'s calls too: they ring waiters, and end by themselves).
+defer_in(LockBackend.acquire)
+defer_in(LockBackend.release)
+defer_in(SemaphoreBackend.take)
+defer_in(SemaphoreBackend.give, whole_call=True)

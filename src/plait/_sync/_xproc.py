@@ -2,10 +2,11 @@
 
 A ``Lock``, ``RLock``, ``Semaphore``, ``BoundedSemaphore``, ``Event``, ``Condition`` or
 ``Barrier`` lives in its process until it is first pickled -- passed to a process at spawn,
-or later through a queue or pipe to a worker that already runs. Then it is *promoted*: its
-state moves into a shared-memory segment of its own, its class becomes the shared variant
-(``obj.__class__`` is swapped, so objects that are never shared keep the lean in-process
-fast paths), and local strands parked on it are woken to wait again on the shared state.
+or later through a queue or pipe to a worker that already runs. Then it is *promoted*
+(``_shared.promote``, the one seam): its state moves into a shared-memory segment of its
+own, held by a backend object that the public object keeps in ``_shared`` (its class never
+changes; objects that are never shared keep the lean in-process fast paths), and local
+strands parked on it are woken to wait again on the backend.
 
 One segment per primitive, the same design as a shared queue's (``_channels/_xproc``)::
 
@@ -67,8 +68,8 @@ name is gone gets :class:`plait.BrokenResourceError`, never a hang. ``CapacityLi
 does not cross processes (its borrowers are objects of one process): pickling one raises
 ``TypeError`` at that call.
 
-The shared classes themselves, and promotion, are in ``_shared`` and ``_shared_wait``;
-this module is the backend they stand on.
+The backends of each kind, and promotion, are in ``_shared`` and ``_shared_wait``; this
+module is the segment (:class:`SharedState`) and the wait loop they stand on.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ import time
 import weakref
 from collections.abc import Callable, Generator
 from types import CodeType, FrameType
-from typing import Any
+from typing import Any, Self
 
 from plait._core import safepoint
 from plait._errors import BrokenResourceError
@@ -168,7 +169,7 @@ class SharedState:
     """One promoted primitive's segment: its robust mutex, state words, per-process slots
     and wait table, and this process's :class:`Room` on it (made on the first wait).
 
-    ``release_mine`` (set by the shared class) gives back what this process holds when it
+    ``release_mine`` (set by the backend) gives back what this process holds when it
     ends cancelled.
     """
 
@@ -210,7 +211,7 @@ class SharedState:
         _states.add(self)
 
     @classmethod
-    def create(cls, what: str) -> SharedState:
+    def create(cls, what: str) -> Self:
         """A new, zeroed segment under a fresh owner-tagged prefix."""
         global _swept
         if not _swept:  # once per process: names left by crashed owners
@@ -221,7 +222,7 @@ class SharedState:
         return cls(prefix, segment, True, what)
 
     @classmethod
-    def open(cls, prefix: str, what: str) -> SharedState:
+    def open(cls, prefix: str, what: str) -> Self:
         try:
             segment = shm.Segment(prefix + shm.ANCHOR, hold=True, populate=False)
         except FileNotFoundError:

@@ -1,0 +1,149 @@
+"""One promotion seam (issue 9, point 4): a primitive shared with processes keeps its
+public class; its state moves into a backend, by composition, in one place
+(``_sync._shared.promote``); the backends neither subclass nor import the public classes."""
+
+from __future__ import annotations
+
+import ast
+import pickle
+import threading
+from pathlib import Path
+from typing import Any
+
+import _xproc_children as kids
+import pytest
+
+import plait
+import plait.testing
+from plait._ipc.context import get_context
+from plait._sync import _shared
+from plait._sync._lock import SPEEDUPS
+
+SYNC = Path(plait.__file__).parent / "_sync"
+PUBLIC_MODULES = {"_lock", "_rlock", "_semaphore", "_event", "_condition", "_barrier"}
+
+
+def _make_all() -> list[Any]:
+    return [
+        plait.Lock(),
+        plait.RLock(),
+        plait.Semaphore(2),
+        plait.BoundedSemaphore(3),
+        plait.Event(),
+        plait.Condition(plait.Lock()),
+        plait.Barrier(2),
+    ]
+
+
+def test_a_shared_primitive_keeps_its_public_class() -> None:
+    objs = _make_all()
+    classes = [type(o) for o in objs]
+    for obj in objs:
+        assert pickle.loads(pickle.dumps(obj)) is obj  # shares it; the same object here
+    assert [type(o) for o in objs] == classes
+    for obj, cls in zip(objs, classes, strict=True):
+        assert obj._shared is not None, obj
+        assert isinstance(obj._shared, _shared.Backend)
+        assert isinstance(obj, cls)
+        assert cls is getattr(plait, cls.__name__)  # the public class itself
+
+
+def test_no_shared_class_subclasses_a_public_one() -> None:
+    public = [plait.Lock, plait.RLock, plait.Semaphore, plait.BoundedSemaphore, plait.Event]
+    public += [plait.Condition, plait.Barrier]
+    for obj in _make_all():  # (shares every kind, so every backend is loaded)
+        pickle.dumps(obj)
+    for cls in public:
+        assert [c for c in cls.__subclasses__() if c not in public] == []
+    assert plait.Lock.__subclasses__() == []
+    for backend in _shared._BACKENDS.values():
+        assert not any(issubclass(backend, cls) for cls in public), backend
+
+
+def test_backends_import_no_public_class_module() -> None:
+    for name in ("_shared.py", "_shared_wait.py"):
+        tree = ast.parse((SYNC / name).read_text())
+        imported = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                imported.add(node.module.rsplit(".", 1)[-1])
+            elif isinstance(node, ast.Import):
+                imported.update(alias.name.rsplit(".", 1)[-1] for alias in node.names)
+        assert not imported & PUBLIC_MODULES, (name, imported & PUBLIC_MODULES)
+
+
+def test_a_child_unpickles_the_public_class_over_a_backend() -> None:
+    objs = _make_all()
+    q: plait.Queue[Any] = plait.Queue()
+    child = get_context().Process(target=kids.report_types, args=(objs, q))
+    child.start()
+    try:
+        got = q.get(timeout=30)
+    finally:
+        child.join(30)
+    assert got == [(type(o), True, True) for o in objs]
+    assert child.exitcode == 0
+
+
+def test_the_lock_keeps_its_c_fast_path_until_shared() -> None:
+    lock = plait.Lock()
+    if SPEEDUPS:
+        assert type(lock._inner).__name__ == "Inner"  # (the C accelerator's own state)
+    pickle.dumps(lock)
+    assert lock._inner is lock._shared  # the backend is the lock's state now
+    with lock:
+        assert lock.locked() and lock._shared.locked()
+    assert not lock.locked()
+
+
+@pytest.mark.parametrize("kind", ["lock", "rlock", "semaphore", "event", "condition"])
+def test_promotion_moves_a_local_waiter_to_the_backend(kind: str) -> None:
+    """A thread parked on the local state when the object is shared waits on, and is
+    woken through, the backend (its class unchanged all along)."""
+    cond_lock = plait.Lock()
+    objs: dict[str, Any] = {
+        "lock": plait.Lock(),
+        "rlock": plait.RLock(),
+        "semaphore": plait.Semaphore(0),
+        "event": plait.Event(),
+        "condition": plait.Condition(cond_lock),
+    }
+    obj = objs[kind]
+    cls = type(obj)
+    if kind in ("lock", "rlock"):
+        obj.acquire()
+    done: list[bool] = []
+
+    def waiter() -> None:
+        if kind in ("lock", "rlock", "semaphore"):
+            done.append(obj.acquire(timeout=20))
+            obj.release()
+        elif kind == "event":
+            done.append(obj.wait(20))
+        else:
+            with obj:
+                done.append(obj.wait_for(lambda: bool(done) or flag, 20))
+
+    flag = False
+    t = threading.Thread(target=waiter, daemon=True)
+    t.start()
+    try:
+        plait.testing.wait_parked(on=obj, count=1, timeout=20)
+        pickle.dumps(obj)  # shared while the thread waits on the local state
+        assert type(obj) is cls and obj._shared is not None
+        if kind in ("lock", "rlock", "semaphore"):
+            obj.release()
+        elif kind == "event":
+            obj.set()
+        else:
+            with obj:
+                flag = True
+                obj.notify_all()
+        t.join(20)
+        assert not t.is_alive()
+        assert done and done[0]
+    finally:
+        flag = True
+        if kind == "event":
+            obj.set()
+        t.join(20)
