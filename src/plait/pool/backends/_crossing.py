@@ -10,6 +10,7 @@ instead. The local pool keeps pickling them normally (there they work).
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from typing import Any
 
@@ -18,7 +19,10 @@ from plait._ipc.serialize import PROTOCOL, _CloudPickler, _Pickler, dumps
 __all__ = ["cluster_dumps", "crossing_error"]
 
 # Modules whose objects are tied to this machine (shared memory, descriptors, semaphores).
-_MACHINE_BOUND = (
+# plait's public classes say ``plait`` as their module (``plait.Queue``, ``plait.Lock``):
+# every one that pickles at all does so as a handle to this machine's shared memory.
+_MACHINE_BOUND: tuple[str, ...] = (
+    "plait",
     "plait._sync",
     "plait._channels",
     "plait.shared",
@@ -50,9 +54,13 @@ _ALTERNATIVES = {
 
 def _is_machine_bound(obj: Any) -> bool:
     module = getattr(type(obj), "__module__", "") or ""
-    if isinstance(obj, BaseException) or module == "plait._ipc.serialize":
+    if (
+        isinstance(obj, BaseException)
+        or module == "plait._ipc.serialize"
+        or dataclasses.is_dataclass(obj)
+    ):
         return False
-    return any(module == m or module.startswith(m + ".") for m in _MACHINE_BOUND)
+    return module in _MACHINE_BOUND or module.startswith(_MACHINE_BOUND[1:])
 
 
 def crossing_error(obj: Any, backend: str) -> TypeError:
