@@ -90,7 +90,7 @@ class DaskEngine(RemoteEngine):
         return "a dask worker"
 
     def _submit(self, tasks: list[Task]) -> None:
-        keys = [f"plait-{self.token}-{task.id}" for task in tasks]
+        keys = [f"plait-{self.token}-{task.id}-{task.requeues}" for task in tasks]
         if len(tasks) == 1:
             futures = [self.client.submit(run_payload, tasks[0].payload, key=keys[0])]
         else:
