@@ -127,3 +127,11 @@ def reap(pids: set[int], timeout: float = 10.0) -> list[str]:
         except psutil.NoSuchProcess:
             pass
     return left
+
+
+def under(pid: int, ancestors: set[int]) -> bool:
+    """Whether ``pid`` descends from one of ``ancestors``."""
+    try:
+        return any(p.pid in ancestors for p in psutil.Process(pid).parents())
+    except psutil.Error:
+        return False

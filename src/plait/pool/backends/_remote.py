@@ -44,6 +44,9 @@ log = logging.getLogger("plait.pool")
 # ("failed", an error), or ("cancelled", None).
 Outcome = tuple[str, Any]
 
+BATCH = 512  # results fetched in one engine call at most
+BATCH_WAIT_S = 0.005  # how long finished tasks wait for others to share a fetch
+
 
 class RemoteEngine(EngineBase):
     """The engine-neutral half of a cluster engine (see the module docstring)."""
@@ -53,10 +56,11 @@ class RemoteEngine(EngineBase):
     def __init__(self, processes: int) -> None:
         self.init_queue()
         self.processes = processes
-        self.window = max(64, 8 * processes)
+        self.window = max(4096, 64 * processes)
         self.inflight: dict[int, Task] = {}
         self.timed_inflight = 0
         self.done: list[Task] = []
+        self.outbox: list[Task] = []  # assigned, for the result thread to submit
         self.results_cond = threading.Condition(self.lock)
         self.closed_engine = False
         self.result_thread = threading.Thread(
@@ -127,9 +131,21 @@ class RemoteEngine(EngineBase):
         return out
 
     def send(self, assignments: list[tuple[Any, Task]]) -> None:
+        """Hand tasks to the result thread, which submits what has gathered in one call
+        (``map`` queues chunk by chunk: one engine round trip each would cost more than
+        a tiny task)."""
         if not assignments:
             return
-        tasks = [task for _, task in assignments]
+        with self.lock:
+            self.outbox.extend(task for _, task in assignments)
+            self.results_cond.notify()
+
+    def _submit_outbox(self) -> None:
+        with self.lock:
+            tasks = [t for t in self.outbox if self.inflight.get(t.id) is t]  # not cancelled
+            self.outbox = []
+        if not tasks:
+            return
         try:
             self._submit(tasks)
         except BaseException as exc:  # the engine refused them (disconnected...)
@@ -168,19 +184,30 @@ class RemoteEngine(EngineBase):
 
     def _result_pass(self) -> bool:
         with self.lock:
-            while not self.done and not self.threads_stop:
+            while not self.done and not self.outbox and not self.threads_stop:
                 wait = self._next_deadline_locked()
                 if wait is not None and wait <= 0:
                     break
                 self.results_cond.wait(0.5 if wait is None else min(wait, 0.5))
             if self.threads_stop:
                 return True
+            # Let finished tasks gather for a moment while others are still running: one
+            # fetch of many results costs about what one fetch of one does.
+            if self.done and len(self.done) < min(len(self.inflight), BATCH):
+                until = time.monotonic() + BATCH_WAIT_S
+                while len(self.done) < min(len(self.inflight), BATCH) and not self.outbox:
+                    left = until - time.monotonic()
+                    if left <= 0 or self.threads_stop:
+                        break
+                    self.results_cond.wait(left)
             batch, self.done = self.done, []
+        self._submit_outbox()
         self._expire()
         if batch:
             for task, (status, value) in zip(batch, self._collect(batch), strict=True):
                 self._settle(task, status, value)
         self._dispatch()
+        self._submit_outbox()
         return False
 
     def _next_deadline_locked(self) -> float | None:
@@ -346,6 +373,7 @@ class RemoteEngine(EngineBase):
                 self.pending.clear()
                 tasks.extend(self.inflight.values())
                 self.inflight.clear()
+                self.outbox.clear()
                 self.timed_inflight = 0
                 sources = list(self.sources)
                 self.sources.clear()

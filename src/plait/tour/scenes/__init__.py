@@ -21,4 +21,5 @@ MODULES: tuple[str, ...] = (
     "green",  # S17, S18
     "seeing",  # S5 seen: deadlocks, lock order, blocked loops (issue 13)
     "shared",  # S12 (issue 16)
+    "scaleout",  # S14 on a Dask cluster (issue 17)
 )
