@@ -45,7 +45,8 @@ log = logging.getLogger("plait.pool")
 Outcome = tuple[str, Any]
 
 BATCH = 512  # results fetched in one engine call at most
-BATCH_WAIT_S = 0.005  # how long finished tasks wait for others to share a fetch
+BATCH_WAIT_S = 0.002  # how long finished tasks wait (at least) for others to share a fetch
+BATCH_WAIT_MAX_S = 0.05  # and at most
 
 
 class RemoteEngine(EngineBase):
@@ -61,6 +62,7 @@ class RemoteEngine(EngineBase):
         self.timed_inflight = 0
         self.done: list[Task] = []
         self.outbox: list[Task] = []  # assigned, for the result thread to submit
+        self.batch_wait = BATCH_WAIT_S
         self.results_cond = threading.Condition(self.lock)
         self.closed_engine = False
         self.result_thread = threading.Thread(
@@ -194,7 +196,7 @@ class RemoteEngine(EngineBase):
             # Let finished tasks gather for a moment while others are still running: one
             # fetch of many results costs about what one fetch of one does.
             if self.done and len(self.done) < min(len(self.inflight), BATCH):
-                until = time.monotonic() + BATCH_WAIT_S
+                until = time.monotonic() + self.batch_wait
                 while len(self.done) < min(len(self.inflight), BATCH) and not self.outbox:
                     left = until - time.monotonic()
                     if left <= 0 or self.threads_stop:
@@ -204,7 +206,15 @@ class RemoteEngine(EngineBase):
         self._submit_outbox()
         self._expire()
         if batch:
-            for task, (status, value) in zip(batch, self._collect(batch), strict=True):
+            began = time.monotonic()
+            outcomes = self._collect(batch)
+            # Wait about as long as a fetch takes (within bounds): when fetches are dear,
+            # more results share one; when they are cheap, results go out at once.
+            spent = time.monotonic() - began
+            self.batch_wait = min(
+                BATCH_WAIT_MAX_S, max(BATCH_WAIT_S, 0.5 * self.batch_wait + 0.5 * spent)
+            )
+            for task, (status, value) in zip(batch, outcomes, strict=True):
                 self._settle(task, status, value)
         self._dispatch()
         self._submit_outbox()
