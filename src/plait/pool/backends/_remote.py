@@ -5,12 +5,14 @@ pool; here each one becomes one engine task (``run_payload(payload)``, see :mod:
 so plait's chunking still batches tiny items into one engine task per chunk. Two threads
 serve the pool:
 
-* the **result thread** collects finished engine tasks (the engine's done-callbacks only
-  note them), decodes their replies and delivers them to their sinks (callbacks run
-  there, as in the local pool); it fails tasks past their ``task_timeout`` and cancels
-  their engine futures; a task whose worker died fails with :class:`plait.WorkerCrashed`
-  -- after ``retries`` re-runs, and after its chunk's other items were re-run one by one,
-  so that only the item that crashed fails (as in the local pool);
+* the **result thread** submits what callers queued (whatever gathered meanwhile goes
+  in one engine call: ``map`` queues chunk by chunk) and collects finished engine tasks
+  (done-callbacks only note them; finished ones wait about as long as one fetch takes,
+  to share it), decodes their replies and delivers them to their sinks (callbacks run
+  there, as in the local pool). It fails tasks past their ``task_timeout`` and cancels
+  their engine futures. A task whose worker died fails with ``plait.WorkerCrashed``,
+  after ``retries`` re-runs and after its chunk's other items ran again one by one, so
+  that only the item that crashed fails (as in the local pool);
 * the **input thread** reads ``imap`` inputs (the same loop as the local pool's).
 
 At most ``window`` tasks are in the engine at once (the rest wait in ``pending``, so a
@@ -25,7 +27,6 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import CancelledError
 from typing import Any
 
@@ -418,9 +419,3 @@ class RemoteEngine(EngineBase):
             except Exception:
                 log.exception("plait.Pool: stopping the %s cluster failed", self.backend)
 
-
-def call_quietly(fn: Callable[..., Any], *args: Any) -> None:
-    try:
-        fn(*args)
-    except Exception:
-        pass
