@@ -47,7 +47,7 @@ Outcome = tuple[str, Any]
 
 BATCH = 512  # results fetched in one engine call at most
 BATCH_WAIT_S = 0.002  # how long finished tasks wait (at least) for others to share a fetch
-BATCH_WAIT_MAX_S = 0.05  # and at most
+BATCH_WAIT_MAX_S = 0.01  # and at most
 
 
 class RemoteEngine(EngineBase):
