@@ -48,6 +48,8 @@ Outcome = tuple[str, Any]
 BATCH = 512  # results fetched in one engine call at most
 BATCH_WAIT_S = 0.002  # how long finished tasks wait (at least) for others to share a fetch
 BATCH_WAIT_MAX_S = 0.01  # and at most
+SUBMIT_QUIET_S = 0.0005  # tasks are submitted once callers paused queueing this long...
+SUBMIT_WAIT_MAX_S = 0.005  # ...or after this long
 
 
 class RemoteEngine(EngineBase):
@@ -64,6 +66,7 @@ class RemoteEngine(EngineBase):
         self.done: list[Task] = []
         self.outbox: list[Task] = []  # assigned, for the result thread to submit
         self.batch_wait = BATCH_WAIT_S
+        self.last_send = 0.0
         self.results_cond = threading.Condition(self.lock)
         self.closed_engine = False
         self.result_thread = threading.Thread(
@@ -141,10 +144,21 @@ class RemoteEngine(EngineBase):
             return
         with self.lock:
             self.outbox.extend(task for _, task in assignments)
+            self.last_send = time.monotonic()
             self.results_cond.notify()
 
     def _submit_outbox(self) -> None:
         with self.lock:
+            # A caller still queueing (map, chunk by chunk): let its tasks gather a moment
+            # and go in one engine call.
+            until = time.monotonic() + SUBMIT_WAIT_MAX_S
+            while (
+                self.outbox
+                and not self.threads_stop
+                and time.monotonic() - self.last_send < SUBMIT_QUIET_S
+                and time.monotonic() < until
+            ):
+                self.results_cond.wait(SUBMIT_QUIET_S)
             tasks = [t for t in self.outbox if self.inflight.get(t.id) is t]  # not cancelled
             self.outbox = []
         if not tasks:
