@@ -78,7 +78,11 @@ class Pool(Executor):
       and only that task fails (``TimeoutError``);
     * ``progress``: default for the ``progress=`` option of ``map``/``imap``;
     * ``start_method``: ``"forkserver"`` (default), ``"spawn"`` or ``"fork"``;
-    * ``grace``: seconds ``terminate()`` lets workers exit on SIGTERM before SIGKILL.
+    * ``grace``: seconds ``terminate()`` lets workers exit on SIGTERM before SIGKILL;
+    * ``backend``: ``"local"`` (plait's worker processes, the default), ``"dask"`` or
+      ``"ray"`` (the same API on a cluster: see :mod:`plait.pool.backends`), with
+      ``address`` (a running cluster; none: a local one started and stopped with the
+      pool) and ``connect_timeout`` (seconds to reach it).
 
     Leaving a ``with`` block normally waits for submitted work (like an ``Executor``);
     leaving it by an exception terminates (like ``multiprocessing.Pool``).
