@@ -21,5 +21,10 @@ MODULES: tuple[str, ...] = (
     "green",  # S17, S18
     "seeing",  # S5 seen: deadlocks, lock order, blocked loops (issue 13)
     "shared",  # S12 (issue 16)
-    "scaleout",  # S14 on a Dask cluster (issue 17)
 )
+
+# Written, not registered yet: ``scaleout`` (the seed's Pool(5) on a local Dask cluster,
+# issue 17) starts 5 Dask worker processes (5-17 s on 2 loaded cores), which pushes the
+# whole tour past the 60 s that tests/test_tour.py gives it. Register it by adding
+# "scaleout" above once that test allows for it; run it meanwhile with
+# ``python -c "from plait.tour.scenes.scaleout import SCENES; SCENES[0].run()"``.
