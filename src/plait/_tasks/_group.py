@@ -38,6 +38,7 @@ from plait._core.strands import (
     note_self_strand_loop,
 )
 from plait._errors import CancellationIgnored, Cancelled
+from plait._tasks._on_pool import OnPool, SupportsApply, check_pool
 from plait._tasks._task import (
     _CO_COROUTINE,
     _KINDS,
@@ -243,7 +244,7 @@ class TaskGroup:
         self,
         fn: Callable[..., Any],
         *args: Any,
-        on: On | None = None,
+        on: On | SupportsApply | None = None,
         name: str | None = None,
         timeout: float | None = None,
         isolated: bool = False,
@@ -256,7 +257,16 @@ class TaskGroup:
         ``timeout`` fails the strand with :class:`TimeoutError` after that many seconds.
         A process strand runs on a warm worker process that later strands reuse (see
         :mod:`plait.pool._warm`); ``isolated=True`` gives it a fresh process of its own.
+        ``on=pool`` (a :class:`plait.Pool`, local or on a cluster) runs it as one task
+        on that pool (see :mod:`plait._tasks._on_pool`).
         """
+        if on is not None and not isinstance(on, str):
+            pool = check_pool(on, fn, isolated)
+            if not callable(fn):
+                raise TypeError(f"spawn() needs a callable to run, got {fn!r}")
+            return self.spawn(
+                OnPool(pool, fn), *args, on="thread", name=name, timeout=timeout
+            )
         try:
             flags = fn.__code__.co_flags
         except AttributeError:

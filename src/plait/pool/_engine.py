@@ -21,7 +21,6 @@ blocking and no user code runs under it; sinks (and so user callbacks) run outsi
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import selectors
@@ -29,11 +28,9 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import CancelledError
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from plait._core import WaitQueue, async_park, park
 from plait._errors import (
     DeserializationError,
     PoolClosedError,
@@ -43,9 +40,9 @@ from plait._errors import (
 from plait._ipc.context import StartMethod, get_context
 from plait._ipc.serialize import dumps, loads, unpack_error
 from plait.pool import _protocol, _shutdown
-from plait.pool._chunking import Source
 from plait.pool._crashes import handle_death
-from plait.pool._input import SourceEntry, input_loop
+from plait.pool._engine_base import EngineBase
+from plait.pool._input import SourceEntry
 from plait.pool._protocol import (
     CLOSE,
     HEADER,
@@ -83,7 +80,7 @@ def _note(exc: BaseException, text: str) -> BaseException:
 Errors = dict[int, BaseException] | None  # position in a task's items -> its exception
 
 
-class Engine:
+class Engine(EngineBase):
     """Workers and the two threads that serve them; :class:`plait.Pool` is its face."""
 
     def __init__(
@@ -98,41 +95,30 @@ class Engine:
         start_method: StartMethod | None,
         grace: float,
     ) -> None:
+        self.init_queue()  # lock, pending, sources, outstanding, state, stats...
         self.processes = processes
         self.concurrency = concurrency
         self.maxtasksperchild = maxtasksperchild
         self.max_memory_per_child = max_memory_per_child
         self.grace = grace
         self.ctx = get_context(start_method)
-        self.state = RUN
         self.init_payload = _init_payload(initializer, initargs)
         self.depth = 1 if concurrency == 1 else concurrency + 1
-        self.item_seconds: float | None = None  # measured seconds per item (moving average)
         self.chunk_seconds: float | None = None  # and per message
 
-        self.lock = threading.Lock()
         self.feed_cond = threading.Condition(self.lock)
-        self.input_cond = threading.Condition(self.lock)
-        self.idle_waiters = WaitQueue(self.lock)  # type: ignore[arg-type]  # callers of wait_idle (join), parked
-        self.pending: deque[Task] = deque()
-        self.sources: list[SourceEntry] = []
         self.workers: dict[int, WorkerHandle] = {}  # by row, retiring ones included
-        self.outstanding = 0  # tasks not yet delivered to their sink
-        self.ids = itertools.count(1)
         self.timed_inflight = 0
         self.start_failures = 0  # workers in a row that died before their first reply
-        self.stats = {"completed": 0, "crashed": 0, "timed_out": 0, "replaced": 0, "retried": 0}
         self._logged: set[str] = set()
         self.free_rows = list(range(2 * processes - 1, -1, -1))
         self.marker = self.ctx.RawArray("q", 2 * processes * MARKER_WIDTH)
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
-        self.threads_stop = False
         self.deaths: list[WorkerHandle] = []  # exits the watcher reported, for the result thread
         # Set as each thread ends: joins park on these through the kernel.
         self.threads_done = {name: Completion(None) for name in _shutdown.THREADS}
         self.feed_requested = False
-        self.input_requested = False
         # One worker now, so that a bad start method or environment fails here, at the
         # call; the feeder starts the others meanwhile, so the first result comes sooner.
         # Until they are all up, each worker holds one task at most ("filling"), so that
@@ -226,72 +212,19 @@ class Engine:
             pass
 
     # -- submitting ------------------------------------------------------------------------
-    def new_id(self) -> int:
-        return next(self.ids)
+    def idle_locked(self) -> None:
+        if self.state == CLOSE:
+            self.request_feed_locked()  # the feeder stops the idle workers
 
-    def in_result_thread(self) -> bool:
-        return threading.current_thread() is getattr(self, "result_thread", None)
+    def tasks_running_locked(self) -> int:
+        return sum(len(w.inflight) for w in self.workers.values())
 
-    def forbid_wait_here(self) -> None:
-        """Raise instead of a deadlock: the result thread runs callbacks *and* delivers
-        results, so a callback that waits for a result of this pool would wait forever."""
-        if self.in_result_thread():
-            raise RuntimeError(
-                "waiting for a result of this pool inside one of its callbacks would "
-                "deadlock (the callback runs in the thread that delivers results): "
-                "submit with apply_async/submit and a callback instead, or wait in "
-                "another thread"
-            )
+    def workers_alive_locked(self) -> int:
+        return len(self.workers)
 
-    def check_open(self) -> None:
-        if self.state != RUN:
-            raise PoolClosedError(f"Pool not running: it is {self.state} and takes no new work")
-
-    def enqueue(self, tasks: Iterable[Task]) -> None:
-        """Queue tasks (already serialised) and hand out what can go at once."""
+    def worker_pids(self) -> list[int]:
         with self.lock:
-            if self.state != RUN:
-                raise PoolClosedError(f"Pool not running: it is {self.state} and takes no new work")
-            for task in tasks:
-                self.pending.append(task)
-                self.outstanding += 1
-            assignments = self.assign_locked()
-        self.send(assignments)
-
-    def add_source(self, entry: SourceEntry) -> None:
-        with self.lock:
-            if self.state != RUN:
-                raise PoolClosedError(f"Pool not running: it is {self.state} and takes no new work")
-            self.sources.append(entry)
-            self.request_input_locked()
-
-    def withdraw(self, sink: Sink) -> None:
-        """Drop the queued tasks of ``sink`` (a call that failed half-way through)."""
-        with self.lock:
-            kept = [t for t in self.pending if t.sink is not sink]
-            self.outstanding -= len(self.pending) - len(kept)
-            self.pending = deque(kept)
-            self.maybe_idle_locked()
-
-    def drop_source(self, entry: SourceEntry) -> None:
-        """The caller dropped the iterator: read no more of its input (what was read still
-        runs; its results are discarded).
-
-        Runs from a finalizer, in whatever thread dropped the last reference, perhaps one
-        that holds our lock: so it only sets a flag, and wakes the input thread if the
-        lock is free (else that thread's periodic pass removes the entry).
-        """
-        entry.source.dropped = True
-        if self.lock.acquire(blocking=False):
-            try:
-                self.request_input_locked()
-            finally:
-                self.lock.release()
-
-    def source_consumed(self, source: Source) -> None:
-        if source.mark_consumed():
-            with self.lock:
-                self.request_input_locked()
+            return [w.pid for w in self.workers.values()]
 
     def assign_locked(self) -> list[tuple[WorkerHandle, Task]]:
         """Pair queued tasks with workers that have room, oldest task first."""
@@ -516,28 +449,6 @@ class Engine:
             errors[position] = error
         return values, errors
 
-    def deliver(
-        self,
-        task: Task,
-        indices: Sequence[int],
-        values: list[Any],
-        errors: Errors,
-    ) -> None:
-        try:
-            task.sink.deliver(indices, values, errors)
-        finally:
-            with self.lock:
-                self.outstanding -= 1
-                self.stats["completed"] += 1
-                self.maybe_idle_locked()
-
-    def maybe_idle_locked(self) -> None:
-        if self.outstanding == 0:
-            for waiter in self.idle_waiters.pop_all():
-                waiter.wake()  # non-blocking: a lock release or a call_soon_threadsafe
-            if self.state == CLOSE:
-                self.request_feed_locked()
-
     def _over_memory(self, worker: WorkerHandle) -> int | None:
         """The worker's RSS if it is over ``max_memory_per_child``, else ``None``."""
         if worker.retiring:
@@ -603,22 +514,11 @@ class Engine:
             except Exception:
                 log.exception("plait.Pool: internal error in the feeder thread")
 
-    def _input_loop(self) -> None:
-        input_loop(self)
-
-    def request_input_locked(self) -> None:
-        self.input_requested = True
-        self.input_cond.notify()
-
     def request_feed_locked(self) -> None:
         """Ask the feeder for a pass; the flag means a request made while it was busy is
         not lost (a bare notify would be)."""
         self.feed_requested = True
         self.feed_cond.notify()
-
-    def stopping(self) -> bool:
-        with self.lock:
-            return self.threads_stop
 
     def _feed_once(self) -> None:
         # 1. keep the pool at full strength
@@ -672,50 +572,6 @@ class Engine:
             if self.state == RUN:
                 self.state = CLOSE
             self.request_feed_locked()
-
-    def cancel_pending(self) -> None:
-        """Drop every task that has not started (``shutdown(cancel_futures=True)``)."""
-        with self.lock:
-            dropped = list(self.pending)
-            self.pending.clear()
-            sources = list(self.sources)
-            for entry in sources:
-                entry.source.exhausted = True
-            self.sources.clear()
-            self.maybe_idle_locked()
-        for entry in sources:  # outside the lock: it may free an iterator (a finalizer)
-            entry.on_length(entry.source.pulled)
-        for task in dropped:
-            if isinstance(task.sink, FutureSink):
-                task.sink.cancel()
-                with self.lock:
-                    self.outstanding -= 1
-                    self.maybe_idle_locked()
-            else:
-                error = CancelledError("cancelled by shutdown(cancel_futures=True)")
-                self.deliver(task, task.indices, *all_failed(len(task.indices), error))
-
-    def wait_idle(self, timeout: float | None = None) -> bool:
-        """Park until every task is delivered (``False`` at ``timeout``). The wake comes
-        from ``maybe_idle_locked``; the 0.5 s re-check covers input sources draining."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            with self.lock:
-                if self.outstanding == 0 and not self.sources:
-                    return True
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return False
-                waiter = self.idle_waiters.enqueue_current(self)
-            park(waiter, 0.5 if remaining is None else min(remaining, 0.5))
-
-    async def async_wait_idle(self) -> None:
-        while True:
-            with self.lock:
-                if self.outstanding == 0 and not self.sources:
-                    return
-                waiter = self.idle_waiters.async_enqueue_current(self)
-            await async_park(waiter, 0.5)
 
     def cancel_sink(self, sink: Sink, error: BaseException) -> None:
         """A caller's wait was cancelled: drop the sink's queued tasks and stop its running

@@ -16,7 +16,7 @@ from plait.pool._protocol import HEADER, KIND_CALL
 from plait.pool._tasks import Sink, Task, all_failed
 
 if TYPE_CHECKING:
-    from plait.pool._engine import Engine
+    from plait.pool._engine_base import EngineBase
 
 __all__ = ["SourceEntry", "input_loop"]
 
@@ -48,7 +48,7 @@ class SourceEntry:
         self.timeout = timeout
 
 
-def input_loop(engine: Engine) -> None:
+def input_loop(engine: EngineBase) -> None:
     """Reads ``imap`` inputs (user generators may block: only this thread waits)."""
     while True:
         with engine.lock:
@@ -66,7 +66,7 @@ def input_loop(engine: Engine) -> None:
             log.exception("plait.Pool: internal error in the input thread")
 
 
-def refill(engine: Engine, entry: SourceEntry) -> None:
+def refill(engine: EngineBase, entry: SourceEntry) -> None:
     source = entry.source
     if source.dropped:
         source.exhausted = True
@@ -111,7 +111,7 @@ def refill(engine: Engine, entry: SourceEntry) -> None:
             engine.maybe_idle_locked()
 
 
-def chunk_tasks(engine: Engine, entry: SourceEntry, first: int, chunk: list[Any]) -> list[Task]:
+def chunk_tasks(engine: EngineBase, entry: SourceEntry, first: int, chunk: list[Any]) -> list[Task]:
     """Tasks for one chunk; an item that will not pickle fails alone, at its index."""
     try:
         return [task_for(engine, entry, first, chunk)]
@@ -130,7 +130,7 @@ def chunk_tasks(engine: Engine, entry: SourceEntry, first: int, chunk: list[Any]
     return tasks
 
 
-def task_for(engine: Engine, entry: SourceEntry, first: int, items: list[Any]) -> Task:
+def task_for(engine: EngineBase, entry: SourceEntry, first: int, items: list[Any]) -> Task:
     task_id = engine.new_id()
     payload = HEADER.pack(task_id, KIND_CALL) + entry.build(items)
     return Task(

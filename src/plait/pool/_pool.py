@@ -19,15 +19,16 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from plait._ipc.context import StartMethod
-from plait._ipc.serialize import dumps
 from plait.pool._backpressure import Gate
 from plait.pool._chunking import Source, map_chunksize
 from plait.pool._engine import Engine, SourceEntry
+from plait.pool._engine_base import EngineBase
 from plait.pool._progress import Progress, open_progress
 from plait.pool._protocol import HEADER, KIND_CALL, STAR_ARGS, STAR_KW, STAR_ONE
 from plait.pool._results import AsyncResult, IMapIterator
 from plait.pool._tasks import FutureSink, IterSink, ListSink, Sink, Task
 from plait.pool._waiting import PoolFuture, check_wait_timeout
+from plait.pool.backends import open_backend
 
 __all__ = ["Pool", "PoolStatistics"]
 
@@ -77,7 +78,11 @@ class Pool(Executor):
       and only that task fails (``TimeoutError``);
     * ``progress``: default for the ``progress=`` option of ``map``/``imap``;
     * ``start_method``: ``"forkserver"`` (default), ``"spawn"`` or ``"fork"``;
-    * ``grace``: seconds ``terminate()`` lets workers exit on SIGTERM before SIGKILL.
+    * ``grace``: seconds ``terminate()`` lets workers exit on SIGTERM before SIGKILL;
+    * ``backend``: ``"local"`` (plait's worker processes, the default), ``"dask"`` or
+      ``"ray"`` (the same API on a cluster: see :mod:`plait.pool.backends`), with
+      ``address`` (a running cluster; none: a local one started and stopped with the
+      pool) and ``connect_timeout`` (seconds to reach it).
 
     Leaving a ``with`` block normally waits for submitted work (like an ``Executor``);
     leaving it by an exception terminates (like ``multiprocessing.Pool``).
@@ -99,7 +104,25 @@ class Pool(Executor):
         progress: bool = False,
         start_method: StartMethod | None = None,
         grace: float = 1.0,
+        backend: str = "local",
+        address: str | None = None,
+        connect_timeout: float = 10.0,
     ) -> None:
+        if backend != "local" or address is not None:
+            remote = open_backend(
+                backend,
+                processes=processes,
+                address=address,
+                connect_timeout=connect_timeout,
+                unsupported={
+                    "initializer": initializer,
+                    "maxtasksperchild": maxtasksperchild,
+                    "context": context,
+                    "max_memory_per_child": max_memory_per_child,
+                    "concurrency": None if concurrency == 1 else concurrency,
+                    "start_method": start_method,
+                },
+            )
         if processes is None:
             processes = _default_processes()
         if not isinstance(processes, int) or isinstance(processes, bool):
@@ -132,6 +155,11 @@ class Pool(Executor):
         self._task_timeout = task_timeout
         self._progress = progress
         self._gate = None if max_pending is None else Gate(max_pending)
+        if backend != "local" or address is not None:
+            self._engine: EngineBase = remote.start()
+            self._processes = self._engine.processes
+            self._finalizer = weakref.finalize(self, self._engine.terminate)
+            return
         self._engine = Engine(
             processes=processes,
             initializer=initializer,
@@ -165,7 +193,9 @@ class Pool(Executor):
         self._engine.check_open()
 
     def _payload(self, task_id: int, fn: Any, items: list[Any], star: int, timeout: Any) -> bytes:
-        body = dumps((fn, items, star, timeout), what=f"the arguments of {_fn_name(fn)}()")
+        body = self._engine.dumps(
+            (fn, items, star, timeout), what=f"the arguments of {_fn_name(fn)}()"
+        )
         return HEADER.pack(task_id, KIND_CALL) + body
 
     def _opts(self, retries: int | None, task_timeout: float | None) -> tuple[int, float | None]:
@@ -537,7 +567,9 @@ class Pool(Executor):
             sink.set_length(length)
 
         def build(items: list[Any]) -> bytes:
-            return dumps((fn, items, star, timeout), what=f"the arguments of {_fn_name(fn)}()")
+            return engine.dumps(
+                (fn, items, star, timeout), what=f"the arguments of {_fn_name(fn)}()"
+            )
 
         entry = SourceEntry(
             source,
@@ -716,13 +748,12 @@ class Pool(Executor):
     def statistics(self) -> PoolStatistics:
         engine = self._engine
         with engine.lock:
-            running = sum(len(w.inflight) for w in engine.workers.values())
             return PoolStatistics(
                 state=engine.state,
                 processes=self._processes,
-                workers_alive=len(engine.workers),
+                workers_alive=engine.workers_alive_locked(),
                 tasks_queued=len(engine.pending),
-                tasks_running=running,
+                tasks_running=engine.tasks_running_locked(),
                 tasks_outstanding=engine.outstanding,
                 completed=engine.stats["completed"],
                 crashed=engine.stats["crashed"],
@@ -734,8 +765,7 @@ class Pool(Executor):
     @property
     def pids(self) -> list[int]:
         """Process ids of the live workers (for diagnostics and tests)."""
-        with self._engine.lock:
-            return [w.pid for w in self._engine.workers.values()]
+        return self._engine.worker_pids()
 
     def __repr__(self) -> str:
         return f"<plait.Pool state={self._engine.state} processes={self._processes}>"

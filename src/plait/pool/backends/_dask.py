@@ -1,0 +1,147 @@
+"""``Pool(backend="dask")``: the pool's tasks on a Dask cluster (``distributed``).
+
+Without ``address=`` the pool starts a ``distributed.LocalCluster`` of ``processes``
+worker processes (one thread each, under nannies that restart a worker that dies) and
+stops it with itself. Its scheduler is told ``allowed-failures=0`` so that a task whose
+worker dies is reported at once (``KilledWorker``) and plait's own ``retries=`` decides
+what happens next, as in the local pool; a cluster at ``address=`` keeps its own setting
+(Dask's default re-runs such a task three times first).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import uuid
+from typing import Any
+
+from plait.pool._tasks import Task
+from plait.pool.backends._remote import Outcome, RemoteEngine
+from plait.pool.backends._run import run_payload
+
+__all__ = ["DaskEngine"]
+
+log = logging.getLogger("plait.pool")
+
+_CLOSE_TIMEOUT_S = 20.0
+
+
+def _local_processes() -> int:
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # pragma: no cover - not on Linux
+        return os.cpu_count() or 1
+
+
+class DaskEngine(RemoteEngine):
+    """Tasks as Dask futures: ``client.map(run_payload, payloads)``; see the module."""
+
+    backend = "dask"
+
+    def __init__(self, processes: int | None, address: str | None, connect_timeout: float) -> None:
+        dask: Any = importlib.import_module("dask")
+        distributed: Any = importlib.import_module("distributed")
+
+        self.cluster: Any = None
+        self.client: Any = None
+        self.address = address
+        self.token = uuid.uuid4().hex[:12]
+        if address is None:
+            n = processes or _local_processes()
+            with dask.config.set(
+                {
+                    "distributed.scheduler.allowed-failures": 0,
+                    "distributed.scheduler.worker-saturation": 1.0,
+                }
+            ):
+                self.cluster = distributed.LocalCluster(
+                    n_workers=n,
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=None,
+                    scheduler_port=0,
+                    silence_logs=logging.ERROR,
+                )
+            try:
+                self.client = distributed.Client(
+                    self.cluster, timeout=connect_timeout, set_as_default=False
+                )
+            except BaseException:
+                self.cluster.close(timeout=_CLOSE_TIMEOUT_S)
+                raise
+        else:
+            try:
+                self.client = distributed.Client(
+                    address, timeout=connect_timeout, set_as_default=False
+                )
+            except (OSError, TimeoutError) as exc:
+                raise ConnectionError(
+                    f"could not reach the Dask scheduler at {address!r} within "
+                    f"{connect_timeout:g} s ({exc}): check the address and that the "
+                    "scheduler runs, or pass a longer connect_timeout="
+                ) from exc
+            n = processes or sum(self.client.nthreads().values()) or 1
+        super().__init__(n)
+        self.start_threads()
+
+    @property
+    def where(self) -> str:
+        return "a dask worker"
+
+    def _submit(self, tasks: list[Task]) -> None:
+        keys = [f"plait-{self.token}-{task.id}-{task.requeues}" for task in tasks]
+        if len(tasks) == 1:
+            futures = [self.client.submit(run_payload, tasks[0].payload, key=keys[0])]
+        else:
+            futures = self.client.map(run_payload, [t.payload for t in tasks], key=keys)
+        for task, future in zip(tasks, futures, strict=True):
+            task.worker = future
+            future.add_done_callback(lambda _f, task=task: self.finished(task))
+
+    def _collect(self, tasks: list[Task]) -> list[Outcome]:
+        killed_worker: Any = importlib.import_module("distributed").KilledWorker
+
+        outcomes: list[Outcome] = [("cancelled", None)] * len(tasks)
+        ready = [k for k, t in enumerate(tasks) if t.worker.status == "finished"]
+        if ready:
+            try:
+                values = self.client.gather([tasks[k].worker for k in ready])
+            except Exception:  # one was lost meanwhile: one by one
+                values = []
+                for k in ready:
+                    try:
+                        values.append(tasks[k].worker.result())
+                    except Exception as exc:
+                        values.append(exc)
+            for k, value in zip(ready, values, strict=True):
+                outcomes[k] = (
+                    ("failed", value) if isinstance(value, BaseException) else ("ok", value)
+                )
+        for k, task in enumerate(tasks):
+            future = task.worker
+            if future.status == "error":
+                try:
+                    error = future.exception()
+                except Exception as exc:
+                    error = exc
+                crashed = isinstance(error, killed_worker)
+                outcomes[k] = ("crashed" if crashed else "failed", error)
+            task.worker = None  # the engine may forget its result now
+        return outcomes
+
+    def _cancel(self, handles: list[Any]) -> None:
+        futures = [h for h in handles if h is not None]
+        if not futures:
+            return
+        try:
+            self.client.cancel(futures, force=True)
+        except Exception:
+            log.debug("plait.Pool: cancelling dask futures failed", exc_info=True)
+
+    def _shutdown_engine(self) -> None:
+        try:
+            self.client.close(timeout=_CLOSE_TIMEOUT_S)
+        finally:
+            if self.cluster is not None:
+                self.cluster.close(timeout=_CLOSE_TIMEOUT_S)
