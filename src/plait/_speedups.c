@@ -1491,6 +1491,474 @@ static PyTypeObject CoreType = {
     .tp_new = core_new,
 };
 
+/* -- RingPort: a shared queue's put/get in C ------------------------------------------------
+ * A promoted queue (plait/_channels/_xproc.py) keeps its items in a ring of frames in shared
+ * memory (plait/_ipc/transport.py: Ring), guarded by a robust process-shared pthread mutex
+ * and watched by a wait table (plait/_ipc/doorbell.py). A RingPort does the common case of
+ * put and get in C -- "the mutex is free, the queue is open, there is room (put) or an item
+ * (get) in the ring itself, and nobody is announced as waiting on the other side" -- with the
+ * same frames, the same commit order and the same counters as Ring.push/Ring.pop, so
+ * processes with and without it share a queue. Everything else (a wait, a wake-up to ring,
+ * the overflow chain, a spill to a segment, a dead holder's repair, an instrument, a timeout)
+ * goes to the SharedQueue's Python methods, the reference.
+ *
+ * Crash safety: no Python code runs while the mutex is held here (so no signal-raised
+ * cancellation can land inside, and none needs deferring), and each change is committed by
+ * one 64-bit store, made after the frame is written (a release store): a process killed at
+ * any instruction leaves what Ring.repair expects. */
+
+#include <pthread.h>
+#include <errno.h>
+#include <stdint.h>
+
+/* transport.Ring's header words and frame kinds (checked against the Python constants by
+ * _xproc.py when it makes a RingPort) */
+enum { R_HEAD = 2, R_TAIL = 3, R_COUNT = 4, R_UNFINISHED = 7, R_CLOSED = 9, R_OVF_FIRST = 14 };
+enum { K_INLINE = 0, K_BYTES = 2, K_BYTEARRAY = 3, K_INT = 4 };
+enum { W_GET = 0, W_PUT = 1 };
+#define R_WRAP ((int64_t)-1)
+#define R_INT_WORD ((int64_t)(8 << 8 | K_INT))
+#define R_LOCK_SPIN 200 /* looks at a busy lock before the Python path (which waits) */
+#define R_SPIN 2000 /* looks at a full (empty) ring before the Python path (which parks) */
+
+#if defined(__x86_64__) || defined(__i386__)
+#define CPU_RELAX() __builtin_ia32_pause()
+#else
+#define CPU_RELAX() __asm__ __volatile__("" ::: "memory")
+#endif
+
+#define LOAD(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+#define COMMIT(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+
+typedef struct {
+    PyObject_HEAD
+    Py_buffer view;  /* the whole segment: keeps the mapping alive while we point into it */
+    pthread_mutex_t *mutex;
+    int64_t *hdr;
+    int64_t *waits;  /* the wait table's totals per direction */
+    char *data;
+    int64_t cap;
+    int64_t maxsize;
+    unsigned long main_ident; /* the main thread (safepoint: where signals run) */
+    PyObject *sp_state;       /* plait._core.safepoint._state */
+    PyObject *encode, *put_encoded, *put_py, *get_py, *recover, *loads, *decode;
+} RingPortObject;
+
+static PyObject *str_depth = NULL;
+
+static int
+ringport_traverse(RingPortObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->view.obj);
+    Py_VISIT(self->sp_state);
+    Py_VISIT(self->encode);
+    Py_VISIT(self->put_encoded);
+    Py_VISIT(self->put_py);
+    Py_VISIT(self->get_py);
+    Py_VISIT(self->recover);
+    Py_VISIT(self->loads);
+    Py_VISIT(self->decode);
+    return 0;
+}
+
+static int
+ringport_clear(RingPortObject *self)
+{
+    Py_CLEAR(self->sp_state);
+    Py_CLEAR(self->encode);
+    Py_CLEAR(self->put_encoded);
+    Py_CLEAR(self->put_py);
+    Py_CLEAR(self->get_py);
+    Py_CLEAR(self->recover);
+    Py_CLEAR(self->loads);
+    Py_CLEAR(self->decode);
+    return 0;
+}
+
+static void
+ringport_dealloc(RingPortObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    ringport_clear(self);
+    if (self->view.obj != NULL)
+        PyBuffer_Release(&self->view);
+    self->mutex = NULL;
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* RingPort(buf, mutex_at, waits_at, data_at, cap, maxsize, main_ident, sp_state, encode,
+ *          put_encoded, put, get, recover, loads, decode) */
+static PyObject *
+ringport_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    PyObject *buf, *sp, *fns[7];
+    Py_ssize_t mutex_at, waits_at, data_at, cap, maxsize;
+    unsigned long main_ident;
+    if (kwds != NULL && PyDict_GET_SIZE(kwds)) {
+        PyErr_SetString(PyExc_TypeError, "RingPort() takes positional arguments only");
+        return NULL;
+    }
+    if (!PyArg_ParseTuple(args, "OnnnnnkOOOOOOOO:RingPort", &buf, &mutex_at, &waits_at,
+                          &data_at, &cap, &maxsize, &main_ident, &sp, &fns[0], &fns[1],
+                          &fns[2], &fns[3], &fns[4], &fns[5], &fns[6]))
+        return NULL;
+    for (int i = 0; i < 7; i++)
+        if (!PyCallable_Check(fns[i])) {
+            PyErr_SetString(PyExc_TypeError, "RingPort(): the Python paths must be callables");
+            return NULL;
+        }
+    if (str_depth == NULL && (str_depth = PyUnicode_InternFromString("depth")) == NULL)
+        return NULL;
+    RingPortObject *self = (RingPortObject *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    if (PyObject_GetBuffer(buf, &self->view, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    if (mutex_at < 0 || waits_at < 0 || data_at < 0 || cap <= 0 || (cap & 7) ||
+        (mutex_at & 7) || (waits_at & 7) || (data_at & 7) || data_at + cap > self->view.len ||
+        mutex_at + (Py_ssize_t)sizeof(pthread_mutex_t) > data_at ||
+        ((uintptr_t)self->view.buf & 7)) {
+        PyErr_SetString(PyExc_ValueError, "RingPort(): the layout does not fit the segment");
+        Py_DECREF(self);
+        return NULL;
+    }
+    char *base = (char *)self->view.buf;
+    self->mutex = (pthread_mutex_t *)(base + mutex_at);
+    self->hdr = (int64_t *)base;
+    self->waits = (int64_t *)(base + waits_at);
+    self->data = base + data_at;
+    self->cap = cap;
+    self->maxsize = maxsize;
+    self->main_ident = main_ident;
+    Py_INCREF(sp);
+    self->sp_state = sp;
+    PyObject **slots[7] = {&self->encode, &self->put_encoded, &self->put_py, &self->get_py,
+                           &self->recover, &self->loads, &self->decode};
+    for (int i = 0; i < 7; i++) {
+        Py_INCREF(fns[i]);
+        *slots[i] = fns[i];
+    }
+    return (PyObject *)self;
+}
+
+/* Take the mutex without waiting: 0 taken, 1 busy (or broken: the Python path reports it),
+ * -1 an error set (a dead holder's repair raised). A dead holder's mutex is repaired by the
+ * Python path (SharedQueue._recover_held), inside a safe-point section opened here, before
+ * any Python code runs with the mutex held. */
+static int
+ringport_trylock(RingPortObject *self)
+{
+    int rc = pthread_mutex_trylock(self->mutex);
+    /* Held by another producer or the reader: it is held for a few hundred nanoseconds, so
+     * look again a little (reading, not writing, the lock word: no cache-line ping-pong)
+     * before the Python path's slower wait. */
+    for (int i = 0; rc == EBUSY && i < R_LOCK_SPIN; i++) {
+        CPU_RELAX();
+        if (LOAD((int *)self->mutex) == 0)
+            rc = pthread_mutex_trylock(self->mutex);
+    }
+    if (rc == 0)
+        return 0;
+    if (rc != EOWNERDEAD)
+        return 1;
+    if (PyThread_get_thread_ident() == self->main_ident) { /* safepoint.enter(), in C */
+        PyObject *depth = PyObject_GetAttr(self->sp_state, str_depth);
+        PyObject *one = PyLong_FromLong(1);
+        PyObject *more = depth && one ? PyNumber_Add(depth, one) : NULL;
+        Py_XDECREF(one);
+        Py_XDECREF(depth);
+        if (more == NULL || PyObject_SetAttr(self->sp_state, str_depth, more) < 0) {
+            Py_XDECREF(more);
+            pthread_mutex_unlock(self->mutex); /* not consistent: broken for everyone */
+            return -1;
+        }
+        Py_DECREF(more);
+    }
+    PyObject *r = PyObject_CallNoArgs(self->recover); /* repairs, unlocks, leaves */
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 1;
+}
+
+/* Append one frame (mutex held): 1 pushed, 0 no room in the ring itself (Ring.push, the
+ * common cases: before the end, or after a wrap marker). */
+static int
+ring_push(RingPortObject *self, int kind, int64_t value, const char *payload, int64_t n)
+{
+    int64_t *hdr = self->hdr, cap = self->cap;
+    if (hdr[R_OVF_FIRST])
+        return 0;
+    int64_t need = 8 + ((n + 7) & -8);
+    int64_t tail = hdr[R_TAIL], head = hdr[R_HEAD];
+    int64_t pos = tail % cap;
+    int64_t *words = (int64_t *)self->data;
+    if (need > cap - pos) {
+        int64_t to_end = cap - pos;
+        if (tail - head + to_end + need > cap)
+            return 0;
+        words[pos >> 3] = R_WRAP;
+        tail += to_end;
+        pos = 0;
+    }
+    else if (tail - head + need > cap)
+        return 0;
+    if (kind == K_INT) {
+        words[pos >> 3] = R_INT_WORD;
+        words[(pos >> 3) + 1] = value;
+    }
+    else {
+        words[pos >> 3] = n << 8 | kind;
+        memcpy(self->data + pos + 8, payload, (size_t)n);
+    }
+    COMMIT(&hdr[R_TAIL], tail + need); /* the commit: after the frame */
+    hdr[R_COUNT] += 1;
+    return 1;
+}
+
+static PyObject *
+ringport_put(RingPortObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *item, *block_o, *timeout;
+    if (parse_args("put", 1, args, nargs, kwnames, &item, &block_o, &timeout) < 0)
+        return NULL;
+    if (timeout != Py_None || hooks_active()) {
+        PyObject *call[3] = {item, block_o, timeout};
+        return PyObject_Vectorcall(self->put_py, call, 3, NULL);
+    }
+    int block = PyObject_IsTrue(block_o);
+    if (block < 0)
+        return NULL;
+    int kind = K_INT;
+    long long value = 0;
+    PyObject *payload = NULL, *encoded = NULL;
+    Py_buffer pb = {0};
+    if (PyLong_CheckExact(item)) {
+        int overflow;
+        value = PyLong_AsLongLongAndOverflow(item, &overflow);
+        if (value == -1 && PyErr_Occurred())
+            return NULL;
+        if (overflow)
+            kind = -1;
+    }
+    else
+        kind = -1;
+    if (kind < 0) { /* pickled (or raw bytes) by the Python encoder */
+        encoded = PyObject_CallOneArg(self->encode, item);
+        if (encoded == NULL)
+            return NULL;
+        if (!PyTuple_CheckExact(encoded) || PyTuple_GET_SIZE(encoded) != 3) {
+            Py_DECREF(encoded);
+            PyErr_SetString(PyExc_TypeError, "RingPort: _encode() must return a 3-tuple");
+            return NULL;
+        }
+        PyObject *k = PyTuple_GET_ITEM(encoded, 0);
+        payload = PyTuple_GET_ITEM(encoded, 1);
+        kind = (int)PyLong_AsLong(k);
+        if (kind == -1 && PyErr_Occurred()) {
+            Py_DECREF(encoded);
+            return NULL;
+        }
+        if (PyTuple_GET_ITEM(encoded, 2) != Py_None ||
+            (kind != K_INLINE && kind != K_BYTES && kind != K_BYTEARRAY))
+            goto python; /* a segment, or a frame kind only the Python path writes */
+        if (PyObject_GetBuffer(payload, &pb, PyBUF_SIMPLE) < 0) {
+            Py_DECREF(encoded);
+            return NULL;
+        }
+    }
+    int spins = R_SPIN;
+    for (;;) {
+        if (LOAD(&self->waits[W_GET]))
+            break; /* a getter to ring: the Python path does it */
+        int rc = ringport_trylock(self);
+        if (rc < 0)
+            goto error;
+        if (rc)
+            break;
+        int64_t *hdr = self->hdr;
+        if (hdr[R_CLOSED] || self->waits[W_GET]) {
+            pthread_mutex_unlock(self->mutex);
+            break;
+        }
+        if (self->maxsize <= 0 || hdr[R_COUNT] < self->maxsize) {
+            int pushed = kind == K_INT ? ring_push(self, K_INT, value, NULL, 8)
+                                       : ring_push(self, kind, 0, pb.buf, pb.len);
+            if (pushed)
+                hdr[R_UNFINISHED] += 1;
+            pthread_mutex_unlock(self->mutex);
+            if (!pushed)
+                break;
+            if (encoded != NULL) {
+                PyBuffer_Release(&pb);
+                Py_DECREF(encoded);
+            }
+            Py_RETURN_NONE;
+        }
+        pthread_mutex_unlock(self->mutex);
+        /* Full: a reader usually makes room within microseconds; look before the Python
+         * path parks (no system call per item through a full queue). */
+        if (!block || !spins)
+            break;
+        while (spins && LOAD(&hdr[R_COUNT]) >= self->maxsize && !LOAD(&hdr[R_CLOSED])) {
+            spins--;
+            CPU_RELAX();
+        }
+        if (!spins)
+            break;
+    }
+python:;
+    PyObject *r;
+    if (encoded == NULL) {
+        PyObject *call[6] = {item, NULL, item, Py_None, block_o, Py_None};
+        call[1] = PyLong_FromLong(K_INT);
+        if (call[1] == NULL)
+            return NULL;
+        r = PyObject_Vectorcall(self->put_encoded, call, 6, NULL);
+        Py_DECREF(call[1]);
+        return r;
+    }
+    if (pb.obj != NULL)
+        PyBuffer_Release(&pb);
+    {
+        PyObject *call[6] = {item, PyTuple_GET_ITEM(encoded, 0), payload,
+                             PyTuple_GET_ITEM(encoded, 2), block_o, Py_None};
+        r = PyObject_Vectorcall(self->put_encoded, call, 6, NULL);
+    }
+    Py_DECREF(encoded);
+    return r;
+error:
+    if (pb.obj != NULL)
+        PyBuffer_Release(&pb);
+    Py_XDECREF(encoded);
+    return NULL;
+}
+
+/* Take the oldest frame of the ring itself (mutex held, COUNT > 0): 1 taken (``*value`` or
+ * a new ``*bytes``), 0 not here (the overflow chain), -1 no memory (nothing taken). */
+static int
+ring_pop(RingPortObject *self, int *kind, int64_t *value, PyObject **bytes)
+{
+    int64_t *hdr = self->hdr, cap = self->cap;
+    int64_t head = hdr[R_HEAD], tail = hdr[R_TAIL];
+    if (head == tail)
+        return 0;
+    int64_t *words = (int64_t *)self->data;
+    int64_t pos = head % cap;
+    int64_t w = words[pos >> 3];
+    if (w == R_WRAP) {
+        head += cap - pos;
+        pos = 0;
+        w = words[0];
+    }
+    if (w == R_INT_WORD) {
+        *kind = K_INT;
+        *value = words[(pos >> 3) + 1];
+        head += 16;
+    }
+    else {
+        int64_t n = w >> 8;
+        if (n < 0 || n > cap - pos - 8)
+            return 0; /* not a frame we can read: the Python path reports it */
+        *kind = (int)(w & 255);
+        *bytes = PyBytes_FromStringAndSize(self->data + pos + 8, (Py_ssize_t)n);
+        if (*bytes == NULL)
+            return -1;
+        head += 8 + ((n + 7) & -8);
+    }
+    if (head == tail) { /* emptied: start again at 0 (TAIL first: see transport.py) */
+        COMMIT(&hdr[R_TAIL], 0);
+        COMMIT(&hdr[R_HEAD], 0);
+    }
+    else
+        COMMIT(&hdr[R_HEAD], head); /* the commit */
+    hdr[R_COUNT] -= 1;
+    return 1;
+}
+
+static PyObject *
+ringport_get(RingPortObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *vals[2];
+    if (parse_args("get", 0, args, nargs, kwnames, NULL, &vals[0], &vals[1]) < 0)
+        return NULL;
+    if (vals[1] != Py_None || hooks_active())
+        return PyObject_Vectorcall(self->get_py, vals, 2, NULL);
+    int block = PyObject_IsTrue(vals[0]);
+    if (block < 0)
+        return NULL;
+    int spins = block ? R_SPIN : 0;
+    for (;;) {
+        if (LOAD(&self->waits[W_PUT]))
+            break; /* a putter to ring: the Python path does it */
+        int rc = ringport_trylock(self);
+        if (rc < 0)
+            return NULL;
+        if (rc)
+            break;
+        int64_t *hdr = self->hdr;
+        if (hdr[R_COUNT] && !self->waits[W_PUT]) {
+            int kind = 0;
+            int64_t value = 0;
+            PyObject *bytes = NULL;
+            rc = ring_pop(self, &kind, &value, &bytes);
+            pthread_mutex_unlock(self->mutex);
+            if (rc < 0)
+                return NULL;
+            if (rc == 0)
+                break;
+            if (kind == K_INT)
+                return PyLong_FromLongLong(value);
+            PyObject *r;
+            if (kind == K_INLINE)
+                r = PyObject_CallOneArg(self->loads, bytes);
+            else {
+                PyObject *call[2] = {PyLong_FromLong(kind), bytes};
+                r = call[0] ? PyObject_Vectorcall(self->decode, call, 2, NULL) : NULL;
+                Py_XDECREF(call[0]);
+            }
+            Py_DECREF(bytes);
+            return r;
+        }
+        int empty = hdr[R_COUNT] == 0;
+        pthread_mutex_unlock(self->mutex);
+        if (!empty || !spins)
+            break;
+        /* Empty: an item is often a few microseconds away; look before the Python path
+         * parks. */
+        while (spins && !LOAD(&hdr[R_COUNT]) && !LOAD(&hdr[R_CLOSED])) {
+            spins--;
+            CPU_RELAX();
+        }
+        if (!spins || !LOAD(&hdr[R_COUNT]))
+            break;
+    }
+    return PyObject_Vectorcall(self->get_py, vals, 2, NULL);
+}
+
+static PyMethodDef ringport_methods[] = {
+    {"put", (PyCFunction)(void (*)(void))ringport_put, METH_FASTCALL | METH_KEYWORDS,
+     "put(item, block=True, timeout=None): SharedQueue.put, its common case in C."},
+    {"get", (PyCFunction)(void (*)(void))ringport_get, METH_FASTCALL | METH_KEYWORDS,
+     "get(block=True, timeout=None): SharedQueue.get, its common case in C."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject RingPortType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "plait._speedups.RingPort",
+    .tp_basicsize = sizeof(RingPortObject),
+    .tp_dealloc = (destructor)ringport_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "A shared queue's put/get fast paths over its ring (see plait/_speedups.c).",
+    .tp_traverse = (traverseproc)ringport_traverse,
+    .tp_clear = (inquiry)ringport_clear,
+    .tp_methods = ringport_methods,
+    .tp_new = ringport_new,
+};
+
 /* -- module --------------------------------------------------------------------------- */
 
 static Py_ssize_t
@@ -1645,11 +2113,25 @@ static struct PyModuleDef module_def = {
     .m_methods = module_methods,
 };
 
+/* The ring layout the RingPort writes (plait/_channels/_xproc.py checks it at import). */
+static int
+add_ring_layout(PyObject *m)
+{
+    PyObject *t = Py_BuildValue("(iiiiiiiiiiii)", R_HEAD, R_TAIL, R_COUNT, R_UNFINISHED,
+                                R_CLOSED, R_OVF_FIRST, K_INLINE, K_BYTES, K_BYTEARRAY, K_INT,
+                                W_GET, W_PUT);
+    if (t == NULL)
+        return -1;
+    int rc = PyModule_AddObjectRef(m, "RING_LAYOUT", t);
+    Py_DECREF(t);
+    return rc;
+}
+
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
     if (PyType_Ready(&MutexType) < 0 || PyType_Ready(&OpType) < 0 ||
-        PyType_Ready(&CoreType) < 0)
+        PyType_Ready(&CoreType) < 0 || PyType_Ready(&RingPortType) < 0)
         return NULL;
     str_blocking = PyUnicode_InternFromString("_asyncio_future_blocking");
     str_done = PyUnicode_InternFromString("done");
@@ -1681,7 +2163,9 @@ PyInit__speedups(void)
     if (PyModule_AddIntConstant(m, "SEAM", SEAM_VERSION) < 0 ||
         PyModule_AddObjectRef(m, "Mutex", (PyObject *)&MutexType) < 0 ||
         PyModule_AddObjectRef(m, "QueueOp", (PyObject *)&OpType) < 0 ||
-        PyModule_AddObjectRef(m, "QueueCore", (PyObject *)&CoreType) < 0) {
+        PyModule_AddObjectRef(m, "QueueCore", (PyObject *)&CoreType) < 0 ||
+        PyModule_AddObjectRef(m, "RingPort", (PyObject *)&RingPortType) < 0 ||
+        add_ring_layout(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -342,3 +342,40 @@ def test_mutex_has_the_lock_api() -> None:
     m.release()  # (another thread may release it, as with threading.Lock)
     t.join(5)
     assert released.is_set()
+
+
+def test_a_shared_queue_puts_and_gets_through_the_c_port() -> None:
+    """A promoted queue's put/get are the C port (plait._speedups.RingPort) whenever the
+    accelerator is in use -- never silently the Python methods -- and both forms keep the
+    queue's behaviour: every kind of item round-trips in order, Full and Empty as before."""
+    from queue import Empty, Full
+
+    from plait._channels._xproc import promote
+
+    q: Queue[Any] = Queue(4)
+    promote(q)
+    port = getattr(q.put, "__self__", None)
+    if TURNED_OFF:
+        assert type(port).__name__ == "SharedQueue"
+    else:
+        assert type(port).__name__ == "RingPort", "a shared queue is not using the C port"
+        assert q.get.__self__ is port
+    items: list[Any] = [1, -(2**63), 2**70, "text", b"x" * 5000, [1, (2, 3.5)]]
+    for chunk in (items[:4], items[4:]):
+        for item in chunk:
+            q.put(item)
+        assert [q.get() for _ in chunk] == chunk
+    for i in range(4):
+        q.put(i, block=False)
+    with pytest.raises(Full):
+        q.put(4, block=False)
+    with pytest.raises(Full):
+        q.put(4, timeout=0.01)
+    assert [q.get(timeout=1) for _ in range(4)] == [0, 1, 2, 3]
+    with pytest.raises(Empty):
+        q.get(block=False)
+    with pytest.raises(Empty):
+        q.get(timeout=0.01)
+    with pytest.raises(TypeError):
+        q.put()  # type: ignore[call-arg]
+    assert q.statistics().unfinished_tasks == 10

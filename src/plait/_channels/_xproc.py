@@ -63,6 +63,7 @@ from plait._channels._queue import (
     QueueStatistics,
 )
 from plait._channels._queue_kinds import LifoQueue, PriorityQueue
+from plait._channels._queue_speedups import _speedups as _c
 from plait._core import check_timeout, current_strand, hooks
 from plait._core import safepoint as _safepoint
 from plait._errors import BrokenResourceError, ShutDown
@@ -97,6 +98,27 @@ _get_ident = threading.get_ident
 _trylock = robust._trylock
 _unlock = robust._unlock
 _wake = doorbell.wake
+
+# The C port (plait._speedups.RingPort) writes the ring's frames itself: its idea of the
+# layout must be this one, or the import fails (never a silently wrong or disabled port).
+if _c is not None and _c.RING_LAYOUT != (
+    Ring.HEAD,
+    Ring.TAIL,
+    Ring.COUNT,
+    Ring.UNFINISHED,
+    Ring.CLOSED,
+    Ring.OVF_FIRST,
+    _INLINE,
+    transport.BYTES,
+    transport.BYTEARRAY,
+    _INT,
+    GET,
+    PUT,
+):
+    raise ImportError(
+        "plait._speedups was built for another shared-queue layout: reinstall plait "
+        "(or set PLAIT_NO_SPEEDUPS=1 to run without it)"
+    )
 
 # Shared queues known in this process, by segment name: unpickling a queue that is
 # already here returns the same object.
@@ -210,6 +232,39 @@ class SharedQueue:
         _unlock(self._addr)
         _leave()
 
+    def _recover_held(self) -> None:
+        """The C port took the lock from a dead holder (and entered a safe-point section):
+        repair, then release."""
+        try:
+            self.lock._recover()
+        except BaseException:
+            _leave()
+            raise
+        self._release()
+
+    def port(self) -> Any:
+        """This queue's put/get in C (``plait._speedups.RingPort``), or ``None`` where
+        the accelerator is not in use or the backend is not a ring."""
+        if _c is None or self.order != FIFO:
+            return None
+        return _c.RingPort(
+            self.segment.buf,
+            transport.MUTEX_AT,
+            transport.WAITS_AT,
+            transport.HEADER,
+            self.ring.cap,
+            self.maxsize,
+            _safepoint._main_ident,
+            _sp_state,
+            self._encode,
+            self._put_encoded,
+            self.put,
+            self.get,
+            self._recover_held,
+            _loads,
+            _decode,
+        )
+
     # -- put ----------------------------------------------------------------------------
 
     def _encode(self, item: Any) -> tuple[int, Any, shm.Segment | None]:
@@ -234,9 +289,20 @@ class SharedQueue:
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
         if type(item) is int and _INT_MIN <= item <= _INT_MAX:  # (the commonest: no call)
-            kind, payload, seg = _INT, item, None
+            self._put_encoded(item, _INT, item, None, block, timeout)
         else:
-            kind, payload, seg = self._encode(item)
+            self._put_encoded(item, *self._encode(item), block, timeout)
+
+    def _put_encoded(
+        self,
+        item: Any,
+        kind: int,
+        payload: Any,
+        seg: shm.Segment | None,
+        block: bool,
+        timeout: float | None,
+    ) -> None:
+        """Put ``item``, already encoded (the C port's way in when it declines)."""
         if seg is None and timeout is None:  # fast path: room in the ring, no waiting
             hdr = self.hdr
             maxsize = self.maxsize
@@ -699,8 +765,12 @@ def promote(q: Queue[Any]) -> SharedQueue:
 
 def _bind(q: Queue[Any], backend: SharedQueue) -> None:
     # Instance attributes shadow the in-process methods: a shared queue's calls go
-    # straight to its backend.
-    q.__dict__.update(put=backend.put, get=backend.get)
+    # straight to its backend (through its C port where there is one).
+    port = backend.port()
+    if port is not None:
+        q.__dict__.update(put=port.put, get=port.get)
+    else:
+        q.__dict__.update(put=backend.put, get=backend.get)
     q.__dict__.update(async_put=backend.async_put, async_get=backend.async_get)
 
 
