@@ -36,8 +36,8 @@ def _read_lines(path: str) -> tuple[list[Any], bool]:
     bad = False
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                line = line.strip()
+            for raw in f:
+                line = raw.strip()
                 if not line:
                     continue
                 try:
@@ -320,8 +320,8 @@ def load_trace(path: str) -> dict[str, Any]:
     if not text.strip():
         raise ValueError(f"{path!r} is empty: no trace was written there")
     events = []  # cut short: keep every whole event line
-    for line in text.splitlines():
-        line = line.strip().rstrip(",")
+    for raw in text.splitlines():
+        line = raw.strip().rstrip(",")
         if line.startswith("{") and line.endswith("}"):
             try:
                 event = json.loads(line)
