@@ -81,7 +81,7 @@ def load_parts(parts: str, *, complete: bool = False) -> dict[str, Any]:
     events.sort(key=lambda e: (e[0], e[1]))
     t0 = min((int(p["t0_ns"]) for p in processes.values()), default=events[0][0] if events else 0)
     chrome = _to_chrome(events, processes, strands, objects, t0)
-    data = {
+    data: dict[str, Any] = {
         "traceEvents": chrome,
         "displayTimeUnit": "ms",
         "otherData": {

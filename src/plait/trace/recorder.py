@@ -265,7 +265,11 @@ class Recorder(Instrument):
 
     def strand_exited(self, strand: Strand, error: BaseException | None) -> None:
         if error is None:
-            self._add((EXIT, _now(), self._strand(strand), None, None))
+            task = getattr(strand, "task", None)  # a cancelled coroutine reports no error
+            if isinstance(task, asyncio.Future) and task.done() and task.cancelled():
+                self._add((EXIT, _now(), self._strand(strand), "CancelledError", "cancelled"))
+            else:
+                self._add((EXIT, _now(), self._strand(strand), None, None))
             return
         how = "cancelled" if isinstance(error, asyncio.CancelledError) else "error"
         self._add((EXIT, _now(), self._strand(strand), type(error).__name__, how))

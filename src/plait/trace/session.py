@@ -234,10 +234,15 @@ def _record_if_parent_does(parent_pid: int) -> None:
 
 def _at_child_exit(callback: Any) -> None:
     """Run ``callback`` as the child ends: multiprocessing's finalizers run in its
-    children (which end with ``os._exit``, skipping atexit); atexit covers the rest."""
+    children (which end with ``os._exit``, skipping atexit); atexit covers the rest.
+
+    A child still in multiprocessing's bootstrap clears the finalizers registered so far
+    and then runs its after-fork callbacks: the one registered here registers it again.
+    """
     from multiprocessing import util
 
     util.Finalize(None, callback, exitpriority=100)
+    util.register_after_fork(callback, lambda _: util.Finalize(None, callback, exitpriority=100))
     atexit.register(callback)
 
 

@@ -23,7 +23,7 @@ def summarize(events: list[dict[str, Any]]) -> dict[str, Any]:
     objects: dict[str, dict[str, Any]] = {}
     holds: dict[tuple[Any, Any, Any], tuple[str, float]] = {}
     locks: dict[str, dict[str, Any]] = {}
-    channels: dict[str, dict[str, int]] = {}
+    channels: dict[str, dict[str, Any]] = {}
     for e in events:
         ph = e.get("ph")
         pid, tid = e.get("pid"), e.get("tid")
