@@ -1,0 +1,78 @@
+"""``plait trace -o``, ``plait trace --html`` and ``plait tour --trace``."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from trace_helpers import tracks
+
+_SCRIPT = """
+import sys, threading, queue
+lock = threading.Lock()
+q = queue.Queue()
+def worker():
+    for i in range(10):
+        with lock:
+            q.put(i)
+threads = [threading.Thread(target=worker, name=f"w{n}") for n in range(2)]
+for t in threads: t.start()
+for t in threads: t.join()
+open(sys.argv[1], "w").write(f"{q.qsize()} {sys.argv[2:]}")
+"""
+
+
+def _plait(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "plait", *args], capture_output=True, text=True, timeout=60, cwd=cwd
+    )
+
+
+def test_trace_records_an_unmodified_program_and_writes_the_page(tmp_path: Path) -> None:
+    script = tmp_path / "prog.py"
+    script.write_text(textwrap.dedent(_SCRIPT))
+    ran = tmp_path / "ran.txt"
+    done = _plait("trace", "-o", "out.json", "--html", "out.html", str(script), str(ran), "x",
+                  cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert ran.read_text() == "20 ['x']"  # the script's own arguments reached it
+    data = json.loads((tmp_path / "out.json").read_text())
+    assert {"thread w0", "thread w1"} <= set(tracks(data).values())
+    summary = data["otherData"]["plait"]["summary"]
+    assert sum(c["puts"] for c in summary["channels"]) == 20  # threading's Queue was plait's
+    assert sum(row["holds"] for row in summary["locks"]) == 20
+    page = (tmp_path / "out.html").read_text()
+    assert "<script" in page and "http://" not in page and "https://" not in page
+    again = _plait("trace", "--html", "again.html", "out.json", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "again.html").exists()
+
+
+def test_unwritable_output_is_an_error_before_the_program_runs(tmp_path: Path) -> None:
+    script = tmp_path / "prog.py"
+    script.write_text(textwrap.dedent(_SCRIPT))
+    ran = tmp_path / "ran.txt"
+    done = _plait("trace", "-o", "no/such/dir/out.json", str(script), str(ran), cwd=tmp_path)
+    assert done.returncode == 2
+    assert "does not exist" in done.stderr and "no/such/dir" in done.stderr
+    assert not ran.exists()
+    usage = _plait("trace", str(script), cwd=tmp_path)
+    assert usage.returncode == 2 and "plait trace -o out.json SCRIPT" in usage.stderr
+
+
+def test_tour_writes_a_trace_and_a_page_per_scene(tmp_path: Path) -> None:
+    done = _plait("tour", "--trace", "traces", "primitives-deadlock", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    folder = tmp_path / "traces"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "primitives-deadlock.html",
+        "primitives-deadlock.json",
+    ]
+    data = json.loads((folder / "primitives-deadlock.json").read_text())
+    waits = data["otherData"]["plait"]["summary"]["objects"]
+    assert any(row["timeouts"] for row in waits)  # the acquire that timed out is seen
+    bad = _plait("tour", "--trace", "/proc/no-such/traces", "primitives-deadlock", cwd=tmp_path)
+    assert bad.returncode == 2 and "cannot make the trace folder" in bad.stderr

@@ -1,0 +1,58 @@
+"""Child processes record into their own part files; the parent merges them on one clock."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from trace_helpers import events, load, tracks
+
+import plait
+
+
+def _in_child(n: int) -> int:
+    lock = plait.Lock()
+    with lock, plait.trace_span(f"child work {n}"):
+        time.sleep(0.01)
+    return os.getpid()
+
+
+def _put_pid(q: plait.Queue[int]) -> None:
+    with plait.trace_span("plait.Process body"):
+        q.put(os.getpid())
+
+
+def test_process_strands_pool_workers_and_processes_are_merged(tmp_path: Path) -> None:
+    out = tmp_path / "out.json"
+    before = time.monotonic_ns()
+    with plait.trace(out):
+        with plait.TaskGroup() as tg:
+            strand = tg.spawn(_in_child, 1, on="process", name="cruncher")
+        with plait.Pool(1) as pool:
+            worker_pid = pool.apply_async(_in_child, (2,)).get(timeout=30)
+        q: plait.Queue[int] = plait.Queue()
+        p = plait.Process(target=_put_pid, args=(q,))
+        p.start()
+        process_pid = q.get(timeout=30)
+        p.join(30)
+    after = time.monotonic_ns()
+    data = load(out)
+    meta = data["otherData"]["plait"]
+    assert meta["partial"] is False
+    pids = {os.getpid(), strand.result(), worker_pid, process_pid}
+    assert pids <= set(meta["processes"]), (pids, meta["processes"])
+    assert not (tmp_path / "out.json.parts").exists()
+    # one track per strand, grouped by process; the parent sees the process strand too
+    names = tracks(data)
+    assert "process cruncher" in [n for (pid, _), n in names.items() if pid == os.getpid()]
+    spans = {(e["pid"], e["name"]) for e in events(data, cat="span", ph="b")}
+    assert (strand.result(), "child work 1") in spans
+    assert (worker_pid, "child work 2") in spans
+    assert (process_pid, "plait.Process body") in spans
+    # one clock: every child's events fall inside the parent's recording
+    t0 = meta["t0_ns"]
+    for e in data["traceEvents"]:
+        if "ts" in e:
+            assert 0 <= e["ts"] <= (after - t0) / 1000 + 1, e
+    assert before <= t0
