@@ -97,9 +97,9 @@ from plait._sync import (
 from plait._tasks import Task, TaskGroup, gil_enabled
 from plait._threads import Thread, Timer
 from plait.diagnostics import debug, detect_deadlocks, dump, ignore_deadlocks
-from plait.trace import trace, trace_span
 from plait.pool import AsyncResult, Pool, PoolClosedError, PoolStatistics, PoolTimeoutError
 from plait.shared import Manager  # multiprocessing's API, no server process (plait.shared)
+from plait.trace import trace, trace_span
 
 __version__ = "0.1.0"
 

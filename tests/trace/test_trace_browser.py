@@ -38,10 +38,12 @@ _ARTIFACTS = Path(
 
 def _browse(page: Path, profile: Path, *extra: str) -> str:
     assert _BROWSER is not None
+    command = [_BROWSER, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+               f"--user-data-dir={profile}", "--hide-scrollbars", "--window-size=1200,900",
+               "--virtual-time-budget=3000", *extra, page.as_uri()]  # fmt: skip
     done = subprocess.run(
-        [_BROWSER, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-         f"--user-data-dir={profile}", "--hide-scrollbars", "--window-size=1200,900",
-         "--virtual-time-budget=3000", *extra, page.as_uri()],  # fmt: skip
+        command,
+        check=False,
         capture_output=True,
         text=True,
         timeout=90,

@@ -27,7 +27,12 @@ open(sys.argv[1], "w").write(f"{q.qsize()} {sys.argv[2:]}")
 
 def _plait(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "plait", *args], capture_output=True, text=True, timeout=60, cwd=cwd
+        [sys.executable, "-m", "plait", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
     )
 
 

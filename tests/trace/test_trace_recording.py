@@ -147,8 +147,11 @@ def test_bad_output_paths_fail_before_anything_runs(tmp_path: Path) -> None:
 
 
 def test_one_recording_at_a_time(tmp_path: Path) -> None:
-    with plait.trace(tmp_path / "a.json"), pytest.raises(RuntimeError, match="already"):
-        with plait.trace(tmp_path / "b.json"):
-            pass
+    with (
+        plait.trace(tmp_path / "a.json"),
+        pytest.raises(RuntimeError, match="already"),
+        plait.trace(tmp_path / "b.json"),
+    ):
+        pass
     assert hooks.active == ()
     assert (tmp_path / "a.json").exists()
