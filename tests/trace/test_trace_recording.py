@@ -155,3 +155,31 @@ def test_one_recording_at_a_time(tmp_path: Path) -> None:
         pass
     assert hooks.active == ()
     assert (tmp_path / "a.json").exists()
+
+
+def test_a_full_ring_drops_the_oldest_and_counts_them(tmp_path: Path) -> None:
+    from plait._core.strands import current_strand
+    from plait.trace.export import load_parts
+    from plait.trace.recorder import Recorder
+
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    recorder = Recorder(str(parts), t0_ns=0, capacity=16)  # no flusher: flushed by hand
+    me, channel = current_strand(), object()
+    for i in range(100):
+        recorder.sent(me, channel, i)
+    assert len(recorder._ring) == 16
+    recorder.flush()
+    assert recorder.dropped == 84
+    data = load_parts(str(parts), complete=True)
+    assert data["otherData"]["plait"]["dropped"] == 84
+    assert data["otherData"]["plait"]["summary"]["channels"][0]["puts"] == 16  # the newest
+    # on disk too: a long run keeps about `capacity` events per process, the newest
+    for _ in range(10):
+        for i in range(16):
+            recorder.sent(me, channel, i)
+        recorder.flush()
+    data = load_parts(str(parts), complete=True)
+    kept = data["otherData"]["plait"]["summary"]["channels"][0]["puts"]
+    assert 16 <= kept <= 32
+    assert data["otherData"]["plait"]["dropped"] == 84 + 176 - kept

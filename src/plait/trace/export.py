@@ -6,7 +6,8 @@ each process is a ``pid``; each strand is a track (``tid`` = the strand's id, na
 runnable or running) and ``wait <object>`` slices (parked, with the object, its owner when
 known, and the outcome); lock holds and user spans as async slices on the same track;
 ``spawn``/``exception``/``cancelled`` instants; a flow arrow from the strand that released
-a lock or touched a channel to the strand that this woke; a ``depth`` counter per queue.
+a lock or touched a channel to the strand that this woke; a ``depth`` counter per queue (sampled:
+at most one point per 100 us); put/get counts per channel in the summary.
 ``otherData.plait`` says whether the trace is ``partial``, how many events were
 ``dropped``, the clock, and carries the summary table (:mod:`plait.trace.summary`).
 
@@ -18,6 +19,7 @@ truncated copy can be read back line by line: :func:`load_trace` does, and says
 from __future__ import annotations
 
 import json
+import marshal
 import os
 from collections import defaultdict
 from typing import Any
@@ -28,6 +30,7 @@ from plait.trace.summary import summarize
 __all__ = ["load_parts", "load_trace", "write_chrome"]
 
 _US = 1000.0  # ns per microsecond (Chrome's unit)
+_DEPTH_EVERY_US = 100.0  # a queue's depth counter: at most one sample per 100 us
 
 
 def _read_lines(path: str) -> tuple[list[Any], bool]:
@@ -49,6 +52,29 @@ def _read_lines(path: str) -> tuple[list[Any], bool]:
     return values, bad
 
 
+def _read_blobs(path: str) -> tuple[list[tuple[int, list[Any]]], bool]:
+    """The ``(dropped, events)`` records of an events file, and whether one was cut short."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return [], True
+    out: list[tuple[int, list[Any]]] = []
+    at = 0
+    while at + 4 <= len(data):
+        size = int.from_bytes(data[at : at + 4], "little")
+        blob = data[at + 4 : at + 4 + size]
+        if len(blob) < size:
+            return out, True
+        try:
+            record = marshal.loads(blob)
+        except (ValueError, EOFError, TypeError):
+            return out, True
+        out.append(record)
+        at += 4 + size
+    return out, at != len(data)
+
+
 def load_parts(parts: str, *, complete: bool = False) -> dict[str, Any]:
     """The Chrome trace of a parts folder; ``partial`` unless ``complete`` and intact."""
     names = sorted(os.listdir(parts)) if os.path.isdir(parts) else []
@@ -60,27 +86,33 @@ def load_parts(parts: str, *, complete: bool = False) -> dict[str, Any]:
     partial = not complete or not names
     for name in names:
         pid_text, _, rest = name.partition(".")
-        if not pid_text.isdigit() or not rest.endswith(".jsonl"):
+        if not pid_text.isdigit() or not rest.endswith((".jsonl", ".bin")):
             continue
         pid = int(pid_text)
-        values, bad = _read_lines(os.path.join(parts, name))
+        path = os.path.join(parts, name)
+        if rest.endswith(".bin"):
+            batches, bad = _read_blobs(path)
+            partial = partial or bad
+            for count, batch in batches:
+                dropped[pid] = max(dropped[pid], int(count))
+                events.extend((int(e[1]), pid, list(e[:5])) for e in batch)
+            continue
+        values, bad = _read_lines(path)
         partial = partial or bad
         for value in values:
-            if isinstance(value, list) and len(value) == 5:
-                events.append((int(value[1]), pid, value))
-            elif isinstance(value, dict):
-                kind = value.get("meta")
-                if kind == "process":
-                    processes[pid] = value
-                elif kind == "strand":
-                    strands[(pid, int(value["sid"]))] = value
-                elif kind == "object":
-                    objects[(pid, int(value["id"]))] = str(value["label"])
-                elif kind == "dropped":
-                    dropped[pid] = max(dropped[pid], int(value.get("count", 0)))
+            if not isinstance(value, dict):
+                continue
+            kind = value.get("meta")
+            if kind == "process":
+                processes[pid] = value
+            elif kind == "strand":
+                strands[(pid, int(value["sid"]))] = value
+            elif kind == "object":
+                objects[(pid, int(value["id"]))] = str(value["label"])
     events.sort(key=lambda e: (e[0], e[1]))
     t0 = min((int(p["t0_ns"]) for p in processes.values()), default=events[0][0] if events else 0)
-    chrome = _to_chrome(events, processes, strands, objects, t0)
+    channels: dict[str, dict[str, Any]] = {}
+    chrome = _to_chrome(events, processes, strands, objects, t0, channels)
     data: dict[str, Any] = {
         "traceEvents": chrome,
         "displayTimeUnit": "ms",
@@ -94,7 +126,7 @@ def load_parts(parts: str, *, complete: bool = False) -> dict[str, Any]:
             }
         },
     }
-    data["otherData"]["plait"]["summary"] = summarize(chrome)
+    data["otherData"]["plait"]["summary"] = summarize(chrome, list(channels.values()))
     return data
 
 
@@ -117,7 +149,9 @@ def _to_chrome(
     strands: dict[tuple[int, int], dict[str, Any]],
     objects: dict[tuple[int, int], str],
     t0: int,
+    channels: dict[str, dict[str, Any]],
 ) -> list[dict[str, Any]]:
+    """The Chrome events; ``channels`` is filled with each channel's put/get counts."""
     out: list[dict[str, Any]] = []
     root = min(processes, key=lambda p: processes[p]["t0_ns"] if processes else 0, default=None)
     for pid, info in sorted(processes.items()):
@@ -139,6 +173,7 @@ def _to_chrome(
             gets[(0, e[3])] += 1
     both = {k[1] for k in puts if k in gets}
     depth: dict[tuple[int, int], int] = defaultdict(int)
+    sampled: dict[tuple[int, int], float] = {}
     ids = 0
     end = 0.0
     for t_ns, pid, e in events:
@@ -197,22 +232,17 @@ def _to_chrome(
                     )
         elif code in (r.SEND, r.RECEIVE):
             touched[(pid, a)] = (pid, sid, ts)
+            label = objects.get((pid, a), f"object {a}")
+            row = channels.setdefault(label, {"channel": label, "puts": 0, "gets": 0})
+            row["puts" if code == r.SEND else "gets"] += 1
             if a in both:
                 depth[(pid, a)] += 1 if code == r.SEND else -1
-                label = objects.get((pid, a), f"object {a}")
-                value = max(depth[(pid, a)], 0)
-                out.append(
-                    {
-                        "ph": "C",
-                        "name": f"depth {label}",
-                        "pid": pid,
-                        "ts": ts,
-                        "args": {"items": value},
-                    }
-                )
-            op = "put" if code == r.SEND else "get"
-            label = objects.get((pid, a), f"object {a}")
-            out.append(_instant(op, pid, sid, ts, {"channel": label}, cat="channel"))
+                last = sampled.get((pid, a), -_DEPTH_EVERY_US)
+                if ts - last >= _DEPTH_EVERY_US:  # one sample per channel per interval
+                    sampled[(pid, a)] = ts
+                    args = {"items": max(depth[(pid, a)], 0)}
+                    out.append({"ph": "C", "name": f"depth {label}", "pid": pid,
+                                "ts": round(ts, 3), "args": args})  # fmt: skip
         elif code == r.SPAN_BEGIN:
             ids += 1
             track.spans[str(a)].append(ids)

@@ -11,16 +11,21 @@ deleted (and counted as dropped) when a new one starts.
 Times are ``time.monotonic_ns()``: CLOCK_MONOTONIC, one clock for every process on the
 machine (Linux), so the events of parent and children line up without an offset exchange.
 
-Part file lines (JSON):
+Part files:
 
-* ``{"meta": ...}`` -- the process (pid, parent pid, t0), strands, objects (meta file);
-* ``[code, t_ns, sid, a, b]`` -- one event (codes in :data:`CODES`).
+* ``<pid>.meta.jsonl``: ``{"meta": ...}`` lines -- the process (pid, parent pid, t0),
+  strands, objects;
+* ``<pid>.events-<n>.bin``: one record per flush, a 4-byte little-endian length and a
+  :mod:`marshal` blob ``(dropped so far, [(code, t_ns, sid, a, b, seq), ...])`` (codes in
+  :data:`CODES`; ``seq`` numbers the events, so that a gap counts those dropped).
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import marshal
 import os
 import threading
 import time
@@ -106,6 +111,9 @@ class Recorder(Instrument):
         self.parent_pid = parent_pid
         self.dropped = 0
         self._ring: deque[tuple[Any, ...]] = deque(maxlen=capacity)
+        self._append = self._ring.append
+        self._next = itertools.count().__next__
+        self._expected = 0
         self._objects: dict[int, str] = {}
         self._strands: set[int] = set()
         self._meta: deque[dict[str, Any]] = deque()
@@ -134,7 +142,8 @@ class Recorder(Instrument):
         )
 
     def _path(self, what: str) -> str:
-        return os.path.join(self.parts_dir, f"{self.pid}.{what}.jsonl")
+        ext = "jsonl" if what == "meta" else "bin"
+        return os.path.join(self.parts_dir, f"{self.pid}.{what}.{ext}")
 
     def start(self) -> None:
         """Start the flusher thread."""
@@ -156,6 +165,7 @@ class Recorder(Instrument):
     def forked(self) -> None:
         """In a forked child: drop the parent's unflushed events, record into own files."""
         self._ring.clear()
+        self._expected = self._next()  # what the parent recorded before the fork is not ours
         self._meta.clear()
         self._strands.clear()
         self._objects.clear()
@@ -187,7 +197,7 @@ class Recorder(Instrument):
             with open(self._path("meta"), "a", encoding="utf-8") as f:
                 f.write("".join(lines))
         ring = self._ring
-        if not ring and not self.dropped:
+        if not ring:
             return
         events = []
         popleft = ring.popleft
@@ -196,12 +206,17 @@ class Recorder(Instrument):
                 events.append(popleft())
         except IndexError:
             pass
+        # Every event carries a sequence number: those missing fell out of the full ring.
+        last = max(e[5] for e in events)
+        self.dropped += max(0, last + 1 - self._expected - len(events))
+        self._expected = last + 1
         if self._segment_events >= self.capacity // 2:
             self._rotate()
-        text = "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in events)
-        text += json.dumps({"meta": "dropped", "count": self.dropped}) + "\n"
-        with open(self._path(f"events-{self._segment:05d}"), "a", encoding="utf-8") as f:
-            f.write(text)
+        # One marshal blob per flush, length-prefixed: encoding is a C call costing a tenth
+        # of JSON's, and a blob cut short by a crash loses only its own batch.
+        blob = marshal.dumps((self.dropped, events), 4)
+        with open(self._path(f"events-{self._segment:05d}"), "ab") as f:
+            f.write(len(blob).to_bytes(4, "little") + blob)
         self._segment_events += len(events)
 
     def _rotate(self) -> None:
@@ -217,79 +232,92 @@ class Recorder(Instrument):
                 pass
 
     # -- what the hooks record -----------------------------------------------------------
+    # Each hook is one tuple appended to the ring (a C call that drops the oldest when the
+    # ring is full); a strand or an object is described once, the first time it is seen.
 
-    def _strand(self, strand: Strand) -> int:
+    def _new_strand(self, strand: Strand) -> None:
+        self._strands.add(strand.sid)
+        self._meta.append(
+            {
+                "meta": "strand",
+                "sid": strand.sid,
+                "kind": strand.kind,
+                "name": strand.name,
+                "parent": getattr(strand.parent, "sid", None),
+                "child_pid": strand.pid if strand.kind == "process" else None,
+            }
+        )
+
+    def _new_object(self, obj: object) -> None:
+        label = _label(obj, len(self._objects) + 1)
+        self._objects[id(obj)] = label
+        self._meta.append({"meta": "object", "id": id(obj), "label": label,
+                           "type": type(obj).__name__})  # fmt: skip
+
+    def _event(self, code: str, strand: Strand, obj: object, b: Any) -> None:
         sid = strand.sid
         if sid not in self._strands:
-            self._strands.add(sid)
-            parent = strand.parent
-            self._meta.append(
-                {
-                    "meta": "strand",
-                    "sid": sid,
-                    "kind": strand.kind,
-                    "name": strand.name,
-                    "parent": getattr(parent, "sid", None),
-                    "child_pid": strand.pid if strand.kind == "process" else None,
-                }
-            )
-        return sid
-
-    def _object(self, obj: object) -> int:
+            self._new_strand(strand)
         key = id(obj)
         if key not in self._objects:
-            label = _label(obj, len(self._objects) + 1)
-            self._objects[key] = label
-            self._meta.append(
-                {"meta": "object", "id": key, "label": label, "type": type(obj).__name__}
-            )
-        return key
+            self._new_object(obj)
+        self._append((code, _now(), sid, key, b, self._next()))
 
-    def _add(self, event: tuple[Any, ...]) -> None:
-        ring = self._ring
-        if len(ring) >= self.capacity:
-            self.dropped += 1
-        ring.append(event)
+    def _life(self, code: str, strand: Strand, a: Any, b: Any) -> None:
+        if strand.sid not in self._strands:
+            self._new_strand(strand)
+        self._append((code, _now(), strand.sid, a, b, self._next()))
 
     def strand_spawned(self, strand: Strand) -> None:
-        self._add((SPAWN, _now(), self._strand(strand), None, None))
+        self._life(SPAWN, strand, None, None)
 
     def strand_started(self, strand: Strand) -> None:
-        self._add((START, _now(), self._strand(strand), threading.get_ident(), None))
+        self._life(START, strand, threading.get_ident(), None)
 
     def strand_parked(self, strand: Strand, on: object) -> None:
-        self._add((PARK, _now(), self._strand(strand), self._object(on), _owner_sid(on)))
+        self._event(PARK, strand, on, _owner_sid(on))
 
     def strand_unparked(self, strand: Strand, on: object, outcome: str) -> None:
-        self._add((UNPARK, _now(), self._strand(strand), self._object(on), outcome))
+        self._event(UNPARK, strand, on, outcome)
 
     def strand_exited(self, strand: Strand, error: BaseException | None) -> None:
         if error is None:
             task = getattr(strand, "task", None)  # a cancelled coroutine reports no error
             if isinstance(task, asyncio.Future) and task.done() and task.cancelled():
-                self._add((EXIT, _now(), self._strand(strand), "CancelledError", "cancelled"))
+                self._life(EXIT, strand, "CancelledError", "cancelled")
             else:
-                self._add((EXIT, _now(), self._strand(strand), None, None))
+                self._life(EXIT, strand, None, None)
             return
         how = "cancelled" if isinstance(error, asyncio.CancelledError) else "error"
-        self._add((EXIT, _now(), self._strand(strand), type(error).__name__, how))
+        self._life(EXIT, strand, type(error).__name__, how)
 
     def acquired(self, strand: Strand, resource: object) -> None:
-        self._add((ACQUIRE, _now(), self._strand(strand), self._object(resource), None))
+        self._event(ACQUIRE, strand, resource, None)
 
     def released(self, strand: Strand, resource: object) -> None:
-        self._add((RELEASE, _now(), self._strand(strand), self._object(resource), None))
+        self._event(RELEASE, strand, resource, None)
 
     def sent(self, strand: Strand, channel: object, item: Any) -> None:
-        self._add((SEND, _now(), self._strand(strand), self._object(channel), None))
+        sid = strand.sid  # (the hottest hooks: _event inlined)
+        if sid not in self._strands:
+            self._new_strand(strand)
+        key = id(channel)
+        if key not in self._objects:
+            self._new_object(channel)
+        self._append((SEND, _now(), sid, key, None, self._next()))
 
     def received(self, strand: Strand, channel: object, item: Any) -> None:
-        self._add((RECEIVE, _now(), self._strand(strand), self._object(channel), None))
+        sid = strand.sid
+        if sid not in self._strands:
+            self._new_strand(strand)
+        key = id(channel)
+        if key not in self._objects:
+            self._new_object(channel)
+        self._append((RECEIVE, _now(), sid, key, None, self._next()))
 
     def span(self, name: str, begin: bool) -> None:
         """A user span's edge on the calling strand (see :func:`plait.trace_span`)."""
-        code = SPAN_BEGIN if begin else SPAN_END
-        self._add((code, _now(), self._strand(current_strand()), name, None))
+        self._life(SPAN_BEGIN if begin else SPAN_END, current_strand(), name, None)
 
 
 def active_recorder(instruments: tuple[Instrument, ...]) -> Recorder | None:

@@ -14,8 +14,12 @@ from typing import Any
 __all__ = ["summarize"]
 
 
-def summarize(events: list[dict[str, Any]]) -> dict[str, Any]:
-    """``strands``, ``objects`` (waits per object), ``locks``, ``channels``, ``processes``."""
+def summarize(
+    events: list[dict[str, Any]], channel_counts: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """``strands``, ``objects`` (waits per object), ``locks``, ``channels`` (put/get counts:
+    ``channel_counts`` as the recorder counted them, else from ``channel`` instants),
+    ``processes``."""
     names: dict[tuple[Any, Any], str] = {}
     run: dict[tuple[Any, Any], float] = defaultdict(float)
     wait: dict[tuple[Any, Any], float] = defaultdict(float)
@@ -96,6 +100,9 @@ def summarize(events: list[dict[str, Any]]) -> dict[str, Any]:
         "strands": strands,
         "objects": sorted(objects.values(), key=lambda r: -r["waited_us"]),
         "locks": sorted(locks.values(), key=lambda r: -r["contended_wait_us"]),
-        "channels": sorted(channels.values(), key=lambda r: r["channel"]),
+        "channels": sorted(
+            channels.values() if channel_counts is None else channel_counts,
+            key=lambda r: str(r["channel"]),
+        ),
         "processes": processes,
     }
