@@ -89,7 +89,10 @@ def test_page_shows_tracks_counts_and_summary_in_a_real_browser(tmp_path: Path) 
     expected_tracks = len({(e["pid"], e["tid"]) for e in data["traceEvents"] if e["ph"] == "X"})
     expected_slices = sum(1 for e in data["traceEvents"] if e["ph"] == "X")
 
-    dom = _browse(page, tmp_path / "profile", "--dump-dom")
+    _ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = _ARTIFACTS / "trace-viewer.png"
+    dom = _browse(page, tmp_path / "profile", "--dump-dom", f"--screenshot={shot}")
+    assert shot.stat().st_size > 5000
     assert 'data-ready="1"' in dom, "the page's script did not finish"
     assert f'data-tracks="{expected_tracks}"' in dom
     assert f'data-slices="{expected_slices}"' in dom
@@ -101,11 +104,6 @@ def test_page_shows_tracks_counts_and_summary_in_a_real_browser(tmp_path: Path) 
     assert re.search(r"<td>Lock#\d+</td><td>2</td>", dom), "lock table: two holds"
     assert re.search(r"<td>Queue#\d+</td><td>5</td><td>5</td>", dom), "channel table"
     assert "wait Lock#" in dom  # the legend names the object waited on
-
-    _ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    shot = _ARTIFACTS / "trace-viewer.png"
-    _browse(page, tmp_path / "profile", f"--screenshot={shot}")
-    assert shot.stat().st_size > 5000
 
     # cut short: the page still opens and says it is partial
     cut = tmp_path / "cut.json"

@@ -8,6 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 from trace_helpers import tracks
 
 _SCRIPT = """
@@ -56,16 +57,24 @@ def test_trace_records_an_unmodified_program_and_writes_the_page(tmp_path: Path)
     assert (tmp_path / "again.html").exists()
 
 
-def test_unwritable_output_is_an_error_before_the_program_runs(tmp_path: Path) -> None:
+def test_unwritable_output_is_an_error_before_the_program_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from plait.cli import main
+
     script = tmp_path / "prog.py"
     script.write_text(textwrap.dedent(_SCRIPT))
     ran = tmp_path / "ran.txt"
-    done = _plait("trace", "-o", "no/such/dir/out.json", str(script), str(ran), cwd=tmp_path)
-    assert done.returncode == 2
-    assert "does not exist" in done.stderr and "no/such/dir" in done.stderr
+    missing = str(tmp_path / "no" / "such" / "out.json")
+    assert main(["trace", "-o", missing, str(script), str(ran)]) == 2
+    err = capsys.readouterr().err
+    assert "does not exist" in err and "no/such" in err
     assert not ran.exists()
-    usage = _plait("trace", str(script), cwd=tmp_path)
-    assert usage.returncode == 2 and "plait trace -o out.json SCRIPT" in usage.stderr
+    assert main(["trace", "-o", str(tmp_path), str(script), str(ran)]) == 2
+    assert "it is a folder" in capsys.readouterr().err
+    assert not ran.exists()
+    assert main(["trace", str(script)]) == 2
+    assert "plait trace -o out.json SCRIPT" in capsys.readouterr().err
 
 
 def test_tour_writes_a_trace_and_a_page_per_scene(tmp_path: Path) -> None:
