@@ -90,3 +90,35 @@ def test_tour_writes_a_trace_and_a_page_per_scene(tmp_path: Path) -> None:
     assert any(row["timeouts"] for row in waits)  # the acquire that timed out is seen
     bad = _plait("tour", "--trace", "/proc/no-such/traces", "primitives-deadlock", cwd=tmp_path)
     assert bad.returncode == 2 and "cannot make the trace folder" in bad.stderr
+
+
+_DEADLOCK = """
+import threading
+a, b = threading.Lock(), threading.Lock()
+both = threading.Barrier(2)
+def one():
+    with a:
+        both.wait()
+        with b:
+            pass
+def two():
+    with b:
+        both.wait()
+        with a:
+            pass
+threads = [threading.Thread(target=f, name=f.__name__) for f in (one, two)]
+for t in threads: t.start()
+for t in threads: t.join()
+"""
+
+
+def test_a_deadlocked_run_still_writes_its_trace(tmp_path: Path) -> None:
+    script = tmp_path / "deadlock.py"
+    script.write_text(textwrap.dedent(_DEADLOCK))
+    done = _plait("trace", "-o", "out.json", str(script), cwd=tmp_path)
+    assert done.returncode == 3, done.stderr  # plait run's deadlock exit
+    assert "DeadlockError" in done.stderr
+    data = json.loads((tmp_path / "out.json").read_text())
+    assert {"thread one", "thread two"} <= set(tracks(data).values())
+    waits = [e for e in data["traceEvents"] if e["ph"] == "X" and e["cat"] == "wait"]
+    assert any(e["args"]["object"].startswith("Lock") for e in waits)

@@ -72,9 +72,22 @@ def run(args: argparse.Namespace) -> int:
         session.__enter__()
     except OSError as exc:
         return _fail(str(exc))
+    deadlock_exit = _run._deadlock_exit
+
+    def write_then_exit(error: BaseException) -> None:
+        # `plait run` ends a deadlocked run with os._exit: write the trace first, so the
+        # deadlock is on the timeline (its strands' waits shown as still waiting).
+        try:
+            session.close()
+            print(f"plait trace: wrote {args.output} (the run deadlocked)", file=sys.stderr)
+        finally:
+            deadlock_exit(error)
+
+    _run._deadlock_exit = write_then_exit
     try:
         code = _run.run(args)
     finally:
+        _run._deadlock_exit = deadlock_exit
         session.close()
     print(
         f"plait trace: wrote {args.output}"

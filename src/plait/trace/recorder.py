@@ -68,23 +68,30 @@ CODES = {
 
 
 def _owner_sid(obj: object) -> int | None:
-    """The strand holding ``obj`` when plait can tell (a lock's holder), else ``None``."""
-    holder = getattr(obj, "_holder", None)
-    if holder is None:
-        inner = getattr(obj, "_core", None) or getattr(obj, "_backend", None)
-        holder = getattr(inner, "_holder", None)
-    if not callable(holder):
-        return None
+    """The strand holding ``obj`` when plait can tell (a lock's holder), else ``None``.
+
+    Never raises: ``obj`` may be anything a strand waits on (a proxy whose attributes are
+    remote calls, say)."""
     try:
+        holder = getattr(obj, "_holder", None)
+        if holder is None:
+            inner = getattr(obj, "_core", None) or getattr(obj, "_backend", None)
+            holder = getattr(inner, "_holder", None)
+        if not callable(holder):
+            return None
         owner = holder()
     except Exception:
         return None
-    return getattr(owner, "sid", None)
+    sid = getattr(owner, "sid", None)
+    return sid if isinstance(sid, int) else None
 
 
 def _label(obj: object, number: int) -> str:
     name = type(obj).__name__.lstrip("_")
-    own = getattr(obj, "name", None)
+    try:
+        own = getattr(obj, "name", None)
+    except Exception:
+        own = None
     if isinstance(own, str) and own and len(own) <= 40:
         return f"{name} {own!r}"
     return f"{name}#{number}"
