@@ -91,6 +91,9 @@ def test_lock_contention_and_wake_flow_between_threads(tmp_path: Path) -> None:
     assert ends, "no flow arrow into the woken strand"
     source = starts[ends[0]["id"]]
     assert (source["pid"], source["tid"]) == holder_key
+    main_key = by_name["thread MainThread"]  # joined the holder: woken by its end
+    joins = [e for e in events(data, ph="f") if (e["pid"], e["tid"]) == main_key]
+    assert any((starts[e["id"]]["pid"], starts[e["id"]]["tid"]) == holder_key for e in joins)
     lock_row = data["otherData"]["plait"]["summary"]["locks"][0]
     assert lock_row["holds"] == 2 and lock_row["contended"] == 1
 

@@ -215,6 +215,9 @@ def _to_chrome(
                 out.append(_flow("f", ids, pid, sid, ts, label))
         elif code == r.EXIT:
             _close_run(out, track, pid, sid, ts)
+            oid = strands.get(key, {}).get("oid")
+            if oid is not None:  # who joins this strand is woken by its end
+                touched[(pid, int(oid))] = (pid, sid, ts)
             if a is not None:
                 name = "cancelled" if b == "cancelled" else f"exception {a}"
                 out.append(_instant(name, pid, sid, ts, {"error": a}))

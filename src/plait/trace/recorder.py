@@ -252,6 +252,7 @@ class Recorder(Instrument):
                 "name": strand.name,
                 "parent": getattr(strand.parent, "sid", None),
                 "child_pid": strand.pid if strand.kind == "process" else None,
+                "oid": id(strand),  # a join parks on the strand itself: its end wakes them
             }
         )
 
