@@ -31,6 +31,7 @@ def test_process_strands_pool_workers_and_processes_are_merged(tmp_path: Path) -
             strand = tg.spawn(_in_child, 1, on="process", name="cruncher")
         with plait.Pool(1) as pool:
             worker_pid = pool.apply_async(_in_child, (2,)).get(timeout=30)
+            assert pool.map(abs, range(-6, 0), chunksize=3) == [6, 5, 4, 3, 2, 1]
         q: plait.Queue[int] = plait.Queue()
         p = plait.Process(target=_put_pid, args=(q,))
         p.start()
@@ -50,6 +51,12 @@ def test_process_strands_pool_workers_and_processes_are_merged(tmp_path: Path) -
     assert (strand.result(), "child work 1") in spans
     assert (worker_pid, "child work 2") in spans
     assert (process_pid, "plait.Process body") in spans
+    # pool task spans on the worker's track, chunks with their size
+    tasks = [(e["pid"], e["name"]) for e in events(data, ph="X", cat="task")]
+    assert (worker_pid, "task _in_child()") in tasks
+    assert tasks.count((worker_pid, "task abs() x3")) == 2
+    (row,) = [p for p in meta["summary"]["processes"] if p["pid"] == worker_pid]
+    assert row["tasks"] == 3 and 0 < row["utilisation"] <= 1
     # one clock: every child's events fall inside the parent's recording
     t0 = meta["t0_ns"]
     for e in data["traceEvents"]:

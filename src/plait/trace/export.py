@@ -185,7 +185,7 @@ def _to_chrome(
         if track is None:
             kind = strands.get(key, {}).get("kind", "thread")
             track = tracks[key] = _Track(kind)
-            if code not in (r.SPAWN, r.START):
+            if code not in (r.SPAWN, r.START, r.TASK):
                 track.run_since = ts  # first seen mid-run (the main thread, say)
         if code == r.SPAWN:
             out.append(_instant("spawn", pid, sid, ts, {}))
@@ -246,6 +246,10 @@ def _to_chrome(
                     args = {"items": max(depth[(pid, a)], 0)}
                     out.append({"ph": "C", "name": f"depth {label}", "pid": pid,
                                 "ts": round(ts, 3), "args": args})  # fmt: skip
+        elif code == r.TASK and isinstance(a, list) and len(a) == 2:
+            start = (int(b) - t0) / _US
+            what = f"task {a[0]}" + (f" x{a[1]}" if a[1] != 1 else "")
+            out.append(_slice(what, "task", pid, sid, start, ts, {"function": a[0], "items": a[1]}))
         elif code == r.SPAN_BEGIN:
             ids += 1
             track.spans[str(a)].append(ids)

@@ -39,6 +39,7 @@ __all__ = ["CODES", "Recorder", "active_recorder"]
 
 _now = time.monotonic_ns
 
+TASK = "tk"
 SPAWN, START, PARK, UNPARK, EXIT, ACQUIRE, RELEASE, SEND, RECEIVE, SPAN_BEGIN, SPAN_END = (
     "sp",
     "st",
@@ -64,6 +65,7 @@ CODES = {
     RECEIVE: "took an item (a: channel id)",
     SPAN_BEGIN: "a user span began (a: its name)",
     SPAN_END: "a user span ended (a: its name)",
+    TASK: "a pool worker ran a task (t: its end; a: [function, items], b: its start)",
 }
 
 
@@ -322,6 +324,10 @@ class Recorder(Instrument):
         if key not in self._objects:
             self._new_object(channel)
         self._append((RECEIVE, _now(), sid, key, None, self._next()))
+
+    def task_ran(self, name: str, items: int, started_ns: int, ended_ns: int) -> None:
+        self._life(TASK, current_strand(), [name, items], started_ns)
+        # (recorded at its end: the event's time is ended_ns, close enough to now)
 
     def span(self, name: str, begin: bool) -> None:
         """A user span's edge on the calling strand (see :func:`plait.trace_span`)."""

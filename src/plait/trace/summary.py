@@ -28,6 +28,7 @@ def summarize(
     holds: dict[tuple[Any, Any, Any], tuple[str, float]] = {}
     locks: dict[str, dict[str, Any]] = {}
     channels: dict[str, dict[str, Any]] = {}
+    tasks: dict[Any, list[tuple[float, float]]] = defaultdict(list)
     for e in events:
         ph = e.get("ph")
         pid, tid = e.get("pid"), e.get("tid")
@@ -41,7 +42,9 @@ def summarize(
             bounds[0] = min(bounds[0], ts)
             bounds[1] = max(bounds[1], stop)
         cat = e.get("cat")
-        if ph == "X" and cat == "run":
+        if ph == "X" and cat == "task":
+            tasks[pid].append((ts, ts + float(e["dur"])))
+        elif ph == "X" and cat == "run":
             run[(pid, tid)] += float(e["dur"])
         elif ph == "X" and cat == "wait":
             dur = float(e["dur"])
@@ -83,16 +86,28 @@ def summarize(
         }
         for pid, tid in sorted(set(run) | set(wait), key=lambda k: (str(k[0]), str(k[1])))
     ]
+    # Pool utilisation: each worker's task time over the pool's busy window (the first
+    # task's start to the last one's end, across workers); else run time over its span.
+    window = [t for spans_ in tasks.values() for t in spans_]
+    busy_from = min((a for a, _ in window), default=0.0)
+    busy_to = max((b for _, b in window), default=0.0)
     processes = []
     for pid, (first, last) in sorted(spans.items(), key=lambda kv: str(kv[0])):
-        busy = sum(v for (p, _), v in run.items() if p == pid)
-        width = max(last - first, 1e-9)
+        running = sum(v for (p, _), v in run.items() if p == pid)
+        done = tasks.get(pid, [])
+        task_us = sum(b - a for a, b in done)
+        if done:
+            share = task_us / max(busy_to - busy_from, 1e-9)
+        else:
+            share = running / max(last - first, 1e-9)
         processes.append(
             {
                 "pid": pid,
                 "span_us": round(last - first, 1),
-                "running_us": round(busy, 1),
-                "utilisation": round(busy / width, 3),
+                "running_us": round(running, 1),
+                "tasks": len(done),
+                "task_us": round(task_us, 1),
+                "utilisation": round(share, 3),
                 "strands": sum(1 for (p, _) in names if p == pid),
             }
         )

@@ -58,8 +58,9 @@ function draw() {
     for (const s of t.slices) {
       const x0 = (s.ts - view.a) / span * w, x1 = (s.ts + s.dur - view.a) / span * w;
       if (x1 < 0 || x0 > w) continue;
-      g.fillStyle = s.cat === 'wait' ? colour(s.args.object) : '#90a4ae';
-      g.fillRect(x0, s.cat === 'wait' ? 3 : 6, Math.max(x1 - x0, 1), s.cat === 'wait' ? 14 : 8);
+      const tall = s.cat !== 'run';
+      g.fillStyle = s.cat === 'wait' ? colour(s.args.object) : s.cat === 'task' ? '#1565c0' : '#90a4ae';
+      g.fillRect(x0, tall ? 3 : 6, Math.max(x1 - x0, 1), tall ? 14 : 8);
     }
     g.fillStyle = '#b71c1c';
     for (const i of t.ticks) {
@@ -123,7 +124,8 @@ table('s-strands', sm.strands, [['strand', 'strand'], ['pid', 'pid'], ['running_
 table('s-objects', sm.objects, [['object', 'object'], ['waits', 'waits'], ['waited_us', 'waited (ms)'], ['timeouts', 'timeouts'], ['cancelled', 'cancelled']]);
 table('s-locks', sm.locks, [['lock', 'lock'], ['holds', 'holds'], ['held_us', 'held (ms)'], ['contended', 'contended waits'], ['contended_wait_us', 'waited (ms)']]);
 table('s-channels', sm.channels, [['channel', 'channel'], ['puts', 'puts'], ['gets', 'gets']]);
-table('s-processes', sm.processes, [['pid', 'process'], ['strands', 'strands'], ['span_us', 'span (ms)'], ['running_us', 'running (ms)'], ['utilisation', 'utilisation']]);
+table('s-processes', sm.processes, [['pid', 'process'], ['strands', 'strands'], ['span_us', 'span (ms)'], ['running_us', 'running (ms)'],
+  ['tasks', 'pool tasks'], ['task_us', 'in tasks (ms)'], ['utilisation', 'utilisation']]);
 if (meta.partial) document.getElementById('partial').hidden = false;
 const nslices = rows.reduce((n, r) => n + r.t.slices.length, 0);
 document.getElementById('status').textContent = rows.length + ' tracks, ' + nslices + ' slices, ' +
