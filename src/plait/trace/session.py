@@ -47,12 +47,23 @@ def _marker_path(pid: int) -> str:
     return os.path.join(_marker_dir(), f"{pid}.json")
 
 
+def _started(pid: int) -> str | None:
+    """When process ``pid`` started (Linux: /proc), so that a marker a crashed process
+    left is not taken for that of a later process given the same pid."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
 def _write_marker(parts: str, t0_ns: int, capacity: int) -> str:
     os.makedirs(_marker_dir(), mode=0o700, exist_ok=True)
     path = _marker_path(os.getpid())
     tmp = f"{path}.{time.monotonic_ns()}.tmp"
+    info = {"parts": parts, "t0_ns": t0_ns, "capacity": capacity, "started": _started(os.getpid())}
     with open(tmp, "w", encoding="utf-8") as f:
-        json.dump({"parts": parts, "t0_ns": t0_ns, "capacity": capacity}, f)
+        json.dump(info, f)
     os.replace(tmp, path)
     return path
 
@@ -215,8 +226,8 @@ def _record_if_parent_does(parent_pid: int) -> None:
         with open(_marker_path(parent_pid), encoding="utf-8") as f:
             info: dict[str, Any] = json.load(f)
         parts = info["parts"]
-        if not os.path.isdir(parts):
-            return
+        if not os.path.isdir(parts) or info.get("started") != _started(parent_pid):
+            return  # (left by a crashed process whose pid is now another's)
         existing = active_recorder(hooks.active)
         if existing is not None:  # forked with the parent's recorder: it re-pointed itself
             _at_child_exit(existing.stop)
