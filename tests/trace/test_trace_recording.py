@@ -67,6 +67,7 @@ def test_lock_contention_and_wake_flow_between_threads(tmp_path: Path) -> None:
         with lock:
             took.set()
             wait_parked(on=lock, count=1, timeout=10)
+        wait_parked(on=plait.current_strand(), count=1, timeout=10)  # main joins us
 
     def contender() -> None:
         assert took.wait(10)
