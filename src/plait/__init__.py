@@ -99,6 +99,7 @@ from plait._threads import Thread, Timer
 from plait.diagnostics import debug, detect_deadlocks, dump, ignore_deadlocks
 from plait.pool import AsyncResult, Pool, PoolClosedError, PoolStatistics, PoolTimeoutError
 from plait.shared import Manager  # multiprocessing's API, no server process (plait.shared)
+from plait.trace import trace, trace_span
 
 __version__ = "0.1.0"
 
@@ -261,6 +262,8 @@ __all__ = [
     "settrace",
     "sleep",
     "stack_size",
+    "trace",
+    "trace_span",
 ]
 
 # Names the running Python's stdlib has and older ones lack (typed as the oldest we support).

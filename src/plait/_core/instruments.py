@@ -46,6 +46,10 @@ class Instrument:
     def received(self, strand: Strand, channel: object, item: Any) -> None:
         """``strand`` took ``item`` from ``channel``."""
 
+    def task_ran(self, name: str, items: int, started_ns: int, ended_ns: int) -> None:
+        """A pool worker ran one task (``items`` > 1: a chunk) of function ``name`` from
+        ``started_ns`` to ``ended_ns`` (``time.monotonic_ns``), on the calling thread."""
+
 
 class _Hooks:
     """Fans each hook out to the installed instruments; ``active`` is falsy when none."""
@@ -100,6 +104,10 @@ class _Hooks:
     def received(self, strand: Strand, channel: object, item: Any) -> None:
         for i in self.active:
             i.received(strand, channel, item)
+
+    def task_ran(self, name: str, items: int, started_ns: int, ended_ns: int) -> None:
+        for i in self.active:
+            i.task_ran(name, items, started_ns, ended_ns)
 
 
 hooks = _Hooks()

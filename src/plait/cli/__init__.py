@@ -1,9 +1,8 @@
 """The ``plait`` command: ``plait --version``, ``plait tour [--list] [NAME ...]``,
-``plait run SCRIPT [ARG ...]``, ``plait dump PID [--json]``.
+``plait run SCRIPT [ARG ...]``, ``plait dump PID [--json]``, ``plait trace -o OUT SCRIPT``.
 
 Each subcommand lives in its own module with an ``add_parser(subparsers)`` that registers it
-and sets ``func`` (``args -> exit code``). ``plait run``, ``plait dump`` and ``plait trace``
-arrive with their issues (``trace`` is still to come).
+and sets ``func`` (``args -> exit code``).
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from plait.cli import _dump, _run, _tour
+from plait.cli import _dump, _run, _tour, _trace
 
 __all__ = ["build_parser", "main"]
 
@@ -31,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     _tour.add_parser(subparsers)
     _run.add_parser(subparsers)
     _dump.add_parser(subparsers)
+    _trace.add_parser(subparsers)
     return parser
 
 

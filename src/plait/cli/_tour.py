@@ -21,6 +21,11 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument("names", nargs="*", metavar="NAME", help="scene or topic to run")
     parser.add_argument("--list", action="store_true", help="list the scenes and exit")
+    parser.add_argument(
+        "--trace",
+        metavar="DIR",
+        help="record each scene's timeline into DIR: SCENE.json (Chrome trace) and SCENE.html",
+    )
     parser.set_defaults(func=run)
 
 
@@ -39,5 +44,16 @@ def run(args: argparse.Namespace) -> int:
     except UnknownSceneError as exc:
         print(f"plait tour: {exc}", file=sys.stderr)
         return 2
-    run_scenes(chosen)
+    if args.trace is None:
+        run_scenes(chosen)
+        return 0
+    from plait.trace.scenes import traced_in
+
+    try:
+        around = traced_in(args.trace)
+    except OSError as exc:
+        print(f"plait tour: {exc}", file=sys.stderr)
+        return 2
+    run_scenes(chosen, around=around)
+    print(f"traces and pages written to {args.trace}")
     return 0

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
+from plait._core.instruments import hooks
 from plait._ipc.ctrl_c import take_over, takes_ctrl_c
 from plait._ipc.lifeline import install_in_child
 from plait._ipc.serialize import dumps, loads, pack_error
@@ -261,10 +262,12 @@ def _serve(conn: Connection, marker: Marker, base: int) -> None:
                 continue
             del buf
             started = time.perf_counter()
-            marker[base + 3] = clock()
+            marker[base + 3] = ran_from = clock()
             marker[base + 2] = STAGE_RUN
             values, errors = runner.run(fn, items, star, timeout is not None)
             elapsed = time.perf_counter() - started
+            if hooks.active:  # (a trace's pool task spans)
+                hooks.task_ran(_name(fn), len(items), ran_from, clock())
             marker[base + 2] = STAGE_SEND
             send(_encode(task_id, values, errors, elapsed, _name(fn)))
             del values, errors, items, fn

@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TextIO
 
@@ -84,8 +85,15 @@ def select(names: Iterable[str], scenes: Sequence[Scene] | None = None) -> list[
     return chosen
 
 
-def run_scenes(scenes: Sequence[Scene], out: TextIO | None = None) -> float:
-    """Run ``scenes`` one after the other, each under a header; return the total seconds."""
+def run_scenes(
+    scenes: Sequence[Scene],
+    out: TextIO | None = None,
+    around: Callable[[Scene], AbstractContextManager[object]] | None = None,
+) -> float:
+    """Run ``scenes`` one after the other, each under a header; return the total seconds.
+
+    ``around(scene)``, when given, is a context each scene runs in (``plait tour --trace``
+    records each scene's trace in it)."""
     stream = sys.stdout if out is None else out
     total = 0.0
     for index, scene in enumerate(scenes, 1):
@@ -94,7 +102,8 @@ def run_scenes(scenes: Sequence[Scene], out: TextIO | None = None) -> float:
         stream.flush()
         before = set(threading.enumerate())
         start = time.perf_counter()
-        scene.run()
+        with nullcontext() if around is None else around(scene):
+            scene.run()
         elapsed = time.perf_counter() - start
         total += elapsed
         _join_leftovers(before)
