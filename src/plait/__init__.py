@@ -64,6 +64,7 @@ from plait._errors import (
     SerializationError,
     ShutDown,
     ThreadError,
+    TraceOutputError,
     WorkerCrashed,
     WouldBlock,
 )
@@ -208,6 +209,7 @@ __all__ = [
     "ThreadError",
     "TimeoutError",
     "Timer",
+    "TraceOutputError",
     "Value",
     "WorkerCrashed",
     "WouldBlock",

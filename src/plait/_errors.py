@@ -68,6 +68,7 @@ __all__ = [
     "SerializationError",
     "ShutDown",
     "ThreadError",
+    "TraceOutputError",
     "WorkerCrashed",
     "WouldBlock",
 ]
@@ -298,6 +299,8 @@ ThreadError = threading.ThreadError
 ProcessError = multiprocessing.ProcessError
 AuthenticationError = multiprocessing.AuthenticationError
 BufferTooShort = multiprocessing.BufferTooShort
+
+
 class DeserializationError(BrokenProcessPool, PlaitError, pickle.UnpicklingError):
     """A pool task's arguments would not unpickle in its worker, or its result would not
     unpickle in the parent (a ``__reduce__`` that raised, even ``SystemExit``).
@@ -313,3 +316,8 @@ class LockOrderWarning(RuntimeWarning):
     """Debug mode saw two lock classes taken in both orders: two strands can deadlock on
     them even if this run's timing did not. ``-W error::plait.LockOrderWarning`` (or
     ``-W error``) makes it fatal in tests."""
+
+
+class TraceOutputError(PlaitError, OSError):
+    """``plait.trace`` cannot write its output where it was asked to (raised before the
+    traced code runs, so nothing is lost): choose a writable path."""

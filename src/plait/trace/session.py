@@ -24,14 +24,11 @@ from types import TracebackType
 from typing import Any
 
 from plait._core.instruments import add_instrument, hooks, remove_instrument
+from plait._errors import TraceOutputError
 from plait._ipc import lifeline
 from plait.trace.recorder import Recorder, active_recorder
 
 __all__ = ["TraceOutputError", "parts_dir_for", "trace", "trace_span"]
-
-
-class TraceOutputError(OSError):
-    """The trace cannot be written where it was asked for (raised before anything runs)."""
 
 
 def parts_dir_for(output: str) -> str:
