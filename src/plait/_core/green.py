@@ -6,17 +6,18 @@ then waits for it to finish. The greenlet runs until its first wait, then switch
 the loop; from then on it is resumed straight from loop callbacks, with no task step in
 between (which is what makes a wait cheap)::
 
-    drive() ─ _step ─switch─► greenlet: fn(*args) ... q.get(): park()
-       await done ◄──switch── (parked: a _Resume in the waiter's place of a future)
+    drive() ── start: ready ──► hub ─switch─► greenlet: fn(*args) ... q.get(): park()
+       await done                 hub ◄──switch── (parked: a _Resume in the waiter's
+                                                   place of a future)
     (other callbacks run)
-    waker: q.put() ── waiter.wake() ── _Resume.set_result ── call_soon(_step)
-    _step ─────────switch───► ... get returns; ... next wait switches back, or the
-                               function returns: _step resolves ``done``
+    waker: q.put() ── waiter.wake() ── _Resume.set_result ── ready (+ call_soon(hub))
+    hub ─────────────────switch───► ... get returns; ... next wait switches back, or the
+                                    function returns: the hub resolves ``done``
 
 So every plait wait works unchanged in a green strand: ``WaitQueue.enqueue_current`` gives
 a green strand's waiter a :class:`_Resume` where a coroutine's has a future, and
 :func:`plait._core.parking.park` switches out (:func:`switch_out`) instead of blocking the
-thread. While it runs, the thread's current strand is the green strand (``_step`` sets it),
+thread. While it runs, the thread's current strand is the green strand (the hub sets it),
 so ``current_strand()`` and every wait see the right strand. Cancelling the strand's task
 throws :class:`plait.Cancelled` into the greenlet at its wait, as a thread strand sees it;
 sync cancel scopes (``with move_on_after``) work as they do in a thread strand.
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import threading
 import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -40,6 +42,7 @@ from plait._errors import Cancelled
 
 __all__ = [
     "await_",
+    "current_green",
     "drive",
     "greenlet_module",
     "in_green_strand",
@@ -96,12 +99,14 @@ class _Scheduler:
     still get theirs. Every switch into a green strand happens in the hub.
     """
 
-    __slots__ = ("hub", "loop", "ready", "scheduled")
+    __slots__ = ("hub", "ident", "loop", "ready", "run", "scheduled")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
+        self.ident = threading.get_ident()  # (made on the loop's thread, by drive())
         self.ready: deque[_Resume] = deque()
         self.scheduled = False
+        self.run = self._run  # (bound once: call_soon'd at every wake-up batch)
         self.hub = greenlet_module().greenlet(self._hub)
 
     def wake(self, resume: _Resume) -> None:
@@ -110,7 +115,7 @@ class _Scheduler:
             self.scheduled = True
             self.loop.call_soon(self.run)
 
-    def run(self) -> None:
+    def _run(self) -> None:
         hub = self.hub
         if hub.dead:  # pragma: no cover - only if the hub itself failed
             hub = self.hub = greenlet_module().greenlet(self._hub)
@@ -120,15 +125,35 @@ class _Scheduler:
     def _hub(self) -> None:
         ready = self.ready
         popleft = ready.popleft
+        # The thread's strand (``current_strand()`` in a green strand) is set by hand in
+        # the loop thread's own dict of ``_strands._local``: one dict store per step.
+        local = _strands._local.__dict__
         while True:
+            before = local.get("strand", _MISSING)
             for _ in range(_BATCH):
                 if not ready:
                     break
                 resume = popleft()
                 g = resume.greenlet
-                if g.waiting is resume:  # (else it left that wait already: it was cancelled)
-                    g.waiting = None
-                    _step(g, resume.error)
+                if g.waiting is not resume:
+                    continue  # it left that wait already: it was cancelled
+                g.waiting = None
+                local["strand"] = g.strand
+                error = resume.error
+                try:  # run it until its next wait (or its end)
+                    out = g.throw(error) if error is not None else g.switch()
+                except BaseException as exc:  # the strand's outcome, for its task
+                    g.outcome = (False, exc)
+                else:
+                    if not g.dead:
+                        continue
+                    g.outcome = (True, out)
+                if not g.done.done():
+                    g.done.set_result(None)
+            if before is _MISSING:
+                local.pop("strand", None)
+            else:
+                local["strand"] = before
             if ready:
                 self.loop.call_soon(self.run)
             else:
@@ -167,12 +192,25 @@ class _Resume:
     def set_result(self, _value: object) -> None:
         if not self._done:
             self._done = True
-            self.greenlet.scheduler.wake(self)
+            scheduler = self.greenlet.scheduler
+            scheduler.ready.append(self)  # (Scheduler.wake, inline: once per wake-up)
+            if not scheduler.scheduled:
+                scheduler.scheduled = True
+                scheduler.loop.call_soon(scheduler.run)
 
 
 def resume_for(loop: asyncio.AbstractEventLoop) -> _Resume:
     """A resume handle for the calling green strand's next wait (on ``loop``, its own)."""
     return _Resume(_getcurrent())
+
+
+def current_green() -> Any:
+    """The calling green strand's greenlet, or ``None`` outside green strands (cheap: what
+    ``WaitQueue.enqueue_current`` asks first)."""
+    if _getcurrent is None:
+        return None
+    g = _getcurrent()
+    return g if type(g) is _GreenT else None
 
 
 def switch_out(resume: _Resume) -> None:
@@ -187,27 +225,6 @@ def switch_out(resume: _Resume) -> None:
 
 
 _MISSING: Any = object()
-
-
-def _step(g: Any, error: BaseException | None = None) -> None:
-    """Run green strand ``g`` until its next wait (or its end), as its strand."""
-    local = _strands._local
-    before = local.__dict__.get("strand", _MISSING)
-    local.strand = g.strand
-    try:
-        out = g.throw(error) if error is not None else g.switch()
-    except BaseException as exc:  # the strand's outcome, for its task
-        g.outcome = (False, exc)
-    else:
-        if g.dead:
-            g.outcome = (True, out)
-    finally:
-        if before is _MISSING:
-            local.__dict__.pop("strand", None)
-        else:
-            local.strand = before
-    if g.outcome is not None and not g.done.done():
-        g.done.set_result(None)
 
 
 def _ended(g: Any) -> bool:

@@ -226,18 +226,17 @@ class WaitQueue:
         A sync call from inside a coroutine blocks its loop's thread, exactly as the
         stdlib's would; the waiter still belongs to the coroutine's strand.
         """
-        strand = current_strand()
-        if strand.kind == "green":  # it parks by switching to its loop (see _green_park)
-            waiter = Waiter(self, strand, on, data)
-            loop = _get_running_loop()
-            assert loop is not None  # (a green strand runs on its loop's thread)
-            waiter.loop = loop
-            waiter.ident = _get_ident()
-            waiter.fut = _green.resume_for(loop)  # type: ignore[assignment]
+        g = _green.current_green()
+        if g is not None:  # a green strand parks by switching to its loop (see _green_park)
+            scheduler = g.scheduler
+            waiter = Waiter(self, g.strand, on, data)
+            waiter.loop = scheduler.loop
+            waiter.ident = scheduler.ident
+            waiter.fut = _green._Resume(g)  # type: ignore[assignment]
             self._dq.append(waiter)
             self._count += 1
             return waiter
-        waiter = Waiter(self, strand, on, data)
+        waiter = Waiter(self, current_strand(), on, data)
         lock = allocate_lock()
         lock.acquire()
         waiter.lock = lock
@@ -453,31 +452,38 @@ def _green_park(
     but the strand waits by switching to its loop (``plait._core.green``), not by blocking
     the loop's thread."""
     strand = waiter.strand
-    scoped = bool(strand.cancel_scopes)
-    waiter.interruptible = scoped or interruptible
-    wait = timeout
-    if scoped:
-        now = _monotonic()
-        end = _nearest_deadline(strand)
-        if timeout is not None:
-            end = min(end, now + timeout)
-        wait = None if end == math.inf else max(0.0, end - now)
-        if _cancelled_scope(strand, now) is not None:
-            wait = 0.0
     resume: Any = waiter.fut
-    loop = waiter.loop
-    assert loop is not None
     check = park_checks.untimed
-    if check is not None and wait is None:
+    scoped = bool(strand.cancel_scopes)
+    handle = None
+    if scoped or interruptible or timeout is not None:
+        waiter.interruptible = scoped or interruptible
+        wait = timeout
+        if scoped:
+            now = _monotonic()
+            end = _nearest_deadline(strand)
+            if timeout is not None:
+                end = min(end, now + timeout)
+            wait = None if end == math.inf else max(0.0, end - now)
+            if _cancelled_scope(strand, now) is not None:
+                wait = 0.0
+        if check is not None and wait is None:
+            check(waiter)  # may raise instead of parking for good (a deadlock)
+        if wait is not None:
+            loop = waiter.loop
+            assert loop is not None
+            handle = loop.call_later(wait, resume.set_result, None)
+    elif check is not None:
         check(waiter)  # may raise instead of parking for good (a deadlock)
-    handle = None if wait is None else loop.call_later(wait, resume.set_result, None)
     strand.state = "parked"
     strand.parked_on = waiter.on
     strand.waiter = waiter
     if hooks.active:
         hooks.parked(strand, waiter.on)
+    g = resume.greenlet
+    g.waiting = resume
     try:
-        _green.switch_out(resume)
+        g.parent.switch()  # to the loop's hub, until resumed (plait._core.green)
     except BaseException:  # its task was cancelled: leave the queue, give back a hand-over
         with waiter.queue.mutex:
             removed = waiter.queue.remove(waiter, CANCELLED)
@@ -486,6 +492,7 @@ def _green_park(
             undo(waiter.value)
         raise
     finally:
+        g.waiting = None
         if handle is not None:
             handle.cancel()
         strand.state = "running"
