@@ -1,5 +1,5 @@
 """Build plait's optional C accelerator (``plait._speedups``, the queue's hot paths;
-``plait._fastlock``, the lock's).
+``plait._fastlock``, the lock's; ``plait._core._greenpark``, green strands' switch step).
 
 Everything else is in pyproject.toml. The extension is optional: where it cannot be built
 (no compiler, another Python implementation, a free-threaded build) plait installs and runs
@@ -26,6 +26,9 @@ setup(
         # the robust process-shared mutex of shared queues (fallback: the same calls
         # through ctypes, see plait/_ipc/robust.py)
         Extension("plait._ipc._robust", ["src/plait/_ipc/_robust.c"], optional=True),
+        # green strands' switch step: the hub and its wake-ups (fallback: the Python classes,
+        # see plait/_core/green.py); greenlet is called through its Python API, no headers
+        Extension("plait._core._greenpark", ["src/plait/_core/_greenpark.c"], optional=True),
     ]
     if _wanted
     else [],

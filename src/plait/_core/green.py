@@ -24,12 +24,18 @@ sync cancel scopes (``with move_on_after``) work as they do in a thread strand.
 
 ``greenlet`` is an optional dependency (``pip install 'plait[green]'``): this module
 imports it only when a green strand is started.
+
+The switch step -- :class:`_Resume` and :class:`_Scheduler`, the hub's loop -- has a C
+accelerator (``plait._core._greenpark``, :data:`GREENPARK`) that does the same with no
+Python frame per switch; these Python classes are the reference and the fallback (not
+built, or ``PLAIT_NO_SPEEDUPS=1``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import os
 import threading
 import weakref
 from collections import deque
@@ -54,6 +60,21 @@ __all__ = [
 
 _GreenT: Any = None  # the greenlet subclass of green strands, made on first use
 _getcurrent: Any = None  # greenlet.getcurrent, once a green strand was started
+
+# The C switch step (plait/_core/_greenpark.c); None: the Python classes below run.
+GREENPARK: Any = None
+if not os.environ.get("PLAIT_NO_SPEEDUPS"):
+    try:
+        from plait._core import _greenpark
+    except ImportError:  # pragma: no cover - depends on the build
+        pass
+    else:
+        if _greenpark.SEAM != 1:  # Resume's and Scheduler's members, configure()'s args
+            raise ImportError(
+                f"plait._core._greenpark ({_greenpark.__file__}) was built from another "
+                "version of plait: rebuild it (pip install -e .), or set PLAIT_NO_SPEEDUPS=1"
+            )
+        GREENPARK = _greenpark
 
 
 def greenlet_module() -> Any:
@@ -81,10 +102,14 @@ def _green_type() -> Any:
             done: Any
             waiting: Any
             outcome: tuple[bool, Any] | None
-            scheduler: _Scheduler
+            scheduler: Any  # a _Scheduler (or the C one)
 
         global _getcurrent
         _getcurrent = greenlet.getcurrent
+        if GREENPARK is not None:
+            GREENPARK.configure(
+                greenlet=greenlet.greenlet, getcurrent=greenlet.getcurrent, local=_strands._local
+            )
         _GreenT = GreenStrandGreenlet
     return _GreenT
 
@@ -162,15 +187,21 @@ class _Scheduler:
 
 
 _BATCH = 256
-_schedulers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Scheduler] = (
+_schedulers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def _scheduler(loop: asyncio.AbstractEventLoop) -> _Scheduler:
+def _scheduler(loop: asyncio.AbstractEventLoop) -> Any:
+    """The loop's scheduler (made on the loop's thread, by :func:`drive`)."""
     scheduler = _schedulers.get(loop)
     if scheduler is None:
-        scheduler = _schedulers[loop] = _Scheduler(loop)
+        _green_type()  # (greenlet imported, the C step configured)
+        if GREENPARK is not None:
+            scheduler = GREENPARK.Scheduler(loop, threading.get_ident(), _BATCH)
+        else:
+            scheduler = _Scheduler(loop)
+        _schedulers[loop] = scheduler
     return scheduler
 
 
@@ -199,9 +230,14 @@ class _Resume:
                 scheduler.loop.call_soon(scheduler.run)
 
 
-def resume_for(loop: asyncio.AbstractEventLoop) -> _Resume:
+new_resume: Any = GREENPARK.Resume if GREENPARK is not None else _Resume
+"""``new_resume(greenlet, error=None)``: a :class:`_Resume` (or the C one) for ``greenlet``'s
+next wait (what ``WaitQueue.enqueue_current`` gives a green strand's waiter)."""
+
+
+def resume_for(loop: asyncio.AbstractEventLoop) -> Any:
     """A resume handle for the calling green strand's next wait (on ``loop``, its own)."""
-    return _Resume(_getcurrent())
+    return new_resume(_getcurrent())
 
 
 def current_green() -> Any:
@@ -213,7 +249,7 @@ def current_green() -> Any:
     return g if type(g) is _GreenT else None
 
 
-def switch_out(resume: _Resume) -> None:
+def switch_out(resume: Any) -> None:
     """Leave the loop to other work until ``resume`` brings the calling green strand back
     (an exception thrown in -- its cancellation -- is raised here)."""
     g = resume.greenlet
@@ -284,7 +320,7 @@ async def drive(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
     g.done = loop.create_future()
     g.outcome = None  # (True, result) or (False, error) once it has ended
     g.scheduler = scheduler
-    g.waiting = start = _Resume(g)  # (waiting: the _Resume of its wait while it is parked)
+    g.waiting = start = new_resume(g)  # (waiting: the _Resume of its wait while it is parked)
     start.set_result(None)
     try:
         while g.outcome is None:
@@ -297,7 +333,7 @@ async def drive(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
                 error = exc if isinstance(exc, Cancelled) else Cancelled(*exc.args)
                 # Thrown in at its wait (a wake-up already on its way is dropped), by the
                 # hub: blocking-style code sees what a thread strand sees.
-                g.waiting = throw = _Resume(g, error)
+                g.waiting = throw = new_resume(g, error)
                 throw.set_result(None)
     finally:
         _strands.green_by_context.pop(id(context), None)

@@ -232,7 +232,7 @@ class WaitQueue:
             waiter = Waiter(self, g.strand, on, data)
             waiter.loop = scheduler.loop
             waiter.ident = scheduler.ident
-            waiter.fut = _green._Resume(g)  # type: ignore[assignment]
+            waiter.fut = _green.new_resume(g)
             self._dq.append(waiter)
             self._count += 1
             return waiter

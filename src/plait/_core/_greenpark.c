@@ -1,0 +1,605 @@
+/* plait._core._greenpark: the switch step of green strands in C.
+ *
+ * A parked green strand is resumed by its loop's hub (plait/_core/green.py, whose Python
+ * _Resume and _Scheduler are the reference and the fallback: PLAIT_NO_SPEEDUPS=1, or this
+ * module not built). Two types do the same work here, with no Python frame per switch:
+ *
+ *   Resume     what a green strand's waiter holds in the place of a future: done(),
+ *              set_result(v) (makes the strand ready, once); members greenlet, error.
+ *   Scheduler  one loop's ready strands and its hub: wake(resume), run() (the loop
+ *              callback that switches to the hub), and the hub's body, which steps up to
+ *              `batch` ready strands (setting the thread's current strand for each) and
+ *              switches back.
+ *
+ * greenlet is called through its Python API (switch, throw, parent, dead), so building
+ * needs no greenlet headers; configure() hands this module greenlet's type and plait's
+ * thread-local strand slot the first time a green strand starts.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+
+static PyObject *greenlet_type = NULL; /* greenlet.greenlet */
+static PyObject *getcurrent = NULL;    /* greenlet.getcurrent */
+static PyObject *strand_local = NULL;  /* plait._core.strands._local */
+
+static PyObject *str_switch, *str_throw, *str_parent, *str_dead, *str_waiting, *str_strand,
+    *str_outcome, *str_done, *str_set_result, *str_call_soon, *str_scheduler, *str_dict;
+
+static int
+not_configured(void)
+{
+    if (greenlet_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "plait._core._greenpark is not configured: green strands call "
+                        "configure() before their first switch");
+        return 1;
+    }
+    return 0;
+}
+
+/* -- Resume ---------------------------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *greenlet;
+    PyObject *error;
+    char done;
+} Resume;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *loop;
+    PyObject *hub;
+    PyObject *run; /* bound self.run, call_soon'd */
+    PyObject **ring;
+    Py_ssize_t cap, head, count;
+    long ident;
+    int batch;
+    char scheduled;
+} Scheduler;
+
+static PyTypeObject Resume_Type;
+static PyTypeObject Scheduler_Type;
+
+static int scheduler_wake(Scheduler *self, PyObject *resume);
+
+static PyObject *
+Resume_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"greenlet", "error", NULL};
+    PyObject *g, *error = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|O:Resume", kwlist, &g, &error))
+        return NULL;
+    Resume *self = (Resume *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->greenlet = Py_NewRef(g);
+    self->error = Py_NewRef(error);
+    self->done = 0;
+    return (PyObject *)self;
+}
+
+static int
+Resume_traverse(Resume *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->greenlet);
+    Py_VISIT(self->error);
+    return 0;
+}
+
+static int
+Resume_clear(Resume *self)
+{
+    Py_CLEAR(self->greenlet);
+    Py_CLEAR(self->error);
+    return 0;
+}
+
+static void
+Resume_dealloc(Resume *self)
+{
+    PyObject_GC_UnTrack(self);
+    Resume_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+Resume_done(Resume *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(self->done);
+}
+
+static PyObject *
+Resume_set_result(Resume *self, PyObject *Py_UNUSED(value))
+{
+    if (self->done)
+        Py_RETURN_NONE;
+    self->done = 1;
+    if (self->greenlet == NULL)
+        Py_RETURN_NONE;
+    PyObject *scheduler = PyObject_GetAttr(self->greenlet, str_scheduler);
+    if (scheduler == NULL)
+        return NULL;
+    int rc;
+    if (Py_IS_TYPE(scheduler, &Scheduler_Type)) {
+        rc = scheduler_wake((Scheduler *)scheduler, (PyObject *)self);
+    } else { /* a Python scheduler (only if the two were mixed: its wake() does it) */
+        PyObject *r = PyObject_CallMethod(scheduler, "wake", "O", (PyObject *)self);
+        rc = r == NULL ? -1 : 0;
+        Py_XDECREF(r);
+    }
+    Py_DECREF(scheduler);
+    if (rc < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Resume_repr(Resume *self)
+{
+    return PyUnicode_FromFormat("<Resume of %R%s>", self->greenlet,
+                                self->done ? " (set)" : "");
+}
+
+static PyMethodDef Resume_methods[] = {
+    {"done", (PyCFunction)Resume_done, METH_NOARGS, "Whether set_result() was called."},
+    {"set_result", (PyCFunction)Resume_set_result, METH_O,
+     "Make the strand ready to go on (once; later calls do nothing)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef Resume_members[] = {
+    {"greenlet", T_OBJECT, offsetof(Resume, greenlet), READONLY, "the green strand's greenlet"},
+    {"error", T_OBJECT, offsetof(Resume, error), READONLY,
+     "thrown in instead of resuming (its cancellation), or None"},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyTypeObject Resume_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "plait._core._greenpark.Resume",
+    .tp_basicsize = sizeof(Resume),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "Resume(greenlet, error=None): a green strand's wake-up, in a future's place.",
+    .tp_new = Resume_new,
+    .tp_dealloc = (destructor)Resume_dealloc,
+    .tp_traverse = (traverseproc)Resume_traverse,
+    .tp_clear = (inquiry)Resume_clear,
+    .tp_methods = Resume_methods,
+    .tp_members = Resume_members,
+    .tp_repr = (reprfunc)Resume_repr,
+};
+
+/* -- Scheduler ------------------------------------------------------------------------- */
+
+static int
+ring_push(Scheduler *self, PyObject *item)
+{
+    if (self->count == self->cap) {
+        Py_ssize_t cap = self->cap ? self->cap * 2 : 64;
+        PyObject **ring = PyMem_New(PyObject *, cap);
+        if (ring == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        for (Py_ssize_t i = 0; i < self->count; i++)
+            ring[i] = self->ring[(self->head + i) % self->cap];
+        PyMem_Free(self->ring);
+        self->ring = ring;
+        self->cap = cap;
+        self->head = 0;
+    }
+    self->ring[(self->head + self->count) % self->cap] = Py_NewRef(item);
+    self->count++;
+    return 0;
+}
+
+static PyObject *
+ring_pop(Scheduler *self) /* new reference; the caller checked count > 0 */
+{
+    PyObject *item = self->ring[self->head];
+    self->head = (self->head + 1) % self->cap;
+    self->count--;
+    return item;
+}
+
+static int
+call_soon_run(Scheduler *self)
+{
+    PyObject *r = PyObject_CallMethodOneArg(self->loop, str_call_soon, self->run);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+static int
+scheduler_wake(Scheduler *self, PyObject *resume)
+{
+    if (ring_push(self, resume) < 0)
+        return -1;
+    if (!self->scheduled) {
+        self->scheduled = 1;
+        if (call_soon_run(self) < 0) {
+            self->scheduled = 0;
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static PyObject *new_hub(Scheduler *self);
+
+static PyObject *
+Scheduler_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"loop", "ident", "batch", NULL};
+    PyObject *loop;
+    long ident;
+    int batch = 256;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "Ol|i:Scheduler", kwlist, &loop, &ident,
+                                     &batch))
+        return NULL;
+    if (not_configured())
+        return NULL;
+    if (batch < 1) {
+        PyErr_SetString(PyExc_ValueError, "Scheduler batch must be at least 1");
+        return NULL;
+    }
+    Scheduler *self = (Scheduler *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->loop = Py_NewRef(loop);
+    self->ident = ident;
+    self->batch = batch;
+    self->run = PyObject_GetAttrString((PyObject *)self, "run");
+    if (self->run == NULL || (self->hub = new_hub(self)) == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static int
+Scheduler_traverse(Scheduler *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->loop);
+    Py_VISIT(self->hub);
+    Py_VISIT(self->run);
+    for (Py_ssize_t i = 0; i < self->count; i++)
+        Py_VISIT(self->ring[(self->head + i) % self->cap]);
+    return 0;
+}
+
+static int
+Scheduler_clear(Scheduler *self)
+{
+    Py_CLEAR(self->loop);
+    Py_CLEAR(self->hub);
+    Py_CLEAR(self->run);
+    while (self->count > 0) {
+        PyObject *item = ring_pop(self);
+        Py_DECREF(item);
+    }
+    return 0;
+}
+
+static void
+Scheduler_dealloc(Scheduler *self)
+{
+    PyObject_GC_UnTrack(self);
+    Scheduler_clear(self);
+    PyMem_Free(self->ring);
+    self->ring = NULL;
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+Scheduler_wake(Scheduler *self, PyObject *resume)
+{
+    if (scheduler_wake(self, resume) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static int
+is_dead(PyObject *g)
+{
+    PyObject *dead = PyObject_GetAttr(g, str_dead);
+    if (dead == NULL)
+        return -1;
+    int r = PyObject_IsTrue(dead);
+    Py_DECREF(dead);
+    return r;
+}
+
+/* The loop callback: switch to the hub, which comes back here after its batch. */
+static PyObject *
+Scheduler_run(Scheduler *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->hub == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "the green scheduler was cleared");
+        return NULL;
+    }
+    int dead = is_dead(self->hub);
+    if (dead < 0)
+        return NULL;
+    if (dead) { /* only if the hub itself failed */
+        PyObject *hub = new_hub(self);
+        if (hub == NULL)
+            return NULL;
+        Py_SETREF(self->hub, hub);
+    }
+    PyObject *here = PyObject_CallNoArgs(getcurrent);
+    if (here == NULL)
+        return NULL;
+    int rc = PyObject_SetAttr(self->hub, str_parent, here);
+    Py_DECREF(here);
+    if (rc < 0)
+        return NULL;
+    PyObject *r = PyObject_CallMethodNoArgs(self->hub, str_switch);
+    if (r == NULL)
+        return NULL;
+    Py_DECREF(r);
+    Py_RETURN_NONE;
+}
+
+/* The outcome of a switch into `g` that raised: (False, exception). */
+static PyObject *
+failed_outcome(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyObject *exc = PyErr_GetRaisedException();
+#else
+    PyObject *typ, *exc, *tb;
+    PyErr_Fetch(&typ, &exc, &tb);
+    PyErr_NormalizeException(&typ, &exc, &tb);
+    if (tb != NULL && exc != NULL)
+        PyException_SetTraceback(exc, tb);
+    Py_XDECREF(typ);
+    Py_XDECREF(tb);
+#endif
+    if (exc == NULL)
+        exc = Py_NewRef(Py_None);
+    PyObject *outcome = PyTuple_Pack(2, Py_False, exc);
+    Py_DECREF(exc);
+    return outcome;
+}
+
+/* Step green strand `g` (popped with `resume`) until its next wait or its end. */
+static int
+step(PyObject *local, PyObject *g, Resume *resume)
+{
+    PyObject *waiting = PyObject_GetAttr(g, str_waiting);
+    if (waiting == NULL)
+        return -1;
+    Py_DECREF(waiting);
+    if (waiting != (PyObject *)resume)
+        return 0; /* it left that wait already: it was cancelled */
+    if (PyObject_SetAttr(g, str_waiting, Py_None) < 0)
+        return -1;
+    PyObject *strand = PyObject_GetAttr(g, str_strand);
+    if (strand == NULL)
+        return -1;
+    int rc = PyDict_SetItem(local, str_strand, strand);
+    Py_DECREF(strand);
+    if (rc < 0)
+        return -1;
+    PyObject *out, *outcome;
+    if (resume->error != Py_None) {
+        PyObject *args[3] = {g, (PyObject *)Py_TYPE(resume->error), resume->error};
+        out = PyObject_VectorcallMethod(str_throw, args, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                        NULL);
+    } else {
+        out = PyObject_CallMethodNoArgs(g, str_switch);
+    }
+    if (out == NULL) {
+        outcome = failed_outcome(); /* the strand's outcome, for its task */
+    } else {
+        int dead = is_dead(g);
+        if (dead <= 0) {
+            Py_DECREF(out);
+            return dead;
+        }
+        outcome = PyTuple_Pack(2, Py_True, out);
+        Py_DECREF(out);
+    }
+    if (outcome == NULL)
+        return -1;
+    rc = PyObject_SetAttr(g, str_outcome, outcome);
+    Py_DECREF(outcome);
+    if (rc < 0)
+        return -1;
+    PyObject *done = PyObject_GetAttr(g, str_done);
+    if (done == NULL)
+        return -1;
+    PyObject *is_done = PyObject_CallMethodNoArgs(done, str_done);
+    int already = is_done == NULL ? -1 : PyObject_IsTrue(is_done);
+    Py_XDECREF(is_done);
+    if (already == 0) {
+        PyObject *r = PyObject_CallMethodOneArg(done, str_set_result, Py_None);
+        already = r == NULL ? -1 : 1;
+        Py_XDECREF(r);
+    }
+    Py_DECREF(done);
+    return already < 0 ? -1 : 0;
+}
+
+/* The hub's body: step up to `batch` ready strands, switch back, again when run(). */
+static PyObject *
+Scheduler_hub(Scheduler *self, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *local = PyObject_GetAttr(strand_local, str_dict); /* this thread's dict */
+    if (local == NULL)
+        return NULL;
+    for (;;) {
+        PyObject *before = PyDict_GetItemWithError(local, str_strand);
+        if (before == NULL && PyErr_Occurred())
+            goto fail;
+        Py_XINCREF(before);
+        int failed = 0;
+        for (int i = 0; i < self->batch && self->count > 0; i++) {
+            Resume *resume = (Resume *)ring_pop(self);
+            PyObject *g = Py_XNewRef(resume->greenlet);
+            if (g != NULL && step(local, g, resume) < 0)
+                failed = 1;
+            Py_XDECREF(g);
+            Py_DECREF(resume);
+            if (failed)
+                break;
+        }
+        if (!failed) {
+            int rc = before == NULL ? PyDict_DelItem(local, str_strand)
+                                    : PyDict_SetItem(local, str_strand, before);
+            if (rc < 0 && before == NULL && PyErr_ExceptionMatches(PyExc_KeyError)) {
+                PyErr_Clear();
+                rc = 0;
+            }
+            failed = rc < 0;
+        }
+        Py_XDECREF(before);
+        if (failed)
+            goto fail;
+        if (self->count > 0) {
+            if (call_soon_run(self) < 0)
+                goto fail;
+        } else {
+            self->scheduled = 0;
+        }
+        PyObject *parent = PyObject_GetAttr(self->hub, str_parent);
+        if (parent == NULL)
+            goto fail;
+        PyObject *r = PyObject_CallMethodNoArgs(parent, str_switch);
+        Py_DECREF(parent);
+        if (r == NULL)
+            goto fail;
+        Py_DECREF(r);
+    }
+fail: /* the hub dies with the error: run() raises it (the loop reports it) */
+    Py_DECREF(local);
+    self->scheduled = 0;
+    return NULL;
+}
+
+static PyMethodDef hub_def = {"hub", (PyCFunction)Scheduler_hub, METH_NOARGS,
+                              "The hub greenlet's body."};
+
+static PyObject *
+new_hub(Scheduler *self)
+{
+    PyObject *body = PyCFunction_New(&hub_def, (PyObject *)self);
+    if (body == NULL)
+        return NULL;
+    PyObject *hub = PyObject_CallOneArg(greenlet_type, body);
+    Py_DECREF(body);
+    return hub;
+}
+
+static PyObject *
+Scheduler_get_scheduled(Scheduler *self, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(self->scheduled);
+}
+
+static PyObject *
+Scheduler_get_ready(Scheduler *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromSsize_t(self->count);
+}
+
+static PyMethodDef Scheduler_methods[] = {
+    {"wake", (PyCFunction)Scheduler_wake, METH_O, "Make a resume's strand ready."},
+    {"run", (PyCFunction)Scheduler_run, METH_NOARGS,
+     "The loop callback: switch to the hub for one batch."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef Scheduler_members[] = {
+    {"loop", T_OBJECT, offsetof(Scheduler, loop), READONLY, "the event loop"},
+    {"hub", T_OBJECT, offsetof(Scheduler, hub), READONLY, "the hub greenlet"},
+    {"ident", T_LONG, offsetof(Scheduler, ident), READONLY, "the loop's thread"},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyGetSetDef Scheduler_getset[] = {
+    {"scheduled", (getter)Scheduler_get_scheduled, NULL, "a run() is due", NULL},
+    {"ready_count", (getter)Scheduler_get_ready, NULL, "strands ready to go on", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject Scheduler_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "plait._core._greenpark.Scheduler",
+    .tp_basicsize = sizeof(Scheduler),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "Scheduler(loop, ident, batch=256): one loop's ready green strands and hub.",
+    .tp_new = Scheduler_new,
+    .tp_dealloc = (destructor)Scheduler_dealloc,
+    .tp_traverse = (traverseproc)Scheduler_traverse,
+    .tp_clear = (inquiry)Scheduler_clear,
+    .tp_methods = Scheduler_methods,
+    .tp_members = Scheduler_members,
+    .tp_getset = Scheduler_getset,
+};
+
+/* -- module ---------------------------------------------------------------------------- */
+
+static PyObject *
+configure(PyObject *module, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"greenlet", "getcurrent", "local", NULL};
+    PyObject *g, *gc, *local;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO:configure", kwlist, &g, &gc, &local))
+        return NULL;
+    Py_XSETREF(greenlet_type, Py_NewRef(g));
+    Py_XSETREF(getcurrent, Py_NewRef(gc));
+    Py_XSETREF(strand_local, Py_NewRef(local));
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef module_methods[] = {
+    {"configure", (PyCFunction)(void (*)(void))configure, METH_VARARGS | METH_KEYWORDS,
+     "configure(greenlet, getcurrent, local): greenlet's type and getcurrent, and plait's "
+     "thread-local strand slot."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "plait._core._greenpark",
+    .m_doc = "The switch step of green strands (Resume, Scheduler) in C.",
+    .m_size = -1,
+    .m_methods = module_methods,
+};
+
+#define INTERN(var, text)                                                                  \
+    if ((var = PyUnicode_InternFromString(text)) == NULL)                                  \
+        return NULL;
+
+PyMODINIT_FUNC
+PyInit__greenpark(void)
+{
+    INTERN(str_switch, "switch");
+    INTERN(str_throw, "throw");
+    INTERN(str_parent, "parent");
+    INTERN(str_dead, "dead");
+    INTERN(str_waiting, "waiting");
+    INTERN(str_strand, "strand");
+    INTERN(str_outcome, "outcome");
+    INTERN(str_done, "done");
+    INTERN(str_set_result, "set_result");
+    INTERN(str_call_soon, "call_soon");
+    INTERN(str_scheduler, "scheduler");
+    INTERN(str_dict, "__dict__");
+    if (PyType_Ready(&Resume_Type) < 0 || PyType_Ready(&Scheduler_Type) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&module_def);
+    if (m == NULL)
+        return NULL;
+    if (PyModule_AddObjectRef(m, "Resume", (PyObject *)&Resume_Type) < 0 ||
+        PyModule_AddObjectRef(m, "Scheduler", (PyObject *)&Scheduler_Type) < 0 ||
+        PyModule_AddIntConstant(m, "SEAM", 1) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
