@@ -11,9 +11,10 @@
  *              `batch` ready strands (setting the thread's current strand for each) and
  *              switches back.
  *
- * greenlet is called through its Python API (switch, throw, parent, dead), so building
- * needs no greenlet headers; configure() hands this module greenlet's type and plait's
- * thread-local strand slot the first time a green strand starts.
+ * Building needs no greenlet headers: configure() hands this module greenlet's type and
+ * plait's thread-local strand slot the first time a green strand starts, and takes
+ * greenlet's C API from its capsule at run time when its table matches (else greenlet is
+ * called through its Python API: switch, throw, parent, dead).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -22,9 +23,89 @@
 static PyObject *greenlet_type = NULL; /* greenlet.greenlet */
 static PyObject *getcurrent = NULL;    /* greenlet.getcurrent */
 static PyObject *strand_local = NULL;  /* plait._core.strands._local */
+static PyObject *green_type = NULL;    /* the greenlet subclass of green strands */
+
+/* The member descriptors of plait._core.parking.Waiter's and WaitQueue's slots (set by
+ * configure_park()): a green wait's waiter is made and queued with no Python frame. */
+enum {
+    W_QUEUE, W_STRAND, W_ON, W_DATA, W_STATE, W_VALUE, W_LOCK, W_FUT, W_LOOP, W_INTERRUPTIBLE,
+    W_IDENT, W_UNDO, W_HANDLE, W_STARTED, W_COUNT
+};
+static const char *waiter_slots[W_COUNT] = {
+    "queue", "strand", "on",    "data",  "state",   "value", "lock",
+    "fut",   "loop",   "interruptible",  "ident",   "undo",  "handle", "started"};
+static PyObject *waiter_descr[W_COUNT];
+static PyTypeObject *waiter_type = NULL;
+static PyObject *queue_dq = NULL, *queue_count = NULL; /* WaitQueue._dq, ._count */
+static PyObject *int_queued = NULL;                    /* QUEUED */
+static PyObject *int_one = NULL;
+static PyObject *str_parked, *str_running, *str_parked_on, *str_state, *str_waiter,
+    *str_append;
 
 static PyObject *str_switch, *str_throw, *str_parent, *str_dead, *str_waiting, *str_strand,
     *str_outcome, *str_done, *str_set_result, *str_call_soon, *str_scheduler, *str_dict;
+
+/* greenlet's C API (its capsule "greenlet._C_API", when it matches greenlet 3's layout):
+ * a switch with no method lookup. Without it, the same calls go through greenlet's Python
+ * API. The slots are greenlet's documented PyGreenlet_*_NUM indices. */
+typedef struct {
+    PyObject *(*getcurrent)(void);
+    PyObject *(*throw_)(PyObject *, PyObject *, PyObject *, PyObject *);
+    PyObject *(*switch_)(PyObject *, PyObject *, PyObject *);
+    int (*set_parent)(PyObject *, PyObject *);
+    int (*started)(PyObject *);
+    int (*active)(PyObject *);
+    PyObject *(*get_parent)(PyObject *);
+} GreenletAPI;
+static GreenletAPI capi;
+static int have_capi = 0;
+static PyObject *empty_tuple = NULL;
+
+static void
+load_capi(PyObject *type)
+{
+    have_capi = 0;
+    void **api = (void **)PyCapsule_Import("greenlet._C_API", 0);
+    if (api == NULL) {
+        PyErr_Clear();
+        return;
+    }
+    if (api[0] != (void *)type) /* not the layout this was written for: the Python API */
+        return;
+    capi.getcurrent = (PyObject * (*)(void)) api[4];
+    capi.throw_ = (PyObject * (*)(PyObject *, PyObject *, PyObject *, PyObject *)) api[5];
+    capi.switch_ = (PyObject * (*)(PyObject *, PyObject *, PyObject *)) api[6];
+    capi.set_parent = (int (*)(PyObject *, PyObject *))api[7];
+    capi.started = (int (*)(PyObject *))api[9];
+    capi.active = (int (*)(PyObject *))api[10];
+    capi.get_parent = (PyObject * (*)(PyObject *)) api[11];
+    have_capi = 1;
+}
+
+/* g.switch() */
+static PyObject *
+gl_switch(PyObject *g)
+{
+    if (have_capi)
+        return capi.switch_(g, empty_tuple, NULL);
+    return PyObject_CallMethodNoArgs(g, str_switch);
+}
+
+/* g.parent.switch() */
+static PyObject *
+gl_switch_parent(PyObject *g)
+{
+    PyObject *parent = have_capi ? capi.get_parent(g) : PyObject_GetAttr(g, str_parent);
+    if (parent == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_RuntimeError, "a green strand's greenlet has no parent");
+        return NULL;
+    }
+    PyObject *r = gl_switch(parent);
+    Py_DECREF(parent);
+    return r;
+}
+
 
 static int
 not_configured(void)
@@ -305,6 +386,8 @@ Scheduler_wake(Scheduler *self, PyObject *resume)
 static int
 is_dead(PyObject *g)
 {
+    if (have_capi)
+        return capi.started(g) && !capi.active(g);
     PyObject *dead = PyObject_GetAttr(g, str_dead);
     if (dead == NULL)
         return -1;
@@ -330,14 +413,15 @@ Scheduler_run(Scheduler *self, PyObject *Py_UNUSED(ignored))
             return NULL;
         Py_SETREF(self->hub, hub);
     }
-    PyObject *here = PyObject_CallNoArgs(getcurrent);
+    PyObject *here = have_capi ? capi.getcurrent() : PyObject_CallNoArgs(getcurrent);
     if (here == NULL)
         return NULL;
-    int rc = PyObject_SetAttr(self->hub, str_parent, here);
+    int rc = have_capi ? capi.set_parent(self->hub, here)
+                       : PyObject_SetAttr(self->hub, str_parent, here);
     Py_DECREF(here);
     if (rc < 0)
         return NULL;
-    PyObject *r = PyObject_CallMethodNoArgs(self->hub, str_switch);
+    PyObject *r = gl_switch(self->hub);
     if (r == NULL)
         return NULL;
     Py_DECREF(r);
@@ -387,11 +471,16 @@ step(PyObject *local, PyObject *g, Resume *resume)
         return -1;
     PyObject *out, *outcome;
     if (resume->error != Py_None) {
-        PyObject *args[3] = {g, (PyObject *)Py_TYPE(resume->error), resume->error};
-        out = PyObject_VectorcallMethod(str_throw, args, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET,
-                                        NULL);
+        PyObject *typ = (PyObject *)Py_TYPE(resume->error);
+        if (have_capi) {
+            out = capi.throw_(g, typ, resume->error, NULL);
+        } else {
+            PyObject *args[3] = {g, typ, resume->error};
+            out = PyObject_VectorcallMethod(str_throw, args,
+                                            3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        }
     } else {
-        out = PyObject_CallMethodNoArgs(g, str_switch);
+        out = gl_switch(g);
     }
     if (out == NULL) {
         outcome = failed_outcome(); /* the strand's outcome, for its task */
@@ -466,11 +555,7 @@ Scheduler_hub(Scheduler *self, PyObject *Py_UNUSED(ignored))
         } else {
             self->scheduled = 0;
         }
-        PyObject *parent = PyObject_GetAttr(self->hub, str_parent);
-        if (parent == NULL)
-            goto fail;
-        PyObject *r = PyObject_CallMethodNoArgs(parent, str_switch);
-        Py_DECREF(parent);
+        PyObject *r = gl_switch_parent(self->hub);
         if (r == NULL)
             goto fail;
         Py_DECREF(r);
@@ -541,6 +626,241 @@ static PyTypeObject Scheduler_Type = {
     .tp_getset = Scheduler_getset,
 };
 
+/* -- the green wait: enqueue and park -------------------------------------------------- */
+
+static int
+descr_set(PyObject *descr, PyObject *obj, PyObject *value)
+{
+    return Py_TYPE(descr)->tp_descr_set(descr, obj, value);
+}
+
+static PyObject *
+descr_get(PyObject *descr, PyObject *obj)
+{
+    return Py_TYPE(descr)->tp_descr_get(descr, obj, (PyObject *)Py_TYPE(obj));
+}
+
+static int
+park_not_configured(void)
+{
+    if (waiter_type == NULL || green_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "plait._core._greenpark is not configured: plait._core.green calls "
+                        "configure() and configure_park() before the first green wait");
+        return 1;
+    }
+    return 0;
+}
+
+/* enqueue(queue, g, on, data): WaitQueue.enqueue_current for green strand `g` (the caller
+ * checked it is one): a waiter holding a Resume in its future's place, queued. */
+static PyObject *
+enqueue(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "enqueue(queue, greenlet, on, data)");
+        return NULL;
+    }
+    if (park_not_configured())
+        return NULL;
+    PyObject *queue = args[0], *g = args[1];
+    PyObject *values[W_COUNT] = {NULL};
+    PyObject *waiter = NULL, *scheduler = NULL, *dq = NULL, *count = NULL, *r = NULL;
+    PyObject *empty = PyTuple_New(0);
+    if (empty == NULL)
+        return NULL;
+    waiter = waiter_type->tp_new(waiter_type, empty, NULL);
+    Py_DECREF(empty);
+    if (waiter == NULL)
+        goto fail;
+    scheduler = PyObject_GetAttr(g, str_scheduler);
+    if (scheduler == NULL)
+        goto fail;
+    values[W_QUEUE] = Py_NewRef(queue);
+    if ((values[W_STRAND] = PyObject_GetAttr(g, str_strand)) == NULL)
+        goto fail;
+    values[W_ON] = Py_NewRef(args[2]);
+    values[W_DATA] = Py_NewRef(args[3]);
+    values[W_STATE] = Py_NewRef(int_queued);
+    values[W_VALUE] = Py_NewRef(Py_None);
+    values[W_LOCK] = Py_NewRef(Py_None);
+    if (Py_IS_TYPE(scheduler, &Scheduler_Type)) {
+        Scheduler *sch = (Scheduler *)scheduler;
+        values[W_LOOP] = Py_NewRef(sch->loop);
+        values[W_IDENT] = PyLong_FromLong(sch->ident);
+    } else {
+        values[W_LOOP] = PyObject_GetAttrString(scheduler, "loop");
+        values[W_IDENT] = PyObject_GetAttrString(scheduler, "ident");
+    }
+    if (values[W_LOOP] == NULL || values[W_IDENT] == NULL)
+        goto fail;
+    Resume *resume = PyObject_GC_New(Resume, &Resume_Type);
+    if (resume == NULL)
+        goto fail;
+    resume->greenlet = Py_NewRef(g);
+    resume->error = Py_NewRef(Py_None);
+    resume->done = 0;
+    PyObject_GC_Track(resume);
+    values[W_FUT] = (PyObject *)resume;
+    values[W_INTERRUPTIBLE] = Py_NewRef(Py_False);
+    values[W_UNDO] = Py_NewRef(Py_None);
+    values[W_HANDLE] = Py_NewRef(Py_None);
+    values[W_STARTED] = Py_NewRef(Py_False);
+    for (int i = 0; i < W_COUNT; i++)
+        if (descr_set(waiter_descr[i], waiter, values[i]) < 0)
+            goto fail;
+    if ((dq = descr_get(queue_dq, queue)) == NULL)
+        goto fail;
+    if ((r = PyObject_CallMethodOneArg(dq, str_append, waiter)) == NULL)
+        goto fail;
+    if ((count = descr_get(queue_count, queue)) == NULL)
+        goto fail;
+    Py_SETREF(r, PyNumber_Add(count, int_one));
+    if (r == NULL || descr_set(queue_count, queue, r) < 0)
+        goto fail;
+    goto done;
+fail:
+    Py_CLEAR(waiter);
+done:
+    for (int i = 0; i < W_COUNT; i++)
+        Py_XDECREF(values[i]);
+    Py_XDECREF(scheduler);
+    Py_XDECREF(dq);
+    Py_XDECREF(count);
+    Py_XDECREF(r);
+    return waiter;
+}
+
+static int
+mark(PyObject *strand, PyObject *state, PyObject *on, PyObject *waiter)
+{
+    if (PyObject_SetAttr(strand, str_state, state) < 0 ||
+        PyObject_SetAttr(strand, str_parked_on, on) < 0 ||
+        PyObject_SetAttr(strand, str_waiter, waiter) < 0)
+        return -1;
+    return 0;
+}
+
+/* park(waiter, check): the untimed, unscoped wait of a green strand whose waiter
+ * enqueue() made (parking._green_park chose it: no timeout, no cancel scope, no
+ * instruments): check(waiter) unless None, mark the strand parked, switch to the hub until
+ * resumed, mark it running. Returns the waiter's state; an exception thrown in (its
+ * cancellation) is raised after the strand is marked running again -- the caller takes
+ * the waiter out of its queue. */
+static PyObject *
+park(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "park(waiter, check)");
+        return NULL;
+    }
+    if (park_not_configured())
+        return NULL;
+    PyObject *waiter = args[0], *check = args[1];
+    PyObject *strand = NULL, *on = NULL, *fut = NULL, *out = NULL;
+    if (check != Py_None) {
+        PyObject *r = PyObject_CallOneArg(check, waiter); /* may raise (a deadlock) */
+        if (r == NULL)
+            return NULL;
+        Py_DECREF(r);
+    }
+    if ((strand = descr_get(waiter_descr[W_STRAND], waiter)) == NULL ||
+        (on = descr_get(waiter_descr[W_ON], waiter)) == NULL ||
+        (fut = descr_get(waiter_descr[W_FUT], waiter)) == NULL)
+        goto fail;
+    if (!Py_IS_TYPE(fut, &Resume_Type)) {
+        PyErr_SetString(PyExc_TypeError, "park(): the waiter was not made by enqueue()");
+        goto fail;
+    }
+    PyObject *g = ((Resume *)fut)->greenlet;
+    if (mark(strand, str_parked, on, waiter) < 0)
+        goto fail;
+    if (PyObject_SetAttr(g, str_waiting, fut) < 0) {
+        mark(strand, str_running, Py_None, Py_None);
+        goto fail;
+    }
+    out = gl_switch_parent(g); /* to the hub, until resumed */
+    {
+#if PY_VERSION_HEX >= 0x030C0000
+        PyObject *exc = out == NULL ? PyErr_GetRaisedException() : NULL;
+#else
+        PyObject *typ = NULL, *exc = NULL, *tb = NULL;
+        if (out == NULL)
+            PyErr_Fetch(&typ, &exc, &tb);
+#endif
+        int rc = PyObject_SetAttr(g, str_waiting, Py_None);
+        rc |= mark(strand, str_running, Py_None, Py_None);
+        if (out == NULL) {
+#if PY_VERSION_HEX >= 0x030C0000
+            if (rc < 0)
+                PyErr_Clear();
+            PyErr_SetRaisedException(exc);
+#else
+            if (rc < 0)
+                PyErr_Clear();
+            PyErr_Restore(typ, exc, tb);
+#endif
+            goto fail;
+        }
+        if (rc < 0)
+            goto fail;
+    }
+    Py_DECREF(out);
+    Py_DECREF(strand);
+    Py_DECREF(on);
+    Py_DECREF(fut);
+    return descr_get(waiter_descr[W_STATE], waiter);
+fail:
+    Py_XDECREF(strand);
+    Py_XDECREF(on);
+    Py_XDECREF(fut);
+    return NULL;
+}
+
+static PyObject *
+configure_park(PyObject *module, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"Waiter", "WaitQueue", "green_type", "QUEUED", NULL};
+    PyObject *wt, *qt, *gt, *queued;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O!OO:configure_park", kwlist, &PyType_Type,
+                                     &wt, &PyType_Type, &qt, &gt, &queued))
+        return NULL;
+    PyObject *descr[W_COUNT], *dq = NULL, *count = NULL;
+    for (int i = 0; i < W_COUNT; i++) {
+        descr[i] = PyObject_GetAttrString(wt, waiter_slots[i]);
+        if (descr[i] != NULL && (Py_TYPE(descr[i])->tp_descr_set == NULL ||
+                                 Py_TYPE(descr[i])->tp_descr_get == NULL)) {
+            PyErr_Format(PyExc_TypeError, "Waiter.%s is not a slot", waiter_slots[i]);
+            Py_CLEAR(descr[i]);
+        }
+        if (descr[i] == NULL) {
+            while (--i >= 0)
+                Py_DECREF(descr[i]);
+            return NULL;
+        }
+    }
+    dq = PyObject_GetAttrString(qt, "_dq");
+    count = dq == NULL ? NULL : PyObject_GetAttrString(qt, "_count");
+    if (count == NULL || Py_TYPE(dq)->tp_descr_get == NULL ||
+        Py_TYPE(count)->tp_descr_set == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "WaitQueue._dq and ._count must be slots");
+        Py_XDECREF(dq);
+        Py_XDECREF(count);
+        for (int i = 0; i < W_COUNT; i++)
+            Py_DECREF(descr[i]);
+        return NULL;
+    }
+    for (int i = 0; i < W_COUNT; i++)
+        Py_XSETREF(waiter_descr[i], descr[i]);
+    Py_XSETREF(queue_dq, dq);
+    Py_XSETREF(queue_count, count);
+    Py_XSETREF(waiter_type, (PyTypeObject *)Py_NewRef(wt));
+    Py_XSETREF(green_type, Py_NewRef(gt));
+    Py_XSETREF(int_queued, Py_NewRef(queued));
+    Py_RETURN_NONE;
+}
+
 /* -- module ---------------------------------------------------------------------------- */
 
 static PyObject *
@@ -553,13 +873,30 @@ configure(PyObject *module, PyObject *args, PyObject *kwds)
     Py_XSETREF(greenlet_type, Py_NewRef(g));
     Py_XSETREF(getcurrent, Py_NewRef(gc));
     Py_XSETREF(strand_local, Py_NewRef(local));
+    load_capi(g);
     Py_RETURN_NONE;
 }
 
+static PyObject *
+uses_greenlet_capi(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(have_capi);
+}
+
 static PyMethodDef module_methods[] = {
+    {"uses_greenlet_capi", uses_greenlet_capi, METH_NOARGS,
+     "Whether switches go through greenlet's C API (else its Python API)."},
     {"configure", (PyCFunction)(void (*)(void))configure, METH_VARARGS | METH_KEYWORDS,
      "configure(greenlet, getcurrent, local): greenlet's type and getcurrent, and plait's "
      "thread-local strand slot."},
+    {"configure_park", (PyCFunction)(void (*)(void))configure_park,
+     METH_VARARGS | METH_KEYWORDS,
+     "configure_park(Waiter, WaitQueue, green_type, QUEUED): what enqueue() and park() make "
+     "and touch."},
+    {"enqueue", (PyCFunction)(void (*)(void))enqueue, METH_FASTCALL,
+     "enqueue(queue, greenlet, on, data): a green strand's waiter, queued."},
+    {"park", (PyCFunction)(void (*)(void))park, METH_FASTCALL,
+     "park(waiter, check): the untimed, unscoped green wait; returns the waiter's state."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -590,6 +927,14 @@ PyInit__greenpark(void)
     INTERN(str_call_soon, "call_soon");
     INTERN(str_scheduler, "scheduler");
     INTERN(str_dict, "__dict__");
+    INTERN(str_parked, "parked");
+    INTERN(str_running, "running");
+    INTERN(str_parked_on, "parked_on");
+    INTERN(str_state, "state");
+    INTERN(str_waiter, "waiter");
+    INTERN(str_append, "append");
+    if ((int_one = PyLong_FromLong(1)) == NULL || (empty_tuple = PyTuple_New(0)) == NULL)
+        return NULL;
     if (PyType_Ready(&Resume_Type) < 0 || PyType_Ready(&Scheduler_Type) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module_def);
@@ -597,7 +942,7 @@ PyInit__greenpark(void)
         return NULL;
     if (PyModule_AddObjectRef(m, "Resume", (PyObject *)&Resume_Type) < 0 ||
         PyModule_AddObjectRef(m, "Scheduler", (PyObject *)&Scheduler_Type) < 0 ||
-        PyModule_AddIntConstant(m, "SEAM", 1) < 0) {
+        PyModule_AddIntConstant(m, "SEAM", 2) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -63,13 +63,17 @@ _getcurrent: Any = None  # greenlet.getcurrent, once a green strand was started
 
 # The C switch step (plait/_core/_greenpark.c); None: the Python classes below run.
 GREENPARK: Any = None
+# Its green wait (``WaitQueue.enqueue_current``'s green branch, and ``parking._green_park``'s
+# untimed, unscoped case), once a green strand was started; None: the Python code runs.
+enqueue: Any = None
+park: Any = None
 if not os.environ.get("PLAIT_NO_SPEEDUPS"):
     try:
         from plait._core import _greenpark
     except ImportError:  # pragma: no cover - depends on the build
         pass
     else:
-        if _greenpark.SEAM != 1:  # Resume's and Scheduler's members, configure()'s args
+        if _greenpark.SEAM != 2:  # the C types' members, configure*()'s args
             raise ImportError(
                 f"plait._core._greenpark ({_greenpark.__file__}) was built from another "
                 "version of plait: rebuild it (pip install -e .), or set PLAIT_NO_SPEEDUPS=1"
@@ -107,9 +111,16 @@ def _green_type() -> Any:
         global _getcurrent
         _getcurrent = greenlet.getcurrent
         if GREENPARK is not None:
+            from plait._core.parking import QUEUED, Waiter, WaitQueue
+
             GREENPARK.configure(
                 greenlet=greenlet.greenlet, getcurrent=greenlet.getcurrent, local=_strands._local
             )
+            GREENPARK.configure_park(
+                Waiter=Waiter, WaitQueue=WaitQueue, green_type=GreenStrandGreenlet, QUEUED=QUEUED
+            )
+            global enqueue, park
+            enqueue, park = GREENPARK.enqueue, GREENPARK.park
         _GreenT = GreenStrandGreenlet
     return _GreenT
 

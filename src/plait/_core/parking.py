@@ -226,8 +226,11 @@ class WaitQueue:
         A sync call from inside a coroutine blocks its loop's thread, exactly as the
         stdlib's would; the waiter still belongs to the coroutine's strand.
         """
-        g = _green.current_green()
-        if g is not None:  # a green strand parks by switching to its loop (see _green_park)
+        getcurrent = _green._getcurrent  # (set once a green strand was started)
+        g = getcurrent() if getcurrent is not None else None
+        if type(g) is _green._GreenT:  # a green strand parks by switching to its loop
+            if _green.enqueue is not None:
+                return _green.enqueue(self, g, on, data)  # (the same, in C)
             scheduler = g.scheduler
             waiter = Waiter(self, g.strand, on, data)
             waiter.loop = scheduler.loop
@@ -455,8 +458,10 @@ def _green_park(
     resume: Any = waiter.fut
     check = park_checks.untimed
     scoped = bool(strand.cancel_scopes)
+    untimed = not (scoped or interruptible or timeout is not None)
+    fast = _green.park if untimed and not hooks.active else None  # (in C; None: not built)
     handle = None
-    if scoped or interruptible or timeout is not None:
+    if not untimed:
         waiter.interruptible = scoped or interruptible
         wait = timeout
         if scoped:
@@ -473,17 +478,21 @@ def _green_park(
             loop = waiter.loop
             assert loop is not None
             handle = loop.call_later(wait, resume.set_result, None)
-    elif check is not None:
-        check(waiter)  # may raise instead of parking for good (a deadlock)
-    strand.state = "parked"
-    strand.parked_on = waiter.on
-    strand.waiter = waiter
-    if hooks.active:
-        hooks.parked(strand, waiter.on)
+    if fast is None:
+        if untimed and check is not None:
+            check(waiter)  # may raise instead of parking for good (a deadlock)
+        strand.state = "parked"
+        strand.parked_on = waiter.on
+        strand.waiter = waiter
+        if hooks.active:
+            hooks.parked(strand, waiter.on)
     g = resume.greenlet
-    g.waiting = resume
     try:
-        g.parent.switch()  # to the loop's hub, until resumed (plait._core.green)
+        if fast is not None:
+            fast(waiter, check)  # check, mark parked, switch to the hub, mark running (C)
+        else:
+            g.waiting = resume
+            g.parent.switch()  # to the loop's hub, until resumed (plait._core.green)
     except BaseException:  # its task was cancelled: leave the queue, give back a hand-over
         with waiter.queue.mutex:
             removed = waiter.queue.remove(waiter, CANCELLED)
@@ -492,12 +501,13 @@ def _green_park(
             undo(waiter.value)
         raise
     finally:
-        g.waiting = None
+        if fast is None:
+            g.waiting = None
+            strand.state = "running"
+            strand.parked_on = None
+            strand.waiter = None
         if handle is not None:
             handle.cancel()
-        strand.state = "running"
-        strand.parked_on = None
-        strand.waiter = None
         if waiter.state == QUEUED:  # the timer fired first
             with waiter.queue.mutex:
                 waiter.queue.remove(waiter)
