@@ -37,10 +37,12 @@ static const char *waiter_slots[W_COUNT] = {
 static PyObject *waiter_descr[W_COUNT];
 static PyTypeObject *waiter_type = NULL;
 static PyObject *queue_dq = NULL, *queue_count = NULL; /* WaitQueue._dq, ._count */
-static PyObject *int_queued = NULL;                    /* QUEUED */
+static PyObject *int_queued = NULL, *int_woken = NULL; /* QUEUED, WOKEN */
+static PyObject *park_hooks = NULL;                    /* instruments.hooks */
+static PyObject *park_abandon = NULL, *park_done = NULL; /* parking._green_abandon, _done */
 static PyObject *int_one = NULL;
 static PyObject *str_parked, *str_running, *str_parked_on, *str_state, *str_waiter,
-    *str_append;
+    *str_append, *str_active;
 
 static PyObject *str_switch, *str_throw, *str_parent, *str_dead, *str_waiting, *str_strand,
     *str_outcome, *str_done, *str_set_result, *str_call_soon, *str_scheduler, *str_dict;
@@ -741,23 +743,23 @@ mark(PyObject *strand, PyObject *state, PyObject *on, PyObject *waiter)
     return 0;
 }
 
-/* park(waiter, check): the untimed, unscoped wait of a green strand whose waiter
- * enqueue() made (parking._green_park chose it: no timeout, no cancel scope, no
+/* park(waiter, check, undo): parking.park for the untimed, unscoped wait of a green strand
+ * whose waiter enqueue() made (park() chose it: no timeout, no cancel scope, no
  * instruments): check(waiter) unless None, mark the strand parked, switch to the hub until
- * resumed, mark it running. Returns the waiter's state; an exception thrown in (its
- * cancellation) is raised after the strand is marked running again -- the caller takes
- * the waiter out of its queue. */
+ * resumed, mark it running; whether it was woken. An exception thrown in (its
+ * cancellation) goes through parking._green_abandon(waiter, undo) and is raised; an
+ * unusual end (not woken, or instruments installed meanwhile) through _green_done. */
 static PyObject *
 park(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "park(waiter, check)");
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "park(waiter, check, undo)");
         return NULL;
     }
     if (park_not_configured())
         return NULL;
-    PyObject *waiter = args[0], *check = args[1];
-    PyObject *strand = NULL, *on = NULL, *fut = NULL, *out = NULL;
+    PyObject *waiter = args[0], *check = args[1], *undo = args[2];
+    PyObject *strand = NULL, *on = NULL, *fut = NULL, *out = NULL, *result = NULL;
     if (check != Py_None) {
         PyObject *r = PyObject_CallOneArg(check, waiter); /* may raise (a deadlock) */
         if (r == NULL)
@@ -767,63 +769,85 @@ park(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if ((strand = descr_get(waiter_descr[W_STRAND], waiter)) == NULL ||
         (on = descr_get(waiter_descr[W_ON], waiter)) == NULL ||
         (fut = descr_get(waiter_descr[W_FUT], waiter)) == NULL)
-        goto fail;
+        goto done;
     if (!Py_IS_TYPE(fut, &Resume_Type)) {
         PyErr_SetString(PyExc_TypeError, "park(): the waiter was not made by enqueue()");
-        goto fail;
+        goto done;
     }
     PyObject *g = ((Resume *)fut)->greenlet;
     if (mark(strand, str_parked, on, waiter) < 0)
-        goto fail;
+        goto done;
     if (PyObject_SetAttr(g, str_waiting, fut) < 0) {
         mark(strand, str_running, Py_None, Py_None);
-        goto fail;
+        goto done;
     }
     out = gl_switch_parent(g); /* to the hub, until resumed */
-    {
 #if PY_VERSION_HEX >= 0x030C0000
-        PyObject *exc = out == NULL ? PyErr_GetRaisedException() : NULL;
+    PyObject *exc = out == NULL ? PyErr_GetRaisedException() : NULL;
 #else
-        PyObject *typ = NULL, *exc = NULL, *tb = NULL;
-        if (out == NULL)
-            PyErr_Fetch(&typ, &exc, &tb);
+    PyObject *typ = NULL, *exc = NULL, *tb = NULL;
+    if (out == NULL)
+        PyErr_Fetch(&typ, &exc, &tb);
 #endif
-        int rc = PyObject_SetAttr(g, str_waiting, Py_None);
-        rc |= mark(strand, str_running, Py_None, Py_None);
-        if (out == NULL) {
+    int rc = PyObject_SetAttr(g, str_waiting, Py_None);
+    rc |= mark(strand, str_running, Py_None, Py_None);
+    if (out == NULL) { /* cancelled: leave the queue, give back a hand-over, re-raise */
+        PyObject *r = rc < 0 ? NULL : PyObject_CallFunctionObjArgs(park_abandon, waiter, undo, NULL);
+        PyObject *r2 = r == NULL ? NULL : PyObject_CallOneArg(park_done, waiter);
+        if (r2 != NULL) {
 #if PY_VERSION_HEX >= 0x030C0000
-            if (rc < 0)
-                PyErr_Clear();
             PyErr_SetRaisedException(exc);
 #else
-            if (rc < 0)
-                PyErr_Clear();
             PyErr_Restore(typ, exc, tb);
 #endif
-            goto fail;
+        } else { /* (that failed: its error, with the cancellation as its context) */
+#if PY_VERSION_HEX >= 0x030C0000
+            Py_XDECREF(exc);
+#else
+            Py_XDECREF(typ);
+            Py_XDECREF(exc);
+            Py_XDECREF(tb);
+#endif
         }
-        if (rc < 0)
-            goto fail;
+        Py_XDECREF(r);
+        Py_XDECREF(r2);
+        goto done;
     }
     Py_DECREF(out);
-    Py_DECREF(strand);
-    Py_DECREF(on);
-    Py_DECREF(fut);
-    return descr_get(waiter_descr[W_STATE], waiter);
-fail:
+    if (rc < 0)
+        goto done;
+    PyObject *state = descr_get(waiter_descr[W_STATE], waiter);
+    if (state == NULL)
+        goto done;
+    int woken = PyObject_RichCompareBool(state, int_woken, Py_EQ);
+    Py_DECREF(state);
+    if (woken < 0)
+        goto done;
+    PyObject *active = PyObject_GetAttr(park_hooks, str_active);
+    int watched = active == NULL ? -1 : PyObject_IsTrue(active);
+    Py_XDECREF(active);
+    if (watched < 0)
+        goto done;
+    if (woken && !watched)
+        result = Py_NewRef(Py_True);
+    else
+        result = PyObject_CallOneArg(park_done, waiter);
+done:
     Py_XDECREF(strand);
     Py_XDECREF(on);
     Py_XDECREF(fut);
-    return NULL;
+    return result;
 }
 
 static PyObject *
 configure_park(PyObject *module, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"Waiter", "WaitQueue", "green_type", "QUEUED", NULL};
-    PyObject *wt, *qt, *gt, *queued;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O!OO:configure_park", kwlist, &PyType_Type,
-                                     &wt, &PyType_Type, &qt, &gt, &queued))
+    static char *kwlist[] = {"Waiter", "WaitQueue", "green_type", "QUEUED", "WOKEN",
+                             "hooks",  "abandon",   "done",       NULL};
+    PyObject *wt, *qt, *gt, *queued, *woken, *hooks, *abandon, *done;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O!OOOOOO:configure_park", kwlist,
+                                     &PyType_Type, &wt, &PyType_Type, &qt, &gt, &queued, &woken,
+                                     &hooks, &abandon, &done))
         return NULL;
     PyObject *descr[W_COUNT], *dq = NULL, *count = NULL;
     for (int i = 0; i < W_COUNT; i++) {
@@ -858,6 +882,10 @@ configure_park(PyObject *module, PyObject *args, PyObject *kwds)
     Py_XSETREF(waiter_type, (PyTypeObject *)Py_NewRef(wt));
     Py_XSETREF(green_type, Py_NewRef(gt));
     Py_XSETREF(int_queued, Py_NewRef(queued));
+    Py_XSETREF(int_woken, Py_NewRef(woken));
+    Py_XSETREF(park_hooks, Py_NewRef(hooks));
+    Py_XSETREF(park_abandon, Py_NewRef(abandon));
+    Py_XSETREF(park_done, Py_NewRef(done));
     Py_RETURN_NONE;
 }
 
@@ -891,12 +919,12 @@ static PyMethodDef module_methods[] = {
      "thread-local strand slot."},
     {"configure_park", (PyCFunction)(void (*)(void))configure_park,
      METH_VARARGS | METH_KEYWORDS,
-     "configure_park(Waiter, WaitQueue, green_type, QUEUED): what enqueue() and park() make "
-     "and touch."},
+     "configure_park(Waiter, WaitQueue, green_type, QUEUED, WOKEN, hooks, abandon, done): "
+     "what enqueue() and park() make, touch and end through."},
     {"enqueue", (PyCFunction)(void (*)(void))enqueue, METH_FASTCALL,
      "enqueue(queue, greenlet, on, data): a green strand's waiter, queued."},
     {"park", (PyCFunction)(void (*)(void))park, METH_FASTCALL,
-     "park(waiter, check): the untimed, unscoped green wait; returns the waiter's state."},
+     "park(waiter, check, undo): the untimed, unscoped green wait; whether it was woken."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -933,6 +961,7 @@ PyInit__greenpark(void)
     INTERN(str_state, "state");
     INTERN(str_waiter, "waiter");
     INTERN(str_append, "append");
+    INTERN(str_active, "active");
     if ((int_one = PyLong_FromLong(1)) == NULL || (empty_tuple = PyTuple_New(0)) == NULL)
         return NULL;
     if (PyType_Ready(&Resume_Type) < 0 || PyType_Ready(&Scheduler_Type) < 0)
@@ -942,7 +971,7 @@ PyInit__greenpark(void)
         return NULL;
     if (PyModule_AddObjectRef(m, "Resume", (PyObject *)&Resume_Type) < 0 ||
         PyModule_AddObjectRef(m, "Scheduler", (PyObject *)&Scheduler_Type) < 0 ||
-        PyModule_AddIntConstant(m, "SEAM", 2) < 0) {
+        PyModule_AddIntConstant(m, "SEAM", 3) < 0) {
         Py_DECREF(m);
         return NULL;
     }

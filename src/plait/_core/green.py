@@ -63,8 +63,8 @@ _getcurrent: Any = None  # greenlet.getcurrent, once a green strand was started
 
 # The C switch step (plait/_core/_greenpark.c); None: the Python classes below run.
 GREENPARK: Any = None
-# Its green wait (``WaitQueue.enqueue_current``'s green branch, and ``parking._green_park``'s
-# untimed, unscoped case), once a green strand was started; None: the Python code runs.
+# Its green wait (``WaitQueue.enqueue_current``'s green branch, and ``parking.park``'s
+# untimed, unscoped green case), once a green strand was started; None: Python runs it.
 enqueue: Any = None
 park: Any = None
 if not os.environ.get("PLAIT_NO_SPEEDUPS"):
@@ -73,7 +73,7 @@ if not os.environ.get("PLAIT_NO_SPEEDUPS"):
     except ImportError:  # pragma: no cover - depends on the build
         pass
     else:
-        if _greenpark.SEAM != 2:  # the C types' members, configure*()'s args
+        if _greenpark.SEAM != 3:  # the C types' members, configure*()'s args
             raise ImportError(
                 f"plait._core._greenpark ({_greenpark.__file__}) was built from another "
                 "version of plait: rebuild it (pip install -e .), or set PLAIT_NO_SPEEDUPS=1"
@@ -111,13 +111,20 @@ def _green_type() -> Any:
         global _getcurrent
         _getcurrent = greenlet.getcurrent
         if GREENPARK is not None:
-            from plait._core.parking import QUEUED, Waiter, WaitQueue
+            from plait._core import parking
 
             GREENPARK.configure(
                 greenlet=greenlet.greenlet, getcurrent=greenlet.getcurrent, local=_strands._local
             )
             GREENPARK.configure_park(
-                Waiter=Waiter, WaitQueue=WaitQueue, green_type=GreenStrandGreenlet, QUEUED=QUEUED
+                Waiter=parking.Waiter,
+                WaitQueue=parking.WaitQueue,
+                green_type=GreenStrandGreenlet,
+                QUEUED=parking.QUEUED,
+                WOKEN=parking.WOKEN,
+                hooks=parking.hooks,
+                abandon=parking._green_abandon,
+                done=parking._green_done,
             )
             global enqueue, park
             enqueue, park = GREENPARK.enqueue, GREENPARK.park
