@@ -111,7 +111,7 @@ def _green_type() -> Any:
         global _getcurrent
         _getcurrent = greenlet.getcurrent
         if GREENPARK is not None:
-            from plait._core import parking
+            from plait._core import instruments, parking
 
             GREENPARK.configure(
                 greenlet=greenlet.greenlet, getcurrent=greenlet.getcurrent, local=_strands._local
@@ -122,7 +122,7 @@ def _green_type() -> Any:
                 green_type=GreenStrandGreenlet,
                 QUEUED=parking.QUEUED,
                 WOKEN=parking.WOKEN,
-                hooks=parking.hooks,
+                hooks=instruments.hooks,
                 abandon=parking._green_abandon,
                 done=parking._green_done,
             )
@@ -205,9 +205,7 @@ class _Scheduler:
 
 
 _BATCH = 256
-_schedulers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
-    weakref.WeakKeyDictionary()
-)
+_schedulers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
 
 
 def _scheduler(loop: asyncio.AbstractEventLoop) -> Any:

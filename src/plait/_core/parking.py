@@ -227,10 +227,10 @@ class WaitQueue:
         stdlib's would; the waiter still belongs to the coroutine's strand.
         """
         getcurrent = _green._getcurrent  # (set once a green strand was started)
-        g = getcurrent() if getcurrent is not None else None
+        g: Any = getcurrent() if getcurrent is not None else None
         if type(g) is _green._GreenT:  # a green strand parks by switching to its loop
             if _green.enqueue is not None:
-                return _green.enqueue(self, g, on, data)  # (the same, in C)
+                return _green.enqueue(self, g, on, data)  # type: ignore[no-any-return] # (in C)
             scheduler = g.scheduler
             waiter = Waiter(self, g.strand, on, data)
             waiter.loop = scheduler.loop
