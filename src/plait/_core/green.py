@@ -100,7 +100,10 @@ def _green_type() -> Any:
 
         class GreenStrandGreenlet(greenlet.greenlet):  # type: ignore[misc,name-defined]
             """The greenlet that runs one green strand's function (``strand``: its plait
-            strand; ``done``: the future its driver waits on)."""
+            strand; ``done``: the future its driver waits on). Slots, not an instance
+            dict: a parked strand costs less memory, and the hub reads them faster."""
+
+            __slots__ = ("done", "outcome", "scheduler", "strand", "waiting")
 
             strand: Any
             done: Any
