@@ -1,5 +1,5 @@
 """Build plait's optional C accelerator (``plait._speedups``, the queue's hot paths;
-``plait._fastlock``, the lock's).
+``plait._fastlock``, the lock's; ``plait._core._greenpark``, green strands' switch step).
 
 Everything else is in pyproject.toml. The extension is optional: where it cannot be built
 (no compiler, another Python implementation, a free-threaded build) plait installs and runs
@@ -29,6 +29,9 @@ setup(
         # the shared log's published word with acquire/release order, for weakly ordered
         # CPUs (fallback on x86-64: a memoryview; elsewhere plait.shared refuses to run)
         Extension("plait.shared._ordered", ["src/plait/shared/_ordered.c"], optional=True),
+        # green strands' switch step: the hub and its wake-ups (fallback: the Python classes,
+        # see plait/_core/green.py); greenlet is called through its Python API, no headers
+        Extension("plait._core._greenpark", ["src/plait/_core/_greenpark.c"], optional=True),
     ]
     if _wanted
     else [],

@@ -127,6 +127,7 @@ def child(impl: str, case: str, n: int) -> float:
             ev.set()
 
         measured: list[int] = []
+        group(_noop)  # warm-up: imports, the loop or hub, the first greenlet -- not per strand
         gc.collect()
         before = _rss()
         group(*([wait] * n), release)

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 import plait
+from green._green_helpers import in_group  # (tests/ is on sys.path: its conftest's folder)
 from plait._core.strands import FASTLOCK
 
 pytest.importorskip("greenlet", reason="green strands need the greenlet extra (plait[green])")
@@ -33,13 +34,8 @@ def _opposite_order() -> BaseExceptionGroup[Any]:
             with a:
                 pass
 
-    async def main() -> None:
-        async with plait.TaskGroup() as tg:
-            tg.spawn(one, on="green", name="one")
-            tg.spawn(two, on="green", name="two")
-
     with pytest.raises(BaseExceptionGroup) as info:
-        plait.run(main)
+        in_group(one, two, names=["one", "two"])
     return info.value
 
 
@@ -66,11 +62,7 @@ def test_a_green_strands_fast_path_lock_names_it_and_a_threads_names_the_thread(
         with lock:  # the C fast path: uncontended
             seen.append((lock._holder(), plait.current_strand()))
 
-    async def main() -> None:
-        async with plait.TaskGroup() as tg:
-            tg.spawn(green_body, on="green", name="g")
-
-    plait.run(main)
+    in_group(green_body, names=["g"])
     holder, me = seen[0]
     assert holder is me and holder.kind == "green"
     assert lock._owner_context == 0  # cleared by the release

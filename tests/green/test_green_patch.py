@@ -15,10 +15,14 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+from _green_helpers import (
+    in_group,
+    patched,  # noqa: F401 - the fixture, used by pytestmark
+)
 
 import plait
 import plait.green
@@ -26,28 +30,10 @@ import plait.testing
 
 pytest.importorskip("greenlet", reason="green strands need the greenlet extra (plait[green])")
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = [pytest.mark.timeout(30), pytest.mark.usefixtures("patched")]
 
 _ORIGINAL_SLEEP = time.sleep
 _ORIGINAL_RECV = socket.socket.recv
-
-
-@pytest.fixture(autouse=True)
-def patched() -> Iterator[None]:
-    plait.green.patch()
-    try:
-        yield
-    finally:
-        plait.green.unpatch()
-
-
-def _in_group(*bodies: Any) -> list[Any]:
-    async def main() -> list[Any]:
-        async with plait.TaskGroup() as tg:
-            tasks = [tg.spawn(body, on="green") for body in bodies]
-        return [t.result() for t in tasks]
-
-    return plait.run(main)  # type: ignore[no-any-return]
 
 
 def _once_parked(waiting: list[Any], action: Callable[[], Any]) -> Callable[[], Any]:
@@ -78,7 +64,7 @@ def test_time_sleep_in_a_green_strand_lets_its_loop_run() -> None:
         plait.testing.wait_parked(strands=sleeper, timeout=10)
         order.append("b ran while a slept")
 
-    _in_group(a, b)
+    in_group(a, b)
     assert order == ["b ran while a slept", "a woke"]
 
 
@@ -139,7 +125,7 @@ def test_a_green_echo_server_and_client_on_one_loop() -> None:
         return bytes(buf) == payload
 
     try:
-        assert _in_group(server, client) == [len(payload), True]
+        assert in_group(server, client) == [len(payload), True]
     finally:
         listener.close()
 
@@ -156,7 +142,7 @@ def test_a_socket_timeout_is_honoured_in_a_green_strand() -> None:
         return "got data"
 
     try:
-        assert _in_group(reader) == ["timed out"]
+        assert in_group(reader) == ["timed out"]
     finally:
         a.close()
         b.close()
@@ -204,7 +190,7 @@ def _fetch_three_at_once(tls: ssl.SSLContext | None, client: ssl.SSLContext | No
         return body
 
     try:
-        return _in_group(fetch("/a"), fetch("/bb"), fetch("/ccc"))
+        return in_group(fetch("/a"), fetch("/bb"), fetch("/ccc"))
     finally:
         server.shutdown()
         server.server_close()
@@ -245,7 +231,7 @@ def test_getaddrinfo_in_a_green_strand_gives_what_the_original_gives() -> None:
         return socket.getaddrinfo("127.0.0.1", 80, type=socket.SOCK_STREAM)
 
     expected = socket.getaddrinfo("127.0.0.1", 80, type=socket.SOCK_STREAM)
-    assert _in_group(body) == [expected]
+    assert in_group(body) == [expected]
 
 
 def test_popen_wait_in_a_green_strand_lets_its_loop_run() -> None:
@@ -294,7 +280,7 @@ def test_select_in_a_green_strand_lets_another_green_strand_write() -> None:
         return [r is a for r in readable]
 
     with a, b:
-        assert _in_group(reader, _once_parked(waiting, lambda: b.sendall(b"x")))[0] == [True]
+        assert in_group(reader, _once_parked(waiting, lambda: b.sendall(b"x")))[0] == [True]
 
 
 def test_popen_communicate_in_a_green_strand_lets_its_loop_run() -> None:
@@ -348,7 +334,7 @@ def test_a_poll_object_in_a_green_strand_lets_another_green_strand_write(kind: s
                 poller.close()
 
     with a, b:
-        assert _in_group(reader, _once_parked(waiting, lambda: b.sendall(b"x")))[0] == [a.fileno()]
+        assert in_group(reader, _once_parked(waiting, lambda: b.sendall(b"x")))[0] == [a.fileno()]
 
 
 def test_a_poll_object_outside_green_strands_is_the_original_behaviour() -> None:
@@ -384,7 +370,7 @@ def test_udp_sendto_and_recvfrom_between_green_strands_of_one_loop() -> None:
         return client.recvfrom(100)[0]
 
     with server, client:
-        assert _in_group(serve, _once_parked(waiting, ask)) == [b"ping", b"PING"]
+        assert in_group(serve, _once_parked(waiting, ask)) == [b"ping", b"PING"]
 
 
 def test_sendmsg_and_recvmsg_between_green_strands_of_one_loop() -> None:
@@ -400,4 +386,4 @@ def test_sendmsg_and_recvmsg_between_green_strands_of_one_loop() -> None:
 
     with a, b:
         sent = _once_parked(waiting, lambda: b.sendmsg(iter([b"he", b"llo"])))
-        assert _in_group(receive, sent) == [b"hello", 5]
+        assert in_group(receive, sent) == [b"hello", 5]

@@ -10,37 +10,19 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
+from _green_helpers import (
+    in_group,
+    patched,  # noqa: F401 - the fixture, used by pytestmark
+)
 
-import plait
-import plait.green
 from plait.green import _patch
 
 pytest.importorskip("greenlet", reason="green strands need the greenlet extra (plait[green])")
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = [pytest.mark.timeout(30), pytest.mark.usefixtures("patched")]
 BOUND_S = 10.0
-
-
-@pytest.fixture(autouse=True)
-def patched() -> Iterator[None]:
-    plait.green.patch()
-    try:
-        yield
-    finally:
-        plait.green.unpatch()
-
-
-def _in_group(*bodies: Any) -> list[Any]:
-    async def main() -> list[Any]:
-        async with plait.TaskGroup() as tg:
-            tasks = [tg.spawn(body, on="green") for body in bodies]
-        return [t.result() for t in tasks]
-
-    return plait.run(main)  # type: ignore[no-any-return]
 
 
 def test_a_resolver_call_runs_in_a_worker_thread_while_the_loop_goes_on() -> None:
@@ -58,7 +40,7 @@ def test_a_resolver_call_runs_in_a_worker_thread_while_the_loop_goes_on() -> Non
     real = _patch._originals[key]
     _patch._originals[key] = slow_lookup
     try:
-        results = _in_group(lambda: socket.gethostbyname("example.test"), other_ran.set)
+        results = in_group(lambda: socket.gethostbyname("example.test"), other_ran.set)
     finally:
         _patch._originals[key] = real
     assert results[0] == "127.0.0.1"
@@ -80,7 +62,7 @@ def test_a_blocking_waitpid_in_a_green_strand_lets_another_end_the_child() -> No
             _pid, status = os.waitpid(child.pid, 0)
             return os.waitstatus_to_exitcode(status)
 
-        code, _ = _in_group(reap, stdin.close)  # the other strand ends the child
+        code, _ = in_group(reap, stdin.close)  # the other strand ends the child
         assert code == 0, "the child was killed: waitpid blocked the loop"
     finally:
         killer.cancel()

@@ -6,29 +6,37 @@ then waits for it to finish. The greenlet runs until its first wait, then switch
 the loop; from then on it is resumed straight from loop callbacks, with no task step in
 between (which is what makes a wait cheap)::
 
-    drive() ─ _step ─switch─► greenlet: fn(*args) ... q.get(): park()
-       await done ◄──switch── (parked: a _Resume in the waiter's place of a future)
+    drive() ── start: ready ──► hub ─switch─► greenlet: fn(*args) ... q.get(): park()
+       await done                 hub ◄──switch── (parked: a _Resume in the waiter's
+                                                   place of a future)
     (other callbacks run)
-    waker: q.put() ── waiter.wake() ── _Resume.set_result ── call_soon(_step)
-    _step ─────────switch───► ... get returns; ... next wait switches back, or the
-                               function returns: _step resolves ``done``
+    waker: q.put() ── waiter.wake() ── _Resume.set_result ── ready (+ call_soon(hub))
+    hub ─────────────────switch───► ... get returns; ... next wait switches back, or the
+                                    function returns: the hub resolves ``done``
 
 So every plait wait works unchanged in a green strand: ``WaitQueue.enqueue_current`` gives
 a green strand's waiter a :class:`_Resume` where a coroutine's has a future, and
 :func:`plait._core.parking.park` switches out (:func:`switch_out`) instead of blocking the
-thread. While it runs, the thread's current strand is the green strand (``_step`` sets it),
+thread. While it runs, the thread's current strand is the green strand (the hub sets it),
 so ``current_strand()`` and every wait see the right strand. Cancelling the strand's task
 throws :class:`plait.Cancelled` into the greenlet at its wait, as a thread strand sees it;
 sync cancel scopes (``with move_on_after``) work as they do in a thread strand.
 
 ``greenlet`` is an optional dependency (``pip install 'plait[green]'``): this module
 imports it only when a green strand is started.
+
+The switch step -- :class:`_Resume` and :class:`_Scheduler`, the hub's loop -- has a C
+accelerator (``plait._core._greenpark``, :data:`GREENPARK`) that does the same with no
+Python frame per switch; these Python classes are the reference and the fallback (not
+built, or ``PLAIT_NO_SPEEDUPS=1``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import os
+import threading
 import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -40,6 +48,7 @@ from plait._errors import Cancelled
 
 __all__ = [
     "await_",
+    "current_green",
     "drive",
     "greenlet_module",
     "in_green_strand",
@@ -51,6 +60,25 @@ __all__ = [
 
 _GreenT: Any = None  # the greenlet subclass of green strands, made on first use
 _getcurrent: Any = None  # greenlet.getcurrent, once a green strand was started
+
+# The C switch step (plait/_core/_greenpark.c); None: the Python classes below run.
+GREENPARK: Any = None
+# Its green wait (``WaitQueue.enqueue_current``'s green branch, and ``parking.park``'s
+# untimed, unscoped green case), once a green strand was started; None: Python runs it.
+enqueue: Any = None
+park: Any = None
+if not os.environ.get("PLAIT_NO_SPEEDUPS"):
+    try:
+        from plait._core import _greenpark
+    except ImportError:  # pragma: no cover - depends on the build
+        pass
+    else:
+        if _greenpark.SEAM != 3:  # the C types' members, configure*()'s args
+            raise ImportError(
+                f"plait._core._greenpark ({_greenpark.__file__}) was built from another "
+                "version of plait: rebuild it (pip install -e .), or set PLAIT_NO_SPEEDUPS=1"
+            )
+        GREENPARK = _greenpark
 
 
 def greenlet_module() -> Any:
@@ -72,16 +100,37 @@ def _green_type() -> Any:
 
         class GreenStrandGreenlet(greenlet.greenlet):  # type: ignore[misc,name-defined]
             """The greenlet that runs one green strand's function (``strand``: its plait
-            strand; ``done``: the future its driver waits on)."""
+            strand; ``done``: the future its driver waits on). Slots, not an instance
+            dict: a parked strand costs less memory, and the hub reads them faster."""
+
+            __slots__ = ("done", "outcome", "scheduler", "strand", "waiting")
 
             strand: Any
             done: Any
             waiting: Any
             outcome: tuple[bool, Any] | None
-            scheduler: _Scheduler
+            scheduler: Any  # a _Scheduler (or the C one)
 
         global _getcurrent
         _getcurrent = greenlet.getcurrent
+        if GREENPARK is not None:
+            from plait._core import instruments, parking
+
+            GREENPARK.configure(
+                greenlet=greenlet.greenlet, getcurrent=greenlet.getcurrent, local=_strands._local
+            )
+            GREENPARK.configure_park(
+                Waiter=parking.Waiter,
+                WaitQueue=parking.WaitQueue,
+                green_type=GreenStrandGreenlet,
+                QUEUED=parking.QUEUED,
+                WOKEN=parking.WOKEN,
+                hooks=instruments.hooks,
+                abandon=parking._green_abandon,
+                done=parking._green_done,
+            )
+            global enqueue, park
+            enqueue, park = GREENPARK.enqueue, GREENPARK.park
         _GreenT = GreenStrandGreenlet
     return _GreenT
 
@@ -96,12 +145,14 @@ class _Scheduler:
     still get theirs. Every switch into a green strand happens in the hub.
     """
 
-    __slots__ = ("hub", "loop", "ready", "scheduled")
+    __slots__ = ("hub", "ident", "loop", "ready", "run", "scheduled")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
+        self.ident = threading.get_ident()  # (made on the loop's thread, by drive())
         self.ready: deque[_Resume] = deque()
         self.scheduled = False
+        self.run = self._run  # (bound once: call_soon'd at every wake-up batch)
         self.hub = greenlet_module().greenlet(self._hub)
 
     def wake(self, resume: _Resume) -> None:
@@ -110,7 +161,7 @@ class _Scheduler:
             self.scheduled = True
             self.loop.call_soon(self.run)
 
-    def run(self) -> None:
+    def _run(self) -> None:
         hub = self.hub
         if hub.dead:  # pragma: no cover - only if the hub itself failed
             hub = self.hub = greenlet_module().greenlet(self._hub)
@@ -120,15 +171,35 @@ class _Scheduler:
     def _hub(self) -> None:
         ready = self.ready
         popleft = ready.popleft
+        # The thread's strand (``current_strand()`` in a green strand) is set by hand in
+        # the loop thread's own dict of ``_strands._local``: one dict store per step.
+        local = _strands._local.__dict__
         while True:
+            before = local.get("strand", _MISSING)
             for _ in range(_BATCH):
                 if not ready:
                     break
                 resume = popleft()
                 g = resume.greenlet
-                if g.waiting is resume:  # (else it left that wait already: it was cancelled)
-                    g.waiting = None
-                    _step(g, resume.error)
+                if g.waiting is not resume:
+                    continue  # it left that wait already: it was cancelled
+                g.waiting = None
+                local["strand"] = g.strand
+                error = resume.error
+                try:  # run it until its next wait (or its end)
+                    out = g.throw(error) if error is not None else g.switch()
+                except BaseException as exc:  # the strand's outcome, for its task
+                    g.outcome = (False, exc)
+                else:
+                    if not g.dead:
+                        continue
+                    g.outcome = (True, out)
+                if not g.done.done():
+                    g.done.set_result(None)
+            if before is _MISSING:
+                local.pop("strand", None)
+            else:
+                local["strand"] = before
             if ready:
                 self.loop.call_soon(self.run)
             else:
@@ -137,15 +208,19 @@ class _Scheduler:
 
 
 _BATCH = 256
-_schedulers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Scheduler] = (
-    weakref.WeakKeyDictionary()
-)
+_schedulers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
 
 
-def _scheduler(loop: asyncio.AbstractEventLoop) -> _Scheduler:
+def _scheduler(loop: asyncio.AbstractEventLoop) -> Any:
+    """The loop's scheduler (made on the loop's thread, by :func:`drive`)."""
     scheduler = _schedulers.get(loop)
     if scheduler is None:
-        scheduler = _schedulers[loop] = _Scheduler(loop)
+        _green_type()  # (greenlet imported, the C step configured)
+        if GREENPARK is not None:
+            scheduler = GREENPARK.Scheduler(loop, threading.get_ident(), _BATCH)
+        else:
+            scheduler = _Scheduler(loop)
+        _schedulers[loop] = scheduler
     return scheduler
 
 
@@ -167,15 +242,33 @@ class _Resume:
     def set_result(self, _value: object) -> None:
         if not self._done:
             self._done = True
-            self.greenlet.scheduler.wake(self)
+            scheduler = self.greenlet.scheduler
+            scheduler.ready.append(self)  # (Scheduler.wake, inline: once per wake-up)
+            if not scheduler.scheduled:
+                scheduler.scheduled = True
+                scheduler.loop.call_soon(scheduler.run)
 
 
-def resume_for(loop: asyncio.AbstractEventLoop) -> _Resume:
+new_resume: Any = GREENPARK.Resume if GREENPARK is not None else _Resume
+"""``new_resume(greenlet, error=None)``: a :class:`_Resume` (or the C one) for ``greenlet``'s
+next wait (what ``WaitQueue.enqueue_current`` gives a green strand's waiter)."""
+
+
+def resume_for(loop: asyncio.AbstractEventLoop) -> Any:
     """A resume handle for the calling green strand's next wait (on ``loop``, its own)."""
-    return _Resume(_getcurrent())
+    return new_resume(_getcurrent())
 
 
-def switch_out(resume: _Resume) -> None:
+def current_green() -> Any:
+    """The calling green strand's greenlet, or ``None`` outside green strands (cheap: what
+    ``WaitQueue.enqueue_current`` asks first)."""
+    if _getcurrent is None:
+        return None
+    g = _getcurrent()
+    return g if type(g) is _GreenT else None
+
+
+def switch_out(resume: Any) -> None:
     """Leave the loop to other work until ``resume`` brings the calling green strand back
     (an exception thrown in -- its cancellation -- is raised here)."""
     g = resume.greenlet
@@ -187,27 +280,6 @@ def switch_out(resume: _Resume) -> None:
 
 
 _MISSING: Any = object()
-
-
-def _step(g: Any, error: BaseException | None = None) -> None:
-    """Run green strand ``g`` until its next wait (or its end), as its strand."""
-    local = _strands._local
-    before = local.__dict__.get("strand", _MISSING)
-    local.strand = g.strand
-    try:
-        out = g.throw(error) if error is not None else g.switch()
-    except BaseException as exc:  # the strand's outcome, for its task
-        g.outcome = (False, exc)
-    else:
-        if g.dead:
-            g.outcome = (True, out)
-    finally:
-        if before is _MISSING:
-            local.__dict__.pop("strand", None)
-        else:
-            local.strand = before
-    if g.outcome is not None and not g.done.done():
-        g.done.set_result(None)
 
 
 def _ended(g: Any) -> bool:
@@ -267,7 +339,7 @@ async def drive(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
     g.done = loop.create_future()
     g.outcome = None  # (True, result) or (False, error) once it has ended
     g.scheduler = scheduler
-    g.waiting = start = _Resume(g)  # (waiting: the _Resume of its wait while it is parked)
+    g.waiting = start = new_resume(g)  # (waiting: the _Resume of its wait while it is parked)
     start.set_result(None)
     try:
         while g.outcome is None:
@@ -280,7 +352,7 @@ async def drive(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
                 error = exc if isinstance(exc, Cancelled) else Cancelled(*exc.args)
                 # Thrown in at its wait (a wake-up already on its way is dropped), by the
                 # hub: blocking-style code sees what a thread strand sees.
-                g.waiting = throw = _Resume(g, error)
+                g.waiting = throw = new_resume(g, error)
                 throw.set_result(None)
     finally:
         _strands.green_by_context.pop(id(context), None)

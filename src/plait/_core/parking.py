@@ -226,18 +226,20 @@ class WaitQueue:
         A sync call from inside a coroutine blocks its loop's thread, exactly as the
         stdlib's would; the waiter still belongs to the coroutine's strand.
         """
-        strand = current_strand()
-        if strand.kind == "green":  # it parks by switching to its loop (see _green_park)
-            waiter = Waiter(self, strand, on, data)
-            loop = _get_running_loop()
-            assert loop is not None  # (a green strand runs on its loop's thread)
-            waiter.loop = loop
-            waiter.ident = _get_ident()
-            waiter.fut = _green.resume_for(loop)  # type: ignore[assignment]
+        getcurrent = _green._getcurrent  # (set once a green strand was started)
+        g: Any = getcurrent() if getcurrent is not None else None
+        if type(g) is _green._GreenT:  # a green strand parks by switching to its loop
+            if _green.enqueue is not None:
+                return _green.enqueue(self, g, on, data)  # type: ignore[no-any-return] # (in C)
+            scheduler = g.scheduler
+            waiter = Waiter(self, g.strand, on, data)
+            waiter.loop = scheduler.loop
+            waiter.ident = scheduler.ident
+            waiter.fut = _green.new_resume(g)
             self._dq.append(waiter)
             self._count += 1
             return waiter
-        waiter = Waiter(self, strand, on, data)
+        waiter = Waiter(self, current_strand(), on, data)
         lock = allocate_lock()
         lock.acquire()
         waiter.lock = lock
@@ -390,6 +392,15 @@ def park(
     """
     strand = waiter.strand
     if waiter.fut is not None:  # a green strand's waiter (see enqueue_current)
+        fast = _green.park  # the untimed, unscoped green wait in C (None: not built)
+        if (
+            fast is not None
+            and timeout is None
+            and not interruptible
+            and not strand.cancel_scopes
+            and not hooks.active
+        ):
+            return fast(waiter, park_checks.untimed, undo)  # type: ignore[no-any-return]
         return _green_park(waiter, timeout, undo, interruptible)
     lock = waiter.lock
     scoped = bool(strand.cancel_scopes)
@@ -451,8 +462,11 @@ def _green_park(
 ) -> bool:
     """:func:`park` for a green strand: the same semantics (sync cancel scopes included),
     but the strand waits by switching to its loop (``plait._core.green``), not by blocking
-    the loop's thread."""
+    the loop's thread. (The untimed, unscoped case runs in C where it is built:
+    ``_green.park``, which ends through :func:`_green_abandon` / :func:`_green_done`.)"""
     strand = waiter.strand
+    resume: Any = waiter.fut
+    check = park_checks.untimed
     scoped = bool(strand.cancel_scopes)
     waiter.interruptible = scoped or interruptible
     wait = timeout
@@ -464,40 +478,33 @@ def _green_park(
         wait = None if end == math.inf else max(0.0, end - now)
         if _cancelled_scope(strand, now) is not None:
             wait = 0.0
-    resume: Any = waiter.fut
-    loop = waiter.loop
-    assert loop is not None
-    check = park_checks.untimed
     if check is not None and wait is None:
         check(waiter)  # may raise instead of parking for good (a deadlock)
-    handle = None if wait is None else loop.call_later(wait, resume.set_result, None)
+    handle = None
+    if wait is not None:
+        loop = waiter.loop
+        assert loop is not None
+        handle = loop.call_later(wait, resume.set_result, None)
     strand.state = "parked"
     strand.parked_on = waiter.on
     strand.waiter = waiter
     if hooks.active:
         hooks.parked(strand, waiter.on)
+    g = resume.greenlet
     try:
-        _green.switch_out(resume)
-    except BaseException:  # its task was cancelled: leave the queue, give back a hand-over
-        with waiter.queue.mutex:
-            removed = waiter.queue.remove(waiter, CANCELLED)
-        if not removed and waiter.state == WOKEN and undo is not None:
-            waiter.state = CANCELLED  # given back once, here
-            undo(waiter.value)
+        g.waiting = resume
+        g.parent.switch()  # to the loop's hub, until resumed (plait._core.green)
+    except BaseException:
+        _green_abandon(waiter, undo)
         raise
     finally:
+        g.waiting = None
         if handle is not None:
             handle.cancel()
         strand.state = "running"
         strand.parked_on = None
         strand.waiter = None
-        if waiter.state == QUEUED:  # the timer fired first
-            with waiter.queue.mutex:
-                waiter.queue.remove(waiter)
-        if hooks.active:
-            hooks.unparked(
-                strand, waiter.on, ("queued", "woken", "timeout", "cancelled")[waiter.state]
-            )
+        _green_done(waiter)
     if waiter.state == WOKEN:
         return True
     if scoped:
@@ -505,6 +512,29 @@ def _green_park(
         if scope is not None:
             scope.raise_cancelled()
     return False
+
+
+def _green_abandon(waiter: Waiter, undo: Callable[[Any], None] | None) -> None:
+    """A green wait cut short by an exception thrown in (its task was cancelled): leave
+    the queue; give back what it was handed already."""
+    with waiter.queue.mutex:
+        removed = waiter.queue.remove(waiter, CANCELLED)
+    if not removed and waiter.state == WOKEN and undo is not None:
+        waiter.state = CANCELLED  # given back once, here
+        undo(waiter.value)
+
+
+def _green_done(waiter: Waiter) -> bool:
+    """The end of a green wait, its strand running again: out of the queue if its timer
+    fired first, told to the instruments; whether it was woken."""
+    if waiter.state == QUEUED:  # the timer fired first
+        with waiter.queue.mutex:
+            waiter.queue.remove(waiter)
+    if hooks.active:
+        hooks.unparked(
+            waiter.strand, waiter.on, ("queued", "woken", "timeout", "cancelled")[waiter.state]
+        )
+    return waiter.state == WOKEN
 
 
 def stand_in(waiter: Waiter, releaser: Any) -> Waiter:

@@ -1,0 +1,156 @@
+"""The C switch step of green strands (plait._core._greenpark): in use whenever it is built
+and not turned off, the same behaviour as the Python reference, and no Python frame of the
+wake-up or the hub per switch.
+
+These tests run against whichever implementation is in use (CI runs the suite a second time
+with ``PLAIT_NO_SPEEDUPS=1``); those of the C types themselves skip only when it is turned
+off on purpose.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import platform
+import sys
+import sysconfig
+from typing import Any
+
+import pytest
+from _green_helpers import in_group
+
+import plait
+from plait._core import green
+
+pytest.importorskip("greenlet", reason="green strands need the greenlet extra (plait[green])")
+
+pytestmark = pytest.mark.timeout(30)
+
+TURNED_OFF = bool(os.environ.get("PLAIT_NO_SPEEDUPS"))
+needs_speedups = pytest.mark.skipif(
+    TURNED_OFF or green.GREENPARK is None,
+    reason="PLAIT_NO_SPEEDUPS=1 (or not built): this run tests the Python switch step",
+)
+
+
+def test_the_accelerator_is_in_use_unless_turned_off() -> None:
+    importable = importlib.util.find_spec("plait._core._greenpark") is not None
+    if TURNED_OFF:
+        assert green.GREENPARK is None and green.new_resume is green._Resume
+        return
+    buildable = platform.python_implementation() == "CPython" and not sysconfig.get_config_var(
+        "Py_GIL_DISABLED"
+    )
+    assert importable or not buildable, (
+        "plait._core._greenpark was not built for this CPython: reinstall with a C compiler, "
+        "or set PLAIT_NO_SPEEDUPS=1 to test the Python switch step on purpose"
+    )
+    assert importable == (green.GREENPARK is not None), "built but not in use"
+    if importable:
+        assert green.new_resume is green.GREENPARK.Resume
+
+
+def test_a_green_wait_uses_the_switch_step_in_use() -> None:
+    seen: list[Any] = []
+
+    def body() -> None:
+        event = plait.Event()
+        waiter = event._queue.enqueue_current(on=event)  # what Event.wait() enqueues
+        seen.append((type(waiter.fut), type(green._schedulers[waiter.loop])))
+        with event._queue.mutex:
+            event._queue.remove(waiter)
+
+    in_group(body)
+    resume_type, scheduler_type = seen[0]
+    if green.GREENPARK is None:
+        assert (resume_type, scheduler_type) == (green._Resume, green._Scheduler)
+    else:
+        assert (resume_type, scheduler_type) == (green.GREENPARK.Resume, green.GREENPARK.Scheduler)
+
+
+def _python_calls_during(fn: Any) -> set[str]:
+    """The Python functions (module:name) that run while ``fn`` does, in every greenlet."""
+    import greenlet
+
+    calls: set[str] = set()
+
+    def profile(frame: Any, event: str, arg: object) -> None:
+        if event == "call":
+            calls.add(f"{frame.f_globals.get('__name__')}:{frame.f_code.co_name}")
+
+    def tracer(event: str, args: Any) -> None:  # every greenlet gets the profiler
+        sys.setprofile(profile)
+
+    old = greenlet.settrace(tracer)
+    sys.setprofile(profile)
+    try:
+        fn()
+    finally:
+        sys.setprofile(None)
+        greenlet.settrace(old)
+    return calls
+
+
+@needs_speedups
+def test_the_wake_up_the_hub_and_the_untimed_wait_run_no_python_code() -> None:
+    a, b = plait.Queue(), plait.Queue()
+
+    def ping() -> None:
+        for i in range(50):
+            a.put(i)
+            b.get()
+
+    def pong() -> None:
+        for _ in range(50):
+            b.put(a.get())
+
+    calls = _python_calls_during(lambda: in_group(ping, pong))
+    assert "plait._core.parking:park" in calls  # (the profiler saw the strands wait)
+    python_step = {f"plait._core.green:{name}" for name in ("set_result", "wake", "_hub", "_run")}
+    python_step.add("plait._core.parking:_green_park")  # (the untimed wait: all in C)
+    assert not calls & python_step
+
+
+@needs_speedups
+def test_the_c_types_refuse_bad_input_with_a_clear_error() -> None:
+    assert green.GREENPARK is not None
+    with pytest.raises(ValueError, match="batch must be at least 1"):
+        green.GREENPARK.Scheduler(object(), 0, 0)
+    resume = green.GREENPARK.Resume(object())
+    assert not resume.done()
+    with pytest.raises(AttributeError, match="scheduler"):  # not a green strand's greenlet
+        resume.set_result(None)
+    assert resume.done()  # (once: a second call does nothing)
+    resume.set_result(None)
+
+
+@pytest.mark.parametrize("kind", ["result", "error", "cancelled"])
+def test_an_ending_strand_resolves_its_task_through_the_hub(kind: str) -> None:
+    """The hub's end-of-strand path (outcome, done) in both implementations."""
+    started = plait.Event()
+
+    def body() -> str:
+        started.set()
+        plait.sleep(0 if kind != "cancelled" else 30)
+        if kind == "error":
+            raise KeyError("boom")
+        return "ok"
+
+    async def main() -> Any:
+        async with plait.TaskGroup() as tg:
+            task = tg.spawn(body, on="green")
+            if kind == "cancelled":
+                await started.async_wait(10)
+                task.cancel()
+        return task
+
+    if kind == "error":
+        with pytest.raises(BaseExceptionGroup) as info:
+            plait.run(main)
+        assert [type(e) for e in info.value.exceptions] == [KeyError]
+        return
+    task = plait.run(main)
+    if kind == "result":
+        assert task.result() == "ok"
+    else:
+        assert task.cancelled()
