@@ -1549,7 +1549,8 @@ static PyObject *str_depth = NULL;
 static int
 ringport_traverse(RingPortObject *self, visitproc visit, void *arg)
 {
-    Py_VISIT(self->view.obj);
+    /* view.obj is not visited: the collector must never tp_clear the memoryview we hold an
+     * export of (it cannot, and the segment under it would be unmapped while we point in). */
     Py_VISIT(self->sp_state);
     Py_VISIT(self->encode);
     Py_VISIT(self->put_encoded);
