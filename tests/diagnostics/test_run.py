@@ -85,10 +85,10 @@ def test_the_seeds_thread_programs_print_the_same_under_plait_run(
     source = (SEEDS / f"{name}.py").read_text(encoding="utf-8")
     script = tmp_path / f"{name}.py"
     script.write_text(source.replace("import plait as threading", "import threading"))
-    # A daemon thread's lines race the main thread's exit (under load a daemon may not
-    # print before the interpreter stops, under python as under plait), so such a program
-    # is given three tries to print what python printed in one of its own; the others one.
-    tries = 3 if "daemon" in name else 1
+    # Threads' prints race each other (one print is several writes: lines can interleave
+    # mid-line) and a daemon's lines race the main thread's exit, under python as under
+    # plait; so a program gets three tries to print what python printed in one of its own.
+    tries = 3
     seen: list[collections.Counter[str]] = []
     for _ in range(tries):
         python, plait_run = _python(script), _plait_run(script)
