@@ -39,7 +39,7 @@ static PyTypeObject *waiter_type = NULL;
 static PyObject *queue_dq = NULL, *queue_count = NULL; /* WaitQueue._dq, ._count */
 static PyObject *int_queued = NULL, *int_woken = NULL; /* QUEUED, WOKEN */
 static PyObject *park_hooks = NULL;                    /* instruments.hooks */
-static PyObject *park_abandon = NULL, *park_done = NULL; /* parking._green_abandon, _done */
+static PyObject *park_abandon = NULL, *park_done = NULL; /* parking._green_abandon, _wait_done */
 static PyObject *int_one = NULL;
 static PyObject *str_parked, *str_running, *str_parked_on, *str_state, *str_waiter,
     *str_append, *str_active;
@@ -748,7 +748,7 @@ mark(PyObject *strand, PyObject *state, PyObject *on, PyObject *waiter)
  * instruments): check(waiter) unless None, mark the strand parked, switch to the hub until
  * resumed, mark it running; whether it was woken. An exception thrown in (its
  * cancellation) goes through parking._green_abandon(waiter, undo) and is raised; an
- * unusual end (not woken, or instruments installed meanwhile) through _green_done. */
+ * unusual end (not woken, or instruments installed meanwhile) through _wait_done. */
 static PyObject *
 park(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {

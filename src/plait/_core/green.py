@@ -127,7 +127,7 @@ def _green_type() -> Any:
                 WOKEN=parking.WOKEN,
                 hooks=instruments.hooks,
                 abandon=parking._green_abandon,
-                done=parking._green_done,
+                done=parking._wait_done,
             )
             global enqueue, park
             enqueue, park = GREENPARK.enqueue, GREENPARK.park

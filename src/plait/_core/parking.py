@@ -463,7 +463,7 @@ def _green_park(
     """:func:`park` for a green strand: the same semantics (sync cancel scopes included),
     but the strand waits by switching to its loop (``plait._core.green``), not by blocking
     the loop's thread. (The untimed, unscoped case runs in C where it is built:
-    ``_green.park``, which ends through :func:`_green_abandon` / :func:`_green_done`.)"""
+    ``_green.park``, which ends through :func:`_green_abandon` / :func:`_wait_done`.)"""
     strand = waiter.strand
     resume: Any = waiter.fut
     check = park_checks.untimed
@@ -504,7 +504,7 @@ def _green_park(
         strand.state = "running"
         strand.parked_on = None
         strand.waiter = None
-        _green_done(waiter)
+        _wait_done(waiter)
     if waiter.state == WOKEN:
         return True
     if scoped:
@@ -524,8 +524,8 @@ def _green_abandon(waiter: Waiter, undo: Callable[[Any], None] | None) -> None:
         undo(waiter.value)
 
 
-def _green_done(waiter: Waiter) -> bool:
-    """The end of a green wait, its strand running again: out of the queue if its timer
+def _wait_done(waiter: Waiter) -> bool:
+    """The end of a wait (green or parked), its strand running again: out of the queue if its timer
     fired first, told to the instruments; whether it was woken."""
     if waiter.state == QUEUED:  # the timer fired first
         with waiter.queue.mutex:
@@ -623,14 +623,7 @@ def _park_unpark(waiter: Waiter) -> None:
 
 def _park_finish(waiter: Waiter) -> bool:
     _park_unpark(waiter)
-    if waiter.state == QUEUED:  # the timer fired first
-        with waiter.queue.mutex:
-            waiter.queue.remove(waiter)
-    if hooks.active:
-        hooks.unparked(
-            waiter.strand, waiter.on, ("queued", "woken", "timeout", "cancelled")[waiter.state]
-        )
-    return waiter.state == WOKEN
+    return _wait_done(waiter)
 
 
 def _park_abandon(waiter: Waiter) -> None:
