@@ -15,6 +15,7 @@ import pickle
 import signal
 import threading
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -325,6 +326,44 @@ def test_a_bell_whose_watcher_died_is_replaced_by_the_next_shared_object() -> No
         p.join(WAIT_S)
     assert doorbell._bell is not bell and doorbell._bell is not None
     assert doorbell._bell.thread.is_alive()
+
+
+def test_a_forked_child_does_not_keep_the_parents_bell_address_bound() -> None:
+    """A fork copies every descriptor, close-on-exec or not. A child that kept the bell's
+    listener (a ``multiprocessing.Manager`` server forked by the stdlib) kept this process's
+    address bound after its bell closed: the next shared wait here failed with
+    ``EADDRINUSE`` (CI's 3.13 tour run, at the shared-state scene)."""
+    first = plait.Event()
+    pickle.dumps(first)
+    assert not first.wait(0.05)  # (parks: this process has a bell with first's room)
+    bell = doorbell._bell
+    assert bell is not None
+    r, w = os.pipe()
+    with warnings.catch_warnings():  # (this process has threads: 3.12+ warns of fork)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # the child: hold whatever it inherited until the parent is done
+        os.close(w)
+        os.read(r, 1)
+        os._exit(0)
+    os.close(r)
+    try:
+        for rid in list(bell.rooms.keys()):  # every room goes: the bell closes
+            doorbell._forget(bell, rid)
+        assert doorbell._bell is None
+        bell.thread.join(WAIT_S)
+        ev = plait.Event()
+        pickle.dumps(ev)
+        assert not ev.wait(0.05)  # a new bell, on the same address
+        p = _ctx().Process(target=set_event, args=(ev,))
+        p.start()
+        try:
+            assert ev.wait(WAIT_S)
+        finally:
+            p.join(WAIT_S)
+    finally:
+        os.close(w)
+        os.waitpid(pid, 0)
 
 
 def test_a_room_attached_while_a_collected_rooms_finalizer_closes_the_bell_is_rung() -> None:

@@ -16,6 +16,7 @@ import concurrent.futures
 import inspect
 import os
 import signal
+import socket
 import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
@@ -202,6 +203,43 @@ class _Interrupts:
         return KeyboardInterrupt() if left == 0 else cancel
 
 
+class _SignalWake:
+    """Makes a signal wake ``plait.run``'s loop, as ``loop.add_signal_handler`` does.
+
+    A Ctrl-C that lands after Python's last check for signals and before the main thread
+    blocks in the loop's selector runs only the C-level handler (or lands on another thread,
+    which cannot run Python's handler): ``on_sigint`` then waited until the selector timed
+    out -- a ``sleep(60)`` lost the Ctrl-C for a minute. With a wakeup fd the C handler
+    writes a byte to a socket the loop watches: the selector returns and the handler runs.
+    """
+
+    def __init__(self) -> None:
+        self.reader, self.writer = socket.socketpair()
+        self.reader.setblocking(False)
+        self.writer.setblocking(False)
+        self.old = -1
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        loop.add_reader(self.reader.fileno(), self._drain)
+        self.old = signal.set_wakeup_fd(self.writer.fileno(), warn_on_full_buffer=False)
+
+    def _drain(self) -> None:
+        try:
+            while self.reader.recv(4096):
+                pass
+        except OSError:  # (empty: BlockingIOError)
+            pass
+
+    def detach(self) -> None:
+        """(After the loop closed, which dropped the reader.) Give the old wakeup fd back,
+        unless someone installed another since (``add_signal_handler``): theirs stays."""
+        replaced = signal.set_wakeup_fd(self.old)
+        if replaced != self.writer.fileno():
+            signal.set_wakeup_fd(replaced)
+        self.reader.close()
+        self.writer.close()
+
+
 def _run_coroutine_function(
     main: Callable[..., Any], args: tuple[Any, ...], use_uvloop: bool
 ) -> Any:
@@ -210,11 +248,14 @@ def _run_coroutine_function(
         and signal.getsignal(signal.SIGINT) is signal.default_int_handler
     )
     interrupts = _Interrupts()
+    wake = _SignalWake() if own_sigint else None
     if own_sigint:
         # asyncio.Runner installs its handler only over the default one: ours goes first.
         signal.signal(signal.SIGINT, interrupts.on_sigint)
     try:
         with asyncio.Runner(loop_factory=_new_loop_factory(use_uvloop)) as runner:
+            if wake is not None:
+                wake.attach(runner.get_loop())
             try:
                 return runner.run(interrupts.main(main, args))
             except asyncio.CancelledError as cancel:
@@ -225,6 +266,8 @@ def _run_coroutine_function(
             # a hurried loop's task groups do not wait out their grace.)
         raise outcome from None
     finally:
+        if wake is not None:
+            wake.detach()
         if interrupts.loop is not None:
             _hurried.discard(interrupts.loop)
         if own_sigint and signal.getsignal(signal.SIGINT) is interrupts.on_sigint:

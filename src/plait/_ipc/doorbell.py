@@ -143,6 +143,9 @@ class _Bell:
         self.watched: dict[int, tuple[int, set[tuple[int, int]]]] = {}
         self.watch_lock = threading.Lock()
         self.closed = False
+        self.ended = False  # (the watcher has closed the pipe: a fork must not close it)
+        # ringers' connections -> their partial record (the watcher's alone; a fork copies it)
+        self.conns: dict[socket.socket, bytes] = {}
         self.rooms: weakref.WeakValueDictionary[int, Room] = weakref.WeakValueDictionary()
         # (the watcher reads ``rooms`` without a lock: a WeakValueDictionary ``get`` is safe)
         self.next_id = 1
@@ -164,7 +167,7 @@ class _Bell:
 
     def _watch(self) -> None:
         sel = self.selector
-        pending: dict[socket.socket, bytes] = {}
+        pending = self.conns
         try:
             while True:
                 for key, _ in sel.select():
@@ -202,6 +205,7 @@ class _Bell:
                         self._deliver(int.from_bytes(data[i : i + 8], "little"))
                     pending[obj] = data[usable:]
         finally:
+            self.ended = True
             for conn in pending:
                 conn.close()
             with self.watch_lock:
@@ -264,6 +268,19 @@ class _Bell:
                 room.deliver(record & 3, bool(record & _ALL))
             except Exception:  # a broken object must not stop the bell
                 pass
+
+    def drop_inherited(self) -> None:
+        """(In a forked child) Close this process's copies of the parent's bell: a fork
+        copies every descriptor, close-on-exec or not, and a child holding the listener
+        keeps the parent's address bound: the parent's next bell could not bind it
+        (``EADDRINUSE``) for as long as the child lives (a Manager's server, a worker)."""
+        for conn in self.conns:
+            conn.close()
+        self.selector.close()
+        self.listener.close()
+        if not self.ended:  # (else the watcher closed them: their numbers may be reused)
+            os.close(self.stop_r)
+            os.close(self.stop_w)
 
     def close(self) -> None:
         """Free the address now (a new bell may bind it at once) and stop the watcher."""
@@ -339,10 +356,12 @@ atexit.register(_at_exit)
 
 def _after_fork() -> None:
     global _bell, _bell_lock, _writers_lock
-    _bell = None  # the parent's bell and watcher are the parent's (its sockets are
-    _bell_lock = threading.RLock()  # not inheritable, so nothing of them is left here)
+    bell, _bell = _bell, None  # the parent's bell and watcher are the parent's
+    _bell_lock = threading.RLock()
     _writers_lock = threading.Lock()
     _close_writers()
+    if bell is not None:
+        bell.drop_inherited()
 
 
 os.register_at_fork(after_in_child=_after_fork)

@@ -150,6 +150,8 @@ def _serve(sock: socket.socket) -> None:
 
 
 def _forget_after_fork() -> None:
+    if _server.sock is not None:  # (a fork copies the listener: close the child's copy)
+        _server.sock.close()
     _server.sock, _server.path, _server.pid = None, None, 0
 
 

@@ -86,6 +86,17 @@ def ensure_responder() -> None:
         threading.Thread(target=_serve, args=(sock,), name="plait-xwait", daemon=True).start()
 
 
+def _forget_after_fork() -> None:
+    global _start_lock
+    _start_lock = threading.Lock()
+    if _responder.sock is not None:  # (a fork copies the listener: close the child's copy)
+        _responder.sock.close()
+    _responder.sock, _responder.pid = None, 0
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+
+
 def _serve(sock: socket.socket) -> None:
     _asleep.note_service_thread()  # it never wakes a program's waits
     uid = os.getuid()
