@@ -27,7 +27,7 @@ def test_no_command_prints_help_and_fails(capsys: pytest.CaptureFixture[str]) ->
 def test_tour_list(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["tour", "--list"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in lines] == [s.name for s in all_scenes()]
+    assert [line.split()[0] for line in lines] == [s.name for s in all_scenes(opt_in=True)]
 
 
 def test_tour_unknown_name_fails_with_hint(capsys: pytest.CaptureFixture[str]) -> None:

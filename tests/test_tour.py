@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from plait.tour import Scene, UnknownSceneError, all_scenes, run_scenes, select
-from plait.tour.scenes import MODULES
+from plait.tour.scenes import MODULES, OPT_IN
 
 
 def test_every_module_registers_scenes_named_after_it() -> None:
-    for module_name in MODULES:
+    for module_name in MODULES + OPT_IN:
         module = importlib.import_module(f"plait.tour.scenes.{module_name}")
         assert module.SCENES, f"{module_name} registers no scene"
         for scene in module.SCENES:
@@ -40,6 +40,42 @@ def test_select_by_name_by_topic_and_in_given_order() -> None:
     topic = first.name.split("-", 1)[0]
     assert select([topic], scenes) == [s for s in scenes if s.name.startswith(topic + "-")]
     assert select([first.name, first.name], scenes) == [first]
+
+
+def test_opt_in_scenes_run_only_when_named(capsys: pytest.CaptureFixture[str]) -> None:
+    from plait.cli import main
+
+    tour = [s.name for s in all_scenes()]
+    everything = [s.name for s in all_scenes(opt_in=True)]
+    assert "scaleout-seed" not in tour and "scaleout-seed" in everything
+    assert [s.name for s in select(["scaleout"])] == ["scaleout-seed"]
+    assert main(["tour", "--list"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    marked = [line for line in listed if "only when named" in line]
+    assert len(listed) == len(everything)
+    assert [line.split()[0] for line in marked] == [n for n in everything if n not in tour]
+    assert "plait tour scaleout-seed" in marked[0]
+
+
+def test_the_scaleout_scene_says_why_it_skips_without_dask(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from plait.tour.scenes import scaleout
+
+    monkeypatch.setattr(scaleout.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(scaleout, "Pool", None)  # (a pool started anyway would fail)
+    select(["scaleout-seed"])[0].run()
+    assert "skipped: Dask is not installed here (pip install 'plait[dask]')" in (
+        capsys.readouterr().out
+    )
+
+
+@pytest.mark.slow(reason="starts a 5-process Dask LocalCluster: 5-17 s on 2 cores")
+def test_the_scaleout_scene_runs_the_seed_on_dask(capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("distributed", reason="Dask is an extra: pip install 'plait[dask]'")
+    select(["scaleout-seed"])[0].run()
+    out = capsys.readouterr().out
+    assert "measured: 10 tasks" in out and "on Pool(5, backend='dask')" in out
 
 
 def test_select_unknown_names_them_all() -> None:

@@ -33,14 +33,16 @@ def run(args: argparse.Namespace) -> int:
     """``plait tour``'s body; returns the exit code."""
     from plait.tour import UnknownSceneError, all_scenes, run_scenes, select
 
-    scenes = all_scenes()
+    scenes = all_scenes(opt_in=True)
+    tour = all_scenes()
     if args.list:
         width = max(len(s.name) for s in scenes)
         for scene in scenes:
-            print(f"{scene.name:<{width}}  {scene.title}")
+            mark = "" if scene in tour else "  (only when named: plait tour " + scene.name + ")"
+            print(f"{scene.name:<{width}}  {scene.title}{mark}")
         return 0
     try:
-        chosen = select(args.names, scenes) if args.names else scenes
+        chosen = select(args.names, scenes) if args.names else tour
     except UnknownSceneError as exc:
         print(f"plait tour: {exc}", file=sys.stderr)
         return 2

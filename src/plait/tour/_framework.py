@@ -50,13 +50,14 @@ class UnknownSceneError(LookupError):
         )
 
 
-def all_scenes() -> list[Scene]:
-    """Every registered scene, in tour order; a name is registered once."""
-    from plait.tour.scenes import MODULES
+def all_scenes(opt_in: bool = False) -> list[Scene]:
+    """Every registered scene, in tour order; a name is registered once. The tour runs
+    these; with ``opt_in`` also the scenes that run only when named (``OPT_IN``)."""
+    from plait.tour.scenes import MODULES, OPT_IN
 
     scenes: list[Scene] = []
     seen: set[str] = set()
-    for module_name in MODULES:
+    for module_name in MODULES + (OPT_IN if opt_in else ()):
         module = importlib.import_module(f"plait.tour.scenes.{module_name}")
         for scene in module.SCENES:
             if scene.name in seen:
@@ -68,7 +69,7 @@ def all_scenes() -> list[Scene]:
 
 def select(names: Iterable[str], scenes: Sequence[Scene] | None = None) -> list[Scene]:
     """The scenes named, in the order named; a name may also be a module's topic prefix."""
-    pool = list(all_scenes() if scenes is None else scenes)
+    pool = list(all_scenes(opt_in=True) if scenes is None else scenes)
     by_name = {s.name: s for s in pool}
     chosen: list[Scene] = []
     unknown: list[str] = []
