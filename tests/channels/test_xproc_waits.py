@@ -13,6 +13,7 @@ import math
 import os
 import pickle
 import signal
+import socket
 import threading
 import time
 import warnings
@@ -339,22 +340,32 @@ def test_a_forked_child_does_not_keep_the_parents_bell_address_bound() -> None:
     bell = doorbell._bell
     assert bell is not None
     r, w = os.pipe()
+    ready_r, ready_w = os.pipe()
     with warnings.catch_warnings():  # (this process has threads: 3.12+ warns of fork)
         warnings.simplefilter("ignore", DeprecationWarning)
         pid = os.fork()
-    if pid == 0:  # the child: hold whatever it inherited until the parent is done
+    if pid == 0:  # the child (its after-fork hooks have run): live until the parent is done
         os.close(w)
+        os.write(ready_w, b"x")
         os.read(r, 1)
         os._exit(0)
     os.close(r)
+    os.close(ready_w)
     try:
+        assert os.read(ready_r, 1) == b"x"  # (the child is past its after-fork hooks)
+        os.close(ready_r)
+        doorbell_patience = doorbell._BIND_PATIENCE
+        doorbell._BIND_PATIENCE = 0.0  # (no waiting out a child: the address must be free)
         for rid in list(bell.rooms.keys()):  # every room goes: the bell closes
             doorbell._forget(bell, rid)
         assert doorbell._bell is None
         bell.thread.join(WAIT_S)
         ev = plait.Event()
         pickle.dumps(ev)
-        assert not ev.wait(0.05)  # a new bell, on the same address
+        try:
+            assert not ev.wait(0.05)  # a new bell, on the same address
+        finally:
+            doorbell._BIND_PATIENCE = doorbell_patience
         p = _ctx().Process(target=set_event, args=(ev,))
         p.start()
         try:
@@ -364,6 +375,37 @@ def test_a_forked_child_does_not_keep_the_parents_bell_address_bound() -> None:
     finally:
         os.close(w)
         os.waitpid(pid, 0)
+
+
+def test_a_bell_waits_a_moment_for_a_just_forked_child_to_let_go_of_its_address() -> None:
+    """A child forked a moment ago holds the previous bell's listener until its after-fork
+    hook closes it: the next bell waits for that (a holder that never lets go gets the
+    error, with a note that says what holds the address)."""
+    address = f"\0plait-test-bell-{os.getpid()}-{time.monotonic_ns()}"
+    holder = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    holder.bind(address)
+    letting_go = threading.Timer(0.2, holder.close)
+    letting_go.start()
+    bell = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        doorbell._bind(bell, address)  # waits the 0.2 s out
+    finally:
+        letting_go.cancel()
+        holder.close()
+        bell.close()
+    holder = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    holder.bind(address)
+    bell = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    patience = doorbell._BIND_PATIENCE
+    doorbell._BIND_PATIENCE = 0.05
+    try:
+        with pytest.raises(OSError, match="Address already in use") as info:
+            doorbell._bind(bell, address)
+        assert "holds this process's doorbell address" in "".join(info.value.__notes__)
+    finally:
+        doorbell._BIND_PATIENCE = patience
+        holder.close()
+        bell.close()
 
 
 def test_a_room_attached_while_a_collected_rooms_finalizer_closes_the_bell_is_rung() -> None:

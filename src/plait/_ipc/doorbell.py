@@ -60,10 +60,12 @@ holder dead and repair). Where pidfds are not available the waiter parks in boun
 from __future__ import annotations
 
 import atexit
+import errno
 import os
 import selectors
 import socket
 import threading
+import time
 import weakref
 from typing import Any
 
@@ -124,6 +126,28 @@ def bell_address(pid: int, start: int) -> str:
     return f"\0plait-bell-{pid}-{start & _START_MASK}"
 
 
+_BIND_PATIENCE = 2.0  # seconds a bell waits for a just-forked child to let go of its address
+
+
+def _bind(listener: socket.socket, address: str) -> None:
+    """Bind this process's bell address. A child forked a moment ago may still hold the
+    previous bell's listener (it closes its copy in its after-fork hook, which may not have
+    run yet): wait for it a little, then say what holds the address."""
+    deadline = time.monotonic() + _BIND_PATIENCE
+    while True:
+        try:
+            listener.bind(address)
+            return
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE or time.monotonic() > deadline:
+                exc.add_note(
+                    "plait: another process holds this process's doorbell address (a child "
+                    "forked without running Python's after-fork hooks keeps it)"
+                )
+                raise
+            time.sleep(0.005)
+
+
 class _Bell:
     """This process's doorbell: a listening socket read by one watcher thread; the rooms it
     serves."""
@@ -133,7 +157,7 @@ class _Bell:
         self.tag = _tag_of(pid, start)
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            self.listener.bind(bell_address(pid, start))
+            _bind(self.listener, bell_address(pid, start))
             self.listener.listen(128)
         except BaseException:
             self.listener.close()
