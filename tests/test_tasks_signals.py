@@ -146,3 +146,27 @@ def test_sigint_in_async_main_with_a_blocked_thread_strand_is_keyboard_interrupt
             proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def test_plait_run_gives_the_signal_wakeup_fd_back() -> None:
+    """plait.run sets a wakeup fd for its loop (so a Ctrl-C wakes it) and gives the old one
+    back: none is left pointing at a socket it closed (a later signal would write into
+    whatever file reuses that number) -- also when main installed asyncio signal handlers."""
+    import asyncio
+
+    import plait
+
+    async def plain() -> int:
+        return 1
+
+    async def with_a_handler_of_its_own() -> int:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, lambda: None)
+        return 2
+
+    assert signal.set_wakeup_fd(-1) == -1
+    assert plait.run(plain) == 1
+    assert signal.set_wakeup_fd(-1) == -1
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert plait.run(with_a_handler_of_its_own) == 2
+    assert signal.set_wakeup_fd(-1) == -1
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

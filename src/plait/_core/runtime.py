@@ -270,7 +270,9 @@ def _run_coroutine_function(
             wake.detach()
         if interrupts.loop is not None:
             _hurried.discard(interrupts.loop)
-        if own_sigint and signal.getsignal(signal.SIGINT) is interrupts.on_sigint:
+        # (==, not is: each `interrupts.on_sigint` is a new bound method; the handler was
+        # never given back before)
+        if own_sigint and signal.getsignal(signal.SIGINT) == interrupts.on_sigint:
             signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
