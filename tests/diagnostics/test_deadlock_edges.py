@@ -331,3 +331,25 @@ def test_a_cycle_across_two_processes_through_a_shared_semaphore_raises_in_debug
     assert "plait.Lock 'gate' at " in lines[1] and "xproc_sem_deadlock.py:39" in lines[1]
     assert "(taken at " in lines[1] and ":15 (child_side))" in lines[1]
     assert "Traceback" not in done.stderr
+
+
+def test_two_processes_closing_one_cycle_at_the_same_moment_raise_once(tmp_path: Path) -> None:
+    # A test hook holds each side's check until the other's has started too, so each walk
+    # passes a strand still checking: only the one with the smaller key raises; the other
+    # walks again after it and then takes both locks (both raised before the fix).
+    done = subprocess.run(
+        [sys.executable, str(PROGRAMS / "xproc_deadlock_same_moment.py"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=40,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    assert "never met" not in out, out
+    raised = [line for line in out.splitlines() if "raised, links: 2" in line]
+    got = [line for line in out.splitlines() if line.endswith("got both")]
+    assert len(raised) == 1 and len(got) == 1, out + done.stderr
+    assert raised[0].split()[0] != got[0].split()[0], out
+    assert "Traceback" not in done.stderr, done.stderr

@@ -20,8 +20,12 @@ untimed wait on a shared object; a question (a local socket round trip) only whe
 process holds something another waits for.
 
 Each strand records its wait before it asks, so of two strands closing a cycle at once at
-least one sees the other (both may: then both raise). A process that does not answer (it
-holds the GIL, it is not plait's) leaves the wait to :mod:`._xwaitfor`'s report.
+least one sees the other. Both may: then each answer names the strands it passed that were
+still checking, and only the one with the smallest key (process tag, wait) raises; a
+larger one walks again once they are done (the first one's raise has then opened the
+cycle, or it parked without seeing it and the cycle is this strand's to raise). A process
+that does not answer (it holds the GIL, it is not plait's) leaves the wait to
+:mod:`._xwaitfor`'s report.
 """
 
 from __future__ import annotations
@@ -31,7 +35,9 @@ import os
 import socket
 import struct
 import threading
+import time
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 from plait._core.parking import CANCELLED, QUEUED, Waiter
@@ -48,6 +54,13 @@ __all__ = ["MAX_HOPS", "check", "ensure_responder"]
 
 MAX_HOPS = 8
 ASK_TIMEOUT = 0.5  # seconds: a process that does not answer by then is left out
+DEFER_PATIENCE = 2.0  # seconds a strand lets a rival closing the same cycle go first
+_DEFER = object()  # _check's answer: a rival with a smaller key closes this cycle too
+
+# For tests: called with the waiter and "walk" as its check starts, "verdict" when its walk
+# found a cycle, and "raise" when it has left its queue to raise (two processes meet at
+# each, so that both walk, decide and leave while the other is still checking).
+check_hook: Callable[[Waiter, str], None] | None = None
 _CRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
 
@@ -248,6 +261,7 @@ def _follow(strands: list[Strand], me: Strand | None = None) -> dict[str, Any]:
     the links passed, where they lead (``next``), and whether ``me`` was among them."""
     links: list[list[str]] = []
     exits: list[list[Any]] = []
+    checking: list[list[int]] = []  # strands reached whose own check is running now
     seen: set[Strand] = set()
     todo = list(strands)
     while todo:
@@ -262,6 +276,8 @@ def _follow(strands: list[Strand], me: Strand | None = None) -> dict[str, Any]:
         waiter = _untimed_wait_of(strand)
         if waiter is None:
             return {"stuck": False}  # running, or its wait ends by itself
+        if _shared_waits.checking.get(strand) is waiter:
+            checking.append([_robust.my_tag(), id(waiter)])
         obj: Any = waiter.on
         if _is_shared(obj):
             found = _exits(obj)
@@ -276,7 +292,13 @@ def _follow(strands: list[Strand], me: Strand | None = None) -> dict[str, Any]:
             return {"stuck": False}
         links.append(_link(strand, obj, " and ".join(map(_stacks.describe_strand, holders))))
         todo.extend(holders)
-    return {"stuck": True, "links": links, "next": exits, "through_me": me in seen}
+    return {
+        "stuck": True,
+        "links": links,
+        "next": exits,
+        "through_me": me in seen,
+        "checking": checking,
+    }
 
 
 def _answer(prefix: str, me: Strand | None = None) -> dict[str, Any]:
@@ -354,44 +376,58 @@ def check(waiter: Waiter, here: Any) -> None:
         return
     waits.checking[me] = waiter
     try:
-        _check(waiter, me, here)
+        if check_hook is not None:
+            check_hook(waiter, "walk")
+        give_up_at = time.monotonic() + DEFER_PATIENCE
+        pause = 0.001
+        while _check(waiter, me, here, time.monotonic() < give_up_at) is _DEFER:
+            time.sleep(pause)  # (short: the rival's walk is a few socket round trips)
+            pause = min(pause * 2, 0.05)
     finally:
         waits.checking.pop(me, None)
 
 
-def _check(waiter: Waiter, me: Strand, here: Any) -> None:
+def _check(waiter: Waiter, me: Strand, here: Any, may_defer: bool) -> object:
     obj: Any = waiter.on
     mine = _robust.my_tag()
     todo = _exits(obj)
     if todo is None or all(tag == mine for tag, _ in todo):
-        return  # it may end by itself, or only this process holds it (seen in-process)
+        return None  # it may end by itself, or only this process holds it (seen in-process)
     if not _someone_waits_on_ours():
-        return  # nobody waits for anything of ours: no cycle comes back through us
+        return None  # nobody waits for anything of ours: no cycle comes back through us
     held_by = " and ".join(f"process {_robust.tag_pid(t)}" for t, _ in todo)
     links = [_link(me, obj, held_by, here)]
     visited: set[tuple[int, str]] = set()
     closes = False
+    rivals: list[tuple[int, int]] = []
     while todo:
         tag, prefix = todo.pop(0)
         if (tag, prefix) in visited:
             continue
         visited.add((tag, prefix))
         if len(visited) > MAX_HOPS * 4:
-            return
+            return None
         answer = _answer(prefix, me) if tag == mine else _ask(tag, prefix)
         if not answer or not answer.get("stuck"):
-            return  # a strand that may still move: no deadlock (yet)
+            return None  # a strand that may still move: no deadlock (yet)
         _note_holders(links, tag, prefix, answer.get("holders", ()), answer.get("taken", "?"))
         links.extend(answer["links"])
         todo.extend([int(t), str(p)] for t, p in answer["next"])
+        rivals.extend((int(t), int(w)) for t, w in answer.get("checking", ()))
         closes = closes or bool(answer.get("through_me"))
     if not closes:
-        return  # a knot that does not go through this wait: it was there before
+        return None  # a knot that does not go through this wait: it was there before
+    if check_hook is not None:
+        check_hook(waiter, "verdict")
+    if may_defer and rivals and min(rivals) < (mine, id(waiter)):
+        return _DEFER  # closing it at the same moment as a strand that goes first
     queue = waiter.queue
     with queue.mutex:
         removed = waiter.state == QUEUED and queue.remove(waiter, CANCELLED)
     if not removed:
-        return  # handed what it waited for meanwhile: no deadlock after all
+        return None  # handed what it waited for meanwhile: no deadlock after all
+    if check_hook is not None:
+        check_hook(waiter, "raise")
     raise _error(links)
 
 
