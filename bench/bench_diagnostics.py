@@ -144,8 +144,7 @@ def main() -> None:
     bench.note(
         "Ping-pong: two threads alternate through two binary signals, so every acquire is "
         "an untimed park and runs the check (record the wait, look at the holder, the "
-        "every-thread-asleep pre-check). Figures on this shared 2-core box move by 20 % "
-        "between repeats: uncontended rows (where detection does no work) show the noise."
+        "every-thread-asleep pre-check)."
     )
     bench.note(
         "Ping-pong rows are timed twice: wall clock (what a program waits; on a loaded "
