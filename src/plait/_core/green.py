@@ -76,7 +76,7 @@ if not os.environ.get("PLAIT_NO_SPEEDUPS"):
     except ImportError:  # pragma: no cover - depends on the build
         pass
     else:
-        if _greenpark.SEAM != 3:  # the C types' members, configure*()'s args
+        if _greenpark.SEAM != 4:  # the C types' members, configure*()'s args
             raise ImportError(
                 f"plait._core._greenpark ({_greenpark.__file__}) was built from another "
                 "version of plait: rebuild it (pip install -e .), or set PLAIT_NO_SPEEDUPS=1"
@@ -134,6 +134,11 @@ def _green_type() -> Any:
             )
             global enqueue, park
             enqueue, park = GREENPARK.enqueue, GREENPARK.park
+            # From now on a green strand's waiter is queued with no Python frame at all.
+            queue_type: Any = parking.WaitQueue
+            queue_type.enqueue_current = GREENPARK.enqueue_current_for(
+                queue_type, parking.python_enqueue_current
+            )
         _GreenT = GreenStrandGreenlet
     return _GreenT
 
