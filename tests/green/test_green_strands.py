@@ -356,6 +356,18 @@ class _Recorder(Instrument):
         self.events.append((outcome, strand, on))
 
 
+def _recorded(main: Any, recorder: _Recorder, *, installed: bool) -> list[tuple[str, object]]:
+    """Run ``main`` (it returns the task to watch), ``recorder`` installed first or not (and
+    removed after, whatever happens); what it heard of that task: (event, on) pairs."""
+    if installed:
+        plait.add_instrument(recorder)
+    try:
+        task = run(main)
+    finally:
+        plait.remove_instrument(recorder)
+    return [(kind, on) for kind, strand, on in recorder.events if strand is task]
+
+
 def test_a_green_wait_is_one_park_and_one_unpark_through_the_kernel() -> None:
     sem = plait.Semaphore(0)
     recorder = _Recorder()
@@ -371,13 +383,7 @@ def test_a_green_wait_is_one_park_and_one_unpark_through_the_kernel() -> None:
             sem.release()
         return t
 
-    plait.add_instrument(recorder)
-    try:
-        task = run(main)
-    finally:
-        plait.remove_instrument(recorder)
-    mine = [(kind, on) for kind, strand, on in recorder.events if strand is task]
-    assert mine == [("parked", sem), ("woken", sem)]
+    assert _recorded(main, recorder, installed=True) == [("parked", sem), ("woken", sem)]
 
 
 @pytest.mark.parametrize("order", ["put-then-cancel", "cancel-then-put"])
@@ -614,12 +620,7 @@ def test_an_instrument_installed_mid_wait_sees_the_green_strand_unpark(
                 t.cancel()
         return t
 
-    try:
-        task = run(main)
-    finally:
-        plait.remove_instrument(recorder)
-    mine = [(kind, on) for kind, strand, on in recorder.events if strand is task]
-    assert mine == [(end, q)]
+    assert _recorded(main, recorder, installed=False) == [(end, q)]
     assert len(fast_waits) == (0 if green.GREENPARK is None else 1)  # (the C wait, if built)
 
 
@@ -638,10 +639,4 @@ def test_an_instrument_removed_mid_wait_hears_nothing_more() -> None:
             q.put(1)
         return t
 
-    plait.add_instrument(recorder)
-    try:
-        task = run(main)
-    finally:
-        plait.remove_instrument(recorder)
-    mine = [(kind, on) for kind, strand, on in recorder.events if strand is task]
-    assert mine == [("parked", q)]
+    assert _recorded(main, recorder, installed=True) == [("parked", q)]
