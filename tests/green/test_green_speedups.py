@@ -109,6 +109,13 @@ def test_the_wake_up_the_hub_and_the_untimed_wait_run_no_python_code() -> None:
     python_step = {f"plait._core.green:{name}" for name in ("set_result", "wake", "_hub", "_run")}
     python_step.add("plait._core.parking:_green_park")  # (the untimed wait: all in C)
     assert not calls & python_step
+    # A green strand's waiter is queued in C too: the C method (over the Python one, which
+    # it hands every other caller's wait) is in place once a green strand has started.
+    from plait._core import parking
+
+    method = parking.WaitQueue.__dict__["enqueue_current"]
+    assert method is not parking.python_enqueue_current
+    assert method.__objclass__ is parking.WaitQueue  # (a C method descriptor of the class)
 
 
 @needs_speedups
@@ -154,3 +161,32 @@ def test_an_ending_strand_resolves_its_task_through_the_hub(kind: str) -> None:
         assert task.result() == "ok"
     else:
         assert task.cancelled()
+
+
+def test_enqueue_current_queues_every_kind_of_caller_once_green_strands_ran() -> None:
+    # Once a green strand has started, WaitQueue.enqueue_current is the C method where it
+    # is built: a green strand's waiter is made in C, any other call (a thread's wait,
+    # keyword arguments) by the Python method -- each queued once, with its data.
+    from plait._core import parking
+
+    made: list[Any] = []
+
+    def body() -> None:
+        queue = parking.WaitQueue(parking.new_mutex())
+        with queue.mutex:
+            made.append(queue.enqueue_current("on-pos", 1))
+            made.append(queue.enqueue_current(on="on-kw", data=2))
+            made.append(len(queue))
+
+    in_group(body)
+    queue = parking.WaitQueue(parking.new_mutex())
+    with queue.mutex:
+        thread_waiter = queue.enqueue_current("on-thread", 3)
+        thread_kw = queue.enqueue_current(on="on-thread-kw")
+        count = len(queue)
+    green_pos, green_kw, green_count = made
+    assert (green_pos.on, green_pos.data, green_kw.on, green_kw.data) == ("on-pos", 1, "on-kw", 2)
+    assert green_pos.fut is not None and green_kw.fut is not None  # (parked by switching)
+    assert green_count == 2 and count == 2
+    assert (thread_waiter.on, thread_waiter.data, thread_kw.data) == ("on-thread", 3, None)
+    assert thread_waiter.fut is None and thread_waiter.lock is not None  # (parked by a lock)

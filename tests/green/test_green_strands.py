@@ -356,6 +356,18 @@ class _Recorder(Instrument):
         self.events.append((outcome, strand, on))
 
 
+def _recorded(main: Any, recorder: _Recorder, *, installed: bool) -> list[tuple[str, object]]:
+    """Run ``main`` (it returns the task to watch), ``recorder`` installed first or not (and
+    removed after, whatever happens); what it heard of that task: (event, on) pairs."""
+    if installed:
+        plait.add_instrument(recorder)
+    try:
+        task = run(main)
+    finally:
+        plait.remove_instrument(recorder)
+    return [(kind, on) for kind, strand, on in recorder.events if strand is task]
+
+
 def test_a_green_wait_is_one_park_and_one_unpark_through_the_kernel() -> None:
     sem = plait.Semaphore(0)
     recorder = _Recorder()
@@ -371,13 +383,7 @@ def test_a_green_wait_is_one_park_and_one_unpark_through_the_kernel() -> None:
             sem.release()
         return t
 
-    plait.add_instrument(recorder)
-    try:
-        task = run(main)
-    finally:
-        plait.remove_instrument(recorder)
-    mine = [(kind, on) for kind, strand, on in recorder.events if strand is task]
-    assert mine == [("parked", sem), ("woken", sem)]
+    assert _recorded(main, recorder, installed=True) == [("parked", sem), ("woken", sem)]
 
 
 @pytest.mark.parametrize("order", ["put-then-cancel", "cancel-then-put"])
@@ -578,3 +584,59 @@ def test_a_green_strand_waiting_on_a_lock_whose_holder_process_is_killed_is_told
     assert len(outcome) == 1 and isinstance(outcome[0], plait.BrokenResourceError), outcome
     assert str(child.pid) in str(outcome[0])
     assert ticks  # the loop ran while the green strand waited
+
+
+@pytest.mark.parametrize("end", ["woken", "cancelled"])
+def test_an_instrument_installed_mid_wait_sees_the_green_strand_unpark(
+    end: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The wait began with no instrument (so it took the C untimed wait where built); one
+    # installed while it is parked must still be told how the wait ended, as for a thread.
+    from plait._core import green
+
+    q: plait.Queue[int] = plait.Queue()
+    recorder = _Recorder()
+    fast_waits: list[object] = []
+
+    def body() -> None:
+        q.get()
+
+    async def main() -> Any:
+        async with plait.TaskGroup() as tg:
+            t = tg.spawn(body, on="green")
+            fast = green.park  # (set by the spawn: the C wait, None when not in use)
+            if fast is not None:
+
+                def counted(*args: Any) -> Any:
+                    fast_waits.append(args[0])
+                    return fast(*args)
+
+                monkeypatch.setattr(green, "park", counted)
+            await plait.testing.async_wait_parked(on=q, count=1, timeout=10)
+            plait.add_instrument(recorder)
+            if end == "woken":
+                q.put(1)
+            else:
+                t.cancel()
+        return t
+
+    assert _recorded(main, recorder, installed=False) == [(end, q)]
+    assert len(fast_waits) == (0 if green.GREENPARK is None else 1)  # (the C wait, if built)
+
+
+def test_an_instrument_removed_mid_wait_hears_nothing_more() -> None:
+    q: plait.Queue[int] = plait.Queue()
+    recorder = _Recorder()
+
+    def body() -> None:
+        q.get()
+
+    async def main() -> Any:
+        async with plait.TaskGroup() as tg:
+            t = tg.spawn(body, on="green")
+            await plait.testing.async_wait_parked(on=q, count=1, timeout=10)
+            plait.remove_instrument(recorder)
+            q.put(1)
+        return t
+
+    assert _recorded(main, recorder, installed=True) == [("parked", q)]

@@ -733,6 +733,63 @@ done:
     return waiter;
 }
 
+/* WaitQueue.enqueue_current(on, data=None), installed over the Python method once a green
+ * strand has started (enqueue_current_for()): a green strand's waiter is made here, with no
+ * Python frame; every other caller -- a thread, a coroutine's blocking call, keywords --
+ * goes on to the Python method (py_enqueue_current), unchanged. */
+static PyObject *py_enqueue_current = NULL;
+
+static PyObject *
+wq_enqueue_current(PyObject *queue, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    if (kwnames == NULL && (nargs == 1 || nargs == 2) && waiter_type != NULL &&
+        green_type != NULL) {
+        PyObject *g = have_capi ? capi.getcurrent() : PyObject_CallNoArgs(getcurrent);
+        if (g == NULL)
+            return NULL;
+        if ((PyObject *)Py_TYPE(g) == green_type) {
+            PyObject *a[4] = {queue, g, args[0], nargs == 2 ? args[1] : Py_None};
+            PyObject *waiter = enqueue(NULL, a, 4);
+            Py_DECREF(g);
+            return waiter;
+        }
+        Py_DECREF(g);
+    }
+    if (py_enqueue_current == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "enqueue_current_for() was not called");
+        return NULL;
+    }
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    PyObject *small[8], **all = small;
+    if (nargs + nkw + 1 > 8 && (all = PyMem_New(PyObject *, nargs + nkw + 1)) == NULL)
+        return PyErr_NoMemory();
+    all[0] = queue;
+    for (Py_ssize_t i = 0; i < nargs + nkw; i++)
+        all[i + 1] = args[i];
+    PyObject *r = PyObject_Vectorcall(py_enqueue_current, all, nargs + 1, kwnames);
+    if (all != small)
+        PyMem_Free(all);
+    return r;
+}
+
+static PyMethodDef wq_enqueue_current_def = {
+    "enqueue_current", (PyCFunction)(void (*)(void))wq_enqueue_current,
+    METH_FASTCALL | METH_KEYWORDS,
+    "Queue a waiter for a blocking wait of the calling strand (a green strand's in C)."};
+
+/* enqueue_current_for(WaitQueue, python_method): the method to install as
+ * WaitQueue.enqueue_current (python_method: the one it replaces, for every other caller). */
+static PyObject *
+enqueue_current_for(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyType_Check(args[0]) || !PyCallable_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "enqueue_current_for(WaitQueue, python_method)");
+        return NULL;
+    }
+    Py_XSETREF(py_enqueue_current, Py_NewRef(args[1]));
+    return PyDescr_NewMethod((PyTypeObject *)args[0], &wq_enqueue_current_def);
+}
+
 static int
 mark(PyObject *strand, PyObject *state, PyObject *on, PyObject *waiter)
 {
@@ -923,6 +980,9 @@ static PyMethodDef module_methods[] = {
      "what enqueue() and park() make, touch and end through."},
     {"enqueue", (PyCFunction)(void (*)(void))enqueue, METH_FASTCALL,
      "enqueue(queue, greenlet, on, data): a green strand's waiter, queued."},
+    {"enqueue_current_for", (PyCFunction)(void (*)(void))enqueue_current_for, METH_FASTCALL,
+     "enqueue_current_for(WaitQueue, python_method): a C WaitQueue.enqueue_current that "
+     "queues a green strand's waiter itself and hands every other call to python_method."},
     {"park", (PyCFunction)(void (*)(void))park, METH_FASTCALL,
      "park(waiter, check, undo): the untimed, unscoped green wait; whether it was woken."},
     {NULL, NULL, 0, NULL},
@@ -971,7 +1031,7 @@ PyInit__greenpark(void)
         return NULL;
     if (PyModule_AddObjectRef(m, "Resume", (PyObject *)&Resume_Type) < 0 ||
         PyModule_AddObjectRef(m, "Scheduler", (PyObject *)&Scheduler_Type) < 0 ||
-        PyModule_AddIntConstant(m, "SEAM", 3) < 0) {
+        PyModule_AddIntConstant(m, "SEAM", 4) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -79,6 +79,8 @@ def _plait_async_method(fn: Any) -> bool:
 
 def returns_awaitable(fn: Any) -> bool:
     """Whether calling ``fn`` gives an awaitable, decided without calling it (see module)."""
+    if type(fn) is types.FunctionType:  # the common case, at once (spawn's hot path)
+        return bool(fn.__code__.co_flags & _CO_COROUTINE) or _marked(fn)
     for _ in range(8):  # partial of partial of ...: a few levels, never a loop
         code = getattr(fn, "__code__", None)
         if code is not None and code.co_flags & _CO_COROUTINE:

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import os
 import threading
 import weakref
@@ -48,11 +49,13 @@ from plait._errors import Cancelled
 
 __all__ = [
     "await_",
+    "cancel",
     "current_green",
     "drive",
     "greenlet_module",
     "in_green_strand",
     "resume_for",
+    "start",
     "switch_out",
     "wait_fd",
     "wait_fds",
@@ -73,7 +76,7 @@ if not os.environ.get("PLAIT_NO_SPEEDUPS"):
     except ImportError:  # pragma: no cover - depends on the build
         pass
     else:
-        if _greenpark.SEAM != 3:  # the C types' members, configure*()'s args
+        if _greenpark.SEAM != 4:  # the C types' members, configure*()'s args
             raise ImportError(
                 f"plait._core._greenpark ({_greenpark.__file__}) was built from another "
                 "version of plait: rebuild it (pip install -e .), or set PLAIT_NO_SPEEDUPS=1"
@@ -131,6 +134,11 @@ def _green_type() -> Any:
             )
             global enqueue, park
             enqueue, park = GREENPARK.enqueue, GREENPARK.park
+            # From now on a green strand's waiter is queued with no Python frame at all.
+            queue_type: Any = parking.WaitQueue
+            queue_type.enqueue_current = GREENPARK.enqueue_current_for(
+                queue_type, parking.python_enqueue_current
+            )
         _GreenT = GreenStrandGreenlet
     return _GreenT
 
@@ -212,7 +220,7 @@ _schedulers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref
 
 
 def _scheduler(loop: asyncio.AbstractEventLoop) -> Any:
-    """The loop's scheduler (made on the loop's thread, by :func:`drive`)."""
+    """The loop's scheduler (made on the loop's thread, by :func:`drive` or :func:`start`)."""
     scheduler = _schedulers.get(loop)
     if scheduler is None:
         _green_type()  # (greenlet imported, the C step configured)
@@ -361,6 +369,70 @@ async def drive(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
     if ok:
         return value
     raise value
+
+
+class _End:
+    """A started green strand's ``done`` (what the hub resolves once its function has
+    ended, ``g.outcome`` set): instead of a future a driver awaits, it calls ``then(g)``."""
+
+    __slots__ = ("context", "fired", "g", "then")
+
+    def __init__(self, g: Any, context: int, then: Callable[[Any], None]) -> None:
+        self.fired = False
+        self.g = g
+        self.context = context
+        self.then = then
+
+    def done(self) -> bool:
+        return self.fired
+
+    def end(self, _value: object) -> None:
+        if not self.fired:
+            self.fired = True
+            g, self.g = self.g, None  # (no cycle left behind)
+            _strands.green_by_context.pop(self.context, None)
+            self.then(g)
+
+    set_result = end  # (what the hub calls on ``done``, a future's method elsewhere)
+
+
+def start(
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    strand: Any,
+    loop: asyncio.AbstractEventLoop,
+    then: Callable[[Any], None],
+) -> Any:
+    """Start ``fn(*args)`` as green strand ``strand`` on ``loop`` (called on its thread),
+    with no asyncio task to drive it: the hub calls ``then(g)`` once it has ended
+    (``g.outcome``: ``(True, result)`` or ``(False, error)``). Return the greenlet, which
+    :func:`cancel` takes. (:func:`drive` is the same as a coroutine, for the strands that
+    need one: a timeout, a start from another thread.)"""
+    scheduler = _scheduler(loop)
+    g = _GreenT(fn if not args else functools.partial(fn, *args), scheduler.hub)
+    g.gr_context = context = contextvars.copy_context()  # the spawner's vars, as a copy
+    g.strand = strand
+    _strands.green_by_context[id(context)] = strand  # (a lock's fast path records it)
+    g.done = _End(g, id(context), then)
+    g.outcome = None
+    g.scheduler = scheduler
+    g.waiting = first = new_resume(g)
+    first.set_result(None)
+    return g
+
+
+def cancel(g: Any, msg: str | None = None) -> None:
+    """Cancel the green strand that :func:`start` started (on its loop's thread): throw
+    :class:`plait.Cancelled` in at its wait (a wake-up already on its way is dropped and
+    its hand-over given back), as a thread strand sees it. From the strand itself, at its
+    next wait."""
+    if g.outcome is not None or g.done.done():
+        return
+    if g is _getcurrent():  # running: its next wait sets ``waiting``; throw in after it
+        g.scheduler.loop.call_soon(cancel, g, msg)
+        return
+    g.waiting = throw = new_resume(g, Cancelled(msg) if msg is not None else Cancelled())
+    throw.set_result(None)
 
 
 def wait_fd(fd: int, *, write: bool, timeout: float | None, on: object) -> bool:

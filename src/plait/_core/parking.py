@@ -312,6 +312,11 @@ class WaitQueue:
         return woken
 
 
+# The Python method, kept: a green strand's start installs a C one over it that hands every
+# wait but a green strand's back here (plait._core._greenpark.enqueue_current_for).
+python_enqueue_current = WaitQueue.enqueue_current
+
+
 def check_timeout(timeout: object, what: str = "timeout") -> float | None:
     """Validate a number of seconds to wait: the one rule every plait call follows.
 

@@ -33,6 +33,7 @@ from plait._core import (
 )
 from plait._core.awaitables import describe_callable, refuse_awaitable, returns_awaitable
 from plait._core.green import drive, greenlet_module
+from plait._core.green import start as start_green
 from plait._core.runtime import add_hurry_listener, hurried
 from plait._core.strands import (
     note_self_strand_loop,
@@ -336,8 +337,8 @@ class TaskGroup:
         try:
             if kind == "async":
                 self._start_async(task, fn, args)
-            elif kind == "green":  # a coroutine strand whose body runs in a greenlet
-                self._start_async(task, drive, (fn, args))
+            elif kind == "green":
+                self._start_green(task, fn, args)
             elif kind == "thread":
                 self._start_thread(task, fn, args)
             else:
@@ -372,6 +373,22 @@ class TaskGroup:
         else:
             context = contextvars.copy_context()
             loop.call_soon_threadsafe(self._create_atask, task, coro, loop, context)
+
+    def _start_green(self, task: Task[Any], fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        loop = self._loop if self._loop is not None else runtime.loop()
+        if task._timeout is not None or _get_running_loop() is not loop:
+            # A coroutine strand whose body runs in a greenlet (its timeout, its start on
+            # the loop from another thread: what coroutine strands have already).
+            self._start_async(task, drive, (fn, args))
+            return
+        # The common case: the loop's hub starts the greenlet and reports its end to the
+        # task, with no asyncio task in between (what makes a spawn cheap).
+        task.loop = loop
+        task.state = "running"
+        task._green = start_green(fn, args, task, loop, task._on_green_done)
+        register(task)
+        if hooks.active:
+            hooks.spawned(task)
 
     @staticmethod
     def _create_atask(

@@ -31,6 +31,7 @@ from plait._core import (
     park,
     unregister,
 )
+from plait._core import green as _green
 from plait._core.strands import (
     _by_task,
     _ids,
@@ -81,6 +82,7 @@ class Task(Strand, Generic[T]):  # an ABC (via Strand): _CoroStrand registers as
         "_callbacks",
         "_error",
         "_finished",
+        "_green",
         "_group",
         "_mutex",
         "_pcall",
@@ -120,6 +122,7 @@ class Task(Strand, Generic[T]):  # an ABC (via Strand): _CoroStrand registers as
         self._was_cancelled = False
         self._callbacks: list[Callable[[Task[T]], None]] | None = None
         self._pcall: Any = None
+        self._green: Any = None  # a green strand started with no asyncio task: its greenlet
         self._root: CancelScope | None = None
         self._timeout = timeout
         self._timed_out = False
@@ -171,6 +174,10 @@ class Task(Strand, Generic[T]):  # an ABC (via Strand): _CoroStrand registers as
         return True
 
     def _cancel_async(self, msg: str | None) -> None:
+        g = self._green
+        if g is not None:  # a green strand with no asyncio task: thrown in at its wait
+            _green.cancel(g, msg)
+            return
         atask = self.task
         if atask is None:  # not started yet on its loop: it will start cancelled
             self._was_cancelled = True
@@ -309,6 +316,21 @@ class Task(Strand, Generic[T]):  # an ABC (via Strand): _CoroStrand registers as
         if hooks.active:
             hooks.exited(self, error)
         self._finish(None if cancelled or error else atask.result(), error, cancelled)
+
+    def _on_green_done(self, g: Any) -> None:
+        """A green strand started by ``_green.start`` ended (called by its loop's hub)."""
+        self._green = None
+        unregister(self)
+        ok, value = g.outcome
+        if ok:
+            result, error, cancelled = value, None, False
+        elif isinstance(value, asyncio.CancelledError):
+            result, error, cancelled = None, None, True
+        else:
+            result, error, cancelled = None, value, False
+        if hooks.active:
+            hooks.exited(self, error)
+        self._finish(result, error, cancelled)
 
     def _on_thread_done(self, result: Any, error: BaseException | None) -> None:
         cancelled = False
