@@ -135,3 +135,18 @@ def under(pid: int, ancestors: set[int]) -> bool:
         return any(p.pid in ancestors for p in psutil.Process(pid).parents())
     except psutil.Error:
         return False
+
+
+def hold(folder: str, limit: float = 20.0) -> str:
+    """Run until the engine cancels this task, or ``limit`` seconds pass: writes this
+    worker's pid to ``folder/pid`` first; on a Dask worker it writes ``folder/cancelled``
+    once Dask cancels the task (Ray's forced cancel kills the process instead)."""
+    Path(folder, "pid").write_text(str(os.getpid()))
+    try:
+        from distributed import get_worker
+
+        get_worker()
+    except (ImportError, ValueError):
+        time.sleep(limit)  # not on a Dask worker: the engine kills this process
+        return "not cancelled"
+    return wait_for_cancel(str(Path(folder, "cancelled")), limit)
