@@ -3,6 +3,7 @@ and the fixtures' cluster bookkeeping."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import time
@@ -10,6 +11,19 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import pytest
+
+# The cluster backends the tests run on; Ray's skip without it (it is not in the test extra).
+BACKENDS = [
+    "dask",
+    pytest.param(
+        "ray",
+        marks=pytest.mark.skipif(
+            importlib.util.find_spec("ray") is None,
+            reason="the Ray backend needs 'ray': pip install -e '.[test,ray]'",
+        ),
+    ),
+]
 
 
 def square(x: int) -> int:
@@ -72,6 +86,15 @@ def wait_for_cancel(marker: str, limit: float = 20.0) -> str:
             return "cancelled"
         time.sleep(0.02)
     return "not cancelled"
+
+
+def let_ray_import_helpers() -> None:
+    """Ray's workers (started by its raylet, not forked from here) import this module by
+    name, as Dask's do: put its folder on the path they inherit. Before ``ray.init``."""
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(Path(__file__).parent), os.environ.get("PYTHONPATH")) if p
+    )
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 
 def wait_for_file(path: Path, timeout: float) -> bool:

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import importlib.util
 import logging
-import os
 import re
 import sys
 import threading
@@ -41,17 +39,6 @@ from distributed import LocalCluster
 import plait
 from plait import Pool
 from plait._ipc.serialize import RemoteTraceback
-
-_NO_RAY = importlib.util.find_spec("ray") is None
-BACKENDS = [
-    "dask",
-    pytest.param(
-        "ray",
-        marks=pytest.mark.skipif(
-            _NO_RAY, reason="the Ray backend needs 'ray' (pip install 'plait[ray]')"
-        ),
-    ),
-]
 
 _cluster_pids: set[int] = set()
 
@@ -86,11 +73,7 @@ def _dask_cluster() -> Iterator[Cluster]:
 def _ray_cluster() -> Iterator[Cluster]:
     import ray
 
-    # Ray's workers import the tests' helpers by reference, as Dask's do.
-    os.environ["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(Path(ch.__file__).parent), os.environ.get("PYTHONPATH")) if p
-    )
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    ch.let_ray_import_helpers()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     try:
         yield Cluster("ray")
@@ -98,7 +81,7 @@ def _ray_cluster() -> Iterator[Cluster]:
         ray.shutdown()
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
+@pytest.fixture(scope="module", params=ch.BACKENDS)
 def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
     before = ch.child_pids()
     start = _dask_cluster if request.param == "dask" else _ray_cluster
@@ -354,7 +337,7 @@ def test_missing_package_names_the_extra(
 
 @pytest.mark.parametrize(
     ("backend", "address"),
-    [("dask", "tcp://127.0.0.1:9"), pytest.param("ray", "127.0.0.1:9", marks=BACKENDS[1].marks)],
+    [("dask", "tcp://127.0.0.1:9"), pytest.param("ray", "127.0.0.1:9", marks=ch.BACKENDS[1].marks)],
 )
 def test_unreachable_address_fails_fast(backend: str, address: str) -> None:
     started = time.monotonic()
