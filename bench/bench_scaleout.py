@@ -16,7 +16,8 @@ shared machine lands on both. Ray is measured where it is installed.
 * ``plait chunking``: the same 10,000 tasks through ``pool.map(f, xs)`` (plait's
   default chunking: about four engine tasks per worker) against Dask's per-task
   ``client.map`` (target: faster, < 1x).
-* on Ray the same against ``ray.get([f.remote(x) for x in xs])``.
+* on Ray the same against ``ray.get([f.remote(x) for x in xs])``, and Ray's streaming
+  (``ObjectRef.future()`` per item, as plait's Ray engine takes results).
 
 Task functions are imported from this module by name (``import bench_scaleout``), so that
 neither side pays for pickling a ``__main__`` function by value.
@@ -106,6 +107,9 @@ def _ray_cases(n: int, repeat: int) -> tuple[dict[str, list[float]], Any]:
             return compare_runs(
                 {
                     "engine": lambda: ray.get([remote_tiny.remote(x) for x in data]),
+                    "engine-streaming": lambda: [
+                        f.result() for f in [remote_tiny.remote(x).future() for x in data]
+                    ],
                     "plait-per-task": lambda: pool.map(t.tiny, data, chunksize=1),
                     "plait-chunked": lambda: pool.map(t.tiny, data),
                 },
@@ -134,15 +138,27 @@ def _record(bench: Bench, n: int, engine: str, runs: dict[str, list[float]]) -> 
         target=f"<= 1.2x {own}",
         target_ratio=1.2,
     )
-    if "engine-streaming" in runs:
-        bench.record(
-            case,
-            "dask as_completed (streamed)",
-            median["engine-streaming"],
-            "s",
-            baseline=base,
-            note="Dask's own way to take results as they finish, as plait's map does",
-        )
+    streamed = {
+        "dask": ("dask as_completed (streamed)", "as_completed"),
+        "ray": ("ray ObjectRef.future() per item (streamed)", "ObjectRef.future()"),
+    }[engine]
+    bench.record(
+        case,
+        streamed[0],
+        median["engine-streaming"],
+        "s",
+        baseline=base,
+        note=f"{engine}'s own way to take results as they finish, as plait's map does "
+        f"({paired_ratios(runs['engine-streaming'], runs['engine'])})",
+    )
+    bench.record(
+        case,
+        f"{impl} chunksize=1 vs the streamed {streamed[1]}",
+        median["plait-per-task"],
+        "s",
+        baseline=streamed[0],
+        note=paired_ratios(runs["plait-per-task"], runs["engine-streaming"]),
+    )
     case = f"{n:,} tiny tasks on {engine}, plait chunking"
     bench.record(case, base, median["engine"], "s", baseline=base)
     bench.record(
