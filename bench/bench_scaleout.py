@@ -56,6 +56,7 @@ def _dask_cases(n: int, repeat: int) -> tuple[dict[str, list[float]], Any]:
         threads_per_worker=1,
         processes=True,
         dashboard_address=None,
+        scheduler_kwargs={"dashboard_address": ":0"},  # its HTTP server: any free port
         silence_logs=logging.ERROR,
     )
     try:

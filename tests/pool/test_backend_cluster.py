@@ -62,6 +62,7 @@ def _dask_cluster() -> Iterator[Cluster]:
             threads_per_worker=1,
             processes=True,
             dashboard_address=None,
+            scheduler_kwargs={"dashboard_address": ":0"},  # its HTTP server: any free port
             silence_logs=logging.ERROR,
         )
     try:
@@ -128,16 +129,13 @@ def cancel_seen(cluster: Cluster, held: Path, timeout: float = 15.0) -> bool:
     if cluster.backend == "dask":
         return ch.wait_for_file(held / "cancelled", timeout)
     assert ch.wait_for_file(held / "pid", timeout), "the task never started"
-    pid = int((held / "pid").read_text())
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:
-            return True
-        time.sleep(0.05)
-    return False
+    try:
+        psutil.Process(int((held / "pid").read_text())).wait(timeout)  # (Ray's raylet reaps it)
+    except psutil.NoSuchProcess:
+        pass
+    except psutil.TimeoutExpired:
+        return False
+    return True
 
 
 # -- the API --------------------------------------------------------------------------
