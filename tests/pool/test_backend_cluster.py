@@ -8,9 +8,9 @@ that a test leaves no child process behind is narrowed here to the processes a t
 started itself (the module's cluster outlives each test by design); the cluster's own
 processes must all be gone when its tests end.
 
-Ray is not in the ``test`` extra (its wheel is ~80 MB and an instance takes 5-12 s to start
-on 2 loaded cores), so its half skips unless ``ray`` is installed: run it with
-``pip install -e '.[test,ray]' && python -m pytest tests/pool/test_backend_cluster.py``.
+The ``test`` extra installs Ray where it has wheels (Python < 3.14; an instance takes
+5-25 s to start on 2 loaded cores); without ``ray`` its half skips, saying how to run it
+(``pip install -e '.[test,ray]'``).
 """
 
 from __future__ import annotations
