@@ -115,6 +115,20 @@ def compare(
     a, b, c, ...) so that a change in machine load lands on all of them alike — better
     than measuring one after the other on a shared machine. (``clock``: see
     :func:`samples`.)"""
+    runs = compare_runs(fns, repeat=repeat, number=number, warmup=warmup, clock=clock)
+    return {name: statistics.median(values) for name, values in runs.items()}
+
+
+def compare_runs(
+    fns: dict[str, Callable[[], object]],
+    *,
+    repeat: int = 5,
+    number: int = 1,
+    warmup: int = 1,
+    clock: Callable[[], float] = time.perf_counter,
+) -> dict[str, list[float]]:
+    """:func:`compare`'s figures before the median: each repeat's seconds per call, the
+    k-th of every function measured in the same round (see :func:`paired_ratios`)."""
     per_fn: dict[str, list[float]] = {name: [] for name in fns}
     for fn in fns.values():
         for _ in range(warmup):
@@ -122,7 +136,17 @@ def compare(
     for _ in range(repeat):
         for name, fn in fns.items():
             per_fn[name] += samples(fn, repeat=1, number=number, warmup=0, clock=clock)
-    return {name: statistics.median(values) for name, values in per_fn.items()}
+    return per_fn
+
+
+def paired_ratios(values: Sequence[float], base: Sequence[float]) -> str:
+    """Each round's ratio ``values[k] / base[k]`` (measured back to back, steadier than a
+    ratio of medians when the load moves): ``"paired ratios: median 1.05x, 0.98-1.12x"``."""
+    ratios = [v / b for v, b in zip(values, base, strict=True)]
+    return (
+        f"paired ratios: median {statistics.median(ratios):.2f}x, "
+        f"{min(ratios):.2f}-{max(ratios):.2f}x"
+    )
 
 
 def _cpu_model() -> str:

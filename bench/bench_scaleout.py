@@ -1,10 +1,11 @@
-"""Scale-out (issue 17, point 5): plait.Pool(backend="dask") against Dask's own API.
+"""Scale-out (issue 17, point 5): plait.Pool(backend="dask"/"ray") against the engine's API.
 
-    python bench/bench_scaleout.py [--quick]
+    python bench/bench_scaleout.py [--quick] [--engines dask,ray]
 
-One ``distributed.LocalCluster`` (2 worker processes, 1 thread each) serves every case;
-plait's pool and Dask's client are connected to it side by side and their repeats
-alternate (``compare``), so load on a shared machine lands on both.
+Per engine, one cluster (a ``distributed.LocalCluster`` of 2 worker processes with 1 thread
+each; a local Ray instance of 2 CPUs) serves every case; plait's pool and the engine's own
+client use it side by side and their repeats alternate (``compare_runs``), so load on a
+shared machine lands on both. Ray is measured where it is installed.
 
 * ``per-task submission``: 10,000 tiny tasks, one engine task each: Dask's
   ``client.gather(client.map(f, xs))`` against ``pool.map(f, xs, chunksize=1)`` -- the
@@ -15,6 +16,8 @@ alternate (``compare``), so load on a shared machine lands on both.
 * ``plait chunking``: the same 10,000 tasks through ``pool.map(f, xs)`` (plait's
   default chunking: about four engine tasks per worker) against Dask's per-task
   ``client.map`` (target: faster, < 1x).
+* on Ray the same against ``ray.get([f.remote(x) for x in xs])``, and Ray's streaming
+  (``ObjectRef.future()`` per item, as plait's Ray engine takes results).
 
 Task functions are imported from this module by name (``import bench_scaleout``), so that
 neither side pays for pickling a ``__main__`` function by value.
@@ -22,15 +25,17 @@ neither side pays for pickling a ``__main__`` function by value.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
+import statistics
 import sys
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _harness import Bench, compare
+from _harness import Bench, compare_runs, paired_ratios
 
 WORKERS = 2
 
@@ -39,32 +44,29 @@ def tiny(x: Any) -> Any:
     return x
 
 
-def main() -> None:
+def _dask_cases(n: int, repeat: int) -> tuple[dict[str, list[float]], Any]:
     from distributed import Client, LocalCluster, as_completed
 
     import bench_scaleout as t  # the workers import it by this name
     from plait import Pool
 
-    bench = Bench.from_argv("scaleout")
-    n = bench.scale(10_000, quick=1_000)
-    repeat = bench.scale(5, quick=2)
     data = list(range(n))
-    load = os.getloadavg()[0]
     cluster = LocalCluster(
         n_workers=WORKERS,
         threads_per_worker=1,
         processes=True,
         dashboard_address=None,
+        scheduler_kwargs={"dashboard_address": ":0"},  # its HTTP server: any free port
         silence_logs=logging.ERROR,
     )
     try:
         client = Client(cluster, set_as_default=False)
         pool = Pool(backend="dask", address=cluster.scheduler_address)
         try:
-            figures = compare(
+            return compare_runs(
                 {
-                    "dask": lambda: client.gather(client.map(t.tiny, data, pure=False)),
-                    "dask-streaming": lambda: [
+                    "engine": lambda: client.gather(client.map(t.tiny, data, pure=False)),
+                    "engine-streaming": lambda: [
                         r
                         for _f, r in as_completed(
                             client.map(t.tiny, data, pure=False),
@@ -76,49 +78,123 @@ def main() -> None:
                     "plait-chunked": lambda: pool.map(t.tiny, data),
                 },
                 repeat=repeat,
-            )
+            ), None
         finally:
             pool.terminate()
             pool.join()
             client.close()
     finally:
         cluster.close()
-    case = f"{n:,} tiny tasks, per-task submission"
-    bench.record(
-        case, "dask client.map+gather", figures["dask"], "s", baseline="dask client.map+gather"
+
+
+def _ray_cases(n: int, repeat: int) -> tuple[dict[str, list[float]], Any]:
+    import ray
+
+    import bench_scaleout as t
+    from plait import Pool
+
+    data = list(range(n))
+    # Ray's workers (started by its raylet) import this module by name, as Dask's do.
+    here = str(Path(__file__).resolve().parent)
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    ray.init(
+        num_cpus=WORKERS, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR
     )
+    try:
+        remote_tiny = ray.remote(t.tiny)
+        pool = Pool(backend="ray")  # finds this process connected
+        try:
+            return compare_runs(
+                {
+                    "engine": lambda: ray.get([remote_tiny.remote(x) for x in data]),
+                    "engine-streaming": lambda: [
+                        f.result() for f in [remote_tiny.remote(x).future() for x in data]
+                    ],
+                    "plait-per-task": lambda: pool.map(t.tiny, data, chunksize=1),
+                    "plait-chunked": lambda: pool.map(t.tiny, data),
+                },
+                repeat=repeat,
+            ), ray.__version__
+        finally:
+            pool.terminate()
+            pool.join()
+    finally:
+        ray.shutdown()
+
+
+def _record(bench: Bench, n: int, engine: str, runs: dict[str, list[float]]) -> None:
+    base = {"dask": "dask client.map+gather", "ray": "ray.get of .remote() per item"}[engine]
+    own = {"dask": "Dask's own client.map+gather", "ray": "Ray's own ray.get"}[engine]
+    impl = f"plait.Pool(backend={engine!r})"
+    median = {name: statistics.median(values) for name, values in runs.items()}
+    case = f"{n:,} tiny tasks on {engine}, per-task submission"
+    bench.record(case, base, median["engine"], "s", baseline=base)
     bench.record(
         case,
-        "plait.Pool(backend='dask') chunksize=1",
-        figures["plait-per-task"],
+        f"{impl} chunksize=1 ({paired_ratios(runs['plait-per-task'], runs['engine'])})",
+        median["plait-per-task"],
         "s",
-        baseline="dask client.map+gather",
-        target="<= 1.2x Dask's own client.map+gather",
+        baseline=base,
+        target=f"<= 1.2x {own}",
         target_ratio=1.2,
     )
+    streamed = {
+        "dask": ("dask as_completed (streamed)", "as_completed"),
+        "ray": ("ray ObjectRef.future() per item (streamed)", "ObjectRef.future()"),
+    }[engine]
     bench.record(
         case,
-        "dask as_completed (streamed)",
-        figures["dask-streaming"],
+        streamed[0],
+        median["engine-streaming"],
         "s",
-        baseline="dask client.map+gather",
-        note="Dask's own way to take results as they finish, as plait's map does",
-    )
-    case = f"{n:,} tiny tasks, plait chunking"
-    bench.record(
-        case, "dask client.map+gather", figures["dask"], "s", baseline="dask client.map+gather"
+        baseline=base,
+        note=f"{engine}'s own way to take results as they finish, as plait's map does "
+        f"({paired_ratios(runs['engine-streaming'], runs['engine'])})",
     )
     bench.record(
         case,
-        "plait.Pool(backend='dask') map",
-        figures["plait-chunked"],
+        f"{impl} chunksize=1 vs the streamed {streamed[1]}",
+        median["plait-per-task"],
         "s",
-        baseline="dask client.map+gather",
-        target="< 1x Dask's per-task client.map",
+        baseline=streamed[0],
+        note=paired_ratios(runs["plait-per-task"], runs["engine-streaming"]),
+    )
+    case = f"{n:,} tiny tasks on {engine}, plait chunking"
+    bench.record(case, base, median["engine"], "s", baseline=base)
+    bench.record(
+        case,
+        f"{impl} map ({paired_ratios(runs['plait-chunked'], runs['engine'])})",
+        median["plait-chunked"],
+        "s",
+        baseline=base,
+        target=f"< 1x {own} per task",
         target_ratio=1.0,
     )
+
+
+def main() -> None:
+    argv = sys.argv[1:]
+    engines = ["dask", "ray"]
+    if "--engines" in argv:
+        at = argv.index("--engines")
+        engines = argv[at + 1].split(",")
+        del argv[at : at + 2]
+    bench = Bench.from_argv("scaleout", argv)
+    n = bench.scale(10_000, quick=1_000)
+    repeat = bench.scale(5, quick=2)
+    load = os.getloadavg()[0]
+    for engine in engines:
+        if engine == "ray" and importlib.util.find_spec("ray") is None:
+            bench.note("Ray: not measured ('ray' is not installed: pip install 'plait[ray]')")
+            continue
+        runs, version = (_dask_cases if engine == "dask" else _ray_cases)(n, repeat)
+        _record(bench, n, engine, runs)
+        if version:
+            bench.note(f"ray {version}, a local instance of {WORKERS} CPUs")
     bench.note(
-        f"load average {load:.1f} at the start (2 cores shared); {repeat} alternating repeats"
+        f"load average {load:.1f} at the start (2 cores shared); {repeat} alternating repeats "
+        f"per engine; the paired ratios are each round's plait/engine"
     )
     bench.save()
 

@@ -3,6 +3,7 @@ and the fixtures' cluster bookkeeping."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import time
@@ -10,6 +11,19 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import pytest
+
+# The cluster backends the tests run on; Ray's skip without it (it is not in the test extra).
+BACKENDS = [
+    "dask",
+    pytest.param(
+        "ray",
+        marks=pytest.mark.skipif(
+            importlib.util.find_spec("ray") is None,
+            reason="the Ray backend needs 'ray': pip install -e '.[test,ray]'",
+        ),
+    ),
+]
 
 
 def square(x: int) -> int:
@@ -74,6 +88,15 @@ def wait_for_cancel(marker: str, limit: float = 20.0) -> str:
     return "not cancelled"
 
 
+def let_ray_import_helpers() -> None:
+    """Ray's workers (started by its raylet, not forked from here) import this module by
+    name, as Dask's do: put its folder on the path they inherit. Before ``ray.init``."""
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(Path(__file__).parent), os.environ.get("PYTHONPATH")) if p
+    )
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
 def wait_for_file(path: Path, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -135,3 +158,18 @@ def under(pid: int, ancestors: set[int]) -> bool:
         return any(p.pid in ancestors for p in psutil.Process(pid).parents())
     except psutil.Error:
         return False
+
+
+def hold(folder: str, limit: float = 20.0) -> str:
+    """Run until the engine cancels this task, or ``limit`` seconds pass: writes this
+    worker's pid to ``folder/pid`` first; on a Dask worker it writes ``folder/cancelled``
+    once Dask cancels the task (Ray's forced cancel kills the process instead)."""
+    Path(folder, "pid").write_text(str(os.getpid()))
+    try:
+        from distributed import get_worker
+
+        get_worker()
+    except (ImportError, ValueError):
+        time.sleep(limit)  # not on a Dask worker: the engine kills this process
+        return "not cancelled"
+    return wait_for_cancel(str(Path(folder, "cancelled")), limit)

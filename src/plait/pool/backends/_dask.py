@@ -60,6 +60,7 @@ class DaskEngine(RemoteEngine):
                     threads_per_worker=1,
                     processes=True,
                     dashboard_address=None,
+                    scheduler_kwargs={"dashboard_address": ":0"},  # its HTTP server: any free port
                     scheduler_port=0,
                     silence_logs=logging.ERROR,
                 )

@@ -9,8 +9,9 @@ in the local pool.
 from __future__ import annotations
 
 import importlib
+import logging
 import os
-import threading
+import socket
 from typing import Any
 
 from plait.pool._tasks import Task
@@ -18,6 +19,21 @@ from plait.pool.backends._remote import Outcome, RemoteEngine
 from plait.pool.backends._run import run_payload
 
 __all__ = ["RayEngine"]
+
+
+def _probe(address: str, seconds: float) -> None:
+    """Fail within ``seconds`` when a ``[ray://]host:port`` address refuses connections
+    (other forms, such as ``"auto"``, are left to Ray)."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), seconds).close()
+    except OSError as exc:
+        raise ConnectionError(
+            f"could not reach the Ray cluster at {address!r} within {seconds:g} s ({exc}): "
+            "check the address and that the cluster runs, or pass a longer connect_timeout="
+        ) from exc
 
 
 def _local_processes() -> int:
@@ -36,45 +52,37 @@ class RayEngine(RemoteEngine):
         ray: Any = importlib.import_module("ray")
         self.ray = ray
         self.started = False
+        if address is not None:
+            _probe(address, connect_timeout)
         if not ray.is_initialized():
-            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+            kwargs: dict[str, Any] = {
+                "include_dashboard": False,
+                "log_to_driver": False,
+                "logging_level": logging.ERROR,
+            }
             if address is None:
                 kwargs["num_cpus"] = processes or _local_processes()
             else:
                 kwargs["address"] = address
-            self._init_within(kwargs, address, connect_timeout)
+            self._init(kwargs, address)
             self.started = True
         n = processes or int(ray.cluster_resources().get("CPU", 1)) or 1
         self.remote_fn = ray.remote(num_cpus=1, max_retries=0)(run_payload)
         super().__init__(n)
         self.start_threads()
 
-    def _init_within(self, kwargs: dict[str, Any], address: str | None, seconds: float) -> None:
-        """``ray.init`` with a bound on how long an unreachable address may take."""
-        outcome: list[BaseException | None] = []
-
-        def connect() -> None:
-            try:
-                self.ray.init(**kwargs)
-                outcome.append(None)
-            except BaseException as exc:
-                outcome.append(exc)
-
-        thread = threading.Thread(target=connect, name="plait-ray-connect", daemon=True)
-        thread.start()
-        thread.join(seconds if address is not None else max(seconds, 60.0))
-        if not outcome:
-            raise ConnectionError(
-                f"could not reach the Ray cluster at {address!r} within {seconds:g} s: check "
-                "the address and that the cluster runs, or pass a longer connect_timeout="
-            )
-        error = outcome[0]
-        if error is not None:
+    def _init(self, kwargs: dict[str, Any], address: str | None) -> None:
+        """``ray.init`` in the calling thread: Ray binds its cluster client to the thread
+        that connected (from a helper thread, later calls hang). An unreachable address
+        was found out before (:func:`_probe`): Ray itself retries for minutes."""
+        try:
+            self.ray.init(**kwargs)
+        except Exception as exc:
             if address is None:
-                raise error
+                raise
             raise ConnectionError(
-                f"could not reach the Ray cluster at {address!r}: {error}"
-            ) from error
+                f"could not reach the Ray cluster at {address!r}: {exc}"
+            ) from exc
 
     @property
     def where(self) -> str:

@@ -110,11 +110,16 @@ class RemoteEngine(EngineBase):
         raise NotImplementedError
 
     def finished(self, task: Task) -> None:
-        """An engine task ended (its done-callback): the result thread takes it from here."""
+        """An engine task ended (its done-callback): the result thread takes it from here.
+        It is woken only by the first of a batch and by the one that fills it (it waits
+        out the rest of a batch anyway): a wake-up per tiny task would cost more than the
+        task (see :meth:`_result_pass`)."""
         with self.lock:
             if self.inflight.get(task.id) is task:
-                self.done.append(task)
-                self.results_cond.notify()
+                done = self.done
+                done.append(task)
+                if len(done) == 1 or len(done) >= min(len(self.inflight), BATCH):
+                    self.results_cond.notify()
 
     # -- handing out ------------------------------------------------------------------
     def assign_locked(self) -> list[tuple[Any, Task]]:
@@ -143,9 +148,11 @@ class RemoteEngine(EngineBase):
         if not assignments:
             return
         with self.lock:
+            first = not self.outbox  # the others find the result thread awake already
             self.outbox.extend(task for _, task in assignments)
             self.last_send = time.monotonic()
-            self.results_cond.notify()
+            if first:
+                self.results_cond.notify()
 
     def _submit_outbox(self) -> None:
         with self.lock:

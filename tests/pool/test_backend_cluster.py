@@ -1,10 +1,16 @@
-"""``Pool(backend="dask")`` against a real ``distributed.LocalCluster`` of worker processes.
+"""``Pool(backend="dask")`` and ``Pool(backend="ray")`` against real clusters: the same tests.
 
-One cluster (2 worker processes) serves the whole module; each test connects its own pool
-to it (``address=``), which costs a client, not a cluster. The suite's check that a test
-leaves no child process behind is narrowed here to the processes a test started itself
-(the module's cluster outlives each test by design); the cluster's own processes must all
-be gone when the module ends.
+One cluster serves each backend's tests (pytest runs a module-scoped parameter's tests
+together): a ``distributed.LocalCluster`` of 2 worker processes, then a local Ray instance
+of 2 CPUs. Each test connects its own pool to it (Dask: ``address=``; Ray: the pool finds
+this process already connected), which costs a client, not a cluster. The suite's check
+that a test leaves no child process behind is narrowed here to the processes a test
+started itself (the module's cluster outlives each test by design); the cluster's own
+processes must all be gone when its tests end.
+
+The ``test`` extra installs Ray where it has wheels (Python < 3.14; an instance takes
+5-25 s to start on 2 loaded cores); without ``ray`` its half skips, saying how to run it
+(``pip install -e '.[test,ray]'``).
 """
 
 from __future__ import annotations
@@ -12,13 +18,16 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import re
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 pytest.importorskip("distributed", reason="the Dask backend needs 'distributed' (plait[dask])")
@@ -34,44 +43,78 @@ from plait._ipc.serialize import RemoteTraceback
 _cluster_pids: set[int] = set()
 
 
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[Any]:
-    before = ch.child_pids()
+@dataclass
+class Cluster:
+    """A running cluster of one backend, and how a test's pool connects to it."""
+
+    backend: str
+    address: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def pool(self, **kwargs: Any) -> Pool:
+        return Pool(backend=self.backend, address=self.address, **kwargs)
+
+
+def _dask_cluster() -> Iterator[Cluster]:
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
         cluster = LocalCluster(
             n_workers=2,
             threads_per_worker=1,
             processes=True,
             dashboard_address=None,
+            scheduler_kwargs={"dashboard_address": ":0"},  # its HTTP server: any free port
             silence_logs=logging.ERROR,
         )
-    started = ch.child_pids() - before
-    _cluster_pids.update(started)
     try:
-        yield cluster
+        yield Cluster("dask", cluster.scheduler_address)
     finally:
         cluster.close(timeout=20)
-        left = ch.reap(started | (ch.child_pids() - before))
+
+
+def _ray_cluster() -> Iterator[Cluster]:
+    import ray
+
+    ch.let_ray_import_helpers()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    try:
+        yield Cluster("ray")
+    finally:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module", params=ch.BACKENDS)
+def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    before = ch.child_pids()
+    start = _dask_cluster if request.param == "dask" else _ray_cluster
+    running = start()
+    try:
+        c = next(running)
+        _cluster_pids.update(ch.child_pids() - before)
+        yield c
+    finally:
+        running.close()
+        left = ch.reap(_cluster_pids | (ch.child_pids() - before), timeout=15.0)
         _cluster_pids.clear()
-        assert not left, f"the Dask cluster left processes alive: {left}"
+        assert not left, f"the {request.param} cluster left processes alive: {left}"
 
 
 @pytest.fixture(autouse=True)
 def _no_leftover_children() -> Iterator[None]:
-    """The suite's check (tests/conftest.py), less the module cluster's processes."""
+    """The suite's check (tests/conftest.py), less the module cluster's processes (Ray
+    starts worker processes on demand: any process under the cluster's own counts)."""
     before = ch.child_pids()
     yield
     warm = sys.modules.get("plait.pool._warm")
     if warm is not None:
         warm.shutdown_warm_workers(timeout=2.0)
-    new = ch.child_pids() - before - _cluster_pids
+    new = {p for p in ch.child_pids() - before - _cluster_pids if not ch.under(p, _cluster_pids)}
     left = ch.reap(new, timeout=5.0)
     assert not left, f"test left child processes alive: {left}"
 
 
 @pytest.fixture
-def pool(cluster: Any) -> Iterator[Pool]:
-    p = Pool(backend="dask", address=cluster.scheduler_address)
+def pool(cluster: Cluster) -> Iterator[Pool]:
+    p = cluster.pool()
     try:
         yield p
     finally:
@@ -79,10 +122,26 @@ def pool(cluster: Any) -> Iterator[Pool]:
         p.join()
 
 
+def cancel_seen(cluster: Cluster, held: Path, timeout: float = 15.0) -> bool:
+    """Whether the engine cancelled the task :func:`clusterhelpers.hold` runs: on Dask the
+    worker saw its task cancelled (and wrote ``held/cancelled``); on Ray the task's worker
+    process was killed (``ray.cancel(force=True)``)."""
+    if cluster.backend == "dask":
+        return ch.wait_for_file(held / "cancelled", timeout)
+    assert ch.wait_for_file(held / "pid", timeout), "the task never started"
+    try:
+        psutil.Process(int((held / "pid").read_text())).wait(timeout)  # (Ray's raylet reaps it)
+    except psutil.NoSuchProcess:
+        pass
+    except psutil.TimeoutExpired:
+        return False
+    return True
+
+
 # -- the API --------------------------------------------------------------------------
 
 
-def test_multiprocessing_api_on_dask(pool: Pool) -> None:
+def test_multiprocessing_api_on_a_cluster(pool: Pool) -> None:
     assert pool.map(ch.square, range(20)) == [x * x for x in range(20)]
     assert pool.map(ch.square, range(20), 3) == [x * x for x in range(20)]
     assert pool.starmap(ch.add, [(1, 2), (3, 4)]) == [3, 7]
@@ -99,7 +158,7 @@ def test_multiprocessing_api_on_dask(pool: Pool) -> None:
     )
 
 
-def test_executor_api_on_dask(pool: Pool) -> None:
+def test_executor_api_on_a_cluster(pool: Pool) -> None:
     futures = [pool.submit(ch.add, i, b=1) for i in range(5)]
     assert [f.result(timeout=30) for f in futures] == [1, 2, 3, 4, 5]
     done, _ = concurrent.futures.wait(futures, timeout=30)
@@ -137,8 +196,8 @@ def test_a_task_exiting_fails_only_that_task(pool: Pool) -> None:
     assert pool.apply(ch.square, (3,)) == 9
 
 
-def test_max_pending_bounds_unfinished_tasks(cluster: Any) -> None:
-    with Pool(backend="dask", address=cluster.scheduler_address, max_pending=2) as p:
+def test_max_pending_bounds_unfinished_tasks(cluster: Cluster) -> None:
+    with cluster.pool(max_pending=2) as p:
         futures = []
         for i in range(6):
             futures.append(p.submit(ch.nap, 0.05))
@@ -146,14 +205,14 @@ def test_max_pending_bounds_unfinished_tasks(cluster: Any) -> None:
         assert [f.result(timeout=30) for f in futures] == [0.05] * 6
 
 
-def test_progress_bar_on_dask(pool: Pool, capsys: pytest.CaptureFixture[str]) -> None:
+def test_progress_bar_on_a_cluster(pool: Pool, capsys: pytest.CaptureFixture[str]) -> None:
     assert pool.map(ch.square, range(40), progress=True) == [x * x for x in range(40)]
     assert list(pool.imap(ch.square, range(10), progress=True)) == [x * x for x in range(10)]
     err = capsys.readouterr().err
     assert "square" in err and "40" in err
 
 
-def test_async_faces_on_dask(pool: Pool) -> None:
+def test_async_faces_on_a_cluster(pool: Pool) -> None:
     async def main() -> tuple[int, list[int]]:
         one = await pool.async_apply(ch.square, 5)
         many = await pool.async_map(ch.square, range(4))
@@ -165,27 +224,27 @@ def test_async_faces_on_dask(pool: Pool) -> None:
 # -- timeouts and cancellation reach the engine -------------------------------------------
 
 
-def test_task_timeout_cancels_the_dask_future(pool: Pool, tmp_path: Path) -> None:
-    marker = tmp_path / "cancelled"
+def test_task_timeout_cancels_the_engine_task(cluster: Cluster, pool: Pool, tmp_path: Path) -> None:
     started = time.monotonic()
     with pytest.raises(TimeoutError, match="task_timeout"):
-        pool.apply(ch.wait_for_cancel, (str(marker),), task_timeout=0.5)
+        pool.apply(ch.hold, (str(tmp_path),), task_timeout=0.5)
     assert time.monotonic() - started < 10
-    assert ch.wait_for_file(marker, 15), "the worker never saw its task cancelled"
+    assert cancel_seen(cluster, tmp_path), "the engine never cancelled the task"
     assert pool.apply(ch.square, (4,)) == 16  # the pool goes on
     assert pool.statistics().timed_out == 1
 
 
-def test_cancel_scope_around_apply_cancels_the_dask_future(pool: Pool, tmp_path: Path) -> None:
-    marker = tmp_path / "cancelled"
+def test_cancel_scope_around_apply_cancels_the_engine_task(
+    cluster: Cluster, pool: Pool, tmp_path: Path
+) -> None:
     with plait.move_on_after(0.5) as scope:
-        pool.apply(ch.wait_for_cancel, (str(marker),))
+        pool.apply(ch.hold, (str(tmp_path),))
     assert scope.cancelled_caught
-    assert ch.wait_for_file(marker, 15), "the worker never saw its task cancelled"
+    assert cancel_seen(cluster, tmp_path), "the engine never cancelled the task"
 
 
-def test_terminate_fails_unfinished_tasks(cluster: Any) -> None:
-    p = Pool(backend="dask", address=cluster.scheduler_address)
+def test_terminate_fails_unfinished_tasks(cluster: Cluster) -> None:
+    p = cluster.pool()
     try:
         futures = [p.submit(ch.nap, 2.0) for _ in range(4)]
     finally:
@@ -201,7 +260,7 @@ def test_terminate_fails_unfinished_tasks(cluster: Any) -> None:
 # -- TaskGroup strands on a pool ----------------------------------------------------------
 
 
-def test_spawn_on_a_dask_pool(pool: Pool) -> None:
+def test_spawn_on_a_cluster_pool(pool: Pool) -> None:
     with plait.TaskGroup() as tg:
         ok = tg.spawn(ch.add, 2, 3, on=pool)
     assert ok.result() == 5
@@ -212,28 +271,35 @@ def test_spawn_on_a_dask_pool(pool: Pool) -> None:
     assert isinstance(error.__cause__, RemoteTraceback)
 
 
-def test_spawn_on_a_dask_pool_times_out_and_cancels(pool: Pool, tmp_path: Path) -> None:
-    marker = tmp_path / "cancelled"
+def test_spawn_on_a_cluster_pool_times_out_and_cancels(
+    cluster: Cluster, pool: Pool, tmp_path: Path
+) -> None:
     with pytest.raises(BaseExceptionGroup) as info, plait.TaskGroup() as tg:
-        tg.spawn(ch.wait_for_cancel, str(marker), on=pool, timeout=0.5)
+        tg.spawn(ch.hold, str(tmp_path), on=pool, timeout=0.5)
     assert info.group_contains(TimeoutError)
-    assert ch.wait_for_file(marker, 15), "the worker never saw its task cancelled"
+    assert cancel_seen(cluster, tmp_path), "the engine never cancelled the task"
 
 
 # -- what cannot cross a cluster -----------------------------------------------------------
 
 
+ALTERNATIVES = {
+    "dask": {
+        "Queue": "distributed.Queue",
+        "Lock": "distributed.Lock",
+        "Event": "distributed.Event",
+    },
+    "ray": {"Queue": "ray.util.queue.Queue", "Lock": "Ray actor", "Event": "Ray actor"},
+}
+
+
 @pytest.mark.parametrize(
-    ("make", "name", "alternative"),
-    [
-        (plait.Queue, "Queue", "distributed.Queue"),
-        (plait.Lock, "Lock", "distributed.Lock"),
-        (plait.Event, "Event", "distributed.Event"),
-    ],
+    ("make", "name"), [(plait.Queue, "Queue"), (plait.Lock, "Lock"), (plait.Event, "Event")]
 )
-def test_shared_objects_refused_for_dask(
-    pool: Pool, make: Any, name: str, alternative: str
+def test_shared_objects_refused_for_a_cluster(
+    cluster: Cluster, pool: Pool, make: Any, name: str
 ) -> None:
+    alternative = ALTERNATIVES[cluster.backend][name]
     obj = make()
     with pytest.raises(TypeError, match=name) as info:
         pool.apply(ch.square, (obj,))
@@ -243,7 +309,7 @@ def test_shared_objects_refused_for_dask(
     assert pool.apply(ch.square, (2,)) == 4  # nothing else is lost
 
 
-def test_shared_dict_refused_for_dask(pool: Pool) -> None:
+def test_shared_dict_refused_for_a_cluster(pool: Pool) -> None:
     with plait.Manager() as manager:
         shared = manager.dict()
         with pytest.raises(TypeError, match="Dict"):
@@ -258,16 +324,23 @@ def test_unknown_backend_names_the_choices() -> None:
         Pool(backend="spark")
 
 
-def test_missing_package_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "distributed", None)  # as if not installed
-    with pytest.raises(ImportError, match=r"pip install 'plait\[dask\]'"):
-        Pool(backend="dask")
+@pytest.mark.parametrize(("backend", "module"), [("dask", "distributed"), ("ray", "ray")])
+def test_missing_package_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch, backend: str, module: str
+) -> None:
+    monkeypatch.setitem(sys.modules, module, None)  # as if not installed
+    with pytest.raises(ImportError, match=rf"pip install 'plait\[{backend}\]'"):
+        Pool(backend=backend)
 
 
-def test_unreachable_address_fails_fast() -> None:
+@pytest.mark.parametrize(
+    ("backend", "address"),
+    [("dask", "tcp://127.0.0.1:9"), pytest.param("ray", "127.0.0.1:9", marks=ch.BACKENDS[1].marks)],
+)
+def test_unreachable_address_fails_fast(backend: str, address: str) -> None:
     started = time.monotonic()
-    with pytest.raises(ConnectionError, match=r"tcp://127\.0\.0\.1:9"):
-        Pool(backend="dask", address="tcp://127.0.0.1:9", connect_timeout=1.0)
+    with pytest.raises(ConnectionError, match=re.escape(repr(address))):
+        Pool(backend=backend, address=address, connect_timeout=1.0)
     assert time.monotonic() - started < 10
 
 

@@ -1,8 +1,8 @@
-"""A Dask worker that dies fails its task with ``WorkerCrashed``; the rest go on.
+"""A Dask or Ray worker that dies fails its task with ``WorkerCrashed``; the rest go on.
 
 Each test here starts its pool without ``address=``, so the pool starts (and must stop) a
-``LocalCluster`` of its own -- the suite's usual check then proves that the cluster's
-nannies and worker processes are all gone when the pool is.
+cluster of its own (a ``LocalCluster``, a local Ray instance) -- the suite's usual check
+then proves that the cluster's processes are all gone when the pool is.
 """
 
 from __future__ import annotations
@@ -19,14 +19,17 @@ import plait
 from plait import Pool
 
 
-def test_killed_worker_fails_its_task_the_rest_go_on() -> None:
-    pool = Pool(2, backend="dask")
+@pytest.mark.parametrize("backend", ch.BACKENDS)
+def test_killed_worker_fails_its_task_the_rest_go_on(backend: str) -> None:
+    if backend == "ray":
+        ch.let_ray_import_helpers()
+    pool = Pool(2, backend=backend)
     try:
         busy = pool.submit(ch.nap, 1.0)  # occupies one worker...
         killer = pool.submit(ch.die_on, 3)  # ...so this one runs (and dies) on the other
         with pytest.raises(plait.WorkerCrashed, match="die_on") as info:
             killer.result(timeout=30)
-        assert "dask worker" in str(info.value)
+        assert f"{backend} worker" in str(info.value)
         assert busy.result(timeout=30) == 1.0
         assert pool.map(ch.square, range(10)) == [x * x for x in range(10)]
         assert pool.statistics().crashed == 1
@@ -39,8 +42,11 @@ def test_killed_worker_fails_its_task_the_rest_go_on() -> None:
 
 
 @pytest.mark.slow(reason="three worker deaths and restarts: ~15 s on 2 loaded cores")
-def test_crash_in_a_chunk_fails_one_item_and_retries_rerun(tmp_path: Path) -> None:
-    with Pool(2, backend="dask") as pool:
+@pytest.mark.parametrize("backend", ch.BACKENDS)
+def test_crash_in_a_chunk_fails_one_item_and_retries_rerun(tmp_path: Path, backend: str) -> None:
+    if backend == "ray":
+        ch.let_ray_import_helpers()
+    with Pool(2, backend=backend) as pool:
         # Item 3 kills its worker: its chunk (0-3) is run again item by item, so only
         # item 3 fails, with WorkerCrashed; every other item arrives.
         it = pool.imap(ch.die_on, range(8), chunksize=4)
@@ -57,4 +63,4 @@ def test_crash_in_a_chunk_fails_one_item_and_retries_rerun(tmp_path: Path) -> No
         assert pool.apply(ch.die_once, (str(flag),), retries=1) == "ran again"
         stats = pool.statistics()
         assert stats.crashed == 3 and stats.retried == 1
-        assert pool.apply(ch.square, (5,)) == 25  # the nannies replaced the workers
+        assert pool.apply(ch.square, (5,)) == 25  # the cluster replaced the workers
