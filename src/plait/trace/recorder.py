@@ -32,7 +32,7 @@ import time
 from collections import deque
 from typing import Any
 
-from plait._core.instruments import Instrument
+from plait._core.instruments import Instrument, hooks
 from plait._core.strands import Strand, current_strand
 
 __all__ = ["CODES", "Recorder", "active_recorder"]
@@ -121,7 +121,8 @@ class Recorder(Instrument):
         self.dropped = 0
         self._ring: deque[tuple[Any, ...]] = deque(maxlen=capacity)
         self._append = self._ring.append
-        self._next = itertools.count().__next__
+        self._seq = itertools.count()  # (the C queue's lane calls it as an iterator)
+        self._next = self._seq.__next__
         self._expected = 0
         self._objects: dict[int, str] = {}
         self._strands: set[int] = set()
@@ -130,6 +131,9 @@ class Recorder(Instrument):
         self._flush_lock = threading.Lock()
         self._flusher: threading.Thread | None = None
         self._broken: str | None = None
+        # The C queue appends its coroutines' sends/receives itself (Instrument.lane): the
+        # same tuples as sent()/received() below; all of these are kept (cleared in place).
+        self.lane = (self._append, self._seq, self._strands, self._objects, SEND, RECEIVE)
         self._open_process()
 
     # -- files -------------------------------------------------------------------------
@@ -176,8 +180,10 @@ class Recorder(Instrument):
         self._ring.clear()
         self._expected = self._next()  # what the parent recorded before the fork is not ours
         self._meta.clear()
-        self._strands.clear()
-        self._objects.clear()
+        self._strands = set()  # new ones, in a new lane: the C queue's note of what this
+        self._objects = {}  # lane has described is then out of date, as it must be
+        self.lane = (self._append, self._seq, self._strands, self._objects, SEND, RECEIVE)
+        hooks.relane()
         self.parent_pid = self.pid
         self._flush_lock = threading.Lock()
         self._open_process()
