@@ -43,6 +43,11 @@ class Instrument:
     def strand_exited(self, strand: Strand, error: BaseException | None) -> None:
         """``strand`` finished, with ``error`` if it raised."""
 
+    def woke(self, strand: Strand, woken: Strand, on: object) -> None:
+        """``strand`` woke ``woken``, parked on ``on`` (set an event, notified a condition,
+        released a lock or permit to it): called on the waker's thread as it delivers the
+        wake-up, before ``woken`` runs again and reports ``strand_unparked``."""
+
     def acquired(self, strand: Strand, resource: object) -> None:
         """``strand`` now holds ``resource`` (a lock, a permit)."""
 
@@ -55,9 +60,12 @@ class Instrument:
     def received(self, strand: Strand, channel: object, item: Any) -> None:
         """``strand`` took ``item`` from ``channel``."""
 
-    def task_ran(self, name: str, items: int, started_ns: int, ended_ns: int) -> None:
+    def task_ran(
+        self, name: str, items: int, started_ns: int, ended_ns: int, strand: Strand | None = None
+    ) -> None:
         """A pool worker ran one task (``items`` > 1: a chunk) of function ``name`` from
-        ``started_ns`` to ``ended_ns`` (``time.monotonic_ns``), on the calling thread."""
+        ``started_ns`` to ``ended_ns`` (``time.monotonic_ns``), on the calling thread; on
+        ``strand``'s track when given (a coroutine worker's slot), else the caller's."""
 
 
 class _Hooks:
@@ -108,6 +116,10 @@ class _Hooks:
         for i in self.active:
             i.strand_exited(strand, error)
 
+    def woke(self, strand: Strand, woken: Strand, on: object) -> None:
+        for i in self.active:
+            i.woke(strand, woken, on)
+
     def acquired(self, strand: Strand, resource: object) -> None:
         for i in self.active:
             i.acquired(strand, resource)
@@ -124,9 +136,11 @@ class _Hooks:
         for i in self.active:
             i.received(strand, channel, item)
 
-    def task_ran(self, name: str, items: int, started_ns: int, ended_ns: int) -> None:
+    def task_ran(
+        self, name: str, items: int, started_ns: int, ended_ns: int, strand: Strand | None = None
+    ) -> None:
         for i in self.active:
-            i.task_ran(name, items, started_ns, ended_ns)
+            i.task_ran(name, items, started_ns, ended_ns, strand)
 
 
 hooks = _Hooks()

@@ -40,6 +40,7 @@ __all__ = ["CODES", "Recorder", "active_recorder"]
 _now = time.monotonic_ns
 
 TASK = "tk"
+WAKE = "wk"
 SPAWN, START, PARK, UNPARK, EXIT, ACQUIRE, RELEASE, SEND, RECEIVE, SPAN_BEGIN, SPAN_END = (
     "sp",
     "st",
@@ -66,6 +67,7 @@ CODES = {
     SPAN_BEGIN: "a user span began (a: its name)",
     SPAN_END: "a user span ended (a: its name)",
     TASK: "a pool worker ran a task (t: its end; a: [function, items], b: its start)",
+    WAKE: "woke a parked strand (a: the object it waits on, b: the woken strand's id)",
 }
 
 
@@ -307,6 +309,9 @@ class Recorder(Instrument):
         how = "cancelled" if isinstance(error, asyncio.CancelledError) else "error"
         self._life(EXIT, strand, type(error).__name__, how)
 
+    def woke(self, strand: Strand, woken: Strand, on: object) -> None:
+        self._event(WAKE, strand, on, woken.sid)
+
     def acquired(self, strand: Strand, resource: object) -> None:
         self._event(ACQUIRE, strand, resource, None)
 
@@ -331,8 +336,10 @@ class Recorder(Instrument):
             self._new_object(channel)
         self._append((RECEIVE, _now(), sid, key, None, self._next()))
 
-    def task_ran(self, name: str, items: int, started_ns: int, ended_ns: int) -> None:
-        self._life(TASK, current_strand(), [name, items], started_ns)
+    def task_ran(
+        self, name: str, items: int, started_ns: int, ended_ns: int, strand: Strand | None = None
+    ) -> None:
+        self._life(TASK, strand or current_strand(), [name, items], started_ns)
         # (recorded at its end: the event's time is ended_ns, close enough to now)
 
     def span(self, name: str, begin: bool) -> None:
