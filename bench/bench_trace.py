@@ -6,8 +6,8 @@ untraced again after a trace ended, with asyncio.Queue as the peer, all in one r
 * traced / untraced: target >= 0.5x (plait.trace on, default capacity and flush interval,
   the trace written to a temporary folder; only the stream is timed, not the final write);
 * a no-op instrument installed: what the kernel's hooks-active path costs by itself (the
-  queue leaves its C fast path whenever any instrument is installed): the ceiling for any
-  instrument, plait.trace included;
+  queue's C fast paths call the Python hooks for each put/get; a recorder alone takes its
+  lane instead, straight into its ring);
 * untraced after a trace / untraced before any: the hooks are gone again (zero cost when
   off: the same one attribute check as before the trace package existed), target ~1.0x;
 * plait untraced / asyncio.Queue: the figure BENCHMARKS.md's channels table has, so a
@@ -104,8 +104,8 @@ def main() -> None:
                 figures["no-op instrument"]
             )
             bench.note(
-                f"{label}: traced / no-op instrument = {own:.2f}x (the recorder's own cost; the "
-                f"rest is the queue's hooks-active path, which any instrument pays)"
+                f"{label}: traced / no-op instrument = {own:.2f}x (the recorder, through its "
+                f"lane, against Python hooks that record nothing)"
             )
             for impl, values in figures.items():
                 target: dict[str, Any] = {}

@@ -41,6 +41,7 @@
 #include <Python.h>
 #include <structmember.h>
 #include <pythread.h>
+#include <time.h>
 
 #define SEAM_VERSION 2
 
@@ -55,6 +56,11 @@ static Py_ssize_t w_queue, w_strand, w_on, w_data, w_state, w_value, w_lock, w_f
 static Py_ssize_t w_interruptible, w_ident, w_undo, w_handle, w_started;
 static PyObject *hooks = NULL;        /* plait._core.instruments.hooks */
 static Py_ssize_t active_offset = -1; /* Hooks.active slot */
+static Py_ssize_t lane_offset = -1;   /* Hooks.lane slot (see report()) */
+static PyObject *hook_sent = NULL, *hook_received = NULL; /* hooks.sent, hooks.received */
+static PyTypeObject *strand_type = NULL; /* plait's Strand class, and its sid slot */
+static Py_ssize_t strand_sid = -1;
+#define SLOT_AT(obj, off) (*(PyObject **)((char *)(obj) + (off)))
 static PyObject *current_tasks = NULL;     /* asyncio.tasks._current_tasks */
 static PyObject *by_task = NULL;           /* plait's task -> strand dict */
 static PyObject *self_strand_types = NULL; /* task types that are their own strand */
@@ -68,7 +74,7 @@ static PyObject *fn_abandon, *fn_undo_get;
 static PyObject *str_blocking, *str_done, *str_close;
 static PyObject *str_popleft, *str_append, *str_set_result, *str_create_future;
 static PyObject *str_loop, *str_kind, *str_async, *str_thread_id, *str_state, *str_parked_on;
-static PyObject *str_waiter, *str_running, *str_parked, *str_tls_key;
+static PyObject *str_waiter, *str_running, *str_parked, *str_tls_key, *str_sid;
 static PyObject *wake_fn = NULL;      /* plait._channels._queue._wake */
 
 static int
@@ -367,6 +373,76 @@ usable(CoreObject *self)
            self->mutex != NULL && Py_IS_TYPE(self->mutex, &MutexType) && wake_fn != NULL &&
            waiter_type != NULL && self->getters != NULL && self->putters != NULL &&
            Py_IS_TYPE(self->getters, waitqueue_type) && Py_IS_TYPE(self->putters, waitqueue_type);
+}
+
+/* A coroutine's fast put/get with instruments installed (the mutex released): tell them, as
+ * the Python code's hooks.sent/received would. When one instrument is installed and offers
+ * a lane (Hooks.lane: its ring's append, its sequence counter, the strands and objects it
+ * has described, the two event codes), the event goes straight into its ring -- the same
+ * tuple its Python hook appends, without a Python frame; a strand or queue it has not
+ * described yet goes through the hook, which describes it. Never raises (like a hook that
+ * fails in the Python code, the failure is reported, the put/get stands). */
+/* The (lane, strand, queue) last found described in that lane: strong references, so that
+ * neither address is reused by another object while it is remembered here. */
+static PyObject *seen_lane = NULL, *seen_strand = NULL, *seen_queue = NULL;
+
+static void
+report(PyObject *queue, PyObject *strand, int put, PyObject *item)
+{
+    PyObject *lane = hooks ? SLOT_AT(hooks, lane_offset) : NULL;
+    if (lane != NULL && PyTuple_CheckExact(lane) && PyTuple_GET_SIZE(lane) == 6) {
+        PyObject *sid;
+        if (Py_IS_TYPE(strand, strand_type)) { /* (a task that is its own strand: by name) */
+            sid = SLOT_AT(strand, strand_sid);
+            Py_XINCREF(sid);
+            if (sid == NULL)
+                PyErr_SetString(PyExc_AttributeError, "sid");
+        }
+        else
+            sid = PyObject_GetAttr(strand, str_sid);
+        PyObject *key = sid ? PyLong_FromVoidPtr(queue) : NULL;
+        int seen = key != NULL && lane == seen_lane && strand == seen_strand && queue == seen_queue;
+        if (!seen && key != NULL && PySet_Contains(PyTuple_GET_ITEM(lane, 2), sid) == 1 &&
+            PyDict_Contains(PyTuple_GET_ITEM(lane, 3), key) == 1) {
+            seen = 1;
+            Py_INCREF(lane);
+            Py_XSETREF(seen_lane, lane);
+            Py_INCREF(strand);
+            Py_XSETREF(seen_strand, strand);
+            Py_INCREF(queue);
+            Py_XSETREF(seen_queue, queue);
+        }
+        if (seen) {
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts); /* time.monotonic_ns()'s clock */
+            PyObject *t = PyLong_FromLongLong((long long)ts.tv_sec * 1000000000LL + ts.tv_nsec);
+            PyObject *counter = PyTuple_GET_ITEM(lane, 1); /* an iterator: its next() */
+            PyObject *seq = t == NULL ? NULL
+                            : PyIter_Check(counter) ? Py_TYPE(counter)->tp_iternext(counter)
+                                                    : PyObject_CallNoArgs(counter);
+            PyObject *event = seq ? PyTuple_Pack(6, PyTuple_GET_ITEM(lane, put ? 4 : 5), t, sid,
+                                                 key, Py_None, seq)
+                                  : NULL;
+            PyObject *r = event ? PyObject_CallOneArg(PyTuple_GET_ITEM(lane, 0), event) : NULL;
+            if (r == NULL)
+                PyErr_WriteUnraisable(queue);
+            Py_XDECREF(r);
+            Py_XDECREF(event);
+            Py_XDECREF(seq);
+            Py_XDECREF(t);
+        }
+        Py_XDECREF(sid);
+        Py_XDECREF(key);
+        if (seen)
+            return;
+        PyErr_Clear();
+    }
+    PyObject *hook = put ? hook_sent : hook_received;
+    PyObject *a[3] = {strand, queue, item};
+    PyObject *r = hook ? PyObject_Vectorcall(hook, a, 3, NULL) : NULL;
+    if (r == NULL && hook != NULL)
+        PyErr_WriteUnraisable(queue);
+    Py_XDECREF(r);
 }
 
 /* -- the kernel's park protocol, for the hottest waits --------------------------------------
@@ -749,10 +825,11 @@ wake_after(PyObject *self, PyObject *waiter)
     Py_DECREF(waiter);
 }
 
-/* Put if there is room and no instrument listens (a parked getter is handed the item, as the
- * Python code does). 1: put done; 0: not taken (nothing changed); -1: error (nothing put). */
+/* Put if there is room and no instrument listens, or ``traced`` (the caller reports the put
+ * to the instruments: see report()); a parked getter is handed the item, as the Python code
+ * does. 1: put done; 0: not taken (nothing changed); -1: error (nothing put). */
 static int
-fast_put(CoreObject *self, PyObject *item)
+fast_put(CoreObject *self, PyObject *item, int traced)
 {
     if (!usable(self))
         return 0;
@@ -764,7 +841,7 @@ fast_put(CoreObject *self, PyObject *item)
         mutex_unlock(m);
         return -1;
     }
-    if (n + self->reserved >= self->limit || hooks_active()) {
+    if (n + self->reserved >= self->limit || (!traced && hooks_active())) {
         mutex_unlock(m);
         return 0;
     }
@@ -791,10 +868,11 @@ fast_put(CoreObject *self, PyObject *item)
     return 1;
 }
 
-/* Take the next unclaimed item if no instrument listens (a parked putter is given the slot).
+/* Take the next unclaimed item if no instrument listens, or ``traced`` (as fast_put); a
+ * parked putter is given the slot.
  * An item (new reference); NULL with no error set: not taken; NULL with an error. */
 static PyObject *
-fast_get(CoreObject *self)
+fast_get(CoreObject *self, int traced)
 {
     if (!usable(self))
         return NULL;
@@ -806,7 +884,7 @@ fast_get(CoreObject *self)
         mutex_unlock(m);
         return NULL;
     }
-    if (n <= self->ready || hooks_active()) {
+    if (n <= self->ready || (!traced && hooks_active())) {
         mutex_unlock(m);
         return NULL;
     }
@@ -896,7 +974,7 @@ core_put(CoreObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kw
     else if (parse_args("put", 1, args, nargs, kwnames, &item, &block, &timeout) < 0)
         return NULL;
     if (timeout == Py_None) {
-        int r = fast_put(self, item);
+        int r = fast_put(self, item, 0);
         if (r > 0)
             Py_RETURN_NONE;
         if (r < 0)
@@ -908,7 +986,7 @@ core_put(CoreObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kw
 static PyObject *
 core_put_nowait(CoreObject *self, PyObject *item)
 {
-    int r = fast_put(self, item);
+    int r = fast_put(self, item, 0);
     if (r > 0)
         Py_RETURN_NONE;
     if (r < 0)
@@ -924,7 +1002,7 @@ core_get(CoreObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kw
         parse_args("get", 0, args, nargs, kwnames, NULL, &block, &timeout) < 0)
         return NULL;
     if (timeout == Py_None) {
-        PyObject *item = fast_get(self);
+        PyObject *item = fast_get(self, 0);
         if (item != NULL || PyErr_Occurred())
             return item;
     }
@@ -934,7 +1012,7 @@ core_get(CoreObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kw
 static PyObject *
 core_get_nowait(CoreObject *self, PyObject *Py_UNUSED(ignored))
 {
-    PyObject *item = fast_get(self);
+    PyObject *item = fast_get(self, 0);
     if (item != NULL || PyErr_Occurred())
         return item;
     return call_locked(self, fn_get_locked, NULL, Py_False, Py_None);
@@ -1084,10 +1162,25 @@ op_am_send(OpObject *self, PyObject *arg, PyObject **result)
     if (self->state == OP_FRESH) {
         CoreObject *q = (CoreObject *)self->queue;
         self->state = OP_DONE;
-        if (self->timeout == Py_None) {
+        /* With instruments installed the fast path still runs, for a plain coroutine strand,
+         * and reports itself (report()); anything unusual goes to the Python code. */
+        PyObject *strand = NULL;
+        if (self->timeout == Py_None && hooks_active()) {
+            strand = async_strand();
+            if (strand == NULL) {
+                *result = NULL;
+                return PYGEN_ERROR;
+            }
+            if (strand == Py_None)
+                Py_CLEAR(strand);
+        }
+        if (self->timeout == Py_None && (strand != NULL || !hooks_active())) {
             if (self->kind == OP_PUT) {
-                int r = fast_put(q, self->item);
+                int r = fast_put(q, self->item, strand != NULL);
                 if (r != 0) {
+                    if (r > 0 && strand != NULL)
+                        report((PyObject *)q, strand, 1, self->item);
+                    Py_XDECREF(strand);
                     if (r < 0) {
                         *result = NULL;
                         return PYGEN_ERROR;
@@ -1098,17 +1191,22 @@ op_am_send(OpObject *self, PyObject *arg, PyObject **result)
                 }
             }
             else {
-                PyObject *item = fast_get(q);
+                PyObject *item = fast_get(q, strand != NULL);
                 if (item != NULL) {
+                    if (strand != NULL)
+                        report((PyObject *)q, strand, 0, item);
+                    Py_XDECREF(strand);
                     *result = item;
                     return PYGEN_RETURN;
                 }
                 if (PyErr_Occurred()) {
+                    Py_XDECREF(strand);
                     *result = NULL;
                     return PYGEN_ERROR;
                 }
             }
         }
+        Py_XDECREF(strand);
         if (self->kind != OP_PUT && self->timeout == Py_None && self->block == Py_True) {
             /* The plain wait, without a Python coroutine: park, then yield the future. */
             PyObject *waiter = park_getter(q);
@@ -2048,10 +2146,10 @@ configure(PyObject *module, PyObject *args, PyObject *kwargs)
             return NULL;
         }
     }
-    static const char *strand_fields[] = {"state", "parked_on", "waiter", "loop", "kind"};
-    for (int i = 0; i < 5; i++) {
-        Py_ssize_t unused;
-        if (offset_of(st_t, strand_fields[i], &unused) < 0)
+    static const char *strand_fields[] = {"state", "parked_on", "waiter", "loop", "kind", "sid"};
+    Py_ssize_t sid_offset = -1;
+    for (int i = 0; i < 6; i++) {
+        if (offset_of(st_t, strand_fields[i], &sid_offset) < 0)
             return NULL;
     }
     Py_ssize_t offs[18];
@@ -2062,13 +2160,24 @@ configure(PyObject *module, PyObject *args, PyObject *kwargs)
         if (offset_of(w_t, wnames[i], &offs[i]) < 0)
             return NULL;
     if (offset_of(wq_t, "_count", &offs[14]) < 0 || offset_of(wq_t, "_dq", &offs[15]) < 0 ||
-        offset_of((PyObject *)Py_TYPE(hk), "active", &offs[16]) < 0)
+        offset_of((PyObject *)Py_TYPE(hk), "active", &offs[16]) < 0 ||
+        offset_of((PyObject *)Py_TYPE(hk), "lane", &offs[17]) < 0)
         return NULL;
+    PyObject *sent = PyObject_GetAttrString(hk, "sent");
+    PyObject *received = sent ? PyObject_GetAttrString(hk, "received") : NULL;
+    if (received == NULL) {
+        Py_XDECREF(sent);
+        return NULL;
+    }
+    Py_XSETREF(hook_sent, sent);
+    Py_XSETREF(hook_received, received);
     w_queue = offs[0], w_strand = offs[1], w_on = offs[2], w_data = offs[3];
     w_state = offs[4], w_value = offs[5], w_lock = offs[6], w_fut = offs[7], w_loop = offs[8];
     w_interruptible = offs[9], w_ident = offs[10], w_undo = offs[11], w_handle = offs[12];
     w_started = offs[13];
     wq_count = offs[14], wq_dq = offs[15], active_offset = offs[16];
+    lane_offset = offs[17];
+    strand_sid = sid_offset; /* (the last of strand_fields) */
 #define KEEP(var, value) do { Py_INCREF(value); Py_XSETREF(var, value); } while (0)
     KEEP(fn_put_locked, fns[0]);
     KEEP(fn_get_locked, fns[1]);
@@ -2082,6 +2191,7 @@ configure(PyObject *module, PyObject *args, PyObject *kwargs)
     KEEP(fn_undo_get, fns[9]);
     KEEP(waitqueue_type, (PyTypeObject *)wq_t);
     KEEP(waiter_type, (PyTypeObject *)w_t);
+    KEEP(strand_type, (PyTypeObject *)st_t);
     KEEP(hooks, hk);
     KEEP(current_tasks, ct);
     KEEP(by_task, bt);
@@ -2151,7 +2261,8 @@ PyInit__speedups(void)
     str_running = PyUnicode_InternFromString("running");
     str_parked = PyUnicode_InternFromString("parked");
     str_tls_key = PyUnicode_InternFromString("plait._speedups.loop");
-    if (!str_blocking || !str_done || !str_close ||
+    str_sid = PyUnicode_InternFromString("sid");
+    if (!str_sid || !str_blocking || !str_done || !str_close ||
         !str_popleft || !str_append || !str_set_result || !str_create_future ||
         !str_loop || !str_kind || !str_async || !str_thread_id || !str_state || !str_parked_on ||
         !str_waiter || !str_running || !str_parked || !str_tls_key)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import os
 import time
 from pathlib import Path
@@ -67,3 +69,42 @@ def test_process_strands_pool_workers_and_processes_are_merged(tmp_path: Path) -
         if "ts" in e:
             assert 0 <= e["ts"] <= (after - t0) / 1000 + 1, e
     assert before <= t0
+
+
+_met: dict[int, asyncio.Event] = {}
+
+
+async def _meet(i: int) -> int:
+    """Tasks 2k and 2k+1 wait for each other: the two run at once in one worker."""
+    for j in (i, i ^ 1):
+        _met.setdefault(j, asyncio.Event())
+    _met[i].set()
+    await asyncio.wait_for(_met[i ^ 1].wait(), 10)
+    return -i
+
+
+def test_a_coroutine_pool_workers_task_spans_go_on_one_track_per_task_running_at_once(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "out.json"
+    with plait.trace(out), plait.Pool(1, concurrency=4) as pool:
+        worker_pid = pool.apply_async(os.getpid).get(timeout=30)
+        assert pool.map(_meet, range(4), chunksize=1) == [0, -1, -2, -3]
+        assert pool.map(_meet, range(4), chunksize=2) == [0, -1, -2, -3]
+    data = load(out)
+    names = tracks(data)
+    spans = [e for e in events(data, ph="X", cat="task") if e["pid"] == worker_pid]
+    meets = [e for e in spans if e["name"].startswith("task _meet()")]
+    assert sorted(e["name"] for e in meets) == ["task _meet()"] * 4 + ["task _meet() x2"] * 2
+    by_track: dict[int, list[dict[str, object]]] = {}
+    for e in meets:
+        assert names[(worker_pid, e["tid"])].startswith("async pool tasks "), names
+        by_track.setdefault(e["tid"], []).append(e)
+    assert len(by_track) >= 2  # two ran at once: two tracks
+    for slices in by_track.values():  # a track's spans never overlap (they nest in a viewer)
+        slices.sort(key=lambda e: e["ts"])
+        for a, b in itertools.pairwise(slices):
+            assert a["ts"] + a["dur"] <= b["ts"] + 0.001, (a, b)
+    (row,) = [p for p in data["otherData"]["plait"]["summary"]["processes"]
+              if p["pid"] == worker_pid]  # fmt: skip
+    assert row["tasks"] >= 6 and 0 < row["utilisation"] <= 1  # (tasks overlap: not summed)

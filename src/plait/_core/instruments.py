@@ -19,6 +19,15 @@ __all__ = ["Instrument", "add_instrument", "hooks", "remove_instrument"]
 class Instrument:
     """Base class: override any of these; each is called on the strand's own thread."""
 
+    #: A fast lane for the hottest hooks, ``sent``/``received`` from the C queue's
+    #: coroutine fast paths, taken while this is the only instrument installed: ``None``
+    #: (the hooks are called), or ``(append, seq, strands, objects, sent_code,
+    #: received_code)`` -- the C code then appends ``(code, time.monotonic_ns(), sid,
+    #: id(channel), None, next(seq))`` itself (``seq``: an iterator of sequence numbers), for
+    #: a strand id in the set ``strands`` and a channel id in the dict ``objects`` (others go
+    #: through the hook, which adds them). Replace the tuple, never mutate what it holds.
+    lane: tuple[Any, ...] | None = None
+
     def strand_spawned(self, strand: Strand) -> None:
         """``strand`` was created and is about to start."""
 
@@ -34,6 +43,11 @@ class Instrument:
     def strand_exited(self, strand: Strand, error: BaseException | None) -> None:
         """``strand`` finished, with ``error`` if it raised."""
 
+    def woke(self, strand: Strand, woken: Strand, on: object) -> None:
+        """``strand`` woke ``woken``, parked on ``on`` (set an event, notified a condition,
+        released a lock or permit to it): called on the waker's thread as it delivers the
+        wake-up, before ``woken`` runs again and reports ``strand_unparked``."""
+
     def acquired(self, strand: Strand, resource: object) -> None:
         """``strand`` now holds ``resource`` (a lock, a permit)."""
 
@@ -46,28 +60,41 @@ class Instrument:
     def received(self, strand: Strand, channel: object, item: Any) -> None:
         """``strand`` took ``item`` from ``channel``."""
 
-    def task_ran(self, name: str, items: int, started_ns: int, ended_ns: int) -> None:
+    def task_ran(
+        self, name: str, items: int, started_ns: int, ended_ns: int, strand: Strand | None = None
+    ) -> None:
         """A pool worker ran one task (``items`` > 1: a chunk) of function ``name`` from
-        ``started_ns`` to ``ended_ns`` (``time.monotonic_ns``), on the calling thread."""
+        ``started_ns`` to ``ended_ns`` (``time.monotonic_ns``), on the calling thread; on
+        ``strand``'s track when given (a coroutine worker's slot), else the caller's."""
 
 
 class _Hooks:
     """Fans each hook out to the installed instruments; ``active`` is falsy when none."""
 
-    __slots__ = ("_lock", "active")
+    __slots__ = ("_lock", "active", "lane")
 
     def __init__(self) -> None:
         self.active: tuple[Instrument, ...] = ()
+        self.lane: tuple[Any, ...] | None = None  # the only instrument's lane (C reads it)
         self._lock = threading.Lock()
 
     def add(self, instrument: Instrument) -> None:
         with self._lock:
             if instrument not in self.active:
+                self.lane = None  # (first: the C code never takes a lane for the wrong set)
                 self.active = (*self.active, instrument)
+                self.lane = instrument.lane if len(self.active) == 1 else None
 
     def remove(self, instrument: Instrument) -> None:
         with self._lock:
+            self.lane = None
             self.active = tuple(i for i in self.active if i is not instrument)
+            self.lane = self.active[0].lane if len(self.active) == 1 else None
+
+    def relane(self) -> None:
+        """Take the only instrument's lane again (it made a new one)."""
+        with self._lock:
+            self.lane = self.active[0].lane if len(self.active) == 1 else None
 
     def spawned(self, strand: Strand) -> None:
         for i in self.active:
@@ -89,6 +116,10 @@ class _Hooks:
         for i in self.active:
             i.strand_exited(strand, error)
 
+    def woke(self, strand: Strand, woken: Strand, on: object) -> None:
+        for i in self.active:
+            i.woke(strand, woken, on)
+
     def acquired(self, strand: Strand, resource: object) -> None:
         for i in self.active:
             i.acquired(strand, resource)
@@ -105,9 +136,11 @@ class _Hooks:
         for i in self.active:
             i.received(strand, channel, item)
 
-    def task_ran(self, name: str, items: int, started_ns: int, ended_ns: int) -> None:
+    def task_ran(
+        self, name: str, items: int, started_ns: int, ended_ns: int, strand: Strand | None = None
+    ) -> None:
         for i in self.active:
-            i.task_ran(name, items, started_ns, ended_ns)
+            i.task_ran(name, items, started_ns, ended_ns, strand)
 
 
 hooks = _Hooks()

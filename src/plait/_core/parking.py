@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from plait._core import green as _green
 from plait._core.instruments import hooks
-from plait._core.strands import Strand, _by_task, current_strand
+from plait._core.strands import Strand, _by_task, current_strand, known_strand
 
 if TYPE_CHECKING:
     from plait._core.cancel import CancelScope
@@ -144,6 +144,10 @@ class Waiter:
 
     def wake(self) -> None:
         """Deliver the wake-up decided under the mutex; safe from any thread or loop."""
+        if hooks.active:  # who woke whom (set an event, notified a condition, a release)
+            waker = known_strand()
+            if waker is not None:
+                hooks.woke(waker, self.strand, self.on)
         fut = self.fut
         if fut is None:
             self.lock.release()

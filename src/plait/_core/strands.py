@@ -32,6 +32,7 @@ __all__ = [
     "StrandKind",
     "all_strands",
     "current_strand",
+    "known_strand",
     "register",
     "thread_key",
     "thread_strand_of",
@@ -337,6 +338,15 @@ if FASTLOCK is not None:
     current_strand = FASTLOCK.current_strand
 else:
     current_strand = _current_strand_py
+
+
+def known_strand() -> Strand | None:
+    """The running strand, or ``None`` on a thread plait has not adopted yet -- without
+    adopting it (an instrument's hook may run on a thread still starting, where adopting
+    it would register it with ``threading`` before its own bootstrap does)."""
+    if _get_running_loop() is not None:
+        return current_strand()
+    return getattr(_local, "strand", None)
 
 
 def current_thread_strand() -> Strand:

@@ -41,6 +41,7 @@ from plait.pool._protocol import (
     STRIDE,
     call_body,
 )
+from plait.pool._task_tracks import TaskTracks
 
 __all__ = ["main", "next_task"]
 
@@ -292,6 +293,7 @@ async def _serve_async(conn: Connection, marker: Marker, base: int, concurrency:
     stopped = loop.create_future()
     running: set[asyncio.Task[None]] = set()
     by_id: dict[int, asyncio.Task[None]] = {}
+    tracks = TaskTracks()  # a trace's task spans: one track per task running at once
 
     async def run_item(fn: Any, item: Any, star: int, timeout: float | None) -> tuple[int, Any]:
         try:
@@ -330,11 +332,19 @@ async def _serve_async(conn: Connection, marker: Marker, base: int, concurrency:
             _send_quietly(conn, task_id, REPLY_FAILED, (STAGE_LOAD, pack_error(exc)))
             return
         started = time.perf_counter()
+        slot = tracks.take() if hooks.active else None
+        ran_from = time.monotonic_ns()
         try:
             outcomes = await asyncio.gather(*(run_item(fn, item, star, timeout) for item in items))
         except asyncio.CancelledError as exc:  # the caller's wait was cancelled
             _send_quietly(conn, task_id, REPLY_FAILED, (STAGE_RUN, pack_error(exc)))
             return
+        finally:
+            if slot is not None:
+                if hooks.active:  # (a trace's pool task spans, on the slot's track)
+                    strand = tracks.track(slot)
+                    hooks.task_ran(_name(fn), len(items), ran_from, time.monotonic_ns(), strand)
+                tracks.give_back(slot)
         values, errors = split(list(outcomes))
         elapsed = time.perf_counter() - started
         conn.send_bytes(_encode(task_id, values, errors, elapsed, _name(fn)))

@@ -5,8 +5,9 @@ each process is a ``pid``; each strand is a track (``tid`` = the strand's id, na
 ``"<kind> <name>"``); on it, ``run`` slices (the strand not parked -- for a coroutine:
 runnable or running) and ``wait <object>`` slices (parked, with the object, its owner when
 known, and the outcome); lock holds and user spans as async slices on the same track;
-``spawn``/``exception``/``cancelled`` instants; a flow arrow from the strand that released
-a lock or touched a channel to the strand that this woke; a ``depth`` counter per queue (sampled:
+``spawn``/``exception``/``cancelled`` instants; a flow arrow from the strand that woke a
+parked strand (set an event, notified a condition, released a lock, touched a channel, ended
+a joined strand) to the strand it woke; a ``depth`` counter per queue (sampled:
 at most one point per 100 us); put/get counts per channel in the summary.
 ``otherData.plait`` says whether the trace is ``partial``, how many events were
 ``dropped``, the clock, and carries the summary table (:mod:`plait.trace.summary`).
@@ -164,6 +165,7 @@ def _to_chrome(
         out.append(_meta("thread_sort_index", pid, sid, {"sort_index": sid}))
     tracks: dict[tuple[int, int], _Track] = {}
     touched: dict[tuple[int, int], tuple[int, int, float]] = {}  # object -> last toucher
+    wakes: dict[tuple[int, int, int], tuple[int, int, float]] = {}  # (woken, object) -> waker
     puts: dict[tuple[int, int], int] = defaultdict(int)
     gets: dict[tuple[int, int], int] = defaultdict(int)
     for _, _, e in events:
@@ -207,7 +209,7 @@ def _to_chrome(
                 out.append(_slice(f"wait {label}", "wait", pid, sid, since, ts, args))
                 track.wait = None
             track.run_since = ts
-            waker = touched.get((pid, a))
+            waker = wakes.pop((pid, sid, a), None) or touched.get((pid, a))
             if b == "woken" and waker is not None and waker[:2] != key:
                 ids += 1
                 wpid, wsid, wts = waker
@@ -221,6 +223,8 @@ def _to_chrome(
             if a is not None:
                 name = "cancelled" if b == "cancelled" else f"exception {a}"
                 out.append(_instant(name, pid, sid, ts, {"error": a}))
+        elif code == r.WAKE:  # the waker is known exactly: its arrow goes to whom it woke
+            wakes[(pid, b, a)] = (pid, sid, ts)
         elif code in (r.ACQUIRE, r.RELEASE):
             label = objects.get((pid, a), f"object {a}")
             if code == r.ACQUIRE:

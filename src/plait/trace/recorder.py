@@ -32,7 +32,7 @@ import time
 from collections import deque
 from typing import Any
 
-from plait._core.instruments import Instrument
+from plait._core.instruments import Instrument, hooks
 from plait._core.strands import Strand, current_strand
 
 __all__ = ["CODES", "Recorder", "active_recorder"]
@@ -40,6 +40,7 @@ __all__ = ["CODES", "Recorder", "active_recorder"]
 _now = time.monotonic_ns
 
 TASK = "tk"
+WAKE = "wk"
 SPAWN, START, PARK, UNPARK, EXIT, ACQUIRE, RELEASE, SEND, RECEIVE, SPAN_BEGIN, SPAN_END = (
     "sp",
     "st",
@@ -66,6 +67,7 @@ CODES = {
     SPAN_BEGIN: "a user span began (a: its name)",
     SPAN_END: "a user span ended (a: its name)",
     TASK: "a pool worker ran a task (t: its end; a: [function, items], b: its start)",
+    WAKE: "woke a parked strand (a: the object it waits on, b: the woken strand's id)",
 }
 
 
@@ -121,7 +123,8 @@ class Recorder(Instrument):
         self.dropped = 0
         self._ring: deque[tuple[Any, ...]] = deque(maxlen=capacity)
         self._append = self._ring.append
-        self._next = itertools.count().__next__
+        self._seq = itertools.count()  # (the C queue's lane calls it as an iterator)
+        self._next = self._seq.__next__
         self._expected = 0
         self._objects: dict[int, str] = {}
         self._strands: set[int] = set()
@@ -130,6 +133,9 @@ class Recorder(Instrument):
         self._flush_lock = threading.Lock()
         self._flusher: threading.Thread | None = None
         self._broken: str | None = None
+        # The C queue appends its coroutines' sends/receives itself (Instrument.lane): the
+        # same tuples as sent()/received() below; all of these are kept (cleared in place).
+        self.lane = (self._append, self._seq, self._strands, self._objects, SEND, RECEIVE)
         self._open_process()
 
     # -- files -------------------------------------------------------------------------
@@ -176,8 +182,10 @@ class Recorder(Instrument):
         self._ring.clear()
         self._expected = self._next()  # what the parent recorded before the fork is not ours
         self._meta.clear()
-        self._strands.clear()
-        self._objects.clear()
+        self._strands = set()  # new ones, in a new lane: the C queue's note of what this
+        self._objects = {}  # lane has described is then out of date, as it must be
+        self.lane = (self._append, self._seq, self._strands, self._objects, SEND, RECEIVE)
+        hooks.relane()
         self.parent_pid = self.pid
         self._flush_lock = threading.Lock()
         self._open_process()
@@ -301,6 +309,9 @@ class Recorder(Instrument):
         how = "cancelled" if isinstance(error, asyncio.CancelledError) else "error"
         self._life(EXIT, strand, type(error).__name__, how)
 
+    def woke(self, strand: Strand, woken: Strand, on: object) -> None:
+        self._event(WAKE, strand, on, woken.sid)
+
     def acquired(self, strand: Strand, resource: object) -> None:
         self._event(ACQUIRE, strand, resource, None)
 
@@ -325,8 +336,10 @@ class Recorder(Instrument):
             self._new_object(channel)
         self._append((RECEIVE, _now(), sid, key, None, self._next()))
 
-    def task_ran(self, name: str, items: int, started_ns: int, ended_ns: int) -> None:
-        self._life(TASK, current_strand(), [name, items], started_ns)
+    def task_ran(
+        self, name: str, items: int, started_ns: int, ended_ns: int, strand: Strand | None = None
+    ) -> None:
+        self._life(TASK, strand or current_strand(), [name, items], started_ns)
         # (recorded at its end: the event's time is ended_ns, close enough to now)
 
     def span(self, name: str, begin: bool) -> None:

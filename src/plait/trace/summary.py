@@ -96,8 +96,8 @@ def summarize(
         running = sum(v for (p, _), v in run.items() if p == pid)
         done = tasks.get(pid, [])
         task_us = sum(b - a for a, b in done)
-        if done:
-            share = task_us / max(busy_to - busy_from, 1e-9)
+        if done:  # the time it ran any task (a coroutine worker runs several at once)
+            share = _covered(done) / max(busy_to - busy_from, 1e-9)
         else:
             share = running / max(last - first, 1e-9)
         processes.append(
@@ -121,3 +121,13 @@ def summarize(
         ),
         "processes": processes,
     }
+
+
+def _covered(spans: list[tuple[float, float]]) -> float:
+    """The length of the union of ``spans``."""
+    total, end = 0.0, float("-inf")
+    for a, b in sorted(spans):
+        if b > end:
+            total += b - max(a, end)
+            end = b
+    return total

@@ -1,0 +1,100 @@
+"""Flow arrows from whoever woke a strand -- an Event.set, a Condition.notify -- to the
+strand it woke, in the Chrome trace (a flow start on the waker's track, its end on the
+woken strand's track, where its wait ends)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from trace_helpers import events, load, tracks
+
+import plait
+from plait.testing import async_wait_parked, wait_parked
+
+
+def _flows_into(data: dict[str, Any], key: tuple[int, int]) -> list[tuple[int, int]]:
+    """The tracks the flow arrows into track ``key`` start from, with their names."""
+    starts = {e["id"]: e for e in events(data, ph="s")}
+    return [
+        (starts[e["id"]]["pid"], starts[e["id"]]["tid"])
+        for e in events(data, ph="f")
+        if (e["pid"], e["tid"]) == key and e["id"] in starts
+    ]
+
+
+def _wait_end(data: dict[str, Any], key: tuple[int, int], prefix: str) -> float:
+    waits = [
+        w
+        for w in events(data, ph="X", cat="wait")
+        if (w["pid"], w["tid"]) == key and w["args"]["object"].startswith(prefix)
+    ]
+    assert len(waits) == 1 and waits[0]["args"]["outcome"] == "woken", waits
+    return float(waits[0]["ts"] + waits[0]["dur"])
+
+
+def test_event_set_draws_an_arrow_from_the_setter_to_each_thread_it_woke(tmp_path: Path) -> None:
+    out = tmp_path / "out.json"
+    event = plait.Event()
+
+    def waiter() -> None:
+        assert event.wait(10)
+
+    def setter() -> None:
+        wait_parked(on=event, count=2, timeout=10)
+        event.set()
+
+    with plait.trace(out):
+        threads = [plait.Thread(target=waiter, name=f"waiter{i}") for i in range(2)]
+        threads.append(plait.Thread(target=setter, name="setter"))
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+    data = load(out)
+    by_name = {v: k for k, v in tracks(data).items()}
+    setter_key = by_name["thread setter"]
+    waited = {
+        (w["pid"], w["tid"])
+        for w in events(data, ph="X", cat="wait")
+        if w["args"]["object"].startswith("Event")
+    }
+    assert {tracks(data)[k] for k in waited} == {"thread waiter0", "thread waiter1"}
+    for key in waited:
+        assert _flows_into(data, key) == [setter_key], key
+        end = next(e for e in events(data, ph="f") if (e["pid"], e["tid"]) == key)
+        assert abs(end["ts"] - _wait_end(data, key, "Event")) < 0.01  # where its wait ends
+        start = next(e for e in events(data, ph="s") if e["id"] == end["id"])
+        assert start["ts"] <= end["ts"] and start["name"] == end["name"]
+
+
+def test_condition_notify_draws_an_arrow_from_the_notifier_to_the_coroutine_it_woke(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "out.json"
+
+    async def main() -> None:
+        cond = plait.Condition()
+        ready: list[int] = []
+
+        async def consumer() -> None:
+            async with cond:
+                await cond.async_wait_for(lambda: bool(ready))
+
+        async def notifier() -> None:
+            await async_wait_parked(on=cond, count=1, timeout=10)
+            async with cond:
+                ready.append(1)
+                cond.notify()
+
+        async with plait.TaskGroup() as tg:
+            tg.spawn(consumer, name="consumer")
+            tg.spawn(notifier, name="notifier")
+
+    with plait.trace(out):
+        plait.run(main)
+    data = load(out)
+    by_name = {v: k for k, v in tracks(data).items()}
+    consumer_key, notifier_key = by_name["async consumer"], by_name["async notifier"]
+    _wait_end(data, consumer_key, "Condition")
+    assert notifier_key in _flows_into(data, consumer_key)
