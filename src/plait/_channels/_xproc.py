@@ -746,5 +746,3 @@ def _deadline(block: bool, timeout: float | None) -> float | None:
     if wait is None:
         return None
     return 0.0 if wait == 0 else _monotonic() + wait
-
-

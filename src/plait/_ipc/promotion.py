@@ -90,7 +90,12 @@ def register_backend(cls: type[Backend]) -> type[Backend]:
 
 def backend_class(public: type) -> type[Backend]:
     """The backend class of the public class ``public`` (its home imported if needed)."""
-    kind = public._backend_kind  # type: ignore[attr-defined]
+    kind = getattr(public, "_backend_kind", None)
+    if kind is None:
+        raise TypeError(
+            f"a {public.__name__} cannot be shared with other processes (it has no shared "
+            "backend); create it in the process that uses it"
+        )
     cls = _BACKENDS.get(kind)
     if cls is None:
         importlib.import_module(public._backend_home)  # type: ignore[attr-defined]

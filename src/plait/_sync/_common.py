@@ -33,7 +33,6 @@ __all__ = [
 ]
 
 
-
 #: A Barrier's phases, local or shared: *filling* (parties arrive), *draining* (the last
 #: one arrived; everyone leaves), *resetting* (``reset()`` while parties waited), *broken*.
 FILLING, DRAINING, RESETTING, BROKEN = 0, 1, -1, -2
