@@ -204,3 +204,19 @@ def test_promotion_moves_a_local_waiter_to_the_backend(kind: str) -> None:
         if kind == "event":
             obj.set()
         t.join(20)
+
+
+def test_the_seam_refuses_an_object_with_no_shared_backend() -> None:
+    limiter = plait.CapacityLimiter(1)
+    with pytest.raises(TypeError, match="CapacityLimiter cannot be shared"):
+        promotion.promote(limiter)
+    with pytest.raises(TypeError, match="CapacityLimiter cannot be shared"):
+        pickle.dumps(limiter)
+
+
+def test_a_queue_and_a_lock_share_one_registry_of_known_objects() -> None:
+    q: plait.Queue[Any] = plait.Queue()
+    lock = plait.Lock()
+    pickle.dumps(q), pickle.dumps(lock)
+    assert promotion._known[q._shared.prefix] is q
+    assert promotion._known[lock._shared.prefix] is lock
