@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from plait._channels import Empty, Full, PriorityQueue, Queue
-from plait._channels._xproc import promote
 from plait._errors import SerializationError, ShutDown
 from plait._ipc.context import get_context
+from plait._ipc.promotion import promote
 from plait._ipc.transport import Ring
 from plait.testing import wait_parked
 

@@ -350,7 +350,7 @@ def test_a_shared_queue_puts_and_gets_through_the_c_port() -> None:
     queue's behaviour: every kind of item round-trips in order, Full and Empty as before."""
     from queue import Empty, Full
 
-    from plait._channels._xproc import promote
+    from plait._ipc.promotion import promote
 
     q: Queue[Any] = Queue(4)
     promote(q)

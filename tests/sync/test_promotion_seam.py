@@ -1,6 +1,7 @@
-"""One promotion seam (issue 9, point 4): a primitive shared with processes keeps its
-public class; its state moves into a backend, by composition, in one place
-(``_sync._shared.promote``); the backends neither subclass nor import the public classes."""
+"""One promotion seam (issue 9, point 4): a queue or primitive shared with processes keeps
+its public class; its state moves into a backend, by composition, in one place
+(``plait._ipc.promotion.promote``); the backends neither subclass nor import the public
+classes."""
 
 from __future__ import annotations
 
@@ -15,12 +16,17 @@ import pytest
 
 import plait
 import plait.testing
+from plait._channels import _queue_waits
+from plait._ipc import promotion
 from plait._ipc.context import get_context
-from plait._sync import _shared
+from plait._sync import _common, _shared
 from plait._sync._lock import SPEEDUPS
 
-SYNC = Path(plait.__file__).parent / "_sync"
+PKG = Path(plait.__file__).parent
 PUBLIC_MODULES = {"_lock", "_rlock", "_semaphore", "_event", "_condition", "_barrier"}
+PUBLIC_MODULES |= {"_queue", "_queue_kinds", "_pipe"}
+BACKEND_FILES = ["_sync/_shared.py", "_sync/_shared_wait.py", "_sync/_xproc.py"]
+BACKEND_FILES += ["_channels/_xproc.py", "_channels/_queue_batch_shared.py", "_ipc/promotion.py"]
 
 
 def _make_all() -> list[Any]:
@@ -32,6 +38,10 @@ def _make_all() -> list[Any]:
         plait.Event(),
         plait.Condition(plait.Lock()),
         plait.Barrier(2),
+        plait.Queue(),
+        plait.LifoQueue(3),
+        plait.PriorityQueue(),
+        plait.SimpleQueue(),
     ]
 
 
@@ -43,7 +53,10 @@ def test_a_shared_primitive_keeps_its_public_class() -> None:
     assert [type(o) for o in objs] == classes
     for obj, cls in zip(objs, classes, strict=True):
         assert obj._shared is not None, obj
-        assert isinstance(obj._shared, _shared.Backend)
+        assert isinstance(obj._shared, promotion.Backend)
+        assert obj._shared.kind == cls._backend_kind
+        if not isinstance(obj, plait.Queue):
+            assert isinstance(obj._shared, _shared.Backend)
         assert isinstance(obj, cls)
         assert cls is getattr(plait, cls.__name__)  # the public class itself
 
@@ -51,18 +64,27 @@ def test_a_shared_primitive_keeps_its_public_class() -> None:
 def test_no_shared_class_subclasses_a_public_one() -> None:
     public = [plait.Lock, plait.RLock, plait.Semaphore, plait.BoundedSemaphore, plait.Event]
     public += [plait.Condition, plait.Barrier]
+    public += [plait.Queue, plait.LifoQueue, plait.PriorityQueue, plait.SimpleQueue]
     for obj in _make_all():  # (shares every kind, so every backend is loaded)
         pickle.dumps(obj)
     for cls in public:
-        assert [c for c in cls.__subclasses__() if c not in public] == []
+        if not issubclass(cls, plait.Queue):  # (tests derive queues of their own)
+            assert [c for c in cls.__subclasses__() if c not in public] == []
     assert plait.Lock.__subclasses__() == []
-    for backend in _shared._BACKENDS.values():
+    kinds = {backend.kind for backend in promotion._BACKENDS.values()}
+    assert {"queue", "lifo queue", "priority queue", "lock", "event", "barrier"} <= kinds
+    for backend in promotion._BACKENDS.values():
         assert not any(issubclass(backend, cls) for cls in public), backend
 
 
+def test_one_marker_for_every_waiter_moved_by_a_promotion() -> None:
+    assert _queue_waits.MIGRATED is promotion.MIGRATED
+    assert _common.MIGRATED is promotion.MIGRATED
+
+
 def test_backends_import_no_public_class_module() -> None:
-    for name in ("_shared.py", "_shared_wait.py"):
-        tree = ast.parse((SYNC / name).read_text())
+    for name in BACKEND_FILES:
+        tree = ast.parse((PKG / name).read_text())
         imported = set()
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and node.module:
@@ -75,6 +97,7 @@ def test_backends_import_no_public_class_module() -> None:
 def test_a_child_unpickles_the_public_class_over_a_backend() -> None:
     objs = _make_all()
     q: plait.Queue[Any] = plait.Queue()
+    objs.append(q)
     child = get_context().Process(target=kids.report_types, args=(objs, q))
     child.start()
     try:
@@ -96,7 +119,11 @@ def test_the_lock_keeps_its_c_fast_path_until_shared() -> None:
     assert not lock.locked()
 
 
-@pytest.mark.parametrize("kind", ["lock", "rlock", "semaphore", "event", "condition"])
+KINDS = ["lock", "rlock", "semaphore", "event", "condition", "queue-get", "queue-put"]
+KINDS += ["lifo-get", "queue-join"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_promotion_moves_a_local_waiter_to_the_backend(kind: str) -> None:
     """A thread parked on the local state when the object is shared waits on, and is
     woken through, the backend (its class unchanged all along)."""
@@ -107,11 +134,17 @@ def test_promotion_moves_a_local_waiter_to_the_backend(kind: str) -> None:
         "semaphore": plait.Semaphore(0),
         "event": plait.Event(),
         "condition": plait.Condition(cond_lock),
+        "queue-get": plait.Queue(),
+        "queue-put": plait.Queue(1),
+        "lifo-get": plait.LifoQueue(),
+        "queue-join": plait.Queue(),
     }
     obj = objs[kind]
     cls = type(obj)
     if kind in ("lock", "rlock"):
         obj.acquire()
+    elif kind in ("queue-put", "queue-join"):
+        obj.put("first")
     done: list[bool] = []
 
     def waiter() -> None:
@@ -120,6 +153,14 @@ def test_promotion_moves_a_local_waiter_to_the_backend(kind: str) -> None:
             obj.release()
         elif kind == "event":
             done.append(obj.wait(20))
+        elif kind in ("queue-get", "lifo-get"):
+            done.append(obj.get(timeout=20) == "item")
+        elif kind == "queue-put":
+            obj.put("second", timeout=20)
+            done.append(True)
+        elif kind == "queue-join":
+            obj.join()
+            done.append(True)
         else:
             with obj:
                 done.append(obj.wait_for(lambda: bool(done) or flag, 20))
@@ -135,6 +176,13 @@ def test_promotion_moves_a_local_waiter_to_the_backend(kind: str) -> None:
             obj.release()
         elif kind == "event":
             obj.set()
+        elif kind in ("queue-get", "lifo-get"):
+            obj.put("item")
+        elif kind == "queue-put":
+            assert obj.get(timeout=20) == "first"
+        elif kind == "queue-join":
+            assert obj.get(timeout=20) == "first"
+            obj.task_done()
         else:
             with obj:
                 flag = True
@@ -142,8 +190,33 @@ def test_promotion_moves_a_local_waiter_to_the_backend(kind: str) -> None:
         t.join(20)
         assert not t.is_alive()
         assert done and done[0]
+        if kind == "queue-put":
+            assert obj.get(timeout=20) == "second" and obj.qsize() == 0
+        if kind == "queue-join":
+            # The deadlock detector keeps a thread's last untimed wait until its table is
+            # pruned, and that waiter holds what it waited on: here a queue that is shared
+            # now, whose segment would outlive the test (a known gap, not the seam's).
+            from plait.diagnostics import _waitfor
+
+            _waitfor._graph.prune()
     finally:
         flag = True
         if kind == "event":
             obj.set()
         t.join(20)
+
+
+def test_the_seam_refuses_an_object_with_no_shared_backend() -> None:
+    limiter = plait.CapacityLimiter(1)
+    with pytest.raises(TypeError, match="CapacityLimiter cannot be shared"):
+        promotion.promote(limiter)
+    with pytest.raises(TypeError, match="CapacityLimiter cannot be shared"):
+        pickle.dumps(limiter)
+
+
+def test_a_queue_and_a_lock_share_one_registry_of_known_objects() -> None:
+    q: plait.Queue[Any] = plait.Queue()
+    lock = plait.Lock()
+    pickle.dumps(q), pickle.dumps(lock)
+    assert promotion._known[q._shared.prefix] is q
+    assert promotion._known[lock._shared.prefix] is lock

@@ -2,8 +2,8 @@
 
 A :class:`Queue` is an in-process object guarded by one plain lock (its ``mutex``) with three
 kernel wait queues: getters, putters and joiners. Every wait parks through the kernel, so a
-thread, a coroutine on any loop and (after promotion, see ``_xproc``) a process can use the
-same queue at once.
+thread, a coroutine on any loop and (after promotion: the seam ``plait._ipc.promotion``, the
+backend ``_xproc``) a process can use the same queue at once.
 
 Wake-ups keep FIFO order and never lose an item. Both sides use *kept* places:
 
@@ -47,16 +47,15 @@ from __future__ import annotations
 import sys
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 from weakref import ref as _weakref
 
 from plait._channels import _queue_async, _queue_batch
 from plait._channels._queue_speedups import SPEEDUPS, Core, _speedups, configure_speedups
+from plait._channels._queue_stats import QueueStatistics
 from plait._channels._queue_waits import (
     _SLOW,
     CLOSED,
-    PROMOTED,
     RESERVED,
     _async_waiter,
     _check_timeout,
@@ -65,13 +64,13 @@ from plait._channels._queue_waits import (
 )
 from plait._core import CANCELLED, Waiter, WaitQueue, current_strand, hooks, new_mutex, park
 from plait._errors import ClosedError, Empty, Full, ShutDown, WouldBlock
+from plait._ipc.promotion import MIGRATED, promote, share
 
 if TYPE_CHECKING:
     from plait._channels._select import SelectCase
 
 __all__ = [
     "CLOSED",
-    "PROMOTED",
     "RESERVED",
     "SPEEDUPS",
     "Empty",
@@ -83,19 +82,6 @@ __all__ = [
 
 T = TypeVar("T")
 _STORAGE_HOOKS = ("_init", "_qsize", "_put", "_get")
-
-
-@dataclass(frozen=True)
-class QueueStatistics:
-    """A snapshot of a queue, for diagnostics and tests."""
-
-    qsize: int
-    maxsize: int
-    getters_waiting: int
-    putters_waiting: int
-    unfinished_tasks: int
-    closed: bool
-    shared: bool
 
 
 def _check_maxsize(maxsize: object) -> int:
@@ -145,12 +131,20 @@ class Queue(Core, Generic[T]):
     # a subclass that overrides any of them gets every call (see __init_subclass__).
     _plain_storage: ClassVar[bool] = True
 
+    # Its backend once shared with processes (``_shared``; the seam: ``plait._ipc.promotion``):
+    # one per storage order; ``None`` for a class with storage of its own (``_init``
+    # overridden), which cannot cross.
+    _backend_kind: ClassVar[str | None] = "queue"
+    _backend_home: ClassVar[str] = "plait._channels._xproc"
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         family = next(c for c in cls.__mro__ if "_bind_storage" in c.__dict__)
         cls._plain_storage = all(
             getattr(cls, name) is getattr(family, name) for name in _STORAGE_HOOKS
         )
+        if "_init" in cls.__dict__ and "_backend_kind" not in cls.__dict__:
+            cls._backend_kind = None
 
     def __init__(self, maxsize: int = 0) -> None:
         self._maxsize = _check_maxsize(maxsize)
@@ -375,7 +369,7 @@ class Queue(Core, Generic[T]):
 
     def _after_reserved(self, value: Any, item: Any) -> None:
         """A parked putter was woken: store its item in the slot kept for it."""
-        if value is PROMOTED:  # the queue was shared with a process while we waited
+        if value is MIGRATED:  # the queue was shared with a process while we waited
             self._backend().put(item)
             return
         error: BaseException | None = None
@@ -410,7 +404,7 @@ class Queue(Core, Generic[T]):
 
     def _undo_put(self, value: Any) -> None:
         """A putter cancelled after it was given a slot: pass the slot on."""
-        if value is CLOSED or value is PROMOTED:
+        if value is CLOSED or value is MIGRATED:
             return
         with self.mutex:
             self._reserved -= 1
@@ -516,7 +510,7 @@ class Queue(Core, Generic[T]):
         if value is RESERVED:
             item = self._take_kept()
             return self.get() if item is _SLOW else item  # (_SLOW: promoted or cleared)
-        if value is PROMOTED:  # the queue was shared with a process while we waited
+        if value is MIGRATED:  # the queue was shared with a process while we waited
             return self._shared.get()
         raise ShutDown(f"get() on a closed, drained queue {self!r}")
 
@@ -588,7 +582,7 @@ class Queue(Core, Generic[T]):
                 return
             waiter = self._joiners.enqueue_current(on=self)
         park(waiter, None)
-        if waiter.value is PROMOTED:
+        if waiter.value is MIGRATED:
             self._backend().join()
 
     async_join = _queue_async.async_join
@@ -735,10 +729,31 @@ class Queue(Core, Generic[T]):
 
     # -- across processes ---------------------------------------------------------------
 
-    def __reduce__(self) -> Any:
-        from plait._channels._xproc import reduce_queue
+    @property
+    def _mutex(self) -> Any:
+        """The mutex promotion holds (``mutex``, by the seam's name)."""
+        return self.mutex
 
-        return reduce_queue(self)
+    @classmethod
+    def _revive_blank(cls, maxsize: int) -> Queue[Any]:
+        """The object a queue shared by another process is revived into: the family's own
+        ``__init__``, whatever the subclass's takes."""
+        q = cls.__new__(cls)
+        Queue.__init__(q, maxsize)
+        return q
+
+    def __reduce__(self) -> Any:
+        """Pickling shares the queue with processes (the seam: ``plait._ipc.promotion``);
+        it travels as its backend's name."""
+        if type(self)._backend_kind is None:
+            name = type(self).__name__
+            raise TypeError(
+                f"a {name} keeps its items in its own storage (it overrides _init), so it "
+                "cannot be shared with processes; derive from plait.Queue, LifoQueue or "
+                "PriorityQueue without overriding their storage"
+            )
+        backend = self._shared if self._shared is not None else promote(self)
+        return share(self, (backend.maxsize,))
 
     def join_thread(self) -> None:
         """``multiprocessing.Queue`` compatibility: puts never leave data behind a thread."""

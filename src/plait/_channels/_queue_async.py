@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from plait._channels._queue_waits import (
     _SLOW,
     CLOSED,
-    PROMOTED,
+    MIGRATED,
     RESERVED,
     _async_waiter,
     _check_timeout,
@@ -141,7 +141,7 @@ async def async_get_locked(
             _wake(putter)
         return got
     woken = await async_park(got, wait, self._undo_get)
-    if woken and got.value is PROMOTED:
+    if woken and got.value is MIGRATED:
         return await self._backend().async_get(block, timeout)
     return self._got(woken, got)
 
@@ -176,7 +176,7 @@ def woken_getter(self: Queue[Any], waiter: Waiter, anext: bool) -> tuple[bool, A
         if item is _SLOW:  # promoted, or cleared, meanwhile: get the usual way
             return False, (self._anext_locked() if anext else self._async_get_locked())
         return True, item
-    if value is PROMOTED:  # shared with a process meanwhile: get from the backend
+    if value is MIGRATED:  # shared with a process meanwhile: get from the backend
         return False, (self._anext_locked() if anext else self._backend().async_get())
     if anext and value is CLOSED:
         raise StopAsyncIteration
@@ -207,7 +207,7 @@ async def async_join(self: Queue[Any]) -> None:
             return
         waiter = self._joiners.async_enqueue_current(on=self)
     await async_park(waiter, None)
-    if waiter.value is PROMOTED:
+    if waiter.value is MIGRATED:
         await self._backend().async_join()
 
 

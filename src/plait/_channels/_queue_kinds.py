@@ -21,6 +21,8 @@ T = TypeVar("T")
 class LifoQueue(Queue[T]):
     """A last-in, first-out queue (:class:`queue.LifoQueue`'s API)."""
 
+    _backend_kind = "lifo queue"
+
     def _init(self, maxsize: int) -> None:
         self.queue = []
 
@@ -49,6 +51,8 @@ def _heap_put(items: list[Any], item: Any) -> None:
 
 class PriorityQueue(Queue[T]):
     """Lowest item first (:class:`queue.PriorityQueue`'s API); items must be comparable."""
+
+    _backend_kind = "priority queue"
 
     def _init(self, maxsize: int) -> None:
         self.queue = []

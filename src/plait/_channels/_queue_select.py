@@ -5,7 +5,7 @@
 A local queue's case sits in the queue's own wait queues (its waiter's ``data`` is the
 select's arm): the waker offers it the kept place with ``arm.fire(RESERVED)``. A queue
 may be shared with processes at any moment (``queue._shared``: its backend); each method
-checks. Promotion hands a select armed on the local queue ``CLOSED`` (or ``PROMOTED``):
+checks. Promotion hands a select armed on the local queue ``CLOSED`` (or ``MIGRATED``):
 its ``finish()`` then tries the shared queue instead.
 
 A shared queue is waited on the way every strand waits on it (``plait._ipc.doorbell``): the
@@ -32,7 +32,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from plait._channels._queue import Queue
-from plait._channels._queue_waits import _SLOW, CLOSED, PROMOTED, RESERVED
+from plait._channels._queue_waits import _SLOW, CLOSED, MIGRATED, RESERVED
 from plait._core import CANCELLED, Waiter, current_strand, hooks
 from plait._core.parking import stand_in
 from plait._core.select import READY, SelectRetry, register_case_type
@@ -192,7 +192,7 @@ class GetCase:
 
     def finish(self, value: Any) -> Any:
         q = self.queue
-        if value is READY or value is CLOSED or value is PROMOTED or value is RESERVED:
+        if value is READY or value is CLOSED or value is MIGRATED or value is RESERVED:
             backend = q._shared
             if backend is not None:  # shared (maybe while this select waited)
                 return shared_get(backend)

@@ -2,9 +2,9 @@
 hot-path helpers that park and wake coroutines without a system call on the way.
 
 A woken waiter is handed a marker (:data:`RESERVED`: an item or a slot is kept for it;
-:data:`CLOSED`; :data:`PROMOTED`: the queue became shared) or, for a select's waiter, fires
-its arm instead (:func:`_pop_waiter`). Used by the queue, its coroutine side, its select
-cases and the C accelerator's seam.
+:data:`CLOSED`; :data:`MIGRATED`, every shared object's marker: the queue became shared)
+or, for a select's waiter, fires its arm instead (:func:`_pop_waiter`). Used by the queue,
+its coroutine side, its select cases and the C accelerator's seam.
 """
 
 from __future__ import annotations
@@ -17,11 +17,12 @@ from weakref import ref as _weakref
 
 from plait._core import CANCELLED, WOKEN, Waiter, WaitQueue, check_timeout, current_strand
 from plait._core import strands as _strands
+from plait._ipc.promotion import MIGRATED
 
 if TYPE_CHECKING:
     from plait._channels._select import Arm
 
-__all__ = ["CLOSED", "PROMOTED", "RESERVED"]
+__all__ = ["CLOSED", "MIGRATED", "RESERVED"]
 
 _get_running_loop = asyncio._get_running_loop
 
@@ -39,7 +40,6 @@ class _Token:
 CLOSED: Any = _Token("CLOSED")  # handed to waiters when the queue closes under them
 RESERVED: Any = _Token("RESERVED")  # handed to a putter: a slot is kept for it
 _SLOW: Any = _Token("SLOW")
-PROMOTED: Any = _Token("PROMOTED")  # handed to waiters when the queue became shared
 
 
 def _check_timeout(block: bool, timeout: float | None) -> float | None:

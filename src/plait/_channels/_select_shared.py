@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from plait._core.parking import stand_in
 from plait._core.select import READY, RESTART, SelectRetry
+from plait._ipc.promotion import MIGRATED
 
 if TYPE_CHECKING:
     from plait._core.select import Arm
@@ -136,8 +137,6 @@ class _FireOnWake:
         self.waiter: Any = None
 
     def release(self) -> None:
-        from plait._sync._common import MIGRATED
-
         self.arm.fire(RESTART if self.waiter.value is MIGRATED else True)
 
 

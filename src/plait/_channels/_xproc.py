@@ -51,29 +51,23 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from plait._channels import _queue_batch_shared
-from plait._channels._queue import (
-    CLOSED,
-    PROMOTED,
-    Empty,
-    Full,
-    Queue,
-    QueueStatistics,
-)
-from plait._channels._queue_kinds import LifoQueue, PriorityQueue
 from plait._channels._queue_speedups import _speedups as _c
+from plait._channels._queue_stats import QueueStatistics
+from plait._channels._queue_waits import CLOSED, MIGRATED
 from plait._core import check_timeout, current_strand, hooks
 from plait._core import safepoint as _safepoint
-from plait._errors import BrokenResourceError, ShutDown
-from plait._ipc import doorbell, robust, shm, transport
+from plait._errors import BrokenResourceError, Empty, Full, ShutDown
+from plait._ipc import doorbell, promotion, robust, shm, transport
 from plait._ipc.doorbell import Room
 from plait._ipc.ordered import LIFO, PRIORITY, Store
 from plait._ipc.robust import LockTimeout, RobustLock, Uncancellable
 from plait._ipc.transport import Ring
 
-__all__ = ["SharedQueue", "reduce_queue"]
+__all__ = ["SharedQueue"]
 
 RING_BYTES = 8 * 1024 * 1024
 STORE_SLOTS = 1 << 18  # items a LIFO or priority queue's store can index at once
@@ -120,16 +114,16 @@ if _c is not None and _c.RING_LAYOUT != (
         "(or set PLAIT_NO_SPEEDUPS=1 to run without it)"
     )
 
-# Shared queues known in this process, by segment name: unpickling a queue that is
-# already here returns the same object.
-_known: weakref.WeakValueDictionary[str, Queue[Any]] = weakref.WeakValueDictionary()
-_known_lock = threading.Lock()
 _ANCHOR = "ring"  # the segment every attached process holds (see shm.held)
 
 
-class SharedQueue:
-    """The cross-process state of one promoted queue (see the module docstring)."""
+@promotion.register_backend
+class SharedQueue(promotion.Backend):
+    """The cross-process state of one promoted queue (see the module docstring): a
+    ``Queue``'s backend once shared, made and installed by the one promotion seam
+    (``plait._ipc.promotion``); it knows the public queue only by duck typing."""
 
+    kind = "queue"
     order = FIFO
 
     def __init__(self, prefix: str, maxsize: int, *, create: bool) -> None:
@@ -661,6 +655,55 @@ class SharedQueue:
     def unfinished(self) -> int:
         return int(self.hdr[_UNFINISHED])
 
+    # -- the promotion seam's side (``plait._ipc.promotion``) -----------------------------
+
+    @classmethod
+    def adopt(cls, obj: Any) -> tuple[promotion.Backend, dict[str, Any]]:
+        """(the queue's mutex held) A new shared queue holding the queue's items, in
+        order, its unfinished count and whether it is closed."""
+        shm.sweep_dead(_ANCHOR)  # names that processes killed before letting go left
+        backend = cls(shm.new_prefix("q"), obj.maxsize, create=True)
+        items = list(obj.queue)
+        encoded = [transport.encode(item, backend.prefix) for item in items]
+        with backend.lock:
+            hdr = backend.hdr
+            for item, (kind, payload, _seg) in zip(items, encoded, strict=True):
+                if not backend._push(kind, payload, item):
+                    raise RuntimeError("too many items queued to share this queue")
+            hdr[_UNFINISHED] = obj._unfinished
+            if obj._closed:
+                hdr[_CLOSED] = 1
+        obj.queue.clear()
+        return backend, backend._fields(obj)
+
+    @classmethod
+    def attach(cls, prefix: str, obj: Any) -> tuple[promotion.Backend, dict[str, Any]]:
+        backend = cls(prefix, obj.maxsize, create=False)
+        return backend, backend._fields(obj)
+
+    def _fields(self, q: Any) -> dict[str, Any]:
+        """What the public queue ``q`` holds once this is its backend: its local bound
+        closed for good (``_limit``: the C fast paths hand every call to Python), and its
+        put/get going straight here, through the C port where there is one (instance
+        attributes in front of the class's methods)."""
+        self.front = weakref.ref(q)
+        port = self.port()
+        target = port if port is not None else self
+        return {
+            "_limit": -1,
+            "put": target.put,
+            "get": target.get,
+            "async_put": self.async_put,
+            "async_get": self.async_get,
+        }
+
+    def hand_over(self, obj: Any) -> list[Callable[[], object]]:
+        """The strands parked on the local queue wait again here; a select armed on it
+        is fired ``CLOSED`` (it looks again, and finds the queue shared)."""
+        woken = obj._getters.pop_all(MIGRATED) + obj._putters.pop_all(MIGRATED)
+        woken += obj._joiners.pop_all(MIGRATED)
+        return [w.wake if w.data is None else partial(w.data.fire, CLOSED) for w in woken]
+
     def __repr__(self) -> str:
         return f"<plait shared queue {self.prefix}>"
 
@@ -682,15 +725,16 @@ class OrderedSharedQueue(SharedQueue):
         return self._get_wait(_deadline(block, timeout))
 
 
+@promotion.register_backend
 class _LifoShared(OrderedSharedQueue):
+    kind = "lifo queue"
     order = LIFO
 
 
+@promotion.register_backend
 class _PriorityShared(OrderedSharedQueue):
+    kind = "priority queue"
     order = PRIORITY
-
-
-_ORDERED: dict[int, type[SharedQueue]] = {LIFO: _LifoShared, PRIORITY: _PriorityShared}
 
 
 def _deadline(block: bool, timeout: float | None) -> float | None:
@@ -702,96 +746,3 @@ def _deadline(block: bool, timeout: float | None) -> float | None:
     if wait is None:
         return None
     return 0.0 if wait == 0 else _monotonic() + wait
-
-
-# -- promotion and pickling ------------------------------------------------------------
-
-
-def _order_of(q: Queue[Any]) -> int:
-    """How ``q`` orders its items: FIFO, LIFO or PRIORITY (custom storage cannot cross)."""
-    init = type(q)._init
-    if init is Queue._init:
-        return FIFO
-    if init is LifoQueue._init:
-        return LIFO
-    if init is PriorityQueue._init:
-        return PRIORITY
-    raise TypeError(
-        f"a {type(q).__name__} keeps its items in its own storage (it overrides _init), "
-        "so it cannot be shared with processes; derive from plait.Queue, LifoQueue or "
-        "PriorityQueue without overriding their storage"
-    )
-
-
-def _backend_class(order: int) -> type[SharedQueue]:
-    return _ORDERED.get(order, SharedQueue)
-
-
-def promote(q: Queue[Any]) -> SharedQueue:
-    """Move ``q`` onto a new shared backend (idempotent)."""
-    cls = _backend_class(_order_of(q))
-    with q.mutex:
-        if q._shared is not None:
-            return q._shared  # type: ignore[no-any-return]
-        shm.sweep_dead(_ANCHOR)  # names that processes killed before letting go left
-        backend = cls(shm.new_prefix("q"), q.maxsize, create=True)
-        items = list(q.queue)
-        encoded = [transport.encode(item, backend.prefix) for item in items]
-        with backend.lock:
-            hdr = backend.ring.hdr
-            for item, (kind, payload, _seg) in zip(items, encoded, strict=True):
-                if not backend._push(kind, payload, item):
-                    raise RuntimeError("too many items queued to share this queue")
-            hdr[Ring.UNFINISHED] = q._unfinished
-            if q._closed:
-                hdr[Ring.CLOSED] = 1
-        q.queue.clear()
-        q._shared = backend
-        backend.front = weakref.ref(q)
-        q._limit = -1
-        _bind(q, backend)
-        woken = q._getters.pop_all(PROMOTED) + q._putters.pop_all(PROMOTED)
-        woken += q._joiners.pop_all(PROMOTED)
-    for w in woken:
-        arm = w.data
-        if arm is None:
-            w.wake()
-        else:
-            arm.fire(CLOSED)
-    with _known_lock:
-        _known[backend.prefix] = q
-    return backend
-
-
-def _bind(q: Queue[Any], backend: SharedQueue) -> None:
-    # Instance attributes shadow the in-process methods: a shared queue's calls go
-    # straight to its backend (through its C port where there is one).
-    port = backend.port()
-    if port is not None:
-        q.__dict__.update(put=port.put, get=port.get)
-    else:
-        q.__dict__.update(put=backend.put, get=backend.get)
-    q.__dict__.update(async_put=backend.async_put, async_get=backend.async_get)
-
-
-def reduce_queue(q: Queue[Any]) -> Any:
-    """``__reduce__`` of every plait queue: promote it, then travel as its backend's name."""
-    backend = q._shared if q._shared is not None else promote(q)
-    return (_rebuild_queue, (type(q), backend.prefix, backend.maxsize, backend.order))
-
-
-def _rebuild_queue(
-    cls: type[Queue[Any]], prefix: str, maxsize: int, order: int = FIFO
-) -> Queue[Any]:
-    with _known_lock:
-        known = _known.get(prefix)
-        if known is not None:
-            return known
-        q: Queue[Any] = cls.__new__(cls)
-        Queue.__init__(q, maxsize)
-        q._shared = _backend_class(order)(prefix, maxsize, create=False)
-        q._shared.front = weakref.ref(q)
-        q._limit = -1
-        _bind(q, q._shared)
-        _known[prefix] = q
-    return q

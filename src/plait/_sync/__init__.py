@@ -7,8 +7,9 @@ All are written over the kernel's parking (``plait._core``), so a thread and cor
 several event loops can use one object at the same time, FIFO.
 
 All but ``CapacityLimiter`` also cross processes: the first pickling promotes the object
--- its state moves into a shared-memory backend, its class stays (``_shared.promote``,
-over ``_xproc``'s segments); objects never shared pay nothing.
+-- its state moves into a shared-memory backend, its class stays (the one seam,
+``plait._ipc.promotion``; backends in ``_shared`` over ``_xproc``'s segments); objects
+never shared pay nothing.
 ``CapacityLimiter`` refuses to be pickled with a ``TypeError`` that says so.
 """
 

@@ -58,7 +58,9 @@ class _Parties:
 class Barrier:
     """``threading.Barrier``'s API (``parties``, ``action``, ``timeout``), plus ``async_wait``."""
 
-    _backend_kind = "barrier"  # its backend once shared (``_shared``: see ``_sync._shared``)
+    # Its backend once shared (``_shared``; the seam: ``plait._ipc.promotion``).
+    _backend_kind = "barrier"
+    _backend_home = "plait._sync._shared_wait"
 
     def __init__(
         self,
@@ -275,7 +277,7 @@ class Barrier:
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickling shares the barrier (its phase and count) with a process."""
-        from plait._sync._shared import share
+        from plait._ipc.promotion import share
 
         return share(self, (self._parties, self._action, self._timeout))
 

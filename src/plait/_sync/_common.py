@@ -17,6 +17,7 @@ from types import MappingProxyType
 from typing import Any
 
 from plait._core import WaitQueue, check_timeout
+from plait._ipc.promotion import MIGRATED  # (handed to waiters on promotion: wait again)
 
 __all__ = [
     "BROKEN",
@@ -30,10 +31,6 @@ __all__ = [
     "time_left",
     "waiting_by_kind",
 ]
-
-#: What a waiter is handed when its primitive was promoted to the cross-process backend
-#: while it waited: it must wait again, on the shared state.
-MIGRATED: Any = type("Migrated", (), {"__repr__": lambda self: "<migrated>"})()
 
 
 #: A Barrier's phases, local or shared: *filling* (parties arrive), *draining* (the last

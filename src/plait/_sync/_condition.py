@@ -36,7 +36,9 @@ class Condition:
     :class:`plait.Lock`; a waiter that dies costs ``notify()`` a liveness check.
     """
 
-    _backend_kind = "condition"  # its backend once shared (``_shared``: see ``_sync._shared``)
+    # Its backend once shared (``_shared``; the seam: ``plait._ipc.promotion``).
+    _backend_kind = "condition"
+    _backend_home = "plait._sync._shared_wait"
 
     def __init__(self, lock: Any = None) -> None:
         if lock is None:
@@ -275,7 +277,7 @@ class Condition:
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickling shares the condition (and its lock) with another process."""
-        from plait._sync._shared import promote, share
+        from plait._ipc.promotion import promote, share
 
         if not self._plait:
             raise TypeError(

@@ -22,7 +22,9 @@ class Event:
     """``threading.Event``'s API, plus ``async_wait``."""
 
     __slots__ = ("__weakref__", "_flag", "_mutex", "_queue", "_shared")
-    _backend_kind = "event"  # its backend once shared (``_shared``: see ``_sync._shared``)
+    # Its backend once shared (``_shared``; the seam: ``plait._ipc.promotion``).
+    _backend_kind = "event"
+    _backend_home = "plait._sync._shared"
 
     def __init__(self) -> None:
         self._flag = False
@@ -118,8 +120,8 @@ class Event:
         return waiter.state == WOKEN
 
     def __reduce__(self) -> tuple[Any, ...]:
-        """Pickling shares the event with another process (see ``_sync._shared``)."""
-        from plait._sync._shared import share
+        """Pickling shares the event with another process (see ``plait._ipc.promotion``)."""
+        from plait._ipc.promotion import share
 
         return share(self)
 

@@ -71,7 +71,9 @@ class _LockCore(_LockBase):
     _queue: WaitQueue
     _count: int
     _reentrant = False
-    _backend_kind = "lock"  # its backend once shared (``_shared``: see ``_sync._shared``)
+    # Its backend once shared (``_shared``; the seam: ``plait._ipc.promotion``).
+    _backend_kind = "lock"
+    _backend_home = "plait._sync._shared"
 
     def __init__(self) -> None:
         self._inner = _new_inner()
@@ -409,8 +411,8 @@ class Lock(_LockCore):
         return f"<{state} plait.Lock object waiting={len(self._queue)} at {id(self):#x}>"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        """Pickling shares the lock with another process (see ``plait._sync._shared``)."""
-        from plait._sync._shared import share
+        """Pickling shares the lock with another process (see ``plait._ipc.promotion``)."""
+        from plait._ipc.promotion import share
 
         return share(self)
 

@@ -148,7 +148,7 @@ class RLock(_LockCore):
         )
 
     def __reduce__(self) -> tuple[Any, ...]:
-        """Pickling shares the lock with another process (see ``plait._sync._shared``)."""
-        from plait._sync._shared import share
+        """Pickling shares the lock with another process (see ``plait._ipc.promotion``)."""
+        from plait._ipc.promotion import share
 
         return share(self)

@@ -32,7 +32,9 @@ class Semaphore:
 
     __slots__ = ("__weakref__", "_initial", "_mutex", "_queue", "_shared", "_value")
     _bounded = False
-    _backend_kind = "semaphore"  # its backend once shared (``_shared``: see ``_sync._shared``)
+    # Its backend once shared (``_shared``; the seam: ``plait._ipc.promotion``).
+    _backend_kind = "semaphore"
+    _backend_home = "plait._sync._shared"
 
     def __init__(self, value: int = 1) -> None:
         if value < 0:
@@ -214,8 +216,8 @@ class Semaphore:
         return READY
 
     def __reduce__(self) -> tuple[Any, ...]:
-        """Pickling shares the semaphore with another process (see ``_sync._shared``)."""
-        from plait._sync._shared import share
+        """Pickling shares the semaphore with another process (see ``plait._ipc.promotion``)."""
+        from plait._ipc.promotion import share
 
         return share(self, (self._initial,))
 

@@ -1,4 +1,4 @@
-"""Shared backends of the lock-like primitives and Event, and the one promotion seam.
+"""Shared backends of the lock-like primitives and Event.
 
 A public primitive (``Lock``, ``RLock``, ``Semaphore``, ``BoundedSemaphore``, ``Event``,
 ``Condition``, ``Barrier``) keeps its state in a *backend*: its own fields while it is
@@ -6,10 +6,8 @@ local, a backend object in ``_shared`` once it is shared with processes. Its met
 ``_shared`` (``None``: local) on their slow paths and hand the call over; the class of the
 object never changes (``type(lock) is plait.Lock`` in every process).
 
-:func:`promote` is the one place an object becomes shared: under the object's mutex it
-builds the backend from the object's local fields (``adopt``), installs it, and wakes
-the strands parked on the local state, which wait again on the backend. :func:`revive`
-builds the public object around a backend when a process unpickles it. A backend is a
+It becomes shared through the one promotion seam every public object uses
+(:mod:`plait._ipc.promotion`: ``promote``, ``share``, ``revive``). A backend here is a
 :class:`SharedState` (its segment, ``_xproc``) plus the kind's operations; backends know a
 public object only by duck typing -- what a strand parks on, the fields read at adoption,
 a Condition's lock hand-over calls -- and neither subclass nor import the public classes
@@ -20,16 +18,14 @@ robust mutex held (``_xproc``).
 
 from __future__ import annotations
 
-import threading
-import weakref
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Any, ClassVar
+from typing import Any
 
 from plait._errors import BrokenResourceError
-from plait._ipc import robust
+from plait._ipc import promotion, robust
+from plait._ipc.promotion import MIGRATED, register_backend
 from plait._sync import _robust
-from plait._sync._common import MIGRATED
 from plait._sync._xproc import (
     FLAG,
     GEN,
@@ -51,121 +47,31 @@ __all__ = [
     "LockBackend",
     "SemaphoreBackend",
     "not_shareable",
-    "promote",
-    "register_backend",
-    "revive",
-    "share",
 ]
 
 _trylock = robust._trylock
 _unlock = robust._unlock
 
-# Shared primitives known in this process by name prefix, so unpickling one that is
-# already here (sent back by a child) returns the very same object.
-_known: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
-_known_lock = threading.Lock()
 
-
-class Backend(SharedState):
+class Backend(SharedState, promotion.Backend):
     """A shared primitive's state and operations: its segment (``SharedState``) plus the
     kind's methods, which the public object calls once ``_shared`` is set.
 
     ``adopt`` builds one from a local object's fields (its mutex held), ``attach`` opens
     the one a pickle names; each also returns the fields of the public object it
-    replaces (``{"_inner": backend}`` for a lock), which :func:`promote` and
-    :func:`revive` install.
+    replaces (``{"_inner": backend}`` for a lock), which the seam installs.
     """
 
     __slots__ = ()
-    kind: ClassVar[str] = ""
 
-    @classmethod
-    def adopt(cls, obj: Any) -> tuple[Backend, dict[str, Any]]:
-        raise NotImplementedError
-
-    @classmethod
-    def attach(cls, prefix: str, name: str) -> tuple[Backend, dict[str, Any]]:
-        raise NotImplementedError
+    def hand_over(self, obj: Any) -> list[Callable[[], object]]:
+        """The strands parked on the primitive's local wait queue wait again here."""
+        return [waiter.wake for waiter in obj._queue.pop_all(MIGRATED)]
 
     def waiting(self) -> tuple[int, Mapping[str, int]]:
         """Strands of this process waiting on the object, and how many of each kind."""
         counts = self.waiting_by_kind()
         return sum(counts.values()), MappingProxyType(counts)
-
-
-_BACKENDS: dict[str, type[Backend]] = {}
-
-
-def register_backend(cls: type[Backend]) -> type[Backend]:
-    """Make ``cls`` the backend of the public classes whose ``_backend_kind`` is its kind."""
-    _BACKENDS[cls.kind] = cls
-    return cls
-
-
-def _backend_for(kind: str) -> type[Backend]:
-    cls = _BACKENDS.get(kind)
-    if cls is None:  # Condition's and Barrier's register when first needed
-        import plait._sync._shared_wait  # noqa: F401
-
-        cls = _BACKENDS[kind]
-    return cls
-
-
-# -- the seam ---------------------------------------------------------------------------
-
-
-def promote(obj: Any) -> Backend:
-    """Share ``obj`` with other processes: the one place a primitive becomes shared.
-
-    Under the object's mutex its backend is built from its local fields and installed
-    (``_shared`` and the fields the backend replaces); the strands parked on its local
-    state are handed :data:`MIGRATED` and wait again on the backend. Idempotent.
-    """
-    with obj._mutex:
-        backend: Backend | None = obj._shared
-        if backend is not None:
-            return backend
-        backend, fields = _backend_for(obj._backend_kind).adopt(obj)
-        for name, value in fields.items():
-            setattr(obj, name, value)
-        obj._shared = backend
-        woken = obj._queue.pop_all(MIGRATED)
-        with _known_lock:
-            _known[backend.prefix] = obj
-    for waiter in woken:
-        waiter.wake()
-    return backend
-
-
-def share(obj: Any, args: tuple[Any, ...] = ()) -> tuple[Any, ...]:
-    """What ``obj.__reduce__`` returns: it is promoted, and travels as its class, the
-    arguments that build it, and its backend's name."""
-    backend = obj._shared
-    if backend is None:
-        backend = promote(obj)
-    return (revive, (type(obj), args, backend.prefix))
-
-
-def revive(cls: type, args: tuple[Any, ...], prefix: str) -> Any:
-    """Unpickle a shared primitive: the same object if it is known here, else a new
-    ``cls(*args)`` over the backend named ``prefix``."""
-    with _known_lock:
-        obj = _known.get(prefix)
-        if obj is not None:
-            return obj
-    backend, fields = _backend_for(cls._backend_kind).attach(  # type: ignore[attr-defined]
-        prefix, f"plait.{cls.__name__}"
-    )
-    obj = cls(*args)
-    for name, value in fields.items():
-        setattr(obj, name, value)
-    obj._shared = backend
-    with _known_lock:
-        known = _known.get(prefix)
-        if known is not None:
-            return known
-        _known[prefix] = obj
-    return obj
 
 
 def not_shareable(obj: object) -> None:
@@ -241,7 +147,8 @@ class LockBackend(Backend):
         return backend, {"_inner": backend, "_owed": not free}
 
     @classmethod
-    def attach(cls, prefix: str, name: str) -> tuple[Backend, dict[str, Any]]:
+    def attach(cls, prefix: str, obj: Any) -> tuple[Backend, dict[str, Any]]:
+        name = f"plait.{type(obj).__name__}"
         backend = cls.open(prefix, name)
         backend.what = "lock"
         backend.release_mine = _release_mine_lock
@@ -430,7 +337,8 @@ class SemaphoreBackend(Backend):
         return backend, {}
 
     @classmethod
-    def attach(cls, prefix: str, name: str) -> tuple[Backend, dict[str, Any]]:
+    def attach(cls, prefix: str, obj: Any) -> tuple[Backend, dict[str, Any]]:
+        name = f"plait.{type(obj).__name__}"
         backend = cls.open(prefix, name.replace("Bounded", ""))
         backend.what = "semaphore"
         backend._set_up()
@@ -518,7 +426,8 @@ class EventBackend(Backend):
         return backend, {}
 
     @classmethod
-    def attach(cls, prefix: str, name: str) -> tuple[Backend, dict[str, Any]]:
+    def attach(cls, prefix: str, obj: Any) -> tuple[Backend, dict[str, Any]]:
+        name = f"plait.{type(obj).__name__}"
         backend = cls.open(prefix, name)
         backend.what = "event"
         return backend, {}

@@ -15,8 +15,9 @@ from typing import Any
 
 from plait._core import current_strand, hooks, safepoint
 from plait._errors import BrokenBarrierError
+from plait._ipc.promotion import register_backend
 from plait._sync._common import BROKEN, DRAINING, FILLING, RESETTING
-from plait._sync._shared import Backend, register_backend
+from plait._sync._shared import Backend
 from plait._sync._xproc import (
     COUNT,
     GEN,
@@ -53,7 +54,8 @@ class ConditionBackend(Backend):
         return cls.create("condition"), {}
 
     @classmethod
-    def attach(cls, prefix: str, name: str) -> tuple[Backend, dict[str, Any]]:
+    def attach(cls, prefix: str, obj: Any) -> tuple[Backend, dict[str, Any]]:
+        name = f"plait.{type(obj).__name__}"
         backend = cls.open(prefix, name)
         backend.what = "condition"
         return backend, {}
@@ -177,7 +179,8 @@ class BarrierBackend(Backend):
         return backend, {}
 
     @classmethod
-    def attach(cls, prefix: str, name: str) -> tuple[Backend, dict[str, Any]]:
+    def attach(cls, prefix: str, obj: Any) -> tuple[Backend, dict[str, Any]]:
+        name = f"plait.{type(obj).__name__}"
         backend = cls.open(prefix, name)
         backend.what = "barrier"
         backend._set_up()

@@ -3,10 +3,10 @@
 A ``Lock``, ``RLock``, ``Semaphore``, ``BoundedSemaphore``, ``Event``, ``Condition`` or
 ``Barrier`` lives in its process until it is first pickled -- passed to a process at spawn,
 or later through a queue or pipe to a worker that already runs. Then it is *promoted*
-(``_shared.promote``, the one seam): its state moves into a shared-memory segment of its
-own, held by a backend object that the public object keeps in ``_shared`` (its class never
-changes; objects that are never shared keep the lean in-process fast paths), and local
-strands parked on it are woken to wait again on the backend.
+(``plait._ipc.promotion.promote``, the one seam): its state moves into a shared-memory
+segment of its own, held by a backend object that the public object keeps in ``_shared``
+(its class never changes; objects that are never shared keep the lean in-process fast
+paths), and local strands parked on it are woken to wait again on the backend.
 
 One segment per primitive, the same design as a shared queue's (``_channels/_xproc``)::
 

@@ -68,9 +68,9 @@ from typing import Any, ClassVar
 from plait._core import current_strand
 from plait._errors import BrokenResourceError, ClosedError
 from plait._ipc import serialize, shm
+from plait._ipc.promotion import promote
 from plait._ipc.robust import _trylock, _unlock
 from plait._sync import Lock
-from plait._sync._shared import promote
 from plait._sync._xproc import defer_in
 
 __all__ = ["Blob", "Block", "LogBacked", "encode", "load", "store"]
