@@ -6,8 +6,10 @@ classes."""
 from __future__ import annotations
 
 import ast
+import gc
 import pickle
 import threading
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -192,13 +194,6 @@ def test_promotion_moves_a_local_waiter_to_the_backend(kind: str) -> None:
         assert done and done[0]
         if kind == "queue-put":
             assert obj.get(timeout=20) == "second" and obj.qsize() == 0
-        if kind == "queue-join":
-            # The deadlock detector keeps a thread's last untimed wait until its table is
-            # pruned, and that waiter holds what it waited on: here a queue that is shared
-            # now, whose segment would outlive the test (a known gap, not the seam's).
-            from plait.diagnostics import _waitfor
-
-            _waitfor._graph.prune()
     finally:
         flag = True
         if kind == "event":
@@ -220,3 +215,33 @@ def test_a_queue_and_a_lock_share_one_registry_of_known_objects() -> None:
     pickle.dumps(q), pickle.dumps(lock)
     assert promotion._known[q._shared.prefix] is q
     assert promotion._known[lock._shared.prefix] is lock
+
+
+@pytest.mark.parametrize("kind", ["event", "queue-join"])
+def test_an_object_shared_after_a_thread_waited_on_it_is_freed_with_its_segment(
+    kind: str,
+) -> None:
+    # The deadlock detector records a thread's untimed wait (with the object waited on);
+    # when the object becomes shared, that record must not keep it -- and its segment in
+    # /dev/shm -- alive after the program drops it.
+    obj: Any = plait.Event() if kind == "event" else plait.Queue()
+    if kind == "queue-join":
+        obj.put("x")
+    waiting = threading.Thread(target=obj.wait if kind == "event" else obj.join)
+    waiting.start()
+    plait.testing.wait_parked(on=obj, count=1, timeout=20)
+    pickle.dumps(obj)  # shared while the thread waits on the local state
+    prefix = obj._shared.prefix
+    if kind == "event":
+        obj.set()
+    else:
+        obj.get(timeout=20)
+        obj.task_done()
+    waiting.join(20)
+    assert not waiting.is_alive()
+    assert any(p.name.startswith(prefix) for p in Path("/dev/shm").iterdir())
+    gone = weakref.ref(obj)
+    del obj
+    gc.collect()
+    assert gone() is None, gc.get_referrers(gone())
+    assert not any(p.name.startswith(prefix) for p in Path("/dev/shm").iterdir())

@@ -108,6 +108,11 @@ def backend_class(public: type) -> type[Backend]:
 _known: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
 _known_lock = threading.Lock()
 
+# Called with each object as it becomes shared, after its local waiters were handed over
+# (the deadlock detector forgets the ended local waits that still name it: they would keep
+# it, and so its segment, alive).
+on_promote: list[Callable[[Any], None]] = []
+
 
 def _install(obj: Any, backend: Backend, fields: dict[str, Any]) -> None:
     for name, value in fields.items():
@@ -132,6 +137,8 @@ def promote(obj: Any) -> Any:
             _known[backend.prefix] = obj
     for wake in wakes:
         wake()
+    for hook in on_promote:
+        hook(obj)
     return backend
 
 

@@ -40,6 +40,7 @@ from typing import Any, NamedTuple
 from plait._core.parking import CANCELLED, QUEUED, Waiter, park_checks
 from plait._core.strands import Strand
 from plait._errors import DeadlockError
+from plait._ipc import promotion
 from plait._sync._lock import _LockCore
 from plait._sync._semaphore import Semaphore
 from plait.diagnostics import _asleep, _stacks, _xquery, _xwaitfor
@@ -66,9 +67,10 @@ class _Graph:
     whose waiter is no longer queued), the objects opted out, and the lock that serialises
     checks.
 
-    Only waits that can be links are recorded (on an in-process object), so a stale entry
-    keeps nothing alive that owns an OS resource (a shared lock's segment); entries are
-    overwritten by the strand's next wait or pruned.
+    Only waits on an in-process object are recorded; an object that becomes shared has
+    its entries dropped (:func:`_forget_waits_on`), so a stale entry keeps nothing alive
+    that owns an OS resource (a shared object's segment). Entries are overwritten by the
+    strand's next wait or pruned.
     """
 
     __slots__ = ("any_ignored", "ignored", "lock", "prune_at", "threads", "untimed")
@@ -93,6 +95,21 @@ class _Graph:
 
 
 _graph = _Graph()
+
+
+def _forget_waits_on(obj: object) -> None:
+    """``obj`` became shared: drop the recorded waits on it (its local waiters were handed
+    over to its shared backend, where waits are not recorded here)."""
+    graph = _graph
+    for strand, waiter in list(graph.untimed.items()):
+        if waiter.on is obj:
+            graph.untimed.pop(strand, None)
+    for ident, waiter in list(graph.threads.items()):
+        if waiter.on is obj:
+            graph.threads.pop(ident, None)
+
+
+promotion.on_promote.append(_forget_waits_on)
 _taken_sites: Any = None  # set by _debug: lock -> (strand, site) of its last acquisition
 _sem_holders: Any = None  # set by _debug: semaphore -> {strand: permits held}
 
