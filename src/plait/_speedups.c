@@ -305,6 +305,9 @@ typedef struct {
     Py_ssize_t unfinished;
     PyObject *shared;  /* the process-shared backend, once promoted (None before) */
     PyObject *undo_get; /* self._undo_get, cached by the C park */
+    long long lane_number;   /* the counting lane these counts belong to (0: none; report()) */
+    Py_ssize_t lane_puts;    /* fast puts/gets reported in that lane */
+    Py_ssize_t lane_gets;
 } CoreObject;
 
 static int
@@ -377,71 +380,55 @@ usable(CoreObject *self)
 
 /* A coroutine's fast put/get with instruments installed (the mutex released): tell them, as
  * the Python code's hooks.sent/received would. When one instrument is installed and offers
- * a lane (Hooks.lane: its ring's append, its sequence counter, the strands and objects it
- * has described, the two event codes), the event goes straight into its ring -- the same
- * tuple its Python hook appends, without a Python frame; a strand or queue it has not
- * described yet goes through the hook, which describes it. Never raises (like a hook that
- * fails in the Python code, the failure is reported, the put/get stands). */
-/* The (lane, strand, queue) last found described in that lane: strong references, so that
- * neither address is reused by another object while it is remembered here. */
-static PyObject *seen_lane = NULL, *seen_strand = NULL, *seen_queue = NULL;
-
-static void
-report(PyObject *queue, PyObject *strand, int put, PyObject *item)
+ * a counting lane (Hooks.lane: ``(register, lane number)``), the put/get is one increment
+ * of the queue's own counters (``_lane_puts``/``_lane_gets``, which the instrument samples);
+ * a queue not yet counted in this lane is first handed to ``register`` and its counters
+ * start again from zero. Otherwise the hook is called with the strand (``strand`` NULL:
+ * the lane went away since the caller looked; the put/get is not reported). Never raises
+ * (like a hook that fails in the Python code, the failure is reported, the put/get stands). */
+static inline PyObject *
+counting_lane(void)
 {
     PyObject *lane = hooks ? SLOT_AT(hooks, lane_offset) : NULL;
-    if (lane != NULL && PyTuple_CheckExact(lane) && PyTuple_GET_SIZE(lane) == 6) {
-        PyObject *sid;
-        if (Py_IS_TYPE(strand, strand_type)) { /* (a task that is its own strand: by name) */
-            sid = SLOT_AT(strand, strand_sid);
-            Py_XINCREF(sid);
-            if (sid == NULL)
-                PyErr_SetString(PyExc_AttributeError, "sid");
-        }
-        else
-            sid = PyObject_GetAttr(strand, str_sid);
-        PyObject *key = sid ? PyLong_FromVoidPtr(queue) : NULL;
-        int seen = key != NULL && lane == seen_lane && strand == seen_strand && queue == seen_queue;
-        if (!seen && key != NULL && PySet_Contains(PyTuple_GET_ITEM(lane, 2), sid) == 1 &&
-            PyDict_Contains(PyTuple_GET_ITEM(lane, 3), key) == 1) {
-            seen = 1;
-            Py_INCREF(lane);
-            Py_XSETREF(seen_lane, lane);
-            Py_INCREF(strand);
-            Py_XSETREF(seen_strand, strand);
-            Py_INCREF(queue);
-            Py_XSETREF(seen_queue, queue);
-        }
-        if (seen) {
-            struct timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts); /* time.monotonic_ns()'s clock */
-            PyObject *t = PyLong_FromLongLong((long long)ts.tv_sec * 1000000000LL + ts.tv_nsec);
-            PyObject *counter = PyTuple_GET_ITEM(lane, 1); /* an iterator: its next() */
-            PyObject *seq = t == NULL ? NULL
-                            : PyIter_Check(counter) ? Py_TYPE(counter)->tp_iternext(counter)
-                                                    : PyObject_CallNoArgs(counter);
-            PyObject *event = seq ? PyTuple_Pack(6, PyTuple_GET_ITEM(lane, put ? 4 : 5), t, sid,
-                                                 key, Py_None, seq)
-                                  : NULL;
-            PyObject *r = event ? PyObject_CallOneArg(PyTuple_GET_ITEM(lane, 0), event) : NULL;
-            if (r == NULL)
-                PyErr_WriteUnraisable(queue);
-            Py_XDECREF(r);
-            Py_XDECREF(event);
-            Py_XDECREF(seq);
-            Py_XDECREF(t);
-        }
-        Py_XDECREF(sid);
-        Py_XDECREF(key);
-        if (seen)
+    return lane != NULL && PyTuple_CheckExact(lane) && PyTuple_GET_SIZE(lane) == 2 &&
+                   PyLong_CheckExact(PyTuple_GET_ITEM(lane, 1))
+               ? lane
+               : NULL;
+}
+
+static void
+report(CoreObject *q, PyObject *strand, int put, PyObject *item)
+{
+    PyObject *lane = counting_lane();
+    if (lane != NULL) {
+        long long number = PyLong_AsLongLong(PyTuple_GET_ITEM(lane, 1));
+        if (number == -1 && PyErr_Occurred()) {
+            PyErr_WriteUnraisable((PyObject *)q);
             return;
-        PyErr_Clear();
+        }
+        if (q->lane_number != number) {
+            PyObject *r = PyObject_CallOneArg(PyTuple_GET_ITEM(lane, 0), (PyObject *)q);
+            if (r == NULL) {
+                PyErr_WriteUnraisable((PyObject *)q);
+                return;
+            }
+            Py_DECREF(r);
+            q->lane_number = number;
+            q->lane_puts = q->lane_gets = 0;
+        }
+        if (put)
+            q->lane_puts++;
+        else
+            q->lane_gets++;
+        return;
     }
+    if (strand == NULL)
+        return;
     PyObject *hook = put ? hook_sent : hook_received;
-    PyObject *a[3] = {strand, queue, item};
+    PyObject *a[3] = {strand, (PyObject *)q, item};
     PyObject *r = hook ? PyObject_Vectorcall(hook, a, 3, NULL) : NULL;
     if (r == NULL && hook != NULL)
-        PyErr_WriteUnraisable(queue);
+        PyErr_WriteUnraisable((PyObject *)q);
     Py_XDECREF(r);
 }
 
@@ -1165,7 +1152,8 @@ op_am_send(OpObject *self, PyObject *arg, PyObject **result)
         /* With instruments installed the fast path still runs, for a plain coroutine strand,
          * and reports itself (report()); anything unusual goes to the Python code. */
         PyObject *strand = NULL;
-        if (self->timeout == Py_None && hooks_active()) {
+        int counted = self->timeout == Py_None && hooks_active() && counting_lane() != NULL;
+        if (self->timeout == Py_None && hooks_active() && !counted) {
             strand = async_strand();
             if (strand == NULL) {
                 *result = NULL;
@@ -1174,12 +1162,13 @@ op_am_send(OpObject *self, PyObject *arg, PyObject **result)
             if (strand == Py_None)
                 Py_CLEAR(strand);
         }
-        if (self->timeout == Py_None && (strand != NULL || !hooks_active())) {
+        int traced = counted || strand != NULL;
+        if (self->timeout == Py_None && (traced || !hooks_active())) {
             if (self->kind == OP_PUT) {
-                int r = fast_put(q, self->item, strand != NULL);
+                int r = fast_put(q, self->item, traced);
                 if (r != 0) {
-                    if (r > 0 && strand != NULL)
-                        report((PyObject *)q, strand, 1, self->item);
+                    if (r > 0 && traced)
+                        report(q, strand, 1, self->item);
                     Py_XDECREF(strand);
                     if (r < 0) {
                         *result = NULL;
@@ -1191,10 +1180,10 @@ op_am_send(OpObject *self, PyObject *arg, PyObject **result)
                 }
             }
             else {
-                PyObject *item = fast_get(q, strand != NULL);
+                PyObject *item = fast_get(q, traced);
                 if (item != NULL) {
-                    if (strand != NULL)
-                        report((PyObject *)q, strand, 0, item);
+                    if (traced)
+                        report(q, strand, 0, item);
                     Py_XDECREF(strand);
                     *result = item;
                     return PYGEN_RETURN;
@@ -1567,6 +1556,12 @@ static PyMemberDef core_members[] = {
     {"_ready", T_PYSSIZET, offsetof(CoreObject, ready), 0, NULL},
     {"_unfinished", T_PYSSIZET, offsetof(CoreObject, unfinished), 0, NULL},
     {"_shared", T_OBJECT, offsetof(CoreObject, shared), 0, NULL},
+    {"_lane_number", T_LONGLONG, offsetof(CoreObject, lane_number), READONLY,
+     "the counting lane _lane_puts/_lane_gets belong to (0: none)"},
+    {"_lane_puts", T_PYSSIZET, offsetof(CoreObject, lane_puts), READONLY,
+     "puts the C fast paths counted in that lane"},
+    {"_lane_gets", T_PYSSIZET, offsetof(CoreObject, lane_gets), READONLY,
+     "gets the C fast paths counted in that lane"},
     {NULL, 0, 0, 0, NULL},
 };
 

@@ -1,6 +1,7 @@
-"""The C queue's coroutine fast paths stay on under a trace and write into the recorder's
-lane (Instrument.lane): every put/get is recorded, by the right strand, with the ring's
-bound and its count of dropped events intact."""
+"""A traced queue counts its puts and gets instead of logging each one: the C fast paths
+stay on under a trace and add one to the queue's own counters (the recorder's counting
+lane, Instrument.lane), the Python paths add to the recorder's; each flush samples every
+channel's puts, gets and depth. The counts are exact whatever the ring dropped."""
 
 from __future__ import annotations
 
@@ -11,30 +12,27 @@ from typing import Any
 import plait
 from plait._channels._queue_speedups import SPEEDUPS
 from plait._core.instruments import hooks
-from plait.trace.recorder import RECEIVE, SEND, Recorder
+from plait.trace.export import load_parts
+from plait.trace.recorder import COUNTS, RECEIVE, SEND, Recorder
 
 
-def _stream(n: int, maxsize: int = 0) -> dict[str, int]:
-    """A producer -> consumer coroutine stream of ``n`` items; the two strands' ids."""
-    sids: dict[str, int] = {}
+def _stream(n: int, maxsize: int = 0) -> None:
+    """A producer -> consumer coroutine stream of ``n`` items on one new queue."""
 
     async def main() -> None:
         q: plait.Queue[int] = plait.Queue(maxsize)
 
         async def produce() -> None:
-            sids["producer"] = plait.current_strand().sid
             for i in range(n):
                 await q.async_put(i)
 
         async def consume() -> None:
-            sids["consumer"] = plait.current_strand().sid
             for _ in range(n):
                 await q.async_get()
 
         await asyncio.gather(consume(), produce())
 
     asyncio.run(main())
-    return sids
 
 
 def _counting(recorder: Recorder) -> dict[str, int]:
@@ -51,7 +49,13 @@ def _counting(recorder: Recorder) -> dict[str, int]:
     return calls
 
 
-def test_a_traced_coroutine_stream_records_every_put_and_get_by_its_strand(
+def _last_samples(recorder: Recorder) -> dict[int, list[Any]]:
+    """Each channel's newest COUNTS sample in the ring: ``[puts, gets, depth]``."""
+    recorder._sample_channels()
+    return {e[3]: e[4] for e in recorder._ring if e[0] == COUNTS}
+
+
+def test_a_traced_coroutine_stream_counts_every_put_and_get_without_an_event_each(
     tmp_path: Path,
 ) -> None:
     recorder = Recorder(str(tmp_path), t0_ns=0, capacity=10_000)  # no flusher: read by hand
@@ -61,44 +65,64 @@ def test_a_traced_coroutine_stream_records_every_put_and_get_by_its_strand(
         assert hooks.lane is recorder.lane
         python_calls = []
         for maxsize in (0, 4):
-            recorder._ring.clear()
             before = dict(calls)
-            sids = _stream(500, maxsize)
+            _stream(500, maxsize)
             python_calls.append({k: calls[k] - before[k] for k in calls})
-            ring = list(recorder._ring)
-            sends = [e for e in ring if e[0] == SEND]
-            receives = [e for e in ring if e[0] == RECEIVE]
-            assert len(sends) == len(receives) == 500
-            assert {e[2] for e in sends} == {sids["producer"]}
-            assert {e[2] for e in receives} == {sids["consumer"]}
-            assert len({e[3] for e in sends + receives}) == 1  # one queue
-            seqs = [e[5] for e in ring]
-            assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
-            times = [e[1] for e in ring]
-            assert times == sorted(times)  # one clock, time.monotonic_ns()'s
+        samples = _last_samples(recorder)
     finally:
         plait.remove_instrument(recorder)
     assert hooks.lane is None
+    assert sorted(samples.values()) == [[500, 500, 0], [500, 500, 0]]  # one per queue
+    assert not [e for e in recorder._ring if e[0] in (SEND, RECEIVE)]  # counted, not logged
     unbounded, bounded = python_calls
-    if SPEEDUPS:  # the C fast paths: the hook describes a strand once, the lane does the rest
-        assert unbounded["sent"] <= 2 and unbounded["received"] <= 2, python_calls
-        # bounded: a put that found the queue full parks in the Python code, which calls
-        # the hook; the others take the lane
+    if SPEEDUPS:  # the C fast paths count in the queue; what parks runs in Python
+        assert unbounded["sent"] <= 2, python_calls
         assert bounded["sent"] < 250 and bounded["received"] < 250, python_calls
     else:
         assert python_calls == [{"sent": 500, "received": 500}] * 2
 
 
-def test_the_lane_keeps_the_ring_bounded_and_counts_what_it_dropped(tmp_path: Path) -> None:
+def test_each_sample_has_the_queue_depth_at_that_moment(tmp_path: Path) -> None:
+    recorder = Recorder(str(tmp_path), t0_ns=0, capacity=10_000)
+    seen: list[list[Any]] = []
+
+    async def main() -> None:
+        q: plait.Queue[int] = plait.Queue()
+        for i in range(10):
+            await q.async_put(i)
+        seen.extend(_last_samples(recorder).values())
+        for _ in range(4):
+            await q.async_get()
+        q.put(10)  # a thread-style put: the Python path, counted by the recorder
+        seen.extend(_last_samples(recorder).values())
+        seen.extend(_last_samples(recorder).values())  # unchanged: no new sample
+
+    plait.add_instrument(recorder)
+    try:
+        asyncio.run(main())
+    finally:
+        plait.remove_instrument(recorder)
+    assert seen == [[10, 0, 10], [11, 4, 7], [11, 4, 7]]
+    assert sum(e[0] == COUNTS for e in recorder._ring) == 2
+
+
+def test_a_full_ring_loses_no_put_or_get_and_counts_what_it_dropped(tmp_path: Path) -> None:
     recorder = Recorder(str(tmp_path), t0_ns=0, capacity=16)
     plait.add_instrument(recorder)
     try:
-        _stream(300)
+        _stream(300, 2)  # a bounded stream parks often: far more events than the ring holds
     finally:
         plait.remove_instrument(recorder)
     assert len(recorder._ring) == 16
-    recorder.flush()
-    assert recorder.dropped == next(recorder._seq) - 16  # every event numbered, 16 kept
+    recorder.stop()  # the last flush: the final sample goes in after the ring's oldest fell out
+    assert recorder.dropped > 0
+    data = load_parts(str(tmp_path), complete=True)
+    assert data["otherData"]["plait"]["dropped"] == recorder.dropped
+    (row,) = data["otherData"]["plait"]["summary"]["channels"]
+    assert (row["puts"], row["gets"]) == (300, 300)
+    counters = [e for e in data["traceEvents"] if e["ph"] == "C"]
+    assert counters[-2]["args"] == {"puts": 300, "gets": 300}
+    assert counters[-1]["args"] == {"items": 0} and counters[-1]["name"].startswith("depth ")
 
 
 def test_two_instruments_take_no_lane_and_both_hear_every_put_and_get(tmp_path: Path) -> None:
@@ -121,9 +145,30 @@ def test_two_instruments_take_no_lane_and_both_hear_every_put_and_get(tmp_path: 
         _stream(200, 8)
         plait.remove_instrument(counter)
         assert hooks.lane is recorder.lane  # the only one again
+        _stream(100, 8)
+        samples = _last_samples(recorder)
     finally:
         plait.remove_instrument(recorder)
         plait.remove_instrument(counter)
     assert counter.puts == counter.gets == 200
-    assert sum(e[0] == SEND for e in recorder._ring) == 200
-    assert sum(e[0] == RECEIVE for e in recorder._ring) == 200
+    assert sorted(samples.values()) == [[100, 100, 0], [200, 200, 0]]
+
+
+def test_a_new_trace_counts_a_queue_from_zero(tmp_path: Path) -> None:
+    q: plait.Queue[int] = plait.Queue()
+
+    async def twice() -> None:
+        await q.async_put(1)
+        await q.async_get()
+        await q.async_put(2)
+
+    counts = []
+    for n in range(2):
+        recorder = Recorder(str(tmp_path / str(n)), t0_ns=0, capacity=100)
+        plait.add_instrument(recorder)
+        try:
+            asyncio.run(twice())
+            counts.append(list(_last_samples(recorder).values()))
+        finally:
+            plait.remove_instrument(recorder)
+    assert counts == [[[2, 1, 1]], [[2, 1, 2]]]

@@ -169,21 +169,26 @@ def test_a_full_ring_drops_the_oldest_and_counts_them(tmp_path: Path) -> None:
     parts = tmp_path / "parts"
     parts.mkdir()
     recorder = Recorder(str(parts), t0_ns=0, capacity=16)  # no flusher: flushed by hand
-    me, channel = current_strand(), object()
-    for i in range(100):
-        recorder.sent(me, channel, i)
+    me, lock, channel = current_strand(), object(), object()
+    for i in range(50):
+        recorder.acquired(me, lock)
+        recorder.released(me, lock)
+        recorder.sent(me, channel, i)  # counted, not an event: never dropped
     assert len(recorder._ring) == 16
     recorder.flush()
-    assert recorder.dropped == 84
+    assert recorder.dropped == 84 + 1  # (the flush's count sample pushed one more out)
     data = load_parts(str(parts), complete=True)
-    assert data["otherData"]["plait"]["dropped"] == 84
-    assert data["otherData"]["plait"]["summary"]["channels"][0]["puts"] == 16  # the newest
+    assert data["otherData"]["plait"]["dropped"] == 85
+    assert data["otherData"]["plait"]["summary"]["channels"][0]["puts"] == 50
     # on disk too: a long run keeps about `capacity` events per process, the newest
     for _ in range(10):
-        for i in range(16):
-            recorder.sent(me, channel, i)
+        for _ in range(8):
+            recorder.acquired(me, lock)
+            recorder.released(me, lock)
+        recorder.sent(me, channel, None)
         recorder.flush()
     data = load_parts(str(parts), complete=True)
-    kept = data["otherData"]["plait"]["summary"]["channels"][0]["puts"]
-    assert 16 <= kept <= 32
-    assert data["otherData"]["plait"]["dropped"] == 84 + 176 - kept
+    holds = [e for e in data["traceEvents"] if e["ph"] == "b" and e.get("cat") == "lock"]
+    assert 8 <= len(holds) <= 16
+    assert data["otherData"]["plait"]["summary"]["channels"][0]["puts"] == 60  # all of them
+    assert data["otherData"]["plait"]["dropped"] == recorder.dropped

@@ -175,6 +175,7 @@ def _to_chrome(
             gets[(0, e[3])] += 1
     both = {k[1] for k in puts if k in gets}
     depth: dict[tuple[int, int], int] = defaultdict(int)
+    counts: dict[tuple[int, int], tuple[str, int, int]] = {}  # channel -> its last sample
     sampled: dict[tuple[int, int], float] = {}
     ids = 0
     end = 0.0
@@ -182,6 +183,15 @@ def _to_chrome(
         code, _, sid, a, b = e
         ts = (t_ns - t0) / _US
         end = max(end, ts)
+        if code == r.COUNTS and isinstance(b, list) and len(b) == 3:
+            label = objects.get((pid, a), f"object {a}")
+            counts[(pid, a)] = (label, b[0], b[1])
+            out.append({"ph": "C", "name": f"puts/gets {label}", "pid": pid,
+                        "ts": round(ts, 3), "args": {"puts": b[0], "gets": b[1]}})  # fmt: skip
+            if b[2] is not None:
+                out.append({"ph": "C", "name": f"depth {label}", "pid": pid,
+                            "ts": round(ts, 3), "args": {"items": b[2]}})  # fmt: skip
+            continue
         key = (pid, sid)
         track = tracks.get(key)
         if track is None:
@@ -260,6 +270,10 @@ def _to_chrome(
             out.append(_async("b", str(a), "span", ids, pid, sid, ts))
         elif code == r.SPAN_END and track.spans[str(a)]:
             out.append(_async("e", str(a), "span", track.spans[str(a)].pop(), pid, sid, ts))
+    for label, n_puts, n_gets in counts.values():  # the counts are cumulative: the last
+        row = channels.setdefault(label, {"channel": label, "puts": 0, "gets": 0})
+        row["puts"] += n_puts
+        row["gets"] += n_gets
     for (pid, sid), track in tracks.items():  # still open when the recording stopped
         if track.wait is not None:
             since, label, owner = track.wait

@@ -18,6 +18,13 @@ Part files:
 * ``<pid>.events-<n>.bin``: one record per flush, a 4-byte little-endian length and a
   :mod:`marshal` blob ``(dropped so far, [(code, t_ns, sid, a, b, seq), ...])`` (codes in
   :data:`CODES`; ``seq`` numbers the events, so that a gap counts those dropped).
+
+Channels are counted, not logged: a put or get is one increment (in the queue's own C
+counters on its fast paths, see :attr:`Recorder.lane`; in a per-channel list here on the
+others), and each flush (every ``interval``, and the last one when the trace stops) appends
+one ``COUNTS`` sample per channel that changed -- its puts and gets so far and its depth.
+The samples are cumulative, so one that falls out of a full ring loses only resolution,
+never a put or a get.
 """
 
 from __future__ import annotations
@@ -35,12 +42,13 @@ from typing import Any
 from plait._core.instruments import Instrument, hooks
 from plait._core.strands import Strand, current_strand
 
-__all__ = ["CODES", "Recorder", "active_recorder"]
+__all__ = ["CODES", "COUNTS", "Recorder", "active_recorder"]
 
 _now = time.monotonic_ns
 
 TASK = "tk"
 WAKE = "wk"
+COUNTS = "qc"
 SPAWN, START, PARK, UNPARK, EXIT, ACQUIRE, RELEASE, SEND, RECEIVE, SPAN_BEGIN, SPAN_END = (
     "sp",
     "st",
@@ -62,8 +70,9 @@ CODES = {
     EXIT: "exited (a: null, or the exception's type name; b: 'cancelled' or 'error')",
     ACQUIRE: "took a lock or permit (a: object id)",
     RELEASE: "gave it back (a: object id)",
-    SEND: "put an item (a: channel id)",
-    RECEIVE: "took an item (a: channel id)",
+    SEND: "put an item (a: channel id; traces before channel counts)",
+    RECEIVE: "took an item (a: channel id; traces before channel counts)",
+    COUNTS: "a channel's counts so far (sid: null; a: channel id; b: [puts, gets, depth|null])",
     SPAN_BEGIN: "a user span began (a: its name)",
     SPAN_END: "a user span ended (a: its name)",
     TASK: "a pool worker ran a task (t: its end; a: [function, items], b: its start)",
@@ -88,6 +97,9 @@ def _owner_sid(obj: object) -> int | None:
         return None
     sid = getattr(owner, "sid", None)
     return sid if isinstance(sid, int) else None
+
+
+_lane_numbers = itertools.count(1)  # every lane a new number: a queue's counts say whose
 
 
 def _label(obj: object, number: int) -> str:
@@ -133,10 +145,21 @@ class Recorder(Instrument):
         self._flush_lock = threading.Lock()
         self._flusher: threading.Thread | None = None
         self._broken: str | None = None
-        # The C queue appends its coroutines' sends/receives itself (Instrument.lane): the
-        # same tuples as sent()/received() below; all of these are kept (cleared in place).
-        self.lane = (self._append, self._seq, self._strands, self._objects, SEND, RECEIVE)
+        self._new_lane()
         self._open_process()
+
+    def _new_lane(self) -> None:
+        """Start counting channels afresh (at the start, and in a forked child).
+
+        ``lane`` is what the C queue reads (:attr:`Instrument.lane`): ``(register, number)``.
+        A queue counts its fast puts/gets itself under ``number``, after handing itself to
+        ``register`` once; ``_channels`` keeps each counted channel (strongly, until the
+        trace stops: a queue dropped mid-trace must still give its last counts) with the
+        puts/gets counted here by the Python paths, ``_sampled`` the last sample taken."""
+        self._channels: dict[int, tuple[object, list[int]]] = {}
+        self._sampled: dict[int, tuple[int, int, int | None]] = {}
+        self.lane_number = next(_lane_numbers)
+        self.lane = (self._count_channel, self.lane_number)
 
     # -- files -------------------------------------------------------------------------
 
@@ -176,15 +199,16 @@ class Recorder(Instrument):
             flusher.join(timeout=5.0)
         self._flusher = None
         self.flush()
+        self._channels.clear()  # (their last counts are written: let the queues go)
 
     def forked(self) -> None:
         """In a forked child: drop the parent's unflushed events, record into own files."""
         self._ring.clear()
         self._expected = self._next()  # what the parent recorded before the fork is not ours
         self._meta.clear()
-        self._strands = set()  # new ones, in a new lane: the C queue's note of what this
-        self._objects = {}  # lane has described is then out of date, as it must be
-        self.lane = (self._append, self._seq, self._strands, self._objects, SEND, RECEIVE)
+        self._strands = set()
+        self._objects = {}
+        self._new_lane()  # a new number: the queues' counts from the parent are not ours
         hooks.relane()
         self.parent_pid = self.pid
         self._flush_lock = threading.Lock()
@@ -205,7 +229,30 @@ class Recorder(Instrument):
             except OSError as exc:  # the parts folder went away: stop writing, say why
                 self._broken = f"{type(exc).__name__}: {exc}"
 
+    def _sample_channels(self) -> None:
+        """Append a ``COUNTS`` sample for each channel whose counts changed since the last."""
+        now = _now()
+        number = self.lane_number
+        for key, (channel, counted) in list(self._channels.items()):
+            puts, gets = counted
+            depth: int | None = None
+            if getattr(channel, "_lane_number", None) is not None:  # a C queue
+                if channel._lane_number == number:  # type: ignore[attr-defined]
+                    puts += channel._lane_puts  # type: ignore[attr-defined]
+                    gets += channel._lane_gets  # type: ignore[attr-defined]
+                try:  # the unclaimed items (a read, no lock: a sample, not a count)
+                    depth = max(len(channel.queue) - channel._ready, 0)  # type: ignore[attr-defined]
+                except Exception:
+                    depth = None
+            elif puts and gets:  # seen both ends in this process: the difference is its depth
+                depth = max(puts - gets, 0)
+            sample = (puts, gets, depth)
+            if self._sampled.get(key) != sample:
+                self._sampled[key] = sample
+                self._append((COUNTS, now, None, key, list(sample), self._next()))
+
     def _write(self) -> None:
+        self._sample_channels()
         meta = self._meta
         if meta:
             lines = []
@@ -318,23 +365,25 @@ class Recorder(Instrument):
     def released(self, strand: Strand, resource: object) -> None:
         self._event(RELEASE, strand, resource, None)
 
-    def sent(self, strand: Strand, channel: object, item: Any) -> None:
-        sid = strand.sid  # (the hottest hooks: _event inlined)
-        if sid not in self._strands:
-            self._new_strand(strand)
+    def _count_channel(self, channel: object) -> list[int]:
+        """Start counting ``channel`` (the C queue's ``register``): its Python-path counts."""
         key = id(channel)
         if key not in self._objects:
             self._new_object(channel)
-        self._append((SEND, _now(), sid, key, None, self._next()))
+        entry = self._channels.get(key)
+        if entry is None or entry[0] is not channel:
+            entry = self._channels[key] = (channel, [0, 0])
+        return entry[1]
+
+    def sent(self, strand: Strand, channel: object, item: Any) -> None:
+        entry = self._channels.get(id(channel))
+        counted = entry[1] if entry is not None else self._count_channel(channel)
+        counted[0] += 1
 
     def received(self, strand: Strand, channel: object, item: Any) -> None:
-        sid = strand.sid
-        if sid not in self._strands:
-            self._new_strand(strand)
-        key = id(channel)
-        if key not in self._objects:
-            self._new_object(channel)
-        self._append((RECEIVE, _now(), sid, key, None, self._next()))
+        entry = self._channels.get(id(channel))
+        counted = entry[1] if entry is not None else self._count_channel(channel)
+        counted[1] += 1
 
     def task_ran(
         self, name: str, items: int, started_ns: int, ended_ns: int, strand: Strand | None = None
