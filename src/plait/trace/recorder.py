@@ -236,15 +236,16 @@ class Recorder(Instrument):
         for key, (channel, counted) in list(self._channels.items()):
             puts, gets = counted
             depth: int | None = None
-            if getattr(channel, "_lane_number", None) is not None:  # a C queue
-                if channel._lane_number == number:  # type: ignore[attr-defined]
+            try:  # (never raises: a channel may be anything that reports puts and gets)
+                if getattr(channel, "_lane_number", None) == number:  # counted in C too
                     puts += channel._lane_puts  # type: ignore[attr-defined]
                     gets += channel._lane_gets  # type: ignore[attr-defined]
-                try:  # the unclaimed items (a read, no lock: a sample, not a count)
-                    depth = max(len(channel.queue) - channel._ready, 0)  # type: ignore[attr-defined]
-                except Exception:
-                    depth = None
-            elif puts and gets:  # seen both ends in this process: the difference is its depth
+                sized = getattr(channel, "_sized", None)
+                if sized is not None:  # a plait queue: its unclaimed items, read unlocked
+                    depth = max(len(sized) - channel._ready, 0)  # type: ignore[attr-defined]
+            except Exception:
+                pass
+            if depth is None and puts and gets:  # both ends seen here: the difference
                 depth = max(puts - gets, 0)
             sample = (puts, gets, depth)
             if self._sampled.get(key) != sample:
