@@ -19,13 +19,12 @@ __all__ = ["Instrument", "add_instrument", "hooks", "remove_instrument"]
 class Instrument:
     """Base class: override any of these; each is called on the strand's own thread."""
 
-    #: A fast lane for the hottest hooks, ``sent``/``received`` from the C queue's
+    #: A counting lane for the hottest hooks, ``sent``/``received`` from the C queue's
     #: coroutine fast paths, taken while this is the only instrument installed: ``None``
-    #: (the hooks are called), or ``(append, seq, strands, objects, sent_code,
-    #: received_code)`` -- the C code then appends ``(code, time.monotonic_ns(), sid,
-    #: id(channel), None, next(seq))`` itself (``seq``: an iterator of sequence numbers), for
-    #: a strand id in the set ``strands`` and a channel id in the dict ``objects`` (others go
-    #: through the hook, which adds them). Replace the tuple, never mutate what it holds.
+    #: (the hooks are called), or ``(register, number)`` -- the C code then counts each
+    #: put/get in the queue itself (``_lane_puts``/``_lane_gets``, for ``_lane_number ==
+    #: number``), after calling ``register(queue)`` the first time it counts that queue under
+    #: ``number`` (its counts start from zero then). A new lane needs a new, unique number.
     lane: tuple[Any, ...] | None = None
 
     def strand_spawned(self, strand: Strand) -> None:
