@@ -523,11 +523,12 @@ handoff(CoreObject *self)
     return w;
 }
 
-/* _wake(w): on the waiter's own loop thread, resolve its future here; else the Python code. */
+/* _wake(w): on the waiter's own loop thread, resolve its future here; else the Python code
+ * (also when an instrument listens: it reports who woke whom). */
 static void
 wake(PyObject *owner, PyObject *w)
 {
-    if (Py_IS_TYPE(w, waiter_type)) {
+    if (Py_IS_TYPE(w, waiter_type) && !hooks_active()) {
         PyObject *fut = SLOT(w, w_fut), *ident = SLOT(w, w_ident);
         if (fut != NULL && fut != Py_None && ident != NULL && PyLong_CheckExact(ident) &&
             PyLong_AsUnsignedLong(ident) == PyThread_get_thread_ident()) {

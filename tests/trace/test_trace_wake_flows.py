@@ -98,3 +98,30 @@ def test_condition_notify_draws_an_arrow_from_the_notifier_to_the_coroutine_it_w
     consumer_key, notifier_key = by_name["async consumer"], by_name["async notifier"]
     _wait_end(data, consumer_key, "Condition")
     assert notifier_key in _flows_into(data, consumer_key)
+
+
+def test_a_put_draws_an_arrow_from_the_producer_to_the_coroutine_it_woke(tmp_path: Path) -> None:
+    # The queue's own wake (on the loop's thread, in C or Python) reports who woke whom too.
+    out = tmp_path / "out.json"
+
+    async def main() -> None:
+        q: plait.Queue[int] = plait.Queue()
+
+        async def consumer() -> None:
+            assert await q.async_get() == 1
+
+        async def producer() -> None:
+            await async_wait_parked(on=q, count=1, timeout=10)
+            await q.async_put(1)
+
+        async with plait.TaskGroup() as tg:
+            tg.spawn(consumer, name="consumer")
+            tg.spawn(producer, name="producer")
+
+    with plait.trace(out):
+        plait.run(main)
+    data = load(out)
+    by_name = {v: k for k, v in tracks(data).items()}
+    consumer_key, producer_key = by_name["async consumer"], by_name["async producer"]
+    _wait_end(data, consumer_key, "Queue")
+    assert _flows_into(data, consumer_key) == [producer_key]

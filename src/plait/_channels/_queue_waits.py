@@ -17,6 +17,7 @@ from weakref import ref as _weakref
 
 from plait._core import CANCELLED, WOKEN, Waiter, WaitQueue, check_timeout, current_strand
 from plait._core import strands as _strands
+from plait._core.instruments import hooks as _hooks
 from plait._ipc.promotion import MIGRATED
 
 if TYPE_CHECKING:
@@ -108,6 +109,10 @@ def _wake(w: Waiter) -> None:
     """``w.wake()``, knowing "am I on the waiter's loop thread" without a system call."""
     fut = w.fut
     if fut is not None and w.ident == _get_ident():
+        if _hooks.active:  # who woke whom: a trace's arrow from the putter to the getter
+            waker = _strands.known_strand()
+            if waker is not None:
+                _hooks.woke(waker, w.strand, w.on)
         if not fut.done():
             try:
                 fut.set_result(None)
