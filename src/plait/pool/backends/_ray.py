@@ -30,8 +30,9 @@ __all__ = ["RayEngine"]
 
 log = logging.getLogger("plait.pool")
 
-WATCH_REFS = 1024  # the oldest refs in flight that one ray.wait looks at, at most
-WATCH_WAIT_S = 0.02  # how long one ray.wait blocks (newer refs are looked at after it)
+WATCH_REFS = 256  # the oldest refs in flight that one ray.wait looks at, at most
+WATCH_GATHER_S = 0.01  # a wave waits this long for all of them, and takes what finished
+WATCH_IDLE_S = 0.05  # after a wave that found none: wait for the first to finish, this long
 
 
 def _probe(address: str, seconds: float) -> None:
@@ -118,9 +119,12 @@ class RayEngine(RemoteEngine):
             self.watch_cond.notify()
 
     def _watch(self) -> None:
-        """The watcher thread: wait for some of the oldest refs to finish, then take every
-        one of them that has, and hand them to the result thread together."""
+        """The watcher thread, in waves: wait a moment for the oldest refs to finish, then
+        hand every one that did to the result thread together. (One ``ray.wait`` costs
+        about what one ``ObjectRef.future()`` does, per ref looked at, so it looks rarely:
+        while results come, every ``WATCH_GATHER_S``; when none came, at the first one.)"""
         wait = self.ray.wait
+        idle = False
         while True:
             with self.watch_cond:
                 while not self.watching and not self.watch_stop:
@@ -129,13 +133,17 @@ class RayEngine(RemoteEngine):
                     return
                 refs = list(islice(self.watching, WATCH_REFS))
             try:
-                ready, _ = wait(refs, num_returns=1, timeout=WATCH_WAIT_S, fetch_local=False)
-                if ready and len(refs) > 1:
-                    ready, _ = wait(refs, num_returns=len(refs), timeout=0, fetch_local=False)
+                if idle:
+                    ready, _ = wait(refs, num_returns=1, timeout=WATCH_IDLE_S, fetch_local=False)
+                else:
+                    ready, _ = wait(
+                        refs, num_returns=len(refs), timeout=WATCH_GATHER_S, fetch_local=False
+                    )
             except Exception:  # the watcher must outlive any error: log it, go on
                 log.exception("plait.Pool: ray.wait failed in the watcher thread")
                 time.sleep(0.05)
                 continue
+            idle = not ready
             if ready:
                 with self.watch_cond:
                     tasks = [self.watching.pop(ref) for ref in ready]
