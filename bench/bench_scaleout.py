@@ -17,7 +17,8 @@ shared machine lands on both. Ray is measured where it is installed.
   default chunking: about four engine tasks per worker) against Dask's per-task
   ``client.map`` (target: faster, < 1x).
 * on Ray the same against ``ray.get([f.remote(x) for x in xs])``, and Ray's streaming
-  (``ObjectRef.future()`` per item, as plait's Ray engine takes results).
+  (``ObjectRef.future()`` per item: each result as it finishes; plait's Ray engine finds
+  them in ``ray.wait`` waves instead, which costs the driver less CPU).
 
 Task functions are imported from this module by name (``import bench_scaleout``), so that
 neither side pays for pickling a ``__main__`` function by value.
@@ -193,7 +194,8 @@ def main() -> None:
         if version:
             bench.note(f"ray {version}, a local instance of {WORKERS} CPUs")
     bench.note(
-        f"load average {load:.1f} at the start (2 cores shared); {repeat} alternating repeats "
+        f"load average {load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end (2 cores "
+        f"shared); {repeat} alternating repeats "
         f"per engine; the paired ratios are each round's plait/engine"
     )
     bench.save()

@@ -234,6 +234,15 @@ def test_task_timeout_cancels_the_engine_task(cluster: Cluster, pool: Pool, tmp_
     assert pool.statistics().timed_out == 1
 
 
+def test_results_come_back_while_an_earlier_task_still_runs(pool: Pool, tmp_path: Path) -> None:
+    """A long task does not hold back the results of the many tasks sent after it (more
+    than the oldest refs one Ray ``ray.wait`` looks at: the rest are found as those end)."""
+    held = pool.apply_async(ch.hold, (str(tmp_path),))
+    assert ch.wait_for_file(tmp_path / "pid", 15.0), "the long task never started"
+    assert pool.map(ch.square, range(600), chunksize=1) == [x * x for x in range(600)]
+    assert not held.ready(), "the results waited for the long task to end"
+
+
 def test_cancel_scope_around_apply_cancels_the_engine_task(
     cluster: Cluster, pool: Pool, tmp_path: Path
 ) -> None:

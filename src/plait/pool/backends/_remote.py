@@ -110,16 +110,21 @@ class RemoteEngine(EngineBase):
         raise NotImplementedError
 
     def finished(self, task: Task) -> None:
-        """An engine task ended (its done-callback): the result thread takes it from here.
+        """An engine task ended (its done-callback): the result thread takes it from here."""
+        self.finished_many([task])
+
+    def finished_many(self, tasks: list[Task]) -> None:
+        """Engine tasks ended (found together): the result thread takes them from here.
         It is woken only by the first of a batch and by the one that fills it (it waits
         out the rest of a batch anyway): a wake-up per tiny task would cost more than the
         task (see :meth:`_result_pass`)."""
         with self.lock:
-            if self.inflight.get(task.id) is task:
-                done = self.done
-                done.append(task)
-                if len(done) == 1 or len(done) >= min(len(self.inflight), BATCH):
-                    self.results_cond.notify()
+            done = self.done
+            had = len(done)
+            inflight = self.inflight
+            done.extend(task for task in tasks if inflight.get(task.id) is task)
+            if len(done) > had and (had == 0 or len(done) >= min(len(inflight), BATCH)):
+                self.results_cond.notify()
 
     # -- handing out ------------------------------------------------------------------
     def assign_locked(self) -> list[tuple[Any, Task]]:
