@@ -37,7 +37,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 _MARK = "_plait_returns_awaitable"
 _legacy_mark = getattr(asyncio.coroutines, "_is_coroutine", None)
-_inspect_mark = getattr(inspect, "_is_coroutine_mark", None)  # 3.12+
+# inspect.markcoroutinefunction's mark (3.12+): named _is_coroutine_marker on 3.12, as the
+# attribute it sets; _is_coroutine_mark from 3.13 on.
+_inspect_mark = getattr(inspect, "_is_coroutine_mark", None) or getattr(
+    inspect, "_is_coroutine_marker", None
+)
 _CO_COROUTINE = inspect.CO_COROUTINE
 
 
