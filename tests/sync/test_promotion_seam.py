@@ -217,26 +217,51 @@ def test_a_queue_and_a_lock_share_one_registry_of_known_objects() -> None:
     assert promotion._known[lock._shared.prefix] is lock
 
 
-@pytest.mark.parametrize("kind", ["event", "queue-join"])
-def test_an_object_shared_after_a_thread_waited_on_it_is_freed_with_its_segment(
-    kind: str,
+def _wait_on(obj: Any, kind: str, by: str) -> threading.Thread:
+    """A strand of kind ``by`` (a thread, or a coroutine on its own loop in a thread) that
+    waits on ``obj`` with no time limit: the wait the deadlock detector records."""
+    if by == "thread":
+        if kind == "lock":
+            return threading.Thread(target=lambda: obj.acquire() and obj.release())
+        return threading.Thread(target=obj.wait if kind == "event" else obj.join)
+
+    async def main() -> None:
+        if kind == "event":
+            await obj.async_wait()
+        elif kind == "queue-join":
+            await obj.async_join()
+        else:
+            async with obj:
+                pass
+
+    return threading.Thread(target=plait.run, args=(main,))
+
+
+@pytest.mark.parametrize("by", ["thread", "coroutine"])
+@pytest.mark.parametrize("kind", ["event", "queue-join", "lock"])
+def test_an_object_shared_after_a_strand_waited_on_it_is_freed_with_its_segment(
+    kind: str, by: str
 ) -> None:
-    # The deadlock detector records a thread's untimed wait (with the object waited on);
+    # The deadlock detector records a strand's untimed wait (with the object waited on);
     # when the object becomes shared, that record must not keep it -- and its segment in
     # /dev/shm -- alive after the program drops it.
-    obj: Any = plait.Event() if kind == "event" else plait.Queue()
+    obj: Any = {"event": plait.Event, "queue-join": plait.Queue, "lock": plait.Lock}[kind]()
     if kind == "queue-join":
         obj.put("x")
-    waiting = threading.Thread(target=obj.wait if kind == "event" else obj.join)
+    elif kind == "lock":
+        obj.acquire()
+    waiting = _wait_on(obj, kind, by)
     waiting.start()
     plait.testing.wait_parked(on=obj, count=1, timeout=20)
-    pickle.dumps(obj)  # shared while the thread waits on the local state
+    pickle.dumps(obj)  # shared while the strand waits on the local state
     prefix = obj._shared.prefix
     if kind == "event":
         obj.set()
-    else:
+    elif kind == "queue-join":
         obj.get(timeout=20)
         obj.task_done()
+    else:
+        obj.release()
     waiting.join(20)
     assert not waiting.is_alive()
     assert any(p.name.startswith(prefix) for p in Path("/dev/shm").iterdir())
