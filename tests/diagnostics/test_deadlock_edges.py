@@ -353,3 +353,30 @@ def test_two_processes_closing_one_cycle_at_the_same_moment_raise_once(tmp_path:
     assert len(raised) == 1 and len(got) == 1, out + done.stderr
     assert raised[0].split()[0] != got[0].split()[0], out
     assert "Traceback" not in done.stderr, done.stderr
+
+
+def test_a_strand_cancelled_while_it_lets_a_rival_close_the_cycle_first_ends_at_once(
+    tmp_path: Path,
+) -> None:
+    # Of two processes closing one cycle at once, the one with the larger key defers to the
+    # other; its cancel scope is cancelled as it defers, while the other holds its verdict
+    # back until it has seen the cancellation: the deferral must be a park that the scope's
+    # cancel() ends (a plain sleep loop kept deferring, then raised DeadlockError too).
+    done = subprocess.run(
+        [sys.executable, str(PROGRAMS / "xproc_deadlock_cancel_while_deferring.py"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=40,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    assert "never met" not in out and "still deferring" not in out, out
+    lines = out.splitlines()
+    cancelled = [line.split()[0] for line in lines if line.endswith(" cancelled")]
+    assert len(cancelled) == 1, out + done.stderr
+    other = [line for line in lines if not line.startswith(cancelled[0])]
+    assert len(other) == 1, out  # it raised, or took both once the cancelled side let go
+    assert "raised, links: 2" in other[0] or other[0].endswith("got both"), out
+    assert "Traceback" not in done.stderr, done.stderr

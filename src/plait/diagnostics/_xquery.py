@@ -40,9 +40,10 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+from plait._core.cancel import sleep
 from plait._core.parking import CANCELLED, QUEUED, Waiter
 from plait._core.strands import Strand
-from plait._errors import DeadlockError
+from plait._errors import Cancelled, DeadlockError
 from plait._ipc import doorbell
 from plait._sync import _robust, _xproc
 from plait._sync._lock import _LockCore
@@ -58,8 +59,9 @@ DEFER_PATIENCE = 2.0  # seconds a strand lets a rival closing the same cycle go 
 _DEFER = object()  # _check's answer: a rival with a smaller key closes this cycle too
 
 # For tests: called with the waiter and "walk" as its check starts, "verdict" when its walk
-# found a cycle, and "raise" when it has left its queue to raise (two processes meet at
-# each, so that both walk, decide and leave while the other is still checking).
+# found a cycle, "defer" each time it lets a rival go first, and "raise" when it has left
+# its queue to raise (two processes meet at each, so that both walk, decide and leave while
+# the other is still checking).
 check_hook: Callable[[Waiter, str], None] | None = None
 _CRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
@@ -381,10 +383,23 @@ def check(waiter: Waiter, here: Any) -> None:
         give_up_at = time.monotonic() + DEFER_PATIENCE
         pause = 0.001
         while _check(waiter, me, here, time.monotonic() < give_up_at) is _DEFER:
-            time.sleep(pause)  # (short: the rival's walk is a few socket round trips)
+            if check_hook is not None:
+                check_hook(waiter, "defer")
+            if not _pause(pause):  # (short: the rival's walk is a few socket round trips)
+                break  # cancelled meanwhile: the park that follows raises it
             pause = min(pause * 2, 0.05)
     finally:
         waits.checking.pop(me, None)
+
+
+def _pause(seconds: float) -> bool:
+    """Let a rival's check go first for ``seconds``: a timed park through the kernel, so a
+    cancel scope's ``cancel()`` or deadline ends it as it ends any wait (``False``)."""
+    try:
+        sleep(seconds)
+    except Cancelled:
+        return False
+    return True
 
 
 def _check(waiter: Waiter, me: Strand, here: Any, may_defer: bool) -> object:
