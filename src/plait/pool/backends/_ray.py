@@ -5,9 +5,9 @@ this process is already connected to one) and shuts it down with itself. Ray is 
 to re-run a task whose worker died (``max_retries=0``): plait's ``retries=`` decides, as
 in the local pool.
 
-Results are found in waves, not one by one: a watcher thread calls ``ray.wait`` on the
-oldest refs in flight and hands whatever finished to the result thread in one go, which fetches
-their replies with one ``ray.get``. (An ``ObjectRef.future()`` per task, with its
+Results are found in waves (:mod:`._waves`): the watcher thread calls ``ray.wait`` on the
+oldest refs in flight and hands whatever finished to the result thread in one go, which
+fetches their replies with one ``ray.get``. (An ``ObjectRef.future()`` per task, with its
 callback, cost Ray more CPU than a tiny task itself.)
 """
 
@@ -17,22 +17,16 @@ import importlib
 import logging
 import os
 import socket
-import threading
-import time
-from itertools import islice
 from typing import Any
 
 from plait.pool._tasks import Task
 from plait.pool.backends._remote import Outcome, RemoteEngine
 from plait.pool.backends._run import run_payload
+from plait.pool.backends._waves import WAVE_GATHER_S, WAVE_IDLE_S, WaveWatcher
 
 __all__ = ["RayEngine"]
 
 log = logging.getLogger("plait.pool")
-
-WATCH_REFS = 256  # the oldest refs in flight that one ray.wait looks at, at most
-WATCH_GATHER_S = 0.01  # a wave waits this long for all of them, and takes what finished
-WATCH_IDLE_S = 0.05  # after a wave that found none: wait for the first to finish, this long
 
 
 def _probe(address: str, seconds: float) -> None:
@@ -82,12 +76,7 @@ class RayEngine(RemoteEngine):
             self.started = True
         n = processes or int(ray.cluster_resources().get("CPU", 1)) or 1
         self.remote_fn = ray.remote(num_cpus=1, max_retries=0)(run_payload)
-        self.watch_cond = threading.Condition()
-        self.watching: dict[Any, Task] = {}  # ref -> its task, oldest first
-        self.watch_stop = False
-        self.watcher = threading.Thread(
-            target=self._watch, name="plait-pool-ray-watch", daemon=True
-        )
+        self.watcher = WaveWatcher("plait-pool-ray-watch", self._wave, self.finished_many)
         super().__init__(n)
         self.watcher.start()
         self.start_threads()
@@ -111,43 +100,20 @@ class RayEngine(RemoteEngine):
 
     def _submit(self, tasks: list[Task]) -> None:
         remote = self.remote_fn.remote
-        refs = [remote(task.payload) for task in tasks]
-        with self.watch_cond:
-            for task, ref in zip(tasks, refs, strict=True):
-                task.worker = ref
-                self.watching[ref] = task
-            self.watch_cond.notify()
+        for task in tasks:
+            task.worker = remote(task.payload)
+        self.watcher.add(tasks)
 
-    def _watch(self) -> None:
-        """The watcher thread, in waves: wait a moment for the oldest refs to finish, then
-        hand every one that did to the result thread together. (One ``ray.wait`` costs
-        about what one ``ObjectRef.future()`` does, per ref looked at, so it looks rarely:
-        while results come, every ``WATCH_GATHER_S``; when none came, at the first one.)"""
-        wait = self.ray.wait
-        idle = False
-        while True:
-            with self.watch_cond:
-                while not self.watching and not self.watch_stop:
-                    self.watch_cond.wait()
-                if self.watch_stop:
-                    return
-                refs = list(islice(self.watching, WATCH_REFS))
-            try:
-                if idle:
-                    ready, _ = wait(refs, num_returns=1, timeout=WATCH_IDLE_S, fetch_local=False)
-                else:
-                    ready, _ = wait(
-                        refs, num_returns=len(refs), timeout=WATCH_GATHER_S, fetch_local=False
-                    )
-            except Exception:  # the watcher must outlive any error: log it, go on
-                log.exception("plait.Pool: ray.wait failed in the watcher thread")
-                time.sleep(0.05)
-                continue
-            idle = not ready
-            if ready:
-                with self.watch_cond:
-                    tasks = [self.watching.pop(ref) for ref in ready]
-                self.finished_many(tasks)
+    def _wave(self, refs: list[Any], idle: bool) -> list[Any]:
+        """One wave (:mod:`._waves`): one ``ray.wait`` costs about what one
+        ``ObjectRef.future()`` does, per ref looked at."""
+        if idle:
+            ready, _ = self.ray.wait(refs, num_returns=1, timeout=WAVE_IDLE_S, fetch_local=False)
+        else:
+            ready, _ = self.ray.wait(
+                refs, num_returns=len(refs), timeout=WAVE_GATHER_S, fetch_local=False
+            )
+        return list(ready)
 
     def _collect(self, tasks: list[Task]) -> list[Outcome]:
         refs = [task.worker for task in tasks]
@@ -179,10 +145,6 @@ class RayEngine(RemoteEngine):
                 pass
 
     def _shutdown_engine(self) -> None:
-        with self.watch_cond:
-            self.watch_stop = True
-            self.watch_cond.notify()
-        if self.watcher.ident is not None and self.watcher is not threading.current_thread():
-            self.watcher.join(5.0)
+        self.watcher.stop()
         if self.started:
             self.ray.shutdown()

@@ -5,14 +5,14 @@ pool; here each one becomes one engine task (``run_payload(payload)``, see :mod:
 so plait's chunking still batches tiny items into one engine task per chunk. Two threads
 serve the pool:
 
-* the **result thread** submits what callers queued (whatever gathered meanwhile goes
-  in one engine call: ``map`` queues chunk by chunk) and collects finished engine tasks
-  (done-callbacks only note them; finished ones wait about as long as one fetch takes,
-  to share it), decodes their replies and delivers them to their sinks (callbacks run
-  there, as in the local pool). It fails tasks past their ``task_timeout`` and cancels
-  their engine futures. A task whose worker died fails with ``plait.WorkerCrashed``,
-  after ``retries`` re-runs and after its chunk's other items ran again one by one, so
-  that only the item that crashed fails (as in the local pool);
+* the **result thread** submits what callers queued (whatever gathered meanwhile goes in
+  one engine call: ``map`` queues chunk by chunk) and collects finished engine tasks (the
+  engine's watcher finds them in waves, :mod:`._waves`; finished ones wait about as long
+  as one fetch takes, to share it), decodes their replies and delivers them to their sinks
+  (callbacks run there, as in the local pool). It fails tasks past their ``task_timeout``
+  and cancels their engine futures. A task whose worker died fails with
+  ``plait.WorkerCrashed``, after ``retries`` re-runs and after its chunk's other items ran
+  again one by one, so that only the item that crashed fails (as in the local pool);
 * the **input thread** reads ``imap`` inputs (the same loop as the local pool's).
 
 At most ``window`` tasks are in the engine at once (the rest wait in ``pending``, so a
@@ -36,13 +36,15 @@ from plait.pool._protocol import CLOSE, HEADER, KIND_CALL, RUN, TERMINATE, subse
 from plait.pool._tasks import FutureSink, Sink, Task, all_failed
 from plait.pool.backends._crossing import cluster_dumps
 from plait.pool.backends._run import decode_reply
+from plait.pool.backends._waves import WaveWatcher
 
 __all__ = ["Outcome", "RemoteEngine"]
 
 log = logging.getLogger("plait.pool")
 
 # What became of an engine task: ("ok", reply bytes), ("crashed", the engine's error),
-# ("failed", an error), or ("cancelled", None).
+# ("failed", an error), ("cancelled", None), or ("running", None): seen finished, its
+# result was lost with its worker since, and the engine computes it again.
 Outcome = tuple[str, Any]
 
 BATCH = 512  # results fetched in one engine call at most
@@ -56,6 +58,7 @@ class RemoteEngine(EngineBase):
     """The engine-neutral half of a cluster engine (see the module docstring)."""
 
     backend = "cluster"
+    watcher: WaveWatcher  # the engine's: finds finished engine tasks (:mod:`._waves`)
 
     def __init__(self, processes: int) -> None:
         self.init_queue()
@@ -108,10 +111,6 @@ class RemoteEngine(EngineBase):
     def _shutdown_engine(self) -> None:
         """Disconnect; stop the cluster if this pool started it."""
         raise NotImplementedError
-
-    def finished(self, task: Task) -> None:
-        """An engine task ended (its done-callback): the result thread takes it from here."""
-        self.finished_many([task])
 
     def finished_many(self, tasks: list[Task]) -> None:
         """Engine tasks ended (found together): the result thread takes them from here.
@@ -280,6 +279,12 @@ class RemoteEngine(EngineBase):
             self.deliver(task, task.indices, *all_failed(len(task.indices), error))
 
     def _settle(self, task: Task, status: str, value: Any) -> None:
+        if status == "running":
+            with self.lock:
+                watched = self.inflight.get(task.id) is task
+            if watched:
+                self.watcher.add([task])  # found again when the engine has run it again
+            return
         if not self._take(task):
             return  # cancelled or timed out meanwhile
         if status == "ok":
