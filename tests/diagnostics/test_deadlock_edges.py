@@ -32,12 +32,12 @@ def debug_mode() -> Iterator[None]:
         plait.debug(was)
 
 
-def _python(program: str) -> subprocess.CompletedProcess[str]:
+def _python(program: str, *args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(PROGRAMS / program)],
+        [sys.executable, str(PROGRAMS / program), *args],
         capture_output=True,
         text=True,
-        timeout=20,
+        timeout=timeout,
         stdin=subprocess.DEVNULL,
         check=False,
     )
@@ -337,14 +337,7 @@ def test_two_processes_closing_one_cycle_at_the_same_moment_raise_once(tmp_path:
     # A test hook holds each side's check until the other's has started too, so each walk
     # passes a strand still checking: only the one with the smaller key raises; the other
     # walks again after it and then takes both locks (both raised before the fix).
-    done = subprocess.run(
-        [sys.executable, str(PROGRAMS / "xproc_deadlock_same_moment.py"), str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=40,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
+    done = _python("xproc_deadlock_same_moment.py", str(tmp_path), timeout=40)
     out = done.stdout
     assert done.returncode == 0, out + done.stderr
     assert "never met" not in out, out
@@ -362,14 +355,7 @@ def test_a_strand_cancelled_while_it_lets_a_rival_close_the_cycle_first_ends_at_
     # other; its cancel scope is cancelled as it defers, while the other holds its verdict
     # back until it has seen the cancellation: the deferral must be a park that the scope's
     # cancel() ends (a plain sleep loop kept deferring, then raised DeadlockError too).
-    done = subprocess.run(
-        [sys.executable, str(PROGRAMS / "xproc_deadlock_cancel_while_deferring.py"), str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=40,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
+    done = _python("xproc_deadlock_cancel_while_deferring.py", str(tmp_path), timeout=40)
     out = done.stdout
     assert done.returncode == 0, out + done.stderr
     assert "never met" not in out and "still deferring" not in out, out

@@ -10,9 +10,8 @@ import time
 import plait
 from plait._sync import _robust
 from plait.diagnostics import _xquery
+from xproc_deadlock_same_moment import main
 
-first = plait.Lock()
-second = plait.Lock()
 
 
 def mark(where, name, what, text=""):
@@ -77,12 +76,4 @@ def side(name, other_name, mine, theirs, both, where):
 
 
 if __name__ == "__main__":
-    where = sys.argv[1]
-    both = plait.Barrier(2)
-    child = plait.Process(
-        target=side, args=("child", "parent", second, first, both, where), daemon=True
-    )
-    child.start()
-    side("parent", "child", first, second, both, where)
-    child.join(30)
-    sys.exit(child.exitcode)
+    main(side)

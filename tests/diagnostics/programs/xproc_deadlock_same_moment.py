@@ -47,7 +47,9 @@ def side(name, other_name, mine, theirs, both, where):
             print(name, "raised, links:", len(exc.cycle), flush=True)
 
 
-if __name__ == "__main__":
+def main(side):
+    """Run ``side`` in this process and in a child, each holding one lock and then
+    waiting for the other's (the directory to meet in is the first argument)."""
     where = sys.argv[1]
     both = plait.Barrier(2)
     child = plait.Process(
@@ -57,3 +59,7 @@ if __name__ == "__main__":
     side("parent", "child", first, second, both, where)
     child.join(30)
     sys.exit(child.exitcode)
+
+
+if __name__ == "__main__":
+    main(side)
