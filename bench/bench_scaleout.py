@@ -46,20 +46,14 @@ def tiny(x: Any) -> Any:
 
 
 def _dask_cases(n: int, repeat: int) -> tuple[dict[str, list[float]], Any]:
-    from distributed import Client, LocalCluster, as_completed
+    from distributed import Client, as_completed
 
     import bench_scaleout as t  # the workers import it by this name
     from plait import Pool
+    from plait.pool.backends._dask import local_cluster
 
     data = list(range(n))
-    cluster = LocalCluster(
-        n_workers=WORKERS,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=None,
-        scheduler_kwargs={"dashboard_address": ":0"},  # its HTTP server: any free port
-        silence_logs=logging.ERROR,
-    )
+    cluster = local_cluster(WORKERS)  # the cluster plait.Pool(backend="dask") starts
     try:
         client = Client(cluster, set_as_default=False)
         pool = Pool(backend="dask", address=cluster.scheduler_address)

@@ -33,12 +33,11 @@ import pytest
 pytest.importorskip("distributed", reason="the Dask backend needs 'distributed' (plait[dask])")
 
 import clusterhelpers as ch
-import dask
-from distributed import LocalCluster
 
 import plait
 from plait import Pool
 from plait._ipc.serialize import RemoteTraceback
+from plait.pool.backends._dask import local_cluster
 
 _cluster_pids: set[int] = set()
 
@@ -56,15 +55,7 @@ class Cluster:
 
 
 def _dask_cluster() -> Iterator[Cluster]:
-    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
-        cluster = LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-            scheduler_kwargs={"dashboard_address": ":0"},  # its HTTP server: any free port
-            silence_logs=logging.ERROR,
-        )
+    cluster = local_cluster(2)  # as the pool starts one
     try:
         yield Cluster("dask", cluster.scheduler_address)
     finally:

@@ -53,13 +53,34 @@ def _local_processes() -> int:
         return os.cpu_count() or 1
 
 
+def local_cluster(workers: int) -> Any:
+    """A ``distributed.LocalCluster`` of ``workers`` worker processes (one thread each) as
+    plait runs one: a task whose worker dies fails at once (plait's ``retries=`` decides),
+    and its HTTP servers take any free port."""
+    dask: Any = importlib.import_module("dask")
+    distributed: Any = importlib.import_module("distributed")
+    config = {
+        "distributed.scheduler.allowed-failures": 0,
+        "distributed.scheduler.worker-saturation": 1.0,
+    }
+    with dask.config.set(config):
+        return distributed.LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            scheduler_kwargs={"dashboard_address": ":0"},
+            scheduler_port=0,
+            silence_logs=logging.ERROR,
+        )
+
+
 class DaskEngine(RemoteEngine):
     """Tasks as Dask futures: ``client.map(run_payload, payloads)``; see the module."""
 
     backend = "dask"
 
     def __init__(self, processes: int | None, address: str | None, connect_timeout: float) -> None:
-        dask: Any = importlib.import_module("dask")
         distributed: Any = importlib.import_module("distributed")
 
         self.cluster: Any = None
@@ -70,22 +91,7 @@ class DaskEngine(RemoteEngine):
         self.hooked: set[str] = set()  # keys of the futures that carry that callback
         self.watcher = WaveWatcher("plait-pool-dask-watch", self._wave, self.finished_many)
         if address is None:
-            n = processes or _local_processes()
-            with dask.config.set(
-                {
-                    "distributed.scheduler.allowed-failures": 0,
-                    "distributed.scheduler.worker-saturation": 1.0,
-                }
-            ):
-                self.cluster = distributed.LocalCluster(
-                    n_workers=n,
-                    threads_per_worker=1,
-                    processes=True,
-                    dashboard_address=None,
-                    scheduler_kwargs={"dashboard_address": ":0"},  # its HTTP server: any free port
-                    scheduler_port=0,
-                    silence_logs=logging.ERROR,
-                )
+            self.cluster = local_cluster(processes or _local_processes())
             try:
                 self.client = distributed.Client(
                     self.cluster, timeout=connect_timeout, set_as_default=False
