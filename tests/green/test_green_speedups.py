@@ -91,19 +91,26 @@ def _python_calls_during(fn: Any) -> set[str]:
     return calls
 
 
-@needs_speedups
-def test_the_wake_up_the_hub_and_the_untimed_wait_run_no_python_code() -> None:
-    a, b = plait.Queue(), plait.Queue()
+def _ping_pong(rounds: int) -> tuple[Any, Any]:
+    """Two green strand bodies that pass a number back and forth over two queues."""
+    a: plait.Queue[int] = plait.Queue()
+    b: plait.Queue[int] = plait.Queue()
 
     def ping() -> None:
-        for i in range(50):
+        for i in range(rounds):
             a.put(i)
             b.get()
 
     def pong() -> None:
-        for _ in range(50):
+        for _ in range(rounds):
             b.put(a.get())
 
+    return ping, pong
+
+
+@needs_speedups
+def test_the_wake_up_the_hub_and_the_untimed_wait_run_no_python_code() -> None:
+    ping, pong = _ping_pong(50)
     calls = _python_calls_during(lambda: in_group(ping, pong))
     assert f"{__name__}:ping" in calls and f"{__name__}:pong" in calls  # (the profiler saw them)
     python_step = {f"plait._core.green:{name}" for name in ("set_result", "wake", "_hub", "_run")}
@@ -136,17 +143,7 @@ def test_a_green_wait_on_a_queue_skips_the_deadlock_check_once_it_is_known_to_ha
         seen.append((type(waiter.on).__name__, type(waiter.fut).__name__))
         _waitfor.check(waiter)
 
-    a, b = plait.Queue(), plait.Queue()
-
-    def ping() -> None:
-        for i in range(20):
-            a.put(i)
-            b.get()
-
-    def pong() -> None:
-        for _ in range(20):
-            b.put(a.get())
-
+    ping, pong = _ping_pong(20)
     old = park_checks.untimed
     park_checks.untimed = spy
     try:
