@@ -97,9 +97,24 @@ call_entry(PyObject *fn, PyObject *self)
 
 /* -- Mutex ---------------------------------------------------------------------------- */
 
+/* On Linux the mutex is a POSIX semaphore of its own (1: free): its try-lock is one atomic
+ * operation, where PyThread_acquire_lock_timed(lock, 0, 0) also reads the monotonic clock on
+ * every call (CPython 3.11-3.12, for a deadline it does not use) -- twice per item on a
+ * queue's fast paths. Elsewhere it is a PyThread lock. */
+#if defined(__linux__)
+#include <semaphore.h>
+#include <errno.h>
+#define MUTEX_SEM 1
+#endif
+
 typedef struct {
     PyObject_HEAD
+#ifdef MUTEX_SEM
+    sem_t sem;
+#else
     PyThread_type_lock lock;
+#endif
+    char ready; /* the lock was made (dealloc frees it) */
     char locked;
     PyObject *weakreflist;
 } MutexObject;
@@ -116,12 +131,20 @@ mutex_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     MutexObject *self = (MutexObject *)type->tp_alloc(type, 0);
     if (self == NULL)
         return NULL;
+#ifdef MUTEX_SEM
+    if (sem_init(&self->sem, 0, 1) != 0) {
+        Py_DECREF(self);
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+#else
     self->lock = PyThread_allocate_lock();
     if (self->lock == NULL) {
         Py_DECREF(self);
         PyErr_SetString(PyExc_MemoryError, "cannot allocate a lock");
         return NULL;
     }
+#endif
+    self->ready = 1;
     return (PyObject *)self;
 }
 
@@ -130,10 +153,14 @@ mutex_dealloc(MutexObject *self)
 {
     if (self->weakreflist != NULL)
         PyObject_ClearWeakRefs((PyObject *)self);
-    if (self->lock != NULL) {
+    if (self->ready) {
+#ifdef MUTEX_SEM
+        sem_destroy(&self->sem);
+#else
         if (self->locked)
             PyThread_release_lock(self->lock);
         PyThread_free_lock(self->lock);
+#endif
     }
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
@@ -141,7 +168,11 @@ mutex_dealloc(MutexObject *self)
 static inline int
 mutex_try(MutexObject *m)
 {
+#ifdef MUTEX_SEM
+    if (sem_trywait(&m->sem) == 0) {
+#else
     if (PyThread_acquire_lock_timed(m->lock, 0, 0) == PY_LOCK_ACQUIRED) {
+#endif
         m->locked = 1;
         return 1;
     }
@@ -152,8 +183,51 @@ static inline void
 mutex_unlock(MutexObject *m)
 {
     m->locked = 0;
+#ifdef MUTEX_SEM
+    sem_post(&m->sem);
+#else
     PyThread_release_lock(m->lock);
+#endif
 }
+
+#ifdef MUTEX_SEM
+/* Wait for the semaphore (the GIL released by the caller): us < 0 for good, else at most us
+ * microseconds (a signal's EINTR only retries). 1: taken; 0: timed out. */
+static int
+sem_take(sem_t *sem, long long us)
+{
+    if (us < 0) {
+        while (sem_wait(sem) != 0)
+            if (errno != EINTR)
+                return 0;
+        return 1;
+    }
+    struct timespec end;
+#if defined(__GLIBC__) && __GLIBC_PREREQ(2, 30)
+    clockid_t clock = CLOCK_MONOTONIC;
+#else
+    clockid_t clock = CLOCK_REALTIME;
+#endif
+    clock_gettime(clock, &end);
+    end.tv_sec += (time_t)(us / 1000000);
+    end.tv_nsec += (long)(us % 1000000) * 1000;
+    if (end.tv_nsec >= 1000000000L) {
+        end.tv_sec += 1;
+        end.tv_nsec -= 1000000000L;
+    }
+    for (;;) {
+#if defined(__GLIBC__) && __GLIBC_PREREQ(2, 30)
+        int rc = sem_clockwait(sem, clock, &end);
+#else
+        int rc = sem_timedwait(sem, &end);
+#endif
+        if (rc == 0)
+            return 1;
+        if (errno != EINTR)
+            return 0;
+    }
+}
+#endif
 
 /* Blocks with the GIL released. Held only for short critical sections, so the wait is not
  * interruptible by signals (as a C-level mutex, unlike threading.Lock). */
@@ -164,11 +238,15 @@ mutex_lock(MutexObject *m, long long us)
         return 1;
     if (us == 0)
         return 0;
-    PyLockStatus r;
+    int got;
     Py_BEGIN_ALLOW_THREADS
-    r = PyThread_acquire_lock_timed(m->lock, us, 0);
+#ifdef MUTEX_SEM
+    got = sem_take(&m->sem, us);
+#else
+    got = PyThread_acquire_lock_timed(m->lock, us, 0) == PY_LOCK_ACQUIRED;
+#endif
     Py_END_ALLOW_THREADS
-    if (r == PY_LOCK_ACQUIRED) {
+    if (got) {
         m->locked = 1;
         return 1;
     }
@@ -950,6 +1028,50 @@ call_locked(CoreObject *self, PyObject *fn, PyObject *item, PyObject *block, PyO
     return PyObject_Vectorcall(fn, a, 3, NULL);
 }
 
+/* The blocking, untimed get of a thread or a green strand (configure_wait()): parking.park
+ * and Queue._got, and the WaitQueue's method that queues a green strand's waiter in C. */
+static PyObject *fn_park = NULL, *fn_got = NULL, *str_enqueue_current = NULL;
+
+/* _get_locked's plain wait on an empty queue, with no Python frame of the queue's own:
+ * queue a waiter of the calling strand (WaitQueue.enqueue_current, under the mutex), park
+ * it (parking.park: timeouts, cancel scopes, the deadlock check and instruments as ever),
+ * then take the item kept for it (woken_getter), else let Queue._got decide. The item (new
+ * reference); NULL with no error: declined, nothing changed (the Python code takes over). */
+static PyObject *
+wait_get(CoreObject *self)
+{
+    if (fn_park == NULL || hooks_active() || !usable(self) || self->limit < 0)
+        return NULL;
+    MutexObject *m = (MutexObject *)self->mutex;
+    mutex_lock(m, -1);
+    Py_ssize_t n = PyObject_Length(self->queue);
+    if (n < 0 || n > self->ready || self->limit < 0) { /* (an item came: the usual way) */
+        mutex_unlock(m);
+        return NULL;
+    }
+    PyObject *w = PyObject_CallMethodOneArg(self->getters, str_enqueue_current, (PyObject *)self);
+    mutex_unlock(m);
+    if (w == NULL)
+        return NULL;
+    if (self->undo_get == NULL && (self->undo_get = PyMethod_New(fn_undo_get, (PyObject *)self)) == NULL) {
+        PyErr_WriteUnraisable((PyObject *)self); /* (out of memory: parked with no undo) */
+    }
+    PyObject *park_args[3] = {w, Py_None, self->undo_get ? self->undo_get : Py_None};
+    PyObject *woken = PyObject_Vectorcall(fn_park, park_args, 3, NULL);
+    PyObject *item = NULL;
+    if (woken != NULL) {
+        if (woken == Py_True)
+            item = woken_getter(self, w);
+        if (item == NULL && !PyErr_Occurred()) {
+            PyObject *got_args[3] = {(PyObject *)self, woken, w};
+            item = PyObject_Vectorcall(fn_got, got_args, 3, NULL);
+        }
+        Py_DECREF(woken);
+    }
+    Py_DECREF(w);
+    return item;
+}
+
 static PyObject *
 core_put(CoreObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
@@ -993,6 +1115,10 @@ core_get(CoreObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kw
         PyObject *item = fast_get(self, 0);
         if (item != NULL || PyErr_Occurred())
             return item;
+        if (block == Py_True && (item = wait_get(self)) != NULL)
+            return item;
+        if (PyErr_Occurred())
+            return NULL;
     }
     return call_locked(self, fn_get_locked, NULL, block, timeout);
 }
@@ -2202,6 +2328,49 @@ configure(PyObject *module, PyObject *args, PyObject *kwargs)
     Py_RETURN_NONE;
 }
 
+/* methods_for(cls): QueueCore's methods again, as method descriptors of ``cls`` (Queue). A
+ * call through a C method descriptor takes CPython's quick path only when the instance's
+ * type is exactly the descriptor's class, which a Queue never is for QueueCore's own: every
+ * put/get then goes the generic way (a subtype check per call). */
+static PyObject *
+methods_for(PyObject *module, PyObject *cls)
+{
+    if (!PyType_Check(cls) || !PyType_IsSubtype((PyTypeObject *)cls, &CoreType)) {
+        PyErr_SetString(PyExc_TypeError, "methods_for(cls): cls must subclass QueueCore");
+        return NULL;
+    }
+    PyObject *methods = PyDict_New();
+    if (methods == NULL)
+        return NULL;
+    for (PyMethodDef *def = core_methods; def->ml_name != NULL; def++) {
+        PyObject *descr = PyDescr_NewMethod((PyTypeObject *)cls, def);
+        if (descr == NULL || PyDict_SetItemString(methods, def->ml_name, descr) < 0) {
+            Py_XDECREF(descr);
+            Py_DECREF(methods);
+            return NULL;
+        }
+        Py_DECREF(descr);
+    }
+    return methods;
+}
+
+/* configure_wait(park, got): parking.park and Queue._got, for wait_get(). Called once the
+ * queue is configured (plait/_channels/_queue_speedups.py); until then, no such wait. */
+static PyObject *
+configure_wait(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyCallable_Check(args[0]) || !PyCallable_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "configure_wait(park, got)");
+        return NULL;
+    }
+    if (str_enqueue_current == NULL &&
+        (str_enqueue_current = PyUnicode_InternFromString("enqueue_current")) == NULL)
+        return NULL;
+    Py_XSETREF(fn_got, Py_NewRef(args[1]));
+    Py_XSETREF(fn_park, Py_NewRef(args[0])); /* last: wait_get() runs once it is set */
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef module_methods[] = {
     {"configure", (PyCFunction)(void (*)(void))configure, METH_VARARGS | METH_KEYWORDS,
      "configure(**kernel): the kernel's classes and objects the fast paths work with\n"
@@ -2209,6 +2378,10 @@ static PyMethodDef module_methods[] = {
      "get_running_loop, RESERVED, QUEUED, WOKEN, CANCELLED) and entry, the Python slow\n"
      "paths by name. Raises if any is missing or not what the fast paths expect; until it\n"
      "succeeds, no fast path is taken."},
+    {"methods_for", (PyCFunction)methods_for, METH_O,
+     "methods_for(cls): QueueCore's methods as cls's own (CPython's quick call path)."},
+    {"configure_wait", (PyCFunction)(void (*)(void))configure_wait, METH_FASTCALL,
+     "configure_wait(park, got): parking.park and Queue._got, for a blocking get's wait."},
     {NULL, NULL, 0, NULL},
 };
 

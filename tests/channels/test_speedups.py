@@ -342,6 +342,15 @@ def test_mutex_has_the_lock_api() -> None:
     m.release()  # (another thread may release it, as with threading.Lock)
     t.join(5)
     assert released.is_set()
+    # A timed acquire in another thread takes it once released (blocked first or not).
+    m.acquire()
+    got: list[bool] = []
+    t = threading.Thread(target=lambda: got.append(m.acquire(timeout=30)))
+    t.start()
+    m.release()
+    t.join(30)
+    assert got == [True] and m.locked()
+    m.release()
 
 
 def test_a_shared_queue_puts_and_gets_through_the_c_port() -> None:

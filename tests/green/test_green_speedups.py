@@ -91,24 +91,35 @@ def _python_calls_during(fn: Any) -> set[str]:
     return calls
 
 
-@needs_speedups
-def test_the_wake_up_the_hub_and_the_untimed_wait_run_no_python_code() -> None:
-    a, b = plait.Queue(), plait.Queue()
+def _ping_pong(rounds: int) -> tuple[Any, Any]:
+    """Two green strand bodies that pass a number back and forth over two queues."""
+    a: plait.Queue[int] = plait.Queue()
+    b: plait.Queue[int] = plait.Queue()
 
     def ping() -> None:
-        for i in range(50):
+        for i in range(rounds):
             a.put(i)
             b.get()
 
     def pong() -> None:
-        for _ in range(50):
+        for _ in range(rounds):
             b.put(a.get())
 
+    return ping, pong
+
+
+@needs_speedups
+def test_the_wake_up_the_hub_and_the_untimed_wait_run_no_python_code() -> None:
+    ping, pong = _ping_pong(50)
     calls = _python_calls_during(lambda: in_group(ping, pong))
-    assert "plait._core.parking:park" in calls  # (the profiler saw the strands wait)
+    assert f"{__name__}:ping" in calls and f"{__name__}:pong" in calls  # (the profiler saw them)
     python_step = {f"plait._core.green:{name}" for name in ("set_result", "wake", "_hub", "_run")}
     python_step.add("plait._core.parking:_green_park")  # (the untimed wait: all in C)
-    assert not calls & python_step
+    python_step.add("plait._core.parking:park")  # (parking.park's choice, made in C)
+    # The queue's blocking get waits in C: no Python slow path on the way.
+    python_step |= {f"plait._channels._queue:{name}" for name in ("_get_locked", "_got")}
+    python_step.add("plait._channels._queue:_take_kept")
+    assert not calls & python_step, calls & python_step
     # A green strand's waiter is queued in C too: the C method (over the Python one, which
     # it hands every other caller's wait) is in place once a green strand has started.
     from plait._core import parking
@@ -116,6 +127,33 @@ def test_the_wake_up_the_hub_and_the_untimed_wait_run_no_python_code() -> None:
     method = parking.WaitQueue.__dict__["enqueue_current"]
     assert method is not parking.python_enqueue_current
     assert method.__objclass__ is parking.WaitQueue  # (a C method descriptor of the class)
+
+
+@needs_speedups
+def test_a_green_wait_on_a_queue_skips_the_deadlock_check_once_it_is_known_to_have_none() -> None:
+    """The detector's check looks at nothing for a green strand's wait on a queue (no owner,
+    no thread asleep): after the first such wait it lists the type in ``green_free`` and the
+    C park calls it no more; a coroutine's wait (the group's join) still goes to it."""
+    from plait._core.parking import park_checks
+    from plait.diagnostics import _waitfor
+
+    seen: list[tuple[str, str]] = []
+
+    def spy(waiter: Any) -> None:
+        seen.append((type(waiter.on).__name__, type(waiter.fut).__name__))
+        _waitfor.check(waiter)
+
+    ping, pong = _ping_pong(20)
+    old = park_checks.untimed
+    park_checks.untimed = spy
+    try:
+        in_group(ping, pong)
+        assert plait.Queue in park_checks.green_free
+        seen.clear()
+        in_group(ping, pong)
+    finally:
+        park_checks.untimed = old
+    assert seen and all(on != "Queue" for on, _ in seen), seen  # (the group's join: checked)
 
 
 @needs_speedups

@@ -361,7 +361,7 @@ class Queue(Core, Generic[T]):
             raise Full
         if is_async:
             return _async_waiter(self._putters, self), None
-        return self._putters.enqueue_current(on=self), None
+        return self._putters.enqueue_current(self), None
 
     def _put_nowait(self, item: T) -> None:
         """Put ``item`` if there is room now, else raise :class:`Full`."""
@@ -447,7 +447,7 @@ class Queue(Core, Generic[T]):
                     return item  # type: ignore[no-any-return]
                 w = self._offer_slot() if self._putters._count else None
             elif timeout is None and block and self._limit >= 0:
-                waiter = self._getters.enqueue_current(on=self)
+                waiter = self._getters.enqueue_current(self)
             else:
                 waiter = _SLOW
         finally:
@@ -497,7 +497,7 @@ class Queue(Core, Generic[T]):
             raise Empty
         if is_async:
             return False, _async_waiter(self._getters, self), None
-        return False, self._getters.enqueue_current(on=self), None
+        return False, self._getters.enqueue_current(self), None
 
     def _get_nowait(self) -> T:
         """Take an item if one is queued now, else raise :class:`Empty`."""
@@ -580,7 +580,7 @@ class Queue(Core, Generic[T]):
         with self.mutex:
             if self._unfinished == 0:
                 return
-            waiter = self._joiners.enqueue_current(on=self)
+            waiter = self._joiners.enqueue_current(self)
         park(waiter, None)
         if waiter.value is MIGRATED:
             self._backend().join()

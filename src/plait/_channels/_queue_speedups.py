@@ -66,7 +66,7 @@ def configure_speedups(Queue: type) -> None:
     Called at import, unguarded: a renamed slot, method or strand field raises there, so the
     accelerator is never silently off nor calling into something that is gone.
     """
-    from plait._core.parking import QUEUED
+    from plait._core.parking import QUEUED, park_any
     from plait._core.strands import Strand
 
     if getattr(_speedups, "SEAM", None) != SEAM:
@@ -96,6 +96,14 @@ def configure_speedups(Queue: type) -> None:
         CANCELLED=CANCELLED,
         entry={name: Queue.__dict__[name] for name in ENTRY_POINTS},
     )
+    # QueueCore's C methods again as Queue's own: CPython's quick call of a C method wants
+    # the instance's exact type to be the method's class, which a Queue never is for
+    # QueueCore's (every put and get would pay a subtype check through the generic call).
+    for name, method in _speedups.methods_for(Queue).items():
+        if name not in Queue.__dict__:
+            setattr(Queue, name, method)
+    # A blocking get's plain wait (a thread's or a green strand's) in C: park, then _got.
+    _speedups.configure_wait(park_any, Queue.__dict__["_got"])
 
 
 SEAM = 2  # the version of the seam, as _speedups.c's SEAM_VERSION

@@ -735,20 +735,33 @@ done:
 
 /* WaitQueue.enqueue_current(on, data=None), installed over the Python method once a green
  * strand has started (enqueue_current_for()): a green strand's waiter is made here, with no
- * Python frame; every other caller -- a thread, a coroutine's blocking call, keywords --
+ * Python frame (`on` and `data` by position or keyword); every other caller -- a thread, a
+ * coroutine's blocking call, a wrong argument --
  * goes on to the Python method (py_enqueue_current), unchanged. */
 static PyObject *py_enqueue_current = NULL;
 
 static PyObject *
 wq_enqueue_current(PyObject *queue, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
-    if (kwnames == NULL && (nargs == 1 || nargs == 2) && waiter_type != NULL &&
-        green_type != NULL) {
+    /* (on, data=None), positional or by keyword */
+    PyObject *on = nargs > 0 ? args[0] : NULL, *data = nargs > 1 ? args[1] : NULL;
+    int plain = nargs <= 2;
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    for (Py_ssize_t i = 0; plain && i < nkw; i++) {
+        PyObject *name = PyTuple_GET_ITEM(kwnames, i);
+        if (on == NULL && PyUnicode_CompareWithASCIIString(name, "on") == 0)
+            on = args[nargs + i];
+        else if (data == NULL && PyUnicode_CompareWithASCIIString(name, "data") == 0)
+            data = args[nargs + i];
+        else
+            plain = 0; /* (the Python method says what is wrong) */
+    }
+    if (plain && on != NULL && waiter_type != NULL && green_type != NULL) {
         PyObject *g = have_capi ? capi.getcurrent() : PyObject_CallNoArgs(getcurrent);
         if (g == NULL)
             return NULL;
         if ((PyObject *)Py_TYPE(g) == green_type) {
-            PyObject *a[4] = {queue, g, args[0], nargs == 2 ? args[1] : Py_None};
+            PyObject *a[4] = {queue, g, on, data != NULL ? data : Py_None};
             PyObject *waiter = enqueue(NULL, a, 4);
             Py_DECREF(g);
             return waiter;
@@ -759,7 +772,6 @@ wq_enqueue_current(PyObject *queue, PyObject *const *args, Py_ssize_t nargs, PyO
         PyErr_SetString(PyExc_RuntimeError, "enqueue_current_for() was not called");
         return NULL;
     }
-    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
     PyObject *small[8], **all = small;
     if (nargs + nkw + 1 > 8 && (all = PyMem_New(PyObject *, nargs + nkw + 1)) == NULL)
         return PyErr_NoMemory();
@@ -800,6 +812,31 @@ mark(PyObject *strand, PyObject *state, PyObject *on, PyObject *waiter)
     return 0;
 }
 
+/* parking.park itself and its park_checks (configure_python_park()): for park_any(), and
+ * the check's ``green_free`` types. */
+static PyObject *py_park = NULL, *park_checks = NULL, *str_green_free = NULL,
+    *str_cancel_scopes = NULL;
+
+/* Whether the waiter's object is of a type on which the check has nothing to look at for a
+ * green strand's wait (ParkChecks.green_free, which the check fills in): 1, 0, -1 error. */
+static int
+needs_no_check(PyObject *waiter)
+{
+    if (park_checks == NULL)
+        return 0;
+    PyObject *free = PyObject_GetAttr(park_checks, str_green_free);
+    if (free == NULL)
+        return -1;
+    int skip = 0;
+    if (PyAnySet_Check(free) && PySet_GET_SIZE(free) > 0) {
+        PyObject *on = descr_get(waiter_descr[W_ON], waiter);
+        skip = on == NULL ? -1 : PySet_Contains(free, (PyObject *)Py_TYPE(on));
+        Py_XDECREF(on);
+    }
+    Py_DECREF(free);
+    return skip;
+}
+
 /* park(waiter, check, undo): parking.park for the untimed, unscoped wait of a green strand
  * whose waiter enqueue() made (park() chose it: no timeout, no cancel scope, no
  * instruments): check(waiter) unless None, mark the strand parked, switch to the hub until
@@ -818,8 +855,11 @@ park(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyObject *waiter = args[0], *check = args[1], *undo = args[2];
     PyObject *strand = NULL, *on = NULL, *fut = NULL, *out = NULL, *result = NULL;
     if (check != Py_None) {
-        PyObject *r = PyObject_CallOneArg(check, waiter); /* may raise (a deadlock) */
-        if (r == NULL)
+        int skip = needs_no_check(waiter);
+        if (skip < 0)
+            return NULL;
+        PyObject *r = skip ? Py_NewRef(Py_None) : PyObject_CallOneArg(check, waiter);
+        if (r == NULL) /* (the check may raise: a deadlock) */
             return NULL;
         Py_DECREF(r);
     }
@@ -894,6 +934,61 @@ done:
     Py_XDECREF(on);
     Py_XDECREF(fut);
     return result;
+}
+
+/* park_any(waiter, timeout, undo): parking.park for every waiter, with no Python frame for
+ * the wait park() takes (a green strand's, untimed, outside any cancel scope, no instrument
+ * installed: as parking.park's own choice); every other wait goes on to parking.park. */
+static PyObject *
+park_any(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    if (py_park == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "configure_python_park() was not called");
+        return NULL;
+    }
+    if (nargs == 3 && kwnames == NULL && args[1] == Py_None && green_type != NULL &&
+        waiter_type != NULL && Py_IS_TYPE(args[0], waiter_type)) {
+        PyObject *fut = descr_get(waiter_descr[W_FUT], args[0]);
+        if (fut == NULL)
+            return NULL;
+        int green = Py_IS_TYPE(fut, &Resume_Type);
+        Py_DECREF(fut);
+        if (green) {
+            PyObject *strand = descr_get(waiter_descr[W_STRAND], args[0]);
+            PyObject *scopes = strand ? PyObject_GetAttr(strand, str_cancel_scopes) : NULL;
+            PyObject *active = scopes ? PyObject_GetAttr(park_hooks, str_active) : NULL;
+            int scoped = active ? PyObject_IsTrue(scopes) : -1;
+            int watched = scoped == 0 ? PyObject_IsTrue(active) : -1;
+            Py_XDECREF(strand);
+            Py_XDECREF(scopes);
+            Py_XDECREF(active);
+            if (watched < 0 && PyErr_Occurred())
+                return NULL;
+            if (scoped == 0 && watched == 0) {
+                PyObject *check = PyObject_GetAttrString(park_checks, "untimed");
+                if (check == NULL)
+                    return NULL;
+                PyObject *a[3] = {args[0], check, args[2]};
+                PyObject *r = park(module, a, 3);
+                Py_DECREF(check);
+                return r;
+            }
+        }
+    }
+    return PyObject_Vectorcall(py_park, args, nargs, kwnames);
+}
+
+/* configure_python_park(park, checks): parking.park and parking.park_checks. */
+static PyObject *
+configure_python_park(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyCallable_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "configure_python_park(park, checks)");
+        return NULL;
+    }
+    Py_XSETREF(park_checks, Py_NewRef(args[1]));
+    Py_XSETREF(py_park, Py_NewRef(args[0]));
+    Py_RETURN_NONE;
 }
 
 static PyObject *
@@ -985,6 +1080,10 @@ static PyMethodDef module_methods[] = {
      "queues a green strand's waiter itself and hands every other call to python_method."},
     {"park", (PyCFunction)(void (*)(void))park, METH_FASTCALL,
      "park(waiter, check, undo): the untimed, unscoped green wait; whether it was woken."},
+    {"park_any", (PyCFunction)(void (*)(void))park_any, METH_FASTCALL | METH_KEYWORDS,
+     "park_any(waiter, timeout, undo): parking.park, a green strand's plain wait in C."},
+    {"configure_python_park", (PyCFunction)(void (*)(void))configure_python_park,
+     METH_FASTCALL, "configure_python_park(park, checks): parking.park and its park_checks."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1022,6 +1121,8 @@ PyInit__greenpark(void)
     INTERN(str_waiter, "waiter");
     INTERN(str_append, "append");
     INTERN(str_active, "active");
+    INTERN(str_green_free, "green_free");
+    INTERN(str_cancel_scopes, "cancel_scopes");
     if ((int_one = PyLong_FromLong(1)) == NULL || (empty_tuple = PyTuple_New(0)) == NULL)
         return NULL;
     if (PyType_Ready(&Resume_Type) < 0 || PyType_Ready(&Scheduler_Type) < 0)
@@ -1031,7 +1132,7 @@ PyInit__greenpark(void)
         return NULL;
     if (PyModule_AddObjectRef(m, "Resume", (PyObject *)&Resume_Type) < 0 ||
         PyModule_AddObjectRef(m, "Scheduler", (PyObject *)&Scheduler_Type) < 0 ||
-        PyModule_AddIntConstant(m, "SEAM", 4) < 0) {
+        PyModule_AddIntConstant(m, "SEAM", 5) < 0) {
         Py_DECREF(m);
         return NULL;
     }

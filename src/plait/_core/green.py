@@ -76,7 +76,7 @@ if not os.environ.get("PLAIT_NO_SPEEDUPS"):
     except ImportError:  # pragma: no cover - depends on the build
         pass
     else:
-        if _greenpark.SEAM != 4:  # the C types' members, configure*()'s args
+        if _greenpark.SEAM != 5:  # the C types' members, configure*()'s args, park_any
             raise ImportError(
                 f"plait._core._greenpark ({_greenpark.__file__}) was built from another "
                 "version of plait: rebuild it (pip install -e .), or set PLAIT_NO_SPEEDUPS=1"

@@ -60,6 +60,7 @@ __all__ = [
     "note_parked",
     "note_unparked",
     "park",
+    "park_any",
     "park_checks",
     "stand_in",
     "waiter_for",
@@ -91,12 +92,17 @@ class ParkChecks:
     ``untimed(waiter)`` runs on the park slow path only, when a strand is about to park with
     no time limit: it may raise (``DeadlockError``) after taking ``waiter`` out of its queue,
     or return to let the park go ahead. ``None``: no check, one attribute read per park.
+
+    ``green_free``: the types on which ``untimed`` has nothing to look at when the waiter is
+    a green strand's (filled in by the check itself): a green strand's untimed wait on one
+    of them is not handed to it, so a green ping-pong pays no Python call per wait.
     """
 
-    __slots__ = ("untimed",)
+    __slots__ = ("green_free", "untimed")
 
     def __init__(self) -> None:
         self.untimed: Callable[[Waiter], None] | None = None
+        self.green_free: set[type] = set()
 
 
 park_checks = ParkChecks()
@@ -695,3 +701,12 @@ def new_mutex() -> Any:
 
 
 _NO_QUEUE = WaitQueue(new_mutex())  # the queue of waiters that are in none (see waiter_for)
+
+
+# ``park`` for any waiter, with a green strand's plain untimed wait taken in C with no
+# Python frame (the queue's C blocking get parks through it); every other wait goes on to
+# ``park``. Without the accelerator, ``park`` itself.
+park_any: Callable[..., bool] = park
+if _green.GREENPARK is not None:
+    _green.GREENPARK.configure_python_park(park, park_checks)
+    park_any = _green.GREENPARK.park_any

@@ -221,6 +221,8 @@ def _kind_of(cls: type) -> int:
     else:
         kind = _OTHER
     _kinds[cls] = kind
+    if kind in (_OTHER, _ANYONE):  # check() looks at nothing for a green strand's wait on it
+        park_checks.green_free.add(cls)
     return kind
 
 
