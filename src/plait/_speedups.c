@@ -63,6 +63,7 @@ static Py_ssize_t strand_sid = -1;
 #define SLOT_AT(obj, off) (*(PyObject **)((char *)(obj) + (off)))
 static PyObject *current_tasks = NULL;     /* asyncio.tasks._current_tasks */
 static PyObject *by_task = NULL;           /* plait's task -> strand dict */
+static Py_ssize_t strand_loop = -1, strand_kind = -1; /* Strand's slots (configure) */
 static PyObject *self_strand_types = NULL; /* task types that are their own strand */
 static PyObject *get_running_loop = NULL;  /* asyncio._get_running_loop */
 static PyObject *RESERVED = NULL, *QUEUED = NULL, *WOKEN = NULL, *CANCELLED = NULL;
@@ -601,6 +602,25 @@ handoff(CoreObject *self)
     return w;
 }
 
+/* Is the error set asyncio's InvalidStateError (a future that is already done)? */
+static int
+is_invalid_state(void)
+{
+    static PyObject *cls = NULL;
+    if (cls == NULL) {
+        PyObject *et, *ev, *tb;
+        PyErr_Fetch(&et, &ev, &tb);
+        PyObject *m = PyImport_ImportModule("asyncio.exceptions");
+        cls = m ? PyObject_GetAttrString(m, "InvalidStateError") : NULL;
+        Py_XDECREF(m);
+        PyErr_Clear();
+        PyErr_Restore(et, ev, tb);
+        if (cls == NULL)
+            return 0;
+    }
+    return PyErr_ExceptionMatches(cls);
+}
+
 /* _wake(w): on the waiter's own loop thread, resolve its future here; else the Python code
  * (also when an instrument listens: it reports who woke whom). */
 static void
@@ -610,42 +630,36 @@ wake(PyObject *owner, PyObject *w)
         PyObject *fut = SLOT(w, w_fut), *ident = SLOT(w, w_ident);
         if (fut != NULL && fut != Py_None && ident != NULL && PyLong_CheckExact(ident) &&
             PyLong_AsUnsignedLong(ident) == PyThread_get_thread_ident()) {
-            PyObject *done = PyObject_CallMethodNoArgs(fut, str_done);
-            if (done == Py_False) {
-                PyObject *r = PyObject_CallMethodOneArg(fut, str_set_result, Py_None);
-                if (r != NULL) {
-                    Py_DECREF(r);
-                    Py_DECREF(done);
-                    return;
-                }
-                Py_DECREF(done);
-                if (!PyErr_ExceptionMatches(PyExc_RuntimeError)) {
+            /* set_result at once (no done() first): a future already done (cancelled)
+             * refuses with InvalidStateError, and there is nothing to do. */
+            PyObject *r = PyObject_CallMethodOneArg(fut, str_set_result, Py_None);
+            if (r != NULL) {
+                Py_DECREF(r);
+                return;
+            }
+            if (!PyErr_ExceptionMatches(PyExc_RuntimeError)) {
+                if (is_invalid_state())
+                    PyErr_Clear();
+                else
                     PyErr_WriteUnraisable(owner);
-                    return;
-                }
-                /* Its loop is closed: the coroutine never runs again. Give back what it was
-                 * handed rather than lose it -- once (as _wake does). */
-                PyErr_Clear();
-                PyObject *undo = SLOT(w, w_undo), *state = SLOT(w, w_state);
-                if (undo != NULL && undo != Py_None && state != NULL &&
-                    PyObject_RichCompareBool(state, WOKEN, Py_EQ) == 1) {
-                    slot_set(w, w_state, CANCELLED);
-                    Py_INCREF(undo);
-                    PyObject *r2 = PyObject_CallOneArg(undo, SLOT(w, w_value));
-                    Py_DECREF(undo);
-                    if (r2 == NULL)
-                        PyErr_WriteUnraisable(owner);
-                    Py_XDECREF(r2);
-                }
-                PyErr_Clear();
                 return;
             }
-            else if (done == Py_True) {
-                Py_DECREF(done);
-                return;
-            }
-            Py_XDECREF(done);
+            /* Its loop is closed: the coroutine never runs again. Give back what it was
+             * handed rather than lose it -- once (as _wake does). */
             PyErr_Clear();
+            PyObject *undo = SLOT(w, w_undo), *state = SLOT(w, w_state);
+            if (undo != NULL && undo != Py_None && state != NULL &&
+                PyObject_RichCompareBool(state, WOKEN, Py_EQ) == 1) {
+                slot_set(w, w_state, CANCELLED);
+                Py_INCREF(undo);
+                PyObject *r2 = PyObject_CallOneArg(undo, SLOT(w, w_value));
+                Py_DECREF(undo);
+                if (r2 == NULL)
+                    PyErr_WriteUnraisable(owner);
+                Py_XDECREF(r2);
+            }
+            PyErr_Clear();
+            return;
         }
     }
     PyObject *r = PyObject_CallOneArg(wake_fn, w);
@@ -714,33 +728,190 @@ running_loop(void)
 #endif
 }
 
-/* The strand of the running coroutine (new reference), or None if anything is unusual. */
+/* The strand of the running coroutine (new reference), or None if anything is unusual.
+ * ``loop_out`` (if given) gets the running loop (new reference) when the strand is the task
+ * itself (one of self_strand_types: its loop is this loop, its kind "async"), else NULL. */
 static PyObject *
-async_strand(void)
+async_strand_of(PyObject **loop_out)
 {
+    if (loop_out)
+        *loop_out = NULL;
     if (current_tasks == Py_None || by_task == Py_None) /* an asyncio without them */
         Py_RETURN_NONE;
     PyObject *loop = running_loop();
     if (loop == NULL || loop == Py_None)
         return loop;
     PyObject *task = PyDict_GetItemWithError(current_tasks, loop); /* borrowed */
-    Py_DECREF(loop);
     if (task == NULL) {
+        Py_DECREF(loop);
         if (PyErr_Occurred())
             return NULL;
         Py_RETURN_NONE;
     }
     int own = PySet_Contains(self_strand_types, (PyObject *)Py_TYPE(task));
-    if (own < 0)
+    if (own < 0) {
+        Py_DECREF(loop);
         return NULL;
+    }
     PyObject *strand = own ? task : PyDict_GetItemWithError(by_task, task);
     if (strand == NULL) {
+        Py_DECREF(loop);
         if (PyErr_Occurred())
             return NULL;
         Py_RETURN_NONE;
     }
     Py_INCREF(strand);
+    if (own && loop_out)
+        *loop_out = loop;
+    else
+        Py_DECREF(loop);
     return strand;
+}
+
+static PyObject *
+async_strand(void)
+{
+    return async_strand_of(NULL);
+}
+
+/* A strand's wait bookkeeping (state, parked_on, waiter): stored straight into the slots when
+ * its type keeps them as plain object slots and has no __setattr__ of its own (what setattr
+ * would do, without the lookups); else by setattr. The layout is cached for one type, checked
+ * by its version tag (a changed class gets a new tag). */
+static PyTypeObject *note_type = NULL;
+static unsigned int note_tag = 0;
+static Py_ssize_t note_off[3];
+
+static int
+note_layout(PyTypeObject *tp)
+{
+    if (tp->tp_setattro != PyObject_GenericSetAttr)
+        return 0;
+    PyObject *names[3] = {str_state, str_parked_on, str_waiter};
+    Py_ssize_t off[3];
+    for (int i = 0; i < 3; i++) {
+        PyObject *descr = PyObject_GetAttr((PyObject *)tp, names[i]);
+        if (descr == NULL) {
+            PyErr_Clear();
+            return 0;
+        }
+        int ok = PyObject_TypeCheck(descr, &PyMemberDescr_Type);
+        PyMemberDef *def = ok ? ((PyMemberDescrObject *)descr)->d_member : NULL;
+        ok = ok && (def->type == T_OBJECT_EX || def->type == T_OBJECT) &&
+             !(def->flags & READONLY);
+        if (ok)
+            off[i] = def->offset;
+        Py_DECREF(descr);
+        if (!ok)
+            return 0;
+    }
+    if (tp->tp_version_tag == 0)
+        return 0;
+    Py_INCREF(tp);
+    Py_XSETREF(note_type, tp);
+    note_tag = tp->tp_version_tag;
+    memcpy(note_off, off, sizeof off);
+    return 1;
+}
+
+static int
+strand_note(PyObject *strand, PyObject *state, PyObject *on, PyObject *waiter)
+{
+    PyTypeObject *tp = Py_TYPE(strand);
+    if ((tp == note_type && tp->tp_version_tag == note_tag && note_tag != 0) ||
+        note_layout(tp)) {
+        slot_set(strand, note_off[0], state);
+        slot_set(strand, note_off[1], on);
+        slot_set(strand, note_off[2], waiter);
+        return 0;
+    }
+    if (PyObject_SetAttr(strand, str_state, state) < 0 ||
+        PyObject_SetAttr(strand, str_parked_on, on) < 0 ||
+        PyObject_SetAttr(strand, str_waiter, waiter) < 0)
+        return -1;
+    return 0;
+}
+
+/* This thread's ident as an int (new reference), kept for the thread that asked last. */
+static unsigned long ident_of_last = 0;
+static PyObject *ident_last = NULL;
+
+static PyObject *
+thread_ident(void)
+{
+    unsigned long ident = PyThread_get_thread_ident();
+    if (ident_last == NULL || ident != ident_of_last) {
+        PyObject *v = PyLong_FromUnsignedLong(ident);
+        if (v == NULL)
+            return NULL;
+        Py_XSETREF(ident_last, v);
+        ident_of_last = ident;
+    }
+    Py_INCREF(ident_last);
+    return ident_last;
+}
+
+/* loop.create_future(): asyncio's own (BaseEventLoop's) makes ``futures.Future(loop=loop)``;
+ * made here without its Python frame when the loop's class keeps that method (checked once
+ * per class version, as strand_note's layout). Other loops (uvloop) are asked. */
+static PyObject *base_create_future = NULL, *future_cls = NULL, *kw_loop = NULL;
+static PyTypeObject *cf_type = NULL;
+static unsigned int cf_tag = 0;
+static PyGetSetDef *blocking_def = NULL; /* Future._asyncio_future_blocking, if a C getset */
+
+/* fut._asyncio_future_blocking = True (what a Task needs of a yielded future): through the
+ * C Future's own setter when fut is exactly asyncio's Future, else setattr. */
+static int
+set_blocking(PyObject *fut)
+{
+    if (blocking_def != NULL && future_cls != NULL && (PyObject *)Py_TYPE(fut) == future_cls)
+        return blocking_def->set(fut, Py_True, blocking_def->closure);
+    return PyObject_SetAttr(fut, str_blocking, Py_True);
+}
+
+static PyObject *
+new_future(PyObject *loop)
+{
+    PyTypeObject *tp = Py_TYPE(loop);
+    if (!(tp == cf_type && tp->tp_version_tag == cf_tag && cf_tag != 0)) {
+        if (base_create_future == NULL) {
+            PyObject *be = PyImport_ImportModule("asyncio.base_events");
+            PyObject *base = be ? PyObject_GetAttrString(be, "BaseEventLoop") : NULL;
+            PyObject *fn = base ? PyObject_GetAttr(base, str_create_future) : NULL;
+            PyObject *fu = PyImport_ImportModule("asyncio.futures");
+            PyObject *cls = fu ? PyObject_GetAttrString(fu, "Future") : NULL;
+            PyObject *names = PyTuple_Pack(1, str_loop);
+            Py_XDECREF(be);
+            Py_XDECREF(base);
+            Py_XDECREF(fu);
+            if (fn == NULL || cls == NULL || names == NULL) {
+                Py_XDECREF(fn);
+                Py_XDECREF(cls);
+                Py_XDECREF(names);
+                return NULL;
+            }
+            PyObject *d = PyObject_GetAttr(cls, str_blocking);
+            if (d != NULL && Py_IS_TYPE(d, &PyGetSetDescr_Type) &&
+                ((PyGetSetDescrObject *)d)->d_getset->set != NULL)
+                blocking_def = ((PyGetSetDescrObject *)d)->d_getset; /* (cls keeps it alive) */
+            Py_XDECREF(d);
+            PyErr_Clear();
+            base_create_future = fn;
+            future_cls = cls;
+            kw_loop = names;
+        }
+        PyObject *mine = PyObject_GetAttr((PyObject *)tp, str_create_future);
+        if (mine == NULL)
+            return NULL;
+        int same = mine == base_create_future;
+        Py_DECREF(mine);
+        if (!same || tp->tp_version_tag == 0)
+            return PyObject_CallMethodNoArgs(loop, str_create_future);
+        Py_INCREF(tp);
+        Py_XSETREF(cf_type, tp);
+        cf_tag = tp->tp_version_tag;
+    }
+    return PyObject_Vectorcall(future_cls, &loop, 0, kw_loop);
 }
 
 /* Queue._park_getter in C: a plain wait of the running coroutine, parked. A new reference
@@ -750,19 +921,34 @@ park_getter(CoreObject *self)
 {
     if (hooks_active() || waiter_type == NULL || !usable(self) || self->limit < 0)
         Py_RETURN_NONE;
-    PyObject *strand = async_strand();
-    if (strand == NULL || strand == Py_None)
-        return strand;
     PyObject *loop = NULL, *kind = NULL, *fut = NULL, *w = NULL, *ident = NULL;
-    loop = PyObject_GetAttr(strand, str_loop);
-    kind = loop ? PyObject_GetAttr(strand, str_kind) : NULL;
-    if (kind == NULL)
-        goto error;
+    PyObject *strand = async_strand_of(&loop);
+    if (strand == NULL || strand == Py_None) {
+        Py_XDECREF(loop);
+        return strand;
+    }
+    if (loop != NULL) { /* the task is the strand: its loop is the running one, kind async */
+        kind = str_async;
+        Py_INCREF(kind);
+    }
+    else if (Py_IS_TYPE(strand, strand_type) && SLOT(strand, strand_loop) != NULL &&
+             SLOT(strand, strand_kind) != NULL) { /* (the slots, without the lookups) */
+        loop = SLOT(strand, strand_loop);
+        kind = SLOT(strand, strand_kind);
+        Py_INCREF(loop);
+        Py_INCREF(kind);
+    }
+    else {
+        loop = PyObject_GetAttr(strand, str_loop);
+        kind = loop ? PyObject_GetAttr(strand, str_kind) : NULL;
+        if (kind == NULL)
+            goto error;
+    }
     int is_async = PyUnicode_Check(kind) && PyUnicode_Compare(kind, str_async) == 0;
     if (loop == Py_None || !is_async)
         goto decline;
-    fut = PyObject_CallMethodNoArgs(loop, str_create_future);
-    ident = fut ? PyLong_FromUnsignedLong(PyThread_get_thread_ident()) : NULL;
+    fut = new_future(loop);
+    ident = fut ? thread_ident() : NULL;
     if (ident == NULL)
         goto error;
     MutexObject *m = (MutexObject *)self->mutex;
@@ -808,9 +994,7 @@ park_getter(CoreObject *self)
         PyErr_WriteUnraisable((PyObject *)self); /* (out of memory) */
     else
         slot_set(w, w_undo, self->undo_get);
-    if (PyObject_SetAttr(strand, str_state, str_parked) < 0 ||
-        PyObject_SetAttr(strand, str_parked_on, (PyObject *)self) < 0 ||
-        PyObject_SetAttr(strand, str_waiter, w) < 0)
+    if (strand_note(strand, str_parked, (PyObject *)self, w) < 0)
         PyErr_WriteUnraisable(strand); /* bookkeeping only: the wait itself is in place */
     Py_DECREF(strand);
     Py_DECREF(loop);
@@ -865,10 +1049,7 @@ woken_getter(CoreObject *self, PyObject *w)
     }
     mutex_unlock(m);
     PyObject *strand = SLOT(w, w_strand);
-    if (strand != NULL &&
-        (PyObject_SetAttr(strand, str_state, str_running) < 0 ||
-         PyObject_SetAttr(strand, str_parked_on, Py_None) < 0 ||
-         PyObject_SetAttr(strand, str_waiter, Py_None) < 0))
+    if (strand != NULL && strand_note(strand, str_running, Py_None, Py_None) < 0)
         PyErr_WriteUnraisable(strand); /* bookkeeping only: the item is taken */
     if (putter != NULL && putter != Py_None)
         wake((PyObject *)self, putter);
@@ -1335,7 +1516,7 @@ op_am_send(OpObject *self, PyObject *arg, PyObject **result)
                 Py_XINCREF(fut);
                 self->waiter = waiter;
                 self->state = OP_PARKED;
-                if (fut == NULL || PyObject_SetAttr(fut, str_blocking, Py_True) < 0) {
+                if (fut == NULL || set_blocking(fut) < 0) {
                     Py_XDECREF(fut);
                     PyObject *et, *ev, *tb;
                     PyErr_Fetch(&et, &ev, &tb);
@@ -2269,11 +2450,12 @@ configure(PyObject *module, PyObject *args, PyObject *kwargs)
         }
     }
     static const char *strand_fields[] = {"state", "parked_on", "waiter", "loop", "kind", "sid"};
-    Py_ssize_t sid_offset = -1;
+    Py_ssize_t soffs[6];
     for (int i = 0; i < 6; i++) {
-        if (offset_of(st_t, strand_fields[i], &sid_offset) < 0)
+        if (offset_of(st_t, strand_fields[i], &soffs[i]) < 0)
             return NULL;
     }
+    Py_ssize_t sid_offset = soffs[5];
     Py_ssize_t offs[18];
     static const char *wnames[] = {"queue", "strand", "on", "data", "state", "value", "lock",
                                    "fut", "loop", "interruptible", "ident", "undo", "handle",
@@ -2300,6 +2482,7 @@ configure(PyObject *module, PyObject *args, PyObject *kwargs)
     wq_count = offs[14], wq_dq = offs[15], active_offset = offs[16];
     lane_offset = offs[17];
     strand_sid = sid_offset; /* (the last of strand_fields) */
+    strand_loop = soffs[3], strand_kind = soffs[4];
 #define KEEP(var, value) do { Py_INCREF(value); Py_XSETREF(var, value); } while (0)
     KEEP(fn_put_locked, fns[0]);
     KEEP(fn_get_locked, fns[1]);

@@ -388,3 +388,49 @@ def test_a_shared_queue_puts_and_gets_through_the_c_port() -> None:
     with pytest.raises(TypeError):
         q.put()  # type: ignore[call-arg]
     assert q.statistics().unfinished_tasks == 10
+
+
+async def test_a_getter_cancelled_before_a_put_hands_it_an_item_loses_nothing() -> None:
+    """The put hands the item to a waiter whose future is already cancelled: the wake finds
+    the future done (reported as nothing, not as an error) and the item comes back."""
+    q: Queue[int] = Queue()
+    seen: list[Any] = []
+    getter = asyncio.create_task(q.async_get())
+    await async_wait_parked(on=q, count=1)
+    getter.cancel()  # its future is cancelled now; it leaves the wait when it next runs
+    old_hook = sys.unraisablehook
+    sys.unraisablehook = seen.append
+    try:
+        q.put(1)
+        with pytest.raises(asyncio.CancelledError):
+            await getter
+    finally:
+        sys.unraisablehook = old_hook
+    assert seen == []
+    assert q.get_nowait() == 1
+    assert q.statistics().getters_waiting == 0
+
+
+def test_a_loop_with_its_own_create_future_makes_the_wait_future() -> None:
+    """A parked get asks the loop for its future unless the loop keeps asyncio's own
+    ``create_future`` (which the fast path makes without its Python frame)."""
+    made: list[asyncio.Future[Any]] = []
+
+    class Loop(asyncio.SelectorEventLoop):
+        def create_future(self) -> asyncio.Future[Any]:
+            fut = super().create_future()
+            made.append(fut)
+            return fut
+
+    async def main() -> int:
+        q: Queue[int] = Queue()
+        getter = asyncio.create_task(q.async_get())
+        await async_wait_parked(on=q, count=1)
+        waiter = q._getters._dq[0]
+        assert any(f is waiter.fut for f in made)  # the wait's own future, from the loop
+        q.put(7)
+        return await getter
+
+    with asyncio.Runner(loop_factory=Loop) as runner:
+        assert runner.run(main()) == 7
+    assert made and all(f.done() for f in made)
