@@ -459,7 +459,8 @@ event_lane(void)
 {
 #ifdef __linux__
     PyObject *lane = counting_lane();
-    if (lane != NULL && PyTuple_GET_SIZE(lane) == 6 && PyAnySet_CheckExact(PyTuple_GET_ITEM(lane, 4)) &&
+    if (lane != NULL && PyTuple_GET_SIZE(lane) == 6 &&
+        PyAnySet_CheckExact(PyTuple_GET_ITEM(lane, 4)) &&
         PyDict_CheckExact(PyTuple_GET_ITEM(lane, 5)))
         return lane;
 #endif

@@ -12,6 +12,7 @@ from typing import Any
 import plait
 from plait._channels._queue_speedups import SPEEDUPS
 from plait._core.instruments import hooks
+from plait.testing import async_wait_parked
 from plait.trace.export import load_parts
 from plait.trace.recorder import COUNTS, PARK, RECEIVE, SEND, UNPARK, WAKE, Recorder
 
@@ -300,3 +301,30 @@ def test_beside_another_instrument_every_park_unpark_and_wake_goes_through_the_h
         "strand_unparked": every[UNPARK],
         "woke": every[WAKE],
     }  # every one through the recorder's hooks
+
+
+def test_a_getter_cancelled_in_its_c_park_is_recorded_parked_then_unparked_cancelled(
+    tmp_path: Path,
+) -> None:
+    recorder = Recorder(str(tmp_path), t0_ns=0, capacity=1_000)
+    key = 0
+
+    async def main() -> None:
+        nonlocal key
+        q: plait.Queue[int] = plait.Queue()
+        key = id(q)
+        for _ in range(2):  # the second park is the lane's (the first describes the queue)
+            async with plait.TaskGroup() as tg:
+                getter = tg.spawn(q.async_get)
+                await async_wait_parked(on=q, count=1, timeout=10)
+                getter.cancel()
+            assert getter.cancelled()
+        assert q.qsize() == 0 and not q._getters  # the wait is gone
+
+    plait.add_instrument(recorder)
+    try:
+        plait.run(main)
+    finally:
+        plait.remove_instrument(recorder)
+    waits = [(e[0], e[4]) for e in recorder._ring if e[0] in (PARK, UNPARK) and e[3] == key]
+    assert waits == [(PARK, None), (UNPARK, "cancelled")] * 2
