@@ -7,7 +7,8 @@ untraced again after a trace ended, with asyncio.Queue as the peer, all in one r
   the trace written to a temporary folder; only the stream is timed, not the final write);
 * a no-op instrument installed: what the kernel's hooks-active path costs by itself (the
   queue's C fast paths call the Python hooks for each put/get; a recorder alone takes its
-  counting lane instead: one increment in the queue, sampled at each flush);
+  lane instead: one increment in the queue, sampled at each flush, and a coroutine getter's
+  C park, unpark and the C wakes go straight into its ring, with no Python hook);
 * untraced after a trace / untraced before any: the hooks are gone again (zero cost when
   off: the same one attribute check as before the trace package existed), target ~1.0x;
 * plait untraced / asyncio.Queue: the figure BENCHMARKS.md's channels table has, so a

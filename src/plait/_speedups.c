@@ -469,7 +469,8 @@ static inline PyObject *
 counting_lane(void)
 {
     PyObject *lane = hooks ? SLOT_AT(hooks, lane_offset) : NULL;
-    return lane != NULL && PyTuple_CheckExact(lane) && PyTuple_GET_SIZE(lane) == 2 &&
+    return lane != NULL && PyTuple_CheckExact(lane) &&
+                   (PyTuple_GET_SIZE(lane) == 2 || PyTuple_GET_SIZE(lane) == 6) &&
                    PyLong_CheckExact(PyTuple_GET_ITEM(lane, 1))
                ? lane
                : NULL;
@@ -509,6 +510,145 @@ report(CoreObject *q, PyObject *strand, int put, PyObject *item)
     if (r == NULL && hook != NULL)
         PyErr_WriteUnraisable((PyObject *)q);
     Py_XDECREF(r);
+}
+
+/* -- the recorder's event lane: parks, unparks and wakes from C ----------------------------
+ * A lane of six, ``(register, number, append, seq, strands, objects)`` (Instrument.lane),
+ * also takes the coroutine queue's C parks, unparks and wakes: each is the one tuple the
+ * recorder's Python hook would make, ``(code, t_ns, sid, id(on), b, next(seq))``, handed to
+ * ``append`` -- while the strand's sid is in ``strands`` and id(on) in ``objects`` (both
+ * described already); otherwise the Python hook records it (and describes them). The clock
+ * is time.monotonic_ns's (CLOCK_MONOTONIC); elsewhere than Linux every event goes to Python. */
+static PyObject *code_park, *code_unpark, *code_wake, *str_woken;
+static PyObject *async_strand(void);
+
+static int
+lane_init(void)
+{
+    code_park = PyUnicode_InternFromString("pk");
+    code_unpark = PyUnicode_InternFromString("up");
+    code_wake = PyUnicode_InternFromString("wk");
+    str_woken = PyUnicode_InternFromString("woken");
+    return code_park && code_unpark && code_wake && str_woken ? 0 : -1;
+}
+
+/* The installed lane if it takes events (borrowed), else NULL. */
+static inline PyObject *
+event_lane(void)
+{
+#ifdef __linux__
+    PyObject *lane = counting_lane();
+    if (lane != NULL && PyTuple_GET_SIZE(lane) == 6 &&
+        PyAnySet_CheckExact(PyTuple_GET_ITEM(lane, 4)) &&
+        PyDict_CheckExact(PyTuple_GET_ITEM(lane, 5)))
+        return lane;
+#endif
+    return NULL;
+}
+
+/* A strand's sid (new reference), or NULL with no error (not a plait strand). A TaskGroup's
+ * coroutine strand is its own task (a registered self-strand type): its sid is read by name. */
+static PyObject *
+sid_of(PyObject *strand)
+{
+    if (strand == NULL || strand_type == NULL)
+        return NULL;
+    PyObject *sid = NULL;
+    if (PyObject_TypeCheck(strand, strand_type))
+        sid = Py_XNewRef(SLOT_AT(strand, strand_sid));
+    else if (self_strand_types != NULL &&
+             PySet_Contains(self_strand_types, (PyObject *)Py_TYPE(strand)) == 1)
+        sid = PyObject_GetAttr(strand, str_sid);
+    if (sid != NULL && PyLong_CheckExact(sid))
+        return sid;
+    PyErr_Clear();
+    Py_XDECREF(sid);
+    return NULL;
+}
+
+/* Append one event to the lane. 1: recorded; 0: not (nothing consumed: the caller tells the
+ * Python hook). Never raises. */
+static int
+lane_record(PyObject *lane, PyObject *code, PyObject *strand, PyObject *on, PyObject *b)
+{
+#ifdef __linux__
+    PyObject *sid = sid_of(strand);
+    if (sid == NULL || PySet_Contains(PyTuple_GET_ITEM(lane, 4), sid) != 1) {
+        PyErr_Clear();
+        Py_XDECREF(sid);
+        return 0;
+    }
+    PyObject *key = PyLong_FromVoidPtr(on);
+    if (key == NULL || PyDict_Contains(PyTuple_GET_ITEM(lane, 5), key) != 1) {
+        PyErr_Clear();
+        Py_DECREF(sid);
+        Py_XDECREF(key);
+        return 0;
+    }
+    struct timespec ts;
+    PyObject *t = NULL, *seq = NULL, *event = NULL;
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) == 0)
+        t = PyLong_FromLongLong((long long)ts.tv_sec * 1000000000LL + ts.tv_nsec);
+    seq = t ? PyIter_Next(PyTuple_GET_ITEM(lane, 3)) : NULL;
+    if (seq == NULL) {
+        PyErr_Clear();
+        Py_DECREF(sid);
+        Py_DECREF(key);
+        Py_XDECREF(t);
+        return 0;
+    }
+    event = PyTuple_Pack(6, code, t, sid, key, b, seq);
+    Py_DECREF(sid);
+    Py_DECREF(key);
+    Py_DECREF(t);
+    Py_DECREF(seq);
+    PyObject *r = event ? PyObject_CallOneArg(PyTuple_GET_ITEM(lane, 2), event) : NULL;
+    if (r == NULL) /* (its number is taken: the recorder counts it as dropped) */
+        PyErr_WriteUnraisable(on);
+    Py_XDECREF(r);
+    Py_XDECREF(event);
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+/* A park or unpark the C code did, told as mark_parked/woken_getter tell it: into the lane
+ * when it takes it, else to the Python hook ``hooks.<hook>(strand, on[, b])``. */
+static void
+tell(PyObject *code, const char *hook, PyObject *strand, PyObject *on, PyObject *b)
+{
+    if (!hooks_active())
+        return;
+    PyObject *lane = event_lane();
+    if (lane != NULL && lane_record(lane, code, strand, on, code == code_park ? Py_None : b))
+        return;
+    PyObject *r = code == code_park ? PyObject_CallMethod(hooks, hook, "OO", strand, on)
+                                    : PyObject_CallMethod(hooks, hook, "OOO", strand, on, b);
+    if (r == NULL)
+        PyErr_WriteUnraisable(on);
+    Py_XDECREF(r);
+}
+
+/* Record that the running coroutine wakes ``w`` (the flow arrow). 1: recorded; 0: not (the
+ * Python _wake reports it). */
+static int
+lane_woke(PyObject *lane, PyObject *w)
+{
+    PyObject *woken = sid_of(SLOT_AT(w, w_strand));
+    if (woken == NULL)
+        return 0;
+    PyObject *waker = async_strand();
+    if (waker == NULL || waker == Py_None) {
+        PyErr_Clear();
+        Py_XDECREF(waker);
+        Py_DECREF(woken);
+        return 0;
+    }
+    int done = lane_record(lane, code_wake, waker, SLOT_AT(w, w_on), woken);
+    Py_DECREF(waker);
+    Py_DECREF(woken);
+    return done;
 }
 
 /* -- the kernel's park protocol, for the hottest waits --------------------------------------
@@ -622,14 +762,17 @@ is_invalid_state(void)
 }
 
 /* _wake(w): on the waiter's own loop thread, resolve its future here; else the Python code
- * (also when an instrument listens: it reports who woke whom). */
+ * (also when an instrument listens: it reports who woke whom -- unless the lane takes it). */
 static void
 wake(PyObject *owner, PyObject *w)
 {
-    if (Py_IS_TYPE(w, waiter_type) && !hooks_active()) {
+    int hooked = hooks_active();
+    PyObject *lane = hooked ? event_lane() : NULL;
+    if (Py_IS_TYPE(w, waiter_type) && (!hooked || lane != NULL)) {
         PyObject *fut = SLOT(w, w_fut), *ident = SLOT(w, w_ident);
         if (fut != NULL && fut != Py_None && ident != NULL && PyLong_CheckExact(ident) &&
-            PyLong_AsUnsignedLong(ident) == PyThread_get_thread_ident()) {
+            PyLong_AsUnsignedLong(ident) == PyThread_get_thread_ident() &&
+            (lane == NULL || lane_woke(lane, w))) {
             /* set_result at once (no done() first): a future already done (cancelled)
              * refuses with InvalidStateError, and there is nothing to do. */
             PyObject *r = PyObject_CallMethodOneArg(fut, str_set_result, Py_None);
@@ -919,7 +1062,8 @@ new_future(PyObject *loop)
 static PyObject *
 park_getter(CoreObject *self)
 {
-    if (hooks_active() || waiter_type == NULL || !usable(self) || self->limit < 0)
+    if ((hooks_active() && event_lane() == NULL) || waiter_type == NULL || !usable(self) ||
+        self->limit < 0)
         Py_RETURN_NONE;
     PyObject *loop = NULL, *kind = NULL, *fut = NULL, *w = NULL, *ident = NULL;
     PyObject *strand = async_strand_of(&loop);
@@ -996,6 +1140,7 @@ park_getter(CoreObject *self)
         slot_set(w, w_undo, self->undo_get);
     if (strand_note(strand, str_parked, (PyObject *)self, w) < 0)
         PyErr_WriteUnraisable(strand); /* bookkeeping only: the wait itself is in place */
+    tell(code_park, "parked", strand, (PyObject *)self, Py_None);
     Py_DECREF(strand);
     Py_DECREF(loop);
     Py_DECREF(kind);
@@ -1024,8 +1169,8 @@ error:
 static PyObject *
 woken_getter(CoreObject *self, PyObject *w)
 {
-    if (hooks_active() || !Py_IS_TYPE(w, waiter_type) || SLOT(w, w_value) != RESERVED ||
-        !usable(self))
+    if ((hooks_active() && event_lane() == NULL) || !Py_IS_TYPE(w, waiter_type) ||
+        SLOT(w, w_value) != RESERVED || !usable(self))
         return NULL;
     MutexObject *m = (MutexObject *)self->mutex;
     mutex_lock(m, -1);
@@ -1051,9 +1196,13 @@ woken_getter(CoreObject *self, PyObject *w)
     PyObject *strand = SLOT(w, w_strand);
     if (strand != NULL && strand_note(strand, str_running, Py_None, Py_None) < 0)
         PyErr_WriteUnraisable(strand); /* bookkeeping only: the item is taken */
+    if (strand != NULL)
+        tell(code_unpark, "unparked", strand, (PyObject *)self, str_woken);
     if (putter != NULL && putter != Py_None)
         wake((PyObject *)self, putter);
     Py_XDECREF(putter);
+    if (strand != NULL && hooks_active()) /* (taken only when the lane takes events) */
+        report(self, strand, 0, item);
     return item;
 }
 
@@ -2614,7 +2763,7 @@ PyInit__speedups(void)
     str_parked = PyUnicode_InternFromString("parked");
     str_tls_key = PyUnicode_InternFromString("plait._speedups.loop");
     str_sid = PyUnicode_InternFromString("sid");
-    if (!str_sid || !str_blocking || !str_done || !str_close ||
+    if (lane_init() < 0 || !str_sid || !str_blocking || !str_done || !str_close ||
         !str_popleft || !str_append || !str_set_result || !str_create_future ||
         !str_loop || !str_kind || !str_async || !str_thread_id || !str_state || !str_parked_on ||
         !str_waiter || !str_running || !str_parked || !str_tls_key)

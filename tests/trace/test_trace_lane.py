@@ -12,8 +12,9 @@ from typing import Any
 import plait
 from plait._channels._queue_speedups import SPEEDUPS
 from plait._core.instruments import hooks
+from plait.testing import async_wait_parked
 from plait.trace.export import load_parts
-from plait.trace.recorder import COUNTS, RECEIVE, SEND, Recorder
+from plait.trace.recorder import COUNTS, PARK, RECEIVE, SEND, UNPARK, WAKE, Recorder
 
 
 def _stream(n: int, maxsize: int = 0) -> None:
@@ -172,3 +173,158 @@ def test_a_new_trace_counts_a_queue_from_zero(tmp_path: Path) -> None:
         finally:
             plait.remove_instrument(recorder)
     assert counts == [[[2, 1, 1]], [[2, 1, 2]]]
+
+
+def _counting_waits(recorder: Recorder) -> dict[str, int]:
+    """Count the recorder's Python park/unpark/wake hook calls (the event lane bypasses them),
+    by hook, and by hook and strand sid (``"woke 3"``)."""
+    calls = {"strand_parked": 0, "strand_unparked": 0, "woke": 0}
+    for name in list(calls):
+        hook = getattr(recorder, name)
+
+        def counted(strand: Any, *args: Any, _hook: Any = hook, _name: str = name) -> None:
+            calls[_name] += 1
+            by_strand = f"{_name} {strand.sid}"
+            calls[by_strand] = calls.get(by_strand, 0) + 1
+            _hook(strand, *args)
+
+        setattr(recorder, name, counted)
+    return calls
+
+
+def _bounded_stream(n: int, maxsize: int) -> tuple[int, dict[str, int]]:
+    """A bounded producer -> consumer stream: the queue's id and the two strands' sids."""
+    sids: dict[str, int] = {}
+    key = 0
+
+    async def main() -> None:
+        nonlocal key
+        q: plait.Queue[int] = plait.Queue(maxsize)
+        key = id(q)
+
+        async def produce() -> None:
+            sids["producer"] = plait.current_strand().sid
+            for i in range(n):
+                await q.async_put(i)
+
+        async def consume() -> None:
+            sids["consumer"] = plait.current_strand().sid
+            for i in range(n):
+                assert await q.async_get() == i
+
+        async with plait.TaskGroup() as tg:
+            tg.spawn(consume)
+            tg.spawn(produce)
+
+    plait.run(main)
+    return key, sids
+
+
+def test_the_c_queue_records_parks_unparks_and_wakes_into_the_lane_as_the_hooks_would(
+    tmp_path: Path,
+) -> None:
+    recorder = Recorder(str(tmp_path), t0_ns=0, capacity=10_000)
+    calls = _counting_waits(recorder)
+    plait.add_instrument(recorder)
+    try:
+        key, sids = _bounded_stream(400, 4)
+    finally:
+        plait.remove_instrument(recorder)
+    waits = [e for e in recorder._ring if e[0] in (PARK, UNPARK, WAKE) and e[3] == key]
+    counted = {code: sum(e[0] == code for e in waits) for code in (PARK, UNPARK, WAKE)}
+    # Both sides park about once per 4 items (a full, then an empty queue), every park ends
+    # woken, and every wake is one arrow from the other side.
+    assert counted[PARK] == counted[UNPARK] == counted[WAKE] >= 100, counted
+    assert len(recorder._objects) and key in recorder._objects
+    other = {sids["producer"]: sids["consumer"], sids["consumer"]: sids["producer"]}
+    for sid in sids.values():
+        mine = [e for e in waits if e[2] == sid]
+        parks = sum(e[0] == PARK for e in mine)
+        assert parks >= 40 and [e[0] for e in mine if e[0] != WAKE] == [PARK, UNPARK] * parks
+        assert {e[4] for e in mine if e[0] == PARK} == {None}  # a queue has no owner
+        assert {e[4] for e in mine if e[0] == UNPARK} == {"woken"}
+        assert {e[4] for e in mine if e[0] == WAKE} == {other[sid]}
+    seqs = [e[5] for e in recorder._ring]
+    times = [e[1] for e in recorder._ring]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)  # one sequence, C and Python
+    assert times == sorted(times)  # one clock (time.monotonic_ns)
+    every = {code: sum(e[0] == code for e in recorder._ring) for code in (PARK, UNPARK, WAKE)}
+    consumer = sids["consumer"]
+    heard = sum(calls.get(f"{name} {consumer}", 0) for name in ("strand_parked", "woke"))
+    heard += calls.get(f"strand_unparked {consumer}", 0)
+    if SPEEDUPS:  # the consumer parks in C and its C gets wake the producer: all in the lane
+        assert heard <= 2, calls  # (but the first park: it describes the queue)
+    else:  # every one through the recorder's hooks
+        assert heard >= 3 * 40
+        assert {k: v for k, v in calls.items() if " " not in k} == {
+            "strand_parked": every[PARK],
+            "strand_unparked": every[UNPARK],
+            "woke": every[WAKE],
+        }
+
+
+def test_beside_another_instrument_every_park_unpark_and_wake_goes_through_the_hooks(
+    tmp_path: Path,
+) -> None:
+    class Waits(plait.Instrument):
+        def __init__(self) -> None:
+            self.heard: list[tuple[str, int]] = []
+
+        def strand_parked(self, strand: Any, on: object) -> None:
+            self.heard.append((PARK, id(on)))
+
+        def strand_unparked(self, strand: Any, on: object, outcome: str) -> None:
+            self.heard.append((UNPARK, id(on)))
+
+        def woke(self, strand: Any, woken: Any, on: object) -> None:
+            self.heard.append((WAKE, id(on)))
+
+    recorder = Recorder(str(tmp_path), t0_ns=0, capacity=10_000)
+    calls = _counting_waits(recorder)
+    other = Waits()
+    plait.add_instrument(recorder)
+    plait.add_instrument(other)
+    try:
+        key, _ = _bounded_stream(200, 4)
+    finally:
+        plait.remove_instrument(other)
+        plait.remove_instrument(recorder)
+    recorded = {
+        code: sum(e[0] == code and e[3] == key for e in recorder._ring)
+        for code in (PARK, UNPARK, WAKE)
+    }
+    heard = {code: other.heard.count((code, key)) for code in (PARK, UNPARK, WAKE)}
+    assert recorded[PARK] >= 50 and recorded == heard
+    every = {code: sum(e[0] == code for e in recorder._ring) for code in (PARK, UNPARK, WAKE)}
+    assert {k: v for k, v in calls.items() if " " not in k} == {
+        "strand_parked": every[PARK],
+        "strand_unparked": every[UNPARK],
+        "woke": every[WAKE],
+    }  # every one through the recorder's hooks
+
+
+def test_a_getter_cancelled_in_its_c_park_is_recorded_parked_then_unparked_cancelled(
+    tmp_path: Path,
+) -> None:
+    recorder = Recorder(str(tmp_path), t0_ns=0, capacity=1_000)
+    key = 0
+
+    async def main() -> None:
+        nonlocal key
+        q: plait.Queue[int] = plait.Queue()
+        key = id(q)
+        for _ in range(2):  # the second park is the lane's (the first describes the queue)
+            async with plait.TaskGroup() as tg:
+                getter = tg.spawn(q.async_get)
+                await async_wait_parked(on=q, count=1, timeout=10)
+                getter.cancel()
+            assert getter.cancelled()
+        assert q.qsize() == 0 and not q._getters  # the wait is gone
+
+    plait.add_instrument(recorder)
+    try:
+        plait.run(main)
+    finally:
+        plait.remove_instrument(recorder)
+    waits = [(e[0], e[4]) for e in recorder._ring if e[0] in (PARK, UNPARK) and e[3] == key]
+    assert waits == [(PARK, None), (UNPARK, "cancelled")] * 2

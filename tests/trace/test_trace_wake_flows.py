@@ -4,9 +4,11 @@ woken strand's track, where its wait ends)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from trace_helpers import events, load, tracks
 
 import plait
@@ -68,60 +70,83 @@ def test_event_set_draws_an_arrow_from_the_setter_to_each_thread_it_woke(tmp_pat
         assert start["ts"] <= end["ts"] and start["name"] == end["name"]
 
 
-def test_condition_notify_draws_an_arrow_from_the_notifier_to_the_coroutine_it_woke(
-    tmp_path: Path,
+Coroutine = Callable[[], Awaitable[None]]
+
+
+def _condition() -> tuple[Coroutine, Coroutine, str]:
+    """The waiter waits on a Condition; a notify wakes it."""
+    cond = plait.Condition()
+    ready: list[int] = []
+
+    async def waiter() -> None:
+        async with cond:
+            await cond.async_wait_for(lambda: bool(ready))
+
+    async def waker() -> None:
+        await async_wait_parked(on=cond, count=1, timeout=10)
+        async with cond:
+            ready.append(1)
+            cond.notify()
+
+    return waiter, waker, "Condition"
+
+
+def _empty_queue() -> tuple[Coroutine, Coroutine, str]:
+    """The waiter parks on an empty queue (the C park, under a trace too); a put wakes it."""
+    q: plait.Queue[int] = plait.Queue()
+
+    async def waiter() -> None:
+        assert await q.async_get() == 1
+
+    async def waker() -> None:
+        await async_wait_parked(on=q, count=1, timeout=10)
+        await q.async_put(1)
+
+    return waiter, waker, "Queue"
+
+
+def _full_queue() -> tuple[Coroutine, Coroutine, str]:
+    """The waiter parks on a full queue; a get (the C fast path) wakes it."""
+    q: plait.Queue[int] = plait.Queue(1)
+    q.put_nowait(0)
+
+    async def waiter() -> None:
+        await q.async_put(1)
+
+    async def waker() -> None:
+        await async_wait_parked(on=q, count=1, timeout=10)
+        assert await q.async_get() == 0
+
+    return waiter, waker, "Queue"
+
+
+@pytest.mark.parametrize(
+    "case",
+    [_condition, _empty_queue, _full_queue],
+    ids=["condition-notify", "queue-put-wakes-a-getter", "queue-get-wakes-a-putter"],
+)
+def test_a_wake_draws_an_arrow_from_the_waker_to_the_coroutine_it_woke(
+    tmp_path: Path, case: Callable[[], tuple[Coroutine, Coroutine, str]]
 ) -> None:
-    out = tmp_path / "out.json"
-
-    async def main() -> None:
-        cond = plait.Condition()
-        ready: list[int] = []
-
-        async def consumer() -> None:
-            async with cond:
-                await cond.async_wait_for(lambda: bool(ready))
-
-        async def notifier() -> None:
-            await async_wait_parked(on=cond, count=1, timeout=10)
-            async with cond:
-                ready.append(1)
-                cond.notify()
-
-        async with plait.TaskGroup() as tg:
-            tg.spawn(consumer, name="consumer")
-            tg.spawn(notifier, name="notifier")
-
-    with plait.trace(out):
-        plait.run(main)
-    data = load(out)
-    by_name = {v: k for k, v in tracks(data).items()}
-    consumer_key, notifier_key = by_name["async consumer"], by_name["async notifier"]
-    _wait_end(data, consumer_key, "Condition")
-    assert notifier_key in _flows_into(data, consumer_key)
-
-
-def test_a_put_draws_an_arrow_from_the_producer_to_the_coroutine_it_woke(tmp_path: Path) -> None:
     # The queue's own wake (on the loop's thread, in C or Python) reports who woke whom too.
     out = tmp_path / "out.json"
 
     async def main() -> None:
-        q: plait.Queue[int] = plait.Queue()
-
-        async def consumer() -> None:
-            assert await q.async_get() == 1
-
-        async def producer() -> None:
-            await async_wait_parked(on=q, count=1, timeout=10)
-            await q.async_put(1)
-
+        waiter, waker, _ = case()
         async with plait.TaskGroup() as tg:
-            tg.spawn(consumer, name="consumer")
-            tg.spawn(producer, name="producer")
+            tg.spawn(waiter, name="waiter")
+            tg.spawn(waker, name="waker")
 
     with plait.trace(out):
         plait.run(main)
     data = load(out)
     by_name = {v: k for k, v in tracks(data).items()}
-    consumer_key, producer_key = by_name["async consumer"], by_name["async producer"]
-    _wait_end(data, consumer_key, "Queue")
-    assert _flows_into(data, consumer_key) == [producer_key]
+    waiter_key, waker_key = by_name["async waiter"], by_name["async waker"]
+    end = _wait_end(data, waiter_key, case()[2])
+    flows = _flows_into(data, waiter_key)
+    if case is _condition:  # (re-taking the lock may draw an arrow from its release too)
+        assert waker_key in flows
+    else:
+        assert flows == [waker_key]
+        (arrow,) = [e for e in events(data, ph="f") if (e["pid"], e["tid"]) == waiter_key]
+        assert abs(arrow["ts"] - end) < 0.01  # where its wait ends

@@ -25,6 +25,12 @@ class Instrument:
     #: put/get in the queue itself (``_lane_puts``/``_lane_gets``, for ``_lane_number ==
     #: number``), after calling ``register(queue)`` the first time it counts that queue under
     #: ``number`` (its counts start from zero then). A new lane needs a new, unique number.
+    #: A lane of six, ``(register, number, append, seq, strands, objects)``, also takes the
+    #: C queue's coroutine parks, unparks and wakes (``strand_parked``/``strand_unparked``/
+    #: ``woke``): each is ``append((code, time.monotonic_ns(), sid, id(on), b, next(seq)))``
+    #: with code ``"pk"`` (b: ``None``), ``"up"`` (b: ``"woken"``) or ``"wk"`` (sid: the
+    #: waker's, b: the woken strand's sid), while the strand's sid is in the set ``strands``
+    #: and ``id(on)`` a key of the dict ``objects``; else the hook is called (see Recorder).
     lane: tuple[Any, ...] | None = None
 
     def strand_spawned(self, strand: Strand) -> None:

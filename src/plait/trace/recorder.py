@@ -159,7 +159,10 @@ class Recorder(Instrument):
         self._channels: dict[int, tuple[object, list[int]]] = {}
         self._sampled: dict[int, tuple[int, int, int | None]] = {}
         self.lane_number = next(_lane_numbers)
-        self.lane = (self._count_channel, self.lane_number)
+        # (its events part: the ring's append, the sequence, the strands and objects
+        # described so far -- the C queue records a park, unpark or wake of theirs itself)
+        self.lane = (self._count_channel, self.lane_number, self._append, self._seq,
+                     self._strands, self._objects)  # fmt: skip
 
     # -- files -------------------------------------------------------------------------
 
