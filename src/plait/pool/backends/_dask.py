@@ -91,7 +91,8 @@ class DaskEngine(RemoteEngine):
         self.hooked: set[str] = set()  # keys of the futures that carry that callback
         self.watcher = WaveWatcher("plait-pool-dask-watch", self._wave, self.finished_many)
         if address is None:
-            self.cluster = local_cluster(processes or _local_processes())
+            n = processes or _local_processes()
+            self.cluster = local_cluster(n)
             try:
                 self.client = distributed.Client(
                     self.cluster, timeout=connect_timeout, set_as_default=False
