@@ -510,3 +510,50 @@ def test_a_ring_still_on_its_way_goes_to_the_newer_waiter_when_the_leaver_withdr
     with state.guard:
         assert _announced_here(state) == 0
     assert room.announced[0] == set()
+
+
+def test_a_ring_sent_through_a_closed_bells_connection_reaches_the_next_bells_room() -> None:
+    """A process's bell closes when its last room goes, and its next wait on a shared
+    object makes a new bell on the same address. A ringer still holds its connection to
+    the old one: a ring sent through it before the old watcher had stopped went into a
+    socket nobody would read, and the waiter of the new room slept on (CI's pure-Python
+    run: a shared Condition's waiter was never notified, 1 round in thousands). Closing
+    now shuts every connection for reading first: the ring fails over to the new bell."""
+    first = plait.Event()
+    pickle.dumps(first)
+    fstate = first._shared  # type: ignore[attr-defined]
+    froom = fstate.room
+    bell = froom.bell
+    with fstate.guard:  # this process rings itself: the ringer keeps a connection to it
+        assert doorbell._ring(bell.tag, froom.id << 3)
+    _until(lambda: len(bell.conns) == 1, "the bell accepted the ringer's connection")
+    gate, stalled = threading.Event(), threading.Event()
+    real_select = bell.selector.select
+
+    def select_after_the_gate(timeout: float | None = None) -> Any:
+        stalled.set()
+        gate.wait(WAIT_S)
+        return real_select(timeout)
+
+    bell.selector.select = select_after_the_gate  # type: ignore[method-assign]
+    try:
+        with fstate.guard:  # the watcher wakes for it, then stalls before its next look
+            assert doorbell._ring(bell.tag, froom.id << 3)
+        _until(stalled.is_set, "the old bell's watcher stalled")
+        for rid in list(bell.rooms.keys()):  # every room goes: the bell closes
+            doorbell._forget(bell, rid)
+        assert doorbell._bell is None
+        ev = plait.Event()
+        pickle.dumps(ev)
+        got: list[bool] = []
+        waiter = threading.Thread(target=lambda: got.append(ev.wait(WAIT_S)), daemon=True)
+        waiter.start()  # (a new room, on a new bell)
+        wait_parked(on=ev, count=1, timeout=WAIT_S)
+        assert doorbell._bell is not None and doorbell._bell is not bell
+        ev.set()  # rings through the connection to the old bell first
+        waiter.join(5.0)
+        assert got == [True], "the ring went into the old bell's socket: the waiter slept on"
+    finally:
+        gate.set()
+        bell.thread.join(WAIT_S)
+    assert not bell.thread.is_alive()

@@ -581,3 +581,36 @@ def test_shared_waits_honour_cancel_scopes(ctx: Any, kind: str) -> None:
         _join_ok(p)
     assert scope.cancelled_caught
     assert elapsed < 2.0, elapsed
+
+
+def test_a_shared_locks_uncontended_take_and_give_are_one_c_call_each() -> None:
+    """With the C module, a shared Lock's backend takes and gives in one call (the fast
+    paths of ``with lock:``); either way the words it leaves are those of the slow paths:
+    the holder's tag while held, 0 when free, a held lock refuses a second take, a free
+    one refuses a release, and a give with a waiter announced leaves it to the slow path
+    (which rings)."""
+    from plait._ipc import robust
+    from plait._sync import _robust, _shared
+
+    lock = ps.Lock()
+    pickle.dumps(lock)
+    backend = lock._shared  # type: ignore[attr-defined]
+    if os.environ.get("PLAIT_NO_SPEEDUPS"):
+        assert robust._take is None and type(backend).acquire is _shared.LockBackend._acquire_py
+    else:
+        assert robust._take is not None and type(backend).acquire is _shared.LockBackend._acquire_c
+        assert robust._take(backend.addr, backend.waddr, _robust.TAG) == 1
+        assert robust._take(backend.addr, backend.waddr, _robust.TAG) == 0  # held
+        assert backend.words[0] == _robust.TAG
+        backend.table[0] += 1  # as if a waiter were announced: the give is not done here
+        assert robust._give(backend.addr, backend.waddr, backend.taddr) == 0
+        backend.table[0] -= 1
+        assert robust._give(backend.addr, backend.waddr, backend.taddr) == 1
+        assert backend.words[0] == 0
+        assert robust._give(backend.addr, backend.waddr, backend.taddr) == 0  # free
+    assert lock.acquire() and backend.words[0] == _robust.TAG
+    assert not lock.acquire(False)
+    lock.release()
+    assert backend.words[0] == 0 and not lock.locked()
+    with pytest.raises(RuntimeError):
+        lock.release()

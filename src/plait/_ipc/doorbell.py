@@ -44,7 +44,10 @@ calls :func:`wake_everyone`, and every live process's waiters on the object look
 
 A process's bell is made on its first wait on a shared object and goes when its last room
 does (the object collected). It is a Linux abstract-namespace socket: no file, so nothing is
-left behind by a killed process. Ringers keep one connection per process they ring.
+left behind by a killed process. Ringers keep one connection per process they ring; a
+bell that closes shuts those connections for reading before its address is free again, so
+a ring meant for the process's next bell either fails over to it (``EPIPE``) or, sent
+before, is read by the closing watcher and delivered (room ids are unique per process).
 
 More than :data:`SLOTS` processes waiting on one object at once: the process without a slot
 parks with a short timeout and looks again (documented fallback, never a lost wake-up).
@@ -61,6 +64,7 @@ from __future__ import annotations
 
 import atexit
 import errno
+import itertools
 import os
 import selectors
 import socket
@@ -168,11 +172,13 @@ class _Bell:
         self.watch_lock = threading.Lock()
         self.closed = False
         self.ended = False  # (the watcher has closed the pipe: a fork must not close it)
-        # ringers' connections -> their partial record (the watcher's alone; a fork copies it)
+        # ringers' connections -> their partial record (the watcher's; a fork copies it)
         self.conns: dict[socket.socket, bytes] = {}
+        # ``conn_lock`` orders accepting a connection before :meth:`close` shuts them all
+        self.conn_lock = threading.Lock()
+        self.closing = False
+        # the rooms this bell keeps alive (delivery goes through the process's ``_rooms``)
         self.rooms: weakref.WeakValueDictionary[int, Room] = weakref.WeakValueDictionary()
-        # (the watcher reads ``rooms`` without a lock: a WeakValueDictionary ``get`` is safe)
-        self.next_id = 1
         # Registered before the watcher starts: a bell closed at once (its last room gone)
         # must not leave the watcher registering a closed socket.
         self.selector = selectors.DefaultSelector()
@@ -182,10 +188,11 @@ class _Bell:
         self.thread.start()
 
     def register(self, room: Room) -> int:
-        """(``_bell_lock`` held) Serve ``room``; its id."""
-        rid = self.next_id
-        self.next_id += 1
+        """(``_bell_lock`` held) Serve ``room``; its id (unique in this process: a ring
+        that reaches an earlier bell of this process is still delivered, see :meth:`close`)."""
+        rid = next(_room_ids)
         self.rooms[rid] = room
+        _rooms[rid] = room
         weakref.finalize(room, _forget, self, rid)
         return rid
 
@@ -197,6 +204,7 @@ class _Bell:
                 for key, _ in sel.select():
                     obj = key.fileobj
                     if obj == self.stop_r:
+                        self._drain()
                         return
                     if key.data is not None:  # a watched process exited
                         try:
@@ -205,13 +213,16 @@ class _Bell:
                             pass
                         continue
                     if obj is self.listener:
-                        try:
-                            conn, _addr = self.listener.accept()
-                        except OSError:  # (closed: the stop record is on its way)
-                            sel.unregister(obj)
-                            continue
+                        with self.conn_lock:
+                            try:
+                                if self.closing:
+                                    raise OSError("closed")
+                                conn, _addr = self.listener.accept()
+                            except OSError:  # (closed: the stop record is on its way)
+                                sel.unregister(obj)
+                                continue
+                            pending[conn] = b""
                         sel.register(conn, selectors.EVENT_READ, None)
-                        pending[conn] = b""
                         continue
                     assert isinstance(obj, socket.socket)
                     try:
@@ -234,7 +245,7 @@ class _Bell:
                 conn.close()
             with self.watch_lock:
                 self.closed = True
-                for fd, _rooms in self.watched.values():
+                for fd, _pairs in self.watched.values():
                     os.close(fd)
                 self.watched.clear()
             sel.close()
@@ -277,16 +288,33 @@ class _Bell:
             self.selector.unregister(fd)
             os.close(fd)
         for rid, d in rooms:
-            room = self.rooms.get(rid)
+            room = _rooms.get(rid)
             if room is not None:
                 try:
                     room.died(d)
                 except Exception:  # a broken object must not stop the bell
                     pass
 
+    def _drain(self) -> None:
+        """(The watcher, stopping) Deliver the records ringers sent before :meth:`close`
+        shut the connections: they may be for a room of this process's next bell."""
+        for conn, partial in self.conns.items():
+            data = partial
+            conn.setblocking(False)
+            while True:
+                try:
+                    chunk = conn.recv(8192)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                data += chunk
+            for i in range(0, len(data) - len(data) % 8, 8):
+                self._deliver(int.from_bytes(data[i : i + 8], "little"))
+
     def _deliver(self, record: int) -> None:
         # (a function of its own: the watcher's frame must not keep a room alive)
-        room = self.rooms.get(record >> 3)
+        room = _rooms.get(record >> 3)
         if room is not None:
             try:
                 room.deliver(record & 3, bool(record & _ALL))
@@ -307,8 +335,21 @@ class _Bell:
             os.close(self.stop_w)
 
     def close(self) -> None:
-        """Free the address now (a new bell may bind it at once) and stop the watcher."""
-        self.listener.close()
+        """Free the address now (a new bell may bind it at once) and stop the watcher.
+
+        A ringer may still hold a connection to this bell and ring, through it, a room of
+        this process's *next* bell: every connection is shut for reading first, so that
+        a send after this fails (``EPIPE``: the ringer connects again, to the new bell)
+        and one before it is read and delivered by the stopping watcher -- never lost in a
+        socket nobody reads."""
+        with self.conn_lock:
+            self.closing = True
+            for conn in list(self.conns):
+                try:
+                    conn.shutdown(socket.SHUT_RD)
+                except OSError:
+                    pass
+            self.listener.close()
         try:
             os.write(self.stop_w, b"x")
         except OSError:
@@ -316,6 +357,10 @@ class _Bell:
 
 
 _bell: _Bell | None = None
+# Every room of this process by id, whichever bell serves it (a WeakValueDictionary ``get``
+# is safe from the watcher threads without a lock).
+_rooms: weakref.WeakValueDictionary[int, Room] = weakref.WeakValueDictionary()
+_room_ids = itertools.count(1)
 # (re-entrant: making a room's finalizer may collect another room, whose finalizer takes it)
 _bell_lock = threading.RLock()
 _writers: dict[int, socket.socket] = {}  # tag -> a connection to that process's bell
@@ -337,6 +382,7 @@ def _attach(room: Room) -> tuple[_Bell, int]:
             # this thread (the lock is re-entrant): it was the bell's last room, so it closed
             # the bell before ours was in it. Attach to a new one instead.
             b.rooms.pop(rid, None)
+            _rooms.pop(rid, None)
 
 
 def _wake_all(woken: list[Waiter]) -> None:
@@ -545,7 +591,7 @@ class Room:
                 if rid == self.id:
                     self.slot = i
                     return i
-                if rid not in self.bell.rooms:  # a room of ours that is gone
+                if rid not in _rooms:  # a room of ours that is gone
                     _clear_slot(table, base)
                     t = 0
             if t == 0 and free < 0:

@@ -113,6 +113,10 @@ class _CtypesRobust:
 _lib = _native()
 _trylock = _lib.trylock
 _unlock = _lib.unlock
+#: A shared Lock's uncontended take and give in one C call each (``None`` without the C
+#: module: the caller does trylock, read, store, unlock itself).
+_take: Any = getattr(_lib, "take", None)
+_give: Any = getattr(_lib, "give", None)
 _enter = _safepoint.enter
 _leave = _safepoint.leave
 

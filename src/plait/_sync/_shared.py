@@ -51,6 +51,8 @@ __all__ = [
 
 _trylock = robust._trylock
 _unlock = robust._unlock
+_take = robust._take
+_give = robust._give
 
 
 class Backend(SharedState, promotion.Backend):
@@ -157,7 +159,7 @@ class LockBackend(Backend):
     # ``_inner``'s API: a try, a release and a read (the uncontended paths: one trylock
     # of the robust mutex, one store, one unlock; a SIGTERM handled while they run waits
     # until they return, see ``_xproc.defers``).
-    def acquire(self, blocking: bool = False, timeout: float = -1) -> bool:
+    def _acquire_py(self, blocking: bool = False, timeout: float = -1) -> bool:
         """Try once to take the lock for this process (never waits)."""
         addr = self.addr
         rc = _trylock(addr)
@@ -173,7 +175,7 @@ class LockBackend(Backend):
         with self.guard:
             return _take_lock(self, False) is True
 
-    def release(self) -> None:
+    def _release_py(self) -> None:
         """Free the lock and ring a waiter; ``RuntimeError`` if it is free."""
         addr = self.addr
         rc = _trylock(addr)
@@ -188,6 +190,28 @@ class LockBackend(Backend):
             self.settle(rc)
         with self.guard:
             _free_lock(self)
+
+    def _acquire_c(self, blocking: bool = False, timeout: float = -1) -> bool:
+        """:meth:`_acquire_py` in one C call when uncontended."""
+        rc: int = _take(self.addr, self.waddr, _robust.TAG)
+        if rc >= 0:
+            return rc == 1
+        self.settle(-rc)
+        with self.guard:
+            return _take_lock(self, False) is True
+
+    def _release_c(self) -> None:
+        """:meth:`_release_py` in one C call when nobody waits."""
+        rc: int = _give(self.addr, self.waddr, self.taddr)
+        if rc == 1:
+            return
+        if rc < 0:
+            self.settle(-rc)
+        with self.guard:
+            _free_lock(self)
+
+    acquire = _acquire_py if _take is None else _acquire_c
+    release = _release_py if _give is None else _release_c
 
     def locked(self) -> bool:
         return bool(self.words[HOLDER])

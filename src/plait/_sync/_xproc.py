@@ -185,6 +185,8 @@ class SharedState:
         "segment",
         "slots",
         "table",
+        "taddr",
+        "waddr",
         "what",
         "words",
     )
@@ -200,6 +202,8 @@ class SharedState:
             shm.let_go(prefix, segment)
             raise
         self.addr = self.lock.addr
+        self.waddr = self.addr + (WORDS_AT - MUTEX_AT)  # (the words' and table's addresses,
+        self.taddr = self.addr + (TABLE_AT - MUTEX_AT)  # for the C fast paths)
         self.guard = Uncancellable(self.lock)
         self.words: Any = buf[WORDS_AT:SLOTS_AT].cast("q")
         self.slots = Slots(buf[SLOTS_AT:TABLE_AT].cast("q"))
