@@ -45,7 +45,12 @@ static PyObject *str_parked, *str_running, *str_parked_on, *str_state, *str_wait
     *str_append, *str_active;
 
 static PyObject *str_switch, *str_throw, *str_parent, *str_dead, *str_waiting, *str_strand,
-    *str_outcome, *str_done, *str_set_result, *str_call_soon, *str_scheduler, *str_dict;
+    *str_outcome, *str_done, *str_set_result, *str_call_soon, *str_scheduler, *str_dict,
+    *str_end, *str_gr_context;
+
+/* The live green strands by id() of their context (plait._core.strands.green_by_context),
+ * as handed to Scheduler.start(): the hub drops a strand's entry at its end. */
+static PyObject *by_context = NULL;
 
 /* greenlet's C API (its capsule "greenlet._C_API", when it matches greenlet 3's layout):
  * a switch with no method lookup. Without it, the same calls go through greenlet's Python
@@ -452,6 +457,45 @@ failed_outcome(void)
     return outcome;
 }
 
+/* A green strand that start() started has ended (its outcome set): forget its context,
+ * then call end(strand, g) (steals the reference to `end`). */
+static int
+finish_started(PyObject *g, PyObject *end)
+{
+    if (PyObject_SetAttr(g, str_end, Py_None) < 0)
+        goto fail;
+    if (by_context != NULL) {
+        PyObject *context = PyObject_GetAttr(g, str_gr_context);
+        if (context == NULL)
+            goto fail;
+        PyObject *key = PyLong_FromVoidPtr(context);
+        Py_DECREF(context);
+        if (key == NULL)
+            goto fail;
+        int rc = PyDict_DelItem(by_context, key);
+        Py_DECREF(key);
+        if (rc < 0) {
+            if (!PyErr_ExceptionMatches(PyExc_KeyError))
+                goto fail;
+            PyErr_Clear();
+        }
+    }
+    PyObject *strand = PyObject_GetAttr(g, str_strand);
+    if (strand == NULL)
+        goto fail;
+    PyObject *args[2] = {strand, g};
+    PyObject *r = PyObject_Vectorcall(end, args, 2, NULL);
+    Py_DECREF(strand);
+    Py_DECREF(end);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+fail:
+    Py_DECREF(end);
+    return -1;
+}
+
 /* Step green strand `g` (popped with `resume`) until its next wait or its end. */
 static int
 step(PyObject *local, PyObject *g, Resume *resume)
@@ -501,6 +545,12 @@ step(PyObject *local, PyObject *g, Resume *resume)
     Py_DECREF(outcome);
     if (rc < 0)
         return -1;
+    PyObject *end = PyObject_GetAttr(g, str_end);
+    if (end == NULL)
+        return -1;
+    if (end != Py_None) /* started by start(): end(strand, g), no future in between */
+        return finish_started(g, end);
+    Py_DECREF(end);
     PyObject *done = PyObject_GetAttr(g, str_done);
     if (done == NULL)
         return -1;
@@ -594,8 +644,69 @@ Scheduler_get_ready(Scheduler *self, void *Py_UNUSED(closure))
     return PyLong_FromSsize_t(self->count);
 }
 
+/* start(fn, strand, end, by_context): fn() in a new green strand greenlet on this loop, in
+ * a copy of the caller's context, ready to run; end(strand, g) once it has ended. */
+static PyObject *
+Scheduler_start(Scheduler *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "start(fn, strand, end, by_context) takes 4 arguments");
+        return NULL;
+    }
+    if (green_type == NULL || self->hub == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "start(): the green scheduler is not configured");
+        return NULL;
+    }
+    PyObject *fn = args[0], *strand = args[1], *end = args[2], *contexts = args[3];
+    if (!PyDict_CheckExact(contexts)) {
+        PyErr_SetString(PyExc_TypeError, "start(): by_context must be a dict");
+        return NULL;
+    }
+    if (by_context != contexts)
+        Py_XSETREF(by_context, Py_NewRef(contexts));
+    PyObject *gargs[2] = {fn, self->hub};
+    PyObject *g = PyObject_Vectorcall(green_type, gargs, 2, NULL);
+    if (g == NULL)
+        return NULL;
+    Resume *first = NULL;
+    PyObject *context = PyContext_CopyCurrent();
+    if (context == NULL || PyObject_SetAttr(g, str_gr_context, context) < 0)
+        goto fail;
+    PyObject *key = PyLong_FromVoidPtr(context);
+    if (key == NULL)
+        goto fail;
+    int rc = PyDict_SetItem(contexts, key, strand); /* (a lock's fast path records it) */
+    Py_DECREF(key);
+    if (rc < 0)
+        goto fail;
+    first = (Resume *)Resume_Type.tp_alloc(&Resume_Type, 0);
+    if (first == NULL)
+        goto fail;
+    first->greenlet = Py_NewRef(g);
+    first->error = Py_NewRef(Py_None);
+    first->done = 1;
+    if (PyObject_SetAttr(g, str_strand, strand) < 0 ||
+        PyObject_SetAttr(g, str_done, Py_None) < 0 ||
+        PyObject_SetAttr(g, str_outcome, Py_None) < 0 ||
+        PyObject_SetAttr(g, str_scheduler, (PyObject *)self) < 0 ||
+        PyObject_SetAttr(g, str_end, end) < 0 ||
+        PyObject_SetAttr(g, str_waiting, (PyObject *)first) < 0 ||
+        scheduler_wake(self, (PyObject *)first) < 0)
+        goto fail;
+    Py_DECREF(first);
+    Py_DECREF(context);
+    return g;
+fail:
+    Py_XDECREF(first);
+    Py_XDECREF(context);
+    Py_DECREF(g);
+    return NULL;
+}
+
 static PyMethodDef Scheduler_methods[] = {
     {"wake", (PyCFunction)Scheduler_wake, METH_O, "Make a resume's strand ready."},
+    {"start", (PyCFunction)(void (*)(void))Scheduler_start, METH_FASTCALL,
+     "start(fn, strand, end, by_context): start fn() as a green strand (its greenlet)."},
     {"run", (PyCFunction)Scheduler_run, METH_NOARGS,
      "The loop callback: switch to the hub for one batch."},
     {NULL, NULL, 0, NULL},
@@ -1114,6 +1225,8 @@ PyInit__greenpark(void)
     INTERN(str_call_soon, "call_soon");
     INTERN(str_scheduler, "scheduler");
     INTERN(str_dict, "__dict__");
+    INTERN(str_end, "end");
+    INTERN(str_gr_context, "gr_context");
     INTERN(str_parked, "parked");
     INTERN(str_running, "running");
     INTERN(str_parked_on, "parked_on");
@@ -1132,7 +1245,7 @@ PyInit__greenpark(void)
         return NULL;
     if (PyModule_AddObjectRef(m, "Resume", (PyObject *)&Resume_Type) < 0 ||
         PyModule_AddObjectRef(m, "Scheduler", (PyObject *)&Scheduler_Type) < 0 ||
-        PyModule_AddIntConstant(m, "SEAM", 5) < 0) {
+        PyModule_AddIntConstant(m, "SEAM", 6) < 0) {
         Py_DECREF(m);
         return NULL;
     }

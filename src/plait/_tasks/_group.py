@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from collections.abc import Coroutine as _CoroutineABC
+from functools import partial
 from types import TracebackType
 from typing import Any
 
@@ -32,10 +33,10 @@ from plait._core import (
     safepoint,
 )
 from plait._core.awaitables import describe_callable, refuse_awaitable, returns_awaitable
-from plait._core.green import drive, greenlet_module
-from plait._core.green import start as start_green
+from plait._core.green import drive, greenlet_module, scheduler_for
 from plait._core.runtime import add_hurry_listener, hurried
 from plait._core.strands import (
+    green_by_context,
     note_self_strand_loop,
 )
 from plait._errors import CancellationIgnored, Cancelled
@@ -57,6 +58,8 @@ from plait._tasks._task import (
 )
 
 __all__ = ["TaskGroup"]
+
+_green_ended = Task._on_green_done  # (what a green strand's hub calls at its end: (task, g))
 
 # Groups waiting for their children in ``__aexit__``: a second Ctrl-C under plait.run
 # (the loop is "hurried") ends their grace at once.
@@ -168,6 +171,7 @@ class TaskGroup:
         self._parent_cancel_requested = False
         self._body: CancelScope | None = None
         self._loop_ident = 0
+        self._green_scheduler: Any = None  # its loop's green hub, once a green strand started
         # One bound method for every coroutine child, not one per spawn.
         self._coro_done = self._on_coro_done
         self._waits: dict[_CoroStrand, WaitQueue] = {}  # blocking waits on coroutine children
@@ -283,6 +287,31 @@ class TaskGroup:
             and self._state == "open"
             and not self._aborting
         )
+        if (
+            on == "green"
+            and self._green_scheduler is not None  # (greenlet imported, the hub made)
+            and flags is not None
+            and not flags & _CO_COROUTINE
+            and timeout is None
+            and not isolated
+            and (name is None or type(name) is str)
+            and _get_ident() == self._loop_ident
+            and self._state == "open"
+            and not self._aborting
+            and not returns_awaitable(fn)
+        ):
+            # A green strand on the group's loop: the hub starts its greenlet and reports its
+            # end to the task, with no asyncio task in between (what makes a spawn cheap).
+            task = Task("green", name or getattr(fn, "__qualname__", None), self, None)
+            with self._mutex:
+                self._pending.add(task)
+            try:
+                self._start_green_here(task, fn, args)
+            except BaseException:
+                with self._mutex:
+                    self._pending.discard(task)
+                raise
+            return task
         if not fast:
             if on is None and flags is not None:  # a plain function, without inspect's help
                 kind: StrandKind = (
@@ -381,11 +410,30 @@ class TaskGroup:
             # the loop from another thread: what coroutine strands have already).
             self._start_async(task, drive, (fn, args))
             return
-        # The common case: the loop's hub starts the greenlet and reports its end to the
-        # task, with no asyncio task in between (what makes a spawn cheap).
+        if loop is self._loop:
+            self._green_scheduler = scheduler_for(loop)
+            self._start_green_here(task, fn, args)
+            return
+        # (A group not entered on this loop: its hub, asked each time.)
         task.loop = loop
         task.state = "running"
-        task._green = start_green(fn, args, task, loop, task._on_green_done)
+        task._green = scheduler_for(loop).start(
+            partial(fn, *args) if args else fn, task, _green_ended, green_by_context
+        )
+        register(task)
+        if hooks.active:
+            hooks.spawned(task)
+
+    def _start_green_here(
+        self, task: Task[Any], fn: Callable[..., Any], args: tuple[Any, ...]
+    ) -> None:
+        # The common case: the loop's hub starts the greenlet and reports its end to the
+        # task, with no asyncio task in between (what makes a spawn cheap).
+        task.loop = self._loop
+        task.state = "running"
+        task._green = self._green_scheduler.start(
+            partial(fn, *args) if args else fn, task, _green_ended, green_by_context
+        )
         register(task)
         if hooks.active:
             hooks.spawned(task)
