@@ -385,6 +385,10 @@ Scheduler_dealloc(Scheduler *self)
 static PyObject *
 Scheduler_wake(Scheduler *self, PyObject *resume)
 {
+    if (!Py_IS_TYPE(resume, &Resume_Type)) { /* (the ring takes no other kind from here) */
+        PyErr_Format(PyExc_TypeError, "Scheduler.wake() takes a Resume, not %R", resume);
+        return NULL;
+    }
     if (scheduler_wake(self, resume) < 0)
         return NULL;
     Py_RETURN_NONE;
@@ -496,15 +500,16 @@ fail:
     return -1;
 }
 
-/* Step green strand `g` (popped with `resume`) until its next wait or its end. */
+/* Step green strand `g` (popped as `marker`: its resume, or itself for its start) until its
+ * next wait or its end; `error`: thrown in instead (None: resume it). */
 static int
-step(PyObject *local, PyObject *g, Resume *resume)
+step(PyObject *local, PyObject *g, PyObject *marker, PyObject *error)
 {
     PyObject *waiting = PyObject_GetAttr(g, str_waiting);
     if (waiting == NULL)
         return -1;
     Py_DECREF(waiting);
-    if (waiting != (PyObject *)resume)
+    if (waiting != marker)
         return 0; /* it left that wait already: it was cancelled */
     if (PyObject_SetAttr(g, str_waiting, Py_None) < 0)
         return -1;
@@ -516,12 +521,12 @@ step(PyObject *local, PyObject *g, Resume *resume)
     if (rc < 0)
         return -1;
     PyObject *out, *outcome;
-    if (resume->error != Py_None) {
-        PyObject *typ = (PyObject *)Py_TYPE(resume->error);
+    if (error != Py_None) {
+        PyObject *typ = (PyObject *)Py_TYPE(error);
         if (have_capi) {
-            out = capi.throw_(g, typ, resume->error, NULL);
+            out = capi.throw_(g, typ, error, NULL);
         } else {
-            PyObject *args[3] = {g, typ, resume->error};
+            PyObject *args[3] = {g, typ, error};
             out = PyObject_VectorcallMethod(str_throw, args,
                                             3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
         }
@@ -580,12 +585,17 @@ Scheduler_hub(Scheduler *self, PyObject *Py_UNUSED(ignored))
         Py_XINCREF(before);
         int failed = 0;
         for (int i = 0; i < self->batch && self->count > 0; i++) {
-            Resume *resume = (Resume *)ring_pop(self);
-            PyObject *g = Py_XNewRef(resume->greenlet);
-            if (g != NULL && step(local, g, resume) < 0)
+            PyObject *item = ring_pop(self);
+            if (Py_IS_TYPE(item, &Resume_Type)) {
+                Resume *resume = (Resume *)item;
+                PyObject *g = Py_XNewRef(resume->greenlet);
+                if (g != NULL && step(local, g, item, resume->error) < 0)
+                    failed = 1;
+                Py_XDECREF(g);
+            } else if (step(local, item, item, Py_None) < 0) { /* a start (start()) */
                 failed = 1;
-            Py_XDECREF(g);
-            Py_DECREF(resume);
+            }
+            Py_DECREF(item);
             if (failed)
                 break;
         }
@@ -668,7 +678,6 @@ Scheduler_start(Scheduler *self, PyObject *const *args, Py_ssize_t nargs)
     PyObject *g = PyObject_Vectorcall(green_type, gargs, 2, NULL);
     if (g == NULL)
         return NULL;
-    Resume *first = NULL;
     PyObject *context = PyContext_CopyCurrent();
     if (context == NULL || PyObject_SetAttr(g, str_gr_context, context) < 0)
         goto fail;
@@ -679,25 +688,18 @@ Scheduler_start(Scheduler *self, PyObject *const *args, Py_ssize_t nargs)
     Py_DECREF(key);
     if (rc < 0)
         goto fail;
-    first = (Resume *)Resume_Type.tp_alloc(&Resume_Type, 0);
-    if (first == NULL)
-        goto fail;
-    first->greenlet = Py_NewRef(g);
-    first->error = Py_NewRef(Py_None);
-    first->done = 1;
+    /* Its start is queued as the greenlet itself (waiting: itself, until the hub first
+     * switches in; a cancel before that puts its own resume there, which skips it). */
     if (PyObject_SetAttr(g, str_strand, strand) < 0 ||
         PyObject_SetAttr(g, str_done, Py_None) < 0 ||
         PyObject_SetAttr(g, str_outcome, Py_None) < 0 ||
         PyObject_SetAttr(g, str_scheduler, (PyObject *)self) < 0 ||
         PyObject_SetAttr(g, str_end, end) < 0 ||
-        PyObject_SetAttr(g, str_waiting, (PyObject *)first) < 0 ||
-        scheduler_wake(self, (PyObject *)first) < 0)
+        PyObject_SetAttr(g, str_waiting, g) < 0 || scheduler_wake(self, g) < 0)
         goto fail;
-    Py_DECREF(first);
     Py_DECREF(context);
     return g;
 fail:
-    Py_XDECREF(first);
     Py_XDECREF(context);
     Py_DECREF(g);
     return NULL;

@@ -302,15 +302,22 @@ class TaskGroup:
         ):
             # A green strand on the group's loop: the hub starts its greenlet and reports its
             # end to the task, with no asyncio task in between (what makes a spawn cheap).
-            task = Task("green", name or getattr(fn, "__qualname__", None), self, None)
+            task: Task[Any] = Task("green", name or getattr(fn, "__qualname__", None), self, None)
             with self._mutex:
                 self._pending.add(task)
+            task.loop = self._loop
+            task.state = "running"
             try:
-                self._start_green_here(task, fn, args)
+                task._green = self._green_scheduler.start(
+                    partial(fn, *args) if args else fn, task, _green_ended, green_by_context
+                )
             except BaseException:
                 with self._mutex:
                     self._pending.discard(task)
                 raise
+            register(task)
+            if hooks.active:
+                hooks.spawned(task)
             return task
         if not fast:
             if on is None and flags is not None:  # a plain function, without inspect's help
@@ -360,7 +367,7 @@ class TaskGroup:
             if hooks.active:
                 hooks.spawned(strand)  # type: ignore[arg-type]
             return strand  # type: ignore[return-value]
-        task: Task[Any] = Task(kind, name or getattr(fn, "__qualname__", None), self, timeout)
+        task = Task(kind, name or getattr(fn, "__qualname__", None), self, timeout)
         with self._mutex:
             self._pending.add(task)
         try:
@@ -410,28 +417,15 @@ class TaskGroup:
             # the loop from another thread: what coroutine strands have already).
             self._start_async(task, drive, (fn, args))
             return
+        # The loop's hub starts the greenlet and reports its end to the task, with no
+        # asyncio task in between (what makes a spawn cheap). The group keeps its loop's
+        # hub: from now on spawn() does this inline.
+        scheduler = scheduler_for(loop)
         if loop is self._loop:
-            self._green_scheduler = scheduler_for(loop)
-            self._start_green_here(task, fn, args)
-            return
-        # (A group not entered on this loop: its hub, asked each time.)
+            self._green_scheduler = scheduler
         task.loop = loop
         task.state = "running"
-        task._green = scheduler_for(loop).start(
-            partial(fn, *args) if args else fn, task, _green_ended, green_by_context
-        )
-        register(task)
-        if hooks.active:
-            hooks.spawned(task)
-
-    def _start_green_here(
-        self, task: Task[Any], fn: Callable[..., Any], args: tuple[Any, ...]
-    ) -> None:
-        # The common case: the loop's hub starts the greenlet and reports its end to the
-        # task, with no asyncio task in between (what makes a spawn cheap).
-        task.loop = self._loop
-        task.state = "running"
-        task._green = self._green_scheduler.start(
+        task._green = scheduler.start(
             partial(fn, *args) if args else fn, task, _green_ended, green_by_context
         )
         register(task)
