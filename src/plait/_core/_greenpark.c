@@ -9,7 +9,9 @@
  *   Scheduler  one loop's ready strands and its hub: wake(resume), run() (the loop
  *              callback that switches to the hub), and the hub's body, which steps up to
  *              `batch` ready strands (setting the thread's current strand for each) and
- *              switches back.
+ *              switches back; start(fn, strand, end, by_context) makes a green strand's
+ *              greenlet and queues its start (the greenlet itself, no Resume), and the hub
+ *              calls end(strand, g) when it has ended (no future, no Python frame between).
  *
  * Building needs no greenlet headers: configure() hands this module greenlet's type and
  * plait's thread-local strand slot the first time a green strand starts, and takes
