@@ -219,3 +219,17 @@ def test_a_finished_green_strand_forgets_its_context() -> None:
     tasks = _spawn_after_a_first(body)
     assert all(t.done() and t.name.startswith("n") for t in tasks)
     assert not any(s in tasks for s in strands.green_by_context.values())
+
+
+def test_a_later_plain_function_marked_as_returning_an_awaitable_is_refused() -> None:
+    from plait._core.awaitables import returns_awaitable_mark
+
+    @returns_awaitable_mark
+    def fetch() -> Any:
+        return None
+
+    def body(tg: plait.TaskGroup) -> None:
+        with pytest.raises(TypeError, match="awaitable"):
+            tg.spawn(fetch, on="green")
+
+    _spawn_after_a_first(body)

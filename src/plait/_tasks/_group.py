@@ -12,6 +12,7 @@ import time
 from collections.abc import Awaitable, Callable
 from collections.abc import Coroutine as _CoroutineABC
 from functools import partial
+from types import FunctionType as _FunctionType
 from types import TracebackType
 from typing import Any
 
@@ -298,7 +299,8 @@ class TaskGroup:
             and _get_ident() == self._loop_ident
             and self._state == "open"
             and not self._aborting
-            and not returns_awaitable(fn)
+            # (a plain def with no attributes carries no coroutine mark: no need to ask)
+            and (not fn.__dict__ if type(fn) is _FunctionType else not returns_awaitable(fn))
         ):
             # A green strand on the group's loop: the hub starts its greenlet and reports its
             # end to the task, with no asyncio task in between (what makes a spawn cheap).
