@@ -9,6 +9,7 @@ off on purpose.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import os
 import platform
@@ -167,6 +168,23 @@ def test_the_c_types_refuse_bad_input_with_a_clear_error() -> None:
         resume.set_result(None)
     assert resume.done()  # (once: a second call does nothing)
     resume.set_result(None)
+
+
+@needs_speedups
+def test_the_c_scheduler_refuses_what_is_not_its_to_queue() -> None:
+    async def main() -> None:
+        async with plait.TaskGroup() as tg:
+            tg.spawn(int, on="green")  # (greenlet imported, the C step configured)
+        scheduler = green.scheduler_for(asyncio.get_running_loop())
+        with pytest.raises(TypeError, match="takes a Resume"):
+            scheduler.wake(object())
+        with pytest.raises(TypeError, match="takes 4 arguments"):
+            scheduler.start(int)
+        with pytest.raises(TypeError, match="by_context must be a dict"):
+            scheduler.start(int, None, None, [])
+        assert scheduler.ready_count == 0
+
+    plait.run(main)
 
 
 @pytest.mark.parametrize("kind", ["result", "error", "cancelled"])

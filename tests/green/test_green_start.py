@@ -6,6 +6,7 @@ Task API: result, error, cancellation before it ran, while parked, and by itself
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from typing import Any
 
@@ -140,3 +141,95 @@ def test_a_finished_green_strand_leaves_no_strand_behind() -> None:
     tasks = plait.run(main)
     live = {id(s) for s in plait.all_strands()}
     assert all(t.state == "done" and id(t) not in live for t in tasks)
+
+
+# A group's first green strand finds its loop's hub; the group keeps it, and every later
+# spawn starts its strand inline (TaskGroup.spawn's green fast path). These run both ways.
+
+
+async def _in_a_warm_group(body: Any) -> Any:
+    """``body(tg)`` in a group whose first green strand was already spawned."""
+    async with plait.TaskGroup() as tg:
+        tg.spawn(int, on="green")  # (the first: the group finds its loop's hub)
+        return body(tg)
+
+
+def _spawn_after_a_first(body: Any) -> Any:
+    return plait.run(_in_a_warm_group, body)
+
+
+def test_a_later_green_strand_cancelled_before_it_ran_never_runs() -> None:
+    ran: list[int] = []
+
+    def body(tg: plait.TaskGroup) -> Any:
+        task = tg.spawn(ran.append, 1, on="green")
+        assert task.cancel()  # (the loop has not run it yet)
+        return task
+
+    task = _spawn_after_a_first(body)
+    assert task.cancelled()
+    assert ran == []
+
+
+def test_later_green_strands_keep_their_args_names_and_outcomes() -> None:
+    spawned: list[plait.Task[Any]] = []
+
+    def fail() -> None:
+        raise KeyError("boom")
+
+    def body(tg: plait.TaskGroup) -> None:
+        spawned.append(tg.spawn(divmod, 7, 2, on="green", name="div"))
+        spawned.append(tg.spawn(fail, on="green"))
+
+    with pytest.raises(ExceptionGroup) as caught:
+        _spawn_after_a_first(body)
+    assert [type(e) for e in caught.value.exceptions] == [KeyError]
+    div, failed = spawned
+    assert (div.name, div.kind, div.result()) == ("div", "green", (3, 1))
+    assert isinstance(failed.exception(), KeyError)
+
+
+def test_later_green_strands_see_a_copy_of_the_spawners_context() -> None:
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+
+    def strand(value: str) -> tuple[str, str]:
+        seen = var.get()
+        var.set(value)  # (its own copy: neither the spawner nor a sibling sees this)
+        return seen, var.get()
+
+    def body(tg: plait.TaskGroup) -> Any:
+        var.set("spawner")
+        return [tg.spawn(strand, f"strand {i}", on="green") for i in range(3)]
+
+    async def main() -> Any:
+        tasks = await _in_a_warm_group(body)
+        return [t.result() for t in tasks], var.get()
+
+    results, after = plait.run(main)
+    assert results == [("spawner", f"strand {i}") for i in range(3)]
+    assert after == "spawner"
+
+
+def test_a_finished_green_strand_forgets_its_context() -> None:
+    from plait._core import strands
+
+    def body(tg: plait.TaskGroup) -> Any:
+        return [tg.spawn(lambda: None, on="green", name=f"n{i}") for i in range(20)]
+
+    tasks = _spawn_after_a_first(body)
+    assert all(t.done() and t.name.startswith("n") for t in tasks)
+    assert not any(s in tasks for s in strands.green_by_context.values())
+
+
+def test_a_later_plain_function_marked_as_returning_an_awaitable_is_refused() -> None:
+    from plait._core.awaitables import returns_awaitable_mark
+
+    @returns_awaitable_mark
+    def fetch() -> Any:
+        return None
+
+    def body(tg: plait.TaskGroup) -> None:
+        with pytest.raises(TypeError, match="awaitable"):
+            tg.spawn(fetch, on="green")
+
+    _spawn_after_a_first(body)

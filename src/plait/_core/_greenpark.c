@@ -9,7 +9,9 @@
  *   Scheduler  one loop's ready strands and its hub: wake(resume), run() (the loop
  *              callback that switches to the hub), and the hub's body, which steps up to
  *              `batch` ready strands (setting the thread's current strand for each) and
- *              switches back.
+ *              switches back; start(fn, strand, end, by_context) makes a green strand's
+ *              greenlet and queues its start (the greenlet itself, no Resume), and the hub
+ *              calls end(strand, g) when it has ended (no future, no Python frame between).
  *
  * Building needs no greenlet headers: configure() hands this module greenlet's type and
  * plait's thread-local strand slot the first time a green strand starts, and takes
@@ -45,7 +47,12 @@ static PyObject *str_parked, *str_running, *str_parked_on, *str_state, *str_wait
     *str_append, *str_active;
 
 static PyObject *str_switch, *str_throw, *str_parent, *str_dead, *str_waiting, *str_strand,
-    *str_outcome, *str_done, *str_set_result, *str_call_soon, *str_scheduler, *str_dict;
+    *str_outcome, *str_done, *str_set_result, *str_call_soon, *str_scheduler, *str_dict,
+    *str_end, *str_gr_context;
+
+/* The live green strands by id() of their context (plait._core.strands.green_by_context),
+ * as handed to Scheduler.start(): the hub drops a strand's entry at its end. */
+static PyObject *by_context = NULL;
 
 /* greenlet's C API (its capsule "greenlet._C_API", when it matches greenlet 3's layout):
  * a switch with no method lookup. Without it, the same calls go through greenlet's Python
@@ -380,6 +387,10 @@ Scheduler_dealloc(Scheduler *self)
 static PyObject *
 Scheduler_wake(Scheduler *self, PyObject *resume)
 {
+    if (!Py_IS_TYPE(resume, &Resume_Type)) { /* (the ring takes no other kind from here) */
+        PyErr_Format(PyExc_TypeError, "Scheduler.wake() takes a Resume, not %R", resume);
+        return NULL;
+    }
     if (scheduler_wake(self, resume) < 0)
         return NULL;
     Py_RETURN_NONE;
@@ -452,15 +463,55 @@ failed_outcome(void)
     return outcome;
 }
 
-/* Step green strand `g` (popped with `resume`) until its next wait or its end. */
+/* A green strand that start() started has ended (its outcome set): forget its context,
+ * then call end(strand, g) (steals the reference to `end`). */
 static int
-step(PyObject *local, PyObject *g, Resume *resume)
+finish_started(PyObject *g, PyObject *end)
+{
+    if (PyObject_SetAttr(g, str_end, Py_None) < 0)
+        goto fail;
+    if (by_context != NULL) {
+        PyObject *context = PyObject_GetAttr(g, str_gr_context);
+        if (context == NULL)
+            goto fail;
+        PyObject *key = PyLong_FromVoidPtr(context);
+        Py_DECREF(context);
+        if (key == NULL)
+            goto fail;
+        int rc = PyDict_DelItem(by_context, key);
+        Py_DECREF(key);
+        if (rc < 0) {
+            if (!PyErr_ExceptionMatches(PyExc_KeyError))
+                goto fail;
+            PyErr_Clear();
+        }
+    }
+    PyObject *strand = PyObject_GetAttr(g, str_strand);
+    if (strand == NULL)
+        goto fail;
+    PyObject *args[2] = {strand, g};
+    PyObject *r = PyObject_Vectorcall(end, args, 2, NULL);
+    Py_DECREF(strand);
+    Py_DECREF(end);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+fail:
+    Py_DECREF(end);
+    return -1;
+}
+
+/* Step green strand `g` (popped as `marker`: its resume, or itself for its start) until its
+ * next wait or its end; `error`: thrown in instead (None: resume it). */
+static int
+step(PyObject *local, PyObject *g, PyObject *marker, PyObject *error)
 {
     PyObject *waiting = PyObject_GetAttr(g, str_waiting);
     if (waiting == NULL)
         return -1;
     Py_DECREF(waiting);
-    if (waiting != (PyObject *)resume)
+    if (waiting != marker)
         return 0; /* it left that wait already: it was cancelled */
     if (PyObject_SetAttr(g, str_waiting, Py_None) < 0)
         return -1;
@@ -472,12 +523,12 @@ step(PyObject *local, PyObject *g, Resume *resume)
     if (rc < 0)
         return -1;
     PyObject *out, *outcome;
-    if (resume->error != Py_None) {
-        PyObject *typ = (PyObject *)Py_TYPE(resume->error);
+    if (error != Py_None) {
+        PyObject *typ = (PyObject *)Py_TYPE(error);
         if (have_capi) {
-            out = capi.throw_(g, typ, resume->error, NULL);
+            out = capi.throw_(g, typ, error, NULL);
         } else {
-            PyObject *args[3] = {g, typ, resume->error};
+            PyObject *args[3] = {g, typ, error};
             out = PyObject_VectorcallMethod(str_throw, args,
                                             3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
         }
@@ -501,6 +552,12 @@ step(PyObject *local, PyObject *g, Resume *resume)
     Py_DECREF(outcome);
     if (rc < 0)
         return -1;
+    PyObject *end = PyObject_GetAttr(g, str_end);
+    if (end == NULL)
+        return -1;
+    if (end != Py_None) /* started by start(): end(strand, g), no future in between */
+        return finish_started(g, end);
+    Py_DECREF(end);
     PyObject *done = PyObject_GetAttr(g, str_done);
     if (done == NULL)
         return -1;
@@ -530,12 +587,17 @@ Scheduler_hub(Scheduler *self, PyObject *Py_UNUSED(ignored))
         Py_XINCREF(before);
         int failed = 0;
         for (int i = 0; i < self->batch && self->count > 0; i++) {
-            Resume *resume = (Resume *)ring_pop(self);
-            PyObject *g = Py_XNewRef(resume->greenlet);
-            if (g != NULL && step(local, g, resume) < 0)
+            PyObject *item = ring_pop(self);
+            if (Py_IS_TYPE(item, &Resume_Type)) {
+                Resume *resume = (Resume *)item;
+                PyObject *g = Py_XNewRef(resume->greenlet);
+                if (g != NULL && step(local, g, item, resume->error) < 0)
+                    failed = 1;
+                Py_XDECREF(g);
+            } else if (step(local, item, item, Py_None) < 0) { /* a start (start()) */
                 failed = 1;
-            Py_XDECREF(g);
-            Py_DECREF(resume);
+            }
+            Py_DECREF(item);
             if (failed)
                 break;
         }
@@ -594,8 +656,61 @@ Scheduler_get_ready(Scheduler *self, void *Py_UNUSED(closure))
     return PyLong_FromSsize_t(self->count);
 }
 
+/* start(fn, strand, end, by_context): fn() in a new green strand greenlet on this loop, in
+ * a copy of the caller's context, ready to run; end(strand, g) once it has ended. */
+static PyObject *
+Scheduler_start(Scheduler *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "start(fn, strand, end, by_context) takes 4 arguments");
+        return NULL;
+    }
+    if (green_type == NULL || self->hub == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "start(): the green scheduler is not configured");
+        return NULL;
+    }
+    PyObject *fn = args[0], *strand = args[1], *end = args[2], *contexts = args[3];
+    if (!PyDict_CheckExact(contexts)) {
+        PyErr_SetString(PyExc_TypeError, "start(): by_context must be a dict");
+        return NULL;
+    }
+    if (by_context != contexts)
+        Py_XSETREF(by_context, Py_NewRef(contexts));
+    PyObject *gargs[2] = {fn, self->hub};
+    PyObject *g = PyObject_Vectorcall(green_type, gargs, 2, NULL);
+    if (g == NULL)
+        return NULL;
+    PyObject *context = PyContext_CopyCurrent();
+    if (context == NULL || PyObject_SetAttr(g, str_gr_context, context) < 0)
+        goto fail;
+    PyObject *key = PyLong_FromVoidPtr(context);
+    if (key == NULL)
+        goto fail;
+    int rc = PyDict_SetItem(contexts, key, strand); /* (a lock's fast path records it) */
+    Py_DECREF(key);
+    if (rc < 0)
+        goto fail;
+    /* Its start is queued as the greenlet itself (waiting: itself, until the hub first
+     * switches in; a cancel before that puts its own resume there, which skips it). */
+    if (PyObject_SetAttr(g, str_strand, strand) < 0 ||
+        PyObject_SetAttr(g, str_done, Py_None) < 0 ||
+        PyObject_SetAttr(g, str_outcome, Py_None) < 0 ||
+        PyObject_SetAttr(g, str_scheduler, (PyObject *)self) < 0 ||
+        PyObject_SetAttr(g, str_end, end) < 0 ||
+        PyObject_SetAttr(g, str_waiting, g) < 0 || scheduler_wake(self, g) < 0)
+        goto fail;
+    Py_DECREF(context);
+    return g;
+fail:
+    Py_XDECREF(context);
+    Py_DECREF(g);
+    return NULL;
+}
+
 static PyMethodDef Scheduler_methods[] = {
     {"wake", (PyCFunction)Scheduler_wake, METH_O, "Make a resume's strand ready."},
+    {"start", (PyCFunction)(void (*)(void))Scheduler_start, METH_FASTCALL,
+     "start(fn, strand, end, by_context): start fn() as a green strand (its greenlet)."},
     {"run", (PyCFunction)Scheduler_run, METH_NOARGS,
      "The loop callback: switch to the hub for one batch."},
     {NULL, NULL, 0, NULL},
@@ -1114,6 +1229,8 @@ PyInit__greenpark(void)
     INTERN(str_call_soon, "call_soon");
     INTERN(str_scheduler, "scheduler");
     INTERN(str_dict, "__dict__");
+    INTERN(str_end, "end");
+    INTERN(str_gr_context, "gr_context");
     INTERN(str_parked, "parked");
     INTERN(str_running, "running");
     INTERN(str_parked_on, "parked_on");
@@ -1132,7 +1249,7 @@ PyInit__greenpark(void)
         return NULL;
     if (PyModule_AddObjectRef(m, "Resume", (PyObject *)&Resume_Type) < 0 ||
         PyModule_AddObjectRef(m, "Scheduler", (PyObject *)&Scheduler_Type) < 0 ||
-        PyModule_AddIntConstant(m, "SEAM", 5) < 0) {
+        PyModule_AddIntConstant(m, "SEAM", 6) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -55,6 +55,7 @@ __all__ = [
     "greenlet_module",
     "in_green_strand",
     "resume_for",
+    "scheduler_for",
     "start",
     "switch_out",
     "wait_fd",
@@ -76,7 +77,7 @@ if not os.environ.get("PLAIT_NO_SPEEDUPS"):
     except ImportError:  # pragma: no cover - depends on the build
         pass
     else:
-        if _greenpark.SEAM != 5:  # the C types' members, configure*()'s args, park_any
+        if _greenpark.SEAM != 6:  # the C types' members, configure*()'s args, start()
             raise ImportError(
                 f"plait._core._greenpark ({_greenpark.__file__}) was built from another "
                 "version of plait: rebuild it (pip install -e .), or set PLAIT_NO_SPEEDUPS=1"
@@ -106,10 +107,11 @@ def _green_type() -> Any:
             strand; ``done``: the future its driver waits on). Slots, not an instance
             dict: a parked strand costs less memory, and the hub reads them faster."""
 
-            __slots__ = ("done", "outcome", "scheduler", "strand", "waiting")
+            __slots__ = ("done", "end", "outcome", "scheduler", "strand", "waiting")
 
             strand: Any
-            done: Any
+            done: Any  # (drive()'s; None when start() started it)
+            end: Any  # start()'s ``end(strand, g)``, until the hub calls it; else None
             waiting: Any
             outcome: tuple[bool, Any] | None
             scheduler: Any  # a _Scheduler (or the C one)
@@ -169,6 +171,21 @@ class _Scheduler:
             self.scheduled = True
             self.loop.call_soon(self.run)
 
+    def start(self, fn: Any, strand: Any, end: Any, by_context: dict[int, Any]) -> Any:
+        """``fn()`` in a new green strand greenlet, ready to run, in a copy of the caller's
+        context (``by_context``: where it is recorded); ``end(strand, g)`` once it ended."""
+        g = _GreenT(fn, self.hub)
+        g.gr_context = context = contextvars.copy_context()  # the spawner's vars, as a copy
+        by_context[id(context)] = strand  # (a lock's fast path records it)
+        g.strand = strand
+        g.done = None
+        g.outcome = None
+        g.scheduler = self
+        g.end = end
+        g.waiting = first = _Resume(g)
+        first.set_result(None)
+        return g
+
     def _run(self) -> None:
         hub = self.hub
         if hub.dead:  # pragma: no cover - only if the hub itself failed
@@ -202,7 +219,12 @@ class _Scheduler:
                     if not g.dead:
                         continue
                     g.outcome = (True, out)
-                if not g.done.done():
+                end = g.end
+                if end is not None:  # started by start(): no future in between
+                    g.end = None
+                    _strands.green_by_context.pop(id(g.gr_context), None)
+                    end(g.strand, g)
+                elif not g.done.done():
                     g.done.set_result(None)
             if before is _MISSING:
                 local.pop("strand", None)
@@ -347,6 +369,7 @@ async def drive(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
     g.done = loop.create_future()
     g.outcome = None  # (True, result) or (False, error) once it has ended
     g.scheduler = scheduler
+    g.end = None  # (the hub resolves ``done`` instead)
     g.waiting = start = new_resume(g)  # (waiting: the _Resume of its wait while it is parked)
     start.set_result(None)
     try:
@@ -371,29 +394,10 @@ async def drive(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
     raise value
 
 
-class _End:
-    """A started green strand's ``done`` (what the hub resolves once its function has
-    ended, ``g.outcome`` set): instead of a future a driver awaits, it calls ``then(g)``."""
-
-    __slots__ = ("context", "fired", "g", "then")
-
-    def __init__(self, g: Any, context: int, then: Callable[[Any], None]) -> None:
-        self.fired = False
-        self.g = g
-        self.context = context
-        self.then = then
-
-    def done(self) -> bool:
-        return self.fired
-
-    def end(self, _value: object) -> None:
-        if not self.fired:
-            self.fired = True
-            g, self.g = self.g, None  # (no cycle left behind)
-            _strands.green_by_context.pop(self.context, None)
-            self.then(g)
-
-    set_result = end  # (what the hub calls on ``done``, a future's method elsewhere)
+def scheduler_for(loop: asyncio.AbstractEventLoop) -> Any:
+    """The green scheduler of ``loop`` (asked on its thread): its ``start(fn, strand, end,
+    green_by_context)`` is :func:`start` for callers that keep it (a TaskGroup's spawn)."""
+    return _scheduler(loop)
 
 
 def start(
@@ -401,24 +405,17 @@ def start(
     args: tuple[Any, ...],
     strand: Any,
     loop: asyncio.AbstractEventLoop,
-    then: Callable[[Any], None],
+    then: Callable[[Any, Any], None],
 ) -> Any:
     """Start ``fn(*args)`` as green strand ``strand`` on ``loop`` (called on its thread),
-    with no asyncio task to drive it: the hub calls ``then(g)`` once it has ended
+    with no asyncio task to drive it: the hub calls ``then(strand, g)`` once it has ended
     (``g.outcome``: ``(True, result)`` or ``(False, error)``). Return the greenlet, which
-    :func:`cancel` takes. (:func:`drive` is the same as a coroutine, for the strands that
-    need one: a timeout, a start from another thread.)"""
-    scheduler = _scheduler(loop)
-    g = _GreenT(fn if not args else functools.partial(fn, *args), scheduler.hub)
-    g.gr_context = context = contextvars.copy_context()  # the spawner's vars, as a copy
-    g.strand = strand
-    _strands.green_by_context[id(context)] = strand  # (a lock's fast path records it)
-    g.done = _End(g, id(context), then)
-    g.outcome = None
-    g.scheduler = scheduler
-    g.waiting = first = new_resume(g)
-    first.set_result(None)
-    return g
+    :func:`cancel` takes. The strand runs in a copy of the caller's context. (:func:`drive`
+    is the same as a coroutine, for the strands that need one: a timeout, a start from
+    another thread.)"""
+    return _scheduler(loop).start(
+        fn if not args else functools.partial(fn, *args), strand, then, _strands.green_by_context
+    )
 
 
 def cancel(g: Any, msg: str | None = None) -> None:
@@ -426,7 +423,7 @@ def cancel(g: Any, msg: str | None = None) -> None:
     :class:`plait.Cancelled` in at its wait (a wake-up already on its way is dropped and
     its hand-over given back), as a thread strand sees it. From the strand itself, at its
     next wait."""
-    if g.outcome is not None or g.done.done():
+    if g.outcome is not None:
         return
     if g is _getcurrent():  # running: its next wait sets ``waiting``; throw in after it
         g.scheduler.loop.call_soon(cancel, g, msg)

@@ -11,6 +11,8 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from collections.abc import Coroutine as _CoroutineABC
+from functools import partial
+from types import FunctionType as _FunctionType
 from types import TracebackType
 from typing import Any
 
@@ -32,10 +34,10 @@ from plait._core import (
     safepoint,
 )
 from plait._core.awaitables import describe_callable, refuse_awaitable, returns_awaitable
-from plait._core.green import drive, greenlet_module
-from plait._core.green import start as start_green
+from plait._core.green import drive, greenlet_module, scheduler_for
 from plait._core.runtime import add_hurry_listener, hurried
 from plait._core.strands import (
+    green_by_context,
     note_self_strand_loop,
 )
 from plait._errors import CancellationIgnored, Cancelled
@@ -57,6 +59,8 @@ from plait._tasks._task import (
 )
 
 __all__ = ["TaskGroup"]
+
+_green_ended = Task._on_green_done  # (what a green strand's hub calls at its end: (task, g))
 
 # Groups waiting for their children in ``__aexit__``: a second Ctrl-C under plait.run
 # (the loop is "hurried") ends their grace at once.
@@ -168,6 +172,7 @@ class TaskGroup:
         self._parent_cancel_requested = False
         self._body: CancelScope | None = None
         self._loop_ident = 0
+        self._green_scheduler: Any = None  # its loop's green hub, once a green strand started
         # One bound method for every coroutine child, not one per spawn.
         self._coro_done = self._on_coro_done
         self._waits: dict[_CoroStrand, WaitQueue] = {}  # blocking waits on coroutine children
@@ -283,6 +288,39 @@ class TaskGroup:
             and self._state == "open"
             and not self._aborting
         )
+        if (
+            on == "green"
+            and self._green_scheduler is not None  # (greenlet imported, the hub made)
+            and flags is not None
+            and not flags & _CO_COROUTINE
+            and timeout is None
+            and not isolated
+            and (name is None or type(name) is str)
+            and _get_ident() == self._loop_ident
+            and self._state == "open"
+            and not self._aborting
+            # (a plain def with no attributes carries no coroutine mark: no need to ask)
+            and (not fn.__dict__ if type(fn) is _FunctionType else not returns_awaitable(fn))
+        ):
+            # A green strand on the group's loop: the hub starts its greenlet and reports its
+            # end to the task, with no asyncio task in between (what makes a spawn cheap).
+            task: Task[Any] = Task("green", name or getattr(fn, "__qualname__", None), self, None)
+            with self._mutex:
+                self._pending.add(task)
+            task.loop = self._loop
+            task.state = "running"
+            try:
+                task._green = self._green_scheduler.start(
+                    partial(fn, *args) if args else fn, task, _green_ended, green_by_context
+                )
+            except BaseException:
+                with self._mutex:
+                    self._pending.discard(task)
+                raise
+            register(task)
+            if hooks.active:
+                hooks.spawned(task)
+            return task
         if not fast:
             if on is None and flags is not None:  # a plain function, without inspect's help
                 kind: StrandKind = (
@@ -331,7 +369,7 @@ class TaskGroup:
             if hooks.active:
                 hooks.spawned(strand)  # type: ignore[arg-type]
             return strand  # type: ignore[return-value]
-        task: Task[Any] = Task(kind, name or getattr(fn, "__qualname__", None), self, timeout)
+        task = Task(kind, name or getattr(fn, "__qualname__", None), self, timeout)
         with self._mutex:
             self._pending.add(task)
         try:
@@ -381,11 +419,17 @@ class TaskGroup:
             # the loop from another thread: what coroutine strands have already).
             self._start_async(task, drive, (fn, args))
             return
-        # The common case: the loop's hub starts the greenlet and reports its end to the
-        # task, with no asyncio task in between (what makes a spawn cheap).
+        # The loop's hub starts the greenlet and reports its end to the task, with no
+        # asyncio task in between (what makes a spawn cheap). The group keeps its loop's
+        # hub: from now on spawn() does this inline.
+        scheduler = scheduler_for(loop)
+        if loop is self._loop:
+            self._green_scheduler = scheduler
         task.loop = loop
         task.state = "running"
-        task._green = start_green(fn, args, task, loop, task._on_green_done)
+        task._green = scheduler.start(
+            partial(fn, *args) if args else fn, task, _green_ended, green_by_context
+        )
         register(task)
         if hooks.active:
             hooks.spawned(task)
