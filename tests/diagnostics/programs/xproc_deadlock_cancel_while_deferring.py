@@ -10,7 +10,7 @@ import time
 import plait
 from plait._sync import _robust
 from plait.diagnostics import _xquery
-from xproc_deadlock_same_moment import main
+from xproc_deadlock_same_moment import main, say
 
 
 
@@ -48,12 +48,12 @@ def hook_for(name, other_name, where, closing, scopes):
             scopes[0].cancel()  # from this strand: what a watchdog or a sibling would do
         elif stage in ("walk", "verdict"):
             if not meet(where, other_name, stage, 20):
-                print(name, "never met the other side at", stage, flush=True)
+                say(name, "never met the other side at", stage)
             # The side that goes first holds its verdict (still queued: the cycle stays
             # closed) until the other, deferring, has ended by its cancellation.
             if stage == "verdict" and key < read_key(where, other_name, stage):
                 if not meet(where, other_name, "cancelled", 10):
-                    print(name, "saw the other side still deferring", flush=True)
+                    say(name, "saw the other side still deferring")
 
     return hook
 
@@ -67,12 +67,12 @@ def side(name, other_name, mine, theirs, both, where):
             with plait.CancelScope() as scope:
                 scopes.append(scope)
                 with theirs:
-                    print(name, "got both", flush=True)
+                    say(name, "got both")
             if scope.cancelled_caught:
                 mark(where, name, "cancelled")
-                print(name, "cancelled", flush=True)
+                say(name, "cancelled")
         except plait.DeadlockError as exc:
-            print(name, "raised, links:", len(exc.cycle), flush=True)
+            say(name, "raised, links:", len(exc.cycle))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,12 @@ first = plait.Lock()
 second = plait.Lock()
 
 
+def say(*parts):
+    """Print one line in one write: both processes write to one pipe, and print() writes
+    each part on its own when the output is unbuffered (PYTHONUNBUFFERED in CI)."""
+    os.write(1, (" ".join(str(p) for p in parts) + "\n").encode())
+
+
 def meet_in_the_check(name, other_name, where, closing):
     """The check hook: on the wait on ``closing``, at each stage of the check, say "here"
     and wait for the other side to get there too (once per stage; at "raise" only a
@@ -29,7 +35,7 @@ def meet_in_the_check(name, other_name, where, closing):
             if time.monotonic() > give_up:
                 if stage == "raise":
                     return
-                print(name, "never met the other side at", stage, flush=True)
+                say(name, "never met the other side at", stage)
                 return
             time.sleep(0.001)
 
@@ -42,9 +48,9 @@ def side(name, other_name, mine, theirs, both, where):
         both.wait()
         try:
             with theirs:
-                print(name, "got both", flush=True)
+                say(name, "got both")
         except plait.DeadlockError as exc:
-            print(name, "raised, links:", len(exc.cycle), flush=True)
+            say(name, "raised, links:", len(exc.cycle))
 
 
 def main(side):
