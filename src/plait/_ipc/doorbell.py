@@ -66,7 +66,6 @@ import atexit
 import errno
 import itertools
 import os
-import queue
 import selectors
 import socket
 import threading
@@ -167,12 +166,10 @@ class _Bell:
         except BaseException:
             self.listener.close()
             raise
-        self.stop_r, self.stop_w = os.pipe()  # b"x": stop; b"r": rooms to retire
-        self.retiring: queue.SimpleQueue[tuple[object, Room, bool]] = queue.SimpleQueue()
+        self.stop_r, self.stop_w = os.pipe()
         # pid -> (its pidfd, the (room id, direction) pairs to wake when it exits)
         self.watched: dict[int, tuple[int, set[tuple[int, int]]]] = {}
-        # (re-entrant: a collector's ``retire_later`` may run on a thread that holds it)
-        self.watch_lock = threading.RLock()
+        self.watch_lock = threading.Lock()
         self.closed = False
         self.ended = False  # (the watcher has closed the pipe: a fork must not close it)
         # ringers' connections -> their partial record (the watcher's; a fork copies it)
@@ -207,12 +204,8 @@ class _Bell:
                 for key, _ in sel.select():
                     obj = key.fileobj
                     if obj == self.stop_r:
-                        asked = os.read(self.stop_r, 512)
-                        self._retire()
-                        if b"x" in asked:
-                            self._drain()
-                            return
-                        continue
+                        self._drain()
+                        return
                     if key.data is not None:  # a watched process exited
                         try:
                             self._exited(key.data)
@@ -257,9 +250,8 @@ class _Bell:
                 self.watched.clear()
             sel.close()
             self.listener.close()
-            with self.watch_lock:  # (``retire_later`` writes to it under the lock)
-                os.close(self.stop_r)
-                os.close(self.stop_w)
+            os.close(self.stop_r)
+            os.close(self.stop_w)
 
     def watch(self, pid: int, rid: int, d: int) -> int:
         """Wake room ``rid``'s direction ``d`` with :data:`DIED` when ``pid`` exits:
@@ -303,21 +295,6 @@ class _Bell:
                 except Exception:  # a broken object must not stop the bell
                     pass
 
-    def _retire(self) -> None:
-        """(The watcher) Retire the rooms whose objects this process let go (see
-        :meth:`Room.retire`): here, not in the collector's finalizer, which may run on a
-        thread that holds a lock this needs."""
-        while True:
-            try:
-                owner, room, hand_on = self.retiring.get_nowait()
-            except queue.Empty:
-                return
-            try:
-                room.retire(hand_on)
-            except Exception:  # (a broken object must not stop the bell)
-                pass
-            del owner, room  # (now it goes)
-
     def _drain(self) -> None:
         """(The watcher, stopping) Deliver the records ringers sent before :meth:`close`
         shut the connections: they may be for a room of this process's next bell."""
@@ -349,7 +326,6 @@ class _Bell:
         copies every descriptor, close-on-exec or not, and a child holding the listener
         keeps the parent's address bound: the parent's next bell could not bind it
         (``EADDRINUSE``) for as long as the child lives (a Manager's server, a worker)."""
-        self.closed = True  # (this process's rooms retire with nothing: not its bell)
         for conn in self.conns:
             conn.close()
         self.selector.close()
@@ -583,7 +559,6 @@ class Room:
         "queues",
         "slot",
         "table",
-        "unsure",
     )
 
     def __init__(self, table: Any, lock: Any) -> None:
@@ -595,9 +570,6 @@ class Room:
         self.announced: list[set[Waiter]] = [set() for _ in range(DIRECTIONS)]
         self.bell, self.id = _attach(self)
         self.slot = -1
-        # A ring may be on its way here for nobody (a waiter left unwoken, or an
-        # everyone-ring came): it must be handed on if the object is let go (``retire``).
-        self.unsure = False
 
     # -- with the shared lock held --
 
@@ -686,7 +658,6 @@ class Room:
         died = waiter.value is DIED  # (woken by a watched exit, not by a ring)
         if waiter.state == WOKEN and not handed and not died:
             return
-        self.unsure = True
         lock = self.lock
         lock.acquire()
         try:
@@ -731,7 +702,6 @@ class Room:
         taken = everyone
         with self.mutex:
             if everyone:  # (the ringer took every announcement of ours)
-                self.unsure = True
                 woken = queue.pop_all(True)
                 announced.clear()
             else:
@@ -770,7 +740,6 @@ class Room:
         ring that already took it (call without the lock)."""
         with self.mutex:
             removed = self.queues[d].remove(waiter, CANCELLED)
-        self.unsure = True
         self.lock.acquire()
         try:
             if not self.take_back(waiter, d) and not removed and self.table[d]:
@@ -787,46 +756,17 @@ class Room:
         finally:
             self.lock.release()
 
-    def retire(self, hand_on: bool) -> None:
-        """(The watcher) The object was let go here while this process's bell lives on:
-        free its slot, so that no ring comes for a room that is gone (the bell could not
-        hand it on: it has neither the table nor the lock). A ring already on its way
-        here for nobody is lost with the room: every waiter elsewhere looks again."""
+    def leave(self) -> None:
+        """This process stops using the object: free its slot (lock held)."""
         slot = self.slot
-        if slot < 0:
-            return
-        lock, table = self.lock, self.table
-        lock.acquire()
-        try:
+        if slot >= 0:
             base = _TOTALS + slot * _W
-            if table[base + _TAG] == self.bell.tag and table[base + _ROOM] == self.id:
-                _clear_slot(table, base)
-            self.slot = -1
-            if self.unsure and hand_on:
-                for d in range(DIRECTIONS):
-                    if table[d] > 0:
-                        wake_all(table, d)
-        finally:
-            lock.release()
-
-
-def retire_later(owner: object, room: Room, hand_on: bool) -> None:
-    """(``owner.__del__``: any thread, any moment) ``owner``, the object's state here, is
-    being collected: have the bell's watcher retire its ``room`` (:meth:`Room.retire`),
-    with ``owner`` kept alive until then (the room's lock repairs through it). ``hand_on``:
-    a ring is a wake-up to look again, not a notification that may be consumed (a
-    Condition's)."""
-    if room.slot < 0:
-        return
-    bell = room.bell
-    with bell.watch_lock:
-        if bell.closed:  # its watcher ended: ringers find the bell gone and clear the slot
-            return
-        bell.retiring.put((owner, room, hand_on))  # (SimpleQueue: safe from __del__)
-        try:
-            os.write(bell.stop_w, b"r")
-        except OSError:
-            pass
+            if self.table[base + _TAG] == self.bell.tag and self.table[base + _ROOM] == self.id:
+                _clear_slot(self.table, base)
+        self.slot = -1
+        with self.mutex:
+            for announced in self.announced:
+                announced.clear()
 
 
 def waiting(table: Any, d: int) -> int:
