@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import functools
 import os
 import threading
 import weakref
@@ -56,7 +55,6 @@ __all__ = [
     "in_green_strand",
     "resume_for",
     "scheduler_for",
-    "start",
     "switch_out",
     "wait_fd",
     "wait_fds",
@@ -242,7 +240,8 @@ _schedulers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref
 
 
 def _scheduler(loop: asyncio.AbstractEventLoop) -> Any:
-    """The loop's scheduler (made on the loop's thread, by :func:`drive` or :func:`start`)."""
+    """The loop's scheduler (made on the loop's thread, by :func:`drive` or
+    :func:`scheduler_for`)."""
     scheduler = _schedulers.get(loop)
     if scheduler is None:
         _green_type()  # (greenlet imported, the C step configured)
@@ -395,31 +394,17 @@ async def drive(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
 
 
 def scheduler_for(loop: asyncio.AbstractEventLoop) -> Any:
-    """The green scheduler of ``loop`` (asked on its thread): its ``start(fn, strand, end,
-    green_by_context)`` is :func:`start` for callers that keep it (a TaskGroup's spawn)."""
+    """The green scheduler of ``loop`` (asked on its thread). Its ``start(fn, strand, end,
+    green_by_context)`` starts ``fn()`` as green strand ``strand`` with no asyncio task to
+    drive it, in a copy of the caller's context: the hub calls ``end(strand, g)`` once it
+    has ended (``g.outcome``: ``(True, result)`` or ``(False, error)``); :func:`cancel`
+    takes the greenlet. (:func:`drive` is the same as a coroutine, for the strands that
+    need one: a timeout, a start from another thread.)"""
     return _scheduler(loop)
 
 
-def start(
-    fn: Callable[..., Any],
-    args: tuple[Any, ...],
-    strand: Any,
-    loop: asyncio.AbstractEventLoop,
-    then: Callable[[Any, Any], None],
-) -> Any:
-    """Start ``fn(*args)`` as green strand ``strand`` on ``loop`` (called on its thread),
-    with no asyncio task to drive it: the hub calls ``then(strand, g)`` once it has ended
-    (``g.outcome``: ``(True, result)`` or ``(False, error)``). Return the greenlet, which
-    :func:`cancel` takes. The strand runs in a copy of the caller's context. (:func:`drive`
-    is the same as a coroutine, for the strands that need one: a timeout, a start from
-    another thread.)"""
-    return _scheduler(loop).start(
-        fn if not args else functools.partial(fn, *args), strand, then, _strands.green_by_context
-    )
-
-
 def cancel(g: Any, msg: str | None = None) -> None:
-    """Cancel the green strand that :func:`start` started (on its loop's thread): throw
+    """Cancel the green strand that a scheduler's ``start`` started (on its loop's thread): throw
     :class:`plait.Cancelled` in at its wait (a wake-up already on its way is dropped and
     its hand-over given back), as a thread strand sees it. From the strand itself, at its
     next wait."""

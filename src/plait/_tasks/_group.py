@@ -62,6 +62,21 @@ __all__ = ["TaskGroup"]
 
 _green_ended = Task._on_green_done  # (what a green strand's hub calls at its end: (task, g))
 
+def _go_green(
+    task: Task[Any], loop: Any, scheduler: Any, fn: Callable[..., Any], args: tuple[Any, ...]
+) -> None:
+    """(On ``loop``'s thread) The loop's hub starts ``fn(*args)`` as ``task``'s greenlet and
+    reports its end to the task, with no asyncio task in between (what makes a spawn cheap)."""
+    task.loop = loop
+    task.state = "running"
+    task._green = scheduler.start(
+        partial(fn, *args) if args else fn, task, _green_ended, green_by_context
+    )
+    register(task)
+    if hooks.active:
+        hooks.spawned(task)
+
+
 # Groups waiting for their children in ``__aexit__``: a second Ctrl-C under plait.run
 # (the loop is "hurried") ends their grace at once.
 _exiting: set[TaskGroup] = set()
@@ -307,19 +322,12 @@ class TaskGroup:
             task: Task[Any] = Task("green", name or getattr(fn, "__qualname__", None), self, None)
             with self._mutex:
                 self._pending.add(task)
-            task.loop = self._loop
-            task.state = "running"
             try:
-                task._green = self._green_scheduler.start(
-                    partial(fn, *args) if args else fn, task, _green_ended, green_by_context
-                )
+                _go_green(task, self._loop, self._green_scheduler, fn, args)
             except BaseException:
                 with self._mutex:
                     self._pending.discard(task)
                 raise
-            register(task)
-            if hooks.active:
-                hooks.spawned(task)
             return task
         if not fast:
             if on is None and flags is not None:  # a plain function, without inspect's help
@@ -419,20 +427,11 @@ class TaskGroup:
             # the loop from another thread: what coroutine strands have already).
             self._start_async(task, drive, (fn, args))
             return
-        # The loop's hub starts the greenlet and reports its end to the task, with no
-        # asyncio task in between (what makes a spawn cheap). The group keeps its loop's
-        # hub: from now on spawn() does this inline.
+        # The group keeps its loop's hub: from now on spawn() starts green strands inline.
         scheduler = scheduler_for(loop)
         if loop is self._loop:
             self._green_scheduler = scheduler
-        task.loop = loop
-        task.state = "running"
-        task._green = scheduler.start(
-            partial(fn, *args) if args else fn, task, _green_ended, green_by_context
-        )
-        register(task)
-        if hooks.active:
-            hooks.spawned(task)
+        _go_green(task, loop, scheduler, fn, args)
 
     @staticmethod
     def _create_atask(

@@ -318,7 +318,7 @@ class Task(Strand, Generic[T]):  # an ABC (via Strand): _CoroStrand registers as
         self._finish(None if cancelled or error else atask.result(), error, cancelled)
 
     def _on_green_done(self, g: Any) -> None:
-        """A green strand started by ``_green.start`` ended (called by its loop's hub)."""
+        """A green strand started by its scheduler's ``start`` ended (called by its loop's hub)."""
         self._green = None
         unregister(self)
         ok, value = g.outcome
