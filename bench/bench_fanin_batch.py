@@ -1,6 +1,9 @@
 """Queue fan-in, one by one and in batches: N producer processes into one consumer.
 
-    python bench/bench_fanin_batch.py [--quick]
+    python bench/bench_fanin_batch.py [--quick] [--producers 2,4,8] [--topic T] [--out-dir D]
+
+(``--producers 8,15 --topic fanin_16`` is the lent 16-core machine's run: its own topic, so
+the 2-core table stays.)
 
 Issue 12, point 4. P producer processes put small ints into one bounded queue that the
 parent drains; messages/s in total, timed from the first message (not the producers'
@@ -99,9 +102,18 @@ def run_once(lib: str, producers: int, total: int, batch: int) -> float:
 
 
 def main() -> None:
+    import argparse
+    from pathlib import Path
+
     from _harness import Bench
 
-    bench = Bench.from_argv("fanin_batch", description=__doc__)
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--producers", default="2,4,8", help="producer counts, comma-separated")
+    parser.add_argument("--topic", default="fanin_batch")
+    parser.add_argument("--out-dir", type=Path, default=None)
+    own, rest = parser.parse_known_args()
+    counts = [int(x) for x in own.producers.split(",")]
+    bench = Bench.from_argv(own.topic, rest, description=__doc__)
     total = bench.scale(TOTAL, quick=100_000)
     rounds = bench.scale(3, quick=1)
     try:
@@ -116,7 +128,7 @@ def main() -> None:
         (BATCH, f"put_many({BATCH})/get_many({GET_MANY})", [*peers, "plait.Queue"]),
     )
     gains = []
-    for producers in (2, 4, 8):
+    for producers in counts:
         base = None
         plait_rates = {}
         for batch, how, libs in ways:
@@ -148,7 +160,7 @@ def main() -> None:
         "(multiprocessing.Queue has no batch calls); each plait batch row's ratio to plait "
         "one by one at the same producer count is the batching gain (issue 12 point 4)."
     )
-    bench.save()
+    bench.save(own.out_dir)
 
 
 if __name__ == "__main__":

@@ -473,9 +473,12 @@ class Driver:
         self.cap = cap
         self.env = dict(os.environ)
         self.env.pop("PLAIT_SHM_FAMILY", None)  # each case is a family of its own
-        paths = [str(BENCH_DIR), str(BENCH_DIR.parent / "src")]
+        # The caller's PYTHONPATH before src/: a plait installed elsewhere (a wheel built
+        # for a lent machine's Python) wins over the checkout's, whose builds are this one's.
+        paths = [str(BENCH_DIR)]
         if self.env.get("PYTHONPATH"):
             paths.append(self.env["PYTHONPATH"])
+        paths.append(str(BENCH_DIR.parent / "src"))
         self.env["PYTHONPATH"] = os.pathsep.join(paths)
         self.leaked_shm: list[str] = []
 

@@ -6,7 +6,7 @@ as its Value proxy has none). Each case runs ``--repeats`` rounds, plait and the
 turn; the table gives medians and the median (and range) of the per-round ratios, Manager
 time / plait time (higher is better for plait).
 
-    python bench/bench_shared.py [--quick]
+    python bench/bench_shared.py [--quick] [--readers N]
 """
 
 from __future__ import annotations
@@ -78,6 +78,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--readers", type=int, default=8, help="processes reading one dict at once"
+    )
     args = parser.parse_args()
     repeats = 3 if args.quick else args.repeats
     n_fast, n_slow = (20_000, 2_000) if args.quick else (200_000, 10_000)
@@ -115,7 +118,7 @@ def main() -> None:
                 m_times.append(mgr_case())
             ratios = [m / p for p, m in zip(p_times, m_times, strict=True)]
             rows.append((name, statistics.median(p_times), statistics.median(m_times), ratios))
-        readers = 8
+        readers = args.readers
         p_agg = statistics.median(_readers(pd, n_fast, readers) for _ in range(repeats))
         m_agg = statistics.median(_readers(md, n_slow // 4, readers) for _ in range(repeats))
     print(f"load average {os.getloadavg()[0]:.1f} at the end, {repeats} rounds")
