@@ -15,11 +15,11 @@ python3 -c "import sys, os, plait, plait._speedups, plait._ipc._robust; print(sy
 uptime
 SCALING_BUDGET=${SCALING_BUDGET:-230}
 timeout $((SCALING_BUDGET + 40)) python3 bench/bench_scaling.py --budget "$SCALING_BUDGET" \
-    --out "$OUT/scaling.json" > "$OUT/scaling.log" 2>&1
+    --cases "${SCALING_CASES:-pool,queue,lock}" --out "$OUT/scaling.json" > "$OUT/scaling.log" 2>&1
 echo "scaling: rc $?"; tail -n 45 "$OUT/scaling.log"
-timeout 150 python3 bench/bench_fanin_batch.py --producers "${FANIN_PRODUCERS:-8,15}" \
+[ -n "${SKIP_FANIN:-}" ] || timeout 150 python3 bench/bench_fanin_batch.py --producers "${FANIN_PRODUCERS:-8,15}" \
     --topic fanin_16 --out-dir "$OUT" > "$OUT/fanin.log" 2>&1
 echo "fanin: rc $?"; grep -E "msg/s|producers" "$OUT/fanin.log" | tail -n 20
-timeout 100 python3 bench/bench_shared.py --readers 15 --repeats 3 > "$OUT/shared.txt" 2>&1
+[ -n "${SKIP_SHARED:-}" ] || timeout 100 python3 bench/bench_shared.py --readers 15 --repeats 3 > "$OUT/shared.txt" 2>&1
 echo "shared: rc $?"; cat "$OUT/shared.txt"
 uptime

@@ -2069,7 +2069,13 @@ enum { W_GET = 0, W_PUT = 1 };
 #define R_WRAP ((int64_t)-1)
 #define R_INT_WORD ((int64_t)(8 << 8 | K_INT))
 #define R_LOCK_SPIN 200 /* looks at a busy lock before the Python path (which waits) */
+#define R_GET_LOCK_SPIN 2000 /* ... for a getter, whom many putters may hold off */
 #define R_SPIN 2000 /* looks at a full (empty) ring before the Python path (which parks) */
+/* A putter at a full ring keeps looking while the ring moves: each time room appears
+ * within R_SPIN looks (another putter may take it first: with many putters the wait is
+ * many gets long), the looking starts again -- up to R_MOVING_NS in all; it parks only
+ * once the reader has gone quiet or the time is up (a park costs the reader a ring). */
+#define R_MOVING_NS 1000000LL
 
 #if defined(__x86_64__) || defined(__i386__)
 #define CPU_RELAX() __builtin_ia32_pause()
@@ -2078,6 +2084,14 @@ enum { W_GET = 0, W_PUT = 1 };
 #endif
 
 #define LOAD(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+
+static long long
+monotonic_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
 #define COMMIT(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
 
 typedef struct {
@@ -2199,14 +2213,18 @@ ringport_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
  * Python path (SharedQueue._recover_held), inside a safe-point section opened here, before
  * any Python code runs with the mutex held. */
 static int
-ringport_trylock(RingPortObject *self)
+ringport_trylock(RingPortObject *self, int looks, int64_t full_at)
 {
     int rc = pthread_mutex_trylock(self->mutex);
     /* Held by another producer or the reader: it is held for a few hundred nanoseconds, so
      * look again a little (reading, not writing, the lock word: no cache-line ping-pong)
-     * before the Python path's slower wait. */
-    for (int i = 0; rc == EBUSY && i < R_LOCK_SPIN; i++) {
+     * before the Python path's slower wait. A putter (``full_at``: its maxsize) stops
+     * looking once the ring is full again: another putter took the room, and the lock is
+     * better left to the reader, who makes the next. */
+    for (int i = 0; rc == EBUSY && i < looks; i++) {
         CPU_RELAX();
+        if (full_at > 0 && LOAD(&self->hdr[R_COUNT]) >= full_at)
+            return 2;
         if (LOAD((int *)self->mutex) == 0)
             rc = pthread_mutex_trylock(self->mutex);
     }
@@ -2320,45 +2338,62 @@ ringport_put(RingPortObject *self, PyObject *const *args, Py_ssize_t nargs, PyOb
             return NULL;
         }
     }
-    int spins = R_SPIN;
+    int64_t *hdr = self->hdr;
+    int64_t full_at = block ? self->maxsize : 0;
+    long long moving_until = 0;
     for (;;) {
-        if (LOAD(&self->waits[W_GET]))
-            break; /* a getter to ring: the Python path does it */
-        int rc = ringport_trylock(self);
+        if (LOAD(&self->waits[W_GET]) || LOAD(&hdr[R_CLOSED]))
+            break; /* a getter to ring, or closed: the Python path does it */
+        /* Full: look without the lock (below); else take it, unless the ring fills again
+         * while the lock is busy (2). */
+        int rc = full_at > 0 && LOAD(&hdr[R_COUNT]) >= full_at
+                     ? 2
+                     : ringport_trylock(self, R_LOCK_SPIN, full_at);
         if (rc < 0)
             goto error;
-        if (rc)
+        if (rc == 1 && !block)
             break;
-        int64_t *hdr = self->hdr;
-        if (hdr[R_CLOSED] || self->waits[W_GET]) {
-            pthread_mutex_unlock(self->mutex);
-            break;
-        }
-        if (self->maxsize <= 0 || hdr[R_COUNT] < self->maxsize) {
-            int pushed = kind == K_INT ? ring_push(self, K_INT, value, NULL, 8)
-                                       : ring_push(self, kind, 0, pb.buf, pb.len);
-            if (pushed)
-                hdr[R_UNFINISHED] += 1;
-            pthread_mutex_unlock(self->mutex);
-            if (!pushed)
+        if (rc == 0) {
+            if (hdr[R_CLOSED] || self->waits[W_GET]) {
+                pthread_mutex_unlock(self->mutex);
                 break;
-            if (encoded != NULL) {
-                PyBuffer_Release(&pb);
-                Py_DECREF(encoded);
             }
-            Py_RETURN_NONE;
+            if (self->maxsize <= 0 || hdr[R_COUNT] < self->maxsize) {
+                int pushed = kind == K_INT ? ring_push(self, K_INT, value, NULL, 8)
+                                           : ring_push(self, kind, 0, pb.buf, pb.len);
+                if (pushed)
+                    hdr[R_UNFINISHED] += 1;
+                pthread_mutex_unlock(self->mutex);
+                if (!pushed)
+                    break;
+                if (encoded != NULL) {
+                    PyBuffer_Release(&pb);
+                    Py_DECREF(encoded);
+                }
+                Py_RETURN_NONE;
+            }
+            pthread_mutex_unlock(self->mutex);
         }
-        pthread_mutex_unlock(self->mutex);
-        /* Full: a reader usually makes room within microseconds; look before the Python
-         * path parks (no system call per item through a full queue). */
-        if (!block || !spins)
+        /* Full (or the lock busy with many putters): a reader usually makes room within
+         * microseconds; look before the Python path parks (no system call per item through
+         * a full queue, and no putter parked: that would send the reader's every get to
+         * the Python path, to ring it). */
+        if (!block)
             break;
+        long long now = monotonic_ns();
+        if (!moving_until)
+            moving_until = now + R_MOVING_NS;
+        else if (now >= moving_until)
+            break;
+        if (rc == 1)
+            continue; /* busy: try again */
+        int spins = R_SPIN;
         while (spins && LOAD(&hdr[R_COUNT]) >= self->maxsize && !LOAD(&hdr[R_CLOSED])) {
             spins--;
             CPU_RELAX();
         }
         if (!spins)
-            break;
+            break; /* the reader went quiet: park */
     }
 python:;
     PyObject *r;
@@ -2441,12 +2476,23 @@ ringport_get(RingPortObject *self, PyObject *const *args, Py_ssize_t nargs, PyOb
     if (block < 0)
         return NULL;
     int spins = block ? R_SPIN : 0;
+    long long busy_until = 0;
     for (;;) {
         if (LOAD(&self->waits[W_PUT]))
             break; /* a putter to ring: the Python path does it */
-        int rc = ringport_trylock(self);
+        int rc = ringport_trylock(self, R_GET_LOCK_SPIN, 0);
         if (rc < 0)
             return NULL;
+        if (rc && block) {
+            /* Busy: many putters may be taking turns; keep trying here a while (the
+             * Python path's wait for the lock sleeps, and the putters would wait on us). */
+            long long now = monotonic_ns();
+            if (!busy_until)
+                busy_until = now + R_MOVING_NS;
+            else if (now >= busy_until)
+                break;
+            continue;
+        }
         if (rc)
             break;
         int64_t *hdr = self->hdr;

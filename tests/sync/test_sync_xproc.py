@@ -614,3 +614,29 @@ def test_a_shared_locks_uncontended_take_and_give_are_one_c_call_each() -> None:
     assert backend.words[0] == 0 and not lock.locked()
     with pytest.raises(RuntimeError):
         lock.release()
+
+
+def test_a_held_shared_lock_says_so_without_taking_its_mutex() -> None:
+    """A try at a held shared lock answers from the holder word, never waiting for the
+    lock's inner mutex: many processes trying at once must not hold up the holder's
+    release, which needs that mutex. Here the test itself holds the mutex -- a try that
+    took it would fail (C) or wait for good (Python)."""
+    from plait._ipc import robust
+    from plait._sync import _robust
+
+    lock = ps.Lock()
+    pickle.dumps(lock)
+    backend = lock._shared  # type: ignore[attr-defined]
+    assert lock.acquire()
+    assert robust._trylock(backend.addr) == 0
+    try:
+        assert backend._acquire_py() is False
+        if robust._take is not None:
+            assert robust._take(backend.addr, backend.waddr, _robust.TAG) == 0
+        assert not backend._free()
+    finally:
+        robust._unlock(backend.addr)
+    lock.release()
+    assert backend._free() and backend._quick() is True and backend.words[0] == _robust.TAG
+    lock.release()
+    assert not lock.locked()

@@ -46,6 +46,7 @@ live process's queue is never removed.
 
 from __future__ import annotations
 
+import os
 import pickle
 import threading
 import time
@@ -81,6 +82,7 @@ _INT_MIN, _INT_MAX = transport.INT_MIN, transport.INT_MAX
 _SPIN = 300
 _BROKEN = 2  # CLOSED's value once a holder's death left the queue beyond repair
 _RING_WAIT = 0.02  # how long a big frame waits for ring space before it spills
+_LOOK_S = 500e-6  # how long a rung putter looks for room before it tries (_look_for_room)
 _dumps = pickle.dumps
 _loads = pickle.loads
 _decode = transport.decode
@@ -89,6 +91,7 @@ _enter = _safepoint.enter
 _leave = _safepoint.leave
 _sp_state = _safepoint._state
 _get_ident = threading.get_ident
+_sched_yield = os.sched_yield
 _trylock = robust._trylock
 _unlock = robust._unlock
 _wake = doorbell.wake
@@ -438,12 +441,25 @@ class SharedQueue(promotion.Backend):
                 woken = yield waiter, left
                 if not woken and until is deadline and deadline is not None:
                     raise Full
+                if woken and not coroutine:
+                    self._look_for_room()
         finally:
             if seg is not None:  # not queued: its segment must not outlive the call
                 seg.unlink()
         if hooks.active:
             hooks.sent(current_strand(), self, item)
         return None
+
+    def _look_for_room(self) -> None:
+        """A rung putter (a thread) looks a moment, reading without the lock, for room
+        before it tries again: with many putters the room it was rung for is often taken
+        first, and parking again at once would cost the reader a ring for every item."""
+        hdr, maxsize = self.hdr, self.maxsize
+        if maxsize <= 0:
+            return
+        until = _monotonic() + _LOOK_S
+        while hdr[_COUNT] >= maxsize and not hdr[_CLOSED] and _monotonic() < until:
+            _sched_yield()
 
     def _push(self, kind: int, payload: Any, item: Any = None) -> bool:
         """Append a frame (lock held); ``False`` if the ring has no room for it now.

@@ -161,6 +161,8 @@ class LockBackend(Backend):
     # until they return, see ``_xproc.defers``).
     def _acquire_py(self, blocking: bool = False, timeout: float = -1) -> bool:
         """Try once to take the lock for this process (never waits)."""
+        if self.words[0]:  # held: no need to take the mutex to say so
+            return False
         addr = self.addr
         rc = _trylock(addr)
         if not rc:
@@ -217,7 +219,7 @@ class LockBackend(Backend):
         return bool(self.words[HOLDER])
 
     # The waits: ``on`` is the public lock (what the strand parks on).
-    def _taking(self, on: object, wait: float | None) -> tuple[Any, ...]:
+    def _taking(self, on: object, wait: float | None) -> tuple[Any, Any, Any, Any, Any, Any]:
         def give_back(_got: object) -> None:
             with self.guard:
                 _free_lock(self)
@@ -235,10 +237,19 @@ class LockBackend(Backend):
             give_back,
         )
 
+    def _free(self) -> bool:
+        """Whether the lock looks free (read without the mutex: a hint for spinners)."""
+        return not self.words[HOLDER]
+
+    def _quick(self) -> Any:
+        """A spinner's try: the fast path's (one C call where built)."""
+        return True if self.acquire() else NOT_YET
+
     def take(self, on: object, wait: float | None) -> bool:
         """Take the lock within ``wait`` seconds (``None``: no limit; 0: one try that
         also looks for a dead holder)."""
-        return block(*self._taking(on, wait)) is not NOT_YET
+        taking = self._taking(on, wait)
+        return block(*taking, ready=self._free, quick=self._quick) is not NOT_YET
 
     async def async_take(self, on: object, wait: float | None) -> bool:
         return await async_block(*self._taking(on, wait)) is not NOT_YET
@@ -376,7 +387,7 @@ class SemaphoreBackend(Backend):
         """The permits free now, in every process."""
         return int(self.words[VALUE])
 
-    def _taking(self, on: object, wait: float | None) -> tuple[Any, ...]:
+    def _taking(self, on: object, wait: float | None) -> tuple[Any, Any, Any, Any, Any, Any]:
         def give_back(_got: object) -> None:
             with self.guard:
                 _give_permits(self, 1, False)

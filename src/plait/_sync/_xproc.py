@@ -100,6 +100,9 @@ __all__ = [
 ]
 
 _SPINS = 20  # a thread tries this often (yielding the CPU between) before it parks
+_SPIN_S = 50e-6  # ... for at most this long, looking (not trying) while not ``ready()``;
+_SPIN_MAX_S = 1e-3  # ... or, while it keeps seeing ``ready()`` (the object changing hands
+# among many processes), up to this long in all: a park costs the next release a ring
 _yield = os.sched_yield
 SLICE = 0.05  # where no pidfd can be watched: how often a waiter looks for a dead holder
 _monotonic = time.monotonic
@@ -334,6 +337,8 @@ def block(
     blockers: Callable[[], list[int]] | None = None,
     undo: Callable[[Any], None] | None = None,
     d: int = 0,
+    ready: Callable[[], bool] | None = None,
+    quick: Callable[[], Any] | None = None,
 ) -> Any:
     """Run ``attempt(suspect)`` with the mutex held until it returns something other than
     :data:`NOT_YET` (returned); park the calling thread in direction ``d`` between tries.
@@ -344,8 +349,12 @@ def block(
     are the tags of the processes that hold what the strand waits for: their exit wakes
     it. ``undo(result)`` gives a result back when a cancellation came while it was taken
     (it is raised afterwards). ``deadline`` (monotonic) ``None``: no limit; past: one try.
+    ``ready()``, read without the mutex, says whether a try may succeed now: a thread
+    spinning before it parks looks at it instead of taking the mutex (which the holder's
+    release needs) for every try; ``quick()`` is then its try, in one short call (the
+    attempt's result, or :data:`NOT_YET`).
     """
-    steps = _tries(state, on, attempt, deadline, blockers, undo, d, False)
+    steps = _tries(state, on, attempt, deadline, blockers, undo, d, False, ready, quick)
     try:
         room, waiter, wait = next(steps)
         while True:
@@ -362,9 +371,10 @@ async def async_block(
     blockers: Callable[[], list[int]] | None = None,
     undo: Callable[[Any], None] | None = None,
     d: int = 0,
+    ready: Callable[[], bool] | None = None,
 ) -> Any:
     """:func:`block` for a coroutine (its loop never blocks: it parks on a future)."""
-    steps = _tries(state, on, attempt, deadline, blockers, undo, d, True)
+    steps = _tries(state, on, attempt, deadline, blockers, undo, d, True, ready)
     try:
         room, waiter, wait = next(steps)
         while True:
@@ -382,30 +392,39 @@ def _tries(
     undo: Callable[[Any], None] | None,
     d: int,
     coroutine: bool,
+    ready: Callable[[], bool] | None = None,
+    quick: Callable[[], Any] | None = None,
 ) -> Generator[tuple[Room, Any, float | None], bool, Any]:
     """The one wait loop of :func:`block` and :func:`async_block`: it yields ``(room,
     waiter, timeout)`` for its driver to park on, is sent whether a ring woke it, and
-    returns the attempt's result. (A thread first tries a few times, yielding the CPU.)"""
+    returns the attempt's result. (A thread first tries a few times, yielding the CPU,
+    for at most ``_SPIN_S``; between tries it looks at ``ready()`` without the mutex, and
+    while it sees it, tries with ``quick()`` and looks on, up to ``_SPIN_MAX_S``.)"""
     lock = state.lock
     suspect = False
     spins = 0 if coroutine else _SPINS
+    spin_until = spin_end = 0.0
+    quick_now = False
     while True:
         final = deadline is not None and _monotonic() >= deadline
         waiter = None
         room: Room | None = state._room
         _enter()
         try:
-            lock.acquire()
-            try:
-                got = attempt(suspect or final)
-                if got is NOT_YET and not final and spins:
-                    spins -= 1  # a hand-off between processes often comes in microseconds
-                elif got is NOT_YET and not final:
-                    room = state.room
-                    waiter = room.enqueue(d, on, coroutine)
-                    tags = blockers() if blockers is not None else []
-            finally:
-                lock.release()
+            if quick_now and quick is not None and not final:
+                got = quick()
+            else:
+                lock.acquire()
+                try:
+                    got = attempt(suspect or final)
+                    if got is NOT_YET and not final and spins:
+                        spins -= 1  # a hand-off between processes often takes microseconds
+                    elif got is NOT_YET and not final:
+                        room = state.room
+                        waiter = room.enqueue(d, on, coroutine)
+                        tags = blockers() if blockers is not None else []
+                finally:
+                    lock.release()
             if got is not NOT_YET and undo is not None and _pending():
                 undo(got)
         finally:
@@ -416,7 +435,26 @@ def _tries(
                     room.abandon(waiter, d)
                 raise
         if got is NOT_YET and waiter is None and not final:
-            _yield()  # (spinning: let the holder run, then try again)
+            # Spinning: let the holder run, then try again once a try may succeed.
+            now = _monotonic()
+            if not spin_end:
+                spin_until = now + _SPIN_S
+                spin_end = now + _SPIN_MAX_S
+            _yield()
+            quick_now = False
+            if ready is not None:
+                while True:
+                    if ready():  # changing hands: look on for another while
+                        quick_now = True
+                        spin_until = min(now + _SPIN_S, spin_end)
+                        break
+                    if now >= spin_until:
+                        break
+                    _yield()
+                    now = _monotonic()
+            if now >= spin_until:
+                spins = 0  # (the next try is a whole one; if it fails, the strand parks)
+                quick_now = False
             continue
         if got is not NOT_YET or waiter is None or room is None:
             return got
@@ -425,6 +463,11 @@ def _tries(
         wait = _slice(left, cap)
         woken = yield room, waiter, wait
         suspect = (woken and waiter.value is DIED) or (not woken and wait != left)
+        if woken and not coroutine:
+            # Rung: the object changed hands. Spin again before parking again -- a waiter
+            # that parked at once after each failed try would need a ring (the releaser's
+            # slow path) for every try, and many such waiters keep every release slow.
+            spins, spin_end, quick_now = _SPINS, 0.0, False
 
 
 def deadline_of(wait: float | None) -> float | None:
