@@ -4,7 +4,9 @@ These are :class:`~plait._channels._queue.Queue`'s methods (bound in its class b
 their method names), kept here so the queue's module holds its state and sync paths and
 this one the coroutine waits. A coroutine's plain wait inlines ``async_park``'s protocol
 (:func:`mark_parked`, await the waiter's future, :func:`woken_getter` or :func:`abandon`):
-it is the hottest wait in plait. The C accelerator calls ``async_put_locked``,
+it is the hottest wait in plait. Before it parks on an empty queue (no getter parked yet),
+a get lets the loop run once (:func:`_one_pass`): in a ping-pong the item is then there,
+with no future and no wake. The C accelerator does the same and calls ``async_put_locked``,
 ``async_get_locked``, ``anext_locked``, ``woken_getter`` and ``abandon`` as its slow paths
 (see ``_queue_speedups``).
 """
