@@ -59,23 +59,17 @@ async def test_a_getter_parks_after_its_pass_and_wait_parked_sees_it() -> None:
     assert task.result() == 3
 
 
-async def test_getters_that_pass_together_get_items_in_arrival_order() -> None:
+@pytest.mark.parametrize("parked", [False, True], ids=["in-their-pass", "parked"])
+async def test_getters_get_items_in_arrival_order(parked: bool) -> None:
     q: Queue[str] = Queue()
     async with plait.TaskGroup() as tg:
         first = tg.spawn(q.async_get)
         second = tg.spawn(q.async_get)
-        await asyncio.sleep(0)  # both in their pass
-        q.put("a")
-        q.put("b")
-    assert (first.result(), second.result()) == ("a", "b")
-
-
-async def test_getters_parked_after_their_pass_are_woken_in_arrival_order() -> None:
-    q: Queue[str] = Queue()
-    async with plait.TaskGroup() as tg:
-        first = tg.spawn(q.async_get)
-        second = tg.spawn(q.async_get)
-        await async_wait_parked(on=q, count=2)
+        if parked:
+            await async_wait_parked(on=q, count=2)
+        else:
+            await asyncio.sleep(0)
+            assert _waiting(q) == 0
         q.put("a")
         q.put("b")
     assert (first.result(), second.result()) == ("a", "b")
