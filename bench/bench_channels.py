@@ -337,8 +337,8 @@ def main() -> None:
             "asyncio.Queue": lambda: ping_pong(asyncio.Queue, False, n // 4),
             "plait.Queue": lambda: ping_pong(Queue, True, n // 4),
         },
-        ">= 1x asyncio.Queue",
-        1.0,
+        ">= 1.2x asyncio.Queue",
+        1.2,
     )
     try:
         import uvloop

@@ -1057,26 +1057,29 @@ new_future(PyObject *loop)
     return PyObject_Vectorcall(future_cls, &loop, 0, kw_loop);
 }
 
-/* Queue._park_getter in C: a plain wait of the running coroutine, parked. A new reference
- * to the waiter; None: declined, nothing changed (the Python coroutine takes over). */
+/* The running coroutine's strand (new reference) when the C park may take its plain wait on
+ * this queue: no instrument but the event lane, the queue usable and open, the strand a
+ * coroutine strand of an asyncio loop (its task the one that runs us); ``*loop_out`` then
+ * gets that loop (new reference). None: declined (``*loop_out`` NULL); NULL: an error. */
 static PyObject *
-park_getter(CoreObject *self)
+parkable_strand(CoreObject *self, PyObject **loop_out)
 {
+    *loop_out = NULL;
     if ((hooks_active() && event_lane() == NULL) || waiter_type == NULL || !usable(self) ||
         self->limit < 0)
         Py_RETURN_NONE;
-    PyObject *loop = NULL, *kind = NULL, *fut = NULL, *w = NULL, *ident = NULL;
+    PyObject *loop = NULL, *kind = NULL;
     PyObject *strand = async_strand_of(&loop);
     if (strand == NULL || strand == Py_None) {
         Py_XDECREF(loop);
         return strand;
     }
     if (loop != NULL) { /* the task is the strand: its loop is the running one, kind async */
-        kind = str_async;
-        Py_INCREF(kind);
+        *loop_out = loop;
+        return strand;
     }
-    else if (Py_IS_TYPE(strand, strand_type) && SLOT(strand, strand_loop) != NULL &&
-             SLOT(strand, strand_kind) != NULL) { /* (the slots, without the lookups) */
+    if (Py_IS_TYPE(strand, strand_type) && SLOT(strand, strand_loop) != NULL &&
+        SLOT(strand, strand_kind) != NULL) { /* (the slots, without the lookups) */
         loop = SLOT(strand, strand_loop);
         kind = SLOT(strand, strand_kind);
         Py_INCREF(loop);
@@ -1085,12 +1088,52 @@ park_getter(CoreObject *self)
     else {
         loop = PyObject_GetAttr(strand, str_loop);
         kind = loop ? PyObject_GetAttr(strand, str_kind) : NULL;
-        if (kind == NULL)
-            goto error;
+        if (kind == NULL) {
+            Py_XDECREF(loop);
+            Py_DECREF(strand);
+            return NULL;
+        }
     }
     int is_async = PyUnicode_Check(kind) && PyUnicode_Compare(kind, str_async) == 0;
-    if (loop == Py_None || !is_async)
-        goto decline;
+    Py_DECREF(kind);
+    if (loop == Py_None || !is_async) {
+        Py_DECREF(loop);
+        Py_DECREF(strand);
+        Py_RETURN_NONE;
+    }
+    *loop_out = loop;
+    return strand;
+}
+
+/* Whether a plain coroutine get on an empty queue should first let the loop run once (a bare
+ * yield: its task steps again on the loop's next pass, with no future and no wake) before it
+ * parks. In a ping-pong the item is usually there by then. Only while no getter is parked
+ * (one that is must not be overtaken: it would be handed the next item anyway) and only
+ * where the C park would take the wait. 1: yes; 0: no; -1: error. */
+static int
+may_pass(CoreObject *self)
+{
+    if (has_waiters(self->getters))
+        return 0;
+    PyObject *loop;
+    PyObject *strand = parkable_strand(self, &loop);
+    if (strand == NULL)
+        return -1;
+    Py_XDECREF(loop);
+    int yes = strand != Py_None;
+    Py_DECREF(strand);
+    return yes;
+}
+
+/* Queue._park_getter in C: a plain wait of the running coroutine, parked. A new reference
+ * to the waiter; None: declined, nothing changed (the Python coroutine takes over). */
+static PyObject *
+park_getter(CoreObject *self)
+{
+    PyObject *loop = NULL, *fut = NULL, *w = NULL, *ident = NULL;
+    PyObject *strand = parkable_strand(self, &loop);
+    if (strand == NULL || strand == Py_None)
+        return strand;
     fut = new_future(loop);
     ident = fut ? thread_ident() : NULL;
     if (ident == NULL)
@@ -1143,21 +1186,18 @@ park_getter(CoreObject *self)
     tell(code_park, "parked", strand, (PyObject *)self, Py_None);
     Py_DECREF(strand);
     Py_DECREF(loop);
-    Py_DECREF(kind);
     Py_DECREF(fut);
     Py_DECREF(ident);
     return w;
 decline:
     Py_XDECREF(strand);
     Py_XDECREF(loop);
-    Py_XDECREF(kind);
     Py_XDECREF(fut);
     Py_XDECREF(ident);
     Py_RETURN_NONE;
 error:
     Py_XDECREF(strand);
     Py_XDECREF(loop);
-    Py_XDECREF(kind);
     Py_XDECREF(fut);
     Py_XDECREF(ident);
     Py_XDECREF(w);
@@ -1465,7 +1505,7 @@ core_get_nowait(CoreObject *self, PyObject *Py_UNUSED(ignored))
 /* -- QueueOp: the lazy awaitable of async_put/async_get/__anext__ ---------------------- */
 
 enum { OP_PUT, OP_GET, OP_ANEXT };
-enum { OP_FRESH, OP_RUNNING, OP_PARKED, OP_DONE };
+enum { OP_FRESH, OP_RUNNING, OP_PARKED, OP_DONE, OP_PASSING };
 
 typedef struct {
     PyObject_HEAD
@@ -1478,6 +1518,7 @@ typedef struct {
     PyObject *fut;     /* its future, which we yielded to the task */
     char kind;
     char state;
+    char passed;       /* a get let the loop run once already (may_pass): it parks now */
 } OpObject;
 
 static PyTypeObject OpType;
@@ -1501,6 +1542,7 @@ op_make(PyObject *queue, int kind, PyObject *item, PyObject *block, PyObject *ti
     op->fut = NULL;
     op->kind = (char)kind;
     op->state = OP_FRESH;
+    op->passed = 0;
     PyObject_GC_Track(op);
     return (PyObject *)op;
 }
@@ -1603,6 +1645,8 @@ op_await(PyObject *self)
 static PySendResult
 op_am_send(OpObject *self, PyObject *arg, PyObject **result)
 {
+    if (self->state == OP_PASSING) /* the loop ran once: try again, and park this time */
+        self->state = OP_FRESH;
     if (self->state == OP_FRESH) {
         CoreObject *q = (CoreObject *)self->queue;
         self->state = OP_DONE;
@@ -1654,6 +1698,20 @@ op_am_send(OpObject *self, PyObject *arg, PyObject **result)
         }
         Py_XDECREF(strand);
         if (self->kind != OP_PUT && self->timeout == Py_None && self->block == Py_True) {
+            /* First let the loop run once (a bare yield: the task steps again on its next
+             * pass), unless a getter is parked already; then take the item if it came. */
+            int pass = self->passed ? 0 : may_pass(q);
+            if (pass < 0) {
+                *result = NULL;
+                return PYGEN_ERROR;
+            }
+            if (pass) {
+                self->passed = 1;
+                self->state = OP_PASSING;
+                Py_INCREF(Py_None);
+                *result = Py_None;
+                return PYGEN_NEXT;
+            }
             /* The plain wait, without a Python coroutine: park, then yield the future. */
             PyObject *waiter = park_getter(q);
             if (waiter == NULL) {
@@ -1896,7 +1954,7 @@ op_get_await(OpObject *self, void *closure)
 static PyObject *
 op_repr(OpObject *self)
 {
-    static const char *states[] = {"not started", "running", "parked", "done"};
+    static const char *states[] = {"not started", "running", "parked", "done", "passing"};
     const char *cls = self->queue ? Py_TYPE(self->queue)->tp_name : "Queue";
     return PyUnicode_FromFormat("<plait %s.%s %s>", cls, op_name(self), states[(int)self->state]);
 }

@@ -226,7 +226,8 @@ async def test_throw_and_close_before_start_and_while_parked() -> None:
         op.throw(KeyError("x"))
     q.async_get().close()  # closed before start: nothing happened, no warning
     parked = q.async_get()
-    fut = parked.send(None)  # parks, and yields its future to the "task" (us)
+    assert parked.send(None) is None  # empty: first lets the loop run once (test_queue_pass)
+    fut = parked.send(None)  # then parks, and yields its future to the "task" (us)
     assert isinstance(fut, asyncio.Future)
     assert q.statistics().getters_waiting == 1
     parked.close()  # leaves the wait

@@ -193,7 +193,12 @@ def _counting_waits(recorder: Recorder) -> dict[str, int]:
 
 
 def _bounded_stream(n: int, maxsize: int) -> tuple[int, dict[str, int]]:
-    """A bounded producer -> consumer stream: the queue's id and the two strands' sids."""
+    """A bounded producer -> consumer stream: the queue's id and the two strands' sids.
+
+    After every fifth item the producer lets the loop run twice, so that the consumer, which
+    lets the loop run once before it parks on an empty queue, finds it still empty and
+    parks: both sides park and wake each other, about once per five items each.
+    """
     sids: dict[str, int] = {}
     key = 0
 
@@ -206,6 +211,9 @@ def _bounded_stream(n: int, maxsize: int) -> tuple[int, dict[str, int]]:
             sids["producer"] = plait.current_strand().sid
             for i in range(n):
                 await q.async_put(i)
+                if i % 5 == 4:
+                    await asyncio.sleep(0)
+                    await asyncio.sleep(0)
 
         async def consume() -> None:
             sids["consumer"] = plait.current_strand().sid
@@ -232,7 +240,7 @@ def test_the_c_queue_records_parks_unparks_and_wakes_into_the_lane_as_the_hooks_
         plait.remove_instrument(recorder)
     waits = [e for e in recorder._ring if e[0] in (PARK, UNPARK, WAKE) and e[3] == key]
     counted = {code: sum(e[0] == code for e in waits) for code in (PARK, UNPARK, WAKE)}
-    # Both sides park about once per 4 items (a full, then an empty queue), every park ends
+    # Both sides park about once per 5 items (a full, then an empty queue), every park ends
     # woken, and every wake is one arrow from the other side.
     assert counted[PARK] == counted[UNPARK] == counted[WAKE] >= 100, counted
     assert len(recorder._objects) and key in recorder._objects

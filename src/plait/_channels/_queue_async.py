@@ -4,14 +4,17 @@ These are :class:`~plait._channels._queue.Queue`'s methods (bound in its class b
 their method names), kept here so the queue's module holds its state and sync paths and
 this one the coroutine waits. A coroutine's plain wait inlines ``async_park``'s protocol
 (:func:`mark_parked`, await the waiter's future, :func:`woken_getter` or :func:`abandon`):
-it is the hottest wait in plait. The C accelerator calls ``async_put_locked``,
+it is the hottest wait in plait. Before it parks on an empty queue (no getter parked yet),
+a get lets the loop run once (:func:`_one_pass`): in a ping-pong the item is then there,
+with no future and no wake. The C accelerator does the same and calls ``async_put_locked``,
 ``async_get_locked``, ``anext_locked``, ``woken_getter`` and ``abandon`` as its slow paths
 (see ``_queue_speedups``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 from plait._channels._queue_waits import (
@@ -19,6 +22,7 @@ from plait._channels._queue_waits import (
     CLOSED,
     MIGRATED,
     RESERVED,
+    _async_strand,
     _async_waiter,
     _check_timeout,
     _unpark,
@@ -98,22 +102,30 @@ async def async_get_locked(
     if timeout is not None and block:
         _check_timeout(block, timeout)
     waiter = None
+    passed = False  # an empty queue's plain wait lets the loop run once first (see _may_pass)
     mutex = self.mutex
-    mutex.acquire()
-    try:
-        if len(self._sized) > self._ready:
-            item = self._store_get()
-            if not self._putters._count and not hooks.active:
-                return item
-            w = self._offer_slot() if self._putters._count else None
-            ready = True
-        elif timeout is None and block and self._limit >= 0:
-            waiter = _async_waiter(self._getters, self)
-            ready = False
-        else:
-            ready = False
-    finally:
-        mutex.release()
+    while True:
+        mutex.acquire()
+        try:
+            if len(self._sized) > self._ready:
+                item = self._store_get()
+                if not self._putters._count and not hooks.active:
+                    return item
+                w = self._offer_slot() if self._putters._count else None
+                ready = True
+            elif timeout is None and block and self._limit >= 0:
+                ready = False
+                if passed or self._getters._count or not _may_pass():
+                    waiter = _async_waiter(self._getters, self)
+            else:  # a timed or non-blocking get, or a closed queue: the general path below
+                ready = False
+                passed = True
+        finally:
+            mutex.release()
+        if ready or waiter is not None or passed:
+            break
+        passed = True  # empty, no getter parked: let the loop run once, then look again
+        await _one_pass()
     if waiter is not None:
         # async_park's protocol, inlined for the hottest wait in plait: park the strand,
         # await the waiter's future, give back a kept item if cancelled after the wake.
@@ -144,6 +156,19 @@ async def async_get_locked(
     if woken and got.value is MIGRATED:
         return await self._backend().async_get(block, timeout)
     return self._got(woken, got)
+
+
+@types.coroutine
+def _one_pass() -> Generator[None, None, None]:
+    """A bare yield: the running asyncio task steps again on its loop's next pass."""
+    yield
+
+
+def _may_pass() -> bool:
+    """Whether the running coroutine is a strand of an asyncio loop (so a bare yield lets
+    its task run again on the next pass): where a get's plain wait lets the loop run first."""
+    strand = _async_strand()
+    return strand.kind == "async" and strand.loop is not None
 
 
 def mark_parked(self: Queue[Any], waiter: Waiter, undo: Callable[[Any], None]) -> None:
