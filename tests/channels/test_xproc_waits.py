@@ -684,3 +684,30 @@ def test_letting_a_shared_object_go_never_blocks_on_the_bell_or_the_object() -> 
         guard.release()
     _until(lambda: not table[ours + doorbell._TAG], "the watcher retired the room")
     assert room.slot == -1
+
+
+def test_nothing_is_retired_while_the_interpreter_is_finalizing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """At interpreter exit daemon threads freeze where they stand, the bell's watcher
+    among them, perhaps inside a lock: an object collected then (its room unsure) made
+    the tour's process hang at exit. Nothing is retired then: the process is ending, and
+    its slot goes with it."""
+    lock = plait.Lock()
+    pickle.dumps(lock)
+    state = lock._shared  # type: ignore[attr-defined]
+    room = state.room
+    with state.guard:
+        room.enqueue(0, lock, False)
+    with room.mutex:
+        waiter = room.queues[0].pop()
+    assert waiter is not None
+    with state.guard:
+        room.take_back(waiter, 0)
+    room.unsure = True
+    monkeypatch.setattr(doorbell.sys, "is_finalizing", lambda: True)
+    doorbell.retire_later(state, room, hand_on=True)
+    assert room.bell.retiring.empty() and not room.bell.retire_asked
+    monkeypatch.undo()
+    doorbell.retire_later(state, room, hand_on=True)  # (not finalizing: it is retired)
+    _until(lambda: room.slot == -1, "the watcher retired the room")
