@@ -181,6 +181,8 @@ class SharedQueue(promotion.Backend):
         return room
 
     def __del__(self) -> None:
+        """Let go here while this process lives on: the bell's watcher frees our slot in
+        the wait table (``doorbell.retire_later``: it never blocks)."""
         room = getattr(self, "_room", None)  # (an __init__ that failed has none)
         if room is not None:
             try:

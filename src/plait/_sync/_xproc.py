@@ -246,6 +246,8 @@ class SharedState:
         return room
 
     def __del__(self) -> None:
+        """Let go here while this process lives on: the bell's watcher frees our slot in
+        the wait table (``doorbell.retire_later``: it never blocks)."""
         room = getattr(self, "_room", None)  # (an __init__ that failed has none)
         if room is not None:  # (a Condition's rings are notifications: none is made up)
             try:
