@@ -321,7 +321,7 @@ class _Bell:
                 owner, room, hand_on = self.retiring.get_nowait()
             except queue.Empty:
                 return
-            if not sys.is_finalizing():
+            if not (self.closing or sys.is_finalizing()):
                 try:
                     room.retire(hand_on)
                 except Exception:  # (a broken object must not stop the bell)
@@ -433,8 +433,12 @@ def _wake_all(woken: list[Waiter]) -> None:
 
 def _forget(bell: _Bell, rid: int) -> None:
     """A room was collected; the last one takes the bell with it (a process that no longer
-    waits on anything shared keeps no socket and no thread)."""
+    waits on anything shared keeps no socket and no thread). Not while the interpreter is
+    finalizing: the lock may be held for good by a frozen daemon thread (the watcher
+    dropping a room it retired), and the process's socket and thread end with it."""
     global _bell
+    if sys.is_finalizing():
+        return
     with _bell_lock:
         bell.rooms.pop(rid, None)
         if bell.rooms or _bell is not bell:
@@ -843,13 +847,14 @@ def retire_later(owner: object, room: Room, hand_on: bool) -> None:
     It never blocks and takes no lock: a finalizer runs on whichever thread the collector
     interrupts, which may hold any lock, and at exit on a thread whose peers (the watcher)
     may be frozen holding theirs. So it does nothing when the interpreter is finalizing
-    (the process is ending: its slot goes with it), in a forked child (the room and its
-    bell are the parent's), or when no ring can be on its way here for nobody."""
+    or exiting (the process is ending: its slot goes with it; a watcher stopped inside an
+    object's lock would leave it to a repair), in a forked child (the room and its bell
+    are the parent's), or when no ring can be on its way here for nobody."""
     if room.slot < 0 or sys.is_finalizing():
         return
     bell = room.bell
-    if bell.pid != os.getpid() or bell.ended or not room.may_owe_a_ring():
-        return
+    if bell.pid != os.getpid() or bell.closing or not room.may_owe_a_ring():
+        return  # (closing with a room alive: the process is exiting, see ``_forget``)
     bell.retiring.put((owner, room, hand_on))  # (SimpleQueue: safe from a finalizer)
     if not bell.retire_asked:
         bell.retire_asked = True
