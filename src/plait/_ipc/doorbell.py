@@ -49,6 +49,13 @@ bell that closes shuts those connections for reading before its address is free 
 a ring meant for the process's next bell either fails over to it (``EPIPE``) or, sent
 before, is read by the closing watcher and delivered (room ids are unique per process).
 
+A process that lets an object go and lives on (a warm pool worker) frees its slot: a
+ring for it would reach a bell without the room, which cannot hand it on. The object's
+finalizer hands the room to the bell's watcher (:func:`retire_later`: it never blocks),
+which clears the slot under the object's lock and, if a ring may have been on its way
+there for nobody, has every other waiter look again (:meth:`Room.retire`). Nothing is
+retired while the process exits: its slot goes with it.
+
 More than :data:`SLOTS` processes waiting on one object at once: the process without a slot
 parks with a short timeout and looks again (documented fallback, never a lost wake-up).
 
