@@ -624,23 +624,15 @@ def test_a_retired_room_that_may_have_lost_a_ring_has_everyone_else_look_again(
     waiters left unwoken) makes every other waiter look again -- unless a ring is a
     notification (a Condition's), which a leaver may consume, as in threading."""
     lock = plait.Lock()
-    pickle.dumps(lock)
-    state = lock._shared  # type: ignore[attr-defined]
-    room = state.room
+    state, room = _a_room_that_may_owe_a_ring(lock)
+    ours = room.slot
     with state.guard:
-        room.enqueue(0, lock, False)  # (this process's slot is claimed)
-        ours = room.slot
         other = (ours + 1) % doorbell.SLOTS  # another process's waiter (a dead one here:
         at = doorbell._TOTALS + other * doorbell._W  # its ring fails, its slot is cleared)
         state.table[at + doorbell._TAG] = doorbell._tag_of(2**22 + 1, 1)
         state.table[at + doorbell._ROOM] = 1
         state.table[at + doorbell._COUNT0] = 1
         state.table[0] += 1
-    with room.mutex:
-        waiter = room.queues[0].pop()
-    assert waiter is not None
-    with state.guard:
-        room.take_back(waiter, 0)
     room.unsure = unsure
     room.retire(hand_on)
     assert room.slot == -1
@@ -651,16 +643,13 @@ def test_a_retired_room_that_may_have_lost_a_ring_has_everyone_else_look_again(
         doorbell._clear_slot(state.table, at)
 
 
-def test_letting_a_shared_object_go_never_blocks_on_the_bell_or_the_object() -> None:
-    """A finalizer runs on whichever thread the collector interrupts, which may hold any
-    lock (and at exit, a frozen daemon thread may hold one for good): letting a shared
-    object go only hands its room to the bell's watcher, which retires it once the locks
-    it needs are free."""
-    lock = plait.Lock()
+def _a_room_that_may_owe_a_ring(lock: Any) -> tuple[Any, doorbell.Room]:
+    """``lock`` shared, with this process's room for it in its slot, unsure: a waiter here
+    announced itself, then left unwoken."""
     pickle.dumps(lock)
-    state = lock._shared  # type: ignore[attr-defined]
+    state = lock._shared
     room = state.room
-    with state.guard:  # a waiter here announced itself, then left unwoken
+    with state.guard:
         room.enqueue(0, lock, False)
     with room.mutex:
         waiter = room.queues[0].pop()
@@ -668,6 +657,16 @@ def test_letting_a_shared_object_go_never_blocks_on_the_bell_or_the_object() -> 
     with state.guard:
         room.take_back(waiter, 0)
     room.unsure = True
+    return state, room
+
+
+def test_letting_a_shared_object_go_never_blocks_on_the_bell_or_the_object() -> None:
+    """A finalizer runs on whichever thread the collector interrupts, which may hold any
+    lock (and at exit, a frozen daemon thread may hold one for good): letting a shared
+    object go only hands its room to the bell's watcher, which retires it once the locks
+    it needs are free."""
+    lock = plait.Lock()
+    state, room = _a_room_that_may_owe_a_ring(lock)
     ours = doorbell._TOTALS + room.slot * doorbell._W
     assert state.table[ours + doorbell._TAG]
     bell = room.bell
@@ -694,17 +693,7 @@ def test_nothing_is_retired_while_the_interpreter_is_finalizing(
     the tour's process hang at exit. Nothing is retired then: the process is ending, and
     its slot goes with it."""
     lock = plait.Lock()
-    pickle.dumps(lock)
-    state = lock._shared  # type: ignore[attr-defined]
-    room = state.room
-    with state.guard:
-        room.enqueue(0, lock, False)
-    with room.mutex:
-        waiter = room.queues[0].pop()
-    assert waiter is not None
-    with state.guard:
-        room.take_back(waiter, 0)
-    room.unsure = True
+    state, room = _a_room_that_may_owe_a_ring(lock)
     monkeypatch.setattr(doorbell.sys, "is_finalizing", lambda: True)
     doorbell.retire_later(state, room, hand_on=True)
     assert room.bell.retiring.empty() and not room.bell.retire_asked
