@@ -557,3 +557,146 @@ def test_a_ring_sent_through_a_closed_bells_connection_reaches_the_next_bells_ro
         gate.set()
         bell.thread.join(WAIT_S)
     assert not bell.thread.is_alive()
+
+
+def _wait_then_drop_and_live_on(box: list[Any], keep: Any, where: str) -> None:
+    """(A child) Wait once on the shared lock in ``box`` (it times out), let go of it,
+    and live on until told to end, with a room for ``keep`` (its bell stays)."""
+    import gc
+    from pathlib import Path
+
+    assert not keep.wait(0.01)  # (a room on this process's bell, kept)
+    lock = box.pop()
+    assert not lock.acquire(timeout=0.05)  # (a room, a slot; it left unwoken)
+    Path(where, "waited").touch()
+    while not Path(where, "drop").exists():
+        time.sleep(0.005)
+    del lock
+    gc.collect()
+    Path(where, "dropped").touch()
+    while not Path(where, "end").exists():
+        time.sleep(0.005)
+
+
+def test_a_ring_for_a_room_that_a_live_process_let_go_is_handed_on(tmp_path: Any) -> None:
+    """A process that waited on a shared object and then let it go lives on (a warm pool
+    worker). A ring on its way to its room -- for a waiter there that timed out, or a
+    count left by an everyone-ring -- reached a bell without that room, which dropped
+    it: a waiter elsewhere slept next to a free lock. Letting the object go now frees the
+    process's slot (and hands such a ring on)."""
+    lock, keep = plait.Lock(), plait.Event()
+    lock.acquire()
+    box = [lock]
+    child = _ctx().Process(target=_wait_then_drop_and_live_on, args=(box, keep, str(tmp_path)))
+    child.start()
+    try:
+        _until((tmp_path / "waited").exists, "the child waited")
+        state = lock._shared  # type: ignore[attr-defined]
+        with state.guard:  # a count on the child's slot that no waiter there will take
+            theirs = [
+                i for i in range(doorbell.SLOTS)
+                if state.table[doorbell._TOTALS + i * doorbell._W + doorbell._TAG]
+            ]  # fmt: skip
+            assert len(theirs) == 1
+            at = doorbell._TOTALS + theirs[0] * doorbell._W
+            state.table[at + doorbell._COUNT0] += 1
+            state.table[0] += 1
+        (tmp_path / "drop").touch()
+        _until((tmp_path / "dropped").exists, "the child let the lock go")
+        got: list[bool] = []
+        waiter = threading.Thread(target=lambda: got.append(lock.acquire(timeout=10)))
+        waiter.start()
+        wait_parked(on=lock, count=1, timeout=WAIT_S)
+        lock.release()  # rings the child's slot first (the next slot to ring is the first)
+        waiter.join(5.0)
+        assert got == [True], "the ring went to a room the child had let go"
+        lock.release()
+    finally:
+        (tmp_path / "end").touch()
+        child.join(WAIT_S)
+
+
+@pytest.mark.parametrize(("unsure", "hand_on"), [(True, True), (False, True), (True, False)])
+def test_a_retired_room_that_may_have_lost_a_ring_has_everyone_else_look_again(
+    unsure: bool, hand_on: bool
+) -> None:
+    """A room let go of while a ring may be on its way to it for nobody (one of its
+    waiters left unwoken) makes every other waiter look again -- unless a ring is a
+    notification (a Condition's), which a leaver may consume, as in threading."""
+    lock = plait.Lock()
+    state, room = _a_room_that_may_owe_a_ring(lock)
+    ours = room.slot
+    with state.guard:
+        other = (ours + 1) % doorbell.SLOTS  # another process's waiter (a dead one here:
+        at = doorbell._TOTALS + other * doorbell._W  # its ring fails, its slot is cleared)
+        state.table[at + doorbell._TAG] = doorbell._tag_of(2**22 + 1, 1)
+        state.table[at + doorbell._ROOM] = 1
+        state.table[at + doorbell._COUNT0] = 1
+        state.table[0] += 1
+    room.unsure = unsure
+    room.retire(hand_on)
+    assert room.slot == -1
+    assert state.table[doorbell._TOTALS + ours * doorbell._W + doorbell._TAG] == 0
+    looked_again = state.table[at + doorbell._TAG] == 0
+    assert looked_again == (unsure and hand_on)
+    with state.guard:
+        doorbell._clear_slot(state.table, at)
+
+
+def _a_room_that_may_owe_a_ring(lock: Any) -> tuple[Any, doorbell.Room]:
+    """``lock`` shared, with this process's room for it in its slot, unsure: a waiter here
+    announced itself, then left unwoken."""
+    pickle.dumps(lock)
+    state = lock._shared
+    room = state.room
+    with state.guard:
+        room.enqueue(0, lock, False)
+    with room.mutex:
+        waiter = room.queues[0].pop()
+    assert waiter is not None
+    with state.guard:
+        room.take_back(waiter, 0)
+    room.unsure = True
+    return state, room
+
+
+def test_letting_a_shared_object_go_never_blocks_on_the_bell_or_the_object() -> None:
+    """A finalizer runs on whichever thread the collector interrupts, which may hold any
+    lock (and at exit, a frozen daemon thread may hold one for good): letting a shared
+    object go only hands its room to the bell's watcher, which retires it once the locks
+    it needs are free."""
+    lock = plait.Lock()
+    state, room = _a_room_that_may_owe_a_ring(lock)
+    ours = doorbell._TOTALS + room.slot * doorbell._W
+    assert state.table[ours + doorbell._TAG]
+    bell = room.bell
+    guard, table = state.guard, state.table
+    guard.acquire()  # the watcher's retirement waits for the object's lock
+    try:
+        with bell.watch_lock, doorbell._bell_lock:
+            dropped = threading.Thread(target=state.__del__)
+            dropped.start()
+            dropped.join(WAIT_S)
+            assert not dropped.is_alive(), "letting the object go waited for a lock"
+            assert table[ours + doorbell._TAG], "retired before its lock was free"
+    finally:
+        guard.release()
+    _until(lambda: not table[ours + doorbell._TAG], "the watcher retired the room")
+    assert room.slot == -1
+
+
+def test_nothing_is_retired_while_the_interpreter_is_finalizing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """At interpreter exit daemon threads freeze where they stand, the bell's watcher
+    among them, perhaps inside a lock: an object collected then (its room unsure) made
+    the tour's process hang at exit. Nothing is retired then: the process is ending, and
+    its slot goes with it."""
+    lock = plait.Lock()
+    state, room = _a_room_that_may_owe_a_ring(lock)
+    monkeypatch.setattr(doorbell.sys, "is_finalizing", lambda: True)
+    doorbell.retire_later(state, room, hand_on=True)
+    assert room.bell.retiring.empty() and not room.bell.retire_asked
+    monkeypatch.undo()
+    doorbell.retire_later(state, room, hand_on=True)  # (not finalizing: it is retired)
+    _until(lambda: room.slot == -1, "the watcher retired the room")

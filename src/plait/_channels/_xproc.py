@@ -183,6 +183,16 @@ class SharedQueue(promotion.Backend):
             room = self._room = Room(self.waits, Uncancellable(self.lock))  # (never lost)
         return room
 
+    def __del__(self) -> None:
+        """Let go here while this process lives on: the bell's watcher frees our slot in
+        the wait table (``doorbell.retire_later``: it never blocks)."""
+        room = getattr(self, "_room", None)  # (an __init__ that failed has none)
+        if room is not None:
+            try:
+                doorbell.retire_later(self, room, hand_on=True)
+            except Exception:  # (at interpreter exit: modules half torn down)
+                pass
+
     def _repair(self) -> None:
         """The lock's holder died inside (we hold it now): make the state whole again, or
         mark the queue broken (``CLOSED`` = :data:`_BROKEN`, nothing to take: every later

@@ -49,6 +49,13 @@ bell that closes shuts those connections for reading before its address is free 
 a ring meant for the process's next bell either fails over to it (``EPIPE``) or, sent
 before, is read by the closing watcher and delivered (room ids are unique per process).
 
+A process that lets an object go and lives on (a warm pool worker) frees its slot: a
+ring for it would reach a bell without the room, which cannot hand it on. The object's
+finalizer hands the room to the bell's watcher (:func:`retire_later`: it never blocks),
+which clears the slot under the object's lock and, if a ring may have been on its way
+there for nobody, has every other waiter look again (:meth:`Room.retire`). Nothing is
+retired while the process exits: its slot goes with it.
+
 More than :data:`SLOTS` processes waiting on one object at once: the process without a slot
 parks with a short timeout and looks again (documented fallback, never a lost wake-up).
 
@@ -66,8 +73,10 @@ import atexit
 import errno
 import itertools
 import os
+import queue
 import selectors
 import socket
+import sys
 import threading
 import time
 import weakref
@@ -166,7 +175,15 @@ class _Bell:
         except BaseException:
             self.listener.close()
             raise
-        self.stop_r, self.stop_w = os.pipe()
+        self.pid = os.getpid()  # (a forked child's copy is not its bell)
+        self.stop_r, self.stop_w = os.pipe()  # b"x": stop; b"r": rooms to retire
+        # A finalizer writes b"r" (``retire_later``): it must never block, and the write
+        # end lives as long as this object (never a closed, reused descriptor).
+        os.set_blocking(self.stop_w, False)
+        self._close_w = weakref.finalize(self, os.close, self.stop_w)
+        self._close_w.atexit = False  # (at exit the kernel closes it, after every writer)
+        self.retiring: queue.SimpleQueue[tuple[object, Room, bool]] = queue.SimpleQueue()
+        self.retire_asked = False  # (a b"r" is in the pipe: at most one at a time)
         # pid -> (its pidfd, the (room id, direction) pairs to wake when it exits)
         self.watched: dict[int, tuple[int, set[tuple[int, int]]]] = {}
         self.watch_lock = threading.Lock()
@@ -204,8 +221,13 @@ class _Bell:
                 for key, _ in sel.select():
                     obj = key.fileobj
                     if obj == self.stop_r:
-                        self._drain()
-                        return
+                        asked = os.read(self.stop_r, 512)
+                        if b"r" in asked:
+                            self._retire()
+                        if b"x" in asked:
+                            self._drain()
+                            return
+                        continue
                     if key.data is not None:  # a watched process exited
                         try:
                             self._exited(key.data)
@@ -250,8 +272,7 @@ class _Bell:
                 self.watched.clear()
             sel.close()
             self.listener.close()
-            os.close(self.stop_r)
-            os.close(self.stop_w)
+            os.close(self.stop_r)  # (the write end goes with this object: ``_close_w``)
 
     def watch(self, pid: int, rid: int, d: int) -> int:
         """Wake room ``rid``'s direction ``d`` with :data:`DIED` when ``pid`` exits:
@@ -295,6 +316,25 @@ class _Bell:
                 except Exception:  # a broken object must not stop the bell
                     pass
 
+    def _retire(self) -> None:
+        """(The watcher) Retire the rooms whose objects this process let go (see
+        :meth:`Room.retire`): here, not in the collector's finalizer, which may run on a
+        thread that holds a lock this needs. Not once the interpreter is finalizing: a
+        daemon thread is frozen where it stands then, and one frozen holding an object's
+        lock would leave it to a repair (which an ordered queue cannot survive)."""
+        self.retire_asked = False  # (before the queue is emptied: a later put asks again)
+        while True:
+            try:
+                owner, room, hand_on = self.retiring.get_nowait()
+            except queue.Empty:
+                return
+            if not (self.closing or sys.is_finalizing()):
+                try:
+                    room.retire(hand_on)
+                except Exception:  # (a broken object must not stop the bell)
+                    pass
+            del owner, room  # (now it goes)
+
     def _drain(self) -> None:
         """(The watcher, stopping) Deliver the records ringers sent before :meth:`close`
         shut the connections: they may be for a room of this process's next bell."""
@@ -330,9 +370,9 @@ class _Bell:
             conn.close()
         self.selector.close()
         self.listener.close()
-        if not self.ended:  # (else the watcher closed them: their numbers may be reused)
+        if not self.ended:  # (else the watcher closed it: its number may be reused)
             os.close(self.stop_r)
-            os.close(self.stop_w)
+        self._close_w()  # (this process's copy; once)
 
     def close(self) -> None:
         """Free the address now (a new bell may bind it at once) and stop the watcher.
@@ -400,8 +440,12 @@ def _wake_all(woken: list[Waiter]) -> None:
 
 def _forget(bell: _Bell, rid: int) -> None:
     """A room was collected; the last one takes the bell with it (a process that no longer
-    waits on anything shared keeps no socket and no thread)."""
+    waits on anything shared keeps no socket and no thread). Not while the interpreter is
+    finalizing: the lock may be held for good by a frozen daemon thread (the watcher
+    dropping a room it retired), and the process's socket and thread end with it."""
     global _bell
+    if sys.is_finalizing():
+        return
     with _bell_lock:
         bell.rooms.pop(rid, None)
         if bell.rooms or _bell is not bell:
@@ -559,6 +603,7 @@ class Room:
         "queues",
         "slot",
         "table",
+        "unsure",
     )
 
     def __init__(self, table: Any, lock: Any) -> None:
@@ -570,6 +615,9 @@ class Room:
         self.announced: list[set[Waiter]] = [set() for _ in range(DIRECTIONS)]
         self.bell, self.id = _attach(self)
         self.slot = -1
+        # A ring may be on its way here for nobody (a waiter left unwoken, or an
+        # everyone-ring came): it must be handed on if the object is let go (``retire``).
+        self.unsure = False
 
     # -- with the shared lock held --
 
@@ -658,6 +706,7 @@ class Room:
         died = waiter.value is DIED  # (woken by a watched exit, not by a ring)
         if waiter.state == WOKEN and not handed and not died:
             return
+        self.unsure = True
         lock = self.lock
         lock.acquire()
         try:
@@ -702,6 +751,7 @@ class Room:
         taken = everyone
         with self.mutex:
             if everyone:  # (the ringer took every announcement of ours)
+                self.unsure = True
                 woken = queue.pop_all(True)
                 announced.clear()
             else:
@@ -740,6 +790,7 @@ class Room:
         ring that already took it (call without the lock)."""
         with self.mutex:
             removed = self.queues[d].remove(waiter, CANCELLED)
+        self.unsure = True
         self.lock.acquire()
         try:
             if not self.take_back(waiter, d) and not removed and self.table[d]:
@@ -756,17 +807,68 @@ class Room:
         finally:
             self.lock.release()
 
-    def leave(self) -> None:
-        """This process stops using the object: free its slot (lock held)."""
+    def may_owe_a_ring(self) -> bool:
+        """Whether a ring may still come here for nobody once the object is let go: a
+        waiter left unwoken or an everyone-ring came (``unsure``), or the slot still
+        counts announcements (read without the lock: with no waiter left here they only
+        go down)."""
+        if self.unsure:
+            return True
         slot = self.slot
-        if slot >= 0:
+        if slot < 0:
+            return False
+        at = _TOTALS + slot * _W + _COUNT0
+        table = self.table
+        return any(table[at + d] for d in range(DIRECTIONS))
+
+    def retire(self, hand_on: bool) -> None:
+        """(The watcher) The object was let go here while this process's bell lives on:
+        free its slot, so that no ring comes for a room that is gone (the bell could not
+        hand it on: it has neither the table nor the lock). A ring already on its way
+        here for nobody is lost with the room: every waiter elsewhere looks again."""
+        slot = self.slot
+        if slot < 0:
+            return
+        lock, table = self.lock, self.table
+        lock.acquire()
+        try:
             base = _TOTALS + slot * _W
-            if self.table[base + _TAG] == self.bell.tag and self.table[base + _ROOM] == self.id:
-                _clear_slot(self.table, base)
-        self.slot = -1
-        with self.mutex:
-            for announced in self.announced:
-                announced.clear()
+            if table[base + _TAG] == self.bell.tag and table[base + _ROOM] == self.id:
+                _clear_slot(table, base)
+            self.slot = -1
+            if self.unsure and hand_on:
+                for d in range(DIRECTIONS):
+                    if table[d] > 0:
+                        wake_all(table, d)
+        finally:
+            lock.release()
+
+
+def retire_later(owner: object, room: Room, hand_on: bool) -> None:
+    """(``owner.__del__``: any thread, any moment) ``owner``, the object's state here, is
+    being collected: have the bell's watcher retire its ``room`` (:meth:`Room.retire`),
+    with ``owner`` kept alive until then (the room's lock repairs through it). ``hand_on``:
+    a ring is a wake-up to look again, not a notification that may be consumed (a
+    Condition's).
+
+    It never blocks and takes no lock: a finalizer runs on whichever thread the collector
+    interrupts, which may hold any lock, and at exit on a thread whose peers (the watcher)
+    may be frozen holding theirs. So it does nothing when the interpreter is finalizing
+    or exiting (the process is ending: its slot goes with it; a watcher stopped inside an
+    object's lock would leave it to a repair), in a forked child (the room and its bell
+    are the parent's), or when no ring can be on its way here for nobody."""
+    if room.slot < 0 or sys.is_finalizing():
+        return
+    bell = room.bell
+    if bell.pid != os.getpid() or bell.closing or not room.may_owe_a_ring():
+        return  # (closing with a room alive: the process is exiting, see ``_forget``)
+    bell.retiring.put((owner, room, hand_on))  # (SimpleQueue: safe from a finalizer)
+    if not bell.retire_asked:
+        bell.retire_asked = True
+        try:
+            os.write(bell.stop_w, b"r")  # (non-blocking; the watcher may have ended)
+        except OSError:
+            pass
 
 
 def waiting(table: Any, d: int) -> int:

@@ -248,6 +248,16 @@ class SharedState:
             room = self._room = Room(self.table, self.guard)
         return room
 
+    def __del__(self) -> None:
+        """Let go here while this process lives on: the bell's watcher frees our slot in
+        the wait table (``doorbell.retire_later``: it never blocks)."""
+        room = getattr(self, "_room", None)  # (an __init__ that failed has none)
+        if room is not None:  # (a Condition's rings are notifications: none is made up)
+            try:
+                doorbell.retire_later(self, room, hand_on=self.what != "condition")
+            except Exception:  # (at interpreter exit: modules half torn down)
+                pass
+
     def _repair(self) -> None:
         """The mutex's holder died inside (we hold it now): a change of several words may
         be half done, so the kind's ``rebuild`` recomputes what the others determine (a
