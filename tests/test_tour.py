@@ -14,6 +14,11 @@ import pytest
 from plait.tour import Scene, UnknownSceneError, all_scenes, run_scenes, select
 from plait.tour.scenes import MODULES, OPT_IN
 
+# Whichever test first asks for ``tour_output`` runs the whole tour in its setup (about
+# 20 s on an idle 2-core machine, up to 60 s under load): its own 120 s limit, with a clear
+# error, must come before the per-test timeout.
+pytestmark = pytest.mark.timeout(150)
+
 
 def test_every_module_registers_scenes_named_after_it() -> None:
     for module_name in MODULES + OPT_IN:
