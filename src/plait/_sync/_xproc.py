@@ -381,10 +381,9 @@ async def async_block(
     blockers: Callable[[], list[int]] | None = None,
     undo: Callable[[Any], None] | None = None,
     d: int = 0,
-    ready: Callable[[], bool] | None = None,
 ) -> Any:
     """:func:`block` for a coroutine (its loop never blocks: it parks on a future)."""
-    steps = _tries(state, on, attempt, deadline, blockers, undo, d, True, ready)
+    steps = _tries(state, on, attempt, deadline, blockers, undo, d, True)
     try:
         room, waiter, wait = next(steps)
         while True:
