@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
+import contextlib
 import functools
 import io
 import os
@@ -385,11 +386,15 @@ def _join_children_at_exit() -> None:
     # still running now has no group left to stop it (one was started as a Ctrl-C unwound
     # its spawn): it is stopped as its group would have (SIGTERM: its ``finally`` blocks
     # run), not waited for.
+    # A child another thread closes meanwhile (a warm pool's reaper closes a worker that
+    # has left) raises ValueError: it has exited and been reaped, so nothing is left to do.
     for child in mp_process.active_children():
         if child.daemon or getattr(child, "_plait_quiet", False):
-            child.terminate()
+            with contextlib.suppress(ValueError):
+                child.terminate()
     for child in mp_process.active_children():
-        child.join()
+        with contextlib.suppress(ValueError):
+            child.join()
 
 
 class _Terminated(Cancelled):
