@@ -22,10 +22,20 @@ setup(
         Extension("plait._speedups", ["src/plait/_speedups.c"], optional=True),
         # the lock's uncontended paths, current_strand() and async_sleep(0) (fallback: the
         # Python methods, see plait/_sync/_lock.py)
-        Extension("plait._fastlock", ["src/plait/_fastlock.c"], optional=True),
+        Extension(
+            "plait._fastlock",
+            ["src/plait/_fastlock.c"],
+            depends=["src/plait/_ipc/_robust_api.h"],
+            optional=True,
+        ),
         # the robust process-shared mutex of shared queues (fallback: the same calls
         # through ctypes, see plait/_ipc/robust.py)
-        Extension("plait._ipc._robust", ["src/plait/_ipc/_robust.c"], optional=True),
+        Extension(
+            "plait._ipc._robust",
+            ["src/plait/_ipc/_robust.c"],
+            depends=["src/plait/_ipc/_robust_api.h"],
+            optional=True,
+        ),
         # the shared log's published word with acquire/release order, for weakly ordered
         # CPUs (fallback on x86-64: a memoryview; elsewhere plait.shared refuses to run)
         Extension("plait.shared._ordered", ["src/plait/shared/_ordered.c"], optional=True),

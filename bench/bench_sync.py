@@ -10,8 +10,9 @@
 * contended hand-off: two strands taking turns on one lock -- coroutine<->coroutine (vs
   ``asyncio.Lock``), thread<->thread (vs ``threading.Lock``), thread<->coroutine (plait
   only: no stdlib lock serves both);
-* cross-process: a plait lock once shared (promoted to a named semaphore) vs
-  ``multiprocessing.Lock`` (target <= 2x), uncontended and two processes taking turns.
+* cross-process: a plait lock once shared (its holder word in shared memory, under a robust
+  mutex) vs ``multiprocessing.Lock``: uncontended ``with`` and ``acquire(); release()``
+  (target <= 2x), and two processes taking turns.
 
 All figures are medians of repeats, seconds per pair (shown in ns), in one run.
 """
@@ -403,6 +404,23 @@ def main() -> None:
         target="<= 2x multiprocessing.Lock",
         target_ratio=2.0,
     )
+    case = "cross-process lock, acquire()/release() (uncontended)"
+    rec(
+        case,
+        "multiprocessing.Lock",
+        _sync_pair(mp_ctx.Lock(), n),
+        n,
+        baseline="multiprocessing.Lock",
+    )
+    rec(
+        case,
+        "plait.Lock (shared)",
+        _sync_pair(_shared_plait_lock(), n),
+        n,
+        baseline="multiprocessing.Lock",
+        target="<= 2x multiprocessing.Lock",
+        target_ratio=2.0,
+    )
     x = bench.scale(4_000, quick=1_000)
     case = "cross-process hand-off (2 processes)"
     rec(
@@ -434,6 +452,13 @@ def main() -> None:
         "PLAIT_NO_SPEEDUPS=1 the Python methods run (before the accelerator, same machine: "
         "acquire+release 2.6-3.9x threading.Lock, with 2.0-2.3x, await async_acquire(); "
         "release() about 5x asyncio.Lock)."
+    )
+    bench.note(
+        "A shared plait.Lock's uncontended take and give finish in C too: its _inner is a "
+        "plait._fastlock.SharedInner over the lock's holder word, which calls "
+        "plait._ipc._robust's take/give (a trylock of the robust mutex, a store, an unlock) "
+        "with no Python frame; multiprocessing.Lock's acquire/release are C calls on a POSIX "
+        "semaphore, and its `with` runs two Python methods (multiprocessing.synchronize)."
     )
     bench.note(
         "Hand-off figures are per acquire/release pair while two strands take turns; "

@@ -488,7 +488,7 @@ def test_the_exit_join_passes_over_a_child_that_another_thread_closed(
 
     from plait._processes import _process
 
-    child = multiprocessing.get_context("fork").Process(target=int, daemon=True)
+    child = multiprocessing.get_context("forkserver").Process(target=int, daemon=True)
     child.start()
     child.join(20)
     assert child.exitcode == 0

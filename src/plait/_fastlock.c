@@ -10,13 +10,17 @@
  *   Inner      the in-process state of a plait lock (``_inner``): taken or free, a flag
  *              guarded by the GIL. plait's code only ever tries it (``acquire(False)``):
  *              waiting goes through the lock's wait queue.
+ *   SharedInner  a shared lock's ``_inner``: its holder word in shared memory, taken and
+ *              given under the segment's robust mutex by plait._ipc._robust's C functions
+ *              (a capsule); the backend's Python methods do everything else.
  *   LockCore   the base of plait's lock classes: ``_inner``, ``_queue``, ``_owner`` and
  *              ``_owner_ident`` as C fields, and the methods acquire/release/__enter__/
  *              __exit__/__aenter__/__aexit__/async_acquire. Each finishes in C when the lock
  *              is local, free (or held, for release) and nobody waits, and otherwise calls the
  *              Python method of the same name -- the reference implementation, unchanged --
- *              with the same arguments. Only plait.Lock uses these methods (RLock and the
- *              shared classes define their own).
+ *              with the same arguments. A shared lock's take and give finish in C the same
+ *              way (uncontended: free, or held with nobody waiting in any process). Only
+ *              plait.Lock uses these methods (RLock and the shared classes define their own).
  *   LockOp     what async_acquire() returns: does nothing until awaited (a task cancelled
  *              before it starts holds nothing), then takes the free lock in C or runs the
  *              Python coroutine ``_async_acquire(me, None)`` in its place.
@@ -41,7 +45,7 @@
 #include <structmember.h>
 #include <pythread.h>
 
-#define SEAM_VERSION 2
+#define SEAM_VERSION 3
 
 #if PY_VERSION_HEX >= 0x030D0000
 #define lookup_attr PyObject_GetOptionalAttr
@@ -203,6 +207,234 @@ static PyTypeObject InnerType = {
     .tp_new = inner_new,
 };
 
+/* -- SharedInner ----------------------------------------------------------------------
+ * A shared Lock's ``_inner`` (plait/_sync/_shared.py makes one for its LockBackend): the
+ * lock's holder word in its segment, taken and given under the segment's robust mutex by
+ * plait._ipc._robust's C functions (through its capsule), so that an uncontended
+ * ``with lock:`` or ``acquire()``/``release()`` across processes runs without a Python frame,
+ * as a local lock's does. Every other outcome -- held, waiters to ring, a busy mutex or a dead
+ * holder's, a release of a free lock, a process tag not set -- calls the backend's Python
+ * method of the same name, the reference, which tries again and settles it. */
+
+#include <pthread.h>
+#include "_ipc/_robust_api.h"
+
+#define LOAD_WORD(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+
+typedef struct {
+    PyObject_HEAD
+    pthread_mutex_t *mutex;
+    long long *holder; /* the lock's holder word: 0 free, else the holding process's tag */
+    long long *table;  /* its wait table's first word: strands waiting, in all processes */
+    PyObject *backend; /* the LockBackend: keeps the segment mapped */
+    PyObject *acquire_py, *release_py; /* its Python acquire and release (bound) */
+} SharedInnerObject;
+
+static PyTypeObject SharedInnerType;
+static const PlaitRobustAPI *robust_api = NULL;
+static long long process_tag = 0; /* this process's holder tag: set_process_tag() */
+
+static int
+load_robust_api(void)
+{
+    if (robust_api != NULL)
+        return 0;
+    const PlaitRobustAPI *api = PyCapsule_Import(PLAIT_ROBUST_CAPSULE, 0);
+    if (api == NULL)
+        return -1;
+    if (api->version != PLAIT_ROBUST_API_VERSION) {
+        PyErr_Format(PyExc_ImportError,
+                     "plait._ipc._robust's C API is version %d, plait._fastlock wants %d: "
+                     "rebuild plait (pip install --force-reinstall --no-cache-dir plait)",
+                     api->version, PLAIT_ROBUST_API_VERSION);
+        return -1;
+    }
+    robust_api = api;
+    return 0;
+}
+
+static void *
+as_address(PyObject *o, const char *what)
+{
+    void *p = PyLong_AsVoidPtr(o);
+    if (p == NULL && !PyErr_Occurred())
+        PyErr_Format(PyExc_ValueError, "SharedInner(): null %s address", what);
+    if (p != NULL && ((uintptr_t)p & 7)) {
+        PyErr_Format(PyExc_ValueError, "SharedInner(): the %s address is not aligned", what);
+        return NULL;
+    }
+    return p;
+}
+
+/* SharedInner(backend, mutex, holder, table): the addresses lie in backend's segment. */
+static PyObject *
+shared_inner_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    PyObject *backend, *m, *h, *t;
+    if (kwds != NULL && PyDict_GET_SIZE(kwds)) {
+        PyErr_SetString(PyExc_TypeError, "SharedInner() takes positional arguments only");
+        return NULL;
+    }
+    if (!PyArg_ParseTuple(args, "OOOO:SharedInner", &backend, &m, &h, &t))
+        return NULL;
+    if (load_robust_api() < 0)
+        return NULL;
+    pthread_mutex_t *mutex = as_address(m, "mutex");
+    long long *holder = mutex ? as_address(h, "holder") : NULL;
+    long long *table = holder ? as_address(t, "table") : NULL;
+    if (table == NULL)
+        return NULL;
+    PyObject *acq = PyObject_GetAttrString(backend, "acquire");
+    PyObject *rel = acq ? PyObject_GetAttrString(backend, "release") : NULL;
+    if (rel == NULL) {
+        Py_XDECREF(acq);
+        return NULL;
+    }
+    SharedInnerObject *self = (SharedInnerObject *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        Py_DECREF(acq);
+        Py_DECREF(rel);
+        return NULL;
+    }
+    self->mutex = mutex;
+    self->holder = holder;
+    self->table = table;
+    Py_INCREF(backend);
+    self->backend = backend;
+    self->acquire_py = acq;
+    self->release_py = rel;
+    return (PyObject *)self;
+}
+
+static int
+shared_inner_traverse(SharedInnerObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->backend);
+    Py_VISIT(self->acquire_py);
+    Py_VISIT(self->release_py);
+    return 0;
+}
+
+static int
+shared_inner_clear(SharedInnerObject *self)
+{
+    /* (the addresses stay valid only while the backend lives: a cleared object is not
+     * used again -- the collector clears only garbage) */
+    Py_CLEAR(self->acquire_py);
+    Py_CLEAR(self->release_py);
+    Py_CLEAR(self->backend);
+    return 0;
+}
+
+static void
+shared_inner_dealloc(SharedInnerObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    shared_inner_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* 1 taken, 0 not here (the Python path decides). */
+static inline int
+shared_try(SharedInnerObject *self)
+{
+    if (process_tag == 0 || self->backend == NULL)
+        return 0;
+    return robust_api->take(self->mutex, self->holder, process_tag) == 1;
+}
+
+/* 1 given, 0 not here (the Python path decides). */
+static inline int
+shared_give(SharedInnerObject *self)
+{
+    if (self->backend == NULL)
+        return 0;
+    return robust_api->give(self->mutex, self->holder, self->table) == 1;
+}
+
+static PyObject *
+shared_inner_acquire(SharedInnerObject *self, PyObject *const *args, Py_ssize_t nargs,
+                     PyObject *kwnames)
+{
+    if (kwnames == NULL && nargs == 1 && args[0] == Py_False && shared_try(self))
+        Py_RETURN_TRUE;
+    if (self->acquire_py == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "this shared lock's state was cleared");
+        return NULL;
+    }
+    return PyObject_Vectorcall(self->acquire_py, args, nargs, kwnames);
+}
+
+static PyObject *
+shared_inner_release(SharedInnerObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (shared_give(self))
+        Py_RETURN_NONE;
+    if (self->release_py == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "this shared lock's state was cleared");
+        return NULL;
+    }
+    return PyObject_CallNoArgs(self->release_py);
+}
+
+static PyObject *
+shared_inner_locked(SharedInnerObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(self->backend != NULL && LOAD_WORD(self->holder) != 0);
+}
+
+static PyObject *
+shared_inner_repr(SharedInnerObject *self)
+{
+    return PyUnicode_FromFormat("<plait shared lock state of %R>", self->backend);
+}
+
+static PyMethodDef shared_inner_methods[] = {
+    {"acquire", (PyCFunction)(void (*)(void))shared_inner_acquire,
+     METH_FASTCALL | METH_KEYWORDS,
+     "acquire(False) -> bool: take the shared lock for this process if it is free."},
+    {"release", (PyCFunction)shared_inner_release, METH_NOARGS,
+     "Free the shared lock (the backend rings a waiter, or raises if it is free)."},
+    {"locked", (PyCFunction)shared_inner_locked, METH_NOARGS,
+     "Whether the shared lock is held (by any process)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef shared_inner_members[] = {
+    {"backend", T_OBJECT, offsetof(SharedInnerObject, backend), READONLY,
+     "the LockBackend whose holder word this is"},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyTypeObject SharedInnerType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "plait._fastlock.SharedInner",
+    .tp_basicsize = sizeof(SharedInnerObject),
+    .tp_dealloc = (destructor)shared_inner_dealloc,
+    .tp_repr = (reprfunc)shared_inner_repr,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "A shared plait lock's state: its holder word, taken and given in C.",
+    .tp_traverse = (traverseproc)shared_inner_traverse,
+    .tp_clear = (inquiry)shared_inner_clear,
+    .tp_methods = shared_inner_methods,
+    .tp_members = shared_inner_members,
+    .tp_new = shared_inner_new,
+};
+
+static PyObject *
+set_process_tag(PyObject *module, PyObject *tag)
+{
+    long long t = PyLong_AsLongLong(tag);
+    if (t == -1 && PyErr_Occurred())
+        return NULL;
+    if (t == 0) {
+        PyErr_SetString(PyExc_ValueError, "a process tag is never 0 (0: a free lock)");
+        return NULL;
+    }
+    process_tag = t;
+    Py_RETURN_NONE;
+}
+
 /* -- the current strand ---------------------------------------------------------------- */
 
 #if PY_VERSION_HEX < 0x030C0000
@@ -358,6 +590,28 @@ fast_inner(LockObject *self)
     return (InnerObject *)inner;
 }
 
+/* The shared state, if the fast paths may use it: shared, configured, no instruments. */
+static inline SharedInnerObject *
+fast_shared(LockObject *self)
+{
+    PyObject *inner = self->inner;
+    if (inner == NULL || !Py_IS_TYPE(inner, &SharedInnerType) || fn_acquire == NULL ||
+        hooks_active())
+        return NULL;
+    return (SharedInnerObject *)inner;
+}
+
+/* Take the lock here, local or shared: 1 taken, 0 not here (the Python path decides). */
+static inline int
+fast_take(LockObject *self)
+{
+    InnerObject *inner = fast_inner(self);
+    if (inner != NULL)
+        return inner_try(inner);
+    SharedInnerObject *shared = fast_shared(self);
+    return shared != NULL && shared_try(shared);
+}
+
 /* Call a Python method (an entry) with the lock first and the caller's arguments. */
 static PyObject *
 call_entry(PyObject *fn, PyObject *self, PyObject *const *args, Py_ssize_t nargs,
@@ -405,6 +659,14 @@ default_acquire_args(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
     return kwnames == NULL && (nargs == 0 || (nargs == 1 && args[0] == Py_True));
 }
 
+/* acquire(False): a try, which C finishes when it takes the lock (a refusal goes to the
+ * Python path: a shared lock's looks for a dead holder there). */
+static inline int
+try_acquire_args(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    return kwnames == NULL && nargs == 1 && args[0] == Py_False;
+}
+
 /* Record the fast path's taker: its thread's key, and the context it runs in (greenlet
  * gives each green strand a context of its own: that tells the green strands of one loop
  * thread apart, for the deadlock detector, at the cost of one load and one store). */
@@ -419,9 +681,8 @@ record_taker(LockObject *self)
 static PyObject *
 lock_acquire(LockObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
-    InnerObject *inner;
-    if (default_acquire_args(args, nargs, kwnames) && (inner = fast_inner(self)) != NULL &&
-        inner_try(inner)) {
+    if ((default_acquire_args(args, nargs, kwnames) || try_acquire_args(args, nargs, kwnames)) &&
+        fast_take(self)) {
         record_taker(self);
         Py_RETURN_TRUE;
     }
@@ -431,32 +692,38 @@ lock_acquire(LockObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject
 static PyObject *
 lock_enter(LockObject *self, PyObject *Py_UNUSED(ignored))
 {
-    InnerObject *inner = fast_inner(self);
-    if (inner != NULL && inner_try(inner)) {
+    if (fast_take(self)) {
         record_taker(self);
         Py_RETURN_TRUE;
     }
     return call_entry(fn_enter, (PyObject *)self, NULL, 0, NULL);
 }
 
-/* Release in C when the lock is local, held and nobody waits: 1 done, 0 declined, -1 error. */
+/* Release in C when the lock is held and nobody waits (local: on its wait queue; shared:
+ * in any process): 1 done, 0 declined, -1 error. */
 static inline int
 fast_release(LockObject *self)
 {
     InnerObject *inner = fast_inner(self);
-    if (inner == NULL || has_waiters(self->queue))
+    SharedInnerObject *shared = inner == NULL ? fast_shared(self) : NULL;
+    if ((inner == NULL && shared == NULL) || has_waiters(self->queue))
         return 0;
-    if (!inner->locked) {
+    if (inner != NULL && !inner->locked) {
         PyErr_SetString(PyExc_RuntimeError, "release unlocked lock");
         return -1;
     }
+    /* (shared: the owner is forgotten before the give, as the Python release does; if the
+     * give declines, the Python release forgets it again and gives, or raises) */
     PyObject *owner = self->owner;
     self->owner = NULL;
     self->owner_ident = 0;
     self->owner_context = 0;
-    inner_unlock(inner);
     Py_XDECREF(owner);
-    return 1;
+    if (inner != NULL) {
+        inner_unlock(inner);
+        return 1;
+    }
+    return shared_give(shared);
 }
 
 static PyObject *
@@ -480,11 +747,13 @@ static PyObject *
 lock_aenter(LockObject *self, PyObject *Py_UNUSED(ignored))
 {
     InnerObject *inner = fast_inner(self);
-    if (inner != NULL && !inner->locked) {
+    SharedInnerObject *shared = inner == NULL ? fast_shared(self) : NULL;
+    if ((inner != NULL && !inner->locked) ||
+        (shared != NULL && LOAD_WORD(shared->holder) == 0)) {
         PyObject *me = known_strand();
         if (me == NULL && PyErr_Occurred())
             return NULL;
-        if (me != NULL && inner_try(inner)) {
+        if (me != NULL && (inner != NULL ? inner_try(inner) : shared_try(shared))) {
             Py_XSETREF(self->owner, me);
             Py_INCREF(READY);
             return READY;
@@ -604,9 +873,8 @@ op_am_send(OpObject *self, PyObject *arg, PyObject **result)
 {
     if (self->state == OP_FRESH) {
         LockObject *lock = (LockObject *)self->lock;
-        InnerObject *inner = fast_inner(lock);
         self->state = OP_DONE;
-        if (inner != NULL && inner_try(inner)) {
+        if (fast_take(lock)) {
             Py_INCREF(self->me);
             Py_XSETREF(lock->owner, self->me);
             Py_CLEAR(self->me);
@@ -1120,6 +1388,9 @@ static PyMethodDef module_methods[] = {
     {"thread_key", (PyCFunction)thread_key, METH_NOARGS,
      "The calling thread's key (its thread state's id: never reused), as the lock's fast\n"
      "path records it in _owner_ident."},
+    {"set_process_tag", (PyCFunction)set_process_tag, METH_O,
+     "set_process_tag(tag): the holder tag a SharedInner's take writes (plait._sync._robust\n"
+     "sets it at import and in a forked child; until then, every take runs in Python)."},
     {"forked", (PyCFunction)forked, METH_NOARGS,
      "Forget this thread's cached running loop (os.register_at_fork's after_in_child)."},
     {NULL, NULL, 0, NULL},
@@ -1136,7 +1407,8 @@ static struct PyModuleDef module_def = {
 PyMODINIT_FUNC
 PyInit__fastlock(void)
 {
-    if (PyType_Ready(&InnerType) < 0 || PyType_Ready(&LockType) < 0 ||
+    if (PyType_Ready(&InnerType) < 0 || PyType_Ready(&SharedInnerType) < 0 ||
+        PyType_Ready(&LockType) < 0 ||
         PyType_Ready(&OpType) < 0 || PyType_Ready(&YieldType) < 0)
         return NULL;
     str_thread_id = PyUnicode_InternFromString("_thread_id");
@@ -1152,6 +1424,7 @@ PyInit__fastlock(void)
         return NULL;
     if (PyModule_AddIntConstant(m, "SEAM", SEAM_VERSION) < 0 ||
         PyModule_AddObjectRef(m, "Inner", (PyObject *)&InnerType) < 0 ||
+        PyModule_AddObjectRef(m, "SharedInner", (PyObject *)&SharedInnerType) < 0 ||
         PyModule_AddObjectRef(m, "LockCore", (PyObject *)&LockType) < 0 ||
         PyModule_AddObjectRef(m, "LockOp", (PyObject *)&OpType) < 0 ||
         PyModule_AddObjectRef(m, "Yield", (PyObject *)&YieldType) < 0) {

@@ -640,3 +640,84 @@ def test_a_held_shared_lock_says_so_without_taking_its_mutex() -> None:
     assert backend._free() and backend._quick() is True and backend.words[0] == _robust.TAG
     lock.release()
     assert not lock.locked()
+
+
+def test_a_shared_locks_uncontended_paths_run_without_a_python_frame() -> None:
+    """With the C accelerator, a shared lock's ``with``, ``acquire()``/``release()`` and
+    ``acquire(False)`` run no Python function while uncontended (a profiler sees C calls
+    only), and leave what the Python paths would: this process's tag while held, the
+    taking thread recorded for the deadlock detector, 0 when free."""
+    import sys
+
+    from plait._core.strands import FASTLOCK
+    from plait._sync import _robust
+
+    if FASTLOCK is None:
+        pytest.skip("the C accelerator is not built or PLAIT_NO_SPEEDUPS is set")
+    lock = ps.Lock()
+    pickle.dumps(lock)
+    backend = lock._shared  # type: ignore[attr-defined]
+    assert type(lock._inner) is FASTLOCK.SharedInner  # type: ignore[attr-defined]
+    calls: list[str] = []
+    seen: list[tuple[int, int]] = []
+
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        if event == "call":
+            calls.append(frame.f_code.co_qualname)
+
+    sys.setprofile(profile)
+    try:
+        with lock:
+            seen.append((backend.words[0], lock._owner_ident))  # type: ignore[attr-defined]
+        assert lock.acquire()
+        lock.release()
+        assert lock.acquire(False)
+        lock.release()
+    finally:
+        sys.setprofile(None)
+    assert calls == [], " ".join(calls)
+    assert seen == [(_robust.TAG, FASTLOCK.thread_key())]
+    assert backend.words[0] == 0 and not lock.locked()
+    with pytest.raises(RuntimeError, match="release unlocked lock"):
+        lock.release()  # (the C give declines; the Python path raises)
+
+
+def test_a_forked_child_takes_a_shared_lock_in_its_own_name() -> None:
+    """The C take writes the process's tag, which a forked child must renew (else the
+    child's take would name the parent). Here a forked child takes the lock on the C
+    path and is killed holding it: the holder word names the child, and the parent is told
+    the child died holding it."""
+    import multiprocessing
+    import warnings
+
+    from plait._sync import _robust
+
+    lock = ps.Lock()
+    pickle.dumps(lock)
+    backend = lock._shared  # type: ignore[attr-defined]
+    r, w = os.pipe()
+
+    def hold() -> None:
+        lock.acquire()
+        os.write(w, b"x")
+        time.sleep(120)
+
+    with warnings.catch_warnings():
+        # CPython 3.12 warns that fork() with threads running may deadlock: this child
+        # runs no code that takes a lock another thread may hold at the fork.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        child = multiprocessing.get_context("fork").Process(target=hold, daemon=True)
+        child.start()
+    try:
+        assert os.read(r, 1) == b"x"
+        assert _robust.tag_pid(int(backend.words[0])) == child.pid
+        assert backend.words[0] != _robust.TAG
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.join(30)
+        os.close(r)
+        os.close(w)
+    with pytest.raises(BrokenResourceError, match=str(child.pid)):
+        lock.acquire(timeout=10)
+    assert lock.acquire(timeout=10)
+    lock.release()

@@ -15,6 +15,8 @@
 #include <pthread.h>
 #include <time.h>
 
+#include "_robust_api.h"
+
 #if defined(__x86_64__) || defined(__i386__)
 #define CPU_RELAX() __builtin_ia32_pause()
 #elif defined(__aarch64__)
@@ -173,6 +175,48 @@ trylock_looking(pthread_mutex_t *m, const long long *held)
     return rc;
 }
 
+/* The take and give themselves, also exported to plait._fastlock through the capsule
+ * ``_C_API`` (a shared Lock's ``_inner`` there calls them with no Python frame between). */
+static int
+take_word(pthread_mutex_t *m, long long *holder, long long tag)
+{
+    /* Held: answer without touching the mutex (a crowd of waiters trying it would slow
+     * the holder's give, which needs it). The answer under the mutex is the true one. */
+    if (LOAD(holder) != 0) {
+        return 0;
+    }
+    int rc = trylock_looking(m, holder);
+    if (rc == -1) {
+        return 0;
+    }
+    if (rc != 0) {
+        return -rc;
+    }
+    int done = *holder == 0;
+    if (done) {
+        *holder = tag;
+    }
+    pthread_mutex_unlock(m);
+    return done;
+}
+
+static int
+give_word(pthread_mutex_t *m, long long *holder, long long *table)
+{
+    int rc = trylock_looking(m, NULL);
+    if (rc != 0) {
+        return -rc;
+    }
+    int done = *holder != 0 && *table == 0;
+    if (done) {
+        *holder = 0;
+    }
+    pthread_mutex_unlock(m);
+    return done;
+}
+
+static PlaitRobustAPI robust_api = {PLAIT_ROBUST_API_VERSION, take_word, give_word};
+
 static PyObject *
 robust_take(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -185,24 +229,7 @@ robust_take(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (tag == -1 && PyErr_Occurred()) {
         return NULL;
     }
-    /* Held: answer without touching the mutex (a crowd of waiters trying it would slow
-     * the holder's give, which needs it). The answer under the mutex is the true one. */
-    if (LOAD(holder) != 0) {
-        return PyLong_FromLong(0);
-    }
-    int rc = trylock_looking(m, holder);
-    if (rc == -1) {
-        return PyLong_FromLong(0);
-    }
-    if (rc != 0) {
-        return PyLong_FromLong(-rc);
-    }
-    int done = *holder == 0;
-    if (done) {
-        *holder = tag;
-    }
-    pthread_mutex_unlock(m);
-    return PyLong_FromLong(done);
+    return PyLong_FromLong(take_word(m, holder, tag));
 }
 
 static PyObject *
@@ -220,16 +247,7 @@ robust_give(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         }
         return NULL;
     }
-    int rc = trylock_looking(m, NULL);
-    if (rc != 0) {
-        return PyLong_FromLong(-rc);
-    }
-    int done = *holder != 0 && *table == 0;
-    if (done) {
-        *holder = 0;
-    }
-    pthread_mutex_unlock(m);
-    return PyLong_FromLong(done);
+    return PyLong_FromLong(give_word(m, holder, table));
 }
 
 static PyMethodDef robust_methods[] = {
@@ -261,6 +279,12 @@ PyInit__robust(void)
         return NULL;
     }
     if (PyModule_AddIntConstant(m, "SIZE", (long)sizeof(pthread_mutex_t)) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    PyObject *api = PyCapsule_New(&robust_api, PLAIT_ROBUST_CAPSULE, NULL);
+    if (api == NULL || PyModule_AddObject(m, "_C_API", api) < 0) {
+        Py_XDECREF(api);
         Py_DECREF(m);
         return NULL;
     }

@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from plait._core.strands import FASTLOCK
 from plait._ipc import shm
 
 __all__ = ["NSLOTS", "TAG", "Slots", "describe", "my_tag", "tag_alive", "tag_pid"]
@@ -38,11 +39,15 @@ def _compute_tag() -> int:
 
 #: This process's tag (kept right in a forked child).
 TAG = _compute_tag()
+if FASTLOCK is not None:  # what a shared lock's C take writes (plait/_fastlock.c)
+    FASTLOCK.set_process_tag(TAG)
 
 
 def _after_fork() -> None:
     global TAG
     TAG = _compute_tag()
+    if FASTLOCK is not None:
+        FASTLOCK.set_process_tag(TAG)
 
 
 os.register_at_fork(after_in_child=_after_fork)

@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
+from plait._core.strands import FASTLOCK
 from plait._errors import BrokenResourceError
 from plait._ipc import promotion, robust
 from plait._ipc.promotion import MIGRATED, register_backend
@@ -125,11 +126,11 @@ def _release_mine_lock(state: SharedState) -> None:
 class LockBackend(Backend):
     """A shared ``Lock`` or ``RLock``: a holder word (the holding process's tag).
 
-    It is also the lock's ``_inner`` once shared, so the public lock's paths that try,
-    free or read ``_inner`` work on it unchanged (an RLock's owner strand and depth stay
-    in the public object: only its process reads them). If the holding process dies
-    holding it, the next strand that would wait gets :class:`plait.BrokenResourceError`
-    naming the dead pid, and the lock is free again.
+    It (or :meth:`state`'s C object over it) is the lock's ``_inner`` once shared, so the
+    public lock's paths that try, free or read ``_inner`` work on it unchanged (an RLock's
+    owner strand and depth stay in the public object: only its process reads them). If the
+    holding process dies holding it, the next strand that would wait gets
+    :class:`plait.BrokenResourceError` naming the dead pid, and the lock is free again.
     """
 
     __slots__ = ()
@@ -146,7 +147,7 @@ class LockBackend(Backend):
             backend.words[HOLDER] = _robust.TAG
         backend.release_mine = _release_mine_lock
         # ``_owed``: a release in flight on the old lock must pay it here.
-        return backend, {"_inner": backend, "_owed": not free}
+        return backend, {"_inner": backend.state(), "_owed": not free}
 
     @classmethod
     def attach(cls, prefix: str, obj: Any) -> tuple[Backend, dict[str, Any]]:
@@ -154,7 +155,15 @@ class LockBackend(Backend):
         backend = cls.open(prefix, name)
         backend.what = "lock"
         backend.release_mine = _release_mine_lock
-        return backend, {"_inner": backend}
+        return backend, {"_inner": backend.state()}
+
+    def state(self) -> Any:
+        """What the public lock keeps as ``_inner``: this backend, or with the C accelerator
+        a ``SharedInner`` over its holder word, whose take and give (and the lock's own
+        acquire, release and ``with``) run in C while uncontended and come here otherwise."""
+        if FASTLOCK is None or _take is None:
+            return self
+        return FASTLOCK.SharedInner(self, self.addr, self.waddr, self.taddr)
 
     # ``_inner``'s API: a try, a release and a read (the uncontended paths: one trylock
     # of the robust mutex, one store, one unlock; a SIGTERM handled while they run waits
