@@ -212,9 +212,10 @@ static PyTypeObject InnerType = {
  * lock's holder word in its segment, taken and given under the segment's robust mutex by
  * plait._ipc._robust's C functions (through its capsule), so that an uncontended
  * ``with lock:`` or ``acquire()``/``release()`` across processes runs without a Python frame,
- * as a local lock's does. Every other outcome -- held, waiters to ring, a busy mutex or a dead
- * holder's, a release of a free lock, a process tag not set -- calls the backend's Python
- * method of the same name, the reference, which tries again and settles it. */
+ * as a local lock's does. Every other outcome -- held, waiters to ring, a busy mutex or a
+ * dead holder's, a release of a free lock, the process tag not set yet -- calls the
+ * backend's Python method of the same name, the reference, which tries again and settles
+ * it. */
 
 #include <pthread.h>
 #include "_ipc/_robust_api.h"
@@ -232,7 +233,6 @@ typedef struct {
 
 static PyTypeObject SharedInnerType;
 static const PlaitRobustAPI *robust_api = NULL;
-static long long process_tag = 0; /* this process's holder tag: set_process_tag() */
 
 static int
 load_robust_api(void)
@@ -338,9 +338,10 @@ shared_inner_dealloc(SharedInnerObject *self)
 static inline int
 shared_try(SharedInnerObject *self)
 {
-    if (process_tag == 0 || self->backend == NULL)
+    long long tag = *robust_api->process_tag; /* (0: not set yet) */
+    if (tag == 0 || self->backend == NULL)
         return 0;
-    return robust_api->take(self->mutex, self->holder, process_tag) == 1;
+    return robust_api->take(self->mutex, self->holder, tag) == 1;
 }
 
 /* 1 given, 0 not here (the Python path decides). */
@@ -421,19 +422,6 @@ static PyTypeObject SharedInnerType = {
     .tp_new = shared_inner_new,
 };
 
-static PyObject *
-set_process_tag(PyObject *module, PyObject *tag)
-{
-    long long t = PyLong_AsLongLong(tag);
-    if (t == -1 && PyErr_Occurred())
-        return NULL;
-    if (t == 0) {
-        PyErr_SetString(PyExc_ValueError, "a process tag is never 0 (0: a free lock)");
-        return NULL;
-    }
-    process_tag = t;
-    Py_RETURN_NONE;
-}
 
 /* -- the current strand ---------------------------------------------------------------- */
 
@@ -1388,9 +1376,6 @@ static PyMethodDef module_methods[] = {
     {"thread_key", (PyCFunction)thread_key, METH_NOARGS,
      "The calling thread's key (its thread state's id: never reused), as the lock's fast\n"
      "path records it in _owner_ident."},
-    {"set_process_tag", (PyCFunction)set_process_tag, METH_O,
-     "set_process_tag(tag): the holder tag a SharedInner's take writes (plait._sync._robust\n"
-     "sets it at import and in a forked child; until then, every take runs in Python)."},
     {"forked", (PyCFunction)forked, METH_NOARGS,
      "Forget this thread's cached running loop (os.register_at_fork's after_in_child)."},
     {NULL, NULL, 0, NULL},

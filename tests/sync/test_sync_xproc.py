@@ -721,3 +721,91 @@ def test_a_forked_child_takes_a_shared_lock_in_its_own_name() -> None:
         lock.acquire(timeout=10)
     assert lock.acquire(timeout=10)
     lock.release()
+
+
+def test_a_shared_semaphores_c_take_and_give_leave_the_python_paths_words() -> None:
+    """With the C module, a shared Semaphore's uncontended take and give run in C (its
+    backend's ``port``) once this process has its slot, and change the words as the
+    Python paths do: a permit counted in this process's slot while held; a give past a
+    BoundedSemaphore's bound, or with a waiter to ring, is left to the Python path."""
+    from plait._ipc import robust
+    from plait._sync import _robust
+    from plait._sync._xproc import INITIAL, VALUE
+
+    sem = ps.BoundedSemaphore(2)
+    pickle.dumps(sem)
+    backend = sem._shared  # type: ignore[attr-defined]
+    port = backend.port
+    if robust.SemPort is None:
+        assert port is None
+        pytest.skip("the C module is not built or PLAIT_NO_SPEEDUPS is set")
+    assert port.slot == -1 and port.take() == 0  # no slot yet: the Python path claims it
+    with sem:
+        pass
+    i = port.slot
+    assert i >= 0 and backend.slots.words[2 * i] == _robust.TAG
+    assert port.take() == 1  # in C now
+    assert (backend.words[VALUE], backend.slots.words[2 * i + 1]) == (1, 1)
+    with sem:
+        assert backend.words[VALUE] == 0 and backend.slots.words[2 * i + 1] == 2
+        assert port.take() == 0  # none free
+    assert port.give(1, True) == 1
+    assert (backend.words[VALUE], backend.slots.words[2 * i + 1]) == (2, 0)
+    assert port.give(1, True) == 0  # past the bound: the Python path raises
+    with pytest.raises(ValueError, match="released too many times"):
+        sem.release()
+    assert backend.words[VALUE] == backend.words[INITIAL] == 2
+    backend.table[0] += 1  # as if a waiter were announced: the give is not done in C
+    try:
+        assert port.take() == 1 and port.give(1, True) == 0
+    finally:
+        backend.table[0] -= 1
+    sem.release()
+    assert backend.words[VALUE] == 2 and backend.slots.words[2 * i + 1] == 0
+
+
+def test_a_forked_child_counts_its_permits_in_its_own_slot() -> None:
+    """The parent's C path knows the parent's slot; a forked child inherits it, but its
+    tag differs, so its take goes to the Python path, which claims the child's own slot.
+    Killed holding the permit, the child is named to the parent, and the permit comes
+    back."""
+    import multiprocessing
+    import warnings
+
+    from plait._sync import _robust
+
+    sem = ps.Semaphore(1)
+    pickle.dumps(sem)
+    backend = sem._shared  # type: ignore[attr-defined]
+    with sem:  # the parent's slot, known to its C path from now on
+        pass
+    r, w = os.pipe()
+
+    def hold() -> None:
+        sem.acquire()
+        os.write(w, b"x")
+        time.sleep(120)
+
+    with warnings.catch_warnings():
+        # CPython 3.12 warns that fork() with threads running may deadlock: this child
+        # runs no code that takes a lock another thread may hold at the fork.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        child = multiprocessing.get_context("fork").Process(target=hold, daemon=True)
+        child.start()
+    try:
+        assert os.read(r, 1) == b"x"
+        counts = {
+            _robust.tag_pid(int(backend.slots.words[2 * j])): int(backend.slots.words[2 * j + 1])
+            for j in range(_robust.NSLOTS)
+            if backend.slots.words[2 * j]
+        }
+        assert counts == {os.getpid(): 0, child.pid: 1}
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.join(30)
+        os.close(r)
+        os.close(w)
+    with pytest.raises(BrokenResourceError, match=str(child.pid)):
+        sem.acquire(timeout=10)
+    assert sem.acquire(timeout=10)
+    sem.release()

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <time.h>
+#include <structmember.h>
 
 #include "_robust_api.h"
 
@@ -215,7 +216,206 @@ give_word(pthread_mutex_t *m, long long *holder, long long *table)
     return done;
 }
 
-static PlaitRobustAPI robust_api = {PLAIT_ROBUST_API_VERSION, take_word, give_word};
+/* A shared Semaphore's uncontended take and give (SemPort, below): its state words (VALUE
+ * at 1, INITIAL at 2) and this process's ``[tag, count]`` slot, changed as the Python paths
+ * change them (plait/_sync/_shared.py), in the same order -- counted, then taken; freed,
+ * then un-counted. */
+enum { SEM_VALUE = 1, SEM_INITIAL = 2 };
+
+/* This process's tag (plait/_sync/_robust.py: start time << 32 | pid), which the C takes
+ * write as the holder; 0 until set_process_tag() (then the takes decline: Python decides). */
+static long long process_tag = 0;
+
+static PyObject *
+robust_set_process_tag(PyObject *module, PyObject *tag)
+{
+    long long t = PyLong_AsLongLong(tag);
+    if (t == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (t == 0) {
+        PyErr_SetString(PyExc_ValueError, "a process tag is never 0 (0: free)");
+        return NULL;
+    }
+    process_tag = t;
+    Py_RETURN_NONE;
+}
+
+/* SemPort(owner, mutex, words, table, slots): a shared Semaphore's take and give in C over
+ * its segment (``owner``, its SemaphoreBackend, keeps the segment mapped). ``slot``: this
+ * process's slot index once the Python path has claimed it (-1: not yet); a slot that no
+ * longer carries this process's tag (a forked child) sends the call to Python. */
+typedef struct {
+    PyObject_HEAD
+    pthread_mutex_t *mutex;
+    long long *words;
+    long long *table;
+    long long *slots;
+    int slot;
+    PyObject *owner;
+} SemPortObject;
+
+static void *
+as_word(PyObject *addr)
+{
+    void *p = PyLong_AsVoidPtr(addr);
+    if (p == NULL && !PyErr_Occurred()) {
+        PyErr_SetString(PyExc_ValueError, "null word address");
+    }
+    return p;
+}
+
+static PyObject *
+semport_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    PyObject *owner, *m, *w, *t, *sl;
+    if (kwds != NULL && PyDict_GET_SIZE(kwds)) {
+        PyErr_SetString(PyExc_TypeError, "SemPort() takes positional arguments only");
+        return NULL;
+    }
+    if (!PyArg_ParseTuple(args, "OOOOO:SemPort", &owner, &m, &w, &t, &sl)) {
+        return NULL;
+    }
+    pthread_mutex_t *mutex = as_mutex(m);
+    long long *words = mutex ? as_word(w) : NULL;
+    long long *table = words ? as_word(t) : NULL;
+    long long *slots = table ? as_word(sl) : NULL;
+    if (slots == NULL) {
+        return NULL;
+    }
+    SemPortObject *self = (SemPortObject *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->mutex = mutex;
+    self->words = words;
+    self->table = table;
+    self->slots = slots;
+    self->slot = -1;
+    Py_INCREF(owner);
+    self->owner = owner;
+    return (PyObject *)self;
+}
+
+static int
+semport_traverse(SemPortObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->owner);
+    return 0;
+}
+
+static int
+semport_clear(SemPortObject *self)
+{
+    self->slot = -1; /* (cleared: every call declines from now on) */
+    Py_CLEAR(self->owner);
+    return 0;
+}
+
+static void
+semport_dealloc(SemPortObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    semport_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* This process's slot, if it is known and still ours. */
+static inline long long *
+semport_slot(SemPortObject *self)
+{
+    if (self->slot < 0 || process_tag == 0 || self->owner == NULL) {
+        return NULL;
+    }
+    long long *slot = self->slots + 2 * self->slot;
+    return LOAD(slot) == process_tag ? slot : NULL;
+}
+
+static PyObject *
+semport_take(SemPortObject *self, PyObject *Py_UNUSED(ignored))
+{
+    long long *slot = semport_slot(self);
+    if (slot == NULL || LOAD(&self->words[SEM_VALUE]) <= 0) {
+        return PyLong_FromLong(0);
+    }
+    int rc = trylock_looking(self->mutex, NULL);
+    if (rc != 0) {
+        return PyLong_FromLong(-rc);
+    }
+    int done = self->words[SEM_VALUE] > 0 && slot[0] == process_tag;
+    if (done) {
+        slot[1] += 1;
+        self->words[SEM_VALUE] -= 1;
+    }
+    pthread_mutex_unlock(self->mutex);
+    return PyLong_FromLong(done);
+}
+
+static PyObject *
+semport_give(SemPortObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "give(n, bounded)");
+        return NULL;
+    }
+    long long n = PyLong_AsLongLong(args[0]);
+    if (n == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    int bounded = PyObject_IsTrue(args[1]);
+    if (bounded < 0) {
+        return NULL;
+    }
+    long long *slot = semport_slot(self);
+    if (slot == NULL || n < 1) {
+        return PyLong_FromLong(0); /* (the Python path says what is wrong) */
+    }
+    int rc = trylock_looking(self->mutex, NULL);
+    if (rc != 0) {
+        return PyLong_FromLong(-rc);
+    }
+    long long *words = self->words;
+    int done = *self->table == 0 && slot[0] == process_tag &&
+               (!bounded || words[SEM_VALUE] + n <= words[SEM_INITIAL]);
+    if (done) {
+        words[SEM_VALUE] += n;
+        slot[1] -= n;
+    }
+    pthread_mutex_unlock(self->mutex);
+    return PyLong_FromLong(done);
+}
+
+static PyMethodDef semport_methods[] = {
+    {"take", (PyCFunction)semport_take, METH_NOARGS,
+     "take() -> 1 taken, 0 not here (no permit free, no slot yet), -errno from trylock."},
+    {"give", (PyCFunction)(void (*)(void))semport_give, METH_FASTCALL,
+     "give(n, bounded) -> 1 given, 0 not here (a waiter to ring, past the bound, no slot),\n"
+     "-errno from trylock."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef semport_members[] = {
+    {"slot", T_INT, offsetof(SemPortObject, slot), 0,
+     "this process's slot index (-1: not known; the Python path sets it)"},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyTypeObject SemPortType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "plait._ipc._robust.SemPort",
+    .tp_basicsize = sizeof(SemPortObject),
+    .tp_dealloc = (destructor)semport_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "A shared Semaphore's uncontended take and give (see plait/_ipc/_robust.c).",
+    .tp_traverse = (traverseproc)semport_traverse,
+    .tp_clear = (inquiry)semport_clear,
+    .tp_methods = semport_methods,
+    .tp_members = semport_members,
+    .tp_new = semport_new,
+};
+
+static PlaitRobustAPI robust_api = {PLAIT_ROBUST_API_VERSION, take_word, give_word,
+                                     &process_tag};
 
 static PyObject *
 robust_take(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -255,6 +455,9 @@ static PyMethodDef robust_methods[] = {
      "A free shared lock's take: 1 taken, 0 held, -errno from trylock."},
     {"give", (PyCFunction)(void (*)(void))robust_give, METH_FASTCALL,
      "A held shared lock's give with nobody waiting: 1 given, 0 slow path, -errno."},
+    {"set_process_tag", robust_set_process_tag, METH_O,
+     "set_process_tag(tag): this process's tag, which the C takes write (plait._sync._robust\n"
+     "sets it at import and in a forked child)."},
     {"init", robust_init, METH_O, "Initialise a process-shared robust mutex at address."},
     {"trylock", robust_trylock, METH_O, "pthread_mutex_trylock: 0, EBUSY or EOWNERDEAD."},
     {"unlock", robust_unlock, METH_O, "pthread_mutex_unlock."},
@@ -279,6 +482,11 @@ PyInit__robust(void)
         return NULL;
     }
     if (PyModule_AddIntConstant(m, "SIZE", (long)sizeof(pthread_mutex_t)) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    if (PyType_Ready(&SemPortType) < 0 ||
+        PyModule_AddObjectRef(m, "SemPort", (PyObject *)&SemPortType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

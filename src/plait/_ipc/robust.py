@@ -117,6 +117,15 @@ _unlock = _lib.unlock
 #: module: the caller does trylock, read, store, unlock itself).
 _take: Any = getattr(_lib, "take", None)
 _give: Any = getattr(_lib, "give", None)
+#: A shared Semaphore's take and give in C (``SemPort``; ``None`` without the C module).
+SemPort: Any = getattr(_lib, "SemPort", None)
+
+
+def set_process_tag(tag: int) -> None:
+    """Tell the C module this process's tag, which its takes write (no-op without it)."""
+    setter = getattr(_lib, "set_process_tag", None)
+    if setter is not None:
+        setter(tag)
 _enter = _safepoint.enter
 _leave = _safepoint.leave
 

@@ -22,8 +22,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from plait._core.strands import FASTLOCK
-from plait._ipc import shm
+from plait._ipc import robust, shm
 
 __all__ = ["NSLOTS", "TAG", "Slots", "describe", "my_tag", "tag_alive", "tag_pid"]
 
@@ -39,15 +38,13 @@ def _compute_tag() -> int:
 
 #: This process's tag (kept right in a forked child).
 TAG = _compute_tag()
-if FASTLOCK is not None:  # what a shared lock's C take writes (plait/_fastlock.c)
-    FASTLOCK.set_process_tag(TAG)
+robust.set_process_tag(TAG)  # what the C takes write (plait/_ipc/_robust.c)
 
 
 def _after_fork() -> None:
     global TAG
     TAG = _compute_tag()
-    if FASTLOCK is not None:
-        FASTLOCK.set_process_tag(TAG)
+    robust.set_process_tag(TAG)
 
 
 os.register_at_fork(after_in_child=_after_fork)
@@ -88,18 +85,17 @@ class Slots:
     words), plus one overflow count for processes that found no slot. Call every method
     with the primitive's robust mutex held."""
 
-    __slots__ = ("_cached", "_cached_pid", "words")
+    __slots__ = ("_cached", "words")
 
     def __init__(self, words: Any) -> None:
         self.words = words
         self._cached = -1
-        self._cached_pid = 0
 
     def mine(self) -> int:
         """This process's slot (claimed on first use); -1 if every slot is taken."""
         words, tag = self.words, TAG
         i = self._cached
-        if i >= 0 and self._cached_pid == os.getpid() and words[2 * i] == tag:
+        if i >= 0 and words[2 * i] == tag:  # (a forked child's tag is its own: it looks)
             return i
         free = -1
         for j in range(NSLOTS):
@@ -112,7 +108,7 @@ class Slots:
         if free >= 0 and words[2 * free] != tag:
             words[2 * free + 1] = 0
             words[2 * free] = tag
-        self._cached, self._cached_pid = free, os.getpid()
+        self._cached = free
         return free
 
     def add(self, n: int) -> bool:

@@ -51,6 +51,14 @@ class Semaphore:
         """Take a permit; ``blocking``/``timeout`` exactly as ``threading.Semaphore``."""
         if timeout is not None and blocking:
             timeout = stdlib_timeout(timeout)
+        shared = self._shared
+        if shared is not None:  # shared (for good): the permits are the backend's
+            if blocking is True and timeout is None and not hooks.active:
+                port = shared.port  # (the common form, inlined; its C take first)
+                return (port is not None and port.take() == 1) or bool(shared.take(self, None))
+            if not blocking and timeout is not None:
+                raise ValueError("can't specify timeout for non-blocking acquire")
+            return self._acquire_shared(blocking, timeout)
         got = self._try_sync(blocking, timeout)
         if got is True:
             if hooks.active:
@@ -143,6 +151,10 @@ class Semaphore:
 
     def _add(self, n: int, bounded: bool = False) -> None:
         """Hand ``n`` permits to waiters in FIFO order; the rest raise the counter."""
+        shared = self._shared
+        if shared is not None:  # shared (for good): the permits are the backend's
+            shared.give(n, bounded)
+            return
         woken = []
         with self._mutex:
             shared = self._shared
@@ -171,6 +183,12 @@ class Semaphore:
             raise ValueError("n must be one or more")
         if hooks.active:
             hooks.released(current_strand(), self)
+        shared = self._shared
+        if shared is not None:  # (``_add``'s shared path, inlined; its C give first)
+            port = shared.port
+            if port is None or port.give(n, False) != 1:
+                shared.give(n, False)
+            return
         self._add(n)
 
     def locked(self) -> bool:
@@ -179,6 +197,10 @@ class Semaphore:
         return (self._value if shared is None else shared.value()) == 0
 
     def __enter__(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        shared = self._shared
+        if shared is not None and blocking is True and timeout is None and not hooks.active:
+            port = shared.port  # (acquire's shared path, inlined; its C take first)
+            return (port is not None and port.take() == 1) or bool(shared.take(self, None))
         return self.acquire(blocking, timeout)
 
     def __exit__(
@@ -187,6 +209,12 @@ class Semaphore:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        shared = self._shared
+        if shared is not None and not hooks.active:
+            port = shared.port  # (release's shared path, inlined; its C give first)
+            if port is None or port.give(1, self._bounded) != 1:
+                shared.give(1, self._bounded)
+            return
         self.release()
 
     def __aenter__(self) -> Awaitable[Any]:
@@ -268,7 +296,13 @@ class BoundedSemaphore(Semaphore):
         """Give back ``n`` permits; ``ValueError`` if that exceeds the initial value."""
         if n < 1:
             raise ValueError("n must be one or more")
-        self._add(n, bounded=True)
+        shared = self._shared
+        if shared is None:
+            self._add(n, bounded=True)
+        else:  # (``_add``'s shared path, inlined; its C give first)
+            port = shared.port
+            if port is None or port.give(n, True) != 1:
+                shared.give(n, True)
         if hooks.active:
             hooks.released(current_strand(), self)
 

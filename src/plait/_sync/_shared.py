@@ -391,6 +391,8 @@ class SemaphoreBackend(Backend):
     def _set_up(self) -> None:
         self.release_mine = _release_mine_permits
         self.rebuild = _rebuild_permits
+        if robust.SemPort is not None:
+            self.port = robust.SemPort(self, self.addr, self.waddr, self.taddr, self.saddr)
 
     def value(self) -> int:
         """The permits free now, in every process."""
@@ -413,7 +415,15 @@ class SemaphoreBackend(Backend):
     def take(self, on: object, wait: float | None) -> bool:
         """Take a permit within ``wait`` seconds (``None``: no limit; 0: one try)."""
         # The uncontended path: one trylock of the robust mutex, a few stores, one unlock
-        # (a SIGTERM handled in this frame waits until it returns, see ``defer_in``).
+        # (a SIGTERM handled in this frame waits until it returns, see ``defer_in``) -- in
+        # one C call once this process has its slot.
+        port = self.port
+        if port is not None:
+            rc = port.take()
+            if rc == 1:
+                return True
+            if rc < 0:
+                self.settle(-rc)
         addr = self.addr
         rc = _trylock(addr)
         if not rc:
@@ -423,6 +433,8 @@ class SemaphoreBackend(Backend):
                     words[UNCOUNTED] += 1
                 words[VALUE] -= 1
                 _unlock(addr)
+                if port is not None:
+                    port.slot = self.slots._cached  # (claimed now: C takes the next)
                 return True
             _unlock(addr)
         else:
@@ -435,13 +447,22 @@ class SemaphoreBackend(Backend):
     def give(self, n: int, bounded: bool) -> None:
         """Give back ``n`` permits; ``ValueError`` (nothing given) if ``bounded`` and that
         would pass the initial value."""
+        port = self.port
+        if port is not None:  # (the uncontended path, as in ``take``)
+            rc = port.give(n, bounded)
+            if rc == 1:
+                return
+            if rc < 0:
+                self.settle(-rc)
         addr = self.addr
-        rc = _trylock(addr)  # (the uncontended path, as in ``take``)
+        rc = _trylock(addr)
         if not rc:
             try:
                 _give_permits(self, n, bounded)
             finally:
                 _unlock(addr)
+                if port is not None:
+                    port.slot = self.slots._cached
             return
         self.settle(rc)
         with self.guard:

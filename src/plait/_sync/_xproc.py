@@ -182,9 +182,11 @@ class SharedState:
         "addr",
         "guard",
         "lock",
+        "port",
         "prefix",
         "rebuild",
         "release_mine",
+        "saddr",
         "segment",
         "slots",
         "table",
@@ -207,6 +209,8 @@ class SharedState:
         self.addr = self.lock.addr
         self.waddr = self.addr + (WORDS_AT - MUTEX_AT)  # (the words' and table's addresses,
         self.taddr = self.addr + (TABLE_AT - MUTEX_AT)  # for the C fast paths)
+        self.saddr = self.addr + (SLOTS_AT - MUTEX_AT)  # (and the slots')
+        self.port: Any = None  # the kind's C fast paths, if it has any (a SemPort)
         self.guard = Uncancellable(self.lock)
         self.words: Any = buf[WORDS_AT:SLOTS_AT].cast("q")
         self.slots = Slots(buf[SLOTS_AT:TABLE_AT].cast("q"))
