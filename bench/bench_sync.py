@@ -216,12 +216,15 @@ def _xproc_handoff(make: Callable[[], Any], n: int) -> Callable[[], None]:
     return run
 
 
-def _shared_plait_lock() -> Any:
+def _shared(obj: Any) -> Any:
     import pickle
 
-    lock = ps.Lock()
-    pickle.dumps(lock)  # promote: from now on it is a cross-process lock
-    return lock
+    pickle.dumps(obj)  # promote: from now on it is a cross-process object
+    return obj
+
+
+def _shared_plait_lock() -> Any:
+    return _shared(ps.Lock())
 
 
 def _with_detection(on: bool, fn: Callable[[], None]) -> Callable[[], None]:
@@ -304,9 +307,10 @@ def main() -> None:
         target="<= 2x threading.Lock",
         target_ratio=2.0,
     )
-    case = "sync uncontended RLock, with"
-    rec(case, "threading.RLock", _sync_with(threading.RLock(), n), n, baseline="threading.RLock")
-    rec(case, "plait.RLock", _sync_with(ps.RLock(), n), n, baseline="threading.RLock")
+    for form, run in (("with", _sync_with), ("acquire()/release()", _sync_pair)):
+        case = f"sync uncontended RLock, {form}"
+        rec(case, "threading.RLock", run(threading.RLock(), n), n, baseline="threading.RLock")
+        rec(case, "plait.RLock", run(ps.RLock(), n), n, baseline="threading.RLock")
     case = "sync uncontended Semaphore, with"
     rec(
         case,
@@ -387,40 +391,20 @@ def main() -> None:
     from plait._ipc.context import get_context
 
     mp_ctx = get_context()
-    case = "cross-process lock, with (uncontended)"
-    rec(
-        case,
-        "multiprocessing.Lock",
-        _xproc_pair(mp_ctx.Lock(), n),
-        n,
-        baseline="multiprocessing.Lock",
-    )
-    rec(
-        case,
-        "plait.Lock (shared)",
-        _xproc_pair(_shared_plait_lock(), n),
-        n,
-        baseline="multiprocessing.Lock",
-        target="<= 2x multiprocessing.Lock",
-        target_ratio=2.0,
-    )
-    case = "cross-process lock, acquire()/release() (uncontended)"
-    rec(
-        case,
-        "multiprocessing.Lock",
-        _sync_pair(mp_ctx.Lock(), n),
-        n,
-        baseline="multiprocessing.Lock",
-    )
-    rec(
-        case,
-        "plait.Lock (shared)",
-        _sync_pair(_shared_plait_lock(), n),
-        n,
-        baseline="multiprocessing.Lock",
-        target="<= 2x multiprocessing.Lock",
-        target_ratio=2.0,
-    )
+    # Every form, each kind: a plait object once shared (promoted by pickling it) vs the
+    # multiprocessing object of the same kind.
+    for kind, mp_make, plait_make, goal in (
+        ("lock", mp_ctx.Lock, ps.Lock, 2.0),
+        ("RLock", mp_ctx.RLock, ps.RLock, None),
+        ("Semaphore", mp_ctx.Semaphore, ps.Semaphore, None),
+    ):
+        peer = f"multiprocessing.{kind.capitalize() if kind == 'lock' else kind}"
+        for form, run in (("with", _sync_with), ("acquire()/release()", _sync_pair)):
+            case = f"cross-process {kind}, {form} (uncontended)"
+            rec(case, peer, run(mp_make(), n), n, baseline=peer)
+            target = {} if goal is None else {"target": f"<= 2x {peer}", "target_ratio": goal}
+            mine = f"plait.{plait_make.__name__} (shared)"
+            rec(case, mine, run(_shared(plait_make()), n), n, baseline=peer, **target)
     x = bench.scale(4_000, quick=1_000)
     case = "cross-process hand-off (2 processes)"
     rec(

@@ -45,7 +45,7 @@
 #include <structmember.h>
 #include <pythread.h>
 
-#define SEAM_VERSION 3
+#define SEAM_VERSION 4
 
 #if PY_VERSION_HEX >= 0x030D0000
 #define lookup_attr PyObject_GetOptionalAttr
@@ -1194,6 +1194,125 @@ static PyTypeObject YieldType = {
 
 /* -- LockCore's type ------------------------------------------------------------------- */
 
+/* -- RLock's fast paths: methods of LockCore that plait.RLock takes as its own ---------------
+ * The owner is the calling strand, as in the Python methods (found in C: known_strand();
+ * a thread plait has not met yet goes to Python once, which adopts it); the recursion count
+ * is the Python slot ``_count`` (its offset given to configure_rlock()). They finish a
+ * re-entry, a take of a free lock (local or shared) and a release with nobody waiting; all
+ * else is RLock's Python method of the same name. The GIL is held throughout, so no other
+ * thread sees the owner, the count and the state half-changed. */
+
+static PyObject *fn_racquire = NULL, *fn_rrelease = NULL;
+static Py_ssize_t count_offset = -1;
+
+/* The recursion count (-1 with an error set, or -2 if it is not an int: Python decides). */
+static inline long
+count_get(LockObject *self)
+{
+    PyObject *c = SLOT(self, count_offset);
+    if (c == NULL || !PyLong_CheckExact(c))
+        return -2;
+    return PyLong_AsLong(c);
+}
+
+static inline int
+count_set(LockObject *self, long n)
+{
+    PyObject *c = PyLong_FromLong(n);
+    if (c == NULL)
+        return -1;
+    Py_XSETREF(SLOT(self, count_offset), c);
+    return 0;
+}
+
+static PyObject *
+rlock_acquire(LockObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    if (fn_racquire == NULL) {
+        not_configured();
+        return NULL;
+    }
+    if (default_acquire_args(args, nargs, kwnames) && !hooks_active()) {
+        PyObject *me = known_strand();
+        if (me == NULL && PyErr_Occurred())
+            return NULL;
+        if (me != NULL) {
+            if (self->owner == me) {
+                long count = count_get(self);
+                Py_DECREF(me);
+                if (count == -1 && PyErr_Occurred())
+                    return NULL;
+                if (count >= 1) {
+                    if (count_set(self, count + 1) < 0)
+                        return NULL;
+                    Py_RETURN_TRUE;
+                }
+            }
+            else if (fast_take(self)) {
+                Py_XSETREF(self->owner, me);
+                if (count_set(self, 1) < 0)
+                    return NULL;
+                Py_RETURN_TRUE;
+            }
+            else
+                Py_DECREF(me);
+        }
+    }
+    return call_entry(fn_racquire, (PyObject *)self, args, nargs, kwnames);
+}
+
+static PyObject *
+rlock_release(LockObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (fn_rrelease == NULL) {
+        not_configured();
+        return NULL;
+    }
+    if (!hooks_active()) {
+        PyObject *me = known_strand();
+        if (me == NULL && PyErr_Occurred())
+            return NULL;
+        int mine = me != NULL && self->owner == me;
+        Py_XDECREF(me);
+        long count = mine ? count_get(self) : 0;
+        if (count == -1 && PyErr_Occurred())
+            return NULL;
+        if (count > 1) {
+            if (count_set(self, count - 1) < 0)
+                return NULL;
+            Py_RETURN_NONE;
+        }
+        if (count == 1 && !has_waiters(self->queue)) {
+            InnerObject *inner = fast_inner(self);
+            SharedInnerObject *shared = inner == NULL ? fast_shared(self) : NULL;
+            int given = 0;
+            if (inner != NULL && inner->locked) {
+                inner_unlock(inner);
+                given = 1;
+            }
+            else if (shared != NULL)
+                given = shared_give(shared);
+            if (given) {
+                PyObject *owner = self->owner;
+                self->owner = NULL;
+                self->owner_ident = 0;
+                self->owner_context = 0;
+                Py_XDECREF(owner);
+                if (count_set(self, 0) < 0)
+                    return NULL;
+                Py_RETURN_NONE;
+            }
+        }
+    }
+    return call_entry(fn_rrelease, (PyObject *)self, NULL, 0, NULL);
+}
+
+static PyObject *
+rlock_exit(LockObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return rlock_release(self, NULL);
+}
+
 static PyMethodDef lock_methods[] = {
     {"acquire", (PyCFunction)(void (*)(void))lock_acquire, METH_FASTCALL | METH_KEYWORDS,
      "acquire(blocking=True, timeout=-1) -> bool: take the lock, as threading.Lock does."},
@@ -1206,6 +1325,13 @@ static PyMethodDef lock_methods[] = {
     {"async_acquire", (PyCFunction)(void (*)(void))lock_async_acquire,
      METH_FASTCALL | METH_KEYWORDS,
      "async_acquire(blocking=True, timeout=-1): coroutine form of acquire()."},
+    {"_rlock_acquire", (PyCFunction)(void (*)(void))rlock_acquire,
+     METH_FASTCALL | METH_KEYWORDS,
+     "RLock.acquire's fast path (plait.RLock takes it as acquire and __enter__)."},
+    {"_rlock_release", (PyCFunction)rlock_release, METH_NOARGS,
+     "RLock.release's fast path (plait.RLock takes it as release)."},
+    {"_rlock_exit", (PyCFunction)(void (*)(void))rlock_exit, METH_FASTCALL,
+     "RLock.__exit__'s fast path."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1352,6 +1478,41 @@ configure_lock(PyObject *module, PyObject *args, PyObject *kwargs)
 #undef KEEP
 
 static PyObject *
+configure_rlock(PyObject *module, PyObject *args, PyObject *kwargs)
+{
+    if (PyTuple_GET_SIZE(args) || kwargs == NULL || PyDict_GET_SIZE(kwargs) != 3) {
+        PyErr_SetString(PyExc_TypeError,
+                        "configure_rlock() takes exactly the keyword arguments owner, acquire, "
+                        "release");
+        return NULL;
+    }
+    PyObject *owner = kw(kwargs, "owner"), *acq = kw(kwargs, "acquire");
+    PyObject *rel = kw(kwargs, "release");
+    if (!owner || !acq || !rel)
+        return NULL;
+    if (fn_acquire == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "configure_rlock(): configure_lock() comes first");
+        return NULL;
+    }
+    if (!PyType_Check(owner) || !PyType_IsSubtype((PyTypeObject *)owner, &LockType) ||
+        !PyCallable_Check(acq) || !PyCallable_Check(rel)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "configure_rlock(): owner must be the LockCore subclass with the "
+                        "_count slot, acquire and release RLock's Python methods");
+        return NULL;
+    }
+    Py_ssize_t off = slot_offset(owner, "_count");
+    if (off < 0)
+        return NULL;
+    count_offset = off;
+    Py_INCREF(rel);
+    Py_XSETREF(fn_rrelease, rel);
+    Py_INCREF(acq);
+    Py_XSETREF(fn_racquire, acq); /* last: the fast paths run once it is set */
+    Py_RETURN_NONE;
+}
+
+static PyObject *
 forked(PyObject *module, PyObject *Py_UNUSED(ignored))
 {
     /* In a forked child the loop cached on this thread is not running here any more. */
@@ -1371,6 +1532,10 @@ static PyMethodDef module_methods[] = {
      "configure_lock(WaitQueue, hooks, READY, entry): what the lock's fast paths read, and\n"
      "entry, Lock's Python methods by name (the slow paths). Raises if any is missing or\n"
      "not what the fast paths expect; until it succeeds, every call runs in Python."},
+    {"configure_rlock", (PyCFunction)(void (*)(void))configure_rlock,
+     METH_VARARGS | METH_KEYWORDS,
+     "configure_rlock(owner, acquire, release): the class whose _count slot holds the\n"
+     "recursion count, and RLock's Python acquire and release (the slow paths)."},
     {"current_strand", (PyCFunction)current_strand, METH_NOARGS,
      "The strand that is running this code (a task's strand inside a coroutine)."},
     {"thread_key", (PyCFunction)thread_key, METH_NOARGS,

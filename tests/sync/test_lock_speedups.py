@@ -84,6 +84,65 @@ def test_the_thread_fast_paths_run_no_python_code() -> None:
 
 
 @needs_speedups
+def test_the_rlocks_thread_fast_paths_run_no_python_code() -> None:
+    """RLock's take of a free lock, its re-entry and its releases run in C once the thread's
+    strand is known, and leave what the Python paths do: the owner strand and the depth."""
+    rlock = plait.RLock()
+    seen: list[tuple[object, int]] = []
+
+    def use() -> None:
+        with rlock:
+            rlock.acquire()
+            seen.append((rlock._owner, rlock._count))
+            rlock.release()
+        assert rlock.acquire()
+        rlock.release()
+
+    use()  # the thread's strand, adopted once, is not what is measured
+    seen.clear()
+    assert _python_calls(use) == []
+    assert seen == [(current_strand(), 2)]
+    assert rlock._owner is None and rlock._count == 0 and not rlock._inner.locked()
+    with pytest.raises(RuntimeError, match="un-acquired"):
+        rlock.release()  # (declined in C: the Python path raises)
+
+
+def test_an_rlock_held_by_one_task_is_not_reentered_by_another() -> None:
+    """The owner is the strand: two coroutines on one thread are two owners, so a sync
+    try from the second fails while the first holds it (the C path asks for the task's
+    strand, not the thread's)."""
+    rlock = plait.RLock()
+
+    async def main() -> list[bool]:
+        held, go = asyncio.Event(), asyncio.Event()
+
+        async def holder() -> None:
+            with rlock:
+                assert rlock.acquire()  # re-entry by the owner
+                rlock.release()
+                held.set()
+                await go.wait()
+
+        async def other() -> bool:
+            await held.wait()
+            try:
+                return rlock.acquire(False)
+            finally:
+                go.set()
+
+        first = asyncio.create_task(holder())
+        got = await other()
+        await first
+        again = rlock.acquire(False)  # free again: this task takes it, and gives it back
+        if again:
+            rlock.release()
+        return [got, again]
+
+    assert asyncio.run(main()) == [False, True]
+    assert not rlock._inner.locked()
+
+
+@needs_speedups
 def test_the_coroutine_fast_paths_run_no_python_code() -> None:
     lock = Lock()
 

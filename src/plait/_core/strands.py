@@ -48,7 +48,7 @@ if not os.environ.get("PLAIT_NO_SPEEDUPS"):
     except ImportError:  # pragma: no cover - depends on the build
         pass
     else:
-        if _fastlock.SEAM != 3:  # configure_*()'s arguments, LockCore's members, SharedInner
+        if _fastlock.SEAM != 4:  # configure_*()'s arguments, LockCore's members, SharedInner
             raise ImportError(
                 f"plait._fastlock ({_fastlock.__file__}) was built from another version of "
                 "plait: rebuild it (pip install -e .), or set PLAIT_NO_SPEEDUPS=1"

@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import Any
 
 from plait._core import Strand, current_strand, hooks
+from plait._core.strands import FASTLOCK
 from plait._sync._common import check_lock_args
 from plait._sync._lock import _LockCore
 
@@ -152,3 +153,19 @@ class RLock(_LockCore):
         from plait._ipc.promotion import share
 
         return share(self)
+
+
+# The C fast paths (plait/_fastlock.c: a re-entry, a free lock taken, a release with nobody
+# waiting) take the place of these methods of RLock and call them for every other case: the
+# Python methods above stay the reference.
+if FASTLOCK is not None:
+    FASTLOCK.configure_rlock(
+        owner=_LockCore, acquire=RLock.__dict__["acquire"], release=RLock.__dict__["release"]
+    )
+    for _name, _fast in (
+        ("acquire", FASTLOCK.LockCore._rlock_acquire),
+        ("__enter__", FASTLOCK.LockCore._rlock_acquire),
+        ("release", FASTLOCK.LockCore._rlock_release),
+        ("__exit__", FASTLOCK.LockCore._rlock_exit),
+    ):
+        setattr(RLock, _name, _fast)
