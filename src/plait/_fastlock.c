@@ -217,6 +217,7 @@ static PyTypeObject InnerType = {
  * backend's Python method of the same name, the reference, which tries again and settles
  * it. */
 
+#include <errno.h>
 #include <pthread.h>
 #include "_ipc/_robust_api.h"
 
@@ -334,31 +335,54 @@ shared_inner_dealloc(SharedInnerObject *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-/* 1 taken, 0 not here (the Python path decides). */
+/* A take or give answered -errno: if the mutex's holder had died, this thread holds it now
+ * (EOWNERDEAD), and the backend must repair and free it before anything else touches it --
+ * the Python path that follows would otherwise wait for it for good. 0, or -1 with an error
+ * set (the repair raised). */
+static int
+shared_settle(SharedInnerObject *self, int rc)
+{
+    if (rc != -EOWNERDEAD)
+        return 0; /* (busy: nothing taken) */
+    PyObject *r = PyObject_CallMethod(self->backend, "settle", "i", EOWNERDEAD);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+/* 1 taken, 0 not here (the Python path decides), -1 an error set. */
 static inline int
 shared_try(SharedInnerObject *self)
 {
     long long tag = *robust_api->process_tag; /* (0: not set yet) */
     if (tag == 0 || self->backend == NULL)
         return 0;
-    return robust_api->take(self->mutex, self->holder, tag) == 1;
+    int rc = robust_api->take(self->mutex, self->holder, tag);
+    return rc >= 0 ? rc : shared_settle(self, rc);
 }
 
-/* 1 given, 0 not here (the Python path decides). */
+/* 1 given, 0 not here (the Python path decides), -1 an error set. */
 static inline int
 shared_give(SharedInnerObject *self)
 {
     if (self->backend == NULL)
         return 0;
-    return robust_api->give(self->mutex, self->holder, self->table) == 1;
+    int rc = robust_api->give(self->mutex, self->holder, self->table);
+    return rc >= 0 ? rc : shared_settle(self, rc);
 }
 
 static PyObject *
 shared_inner_acquire(SharedInnerObject *self, PyObject *const *args, Py_ssize_t nargs,
                      PyObject *kwnames)
 {
-    if (kwnames == NULL && nargs == 1 && args[0] == Py_False && shared_try(self))
-        Py_RETURN_TRUE;
+    if (kwnames == NULL && nargs == 1 && args[0] == Py_False) {
+        int got = shared_try(self);
+        if (got < 0)
+            return NULL;
+        if (got)
+            Py_RETURN_TRUE;
+    }
     if (self->acquire_py == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "this shared lock's state was cleared");
         return NULL;
@@ -369,7 +393,10 @@ shared_inner_acquire(SharedInnerObject *self, PyObject *const *args, Py_ssize_t 
 static PyObject *
 shared_inner_release(SharedInnerObject *self, PyObject *Py_UNUSED(ignored))
 {
-    if (shared_give(self))
+    int given = shared_give(self);
+    if (given < 0)
+        return NULL;
+    if (given)
         Py_RETURN_NONE;
     if (self->release_py == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "this shared lock's state was cleared");
@@ -589,7 +616,8 @@ fast_shared(LockObject *self)
     return (SharedInnerObject *)inner;
 }
 
-/* Take the lock here, local or shared: 1 taken, 0 not here (the Python path decides). */
+/* Take the lock here, local or shared: 1 taken, 0 not here (the Python path decides), -1
+ * an error set. */
 static inline int
 fast_take(LockObject *self)
 {
@@ -597,7 +625,7 @@ fast_take(LockObject *self)
     if (inner != NULL)
         return inner_try(inner);
     SharedInnerObject *shared = fast_shared(self);
-    return shared != NULL && shared_try(shared);
+    return shared != NULL ? shared_try(shared) : 0;
 }
 
 /* Call a Python method (an entry) with the lock first and the caller's arguments. */
@@ -669,10 +697,14 @@ record_taker(LockObject *self)
 static PyObject *
 lock_acquire(LockObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
-    if ((default_acquire_args(args, nargs, kwnames) || try_acquire_args(args, nargs, kwnames)) &&
-        fast_take(self)) {
-        record_taker(self);
-        Py_RETURN_TRUE;
+    if (default_acquire_args(args, nargs, kwnames) || try_acquire_args(args, nargs, kwnames)) {
+        int got = fast_take(self);
+        if (got < 0)
+            return NULL;
+        if (got) {
+            record_taker(self);
+            Py_RETURN_TRUE;
+        }
     }
     return call_entry(fn_acquire, (PyObject *)self, args, nargs, kwnames);
 }
@@ -680,7 +712,10 @@ lock_acquire(LockObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject
 static PyObject *
 lock_enter(LockObject *self, PyObject *Py_UNUSED(ignored))
 {
-    if (fast_take(self)) {
+    int got = fast_take(self);
+    if (got < 0)
+        return NULL;
+    if (got) {
         record_taker(self);
         Py_RETURN_TRUE;
     }
@@ -741,12 +776,15 @@ lock_aenter(LockObject *self, PyObject *Py_UNUSED(ignored))
         PyObject *me = known_strand();
         if (me == NULL && PyErr_Occurred())
             return NULL;
-        if (me != NULL && (inner != NULL ? inner_try(inner) : shared_try(shared))) {
+        int got = me == NULL ? 0 : inner != NULL ? inner_try(inner) : shared_try(shared);
+        if (got > 0) {
             Py_XSETREF(self->owner, me);
             Py_INCREF(READY);
             return READY;
         }
         Py_XDECREF(me);
+        if (got < 0)
+            return NULL;
     }
     return call_entry(fn_aenter, (PyObject *)self, NULL, 0, NULL);
 }
@@ -862,7 +900,12 @@ op_am_send(OpObject *self, PyObject *arg, PyObject **result)
     if (self->state == OP_FRESH) {
         LockObject *lock = (LockObject *)self->lock;
         self->state = OP_DONE;
-        if (fast_take(lock)) {
+        int got = fast_take(lock);
+        if (got < 0) {
+            *result = NULL;
+            return PYGEN_ERROR;
+        }
+        if (got) {
             Py_INCREF(self->me);
             Py_XSETREF(lock->owner, self->me);
             Py_CLEAR(self->me);
@@ -1248,14 +1291,18 @@ rlock_acquire(LockObject *self, PyObject *const *args, Py_ssize_t nargs, PyObjec
                     Py_RETURN_TRUE;
                 }
             }
-            else if (fast_take(self)) {
-                Py_XSETREF(self->owner, me);
-                if (count_set(self, 1) < 0)
-                    return NULL;
-                Py_RETURN_TRUE;
-            }
-            else
+            else {
+                int got = fast_take(self);
+                if (got > 0) {
+                    Py_XSETREF(self->owner, me);
+                    if (count_set(self, 1) < 0)
+                        return NULL;
+                    Py_RETURN_TRUE;
+                }
                 Py_DECREF(me);
+                if (got < 0)
+                    return NULL;
+            }
         }
     }
     return call_entry(fn_racquire, (PyObject *)self, args, nargs, kwnames);
@@ -1290,8 +1337,8 @@ rlock_release(LockObject *self, PyObject *Py_UNUSED(ignored))
                 inner_unlock(inner);
                 given = 1;
             }
-            else if (shared != NULL)
-                given = shared_give(shared);
+            else if (shared != NULL && (given = shared_give(shared)) < 0)
+                return NULL;
             if (given) {
                 PyObject *owner = self->owner;
                 self->owner = NULL;

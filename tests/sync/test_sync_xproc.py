@@ -809,3 +809,41 @@ def test_a_forked_child_counts_its_permits_in_its_own_slot() -> None:
         sem.acquire(timeout=10)
     assert sem.acquire(timeout=10)
     sem.release()
+
+
+def _die_holding_the_inner_mutex(addr: int) -> None:
+    from plait._ipc import robust
+
+    assert robust._trylock(addr) == 0
+    os.kill(os.getpid(), signal.SIGKILL)  # never unlocks it
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("kind", ["Lock", "RLock", "Semaphore"])
+def test_a_fast_path_that_finds_the_inner_mutex_of_a_dead_process_repairs_it(
+    kind: str,
+) -> None:
+    """A process killed while it held a shared primitive's inner (robust) mutex leaves it
+    to the next taker, who gets it with EOWNERDEAD: the C fast paths must have it repaired
+    and freed before anything else waits for it (a Python path that followed would wait for
+    a mutex this very thread holds)."""
+    import multiprocessing
+    import warnings
+
+    obj = getattr(ps, kind)()
+    pickle.dumps(obj)
+    backend = obj._shared  # type: ignore[attr-defined]
+    with obj:  # (a semaphore's C path knows its slot from now on)
+        pass
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # (3.12: fork with threads)
+        child = multiprocessing.get_context("fork").Process(
+            target=_die_holding_the_inner_mutex, args=(backend.addr,)
+        )
+        child.start()
+    child.join(30)
+    assert child.exitcode == -signal.SIGKILL
+    with obj:  # the C take meets EOWNERDEAD
+        pass
+    assert obj.acquire(timeout=5)
+    obj.release()

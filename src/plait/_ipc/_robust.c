@@ -244,7 +244,9 @@ robust_set_process_tag(PyObject *module, PyObject *tag)
 /* SemPort(owner, mutex, words, table, slots): a shared Semaphore's take and give in C over
  * its segment (``owner``, its SemaphoreBackend, keeps the segment mapped). ``slot``: this
  * process's slot index once the Python path has claimed it (-1: not yet); a slot that no
- * longer carries this process's tag (a forked child) sends the call to Python. */
+ * longer carries this process's tag (a forked child) sends the call to Python. A take or
+ * give answers 1 (done) or 0 (not here: the Python path decides); it never leaves the mutex
+ * held -- a dead holder's is repaired by ``owner.settle()`` first. */
 typedef struct {
     PyObject_HEAD
     pthread_mutex_t *mutex;
@@ -331,6 +333,23 @@ semport_slot(SemPortObject *self)
     return LOAD(slot) == process_tag ? slot : NULL;
 }
 
+/* trylock's answer when it is not 0: busy (0: not here), or a dead holder's mutex, which
+ * this thread holds now -- repaired and freed by the backend (0), or an error raised there
+ * (-1). */
+static int
+semport_settle(SemPortObject *self, int rc)
+{
+    if (rc != EOWNERDEAD) {
+        return 0;
+    }
+    PyObject *r = PyObject_CallMethod(self->owner, "settle", "i", rc);
+    if (r == NULL) {
+        return -1;
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
 static PyObject *
 semport_take(SemPortObject *self, PyObject *Py_UNUSED(ignored))
 {
@@ -340,7 +359,7 @@ semport_take(SemPortObject *self, PyObject *Py_UNUSED(ignored))
     }
     int rc = trylock_looking(self->mutex, NULL);
     if (rc != 0) {
-        return PyLong_FromLong(-rc);
+        return semport_settle(self, rc) < 0 ? NULL : PyLong_FromLong(0);
     }
     int done = self->words[SEM_VALUE] > 0 && slot[0] == process_tag;
     if (done) {
@@ -372,7 +391,7 @@ semport_give(SemPortObject *self, PyObject *const *args, Py_ssize_t nargs)
     }
     int rc = trylock_looking(self->mutex, NULL);
     if (rc != 0) {
-        return PyLong_FromLong(-rc);
+        return semport_settle(self, rc) < 0 ? NULL : PyLong_FromLong(0);
     }
     long long *words = self->words;
     int done = *self->table == 0 && slot[0] == process_tag &&
@@ -387,10 +406,10 @@ semport_give(SemPortObject *self, PyObject *const *args, Py_ssize_t nargs)
 
 static PyMethodDef semport_methods[] = {
     {"take", (PyCFunction)semport_take, METH_NOARGS,
-     "take() -> 1 taken, 0 not here (no permit free, no slot yet), -errno from trylock."},
+     "take() -> 1 taken, 0 not here (no permit free, no slot yet, the mutex busy)."},
     {"give", (PyCFunction)(void (*)(void))semport_give, METH_FASTCALL,
-     "give(n, bounded) -> 1 given, 0 not here (a waiter to ring, past the bound, no slot),\n"
-     "-errno from trylock."},
+     "give(n, bounded) -> 1 given, 0 not here (a waiter to ring, past the bound, no slot,\n"
+     "the mutex busy)."},
     {NULL, NULL, 0, NULL},
 };
 

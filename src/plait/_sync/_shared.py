@@ -418,12 +418,8 @@ class SemaphoreBackend(Backend):
         # (a SIGTERM handled in this frame waits until it returns, see ``defer_in``) -- in
         # one C call once this process has its slot.
         port = self.port
-        if port is not None:
-            rc = port.take()
-            if rc == 1:
-                return True
-            if rc < 0:
-                self.settle(-rc)
+        if port is not None and port.take() == 1:
+            return True
         addr = self.addr
         rc = _trylock(addr)
         if not rc:
@@ -448,12 +444,8 @@ class SemaphoreBackend(Backend):
         """Give back ``n`` permits; ``ValueError`` (nothing given) if ``bounded`` and that
         would pass the initial value."""
         port = self.port
-        if port is not None:  # (the uncontended path, as in ``take``)
-            rc = port.give(n, bounded)
-            if rc == 1:
-                return
-            if rc < 0:
-                self.settle(-rc)
+        if port is not None and port.give(n, bounded) == 1:  # (uncontended, as in ``take``)
+            return
         addr = self.addr
         rc = _trylock(addr)
         if not rc:
