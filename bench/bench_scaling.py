@@ -14,7 +14,9 @@ Cases (each figure a median of a few repeats, after a warm-up round):
    chunking, at workers = cores; plait.Pool vs multiprocessing.Pool.
 3. ``queue fan-in``: P producer processes (1, 2, 4, 8, 15, capped at cores - 1 but at least
    2) put small ints into one bounded queue (maxsize 1000) that the parent drains;
-   plait.Queue vs multiprocessing.Queue; messages/s in total.
+   plait.Queue vs multiprocessing.Queue; messages/s in total. ``--put-gate`` adds
+   plait.Queue with ``PLAIT_PUT_GATE=1`` (its C putters take turns through a gate word: off
+   by default until a many-core run shows it helps).
 4. ``lock contention``: P processes (1, 2, 4, 8, 16, capped at the cores) each do
    ``with lock: counter.value += 1`` on one shared counter (a ``RawValue``: plait has no
    Value yet); plait.Lock vs multiprocessing.Lock; acquisitions/s in total, and the final
@@ -54,6 +56,7 @@ from typing import Any
 BENCH_DIR = Path(__file__).resolve().parent
 TASK_MS = 15.0
 QUEUE_MAXSIZE = 1000
+GATED = "plait.Queue (put gate)"  # --put-gate: plait.Queue with PLAIT_PUT_GATE=1
 JOIN_S = 10.0  # how long a case waits for its children to leave
 WAIT_S = 120.0  # the longest a child waits at a barrier before giving up
 
@@ -223,7 +226,7 @@ def _rounds(
 def case_queue(spec: dict[str, Any], t: Any) -> dict[str, Any]:
     ctx = _ctx()
     p = spec["procs"]
-    if spec["lib"] == "plait.Queue":
+    if spec["lib"].startswith("plait.Queue"):
         from plait import Queue
 
         q: Any = Queue(QUEUE_MAXSIZE)
@@ -492,6 +495,7 @@ class Driver:
             return {"status": "skipped", "error": "out of time budget"}
         fd, path = tempfile.mkstemp(prefix="plait_bench_scaling_", suffix=".json")
         os.close(fd)
+        env = {**self.env, **spec.get("env", {})}
         cmd = [sys.executable, str(Path(__file__).resolve()), "--run-case", json.dumps(spec)]
         cmd += ["--result", path]
         t0 = time.monotonic()
@@ -500,7 +504,7 @@ class Driver:
         # of it hang) for as long as any process the case started still lives.
         with tempfile.TemporaryFile() as log:
             proc = subprocess.Popen(
-                cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
             try:
                 proc.wait(timeout=timeout)
@@ -566,6 +570,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, help="seconds for the whole run")
     parser.add_argument(
         "--cases", default="pool,queue,lock", help="which of pool, queue, lock (comma-separated)"
+    )
+    parser.add_argument(
+        "--put-gate",
+        action="store_true",
+        help="queue fan-in: plait.Queue also with PLAIT_PUT_GATE=1 (the C putters' gate)",
     )
     parser.add_argument("--run-case", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
@@ -656,11 +665,15 @@ def main(argv: list[str] | None = None) -> int:
         scaling["pool_tiny"].append(row)
         show("pool_tiny", row, "tasks/s")
     print(f"\n3. queue fan-in (maxsize {QUEUE_MAXSIZE}), producers -> parent", flush=True)
+    queue_libs = ["plait.Queue", "multiprocessing.Queue"]
+    if args.put_gate:
+        queue_libs.insert(1, GATED)
     for p in queue_procs:
-        for lib in ("plait.Queue", "multiprocessing.Queue"):
+        for lib in queue_libs:
             spec = {
                 "kind": "queue",
                 "lib": lib,
+                "env": {"PLAIT_PUT_GATE": "1"} if lib == GATED else {},
                 "procs": p,
                 "repeat": repeat,
                 "round_s": round_s,

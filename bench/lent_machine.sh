@@ -13,9 +13,10 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1
 python3 -c "import sys, os, plait, plait._speedups, plait._ipc._robust; print(sys.version, os.cpu_count(), plait.__file__)" || exit 1
 uptime
-SCALING_BUDGET=${SCALING_BUDGET:-230}
+SCALING_BUDGET=${SCALING_BUDGET:-250}
 timeout $((SCALING_BUDGET + 40)) python3 bench/bench_scaling.py --budget "$SCALING_BUDGET" \
-    --cases "${SCALING_CASES:-pool,queue,lock}" --out "$OUT/scaling.json" > "$OUT/scaling.log" 2>&1
+    --cases "${SCALING_CASES:-pool,queue,lock}" ${SCALING_FLAGS:---put-gate} \
+    --out "$OUT/scaling.json" > "$OUT/scaling.log" 2>&1
 echo "scaling: rc $?"; tail -n 45 "$OUT/scaling.log"
 [ -n "${SKIP_FANIN:-}" ] || timeout 150 python3 bench/bench_fanin_batch.py --producers "${FANIN_PRODUCERS:-8,15}" \
     --topic fanin_16 --out-dir "$OUT" > "$OUT/fanin.log" 2>&1

@@ -2117,11 +2117,13 @@ static PyTypeObject CoreType = {
 
 #include <pthread.h>
 #include <errno.h>
+#include <sched.h>
 #include <stdint.h>
 
 /* transport.Ring's header words and frame kinds (checked against the Python constants by
  * _xproc.py when it makes a RingPort) */
-enum { R_HEAD = 2, R_TAIL = 3, R_COUNT = 4, R_UNFINISHED = 7, R_CLOSED = 9, R_OVF_FIRST = 14 };
+enum { R_HEAD = 2, R_TAIL = 3, R_COUNT = 4, R_UNFINISHED = 7, R_CLOSED = 9, R_PUT_GATE = 12,
+       R_OVF_FIRST = 14 };
 enum { K_INLINE = 0, K_BYTES = 2, K_BYTEARRAY = 3, K_INT = 4 };
 enum { W_GET = 0, W_PUT = 1 };
 #define R_WRAP ((int64_t)-1)
@@ -2134,6 +2136,21 @@ enum { W_GET = 0, W_PUT = 1 };
  * many gets long), the looking starts again -- up to R_MOVING_NS in all; it parks only
  * once the reader has gone quiet or the time is up (a park costs the reader a ring). */
 #define R_MOVING_NS 1000000LL
+
+/* The putters' gate (header word R_PUT_GATE, on the header's second cache line, which the
+ * reader's fast path does not touch): a blocking C putter takes it before it goes for the
+ * mutex, so that of many producers one at a time contends with the reader for the mutex and
+ * the ring's first line -- the rest wait on the gate's own line. It is a hint, never needed
+ * for correctness: its word is the time it was taken (0: free); a putter that cannot have it
+ * within R_GATE_WAIT_NS goes on without it, and a gate older than R_GATE_STALE_NS (its
+ * holder was killed, or stopped) is taken over. Python putters do not use it.
+ *
+ * Off unless PLAIT_PUT_GATE=1 (read at import): on 2 cores it neither helps nor hurts, and
+ * what it is for -- 8 to 15 producer processes on as many cores -- waits for a lent 16-core
+ * machine to be measured (bench/lent_machine.sh runs the fan-in with it off and on). */
+static int put_gate_on = 0;
+#define R_GATE_WAIT_NS 1000000LL
+#define R_GATE_STALE_NS 10000000LL
 
 #if defined(__x86_64__) || defined(__i386__)
 #define CPU_RELAX() __builtin_ia32_pause()
@@ -2310,6 +2327,42 @@ ringport_trylock(RingPortObject *self, int looks, int64_t full_at)
     return 1;
 }
 
+/* Take the putters' gate, waiting a little: its token (the time it was taken), or 0 when the
+ * putter goes on without it. */
+static int64_t
+gate_enter(int64_t *gate)
+{
+    long long start = 0;
+    for (int i = 0;; i++) {
+        int64_t g = LOAD(gate);
+        if (g == 0 || (i & 63) == 0) {
+            long long now = monotonic_ns();
+            if (!start)
+                start = now;
+            if (g == 0 || now - g > R_GATE_STALE_NS) {
+                int64_t mine = (int64_t)now;
+                if (__atomic_compare_exchange_n(gate, &g, mine, 0, __ATOMIC_ACQUIRE,
+                                                __ATOMIC_RELAXED))
+                    return mine;
+            }
+            else if (now - start > R_GATE_WAIT_NS)
+                return 0;
+        }
+        if (i < 256)
+            CPU_RELAX();
+        else
+            sched_yield(); /* the holder may be waiting for a CPU: more putters than cores */
+    }
+}
+
+/* Give the gate back (if it is still ours: a stale one may have been taken over). */
+static inline void
+gate_leave(int64_t *gate, int64_t mine)
+{
+    if (mine)
+        __atomic_compare_exchange_n(gate, &mine, 0, 0, __ATOMIC_RELEASE, __ATOMIC_RELAXED);
+}
+
 /* Append one frame (mutex held): 1 pushed, 0 no room in the ring itself (Ring.push, the
  * common cases: before the end, or after a wrap marker). */
 static int
@@ -2349,6 +2402,7 @@ static PyObject *
 ringport_put(RingPortObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     PyObject *item, *block_o, *timeout;
+    int64_t gate = 0; /* the putters' gate, while this call holds it */
     if (parse_args("put", 1, args, nargs, kwnames, &item, &block_o, &timeout) < 0)
         return NULL;
     if (timeout != Py_None || hooks_active()) {
@@ -2399,6 +2453,8 @@ ringport_put(RingPortObject *self, PyObject *const *args, Py_ssize_t nargs, PyOb
     int64_t *hdr = self->hdr;
     int64_t full_at = block ? self->maxsize : 0;
     long long moving_until = 0;
+    if (block && put_gate_on)
+        gate = gate_enter(&hdr[R_PUT_GATE]);
     for (;;) {
         if (LOAD(&self->waits[W_GET]) || LOAD(&hdr[R_CLOSED]))
             break; /* a getter to ring, or closed: the Python path does it */
@@ -2424,6 +2480,7 @@ ringport_put(RingPortObject *self, PyObject *const *args, Py_ssize_t nargs, PyOb
                 pthread_mutex_unlock(self->mutex);
                 if (!pushed)
                     break;
+                gate_leave(&hdr[R_PUT_GATE], gate);
                 if (encoded != NULL) {
                     PyBuffer_Release(&pb);
                     Py_DECREF(encoded);
@@ -2454,6 +2511,7 @@ ringport_put(RingPortObject *self, PyObject *const *args, Py_ssize_t nargs, PyOb
             break; /* the reader went quiet: park */
     }
 python:;
+    gate_leave(&self->hdr[R_PUT_GATE], gate); /* (the Python path may park: never with it) */
     PyObject *r;
     if (encoded == NULL) {
         PyObject *call[6] = {item, NULL, item, Py_None, block_o, Py_None};
@@ -2474,6 +2532,7 @@ python:;
     Py_DECREF(encoded);
     return r;
 error:
+    gate_leave(&self->hdr[R_PUT_GATE], gate);
     if (pb.obj != NULL)
         PyBuffer_Release(&pb);
     Py_XDECREF(encoded);
@@ -2833,9 +2892,9 @@ static struct PyModuleDef module_def = {
 static int
 add_ring_layout(PyObject *m)
 {
-    PyObject *t = Py_BuildValue("(iiiiiiiiiiii)", R_HEAD, R_TAIL, R_COUNT, R_UNFINISHED,
-                                R_CLOSED, R_OVF_FIRST, K_INLINE, K_BYTES, K_BYTEARRAY, K_INT,
-                                W_GET, W_PUT);
+    PyObject *t = Py_BuildValue("(iiiiiiiiiiiii)", R_HEAD, R_TAIL, R_COUNT, R_UNFINISHED,
+                                R_CLOSED, R_PUT_GATE, R_OVF_FIRST, K_INLINE, K_BYTES,
+                                K_BYTEARRAY, K_INT, W_GET, W_PUT);
     if (t == NULL)
         return -1;
     int rc = PyModule_AddObjectRef(m, "RING_LAYOUT", t);
@@ -2849,6 +2908,8 @@ PyInit__speedups(void)
     if (PyType_Ready(&MutexType) < 0 || PyType_Ready(&OpType) < 0 ||
         PyType_Ready(&CoreType) < 0 || PyType_Ready(&RingPortType) < 0)
         return NULL;
+    const char *gate_env = getenv("PLAIT_PUT_GATE");
+    put_gate_on = gate_env != NULL && strcmp(gate_env, "1") == 0;
     str_blocking = PyUnicode_InternFromString("_asyncio_future_blocking");
     str_done = PyUnicode_InternFromString("done");
     str_close = PyUnicode_InternFromString("close");

@@ -435,3 +435,44 @@ def test_a_loop_with_its_own_create_future_makes_the_wait_future() -> None:
     with asyncio.Runner(loop_factory=Loop) as runner:
         assert runner.run(main()) == 7
     assert made and all(f.done() for f in made)
+
+
+_GATE_SCRIPT = r"""
+import pickle, time
+import plait
+from plait._ipc.transport import Ring
+
+q = plait.Queue(10)
+pickle.dumps(q)  # shared: its puts go through the C RingPort
+hdr = q._shared.hdr
+gate = Ring.PUT_GATE
+hdr[gate] = time.monotonic_ns()  # held by a putter elsewhere that is slow to let go
+q.put(1)  # goes on without it, a moment later
+assert hdr[gate] != 0, "a gate held by another putter was taken"
+hdr[gate] = time.monotonic_ns() - 20_000_000  # its holder was killed holding it
+q.put(2)  # taken over, and given back
+assert hdr[gate] == 0, hdr[gate]
+q.put(3)
+assert hdr[gate] == 0
+assert [q.get(timeout=5) for _ in range(3)] == [1, 2, 3]
+print("ok")
+"""
+
+
+@pytest.mark.skipif(TURNED_OFF, reason="PLAIT_NO_SPEEDUPS=1: there is no C putter here")
+def test_the_putters_gate_is_only_a_hint() -> None:
+    """With PLAIT_PUT_GATE=1 the C putters take turns through a gate word; a gate held by
+    someone else never stops a put for long, a stale one (its holder killed) is taken over,
+    and a put leaves it free."""
+    import subprocess
+
+    env = {**os.environ, "PLAIT_PUT_GATE": "1"}
+    out = subprocess.run(
+        [sys.executable, "-c", _GATE_SCRIPT],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr

@@ -104,6 +104,7 @@ if _c is not None and _c.RING_LAYOUT != (
     Ring.COUNT,
     Ring.UNFINISHED,
     Ring.CLOSED,
+    Ring.PUT_GATE,
     Ring.OVF_FIRST,
     _INLINE,
     transport.BYTES,

@@ -205,6 +205,8 @@ class Ring:
 
     # header word indexes
     MAGIC, HEAD, TAIL, COUNT, GETTERS, PUTTERS, UNFINISHED, JOINERS, CLOSED, MAXSIZE = range(1, 11)
+    # the C putters' gate: a hint they take turns by, never needed (see plait/_speedups.c)
+    PUT_GATE = 12
     OVF_FIRST, OVF_LAST = _OVF_FIRST, _OVF_LAST
 
     def __init__(self, segment: Segment, prefix: str | None = None) -> None:
