@@ -43,6 +43,16 @@
 #include <pythread.h>
 #include <time.h>
 
+/* time.monotonic_ns()'s clock (CLOCK_MONOTONIC), in ns: trace events and the shared queue's
+ * spin windows. */
+static long long
+monotonic_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
 #define SEAM_VERSION 2
 
 /* -- module state (set once by configure()) ------------------------------------------- */
@@ -585,10 +595,7 @@ lane_record(PyObject *lane, PyObject *code, PyObject *strand, PyObject *on, PyOb
         Py_XDECREF(key);
         return 0;
     }
-    struct timespec ts;
-    PyObject *t = NULL, *seq = NULL, *event = NULL;
-    if (clock_gettime(CLOCK_MONOTONIC, &ts) == 0)
-        t = PyLong_FromLongLong((long long)ts.tv_sec * 1000000000LL + ts.tv_nsec);
+    PyObject *t = PyLong_FromLongLong(monotonic_ns()), *seq = NULL, *event = NULL;
     seq = t ? PyIter_Next(PyTuple_GET_ITEM(lane, 3)) : NULL;
     if (seq == NULL) {
         PyErr_Clear();
@@ -2160,13 +2167,6 @@ static int put_gate_on = 0;
 
 #define LOAD(p) __atomic_load_n((p), __ATOMIC_RELAXED)
 
-static long long
-monotonic_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
 #define COMMIT(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
 
 typedef struct {
