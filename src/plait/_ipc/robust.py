@@ -126,6 +126,8 @@ def set_process_tag(tag: int) -> None:
     setter = getattr(_lib, "set_process_tag", None)
     if setter is not None:
         setter(tag)
+
+
 _enter = _safepoint.enter
 _leave = _safepoint.leave
 
