@@ -67,6 +67,21 @@ def _run(ctx: Any, target: Any, *args: Any) -> Any:
     return p
 
 
+def _forked(target: Any, *args: Any) -> Any:
+    """A started daemon child of the ``fork`` start method (the forked-child tests need a
+    copy of this process: its shared objects' C state, its process tag)."""
+    import multiprocessing
+    import warnings
+
+    with warnings.catch_warnings():
+        # CPython 3.12 warns that fork() with threads running may deadlock: these children
+        # run no code that takes a lock another thread may hold at the fork.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        child = multiprocessing.get_context("fork").Process(target=target, args=args, daemon=True)
+        child.start()
+    return child
+
+
 def _join_ok(*procs: Any) -> None:
     for p in procs:
         p.join(30)
@@ -687,9 +702,6 @@ def test_a_forked_child_takes_a_shared_lock_in_its_own_name() -> None:
     child's take would name the parent). Here a forked child takes the lock on the C
     path and is killed holding it: the holder word names the child, and the parent is told
     the child died holding it."""
-    import multiprocessing
-    import warnings
-
     from plait._sync import _robust
 
     lock = ps.Lock()
@@ -702,12 +714,7 @@ def test_a_forked_child_takes_a_shared_lock_in_its_own_name() -> None:
         os.write(w, b"x")
         time.sleep(120)
 
-    with warnings.catch_warnings():
-        # CPython 3.12 warns that fork() with threads running may deadlock: this child
-        # runs no code that takes a lock another thread may hold at the fork.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        child = multiprocessing.get_context("fork").Process(target=hold, daemon=True)
-        child.start()
+    child = _forked(hold)
     try:
         assert os.read(r, 1) == b"x"
         assert _robust.tag_pid(int(backend.words[0])) == child.pid
@@ -769,9 +776,6 @@ def test_a_forked_child_counts_its_permits_in_its_own_slot() -> None:
     tag differs, so its take goes to the Python path, which claims the child's own slot.
     Killed holding the permit, the child is named to the parent, and the permit comes
     back."""
-    import multiprocessing
-    import warnings
-
     from plait._sync import _robust
 
     sem = ps.Semaphore(1)
@@ -786,12 +790,7 @@ def test_a_forked_child_counts_its_permits_in_its_own_slot() -> None:
         os.write(w, b"x")
         time.sleep(120)
 
-    with warnings.catch_warnings():
-        # CPython 3.12 warns that fork() with threads running may deadlock: this child
-        # runs no code that takes a lock another thread may hold at the fork.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        child = multiprocessing.get_context("fork").Process(target=hold, daemon=True)
-        child.start()
+    child = _forked(hold)
     try:
         assert os.read(r, 1) == b"x"
         counts = {
@@ -827,20 +826,12 @@ def test_a_fast_path_that_finds_the_inner_mutex_of_a_dead_process_repairs_it(
     to the next taker, who gets it with EOWNERDEAD: the C fast paths must have it repaired
     and freed before anything else waits for it (a Python path that followed would wait for
     a mutex this very thread holds)."""
-    import multiprocessing
-    import warnings
-
     obj = getattr(ps, kind)()
     pickle.dumps(obj)
     backend = obj._shared  # type: ignore[attr-defined]
     with obj:  # (a semaphore's C path knows its slot from now on)
         pass
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # (3.12: fork with threads)
-        child = multiprocessing.get_context("fork").Process(
-            target=_die_holding_the_inner_mutex, args=(backend.addr,)
-        )
-        child.start()
+    child = _forked(_die_holding_the_inner_mutex, backend.addr)
     child.join(30)
     assert child.exitcode == -signal.SIGKILL
     with obj:  # the C take meets EOWNERDEAD

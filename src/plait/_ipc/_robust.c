@@ -204,6 +204,11 @@ take_word(pthread_mutex_t *m, long long *holder, long long tag)
 static int
 give_word(pthread_mutex_t *m, long long *holder, long long *table)
 {
+    /* Waiters announced: the slow path rings one under the mutex -- no try here first (a
+     * release that meets waiters may pass through here more than once on its way there). */
+    if (LOAD(table) != 0) {
+        return 0;
+    }
     int rc = trylock_looking(m, NULL);
     if (rc != 0) {
         return -rc;
@@ -386,7 +391,7 @@ semport_give(SemPortObject *self, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     long long *slot = semport_slot(self);
-    if (slot == NULL || n < 1) {
+    if (slot == NULL || n < 1 || LOAD(self->table) != 0) { /* (waiters: the slow path) */
         return PyLong_FromLong(0); /* (the Python path says what is wrong) */
     }
     int rc = trylock_looking(self->mutex, NULL);

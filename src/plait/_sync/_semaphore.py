@@ -196,12 +196,7 @@ class Semaphore:
         shared = self._shared
         return (self._value if shared is None else shared.value()) == 0
 
-    def __enter__(self, blocking: bool = True, timeout: float | None = None) -> bool:
-        shared = self._shared
-        if shared is not None and blocking is True and timeout is None and not hooks.active:
-            port = shared.port  # (acquire's shared path, inlined; its C take first)
-            return (port is not None and port.take() == 1) or bool(shared.take(self, None))
-        return self.acquire(blocking, timeout)
+    __enter__ = acquire
 
     def __exit__(
         self,
